@@ -1,0 +1,71 @@
+//! What a data command sees while it runs.
+
+use ferrokv_resp::ReplyBuf;
+use ferrokv_store::Db;
+
+/// Settings that change how commands behave (CONFIG SET can change them).
+#[derive(Clone, Debug)]
+pub struct ExecConfig {
+    /// `proto-max-bulk-len`: also the largest string SETRANGE/APPEND/SETBIT may build.
+    pub proto_max_bulk_len: u64,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig { proto_max_bulk_len: 512 * 1024 * 1024 }
+    }
+}
+
+/// Routes a key to the keyspace that holds it. One shard executing a single-shard
+/// command offers just its own [`Db`]; a cross-shard command sees several, locked.
+pub trait Keyspace {
+    /// The database that owns `key`.
+    fn db(&mut self, key: &[u8]) -> &mut Db;
+    /// Every database this command may touch (KEYS, DBSIZE, FLUSHALL, SCAN visit all).
+    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db));
+}
+
+/// The keyspace of one shard, for commands whose keys all live there.
+pub struct SingleDb<'a>(pub &'a mut Db);
+
+impl Keyspace for SingleDb<'_> {
+    #[inline]
+    fn db(&mut self, _key: &[u8]) -> &mut Db {
+        self.0
+    }
+    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
+        f(self.0)
+    }
+}
+
+pub struct Ctx<'a> {
+    pub keys: &'a mut dyn Keyspace,
+    /// Unix time in milliseconds, fixed for the whole command (and a whole EXEC), as
+    /// Redis caches its clock per command so expiry decisions stay consistent.
+    pub now_ms: u64,
+    pub cfg: &'a ExecConfig,
+    pub out: &'a mut ReplyBuf,
+    /// Number of keys this command changed (INFO's `rdb_changes_since_last_save`).
+    pub dirty: u64,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(keys: &'a mut dyn Keyspace, now_ms: u64, cfg: &'a ExecConfig, out: &'a mut ReplyBuf) -> Self {
+        Ctx { keys, now_ms, cfg, out, dirty: 0 }
+    }
+
+    /// The database of `key`. To write a reply while holding a value, borrow the
+    /// fields apart instead: `ctx.keys.db(key)` and `ctx.out`.
+    #[inline]
+    pub fn db(&mut self, key: &[u8]) -> &mut Db {
+        self.keys.db(key)
+    }
+
+    /// Records that `key` changed: invalidates WATCHes on it and counts a change.
+    /// Every command that modifies a key calls this once per key it changed, as
+    /// Redis calls `signalModifiedKey`.
+    pub fn touch(&mut self, key: &[u8]) {
+        self.keys.db(key).touch(key);
+        self.dirty += 1;
+    }
+}

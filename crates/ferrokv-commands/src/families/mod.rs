@@ -1,0 +1,4 @@
+//! Command families, one file per Redis data type or concern.
+
+pub mod keys;
+pub mod strings;

@@ -1,0 +1,16 @@
+//! RESP2/RESP3 wire format, without IO.
+//!
+//! - [`parser`]: the request parser (multibulk and inline), resumable across reads.
+//! - [`args`]: argument vectors that borrow from the read buffer ([`Args`]) or own
+//!   their bytes ([`OwnedArgs`]) when a command must outlive the buffer.
+//! - [`reply`]: the reply encoder, aware of the connection's protocol version.
+//! - [`value`]: a parser for replies, for clients and tests.
+
+pub mod args;
+pub mod parser;
+pub mod reply;
+pub mod value;
+
+pub use args::{Args, OwnedArgs, Span};
+pub use parser::{Limits, Parsed, ProtocolError, RequestParser};
+pub use reply::{format_double, Proto, ReplyBuf};

@@ -1,0 +1,1 @@
+//! Reply parser: completed in its own change.

@@ -1,0 +1,11 @@
+//! The keyspace of one shard and the values in it. No IO, no threads: a shard owns its
+//! [`Db`] and the server decides which thread touches it.
+
+pub mod db;
+pub mod glob;
+pub mod slot;
+pub mod value;
+
+pub use db::{Db, Entry};
+pub use slot::{key_slot, SLOTS};
+pub use value::Value;
