@@ -4,9 +4,14 @@ use crate::table::{CommandSpec, Handler, KeyPositions};
 use crate::Ctx;
 use ferrokv_resp::Args;
 
-pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("del", -2, &["write"], KeyPositions::new(1, -1, 1), &["@keyspace", "@write", "@slow"], Handler::Data(del)),
-];
+pub const COMMANDS: &[CommandSpec] = &[CommandSpec::new(
+    "del",
+    -2,
+    &["write"],
+    KeyPositions::new(1, -1, 1),
+    &["@keyspace", "@write", "@slow"],
+    Handler::Data(del),
+)];
 
 /// DEL key [key ...]
 pub fn del(ctx: &mut Ctx, args: &Args) {

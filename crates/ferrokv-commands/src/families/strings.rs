@@ -7,8 +7,22 @@ use ferrokv_resp::Args;
 use ferrokv_store::Value;
 
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("get", 2, &["readonly", "fast"], KeyPositions::new(1, 1, 1), &["@read", "@string", "@fast"], Handler::Data(get)),
-    CommandSpec::new("set", -3, &["write", "denyoom"], KeyPositions::new(1, 1, 1), &["@write", "@string", "@slow"], Handler::Data(set)),
+    CommandSpec::new(
+        "get",
+        2,
+        &["readonly", "fast"],
+        KeyPositions::new(1, 1, 1),
+        &["@read", "@string", "@fast"],
+        Handler::Data(get),
+    ),
+    CommandSpec::new(
+        "set",
+        -3,
+        &["write", "denyoom"],
+        KeyPositions::new(1, 1, 1),
+        &["@write", "@string", "@slow"],
+        Handler::Data(set),
+    ),
 ];
 
 /// GET key
