@@ -1,0 +1,29 @@
+//! `user_data` layout: the top 8 bits say what completed, the low 56 bits which one.
+
+pub const KIND_SHIFT: u32 = 56;
+pub const PAYLOAD_MASK: u64 = (1 << KIND_SHIFT) - 1;
+
+#[inline]
+pub const fn encode(kind: u8, payload: u64) -> u64 {
+    ((kind as u64) << KIND_SHIFT) | (payload & PAYLOAD_MASK)
+}
+
+#[inline]
+pub const fn kind(user_data: u64) -> u8 {
+    (user_data >> KIND_SHIFT) as u8
+}
+
+#[inline]
+pub const fn payload(user_data: u64) -> u64 {
+    user_data & PAYLOAD_MASK
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trip() {
+        let u = super::encode(7, 0x00ab_cdef_1234);
+        assert_eq!(super::kind(u), 7);
+        assert_eq!(super::payload(u), 0x00ab_cdef_1234);
+    }
+}
