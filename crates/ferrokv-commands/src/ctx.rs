@@ -23,6 +23,8 @@ pub trait Keyspace {
     fn db(&mut self, key: &[u8]) -> &mut Db;
     /// Every database this command may touch (KEYS, DBSIZE, FLUSHALL, SCAN visit all).
     fn each_db(&mut self, f: &mut dyn FnMut(&mut Db));
+    /// The database that owns hash slot `slot` (SCAN walks slot by slot).
+    fn db_for_slot(&mut self, slot: u16) -> &mut Db;
 }
 
 /// The keyspace of one shard, for commands whose keys all live there.
@@ -35,6 +37,9 @@ impl Keyspace for SingleDb<'_> {
     }
     fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
         f(self.0)
+    }
+    fn db_for_slot(&mut self, _slot: u16) -> &mut Db {
+        self.0
     }
 }
 

@@ -105,7 +105,8 @@ impl CommandSpec {
 }
 
 /// All commands, family by family.
-pub static COMMANDS: &[&[CommandSpec]] = &[crate::families::strings::COMMANDS, crate::families::keys::COMMANDS];
+pub static COMMANDS: &[&[CommandSpec]] =
+    &[crate::families::server::COMMANDS, crate::families::strings::COMMANDS, crate::families::keys::COMMANDS];
 
 fn index() -> &'static HashMap<&'static str, &'static CommandSpec> {
     static INDEX: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();

@@ -1,4 +1,5 @@
 //! Command families, one file per Redis data type or concern.
 
 pub mod keys;
+pub mod server;
 pub mod strings;

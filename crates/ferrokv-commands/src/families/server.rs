@@ -1,0 +1,64 @@
+//! Connection, server and transaction commands. They run in the server, which owns the
+//! connection and node state they need; here is only their table entry.
+
+use crate::table::{CommandSpec, Handler, KeyPositions};
+
+const NONE: KeyPositions = KeyPositions::NONE;
+
+const fn srv(name: &'static str, arity: i32, flags: &'static [&'static str], acl: &'static [&'static str]) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, NONE, acl, Handler::Server)
+}
+
+pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
+    srv("client|id", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv("client|setname", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv("client|getname", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv("client|list", -2, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
+    srv("client|info", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv("client|kill", -3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
+    srv("client|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
+];
+
+pub const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
+    srv("config|get", -3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"]),
+    srv("config|set", -4, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"]),
+    srv("config|resetstat", 2, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"]),
+    srv("config|help", 2, &["loading", "stale"], &["@slow"]),
+];
+
+pub const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
+    srv("command|count", 2, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|info", -2, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|docs", -2, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|getkeys", -3, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|list", -2, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
+];
+
+pub const COMMANDS: &[CommandSpec] = &[
+    srv("ping", -1, &["fast"], &["@fast", "@connection"]),
+    srv("echo", 2, &["fast"], &["@fast", "@connection"]),
+    srv("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"]),
+    srv("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"]),
+    srv("quit", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"]),
+    srv("reset", 1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"]),
+    srv("select", 2, &["loading", "stale", "fast"], &["@fast", "@connection"]),
+    srv("client", -2, &[], &["@slow"]).with_subcommands(CLIENT_SUBCOMMANDS),
+    srv("info", -1, &["loading", "stale"], &["@slow", "@dangerous"]),
+    srv("time", 1, &["loading", "stale", "fast"], &["@fast"]),
+    srv("config", -2, &[], &["@slow"]).with_subcommands(CONFIG_SUBCOMMANDS),
+    srv("command", -1, &["loading", "stale"], &["@slow", "@connection"]).with_subcommands(COMMAND_SUBCOMMANDS),
+    srv("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], &["@admin", "@slow", "@dangerous"]),
+    srv("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"]),
+    srv("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], &["@slow", "@transaction"]),
+    srv("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"]),
+    CommandSpec::new(
+        "watch",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_multi", "allow_busy"],
+        KeyPositions::new(1, -1, 1),
+        &["@fast", "@transaction"],
+        Handler::Server,
+    ),
+    srv("unwatch", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"]),
+];
