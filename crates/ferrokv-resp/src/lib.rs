@@ -1,12 +1,14 @@
 //! RESP2/RESP3 wire format, without IO.
 //!
 //! - [`parser`]: the request parser (multibulk and inline), resumable across reads.
+//! - [`inline`]: splitting an inline command line into arguments (quotes, escapes).
 //! - [`args`]: argument vectors that borrow from the read buffer ([`Args`]) or own
 //!   their bytes ([`OwnedArgs`]) when a command must outlive the buffer.
 //! - [`reply`]: the reply encoder, aware of the connection's protocol version.
 //! - [`value`]: a parser for replies, for clients and tests.
 
 pub mod args;
+pub mod inline;
 pub mod parser;
 pub mod reply;
 pub mod value;
