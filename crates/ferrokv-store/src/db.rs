@@ -1,23 +1,149 @@
 //! One shard's keyspace: a hash table per hash slot, so that counting and walking the
 //! keys of one slot (COUNTKEYSINSLOT, GETKEYSINSLOT, migration, SCAN) touches only it.
+//!
+//! # Expiry
+//! An entry carries its absolute expiry time (`expire_at`, unix ms, 0 = none). Expired
+//! entries are deleted lazily when a lookup meets them, and by [`Db::active_expire`],
+//! a time-bounded sweep that resumes where the last one stopped. There is no separate
+//! table of expiring keys (Redis's `expires` dict, 24+ bytes per volatile key);
+//! instead every slot counts its keys with a TTL, so the sweep skips slots without
+//! any. Change `expire_at` only through [`Db::set`], [`Db::set_expire`] and
+//! [`Db::persist`], which keep those counts right; never through the `&mut Entry`
+//! that [`Db::get`] returns.
+//!
+//! # Access tracking
+//! Each key keeps 32 bits of access history, as Redis keeps 24 in `robj.lru`: the LRU
+//! clock (unix seconds, 24 bits, wrapping every 194 days) of its last access for
+//! OBJECT IDLETIME, and an 8-bit logarithmic LFU counter for OBJECT FREQ. Redis keeps
+//! one or the other depending on `maxmemory-policy`; both here, so switching the policy
+//! needs no warm-up. Lookups that Redis makes with `LOOKUP_NOTOUCH` (TYPE, TTL,
+//! EXISTS, OBJECT, SCAN's TYPE filter) use [`Db::peek`], which leaves them alone.
+//!
+//! # WATCH
+//! Every deletion the Db makes on its own (lazy and active expiry, [`Db::clear`])
+//! bumps the key's watch version, as Redis calls `signalModifiedKey` there. Changes
+//! that commands make are signalled by the command through [`Db::touch`].
 
+use crate::glob::{glob_match, pattern_slot};
 use crate::slot::{key_slot, SLOTS};
 use crate::value::Value;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
 
-type Table = hashbrown::HashMap<Box<[u8]>, Entry, foldhash::fast::FixedState>;
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry time in unix milliseconds; 0 = no expiry.
     pub expire_at: u64,
 }
 
+impl Entry {
+    #[inline]
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now_ms
+    }
+}
+
+/// A key's access history: the LRU clock of its last access (high 24 bits) and its
+/// LFU counter (low 8 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access(u32);
+
+/// Redis's `LRU_CLOCK_MAX`: the LRU clock is unix seconds modulo 2^24.
+const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
+/// The LFU counter of a new key (`LFU_INIT_VAL`), so new keys are not evicted at once.
+const LFU_INIT_VAL: u8 = 5;
+
+impl Access {
+    fn new(clock: u32) -> Self {
+        Access((clock << 8) | LFU_INIT_VAL as u32)
+    }
+
+    /// The LRU clock (unix seconds mod 2^24) of the last access.
+    pub fn clock(self) -> u32 {
+        self.0 >> 8
+    }
+
+    /// The LFU counter as last stored, before decay.
+    pub fn counter(self) -> u8 {
+        self.0 as u8
+    }
+
+    fn with(clock: u32, counter: u8) -> Self {
+        Access((clock << 8) | counter as u32)
+    }
+
+    /// Seconds since the last access, as Redis's `estimateObjectIdleTime` computes it
+    /// (in seconds rather than milliseconds), wrap included.
+    pub fn idle_seconds(self, clock: u32) -> u64 {
+        let last = self.clock();
+        if clock >= last {
+            (clock - last) as u64
+        } else {
+            (clock + (LRU_CLOCK_MAX - last)) as u64
+        }
+    }
+
+    /// The counter after decay: one step per `decay_time` minutes since the last
+    /// access (Redis's `LFUDecrAndReturn`).
+    pub fn decayed_counter(self, clock: u32, decay_time: u32) -> u8 {
+        if decay_time == 0 {
+            return self.counter();
+        }
+        let (now_min, last_min) = (clock / 60, self.clock() / 60);
+        let elapsed = if now_min >= last_min { now_min - last_min } else { LRU_CLOCK_MAX / 60 - last_min + now_min };
+        let periods = elapsed / decay_time;
+        self.counter().saturating_sub(periods.min(255) as u8)
+    }
+}
+
+/// A stored key. 64 bytes: key 16, entry 40, access 4, padding 4.
+struct Node {
+    key: Box<[u8]>,
+    entry: Entry,
+    access: Access,
+}
+
+#[derive(Default)]
+struct Slot {
+    table: HashTable<Node>,
+    /// Keys in this slot with an expiry time.
+    expiring: u32,
+}
+
+/// Slots per group in the per-group key counts that pick random keys.
+const GROUP: usize = 128;
+const GROUPS: usize = SLOTS / GROUP;
+
+/// Keys examined per step of the active expiry cycle (Redis's
+/// `ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP`), and buckets visited at most per step.
+const EXPIRE_SAMPLE: usize = 20;
+const EXPIRE_MAX_BUCKETS: usize = EXPIRE_SAMPLE * 20;
+/// The cycle goes on while more than this percentage of the examined keys had
+/// expired (`ACTIVE_EXPIRE_CYCLE_ACCEPTABLE_STALE`).
+const EXPIRE_ACCEPTABLE_STALE: usize = 10;
+
 pub struct Db {
-    slots: Vec<Table>,
+    slots: Box<[Slot]>,
+    /// Keys per group of [`GROUP`] consecutive slots.
+    groups: Box<[usize]>,
     len: usize,
+    /// Keys with an expiry time.
+    expiring: usize,
+    hasher: FixedState,
     /// WATCHed keys and how often each changed since it was first watched.
-    watched: hashbrown::HashMap<Box<[u8]>, Watched>,
+    watched: hashbrown::HashMap<Box<[u8]>, Watched, FixedState>,
+    /// Redis's LRU clock: unix seconds mod 2^24, from the last time the Db saw.
+    lru_clock: u32,
+    rng: u64,
+    /// Where the next active expiry step starts: a slot and a bucket in its table.
+    expire_cursor: (usize, usize),
+    /// `lfu-log-factor`: how many accesses it takes to raise the LFU counter.
+    pub lfu_log_factor: u32,
+    /// `lfu-decay-time`: minutes per decrement of an idle key's LFU counter.
+    pub lfu_decay_time: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,10 +159,31 @@ impl Default for Db {
 }
 
 impl Db {
+    /// An empty Db with a random hash seed.
     pub fn new() -> Self {
-        Db { slots: (0..SLOTS).map(|_| Table::default()).collect(), len: 0, watched: Default::default() }
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+        Self::with_seed(seed)
     }
 
+    /// An empty Db whose hashing and random choices follow `seed` (for tests and
+    /// simulations).
+    pub fn with_seed(seed: u64) -> Self {
+        Db {
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+            groups: vec![0; GROUPS].into_boxed_slice(),
+            len: 0,
+            expiring: 0,
+            hasher: FixedState::with_seed(seed),
+            watched: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
+            lru_clock: 0,
+            rng: seed | 1,
+            expire_cursor: (0, 0),
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+        }
+    }
+
+    /// Number of keys, expired ones not yet deleted included (as Redis's DBSIZE).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -45,45 +192,421 @@ impl Db {
         self.len == 0
     }
 
-    /// The live entry at `key`; an expired one is deleted on the way (lazy expiry).
-    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let t = &mut self.slots[key_slot(key) as usize];
-        let expired = matches!(t.get(key), Some(e) if e.expire_at != 0 && e.expire_at <= now_ms);
-        if expired {
-            t.remove(key);
-            self.len -= 1;
-            return None;
-        }
-        t.get_mut(key)
-    }
-
-    /// Stores `value` at `key` with `expire_at` (0 = none), replacing any entry.
-    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) {
-        let t = &mut self.slots[key_slot(key) as usize];
-        if t.insert(key.into(), Entry { value, expire_at }).is_none() {
-            self.len += 1;
-        }
-    }
-
-    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
-        let t = &mut self.slots[key_slot(key) as usize];
-        let e = t.remove(key)?;
-        self.len -= 1;
-        if e.expire_at != 0 && e.expire_at <= now_ms {
-            return None;
-        }
-        Some(e)
-    }
-
-    pub fn clear(&mut self) {
-        for t in &mut self.slots {
-            *t = Table::default();
-        }
-        self.len = 0;
+    /// Number of keys with an expiry time.
+    pub fn expire_keys_count(&self) -> usize {
+        self.expiring
     }
 
     pub fn slot_len(&self, slot: u16) -> usize {
-        self.slots[slot as usize].len()
+        self.slots[slot as usize].table.len()
+    }
+
+    /// Advances the LRU clock to `now_ms`. Lookups given a time do this themselves;
+    /// the server calls it once per loop so that [`Db::set`] stamps fresh times.
+    #[inline]
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.lru_clock = ((now_ms / 1000) & LRU_CLOCK_MAX as u64) as u32;
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot and bucket of `key`, expired or not.
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<(usize, usize)> {
+        let slot = key_slot(key) as usize;
+        let idx = self.slots[slot].table.find_bucket_index(self.hash(key), |n| &*n.key == key)?;
+        Some((slot, idx))
+    }
+
+    /// The slot and bucket of a live `key`; an expired one is deleted on the way.
+    #[inline]
+    fn find_live(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
+        self.set_clock(now_ms);
+        let (slot, idx) = self.find(key)?;
+        if self.node(slot, idx).entry.is_expired(now_ms) {
+            self.remove_at(slot, idx);
+            self.touch(key);
+            self.shrink_if_sparse(slot);
+            return None;
+        }
+        Some((slot, idx))
+    }
+
+    #[inline]
+    fn node(&self, slot: usize, idx: usize) -> &Node {
+        // Indexes come from `find`, with no change to the table since.
+        self.slots[slot].table.get_bucket(idx).expect("bucket index from find")
+    }
+
+    #[inline]
+    fn node_mut(&mut self, slot: usize, idx: usize) -> &mut Node {
+        self.slots[slot].table.get_bucket_mut(idx).expect("bucket index from find")
+    }
+
+    /// Removes the node at a known bucket and updates the counts.
+    fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
+        let occupied = self.slots[slot].table.get_bucket_entry(idx).ok().expect("bucket index from find");
+        let (node, _) = occupied.remove();
+        self.len -= 1;
+        self.groups[slot / GROUP] -= 1;
+        if node.entry.expire_at != 0 {
+            self.slots[slot].expiring -= 1;
+            self.expiring -= 1;
+        }
+        node
+    }
+
+    /// Gives memory back when a slot's table became mostly empty (hash tables never
+    /// shrink by themselves; Redis resizes its dicts below 10% fill).
+    fn shrink_if_sparse(&mut self, slot: usize) {
+        let Db { slots, hasher, .. } = self;
+        let t = &mut slots[slot].table;
+        if t.capacity() > 64 && t.len() * 8 < t.capacity() {
+            t.shrink_to(t.len() * 2, |n| hasher.hash_one(&*n.key));
+        }
+    }
+
+    /// Inserts a key known to be absent.
+    fn insert_new(&mut self, slot: usize, hash: u64, node: Node) {
+        if node.entry.expire_at != 0 {
+            self.slots[slot].expiring += 1;
+            self.expiring += 1;
+        }
+        self.len += 1;
+        self.groups[slot / GROUP] += 1;
+        let Db { slots, hasher, .. } = self;
+        slots[slot].table.insert_unique(hash, node, |n| hasher.hash_one(&*n.key));
+    }
+
+    /// Records an access for LRU and LFU (Redis's `updateLFU` and the LRU stamp of
+    /// `lookupKey`).
+    fn accessed(&mut self, a: Access) -> Access {
+        let counter = a.decayed_counter(self.lru_clock, self.lfu_decay_time);
+        let counter = self.lfu_log_incr(counter);
+        Access::with(self.lru_clock, counter)
+    }
+
+    /// Redis's `LFULogIncr`: the counter grows with probability
+    /// 1 / ((counter - LFU_INIT_VAL) * lfu_log_factor + 1).
+    fn lfu_log_incr(&mut self, counter: u8) -> u8 {
+        if counter == 255 {
+            return 255;
+        }
+        let base = counter.saturating_sub(LFU_INIT_VAL) as f64;
+        let p = 1.0 / (base * self.lfu_log_factor as f64 + 1.0);
+        if p >= 1.0 || self.random_f64() < p {
+            counter + 1
+        } else {
+            counter
+        }
+    }
+
+    /// The live entry at `key`, recording the access (Redis's `lookupKeyRead` /
+    /// `lookupKeyWrite`); an expired one is deleted on the way (lazy expiry).
+    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+        let (slot, idx) = self.find_live(key, now_ms)?;
+        let a = self.node(slot, idx).access;
+        let a = self.accessed(a);
+        let node = self.node_mut(slot, idx);
+        node.access = a;
+        Some(&mut node.entry)
+    }
+
+    /// The live entry at `key` without recording an access (Redis's
+    /// `LOOKUP_NOTOUCH`); an expired one is deleted on the way.
+    pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let (slot, idx) = self.find_live(key, now_ms)?;
+        Some(&self.node(slot, idx).entry)
+    }
+
+    /// Whether `key` is live, without recording an access.
+    pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
+        self.find_live(key, now_ms).is_some()
+    }
+
+    /// The access history of a live `key`, without recording an access.
+    pub fn access(&mut self, key: &[u8], now_ms: u64) -> Option<Access> {
+        let (slot, idx) = self.find_live(key, now_ms)?;
+        Some(self.node(slot, idx).access)
+    }
+
+    /// OBJECT IDLETIME: seconds since the last access to a live `key`.
+    pub fn idle_seconds(&mut self, key: &[u8], now_ms: u64) -> Option<u64> {
+        let a = self.access(key, now_ms)?;
+        Some(a.idle_seconds(self.lru_clock))
+    }
+
+    /// OBJECT FREQ: the LFU counter of a live `key`, decayed to now.
+    pub fn lfu_counter(&mut self, key: &[u8], now_ms: u64) -> Option<u8> {
+        let a = self.access(key, now_ms)?;
+        Some(a.decayed_counter(self.lru_clock, self.lfu_decay_time))
+    }
+
+    /// Stores `value` at `key` with `expire_at` (0 = none), replacing any entry. A
+    /// replaced key keeps its LFU counter, as Redis's `dbSetValue` does.
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) {
+        let slot = key_slot(key) as usize;
+        let hash = self.hash(key);
+        let clock = self.lru_clock;
+        let s = &mut self.slots[slot];
+        if let Some(node) = s.table.find_mut(hash, |n| &*n.key == key) {
+            let old = node.entry.expire_at;
+            node.entry = Entry { value, expire_at };
+            node.access = Access::with(clock, node.access.counter());
+            match (old != 0, expire_at != 0) {
+                (false, true) => {
+                    s.expiring += 1;
+                    self.expiring += 1;
+                }
+                (true, false) => {
+                    s.expiring -= 1;
+                    self.expiring -= 1;
+                }
+                _ => {}
+            }
+            return;
+        }
+        let node = Node { key: key.into(), entry: Entry { value, expire_at }, access: Access::new(clock) };
+        self.insert_new(slot, hash, node);
+    }
+
+    /// Removes `key`; returns its entry when it was live. An expired entry is deleted
+    /// all the same (and counts as an expiry for WATCH).
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        self.take(key, now_ms).map(|(e, _)| e)
+    }
+
+    /// Removes a live `key` with its access history, to [`Db::put`] it elsewhere
+    /// (RENAME, MOVE: the value moves, its LRU/LFU history with it).
+    pub fn take(&mut self, key: &[u8], now_ms: u64) -> Option<(Entry, Access)> {
+        let (slot, idx) = self.find_live(key, now_ms)?;
+        let node = self.remove_at(slot, idx);
+        self.shrink_if_sparse(slot);
+        Some((node.entry, node.access))
+    }
+
+    /// Stores an entry taken with [`Db::take`], replacing any entry at `key`.
+    pub fn put(&mut self, key: &[u8], entry: Entry, access: Access) {
+        if let Some((slot, idx)) = self.find(key) {
+            self.remove_at(slot, idx);
+        }
+        let slot = key_slot(key) as usize;
+        let hash = self.hash(key);
+        self.insert_new(slot, hash, Node { key: key.into(), entry, access });
+    }
+
+    /// Sets the expiry time of `key` (0 removes it). Returns whether the key exists;
+    /// the caller has checked that it is live.
+    pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        let Some((slot, idx)) = self.find(key) else {
+            return false;
+        };
+        let node = self.node_mut(slot, idx);
+        let old = std::mem::replace(&mut node.entry.expire_at, at);
+        match (old != 0, at != 0) {
+            (false, true) => {
+                self.slots[slot].expiring += 1;
+                self.expiring += 1;
+            }
+            (true, false) => {
+                self.slots[slot].expiring -= 1;
+                self.expiring -= 1;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Removes the expiry time of `key`; returns whether it had one.
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        match self.find(key) {
+            Some((slot, idx)) if self.node(slot, idx).entry.expire_at != 0 => self.set_expire(key, 0),
+            _ => false,
+        }
+    }
+
+    /// Deletes every key; returns how many there were. Watched keys that existed
+    /// count as changed (Redis's `signalFlushedDb`).
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        if !self.watched.is_empty() {
+            let present: Vec<Box<[u8]>> = self.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
+            for k in present {
+                self.touch(&k);
+            }
+        }
+        for s in self.slots.iter_mut() {
+            *s = Slot::default();
+        }
+        self.groups.fill(0);
+        self.len = 0;
+        self.expiring = 0;
+        self.expire_cursor = (0, 0);
+        n
+    }
+
+    /// The live keys of one slot, in table order.
+    pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        self.slots[slot as usize].table.iter().filter(move |n| !n.entry.is_expired(now_ms)).map(|n| &*n.key)
+    }
+
+    /// The live entries of one slot with their keys (SCAN's TYPE filter).
+    pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = (&[u8], &Entry)> + '_ {
+        self.slots[slot as usize].table.iter().filter(move |n| !n.entry.is_expired(now_ms)).map(|n| (&*n.key, &n.entry))
+    }
+
+    /// Appends to `out` every live key matching the glob `pattern` (KEYS). Expired
+    /// keys are skipped, not deleted, as Redis does. A pattern that pins a hash slot
+    /// (`user:{42}:*`) visits that slot alone.
+    pub fn keys_matching(&mut self, pattern: &[u8], now_ms: u64, out: &mut Vec<Vec<u8>>) {
+        let all = pattern == b"*";
+        let visit = |s: &Slot, out: &mut Vec<Vec<u8>>| {
+            for n in s.table.iter() {
+                if (all || glob_match(pattern, &n.key, false)) && !n.entry.is_expired(now_ms) {
+                    out.push(n.key.to_vec());
+                }
+            }
+        };
+        match pattern_slot(pattern) {
+            Some(slot) => visit(&self.slots[slot as usize], out),
+            None => {
+                for (i, g) in self.groups.iter().enumerate() {
+                    if *g != 0 {
+                        for s in &self.slots[i * GROUP..(i + 1) * GROUP] {
+                            visit(s, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A random live key (RANDOMKEY), every key about equally likely. Expired keys
+    /// met on the way are deleted.
+    pub fn random_key(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        self.set_clock(now_ms);
+        loop {
+            if self.len == 0 {
+                return None;
+            }
+            let nth = self.random_u64() % self.len as u64;
+            let slot = self.slot_of_nth(nth);
+            let idx = self.random_bucket(slot);
+            if self.node(slot, idx).entry.is_expired(now_ms) {
+                let node = self.remove_at(slot, idx);
+                self.touch(&node.key);
+                self.shrink_if_sparse(slot);
+                continue;
+            }
+            return Some(self.node(slot, idx).key.to_vec());
+        }
+    }
+
+    /// The slot holding the `n`th key in slot order (`n < len`).
+    fn slot_of_nth(&self, mut n: u64) -> usize {
+        for (g, &count) in self.groups.iter().enumerate() {
+            if n < count as u64 {
+                for slot in g * GROUP..(g + 1) * GROUP {
+                    let l = self.slots[slot].table.len() as u64;
+                    if n < l {
+                        return slot;
+                    }
+                    n -= l;
+                }
+            }
+            n -= (count as u64).min(n);
+        }
+        unreachable!("n < len")
+    }
+
+    /// A random occupied bucket of a non-empty slot: random probes, then the next
+    /// occupied bucket after a random start when the table is very sparse.
+    fn random_bucket(&mut self, slot: usize) -> usize {
+        let buckets = self.slots[slot].table.num_buckets();
+        for _ in 0..32 {
+            let idx = (self.random_u64() % buckets as u64) as usize;
+            if self.slots[slot].table.get_bucket(idx).is_some() {
+                return idx;
+            }
+        }
+        let start = (self.random_u64() % buckets as u64) as usize;
+        let t = &self.slots[slot].table;
+        (start..buckets).chain(0..start).find(|&i| t.get_bucket(i).is_some()).expect("slot is not empty")
+    }
+
+    /// xorshift64*: a fast generator for random keys and LFU increments (not for
+    /// anything a client could exploit).
+    pub fn random_u64(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn random_f64(&mut self) -> f64 {
+        (self.random_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The active expiry cycle: deletes expired keys until `budget` is spent or
+    /// they seem rare. Returns how many it deleted.
+    ///
+    /// Like Redis's `activeExpireCycle`, it works in steps that examine
+    /// [`EXPIRE_SAMPLE`] keys with a TTL and goes on while more than
+    /// [`EXPIRE_ACCEPTABLE_STALE`]% of them had expired. Rather than sampling a table
+    /// of volatile keys at random, it walks the slots that have keys with a TTL in
+    /// order, bucket by bucket, from a cursor kept between calls, so successive
+    /// cycles sweep the whole keyspace. A table that grows during the walk may make it
+    /// skip or revisit some keys; the next lap catches them.
+    pub fn active_expire(&mut self, now_ms: u64, budget: Duration) -> usize {
+        self.set_clock(now_ms);
+        let start = Instant::now();
+        let mut deleted = 0;
+        while self.expiring != 0 {
+            let (sampled, expired) = self.expire_step(now_ms);
+            deleted += expired;
+            if expired * 100 <= sampled * EXPIRE_ACCEPTABLE_STALE || start.elapsed() >= budget {
+                break;
+            }
+        }
+        deleted
+    }
+
+    /// One step of the active expiry cycle: returns (keys with a TTL examined,
+    /// keys deleted).
+    fn expire_step(&mut self, now_ms: u64) -> (usize, usize) {
+        let (mut slot, mut bucket) = self.expire_cursor;
+        let (mut sampled, mut expired, mut buckets, mut slots_seen) = (0, 0, 0, 0);
+        while sampled < EXPIRE_SAMPLE && buckets < EXPIRE_MAX_BUCKETS && slots_seen <= SLOTS {
+            let s = &self.slots[slot];
+            if s.expiring == 0 || bucket >= s.table.num_buckets() {
+                if bucket > 0 {
+                    self.shrink_if_sparse(slot);
+                }
+                slot = (slot + 1) % SLOTS;
+                bucket = 0;
+                slots_seen += 1;
+                continue;
+            }
+            buckets += 1;
+            if let Some(n) = s.table.get_bucket(bucket) {
+                if n.entry.expire_at != 0 {
+                    sampled += 1;
+                    if n.entry.expire_at <= now_ms {
+                        let node = self.remove_at(slot, bucket);
+                        self.touch(&node.key);
+                        expired += 1;
+                    }
+                }
+            }
+            bucket += 1;
+        }
+        self.expire_cursor = (slot, bucket);
+        (sampled, expired)
     }
 
     /// Notes a change of `key` for WATCH.
@@ -117,5 +640,406 @@ impl Db {
     /// The change version of a watched key (0 when nobody watches it).
     pub fn watch_version(&self, key: &[u8]) -> u64 {
         self.watched.get(key).map_or(0, |w| w.version)
+    }
+
+    /// Recounts everything and panics on any disagreement with the kept counts. For
+    /// tests, here and in the crates above.
+    pub fn check_invariants(&self) {
+        let (mut len, mut expiring) = (0, 0);
+        for (i, s) in self.slots.iter().enumerate() {
+            let mut e = 0;
+            for n in s.table.iter() {
+                assert_eq!(key_slot(&n.key) as usize, i, "key in the wrong slot");
+                if n.entry.expire_at != 0 {
+                    e += 1;
+                }
+            }
+            assert_eq!(s.expiring as usize, e, "expiring count of slot {i}");
+            len += s.table.len();
+            expiring += e;
+        }
+        for (g, &count) in self.groups.iter().enumerate() {
+            let real: usize = self.slots[g * GROUP..(g + 1) * GROUP].iter().map(|s| s.table.len()).sum();
+            assert_eq!(count, real, "key count of group {g}");
+        }
+        assert_eq!(self.len, len, "len");
+        assert_eq!(self.expiring, expiring, "expiring");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn s(b: &str) -> Value {
+        Value::string(b.as_bytes())
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        assert_eq!(std::mem::size_of::<Node>(), 64);
+    }
+
+    #[test]
+    fn lazy_expiry_keeps_counts() {
+        let mut db = Db::with_seed(1);
+        db.set(b"a", s("1"), 100);
+        db.set(b"b", s("2"), 0);
+        assert_eq!((db.len(), db.expire_keys_count()), (2, 1));
+        assert!(db.get(b"a", 99).is_some());
+        assert!(db.get(b"a", 100).is_none());
+        assert_eq!((db.len(), db.expire_keys_count()), (1, 0));
+        db.check_invariants();
+    }
+
+    #[test]
+    fn set_adjusts_expire_counts() {
+        let mut db = Db::with_seed(1);
+        db.set(b"a", s("1"), 0);
+        db.set(b"a", s("1"), 500);
+        assert_eq!(db.expire_keys_count(), 1);
+        db.set(b"a", s("1"), 600);
+        assert_eq!(db.expire_keys_count(), 1);
+        db.set(b"a", s("x"), 0);
+        assert_eq!(db.expire_keys_count(), 0);
+        assert!(db.set_expire(b"a", 10));
+        assert_eq!(db.expire_keys_count(), 1);
+        assert!(db.persist(b"a"));
+        assert!(!db.persist(b"a"));
+        assert!(!db.set_expire(b"zz", 10));
+        assert_eq!(db.expire_keys_count(), 0);
+        db.check_invariants();
+    }
+
+    #[test]
+    fn remove_reports_only_live_entries() {
+        let mut db = Db::with_seed(1);
+        db.set(b"a", s("1"), 10);
+        db.set(b"b", s("2"), 0);
+        assert_eq!(db.remove(b"a", 10), None);
+        assert_eq!(db.remove(b"b", 10).map(|e| e.value), Some(s("2")));
+        assert!(db.is_empty());
+        db.check_invariants();
+    }
+
+    #[test]
+    fn expiry_and_clear_signal_watchers() {
+        let mut db = Db::with_seed(1);
+        db.set(b"a", s("1"), 10);
+        db.set(b"b", s("1"), 0);
+        assert_eq!(db.watch(b"a"), 0);
+        db.watch(b"b");
+        db.watch(b"c");
+        assert!(db.peek(b"a", 20).is_none());
+        assert_eq!(db.watch_version(b"a"), 1);
+        assert_eq!(db.clear(), 1);
+        assert_eq!(db.watch_version(b"b"), 1);
+        // c did not exist: flushing changed nothing about it.
+        assert_eq!(db.watch_version(b"c"), 0);
+    }
+
+    #[test]
+    fn active_expire_deletes_and_stops() {
+        let mut db = Db::with_seed(7);
+        for i in 0..1000 {
+            db.set(format!("k{i}").as_bytes(), s("v"), if i % 2 == 0 { 50 } else { 0 });
+        }
+        for i in 0..100 {
+            db.set(format!("late{i}").as_bytes(), s("v"), 1_000_000);
+        }
+        db.watch(b"k0");
+        let mut total = 0;
+        for _ in 0..100 {
+            total += db.active_expire(60, Duration::from_secs(1));
+        }
+        assert_eq!(total, 500);
+        assert_eq!(db.len(), 600);
+        assert_eq!(db.expire_keys_count(), 100);
+        assert_eq!(db.watch_version(b"k0"), 1);
+        db.check_invariants();
+        // Nothing expired: one step and out.
+        assert_eq!(db.active_expire(60, Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn active_expire_with_zero_budget_still_progresses() {
+        let mut db = Db::with_seed(7);
+        for i in 0..200 {
+            db.set(format!("k{i}").as_bytes(), s("v"), 5);
+        }
+        let mut total = 0;
+        for _ in 0..1000 {
+            total += db.active_expire(10, Duration::ZERO);
+        }
+        assert_eq!(total, 200);
+        db.check_invariants();
+    }
+
+    #[test]
+    fn active_expire_resumes_inside_a_big_slot() {
+        let mut db = Db::with_seed(3);
+        for i in 0..5000 {
+            db.set(format!("{{tag}}{i}").as_bytes(), s("v"), if i % 100 == 0 { 5 } else { 1_000_000 });
+        }
+        // Each step samples 20 keys, finds few expired and stops: many calls needed,
+        // each resuming where the last left off.
+        let mut total = 0;
+        let mut calls = 0;
+        while total < 50 && calls < 10_000 {
+            total += db.active_expire(10, Duration::from_secs(1));
+            calls += 1;
+        }
+        assert_eq!(total, 50);
+        assert!(calls > 10);
+        db.check_invariants();
+    }
+
+    #[test]
+    fn keys_matching_skips_expired() {
+        let mut db = Db::with_seed(1);
+        db.set(b"user:1", s("a"), 0);
+        db.set(b"user:2", s("a"), 5);
+        db.set(b"other", s("a"), 0);
+        db.set(b"{t}x", s("a"), 0);
+        db.set(b"{t}y", s("a"), 0);
+        let mut out = Vec::new();
+        db.keys_matching(b"user:*", 10, &mut out);
+        assert_eq!(out, vec![b"user:1".to_vec()]);
+        out.clear();
+        db.keys_matching(b"*", 10, &mut out);
+        out.sort();
+        assert_eq!(out.len(), 4);
+        out.clear();
+        db.keys_matching(b"{t}*", 10, &mut out);
+        out.sort();
+        assert_eq!(out, vec![b"{t}x".to_vec(), b"{t}y".to_vec()]);
+        // Expired keys are skipped but stay until something deletes them.
+        assert_eq!(db.len(), 5);
+    }
+
+    #[test]
+    fn slot_keys_are_the_slot() {
+        let mut db = Db::with_seed(1);
+        db.set(b"{a}1", s("a"), 0);
+        db.set(b"{a}2", s("a"), 3);
+        db.set(b"b", s("a"), 0);
+        let slot = key_slot(b"a");
+        let keys: Vec<&[u8]> = db.slot_keys(slot, 5).collect();
+        assert_eq!(keys, vec![&b"{a}1"[..]]);
+        assert_eq!(db.slot_len(slot), 2);
+    }
+
+    #[test]
+    fn random_key_is_fair_and_skips_expired() {
+        let mut db = Db::with_seed(11);
+        assert_eq!(db.random_key(0), None);
+        for i in 0..10 {
+            db.set(format!("k{i}").as_bytes(), s("v"), 0);
+        }
+        let mut seen = HashMap::new();
+        for _ in 0..10_000 {
+            *seen.entry(db.random_key(0).unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 10);
+        assert!(seen.values().all(|&n| n > 700 && n < 1300), "{seen:?}");
+        let mut db = Db::with_seed(11);
+        for i in 0..50 {
+            db.set(format!("x{i}").as_bytes(), s("v"), 5);
+        }
+        db.set(b"live", s("v"), 0);
+        assert_eq!(db.random_key(10), Some(b"live".to_vec()));
+        db.set(b"dead", s("v"), 5);
+        assert_eq!(db.random_key(10), Some(b"live".to_vec()));
+        db.remove(b"live", 10);
+        assert_eq!(db.random_key(10), None);
+        db.check_invariants();
+    }
+
+    #[test]
+    fn random_key_in_a_sparse_table() {
+        let mut db = Db::with_seed(5);
+        for i in 0..3000 {
+            db.set(format!("{{t}}{i}").as_bytes(), s("v"), 0);
+        }
+        for i in 1..3000 {
+            db.remove(format!("{{t}}{i}").as_bytes(), 0);
+        }
+        assert_eq!(db.random_key(0), Some(b"{t}0".to_vec()));
+        db.check_invariants();
+    }
+
+    #[test]
+    fn access_tracking() {
+        let mut db = Db::with_seed(1);
+        db.set_clock(960_000);
+        db.set(b"a", s("1"), 0);
+        assert_eq!(db.idle_seconds(b"a", 970_000), Some(10));
+        // peek and idle_seconds do not count as accesses.
+        assert!(db.peek(b"a", 980_000).is_some());
+        assert_eq!(db.idle_seconds(b"a", 980_000), Some(20));
+        assert!(db.get(b"a", 990_000).is_some());
+        assert_eq!(db.idle_seconds(b"a", 990_000), Some(0));
+        // A new key starts at LFU_INIT_VAL; the first accesses always count (all
+        // within minute 16, so no decay yet).
+        assert_eq!(db.lfu_counter(b"a", 990_000), Some(6));
+        for _ in 0..1000 {
+            db.get(b"a", 990_000);
+        }
+        let c = db.lfu_counter(b"a", 990_000).unwrap();
+        assert!(c > 8 && c < 30, "{c}");
+        // Decay: one per idle minute.
+        assert_eq!(db.lfu_counter(b"a", 990_000 + 3 * 60_000), Some(c - 3));
+        assert_eq!(db.idle_seconds(b"nope", 0), None);
+    }
+
+    #[test]
+    fn take_and_put_move_history() {
+        let mut db = Db::with_seed(1);
+        db.set_clock(5_000);
+        db.set(b"a", s("1"), 99_999);
+        let (e, a) = db.take(b"a", 10_000).unwrap();
+        db.set(b"b", s("old"), 0);
+        db.put(b"b", e, a);
+        assert_eq!(db.idle_seconds(b"b", 10_000), Some(5));
+        assert_eq!(db.peek(b"b", 10_000).map(|e| e.expire_at), Some(99_999));
+        assert_eq!((db.len(), db.expire_keys_count()), (1, 1));
+        db.check_invariants();
+    }
+
+    #[test]
+    fn tables_shrink_after_mass_deletes() {
+        let mut db = Db::with_seed(1);
+        for i in 0..10_000 {
+            db.set(format!("{{t}}{i}").as_bytes(), s("v"), 0);
+        }
+        let slot = key_slot(b"t") as usize;
+        let big = db.slots[slot].table.capacity();
+        for i in 0..9_990 {
+            db.remove(format!("{{t}}{i}").as_bytes(), 0);
+        }
+        assert!(db.slots[slot].table.capacity() < big / 8);
+        db.check_invariants();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, u64),
+        Get(u8),
+        Remove(u8),
+        Expire(u8, u64),
+        Persist(u8),
+        Take(u8, u8),
+        Active,
+        Tick(u64),
+        Random,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let key = 0u8..40;
+        let exp = prop_oneof![Just(0u64), 1u64..200];
+        prop_oneof![
+            (key.clone(), exp.clone()).prop_map(|(k, e)| Op::Set(k, e)),
+            key.clone().prop_map(Op::Get),
+            key.clone().prop_map(Op::Remove),
+            (key.clone(), 1u64..200).prop_map(|(k, e)| Op::Expire(k, e)),
+            key.clone().prop_map(Op::Persist),
+            (key.clone(), key).prop_map(|(a, b)| Op::Take(a, b)),
+            Just(Op::Active),
+            (0u64..20).prop_map(Op::Tick),
+            Just(Op::Random),
+        ]
+    }
+
+    /// Keys spread over a few slots, some sharing one (hash tags).
+    fn key(k: u8) -> Vec<u8> {
+        if k.is_multiple_of(3) {
+            format!("{{same}}{k}").into_bytes()
+        } else {
+            format!("key{k}").into_bytes()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn counts_match_a_model(ops in proptest::collection::vec(op(), 1..300), seed in any::<u64>()) {
+            let mut db = Db::with_seed(seed);
+            let mut model: HashMap<Vec<u8>, (u64, u64)> = HashMap::new(); // key -> (value id, expire_at)
+            let mut now = 1u64;
+            let live = |m: &HashMap<Vec<u8>, (u64, u64)>, k: &[u8], now: u64| {
+                m.get(k).copied().filter(|&(_, e)| e == 0 || e > now)
+            };
+            for (i, o) in ops.into_iter().enumerate() {
+                match o {
+                    Op::Set(k, e) => {
+                        let at = if e == 0 { 0 } else { now + e };
+                        db.set(&key(k), Value::Int(i as i64), at);
+                        model.insert(key(k), (i as u64, at));
+                    }
+                    Op::Get(k) => {
+                        let got = db.get(&key(k), now).map(|e| (e.value.clone(), e.expire_at));
+                        let want = live(&model, &key(k), now).map(|(v, e)| (Value::Int(v as i64), e));
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Remove(k) => {
+                        let got = db.remove(&key(k), now).map(|e| e.expire_at);
+                        let want = live(&model, &key(k), now).map(|(_, e)| e);
+                        model.remove(&key(k));
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Expire(k, e) => {
+                        if db.contains(&key(k), now) {
+                            db.set_expire(&key(k), now + e);
+                            model.get_mut(&key(k)).unwrap().1 = now + e;
+                        } else {
+                            model.remove(&key(k));
+                        }
+                    }
+                    Op::Persist(k) => {
+                        let had = live(&model, &key(k), now).map(|(_, e)| e != 0).unwrap_or(false);
+                        if live(&model, &key(k), now).is_some() {
+                            prop_assert_eq!(db.persist(&key(k)), had);
+                            model.get_mut(&key(k)).unwrap().1 = 0;
+                        }
+                    }
+                    Op::Take(a, b) => {
+                        let want = live(&model, &key(a), now);
+                        model.remove(&key(a));
+                        if let Some((e, acc)) = db.take(&key(a), now) {
+                            prop_assert_eq!(Some(e.expire_at), want.map(|w| w.1));
+                            db.put(&key(b), e, acc);
+                            model.insert(key(b), want.unwrap());
+                        } else {
+                            prop_assert_eq!(want, None);
+                        }
+                    }
+                    Op::Active => {
+                        db.active_expire(now, Duration::from_secs(1));
+                    }
+                    Op::Tick(d) => now += d,
+                    Op::Random => {
+                        let got = db.random_key(now);
+                        match got {
+                            Some(k) => prop_assert!(live(&model, &k, now).is_some()),
+                            None => prop_assert!(model.keys().all(|k| live(&model, k, now).is_none())),
+                        }
+                    }
+                }
+                if i % 16 == 0 {
+                    db.check_invariants();
+                }
+                // Everything live in the model is live in the Db and nothing else is.
+                let live_model = model.iter().filter(|(_, &(_, e))| e == 0 || e > now).count();
+                let mut keys = Vec::new();
+                db.keys_matching(b"*", now, &mut keys);
+                prop_assert_eq!(keys.len(), live_model);
+                for k in &keys {
+                    prop_assert!(live(&model, k, now).is_some());
+                }
+            }
+            db.check_invariants();
+        }
     }
 }
