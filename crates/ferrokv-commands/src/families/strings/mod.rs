@@ -1,49 +1,297 @@
-//! String commands (Redis's t_string.c).
+//! String commands (Redis's t_string.c and bitops.c).
+//!
+//! A string value is `Value::Int` when it holds a canonical i64 (OBJECT ENCODING `int`)
+//! or `Value::Str`. Each command leaves the encoding Redis would: SET and friends store
+//! arguments as `int`/`embstr`/`raw` by content ([`Value::string`]); in-place edits
+//! (APPEND to an existing key, SETRANGE, SETBIT, BITFIELD, BITOP's result) leave `raw`;
+//! INCR leaves `int`; INCRBYFLOAT a fresh `embstr`/`raw` even for "3".
+//!
+//! Files: `plain` (GET/SET and their variants, MGET/MSET), `ranges` (APPEND, STRLEN,
+//! SETRANGE, GETRANGE), `counters` (INCR...INCRBYFLOAT over `float`, an x87 long double
+//! emulation), `bits` (SETBIT...BITOP), `bitfield` and `lcs`.
+
+mod bitfield;
+mod bits;
+mod counters;
+mod float;
+mod lcs;
+mod plain;
+mod ranges;
 
 use crate::table::{CommandSpec, Handler, KeyPositions};
-use crate::util::*;
-use crate::Ctx;
-use ferrokv_resp::Args;
-use ferrokv_store::Value;
+use ferrokv_resp::ReplyBuf;
+use ferrokv_store::{Db, Value};
 
+pub use float::LongDouble;
+
+const KEY1: KeyPositions = KeyPositions::new(1, 1, 1);
+
+const fn cmd(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: KeyPositions,
+    acl: &'static [&'static str],
+    f: crate::table::DataFn,
+) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, keys, acl, Handler::Data(f))
+}
+
+const R: &[&str] = &["readonly"];
+const RF: &[&str] = &["readonly", "fast"];
+const WD: &[&str] = &["write", "denyoom"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
+const WF: &[&str] = &["write", "fast"];
+
+const READ_STRING_FAST: &[&str] = &["@read", "@string", "@fast"];
+const READ_STRING_SLOW: &[&str] = &["@read", "@string", "@slow"];
+const WRITE_STRING_FAST: &[&str] = &["@write", "@string", "@fast"];
+const WRITE_STRING_SLOW: &[&str] = &["@write", "@string", "@slow"];
+const READ_BITMAP_FAST: &[&str] = &["@read", "@bitmap", "@fast"];
+const READ_BITMAP_SLOW: &[&str] = &["@read", "@bitmap", "@slow"];
+const WRITE_BITMAP_SLOW: &[&str] = &["@write", "@bitmap", "@slow"];
+
+/// Arity, flags, key positions and ACL categories as `COMMAND INFO` shows them on
+/// redis-server 7.0.
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new(
-        "get",
-        2,
-        &["readonly", "fast"],
-        KeyPositions::new(1, 1, 1),
-        &["@read", "@string", "@fast"],
-        Handler::Data(get),
-    ),
-    CommandSpec::new(
-        "set",
-        -3,
-        &["write", "denyoom"],
-        KeyPositions::new(1, 1, 1),
-        &["@write", "@string", "@slow"],
-        Handler::Data(set),
-    ),
+    cmd("get", 2, RF, KEY1, READ_STRING_FAST, plain::get),
+    cmd("set", -3, WD, KEY1, WRITE_STRING_SLOW, plain::set),
+    cmd("setnx", 3, WDF, KEY1, WRITE_STRING_FAST, plain::setnx),
+    cmd("setex", 4, WD, KEY1, WRITE_STRING_SLOW, plain::setex),
+    cmd("psetex", 4, WD, KEY1, WRITE_STRING_SLOW, plain::psetex),
+    cmd("getset", 3, WDF, KEY1, WRITE_STRING_FAST, plain::getset),
+    cmd("getex", -2, WF, KEY1, WRITE_STRING_FAST, plain::getex),
+    cmd("getdel", 2, WF, KEY1, WRITE_STRING_FAST, plain::getdel),
+    cmd("mget", -2, RF, KeyPositions::new(1, -1, 1), READ_STRING_FAST, plain::mget),
+    cmd("mset", -3, WD, KeyPositions::new(1, -1, 2), WRITE_STRING_SLOW, plain::mset),
+    cmd("msetnx", -3, WD, KeyPositions::new(1, -1, 2), WRITE_STRING_SLOW, plain::msetnx),
+    cmd("append", 3, WDF, KEY1, WRITE_STRING_FAST, ranges::append),
+    cmd("strlen", 2, RF, KEY1, READ_STRING_FAST, ranges::strlen),
+    cmd("setrange", 4, WD, KEY1, WRITE_STRING_SLOW, ranges::setrange),
+    cmd("getrange", 4, R, KEY1, READ_STRING_SLOW, ranges::getrange),
+    cmd("substr", 4, R, KEY1, READ_STRING_SLOW, ranges::getrange),
+    cmd("incr", 2, WDF, KEY1, WRITE_STRING_FAST, counters::incr),
+    cmd("decr", 2, WDF, KEY1, WRITE_STRING_FAST, counters::decr),
+    cmd("incrby", 3, WDF, KEY1, WRITE_STRING_FAST, counters::incrby),
+    cmd("decrby", 3, WDF, KEY1, WRITE_STRING_FAST, counters::decrby),
+    cmd("incrbyfloat", 3, WDF, KEY1, WRITE_STRING_FAST, counters::incrbyfloat),
+    cmd("lcs", -3, R, KeyPositions::new(1, 2, 1), READ_STRING_SLOW, lcs::lcs),
+    cmd("setbit", 4, WD, KEY1, WRITE_BITMAP_SLOW, bits::setbit),
+    cmd("getbit", 3, RF, KEY1, READ_BITMAP_FAST, bits::getbit),
+    cmd("bitcount", -2, R, KEY1, READ_BITMAP_SLOW, bits::bitcount),
+    cmd("bitpos", -3, R, KEY1, READ_BITMAP_SLOW, bits::bitpos),
+    cmd("bitop", -4, WD, KeyPositions::new(2, -1, 1), WRITE_BITMAP_SLOW, bits::bitop),
+    cmd("bitfield", -2, WD, KEY1, WRITE_BITMAP_SLOW, bitfield::bitfield),
+    cmd("bitfield_ro", -2, RF, KEY1, READ_BITMAP_FAST, bitfield::bitfield_ro),
 ];
 
-/// GET key
-pub fn get(ctx: &mut Ctx, args: &Args) {
-    let now = ctx.now_ms;
-    match ctx.keys.db(args.get(1)).get(args.get(1), now) {
-        None => ctx.out.null(),
-        Some(e) => match &e.value {
-            Value::Int(n) => ctx.out.bulk_integer(*n),
-            Value::Str { bytes, .. } => ctx.out.bulk(bytes),
-        },
+/// Room for the decimal form of an i64.
+type IntBuf = [u8; 20];
+
+/// The bytes of a string value; an `int` is formatted into `buf`.
+fn string_bytes<'a>(v: &'a Value, buf: &'a mut IntBuf) -> &'a [u8] {
+    match v {
+        Value::Str { bytes, .. } => bytes,
+        Value::Int(n) => format_i64(*n, buf),
     }
 }
 
-/// SET key value (options arrive in their own change)
-pub fn set(ctx: &mut Ctx, args: &Args) {
-    if args.len() != 3 {
-        return ctx.out.error(ERR_SYNTAX);
+fn format_i64(n: i64, buf: &mut IntBuf) -> &[u8] {
+    let mut v = n.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
     }
-    let key = args.get(1);
-    ctx.db(key).set(key, Value::string(args.get(2)), 0);
-    ctx.touch(key);
-    ctx.out.ok();
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// Length of a string value.
+fn string_len(v: &Value) -> usize {
+    string_bytes(v, &mut [0; 20]).len()
+}
+
+/// The bytes of a string value for an in-place edit. As Redis's
+/// `dbUnshareStringValue`, this turns the value into a `raw` string.
+fn raw_bytes(v: &mut Value) -> &mut Vec<u8> {
+    if let Value::Int(n) = *v {
+        *v = Value::Str { bytes: format_i64(n, &mut [0; 20]).to_vec(), raw: true };
+    }
+    match v {
+        Value::Str { bytes, raw } => {
+            *raw = true;
+            bytes
+        }
+        Value::Int(_) => unreachable!("converted above"),
+    }
+}
+
+/// A string value as a bulk reply.
+fn reply_value(out: &mut ReplyBuf, v: &Value) {
+    match v {
+        Value::Int(n) => out.bulk_integer(*n),
+        Value::Str { bytes, .. } => out.bulk(bytes),
+    }
+}
+
+/// An i64 from a stored string, as `getLongLongFromObject` reads it.
+fn int_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        Value::Str { bytes, .. } => crate::util::parse_i64(bytes),
+    }
+}
+
+/// An argument as C code sees it through `strcasecmp` and friends: up to its first NUL.
+fn c_str(a: &[u8]) -> &[u8] {
+    a.iter().position(|&c| c == 0).map_or(a, |i| &a[..i])
+}
+
+/// Whether an option argument is `kw`, compared as Redis does (case-insensitively, as
+/// a C string).
+fn is_opt(a: &[u8], kw: &str) -> bool {
+    c_str(a).eq_ignore_ascii_case(kw.as_bytes())
+}
+
+/// Redis's `checkStringLength`: whether a string of `size + append` bytes stays within
+/// proto-max-bulk-len.
+fn check_string_length(out: &mut ReplyBuf, max: u64, size: u64, append: u64) -> bool {
+    match size.checked_add(append) {
+        Some(total) if total <= max => true,
+        _ => {
+            out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+            false
+        }
+    }
+}
+
+/// Looks a key up for a command that only reads strings: `Ok(None)` when missing,
+/// `Err(())` after replying WRONGTYPE when it holds another type.
+fn read_string<'a>(db: &'a mut Db, key: &[u8], now: u64, out: &mut ReplyBuf) -> Result<Option<&'a mut Value>, ()> {
+    match db.get(key, now) {
+        None => Ok(None),
+        Some(e) if !e.value.is_string() => {
+            out.error(crate::util::ERR_WRONGTYPE);
+            Err(())
+        }
+        Some(e) => Ok(Some(&mut e.value)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! Runs commands the way the server does (lookup, arity check, one [`Ctx`] per
+    //! command) against one [`Db`], and returns the encoded replies.
+
+    use crate::ctx::{Ctx, ExecConfig, SingleDb};
+    use crate::table::{lookup, Handler};
+    use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
+    use ferrokv_store::Db;
+
+    pub struct Harness {
+        pub db: Db,
+        pub now: u64,
+        pub cfg: ExecConfig,
+        pub proto: Proto,
+        /// Changes counted by the last command.
+        pub dirty: u64,
+    }
+
+    impl Harness {
+        pub fn new() -> Self {
+            Harness { db: Db::new(), now: 1_700_000_000_000, cfg: ExecConfig::default(), proto: Proto::Resp2, dirty: 0 }
+        }
+
+        pub fn resp3() -> Self {
+            Harness { proto: Proto::Resp3, ..Harness::new() }
+        }
+
+        /// Runs one command given as separate arguments; returns the reply bytes.
+        pub fn run(&mut self, args: &[&[u8]]) -> Vec<u8> {
+            let owned = OwnedArgs::from_slices(args);
+            let args = owned.args();
+            let spec = lookup(args.get(0)).expect("known command");
+            let mut out = ReplyBuf::new(self.proto);
+            if !spec.arity_ok(args.len()) {
+                out.error(&crate::util::arity_error(spec.name));
+                return out.buf;
+            }
+            let Handler::Data(f) = spec.handler else { panic!("not a data command") };
+            let mut keys = SingleDb(&mut self.db);
+            let mut ctx = Ctx::new(&mut keys, self.now, &self.cfg, &mut out);
+            f(&mut ctx, &args);
+            self.dirty = ctx.dirty;
+            out.buf
+        }
+
+        /// Runs a command written as space-separated words; returns the reply as text.
+        pub fn cmd(&mut self, line: &str) -> String {
+            let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            String::from_utf8_lossy(&self.run(&words)).into_owned()
+        }
+
+        /// The OBJECT ENCODING of a key.
+        pub fn encoding(&mut self, key: &str) -> &'static str {
+            self.db.get(key.as_bytes(), self.now).map_or("none", |e| e.value.encoding())
+        }
+
+        /// The absolute expiry of a key (0 = none, None = missing).
+        pub fn expire_at(&mut self, key: &str) -> Option<u64> {
+            self.db.get(key.as_bytes(), self.now).map(|e| e.expire_at)
+        }
+
+        /// The change version WATCH sees for `key` (watch it first).
+        pub fn version(&self, key: &str) -> u64 {
+            self.db.watch_version(key.as_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::Harness;
+    use super::*;
+
+    #[test]
+    fn table_matches_redis_command_info() {
+        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
+        let c = find("mset");
+        assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, -1, 2)));
+        assert_eq!(c.flags, &["write", "denyoom"]);
+        let c = find("bitop");
+        assert_eq!((c.arity, c.keys), (-4, KeyPositions::new(2, -1, 1)));
+        assert_eq!(c.acl, &["@write", "@bitmap", "@slow"]);
+        let c = find("lcs");
+        assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, 2, 1)));
+        let c = find("getex");
+        assert_eq!(c.flags, &["write", "fast"]);
+        assert_eq!(COMMANDS.len(), 29);
+    }
+
+    #[test]
+    fn arity_is_checked_from_the_table() {
+        let mut h = Harness::new();
+        assert_eq!(h.cmd("GET"), "-ERR wrong number of arguments for 'get' command\r\n");
+        assert_eq!(h.cmd("SETEX k 10"), "-ERR wrong number of arguments for 'setex' command\r\n");
+        assert_eq!(h.cmd("BITOP AND d"), "-ERR wrong number of arguments for 'bitop' command\r\n");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(format_i64(i64::MIN, &mut [0; 20]), b"-9223372036854775808");
+        assert_eq!(format_i64(0, &mut [0; 20]), b"0");
+        assert_eq!(c_str(b"nx\0junk"), b"nx");
+        let mut v = Value::Int(-12);
+        raw_bytes(&mut v).push(b'3');
+        assert_eq!(v, Value::Str { bytes: b"-123".to_vec(), raw: true });
+        assert_eq!(v.encoding(), "raw");
+    }
 }
