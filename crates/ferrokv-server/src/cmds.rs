@@ -1,0 +1,698 @@
+//! Connection, server and transaction commands: the ones that need the connection or
+//! the node rather than only the keyspace.
+
+use crate::config;
+use crate::conn::{Conn, Multi, Watch};
+use crate::dispatch::{printable, run_data, Flow, MultiDb, ShardCore};
+use crate::node::{unix_ms, unix_us};
+use ferrokv_commands::table::{all as all_commands, lookup_sub};
+use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
+use ferrokv_commands::{lookup, CommandSpec, Handler};
+use ferrokv_resp::{Args, Proto, ReplyBuf};
+use std::sync::atomic::Ordering;
+
+pub const REDIS_VERSION: &str = "7.0.15";
+
+pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
+    let parent = spec.name.split('|').next().unwrap_or(spec.name);
+    match parent {
+        "ping" => ping(c, args),
+        "echo" => c.reply(|r| r.bulk(args.get(1))),
+        "hello" => hello(core, c, args),
+        "auth" => auth(core, c, args),
+        "quit" => {
+            c.reply(|r| r.ok());
+            c.closing = true;
+        }
+        "reset" => reset(core, c),
+        "select" => select(core, c, args),
+        "client" => client(core, c, args),
+        "info" => {
+            let text = crate::info::render(&core.node, args);
+            c.reply(|r| r.verbatim(text.as_bytes()));
+        }
+        "time" => {
+            let us = unix_us();
+            c.reply(|r| {
+                r.array(2);
+                r.bulk((us / 1_000_000).to_string().as_bytes());
+                r.bulk((us % 1_000_000).to_string().as_bytes());
+            })
+        }
+        "config" => config_cmd(core, c, args),
+        "command" => command(c, args),
+        "shutdown" => shutdown(core, c, args),
+        "multi" => {
+            if c.multi.is_some() {
+                c.error("ERR MULTI calls can not be nested");
+            } else {
+                c.multi = Some(Multi::default());
+                c.meta.multi.store(0, Ordering::Relaxed);
+                c.reply(|r| r.ok());
+            }
+        }
+        "exec" => return exec(core, c),
+        "discard" => {
+            if c.multi.take().is_none() {
+                c.error("ERR DISCARD without MULTI");
+            } else {
+                c.meta.multi.store(-1, Ordering::Relaxed);
+                core.release_watches(c);
+                c.reply(|r| r.ok());
+            }
+        }
+        "watch" => return watch(core, c, args),
+        "unwatch" => {
+            core.release_watches(c);
+            c.reply(|r| r.ok());
+        }
+        _ => c.error(&format!("ERR unknown command '{}'", spec.name)),
+    }
+    Flow::Done
+}
+
+fn ping(c: &mut Conn, args: &Args) {
+    match args.len() {
+        1 => c.reply(|r| r.simple("PONG")),
+        2 => c.reply(|r| r.bulk(args.get(1))),
+        _ => c.error("ERR wrong number of arguments for 'ping' command"),
+    }
+}
+
+fn password_ok(core: &ShardCore, user: Option<&[u8]>, pass: &[u8]) -> bool {
+    if let Some(u) = user {
+        if u != b"default" {
+            return false;
+        }
+    }
+    // The default user has no password when requirepass is empty: anything goes.
+    core.requirepass.is_empty() || core.requirepass.as_bytes() == pass
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    match args.len() {
+        2 => {
+            if core.requirepass.is_empty() {
+                return c.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            }
+            if password_ok(core, None, args.get(1)) {
+                c.authed = true;
+                c.reply(|r| r.ok());
+            } else {
+                c.error(WRONGPASS);
+            }
+        }
+        3 => {
+            if password_ok(core, Some(args.get(1)), args.get(2)) {
+                c.authed = true;
+                c.reply(|r| r.ok());
+            } else {
+                c.error(WRONGPASS);
+            }
+        }
+        _ => c.error(ERR_SYNTAX),
+    }
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let mut proto = c.proto;
+    if args.len() >= 2 {
+        match ferrokv_commands::util::parse_i64(args.get(1)) {
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
+            Some(_) => return c.error("NOPROTO unsupported protocol version"),
+            None => return c.error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut i = 2;
+    let mut name = None;
+    let mut authed = c.authed;
+    while i < args.len() {
+        let opt = args.get(i);
+        let more = args.len() - i - 1;
+        if eq_ic(opt, "auth") && more >= 2 {
+            if !password_ok(core, Some(args.get(i + 1)), args.get(i + 2)) {
+                return c.error(WRONGPASS);
+            }
+            authed = true;
+            i += 3;
+        } else if eq_ic(opt, "setname") && more >= 1 {
+            let n = args.get(i + 1);
+            if !valid_client_name(n) {
+                return c.error("ERR Client names cannot contain spaces, newlines or special characters.");
+            }
+            name = Some(n.to_vec());
+            i += 2;
+        } else {
+            return c.error(&format!("ERR Syntax error in HELLO option '{}'", printable(opt, 128)));
+        }
+    }
+    if !authed {
+        return c.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    c.authed = true;
+    if let Some(n) = name {
+        set_name(c, Some(n));
+    }
+    c.proto = proto;
+    c.meta.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
+    let id = c.meta.id as i64;
+    c.reply(|r| {
+        r.map(7);
+        r.bulk(b"server");
+        r.bulk(b"redis");
+        r.bulk(b"version");
+        r.bulk(REDIS_VERSION.as_bytes());
+        r.bulk(b"proto");
+        r.integer(if proto == Proto::Resp3 { 3 } else { 2 });
+        r.bulk(b"id");
+        r.integer(id);
+        r.bulk(b"mode");
+        r.bulk(b"standalone");
+        r.bulk(b"role");
+        r.bulk(b"master");
+        r.bulk(b"modules");
+        r.array(0);
+    });
+}
+
+fn reset(core: &mut ShardCore, c: &mut Conn) {
+    c.multi = None;
+    c.meta.multi.store(-1, Ordering::Relaxed);
+    core.release_watches(c);
+    c.proto = Proto::Resp2;
+    c.meta.resp.store(2, Ordering::Relaxed);
+    set_name(c, None);
+    c.authed = core.requirepass.is_empty();
+    c.reply(|r| r.simple("RESET"));
+}
+
+fn select(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let Some(idx) = ferrokv_commands::util::parse_i64(args.get(1)) else { return c.error(ERR_NOT_INT) };
+    let _ = core;
+    // One database per node: db 0. Any other index answers as an out-of-range one.
+    if idx == 0 {
+        c.reply(|r| r.ok());
+    } else {
+        c.error("ERR DB index is out of range");
+    }
+}
+
+fn valid_client_name(n: &[u8]) -> bool {
+    n.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+fn set_name(c: &mut Conn, name: Option<Vec<u8>>) {
+    if let Ok(mut g) = c.meta.name.lock() {
+        *g = name.filter(|n| !n.is_empty());
+    }
+}
+
+fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let sub = args.get(1);
+    if eq_ic(sub, "id") {
+        let id = c.meta.id as i64;
+        c.reply(|r| r.integer(id));
+    } else if eq_ic(sub, "setname") {
+        let n = args.get(2);
+        if !valid_client_name(n) {
+            return c.error("ERR Client names cannot contain spaces, newlines or special characters.");
+        }
+        set_name(c, Some(n.to_vec()));
+        c.reply(|r| r.ok());
+    } else if eq_ic(sub, "getname") {
+        let name = c.meta.name.lock().ok().and_then(|g| g.clone());
+        c.reply(|r| match name {
+            Some(n) => r.bulk(&n),
+            None => r.null(),
+        });
+    } else if eq_ic(sub, "info") {
+        let line = client_line(&c.meta);
+        c.reply(|r| r.verbatim(line.as_bytes()));
+    } else if eq_ic(sub, "list") {
+        client_list(core, c, args);
+    } else if eq_ic(sub, "kill") {
+        client_kill(core, c, args);
+    } else if eq_ic(sub, "help") {
+        let lines = [
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, USER <username>, SKIPME (YES|NO).",
+            "LIST [options ...]",
+            "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> ...",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "HELP",
+            "    Print this help.",
+        ];
+        c.reply(|r| {
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
+        });
+    } else {
+        c.error(&format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", printable(sub, 128)));
+    }
+}
+
+fn client_line(m: &crate::node::ClientMeta) -> String {
+    let now = unix_ms();
+    let name = m.name.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
+    let multi = m.multi.load(Ordering::Relaxed);
+    let cmd = m.last_cmd.lock().map(|g| *g).unwrap_or("NULL");
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        m.id,
+        m.addr,
+        m.laddr,
+        m.fd,
+        String::from_utf8_lossy(&name),
+        m.created.elapsed().as_secs(),
+        now.saturating_sub(m.last_ms.load(Ordering::Relaxed)) / 1000,
+        if multi >= 0 { "x" } else { "N" },
+        multi,
+        m.qbuf.load(Ordering::Relaxed),
+        m.omem.load(Ordering::Relaxed),
+        cmd,
+        m.resp.load(Ordering::Relaxed),
+    )
+}
+
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]
+fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut i = 2;
+    while i < args.len() {
+        let opt = args.get(i);
+        if eq_ic(opt, "type") && i + 1 < args.len() {
+            let t = args.get(i + 1);
+            if eq_ic(t, "normal") {
+                only_normal = true;
+            } else if eq_ic(t, "master") || eq_ic(t, "replica") || eq_ic(t, "slave") || eq_ic(t, "pubsub") {
+                only_normal = false;
+                ids = Some(Vec::new());
+            } else {
+                return c.error(&format!("ERR Unknown client type '{}'", printable(t, 128)));
+            }
+            i += 2;
+        } else if eq_ic(opt, "id") && i + 1 < args.len() {
+            let mut v = Vec::new();
+            i += 1;
+            while i < args.len() {
+                match ferrokv_commands::util::parse_i64(args.get(i)) {
+                    Some(n) if n > 0 => v.push(n as u64),
+                    _ => return c.error("ERR Invalid client ID"),
+                }
+                i += 1;
+            }
+            ids = Some(v);
+        } else {
+            return c.error(ERR_SYNTAX);
+        }
+    }
+    let _ = only_normal;
+    let mut text = String::new();
+    for m in core.node.client_list() {
+        if ids.as_ref().is_some_and(|v| !v.contains(&m.id)) {
+            continue;
+        }
+        text.push_str(&client_line(&m));
+    }
+    c.reply(|r| r.verbatim(text.as_bytes()));
+}
+
+/// CLIENT KILL ip:port | CLIENT KILL [ID id] [ADDR ip:port] [LADDR ip:port] [USER name] [SKIPME yes|no]
+fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let old_form = args.len() == 3;
+    let (mut id, mut addr, mut laddr, mut user, mut skipme) = (None, None, None, None, true);
+    if old_form {
+        addr = Some(args.get(2).to_vec());
+        skipme = false;
+    } else {
+        if args.len() % 2 != 0 {
+            return c.error(ERR_SYNTAX);
+        }
+        let mut i = 2;
+        while i + 1 < args.len() {
+            let (opt, v) = (args.get(i), args.get(i + 1));
+            if eq_ic(opt, "id") {
+                match ferrokv_commands::util::parse_i64(v) {
+                    Some(n) if n > 0 => id = Some(n as u64),
+                    _ => return c.error("ERR client-id should be greater than 0"),
+                }
+            } else if eq_ic(opt, "addr") {
+                addr = Some(v.to_vec());
+            } else if eq_ic(opt, "laddr") {
+                laddr = Some(v.to_vec());
+            } else if eq_ic(opt, "user") {
+                user = Some(v.to_vec());
+            } else if eq_ic(opt, "skipme") {
+                if eq_ic(v, "yes") {
+                    skipme = true;
+                } else if eq_ic(v, "no") {
+                    skipme = false;
+                } else {
+                    return c.error(ERR_SYNTAX);
+                }
+            } else if eq_ic(opt, "type") {
+                if !eq_ic(v, "normal") {
+                    // No replica or pub/sub clients exist here.
+                    id = Some(0);
+                }
+            } else {
+                return c.error(ERR_SYNTAX);
+            }
+            i += 2;
+        }
+    }
+    if let Some(u) = &user {
+        if u.as_slice() != b"default" {
+            if old_form {
+                return c.error("ERR No such client");
+            }
+            return c.reply(|r| r.integer(0));
+        }
+    }
+    let mut killed = 0;
+    for m in core.node.client_list() {
+        if id.is_some_and(|i| i != m.id)
+            || addr.as_ref().is_some_and(|a| a.as_slice() != m.addr.as_bytes())
+            || laddr.as_ref().is_some_and(|a| a.as_slice() != m.laddr.as_bytes())
+        {
+            continue;
+        }
+        if m.id == c.meta.id {
+            if skipme {
+                continue;
+            }
+            c.closing = true;
+        } else if m.shard == core.id {
+            core.local_kills.push(m.token);
+        } else {
+            core.send(m.shard, crate::msg::Msg::Kill { token: m.token });
+        }
+        killed += 1;
+    }
+    if old_form {
+        if killed == 0 {
+            c.error("ERR No such client");
+        } else {
+            c.reply(|r| r.ok());
+        }
+    } else {
+        c.reply(|r| r.integer(killed));
+    }
+}
+
+/// CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...] | CONFIG RESETSTAT
+fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let sub = args.get(1);
+    if eq_ic(sub, "get") {
+        let cfg = core.node.config().clone();
+        let mut found: Vec<(&str, String)> = Vec::new();
+        for pat in args.iter().skip(2) {
+            for o in config::OPTIONS {
+                if ferrokv_store::glob::glob_match(pat, o.name.as_bytes(), true) && !found.iter().any(|f| f.0 == o.name)
+                {
+                    found.push((o.name, o.get(&cfg)));
+                }
+            }
+        }
+        c.reply(|r| {
+            r.map(found.len());
+            for (k, v) in &found {
+                r.bulk(k.as_bytes());
+                r.bulk(v.as_bytes());
+            }
+        });
+    } else if eq_ic(sub, "set") {
+        if args.len() % 2 != 0 {
+            return c.error("ERR wrong number of arguments for 'config|set' command");
+        }
+        let mut cfg = core.node.config().clone();
+        let mut i = 2;
+        while i + 1 < args.len() {
+            let name = String::from_utf8_lossy(args.get(i)).to_string();
+            let value = String::from_utf8_lossy(args.get(i + 1)).to_string();
+            let Some(o) = config::option(&name) else {
+                return c.error(&format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"));
+            };
+            if !o.mutable {
+                return c.error(&format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                ));
+            }
+            if let Err(e) = o.apply(&mut cfg, &value) {
+                return c.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"));
+            }
+            i += 2;
+        }
+        let exec = ferrokv_commands::ExecConfig { proto_max_bulk_len: cfg.proto_max_bulk_len };
+        crate::logging::set_level(&cfg.loglevel);
+        *core.node.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        *core.node.exec_cfg.write().unwrap_or_else(|p| p.into_inner()) = exec;
+        core.node.config_version.fetch_add(1, Ordering::AcqRel);
+        core.refresh_config();
+        c.reply(|r| r.ok());
+    } else if eq_ic(sub, "resetstat") {
+        for s in core.node.shards.iter() {
+            s.commands_processed.store(0, Ordering::Relaxed);
+            s.expired_keys.store(0, Ordering::Relaxed);
+        }
+        core.node.total_connections.store(0, Ordering::Relaxed);
+        core.node.rejected_connections.store(0, Ordering::Relaxed);
+        c.reply(|r| r.ok());
+    } else if eq_ic(sub, "help") {
+        c.reply(|r| {
+            r.array(3);
+            r.simple("CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+            r.simple("GET <pattern>, SET <directive> <value>, RESETSTAT");
+            r.simple("HELP");
+        });
+    } else {
+        c.error(&format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", printable(sub, 128)));
+    }
+}
+
+fn command_info(r: &mut ReplyBuf, s: &CommandSpec) {
+    r.array(10);
+    r.bulk(s.name.as_bytes());
+    r.integer(s.arity as i64);
+    let movable = s.key_finder.is_some();
+    r.set(s.flags.len() + movable as usize);
+    for f in s.flags {
+        r.simple(f);
+    }
+    if movable {
+        r.simple("movablekeys");
+    }
+    r.integer(s.keys.first as i64);
+    r.integer(s.keys.last as i64);
+    r.integer(s.keys.step as i64);
+    r.set(s.acl.len());
+    for a in s.acl {
+        r.simple(a);
+    }
+    r.array(0);
+    r.array(0);
+    r.array(s.subcommands.len());
+    for sub in s.subcommands {
+        command_info(r, sub);
+    }
+}
+
+/// COMMAND [COUNT | INFO name... | DOCS name... | GETKEYS cmd args... | LIST]
+fn command(c: &mut Conn, args: &Args) {
+    if args.len() == 1 {
+        let all: Vec<_> = all_commands().collect();
+        return c.reply(|r| {
+            r.array(all.len());
+            for s in all {
+                command_info(r, s);
+            }
+        });
+    }
+    let sub = args.get(1);
+    if eq_ic(sub, "count") {
+        let n = all_commands().count() as i64;
+        c.reply(|r| r.integer(n));
+    } else if eq_ic(sub, "info") {
+        let names: Vec<&[u8]> = args.iter().skip(2).collect();
+        let specs: Vec<_> = if names.is_empty() {
+            all_commands().map(Some).collect()
+        } else {
+            names.iter().map(|n| lookup(n)).collect()
+        };
+        c.reply(|r| {
+            r.array(specs.len());
+            for s in specs {
+                match s {
+                    Some(s) => command_info(r, s),
+                    None => r.null_array(),
+                }
+            }
+        });
+    } else if eq_ic(sub, "docs") {
+        let names: Vec<&[u8]> = args.iter().skip(2).collect();
+        let specs: Vec<&CommandSpec> =
+            if names.is_empty() { all_commands().collect() } else { names.iter().filter_map(|n| lookup(n)).collect() };
+        c.reply(|r| {
+            r.map(specs.len());
+            for s in specs {
+                r.bulk(s.name.as_bytes());
+                r.map(1);
+                r.bulk(b"group");
+                r.bulk(command_group(s).as_bytes());
+            }
+        });
+    } else if eq_ic(sub, "list") {
+        let names: Vec<_> = all_commands().map(|s| s.name).collect();
+        c.reply(|r| {
+            r.array(names.len());
+            for n in names {
+                r.bulk(n.as_bytes());
+            }
+        });
+    } else if eq_ic(sub, "getkeys") {
+        let rest = ferrokv_resp::OwnedArgs::from_slices(args.iter().skip(2));
+        let a = rest.args();
+        let Some(mut spec) = lookup(a.get(0)) else { return c.error("ERR Invalid command specified") };
+        if !spec.subcommands.is_empty() && a.len() >= 2 {
+            if let Some(s) = lookup_sub(spec, a.get(1)) {
+                spec = s;
+            }
+        }
+        if !spec.arity_ok(a.len()) {
+            return c.error("ERR Invalid number of arguments specified for command");
+        }
+        let mut idx = Vec::new();
+        spec.key_indexes(&a, &mut idx);
+        if idx.is_empty() {
+            return c.error("ERR The command has no key arguments");
+        }
+        c.reply(|r| {
+            r.array(idx.len());
+            for i in idx {
+                r.bulk(a.get(i));
+            }
+        });
+    } else if eq_ic(sub, "help") {
+        c.reply(|r| {
+            r.array(2);
+            r.simple("COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are: (no subcommand), COUNT, INFO, DOCS, GETKEYS, LIST");
+            r.simple("HELP");
+        });
+    } else {
+        c.error(&format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", printable(sub, 128)));
+    }
+}
+
+fn command_group(s: &CommandSpec) -> &'static str {
+    if s.acl.contains(&"@string") {
+        "string"
+    } else if s.acl.contains(&"@keyspace") {
+        "generic"
+    } else if s.acl.contains(&"@transaction") {
+        "transactions"
+    } else if s.acl.contains(&"@connection") {
+        "connection"
+    } else {
+        "server"
+    }
+}
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]
+fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    for a in args.iter().skip(1) {
+        if eq_ic(a, "abort") {
+            return c.error("ERR No shutdown in progress.");
+        }
+        if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force")) {
+            return c.error(ERR_SYNTAX);
+        }
+    }
+    tracing::warn!("User requested shutdown...");
+    core.node.request_shutdown();
+    c.closing = true;
+}
+
+/// WATCH key [key ...]
+fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
+    if c.inflight() > 0 {
+        return Flow::Stall;
+    }
+    let now = unix_ms();
+    for k in args.iter().skip(1) {
+        if c.watched.iter().any(|w| w.key == k) {
+            continue;
+        }
+        let shard = core.node.shard_of_key(k);
+        let mut db = core.node.lock_db(shard);
+        let version = db.watch(k);
+        let existed = db.get(k, now).is_some();
+        c.watched.push(Watch { key: k.to_vec(), shard, version, existed });
+    }
+    c.reply(|r| r.ok());
+    Flow::Done
+}
+
+/// EXEC: runs the queued commands atomically, or answers a null array when a watched
+/// key changed.
+fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
+    let Some(m) = c.multi.as_ref() else {
+        c.error("ERR EXEC without MULTI");
+        return Flow::Done;
+    };
+    if m.dirty {
+        c.multi = None;
+        c.meta.multi.store(-1, Ordering::Relaxed);
+        core.release_watches(c);
+        c.error("EXECABORT Transaction discarded because of previous errors.");
+        return Flow::Done;
+    }
+    if c.inflight() > 0 {
+        return Flow::Stall;
+    }
+    let shards = core.shards_of_transaction(c);
+    let node = core.node.clone();
+    let mut ks = MultiDb::lock(&node, &shards);
+    let now = unix_ms();
+    let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
+        Some(db) => db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none()),
+        None => false,
+    });
+    let multi = c.multi.take().unwrap_or_default();
+    c.meta.multi.store(-1, Ordering::Relaxed);
+    if !intact {
+        c.reply(|r| r.null_array());
+    } else {
+        c.reply(|r| r.array(multi.queued.len()));
+        let cfg = core.exec_cfg.clone();
+        for q in &multi.queued {
+            let a = q.args.args();
+            match q.spec.handler {
+                Handler::Data(f) => c.reply(|out| run_data(&mut ks, f, &a, &cfg, out)),
+                Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
+                Handler::Server => {
+                    let _ = run(core, c, q.spec, &a);
+                }
+            }
+        }
+    }
+    drop(ks);
+    core.release_watches(c);
+    Flow::Done
+}

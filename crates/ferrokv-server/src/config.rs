@@ -1,0 +1,406 @@
+//! Configuration: redis.conf syntax, `--name value` arguments, CONFIG GET/SET.
+//!
+//! Every option is one [`OptionSpec`] in [`OPTIONS`]: its name, kind, default and whether
+//! CONFIG SET may change it at run time. Values are kept as typed fields of [`Config`].
+//! An unknown option or a bad value stops start-up with one line naming it.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub port: u16,
+    pub bind: Vec<String>,
+    pub dir: String,
+    pub loglevel: String,
+    pub logfile: String,
+    pub server_threads: usize,
+    pub maxclients: u64,
+    pub timeout: u64,
+    pub tcp_keepalive: u64,
+    pub requirepass: String,
+    pub proto_max_bulk_len: u64,
+    pub client_query_buffer_limit: u64,
+    pub hz: u64,
+    pub databases: u64,
+    pub save: String,
+    pub appendonly: bool,
+    pub daemonize: bool,
+    pub protected_mode: bool,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub io_batch: u64,
+    pub io_min_wait_us: u64,
+    /// The config file given on the command line, for INFO.
+    pub config_file: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 6379,
+            bind: vec!["127.0.0.1".into()],
+            dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into()),
+            loglevel: "notice".into(),
+            logfile: String::new(),
+            server_threads: 0,
+            maxclients: 10000,
+            timeout: 0,
+            tcp_keepalive: 300,
+            requirepass: String::new(),
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            hz: 10,
+            databases: 16,
+            save: "3600 1 300 100 60 10000".into(),
+            appendonly: false,
+            daemonize: false,
+            protected_mode: true,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            io_batch: 8,
+            io_min_wait_us: 50,
+            config_file: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Memory,
+    Bool,
+    Str,
+    Enum(&'static [&'static str]),
+    /// Several words (bind, save).
+    Words,
+}
+
+pub struct OptionSpec {
+    pub name: &'static str,
+    kind: Kind,
+    pub mutable: bool,
+    get: fn(&Config) -> String,
+    set: fn(&mut Config, &str),
+}
+
+macro_rules! opt {
+    ($name:literal, $kind:expr, $mutable:expr, $field:ident, int) => {
+        OptionSpec {
+            name: $name,
+            kind: $kind,
+            mutable: $mutable,
+            get: |c| c.$field.to_string(),
+            set: |c, v| c.$field = v.parse().unwrap_or_default(),
+        }
+    };
+    ($name:literal, $kind:expr, $mutable:expr, $field:ident, mem) => {
+        OptionSpec {
+            name: $name,
+            kind: $kind,
+            mutable: $mutable,
+            get: |c| c.$field.to_string(),
+            set: |c, v| c.$field = parse_memory(v).unwrap_or_default(),
+        }
+    };
+    ($name:literal, $kind:expr, $mutable:expr, $field:ident, bool) => {
+        OptionSpec {
+            name: $name,
+            kind: $kind,
+            mutable: $mutable,
+            get: |c| if c.$field { "yes".into() } else { "no".into() },
+            set: |c, v| c.$field = v.eq_ignore_ascii_case("yes"),
+        }
+    };
+    ($name:literal, $kind:expr, $mutable:expr, $field:ident, str) => {
+        OptionSpec {
+            name: $name,
+            kind: $kind,
+            mutable: $mutable,
+            get: |c| c.$field.clone(),
+            set: |c, v| c.$field = v.to_string(),
+        }
+    };
+}
+
+const LOGLEVELS: &[&str] = &["debug", "verbose", "notice", "warning", "nothing"];
+const POLICIES: &[&str] = &[
+    "volatile-lru",
+    "allkeys-lru",
+    "volatile-lfu",
+    "allkeys-lfu",
+    "volatile-random",
+    "allkeys-random",
+    "volatile-ttl",
+    "noeviction",
+];
+
+pub static OPTIONS: &[OptionSpec] = &[
+    opt!("port", Kind::Int { min: 0, max: 65535 }, false, port, int),
+    OptionSpec {
+        name: "bind",
+        kind: Kind::Words,
+        mutable: false,
+        get: |c| c.bind.join(" "),
+        set: |c, v| c.bind = v.split_whitespace().map(String::from).collect(),
+    },
+    opt!("dir", Kind::Str, false, dir, str),
+    opt!("loglevel", Kind::Enum(LOGLEVELS), true, loglevel, str),
+    opt!("logfile", Kind::Str, false, logfile, str),
+    opt!("server-threads", Kind::Int { min: 0, max: 1024 }, false, server_threads, int),
+    opt!("maxclients", Kind::Int { min: 1, max: i64::MAX }, true, maxclients, int),
+    opt!("timeout", Kind::Int { min: 0, max: i64::MAX }, true, timeout, int),
+    opt!("tcp-keepalive", Kind::Int { min: 0, max: i64::MAX }, true, tcp_keepalive, int),
+    opt!("requirepass", Kind::Str, true, requirepass, str),
+    opt!("proto-max-bulk-len", Kind::Memory, true, proto_max_bulk_len, mem),
+    opt!("client-query-buffer-limit", Kind::Memory, true, client_query_buffer_limit, mem),
+    opt!("hz", Kind::Int { min: 0, max: i64::MAX }, true, hz, int),
+    opt!("databases", Kind::Int { min: 1, max: i32::MAX as i64 }, false, databases, int),
+    OptionSpec {
+        name: "save",
+        kind: Kind::Words,
+        mutable: true,
+        get: |c| c.save.clone(),
+        set: |c, v| c.save = v.split_whitespace().collect::<Vec<_>>().join(" "),
+    },
+    opt!("appendonly", Kind::Bool, true, appendonly, bool),
+    opt!("daemonize", Kind::Bool, false, daemonize, bool),
+    opt!("protected-mode", Kind::Bool, true, protected_mode, bool),
+    opt!("maxmemory", Kind::Memory, true, maxmemory, mem),
+    opt!("maxmemory-policy", Kind::Enum(POLICIES), true, maxmemory_policy, str),
+    opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
+    opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
+];
+
+pub fn option(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+}
+
+/// Redis's memtoull: a number with an optional unit (k, kb, m, mb, g, gb; case-insensitive).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    if num.is_empty() {
+        return None;
+    }
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul)
+}
+
+/// Why a value was refused, worded for CONFIG SET's error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadValue(pub String);
+
+impl fmt::Display for BadValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl OptionSpec {
+    /// Checks `value` and stores it.
+    pub fn apply(&self, cfg: &mut Config, value: &str) -> Result<(), BadValue> {
+        match self.kind {
+            Kind::Int { min, max } => {
+                let n: i64 =
+                    value.parse().map_err(|_| BadValue("argument couldn't be parsed into an integer".into()))?;
+                if n < min || n > max {
+                    return Err(BadValue(format!("argument must be between {min} and {max} inclusive")));
+                }
+            }
+            Kind::Memory => {
+                parse_memory(value).ok_or_else(|| BadValue("argument must be a memory value".into()))?;
+            }
+            Kind::Bool => {
+                if !value.eq_ignore_ascii_case("yes") && !value.eq_ignore_ascii_case("no") {
+                    return Err(BadValue("argument must be 'yes' or 'no'".into()));
+                }
+            }
+            Kind::Enum(allowed) => {
+                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
+                    return Err(BadValue(
+                        "argument(s) must be one of the following: ".to_string() + &allowed.join(", "),
+                    ));
+                }
+                (self.set)(cfg, &value.to_ascii_lowercase());
+                return Ok(());
+            }
+            Kind::Str | Kind::Words => {}
+        }
+        (self.set)(cfg, value);
+        Ok(())
+    }
+
+    pub fn get(&self, cfg: &Config) -> String {
+        (self.get)(cfg)
+    }
+
+    fn takes_words(&self) -> bool {
+        self.kind == Kind::Words
+    }
+}
+
+/// Splits a config line as Redis does (sdssplitargs): words, "double" and 'single' quotes.
+pub fn split_line(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else { return Some(out) };
+        let mut word = String::new();
+        if c == '"' || c == '\'' {
+            chars.next();
+            let mut closed = false;
+            while let Some(ch) = chars.next() {
+                if ch == c {
+                    closed = true;
+                    break;
+                }
+                if ch == '\\' && c == '"' {
+                    match chars.next()? {
+                        'n' => word.push('\n'),
+                        'r' => word.push('\r'),
+                        't' => word.push('\t'),
+                        other => word.push(other),
+                    }
+                } else {
+                    word.push(ch);
+                }
+            }
+            if !closed || chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                return None;
+            }
+        } else {
+            while let Some(&ch) = chars.peek() {
+                if ch.is_whitespace() {
+                    break;
+                }
+                word.push(ch);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+}
+
+/// Applies config text (a file's content, or arguments turned into lines).
+pub fn apply_text(cfg: &mut Config, text: &str, origin: &str) -> Result<(), String> {
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fail = |why: &str| format!("*** FATAL CONFIG FILE ERROR *** {origin}, line {}: '{line}': {why}", n + 1);
+        let words = split_line(line).ok_or_else(|| fail("Unbalanced quotes in configuration line"))?;
+        let Some((name, values)) = words.split_first() else { continue };
+        let Some(spec) = option(name) else { return Err(fail("Bad directive or wrong number of arguments")) };
+        let value = if spec.takes_words() {
+            values.join(" ")
+        } else if values.len() == 1 {
+            values[0].clone()
+        } else {
+            return Err(fail("wrong number of arguments"));
+        };
+        spec.apply(cfg, &value).map_err(|e| fail(&format!("Invalid argument for '{}': {e}", spec.name)))?;
+    }
+    Ok(())
+}
+
+/// Parses `ferrokv-server [config-file] [--name value ...]`.
+pub fn from_args(args: &[String]) -> Result<Config, String> {
+    let mut cfg = Config::default();
+    let mut rest = args;
+    if let Some(first) = rest.first() {
+        if !first.starts_with("--") {
+            let text = std::fs::read_to_string(first)
+                .map_err(|e| format!("Fatal error, can't open config file '{first}': {e}"))?;
+            cfg.config_file =
+                std::fs::canonicalize(first).map(|p| p.display().to_string()).unwrap_or_else(|_| first.clone());
+            apply_text(&mut cfg, &text, &format!("config file '{first}'"))?;
+            rest = &rest[1..];
+        }
+    }
+    // As redis-server does: `--name v1 v2 --other v` becomes lines "name v1 v2", "other v".
+    let mut text = String::new();
+    for a in rest {
+        if let Some(name) = a.strip_prefix("--") {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(name);
+        } else {
+            text.push(' ');
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                text.push('"');
+                text.push_str(&a.replace('\\', "\\\\").replace('"', "\\\""));
+                text.push('"');
+            } else {
+                text.push_str(a);
+            }
+        }
+    }
+    apply_text(&mut cfg, &text, "command line")?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn command_line_options() {
+        let c = from_args(&args(&["--port", "7001", "--save", "", "--bind", "127.0.0.1", "::1", "--maxmemory", "1mb"]))
+            .unwrap();
+        assert_eq!(c.port, 7001);
+        assert_eq!(c.save, "");
+        assert_eq!(c.bind, vec!["127.0.0.1", "::1"]);
+        assert_eq!(c.maxmemory, 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_and_bad_options_are_named() {
+        let e = from_args(&args(&["--no-such-thing", "1"])).unwrap_err();
+        assert!(e.contains("no-such-thing"), "{e}");
+        let e = from_args(&args(&["--port", "abc"])).unwrap_err();
+        assert!(e.contains("port"), "{e}");
+        let e = from_args(&args(&["--loglevel", "loud"])).unwrap_err();
+        assert!(e.contains("loglevel"), "{e}");
+    }
+
+    #[test]
+    fn config_file_syntax() {
+        let mut c = Config::default();
+        apply_text(&mut c, "# comment\nport 7002\nrequirepass \"a b\"\n\nappendonly yes\n", "t").unwrap();
+        assert_eq!((c.port, c.requirepass.as_str(), c.appendonly), (7002, "a b", true));
+        assert!(apply_text(&mut c, "port 1 2", "t").is_err());
+        assert!(apply_text(&mut c, "requirepass \"x", "t").is_err());
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("512mb"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_memory("1GB"), Some(1 << 30));
+        assert_eq!(parse_memory("100k"), Some(100_000));
+        assert_eq!(parse_memory("12"), Some(12));
+        assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_memory("1tb"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! One client connection, owned by the shard that accepted it (its home).
+
+use crate::node::ClientMeta;
+use ferrokv_commands::CommandSpec;
+use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf, RequestParser};
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+/// A reply slot for a command that runs on another shard. Replies of later commands
+/// that run here wait in `after` until this one arrives, so replies leave in order.
+pub struct Pending {
+    pub reply: Option<Vec<u8>>,
+    pub after: Vec<u8>,
+}
+
+pub struct QueuedCommand {
+    pub spec: &'static CommandSpec,
+    pub args: OwnedArgs,
+}
+
+#[derive(Default)]
+pub struct Multi {
+    pub queued: Vec<QueuedCommand>,
+    /// A command failed to queue: EXEC answers EXECABORT.
+    pub dirty: bool,
+}
+
+pub struct Watch {
+    pub key: Vec<u8>,
+    pub shard: usize,
+    pub version: u64,
+    /// The key existed (unexpired) when WATCH ran: its expiry before EXEC aborts.
+    pub existed: bool,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub token: u64,
+    pub meta: Arc<ClientMeta>,
+    pub parser: RequestParser,
+    pub inbuf: Vec<u8>,
+    /// Encoded replies ready to send, in order.
+    pub out: Vec<u8>,
+    /// The buffer of the send in flight, and how much of it went out.
+    pub sending: Vec<u8>,
+    pub sent: usize,
+    pub send_inflight: bool,
+    pub recv_armed: bool,
+    pub pending: VecDeque<Pending>,
+    /// Sequence number of `pending[0]`.
+    pub front_seq: u64,
+    /// Parsing stopped until forwarded commands have all replied.
+    pub stalled: bool,
+    pub proto: Proto,
+    pub authed: bool,
+    /// Close once everything queued was sent.
+    pub closing: bool,
+    /// The socket was shut down; the slot is freed when no operation is in flight.
+    pub dead: bool,
+    pub multi: Option<Multi>,
+    pub watched: Vec<Watch>,
+    pub in_flush_list: bool,
+    pub last_ms: u64,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, token: u64, meta: Arc<ClientMeta>, authed: bool, now_ms: u64) -> Conn {
+        Conn {
+            fd,
+            token,
+            meta,
+            parser: RequestParser::new(),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+            send_inflight: false,
+            recv_armed: false,
+            pending: VecDeque::new(),
+            front_seq: 0,
+            stalled: false,
+            proto: Proto::Resp2,
+            authed,
+            closing: false,
+            dead: false,
+            multi: None,
+            watched: Vec::new(),
+            in_flush_list: false,
+            last_ms: now_ms,
+        }
+    }
+
+    /// Commands sent to other shards that have not replied yet.
+    pub fn inflight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Runs `f` with the buffer the next reply belongs in: straight to `out` when
+    /// nothing is pending, else behind the last pending reply.
+    #[inline]
+    pub fn reply<R>(&mut self, f: impl FnOnce(&mut ReplyBuf) -> R) -> R {
+        let target = match self.pending.back_mut() {
+            Some(p) => &mut p.after,
+            None => &mut self.out,
+        };
+        let mut rb = ReplyBuf::with_buf(std::mem::take(target), self.proto);
+        let r = f(&mut rb);
+        *target = rb.buf;
+        r
+    }
+
+    pub fn error(&mut self, msg: &str) {
+        self.reply(|r| r.error(msg));
+    }
+
+    /// Reserves the reply slot of a forwarded command; returns its sequence number.
+    pub fn push_pending(&mut self) -> u64 {
+        self.pending.push_back(Pending { reply: None, after: Vec::new() });
+        self.front_seq + self.pending.len() as u64 - 1
+    }
+
+    /// Stores the reply of forwarded command `seq` and moves every reply that is now
+    /// in order to `out`.
+    pub fn complete(&mut self, seq: u64, bytes: Vec<u8>) {
+        let Some(idx) = seq.checked_sub(self.front_seq) else { return };
+        if let Some(p) = self.pending.get_mut(idx as usize) {
+            p.reply = Some(bytes);
+        }
+        while self.pending.front().is_some_and(|p| p.reply.is_some()) {
+            if let Some(p) = self.pending.pop_front() {
+                self.out.extend_from_slice(p.reply.as_deref().unwrap_or_default());
+                self.out.extend_from_slice(&p.after);
+                self.front_seq += 1;
+            }
+        }
+    }
+
+    /// Nothing left to send or wait for.
+    pub fn drained(&self) -> bool {
+        self.out.is_empty() && !self.send_inflight && self.pending.is_empty()
+    }
+}

@@ -1,0 +1,150 @@
+//! INFO: Redis's sections and field names, for the fields ferrokv tracks.
+//!
+//! INFO never takes a keyspace lock (it may run inside EXEC, which holds them): key
+//! counts come from the counters each shard publishes after it changes its keyspace.
+
+use crate::cmds::REDIS_VERSION;
+use crate::node::{unix_us, Node};
+use ferrokv_resp::Args;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+const DEFAULT: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
+const ALL: &[&str] = DEFAULT;
+
+pub fn render(node: &Node, args: &Args) -> String {
+    let mut wanted: Vec<String> =
+        args.iter().skip(1).map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).collect();
+    if wanted.is_empty() || wanted.iter().any(|w| w == "default") {
+        wanted.extend(DEFAULT.iter().map(|s| s.to_string()));
+    }
+    if wanted.iter().any(|w| w == "all" || w == "everything") {
+        wanted.extend(ALL.iter().map(|s| s.to_string()));
+    }
+    let mut out = String::new();
+    for section in ALL {
+        if !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        match *section {
+            "server" => server(node, &mut out),
+            "clients" => clients(node, &mut out),
+            "memory" => memory(node, &mut out),
+            "persistence" => persistence(&mut out),
+            "stats" => stats(node, &mut out),
+            "replication" => replication(node, &mut out),
+            "cpu" => cpu(&mut out),
+            "cluster" => out.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+            "keyspace" => keyspace(node, &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn server(node: &Node, o: &mut String) {
+    let cfg = node.config();
+    let up = node.started.elapsed().as_secs();
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    let _ = write!(
+        o,
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nferrokv_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nserver_threads:{}\r\nexecutable:{exe}\r\nconfig_file:{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        std::process::id(),
+        node.run_id,
+        cfg.port,
+        unix_us(),
+        up / 86400,
+        cfg.hz,
+        node.shard_count(),
+        cfg.config_file,
+    );
+}
+
+fn clients(node: &Node, o: &mut String) {
+    let _ = write!(
+        o,
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        node.connected_clients(),
+        node.config().maxclients
+    );
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2}G", b / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+fn memory(node: &Node, o: &mut String) {
+    let used = crate::memory::allocated();
+    let rss = crate::memory::rss();
+    let cfg = node.config();
+    let _ = write!(
+        o,
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:{}\r\n",
+        human(used),
+        human(rss),
+        cfg.maxmemory,
+        human(cfg.maxmemory),
+        cfg.maxmemory_policy,
+        crate::memory::ALLOCATOR,
+    );
+}
+
+fn persistence(o: &mut String) {
+    o.push_str("# Persistence\r\nloading:0\r\naof_enabled:0\r\n");
+}
+
+fn stats(node: &Node, o: &mut String) {
+    let sum = |f: fn(&crate::node::ShardShared) -> u64| node.shards.iter().map(f).sum::<u64>();
+    let _ = write!(
+        o,
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n",
+        node.total_connections.load(Ordering::Relaxed),
+        sum(|s| s.commands_processed.load(Ordering::Relaxed)),
+        node.rejected_connections.load(Ordering::Relaxed),
+        sum(|s| s.expired_keys.load(Ordering::Relaxed)),
+    );
+}
+
+fn replication(node: &Node, o: &mut String) {
+    let _ = write!(
+        o,
+        "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:0\r\n",
+        node.run_id
+    );
+}
+
+fn cpu(o: &mut String) {
+    // SAFETY: getrusage fills a local struct.
+    let (user, sys) = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        (t(ru.ru_utime), t(ru.ru_stime))
+    };
+    let _ = write!(o, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n");
+}
+
+fn keyspace(node: &Node, o: &mut String) {
+    o.push_str("# Keyspace\r\n");
+    let keys: u64 = node.shards.iter().map(|s| s.keys.load(Ordering::Relaxed)).sum();
+    let expires: u64 = node.shards.iter().map(|s| s.expires.load(Ordering::Relaxed)).sum();
+    if keys > 0 {
+        let _ = write!(o, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+    }
+}

@@ -1,0 +1,193 @@
+//! The ferrokv node: configuration, shards, the request path and the commands that
+//! need connection or node state. See docs/architecture.md for the whole picture.
+
+pub mod cmds;
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod info;
+pub mod logging;
+pub mod memory;
+pub mod msg;
+pub mod net;
+pub mod node;
+pub mod shard;
+
+use node::Node;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Addresses to listen on, from `bind` (Redis's `*` and `-` prefix for optional).
+fn bind_addrs(cfg: &config::Config) -> Result<Vec<(SocketAddr, bool)>, String> {
+    let mut out = Vec::new();
+    for b in &cfg.bind {
+        let (optional, host) = match b.strip_prefix('-') {
+            Some(h) => (true, h),
+            None => (false, b.as_str()),
+        };
+        let ip: IpAddr = match host {
+            "*" => IpAddr::from([0u8, 0, 0, 0]),
+            "::*" => IpAddr::from([0u16; 8]),
+            "localhost" => IpAddr::from([127u8, 0, 0, 1]),
+            h => h.parse().map_err(|_| format!("Invalid bind address '{b}'"))?,
+        };
+        out.push((SocketAddr::new(ip, cfg.port), optional));
+    }
+    Ok(out)
+}
+
+/// Starts the node and blocks until it shuts down. Returns the process exit code.
+pub fn run(args: Vec<String>) -> i32 {
+    let cfg = match config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    if let Err(e) = logging::init(&cfg.loglevel, &cfg.logfile) {
+        eprintln!("{e}");
+        return 1;
+    }
+    if cfg.daemonize {
+        eprintln!("*** FATAL CONFIG ERROR *** daemonize yes is not supported: run ferrokv-server under a supervisor");
+        return 1;
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.dir).and_then(|_| std::env::set_current_dir(&cfg.dir)) {
+        eprintln!("Can't chdir to '{}': {e}", cfg.dir);
+        return 1;
+    }
+    let cpus = ferrokv_runtime::cores::allowed_cpus();
+    let threads = if cfg.server_threads == 0 { cpus.len().max(1) } else { cfg.server_threads };
+    // Rings and buffer rings are charged to RLIMIT_MEMLOCK on older kernels.
+    let want = 8 * 1024 * 1024 * threads as u64;
+    if let Err(e) = ferrokv_runtime::cores::raise_memlock(want) {
+        tracing::warn!("cannot raise RLIMIT_MEMLOCK to {want} bytes: {e}");
+    }
+    let addrs = match bind_addrs(&cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    // Every shard gets its own listening socket per address (SO_REUSEPORT).
+    let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
+    for (addr, optional) in &addrs {
+        for l in listeners.iter_mut() {
+            match net::listen_reuseport(*addr, 511) {
+                Ok(fd) => l.push(fd),
+                Err(e) if *optional => {
+                    tracing::warn!("Could not create server TCP listening socket {addr}: {e}");
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("Could not create server TCP listening socket {addr}: {e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    block_signals();
+    let port = cfg.port;
+    let node = Node::new(cfg, threads);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let mut handles = Vec::new();
+    for (id, ls) in listeners.into_iter().enumerate() {
+        let node = node.clone();
+        let cpu = cpus.get(id % cpus.len().max(1)).copied();
+        let tx = ready_tx.clone();
+        let h = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
+            memory::register_thread();
+            if let Some(cpu) = cpu {
+                if let Err(e) = ferrokv_runtime::cores::pin_current_thread(cpu) {
+                    tracing::warn!("shard {id}: cannot pin to CPU {cpu}: {e}");
+                }
+            }
+            match shard::Shard::new(node.clone(), id, ls) {
+                Ok(s) => {
+                    let _ = tx.send(Ok(()));
+                    s.run();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    node.request_shutdown();
+                }
+            }
+        });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                eprintln!("cannot start shard thread: {e}");
+                return 1;
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("{e}");
+                node.request_shutdown();
+                join(handles);
+                return 1;
+            }
+            Err(_) => break,
+        }
+    }
+    tracing::info!(
+        "ferrokv {} ready to accept connections on port {port} ({threads} shard threads)",
+        env!("CARGO_PKG_VERSION")
+    );
+    wait_for_shutdown(&node);
+    join(handles);
+    tracing::info!("ferrokv is now ready to exit, bye bye...");
+    0
+}
+
+fn join(handles: Vec<std::thread::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+
+/// Blocks SIGTERM/SIGINT in every thread (threads inherit the mask); the main thread
+/// takes them with sigtimedwait. SIGPIPE is ignored: sends report EPIPE instead.
+fn block_signals() {
+    // SAFETY: plain signal mask manipulation on a local set.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_shutdown(node: &Arc<Node>) {
+    // SAFETY: as above; sigtimedwait reads the set and fills no info (null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+        while !node.shutdown.load(Ordering::SeqCst) {
+            let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
+            if sig > 0 {
+                tracing::warn!(
+                    "Received {} scheduling shutdown...",
+                    if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+                );
+                node.request_shutdown();
+            }
+        }
+    }
+}

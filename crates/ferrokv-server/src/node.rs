@@ -1,0 +1,188 @@
+//! State shared by the shards of one node: immutable layout (slot → shard), each
+//! shard's keyspace lock and mailbox, configuration, counters and the client registry.
+//!
+//! A shard's [`Db`] sits behind a mutex that only its own thread takes on the request
+//! path (uncontended: a couple of atomic operations). Other threads take it only for
+//! commands that must be atomic across shards (MSET over several shards, EXEC, KEYS,
+//! FLUSHALL...): they lock every shard involved in ascending shard order, run the
+//! command, and unlock, so no client sees half of it. Ordered locking and the rule that
+//! the request path never holds its own lock while taking another make this
+//! deadlock-free.
+
+use crate::config::Config;
+use crate::msg::Msg;
+use ferrokv_commands::ExecConfig;
+use ferrokv_runtime::Mailbox;
+use ferrokv_store::{Db, SLOTS};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+pub type ShardId = usize;
+
+pub struct ShardShared {
+    pub db: Mutex<Db>,
+    pub mailbox: Mailbox<Msg>,
+    pub connected_clients: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub expired_keys: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+    /// Keys and keys with a TTL, published by whoever last changed this keyspace.
+    pub keys: AtomicU64,
+    pub expires: AtomicU64,
+}
+
+impl ShardShared {
+    pub fn publish(&self, db: &Db) {
+        self.keys.store(db.len() as u64, Ordering::Relaxed);
+        self.expires.store(db.expire_keys_count() as u64, Ordering::Relaxed);
+    }
+}
+
+pub struct Node {
+    pub shards: Box<[ShardShared]>,
+    slot_shard: Box<[u16]>,
+    pub config: RwLock<Config>,
+    /// Bumped on every CONFIG SET so shards refresh their copies.
+    pub config_version: AtomicU64,
+    pub exec_cfg: RwLock<ExecConfig>,
+    pub next_client_id: AtomicU64,
+    pub shutdown: AtomicBool,
+    pub started: Instant,
+    pub run_id: String,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientMeta>>>,
+    pub stat_reset_commands: AtomicU64,
+}
+
+/// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
+/// owning shard updates the atomics as commands run; everything here is cheap to write.
+pub struct ClientMeta {
+    pub id: u64,
+    pub shard: ShardId,
+    pub token: u64,
+    pub fd: i32,
+    pub addr: String,
+    pub laddr: String,
+    pub created: Instant,
+    pub last_ms: AtomicU64,
+    pub name: Mutex<Option<Vec<u8>>>,
+    /// Index+1 of the last command in the table order, 0 = none yet.
+    pub last_cmd: Mutex<&'static str>,
+    pub resp: AtomicU32,
+    pub multi: AtomicI64,
+    pub qbuf: AtomicU64,
+    pub omem: AtomicU64,
+}
+
+impl Node {
+    pub fn new(cfg: Config, threads: usize) -> Arc<Node> {
+        let shards: Box<[ShardShared]> = (0..threads)
+            .map(|_| ShardShared {
+                db: Mutex::new(Db::new()),
+                mailbox: Mailbox::new(threads),
+                connected_clients: AtomicU64::new(0),
+                commands_processed: AtomicU64::new(0),
+                expired_keys: AtomicU64::new(0),
+                keyspace_hits: AtomicU64::new(0),
+                keyspace_misses: AtomicU64::new(0),
+                keys: AtomicU64::new(0),
+                expires: AtomicU64::new(0),
+            })
+            .collect();
+        // Contiguous ranges of slots per shard; a table so slots can move later.
+        let slot_shard = (0..SLOTS).map(|s| (s * threads / SLOTS) as u16).collect();
+        let exec = ExecConfig { proto_max_bulk_len: cfg.proto_max_bulk_len };
+        Arc::new(Node {
+            shards,
+            slot_shard,
+            config: RwLock::new(cfg),
+            config_version: AtomicU64::new(0),
+            exec_cfg: RwLock::new(exec),
+            next_client_id: AtomicU64::new(1),
+            shutdown: AtomicBool::new(false),
+            started: Instant::now(),
+            run_id: random_hex(40),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+            stat_reset_commands: AtomicU64::new(0),
+        })
+    }
+
+    #[inline]
+    pub fn shard_of_slot(&self, slot: u16) -> ShardId {
+        self.slot_shard[slot as usize] as ShardId
+    }
+
+    #[inline]
+    pub fn shard_of_key(&self, key: &[u8]) -> ShardId {
+        self.shard_of_slot(ferrokv_store::key_slot(key))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn lock_db(&self, shard: ShardId) -> MutexGuard<'_, Db> {
+        self.shards[shard].db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the given shards (sorted, deduplicated) in ascending order.
+    pub fn lock_dbs(&self, shards: &[ShardId]) -> Vec<(ShardId, MutexGuard<'_, Db>)> {
+        debug_assert!(shards.windows(2).all(|w| w[0] < w[1]));
+        shards.iter().map(|&s| (s, self.lock_db(s))).collect()
+    }
+
+    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn exec_config(&self) -> ExecConfig {
+        self.exec_cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    pub fn connected_clients(&self) -> u64 {
+        self.shards.iter().map(|s| s.connected_clients.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn register_client(&self, meta: Arc<ClientMeta>) {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(meta.id, meta);
+    }
+
+    pub fn unregister_client(&self, id: u64) {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    pub fn client_list(&self) -> Vec<Arc<ClientMeta>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn random_hex(n: usize) -> String {
+    let mut seed = unix_us() ^ (std::process::id() as u64).rotate_left(32);
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from_digit((seed % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect()
+}
