@@ -7,9 +7,10 @@
 //! a time-bounded sweep that resumes where the last one stopped. There is no separate
 //! table of expiring keys (Redis's `expires` dict, 24+ bytes per volatile key);
 //! instead every slot counts its keys with a TTL, so the sweep skips slots without
-//! any. Change `expire_at` only through [`Db::set`], [`Db::set_expire`] and
-//! [`Db::persist`], which keep those counts right; never through the `&mut Entry`
-//! that [`Db::get`] returns.
+//! any. Prefer [`Db::set`], [`Db::set_expire`] and [`Db::persist`] to change
+//! `expire_at`; a change made through the `&mut Entry` that [`Db::get`] lends is
+//! noticed at the Db's next call (the Db remembers which entry it lent), so the counts
+//! stay right either way.
 //!
 //! # Access tracking
 //! Each key keeps 32 bits of access history, as Redis keeps 24 in `robj.lru`: the LRU
@@ -140,10 +141,22 @@ pub struct Db {
     rng: u64,
     /// Where the next active expiry step starts: a slot and a bucket in its table.
     expire_cursor: (usize, usize),
+    /// The entry [`Db::get`] last lent out, with its expiry time then.
+    lent: Option<Lent>,
     /// `lfu-log-factor`: how many accesses it takes to raise the LFU counter.
     pub lfu_log_factor: u32,
     /// `lfu-decay-time`: minutes per decrement of an idle key's LFU counter.
     pub lfu_decay_time: u32,
+}
+
+/// An entry lent out mutably: its place and its expiry time when lent. No table
+/// changes until the next `&mut self` call, which settles it first, so the place
+/// still holds that entry then.
+#[derive(Clone, Copy, Debug)]
+struct Lent {
+    slot: usize,
+    idx: usize,
+    expire_at: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -178,6 +191,7 @@ impl Db {
             lru_clock: 0,
             rng: seed | 1,
             expire_cursor: (0, 0),
+            lent: None,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
         }
@@ -194,7 +208,43 @@ impl Db {
 
     /// Number of keys with an expiry time.
     pub fn expire_keys_count(&self) -> usize {
-        self.expiring
+        match self.lent_change() {
+            Some((_, true)) => self.expiring + 1,
+            Some((_, false)) => self.expiring - 1,
+            None => self.expiring,
+        }
+    }
+
+    /// Whether the entry lent by [`Db::get`] gained (true) or lost (false) its
+    /// expiry time since, and its slot.
+    fn lent_change(&self) -> Option<(usize, bool)> {
+        let l = self.lent?;
+        let n = self.slots[l.slot].table.get_bucket(l.idx)?;
+        match (l.expire_at != 0, n.entry.expire_at != 0) {
+            (false, true) => Some((l.slot, true)),
+            (true, false) => Some((l.slot, false)),
+            _ => None,
+        }
+    }
+
+    /// Brings the expiry counts up to date with the entry [`Db::get`] lent out.
+    #[inline]
+    fn settle(&mut self) {
+        if self.lent.is_none() {
+            return;
+        }
+        match self.lent_change() {
+            Some((slot, true)) => {
+                self.slots[slot].expiring += 1;
+                self.expiring += 1;
+            }
+            Some((slot, false)) => {
+                self.slots[slot].expiring -= 1;
+                self.expiring -= 1;
+            }
+            None => {}
+        }
+        self.lent = None;
     }
 
     pub fn slot_len(&self, slot: u16) -> usize {
@@ -224,6 +274,7 @@ impl Db {
     /// The slot and bucket of a live `key`; an expired one is deleted on the way.
     #[inline]
     fn find_live(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
+        self.settle();
         self.set_clock(now_ms);
         let (slot, idx) = self.find(key)?;
         if self.node(slot, idx).entry.is_expired(now_ms) {
@@ -312,7 +363,9 @@ impl Db {
         let a = self.accessed(a);
         let node = self.node_mut(slot, idx);
         node.access = a;
-        Some(&mut node.entry)
+        let expire_at = node.entry.expire_at;
+        self.lent = Some(Lent { slot, idx, expire_at });
+        Some(&mut self.node_mut(slot, idx).entry)
     }
 
     /// The live entry at `key` without recording an access (Redis's
@@ -348,6 +401,7 @@ impl Db {
     /// Stores `value` at `key` with `expire_at` (0 = none), replacing any entry. A
     /// replaced key keeps its LFU counter, as Redis's `dbSetValue` does.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) {
+        self.settle();
         let slot = key_slot(key) as usize;
         let hash = self.hash(key);
         let clock = self.lru_clock;
@@ -390,6 +444,7 @@ impl Db {
 
     /// Stores an entry taken with [`Db::take`], replacing any entry at `key`.
     pub fn put(&mut self, key: &[u8], entry: Entry, access: Access) {
+        self.settle();
         if let Some((slot, idx)) = self.find(key) {
             self.remove_at(slot, idx);
         }
@@ -401,6 +456,7 @@ impl Db {
     /// Sets the expiry time of `key` (0 removes it). Returns whether the key exists;
     /// the caller has checked that it is live.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        self.settle();
         let Some((slot, idx)) = self.find(key) else {
             return false;
         };
@@ -422,6 +478,7 @@ impl Db {
 
     /// Removes the expiry time of `key`; returns whether it had one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
+        self.settle();
         match self.find(key) {
             Some((slot, idx)) if self.node(slot, idx).entry.expire_at != 0 => self.set_expire(key, 0),
             _ => false,
@@ -431,6 +488,7 @@ impl Db {
     /// Deletes every key; returns how many there were. Watched keys that existed
     /// count as changed (Redis's `signalFlushedDb`).
     pub fn clear(&mut self) -> usize {
+        self.lent = None;
         let n = self.len;
         if !self.watched.is_empty() {
             let present: Vec<Box<[u8]>> = self.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
@@ -487,6 +545,7 @@ impl Db {
     /// A random live key (RANDOMKEY), every key about equally likely. Expired keys
     /// met on the way are deleted.
     pub fn random_key(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        self.settle();
         self.set_clock(now_ms);
         loop {
             if self.len == 0 {
@@ -563,6 +622,7 @@ impl Db {
     /// cycles sweep the whole keyspace. A table that grows during the walk may make it
     /// skip or revisit some keys; the next lap catches them.
     pub fn active_expire(&mut self, now_ms: u64, budget: Duration) -> usize {
+        self.settle();
         self.set_clock(now_ms);
         let start = Instant::now();
         let mut deleted = 0;
@@ -644,7 +704,8 @@ impl Db {
 
     /// Recounts everything and panics on any disagreement with the kept counts. For
     /// tests, here and in the crates above.
-    pub fn check_invariants(&self) {
+    pub fn check_invariants(&mut self) {
+        self.settle();
         let (mut len, mut expiring) = (0, 0);
         for (i, s) in self.slots.iter().enumerate() {
             let mut e = 0;
@@ -711,6 +772,22 @@ mod tests {
         assert!(!db.persist(b"a"));
         assert!(!db.set_expire(b"zz", 10));
         assert_eq!(db.expire_keys_count(), 0);
+        db.check_invariants();
+    }
+
+    #[test]
+    fn expiry_changed_through_get_is_counted() {
+        let mut db = Db::with_seed(1);
+        db.set(b"a", s("1"), 0);
+        db.get(b"a", 0).unwrap().expire_at = 50;
+        assert_eq!(db.expire_keys_count(), 1);
+        db.set(b"b", s("1"), 0);
+        db.check_invariants();
+        db.get(b"a", 0).unwrap().expire_at = 0;
+        assert_eq!(db.active_expire(100, Duration::from_secs(1)), 0);
+        db.check_invariants();
+        db.get(b"a", 0).unwrap().expire_at = 70;
+        assert_eq!(db.active_expire(100, Duration::from_secs(1)), 1);
         db.check_invariants();
     }
 
@@ -931,6 +1008,8 @@ mod tests {
         Remove(u8),
         Expire(u8, u64),
         Persist(u8),
+        /// Changes the expiry time through the entry `get` lends.
+        Poke(u8, u64),
         Take(u8, u8),
         Active,
         Tick(u64),
@@ -946,6 +1025,7 @@ mod tests {
             key.clone().prop_map(Op::Remove),
             (key.clone(), 1u64..200).prop_map(|(k, e)| Op::Expire(k, e)),
             key.clone().prop_map(Op::Persist),
+            (key.clone(), exp.clone()).prop_map(|(k, e)| Op::Poke(k, e)),
             (key.clone(), key).prop_map(|(a, b)| Op::Take(a, b)),
             Just(Op::Active),
             (0u64..20).prop_map(Op::Tick),
@@ -1003,6 +1083,17 @@ mod tests {
                             prop_assert_eq!(db.persist(&key(k)), had);
                             model.get_mut(&key(k)).unwrap().1 = 0;
                         }
+                    }
+                    Op::Poke(k, e) => {
+                        let at = if e == 0 { 0 } else { now + e };
+                        if let Some(entry) = db.get(&key(k), now) {
+                            entry.expire_at = at;
+                            model.get_mut(&key(k)).unwrap().1 = at;
+                        }
+                        // The count seen before settling is the recounted one.
+                        let before = db.expire_keys_count();
+                        db.check_invariants();
+                        prop_assert_eq!(before, db.expire_keys_count());
                     }
                     Op::Take(a, b) => {
                         let want = live(&model, &key(a), now);
