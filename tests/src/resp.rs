@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// One decoded reply. Bulk-like payloads keep their raw bytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reply {
     /// `+OK`
     Simple(Vec<u8>),
