@@ -257,13 +257,15 @@ pub struct StreamOptions {
     pub mutate_percent: u64,
     /// Percent of command names sent in lower or mixed case.
     pub case_percent: u64,
-    /// Check every key's type, value and TTL at the end.
+    /// GET every key at the end.
     pub final_check: bool,
+    /// Also check every key's existence, type and TTL, and DBSIZE, at the end.
+    pub final_check_keys: bool,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { mutate_percent: 3, case_percent: 10, final_check: true }
+        StreamOptions { mutate_percent: 3, case_percent: 10, final_check: true, final_check_keys: true }
     }
 }
 
@@ -345,7 +347,7 @@ impl Differ {
             self.check(conn, &args, entry.check)?;
         }
         if options.final_check {
-            self.final_state()?;
+            self.final_state(options.final_check_keys)?;
         }
         if std::env::var_os("FERROKV_DIFF_STATS").is_some() {
             eprintln!("{} seed {}: replies by command and kind", self.label, self.seed);
@@ -356,18 +358,23 @@ impl Differ {
         Ok(())
     }
 
-    /// Each key's existence, type, value and TTL, on a new connection pair (the
-    /// stream's may be inside MULTI).
-    pub fn final_state(&mut self) -> Result<(), String> {
+    /// Each key's value (and with `keys` its existence, type and TTL, and DBSIZE), on
+    /// a new connection pair (the stream's may be inside MULTI).
+    pub fn final_state(&mut self, keys: bool) -> Result<(), String> {
         self.conns.insert(0, (self.ferrokv.conn(), self.redis.conn()));
         for key in KEYS.iter().chain(&["missing"]) {
             let key = key.as_bytes().to_vec();
-            self.check(0, &[b"EXISTS".to_vec(), key.clone()], Check::Exact)?;
-            self.check(0, &[b"TYPE".to_vec(), key.clone()], Check::Exact)?;
             self.check(0, &[b"GET".to_vec(), key.clone()], Check::Exact)?;
-            self.check(0, &[b"PTTL".to_vec(), key], Check::Within(1000))?;
+            if keys {
+                self.check(0, &[b"EXISTS".to_vec(), key.clone()], Check::Exact)?;
+                self.check(0, &[b"TYPE".to_vec(), key.clone()], Check::Exact)?;
+                self.check(0, &[b"PTTL".to_vec(), key], Check::Within(1000))?;
+            }
         }
-        self.check(0, &[b"DBSIZE".to_vec()], Check::Exact)
+        if keys {
+            self.check(0, &[b"DBSIZE".to_vec()], Check::Exact)?;
+        }
+        Ok(())
     }
 
     /// Sends one command on connection pair `conn` and compares the replies.

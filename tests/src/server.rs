@@ -58,8 +58,9 @@ pub fn target_kind() -> Kind {
     }
 }
 
-/// `<target>/<profile>/ferrokv-server`, derived from this test binary's path
-/// (`<target>/<profile>/deps/<test>-<hash>`), falling back to `<target>/release`.
+/// `<target>/release/ferrokv-server`, the target directory derived from this test
+/// binary's path (`<target>/<profile>/deps/<test>-<hash>`), falling back to
+/// `<target>/<profile>/ferrokv-server`.
 fn ferrokv_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("FERROKV_SERVER") {
         let path = PathBuf::from(path);
@@ -68,10 +69,11 @@ fn ferrokv_binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    let mut candidates = vec![profile_dir.join("ferrokv-server")];
+    let mut candidates = Vec::new();
     if let Some(target) = profile_dir.parent() {
         candidates.push(target.join("release").join("ferrokv-server"));
     }
+    candidates.push(profile_dir.join("ferrokv-server"));
     for candidate in &candidates {
         if candidate.is_file() {
             return candidate.clone();

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# A local ferrokv deployment on 127.0.0.1 for trying things by hand.
+#
+# Usage: deploy/local-cluster.sh start [--no-build]|stop|clean|status
+#   start   build ferrokv-server (release) and start the nodes; pid files, logs and
+#           data under deploy/local-cluster/ (gitignored); --no-build uses
+#           target/release/ferrokv-server as it is
+#   stop    stop the nodes (SIGTERM, then SIGKILL after 10 s)
+#   clean   stop, then remove deploy/local-cluster/
+#   status  show which nodes run
+#
+# Cluster mode does not exist yet, so `start` runs ONE standalone node on port 7000.
+# When it does, `CLUSTER=yes deploy/local-cluster.sh start` (made the default then)
+# starts 6 nodes on ports 7000-7005 with `--cluster-enabled yes` and joins them with
+# `redis-cli --cluster create` (3 masters, 1 replica each).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+base_dir=deploy/local-cluster
+first_port=7000
+CLUSTER=${CLUSTER:-no}
+if [ "$CLUSTER" = yes ]; then
+    node_count=6
+    replicas=1
+else
+    node_count=1
+fi
+server=target/release/ferrokv-server
+
+ports() {
+    seq "$first_port" $((first_port + node_count - 1))
+}
+
+# Ports of the nodes that have a directory, whatever CLUSTER was when they started.
+known_ports() {
+    local dir
+    for dir in "$base_dir"/*/; do
+        dir=$(basename "$dir")
+        case "$dir" in ''|*[!0-9]*) ;; *) echo "$dir" ;; esac
+    done
+}
+
+node_dir() { echo "$base_dir/$1"; }
+pid_file() { echo "$(node_dir "$1")/ferrokv.pid"; }
+
+running_pid() {
+    local file
+    file=$(pid_file "$1")
+    [ -f "$file" ] || return 1
+    local pid
+    pid=$(cat "$file")
+    # The PID must still be a ferrokv-server of ours (not a reused PID).
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
+        && grep -q ferrokv-server "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+}
+
+start_node() {
+    local port=$1 dir
+    dir=$(node_dir "$port")
+    if pid=$(running_pid "$port"); then
+        echo "node $port already runs (pid $pid)"
+        return
+    fi
+    mkdir -p "$dir"
+    local args=(--port "$port" --bind 127.0.0.1 --dir "$(cd "$dir" && pwd)")
+    if [ "$CLUSTER" = yes ]; then
+        args+=(--cluster-enabled yes --cluster-config-file nodes.conf)
+    fi
+    nohup "$server" "${args[@]}" >"$dir/ferrokv.log" 2>&1 </dev/null &
+    echo $! >"$(pid_file "$port")"
+    for _ in $(seq 100); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+            echo "node $port started (pid $(cat "$(pid_file "$port")"), log $dir/ferrokv.log)"
+            return
+        fi
+        if ! kill -0 "$(cat "$(pid_file "$port")")" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    echo "node $port did not answer PING; its log:" >&2
+    cat "$dir/ferrokv.log" >&2
+    exit 1
+}
+
+stop_node() {
+    local port=$1 pid
+    if ! pid=$(running_pid "$port"); then
+        rm -f "$(pid_file "$port")"
+        return
+    fi
+    kill -TERM "$pid"
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "node $port ignored SIGTERM for 10 s: SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pid_file "$port")"
+    echo "node $port stopped"
+}
+
+create_cluster() {
+    local addresses=()
+    for port in $(ports); do
+        addresses+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes
+}
+
+case "${1:-}" in
+    start)
+        command -v redis-cli >/dev/null || { echo "needs redis-cli (apt-get install redis-tools)" >&2; exit 1; }
+        if [ "${2:-}" != --no-build ]; then
+            cargo build --release -p ferrokv-server
+        fi
+        [ -x "$server" ] || { echo "no $server: build it first" >&2; exit 1; }
+        for port in $(ports); do
+            start_node "$port"
+        done
+        if [ "$CLUSTER" = yes ]; then
+            create_cluster
+            echo "connect: redis-cli -c -p $first_port"
+        else
+            echo "connect: redis-cli -p $first_port"
+            echo "(one standalone node: cluster mode comes later, then this starts 6 nodes and creates the cluster)"
+        fi
+        ;;
+    stop)
+        for port in $(known_ports); do
+            stop_node "$port"
+        done
+        ;;
+    clean)
+        for port in $(known_ports); do
+            stop_node "$port"
+        done
+        rm -rf "$base_dir"
+        echo "removed $base_dir"
+        ;;
+    status)
+        for port in $(known_ports); do
+            if pid=$(running_pid "$port"); then
+                echo "node $port: running (pid $pid)"
+            else
+                echo "node $port: stopped"
+            fi
+        done
+        ;;
+    *)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
