@@ -2,7 +2,6 @@
 
 use crate::ctx::Ctx;
 use ferrokv_resp::Args;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub type DataFn = fn(&mut Ctx, &Args);
@@ -108,8 +107,10 @@ impl CommandSpec {
 pub static COMMANDS: &[&[CommandSpec]] =
     &[crate::families::server::COMMANDS, crate::families::strings::COMMANDS, crate::families::keys::COMMANDS];
 
-fn index() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static INDEX: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+type Index = hashbrown::HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
     INDEX.get_or_init(|| COMMANDS.iter().flat_map(|f| f.iter()).map(|c| (c.name, c)).collect())
 }
 

@@ -271,7 +271,7 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
     let now = unix_ms();
     let name = m.name.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
     let multi = m.multi.load(Ordering::Relaxed);
-    let cmd = m.last_cmd.lock().map(|g| *g).unwrap_or("NULL");
+    let cmd = m.last_cmd_name();
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
         m.id,
@@ -684,7 +684,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         for q in &multi.queued {
             let a = q.args.args();
             match q.spec.handler {
-                Handler::Data(f) => c.reply(|out| run_data(&mut ks, f, &a, &cfg, out)),
+                Handler::Data(f) => c.reply(|out| run_data(&mut ks, f, &a, &cfg, now, out)),
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {
                     let _ = run(core, c, q.spec, &a);

@@ -38,6 +38,9 @@ pub struct ShardCore {
     pub query_buffer_limit: u64,
     max_bulk_len: usize,
     pub requirepass: String,
+    /// Unix ms, read once per loop iteration: commands of one batch share a clock,
+    /// as Redis caches its clock per command.
+    pub now_ms: u64,
     key_idx: Vec<usize>,
     shard_set: Vec<ShardId>,
 }
@@ -62,6 +65,7 @@ impl ShardCore {
             query_buffer_limit: 0,
             max_bulk_len: 0,
             requirepass: String::new(),
+            now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
         };
@@ -135,13 +139,13 @@ impl ShardCore {
             c.reply(|r| r.simple("QUEUED"));
             return Flow::Done;
         }
-        let now = unix_ms();
-        c.last_ms = now;
-        c.meta.last_ms.store(now, Ordering::Relaxed);
-        if let Ok(mut l) = c.meta.last_cmd.try_lock() {
-            *l = spec.name;
+        let now = self.now_ms;
+        if c.last_ms != now {
+            c.last_ms = now;
+            c.meta.last_ms.store(now, Ordering::Relaxed);
         }
-        self.node.shards[self.id].commands_processed.fetch_add(1, Ordering::Relaxed);
+        c.meta.set_last_cmd(spec);
+        crate::node::bump(&self.node.shards[self.id].commands_processed);
         match spec.handler {
             Handler::Server => crate::cmds::run(self, c, spec, args),
             Handler::Data(f) => self.route(c, spec, f, args),
@@ -184,9 +188,10 @@ impl ShardCore {
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
             if target == self.id {
+                let now = self.now_ms;
                 let mut db = self.node.lock_db(self.id);
                 let cfg = &self.exec_cfg;
-                c.reply(|out| run_data(&mut SingleDb(&mut db), f, args, cfg, out));
+                c.reply(|out| run_data(&mut SingleDb(&mut db), f, args, cfg, now, out));
                 self.node.shards[self.id].publish(&db);
             } else {
                 let seq = c.push_pending();
@@ -201,7 +206,8 @@ impl ShardCore {
         }
         let mut ks = MultiDb::lock(&self.node, &self.shard_set);
         let cfg = &self.exec_cfg;
-        c.reply(|out| run_data(&mut ks, f, args, cfg, out));
+        let now = unix_ms();
+        c.reply(|out| run_data(&mut ks, f, args, cfg, now, out));
         Flow::Done
     }
 
@@ -210,7 +216,7 @@ impl ShardCore {
         let mut out = ReplyBuf::new(proto);
         if let Handler::Data(f) = spec.handler {
             let mut db = self.node.lock_db(self.id);
-            run_data(&mut SingleDb(&mut db), f, args, &self.exec_cfg, &mut out);
+            run_data(&mut SingleDb(&mut db), f, args, &self.exec_cfg, self.now_ms, &mut out);
             self.node.shards[self.id].publish(&db);
         } else {
             out.error("ERR internal error: command cannot be forwarded");
@@ -255,9 +261,9 @@ impl ShardCore {
 }
 
 /// Runs a data command against `ks`, writing one reply to `out`.
-pub fn run_data(ks: &mut dyn Keyspace, f: DataFn, args: &Args, cfg: &ExecConfig, out: &mut ReplyBuf) {
+pub fn run_data(ks: &mut dyn Keyspace, f: DataFn, args: &Args, cfg: &ExecConfig, now_ms: u64, out: &mut ReplyBuf) {
     let start = out.buf.len();
-    let mut ctx = Ctx::new(ks, unix_ms(), cfg, out);
+    let mut ctx = Ctx::new(ks, now_ms, cfg, out);
     // A bug in one command must not take the shard down with it.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args)));
     if r.is_err() {

@@ -11,11 +11,11 @@
 
 use crate::config::Config;
 use crate::msg::Msg;
-use ferrokv_commands::ExecConfig;
+use ferrokv_commands::{CommandSpec, ExecConfig};
 use ferrokv_runtime::Mailbox;
 use ferrokv_store::{Db, SLOTS};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -70,12 +70,34 @@ pub struct ClientMeta {
     pub created: Instant,
     pub last_ms: AtomicU64,
     pub name: Mutex<Option<Vec<u8>>>,
-    /// Index+1 of the last command in the table order, 0 = none yet.
-    pub last_cmd: Mutex<&'static str>,
+    /// The last command run, for CLIENT LIST's `cmd=` (null: none yet).
+    pub last_cmd: AtomicPtr<CommandSpec>,
     pub resp: AtomicU32,
     pub multi: AtomicI64,
     pub qbuf: AtomicU64,
     pub omem: AtomicU64,
+}
+
+impl ClientMeta {
+    pub fn set_last_cmd(&self, spec: &'static CommandSpec) {
+        self.last_cmd.store(spec as *const CommandSpec as *mut CommandSpec, Ordering::Relaxed);
+    }
+
+    pub fn last_cmd_name(&self) -> &'static str {
+        let p = self.last_cmd.load(Ordering::Relaxed);
+        // SAFETY: only ever set from `&'static CommandSpec`.
+        if p.is_null() {
+            "NULL"
+        } else {
+            unsafe { (*p).name }
+        }
+    }
+}
+
+/// Adds to a counter that only its own shard writes (a plain store, no locked RMW).
+#[inline]
+pub fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 impl Node {

@@ -89,6 +89,7 @@ impl Shard {
         let node = self.core.node.clone();
         let id = self.core.id;
         loop {
+            self.core.now_ms = unix_ms();
             self.handle_completions();
             self.handle_messages();
             self.flush_outboxes();
@@ -220,7 +221,7 @@ impl Shard {
             created: Instant::now(),
             last_ms: AtomicU64::new(now),
             name: Mutex::new(None),
-            last_cmd: Mutex::new("NULL"),
+            last_cmd: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             resp: AtomicU32::new(2),
             multi: AtomicI64::new(-1),
             qbuf: AtomicU64::new(0),
