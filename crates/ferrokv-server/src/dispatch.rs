@@ -251,7 +251,10 @@ impl ShardCore {
     /// Active expiry of this shard's keys within `budget`.
     pub fn active_expire(&mut self, budget: std::time::Duration) {
         let mut db = self.node.lock_db(self.id);
-        let n = db.active_expire(unix_ms(), budget);
+        let now = unix_ms();
+        // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
+        db.set_clock(now);
+        let n = db.active_expire(now, budget);
         self.node.shards[self.id].publish(&db);
         drop(db);
         if n > 0 {
