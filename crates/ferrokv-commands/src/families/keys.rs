@@ -1,19 +1,92 @@
-//! Generic key commands (Redis's db.c and expire.c).
+//! Generic key commands (Redis's db.c, expire.c and object.c): commands on keys
+//! whatever their type, and on the keyspace as a whole.
+//!
+//! - here: DEL, UNLINK, EXISTS, TOUCH, TYPE, RENAME, RENAMENX, COPY;
+//! - [`expire`]: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL, EXPIRETIME,
+//!   PEXPIRETIME, PERSIST;
+//! - [`keyspace`]: the commands that visit every shard: KEYS, SCAN, RANDOMKEY, DBSIZE,
+//!   FLUSHDB, FLUSHALL (listed in [`ALL_SHARDS`]);
+//! - [`object`]: OBJECT and its subcommands.
+//!
+//! Keys of one command may live in different shards' databases: each key is reached
+//! through `ctx.keys.db(key)`, and a value that moves (RENAME, COPY) is taken out of
+//! one database and put into the other.
+
+mod expire;
+mod keyspace;
+mod object;
+#[cfg(test)]
+mod testkit;
+
+pub use expire::*;
+pub use keyspace::*;
+pub use object::{object, OBJECT_SUBCOMMANDS};
 
 use crate::table::{CommandSpec, Handler, KeyPositions};
+use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
 
-pub const COMMANDS: &[CommandSpec] = &[CommandSpec::new(
-    "del",
-    -2,
-    &["write"],
-    KeyPositions::new(1, -1, 1),
-    &["@keyspace", "@write", "@slow"],
-    Handler::Data(del),
-)];
+/// Commands without keys that must see every shard's database: the server runs them
+/// with a [`Keyspace`](crate::Keyspace) over all shards (`each_db`, `db_for_slot`).
+pub const ALL_SHARDS: &[&str] = &["keys", "scan", "dbsize", "flushdb", "flushall", "randomkey"];
+
+const fn cmd(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: KeyPositions,
+    acl: &'static [&'static str],
+    f: crate::table::DataFn,
+) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, keys, acl, Handler::Data(f))
+}
+
+const NONE: KeyPositions = KeyPositions::NONE;
+const ONE: KeyPositions = KeyPositions::new(1, 1, 1);
+const ALL: KeyPositions = KeyPositions::new(1, -1, 1);
+const TWO: KeyPositions = KeyPositions::new(1, 2, 1);
+
+const W: &[&str] = &["write"];
+const WF: &[&str] = &["write", "fast"];
+const RF: &[&str] = &["readonly", "fast"];
+const R: &[&str] = &["readonly"];
+const KWS: &[&str] = &["@keyspace", "@write", "@slow"];
+const KWF: &[&str] = &["@keyspace", "@write", "@fast"];
+const KRF: &[&str] = &["@keyspace", "@read", "@fast"];
+const KRS: &[&str] = &["@keyspace", "@read", "@slow"];
+
+/// As `COMMAND INFO` on redis-server 7.0 prints them.
+pub const COMMANDS: &[CommandSpec] = &[
+    cmd("del", -2, W, ALL, KWS, del),
+    cmd("unlink", -2, WF, ALL, KWF, unlink),
+    cmd("exists", -2, RF, ALL, KRF, exists),
+    cmd("touch", -2, RF, ALL, KRF, touch),
+    cmd("type", 2, RF, ONE, KRF, type_),
+    cmd("rename", 3, W, TWO, KWS, rename),
+    cmd("renamenx", 3, WF, TWO, KWF, renamenx),
+    cmd("copy", -3, &["write", "denyoom"], TWO, KWS, copy),
+    cmd("expire", -3, WF, ONE, KWF, expire),
+    cmd("pexpire", -3, WF, ONE, KWF, pexpire),
+    cmd("expireat", -3, WF, ONE, KWF, expireat),
+    cmd("pexpireat", -3, WF, ONE, KWF, pexpireat),
+    cmd("ttl", 2, RF, ONE, KRF, ttl),
+    cmd("pttl", 2, RF, ONE, KRF, pttl),
+    cmd("expiretime", 2, RF, ONE, KRF, expiretime),
+    cmd("pexpiretime", 2, RF, ONE, KRF, pexpiretime),
+    cmd("persist", 2, WF, ONE, KWF, persist),
+    cmd("keys", 2, R, NONE, &["@keyspace", "@read", "@slow", "@dangerous"], keys),
+    cmd("scan", -2, R, NONE, KRS, scan),
+    cmd("randomkey", 1, R, NONE, KRS, randomkey),
+    cmd("dbsize", 1, RF, NONE, KRF, dbsize),
+    cmd("flushdb", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushdb),
+    cmd("flushall", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushall),
+    cmd("object", -2, &[], NONE, &["@slow"], object).with_subcommands(OBJECT_SUBCOMMANDS),
+];
 
 /// DEL key [key ...]
+///
+/// Deletes the keys; replies how many existed. A key named twice counts once.
 pub fn del(ctx: &mut Ctx, args: &Args) {
     let now = ctx.now_ms;
     let mut n = 0;
@@ -24,4 +97,303 @@ pub fn del(ctx: &mut Ctx, args: &Args) {
         }
     }
     ctx.out.integer(n);
+}
+
+/// UNLINK key [key ...]
+///
+/// DEL whose freeing Redis defers to a background thread. Values here are freed in
+/// place, so it is DEL with its own table entry (`fast`).
+pub fn unlink(ctx: &mut Ctx, args: &Args) {
+    del(ctx, args)
+}
+
+/// EXISTS key [key ...]
+///
+/// How many of the named keys exist; a key named twice counts twice.
+pub fn exists(ctx: &mut Ctx, args: &Args) {
+    let now = ctx.now_ms;
+    let n = args.iter().skip(1).filter(|k| ctx.keys.db(k).contains(k, now)).count();
+    ctx.out.integer(n as i64);
+}
+
+/// TOUCH key [key ...]
+///
+/// Records an access to each key (LRU/LFU); replies how many exist, counting a key
+/// named twice twice.
+pub fn touch(ctx: &mut Ctx, args: &Args) {
+    let now = ctx.now_ms;
+    let n = args.iter().skip(1).filter(|k| ctx.keys.db(k).get(k, now).is_some()).count();
+    ctx.out.integer(n as i64);
+}
+
+/// TYPE key
+///
+/// The type name of the value at `key` (`string`, `list`, ...) or `none`, as a
+/// status reply. Does not count as an access.
+pub fn type_(ctx: &mut Ctx, args: &Args) {
+    let (key, now) = (args.get(1), ctx.now_ms);
+    let name = ctx.keys.db(key).peek(key, now).map_or("none", |e| e.value.type_name());
+    ctx.out.simple(name);
+}
+
+/// RENAME key newkey
+///
+/// Moves the value, with its TTL, to `newkey`, replacing what was there.
+pub fn rename(ctx: &mut Ctx, args: &Args) {
+    rename_generic(ctx, args, false)
+}
+
+/// RENAMENX key newkey
+///
+/// RENAME only when `newkey` does not exist; replies 1 if it renamed, else 0.
+pub fn renamenx(ctx: &mut Ctx, args: &Args) {
+    rename_generic(ctx, args, true)
+}
+
+fn rename_generic(ctx: &mut Ctx, args: &Args, nx: bool) {
+    let (src, dst, now) = (args.get(1), args.get(2), ctx.now_ms);
+    if ctx.keys.db(src).get(src, now).is_none() {
+        return ctx.out.error(ERR_NO_SUCH_KEY);
+    }
+    if src == dst {
+        return if nx { ctx.out.integer(0) } else { ctx.out.ok() };
+    }
+    if ctx.keys.db(dst).get(dst, now).is_some() && nx {
+        return ctx.out.integer(0);
+    }
+    // The value moves with its access history, as Redis moves the object itself.
+    let Some((entry, access)) = ctx.keys.db(src).take(src, now) else {
+        return ctx.out.error(ERR_NO_SUCH_KEY);
+    };
+    ctx.keys.db(dst).put(dst, entry, access);
+    // Both keys changed for WATCH; Redis counts one change.
+    ctx.keys.db(src).touch(src);
+    ctx.touch(dst);
+    if nx {
+        ctx.out.integer(1)
+    } else {
+        ctx.out.ok()
+    }
+}
+
+pub const ERR_NO_SUCH_KEY: &str = "ERR no such key";
+
+/// COPY source destination [DB destination-db] [REPLACE]
+///
+/// Copies the value and its TTL to `destination`; replies 1 if it copied, 0 when the
+/// source is missing or the destination exists without REPLACE. Only database 0
+/// exists, so `DB 0` is the one destination database accepted.
+pub fn copy(ctx: &mut Ctx, args: &Args) {
+    let mut replace = false;
+    let mut j = 3;
+    while j < args.len() {
+        let a = args.get(j);
+        if eq_ic(a, "replace") {
+            replace = true;
+        } else if eq_ic(a, "db") && j + 1 < args.len() {
+            match parse_i64(args.get(j + 1)) {
+                Some(n) if i32::try_from(n).is_ok() => {
+                    if n != 0 {
+                        return ctx.out.error("ERR DB index is out of range");
+                    }
+                }
+                _ => return ctx.out.error(ERR_NOT_INT),
+            }
+            j += 1;
+        } else {
+            return ctx.out.error(ERR_SYNTAX);
+        }
+        j += 1;
+    }
+    let (src, dst, now) = (args.get(1), args.get(2), ctx.now_ms);
+    if src == dst {
+        return ctx.out.error("ERR source and destination objects are the same");
+    }
+    let Some(e) = ctx.keys.db(src).get(src, now) else {
+        return ctx.out.integer(0);
+    };
+    let (value, expire_at) = (e.value.clone(), e.expire_at);
+    let dst_db = ctx.keys.db(dst);
+    if dst_db.get(dst, now).is_some() {
+        if !replace {
+            return ctx.out.integer(0);
+        }
+        // Redis deletes the old destination and adds a new object: fresh LFU history.
+        dst_db.remove(dst, now);
+    }
+    dst_db.set(dst, value, expire_at);
+    ctx.touch(dst);
+    ctx.out.integer(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{Harness, TwoDbs};
+    use super::*;
+    use crate::table::lookup;
+
+    #[test]
+    fn table_matches_redis_command_info() {
+        let c = lookup(b"copy").unwrap();
+        assert_eq!((c.arity, c.keys, c.flags), (-3, TWO, &["write", "denyoom"][..]));
+        assert_eq!(c.acl, KWS);
+        let c = lookup(b"unlink").unwrap();
+        assert_eq!((c.flags, c.acl), (WF, KWF));
+        let c = lookup(b"keys").unwrap();
+        assert_eq!(c.acl, &["@keyspace", "@read", "@slow", "@dangerous"]);
+        let c = lookup(b"object").unwrap();
+        assert_eq!((c.arity, c.flags.len(), c.acl), (-2, 0, &["@slow"][..]));
+        let sub = crate::table::lookup_sub(c, b"ENCODING").unwrap();
+        assert_eq!((sub.name, sub.arity, sub.keys), ("object|encoding", 3, KeyPositions::new(2, 2, 1)));
+        for name in ALL_SHARDS {
+            assert_eq!(lookup(name.as_bytes()).unwrap().keys, NONE, "{name}");
+        }
+    }
+
+    #[test]
+    fn del_counts_each_key_once() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.run("SET b 2");
+        assert_eq!(h.run("DEL a c a b"), ":2\r\n");
+        assert_eq!(h.dirty, 2);
+        assert_eq!(h.run("DEL a"), ":0\r\n");
+        assert_eq!(h.run("UNLINK a"), ":0\r\n");
+        h.run("SET a 1");
+        assert_eq!(h.run("UNLINK a a"), ":1\r\n");
+    }
+
+    #[test]
+    fn del_of_an_expired_key_is_zero() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.run("PEXPIRE a 10");
+        h.now += 10;
+        assert_eq!(h.run("DEL a"), ":0\r\n");
+        assert_eq!(h.db.len(), 0);
+    }
+
+    #[test]
+    fn exists_and_touch_count_duplicates() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.run("SET b 1");
+        assert_eq!(h.run("EXISTS a a b c"), ":3\r\n");
+        assert_eq!(h.run("TOUCH a b c a"), ":3\r\n");
+        assert_eq!(h.run("EXISTS nope"), ":0\r\n");
+        assert_eq!(h.dirty, 0);
+    }
+
+    #[test]
+    fn touch_records_an_access_and_exists_does_not() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.now += 20_000;
+        h.run("EXISTS a");
+        h.run("TYPE a");
+        assert_eq!(h.run("OBJECT IDLETIME a"), ":20\r\n");
+        h.run("TOUCH a");
+        assert_eq!(h.run("OBJECT IDLETIME a"), ":0\r\n");
+    }
+
+    #[test]
+    fn type_names() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        assert_eq!(h.run("TYPE a"), "+string\r\n");
+        assert_eq!(h.run("TYPE nope"), "+none\r\n");
+        assert_eq!(h.resp3().run("TYPE nope"), "+none\r\n");
+    }
+
+    #[test]
+    fn rename_moves_value_and_ttl() {
+        let mut h = Harness::new();
+        h.run("SET a hello");
+        h.run("PEXPIRE a 100000");
+        h.run("SET b old");
+        assert_eq!(h.run("RENAME a b"), "+OK\r\n");
+        assert_eq!(h.dirty, 1);
+        assert_eq!(h.run("GET b"), "$5\r\nhello\r\n");
+        assert_eq!(h.run("PTTL b"), ":100000\r\n");
+        assert_eq!(h.run("EXISTS a"), ":0\r\n");
+        // A destination with a TTL loses it to the source's lack of one.
+        h.run("SET c v");
+        h.run("EXPIRE b 50");
+        h.run("RENAME c b");
+        assert_eq!(h.run("TTL b"), ":-1\r\n");
+        h.db.check_invariants();
+    }
+
+    #[test]
+    fn rename_errors_and_same_key() {
+        let mut h = Harness::new();
+        assert_eq!(h.run("RENAME x y"), "-ERR no such key\r\n");
+        assert_eq!(h.run("RENAME x x"), "-ERR no such key\r\n");
+        assert_eq!(h.run("RENAMENX x y"), "-ERR no such key\r\n");
+        h.run("SET a 1");
+        assert_eq!(h.run("RENAME a a"), "+OK\r\n");
+        assert_eq!(h.run("RENAMENX a a"), ":0\r\n");
+        assert_eq!(h.dirty, 0);
+        h.run("SET b 2");
+        assert_eq!(h.run("RENAMENX a b"), ":0\r\n");
+        assert_eq!(h.run("RENAMENX a c"), ":1\r\n");
+        assert_eq!(h.run("GET c"), "$1\r\n1\r\n");
+    }
+
+    #[test]
+    fn rename_signals_both_keys_to_watchers() {
+        let mut h = Harness::new();
+        h.run("SET a 1");
+        h.db.watch(b"a");
+        h.db.watch(b"b");
+        h.run("RENAME a b");
+        assert_eq!((h.db.watch_version(b"a"), h.db.watch_version(b"b")), (1, 1));
+    }
+
+    #[test]
+    fn rename_across_databases() {
+        let mut t = TwoDbs::new();
+        let (a, b) = t.keys_in_different_dbs();
+        t.run(&["SET", &a, "v"]);
+        t.run(&["PEXPIRE", &a, "5000"]);
+        assert_eq!(t.run(&["RENAME", &a, &b]), "+OK\r\n");
+        assert_eq!(t.run(&["GET", &b]), "$1\r\nv\r\n");
+        assert_eq!(t.run(&["PTTL", &b]), ":5000\r\n");
+        assert_eq!(t.run(&["EXISTS", &a]), ":0\r\n");
+        // "a" lives in the second database, its new name in the first.
+        assert_eq!((t.dbs[0].len(), t.dbs[1].len()), (1, 0));
+        assert_eq!(t.run(&["COPY", &b, &a]), ":1\r\n");
+        assert_eq!(t.run(&["PTTL", &a]), ":5000\r\n");
+        assert_eq!(t.run(&["DEL", &a, &b]), ":2\r\n");
+        for db in &mut t.dbs {
+            db.check_invariants();
+        }
+    }
+
+    #[test]
+    fn copy_options() {
+        let mut h = Harness::new();
+        h.run("SET d 1");
+        h.run("PEXPIRE d 100000");
+        assert_eq!(h.run("COPY d e"), ":1\r\n");
+        assert_eq!(h.run("PTTL e"), ":100000\r\n");
+        assert_eq!(h.run("COPY d e"), ":0\r\n");
+        assert_eq!(h.run("COPY d e db 0"), ":0\r\n");
+        h.run("SET d 2");
+        assert_eq!(h.run("COPY d e REPLACE"), ":1\r\n");
+        assert_eq!(h.run("GET e"), "$1\r\n2\r\n");
+        assert_eq!(h.run("TTL e"), ":-1\r\n");
+        assert_eq!(h.run("COPY d e db 0 replace replace"), ":1\r\n");
+        assert_eq!(h.run("COPY d e db 1"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.run("COPY d e db -1"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.run("COPY d e db abc"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.run("COPY d e db 4294967296"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.run("COPY d e db"), "-ERR syntax error\r\n");
+        assert_eq!(h.run("COPY d e foo"), "-ERR syntax error\r\n");
+        assert_eq!(h.run("COPY d d"), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(h.run("COPY nokey e"), ":0\r\n");
+        // Options are checked before the source.
+        assert_eq!(h.run("COPY nokey e db 5"), "-ERR DB index is out of range\r\n");
+        h.db.check_invariants();
+    }
 }
