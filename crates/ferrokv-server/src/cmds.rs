@@ -236,6 +236,14 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         client_list(core, c, args);
     } else if eq_ic(sub, "kill") {
         client_kill(core, c, args);
+    } else if eq_ic(sub, "no-evict") {
+        // Nothing is evicted yet (no maxmemory), so the flag has nothing to change.
+        let v = args.get(2);
+        if eq_ic(v, "on") || eq_ic(v, "off") {
+            c.reply(|r| r.ok());
+        } else {
+            c.error(ERR_SYNTAX);
+        }
     } else if eq_ic(sub, "help") {
         let lines = [
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -631,6 +639,10 @@ fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 
 /// WATCH key [key ...]
 fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
+    if c.multi.is_some() {
+        c.error("ERR WATCH inside MULTI is not allowed");
+        return Flow::Done;
+    }
     if c.inflight() > 0 {
         return Flow::Stall;
     }

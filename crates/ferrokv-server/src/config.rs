@@ -26,8 +26,6 @@ pub struct Config {
     pub appendonly: bool,
     pub daemonize: bool,
     pub protected_mode: bool,
-    pub maxmemory: u64,
-    pub maxmemory_policy: String,
     pub io_batch: u64,
     pub io_min_wait_us: u64,
     /// The config file given on the command line, for INFO.
@@ -55,8 +53,6 @@ impl Default for Config {
             appendonly: false,
             daemonize: false,
             protected_mode: true,
-            maxmemory: 0,
-            maxmemory_policy: "noeviction".into(),
             io_batch: 8,
             io_min_wait_us: 50,
             config_file: String::new(),
@@ -168,8 +164,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("appendonly", Kind::Bool, true, appendonly, bool),
     opt!("daemonize", Kind::Bool, false, daemonize, bool),
     opt!("protected-mode", Kind::Bool, true, protected_mode, bool),
-    opt!("maxmemory", Kind::Memory, true, maxmemory, mem),
-    opt!("maxmemory-policy", Kind::Enum(POLICIES), true, maxmemory_policy, str),
     opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
 ];
@@ -367,12 +361,22 @@ mod tests {
 
     #[test]
     fn command_line_options() {
-        let c = from_args(&args(&["--port", "7001", "--save", "", "--bind", "127.0.0.1", "::1", "--maxmemory", "1mb"]))
-            .unwrap();
+        let c = from_args(&args(&[
+            "--port",
+            "7001",
+            "--save",
+            "",
+            "--bind",
+            "127.0.0.1",
+            "::1",
+            "--proto-max-bulk-len",
+            "1mb",
+        ]))
+        .unwrap();
         assert_eq!(c.port, 7001);
         assert_eq!(c.save, "");
         assert_eq!(c.bind, vec!["127.0.0.1", "::1"]);
-        assert_eq!(c.maxmemory, 1024 * 1024);
+        assert_eq!(c.proto_max_bulk_len, 1024 * 1024);
     }
 
     #[test]

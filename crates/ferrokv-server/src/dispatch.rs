@@ -128,7 +128,7 @@ impl ShardCore {
         if !c.authed && !spec.has_flag("no_auth") {
             return self.reject(c, "NOAUTH Authentication required.");
         }
-        if c.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "reset") {
+        if c.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             if spec.has_flag("no_multi") {
                 return self.reject(c, "ERR Command not allowed inside a transaction");
             }

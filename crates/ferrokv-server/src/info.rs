@@ -33,7 +33,7 @@ pub fn render(node: &Node, args: &Args) -> String {
         match *section {
             "server" => server(node, &mut out),
             "clients" => clients(node, &mut out),
-            "memory" => memory(node, &mut out),
+            "memory" => memory(&mut out),
             "persistence" => persistence(&mut out),
             "stats" => stats(node, &mut out),
             "replication" => replication(node, &mut out),
@@ -89,18 +89,15 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn memory(node: &Node, o: &mut String) {
+fn memory(o: &mut String) {
     let used = crate::memory::allocated();
     let rss = crate::memory::rss();
-    let cfg = node.config();
+    // No maxmemory limit exists yet: Redis reports 0 for "none".
     let _ = write!(
         o,
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:{}\r\n",
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n",
         human(used),
         human(rss),
-        cfg.maxmemory,
-        human(cfg.maxmemory),
-        cfg.maxmemory_policy,
         crate::memory::ALLOCATOR,
     );
 }

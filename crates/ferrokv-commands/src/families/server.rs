@@ -16,6 +16,7 @@ pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     srv("client|list", -2, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
     srv("client|info", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv("client|kill", -3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
+    srv("client|no-evict", 3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
     srv("client|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
 
@@ -30,7 +31,7 @@ pub const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     srv("command|count", 2, &["loading", "stale"], &["@slow", "@connection"]),
     srv("command|info", -2, &["loading", "stale"], &["@slow", "@connection"]),
     srv("command|docs", -2, &["loading", "stale"], &["@slow", "@connection"]),
-    srv("command|getkeys", -3, &["loading", "stale"], &["@slow", "@connection"]),
+    srv("command|getkeys", -4, &["loading", "stale"], &["@slow", "@connection"]),
     srv("command|list", -2, &["loading", "stale"], &["@slow", "@connection"]),
     srv("command|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
@@ -55,7 +56,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new(
         "watch",
         -2,
-        &["noscript", "loading", "stale", "fast", "no_multi", "allow_busy"],
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
         KeyPositions::new(1, -1, 1),
         &["@fast", "@transaction"],
         Handler::Server,
