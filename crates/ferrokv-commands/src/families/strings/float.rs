@@ -538,3 +538,103 @@ impl Big {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fin(neg: bool, mant: u64, exp: i64) -> Option<LongDouble> {
+        Some(LongDouble::Finite { neg, mant, exp })
+    }
+
+    fn human(s: &str) -> String {
+        LongDouble::parse(s.as_bytes()).map_or_else(|| "ERR".into(), |v| v.to_human_string())
+    }
+
+    #[test]
+    fn parses_to_correctly_rounded_extended() {
+        assert_eq!(LongDouble::parse(b"1"), fin(false, 1 << 63, -63));
+        assert_eq!(LongDouble::parse(b"0.1"), fin(false, 0xCCCC_CCCC_CCCC_CCCD, -67));
+        assert_eq!(LongDouble::parse(b"-0.5"), fin(true, 1 << 63, -64));
+        assert_eq!(LongDouble::parse(b"-0"), fin(true, 0, 0));
+        // 2^64 + 1 is a tie between 2^64 and 2^64 + 2: even wins; 2^64 + 3 rounds up.
+        assert_eq!(LongDouble::parse(b"18446744073709551617"), fin(false, 1 << 63, 1));
+        assert_eq!(LongDouble::parse(b"18446744073709551619"), fin(false, (1 << 63) + 2, 1));
+        // Subnormals: the smallest one, half of it (a tie, to even: zero, refused), and
+        // three quarters of it (rounds up to it).
+        assert_eq!(LongDouble::parse(b"0x1p-16445"), fin(false, 1, -16445));
+        assert_eq!(LongDouble::parse(b"0x1p-16446"), None);
+        assert_eq!(LongDouble::parse(b"0x1.8p-16446"), fin(false, 1, -16445));
+        assert_eq!(LongDouble::parse(b"1.18973149535723176502e4932"), fin(false, u64::MAX, 16320));
+        assert_eq!(LongDouble::parse(b"1.19e4932"), None);
+        assert_eq!(LongDouble::parse(b"1.8e-4951"), None);
+        assert_eq!(LongDouble::parse(b"0e-99999"), fin(false, 0, 0));
+        assert_eq!(LongDouble::parse(b"INFINITY"), Some(LongDouble::Inf { neg: false }));
+        assert_eq!(LongDouble::parse(b"-inf"), Some(LongDouble::Inf { neg: true }));
+        for bad in [
+            "", "nan", "-nan", "nan(1)", "infin", "1e", "1e+", ".", "-", "+", " 1", "1 ", "0x", "0xp1", "0x1p",
+            "1.2.3", "--1", "1_0",
+        ] {
+            assert_eq!(LongDouble::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_like_printf_17lf() {
+        // Expected strings from glibc's "%.17Lf" with trailing zeros stripped.
+        for (input, want) in [
+            ("0.1", "0.1"),
+            ("1e-4950", "0"),
+            ("0x1.fffffffffffffffep-1", "1"),
+            ("0.000000000000000015", "0.00000000000000002"),
+            ("0.000003814697265625", "0.00000381469726562"), // a tie: to even
+            ("-1e-18", "0"),
+            ("99999999999999999.999999", "100000000000000000"),
+            ("123.456e-2", "1.23456"),
+            ("1e30", "1000000000000000000024696061952"),
+            ("-9223372036854775808", "-9223372036854775808"),
+        ] {
+            assert_eq!(human(input), want, "{input}");
+        }
+        assert_eq!(LongDouble::from_i64(i64::MIN).to_human_string(), "-9223372036854775808");
+        assert_eq!(LongDouble::from_i64(0).to_human_string(), "0");
+        assert!(human("1.18973149535723176502e4932").starts_with("11897314953572317650212638530309702051690633222946"));
+        assert_eq!(human("1.18973149535723176502e4932").len(), 4933);
+    }
+
+    #[test]
+    fn adds_with_one_rounding() {
+        let p = |s: &str| LongDouble::parse(s.as_bytes()).expect(s);
+        let sum = p("10.5").add(p("5000")).add(p("0.1"));
+        assert_eq!(sum.to_human_string(), "5010.60000000000000009");
+        assert_eq!(p("1.1").add(p("2.2")).to_human_string(), "3.3");
+        assert_eq!(Some(p("1").add(p("-1"))), fin(false, 0, 0));
+        assert_eq!(Some(p("-0").add(p("-0"))), fin(true, 0, 0));
+        assert_eq!(p("1e100").add(p("1e-100")), p("1e100"));
+        assert_eq!(p("1e-100").add(p("-1e100")), p("-1e100"));
+        // Cancellation down into subnormals stays exact.
+        let a = p("0x1.0000000000000002p-16382");
+        assert_eq!(Some(a.add(p("-0x1p-16382"))), fin(false, 1, -16445));
+        assert_eq!(p("1.18973149535723176502e4932").add(p("1e4932")), LongDouble::Inf { neg: false });
+        assert_eq!(p("inf").add(p("-inf")), LongDouble::Nan);
+        assert_eq!(p("inf").add(p("1")), LongDouble::Inf { neg: false });
+    }
+
+    #[test]
+    fn big_integer_arithmetic() {
+        let two_100 = Big::from_u128(1).shl(100);
+        assert_eq!(two_100.to_decimal(), "1267650600228229401496703205376");
+        assert_eq!(two_100.bit_len(), 101);
+        assert!(two_100.bit(100) && !two_100.bit(99));
+        assert!(!two_100.any_below(100) && two_100.any_below(101));
+        assert_eq!(two_100.bits_from(37), 1 << 63);
+        let mut n = two_100.sub(&Big::from_u128(1));
+        assert_eq!(n.bit_len(), 100);
+        assert_eq!(n.div_small(1_000_000_000), 703_205_375);
+        assert_eq!(n.add(&Big::from_u128(1)).to_decimal(), "1267650600228229401497");
+        let mut t = Big::from_u128(7);
+        t.mul_pow10(20);
+        assert_eq!(t.to_decimal(), "700000000000000000000");
+        assert_eq!(Big::zero().to_decimal(), "0");
+    }
+}
