@@ -73,7 +73,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
     let key = args.get(1);
     let now = ctx.now_ms;
     let db = ctx.keys.db(key);
-    let mut entry = db.get(key, now);
+    let entry = db.get(key, now);
     let cur = match entry.as_deref() {
         None => Some(LongDouble::from_i64(0)),
         Some(e) if !e.value.is_string() => return ctx.out.error(ERR_WRONGTYPE),
@@ -85,14 +85,14 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
     let (Some(cur), Some(by)) = (cur, LongDouble::parse(args.get(2))) else {
         return ctx.out.error(ERR_NOT_FLOAT);
     };
-    let sum = cur.add(by);
+    let sum = cur + by;
     if !sum.is_finite() {
         return ctx.out.error("ERR increment would produce NaN or Infinity");
     }
     let text = sum.to_human_string().into_bytes();
     ctx.out.bulk(&text);
     let value = Value::Str { bytes: text, raw: false };
-    match entry.as_deref_mut() {
+    match entry {
         Some(e) => e.value = value,
         None => db.set(key, value, 0),
     }

@@ -90,48 +90,6 @@ impl LongDouble {
         }
     }
 
-    /// `self + other` rounded to nearest-even, as the FPU adds two `long double`s.
-    pub fn add(self, other: LongDouble) -> LongDouble {
-        use LongDouble::*;
-        let ((an, am, ae), (bn, bm, be)) = match (self, other) {
-            (Nan, _) | (_, Nan) => return Nan,
-            (Inf { neg: a }, Inf { neg: b }) => return if a == b { Inf { neg: a } } else { Nan },
-            (Inf { neg }, _) | (_, Inf { neg }) => return Inf { neg },
-            (Finite { neg: an, mant: am, exp: ae }, Finite { neg: bn, mant: bm, exp: be }) => {
-                ((an, am, ae), (bn, bm, be))
-            }
-        };
-        if am == 0 && bm == 0 {
-            return Finite { neg: an && bn, mant: 0, exp: 0 };
-        }
-        if am == 0 {
-            return other;
-        }
-        if bm == 0 {
-            return self;
-        }
-        let top = |m: u64, e: i64| e + 63 - m.leading_zeros() as i64;
-        // A much smaller addend cannot move the sum across a rounding midpoint.
-        let gap = top(am, ae) - top(bm, be);
-        if gap > 130 {
-            return self;
-        }
-        if gap < -130 {
-            return other;
-        }
-        let e = ae.min(be);
-        let a = Big::from_u128(am as u128).shl((ae - e) as u64);
-        let b = Big::from_u128(bm as u128).shl((be - e) as u64);
-        if an == bn {
-            return round_big(an, &a.add(&b), e);
-        }
-        match a.cmp(&b) {
-            Ordering::Equal => LongDouble::ZERO,
-            Ordering::Greater => round_big(an, &a.sub(&b), e),
-            Ordering::Less => round_big(bn, &b.sub(&a), e),
-        }
-    }
-
     /// The value as Redis stores an INCRBYFLOAT result: `"%.17Lf"` without trailing
     /// zeros (nor a trailing dot), `-0` printed as `0`. `inf`/`-inf` for infinities.
     pub fn to_human_string(&self) -> String {
@@ -174,6 +132,52 @@ impl LongDouble {
             s.remove(0);
         }
         s
+    }
+}
+
+/// `a + b` rounded to nearest-even, as the FPU adds two `long double`s.
+impl std::ops::Add for LongDouble {
+    type Output = LongDouble;
+
+    fn add(self, other: LongDouble) -> LongDouble {
+        use LongDouble::*;
+        let ((an, am, ae), (bn, bm, be)) = match (self, other) {
+            (Nan, _) | (_, Nan) => return Nan,
+            (Inf { neg: a }, Inf { neg: b }) => return if a == b { Inf { neg: a } } else { Nan },
+            (Inf { neg }, _) | (_, Inf { neg }) => return Inf { neg },
+            (Finite { neg: an, mant: am, exp: ae }, Finite { neg: bn, mant: bm, exp: be }) => {
+                ((an, am, ae), (bn, bm, be))
+            }
+        };
+        if am == 0 && bm == 0 {
+            return Finite { neg: an && bn, mant: 0, exp: 0 };
+        }
+        if am == 0 {
+            return other;
+        }
+        if bm == 0 {
+            return self;
+        }
+        let top = |m: u64, e: i64| e + 63 - m.leading_zeros() as i64;
+        // A much smaller addend cannot move the sum across a rounding midpoint.
+        let gap = top(am, ae) - top(bm, be);
+        if gap > 130 {
+            return self;
+        }
+        if gap < -130 {
+            return other;
+        }
+        let e = ae.min(be);
+        let a = Big::from_u128(am as u128).shl((ae - e) as u64);
+        let b = Big::from_u128(bm as u128).shl((be - e) as u64);
+        if an == bn {
+            return round_big(an, &a.add(&b), e);
+        }
+        match a.cmp(&b) {
+            Ordering::Equal => LongDouble::ZERO,
+            Ordering::Greater => round_big(an, &a.sub(&b), e),
+            Ordering::Less => round_big(bn, &b.sub(&a), e),
+        }
     }
 }
 
@@ -605,19 +609,19 @@ mod tests {
     #[test]
     fn adds_with_one_rounding() {
         let p = |s: &str| LongDouble::parse(s.as_bytes()).expect(s);
-        let sum = p("10.5").add(p("5000")).add(p("0.1"));
+        let sum = p("10.5") + p("5000") + p("0.1");
         assert_eq!(sum.to_human_string(), "5010.60000000000000009");
-        assert_eq!(p("1.1").add(p("2.2")).to_human_string(), "3.3");
-        assert_eq!(Some(p("1").add(p("-1"))), fin(false, 0, 0));
-        assert_eq!(Some(p("-0").add(p("-0"))), fin(true, 0, 0));
-        assert_eq!(p("1e100").add(p("1e-100")), p("1e100"));
-        assert_eq!(p("1e-100").add(p("-1e100")), p("-1e100"));
+        assert_eq!((p("1.1") + p("2.2")).to_human_string(), "3.3");
+        assert_eq!(Some(p("1") + p("-1")), fin(false, 0, 0));
+        assert_eq!(Some(p("-0") + p("-0")), fin(true, 0, 0));
+        assert_eq!(p("1e100") + p("1e-100"), p("1e100"));
+        assert_eq!(p("1e-100") + p("-1e100"), p("-1e100"));
         // Cancellation down into subnormals stays exact.
         let a = p("0x1.0000000000000002p-16382");
-        assert_eq!(Some(a.add(p("-0x1p-16382"))), fin(false, 1, -16445));
-        assert_eq!(p("1.18973149535723176502e4932").add(p("1e4932")), LongDouble::Inf { neg: false });
-        assert_eq!(p("inf").add(p("-inf")), LongDouble::Nan);
-        assert_eq!(p("inf").add(p("1")), LongDouble::Inf { neg: false });
+        assert_eq!(Some(a + p("-0x1p-16382")), fin(false, 1, -16445));
+        assert_eq!(p("1.18973149535723176502e4932") + p("1e4932"), LongDouble::Inf { neg: false });
+        assert_eq!(p("inf") + p("-inf"), LongDouble::Nan);
+        assert_eq!(p("inf") + p("1"), LongDouble::Inf { neg: false });
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub fn mget(ctx: &mut Ctx, args: &Args) {
 
 /// MSET key value [key value ...]
 pub fn mset(ctx: &mut Ctx, args: &Args) {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return ctx.out.error(&arity_error("mset"));
     }
     mset_all(ctx, args);
@@ -285,7 +285,7 @@ pub fn mset(ctx: &mut Ctx, args: &Args) {
 ///
 /// Sets nothing (and replies 0) if any of the keys exists.
 pub fn msetnx(ctx: &mut Ctx, args: &Args) {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return ctx.out.error(&arity_error("msetnx"));
     }
     let now = ctx.now_ms;
