@@ -49,10 +49,16 @@ impl Entry {
     }
 }
 
-/// A key's access history: the LRU clock of its last access (high 24 bits) and its
-/// LFU counter (low 8 bits).
+/// What a key's value object remembers besides the value: the LRU clock of its last
+/// access and its LFU counter (Redis's 24-bit `robj.lru`), and whether the value is a
+/// private copy of an integer that Redis would otherwise share (OBJECT REFCOUNT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Access(u32);
+pub struct Access {
+    /// LRU clock in the high 24 bits, LFU counter in the low 8.
+    bits: u32,
+    /// A COPY of a small integer: Redis duplicates the shared object, refcount 1.
+    private_int: bool,
+}
 
 /// Redis's `LRU_CLOCK_MAX`: the LRU clock is unix seconds modulo 2^24.
 const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
@@ -60,22 +66,29 @@ const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
 const LFU_INIT_VAL: u8 = 5;
 
 impl Access {
-    fn new(clock: u32) -> Self {
-        Access((clock << 8) | LFU_INIT_VAL as u32)
+    /// A new value object's history.
+    fn new(clock: u32, counter: u8) -> Self {
+        Access { bits: (clock << 8) | counter as u32, private_int: false }
     }
 
     /// The LRU clock (unix seconds mod 2^24) of the last access.
     pub fn clock(self) -> u32 {
-        self.0 >> 8
+        self.bits >> 8
     }
 
     /// The LFU counter as last stored, before decay.
     pub fn counter(self) -> u8 {
-        self.0 as u8
+        self.bits as u8
     }
 
-    fn with(clock: u32, counter: u8) -> Self {
-        Access((clock << 8) | counter as u32)
+    /// Whether the value is an integer copied by COPY, which Redis does not share.
+    pub fn is_private_int(self) -> bool {
+        self.private_int
+    }
+
+    /// The same object accessed at `clock` with LFU counter `counter`.
+    fn stamped(self, clock: u32, counter: u8) -> Self {
+        Access { bits: (clock << 8) | counter as u32, ..self }
     }
 
     /// Seconds since the last access, as Redis's `estimateObjectIdleTime` computes it
@@ -102,7 +115,7 @@ impl Access {
     }
 }
 
-/// A stored key. 64 bytes: key 16, entry 40, access 4, padding 4.
+/// A stored key. 64 bytes: key 16, entry 40, access 8.
 struct Node {
     key: Box<[u8]>,
     entry: Entry,
@@ -165,6 +178,9 @@ struct Lent {
     slot: usize,
     idx: usize,
     expire_at: u64,
+    /// The integer when the entry was a private copy of one: a new value is a new
+    /// object, shared again.
+    private_int: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -240,8 +256,15 @@ impl Db {
     /// Brings the expiry counts up to date with the entry [`Db::get`] lent out.
     #[inline]
     fn settle(&mut self) {
-        if self.lent.is_none() {
+        let Some(l) = self.lent else {
             return;
+        };
+        if let Some(n) = l.private_int {
+            if let Some(node) = self.slots[l.slot].table.get_bucket_mut(l.idx) {
+                if node.entry.value != Value::Int(n) {
+                    node.access.private_int = false;
+                }
+            }
         }
         match self.lent_change() {
             Some((slot, true)) => {
@@ -347,7 +370,7 @@ impl Db {
     fn accessed(&mut self, a: Access) -> Access {
         let counter = a.decayed_counter(self.lru_clock, self.lfu_decay_time);
         let counter = self.lfu_log_incr(counter);
-        Access::with(self.lru_clock, counter)
+        a.stamped(self.lru_clock, counter)
     }
 
     /// Redis's `LFULogIncr`: the counter grows with probability
@@ -374,7 +397,11 @@ impl Db {
         let node = self.node_mut(slot, idx);
         node.access = a;
         let expire_at = node.entry.expire_at;
-        self.lent = Some(Lent { slot, idx, expire_at });
+        let private_int = match node.entry.value {
+            Value::Int(n) if node.access.private_int => Some(n),
+            _ => None,
+        };
+        self.lent = Some(Lent { slot, idx, expire_at, private_int });
         Some(&mut self.node_mut(slot, idx).entry)
     }
 
@@ -383,6 +410,13 @@ impl Db {
     pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         let (slot, idx) = self.find_live(key, now_ms)?;
         Some(&self.node(slot, idx).entry)
+    }
+
+    /// [`Db::peek`] with the value's access history.
+    pub fn peek_with_access(&mut self, key: &[u8], now_ms: u64) -> Option<(&Entry, Access)> {
+        let (slot, idx) = self.find_live(key, now_ms)?;
+        let n = self.node(slot, idx);
+        Some((&n.entry, n.access))
     }
 
     /// Whether `key` is live, without recording an access.
@@ -419,7 +453,7 @@ impl Db {
         if let Some(node) = s.table.find_mut(hash, |n| &*n.key == key) {
             let old = node.entry.expire_at;
             node.entry = Entry { value, expire_at };
-            node.access = Access::with(clock, node.access.counter());
+            node.access = Access::new(clock, node.access.counter());
             match (old != 0, expire_at != 0) {
                 (false, true) => {
                     s.expiring += 1;
@@ -433,8 +467,19 @@ impl Db {
             }
             return;
         }
-        let node = Node { key: key.into(), entry: Entry { value, expire_at }, access: Access::new(clock) };
+        let node =
+            Node { key: key.into(), entry: Entry { value, expire_at }, access: Access::new(clock, LFU_INIT_VAL) };
         self.insert_new(slot, hash, node);
+    }
+
+    /// [`Db::set`] for COPY: an integer value becomes a private copy, which Redis
+    /// does not share between keys.
+    pub fn set_copy(&mut self, key: &[u8], value: Value, expire_at: u64) {
+        self.set(key, value, expire_at);
+        if let Some((slot, idx)) = self.find(key) {
+            let node = self.node_mut(slot, idx);
+            node.access.private_int = matches!(node.entry.value, Value::Int(_));
+        }
     }
 
     /// Removes `key`; returns its entry when it was live. An expired entry is deleted
@@ -980,6 +1025,28 @@ mod tests {
         // Decay: one per idle minute.
         assert_eq!(db.lfu_counter(b"a", 990_000 + 3 * 60_000), Some(c - 3));
         assert_eq!(db.idle_seconds(b"nope", 0), None);
+    }
+
+    #[test]
+    fn private_integer_copies() {
+        let mut db = Db::with_seed(1);
+        db.set_copy(b"a", Value::Int(5), 0);
+        db.set_copy(b"s", s("str"), 0);
+        assert!(db.peek_with_access(b"a", 0).unwrap().1.is_private_int());
+        assert!(!db.peek_with_access(b"s", 0).unwrap().1.is_private_int());
+        // Reading keeps the copy; a new value through the lent entry is a new object.
+        db.get(b"a", 0);
+        assert!(db.peek_with_access(b"a", 0).unwrap().1.is_private_int());
+        db.get(b"a", 0).unwrap().value = Value::Int(6);
+        assert!(!db.peek_with_access(b"a", 0).unwrap().1.is_private_int());
+        db.set_copy(b"a", Value::Int(5), 0);
+        db.set(b"a", Value::Int(5), 0);
+        assert!(!db.peek_with_access(b"a", 0).unwrap().1.is_private_int());
+        // A moved value stays what it was.
+        db.set_copy(b"a", Value::Int(5), 0);
+        let (e, acc) = db.take(b"a", 0).unwrap();
+        db.put(b"b", e, acc);
+        assert!(db.peek_with_access(b"b", 0).unwrap().1.is_private_int());
     }
 
     #[test]

@@ -67,13 +67,14 @@ pub fn object_encoding(ctx: &mut Ctx, args: &Args) {
 /// OBJECT REFCOUNT key
 ///
 /// 1, except for the integers 0..9999 that Redis shares between keys (as long as no
-/// LRU/LFU maxmemory policy forbids sharing): those report 2147483647.
+/// LRU/LFU maxmemory policy forbids sharing): those report 2147483647, unless COPY
+/// made a private copy.
 pub fn object_refcount(ctx: &mut Ctx, args: &Args) {
     let (key, now) = (args.get(2), ctx.now_ms);
     let db = ctx.keys.db(key);
     let shared = db.shared_integers;
-    match db.peek(key, now) {
-        Some(e) => ctx.out.integer(refcount(&e.value, shared)),
+    match db.peek_with_access(key, now) {
+        Some((e, access)) => ctx.out.integer(refcount(&e.value, shared && !access.is_private_int())),
         None => ctx.out.null(),
     }
 }
@@ -178,8 +179,15 @@ mod tests {
         assert_eq!(h.run("OBJECT REFCOUNT neg"), ":1\r\n");
         assert_eq!(h.run("OBJECT REFCOUNT s"), ":1\r\n");
         assert_eq!(h.run("OBJECT REFCOUNT nokey"), "$-1\r\n");
+        // COPY duplicates the shared object; RENAME moves it.
+        h.run("COPY small copied");
+        assert_eq!(h.run("OBJECT REFCOUNT copied"), ":1\r\n");
+        h.run("RENAME copied moved");
+        assert_eq!(h.run("OBJECT REFCOUNT moved"), ":1\r\n");
+        h.run("RENAME small moved2");
+        assert_eq!(h.run("OBJECT REFCOUNT moved2"), ":2147483647\r\n");
         h.db.shared_integers = false;
-        assert_eq!(h.run("OBJECT REFCOUNT small"), ":1\r\n");
+        assert_eq!(h.run("OBJECT REFCOUNT moved2"), ":1\r\n");
     }
 
     #[test]
