@@ -5,7 +5,8 @@
 //! - [`args`]: argument vectors that borrow from the read buffer ([`Args`]) or own
 //!   their bytes ([`OwnedArgs`]) when a command must outlive the buffer.
 //! - [`reply`]: the reply encoder, aware of the connection's protocol version.
-//! - [`value`]: a parser for replies, for clients and tests.
+//! - [`value`]: replies as values: parser (one-shot and resumable), encoder and a
+//!   redis-cli-style printer, for clients, tests and the CLI.
 
 pub mod args;
 pub mod inline;
@@ -16,3 +17,4 @@ pub mod value;
 pub use args::{Args, OwnedArgs, Span};
 pub use parser::{Limits, Parsed, ProtocolError, RequestParser};
 pub use reply::{format_double, Proto, ReplyBuf};
+pub use value::{encode_value, format_for_humans, parse_value, Value, ValueReader};
