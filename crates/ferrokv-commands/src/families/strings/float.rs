@@ -11,7 +11,7 @@
 //!   `mant`. Every exact intermediate result (a decimal input, a sum) is first built as
 //!   a big integer times a power of two, then rounded once to nearest-even by
 //!   [`round_big`]: that is the correct rounding glibc's `strtold` and the FPU give.
-//! * Decimal input `D × 10^k` with `k < 0` is the ratio `D / 10^k'`; a 69-bit quotient
+//! * Decimal input `D × 10^k` with `k < 0` is the ratio `D / 10^-k`; a 69-bit quotient
 //!   from a restoring division plus a sticky bit for the remainder is enough to round it.
 //! * `"%.17Lf"` is exact: `mant × 10^17` fits in a u128, so shifting it right by the
 //!   binary exponent and rounding half-to-even (as glibc's printf does) gives the 17

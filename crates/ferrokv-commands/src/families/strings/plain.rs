@@ -338,6 +338,18 @@ mod tests {
     }
 
     #[test]
+    fn resp3_nulls() {
+        let mut h = Harness::resp3();
+        assert_eq!(h.cmd("SET k v"), "+OK\r\n");
+        assert_eq!(h.cmd("SET k v NX"), "_\r\n");
+        assert_eq!(h.cmd("GETDEL nokey"), "_\r\n");
+        assert_eq!(h.cmd("GETEX nokey"), "_\r\n");
+        assert_eq!(h.cmd("SET z w NX GET"), "_\r\n");
+        assert_eq!(h.cmd("SET k w GET"), "$1\r\nv\r\n");
+        assert_eq!(h.cmd("INCRBYFLOAT f 1.5"), "$3\r\n1.5\r\n");
+    }
+
+    #[test]
     fn set_nx_xx_get() {
         let mut h = Harness::new();
         assert_eq!(h.cmd("SET k v XX"), "$-1\r\n");
