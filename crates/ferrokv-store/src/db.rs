@@ -158,6 +158,8 @@ pub struct Db {
     expire_cursor: (usize, usize),
     /// The entry [`Db::get`] last lent out, with its expiry time then.
     lent: Option<Lent>,
+    /// Keys deleted because they expired (INFO's `expired_keys`).
+    expired_keys: u64,
     /// `lfu-log-factor`: how many accesses it takes to raise the LFU counter.
     pub lfu_log_factor: u32,
     /// `lfu-decay-time`: minutes per decrement of an idle key's LFU counter.
@@ -216,6 +218,7 @@ impl Db {
             rng: seed | 1,
             expire_cursor: (0, 0),
             lent: None,
+            expired_keys: 0,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             lfu_policy: false,
@@ -280,6 +283,12 @@ impl Db {
         self.lent = None;
     }
 
+    /// Keys deleted so far because they expired, lazily or actively (INFO's
+    /// `expired_keys`).
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys
+    }
+
     pub fn slot_len(&self, slot: u16) -> usize {
         self.slots[slot as usize].table.len()
     }
@@ -313,6 +322,7 @@ impl Db {
         if self.node(slot, idx).entry.is_expired(now_ms) {
             self.remove_at(slot, idx);
             self.touch(key);
+            self.expired_keys += 1;
             self.shrink_if_sparse(slot);
             return None;
         }
@@ -612,6 +622,7 @@ impl Db {
             if self.node(slot, idx).entry.is_expired(now_ms) {
                 let node = self.remove_at(slot, idx);
                 self.touch(&node.key);
+                self.expired_keys += 1;
                 self.shrink_if_sparse(slot);
                 continue;
             }
@@ -714,6 +725,7 @@ impl Db {
                     if n.entry.expire_at <= now_ms {
                         let node = self.remove_at(slot, bucket);
                         self.touch(&node.key);
+                        self.expired_keys += 1;
                         expired += 1;
                     }
                 }
@@ -807,7 +819,7 @@ mod tests {
         assert_eq!((db.len(), db.expire_keys_count()), (2, 1));
         assert!(db.get(b"a", 99).is_some());
         assert!(db.get(b"a", 100).is_none());
-        assert_eq!((db.len(), db.expire_keys_count()), (1, 0));
+        assert_eq!((db.len(), db.expire_keys_count(), db.expired_keys()), (1, 0, 1));
         db.check_invariants();
     }
 
@@ -888,6 +900,7 @@ mod tests {
             total += db.active_expire(60, Duration::from_secs(1));
         }
         assert_eq!(total, 500);
+        assert_eq!(db.expired_keys(), 500);
         assert_eq!(db.len(), 600);
         assert_eq!(db.expire_keys_count(), 100);
         assert_eq!(db.watch_version(b"k0"), 1);
