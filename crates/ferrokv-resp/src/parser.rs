@@ -204,8 +204,8 @@ impl RequestParser {
     ///
     /// After `Incomplete`, the next call must pass a buffer that starts with the same
     /// bytes (it may have moved in memory) with more appended; otherwise call
-    /// [`reset`](Self::reset) first. After an error the connection is done: the parser
-    /// must be reset before it is used again.
+    /// [`reset`](Self::reset) first. After an error the server replies and closes the
+    /// connection, as Redis does; the parser itself is left between frames.
     pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
         if self.state == State::Idle {
             self.spans.clear();
@@ -386,8 +386,11 @@ mod tests {
         p.args(buf).iter().map(|a| a.to_vec()).collect()
     }
 
-    /// Parses every frame of `input` in one go: each command's args, `None` for Empty.
-    fn frames(input: &[u8], limits: &Limits) -> Result<(Vec<Option<Vec<Vec<u8>>>>, usize), ProtocolError> {
+    /// Each frame's arguments, `None` for an empty frame.
+    type Frames = Vec<Option<Vec<Vec<u8>>>>;
+
+    /// Parses every frame of `input` in one go; also returns the offset where it stopped.
+    fn frames(input: &[u8], limits: &Limits) -> Result<(Frames, usize), ProtocolError> {
         let mut p = RequestParser::new();
         let mut out = Vec::new();
         let mut at = 0;

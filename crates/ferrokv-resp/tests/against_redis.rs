@@ -26,7 +26,7 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn pick<'a>(&mut self, from: &'a [u8]) -> u8 {
+    fn pick(&mut self, from: &[u8]) -> u8 {
         from[self.below(from.len())]
     }
 }
