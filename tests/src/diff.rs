@@ -261,11 +261,13 @@ pub struct StreamOptions {
     pub final_check: bool,
     /// Also check every key's existence, type and TTL, and DBSIZE, at the end.
     pub final_check_keys: bool,
+    /// Commands are sent in pipelines of 1 to this many (1: one at a time).
+    pub pipeline: usize,
 }
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        StreamOptions { mutate_percent: 3, case_percent: 10, final_check: true, final_check_keys: true }
+        StreamOptions { mutate_percent: 3, case_percent: 10, final_check: true, final_check_keys: true, pipeline: 1 }
     }
 }
 
@@ -330,6 +332,8 @@ impl Differ {
     pub fn run(&mut self, table: &[CommandGen], steps: usize, options: &StreamOptions) -> Result<(), String> {
         let mut g = Gen::new(self.seed);
         let weights: Vec<u32> = table.iter().map(|c| c.weight).collect();
+        let mut batch: Vec<(Vec<Vec<u8>>, Check)> = Vec::new();
+        let (mut batch_conn, mut batch_len) = (0, 1);
         for _ in 0..steps {
             let entry = &table[g.rng.weighted(&weights)];
             let mut args = (entry.gen)(&mut g);
@@ -340,12 +344,25 @@ impl Differ {
             if g.chance(options.case_percent) {
                 args[0] = args[0].to_ascii_lowercase();
             }
-            let conn = if self.conns.len() > 1 { g.rng.below(self.conns.len() as u64) as usize } else { 0 };
-            if entry.settle {
-                std::thread::sleep(Duration::from_micros(1200));
+            if batch.is_empty() {
+                batch_conn = if self.conns.len() > 1 { g.rng.below(self.conns.len() as u64) as usize } else { 0 };
+                batch_len = 1 + g.rng.below(options.pipeline.max(1) as u64) as usize;
             }
-            self.check(conn, &args, entry.check)?;
+            // Timing-sensitive commands and SCAN iterations go alone.
+            if entry.settle || entry.check == Check::ScanAll {
+                self.check_batch(batch_conn, &std::mem::take(&mut batch))?;
+                if entry.settle {
+                    std::thread::sleep(Duration::from_micros(1200));
+                }
+                self.check(batch_conn, &args, entry.check)?;
+                continue;
+            }
+            batch.push((args, entry.check));
+            if batch.len() >= batch_len {
+                self.check_batch(batch_conn, &std::mem::take(&mut batch))?;
+            }
         }
+        self.check_batch(batch_conn, &std::mem::take(&mut batch))?;
         if options.final_check {
             self.final_state(options.final_check_keys)?;
         }
@@ -379,61 +396,100 @@ impl Differ {
 
     /// Sends one command on connection pair `conn` and compares the replies.
     pub fn check(&mut self, conn: usize, args: &[Vec<u8>], check: Check) -> Result<(), String> {
-        let index = self.index;
-        self.index += 1;
-        let (f, r) = &mut self.conns[conn];
-        let (fr, rr) = if check == Check::ScanAll {
-            (scan_all(f, args), scan_all(r, args))
-        } else {
-            (f.try_send(args).map_err(|e| e.to_string()), r.try_send(args).map_err(|e| e.to_string()))
-        };
-        let verdict = match (&fr, &rr) {
-            (Ok(a), Ok(b)) => compare(check, a, b),
-            _ => Err("a connection failed".to_string()),
-        };
-        let command = show_command(args);
-        if let Err(why) = verdict {
-            let mut report = format!(
-                "differential mismatch in `{}`, seed {}, command #{index} on connection {conn} ({why})\n  \
-                 command: {command}\n  ferrokv: {}\n  redis:   {}\n",
-                self.label,
-                self.seed,
-                fr.as_ref().map(|b| show(b)).unwrap_or_else(|e| format!("<{e}>")),
-                rr.as_ref().map(|b| show(b)).unwrap_or_else(|e| format!("<{e}>")),
-            );
-            if !self.history.is_empty() {
-                report.push_str("  before it (equal replies):\n");
-                for past in &self.history {
-                    report.push_str(&format!(
-                        "    #{} [c{}] {} -> {}\n",
-                        past.index, past.conn, past.command, past.reply
-                    ));
-                }
-            }
-            if self.ferrokv.try_wait().is_some() {
-                report.push_str(&format!("  ferrokv-server has exited; its output:\n{}\n", self.ferrokv.output()));
-            }
-            report.push_str(&format!(
-                "  replay: FERROKV_SEED={} cargo test --release -p ferrokv-tests --test differential -- {}\n",
-                self.seed, self.label
-            ));
-            return Err(report);
+        self.check_batch(conn, &[(args.to_vec(), check)])
+    }
+
+    /// Sends commands as one pipeline (one write) on connection pair `conn` and
+    /// compares the replies in order. A `ScanAll` command must come alone.
+    pub fn check_batch(&mut self, conn: usize, batch: &[(Vec<Vec<u8>>, Check)]) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
         }
-        let kind = match rr.as_deref() {
-            Ok([b'-', rest @ ..]) => show(&rest[..rest.len().saturating_sub(2)]),
-            Ok([b'$', b'-', ..]) | Ok([b'*', b'-', ..]) | Ok([b'_', ..]) => "nil".into(),
-            Ok([first, ..]) => (*first as char).to_string(),
-            _ => "?".into(),
+        let (f, r) = &mut self.conns[conn];
+        let (f_replies, r_replies) = match batch {
+            [(args, Check::ScanAll)] => (vec![scan_all(f, args)], vec![scan_all(r, args)]),
+            _ => {
+                assert!(batch.iter().all(|(_, c)| *c != Check::ScanAll), "SCAN iterations cannot be pipelined");
+                (send_all(f, batch), send_all(r, batch))
+            }
         };
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-        *self.stats.entry((name, kind)).or_default() += 1;
-        let reply = rr.map(|b| show(&b)).unwrap_or_default();
-        self.history.push_back(Past { index, conn, command, reply });
-        if self.history.len() > 12 {
-            self.history.pop_front();
+        for (((args, check), fr), rr) in batch.iter().zip(f_replies).zip(r_replies) {
+            let index = self.index;
+            self.index += 1;
+            let verdict = match (&fr, &rr) {
+                (Ok(a), Ok(b)) => compare(*check, a, b),
+                _ => Err("a connection failed".to_string()),
+            };
+            let command = show_command(args);
+            if let Err(why) = verdict {
+                let pipeline =
+                    if batch.len() > 1 { format!(", in a pipeline of {}", batch.len()) } else { String::new() };
+                let mut report = format!(
+                    "differential mismatch in `{}`, seed {}, command #{index} on connection {conn}{pipeline} ({why})\n  \
+                     command: {command}\n  ferrokv: {}\n  redis:   {}\n",
+                    self.label,
+                    self.seed,
+                    fr.as_ref().map(|b| show(b)).unwrap_or_else(|e| format!("<{e}>")),
+                    rr.as_ref().map(|b| show(b)).unwrap_or_else(|e| format!("<{e}>")),
+                );
+                if !self.history.is_empty() {
+                    report.push_str("  before it (equal replies):\n");
+                    for past in &self.history {
+                        report.push_str(&format!(
+                            "    #{} [c{}] {} -> {}\n",
+                            past.index, past.conn, past.command, past.reply
+                        ));
+                    }
+                }
+                if self.ferrokv.try_wait().is_some() {
+                    report.push_str(&format!("  ferrokv-server has exited; its output:\n{}\n", self.ferrokv.output()));
+                }
+                report.push_str(&format!(
+                    "  replay: FERROKV_SEED={} cargo test --release -p ferrokv-tests --test differential -- {}\n",
+                    self.seed, self.label
+                ));
+                return Err(report);
+            }
+            let kind = match rr.as_deref() {
+                Ok([b'-', rest @ ..]) => show(&rest[..rest.len().saturating_sub(2)]),
+                Ok([b'$', b'-', ..]) | Ok([b'*', b'-', ..]) | Ok([b'_', ..]) => "nil".into(),
+                Ok([first, ..]) => (*first as char).to_string(),
+                _ => "?".into(),
+            };
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            *self.stats.entry((name, kind)).or_default() += 1;
+            let reply = rr.map(|b| show(&b)).unwrap_or_default();
+            self.history.push_back(Past { index, conn, command, reply });
+            if self.history.len() > 12 {
+                self.history.pop_front();
+            }
         }
         Ok(())
     }
+}
+
+/// Writes all commands at once, then reads one reply per command; after a failed
+/// read the remaining replies carry the same error.
+fn send_all(conn: &mut Conn, batch: &[(Vec<Vec<u8>>, Check)]) -> Vec<Result<Vec<u8>, String>> {
+    let mut bytes = Vec::new();
+    for (args, _) in batch {
+        bytes.extend_from_slice(&resp::encode_command(args));
+    }
+    if let Err(e) = conn.write_raw(&bytes) {
+        return batch.iter().map(|_| Err(format!("write failed: {e}"))).collect();
+    }
+    let mut failed: Option<String> = None;
+    batch
+        .iter()
+        .map(|_| match &failed {
+            Some(e) => Err(e.clone()),
+            None => conn.read_reply().map_err(|e| {
+                let e = e.to_string();
+                failed = Some(e.clone());
+                e
+            }),
+        })
+        .collect()
 }
 
 /// Full SCAN iteration; `args` is `SCAN <cursor> [options]`. Returns a synthetic

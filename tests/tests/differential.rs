@@ -413,10 +413,14 @@ fn all() -> Vec<CommandGen> {
 }
 
 fn run(label: &str, ferrokv_args: &[&str], table: &[CommandGen], default_steps: usize) {
+    run_pipelined(label, ferrokv_args, table, default_steps, 1);
+}
+
+fn run_pipelined(label: &str, ferrokv_args: &[&str], table: &[CommandGen], default_steps: usize, pipeline: usize) {
     let steps = steps(default_steps);
     // Streams without keyspace commands end with GETs only.
     let uses_keyspace = table.iter().any(|c| c.name == "EXISTS");
-    let options = StreamOptions { final_check_keys: uses_keyspace, ..StreamOptions::default() };
+    let options = StreamOptions { final_check_keys: uses_keyspace, pipeline, ..StreamOptions::default() };
     for_each_seed(SEEDS, |seed| Differ::new(label, seed, ferrokv_args, 1, false).run(table, steps, &options));
 }
 
@@ -454,6 +458,18 @@ fn everything() {
 #[test]
 fn everything_two_threads() {
     run("everything_two_threads", &["--server-threads", "2"], &all(), 3000);
+}
+
+/// Pipelines of up to 32 commands per write: replies must keep request order.
+#[test]
+fn everything_pipelined() {
+    run_pipelined("everything_pipelined", &[], &all(), 3000, 32);
+}
+
+/// Pipelines whose commands go to both shards: forwarded replies must keep order.
+#[test]
+fn everything_pipelined_two_threads() {
+    run_pipelined("everything_pipelined_two_threads", &["--server-threads", "2"], &all(), 3000, 32);
 }
 
 fn run_resp3(label: &str, table: &[CommandGen]) {
@@ -523,5 +539,17 @@ fn transactions_two_threads() {
     for_each_seed(SEEDS, |seed| {
         let options = StreamOptions { mutate_percent: 2, final_check_keys: false, ..StreamOptions::default() };
         Differ::new("transactions_two_threads", seed, &["--server-threads", "2"], 2, false).run(&table, steps, &options)
+    });
+}
+
+#[test]
+fn transactions_pipelined_two_threads() {
+    let steps = steps(3000);
+    let table = table(&[BASICS, TRANSACTIONS]);
+    for_each_seed(SEEDS, |seed| {
+        let options =
+            StreamOptions { mutate_percent: 2, final_check_keys: false, pipeline: 8, ..StreamOptions::default() };
+        Differ::new("transactions_pipelined_two_threads", seed, &["--server-threads", "2"], 2, false)
+            .run(&table, steps, &options)
     });
 }
