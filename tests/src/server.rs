@@ -125,7 +125,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} did not start: {}\n  command: {}\n", self.kind.name(), self.reason, self.command)?;
         if let Some(status) = self.status {
-            writeln!(f, "  exit status: {status}")?;
+            writeln!(f, "  {status}")?;
         }
         write!(f, "  output:\n{}", indent(&self.output))
     }
@@ -153,18 +153,30 @@ impl Server {
     /// Starts ferrokv-server with `args` after `--port N --bind 127.0.0.1 --dir D`
     /// (a leading argument without `--` is a config file and goes first). Panics with
     /// the server's output when it does not answer PING within [`START_TIMEOUT`].
+    #[track_caller]
     pub fn ferrokv(args: &[&str]) -> Server {
-        Server::start(Kind::Ferrokv, args).unwrap_or_else(|e| panic!("{e}"))
+        match Server::start(Kind::Ferrokv, args) {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Starts the server under test ([`target_kind`]) the same way.
+    #[track_caller]
     pub fn under_test(args: &[&str]) -> Server {
-        Server::start(target_kind(), args).unwrap_or_else(|e| panic!("{e}"))
+        match Server::start(target_kind(), args) {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Starts redis-server (no snapshots, no AOF) the same way.
+    #[track_caller]
     pub fn redis(args: &[&str]) -> Server {
-        Server::start(Kind::Redis, args).unwrap_or_else(|e| panic!("{e}"))
+        match Server::start(Kind::Redis, args) {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     pub fn start(kind: Kind, args: &[&str]) -> Result<Server, StartError> {

@@ -20,6 +20,7 @@ fn client(server: &Server) -> redis::Connection {
     client.get_connection_with_timeout(Duration::from_secs(5)).expect("connect")
 }
 
+#[track_caller]
 fn assert_reply(actual: &[u8], expected: &[u8]) {
     assert_eq!(actual, expected, "\n  got:      {}\n  expected: {}", show(actual), show(expected));
 }
