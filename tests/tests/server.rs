@@ -223,9 +223,15 @@ fn auth_without_requirepass() {
 fn config_get_and_set() {
     let server = Server::under_test(&[]);
     let mut conn = server.conn();
-    assert_reply(&conn.send(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
-    assert_reply(&conn.send(&["CONFIG", "SET", "maxmemory", "100mb"]), b"+OK\r\n");
-    assert_reply(&conn.send(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$9\r\n104857600\r\n");
+    assert_reply(
+        &conn.send(&["CONFIG", "GET", "proto-max-bulk-len"]),
+        b"*2\r\n$18\r\nproto-max-bulk-len\r\n$9\r\n536870912\r\n",
+    );
+    assert_reply(&conn.send(&["CONFIG", "SET", "proto-max-bulk-len", "100mb"]), b"+OK\r\n");
+    assert_reply(
+        &conn.send(&["CONFIG", "GET", "proto-max-bulk-len"]),
+        b"*2\r\n$18\r\nproto-max-bulk-len\r\n$9\r\n104857600\r\n",
+    );
     let port = server.port().to_string();
     let expected = format!("*2\r\n$4\r\nport\r\n${}\r\n{port}\r\n", port.len());
     assert_reply(&conn.send(&["config", "get", "port"]), expected.as_bytes());
@@ -234,9 +240,10 @@ fn config_get_and_set() {
         b"-ERR Unknown option or number of arguments for CONFIG SET - 'no-such-option'\r\n",
     );
     assert_reply(&conn.send(&["CONFIG", "GET", "no-such-*"]), b"*0\r\n");
-    let Reply::Array(Some(items)) = conn.call(&["CONFIG", "GET", "maxmemory*"]) else { panic!("not an array") };
+    let Reply::Array(Some(items)) = conn.call(&["CONFIG", "GET", "proto*"]) else { panic!("not an array") };
     let names: HashSet<Reply> = items.chunks(2).map(|pair| pair[0].clone()).collect();
-    assert!(names.contains(&Reply::Bulk(Some(b"maxmemory-policy".to_vec()))), "{names:?}");
+    assert!(names.contains(&Reply::Bulk(Some(b"proto-max-bulk-len".to_vec()))), "{names:?}");
+    assert!(!names.contains(&Reply::Bulk(Some(b"port".to_vec()))), "{names:?}");
 }
 
 #[test]
@@ -245,13 +252,16 @@ fn config_file_is_read() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("server.conf");
     let mut file = std::fs::File::create(&path).unwrap();
-    writeln!(file, "# a comment\n\nrequirepass \"from file\"\nmaxmemory 2mb").unwrap();
+    writeln!(file, "# a comment\n\nrequirepass \"from file\"\nproto-max-bulk-len 2mb").unwrap();
     drop(file);
     let server = Server::under_test(&[path.to_str().unwrap()]);
     let mut conn = server.conn();
     assert_reply(&conn.send(&["PING"]), b"-NOAUTH Authentication required.\r\n");
     assert_reply(&conn.send(&["AUTH", "from file"]), b"+OK\r\n");
-    assert_reply(&conn.send(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$7\r\n2097152\r\n");
+    assert_reply(
+        &conn.send(&["CONFIG", "GET", "proto-max-bulk-len"]),
+        b"*2\r\n$18\r\nproto-max-bulk-len\r\n$7\r\n2097152\r\n",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -265,10 +275,11 @@ fn bad_config_option_exits_nonzero_naming_it() {
 
 #[test]
 fn bad_config_value_exits_nonzero() {
-    let (status, output) = Server::run_to_exit(target_kind(), &["--maxmemory", "lots"], Duration::from_secs(10));
+    let (status, output) =
+        Server::run_to_exit(target_kind(), &["--proto-max-bulk-len", "lots"], Duration::from_secs(10));
     let status = status.expect("the server should exit by itself on a bad value");
     assert!(!status.success(), "exit status {status} should be non-zero; output:\n{output}");
-    assert!(output.contains("maxmemory"), "the error should name the option; output:\n{output}");
+    assert!(output.contains("proto-max-bulk-len"), "the error should name the option; output:\n{output}");
 }
 
 #[test]

@@ -123,10 +123,10 @@ impl ShardCore {
         }
         if !spec.arity_ok(args.len()) {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
-            return self.reject(c, &msg);
+            return self.reject_spec(c, spec, &msg);
         }
         if !c.authed && !spec.has_flag("no_auth") {
-            return self.reject(c, "NOAUTH Authentication required.");
+            return self.reject_spec(c, spec, "NOAUTH Authentication required.");
         }
         if c.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             if spec.has_flag("no_multi") {
@@ -150,6 +150,20 @@ impl ShardCore {
             Handler::Server => crate::cmds::run(self, c, spec, args),
             Handler::Data(f) => self.route(c, spec, f, args),
         }
+    }
+
+    /// As [`reject`](Self::reject); a refused EXEC also discards the transaction and
+    /// says so (`EXECABORT Transaction discarded because of: ...`), as Redis does.
+    fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, msg: &str) -> Flow {
+        if spec.name != "exec" {
+            return self.reject(c, msg);
+        }
+        c.multi = None;
+        c.meta.multi.store(-1, Ordering::Relaxed);
+        self.release_watches(c);
+        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+        c.error(&format!("EXECABORT Transaction discarded because of: {why}"));
+        Flow::Done
     }
 
     /// Replies an error for a command that was refused before running; inside MULTI

@@ -332,7 +332,8 @@ impl Shard {
                 Ok(Parsed::Empty { consumed }) => pos += consumed,
                 Ok(Parsed::Incomplete) => break,
                 Err(e) => {
-                    c.reply(|r| r.error(&format!("ERR {}", e.0)));
+                    // Raw bytes: the message may quote a request byte that is not UTF-8.
+                    c.reply(|r| r.raw(&e.reply()));
                     c.closing = true;
                     tracing::debug!("client id={}: {}", c.meta.id, e.0);
                     break;

@@ -5,7 +5,12 @@ use crate::table::{CommandSpec, Handler, KeyPositions};
 
 const NONE: KeyPositions = KeyPositions::NONE;
 
-const fn srv(name: &'static str, arity: i32, flags: &'static [&'static str], acl: &'static [&'static str]) -> CommandSpec {
+const fn srv(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    acl: &'static [&'static str],
+) -> CommandSpec {
     CommandSpec::new(name, arity, flags, NONE, acl, Handler::Server)
 }
 
@@ -13,10 +18,25 @@ pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     srv("client|id", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv("client|setname", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv("client|getname", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
-    srv("client|list", -2, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
+    srv(
+        "client|list",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
     srv("client|info", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
-    srv("client|kill", -3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
-    srv("client|no-evict", 3, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous", "@connection"]),
+    srv(
+        "client|kill",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
+    srv(
+        "client|no-evict",
+        3,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous", "@connection"],
+    ),
     srv("client|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
 
@@ -49,7 +69,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     srv("time", 1, &["loading", "stale", "fast"], &["@fast"]),
     srv("config", -2, &[], &["@slow"]).with_subcommands(CONFIG_SUBCOMMANDS),
     srv("command", -1, &["loading", "stale"], &["@slow", "@connection"]).with_subcommands(COMMAND_SUBCOMMANDS),
-    srv("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], &["@admin", "@slow", "@dangerous"]),
+    srv(
+        "shutdown",
+        -1,
+        &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
     srv("multi", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"]),
     srv("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], &["@slow", "@transaction"]),
     srv("discard", 1, &["noscript", "loading", "stale", "fast", "allow_busy"], &["@fast", "@transaction"]),
