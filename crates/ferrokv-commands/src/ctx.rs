@@ -3,16 +3,38 @@
 use ferrokv_resp::ReplyBuf;
 use ferrokv_store::Db;
 
-/// Settings that change how commands behave (CONFIG SET can change them).
+/// Settings that change how commands behave (CONFIG SET can change them). Names follow
+/// the Redis config options they come from.
 #[derive(Clone, Debug)]
 pub struct ExecConfig {
     /// `proto-max-bulk-len`: also the largest string SETRANGE/APPEND/SETBIT may build.
     pub proto_max_bulk_len: u64,
+    pub hash_max_listpack_entries: u64,
+    pub hash_max_listpack_value: u64,
+    pub set_max_intset_entries: u64,
+    pub set_max_listpack_entries: u64,
+    pub set_max_listpack_value: u64,
+    pub zset_max_listpack_entries: u64,
+    pub zset_max_listpack_value: u64,
+    /// Positive: entries per quicklist node; negative: node size class (-2 = 8 KiB).
+    pub list_max_listpack_size: i64,
+    pub list_compress_depth: u64,
 }
 
 impl Default for ExecConfig {
     fn default() -> Self {
-        ExecConfig { proto_max_bulk_len: 512 * 1024 * 1024 }
+        ExecConfig {
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+            list_max_listpack_size: -2,
+            list_compress_depth: 0,
+        }
     }
 }
 
@@ -52,11 +74,13 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     /// Number of keys this command changed (INFO's `rdb_changes_since_last_save`).
     pub dirty: u64,
+    /// False inside MULTI/EXEC: blocking commands then answer at once as if timed out.
+    pub may_block: bool,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(keys: &'a mut dyn Keyspace, now_ms: u64, cfg: &'a ExecConfig, out: &'a mut ReplyBuf) -> Self {
-        Ctx { keys, now_ms, cfg, out, dirty: 0 }
+        Ctx { keys, now_ms, cfg, out, dirty: 0, may_block: true }
     }
 
     /// The database of `key`. To write a reply while holding a value, borrow the

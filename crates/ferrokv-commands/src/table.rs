@@ -6,11 +6,26 @@ use std::sync::OnceLock;
 
 pub type DataFn = fn(&mut Ctx, &Args);
 
+/// What a blocking command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// It wrote its reply (data was there, or it may not block: `Ctx::may_block` false).
+    Served,
+    /// Nothing to serve yet: it wrote no reply. The server parks the client on the
+    /// command's keys and runs the same function again when one of them changes, until
+    /// it is served or `timeout_ms` passes (0 = forever), then replies the timeout reply.
+    Wait { timeout_ms: u64 },
+}
+
+pub type BlockingFn = fn(&mut Ctx, &Args) -> Blocked;
+
 /// Who executes a command.
 #[derive(Clone, Copy)]
 pub enum Handler {
     /// A data command: runs against the keyspace through [`Ctx`].
     Data(DataFn),
+    /// A data command that may wait for data (BLPOP, BZPOPMIN, ...).
+    Blocking(BlockingFn),
     /// A connection or server command (HELLO, CLIENT, MULTI, CONFIG, INFO...),
     /// executed by the server itself, which matches it by name.
     Server,
@@ -104,8 +119,20 @@ impl CommandSpec {
 }
 
 /// All commands, family by family.
-pub static COMMANDS: &[&[CommandSpec]] =
-    &[crate::families::server::COMMANDS, crate::families::strings::COMMANDS, crate::families::keys::COMMANDS];
+pub static COMMANDS: &[&[CommandSpec]] = {
+    use crate::families::*;
+    &[
+        server::COMMANDS,
+        strings::COMMANDS,
+        keys::COMMANDS,
+        hashes::COMMANDS,
+        lists::COMMANDS,
+        sets::COMMANDS,
+        zsets::COMMANDS,
+        hyperloglog::COMMANDS,
+        sort::COMMANDS,
+    ]
+};
 
 type Index = hashbrown::HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
 

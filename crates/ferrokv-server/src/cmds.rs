@@ -468,7 +468,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             }
             i += 2;
         }
-        let exec = ferrokv_commands::ExecConfig { proto_max_bulk_len: cfg.proto_max_bulk_len };
+        let exec = cfg.exec_config();
         crate::logging::set_level(&cfg.loglevel);
         *core.node.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
         *core.node.exec_cfg.write().unwrap_or_else(|p| p.into_inner()) = exec;
@@ -696,7 +696,9 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         for q in &multi.queued {
             let a = q.args.args();
             match q.spec.handler {
-                Handler::Data(f) => c.reply(|out| run_data(&mut ks, f, &a, &cfg, now, out)),
+                Handler::Data(_) | Handler::Blocking(_) => {
+                    c.reply(|out| run_data(&mut ks, q.spec.handler, &a, &cfg, now, out))
+                }
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {
                     let _ = run(core, c, q.spec, &a);

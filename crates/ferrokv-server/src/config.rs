@@ -26,10 +26,37 @@ pub struct Config {
     pub appendonly: bool,
     pub daemonize: bool,
     pub protected_mode: bool,
+    pub hash_max_listpack_entries: u64,
+    pub hash_max_listpack_value: u64,
+    pub set_max_intset_entries: u64,
+    pub set_max_listpack_entries: u64,
+    pub set_max_listpack_value: u64,
+    pub zset_max_listpack_entries: u64,
+    pub zset_max_listpack_value: u64,
+    pub list_max_listpack_size: i64,
+    pub list_compress_depth: u64,
     pub io_batch: u64,
     pub io_min_wait_us: u64,
     /// The config file given on the command line, for INFO.
     pub config_file: String,
+}
+
+impl Config {
+    /// The part of the configuration that data commands see.
+    pub fn exec_config(&self) -> ferrokv_commands::ExecConfig {
+        ferrokv_commands::ExecConfig {
+            proto_max_bulk_len: self.proto_max_bulk_len,
+            hash_max_listpack_entries: self.hash_max_listpack_entries,
+            hash_max_listpack_value: self.hash_max_listpack_value,
+            set_max_intset_entries: self.set_max_intset_entries,
+            set_max_listpack_entries: self.set_max_listpack_entries,
+            set_max_listpack_value: self.set_max_listpack_value,
+            zset_max_listpack_entries: self.zset_max_listpack_entries,
+            zset_max_listpack_value: self.zset_max_listpack_value,
+            list_max_listpack_size: self.list_max_listpack_size,
+            list_compress_depth: self.list_compress_depth,
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +80,15 @@ impl Default for Config {
             appendonly: false,
             daemonize: false,
             protected_mode: true,
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+            list_max_listpack_size: -2,
+            list_compress_depth: 0,
             io_batch: 8,
             io_min_wait_us: 50,
             config_file: String::new(),
@@ -122,16 +158,6 @@ macro_rules! opt {
 }
 
 const LOGLEVELS: &[&str] = &["debug", "verbose", "notice", "warning", "nothing"];
-const POLICIES: &[&str] = &[
-    "volatile-lru",
-    "allkeys-lru",
-    "volatile-lfu",
-    "allkeys-lfu",
-    "volatile-random",
-    "allkeys-random",
-    "volatile-ttl",
-    "noeviction",
-];
 
 pub static OPTIONS: &[OptionSpec] = &[
     opt!("port", Kind::Int { min: 0, max: 65535 }, false, port, int),
@@ -164,6 +190,21 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("appendonly", Kind::Bool, true, appendonly, bool),
     opt!("daemonize", Kind::Bool, false, daemonize, bool),
     opt!("protected-mode", Kind::Bool, true, protected_mode, bool),
+    opt!("hash-max-listpack-entries", Kind::Memory, true, hash_max_listpack_entries, mem),
+    opt!("hash-max-listpack-value", Kind::Memory, true, hash_max_listpack_value, mem),
+    opt!("set-max-intset-entries", Kind::Memory, true, set_max_intset_entries, mem),
+    opt!("set-max-listpack-entries", Kind::Memory, true, set_max_listpack_entries, mem),
+    opt!("set-max-listpack-value", Kind::Memory, true, set_max_listpack_value, mem),
+    opt!("zset-max-listpack-entries", Kind::Memory, true, zset_max_listpack_entries, mem),
+    opt!("zset-max-listpack-value", Kind::Memory, true, zset_max_listpack_value, mem),
+    opt!(
+        "list-max-listpack-size",
+        Kind::Int { min: i32::MIN as i64, max: i32::MAX as i64 },
+        true,
+        list_max_listpack_size,
+        int
+    ),
+    opt!("list-compress-depth", Kind::Int { min: 0, max: i32::MAX as i64 }, true, list_compress_depth, int),
     opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
 ];

@@ -13,7 +13,7 @@
 use crate::conn::{Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{unix_ms, Node, ShardId};
-use ferrokv_commands::table::{lookup_sub, DataFn};
+use ferrokv_commands::table::{lookup_sub, Blocked};
 use ferrokv_commands::{lookup, CommandSpec, Ctx, ExecConfig, Handler, Keyspace, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::Db;
@@ -148,7 +148,7 @@ impl ShardCore {
         crate::node::bump(&self.node.shards[self.id].commands_processed);
         match spec.handler {
             Handler::Server => crate::cmds::run(self, c, spec, args),
-            Handler::Data(f) => self.route(c, spec, f, args),
+            Handler::Data(_) | Handler::Blocking(_) => self.route(c, spec, args),
         }
     }
 
@@ -197,7 +197,8 @@ impl ShardCore {
         self.shard_set.sort_unstable();
     }
 
-    fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, f: DataFn, args: &Args) -> Flow {
+    fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
+        let f = spec.handler;
         self.shards_of(spec, args);
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
@@ -228,13 +229,9 @@ impl ShardCore {
     /// Runs a command forwarded by another shard; returns its encoded reply.
     pub fn exec_forwarded(&mut self, spec: &'static CommandSpec, args: &Args, proto: Proto) -> Vec<u8> {
         let mut out = ReplyBuf::new(proto);
-        if let Handler::Data(f) = spec.handler {
-            let mut db = self.node.lock_db(self.id);
-            run_data(&mut SingleDb(&mut db), f, args, &self.exec_cfg, self.now_ms, &mut out);
-            self.node.shards[self.id].publish(&db);
-        } else {
-            out.error("ERR internal error: command cannot be forwarded");
-        }
+        let mut db = self.node.lock_db(self.id);
+        run_data(&mut SingleDb(&mut db), spec.handler, args, &self.exec_cfg, self.now_ms, &mut out);
+        self.node.shards[self.id].publish(&db);
         out.buf
     }
 
@@ -243,7 +240,7 @@ impl ShardCore {
         let mut all = Vec::new();
         if let Some(m) = c.multi.as_ref() {
             for q in &m.queued {
-                if matches!(q.spec.handler, Handler::Data(_)) {
+                if !matches!(q.spec.handler, Handler::Server) {
                     self.shards_of(q.spec, &q.args.args());
                     all.extend_from_slice(&self.shard_set);
                 }
@@ -278,11 +275,22 @@ impl ShardCore {
 }
 
 /// Runs a data command against `ks`, writing one reply to `out`.
-pub fn run_data(ks: &mut dyn Keyspace, f: DataFn, args: &Args, cfg: &ExecConfig, now_ms: u64, out: &mut ReplyBuf) {
+///
+/// Blocking commands cannot wait yet: they run as inside MULTI (answering at once as
+/// if their timeout had passed) — see docs/compatibility.md.
+pub fn run_data(ks: &mut dyn Keyspace, h: Handler, args: &Args, cfg: &ExecConfig, now_ms: u64, out: &mut ReplyBuf) {
     let start = out.buf.len();
     let mut ctx = Ctx::new(ks, now_ms, cfg, out);
     // A bug in one command must not take the shard down with it.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match h {
+        Handler::Data(f) => f(&mut ctx, args),
+        Handler::Blocking(f) => {
+            ctx.may_block = false;
+            let served = f(&mut ctx, args);
+            debug_assert_eq!(served, Blocked::Served);
+        }
+        Handler::Server => ctx.out.error("ERR internal error: not a data command"),
+    }));
     if r.is_err() {
         tracing::error!("command {:?} panicked", String::from_utf8_lossy(args.get(0)));
         out.buf.truncate(start);

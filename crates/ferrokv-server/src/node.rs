@@ -117,7 +117,7 @@ impl Node {
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.
         let slot_shard = (0..SLOTS).map(|s| (s * threads / SLOTS) as u16).collect();
-        let exec = ExecConfig { proto_max_bulk_len: cfg.proto_max_bulk_len };
+        let exec = cfg.exec_config();
         Arc::new(Node {
             shards,
             slot_shard,

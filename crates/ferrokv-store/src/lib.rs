@@ -3,8 +3,12 @@
 
 pub mod db;
 pub mod glob;
+pub mod hash;
+pub mod list;
+pub mod set;
 pub mod slot;
 pub mod value;
+pub mod zset;
 
 pub use db::{Db, Entry};
 pub use slot::{key_slot, SLOTS};

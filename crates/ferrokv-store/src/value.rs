@@ -1,5 +1,9 @@
 //! Values. Strings keep Redis's three encodings visible to OBJECT ENCODING: `int` for
 //! canonical 64-bit integers, `embstr` for short strings created whole, `raw` otherwise.
+//! Collections live in their own modules ([`crate::hash`], [`crate::list`],
+//! [`crate::set`], [`crate::zset`]), boxed so that a string entry stays small.
+
+use crate::{hash::HashValue, list::ListValue, set::SetValue, zset::ZSetValue};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -7,7 +11,14 @@ pub enum Value {
     Int(i64),
     /// Any other string. `raw` is true once it was modified in place (APPEND,
     /// SETRANGE, SETBIT), which Redis reports as `raw` whatever its length.
-    Str { bytes: Vec<u8>, raw: bool },
+    Str {
+        bytes: Vec<u8>,
+        raw: bool,
+    },
+    Hash(Box<HashValue>),
+    List(Box<ListValue>),
+    Set(Box<SetValue>),
+    ZSet(Box<ZSetValue>),
 }
 
 impl Value {
@@ -22,6 +33,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) | Value::Str { .. } => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -35,6 +50,10 @@ impl Value {
                     "raw"
                 }
             }
+            Value::Hash(h) => h.encoding(),
+            Value::List(l) => l.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 

@@ -80,6 +80,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
         Some(e) => match &e.value {
             Value::Int(n) => Some(LongDouble::from_i64(*n)),
             Value::Str { bytes, .. } => LongDouble::parse(bytes),
+            _ => None,
         },
     };
     let (Some(cur), Some(by)) = (cur, LongDouble::parse(args.get(2))) else {

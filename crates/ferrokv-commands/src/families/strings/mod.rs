@@ -93,6 +93,8 @@ fn string_bytes<'a>(v: &'a Value, buf: &'a mut IntBuf) -> &'a [u8] {
     match v {
         Value::Str { bytes, .. } => bytes,
         Value::Int(n) => format_i64(*n, buf),
+        // Callers check `is_string` first.
+        _ => &[],
     }
 }
 
@@ -130,7 +132,7 @@ fn raw_bytes(v: &mut Value) -> &mut Vec<u8> {
             *raw = true;
             bytes
         }
-        Value::Int(_) => unreachable!("converted above"),
+        _ => unreachable!("callers check is_string first; ints were converted above"),
     }
 }
 
@@ -139,6 +141,7 @@ fn reply_value(out: &mut ReplyBuf, v: &Value) {
     match v {
         Value::Int(n) => out.bulk_integer(*n),
         Value::Str { bytes, .. } => out.bulk(bytes),
+        _ => out.error(crate::util::ERR_WRONGTYPE),
     }
 }
 
@@ -147,6 +150,7 @@ fn int_value(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
         Value::Str { bytes, .. } => crate::util::parse_i64(bytes),
+        _ => None,
     }
 }
 

@@ -1,0 +1,5 @@
+//! Hashes (Redis's t_hash.c).
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! HyperLogLog (Redis's hyperloglog.c).
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! Sets (Redis's t_set.c).
+
+use crate::table::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];
