@@ -4,6 +4,7 @@
 pub mod db;
 pub mod glob;
 pub mod hash;
+pub mod keybytes;
 pub mod list;
 pub mod set;
 pub mod slot;
