@@ -83,6 +83,16 @@ impl<T> Mailbox<T> {
     pub fn awake(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
     }
+
+    /// Whether messages wait to be drained.
+    pub fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Whether the receiver is marked asleep (a sender would wake it).
+    pub fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
+    }
 }
 
 /// Builds wake-up entries for other rings.

@@ -56,7 +56,8 @@ impl Ring {
     /// Creates a ring on the calling thread (with SINGLE_ISSUER only this thread may
     /// submit to it), falling back to weaker flags where the kernel refuses.
     pub fn new(cfg: RingConfig) -> io::Result<Ring> {
-        let attempts: [(RingFlavor, fn(&mut io_uring::Builder)); 3] = [
+        type Apply = fn(&mut io_uring::Builder);
+        let attempts: [(RingFlavor, Apply); 3] = [
             (RingFlavor::DeferTaskrun, |b| {
                 b.setup_single_issuer().setup_defer_taskrun();
             }),
@@ -143,19 +144,15 @@ impl Ring {
         };
         // IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG (the crate keeps its sys module private).
         let flags = ENTER_GETEVENTS | ENTER_EXT_ARG;
-        loop {
-            // SAFETY: `args` is a valid io_uring_getevents_arg that outlives the call.
-            match unsafe { self.ring.submitter().enter(to_submit, want, flags, Some(&args)) } {
-                Ok(_) => return Ok(()),
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::ETIME) | Some(libc::EINTR) => return Ok(()),
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                        // Completion queue overflowed: the caller drains it next.
-                        return Ok(());
-                    }
-                    _ => return Err(e),
-                },
-            }
+        // SAFETY: `args` is a valid io_uring_getevents_arg that outlives the call.
+        match unsafe { self.ring.submitter().enter(to_submit, want, flags, Some(&args)) } {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) => Ok(()),
+                // Completion queue overflowed: the caller drains it next.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
         }
     }
 

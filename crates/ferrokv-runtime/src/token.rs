@@ -3,6 +3,14 @@
 pub const KIND_SHIFT: u32 = 56;
 pub const PAYLOAD_MASK: u64 = (1 << KIND_SHIFT) - 1;
 
+/// Completions of async operations (see [`crate::ops::Ops::complete`]). The server's own
+/// kinds are 1–4.
+pub const KIND_OP: u8 = 200;
+
+/// Wake-ups of a [`crate::local::LocalRuntime`] from another ring: their only job is to end
+/// the wait, so the runtime ignores them.
+pub const KIND_WAKE: u8 = 201;
+
 #[inline]
 pub const fn encode(kind: u8, payload: u64) -> u64 {
     ((kind as u64) << KIND_SHIFT) | (payload & PAYLOAD_MASK)
