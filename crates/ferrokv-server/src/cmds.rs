@@ -697,13 +697,18 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
             let a = q.args.args();
             match q.spec.handler {
                 Handler::Data(_) | Handler::Blocking(_) => {
-                    c.reply(|out| run_data(&mut ks, q.spec.handler, &a, &cfg, now, out))
+                    c.reply(|out| run_data(&mut ks, q.spec.handler, &a, &cfg, now, false, out));
                 }
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {
                     let _ = run(core, c, q.spec, &a);
                 }
             }
+        }
+    }
+    for (s, db) in ks.guards.iter_mut() {
+        if db.has_ready() {
+            core.serve_ready(*s, db);
         }
     }
     drop(ks);

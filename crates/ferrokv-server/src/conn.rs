@@ -34,6 +34,12 @@ pub struct Watch {
     pub existed: bool,
 }
 
+/// A connection waiting in a blocking command.
+pub struct BlockState {
+    pub seq: u64,
+    pub waiter: std::sync::Arc<crate::blocking::Waiter>,
+}
+
 pub struct Conn {
     pub fd: RawFd,
     pub token: u64,
@@ -59,6 +65,8 @@ pub struct Conn {
     /// The socket was shut down; the slot is freed when no operation is in flight.
     pub dead: bool,
     pub multi: Option<Multi>,
+    /// Waiting in a blocking command: parsing stops until it is served or times out.
+    pub blocked: Option<BlockState>,
     pub watched: Vec<Watch>,
     pub in_flush_list: bool,
     pub last_ms: u64,
@@ -85,6 +93,7 @@ impl Conn {
             closing: false,
             dead: false,
             multi: None,
+            blocked: None,
             watched: Vec::new(),
             in_flush_list: false,
             last_ms: now_ms,

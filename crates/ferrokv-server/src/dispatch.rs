@@ -10,13 +10,15 @@
 //!
 //! A connection's replies always leave in request order.
 
-use crate::conn::{Conn, QueuedCommand};
+use crate::blocking::{PartialDb, Waiter};
+use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_commands::table::{lookup_sub, Blocked};
 use ferrokv_commands::{lookup, CommandSpec, Ctx, ExecConfig, Handler, Keyspace, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::Db;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
@@ -43,6 +45,11 @@ pub struct ShardCore {
     pub now_ms: u64,
     key_idx: Vec<usize>,
     shard_set: Vec<ShardId>,
+    /// An empty keyspace standing in for other shards' keys when serving a
+    /// multi-shard waiter here (created on first use).
+    empty: Option<Box<Db>>,
+    /// Blocked connections whose timeout started: (deadline ms, token, seq).
+    pub deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u64)>>,
 }
 
 /// Commands that read or change the whole keyspace and so need every shard.
@@ -68,6 +75,8 @@ impl ShardCore {
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
+            empty: None,
+            deadlines: Default::default(),
         };
         core.refresh_config();
         core
@@ -198,20 +207,44 @@ impl ShardCore {
     }
 
     fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
-        let f = spec.handler;
+        let h = spec.handler;
         self.shards_of(spec, args);
+        let node = self.node.clone();
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
             if target == self.id {
                 let now = self.now_ms;
-                let mut db = self.node.lock_db(self.id);
+                let mut db = node.lock_db(self.id);
                 let cfg = &self.exec_cfg;
-                c.reply(|out| run_data(&mut SingleDb(&mut db), f, args, cfg, now, out));
-                self.node.shards[self.id].publish(&db);
+                let r = c.reply(|out| run_data(&mut SingleDb(&mut db), h, args, cfg, now, true, out));
+                if let Blocked::Wait { timeout_ms } = r {
+                    let w = self.block(c, spec, args, false, timeout_ms);
+                    let mut reg = node.lock_waiters(self.id);
+                    for k in &w.keys {
+                        reg.register(&mut db, k, &w);
+                    }
+                }
+                self.after_exec(self.id, &mut db);
             } else {
                 let seq = c.push_pending();
-                let m =
-                    Msg::Exec { from: self.id, token: c.token, seq, proto: c.proto, spec, args: args.to_owned_args() };
+                let waiter = match h {
+                    Handler::Blocking(_) => {
+                        let w = self.new_waiter(c, spec, args, seq, false);
+                        c.blocked = Some(BlockState { seq, waiter: w.clone() });
+                        self.count_blocked(1);
+                        Some(w)
+                    }
+                    _ => None,
+                };
+                let m = Msg::Exec {
+                    from: self.id,
+                    token: c.token,
+                    seq,
+                    proto: c.proto,
+                    spec,
+                    args: args.to_owned_args(),
+                    waiter,
+                };
                 self.send(target, m);
             }
             return Flow::Done;
@@ -219,20 +252,197 @@ impl ShardCore {
         if c.inflight() > 0 {
             return Flow::Stall;
         }
-        let mut ks = MultiDb::lock(&self.node, &self.shard_set);
+        let mut ks = MultiDb::lock(&node, &self.shard_set);
         let cfg = &self.exec_cfg;
         let now = unix_ms();
-        c.reply(|out| run_data(&mut ks, f, args, cfg, now, out));
+        let r = c.reply(|out| run_data(&mut ks, h, args, cfg, now, true, out));
+        if let Blocked::Wait { timeout_ms } = r {
+            let w = self.block(c, spec, args, true, timeout_ms);
+            for k in &w.keys {
+                let s = node.shard_of_key(k);
+                if let Some(db) = ks.db_of_shard(s) {
+                    node.lock_waiters(s).register(db, k, &w);
+                }
+            }
+        }
+        self.after_multi(&mut ks);
         Flow::Done
     }
 
-    /// Runs a command forwarded by another shard; returns its encoded reply.
-    pub fn exec_forwarded(&mut self, spec: &'static CommandSpec, args: &Args, proto: Proto) -> Vec<u8> {
+    /// The keys a blocking command waits on: its keys, but only the source of a move.
+    fn blocking_keys(&mut self, spec: &CommandSpec, args: &Args) -> Vec<Vec<u8>> {
+        spec.key_indexes(args, &mut self.key_idx);
+        let n = if matches!(spec.name, "blmove" | "brpoplpush") { 1 } else { self.key_idx.len() };
+        self.key_idx.iter().take(n).map(|&i| args.get(i).to_vec()).collect()
+    }
+
+    fn new_waiter(&mut self, c: &Conn, spec: &'static CommandSpec, args: &Args, seq: u64, multi: bool) -> Arc<Waiter> {
+        let keys = self.blocking_keys(spec, args);
+        Arc::new(Waiter {
+            home: self.id,
+            token: c.token,
+            seq,
+            proto: c.proto,
+            spec,
+            args: args.to_owned_args(),
+            claimed: AtomicBool::new(false),
+            multi_shard: multi,
+            keys,
+        })
+    }
+
+    /// Parks `c` in a blocking command that runs here; returns the waiter to register.
+    fn block(
+        &mut self,
+        c: &mut Conn,
+        spec: &'static CommandSpec,
+        args: &Args,
+        multi: bool,
+        timeout_ms: u64,
+    ) -> Arc<Waiter> {
+        let seq = c.push_pending();
+        let w = self.new_waiter(c, spec, args, seq, multi);
+        c.blocked = Some(BlockState { seq, waiter: w.clone() });
+        self.count_blocked(1);
+        self.start_timeout(c.token, seq, timeout_ms);
+        w
+    }
+
+    pub fn start_timeout(&mut self, token: u64, seq: u64, timeout_ms: u64) {
+        if timeout_ms > 0 {
+            self.deadlines.push(std::cmp::Reverse((unix_ms().saturating_add(timeout_ms), token, seq)));
+        }
+    }
+
+    pub fn count_blocked(&self, delta: i64) {
+        let c = &self.node.shards[self.id].blocked_clients;
+        c.store((c.load(Ordering::Relaxed) as i64 + delta).max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// After a command ran on `shard`'s Db: publish its counts and serve clients
+    /// blocked on keys it made ready.
+    pub fn after_exec(&mut self, shard: ShardId, db: &mut Db) {
+        if db.has_ready() {
+            self.serve_ready(shard, db);
+        }
+        self.node.shards[shard].publish(db);
+    }
+
+    fn after_multi(&mut self, ks: &mut MultiDb) {
+        for (s, db) in ks.guards.iter_mut() {
+            if db.has_ready() {
+                self.serve_ready(*s, db);
+            }
+        }
+    }
+
+    /// Serves the waiters of `db`'s ready keys, oldest first, by running their command
+    /// again; replies go to their home shards.
+    pub fn serve_ready(&mut self, shard: ShardId, db: &mut Db) {
+        let node = self.node.clone();
+        loop {
+            let ready = db.take_ready();
+            if ready.is_empty() {
+                return;
+            }
+            for key in ready {
+                let waiters = node.lock_waiters(shard).live(db, &key);
+                for w in waiters {
+                    if w.retried_at_home() {
+                        self.send(w.home, Msg::Retry { token: w.token, seq: w.seq });
+                        continue;
+                    }
+                    if !w.claim() {
+                        continue;
+                    }
+                    let mut out = ReplyBuf::new(w.proto);
+                    let args = w.args.args();
+                    let now = unix_ms();
+                    let r = if w.multi_shard {
+                        let empty = self.empty.get_or_insert_with(|| Box::new(Db::new()));
+                        let mut ks = PartialDb { node: &node, shard, db, empty };
+                        run_data(&mut ks, w.spec.handler, &args, &self.exec_cfg, now, true, &mut out)
+                    } else {
+                        run_data(&mut SingleDb(db), w.spec.handler, &args, &self.exec_cfg, now, true, &mut out)
+                    };
+                    match r {
+                        Blocked::Served => {
+                            let mut reg = node.lock_waiters(shard);
+                            for k in w.keys.iter().filter(|k| node.shard_of_key(k) == shard) {
+                                reg.remove(db, k, &w);
+                            }
+                            drop(reg);
+                            self.send(w.home, Msg::Reply { token: w.token, seq: w.seq, bytes: out.buf });
+                        }
+                        Blocked::Wait { .. } => w.unclaim(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries a multi-shard waiter of this shard's connection `c` under the locks of
+    /// all its shards. Returns its reply when it was served.
+    pub fn retry_blocked(&mut self, c: &mut Conn) -> Option<Vec<u8>> {
+        let w = c.blocked.as_ref()?.waiter.clone();
+        let args = w.args.args();
+        self.shards_of(w.spec, &args);
+        let node = self.node.clone();
+        let mut ks = MultiDb::lock(&node, &self.shard_set);
+        if !w.claim() {
+            return None;
+        }
+        let mut out = ReplyBuf::new(w.proto);
+        let r = run_data(&mut ks, w.spec.handler, &args, &self.exec_cfg, unix_ms(), true, &mut out);
+        let served = match r {
+            Blocked::Served => {
+                for k in &w.keys {
+                    let s = node.shard_of_key(k);
+                    if let Some(db) = ks.db_of_shard(s) {
+                        node.lock_waiters(s).remove(db, k, &w);
+                    }
+                }
+                Some(out.buf)
+            }
+            Blocked::Wait { .. } => {
+                w.unclaim();
+                None
+            }
+        };
+        self.after_multi(&mut ks);
+        served
+    }
+
+    /// Runs a command forwarded by another shard; returns its encoded reply, or None
+    /// when a blocking command now waits here (its reply comes when it is served).
+    pub fn exec_forwarded(
+        &mut self,
+        spec: &'static CommandSpec,
+        args: &Args,
+        proto: Proto,
+        from: ShardId,
+        token: u64,
+        seq: u64,
+        waiter: Option<Arc<Waiter>>,
+    ) -> Option<Vec<u8>> {
+        let node = self.node.clone();
         let mut out = ReplyBuf::new(proto);
-        let mut db = self.node.lock_db(self.id);
-        run_data(&mut SingleDb(&mut db), spec.handler, args, &self.exec_cfg, self.now_ms, &mut out);
-        self.node.shards[self.id].publish(&db);
-        out.buf
+        let mut db = node.lock_db(self.id);
+        let r = run_data(&mut SingleDb(&mut db), spec.handler, args, &self.exec_cfg, self.now_ms, true, &mut out);
+        let reply = match (r, waiter) {
+            (Blocked::Wait { timeout_ms }, Some(w)) => {
+                let mut reg = node.lock_waiters(self.id);
+                for k in &w.keys {
+                    reg.register(&mut db, k, &w);
+                }
+                drop(reg);
+                self.send(from, Msg::Blocked { token, seq, timeout_ms });
+                None
+            }
+            _ => Some(out.buf),
+        };
+        self.after_exec(self.id, &mut db);
+        reply
     }
 
     /// The shards a set of queued commands and watched keys touch (for EXEC).
@@ -265,6 +475,7 @@ impl ShardCore {
         let now = unix_ms();
         // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
         db.set_clock(now);
+        self.node.lock_waiters(self.id).sweep(&mut db);
         let n = db.active_expire(now, budget);
         self.node.shards[self.id].publish(&db);
         drop(db);
@@ -274,34 +485,47 @@ impl ShardCore {
     }
 }
 
-/// Runs a data command against `ks`, writing one reply to `out`.
-///
-/// Blocking commands cannot wait yet: they run as inside MULTI (answering at once as
-/// if their timeout had passed) — see docs/compatibility.md.
-pub fn run_data(ks: &mut dyn Keyspace, h: Handler, args: &Args, cfg: &ExecConfig, now_ms: u64, out: &mut ReplyBuf) {
+/// Runs a data command against `ks`, writing its reply to `out`. A blocking command
+/// that finds nothing to serve writes nothing and returns `Wait` when `may_block`.
+pub fn run_data(
+    ks: &mut dyn Keyspace,
+    h: Handler,
+    args: &Args,
+    cfg: &ExecConfig,
+    now_ms: u64,
+    may_block: bool,
+    out: &mut ReplyBuf,
+) -> Blocked {
     let start = out.buf.len();
     let mut ctx = Ctx::new(ks, now_ms, cfg, out);
+    ctx.may_block = may_block;
     // A bug in one command must not take the shard down with it.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match h {
-        Handler::Data(f) => f(&mut ctx, args),
-        Handler::Blocking(f) => {
-            ctx.may_block = false;
-            let served = f(&mut ctx, args);
-            debug_assert_eq!(served, Blocked::Served);
+        Handler::Data(f) => {
+            f(&mut ctx, args);
+            Blocked::Served
         }
-        Handler::Server => ctx.out.error("ERR internal error: not a data command"),
+        Handler::Blocking(f) => f(&mut ctx, args),
+        Handler::Server => {
+            ctx.out.error("ERR internal error: not a data command");
+            Blocked::Served
+        }
     }));
-    if r.is_err() {
-        tracing::error!("command {:?} panicked", String::from_utf8_lossy(args.get(0)));
-        out.buf.truncate(start);
-        out.error("ERR internal error while running the command");
+    match r {
+        Ok(b) => b,
+        Err(_) => {
+            tracing::error!("command {:?} panicked", String::from_utf8_lossy(args.get(0)));
+            out.buf.truncate(start);
+            out.error("ERR internal error while running the command");
+            Blocked::Served
+        }
     }
 }
 
 /// Several shards' keyspaces, locked in ascending shard order for one command.
 pub struct MultiDb<'a> {
     node: &'a Node,
-    guards: Vec<(ShardId, MutexGuard<'a, Db>)>,
+    pub guards: Vec<(ShardId, MutexGuard<'a, Db>)>,
 }
 
 impl<'a> MultiDb<'a> {

@@ -70,9 +70,10 @@ fn server(node: &Node, o: &mut String) {
 fn clients(node: &Node, o: &mut String) {
     let _ = write!(
         o,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
         node.connected_clients(),
-        node.config().maxclients
+        node.config().maxclients,
+        node.shards.iter().map(|s| s.blocked_clients.load(Ordering::Relaxed)).sum::<u64>(),
     );
 }
 

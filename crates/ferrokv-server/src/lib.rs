@@ -1,6 +1,7 @@
 //! The ferrokv node: configuration, shards, the request path and the commands that
 //! need connection or node state. See docs/architecture.md for the whole picture.
 
+pub mod blocking;
 pub mod cmds;
 pub mod config;
 pub mod conn;

@@ -1,11 +1,26 @@
 //! Messages between shards.
 
+use crate::blocking::Waiter;
 use ferrokv_commands::CommandSpec;
 use ferrokv_resp::{OwnedArgs, Proto};
+use std::sync::Arc;
 
 pub enum Msg {
-    /// Run a single-shard data command here and send the reply back to `from`.
-    Exec { from: usize, token: u64, seq: u64, proto: Proto, spec: &'static CommandSpec, args: OwnedArgs },
+    /// Run a single-shard data command here and send the reply back to `from`. A
+    /// blocking command carries the waiter to register if it has to wait.
+    Exec {
+        from: usize,
+        token: u64,
+        seq: u64,
+        proto: Proto,
+        spec: &'static CommandSpec,
+        args: OwnedArgs,
+        waiter: Option<Arc<Waiter>>,
+    },
+    /// The forwarded blocking command `seq` is waiting; its timeout starts now.
+    Blocked { token: u64, seq: u64, timeout_ms: u64 },
+    /// A key of the multi-shard waiter `seq` changed: retry it from its home shard.
+    Retry { token: u64, seq: u64 },
     /// The reply to an `Exec`, for the connection `token` of the receiving shard.
     Reply { token: u64, seq: u64, bytes: Vec<u8> },
     /// Close the connection `token` of the receiving shard (CLIENT KILL).

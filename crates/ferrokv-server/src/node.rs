@@ -32,6 +32,10 @@ pub struct ShardShared {
     /// Keys and keys with a TTL, published by whoever last changed this keyspace.
     pub keys: AtomicU64,
     pub expires: AtomicU64,
+    /// Waiters on this shard's keys. Lock order: this shard's `db` first.
+    pub waiters: Mutex<crate::blocking::Waiters>,
+    /// Connections of this shard blocked in a command.
+    pub blocked_clients: AtomicU64,
 }
 
 impl ShardShared {
@@ -113,6 +117,8 @@ impl Node {
                 keyspace_misses: AtomicU64::new(0),
                 keys: AtomicU64::new(0),
                 expires: AtomicU64::new(0),
+                waiters: Mutex::new(Default::default()),
+                blocked_clients: AtomicU64::new(0),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.
@@ -147,6 +153,10 @@ impl Node {
 
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    pub fn lock_waiters(&self, shard: ShardId) -> MutexGuard<'_, crate::blocking::Waiters> {
+        self.shards[shard].waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn lock_db(&self, shard: ShardId) -> MutexGuard<'_, Db> {

@@ -94,6 +94,7 @@ impl Shard {
             self.handle_messages();
             self.flush_outboxes();
             self.flush_conns();
+            self.expire_blocked();
             let now = Instant::now();
             if now >= self.next_tick {
                 self.tick();
@@ -101,7 +102,10 @@ impl Shard {
             if node.shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            let timeout = self.next_tick.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            let mut timeout = self.next_tick.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            if let Some(std::cmp::Reverse((at, _, _))) = self.core.deadlines.peek() {
+                timeout = timeout.min(Duration::from_millis(at.saturating_sub(unix_ms())));
+            }
             let mailbox = &node.shards[id].mailbox;
             let wait = self.core.outbox_empty() && mailbox.prepare_sleep();
             if let Err(e) = self.ring.enter(wait, timeout) {
@@ -301,6 +305,43 @@ impl Shard {
         self.schedule_flush(idx);
     }
 
+    /// After the reply of command `seq` arrived: leave a blocking command it ended, and
+    /// go on parsing once nothing holds the connection back.
+    fn unblock_and_resume(core: &mut ShardCore, c: &mut Conn, seq: u64) {
+        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+            c.blocked = None;
+            core.count_blocked(-1);
+        }
+        if c.stalled && c.pending.is_empty() {
+            c.stalled = false;
+        }
+        if !c.stalled && c.blocked.is_none() && !c.inbuf.is_empty() && !c.dead {
+            Self::process_inbuf(core, c);
+        }
+    }
+
+    /// Answers blocked connections whose timeout passed.
+    fn expire_blocked(&mut self) {
+        let now = unix_ms();
+        while let Some(std::cmp::Reverse((at, token, seq))) = self.core.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.core.deadlines.pop();
+            let (idx, gen) = token_parts(token);
+            let Some(c) = self.slots.get_mut(idx).filter(|s| s.gen == gen).and_then(|s| s.conn.as_mut()) else {
+                continue;
+            };
+            let Some(b) = c.blocked.as_ref().filter(|b| b.seq == seq) else { continue };
+            if b.waiter.claim() {
+                let reply = b.waiter.timeout_reply();
+                c.complete(seq, reply);
+                Self::unblock_and_resume(&mut self.core, c, seq);
+                self.schedule_flush(idx);
+            }
+        }
+    }
+
     fn process_inbuf(core: &mut ShardCore, c: &mut Conn) {
         let mut buf = std::mem::take(&mut c.inbuf);
         let used = Self::process(core, c, &buf);
@@ -316,7 +357,7 @@ impl Shard {
     fn process(core: &mut ShardCore, c: &mut Conn, buf: &[u8]) -> usize {
         let mut parser = std::mem::take(&mut c.parser);
         let mut pos = 0;
-        while pos < buf.len() && !c.stalled && !c.closing {
+        while pos < buf.len() && !c.stalled && !c.closing && c.blocked.is_none() {
             let limits = core.limits(c.authed);
             match parser.parse(&buf[pos..], &limits) {
                 Ok(Parsed::Command { consumed }) => {
@@ -420,6 +461,11 @@ impl Shard {
             return;
         }
         c.dead = true;
+        if let Some(b) = c.blocked.take() {
+            // Nobody may serve a client that is gone.
+            b.waiter.claim();
+            self.core.count_blocked(-1);
+        }
         // SAFETY: our own socket; shutdown makes in-flight receives complete.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         self.core.release_watches(c);
@@ -448,9 +494,10 @@ impl Shard {
         let mut inbox = std::mem::take(&mut self.inbox);
         for m in inbox.drain(..) {
             match m {
-                Msg::Exec { from, token, seq, proto, spec, args } => {
-                    let bytes = self.core.exec_forwarded(spec, &args.args(), proto);
-                    self.core.send(from, Msg::Reply { token, seq, bytes });
+                Msg::Exec { from, token, seq, proto, spec, args, waiter } => {
+                    if let Some(bytes) = self.core.exec_forwarded(spec, &args.args(), proto, from, token, seq, waiter) {
+                        self.core.send(from, Msg::Reply { token, seq, bytes });
+                    }
                 }
                 Msg::Reply { token, seq, bytes } => {
                     let (idx, gen) = token_parts(token);
@@ -458,11 +505,28 @@ impl Shard {
                         continue;
                     };
                     c.complete(seq, bytes);
-                    if c.stalled && c.pending.is_empty() {
-                        c.stalled = false;
-                        Self::process_inbuf(&mut self.core, c);
-                    }
+                    Self::unblock_and_resume(&mut self.core, c, seq);
                     self.schedule_flush(idx);
+                }
+                Msg::Blocked { token, seq, timeout_ms } => {
+                    if let Some((_, c)) = self.conn_mut(token) {
+                        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+                            self.core.start_timeout(token, seq, timeout_ms);
+                        }
+                    }
+                }
+                Msg::Retry { token, seq } => {
+                    let (idx, gen) = token_parts(token);
+                    let Some(c) = self.slots.get_mut(idx).filter(|s| s.gen == gen).and_then(|s| s.conn.as_mut()) else {
+                        continue;
+                    };
+                    if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+                        if let Some(bytes) = self.core.retry_blocked(c) {
+                            c.complete(seq, bytes);
+                            Self::unblock_and_resume(&mut self.core, c, seq);
+                            self.schedule_flush(idx);
+                        }
+                    }
                 }
                 Msg::Kill { token } => {
                     if let Some((idx, _)) = self.conn_mut(token) {

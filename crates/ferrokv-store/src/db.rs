@@ -151,6 +151,10 @@ pub struct Db {
     hasher: FixedState,
     /// WATCHed keys and how often each changed since it was first watched.
     watched: hashbrown::HashMap<Box<[u8]>, Watched, FixedState>,
+    /// Keys that blocked clients wait on, with how many wait.
+    blocked: hashbrown::HashMap<Box<[u8]>, u32, FixedState>,
+    /// Blocked-on keys changed since the server last looked (Redis's ready_keys).
+    ready: Vec<Box<[u8]>>,
     /// Redis's LRU clock: unix seconds mod 2^24, from the last time the Db saw.
     lru_clock: u32,
     rng: u64,
@@ -214,6 +218,8 @@ impl Db {
             expiring: 0,
             hasher: FixedState::with_seed(seed),
             watched: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
+            blocked: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
+            ready: Vec::new(),
             lru_clock: 0,
             rng: seed | 1,
             expire_cursor: (0, 0),
@@ -736,15 +742,44 @@ impl Db {
         (sampled, expired)
     }
 
-    /// Notes a change of `key` for WATCH.
+    /// Notes a change of `key`: for WATCH, and for clients blocked on it.
     #[inline]
     pub fn touch(&mut self, key: &[u8]) {
+        if !self.blocked.is_empty() && self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
+            self.ready.push(key.into());
+        }
         if self.watched.is_empty() {
             return;
         }
         if let Some(w) = self.watched.get_mut(key) {
             w.version += 1;
         }
+    }
+
+    /// A client starts waiting for `key` to change (BLPOP and friends).
+    pub fn block_on(&mut self, key: &[u8]) {
+        *self.blocked.entry(key.into()).or_default() += 1;
+    }
+
+    /// One client stops waiting for `key`.
+    pub fn unblock(&mut self, key: &[u8]) {
+        if let Some(n) = self.blocked.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.blocked.remove(key);
+            }
+        }
+    }
+
+    /// Keys with waiting clients that changed since the last call, in change order.
+    pub fn take_ready(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Whether some blocked-on key changed.
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Starts watching `key`; returns its current change version.

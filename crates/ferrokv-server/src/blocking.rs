@@ -1,0 +1,159 @@
+//! Clients blocked on keys (BLPOP, BRPOP, BLMOVE, BLMPOP, BZPOPMIN, BZMPOP, ...).
+//!
+//! A blocking command runs like any data command. When it finds nothing to serve it
+//! returns `Blocked::Wait`, and a [`Waiter`] is registered, in arrival order, on every
+//! key it waits for, in the registry of the shard that owns that key; `Db::block_on`
+//! makes that Db note when the key changes (`Db::touch`). Whoever changed a Db that has
+//! ready keys — the owning shard, or another thread holding its lock for a multi-shard
+//! command or EXEC — serves that key's waiters right away, oldest first, by running
+//! their command again under the same lock, as Redis serves blocked clients right after
+//! the command that pushed. The reply goes to the waiter's home shard like the reply
+//! of a forwarded command.
+//!
+//! A waiter is served once: whoever serves it, times it out (its home shard) or drops it
+//! (disconnection) first claims it (`claimed`). Registrations of claimed waiters are
+//! removed lazily.
+//!
+//! Waiters whose keys live on several shards are served on the shard of the key that
+//! changed, with the other shards' keys looking empty (the command pops from the first
+//! non-empty key, and all were empty when it blocked). Those that would also write to a
+//! key on another shard (BLMOVE, BRPOPLPUSH) are instead retried by their home shard,
+//! which locks every shard involved.
+
+use crate::node::{Node, ShardId};
+use ferrokv_commands::CommandSpec;
+use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
+use ferrokv_store::Db;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct Waiter {
+    pub home: ShardId,
+    pub token: u64,
+    pub seq: u64,
+    pub proto: Proto,
+    pub spec: &'static CommandSpec,
+    pub args: OwnedArgs,
+    pub claimed: AtomicBool,
+    /// Its keys are on more than one shard.
+    pub multi_shard: bool,
+    /// The keys it waits on.
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl Waiter {
+    pub fn claim(&self) -> bool {
+        self.claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn unclaim(&self) {
+        self.claimed.store(false, Ordering::Release);
+    }
+
+    pub fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+
+    /// Served by retrying on the home shard rather than on the key's shard.
+    pub fn retried_at_home(&self) -> bool {
+        self.multi_shard && matches!(self.spec.name, "blmove" | "brpoplpush")
+    }
+
+    /// The reply when the timeout passes first.
+    pub fn timeout_reply(&self) -> Vec<u8> {
+        let mut r = ReplyBuf::new(self.proto);
+        if matches!(self.spec.name, "blmove" | "brpoplpush") {
+            r.null();
+        } else {
+            r.null_array();
+        }
+        r.buf
+    }
+}
+
+/// The waiters registered on one shard's keys, oldest first per key.
+#[derive(Default)]
+pub struct Waiters {
+    by_key: HashMap<Vec<u8>, VecDeque<Arc<Waiter>>>,
+}
+
+impl Waiters {
+    pub fn register(&mut self, db: &mut Db, key: &[u8], w: &Arc<Waiter>) {
+        db.block_on(key);
+        self.by_key.entry(key.to_vec()).or_default().push_back(w.clone());
+    }
+
+    /// The live waiters of `key`, oldest first; claimed ones are dropped on the way.
+    pub fn live(&mut self, db: &mut Db, key: &[u8]) -> Vec<Arc<Waiter>> {
+        let Some(q) = self.by_key.get_mut(key) else { return Vec::new() };
+        let before = q.len();
+        q.retain(|w| !w.is_claimed());
+        for _ in q.len()..before {
+            db.unblock(key);
+        }
+        let live: Vec<_> = q.iter().cloned().collect();
+        if q.is_empty() {
+            self.by_key.remove(key);
+        }
+        live
+    }
+
+    /// Removes `w` from `key`'s queue.
+    pub fn remove(&mut self, db: &mut Db, key: &[u8], w: &Arc<Waiter>) {
+        if let Some(q) = self.by_key.get_mut(key) {
+            if let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) {
+                q.remove(i);
+                db.unblock(key);
+            }
+            if q.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
+
+    /// Drops every claimed waiter (periodic clean-up of timed-out and gone clients).
+    pub fn sweep(&mut self, db: &mut Db) {
+        let keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
+        for k in keys {
+            self.live(db, &k);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.values().map(|q| q.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// A keyspace view for serving a multi-shard waiter on one shard: its keys on other
+/// shards look empty.
+pub struct PartialDb<'a> {
+    pub node: &'a Node,
+    pub shard: ShardId,
+    pub db: &'a mut Db,
+    pub empty: &'a mut Db,
+}
+
+impl ferrokv_commands::Keyspace for PartialDb<'_> {
+    fn db(&mut self, key: &[u8]) -> &mut Db {
+        if self.node.shard_of_key(key) == self.shard {
+            self.db
+        } else {
+            self.empty
+        }
+    }
+    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
+        f(self.db)
+    }
+    fn db_for_slot(&mut self, slot: u16) -> &mut Db {
+        if self.node.shard_of_slot(slot) == self.shard {
+            self.db
+        } else {
+            self.empty
+        }
+    }
+}
