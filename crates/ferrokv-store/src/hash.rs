@@ -235,7 +235,7 @@ impl HashValue {
 
     /// Calls `f` with `count` pairs each chosen independently at random (HRANDFIELD
     /// with a negative count). Nothing when empty.
-    pub fn random_pairs(&self, count: u64, rng: &mut dyn FnMut() -> u64, f: &mut dyn FnMut(Elem<'_>, Elem<'_>)) {
+    pub fn random_pairs<'a>(&'a self, count: u64, rng: &mut dyn FnMut() -> u64, f: &mut dyn FnMut(Elem<'a>, Elem<'a>)) {
         match &self.repr {
             Repr::Packed(p) => {
                 // Walking the pack once beats walking it per pick.
@@ -294,7 +294,7 @@ impl HashValue {
     /// next cursor, 0 when done. A packed hash returns everything at once with cursor
     /// 0, as Redis does; a table scans in reverse-binary bucket order (see
     /// [`table`]), so every pair present for a whole iteration is returned.
-    pub fn scan(&self, cursor: u64, count: usize, f: &mut dyn FnMut(Elem<'_>, Elem<'_>)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, count: usize, f: &mut dyn FnMut(Elem<'a>, Elem<'a>)) -> u64 {
         match &self.repr {
             Repr::Packed(p) => {
                 for (k, v) in p.iter() {

@@ -195,7 +195,13 @@ impl Table {
     /// calls `f` for each entry of each bucket, until `f` was called `count` times,
     /// `max_buckets` buckets were visited, or the iteration is complete. Returns the
     /// next cursor, 0 when complete. See the module comment.
-    pub fn scan(&self, mut cursor: u64, count: usize, max_buckets: usize, f: &mut dyn FnMut(&[u8], &[u8])) -> u64 {
+    pub fn scan<'a>(
+        &'a self,
+        mut cursor: u64,
+        count: usize,
+        max_buckets: usize,
+        f: &mut dyn FnMut(&'a [u8], &'a [u8]),
+    ) -> u64 {
         if self.len == 0 {
             return 0;
         }
