@@ -189,6 +189,11 @@ impl ShardCore {
     /// `self.shard_set`. Commands over the whole keyspace get every shard.
     fn shards_of(&mut self, spec: &CommandSpec, args: &Args) {
         self.shard_set.clear();
+        if self.node.shard_count() == 1 {
+            // One shard owns every slot: no need to hash the keys to route them.
+            self.shard_set.push(0);
+            return;
+        }
         if needs_all_shards(spec) {
             self.shard_set.extend(0..self.node.shard_count());
             return;
