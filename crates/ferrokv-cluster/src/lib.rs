@@ -1,7 +1,39 @@
-//! Cluster bus for ferrokv (work in progress).
+//! ferrokv's cluster bus: Redis Cluster's node-to-node protocol as a deterministic state
+//! machine with no IO, no threads and no clock reads.
+//!
+//! A [`ClusterState`] is fed [`Input`]s (ticks, link events, decoded [`Message`]s, CLUSTER
+//! [`Command`]s) with the local time, and answers with [`Output`]s: connections to open,
+//! messages to send, links to close, nodes.conf to save, replies, and new
+//! [`ClusterView`] snapshots to publish to every shard. The IO layer that runs it (on one
+//! shard) owns sockets and files and nothing else; the same state machine runs in the
+//! seeded simulator in `tests/sim.rs`, with partitions, loss, delays, crashes, restarts and
+//! clock steps.
+//!
+//! - [`state`]: the protocol (MEET handshake, PING/PONG gossip, PFAIL/FAIL, epochs,
+//!   UPDATE, FORGET ban) — its module documentation explains the algorithm;
+//! - [`commands`]: the CLUSTER subcommands that change state, with Redis's errors;
+//! - [`view`]: snapshots and the renderers of CLUSTER NODES/SLOTS/SHARDS/INFO/REPLICAS;
+//! - [`nodes_conf`]: nodes.conf in Redis's format;
+//! - [`wire`]: the bus message format.
 
+pub mod commands;
 pub mod flags;
 pub mod id;
+pub mod nodes_conf;
 pub mod rng;
 pub mod slots;
+pub mod state;
+pub mod view;
 pub mod wire;
+
+pub use commands::{parse_slot, Command, Reply};
+pub use flags::NodeFlags;
+pub use id::NodeId;
+pub use nodes_conf::{NodesConf, NodesConfError};
+pub use slots::{SlotBitmap, SLOTS};
+pub use state::{ClusterConfig, ClusterState, Input, LinkId, LogLevel, Output, FORGET_BAN_MS};
+pub use view::{
+    cluster_info_text, cluster_nodes_text, cluster_replicas, cluster_shards, cluster_slots, ClusterView, NodeInfo,
+    Shard, ShardNode, SlotRange,
+};
+pub use wire::{decode_frame, DecodeError, Message};
