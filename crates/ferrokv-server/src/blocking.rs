@@ -60,14 +60,11 @@ impl Waiter {
         self.multi_shard && matches!(self.spec.name, "blmove" | "brpoplpush")
     }
 
-    /// The reply when the timeout passes first.
+    /// The reply when the timeout passes first: a null array for every blocking
+    /// command in Redis 7.0 (BLMOVE and BRPOPLPUSH included).
     pub fn timeout_reply(&self) -> Vec<u8> {
         let mut r = ReplyBuf::new(self.proto);
-        if matches!(self.spec.name, "blmove" | "brpoplpush") {
-            r.null();
-        } else {
-            r.null_array();
-        }
+        r.null_array();
         r.buf
     }
 }
