@@ -53,10 +53,8 @@ pub struct ShardCore {
 }
 
 /// Commands that read or change the whole keyspace and so need every shard.
-const ALL_SHARDS: &[&str] = &["keys", "scan", "dbsize", "flushdb", "flushall", "randomkey"];
-
 fn needs_all_shards(spec: &CommandSpec) -> bool {
-    ALL_SHARDS.contains(&spec.name)
+    ferrokv_commands::families::keys::ALL_SHARDS.contains(&spec.name)
 }
 
 impl ShardCore {
