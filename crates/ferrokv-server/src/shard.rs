@@ -11,6 +11,8 @@ use crate::msg::Msg;
 use crate::net;
 use crate::node::{unix_ms, ClientMeta, Node};
 use ferrokv_resp::Parsed;
+use ferrokv_runtime::executor::Executor;
+use ferrokv_runtime::ops::Ops;
 use ferrokv_runtime::{token, BufRing, MailWaker, Ring, RingConfig};
 use io_uring::{cqueue, opcode, types};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -43,6 +45,10 @@ pub struct Shard {
     inbox: Vec<Msg>,
     cqes: Vec<(u64, i32, u32)>,
     next_tick: Instant,
+    /// Async work on this shard (background tasks such as the cluster bus) and the IO
+    /// operations it has in this ring.
+    pub executor: Executor,
+    pub ops: Ops,
 }
 
 #[inline]
@@ -79,6 +85,8 @@ impl Shard {
             inbox: Vec::new(),
             cqes: Vec::with_capacity(1024),
             next_tick: Instant::now(),
+            executor: Executor::new(),
+            ops: Ops::new(),
         })
     }
 
@@ -92,6 +100,7 @@ impl Shard {
             self.core.now_ms = unix_ms();
             self.handle_completions();
             self.handle_messages();
+            self.executor.run_ready();
             self.flush_outboxes();
             self.flush_conns();
             self.expire_blocked();
@@ -106,8 +115,14 @@ impl Shard {
             if let Some(std::cmp::Reverse((at, _, _))) = self.core.deadlines.peek() {
                 timeout = timeout.min(Duration::from_millis(at.saturating_sub(unix_ms())));
             }
+            if let Some(at) = self.executor.next_deadline() {
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            if let Err(e) = self.ops.submit_into(&mut self.ring) {
+                tracing::error!("shard {id}: cannot submit async operations: {e}");
+            }
             let mailbox = &node.shards[id].mailbox;
-            let wait = self.core.outbox_empty() && mailbox.prepare_sleep();
+            let wait = self.core.outbox_empty() && !self.executor.has_ready() && mailbox.prepare_sleep();
             if let Err(e) = self.ring.enter(wait, timeout) {
                 tracing::error!("shard {id}: io_uring_enter failed: {e}");
                 node.request_shutdown();
@@ -165,6 +180,7 @@ impl Shard {
                     K_RECV => self.on_recv(token::payload(ud), res, flags),
                     K_SEND => self.on_send(token::payload(ud), res),
                     K_WAKE => {}
+                    token::KIND_OP => self.ops.complete(token::payload(ud), res, flags),
                     k => tracing::warn!("shard {}: completion of unknown kind {k}", self.core.id),
                 }
             }
