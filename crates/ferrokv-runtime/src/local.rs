@@ -81,7 +81,8 @@ pub struct Inbox<T> {
 
 impl<T> Inbox<T> {
     /// Waits until at least one message arrived and moves every queued message into `into`
-    /// (appending). Returns how many were moved.
+    /// (appending). Returns how many were moved. One task at a time waits on an inbox (a
+    /// second waiter replaces the first's waker).
     pub async fn recv(&self, into: &mut Vec<T>) -> usize {
         std::future::poll_fn(|cx| {
             let before = into.len();
