@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Bytes per element in ferrokv-server and redis-server for the same data.
+#
+# For each dataset, a fresh server of each kind (one shard thread for ferrokv; both
+# pinned to core 0) is loaded through `redis-cli --pipe`, and the growth of its resident
+# set (VmRSS) and of INFO's used_memory is divided by the number of elements:
+#   strings  1,000,000 SET key:NNNNNNN value:NNNNNNN          (1M elements)
+#   hashes     100,000 HSET hash:NNNNNN with 10 fields of ~8 bytes  (1M fields)
+#   sets        10,000 SADD set:NNNNN with 100 integers        (1M members)
+#   zsets       10,000 ZADD zset:NNNNN with 100 members         (1M members)
+# Prints a markdown table with ratios (ferrokv / redis; below 1 means ferrokv uses less).
+#
+# Usage: benches/memory.sh [--no-build] [--only strings|hashes|sets|zsets]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+only=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --only) only="$2"; shift ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$build" = 1 ] && cargo build --release -p ferrokv-server >/dev/null
+FERROKV=${FERROKV_SERVER:-target/release/ferrokv-server}
+REDIS=${REDIS_SERVER:-redis-server}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Writes the RESP protocol for a dataset to stdout.
+generate() {
+    python3 - "$1" <<'PY'
+import sys
+kind = sys.argv[1]
+out = sys.stdout.buffer
+def cmd(*args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    out.write(b"".join(parts))
+if kind == "strings":
+    for i in range(1_000_000):
+        cmd("SET", "key:%07d" % i, "value:%07d" % i)
+elif kind == "hashes":
+    for i in range(100_000):
+        args = ["HSET", "hash:%06d" % i]
+        for f in range(10):
+            args += ["field%d" % f, "v%06d" % (i + f)]
+        cmd(*args)
+elif kind == "sets":
+    for i in range(10_000):
+        cmd("SADD", "set:%05d" % i, *[i * 100 + m for m in range(100)])
+elif kind == "zsets":
+    for i in range(10_000):
+        args = ["ZADD", "zset:%05d" % i]
+        for m in range(100):
+            args += [m * 1.5, "member:%03d" % m]
+        cmd(*args)
+PY
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+used_memory() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
+
+# measure KIND DATASET ELEMENTS -> "rss_bytes_per_element used_bytes_per_element"
+measure() {
+    local kind=$1 dataset=$2 elements=$3 port pid dir
+    port=$(free_port)
+    dir="$work/$kind-$dataset"
+    mkdir -p "$dir"
+    if [ "$kind" = ferrokv ]; then
+        taskset -c 0 "$FERROKV" --port "$port" --server-threads 1 --dir "$dir" --loglevel warning >"$dir/log" 2>&1 &
+    else
+        taskset -c 0 "$REDIS" --port "$port" --save "" --appendonly no --dir "$dir" --loglevel warning >"$dir/log" 2>&1 &
+    fi
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    local rss0 used0 rss1 used1
+    rss0=$(rss_kb "$pid"); used0=$(used_memory "$port")
+    generate "$dataset" | redis-cli -p "$port" --pipe >"$dir/pipe.log" 2>&1
+    rss1=$(rss_kb "$pid"); used1=$(used_memory "$port")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    python3 -c "print('%.1f %.1f' % (($rss1-$rss0)*1024/$elements, ($used1-$used0)/$elements))"
+}
+
+echo "| dataset | ferrokv RSS B/elem | redis RSS B/elem | RSS ratio | ferrokv used_memory B/elem | redis used_memory B/elem | used_memory ratio |"
+echo "|---|---|---|---|---|---|---|"
+for spec in "strings 1000000" "hashes 1000000" "sets 1000000" "zsets 1000000"; do
+    set -- $spec
+    [ -n "$only" ] && [ "$only" != "$1" ] && continue
+    read -r f_rss f_used < <(measure ferrokv "$1" "$2")
+    read -r r_rss r_used < <(measure redis "$1" "$2")
+    python3 -c "print('| $1 | $f_rss | $r_rss | %.2fx | $f_used | $r_used | %.2fx |' % ($f_rss/$r_rss, $f_used/$r_used))"
+done
