@@ -41,9 +41,18 @@ impl SlotBitmap {
         old
     }
 
+    /// Sets every slot of `start..=end` (both below [`SLOTS`]; empty when `start > end`).
     pub fn insert_range(&mut self, start: u16, end: u16) {
-        for s in start..=end {
-            self.insert(s);
+        let (start, end) = (start as usize, (end as usize).min(SLOTS - 1));
+        if start > end {
+            return;
+        }
+        let (first, last) = (start / 64, end / 64);
+        for w in first..=last {
+            let lo = if w == first { start % 64 } else { 0 };
+            let hi = if w == last { end % 64 } else { 63 };
+            let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+            self.0[w] |= mask;
         }
     }
 
@@ -89,12 +98,38 @@ impl SlotBitmap {
 
     /// Maximal runs of set slots as inclusive `(start, end)` pairs.
     pub fn ranges(&self) -> Vec<(u16, u16)> {
-        let mut out: Vec<(u16, u16)> = Vec::new();
-        for s in self.iter() {
-            match out.last_mut() {
-                Some((_, end)) if *end + 1 == s => *end = s,
-                _ => out.push((s, s)),
+        let mut out = Vec::new();
+        // Start of the run in progress, carried across words.
+        let mut run: Option<usize> = None;
+        for (w, &word) in self.0.iter().enumerate() {
+            let base = w * 64;
+            if word == u64::MAX {
+                run.get_or_insert(base);
+                continue;
             }
+            let mut bit = 0;
+            while bit < 64 {
+                let rest = word >> bit;
+                if rest == 0 {
+                    if let Some(s) = run.take() {
+                        out.push((s as u16, (base + bit - 1) as u16));
+                    }
+                    break;
+                }
+                if rest & 1 == 0 {
+                    if let Some(s) = run.take() {
+                        out.push((s as u16, (base + bit - 1) as u16));
+                    }
+                    bit += rest.trailing_zeros() as usize;
+                } else {
+                    run.get_or_insert(base + bit);
+                    // The shifted-in zeros bound the run of ones at the word's end.
+                    bit += (!rest).trailing_zeros() as usize;
+                }
+            }
+        }
+        if let Some(s) = run {
+            out.push((s as u16, (SLOTS - 1) as u16));
         }
         out
     }
@@ -147,6 +182,39 @@ mod tests {
         let bytes = b.to_bytes();
         assert_eq!(bytes[0], 0b1011_1111);
         assert_eq!(bytes[2047], 0x80);
+    }
+
+    #[test]
+    fn ranges_agree_with_a_bit_by_bit_scan() {
+        let mut rng = crate::rng::Rng::new(5);
+        for round in 0..200 {
+            let mut b = SlotBitmap::new();
+            let mut naive = vec![false; SLOTS];
+            for _ in 0..(round % 20) {
+                let s = rng.below(SLOTS as u64) as u16;
+                let len = rng.below(if round % 3 == 0 { 3 } else { 300 }) as u16;
+                let e = (s as usize + len as usize).min(SLOTS - 1) as u16;
+                b.insert_range(s, e);
+                naive[s as usize..=e as usize].iter_mut().for_each(|x| *x = true);
+            }
+            let mut expect: Vec<(u16, u16)> = Vec::new();
+            for (i, &on) in naive.iter().enumerate() {
+                if !on {
+                    continue;
+                }
+                match expect.last_mut() {
+                    Some((_, e)) if *e as usize + 1 == i => *e = i as u16,
+                    _ => expect.push((i as u16, i as u16)),
+                }
+            }
+            assert_eq!(b.ranges(), expect);
+            assert_eq!(b.count() as usize, naive.iter().filter(|x| **x).count());
+        }
+        let mut all = SlotBitmap::new();
+        all.insert_range(0, 16383);
+        assert_eq!(all.ranges(), vec![(0, 16383)]);
+        all.remove(64);
+        assert_eq!(all.ranges(), vec![(0, 63), (65, 16383)]);
     }
 
     #[test]

@@ -441,6 +441,67 @@ impl ClusterState {
         crate::nodes_conf::render(&ClusterView::build(self), self.current_epoch, self.last_vote_epoch)
     }
 
+    /// Verifies the internal cross-references (slot table against node bitmaps, replica
+    /// lists against master pointers, failure reports, links). For tests and simulators.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let live = |i: Idx| self.nodes.get(i).is_some_and(|n| n.is_some());
+        if self.by_id.len() != self.nodes.iter().flatten().count() {
+            return Err("ID index and node table differ in size".into());
+        }
+        for (id, &i) in &self.by_id {
+            if !live(i) || self.node(i).id != *id {
+                return Err(format!("ID index entry {id} points to the wrong node"));
+            }
+        }
+        if !live(self.myself) || !self.me().flags.intersects(NodeFlags::MYSELF) {
+            return Err("myself is missing or not flagged".into());
+        }
+        let mut counted = vec![0u32; self.nodes.len()];
+        for (slot, owner) in self.slots.iter().enumerate() {
+            if let Some(o) = *owner {
+                if !live(o) || !self.node(o).slots.contains(slot as u16) {
+                    return Err(format!("slot {slot} bound to a node that does not have it"));
+                }
+                counted[o] += 1;
+            }
+        }
+        for &i in self.by_id.values() {
+            let n = self.node(i);
+            if n.numslots != counted[i] || n.slots.count() != counted[i] {
+                return Err(format!("node {} counts {} slots, the table binds {}", n.id, n.numslots, counted[i]));
+            }
+            if let Some(m) = n.master {
+                if !live(m) || !self.node(m).replicas.contains(&i) {
+                    return Err(format!("node {} is not listed by its master", n.id));
+                }
+            }
+            for &r in &n.replicas {
+                if !live(r) || self.node(r).master != Some(i) {
+                    return Err(format!("replica list of {} is stale", n.id));
+                }
+            }
+            if n.fail_reports.iter().any(|r| !live(r.node)) {
+                return Err(format!("failure report about {} from a deleted node", n.id));
+            }
+            for l in [n.link, n.inbound_link].into_iter().flatten() {
+                if self.links.get(&l).and_then(|l| l.node) != Some(i) {
+                    return Err(format!("link {l:?} of {} is not in the link table", n.id));
+                }
+            }
+        }
+        for (id, l) in &self.links {
+            if let Some(n) = l.node {
+                if !live(n) {
+                    return Err(format!("link {id:?} belongs to a deleted node"));
+                }
+            }
+        }
+        if self.migrating_to.values().chain(self.importing_from.values()).any(|&n| !live(n)) {
+            return Err("migrating/importing state names a deleted node".into());
+        }
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- node table
 
     pub(crate) fn node(&self, i: Idx) -> &Node {
@@ -1088,7 +1149,9 @@ impl ClusterState {
         }
         let mut ok = true;
         if self.cfg.require_full_coverage {
-            ok = self.slots.iter().all(|o| o.is_some_and(|n| !self.node(n).failed()));
+            // Every slot bound (the per-node counts add up), none to a failed node.
+            let assigned: usize = self.nodes.iter().flatten().map(|n| n.numslots as usize).sum();
+            ok = assigned == SLOTS && self.nodes.iter().flatten().all(|n| n.numslots == 0 || !n.failed());
         }
         let mut size = 0;
         let mut reachable = 0;

@@ -129,18 +129,21 @@ impl ClusterView {
         for (vi, &si) in st.by_id.values().enumerate() {
             index[si] = vi;
         }
-        let mut ranges: Vec<Vec<(u16, u16)>> = vec![Vec::new(); st.by_id.len()];
+        // Each node's bitmap holds exactly the slots the slot table binds to it.
         let mut slot_owner = vec![NO_OWNER; SLOTS];
-        for (slot, owner) in st.slots.iter().enumerate() {
-            let Some(o) = owner else { continue };
-            let vi = index[*o];
-            slot_owner[slot] = vi as u16;
-            let r = &mut ranges[vi];
-            match r.last_mut() {
-                Some((_, end)) if *end as usize + 1 == slot => *end = slot as u16,
-                _ => r.push((slot as u16, slot as u16)),
-            }
-        }
+        let ranges: Vec<Vec<(u16, u16)>> = st
+            .by_id
+            .values()
+            .enumerate()
+            .map(|(vi, &si)| {
+                let n = st.node(si);
+                let r = if n.numslots == 0 { Vec::new() } else { n.slots.ranges() };
+                for &(a, b) in &r {
+                    slot_owner[a as usize..=b as usize].fill(vi as u16);
+                }
+                r
+            })
+            .collect();
         let nodes = st
             .by_id
             .values()

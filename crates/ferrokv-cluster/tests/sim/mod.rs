@@ -207,6 +207,12 @@ impl Sim {
         for o in outs {
             self.apply(i, o);
         }
+        // The full cross-reference check walks every slot: sample it.
+        if let Some(st) = self.nodes[i].state.as_ref().filter(|_| self.events % 32 == 0) {
+            if let Err(e) = st.check_consistency() {
+                panic!("seed {}: at t={} node {i} is inconsistent: {e}", self.seed, self.now);
+            }
+        }
         let mut checks = std::mem::take(&mut self.checks);
         for c in checks.iter_mut() {
             if let Err(e) = c(self, i) {
