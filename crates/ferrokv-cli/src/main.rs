@@ -1,3 +1,243 @@
 //! ferrokv-cli: a redis-cli-like client and Redis Cluster admin tool.
+//!
+//! ```text
+//! ferrokv-cli [-h HOST] [-p PORT] [-a PASSWORD] [--resp3] [-c] [--raw|--no-raw] [-e] CMD ARG...
+//! ferrokv-cli [options]                                  (interactive; reads lines from a pipe)
+//! ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]
+//! ferrokv-cli cluster check HOST:PORT
+//! ferrokv-cli cluster info HOST:PORT
+//! ```
+//!
+//! `--cluster create|check|info ...` (redis-cli's spelling) works too. `cluster info`
+//! is the admin command only with an address after it: `ferrokv-cli CLUSTER INFO`
+//! sends CLUSTER INFO to the server, as redis-cli does.
 
-fn main() {}
+mod client;
+mod cluster;
+mod conn;
+mod output;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStringExt;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser};
+
+use client::ClientConfig;
+use conn::{Endpoint, Handshake};
+use output::Mode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrokv-cli",
+    version,
+    about = "Client and cluster admin for ferrokv and Redis",
+    disable_help_flag = true,
+    after_help = "Cluster admin:\n  ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]\n  \
+                  ferrokv-cli cluster check HOST:PORT\n  ferrokv-cli cluster info HOST:PORT"
+)]
+struct Cli {
+    /// Server hostname.
+    #[arg(short = 'h', default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(short = 'p', default_value_t = 6379)]
+    port: u16,
+    /// Password for AUTH (also read from REDISCLI_AUTH).
+    #[arg(short = 'a', long = "pass")]
+    password: Option<String>,
+    /// User name for AUTH (needs -a).
+    #[arg(long)]
+    user: Option<String>,
+    /// Do not warn about a password given on the command line.
+    #[arg(long)]
+    no_auth_warning: bool,
+    /// Speak RESP3 (HELLO 3).
+    #[arg(short = '3', long = "resp3")]
+    resp3: bool,
+    /// Cluster mode: follow -MOVED and -ASK redirections.
+    #[arg(short = 'c')]
+    follow_redirects: bool,
+    /// Print replies raw (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "no_raw")]
+    raw: bool,
+    /// Print replies formatted for people even when stdout is not a terminal.
+    #[arg(long)]
+    no_raw: bool,
+    /// In one-shot mode, print an error reply on stderr and exit with code 1.
+    #[arg(short = 'e')]
+    exit_on_error: bool,
+    /// Cluster admin command (create, check, info), as redis-cli spells it.
+    #[arg(long = "cluster", value_name = "SUBCOMMAND")]
+    cluster_command: Option<String>,
+    /// cluster create: replicas per master.
+    #[arg(long, visible_alias = "cluster-replicas", value_name = "N")]
+    replicas: Option<usize>,
+    /// cluster create: do not ask for confirmation.
+    #[arg(long, visible_alias = "cluster-yes")]
+    yes: bool,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// The command and its arguments; none starts the interactive mode.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// Options that may follow `cluster create`.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster create", no_binary_name = true)]
+struct CreateArgs {
+    /// The nodes, empty and in cluster mode.
+    #[arg(required = true, value_name = "HOST:PORT")]
+    nodes: Vec<String>,
+    /// Replicas per master.
+    #[arg(long, visible_alias = "cluster-replicas", value_name = "N")]
+    replicas: Option<usize>,
+    /// Do not ask for confirmation.
+    #[arg(long, visible_alias = "cluster-yes")]
+    yes: bool,
+}
+
+/// `cluster check` / `cluster info` arguments.
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+struct NodeArgs {
+    /// HOST:PORT, or HOST PORT.
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+}
+
+/// `cluster create|check|info ...`: the subcommand and its arguments, or `None` when
+/// the command line is a command for the server.
+fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
+    if let Some(sub) = &cli.cluster_command {
+        return Some((sub.to_ascii_lowercase(), words.to_vec()));
+    }
+    let (first, rest) = words.split_first()?;
+    let sub = rest.first()?.to_ascii_lowercase();
+    if !first.eq_ignore_ascii_case("cluster") {
+        return None;
+    }
+    match sub.as_str() {
+        "create" | "check" => Some((sub, rest[1..].to_vec())),
+        // CLUSTER INFO the server command takes no argument.
+        "info" if rest.len() > 1 => Some((sub, rest[1..].to_vec())),
+        _ => None,
+    }
+}
+
+fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> Result<(), String> {
+    let usage = |e: clap::Error| e.to_string().trim_end().to_string();
+    match sub {
+        "create" => {
+            let a = CreateArgs::try_parse_from(args).map_err(usage)?;
+            let options =
+                cluster::CreateOptions { replicas: a.replicas.or(cli.replicas).unwrap_or(0), yes: a.yes || cli.yes };
+            cluster::create(&a.nodes, &options, handshake)
+        }
+        "check" | "info" => {
+            let a = NodeArgs::try_parse_from(args).map_err(usage)?;
+            let entry = cluster::node_argument(&a.node)?;
+            if sub == "check" {
+                cluster::check(&entry, handshake)
+            } else {
+                cluster::info(&entry, handshake)
+            }
+        }
+        other => Err(format!("Unknown --cluster subcommand '{other}': expected create, check or info")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let password = cli.password.clone().or_else(|| std::env::var("REDISCLI_AUTH").ok());
+    if cli.password.is_some() && !cli.no_auth_warning {
+        eprintln!("Warning: Using a password with '-a' or '-u' option on the command line interface may not be safe.");
+    }
+    let handshake = Handshake { user: cli.user.clone(), password, resp3: cli.resp3 };
+
+    let words: Vec<String> = cli.command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+    if let Some((sub, args)) = admin_command(&cli, &words) {
+        return match run_admin(&cli, &sub, args, &handshake) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("{reason}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let mode = if cli.raw {
+        Mode::Raw
+    } else if cli.no_raw || std::io::stdout().is_terminal() {
+        Mode::Human
+    } else {
+        Mode::Raw
+    };
+    let config = ClientConfig {
+        endpoint: Endpoint::new(cli.host.clone(), cli.port),
+        handshake,
+        cluster: cli.follow_redirects,
+        mode,
+        exit_on_error: cli.exit_on_error,
+    };
+    let code = if cli.command.is_empty() {
+        client::repl(config)
+    } else {
+        let command: Vec<Vec<u8>> = cli.command.iter().cloned().map(OsStringExt::into_vec).collect();
+        client::one_shot(config, &command)
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ferrokv-cli").chain(args.iter().copied())).expect("parse")
+    }
+
+    fn words(cli: &Cli) -> Vec<String> {
+        cli.command.iter().map(|w| w.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn options_stop_at_the_command() {
+        let cli = parse(&["-h", "10.0.0.1", "-p", "7000", "-c", "SET", "k", "-1", "-p"]);
+        assert_eq!((cli.host.as_str(), cli.port, cli.follow_redirects), ("10.0.0.1", 7000, true));
+        assert_eq!(words(&cli), vec!["SET", "k", "-1", "-p"]);
+        let cli = parse(&[]);
+        assert_eq!((cli.host.as_str(), cli.port), ("127.0.0.1", 6379));
+        assert!(cli.command.is_empty());
+    }
+
+    #[test]
+    fn cluster_admin_is_told_apart_from_server_commands() {
+        let admin = |args: &[&str]| {
+            let cli = parse(args);
+            admin_command(&cli, &words(&cli))
+        };
+        assert_eq!(admin(&["CLUSTER", "INFO"]), None);
+        assert_eq!(admin(&["cluster", "nodes"]), None);
+        assert_eq!(admin(&["GET", "cluster"]), None);
+        assert_eq!(admin(&["cluster", "info", "h:1"]), Some(("info".into(), vec!["h:1".into()])));
+        assert_eq!(admin(&["cluster", "check", "h:1"]), Some(("check".into(), vec!["h:1".into()])));
+        assert_eq!(
+            admin(&["cluster", "create", "a:1", "b:2", "--replicas", "1"]),
+            Some(("create".into(), vec!["a:1".into(), "b:2".into(), "--replicas".into(), "1".into()]))
+        );
+        assert_eq!(admin(&["--cluster", "check", "h:1"]), Some(("check".into(), vec!["h:1".into()])));
+    }
+
+    #[test]
+    fn create_options_parse_after_the_nodes() {
+        let a = CreateArgs::try_parse_from(["a:1", "b:2", "c:3", "--cluster-replicas", "2", "--yes"]).expect("parse");
+        assert_eq!(a.nodes, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!((a.replicas, a.yes), (Some(2), true));
+        assert!(CreateArgs::try_parse_from(["--yes"]).is_err());
+        assert!(NodeArgs::try_parse_from(["h", "1", "x"]).is_err());
+    }
+}
