@@ -70,6 +70,7 @@ const DETACHED: u64 = token::PAYLOAD_MASK;
 enum Held {
     Nothing,
     Buf(Vec<u8>),
+    /// Only opens hold a path (so an abandoned open's descriptor can be closed).
     Path(#[allow(dead_code)] CString),
     Addr(#[allow(dead_code)] Box<SockAddr>),
     Time(#[allow(dead_code)] Box<types::Timespec>),
@@ -242,6 +243,11 @@ impl Ops {
             }
         };
         if let Some(h) = held {
+            if matches!(h, Held::Path(_)) && res >= 0 {
+                // An open whose future is gone: nobody else will ever close what it opened.
+                // SAFETY: the kernel just created this descriptor for us.
+                unsafe { libc::close(res) };
+            }
             drop(finish_held(h));
         }
         if let Some(w) = waker {
@@ -1009,6 +1015,34 @@ mod tests {
         drop(rt);
         assert_eq!(ops.in_kernel(), 0);
         drop((a, b));
+    }
+
+    #[test]
+    fn an_open_abandoned_in_flight_closes_what_it_opened() {
+        let path = temp_path("abandoned-open");
+        std::fs::write(&path, b"x").unwrap();
+        let mut ring =
+            Ring::new(crate::RingConfig { entries: 8, cq_entries: 16, batch: 1, min_wait: Duration::ZERO }).unwrap();
+        let ops = Ops::new();
+        let mut open = Box::pin(ops.open(&path, libc::O_RDONLY, 0));
+        assert!(poll_once(&mut open).is_pending());
+        ops.submit_into(&mut ring).unwrap();
+        let start = Instant::now();
+        let mut cqes = Vec::new();
+        while cqes.is_empty() {
+            ring.enter(true, Duration::from_millis(10)).unwrap();
+            cqes.extend(ring.completions().map(|c| (c.user_data(), c.result(), c.flags())));
+            assert!(start.elapsed() < Duration::from_secs(10), "open never completed");
+        }
+        drop(open);
+        let (ud, fd, flags) = cqes[0];
+        assert!(fd >= 0, "open failed: {fd}");
+        let target = || std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        assert_eq!(target(), Some(path.clone()));
+        ops.complete(token::payload(ud), fd, flags);
+        assert_ne!(target(), Some(path.clone()), "the abandoned open's descriptor is still open");
+        assert_eq!(ops.in_flight(), 0);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
