@@ -61,7 +61,7 @@ impl SetLimits {
 }
 
 /// A member as a set holds it: integers of an intset stay integers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Member<'a> {
     Int(i64),
     Bytes(&'a [u8]),
@@ -110,6 +110,14 @@ impl<'a> Member<'a> {
 
     pub fn to_vec(&self) -> Vec<u8> {
         self.bytes(&mut [0; 20]).to_vec()
+    }
+
+    /// The member as an intset would hold it: a canonical integer.
+    pub fn as_int(&self) -> Option<i64> {
+        match *self {
+            Member::Int(n) => Some(n),
+            Member::Bytes(b) => parse_canonical_i64(b),
+        }
     }
 }
 
@@ -283,6 +291,45 @@ impl SetValue {
             }
             Repr::Table(Box::new(t))
         };
+    }
+
+    /// Adds every member of `members` as that many [`SetValue::add`]s would (the same
+    /// members, the same encoding at the end), rewriting an intset once rather than
+    /// once per member; returns how many were new.
+    pub fn add_all<'m>(&mut self, members: impl IntoIterator<Item = Member<'m>>, lim: &SetLimits) -> usize {
+        let Repr::Ints(s) = &mut self.repr else {
+            return members.into_iter().filter(|&m| self.add_member(m, lim)).count();
+        };
+        let members: Vec<Member> = members.into_iter().collect();
+        let mut ints: Vec<i64> = members.iter().filter_map(Member::as_int).collect();
+        if ints.len() == members.len() {
+            ints.sort_unstable();
+            ints.dedup();
+            let new = ints.iter().filter(|&&n| !s.contains(n)).count();
+            // Adding one by one converts as soon as the intset outgrows its limit: the
+            // same as converting at the end when the final size is too big.
+            if s.len() + new <= lim.intset_entries() {
+                return s.merge(&ints);
+            }
+        }
+        // A member that is not an integer, or too many: the set converts on the way.
+        members.into_iter().filter(|&m| self.add_member(m, lim)).count()
+    }
+
+    /// Removes every member of `members` (repeats count once); returns how many were
+    /// there. An intset is rewritten once.
+    pub fn remove_all<'m>(&mut self, members: impl IntoIterator<Item = Member<'m>>) -> usize {
+        match &mut self.repr {
+            Repr::Ints(s) => {
+                let ints: Vec<i64> = members.into_iter().filter_map(|m| m.as_int()).collect();
+                match ints.as_slice() {
+                    [] => 0,
+                    [n] => s.remove(*n) as usize,
+                    _ => s.remove_all(&ints),
+                }
+            }
+            _ => members.into_iter().filter(|&m| self.remove_member(m)).count(),
+        }
     }
 
     /// Removes `m`; false when it was not a member. The encoding stays.
@@ -571,6 +618,28 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(s.scan(12345, 1, &mut |m| got.push(m.to_vec())), 0);
         assert_eq!(got, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+    }
+
+    #[test]
+    fn bulk_adds_and_removals_match_one_at_a_time() {
+        let lims = [LIM, SetLimits { max_intset_entries: 4, ..LIM }, SetLimits { max_packed_entries: 2, ..LIM }];
+        let batches: [&[&str]; 5] = [&["5", "1", "5", "3"], &["2", "9"], &["x", "4"], &["7", "8", "6"], &["-1"]];
+        for lim in &lims {
+            for start in [SetValue::new_intset(), SetValue::new_hashtable()] {
+                let (mut bulk, mut single) = (start.clone(), start.clone());
+                for batch in batches {
+                    let members = batch.iter().map(|m| Member::Bytes(m.as_bytes()));
+                    let added = bulk.add_all(members, lim);
+                    let one_by_one = batch.iter().filter(|m| single.add(m.as_bytes(), lim)).count();
+                    assert_eq!(added, one_by_one, "{batch:?} {lim:?}");
+                    assert_eq!(bulk, single, "{batch:?} {lim:?}");
+                }
+                let gone = [Member::Int(5), Member::Bytes(b"5"), Member::Bytes(b"x"), Member::Int(100), Member::Int(9)];
+                let removed = bulk.remove_all(gone);
+                let one_by_one = gone.iter().filter(|&&m| single.remove_member(m)).count();
+                assert_eq!((removed, &bulk), (one_by_one, &single));
+            }
+        }
     }
 
     #[test]

@@ -121,9 +121,7 @@ pub(super) fn reply_set(out: &mut ReplyBuf, set: &SetValue) {
 pub(super) fn union_of<'a>(sets: impl Iterator<Item = &'a SetValue>, lim: &SetLimits) -> SetValue {
     let mut result = SetValue::new_intset();
     for set in sets {
-        for m in set.iter() {
-            result.add_member(m, lim);
-        }
+        result.add_all(set.iter(), lim);
     }
     result
 }
@@ -190,9 +188,7 @@ fn intersection(ctx: &mut Ctx, keys: &[&[u8]], output: Output) {
         Output::Store(dst) => {
             let lim = limits(ctx.cfg);
             let mut result = SetValue::new_intset();
-            members.iter().for_each(|m| {
-                result.add_member(m.as_member(), &lim);
-            });
+            result.add_all(members.iter().map(OwnedMember::as_member), &lim);
             store(ctx, dst, result);
         }
     }
@@ -214,9 +210,7 @@ fn union_or_difference(ctx: &mut Ctx, keys: &[&[u8]], output: Output, op: Op) {
             let mut result = SetValue::new_intset();
             for k in present() {
                 if let Some(set) = peek(ctx.keys.db(k), k, now) {
-                    set.iter().for_each(|m| {
-                        result.add_member(m, &lim);
-                    });
+                    result.add_all(set.iter(), &lim);
                 }
             }
             result
@@ -256,23 +250,17 @@ fn difference(ctx: &mut Ctx, keys: &[&[u8]], sizes: &[Option<usize>], lim: &SetL
                 members.retain(|m| !set.contains_member(m.as_member()));
             }
         }
-        for m in &members {
-            result.add_member(m.as_member(), lim);
-        }
+        result.add_all(members.iter().map(OwnedMember::as_member), lim);
     } else {
         if let Some(set) = peek(ctx.keys.db(first), first, now) {
-            set.iter().for_each(|m| {
-                result.add_member(m, lim);
-            });
+            result.add_all(set.iter(), lim);
         }
         for k in others() {
             if result.is_empty() {
                 break;
             }
             if let Some(set) = peek(ctx.keys.db(k), k, now) {
-                set.iter().for_each(|m| {
-                    result.remove_member(m);
-                });
+                result.remove_all(set.iter());
             }
         }
     }

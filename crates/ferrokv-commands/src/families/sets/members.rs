@@ -5,7 +5,7 @@ use super::{limits, lookup};
 use crate::util::ERR_WRONGTYPE;
 use crate::Ctx;
 use ferrokv_resp::Args;
-use ferrokv_store::set::SetValue;
+use ferrokv_store::set::{Member, SetValue};
 use ferrokv_store::Value;
 
 /// SADD key member [member ...]
@@ -17,10 +17,10 @@ pub fn sadd(ctx: &mut Ctx, args: &Args) {
     let db = ctx.keys.db(key);
     let added = match lookup(db, key, now, ctx.out) {
         Err(()) => return,
-        Ok(Some(set)) => args.iter().skip(2).filter(|m| set.add(m, &lim)).count(),
+        Ok(Some(set)) => set.add_all(args.iter().skip(2).map(Member::Bytes), &lim),
         Ok(None) => {
             let mut set = SetValue::for_member(args.get(2));
-            let added = args.iter().skip(2).filter(|m| set.add(m, &lim)).count();
+            let added = set.add_all(args.iter().skip(2).map(Member::Bytes), &lim);
             db.set(key, Value::Set(Box::new(set)), 0);
             added
         }
@@ -45,15 +45,7 @@ pub fn srem(ctx: &mut Ctx, args: &Args) {
         Ok(None) => return ctx.out.integer(0),
         Ok(Some(set)) => set,
     };
-    let mut removed = 0;
-    for m in args.iter().skip(2) {
-        if set.remove(m) {
-            removed += 1;
-            if set.is_empty() {
-                break;
-            }
-        }
-    }
+    let removed = set.remove_all(args.iter().skip(2).map(Member::Bytes)) as u64;
     if set.is_empty() {
         db.remove(key, now);
     } else {
