@@ -195,7 +195,7 @@ fn chaos(seed: u64, n: usize, masters: usize, duration: u64) -> Sim {
         let pause = 200 + sim.rng.below(3000);
         sim.run_for(pause);
         let dead = n - sim.alive().len();
-        match sim.rng.below(8) {
+        match sim.rng.below(9) {
             0 if dead < n / 3 => {
                 let alive = sim.alive();
                 let i = alive[sim.rng.below(alive.len() as u64) as usize];
@@ -220,6 +220,10 @@ fn chaos(seed: u64, n: usize, masters: usize, duration: u64) -> Sim {
             }
             5 => sim.net.loss = [0.0, 0.01, 0.05, 0.2][sim.rng.below(4) as usize],
             6 => sim.net.max_delay = [15, 100, 400][sim.rng.below(3) as usize],
+            7 => {
+                let b = sim.rng.below(n as u64) as usize;
+                move_a_slot(&mut sim, b);
+            }
             _ => {}
         }
     }
@@ -233,18 +237,29 @@ fn chaos(seed: u64, n: usize, masters: usize, duration: u64) -> Sim {
     sim
 }
 
-#[test]
-fn chaos_then_heal_converges_small() {
-    for seed in 1000..1025 {
-        chaos(seed, 6, 3, 60_000);
+/// Runs `seeds` chaos runs and checks that the faults did exercise the protocol.
+fn chaos_many(seeds: std::ops::Range<u64>, n: usize, masters: usize) {
+    let mut totals = std::collections::BTreeMap::new();
+    for seed in seeds {
+        let sim = chaos(seed, n, masters, 60_000);
+        for (k, v) in sim.stats {
+            *totals.entry(k).or_insert(0u64) += v;
+        }
+    }
+    println!("{n} nodes: {totals:?}");
+    for k in ["fail verdicts", "fail clears", "fail messages", "update messages", "slot moves"] {
+        assert!(totals.get(k).copied().unwrap_or(0) > 0, "no {k} in any run: {totals:?}");
     }
 }
 
 #[test]
+fn chaos_then_heal_converges_small() {
+    chaos_many(1000..1025, 6, 3);
+}
+
+#[test]
 fn chaos_then_heal_converges_medium() {
-    for seed in 2000..2025 {
-        chaos(seed, 9, 4, 60_000);
-    }
+    chaos_many(2000..2025, 9, 4);
 }
 
 #[test]
@@ -274,4 +289,18 @@ fn profile_chaos() {
         events += sim.events;
     }
     println!("{events} events in {:?}", t.elapsed());
+    let sim = chaos(2000, 9, 4, 60_000);
+    println!("{:?}", sim.stats);
+}
+
+/// The epoch check is not vacuous: two fresh nodes told to serve the same slots (both at
+/// config epoch 0) trip it.
+#[test]
+#[should_panic(expected = "both claim slot 5 with config epoch 0")]
+fn the_epoch_check_catches_two_owners_of_one_epoch() {
+    let mut sim = Sim::new(1, 2);
+    sim.run_for(200);
+    let r = sim.command(0, Command::AddSlotsRange(vec![b"0".to_vec(), b"10".to_vec()]));
+    assert_eq!(r, Ok(Reply::Ok));
+    let _ = sim.command(1, Command::AddSlotsRange(vec![b"5".to_vec(), b"20".to_vec()]));
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 use ferrokv_cluster::slots::SlotBitmap;
+use ferrokv_cluster::wire::Body;
 use ferrokv_cluster::{
     decode_frame, ClusterConfig, ClusterState, ClusterView, Command, Input, LinkId, NodeFlags, NodeId, Output, Reply,
 };
@@ -103,6 +104,9 @@ impl Ord for Scheduled {
     }
 }
 
+/// Checks run after every node step; an error fails the run.
+pub type Check = Box<dyn FnMut(&Sim, usize) -> Result<(), String>>;
+
 pub struct Sim {
     pub seed: u64,
     pub rng: Rng,
@@ -115,8 +119,12 @@ pub struct Sim {
     /// Partition group of each node; nodes talk only within a group.
     pub group: Vec<u32>,
     /// Called after every node step; returns an error to fail the run.
-    pub checks: Vec<Box<dyn FnMut(&Sim, usize) -> Result<(), String>>>,
+    pub checks: Vec<Check>,
     pub events: u64,
+    /// Counts of notable protocol events (messages by type, FAIL verdicts, ...).
+    pub stats: BTreeMap<&'static str, u64>,
+    /// The greatest current epoch any node has published.
+    pub max_epoch: u64,
 }
 
 impl Sim {
@@ -133,6 +141,8 @@ impl Sim {
             group: vec![0; n],
             checks: Vec::new(),
             events: 0,
+            stats: BTreeMap::new(),
+            max_epoch: 0,
         };
         for i in 0..n {
             let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
@@ -208,7 +218,7 @@ impl Sim {
             self.apply(i, o);
         }
         // The full cross-reference check walks every slot: sample it.
-        if let Some(st) = self.nodes[i].state.as_ref().filter(|_| self.events % 32 == 0) {
+        if let Some(st) = self.nodes[i].state.as_ref().filter(|_| self.events.is_multiple_of(32)) {
             if let Err(e) = st.check_consistency() {
                 panic!("seed {}: at t={} node {i} is inconsistent: {e}", self.seed, self.now);
             }
@@ -251,6 +261,15 @@ impl Sim {
                 self.schedule(after, Ev::ConnectDone { conn });
             }
             Output::Send { link, msg } => {
+                let kind = match msg.body {
+                    Body::Fail { .. } => Some("fail messages"),
+                    Body::Update { .. } => Some("update messages"),
+                    Body::Meet(_) => Some("meet messages"),
+                    _ => None,
+                };
+                if let Some(k) = kind {
+                    *self.stats.entry(k).or_default() += 1;
+                }
                 let Some(&c) = self.nodes[i].links.get(&link) else { return };
                 let bytes = msg.encode();
                 let to_b = self.conns[c].a.node == i && self.conns[c].a.link == link;
@@ -265,10 +284,20 @@ impl Sim {
                     self.close_conn(c, Some(i), 1.0);
                 }
             }
-            Output::ViewChanged(v) => self.nodes[i].view = Some(v),
+            Output::ViewChanged(v) => {
+                self.max_epoch = self.max_epoch.max(v.current_epoch);
+                self.nodes[i].view = Some(v);
+            }
             Output::Reply(r) => self.nodes[i].replies.push(r),
             Output::DeleteKeysInSlots(s) => self.nodes[i].deleted_slots.extend(s),
-            Output::ReplicateFrom { .. } | Output::StopReplication { .. } | Output::Log { .. } => {}
+            Output::Log { text, .. } => {
+                if text.starts_with("Marking node") {
+                    *self.stats.entry("fail verdicts").or_default() += 1;
+                } else if text.starts_with("Clear FAIL") {
+                    *self.stats.entry("fail clears").or_default() += 1;
+                }
+            }
+            Output::ReplicateFrom { .. } | Output::StopReplication { .. } => {}
         }
     }
 
@@ -501,10 +530,13 @@ pub fn check_no_two_claims_with_one_epoch(sim: &Sim, i: usize) -> Result<(), Str
     Ok(())
 }
 
+pub type SummaryNode = (NodeId, String, Option<NodeId>, u64, Vec<(u16, u16)>);
+
 /// What must be equal across nodes once the cluster has settled.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Summary {
-    pub nodes: Vec<(NodeId, String, Option<NodeId>, u64, Vec<(u16, u16)>)>,
+    /// ID, flags, master, shown epoch, slots.
+    pub nodes: Vec<SummaryNode>,
     pub state_ok: bool,
 }
 
@@ -599,4 +631,52 @@ pub fn slots_bitmap(ranges: &[(u16, u16)]) -> SlotBitmap {
         b.insert_range(s, e);
     }
     b
+}
+
+/// Moves one random slot to master `b` as redis-cli does (IMPORTING on the target, NODE on
+/// the target, then NODE on the source if it can be reached). Only done when `b` knows the
+/// greatest epoch in the cluster: a slot moved without consensus under a colliding epoch is
+/// the one way Redis itself lets two owners share an epoch.
+pub fn move_a_slot(sim: &mut Sim, b: usize) -> bool {
+    if !sim.nodes[b].alive || sim.state(b).current_epoch() != sim.max_epoch {
+        return false;
+    }
+    let vb = sim.fresh_view(b);
+    if !vb.me().is_master() {
+        return false;
+    }
+    let slot = sim.rng.below(16384) as u16;
+    let Some(owner) = vb.slot_owner(slot).filter(|o| o.id != vb.me().id).map(|o| o.id) else { return false };
+    let arg = |s: String| s.into_bytes();
+    let r = sim.command(
+        b,
+        Command::SetSlot {
+            args: vec![arg(slot.to_string()), arg("importing".into()), arg(owner.to_string())],
+            keys_in_slot: 0,
+        },
+    );
+    if r.is_err() {
+        return false;
+    }
+    let me = sim.id(b);
+    let r = sim.command(
+        b,
+        Command::SetSlot {
+            args: vec![arg(slot.to_string()), arg("node".into()), arg(me.to_string())],
+            keys_in_slot: 0,
+        },
+    );
+    assert_eq!(r, Ok(Reply::Ok), "seed {}", sim.seed);
+    *sim.stats.entry("slot moves").or_default() += 1;
+    let a = (0..sim.nodes.len()).find(|&i| sim.nodes[i].alive && sim.id(i) == owner);
+    if let Some(a) = a.filter(|&a| sim.reachable(a, b)) {
+        let _ = sim.command(
+            a,
+            Command::SetSlot {
+                args: vec![arg(slot.to_string()), arg("node".into()), arg(me.to_string())],
+                keys_in_slot: 0,
+            },
+        );
+    }
+    true
 }
