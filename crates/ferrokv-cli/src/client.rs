@@ -74,7 +74,11 @@ impl Client {
 
     fn connect(&mut self) -> Result<&mut Conn, String> {
         if self.conn.is_none() {
-            self.conn = Some(Conn::open(&self.target, &self.config.handshake, Timeouts::default())?);
+            let (conn, complaint) = Conn::open(&self.target, &self.config.handshake, Timeouts::default())?;
+            if let Some(complaint) = complaint {
+                eprintln!("{complaint}");
+            }
+            self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or_else(|| "not connected".to_string())
     }

@@ -98,8 +98,14 @@ impl Conn {
     }
 
     /// Connects and runs the handshake: AUTH when a password is set, HELLO 3 for RESP3.
-    /// The error says what failed, as redis-cli does ("AUTH failed: WRONGPASS ...").
-    pub fn open(endpoint: &Endpoint, handshake: &Handshake, timeouts: Timeouts) -> Result<Conn, String> {
+    /// A refused handshake does not close the connection (redis-cli goes on and sends
+    /// the command, which the server then refuses): it comes back as a complaint worded
+    /// as redis-cli words it ("AUTH failed: WRONGPASS ...") for the caller to judge.
+    pub fn open(
+        endpoint: &Endpoint,
+        handshake: &Handshake,
+        timeouts: Timeouts,
+    ) -> Result<(Conn, Option<String>), String> {
         let mut conn = Conn::connect(endpoint, timeouts)?;
         if let Some(password) = &handshake.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -108,19 +114,19 @@ impl Conn {
             }
             args.push(password.as_bytes());
             match conn.call(&args) {
-                Ok(Value::Error(e)) => return Err(format!("AUTH failed: {e}")),
+                Ok(Value::Error(e)) => return Ok((conn, Some(format!("AUTH failed: {e}")))),
                 Ok(_) => {}
                 Err(e) => return Err(format!("Error: {}", describe(&e))),
             }
         }
         if handshake.resp3 {
             match conn.call(&["HELLO", "3"]) {
-                Ok(Value::Error(e)) => return Err(format!("HELLO 3 failed: {e}")),
+                Ok(Value::Error(e)) => return Ok((conn, Some(format!("HELLO 3 failed: {e}")))),
                 Ok(_) => {}
                 Err(e) => return Err(format!("Error: {}", describe(&e))),
             }
         }
-        Ok(conn)
+        Ok((conn, None))
     }
 
     pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> io::Result<()> {

@@ -97,7 +97,11 @@ fn info_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
 
 /// Connects to a node, checks that it runs in cluster mode, and loads its view.
 fn connect(endpoint: &Endpoint, handshake: &Handshake) -> Result<Member, String> {
-    let conn = Conn::open(endpoint, handshake, TIMEOUTS).map_err(|e| format!("[ERR] {e}"))?;
+    let conn = match Conn::open(endpoint, handshake, TIMEOUTS) {
+        Ok((conn, None)) => conn,
+        Ok((_, Some(complaint))) => return Err(format!("[ERR] Node {endpoint}: {complaint}")),
+        Err(e) => return Err(format!("[ERR] {e}")),
+    };
     let mut member = Member { endpoint: endpoint.clone(), conn, view: Vec::new() };
     let enabled = match member.call(&["INFO", "cluster"])? {
         Value::Bulk(b) | Value::Verbatim { text: b, .. } => {
@@ -334,7 +338,7 @@ fn wait_until(
             }
             return Err(format!("[ERR] Timed out after {} s waiting for {what}: {why}", timeout.as_secs()));
         }
-        if start.elapsed().as_secs() >= dots + 1 {
+        if start.elapsed().as_secs() > dots {
             dots += 1;
             print!(".");
             let _ = io::stdout().flush();
@@ -501,6 +505,9 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
         let master_id = ids[master].clone();
         members[r].ok(&["CLUSTER", "REPLICATE", &master_id])?;
     }
+    // Up: every node says cluster_state:ok and every replica says it follows its master.
+    // (How soon the other nodes learn of a new replica is up to gossip, seconds later:
+    // not waited for, as redis-cli does not, and `check` reads roles from each node.)
     println!(">>> Waiting for cluster_state:ok on every node");
     wait_until(READY_TIMEOUT, "cluster_state:ok", || {
         for m in members.iter_mut() {
@@ -509,12 +516,12 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
             if state != "ok" {
                 return Ok(Some(format!("{} reports cluster_state:{state}", m.endpoint)));
             }
-            m.reload()?;
-            for &(r, master) in &layout.replicas {
-                let seen = m.view.iter().find(|n| n.id == ids[r]);
-                if !seen.is_some_and(|n| n.is_replica() && n.master.as_deref() == Some(ids[master].as_str())) {
-                    return Ok(Some(format!("{} does not see {} as a replica yet", m.endpoint, endpoints[r])));
-                }
+        }
+        for &(r, master) in &layout.replicas {
+            members[r].reload()?;
+            let me = members[r].me();
+            if !(me.is_replica() && me.master.as_deref() == Some(ids[master].as_str())) {
+                return Ok(Some(format!("{} is not a replica of {} yet", endpoints[r], endpoints[master])));
             }
         }
         Ok(None)

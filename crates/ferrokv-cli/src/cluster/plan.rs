@@ -104,11 +104,11 @@ pub fn plan(hosts: &[String], replicas: usize) -> Result<Plan, String> {
             while assigned < replicas && available > 0 {
                 let mut found = None;
                 let mut first_same_host = None;
-                for j in start..pool.len() {
-                    let Some(candidate) = pool[j] else { continue };
+                for (j, slot) in pool.iter_mut().enumerate().skip(start) {
+                    let Some(candidate) = *slot else { continue };
                     if hosts[candidate] != hosts[master] {
                         found = Some(candidate);
-                        pool[j] = None;
+                        *slot = None;
                         break;
                     }
                     if first_same_host.is_none() {
