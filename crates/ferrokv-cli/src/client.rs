@@ -359,6 +359,106 @@ mod tests {
         assert_eq!(classify(b"5"), Line::Command { repeat: 1, args: words(&["5"]) });
     }
 
+    /// A node that answers each command with `reply(own port, command bytes)`, on any
+    /// number of connections, and counts the commands it got.
+    fn fake_node(
+        reply: impl Fn(u16, &[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        let reply = Arc::new(reply);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (seen, reply) = (seen.clone(), reply.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    // The client waits for each reply: one read is one command.
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if stream.write_all(&reply(port, &buf[..n])).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, count)
+    }
+
+    fn client(port: u16, cluster: bool) -> Client {
+        let config = ClientConfig {
+            endpoint: Endpoint::new("127.0.0.1", port),
+            handshake: Handshake::default(),
+            cluster,
+            mode: Mode::Raw,
+            exit_on_error: false,
+        };
+        Client::new(config, false)
+    }
+
+    #[test]
+    fn moved_is_followed_at_most_sixteen_times() {
+        use std::sync::atomic::Ordering;
+        let (port, count) = fake_node(|port, _| format!("-MOVED 7 127.0.0.1:{port}\r\n").into_bytes());
+        let reply = client(port, true).execute(&words(&["GET", "k"])).expect("a reply");
+        assert_eq!(reply, Value::Error(format!("MOVED 7 127.0.0.1:{port}")));
+        assert_eq!(count.load(Ordering::SeqCst), 1 + MAX_REDIRECTS);
+
+        // Without -c the redirection is the reply.
+        let reply = client(port, false).execute(&words(&["GET", "k"])).expect("a reply");
+        assert_eq!(reply, Value::Error(format!("MOVED 7 127.0.0.1:{port}")));
+        assert_eq!(count.load(Ordering::SeqCst), 2 + MAX_REDIRECTS);
+    }
+
+    #[test]
+    fn ask_sends_asking_first_and_moved_to_an_empty_host_keeps_the_host() {
+        use std::sync::atomic::Ordering;
+        let (target, target_count) = fake_node(|_, command| {
+            let asking = command.windows(6).any(|w| w == b"ASKING");
+            if asking {
+                b"+OK\r\n".to_vec()
+            } else {
+                b"$6\r\nanswer\r\n".to_vec()
+            }
+        });
+        let (entry, entry_count) = fake_node(move |_, command| {
+            if command.windows(6).any(|w| w == b"ASKING") {
+                b"+OK\r\n".to_vec()
+            } else {
+                format!("-MOVED 3 :{target}\r\n").into_bytes()
+            }
+        });
+        // `entry` moves us to `target` by port only; this one asks us to go to `entry`.
+        let (asker, asker_count) = fake_node(move |_, _| format!("-ASK 3 127.0.0.1:{entry}\r\n").into_bytes());
+        let mut c = client(asker, true);
+        // asker -ASK-> entry (ASKING, then the command) -MOVED-> target.
+        let reply = c.execute(&words(&["GET", "k"])).expect("a reply");
+        assert_eq!(reply, Value::Bulk(b"answer".to_vec()));
+        assert_eq!(asker_count.load(Ordering::SeqCst), 1);
+        assert_eq!(entry_count.load(Ordering::SeqCst), 2, "ASKING and the command");
+        assert_eq!(target_count.load(Ordering::SeqCst), 1, "the command alone: ASKING is for one command");
+        assert_eq!(c.target, Endpoint::new("127.0.0.1", target));
+    }
+
+    #[test]
+    fn a_redirection_to_a_dead_node_is_a_connection_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let (port, _) = fake_node(move |_, _| format!("-MOVED 7 127.0.0.1:{dead}\r\n").into_bytes());
+        let err = client(port, true).execute(&words(&["GET", "k"])).expect_err("refused");
+        assert_eq!(err, format!("Could not connect to Redis at 127.0.0.1:{dead}: Connection refused"));
+    }
+
     #[test]
     fn streaming_commands_are_recognised() {
         assert!(is_streaming(&words(&["SUBSCRIBE", "c"])));

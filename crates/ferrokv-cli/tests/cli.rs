@@ -193,8 +193,9 @@ fn cluster_check_fails_on_a_missing_slot() {
     assert!(stdout.contains("[WARNING] The following slots are open: 1."), "{stdout}");
 }
 
-/// (d) With -c, one node serves keys of every master by following MOVED; without it the
-/// MOVED error is printed. A piped session prints redis-cli's redirect lines.
+/// (d) With -c, one node serves keys of every master by following MOVED (and ASK, for a
+/// slot being migrated); without it the error is printed. A piped session prints
+/// redis-cli's redirect lines.
 #[test]
 fn follows_moved_redirections() {
     let nodes = cluster_nodes(3);
@@ -233,4 +234,27 @@ fn follows_moved_redirections() {
     let reference = redis_cli(&["-c", "-p", &port], Some(script.as_bytes()));
     assert_eq!(text(&mine.stdout), text(&reference.stdout));
     assert!(text(&mine.stdout).contains("-> Redirected to slot ["), "{}", text(&mine.stdout));
+
+    // ASK: a slot of the second master migrating to the third. A key not yet on the
+    // second master is asked for on the third, after ASKING.
+    let (key, slot) = (0..200)
+        .map(|i| format!("ask:{i}"))
+        .map(|k| {
+            let slot: u32 = nodes[0].redis_cli(&["CLUSTER", "KEYSLOT", &k]).trim().parse().expect("slot");
+            (k, slot)
+        })
+        .find(|(_, slot)| (5461..=10922).contains(slot))
+        .expect("a key of the second master");
+    let slot = slot.to_string();
+    let id = |n: &RedisNode| n.redis_cli(&["CLUSTER", "MYID"]).trim().to_string();
+    assert_eq!(nodes[2].redis_cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(&nodes[1])]).trim(), "OK");
+    assert_eq!(nodes[1].redis_cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(&nodes[2])]).trim(), "OK");
+    let plain = cli(&["-p", &nodes[1].port.to_string(), "SET", &key, "x"], None);
+    assert_eq!(text(&plain.stdout), format!("ASK {slot} {}\n\n", nodes[2].addr()));
+    let set = cli(&["-c", "-p", &port, "SET", &key, "asked"], None);
+    assert_eq!(text(&set.stdout), "OK\n", "{}", text(&set.stderr));
+    assert_eq!(nodes[2].redis_cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]).trim(), "1");
+    assert_eq!(nodes[1].redis_cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]).trim(), "0");
+    let get = cli(&["-c", "-p", &port, "GET", &key], None);
+    assert_eq!(text(&get.stdout), "asked\n");
 }
