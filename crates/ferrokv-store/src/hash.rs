@@ -90,9 +90,10 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// Redis's defaults: 128 entries, 64 bytes.
+    /// Redis 7.0's built-in defaults: 512 entries (the sample redis.conf says 128),
+    /// 64 bytes.
     fn default() -> Self {
-        Limits { max_entries: 128, max_value: 64 }
+        Limits { max_entries: 512, max_value: 64 }
     }
 }
 
@@ -332,6 +333,9 @@ impl<'a> Iterator for Iter<'a> {
 mod tests {
     use super::*;
 
+    /// The thresholds of the sample redis.conf.
+    const SMALL: Limits = Limits { max_entries: 128, max_value: 64 };
+
     fn pairs(h: &HashValue) -> Vec<(String, String)> {
         h.iter()
             .map(|(k, v)| (String::from_utf8_lossy(&k.to_vec()).into(), String::from_utf8_lossy(&v.to_vec()).into()))
@@ -409,7 +413,7 @@ mod tests {
 
     #[test]
     fn packed_order_is_insertion_order() {
-        let limits = Limits::default();
+        let limits = SMALL;
         let mut h = HashValue::new();
         for f in ["z", "y", "100", "x"] {
             h.set(f.as_bytes(), f.as_bytes(), &limits);
@@ -425,7 +429,7 @@ mod tests {
     #[test]
     fn conversion_keeps_every_pair() {
         let mut h = HashValue::new();
-        let limits = Limits::default();
+        let limits = SMALL;
         for i in 0..128 {
             h.set(format!("{i}").as_bytes(), format!("v{i}").as_bytes(), &limits);
         }
@@ -446,7 +450,7 @@ mod tests {
         for size in [5usize, 300] {
             let mut h = HashValue::new();
             for i in 0..size {
-                h.set(format!("f{i}").as_bytes(), b"v", &Limits::default());
+                h.set(format!("f{i}").as_bytes(), b"v", &SMALL);
             }
             assert!(h.random_pair(&mut rng).is_some());
             let mut n = 0;
@@ -471,7 +475,7 @@ mod tests {
     fn packed_scan_returns_everything_with_cursor_zero() {
         let mut h = HashValue::new();
         for i in 0..20 {
-            h.set(format!("f{i}").as_bytes(), b"v", &Limits::default());
+            h.set(format!("f{i}").as_bytes(), b"v", &SMALL);
         }
         let mut n = 0;
         assert_eq!(h.scan(12345, 1, &mut |_, _| n += 1), 0);
@@ -482,7 +486,7 @@ mod tests {
     fn table_scan_resumes() {
         let mut h = HashValue::new();
         for i in 0..1000 {
-            h.set(format!("f{i}").as_bytes(), b"v", &Limits::default());
+            h.set(format!("f{i}").as_bytes(), b"v", &SMALL);
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut cursor = h.scan(0, 10, &mut |k, _| {

@@ -164,6 +164,7 @@ mod tests {
     #[test]
     fn listings_of_tables_hold_every_pair() {
         let mut h = Harness::new();
+        h.cfg.hash_max_listpack_entries = 128;
         for i in 0..200 {
             h.cmd(&format!("HSET k f{i} {i}"));
         }
@@ -218,6 +219,7 @@ mod tests {
     #[test]
     fn hscan_table_iterates_with_cursors() {
         let mut h = Harness::new();
+        h.cfg.hash_max_listpack_entries = 128;
         for i in 0..500 {
             h.cmd(&format!("HSET k f{i} v{i}"));
         }

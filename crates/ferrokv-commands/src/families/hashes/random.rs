@@ -185,6 +185,7 @@ mod tests {
     #[test]
     fn tables_pick_distinct_fields() {
         let mut h = Harness::new();
+        h.cfg.hash_max_listpack_entries = 128;
         for i in 0..300 {
             h.cmd(&format!("HSET k f{i} {i}"));
         }
