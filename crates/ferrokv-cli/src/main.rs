@@ -22,7 +22,7 @@ use std::io::IsTerminal;
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use client::ClientConfig;
 use conn::{Endpoint, Handshake};
@@ -138,7 +138,11 @@ fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> 
             cluster::create(&a.nodes, &options, handshake)
         }
         "check" | "info" => {
-            let a = NodeArgs::try_parse_from(args).map_err(usage)?;
+            let matches = NodeArgs::command()
+                .name(if sub == "check" { "ferrokv-cli cluster check" } else { "ferrokv-cli cluster info" })
+                .try_get_matches_from(args)
+                .map_err(usage)?;
+            let a = NodeArgs::from_arg_matches(&matches).map_err(usage)?;
             let entry = cluster::node_argument(&a.node)?;
             if sub == "check" {
                 cluster::check(&entry, handshake)
