@@ -179,7 +179,8 @@ pub enum Output {
     },
     /// This node lost these slots to a newer claim while staying a master: delete their keys.
     DeleteKeysInSlots(Vec<u16>),
-    /// The answer to an [`Input::Command`].
+    /// The answer to an [`Input::Command`]; always the last output, after the view it may
+    /// have changed, so the IO layer can publish that view before answering the client.
     Reply(Result<crate::commands::Reply, String>),
     Log {
         level: LogLevel,
@@ -410,7 +411,10 @@ impl ClusterState {
             Input::Message { link, msg } => self.process_packet(link, msg),
             Input::Command(cmd) => {
                 let reply = self.command(cmd);
+                self.before_sleep();
+                // Last, after the new view: a client's next command must find it published.
                 self.out.push(Output::Reply(reply));
+                return std::mem::take(&mut self.out);
             }
         }
         self.before_sleep();
@@ -1540,14 +1544,16 @@ impl ClusterState {
                             self.log(LogLevel::Verbose, format!("Node {a} reported node {b} is back online."));
                         }
                     }
-                    // Take a fresher pong time from peers while we have nothing pending.
+                    // Take a fresher pong time from peers while we have nothing pending (Redis
+                    // gossips it in seconds; so do we, in effect).
+                    let pong_time = g.pong_received / 1000 * 1000;
                     if !g.flags.intersects(NodeFlags::FAIL | NodeFlags::PFAIL)
                         && self.node(n).ping_sent == 0
                         && self.failure_reports_count(n) == 0
-                        && g.pong_received <= now + 500
-                        && g.pong_received > self.node(n).pong_received
+                        && pong_time <= now + 500
+                        && pong_time > self.node(n).pong_received
                     {
-                        self.node_mut(n).pong_received = g.pong_received;
+                        self.node_mut(n).pong_received = pong_time;
                     }
                     // A node we cannot reach is reachable by a peer at another address.
                     let node = self.node(n);

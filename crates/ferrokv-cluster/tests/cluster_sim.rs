@@ -304,3 +304,21 @@ fn the_epoch_check_catches_two_owners_of_one_epoch() {
     assert_eq!(r, Ok(Reply::Ok));
     let _ = sim.command(1, Command::AddSlotsRange(vec![b"5".to_vec(), b"20".to_vec()]));
 }
+
+#[test]
+fn one_node_clock_step_fails_nobody() {
+    for seed in 600..610 {
+        let mut sim = build_cluster(seed, 7, 3);
+        let k = sim.rng.below(7) as usize;
+        let step = if seed % 2 == 0 { 5 * NODE_TIMEOUT as i64 } else { -5 * (NODE_TIMEOUT as i64) };
+        sim.nodes[k].clock_offset += step;
+        sim.checks.push(Box::new(|s: &Sim, i: usize| match s.nodes[i].view.as_ref() {
+            Some(v) if v.nodes.iter().any(|n| n.is_failed()) => Err(format!("node {i} flagged a node FAIL")),
+            _ => Ok(()),
+        }));
+        sim.run_for(6 * NODE_TIMEOUT);
+        sim.checks.pop();
+        let ok = sim.run_until_cond(10 * NODE_TIMEOUT, 250, |s| converged(s, 7).is_ok() && all_ok(s));
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, 7));
+    }
+}

@@ -750,3 +750,17 @@ fn nodes_conf_survives_a_restart() {
     }
     assert_eq!(b_.migrating_to(3).map(|n| n.id), Some(id('a')));
 }
+
+#[test]
+fn a_command_saves_first_publishes_the_view_then_replies() {
+    let mut st = ClusterState::new(cfg(), 0);
+    st.handle(0, Input::Tick);
+    let outs = st.handle(10, Input::Command(Command::AddSlots(vec![b("7")])));
+    assert!(matches!(outs.first(), Some(Output::SaveConfig { .. })));
+    assert!(matches!(outs.last(), Some(Output::Reply(Ok(Reply::Ok)))));
+    let view = outs.iter().position(|o| matches!(o, Output::ViewChanged(v) if v.is_mine(7))).expect("a new view");
+    assert_eq!(view, outs.len() - 2);
+    // Nothing changed: no new view, no save.
+    let outs = st.handle(20, Input::Command(Command::CountFailureReports(b(st.my_id().as_str()))));
+    assert_eq!(outs.len(), 1, "{outs:?}");
+}
