@@ -26,6 +26,19 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
         }
         "reset" => reset(core, c),
         "select" => select(core, c, args),
+        "cluster" => return crate::cluster::cluster_command(core, c, args),
+        "asking" | "readonly" | "readwrite" => {
+            if core.node.cluster.is_none() {
+                c.error("ERR This instance has cluster support disabled");
+            } else {
+                match parent {
+                    "asking" => c.asking = true,
+                    "readonly" => c.readonly = true,
+                    _ => c.readonly = false,
+                }
+                c.reply(|r| r.ok());
+            }
+        }
         "client" => client(core, c, args),
         "info" => {
             let text = crate::info::render(&core.node, args);
@@ -160,6 +173,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     c.proto = proto;
     c.meta.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
     let id = c.meta.id as i64;
+    let cluster = core.node.cluster.is_some();
     c.reply(|r| {
         r.map(7);
         r.bulk(b"server");
@@ -171,7 +185,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         r.bulk(b"id");
         r.integer(id);
         r.bulk(b"mode");
-        r.bulk(b"standalone");
+        r.bulk(if cluster { b"cluster" } else { b"standalone" });
         r.bulk(b"role");
         r.bulk(b"master");
         r.bulk(b"modules");
@@ -192,9 +206,10 @@ fn reset(core: &mut ShardCore, c: &mut Conn) {
 
 fn select(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let Some(idx) = ferrokv_commands::util::parse_i64(args.get(1)) else { return c.error(ERR_NOT_INT) };
-    let _ = core;
     // One database per node: db 0. Any other index answers as an out-of-range one.
-    if idx == 0 {
+    if core.node.cluster.is_some() && idx != 0 {
+        c.error("ERR SELECT is not allowed in cluster mode");
+    } else if idx == 0 {
         c.reply(|r| r.ok());
     } else {
         c.error("ERR DB index is out of range");

@@ -24,6 +24,8 @@ pub struct Multi {
     pub queued: Vec<QueuedCommand>,
     /// A command failed to queue: EXEC answers EXECABORT.
     pub dirty: bool,
+    /// Cluster mode: the slot of the keys queued so far.
+    pub slot: Option<u16>,
 }
 
 pub struct Watch {
@@ -67,6 +69,12 @@ pub struct Conn {
     pub multi: Option<Multi>,
     /// Waiting in a blocking command: parsing stops until it is served or times out.
     pub blocked: Option<BlockState>,
+    /// Parsing stops until the reply of this command arrives (CLUSTER changes).
+    pub barrier: Option<u64>,
+    /// ASKING was sent: the next command may run on an importing slot.
+    pub asking: bool,
+    /// READONLY: reads of slots served by this replica's master are allowed.
+    pub readonly: bool,
     pub watched: Vec<Watch>,
     pub in_flush_list: bool,
     pub last_ms: u64,
@@ -94,10 +102,19 @@ impl Conn {
             dead: false,
             multi: None,
             blocked: None,
+            barrier: None,
+            asking: false,
+            readonly: false,
             watched: Vec::new(),
             in_flush_list: false,
             last_ms: now_ms,
         }
+    }
+
+    /// Parsing waits for a blocking command or a CLUSTER change to answer.
+    #[inline]
+    pub fn waiting(&self) -> bool {
+        self.blocked.is_some() || self.barrier.is_some()
     }
 
     /// Commands sent to other shards that have not replied yet.

@@ -48,6 +48,8 @@ pub struct ShardCore {
     /// An empty keyspace standing in for other shards' keys when serving a
     /// multi-shard waiter here (created on first use).
     empty: Option<Box<Db>>,
+    /// This shard's copy of the cluster view and its version.
+    view: Option<(u64, Arc<ferrokv_cluster::ClusterView>)>,
     /// Blocked connections whose timeout started: (deadline ms, token, seq).
     pub deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u64)>>,
 }
@@ -74,6 +76,7 @@ impl ShardCore {
             key_idx: Vec::new(),
             shard_set: Vec::new(),
             empty: None,
+            view: None,
             deadlines: Default::default(),
         };
         core.refresh_config();
@@ -93,6 +96,38 @@ impl ShardCore {
         self.requirepass = cfg.requirepass.clone();
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
+    }
+
+    /// The current cluster view (cluster mode only).
+    pub fn cluster_view(&mut self) -> Arc<ferrokv_cluster::ClusterView> {
+        let shared = self.node.cluster.as_ref().expect("cluster mode");
+        let v = shared.version();
+        match &self.view {
+            Some((have, view)) if *have == v => view.clone(),
+            _ => {
+                let view = shared.view();
+                self.view = Some((v, view.clone()));
+                view
+            }
+        }
+    }
+
+    /// In cluster mode: the error or redirect a data command gets instead of running.
+    fn cluster_refusal(&mut self, c: &mut Conn, spec: &CommandSpec, args: &Args) -> Option<String> {
+        self.node.cluster.as_ref()?;
+        let slot = match crate::cluster::slot_of(spec, args, &mut self.key_idx) {
+            Err(e) => return Some(e),
+            Ok(None) => return None,
+            Ok(Some(s)) => s,
+        };
+        if let Some(m) = c.multi.as_mut() {
+            // A transaction's keys must all be in one slot.
+            match m.slot {
+                Some(prev) if prev != slot => return Some(crate::cluster::CROSSSLOT.into()),
+                _ => m.slot = Some(slot),
+            }
+        }
+        self.cluster_route(c, spec, args, slot).err()
     }
 
     pub fn limits(&self, authenticated: bool) -> Limits {
@@ -134,6 +169,15 @@ impl ShardCore {
         }
         if !c.authed && !spec.has_flag("no_auth") {
             return self.reject_spec(c, spec, "NOAUTH Authentication required.");
+        }
+        let asking = std::mem::take(&mut c.asking);
+        if !matches!(spec.handler, Handler::Server) && self.node.cluster.is_some() {
+            c.asking = asking;
+            let refused = self.cluster_refusal(c, spec, args);
+            c.asking = false;
+            if let Some(e) = refused {
+                return self.reject(c, &e);
+            }
         }
         if c.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
             if spec.has_flag("no_multi") {

@@ -38,7 +38,10 @@ pub fn render(node: &Node, args: &Args) -> String {
             "stats" => stats(node, &mut out),
             "replication" => replication(node, &mut out),
             "cpu" => cpu(&mut out),
-            "cluster" => out.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+            "cluster" => {
+                let on = node.cluster.is_some() as u8;
+                let _ = write!(out, "# Cluster\r\ncluster_enabled:{on}\r\n");
+            }
             "keyspace" => keyspace(node, &mut out),
             _ => {}
         }
@@ -52,8 +55,9 @@ fn server(node: &Node, o: &mut String) {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
     let _ = write!(
         o,
-        "# Server\r\nredis_version:{REDIS_VERSION}\r\nferrokv_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nserver_threads:{}\r\nexecutable:{exe}\r\nconfig_file:{}\r\n",
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nferrokv_version:{}\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:{}\r\nserver_threads:{}\r\nexecutable:{exe}\r\nconfig_file:{}\r\n",
         env!("CARGO_PKG_VERSION"),
+        if node.cluster.is_some() { "cluster" } else { "standalone" },
         std::env::consts::OS,
         std::env::consts::ARCH,
         std::process::id(),

@@ -2,6 +2,8 @@
 //! need connection or node state. See docs/architecture.md for the whole picture.
 
 pub mod blocking;
+pub mod bus;
+pub mod cluster;
 pub mod cmds;
 pub mod config;
 pub mod conn;
@@ -90,9 +92,16 @@ pub fn run(args: Vec<String>) -> i32 {
             }
         }
     }
+    let cluster = match cluster_state(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
     block_signals();
     let port = cfg.port;
-    let node = Node::new(cfg, threads);
+    let node = Node::new(cfg, threads, cluster);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
     for (id, ls) in listeners.into_iter().enumerate() {
@@ -146,6 +155,43 @@ pub fn run(args: Vec<String>) -> i32 {
     join(handles);
     tracing::info!("ferrokv is now ready to exit, bye bye...");
     0
+}
+
+/// The cluster state machine, restored from `cluster-config-file` when it exists (a
+/// restarted node keeps its ID, epochs, slots and peers), else new.
+fn cluster_state(cfg: &config::Config) -> Result<Option<ferrokv_cluster::ClusterState>, String> {
+    if !cfg.cluster_enabled {
+        return Ok(None);
+    }
+    let announced_port = if cfg.cluster_announce_port != 0 { cfg.cluster_announce_port as u16 } else { cfg.port };
+    let seed = node::unix_us() ^ ((std::process::id() as u64) << 20);
+    let mut cc = ferrokv_cluster::ClusterConfig::new(announced_port, seed);
+    cc.node_timeout_ms = cfg.cluster_node_timeout;
+    cc.require_full_coverage = cfg.cluster_require_full_coverage;
+    cc.allow_replica_migration = cfg.cluster_allow_replica_migration;
+    cc.announce_ip = (!cfg.cluster_announce_ip.is_empty()).then(|| cfg.cluster_announce_ip.clone());
+    cc.cport = if cfg.cluster_announce_bus_port != 0 {
+        cfg.cluster_announce_bus_port as u16
+    } else if cfg.cluster_port != 0 {
+        cfg.cluster_port as u16
+    } else {
+        cfg.port.wrapping_add(10000)
+    };
+    let now = node::unix_ms();
+    match std::fs::read_to_string(&cfg.cluster_config_file) {
+        Ok(text) if !text.trim().is_empty() => ferrokv_cluster::ClusterState::load(cc, &text, now)
+            .map(Some)
+            .map_err(|e| format!("Unrecoverable error: {e} ({})", cfg.cluster_config_file)),
+        Ok(_) => Ok(Some(ferrokv_cluster::ClusterState::new(cc, now))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let st = ferrokv_cluster::ClusterState::new(cc, now);
+            std::fs::write(&cfg.cluster_config_file, st.nodes_conf())
+                .map_err(|e| format!("Can't write the cluster config file '{}': {e}", cfg.cluster_config_file))?;
+            tracing::info!("No cluster configuration found, I'm {}", st.my_id().as_str());
+            Ok(Some(st))
+        }
+        Err(e) => Err(format!("Can't read the cluster config file '{}': {e}", cfg.cluster_config_file)),
+    }
 }
 
 fn join(handles: Vec<std::thread::JoinHandle<()>>) {

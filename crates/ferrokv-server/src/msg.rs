@@ -21,6 +21,8 @@ pub enum Msg {
     Blocked { token: u64, seq: u64, timeout_ms: u64 },
     /// A key of the multi-shard waiter `seq` changed: retry it from its home shard.
     Retry { token: u64, seq: u64 },
+    /// A CLUSTER subcommand for the bus (shard 0); the answer comes back as a `Reply`.
+    Cluster { from: usize, token: u64, seq: u64, proto: Proto, cmd: ferrokv_cluster::Command },
     /// The reply to an `Exec`, for the connection `token` of the receiving shard.
     Reply { token: u64, seq: u64, bytes: Vec<u8> },
     /// Close the connection `token` of the receiving shard (CLIENT KILL).

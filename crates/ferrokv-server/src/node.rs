@@ -60,6 +60,10 @@ pub struct Node {
     pub rejected_connections: AtomicU64,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientMeta>>>,
     pub stat_reset_commands: AtomicU64,
+    /// Cluster mode: the published view. None when `cluster-enabled no`.
+    pub cluster: Option<crate::cluster::ClusterShared>,
+    /// The cluster state machine until shard 0 takes it to run the bus.
+    pub cluster_state: Mutex<Option<ferrokv_cluster::ClusterState>>,
 }
 
 /// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
@@ -105,7 +109,7 @@ pub fn bump(c: &AtomicU64) {
 }
 
 impl Node {
-    pub fn new(cfg: Config, threads: usize) -> Arc<Node> {
+    pub fn new(cfg: Config, threads: usize, cluster: Option<ferrokv_cluster::ClusterState>) -> Arc<Node> {
         let shards: Box<[ShardShared]> = (0..threads)
             .map(|_| ShardShared {
                 db: Mutex::new(Db::new()),
@@ -138,6 +142,8 @@ impl Node {
             rejected_connections: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             stat_reset_commands: AtomicU64::new(0),
+            cluster: cluster.as_ref().map(|st| crate::cluster::ClusterShared::new(Arc::new(st.view()))),
+            cluster_state: Mutex::new(cluster),
         })
     }
 

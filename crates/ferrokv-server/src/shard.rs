@@ -49,6 +49,8 @@ pub struct Shard {
     /// operations it has in this ring.
     pub executor: Executor,
     pub ops: Ops,
+    /// The cluster bus, on shard 0 in cluster mode.
+    bus: Option<std::rc::Rc<crate::bus::Bus>>,
 }
 
 #[inline]
@@ -87,6 +89,7 @@ impl Shard {
             next_tick: Instant::now(),
             executor: Executor::new(),
             ops: Ops::new(),
+            bus: None,
         })
     }
 
@@ -96,6 +99,9 @@ impl Shard {
         }
         let node = self.core.node.clone();
         let id = self.core.id;
+        if id == 0 && node.cluster.is_some() {
+            self.bus = crate::bus::Bus::start(node.clone(), self.ops.clone(), self.executor.clone());
+        }
         loop {
             self.core.now_ms = unix_ms();
             self.handle_completions();
@@ -328,10 +334,13 @@ impl Shard {
             c.blocked = None;
             core.count_blocked(-1);
         }
+        if c.barrier == Some(seq) {
+            c.barrier = None;
+        }
         if c.stalled && c.pending.is_empty() {
             c.stalled = false;
         }
-        if !c.stalled && c.blocked.is_none() && !c.inbuf.is_empty() && !c.dead {
+        if !c.stalled && !c.waiting() && !c.inbuf.is_empty() && !c.dead {
             Self::process_inbuf(core, c);
         }
     }
@@ -373,7 +382,7 @@ impl Shard {
     fn process(core: &mut ShardCore, c: &mut Conn, buf: &[u8]) -> usize {
         let mut parser = std::mem::take(&mut c.parser);
         let mut pos = 0;
-        while pos < buf.len() && !c.stalled && !c.closing && c.blocked.is_none() {
+        while pos < buf.len() && !c.stalled && !c.closing && !c.waiting() {
             let limits = core.limits(c.authed);
             match parser.parse(&buf[pos..], &limits) {
                 Ok(Parsed::Command { consumed }) => {
@@ -543,6 +552,10 @@ impl Shard {
                             self.schedule_flush(idx);
                         }
                     }
+                }
+                Msg::Cluster { from, token, seq, proto, cmd } => {
+                    let bytes = crate::bus::apply_command(&self.bus, cmd, proto);
+                    self.core.send(from, Msg::Reply { token, seq, bytes });
                 }
                 Msg::Kill { token } => {
                     if let Some((idx, _)) = self.conn_mut(token) {

@@ -641,6 +641,22 @@ impl Db {
         n
     }
 
+    /// Deletes every key of `slot` (a slot lost to another node); returns how many.
+    pub fn clear_slot(&mut self, slot: u16) -> usize {
+        self.settle();
+        let slot = slot as usize;
+        let taken = std::mem::take(&mut self.slots[slot]);
+        let n = taken.table.len();
+        for &i in taken.table.iter() {
+            let node = self.arena.remove(i);
+            self.touch(&node.key);
+        }
+        self.len -= n;
+        self.groups[slot / GROUP] -= n;
+        self.expiring -= taken.expiring as usize;
+        n
+    }
+
     /// The live keys of one slot, in table order.
     pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
         let arena = &self.arena;

@@ -56,7 +56,46 @@ pub const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     srv("command|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
 
+const CLUSTER_ACL: &[&str] = &["@slow"];
+const CLUSTER_ADMIN_ACL: &[&str] = &["@admin", "@slow", "@dangerous"];
+const CLUSTER_FLAGS: &[&str] = &["stale"];
+const CLUSTER_ADMIN_FLAGS: &[&str] = &["admin", "stale", "no_async_loading"];
+
+pub const CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
+    srv("cluster|addslots", -3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|addslotsrange", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|bumpepoch", 2, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|count-failure-reports", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|countkeysinslot", 3, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|delslots", -3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|delslotsrange", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|failover", -2, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|flushslots", 2, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|forget", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|getkeysinslot", 4, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|help", 2, &["loading", "stale"], CLUSTER_ACL),
+    srv("cluster|info", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|keyslot", 3, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|links", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|meet", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|myid", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|nodes", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|replicas", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|replicate", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|reset", -2, &["admin", "stale", "noscript"], CLUSTER_ADMIN_ACL),
+    srv("cluster|saveconfig", 2, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|set-config-epoch", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|setslot", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|shards", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    srv("cluster|slaves", 3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv("cluster|slots", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+];
+
 pub const COMMANDS: &[CommandSpec] = &[
+    srv("cluster", -2, &[], &["@slow"]).with_subcommands(CLUSTER_SUBCOMMANDS),
+    srv("asking", 1, &["fast"], &["@fast", "@connection"]),
+    srv("readonly", 1, &["loading", "stale", "fast"], &["@fast", "@connection"]),
+    srv("readwrite", 1, &["loading", "stale", "fast"], &["@fast", "@connection"]),
     srv("ping", -1, &["fast"], &["@fast", "@connection"]),
     srv("echo", 2, &["fast"], &["@fast", "@connection"]),
     srv("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], &["@fast", "@connection"]),

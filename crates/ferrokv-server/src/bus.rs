@@ -1,0 +1,365 @@
+//! The cluster bus IO: runs the `ferrokv-cluster` state machine on shard 0.
+//!
+//! Everything here is a task on shard 0's executor, using the shard's ring through the
+//! runtime's async ops: a tick every 100 ms, a reader and a writer task per link, and
+//! connection attempts. The state machine itself does no IO; this layer carries out
+//! its outputs in order: save nodes.conf (atomically: temporary file, fsync, rename),
+//! open/close links, send messages, publish views to every shard.
+//!
+//! Inbound bus connections are accepted from a non-blocking listener polled every
+//! tick (at most 100 ms of delay before a new peer is answered).
+
+use crate::node::{unix_ms, Node};
+use ferrokv_cluster::{ClusterState, Command, Input, LinkId, LogLevel, Message, Output, Reply};
+use ferrokv_resp::{Proto, ReplyBuf};
+use ferrokv_runtime::executor::Executor;
+use ferrokv_runtime::ops::{Ops, TcpStream};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// Messages waiting to be written on one link.
+#[derive(Default)]
+struct Outbox {
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    waker: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl Outbox {
+    fn push(&self, b: Vec<u8>) {
+        self.queue.borrow_mut().push_back(b);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// The next message to write, or None once the link is closed.
+    fn next(self: &Rc<Self>) -> NextMessage {
+        NextMessage(self.clone())
+    }
+}
+
+struct NextMessage(Rc<Outbox>);
+
+impl Future for NextMessage {
+    type Output = Option<Vec<u8>>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        if self.0.closed.get() {
+            return Poll::Ready(None);
+        }
+        if let Some(b) = self.0.queue.borrow_mut().pop_front() {
+            return Poll::Ready(Some(b));
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+struct Link {
+    outbox: Rc<Outbox>,
+    /// Connected (for outbound links: the connect finished).
+    fd: Option<i32>,
+}
+
+pub struct Bus {
+    node: Arc<Node>,
+    state: RefCell<ClusterState>,
+    links: RefCell<HashMap<LinkId, Link>>,
+    listeners: Vec<TcpListener>,
+    next_inbound: Cell<u64>,
+    ops: Ops,
+    executor: Executor,
+    conf_path: String,
+}
+
+impl Bus {
+    /// Starts the bus on shard 0: takes the state machine from the node and spawns the tick task.
+    pub fn start(node: Arc<Node>, ops: Ops, executor: Executor) -> Option<Rc<Bus>> {
+        let state = node.cluster_state.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let cfg = node.config().clone();
+        let cport = if cfg.cluster_port != 0 { cfg.cluster_port as u16 } else { cfg.port.wrapping_add(10000) };
+        let mut listeners = Vec::new();
+        for b in &cfg.bind {
+            let host = b.trim_start_matches('-');
+            let ip = match host {
+                "*" => "0.0.0.0",
+                "::*" => "::",
+                "localhost" => "127.0.0.1",
+                h => h,
+            };
+            let Ok(ip) = ip.parse::<std::net::IpAddr>() else { continue };
+            match TcpListener::bind(SocketAddr::new(ip, cport)).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+                Ok(l) => listeners.push(l),
+                Err(e) => tracing::warn!("cluster bus: cannot listen on {ip}:{cport}: {e}"),
+            }
+        }
+        let bus = Rc::new(Bus {
+            node,
+            state: RefCell::new(state),
+            links: RefCell::new(HashMap::new()),
+            listeners,
+            next_inbound: Cell::new(1),
+            ops,
+            executor: executor.clone(),
+            conf_path: cfg.cluster_config_file.clone(),
+        });
+        let b = bus.clone();
+        executor
+            .spawn(async move {
+                loop {
+                    b.accept_pending();
+                    b.feed(Input::Tick);
+                    b.executor.sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .detach();
+        Some(bus)
+    }
+
+    /// Feeds one input to the state machine and carries out what it asks.
+    fn feed(self: &Rc<Self>, input: Input) -> Option<Result<Reply, String>> {
+        let outputs = self.state.borrow_mut().handle(unix_ms(), input);
+        let mut reply = None;
+        for o in outputs {
+            match o {
+                Output::Reply(r) => reply = Some(r),
+                o => self.carry_out(o),
+            }
+        }
+        reply
+    }
+
+    fn carry_out(self: &Rc<Self>, o: Output) {
+        match o {
+            Output::SaveConfig { text, fsync } => {
+                if let Err(e) = save_atomically(&self.conf_path, &text, fsync) {
+                    tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
+                }
+            }
+            Output::Connect { link, ip, port } => self.connect(link, ip, port),
+            Output::Send { link, msg } => {
+                if let Some(l) = self.links.borrow().get(&link) {
+                    l.outbox.push(msg.encode());
+                }
+            }
+            Output::Close(link) => {
+                if let Some(l) = self.links.borrow_mut().remove(&link) {
+                    l.outbox.close();
+                    if let Some(fd) = l.fd {
+                        // SAFETY: shutting down our own socket wakes its reader.
+                        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                    }
+                }
+            }
+            Output::ViewChanged(view) => {
+                if let Some(c) = self.node.cluster.as_ref() {
+                    c.publish(view);
+                }
+            }
+            Output::DeleteKeysInSlots(slots) => {
+                for s in slots {
+                    let shard = self.node.shard_of_slot(s);
+                    let mut db = self.node.lock_db(shard);
+                    db.clear_slot(s);
+                    self.node.shards[shard].publish(&db);
+                }
+            }
+            Output::ReplicateFrom { master, ip, port } => {
+                tracing::warn!(
+                    "cluster: now a replica of {} ({ip}:{port}); replication itself is not implemented yet",
+                    master.as_str()
+                );
+            }
+            Output::StopReplication { flush } => {
+                if flush {
+                    for s in 0..self.node.shard_count() {
+                        let mut db = self.node.lock_db(s);
+                        db.clear();
+                        self.node.shards[s].publish(&db);
+                    }
+                }
+            }
+            Output::Log { level, text } => match level {
+                LogLevel::Debug => tracing::debug!("cluster: {text}"),
+                LogLevel::Verbose => tracing::debug!("cluster: {text}"),
+                LogLevel::Notice => tracing::info!("cluster: {text}"),
+                LogLevel::Warning => tracing::warn!("cluster: {text}"),
+            },
+            Output::Reply(_) => {}
+        }
+    }
+
+    fn accept_pending(self: &Rc<Self>) {
+        for l in &self.listeners {
+            while let Ok((stream, peer)) = l.accept() {
+                let local = stream.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let _ = stream.set_nodelay(true);
+                let fd: OwnedFd = stream.into();
+                let id = self.next_inbound.get();
+                self.next_inbound.set(id + 1);
+                let link = LinkId::Inbound(id);
+                self.open_link(link, fd);
+                self.feed(Input::Accepted { link, peer_ip: peer.ip().to_string(), local_ip: local });
+            }
+        }
+    }
+
+    fn connect(self: &Rc<Self>, link: LinkId, ip: String, port: u16) {
+        let outbox = Rc::new(Outbox::default());
+        self.links.borrow_mut().insert(link, Link { outbox, fd: None });
+        let bus = self.clone();
+        self.executor
+            .spawn(async move {
+                let addr = match ip.parse::<std::net::IpAddr>() {
+                    Ok(a) => SocketAddr::new(a, port),
+                    Err(_) => {
+                        bus.feed(Input::Closed(link));
+                        return;
+                    }
+                };
+                match bus.ops.connect(addr).await {
+                    Ok(stream) => {
+                        if !bus.links.borrow().contains_key(&link) {
+                            return; // closed meanwhile
+                        }
+                        let _ = stream.set_nodelay(true);
+                        bus.run_link(link, stream);
+                        bus.feed(Input::Connected(link));
+                    }
+                    Err(_) => {
+                        if bus.links.borrow_mut().remove(&link).is_some() {
+                            bus.feed(Input::Closed(link));
+                        }
+                    }
+                }
+            })
+            .detach();
+    }
+
+    fn open_link(self: &Rc<Self>, link: LinkId, fd: OwnedFd) {
+        let outbox = Rc::new(Outbox::default());
+        self.links.borrow_mut().insert(link, Link { outbox, fd: None });
+        let stream = TcpStream::from_fd(self.ops.clone(), fd);
+        self.run_link(link, stream);
+    }
+
+    /// Starts the reader and writer tasks of a connected link.
+    fn run_link(self: &Rc<Self>, link: LinkId, stream: TcpStream) {
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        let outbox = match self.links.borrow_mut().get_mut(&link) {
+            Some(l) => {
+                l.fd = Some(fd);
+                l.outbox.clone()
+            }
+            None => return,
+        };
+        let stream = Rc::new(stream);
+        let (w, bus) = (stream.clone(), self.clone());
+        self.executor
+            .spawn(async move {
+                while let Some(buf) = outbox.next().await {
+                    let (r, _) = w.send_all(buf).await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                let _ = &bus;
+            })
+            .detach();
+        let bus = self.clone();
+        self.executor
+            .spawn(async move {
+                let mut acc: Vec<u8> = Vec::new();
+                let mut buf = Vec::with_capacity(64 * 1024);
+                loop {
+                    buf.clear();
+                    buf.reserve(64 * 1024);
+                    let (r, b) = stream.recv(buf).await;
+                    buf = b;
+                    match r {
+                        Ok(n) if n > 0 => acc.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                    let mut used = 0;
+                    loop {
+                        match ferrokv_cluster::decode_frame(&acc[used..]) {
+                            Ok(Some((msg, len))) => {
+                                used += len;
+                                bus.deliver(link, msg);
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!("cluster bus: bad frame on {link:?}: {e:?}");
+                                used = acc.len();
+                                bus.close_link(link);
+                                break;
+                            }
+                        }
+                    }
+                    acc.drain(..used);
+                    if !bus.links.borrow().contains_key(&link) {
+                        break;
+                    }
+                }
+                bus.close_link(link);
+            })
+            .detach();
+    }
+
+    fn deliver(self: &Rc<Self>, link: LinkId, msg: Message) {
+        if self.links.borrow().contains_key(&link) {
+            self.feed(Input::Message { link, msg });
+        }
+    }
+
+    fn close_link(self: &Rc<Self>, link: LinkId) {
+        let removed = self.links.borrow_mut().remove(&link);
+        if let Some(l) = removed {
+            l.outbox.close();
+            self.feed(Input::Closed(link));
+        }
+    }
+}
+
+/// Runs a state-changing CLUSTER subcommand on the bus; returns the encoded reply.
+pub fn apply_command(bus: &Option<Rc<Bus>>, cmd: Command, proto: Proto) -> Vec<u8> {
+    let mut r = ReplyBuf::new(proto);
+    match bus.as_ref().and_then(|b| b.feed(Input::Command(cmd))) {
+        Some(Ok(Reply::Ok)) => r.ok(),
+        Some(Ok(Reply::Status(s))) => r.simple(&s),
+        Some(Ok(Reply::Integer(n))) => r.integer(n),
+        Some(Err(e)) => r.error(&e),
+        None => r.error("ERR cluster bus is not running"),
+    }
+    r.buf
+}
+
+/// Writes `text` to `path` so that a crash leaves either the old or the new file.
+fn save_atomically(path: &str, text: &str, fsync: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if fsync {
+            f.sync_all()?;
+        }
+    }
+    std::fs::rename(&tmp, path)
+}

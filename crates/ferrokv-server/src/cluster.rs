@@ -1,0 +1,400 @@
+//! Cluster mode on the request path: the published [`ClusterView`], the redirections
+//! a command may get instead of running (Redis's `getNodeByQuery`), and the CLUSTER
+//! subcommands.
+//!
+//! The cluster bus (`bus.rs`) owns the state machine on shard 0 and publishes a new
+//! immutable view after every change; each shard picks it up when the version moves.
+//! CLUSTER subcommands that read the state render the view where the client is;
+//! those that change it go to the bus and answer when it has applied them.
+
+use crate::conn::Conn;
+use crate::dispatch::{printable, ShardCore};
+use crate::msg::Msg;
+use ferrokv_cluster::{ClusterView, Command};
+use ferrokv_commands::util::eq_ic;
+use ferrokv_commands::CommandSpec;
+use ferrokv_resp::{Args, ReplyBuf};
+use ferrokv_store::key_slot;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub struct ClusterShared {
+    view: RwLock<Arc<ClusterView>>,
+    version: AtomicU64,
+}
+
+impl ClusterShared {
+    pub fn new(view: Arc<ClusterView>) -> Self {
+        ClusterShared { view: RwLock::new(view), version: AtomicU64::new(1) }
+    }
+
+    pub fn publish(&self, v: Arc<ClusterView>) {
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = v;
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// The slot all keys of `args` hash to (None: no keys), or CROSSSLOT.
+pub fn slot_of(spec: &CommandSpec, args: &Args, idx: &mut Vec<usize>) -> Result<Option<u16>, String> {
+    spec.key_indexes(args, idx);
+    let mut slot = None;
+    for &i in idx.iter() {
+        let s = key_slot(args.get(i));
+        match slot {
+            None => slot = Some(s),
+            Some(prev) if prev != s => return Err(CROSSSLOT.into()),
+            _ => {}
+        }
+    }
+    Ok(slot)
+}
+
+impl ShardCore {
+    /// Where a command with keys in `slot` must run, as Redis decides it: Ok to run it
+    /// here, or the error/redirect to answer instead.
+    pub fn cluster_route(&mut self, c: &Conn, spec: &CommandSpec, args: &Args, slot: u16) -> Result<(), String> {
+        let view = self.cluster_view();
+        let write = spec.has_flag("write");
+        if !view.state_ok {
+            let reads_ok = self.node.config().cluster_allow_reads_when_down;
+            if !reads_ok {
+                return Err("CLUSTERDOWN The cluster is down".into());
+            }
+            if write {
+                return Err("CLUSTERDOWN The cluster is down and only accepts read commands".into());
+            }
+        }
+        let Some(owner) = view.slot_owner_index(slot) else {
+            return Err("CLUSTERDOWN Hash slot not served".into());
+        };
+        let n = &view.nodes[owner];
+        if owner == view.myself {
+            if let Some(target) = view.migrating_to(slot) {
+                let (present, total) = self.keys_present(spec, args);
+                if present < total {
+                    if total > 1 && present > 0 {
+                        return Err("TRYAGAIN Multiple keys request during rehashing of slot".into());
+                    }
+                    return Err(format!("ASK {slot} {}:{}", target.ip, target.port));
+                }
+            }
+            return Ok(());
+        }
+        if view.importing_from(slot).is_some() && (c.asking || spec.has_flag("asking")) {
+            let (present, total) = self.keys_present(spec, args);
+            if total > 1 && present < total {
+                return Err("TRYAGAIN Multiple keys request during rehashing of slot".into());
+            }
+            return Ok(());
+        }
+        let me = view.me();
+        if c.readonly && !write && me.is_replica() && me.master_index == Some(owner) {
+            return Ok(());
+        }
+        Err(format!("MOVED {slot} {}:{}", n.ip, n.port))
+    }
+
+    /// How many of the command's keys exist here (for ASK and TRYAGAIN).
+    fn keys_present(&mut self, spec: &CommandSpec, args: &Args) -> (usize, usize) {
+        let mut idx = Vec::new();
+        spec.key_indexes(args, &mut idx);
+        let now = crate::node::unix_ms();
+        let mut present = 0;
+        for &i in &idx {
+            let k = args.get(i);
+            if self.node.lock_db(self.node.shard_of_key(k)).contains(k, now) {
+                present += 1;
+            }
+        }
+        (present, idx.len())
+    }
+}
+
+fn reply_info(r: &mut ReplyBuf, view: &ClusterView, i: usize) {
+    let n = &view.nodes[i];
+    r.array(4);
+    r.bulk(n.ip.as_bytes());
+    r.integer(n.port as i64);
+    r.bulk(n.id.as_str().as_bytes());
+    if n.hostname.is_empty() {
+        r.map(0);
+    } else {
+        r.map(1);
+        r.bulk(b"hostname");
+        r.bulk(n.hostname.as_bytes());
+    }
+}
+
+/// CLUSTER <subcommand> [args]
+pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate::dispatch::Flow {
+    use crate::dispatch::Flow;
+    if core.node.cluster.is_none() {
+        c.error("ERR This instance has cluster support disabled");
+        return Flow::Done;
+    }
+    let sub = args.get(1);
+    let argc = args.len();
+    let view = core.cluster_view();
+    let slot_arg = |b: &[u8]| ferrokv_cluster::parse_slot(b);
+    macro_rules! arity {
+        ($ok:expr) => {
+            if !$ok {
+                c.error(&format!(
+                    "ERR wrong number of arguments for 'cluster|{}' command",
+                    printable(sub, 64).to_lowercase()
+                ));
+                return Flow::Done;
+            }
+        };
+    }
+    if eq_ic(sub, "keyslot") {
+        arity!(argc == 3);
+        let s = key_slot(args.get(2)) as i64;
+        c.reply(|r| r.integer(s));
+    } else if eq_ic(sub, "countkeysinslot") {
+        arity!(argc == 3);
+        let Some(slot) = slot_arg(args.get(2)) else {
+            c.error("ERR Invalid slot");
+            return Flow::Done;
+        };
+        let n = core.node.lock_db(core.node.shard_of_slot(slot)).slot_len(slot) as i64;
+        c.reply(|r| r.integer(n));
+    } else if eq_ic(sub, "getkeysinslot") {
+        arity!(argc == 4);
+        let Some(slot) = slot_arg(args.get(2)) else {
+            c.error("ERR Invalid slot");
+            return Flow::Done;
+        };
+        let count = match ferrokv_commands::util::parse_i64(args.get(3)) {
+            Some(n) if n >= 0 => n as usize,
+            _ => {
+                c.error("ERR Invalid number of keys");
+                return Flow::Done;
+            }
+        };
+        let now = crate::node::unix_ms();
+        let keys: Vec<Vec<u8>> = core
+            .node
+            .lock_db(core.node.shard_of_slot(slot))
+            .slot_keys(slot, now)
+            .take(count)
+            .map(|k| k.to_vec())
+            .collect();
+        c.reply(|r| {
+            r.array(keys.len());
+            for k in &keys {
+                r.bulk(k);
+            }
+        });
+    } else if eq_ic(sub, "myid") {
+        arity!(argc == 2);
+        let id = view.me().id.as_str().to_string();
+        c.reply(|r| r.bulk(id.as_bytes()));
+    } else if eq_ic(sub, "myshardid") {
+        arity!(argc == 2);
+        c.error("ERR unknown subcommand 'myshardid'. Try CLUSTER HELP.");
+    } else if eq_ic(sub, "nodes") {
+        arity!(argc == 2);
+        let text = ferrokv_cluster::cluster_nodes_text(&view);
+        c.reply(|r| r.verbatim(text.as_bytes()));
+    } else if eq_ic(sub, "info") {
+        arity!(argc == 2);
+        let text = ferrokv_cluster::cluster_info_text(&view);
+        c.reply(|r| r.verbatim(text.as_bytes()));
+    } else if eq_ic(sub, "slots") {
+        arity!(argc == 2);
+        let ranges = ferrokv_cluster::cluster_slots(&view);
+        c.reply(|r| {
+            r.array(ranges.len());
+            for range in &ranges {
+                r.array(3 + range.replicas.len());
+                r.integer(range.start as i64);
+                r.integer(range.end as i64);
+                reply_info(r, &view, range.master);
+                for &rep in &range.replicas {
+                    reply_info(r, &view, rep);
+                }
+            }
+        });
+    } else if eq_ic(sub, "shards") {
+        arity!(argc == 2);
+        let shards = ferrokv_cluster::cluster_shards(&view);
+        c.reply(|r| {
+            r.array(shards.len());
+            for s in &shards {
+                r.map(2);
+                r.bulk(b"slots");
+                r.array(s.slots.len() * 2);
+                for (a, b) in &s.slots {
+                    r.integer(*a as i64);
+                    r.integer(*b as i64);
+                }
+                r.bulk(b"nodes");
+                r.array(s.nodes.len());
+                for n in &s.nodes {
+                    r.map(if n.hostname.is_empty() { 7 } else { 8 });
+                    r.bulk(b"id");
+                    r.bulk(n.id.as_str().as_bytes());
+                    r.bulk(b"port");
+                    r.integer(n.port as i64);
+                    r.bulk(b"ip");
+                    r.bulk(n.ip.as_bytes());
+                    r.bulk(b"endpoint");
+                    r.bulk(n.endpoint.as_bytes());
+                    if !n.hostname.is_empty() {
+                        r.bulk(b"hostname");
+                        r.bulk(n.hostname.as_bytes());
+                    }
+                    r.bulk(b"role");
+                    r.bulk(n.role.as_bytes());
+                    r.bulk(b"replication-offset");
+                    r.integer(n.replication_offset as i64);
+                    r.bulk(b"health");
+                    r.bulk(n.health.as_bytes());
+                }
+            }
+        });
+    } else if eq_ic(sub, "replicas") || eq_ic(sub, "slaves") {
+        arity!(argc == 3);
+        match ferrokv_cluster::cluster_replicas(&view, args.get(2)) {
+            Ok(lines) => c.reply(|r| {
+                r.array(lines.len());
+                for l in &lines {
+                    r.bulk(l.as_bytes());
+                }
+            }),
+            Err(e) => c.error(&e),
+        }
+    } else if eq_ic(sub, "failover") {
+        c.error("ERR CLUSTER FAILOVER needs replication, which ferrokv does not have yet");
+    } else if eq_ic(sub, "links") {
+        arity!(argc == 2);
+        c.error("ERR CLUSTER LINKS is not supported by ferrokv yet");
+    } else if eq_ic(sub, "help") {
+        let lines = [
+            "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ADDSLOTS, ADDSLOTSRANGE, BUMPEPOCH, COUNT-FAILURE-REPORTS, COUNTKEYSINSLOT, DELSLOTS, DELSLOTSRANGE,",
+            "FLUSHSLOTS, FORGET, GETKEYSINSLOT, INFO, KEYSLOT, MEET, MYID, NODES, REPLICATE, REPLICAS, RESET,",
+            "SAVECONFIG, SET-CONFIG-EPOCH, SETSLOT, SHARDS, SLAVES, SLOTS",
+        ];
+        c.reply(|r| {
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
+        });
+    } else {
+        let Some(cmd) = parse_state_command(core, args) else {
+            c.error(&format!("ERR unknown subcommand '{}'. Try CLUSTER HELP.", printable(sub, 128)));
+            return Flow::Done;
+        };
+        match cmd {
+            Err(e) => c.error(&e),
+            Ok(cmd) => {
+                // Runs on the bus; the connection waits for the answer before its next
+                // command, so a pipelined CLUSTER NODES sees the change.
+                let seq = c.push_pending();
+                c.barrier = Some(seq);
+                let m = Msg::Cluster { from: core.id, token: c.token, seq, proto: c.proto, cmd };
+                core.send(0, m);
+            }
+        }
+    }
+    Flow::Done
+}
+
+/// The CLUSTER subcommands that the bus state machine applies; None when `args` is not one.
+fn parse_state_command(core: &mut ShardCore, args: &Args) -> Option<Result<Command, String>> {
+    let sub = args.get(1);
+    let rest: Vec<Vec<u8>> = args.iter().skip(2).map(|a| a.to_vec()).collect();
+    let n = rest.len();
+    let wrong =
+        || Err(format!("ERR wrong number of arguments for 'cluster|{}' command", printable(sub, 64).to_lowercase()));
+    let db_empty = || core.node.shards.iter().all(|s| s.keys.load(Ordering::Relaxed) == 0);
+    let cmd = if eq_ic(sub, "meet") {
+        if !(2..=3).contains(&n) {
+            return Some(wrong());
+        }
+        Command::Meet { ip: rest[0].clone(), port: rest[1].clone(), bus_port: rest.get(2).cloned() }
+    } else if eq_ic(sub, "forget") {
+        if n != 1 {
+            return Some(wrong());
+        }
+        Command::Forget(rest[0].clone())
+    } else if eq_ic(sub, "addslots") {
+        if n == 0 {
+            return Some(wrong());
+        }
+        Command::AddSlots(rest)
+    } else if eq_ic(sub, "delslots") {
+        if n == 0 {
+            return Some(wrong());
+        }
+        Command::DelSlots(rest)
+    } else if eq_ic(sub, "addslotsrange") {
+        if n == 0 || n % 2 != 0 {
+            return Some(wrong());
+        }
+        Command::AddSlotsRange(rest)
+    } else if eq_ic(sub, "delslotsrange") {
+        if n == 0 || n % 2 != 0 {
+            return Some(wrong());
+        }
+        Command::DelSlotsRange(rest)
+    } else if eq_ic(sub, "setslot") {
+        if n < 2 {
+            return Some(wrong());
+        }
+        let keys_in_slot = ferrokv_cluster::parse_slot(&rest[0])
+            .map_or(0, |s| core.node.lock_db(core.node.shard_of_slot(s)).slot_len(s) as u64);
+        Command::SetSlot { args: rest, keys_in_slot }
+    } else if eq_ic(sub, "replicate") {
+        if n != 1 {
+            return Some(wrong());
+        }
+        Command::Replicate { node: rest[0].clone(), db_empty: db_empty() }
+    } else if eq_ic(sub, "bumpepoch") {
+        if n != 0 {
+            return Some(wrong());
+        }
+        Command::BumpEpoch
+    } else if eq_ic(sub, "set-config-epoch") {
+        if n != 1 {
+            return Some(wrong());
+        }
+        Command::SetConfigEpoch(rest[0].clone())
+    } else if eq_ic(sub, "reset") {
+        if n > 1 {
+            return Some(wrong());
+        }
+        Command::Reset { mode: rest.first().cloned(), db_empty: db_empty() }
+    } else if eq_ic(sub, "flushslots") {
+        if n != 0 {
+            return Some(wrong());
+        }
+        Command::FlushSlots { db_empty: db_empty() }
+    } else if eq_ic(sub, "count-failure-reports") {
+        if n != 1 {
+            return Some(wrong());
+        }
+        Command::CountFailureReports(rest[0].clone())
+    } else if eq_ic(sub, "saveconfig") {
+        if n != 0 {
+            return Some(wrong());
+        }
+        Command::SaveConfig
+    } else {
+        return None;
+    };
+    Some(Ok(cmd))
+}
