@@ -100,7 +100,8 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq)]
 enum Repr {
     Packed(Pack),
-    Table(Table),
+    /// Boxed so that a packed hash, the common case, costs 24 bytes plus its buffer.
+    Table(Box<Table>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -206,7 +207,7 @@ impl HashValue {
         for (f, v) in p.iter() {
             t.insert(f.as_bytes(&mut fb), v.as_bytes(&mut vb));
         }
-        self.repr = Repr::Table(t);
+        self.repr = Repr::Table(Box::new(t));
     }
 
     /// The pairs: in insertion order when packed, in table order otherwise.
@@ -350,6 +351,11 @@ mod tests {
             x ^= x << 17;
             x
         }
+    }
+
+    #[test]
+    fn a_hash_value_is_small() {
+        assert!(std::mem::size_of::<HashValue>() <= 24);
     }
 
     #[test]
