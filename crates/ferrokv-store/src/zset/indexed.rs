@@ -65,6 +65,7 @@ fn cmp_elements(a_score: f64, a_member: &[u8], b_score: f64, b_member: &[u8]) ->
 }
 
 impl Indexed {
+    #[cfg(test)]
     pub fn new() -> Indexed {
         Indexed { slots: Vec::new(), free: Vec::new(), index: HashTable::new(), tree: Tree::new() }
     }

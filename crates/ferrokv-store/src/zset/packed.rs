@@ -60,13 +60,6 @@ impl<'a> Stored<'a> {
             Stored::Int(n) => format_i64(n, buf),
         }
     }
-
-    fn len(self) -> usize {
-        match self {
-            Stored::Bytes(b) => b.len(),
-            Stored::Int(n) => format_i64(n, &mut [0; 20]).len(),
-        }
-    }
 }
 
 fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
@@ -300,11 +293,6 @@ impl Packed {
                 }
             }
         }
-    }
-
-    /// The length of the longest member (to decide an encoding after a conversion).
-    pub fn longest_member(&self) -> usize {
-        self.entries().map(|(_, e)| e.member.len()).max().unwrap_or(0)
     }
 
     fn first_score(&self) -> Option<f64> {

@@ -91,6 +91,7 @@ fn locate(cs: &[Child], mut r: usize, at_end: bool) -> (usize, usize) {
 }
 
 impl Tree {
+    #[cfg(test)]
     pub fn new() -> Tree {
         Tree { root: Node::Leaf(Vec::new()), len: 0 }
     }
