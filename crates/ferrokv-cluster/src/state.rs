@@ -404,6 +404,8 @@ impl ClusterState {
         match input {
             Input::Tick => self.cron(),
             Input::Accepted { link, peer_ip, local_ip } => {
+                // A reused ID means the old connection is gone.
+                self.free_link(link, false);
                 self.links.insert(link, Link { node: None, ctime: now_ms, connected: true, peer_ip, local_ip });
             }
             Input::Connected(link) => self.on_connected(link),
@@ -877,6 +879,9 @@ impl ClusterState {
     }
 
     fn on_connected(&mut self, id: LinkId) {
+        if id.is_inbound() {
+            return;
+        }
         let Some(link) = self.links.get_mut(&id) else { return };
         link.connected = true;
         let Some(n) = link.node else { return };
@@ -1320,6 +1325,19 @@ impl ClusterState {
         let hdr = &msg.header;
         let now = self.now;
         let sender = self.sender_from_link_and_msg(link, hdr);
+        if sender == Some(self.myself) {
+            // Our own messages come back when we meet our own address (or a peer lies):
+            // answer, drop the handshake entry that led here, and take nothing from them.
+            if matches!(ty, MsgType::Ping | MsgType::Meet) {
+                self.send_ping(link, MsgType::Pong);
+            }
+            if let Some(n) = self.links.get(&link).and_then(|l| l.node).filter(|&n| n != self.myself) {
+                if !link.is_inbound() && self.node(n).in_handshake() {
+                    self.del_node(n);
+                }
+            }
+            return;
+        }
         if let Some(s) = sender {
             self.node_mut(s).data_received = now;
         }
