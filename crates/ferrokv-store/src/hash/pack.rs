@@ -2,17 +2,18 @@
 //! field and value in one byte buffer, pairs in insertion order.
 //!
 //! # Layout
-//! `[count: u16 LE][field][value][field][value]...`, where `count` is the number of
-//! pairs (saturated at `u16::MAX`: then the pairs are counted by walking). An empty
-//! pack has no buffer at all. Each element starts with a header byte:
+//! `[count: u8][field][value][field][value]...`, where `count` is the number of pairs
+//! (saturated at 255: then the pairs are counted by walking). An empty pack has no
+//! buffer at all. Each element starts with a header byte:
 //!
 //! | header | element |
 //! |---|---|
 //! | `0x00..=0x7F` | the integer 0..=127, nothing follows |
 //! | `0x80..=0xBF` | a string of `header - 0x80` (0..=63) bytes |
-//! | `0xC0..=0xDF` | a string of `(header & 0x1F) << 8 \| next byte` (0..=8191) bytes |
-//! | `0xE0..=0xE7` | an integer in `(header & 7) + 1` little-endian two's-complement bytes |
-//! | `0xF0` | a string whose length follows as a u32 LE |
+//! | `0xC0..=0xDF` | an integer -4096..=4095: 13 bits, `(header & 0x1F) << 8 \| next byte` |
+//! | `0xE0..=0xEF` | a string of `(header & 0x0F) << 8 \| next byte` (0..=4095) bytes |
+//! | `0xF0..=0xF7` | an integer in `(header & 7) + 1` little-endian two's-complement bytes |
+//! | `0xF8` | a string whose length follows as a u32 LE |
 //!
 //! A string that is the canonical decimal form of an i64 ("12", "-7", not "012" or
 //! "+1") is always stored as an integer, so it reads back identical and a lookup knows
@@ -27,8 +28,8 @@
 use super::Elem;
 use crate::value::parse_canonical_i64;
 
-const COUNT_BYTES: usize = 2;
-const SATURATED: u16 = u16::MAX;
+const COUNT_BYTES: usize = 1;
+const SATURATED: u8 = u8::MAX;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pack {
@@ -61,16 +62,12 @@ impl Pack {
         self.buf.len()
     }
 
-    fn stored_count(&self) -> u16 {
-        if self.buf.len() < COUNT_BYTES {
-            return 0;
-        }
-        u16::from_le_bytes([self.buf[0], self.buf[1]])
+    fn stored_count(&self) -> u8 {
+        self.buf.first().copied().unwrap_or(0)
     }
 
     fn set_count(&mut self, n: usize) {
-        let c = if n >= SATURATED as usize { SATURATED } else { n as u16 };
-        self.buf[..COUNT_BYTES].copy_from_slice(&c.to_le_bytes());
+        self.buf[0] = n.min(SATURATED as usize) as u8;
     }
 
     /// The pairs in order.
@@ -127,7 +124,7 @@ impl Pack {
         let n = self.len();
         if self.buf.is_empty() {
             self.buf.reserve_exact(COUNT_BYTES + encoded_len(field) + encoded_len(value));
-            self.buf.extend_from_slice(&[0, 0]);
+            self.buf.push(0);
         } else {
             self.buf.reserve_exact(encoded_len(field) + encoded_len(value));
         }
@@ -181,10 +178,10 @@ pub fn encoded_len(s: &[u8]) -> usize {
 }
 
 fn int_len(n: i64) -> usize {
-    if (0..=127).contains(&n) {
-        1
-    } else {
-        1 + int_width(n)
+    match n {
+        0..=127 => 1,
+        -4096..=4095 => 2,
+        _ => 1 + int_width(n),
     }
 }
 
@@ -203,7 +200,7 @@ fn int_width(n: i64) -> usize {
 fn string_header_len(len: usize) -> usize {
     match len {
         0..=63 => 1,
-        64..=8191 => 2,
+        64..=4095 => 2,
         _ => 5,
     }
 }
@@ -211,22 +208,27 @@ fn string_header_len(len: usize) -> usize {
 /// Appends the encoding of `s`.
 pub fn encode(out: &mut Vec<u8>, s: &[u8]) {
     if let Some(n) = parse_canonical_i64(s) {
-        if (0..=127).contains(&n) {
-            out.push(n as u8);
-        } else {
-            let w = int_width(n);
-            out.push(0xE0 | (w as u8 - 1));
-            out.extend_from_slice(&n.to_le_bytes()[..w]);
+        match n {
+            0..=127 => out.push(n as u8),
+            -4096..=4095 => {
+                let v = n as u16 & 0x1FFF;
+                out.extend_from_slice(&[0xC0 | (v >> 8) as u8, v as u8]);
+            }
+            _ => {
+                let w = int_width(n);
+                out.push(0xF0 | (w as u8 - 1));
+                out.extend_from_slice(&n.to_le_bytes()[..w]);
+            }
         }
         return;
     }
     let len = s.len();
     match len {
         0..=63 => out.push(0x80 | len as u8),
-        64..=8191 => out.extend_from_slice(&[0xC0 | (len >> 8) as u8, len as u8]),
+        64..=4095 => out.extend_from_slice(&[0xE0 | (len >> 8) as u8, len as u8]),
         _ => {
             // Packs never hold strings of 4 GiB: the 1 GiB safety limit converts first.
-            out.push(0xF0);
+            out.push(0xF8);
             out.extend_from_slice(&(len as u32).to_le_bytes());
         }
     }
@@ -240,8 +242,13 @@ fn decode(buf: &[u8], at: usize) -> (Elem<'_>, usize) {
     let (start, len) = match h {
         0x00..=0x7F => return (Elem::Int(h as i64), at + 1),
         0x80..=0xBF => (at + 1, (h & 0x3F) as usize),
-        0xC0..=0xDF => (at + 2, ((h & 0x1F) as usize) << 8 | buf[at + 1] as usize),
-        0xE0..=0xE7 => {
+        0xC0..=0xDF => {
+            let raw = ((h & 0x1F) as u16) << 8 | buf[at + 1] as u16;
+            // Sign-extend the 13 bits.
+            return (Elem::Int(((raw << 3) as i16 >> 3) as i64), at + 2);
+        }
+        0xE0..=0xEF => (at + 2, ((h & 0x0F) as usize) << 8 | buf[at + 1] as usize),
+        0xF0..=0xF7 => {
             let w = (h & 7) as usize + 1;
             let mut bytes = [0u8; 8];
             bytes[..w].copy_from_slice(&buf[at + 1..at + 1 + w]);
@@ -278,6 +285,7 @@ mod tests {
     fn elements_round_trip() {
         let long = vec![b'x'; 9000];
         let mid = vec![b'y'; 64];
+        let (edge, past) = (vec![b'e'; 4095], vec![b'p'; 4096]);
         let cases: Vec<&[u8]> = vec![
             b"0",
             b"127",
@@ -286,6 +294,10 @@ mod tests {
             b"-128",
             b"-129",
             b"32767",
+            b"4095",
+            b"4096",
+            b"-4096",
+            b"-4097",
             b"8388608",
             b"9223372036854775807",
             b"-9223372036854775808",
@@ -296,6 +308,8 @@ mod tests {
             b"",
             b"hello",
             &mid,
+            &edge,
+            &past,
             &long,
         ];
         for s in cases {
@@ -309,13 +323,16 @@ mod tests {
     #[test]
     fn encoding_sizes() {
         assert_eq!(enc(b"7"), [7]);
-        assert_eq!(enc(b"-1"), [0xE0, 0xFF]);
-        assert_eq!(enc(b"1000"), [0xE1, 0xE8, 0x03]);
+        assert_eq!(enc(b"-1"), [0xDF, 0xFF]);
+        assert_eq!(enc(b"1000"), [0xC3, 0xE8]);
+        assert_eq!(enc(b"-4096"), [0xD0, 0x00]);
+        assert_eq!(enc(b"4096"), [0xF1, 0x00, 0x10]);
         assert_eq!(enc(b"ab"), [0x82, b'a', b'b']);
         assert_eq!(enc(b"007")[0], 0x83);
-        assert_eq!(enc(&[b'z'; 100])[..2], [0xC0, 100]);
-        assert_eq!(enc(&[b'z'; 9000])[..5], [0xF0, 0x28, 0x23, 0, 0]);
-        assert_eq!(enc(b"-9223372036854775808")[0], 0xE7);
+        assert_eq!(enc(&[b'z'; 100])[..2], [0xE0, 100]);
+        assert_eq!(enc(&[b'z'; 4095])[..2], [0xEF, 0xFF]);
+        assert_eq!(enc(&[b'z'; 9000])[..5], [0xF8, 0x28, 0x23, 0, 0]);
+        assert_eq!(enc(b"-9223372036854775808")[0], 0xF7);
     }
 
     #[test]
@@ -351,7 +368,7 @@ mod tests {
     fn count_saturates_and_is_recounted() {
         // Built directly: inserting one by one is quadratic.
         let n = SATURATED as usize + 3;
-        let mut p = Pack { buf: vec![0, 0] };
+        let mut p = Pack { buf: vec![0] };
         for i in 0..n {
             encode(&mut p.buf, format!("f{i}").as_bytes());
             encode(&mut p.buf, b"v");
@@ -372,7 +389,73 @@ mod tests {
         for i in 0..10 {
             p.set(format!("field:{i}").as_bytes(), format!("value:{i}").as_bytes());
         }
-        // 2 bytes of count, then 8 + 8 bytes per pair.
-        assert_eq!(p.bytes_len(), 2 + 10 * 16);
+        // A count byte, then 8 + 8 bytes per pair.
+        assert_eq!(p.bytes_len(), 1 + 10 * 16);
+    }
+
+    /// Random sets and removes against an ordered model of Redis's listpack hash.
+    #[test]
+    fn matches_an_ordered_model() {
+        let pool: Vec<Vec<u8>> = [
+            "0",
+            "1",
+            "-1",
+            "127",
+            "128",
+            "-4096",
+            "4095",
+            "4096",
+            "-4097",
+            "65536",
+            "007",
+            "-0",
+            "+5",
+            "",
+            "a",
+            "field",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .chain([vec![b'x'; 63], vec![b'x'; 64], vec![b'y'; 4095], vec![b'y'; 4096], vec![0, 255, 13, 10]])
+        .collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut p = Pack::default();
+        let mut model: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for _ in 0..5000 {
+            let f = pool[(next() % pool.len() as u64) as usize].clone();
+            if next() % 3 == 0 {
+                let had = model.iter().position(|(k, _)| *k == f);
+                if let Some(i) = had {
+                    model.remove(i);
+                }
+                assert_eq!(p.remove(&f), had.is_some());
+            } else {
+                let v = pool[(next() % pool.len() as u64) as usize].clone();
+                let new = match model.iter_mut().find(|(k, _)| *k == f) {
+                    Some(pair) => {
+                        pair.1 = v.clone();
+                        false
+                    }
+                    None => {
+                        model.push((f.clone(), v.clone()));
+                        true
+                    }
+                };
+                assert_eq!(p.set(&f, &v), new);
+            }
+            let got: Vec<(Vec<u8>, Vec<u8>)> = p.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            assert_eq!(got, model);
+            assert_eq!(p.len(), model.len());
+            assert_eq!(p.bytes_len(), p.buf.capacity());
+        }
     }
 }
