@@ -9,6 +9,32 @@
 //! seeded simulator in `tests/sim.rs`, with partitions, loss, delays, crashes, restarts and
 //! clock steps.
 //!
+//! # Running it (the IO layer's contract)
+//!
+//! - Start with [`ClusterState::load`] on the contents of nodes.conf, or
+//!   [`ClusterState::new`] when there is none (empty file), with a [`ClusterConfig`] whose
+//!   `seed` comes from real randomness: it generates node IDs.
+//! - Call [`ClusterState::handle`] with [`Input::Tick`] every 100 ms, and with every event,
+//!   always passing the local wall-clock time in milliseconds (it may jump; the machine
+//!   copes). Carry out the returned [`Output`]s in order:
+//!   - `SaveConfig` (always first): write nodes.conf atomically (temporary file, fsync when
+//!     asked, rename) before sending anything else;
+//!   - `Connect { link, ip, port }`: connect to that bus address; report
+//!     [`Input::Connected`] or, on failure, [`Input::Closed`]; queue `Send`s until connected;
+//!   - `Send { link, msg }`: write `msg.encode()` on the link; `Close(link)`: close it (no
+//!     `Closed` needs to come back);
+//!   - accepted connections: pick a fresh [`LinkId::Inbound`] and report
+//!     [`Input::Accepted`] with the peer's and our own address; read frames with
+//!     [`decode_frame`] and feed [`Input::Message`]; drop the connection on a decode error
+//!     and report [`Input::Closed`] for it; report `Closed` whenever a link dies;
+//!   - `ViewChanged(view)`: publish the snapshot to every shard (routing, MOVED/ASK, CLUSTER
+//!     NODES/SLOTS/SHARDS/INFO/REPLICAS are answered from it);
+//!   - `ReplicateFrom`, `StopReplication`, `DeleteKeysInSlots`: replication and keyspace
+//!     actions; `Reply`: the answer to the command fed, always last (after the view it
+//!     changed); `Log`: log it.
+//!
+//! # Modules
+//!
 //! - [`state`]: the protocol (MEET handshake, PING/PONG gossip, PFAIL/FAIL, epochs,
 //!   UPDATE, FORGET ban) — its module documentation explains the algorithm;
 //! - [`commands`]: the CLUSTER subcommands that change state, with Redis's errors;

@@ -78,7 +78,8 @@ pub struct ClusterConfig {
     pub cport: u16,
     /// A snapshot is republished at least this often even when only ping/pong times changed.
     pub view_refresh_ms: u64,
-    /// Seed of the state machine's PRNG (node IDs, gossip sampling).
+    /// Seed of the state machine's PRNG (node IDs, gossip sampling). Take it from real
+    /// randomness (e.g. `getrandom`): two nodes started with one seed get one node ID.
     pub seed: u64,
     /// Least important log level emitted as [`Output::Log`].
     pub log_level: LogLevel,
@@ -322,12 +323,23 @@ pub struct ClusterState {
     pub(crate) stats_received: [u64; MSG_TYPE_COUNT],
     pub(crate) my_repl_offset: u64,
     pub(crate) slots_version: u64,
-    last_view: Option<(Arc<ClusterView>, Vec<TopoNode>, u64)>,
+    last_view: Option<(Arc<ClusterView>, Topology)>,
     pub(crate) now: u64,
     pub(crate) out: Vec<Output>,
 }
 
-/// What a published snapshot depends on, besides ping/pong times and link states.
+/// What a published snapshot depends on, besides ping/pong times, link states and counters.
+#[derive(Clone, PartialEq, Eq)]
+struct Topology {
+    nodes: Vec<TopoNode>,
+    slots_version: u64,
+    migrating: Vec<(u16, NodeId)>,
+    importing: Vec<(u16, NodeId)>,
+    current_epoch: u64,
+    state_ok: bool,
+    size: usize,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 struct TopoNode {
     id: NodeId,
@@ -598,13 +610,13 @@ impl ClusterState {
         if self.slots[slot as usize].is_some() {
             return false;
         }
-        let have_slaves = self.masters_have_slaves();
+        // A master getting its first slot is a replica-migration target when other masters
+        // have replicas.
+        let first = self.node(n).numslots == 0 && self.masters_have_slaves();
         let node = self.node_mut(n);
         if !node.slots.insert(slot) {
             node.numslots += 1;
-            // A master getting its first slot is a replica-migration target when other
-            // masters have replicas.
-            if node.numslots == 1 && have_slaves {
+            if first {
                 node.flags.insert(NodeFlags::MIGRATE_TO);
             }
         }
@@ -1202,8 +1214,9 @@ impl ClusterState {
         self.maybe_publish_view();
     }
 
-    fn topology(&self) -> Vec<TopoNode> {
-        self.by_id
+    fn topology(&self) -> Topology {
+        let nodes = self
+            .by_id
             .values()
             .map(|&i| {
                 let n = self.node(i);
@@ -1216,31 +1229,33 @@ impl ClusterState {
                     numslots: n.numslots,
                 }
             })
-            .collect()
+            .collect();
+        let named = |m: &BTreeMap<u16, Idx>| m.iter().map(|(s, n)| (*s, self.node(*n).id)).collect();
+        Topology {
+            nodes,
+            slots_version: self.slots_version,
+            migrating: named(&self.migrating_to),
+            importing: named(&self.importing_from),
+            current_epoch: self.current_epoch,
+            state_ok: self.state_ok,
+            size: self.size,
+        }
     }
 
+    /// Publishes a new snapshot when what routing and the CLUSTER commands show has
+    /// changed, and at least every `view_refresh_ms` for the ping/pong times and links.
     fn maybe_publish_view(&mut self) {
         let topo = self.topology();
-        let stamp = self.slots_version ^ (self.current_epoch << 32) ^ ((self.state_ok as u64) << 63);
-        let stamp = stamp
-            ^ self
-                .migrating_to
-                .iter()
-                .chain(self.importing_from.iter())
-                .fold(0u64, |h, (s, n)| h.wrapping_mul(31).wrapping_add(*s as u64 * 65599 + *n as u64 + 1));
         let due = match &self.last_view {
             None => true,
-            Some((_, t, s)) => {
-                *t != topo
-                    || *s != stamp
-                    || self.now.saturating_sub(self.last_view.as_ref().map_or(0, |v| v.0.built_at_ms))
-                        >= self.cfg.view_refresh_ms
+            Some((view, last)) => {
+                *last != topo || self.now.saturating_sub(view.built_at_ms) >= self.cfg.view_refresh_ms
             }
         };
         if due {
             let view = Arc::new(ClusterView::build(self));
             self.out.push(Output::ViewChanged(view.clone()));
-            self.last_view = Some((view, topo, stamp));
+            self.last_view = Some((view, topo));
         }
     }
 
