@@ -63,8 +63,8 @@ elif ! python3 -c 'import redis' >/dev/null 2>&1; then
     python3 -c 'import redis' || { echo "deploy/test.sh: cannot install the redis Python client" >&2; exit 1; }
 fi
 
-log "cargo build --release -p ferrokv-server"
-cargo build --release -p ferrokv-server
+log "cargo build --release -p ferrokv-server -p ferrokv-cli"
+cargo build --release -p ferrokv-server -p ferrokv-cli
 
 if [ "$#" -eq 0 ]; then
     set -- --workspace

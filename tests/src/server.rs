@@ -102,6 +102,26 @@ fn reserve_port() -> u16 {
     }
 }
 
+/// A port in 20000..30000 whose cluster bus port (port + 10000) is free as well.
+fn reserve_cluster_port() -> u16 {
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    loop {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = 20000 + (seed % 10000) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if !free(port) || !free(port + 10000) {
+            continue;
+        }
+        let mut guard = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
 fn release_port(port: u16) {
     let mut guard = PORTS_IN_USE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(set) = guard.as_mut() {
@@ -147,6 +167,8 @@ pub struct Server {
     dir: PathBuf,
     command: String,
     exited: Option<ExitStatus>,
+    /// The arguments given at start (for `restart`).
+    args: Vec<String>,
 }
 
 impl Server {
@@ -235,7 +257,8 @@ impl Server {
                 return Err((StartError { kind, command, status: None, reason, output: String::new() }, false));
             }
         };
-        let mut server = Server { kind, child, port, dir, command, exited: None };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut server = Server { kind, child, port, dir, command, exited: None, args };
         match server.wait_ready() {
             Ok(()) => Ok(server),
             Err(reason) => {
@@ -345,6 +368,46 @@ impl Server {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A node with `--cluster-enabled yes`, on a port whose bus port (+10000) is free.
+    pub fn cluster_node(kind: Kind, args: &[&str]) -> Server {
+        let mut all = vec!["--cluster-enabled", "yes"];
+        all.extend_from_slice(args);
+        for _ in 0..20 {
+            let port = reserve_cluster_port();
+            match Server::start_on(kind, port, &all) {
+                Ok(s) => return s,
+                Err((e, taken)) => {
+                    release_port(port);
+                    if !taken {
+                        panic!("{e}");
+                    }
+                }
+            }
+        }
+        panic!("no free port pair for a cluster node after 20 tries");
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+
+    /// Starts the same command again, on the same port and in the same directory (so a
+    /// cluster node finds its nodes.conf), after the process exited or was killed.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut cmd = server_command(self.kind, self.port, &self.dir, &args);
+        self.child = cmd.spawn().unwrap_or_else(|e| panic!("cannot restart {}: {e}", self.command));
+        self.exited = None;
+        if let Err(reason) = self.wait_ready() {
+            panic!("restarted server did not come up: {reason}\n{}", self.output());
         }
     }
 
