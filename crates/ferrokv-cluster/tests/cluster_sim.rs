@@ -322,3 +322,46 @@ fn one_node_clock_step_fails_nobody() {
         assert!(ok, "seed {seed}: {:?}", converged(&sim, 7));
     }
 }
+
+/// `redis-cli --cluster create`'s order: slots and distinct config epochs first, then every
+/// node meets the first one, then replicas are attached.
+#[test]
+fn the_redis_cli_create_sequence_converges() {
+    for seed in 700..710 {
+        let (n, masters) = (8, 4);
+        let mut sim = Sim::new(seed, n);
+        sim.run_for(300);
+        for m in 0..masters {
+            let (a, b) = slot_block(m, masters);
+            let r =
+                sim.command(m, Command::AddSlotsRange(vec![a.to_string().into_bytes(), b.to_string().into_bytes()]));
+            assert_eq!(r, Ok(Reply::Ok));
+        }
+        for i in 0..n {
+            let r = sim.command(i, Command::SetConfigEpoch((i + 1).to_string().into_bytes()));
+            assert_eq!(r, Ok(Reply::Ok));
+        }
+        for i in 1..n {
+            meet(&mut sim, i, 0);
+        }
+        let joined = sim.run_until_cond(30_000, 250, |s| {
+            s.alive().iter().all(|&i| {
+                s.fresh_view(i).nodes.iter().filter(|x| !x.flags.intersects(NodeFlags::HANDSHAKE)).count() == n
+            })
+        });
+        assert!(joined, "seed {seed}");
+        for i in masters..n {
+            let master = sim.id(i - masters);
+            let r = sim.command(i, Command::Replicate { node: master.as_str().as_bytes().to_vec(), db_empty: true });
+            assert_eq!(r, Ok(Reply::Ok));
+        }
+        let ok = sim.run_until_cond(30_000, 250, |s| converged(s, n).is_ok() && all_ok(s));
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, n));
+        // No collision handling was needed: the epochs given are the ones kept.
+        let v = sim.fresh_view(0);
+        for m in 0..masters {
+            assert_eq!(v.node(&sim.id(m)).unwrap().config_epoch, m as u64 + 1, "seed {seed}");
+        }
+        assert_eq!(v.current_epoch, n as u64);
+    }
+}

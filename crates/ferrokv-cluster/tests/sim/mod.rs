@@ -659,24 +659,20 @@ pub fn move_a_slot(sim: &mut Sim, b: usize) -> bool {
         return false;
     }
     let me = sim.id(b);
-    let r = sim.command(
-        b,
-        Command::SetSlot {
-            args: vec![arg(slot.to_string()), arg("node".into()), arg(me.to_string())],
-            keys_in_slot: 0,
-        },
-    );
+    let setslot = |action: &str, node: &NodeId| Command::SetSlot {
+        args: vec![arg(slot.to_string()), arg(action.into()), arg(node.to_string())],
+        keys_in_slot: 0,
+    };
+    // The source, when reachable, marks the slot migrating first.
+    let a = (0..sim.nodes.len()).find(|&i| sim.nodes[i].alive && sim.id(i) == owner).filter(|&a| sim.reachable(a, b));
+    if let Some(a) = a {
+        let _ = sim.command(a, setslot("migrating", &me));
+    }
+    let r = sim.command(b, setslot("node", &me));
     assert_eq!(r, Ok(Reply::Ok), "seed {}", sim.seed);
     *sim.stats.entry("slot moves").or_default() += 1;
-    let a = (0..sim.nodes.len()).find(|&i| sim.nodes[i].alive && sim.id(i) == owner);
-    if let Some(a) = a.filter(|&a| sim.reachable(a, b)) {
-        let _ = sim.command(
-            a,
-            Command::SetSlot {
-                args: vec![arg(slot.to_string()), arg("node".into()), arg(me.to_string())],
-                keys_in_slot: 0,
-            },
-        );
+    if let Some(a) = a {
+        let _ = sim.command(a, setslot("node", &me));
     }
     true
 }
