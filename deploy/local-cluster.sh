@@ -9,16 +9,16 @@
 #   clean   stop, then remove deploy/local-cluster/
 #   status  show which nodes run
 #
-# Cluster mode does not exist yet, so `start` runs ONE standalone node on port 7000.
-# When it does, `CLUSTER=yes deploy/local-cluster.sh start` (made the default then)
-# starts 6 nodes on ports 7000-7005 with `--cluster-enabled yes` and joins them with
-# `redis-cli --cluster create` (3 masters, 1 replica each).
+# `start` runs 6 nodes on ports 7000-7005 with `--cluster-enabled yes` (one shard
+# thread each) and joins them with `ferrokv-cli cluster create` (3 masters, 1 replica
+# each); started again after `stop`, the nodes rejoin from their nodes.conf.
+# `CLUSTER=no` runs one standalone node on port 7000 instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 base_dir=deploy/local-cluster
 first_port=7000
-CLUSTER=${CLUSTER:-no}
+CLUSTER=${CLUSTER:-yes}
 if [ "$CLUSTER" = yes ]; then
     node_count=6
     replicas=1
@@ -64,12 +64,12 @@ start_node() {
     mkdir -p "$dir"
     local args=(--port "$port" --bind 127.0.0.1 --dir "$(cd "$dir" && pwd)")
     if [ "$CLUSTER" = yes ]; then
-        args+=(--cluster-enabled yes --cluster-config-file nodes.conf)
+        args+=(--cluster-enabled yes --cluster-config-file nodes.conf --server-threads 1)
     fi
     nohup "$server" "${args[@]}" >"$dir/ferrokv.log" 2>&1 </dev/null &
     echo $! >"$(pid_file "$port")"
     for _ in $(seq 100); do
-        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+        if target/release/ferrokv-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
             echo "node $port started (pid $(cat "$(pid_file "$port")"), log $dir/ferrokv.log)"
             return
         fi
@@ -107,25 +107,33 @@ create_cluster() {
     for port in $(ports); do
         addresses+=("127.0.0.1:$port")
     done
-    redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes
+    target/release/ferrokv-cli cluster create "${addresses[@]}" --replicas "$replicas" --yes
+}
+
+# Whether the nodes already formed a cluster (a restart after `stop`).
+already_joined() {
+    local conf="$base_dir/$first_port/nodes.conf"
+    [ -f "$conf" ] && [ "$(grep -c ' master\| slave' "$conf")" -gt 1 ]
 }
 
 case "${1:-}" in
     start)
-        command -v redis-cli >/dev/null || { echo "needs redis-cli (apt-get install redis-tools)" >&2; exit 1; }
         if [ "${2:-}" != --no-build ]; then
-            cargo build --release -p ferrokv-server
+            cargo build --release -p ferrokv-server -p ferrokv-cli
         fi
         [ -x "$server" ] || { echo "no $server: build it first" >&2; exit 1; }
         for port in $(ports); do
             start_node "$port"
         done
         if [ "$CLUSTER" = yes ]; then
-            create_cluster
-            echo "connect: redis-cli -c -p $first_port"
+            if already_joined; then
+                echo "nodes restarted from their nodes.conf"
+            else
+                create_cluster
+            fi
+            echo "connect: target/release/ferrokv-cli -c -p $first_port   (or redis-cli -c -p $first_port)"
         else
-            echo "connect: redis-cli -p $first_port"
-            echo "(one standalone node: cluster mode comes later, then this starts 6 nodes and creates the cluster)"
+            echo "connect: target/release/ferrokv-cli -p $first_port   (or redis-cli -p $first_port)"
         fi
         ;;
     stop)
