@@ -279,6 +279,8 @@ fn a_seed_replays_exactly() {
     }
 }
 
+/// Throughput of the simulator, for profiling: `cargo test --test cluster_sim profile_chaos
+/// -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn profile_chaos() {
