@@ -175,7 +175,10 @@ pub fn zrandmember(ctx: &mut Ctx, args: &Args) {
         // Repetitions allowed, in random order.
         (0..count).filter_map(|_| z.get(rng.below(size))).collect()
     } else if count >= size {
-        z.to_vec()
+        // The whole set, as Redis's `zuiNext` walks a sorted set: from the highest.
+        let mut all = z.to_vec();
+        all.reverse();
+        all
     } else {
         distinct_ranks(&mut rng, size, count).into_iter().filter_map(|r| z.get(r)).collect()
     };
@@ -300,7 +303,7 @@ mod tests {
         let mut h = Harness::new();
         h.cmd("ZADD z 1 a 2 b 3 c");
         assert_eq!(h.cmd("ZRANDMEMBER z 0"), "*0\r\n");
-        assert_eq!(h.cmd("ZRANDMEMBER z 5"), "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+        assert_eq!(h.cmd("ZRANDMEMBER z 5"), "*3\r\n$1\r\nc\r\n$1\r\nb\r\n$1\r\na\r\n");
         assert_eq!(h.cmd("ZRANDMEMBER z 3 WITHSCORES").matches("\r\n").count(), 13);
         assert!(h.cmd("ZRANDMEMBER z -5").starts_with("*5\r\n"));
         assert!(h.cmd("ZRANDMEMBER z 2").starts_with("*2\r\n"));
