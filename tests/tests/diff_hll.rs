@@ -204,7 +204,7 @@ const HLL: &[CommandGen] = &[
     // No lone XZERO byte (0x40..=0x7f) at the end: splitting one makes Redis write the
     // byte past the end of its string, which ferrokv does not keep (see sketch.rs).
     CommandGen::new("APPEND", 1, |g| {
-        let tail: &[u8] = *g.rng.pick(&[&b"\x00"[..], b"\x7f\xff", b"\x80", b"\x3f"]);
+        let tail: &[u8] = g.rng.pick(&[&b"\x00"[..], b"\x7f\xff", b"\x80", b"\x3f"]);
         vec![w("APPEND"), g.key(), tail.to_vec()]
     }),
     CommandGen::new("DEL", 2, |g| {
