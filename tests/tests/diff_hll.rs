@@ -204,8 +204,8 @@ const HLL: &[CommandGen] = &[
     // No lone XZERO byte (0x40..=0x7f) at the end: splitting one makes Redis write the
     // byte past the end of its string, which ferrokv does not keep (see sketch.rs).
     CommandGen::new("APPEND", 1, |g| {
-        let tail: &[u8] = g.rng.pick(&[&b"\x00"[..], b"\x7f\xff", b"\x80", b"\x3f"]);
-        vec![w("APPEND"), g.key(), tail.to_vec()]
+        let tail = g.rng.pick(&[&b"\x00"[..], b"\x7f\xff", b"\x80", b"\x3f"]).to_vec();
+        vec![w("APPEND"), g.key(), tail]
     }),
     CommandGen::new("DEL", 2, |g| {
         let mut args = vec![w("DEL")];
