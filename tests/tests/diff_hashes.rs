@@ -238,6 +238,8 @@ struct Stream {
     side: (Conn, Conn),
     resp3: bool,
     index: usize,
+    /// Comparisons by kind, printed with `FERROKV_DIFF_STATS=1`.
+    stats: BTreeMap<&'static str, usize>,
 }
 
 impl Stream {
@@ -248,7 +250,7 @@ impl Stream {
             side.0.send(&["HELLO", "3"]);
             side.1.send(&["HELLO", "3"]);
         }
-        Stream { d, side, resp3, index: 0 }
+        Stream { d, side, resp3, index: 0, stats: BTreeMap::new() }
     }
 
     fn send(&mut self, args: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
@@ -321,6 +323,7 @@ impl Stream {
         if args.len() != 2 || self.encoding(&args[1])? != "hashtable" {
             return self.d.check(0, args, Check::Exact);
         }
+        *self.stats.entry("hashtable listings").or_default() += 1;
         let (f, r) = self.send(args);
         if f == r {
             return Ok(());
@@ -361,6 +364,7 @@ impl Stream {
             }
             return Ok(());
         }
+        *self.stats.entry("hashtable full scans").or_default() += 1;
         let f = full_scan(&mut self.side.0, args);
         let r = full_scan(&mut self.side.1, args);
         if f != r {
@@ -374,6 +378,7 @@ impl Stream {
         if f == r {
             return Ok(());
         }
+        *self.stats.entry("random picks compared by membership").or_default() += 1;
         let key = args[1].clone();
         let contents = self.contents(&key);
         let encoding = self.encoding(&key)?;
@@ -528,7 +533,11 @@ fn run(label: &str, ferrokv_args: &[&str], resp3: bool, default_steps: usize) {
             }
             s.step(&args, op.cmp)?;
         }
-        s.final_state()
+        s.final_state()?;
+        if std::env::var_os("FERROKV_DIFF_STATS").is_some() {
+            eprintln!("{label} seed {seed}: {:?}", s.stats);
+        }
+        Ok(())
     });
 }
 
