@@ -159,12 +159,12 @@ impl Node {
         self.count as usize
     }
 
-    /// Opens `add` bytes at `off` and returns them, growing the buffer by at most a
-    /// quarter beyond need (a node rarely shrinks, so slack would stay).
+    /// Opens `add` bytes at `off` and returns them, growing the buffer by at most an
+    /// eighth beyond need (a node rarely shrinks, so slack would stay).
     fn open(&mut self, off: usize, add: usize) -> &mut [u8] {
         let old = self.buf.len();
         if self.buf.capacity() < old + add {
-            self.buf.reserve_exact(add.max(old / 4));
+            self.buf.reserve_exact(add.max(old / 8));
         }
         self.buf.resize(old + add, 0);
         self.buf.copy_within(off..old, off + add);
@@ -255,6 +255,17 @@ impl ListValue {
     /// Number of nodes (quicklist nodes), for tests and DEBUG-like introspection.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Gives back the growth slack of the end nodes (the only ones that grow), e.g.
+    /// after a push of many elements.
+    pub fn shrink_to_fit(&mut self) {
+        if let Some(n) = self.nodes.front_mut() {
+            n.buf.shrink_to_fit();
+        }
+        if let Some(n) = self.nodes.back_mut() {
+            n.buf.shrink_to_fit();
+        }
     }
 
     pub fn push_back(&mut self, v: &[u8]) {
@@ -779,6 +790,14 @@ mod tests {
         let small = numbered(-1, 10_000);
         assert!(small.node_count() > l.node_count());
         assert!(l.heap_size() < 10_000 * 8, "{} bytes", l.heap_size());
+    }
+
+    #[test]
+    fn shrink_to_fit_leaves_no_growth_slack() {
+        let mut l = numbered(-2, 300);
+        l.shrink_to_fit();
+        let bytes: usize = l.nodes.iter().map(|n| n.buf.len()).sum();
+        assert_eq!(l.heap_size(), bytes + l.nodes.capacity() * std::mem::size_of::<Node>());
     }
 
     #[test]

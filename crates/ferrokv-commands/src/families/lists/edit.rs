@@ -16,6 +16,10 @@ fn push(ctx: &mut Ctx, args: &Args, end: End, only_existing: bool) {
                 End::Right => l.push_back(v),
             }
         }
+        // One push grows a node by an eighth at most; many leave it sized exactly.
+        if args.len() > 4 {
+            l.shrink_to_fit();
+        }
         l.len()
     };
     let len = match db.get(key, now) {
