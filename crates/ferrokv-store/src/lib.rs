@@ -13,4 +13,4 @@ pub mod zset;
 
 pub use db::{Db, Entry};
 pub use slot::{key_slot, SLOTS};
-pub use value::Value;
+pub use value::{StrBytes, Value};

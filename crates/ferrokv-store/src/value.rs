@@ -12,7 +12,7 @@ pub enum Value {
     /// Any other string. `raw` is true once it was modified in place (APPEND,
     /// SETRANGE, SETBIT), which Redis reports as `raw` whatever its length.
     Str {
-        bytes: Vec<u8>,
+        bytes: StrBytes,
         raw: bool,
     },
     Hash(Box<HashValue>),
@@ -26,7 +26,7 @@ impl Value {
     pub fn string(b: &[u8]) -> Value {
         match parse_canonical_i64(b) {
             Some(n) => Value::Int(n),
-            None => Value::Str { bytes: b.to_vec(), raw: false },
+            None => Value::Str { bytes: b.into(), raw: false },
         }
     }
 
@@ -59,6 +59,110 @@ impl Value {
 
     pub fn is_string(&self) -> bool {
         matches!(self, Value::Int(_) | Value::Str { .. })
+    }
+}
+
+/// The bytes of a string value: up to [`StrBytes::INLINE`] bytes inside the value
+/// itself, longer ones in a heap buffer (with spare capacity for APPEND and SETRANGE).
+///
+/// Inline small values save an allocation per key (about 32 bytes with the allocator's
+/// overhead) and the `free` of the old value on every overwrite, which profiles showed
+/// at 7-11% of CPU under SET load; at 24 bytes it keeps `Value` at 32.
+#[derive(Clone)]
+pub enum StrBytes {
+    Inline { len: u8, buf: [u8; StrBytes::INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl StrBytes {
+    pub const INLINE: usize = 15;
+
+    pub fn new() -> Self {
+        StrBytes::Inline { len: 0, buf: [0; Self::INLINE] }
+    }
+
+    /// The bytes as a growable buffer, for in-place edits (moved to the heap if inline).
+    pub fn as_vec(&mut self) -> &mut Vec<u8> {
+        if let StrBytes::Inline { len, buf } = self {
+            let v = buf[..*len as usize].to_vec();
+            *self = StrBytes::Heap(v);
+        }
+        match self {
+            StrBytes::Heap(v) => v,
+            StrBytes::Inline { .. } => unreachable!("moved to the heap above"),
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            StrBytes::Inline { len, buf } => buf[..len as usize].to_vec(),
+            StrBytes::Heap(v) => v,
+        }
+    }
+}
+
+impl Default for StrBytes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for StrBytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            StrBytes::Inline { len, buf } => &buf[..*len as usize],
+            StrBytes::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for StrBytes {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            StrBytes::Inline { len, buf } => &mut buf[..*len as usize],
+            StrBytes::Heap(v) => v,
+        }
+    }
+}
+
+impl From<&[u8]> for StrBytes {
+    #[inline]
+    fn from(b: &[u8]) -> Self {
+        if b.len() <= Self::INLINE {
+            let mut buf = [0; Self::INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            StrBytes::Inline { len: b.len() as u8, buf }
+        } else {
+            StrBytes::Heap(b.to_vec())
+        }
+    }
+}
+
+impl From<Vec<u8>> for StrBytes {
+    #[inline]
+    fn from(v: Vec<u8>) -> Self {
+        if v.len() <= Self::INLINE {
+            StrBytes::from(&v[..])
+        } else {
+            StrBytes::Heap(v)
+        }
+    }
+}
+
+impl PartialEq for StrBytes {
+    fn eq(&self, o: &Self) -> bool {
+        **self == **o
+    }
+}
+
+impl Eq for StrBytes {}
+
+impl std::fmt::Debug for StrBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
     }
 }
 
@@ -98,6 +202,20 @@ pub fn parse_canonical_i64(b: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_strings_are_inline() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        for len in [0, 1, StrBytes::INLINE, StrBytes::INLINE + 1, 100] {
+            let b: Vec<u8> = (0..len as u8).collect();
+            let mut s = StrBytes::from(&b[..]);
+            assert_eq!(&*s, &b[..]);
+            assert_eq!(matches!(s, StrBytes::Inline { .. }), len <= StrBytes::INLINE);
+            s.as_vec().push(7);
+            assert_eq!(s.len(), len + 1);
+            assert!(matches!(s, StrBytes::Heap(_)));
+        }
+    }
 
     #[test]
     fn canonical_integers() {

@@ -363,7 +363,7 @@ fn lookup(ctx: &mut Ctx, slot: u16, pattern: &[u8], elem: &[u8]) -> Result<Optio
     Ok(match (&e.value, field) {
         (Value::Hash(h), Some(f)) => h.get(f).map(|v| v.to_vec()),
         (Value::Int(n), None) => Some(n.to_string().into_bytes()),
-        (Value::Str { bytes, .. }, None) => Some(bytes.clone()),
+        (Value::Str { bytes, .. }, None) => Some(bytes.to_vec()),
         _ => None,
     })
 }

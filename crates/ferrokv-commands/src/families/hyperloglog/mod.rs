@@ -88,7 +88,7 @@ fn sketch_of_mut<'a>(v: &'a mut Value, out: &mut ReplyBuf) -> Option<&'a mut Vec
     match v {
         Value::Str { bytes, raw } => {
             *raw = true;
-            Some(bytes)
+            Some(bytes.as_vec())
         }
         _ => None,
     }
@@ -96,7 +96,7 @@ fn sketch_of_mut<'a>(v: &'a mut Value, out: &mut ReplyBuf) -> Option<&'a mut Vec
 
 /// A new sketch as PFADD and PFMERGE create one.
 fn new_value(bytes: Vec<u8>) -> Value {
-    Value::Str { bytes, raw: true }
+    Value::Str { bytes: bytes.into(), raw: true }
 }
 
 /// Adds elements; returns how many changed a register. Stops at a corrupt sketch,
@@ -364,7 +364,7 @@ mod tests {
 
     fn get(h: &mut Harness, key: &str) -> Vec<u8> {
         match &h.db.get(key.as_bytes(), h.now).expect("key").value {
-            Value::Str { bytes, .. } => bytes.clone(),
+            Value::Str { bytes, .. } => bytes.to_vec(),
             other => panic!("{other:?}"),
         }
     }
@@ -467,7 +467,7 @@ mod tests {
         bad.truncate(16);
         bad.push(0);
         bad[15] = 0x80;
-        h.db.set(b"bad", Value::Str { bytes: bad, raw: false }, 0);
+        h.db.set(b"bad", Value::Str { bytes: bad.into(), raw: false }, 0);
         let corrupt = "-INVALIDOBJ Corrupted HLL object detected\r\n";
         assert_eq!(h.cmd("PFCOUNT bad"), corrupt);
         assert_eq!(h.cmd("PFCOUNT bad k"), corrupt);

@@ -43,7 +43,7 @@ pub(super) fn bitmap_for_write<'a>(
         }
         Some(_) => false,
         None => {
-            db.set(key, Value::Str { bytes: vec![0; len], raw: true }, 0);
+            db.set(key, Value::Str { bytes: vec![0; len].into(), raw: true }, 0);
             true
         }
     };
@@ -323,7 +323,7 @@ pub fn bitop(ctx: &mut Ctx, args: &Args) {
     let len = res.len();
     let db = ctx.keys.db(dest);
     if len > 0 {
-        db.set(dest, Value::Str { bytes: res, raw: true }, 0);
+        db.set(dest, Value::Str { bytes: res.into(), raw: true }, 0);
         ctx.touch(dest);
     } else if db.remove(dest, now).is_some() {
         ctx.touch(dest);

@@ -92,7 +92,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
     }
     let text = sum.to_human_string().into_bytes();
     ctx.out.bulk(&text);
-    let value = Value::Str { bytes: text, raw: false };
+    let value = Value::Str { bytes: text.into(), raw: false };
     match entry {
         Some(e) => e.value = value,
         None => db.set(key, value, 0),

@@ -125,12 +125,12 @@ fn string_len(v: &Value) -> usize {
 /// `dbUnshareStringValue`, this turns the value into a `raw` string.
 fn raw_bytes(v: &mut Value) -> &mut Vec<u8> {
     if let Value::Int(n) = *v {
-        *v = Value::Str { bytes: format_i64(n, &mut [0; 20]).to_vec(), raw: true };
+        *v = Value::Str { bytes: format_i64(n, &mut [0; 20]).into(), raw: true };
     }
     match v {
         Value::Str { bytes, raw } => {
             *raw = true;
-            bytes
+            bytes.as_vec()
         }
         _ => unreachable!("callers check is_string first; ints were converted above"),
     }
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(c_str(b"nx\0junk"), b"nx");
         let mut v = Value::Int(-12);
         raw_bytes(&mut v).push(b'3');
-        assert_eq!(v, Value::Str { bytes: b"-123".to_vec(), raw: true });
+        assert_eq!(v, Value::Str { bytes: b"-123".to_vec().into(), raw: true });
         assert_eq!(v.encoding(), "raw");
     }
 }

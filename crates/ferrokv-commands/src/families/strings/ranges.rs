@@ -73,7 +73,7 @@ pub fn setrange(ctx: &mut Ctx, args: &Args) {
             let mut bytes = vec![0; offset as usize];
             bytes.extend_from_slice(value);
             let len = bytes.len();
-            db.set(key, Value::Str { bytes, raw: true }, 0);
+            db.set(key, Value::Str { bytes: bytes.into(), raw: true }, 0);
             len
         }
         Ok(Some(v)) => {
