@@ -79,15 +79,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("lpos", -3, R, KEY1, READ_SLOW, read::lpos),
     cmd("lpop", -2, WF, KEY1, WRITE_FAST, pop::lpop),
     cmd("rpop", -2, WF, KEY1, WRITE_FAST, pop::rpop),
-    cmd("lmpop", -4, &["write", "movablekeys"], KeyPositions::NONE, WRITE_SLOW, pop::lmpop)
-        .with_key_finder(pop::lmpop_keys),
+    // The server adds `movablekeys` to the flags of commands with a key finder.
+    cmd("lmpop", -4, W, KeyPositions::NONE, WRITE_SLOW, pop::lmpop).with_key_finder(pop::lmpop_keys),
     cmd("lmove", 5, WD, KEY12, WRITE_SLOW, pop::lmove),
     cmd("rpoplpush", 3, WD, KEY12, WRITE_SLOW, pop::rpoplpush),
     blocking_cmd("blpop", -3, &["write", "noscript", "blocking"], KeyPositions::new(1, -2, 1), blocking::blpop),
     blocking_cmd("brpop", -3, &["write", "noscript", "blocking"], KeyPositions::new(1, -2, 1), blocking::brpop),
     blocking_cmd("blmove", 6, &["write", "denyoom", "noscript", "blocking"], KEY12, blocking::blmove),
     blocking_cmd("brpoplpush", 4, &["write", "denyoom", "noscript", "blocking"], KEY12, blocking::brpoplpush),
-    blocking_cmd("blmpop", -5, &["write", "blocking", "movablekeys"], KeyPositions::NONE, blocking::blmpop)
+    blocking_cmd("blmpop", -5, &["write", "blocking"], KeyPositions::NONE, blocking::blmpop)
         .with_key_finder(blocking::blmpop_keys),
 ];
 
@@ -196,18 +196,16 @@ fn delete_if_empty(ctx: &mut Ctx, key: &[u8]) {
 }
 
 /// Key indexes of a command whose keys follow a `numkeys` argument at `idx` (LMPOP,
-/// BLMPOP), as Redis's `keynum` key spec finds them: none when numkeys is not a
-/// non-negative integer, and only those present when it counts too many.
+/// BLMPOP), as Redis's `keynum` key spec finds them: none unless numkeys is a positive
+/// integer and that many arguments follow it (Redis then finds no keys and lets the
+/// command reply its own error).
 fn numkeys_keys(args: &Args, idx: usize) -> Vec<usize> {
     if idx >= args.len() {
         return Vec::new();
     }
+    let first = idx + 1;
     match parse_i64(args.get(idx)) {
-        Some(n) if n >= 0 => {
-            let first = idx + 1;
-            let n = (n as u64).min(args.len() as u64) as usize;
-            (first..first + n).filter(|&i| i < args.len()).collect()
-        }
+        Some(n) if n > 0 && n < (args.len() - first) as i64 + 1 => (first..first + n as usize).collect(),
         _ => Vec::new(),
     }
 }
@@ -315,7 +313,8 @@ mod tests {
         assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, -2, 1)));
         assert_eq!(c.acl, &["@write", "@list", "@slow", "@blocking"]);
         assert_eq!(find("blmove").flags, &["write", "denyoom", "noscript", "blocking"]);
-        assert_eq!(find("lmpop").flags, &["write", "movablekeys"]);
+        assert_eq!(find("lmpop").flags, &["write"]);
+        assert!(find("lmpop").key_finder.is_some() && find("blmpop").key_finder.is_some());
         assert_eq!(find("lrem").flags, &["write"]);
         assert_eq!((find("lpos").arity, find("lset").arity, find("blmpop").arity), (-3, 4, -5));
         assert_eq!(find("llen").acl, &["@read", "@list", "@fast"]);
@@ -333,11 +332,13 @@ mod tests {
             f(&owned.args())
         };
         assert_eq!(keys("LMPOP 2 a b LEFT", pop::lmpop_keys), [2, 3]);
-        assert_eq!(keys("LMPOP 3 a LEFT", pop::lmpop_keys), [2, 3]);
+        assert_eq!(keys("LMPOP 3 a LEFT", pop::lmpop_keys), Vec::<usize>::new());
+        assert_eq!(keys("LMPOP 2 a LEFT", pop::lmpop_keys), [2, 3]);
+        assert_eq!(keys("LMPOP 0 a LEFT", pop::lmpop_keys), Vec::<usize>::new());
         assert_eq!(keys("LMPOP x a LEFT", pop::lmpop_keys), Vec::<usize>::new());
         assert_eq!(keys("LMPOP -1 a LEFT", pop::lmpop_keys), Vec::<usize>::new());
         assert_eq!(keys("BLMPOP 0 2 a b RIGHT COUNT 3", blocking::blmpop_keys), [3, 4]);
-        assert_eq!(keys("BLMPOP 0 9223372036854775807 a RIGHT", blocking::blmpop_keys), [3, 4]);
+        assert_eq!(keys("BLMPOP 0 9223372036854775807 a RIGHT", blocking::blmpop_keys), Vec::<usize>::new());
     }
 
     #[test]
