@@ -214,7 +214,7 @@ impl HashValue {
     pub fn iter(&self) -> Iter<'_> {
         match &self.repr {
             Repr::Packed(p) => Iter::Packed(p.iter()),
-            Repr::Table(t) => Iter::Table(Box::new(t.iter())),
+            Repr::Table(t) => Iter::Table(t.iter()),
         }
     }
 
@@ -316,7 +316,7 @@ impl HashValue {
 /// Iterator over the pairs of a [`HashValue`].
 pub enum Iter<'a> {
     Packed(pack::PackIter<'a>),
-    Table(Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a>),
+    Table(table::TableIter<'a>),
 }
 
 impl<'a> Iterator for Iter<'a> {

@@ -168,8 +168,8 @@ impl Table {
     }
 
     /// The pairs in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.slots.iter().filter_map(|s| s.pair.as_deref().map(split))
+    pub fn iter(&self) -> TableIter<'_> {
+        TableIter(self.slots.iter())
     }
 
     pub fn pair_at_slot(&self, i: usize) -> Option<(&[u8], &[u8])> {
@@ -225,6 +225,17 @@ impl Table {
                 return cursor;
             }
         }
+    }
+}
+
+/// Iterator over the pairs of a [`Table`], in slot order.
+pub struct TableIter<'a>(std::slice::Iter<'a, Slot>);
+
+impl<'a> Iterator for TableIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.by_ref().find_map(|s| s.pair.as_deref().map(split))
     }
 }
 
