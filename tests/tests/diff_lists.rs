@@ -531,11 +531,12 @@ fn a_miss_times_out_with_a_null_array() {
     );
 }
 
-/// Redis serves a woken client from the key that became ready, skipping keys of
-/// another type; the functions here cannot tell which key woke them, and reply
-/// WRONGTYPE for `a`. Needs the server to pass the ready key (see the lists report).
+/// Redis serves a blocked list client only when a key it waits on becomes ready
+/// *holding a list* (`handleClientsBlockedOnKeys` checks the type): SET on `a` leaves
+/// it blocked, and the push on `b` serves it. ferrokv runs the command again on any
+/// change of `a`, which then answers WRONGTYPE as a first run must.
 #[test]
-#[ignore = "woken clients are served from their keys in argument order, not from the ready key"]
+#[ignore = "server: a waiter is run again when its key changes to another type"]
 fn woken_blpop_skips_a_key_that_became_a_string() {
     same_as_redis(
         "ready key",
