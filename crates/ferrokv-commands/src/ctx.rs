@@ -19,13 +19,15 @@ pub struct ExecConfig {
     /// Positive: entries per quicklist node; negative: node size class (-2 = 8 KiB).
     pub list_max_listpack_size: i64,
     pub list_compress_depth: u64,
+    /// `cluster-enabled`: some commands refuse options there (SORT BY/GET).
+    pub cluster_mode: bool,
 }
 
 impl Default for ExecConfig {
     fn default() -> Self {
         ExecConfig {
             proto_max_bulk_len: 512 * 1024 * 1024,
-            hash_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
             set_max_listpack_entries: 128,
@@ -34,6 +36,7 @@ impl Default for ExecConfig {
             zset_max_listpack_value: 64,
             list_max_listpack_size: -2,
             list_compress_depth: 0,
+            cluster_mode: false,
         }
     }
 }

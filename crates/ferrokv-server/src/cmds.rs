@@ -447,10 +447,9 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         let cfg = core.node.config().clone();
         let mut found: Vec<(&str, String)> = Vec::new();
         for pat in args.iter().skip(2) {
-            for o in config::OPTIONS {
-                if ferrokv_store::glob::glob_match(pat, o.name.as_bytes(), true) && !found.iter().any(|f| f.0 == o.name)
-                {
-                    found.push((o.name, o.get(&cfg)));
+            for (name, o) in config::names() {
+                if ferrokv_store::glob::glob_match(pat, name.as_bytes(), true) && !found.iter().any(|f| f.0 == name) {
+                    found.push((name, o.get(&cfg)));
                 }
             }
         }
@@ -463,7 +462,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         });
     } else if eq_ic(sub, "set") {
         if args.len() % 2 != 0 {
-            return c.error("ERR wrong number of arguments for 'config|set' command");
+            return c.error(ERR_SYNTAX);
         }
         let mut cfg = core.node.config().clone();
         let mut i = 2;

@@ -67,6 +67,7 @@ impl Config {
             zset_max_listpack_value: self.zset_max_listpack_value,
             list_max_listpack_size: self.list_max_listpack_size,
             list_compress_depth: self.list_compress_depth,
+            cluster_mode: self.cluster_enabled,
         }
     }
 }
@@ -92,7 +93,7 @@ impl Default for Config {
             appendonly: false,
             daemonize: false,
             protected_mode: true,
-            hash_max_listpack_entries: 128,
+            hash_max_listpack_entries: 512,
             hash_max_listpack_value: 64,
             set_max_intset_entries: 512,
             set_max_listpack_entries: 128,
@@ -251,8 +252,23 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
 ];
 
+/// Old names Redis 7.0 still accepts for the same options.
+pub static ALIASES: &[(&str, &str)] = &[
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+];
+
 pub fn option(name: &str) -> Option<&'static OptionSpec> {
+    let name = ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(name)).map_or(name, |(_, canonical)| canonical);
     OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+}
+
+/// Every name CONFIG GET answers to (options and their aliases), with its option.
+pub fn names() -> impl Iterator<Item = (&'static str, &'static OptionSpec)> {
+    OPTIONS.iter().map(|o| (o.name, o)).chain(ALIASES.iter().filter_map(|(a, c)| option(c).map(|o| (*a, o))))
 }
 
 /// Redis's memtoull: a number with an optional unit (k, kb, m, mb, g, gb; case-insensitive).

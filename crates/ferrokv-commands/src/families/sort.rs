@@ -145,8 +145,16 @@ fn parse<'a>(ctx: &mut Ctx, args: &Args<'a>, readonly: bool) -> Option<Options<'
             let pattern = args.get(j + 1);
             o.by = Some(pattern);
             o.dontsort = !c_str(pattern).contains(&b'*');
+            if !o.dontsort && ctx.cfg.cluster_mode {
+                ctx.out.error("ERR BY option of SORT denied in Cluster mode.");
+                return None;
+            }
             j += 1;
         } else if is_word(a, "get") && left >= 1 {
+            if ctx.cfg.cluster_mode {
+                ctx.out.error("ERR GET option of SORT denied in Cluster mode.");
+                return None;
+            }
             o.gets.push(args.get(j + 1));
             j += 1;
         } else {
