@@ -105,7 +105,7 @@ fn write_hash<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut HashValue, &mut 
             let mut h = HashValue::new();
             let r = f(&mut h, ctx.out);
             if !h.is_empty() {
-                db.set(key, Value::Hash(Box::new(h)), 0);
+                db.set(key, Value::Hash(h), 0);
             }
             Ok(r)
         }
