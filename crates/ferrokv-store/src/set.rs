@@ -309,7 +309,12 @@ impl SetValue {
             // Adding one by one converts as soon as the intset outgrows its limit: the
             // same as converting at the end when the final size is too big.
             if s.len() + new <= lim.intset_entries() {
-                return s.merge(&ints);
+                return match new {
+                    0 => 0,
+                    // A few in place (a shift each), more in one rewrite.
+                    1..=4 => ints.iter().filter(|&&n| s.insert(n)).count(),
+                    _ => s.merge(&ints),
+                };
             }
         }
         // A member that is not an integer, or too many: the set converts on the way.
@@ -370,7 +375,7 @@ impl SetValue {
     /// Every member: an intset's in ascending order, others in no particular order.
     pub fn iter(&self) -> Iter<'_> {
         match &self.repr {
-            Repr::Ints(s) => Iter(IterRepr::Ints(s, 0)),
+            Repr::Ints(s) => Iter(IterRepr::Ints(s.iter())),
             Repr::Packed(s) => Iter(IterRepr::Packed(s.iter())),
             Repr::Table(s) => Iter(IterRepr::Table(Box::new(s.iter()))),
         }
@@ -426,7 +431,7 @@ impl PartialEq for SetValue {
 pub struct Iter<'a>(IterRepr<'a>);
 
 enum IterRepr<'a> {
-    Ints(&'a IntSet, usize),
+    Ints(intset::Iter<'a>),
     Packed(packed::Iter<'a>),
     Table(Box<dyn Iterator<Item = &'a [u8]> + 'a>),
 }
@@ -436,13 +441,7 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<Member<'a>> {
         match &mut self.0 {
-            IterRepr::Ints(s, i) => {
-                if *i >= s.len() {
-                    return None;
-                }
-                *i += 1;
-                Some(Member::Int(s.get(*i - 1)))
-            }
+            IterRepr::Ints(it) => it.next().map(Member::Int),
             IterRepr::Packed(it) => it.next().map(Member::Bytes),
             IterRepr::Table(it) => it.next().map(Member::Bytes),
         }

@@ -98,6 +98,12 @@ fn write_bits(words: &mut [u64], pos: usize, w: u32, v: u64) {
 /// Copies `len` bits from bit `from` of `src` to bit `to` of `dst`.
 fn copy_bits(dst: &mut [u64], to: usize, src: &[u64], from: usize, len: usize) {
     let mut done = 0;
+    if to % 64 == 0 && from % 64 == 0 {
+        // Whole words first (the part before an edit always starts at bit 0).
+        let words = len / 64;
+        dst[to / 64..to / 64 + words].copy_from_slice(&src[from / 64..from / 64 + words]);
+        done = words * 64;
+    }
     while done < len {
         let w = (len - done).min(64) as u32;
         write_bits(dst, to + done, w, read_bits(src, from + done, w));
