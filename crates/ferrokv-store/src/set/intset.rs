@@ -98,7 +98,7 @@ fn write_bits(words: &mut [u64], pos: usize, w: u32, v: u64) {
 /// Copies `len` bits from bit `from` of `src` to bit `to` of `dst`.
 fn copy_bits(dst: &mut [u64], to: usize, src: &[u64], from: usize, len: usize) {
     let mut done = 0;
-    if to % 64 == 0 && from % 64 == 0 {
+    if to.is_multiple_of(64) && from.is_multiple_of(64) {
         // Whole words first (the part before an edit always starts at bit 0).
         let words = len / 64;
         dst[to / 64..to / 64 + words].copy_from_slice(&src[from / 64..from / 64 + words]);
