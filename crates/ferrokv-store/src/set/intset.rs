@@ -546,7 +546,7 @@ mod tests {
                 let r = xorshift(&mut x);
                 let v = if spread == u64::MAX { r as i64 } else { (r % spread) as i64 - (spread / 3) as i64 };
                 // Grow for a while, then mostly shrink.
-                let remove = if step < 2500 { r % 4 == 0 } else { r % 4 != 0 };
+                let remove = if step < 2500 { r.is_multiple_of(4) } else { !r.is_multiple_of(4) };
                 if remove {
                     assert_eq!(s.remove(v), model.remove(&v), "remove {v} at step {step}");
                 } else {
