@@ -164,9 +164,9 @@ fn fill_for(seed: u64) -> &'static str {
 
 /// Commands on the same keys that are not list commands.
 const BASICS: &[CommandGen] = &[
-    CommandGen::new("SET", 3, |g| vec![w("SET"), g.key(), g.value()]),
+    CommandGen::new("SET", 1, |g| vec![w("SET"), g.key(), g.value()]),
     CommandGen::new("GET", 2, |g| vec![w("GET"), g.key()]),
-    CommandGen::new("DEL", 2, |g| {
+    CommandGen::new("DEL", 3, |g| {
         let mut args = vec![w("DEL")];
         args.extend(g.keys(1, 2));
         args
