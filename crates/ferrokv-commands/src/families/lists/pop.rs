@@ -50,7 +50,7 @@ pub(super) fn pop_range(ctx: &mut Ctx, key: &[u8], end: End, count: usize, with_
         db.remove(key, now);
     }
     ctx.touch(key);
-    ctx.dirty += n as u64 - 1;
+    ctx.dirty += (n as u64).saturating_sub(1);
     Ok(true)
 }
 
