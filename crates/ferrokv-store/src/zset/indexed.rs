@@ -305,8 +305,12 @@ impl Indexed {
         self.index.shrink_to(0, |&id| hash(&slots[id as usize].member));
     }
 
+    /// Gives back the slab's spare room when it is more than half empty (not after
+    /// every addition: the slab grows by doubling, as a Vec does).
     pub fn shrink_to_fit(&mut self) {
-        self.slots.shrink_to_fit();
+        if self.slots.capacity() > 2 * self.slots.len() + 16 {
+            self.slots.shrink_to_fit();
+        }
     }
 
     /// Bytes allocated on the heap (approximate for the tree).
