@@ -164,6 +164,11 @@ fn keyslots_redirects_and_errors() {
     let count = owner.conn().send(&["CLUSTER", "COUNTKEYSINSLOT", "12182"]);
     assert_eq!(count, b":1\r\n");
     assert_eq!(owner.conn().send(&["CLUSTER", "GETKEYSINSLOT", "12182", "10"]), b"*1\r\n$3\r\nfoo\r\n");
+    // Each of the two peers has a link we opened (`to`) and one it opened (`from`).
+    wait_until("two links per peer in CLUSTER LINKS", Duration::from_secs(10), || {
+        let links = text(&nodes[0], &["CLUSTER", "LINKS"]);
+        links.matches("direction").count() == 4 && links.matches("\r\nto\r\n").count() == 2
+    });
 }
 
 #[test]

@@ -266,6 +266,17 @@ impl Node {
     }
 }
 
+/// One bus link as CLUSTER LINKS shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub link: LinkId,
+    /// `to` (we opened it) or `from`.
+    pub outbound: bool,
+    pub node: NodeId,
+    /// When it was created (ms).
+    pub create_time: u64,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Link {
     pub node: Option<Idx>,
@@ -436,6 +447,21 @@ impl ClusterState {
     }
 
     /// This node's ID.
+    /// The bus links attached to known nodes, for CLUSTER LINKS: the outbound link
+    /// (`to`) and the inbound one (`from`) of each node.
+    pub fn link_infos(&self) -> Vec<LinkInfo> {
+        let mut out = Vec::new();
+        for n in self.nodes.iter().flatten() {
+            for (link, outbound) in [(n.link, true), (n.inbound_link, false)] {
+                let Some(link) = link else { continue };
+                if let Some(l) = self.links.get(&link) {
+                    out.push(LinkInfo { link, outbound, node: n.id, create_time: l.ctime });
+                }
+            }
+        }
+        out
+    }
+
     pub fn my_id(&self) -> NodeId {
         self.node(self.myself).id
     }

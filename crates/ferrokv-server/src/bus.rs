@@ -337,6 +337,38 @@ impl Bus {
     }
 }
 
+/// CLUSTER LINKS: one map per bus link attached to a known node.
+pub fn links_reply(bus: &Option<Rc<Bus>>, proto: Proto) -> Vec<u8> {
+    let mut r = ReplyBuf::new(proto);
+    let Some(bus) = bus.as_ref() else {
+        r.error("ERR cluster bus is not running");
+        return r.buf;
+    };
+    let infos = bus.state.borrow().link_infos();
+    let links = bus.links.borrow();
+    r.array(infos.len());
+    for info in &infos {
+        let (used, allocated) = links.get(&info.link).map_or((0, 0), |l| {
+            let q = l.outbox.queue.borrow();
+            (q.iter().map(|b| b.len()).sum::<usize>(), q.iter().map(|b| b.capacity()).sum::<usize>())
+        });
+        r.map(6);
+        r.bulk(b"direction");
+        r.bulk(if info.outbound { b"to" } else { b"from" });
+        r.bulk(b"node");
+        r.bulk(info.node.as_str().as_bytes());
+        r.bulk(b"create-time");
+        r.integer(info.create_time as i64);
+        r.bulk(b"events");
+        r.bulk(if used > 0 { b"rw" } else { b"r" });
+        r.bulk(b"send-buffer-allocated");
+        r.integer(allocated as i64);
+        r.bulk(b"send-buffer-used");
+        r.integer(used as i64);
+    }
+    r.buf
+}
+
 /// Runs a state-changing CLUSTER subcommand on the bus; returns the encoded reply.
 pub fn apply_command(bus: &Option<Rc<Bus>>, cmd: Command, proto: Proto) -> Vec<u8> {
     let mut r = ReplyBuf::new(proto);

@@ -279,7 +279,10 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate
         c.error("ERR CLUSTER FAILOVER needs replication, which ferrokv does not have yet");
     } else if eq_ic(sub, "links") {
         arity!(argc == 2);
-        c.error("ERR CLUSTER LINKS is not supported by ferrokv yet");
+        // The links live with the bus on shard 0.
+        let seq = c.push_pending();
+        c.barrier = Some(seq);
+        core.send(0, Msg::ClusterLinks { from: core.id, token: c.token, seq, proto: c.proto });
     } else if eq_ic(sub, "help") {
         let lines = [
             "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -23,6 +23,8 @@ pub enum Msg {
     Retry { token: u64, seq: u64 },
     /// A CLUSTER subcommand for the bus (shard 0); the answer comes back as a `Reply`.
     Cluster { from: usize, token: u64, seq: u64, proto: Proto, cmd: ferrokv_cluster::Command },
+    /// CLUSTER LINKS, answered by the bus (shard 0) as a `Reply`.
+    ClusterLinks { from: usize, token: u64, seq: u64, proto: Proto },
     /// The reply to an `Exec`, for the connection `token` of the receiving shard.
     Reply { token: u64, seq: u64, bytes: Vec<u8> },
     /// Close the connection `token` of the receiving shard (CLIENT KILL).

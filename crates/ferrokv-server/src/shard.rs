@@ -561,6 +561,10 @@ impl Shard {
                     let bytes = crate::bus::apply_command(&self.bus, cmd, proto);
                     self.core.send(from, Msg::Reply { token, seq, bytes });
                 }
+                Msg::ClusterLinks { from, token, seq, proto } => {
+                    let bytes = crate::bus::links_reply(&self.bus, proto);
+                    self.core.send(from, Msg::Reply { token, seq, bytes });
+                }
                 Msg::Kill { token } => {
                     if let Some((idx, _)) = self.conn_mut(token) {
                         self.kill(idx);
