@@ -605,6 +605,70 @@ mod tests {
         assert!(!r.gte_min(b"a") && r.gte_min(b"a\0") && r.lte_max(b"c") && !r.lte_max(b"c\0"));
     }
 
+    /// Random additions, updates and removals on a `listpack` set, a `skiplist` set
+    /// and a sorted Vec model: all three must hold the same sequence, and answer the
+    /// same ranks and range bounds.
+    #[test]
+    fn both_encodings_match_a_model() {
+        let big = ZSetLimits { max_listpack_entries: u64::MAX, max_listpack_value: u64::MAX };
+        let none = ZSetLimits { max_listpack_entries: 0, max_listpack_value: 0 };
+        let (mut p, mut s) = (ZSetValue::new(), ZSetValue::new());
+        let mut model: Vec<(Vec<u8>, f64)> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let scores = [0.0, 1.0, -1.0, 1.5, 0.1, 1e17, f64::INFINITY, f64::NEG_INFINITY, -0.0, 7.0];
+        for step in 0..6000 {
+            let m = match rnd(3) {
+                0 => format!("{}", rnd(300)),
+                1 => format!("m{}", rnd(300)),
+                _ => format!("{:03}", rnd(300)),
+            }
+            .into_bytes();
+            let sc = scores[rnd(scores.len() as u64) as usize];
+            if rnd(10) < 7 {
+                let flags = AddFlags { incr: rnd(5) == 0, ..AddFlags::default() };
+                let a = p.add(&m, sc, flags, &big);
+                let b = s.add(&m, sc, flags, &none);
+                match model.iter().position(|(x, _)| *x == m) {
+                    Some(i) => {
+                        let new = if flags.incr { model[i].1 + sc } else { sc };
+                        if new.is_nan() {
+                            assert_eq!((a, b), (Err(NanScore), Err(NanScore)));
+                            continue;
+                        }
+                        model[i].1 = new;
+                    }
+                    None => model.push((m.clone(), sc)),
+                }
+                assert!(a.is_ok() && b.is_ok());
+            } else {
+                let want = model.iter().position(|(x, _)| *x == m).map(|i| model.remove(i)).is_some();
+                assert_eq!(p.remove(&m), want);
+                assert_eq!(s.remove(&m), want);
+            }
+            model.sort_by(|(am, a), (bm, b)| a.partial_cmp(b).unwrap().then_with(|| am.cmp(bm)));
+            if step % 97 == 0 {
+                // The listpack reads -0 back as 0; compare scores by value.
+                let norm = |v: Vec<(Vec<u8>, f64)>| v.into_iter().map(|(m, s)| (m, s + 0.0)).collect::<Vec<_>>();
+                assert_eq!(norm(p.to_vec()), norm(model.clone()));
+                assert_eq!(norm(s.to_vec()), norm(model.clone()));
+                for (i, (m, _)) in model.iter().enumerate().step_by(7) {
+                    assert_eq!(p.rank(m, false), Some(i));
+                    assert_eq!(s.rank(m, true), Some(model.len() - 1 - i));
+                }
+                let r = ScoreRange { min: 0.0, max: 1.5, minex: step % 2 == 0, maxex: false };
+                assert_eq!(p.first_in_scores(&r), s.first_in_scores(&r));
+                assert_eq!(p.last_in_scores(&r), s.last_in_scores(&r));
+            }
+        }
+        assert_eq!((p.encoding(), s.encoding()), ("listpack", "skiplist"));
+    }
+
     #[test]
     fn pop_and_ranges_by_rank() {
         let mut z = ZSetValue::new();
