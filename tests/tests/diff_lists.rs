@@ -444,7 +444,6 @@ fn woken_clients_are_served_in_order_until_the_list_is_empty() {
 /// the command, before the key's shard has registered it: the next client may register
 /// first, and is then served first.
 #[test]
-#[ignore = "server: a forwarded blocking command is counted blocked before it is registered"]
 fn woken_clients_are_served_in_order_on_two_shards() {
     for _ in 0..10 {
         same_as_redis_on("fifo two shards", FIFO, &[TWO_SHARDS]);
@@ -540,7 +539,6 @@ fn a_miss_times_out_with_a_null_array() {
 /// it blocked, and the push on `b` serves it. ferrokv runs the command again on any
 /// change of `a`, which then answers WRONGTYPE as a first run must.
 #[test]
-#[ignore = "server: a waiter is run again when its key changes to another type"]
 fn woken_blpop_skips_a_key_that_became_a_string() {
     same_as_redis(
         "ready key",

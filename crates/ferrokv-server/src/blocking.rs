@@ -14,13 +14,14 @@
 //! (disconnection) first claims it (`claimed`). Registrations of claimed waiters are
 //! removed lazily.
 //!
-//! Waiters whose keys live on several shards are served on the shard of the key that
-//! changed, with the other shards' keys looking empty (the command pops from the first
-//! non-empty key, and all were empty when it blocked). Those that would also write to a
-//! key on another shard (BLMOVE, BRPOPLPUSH) are instead retried by their home shard,
+//! As in Redis, a waiter is served from the key that became ready, and only if that key
+//! holds the type it waits for (a list, or a sorted set for BZPOP*): its command runs
+//! again restricted to that key. So a waiter whose keys live on several shards is served
+//! on the shard of the ready key alone; BLMOVE and BRPOPLPUSH, which also write to a
+//! destination that may live on another shard, are instead retried by their home shard,
 //! which locks every shard involved.
 
-use crate::node::{Node, ShardId};
+use crate::node::ShardId;
 use ferrokv_commands::CommandSpec;
 use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
 use ferrokv_store::Db;
@@ -58,6 +59,37 @@ impl Waiter {
     /// Served by retrying on the home shard rather than on the key's shard.
     pub fn retried_at_home(&self) -> bool {
         self.multi_shard && matches!(self.spec.name, "blmove" | "brpoplpush")
+    }
+
+    /// Whether the value now at a ready key can serve this waiter: Redis serves a blocked
+    /// client only from a key holding the type it waits for (a list for BLPOP, a sorted set
+    /// for BZPOPMIN); otherwise it keeps waiting.
+    pub fn serves_from(&self, v: Option<&ferrokv_store::Value>) -> bool {
+        use ferrokv_store::Value;
+        match self.spec.name {
+            "bzpopmin" | "bzpopmax" | "bzmpop" => matches!(v, Some(Value::ZSet(_))),
+            _ => matches!(v, Some(Value::List(_))),
+        }
+    }
+
+    /// The command restricted to the ready `key`: Redis pops from the key that became
+    /// ready, not from the first non-empty key of the command.
+    pub fn args_for(&self, key: &[u8]) -> OwnedArgs {
+        let a = self.args.args();
+        let n = a.len();
+        match self.spec.name {
+            "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => OwnedArgs::from_slices([a.get(0), key, a.get(n - 1)]),
+            "blmpop" | "bzmpop" => {
+                // NAME timeout numkeys key... rest
+                let numkeys = ferrokv_commands::util::parse_i64(a.get(2)).unwrap_or(0).max(0) as usize;
+                let mut o = OwnedArgs::from_slices([a.get(0), a.get(1), b"1".as_slice(), key]);
+                for i in (3 + numkeys).min(n)..n {
+                    o.push(a.get(i));
+                }
+                o
+            }
+            _ => self.args.clone(),
+        }
     }
 
     /// The reply when the timeout passes first: a null array for every blocking
@@ -123,34 +155,5 @@ impl Waiters {
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
-    }
-}
-
-/// A keyspace view for serving a multi-shard waiter on one shard: its keys on other
-/// shards look empty.
-pub struct PartialDb<'a> {
-    pub node: &'a Node,
-    pub shard: ShardId,
-    pub db: &'a mut Db,
-    pub empty: &'a mut Db,
-}
-
-impl ferrokv_commands::Keyspace for PartialDb<'_> {
-    fn db(&mut self, key: &[u8]) -> &mut Db {
-        if self.node.shard_of_key(key) == self.shard {
-            self.db
-        } else {
-            self.empty
-        }
-    }
-    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
-        f(self.db)
-    }
-    fn db_for_slot(&mut self, slot: u16) -> &mut Db {
-        if self.node.shard_of_slot(slot) == self.shard {
-            self.db
-        } else {
-            self.empty
-        }
     }
 }

@@ -602,8 +602,11 @@ fn command(c: &mut Conn, args: &Args) {
         }
         let mut idx = Vec::new();
         spec.key_indexes(&a, &mut idx);
-        if idx.is_empty() {
+        if spec.keys.first <= 0 && spec.key_finder.is_none() {
             return c.error("ERR The command has no key arguments");
+        }
+        if idx.is_empty() {
+            return c.error("ERR Invalid arguments specified for command");
         }
         c.reply(|r| {
             r.array(idx.len());

@@ -40,6 +40,8 @@ pub struct Watch {
 pub struct BlockState {
     pub seq: u64,
     pub waiter: std::sync::Arc<crate::blocking::Waiter>,
+    /// Counted in INFO's blocked_clients: once it is registered where its keys live.
+    pub counted: bool,
 }
 
 pub struct Conn {

@@ -10,7 +10,7 @@
 //!
 //! A connection's replies always leave in request order.
 
-use crate::blocking::{PartialDb, Waiter};
+use crate::blocking::Waiter;
 use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{unix_ms, Node, ShardId};
@@ -45,9 +45,6 @@ pub struct ShardCore {
     pub now_ms: u64,
     key_idx: Vec<usize>,
     shard_set: Vec<ShardId>,
-    /// An empty keyspace standing in for other shards' keys when serving a
-    /// multi-shard waiter here (created on first use).
-    empty: Option<Box<Db>>,
     /// This shard's copy of the cluster view and its version.
     view: Option<(u64, Arc<ferrokv_cluster::ClusterView>)>,
     /// Blocked connections whose timeout started: (deadline ms, token, seq).
@@ -75,7 +72,6 @@ impl ShardCore {
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
-            empty: None,
             view: None,
             deadlines: Default::default(),
         };
@@ -277,8 +273,8 @@ impl ShardCore {
                 let waiter = match h {
                     Handler::Blocking(_) => {
                         let w = self.new_waiter(c, spec, args, seq, false);
-                        c.blocked = Some(BlockState { seq, waiter: w.clone() });
-                        self.count_blocked(1);
+                        // Counted when the key's shard reports it registered (Msg::Blocked).
+                        c.blocked = Some(BlockState { seq, waiter: w.clone(), counted: false });
                         Some(w)
                     }
                     _ => None,
@@ -349,7 +345,7 @@ impl ShardCore {
     ) -> Arc<Waiter> {
         let seq = c.push_pending();
         let w = self.new_waiter(c, spec, args, seq, multi);
-        c.blocked = Some(BlockState { seq, waiter: w.clone() });
+        c.blocked = Some(BlockState { seq, waiter: w.clone(), counted: true });
         self.count_blocked(1);
         self.start_timeout(c.token, seq, timeout_ms);
         w
@@ -395,6 +391,10 @@ impl ShardCore {
             for key in ready {
                 let waiters = node.lock_waiters(shard).live(db, &key);
                 for w in waiters {
+                    let now = unix_ms();
+                    if !w.serves_from(db.peek(&key, now).map(|e| &e.value)) {
+                        continue;
+                    }
                     if w.retried_at_home() {
                         self.send(w.home, Msg::Retry { token: w.token, seq: w.seq });
                         continue;
@@ -403,15 +403,10 @@ impl ShardCore {
                         continue;
                     }
                     let mut out = ReplyBuf::new(w.proto);
-                    let args = w.args.args();
-                    let now = unix_ms();
-                    let r = if w.multi_shard {
-                        let empty = self.empty.get_or_insert_with(|| Box::new(Db::new()));
-                        let mut ks = PartialDb { node: &node, shard, db, empty };
-                        run_data(&mut ks, w.spec.handler, &args, &self.exec_cfg, now, true, &mut out)
-                    } else {
-                        run_data(&mut SingleDb(db), w.spec.handler, &args, &self.exec_cfg, now, true, &mut out)
-                    };
+                    let restricted = w.args_for(&key);
+                    let args = restricted.args();
+                    // Restricted to the ready key, the command touches only this shard.
+                    let r = run_data(&mut SingleDb(db), w.spec.handler, &args, &self.exec_cfg, now, true, &mut out);
                     match r {
                         Blocked::Served => {
                             let mut reg = node.lock_waiters(shard);

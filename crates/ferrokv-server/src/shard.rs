@@ -333,8 +333,9 @@ impl Shard {
     /// go on parsing once nothing holds the connection back.
     fn unblock_and_resume(core: &mut ShardCore, c: &mut Conn, seq: u64) {
         if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
-            c.blocked = None;
-            core.count_blocked(-1);
+            if c.blocked.take().is_some_and(|b| b.counted) {
+                core.count_blocked(-1);
+            }
         }
         if c.barrier == Some(seq) {
             c.barrier = None;
@@ -491,7 +492,9 @@ impl Shard {
         if let Some(b) = c.blocked.take() {
             // Nobody may serve a client that is gone.
             b.waiter.claim();
-            self.core.count_blocked(-1);
+            if b.counted {
+                self.core.count_blocked(-1);
+            }
         }
         // SAFETY: our own socket; shutdown makes in-flight receives complete.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
@@ -539,7 +542,9 @@ impl Shard {
                 }
                 Msg::Blocked { token, seq, timeout_ms } => {
                     if let Some((_, c)) = self.conn_mut(token) {
-                        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+                        if let Some(b) = c.blocked.as_mut().filter(|b| b.seq == seq) {
+                            b.counted = true;
+                            self.core.count_blocked(1);
                             self.core.start_timeout(token, seq, timeout_ms);
                         }
                     }
