@@ -15,7 +15,8 @@
 //! - Lex ranges over a `skiplist` set whose scores differ: Redis's answer depends on
 //!   its skiplist's random levels. Reads are then compared by reply type only, and
 //!   writes (ZREMRANGEBYLEX, ZRANGESTORE BYLEX) are not sent. Over a `listpack` set
-//!   Redis scans linearly, and that answer must be identical.
+//!   Redis scans linearly, and that answer must be identical. One key, `zset-lex`, only
+//!   ever gets score 0, so lex ranges over it are always compared.
 //! - Blocking pops use timeouts of a few milliseconds, so that an empty key times out
 //!   on both servers.
 //!
@@ -140,6 +141,34 @@ fn key(g: &mut Gen) -> Vec<u8> {
     g.key()
 }
 
+/// A key only ever given score 0, so that lex ranges over it are defined whatever its
+/// encoding.
+const LEX_KEY: &str = "zset-lex";
+
+/// The key of a lex range command: often [`LEX_KEY`].
+fn lex_key(g: &mut Gen) -> Vec<u8> {
+    if g.chance(40) {
+        w(LEX_KEY)
+    } else {
+        g.key()
+    }
+}
+
+/// ZADD to [`LEX_KEY`]: members at score 0, sometimes many (past 128).
+fn zadd_lex(g: &mut Gen) -> (Vec<Vec<u8>>, Cmp) {
+    let mut args = vec![w("ZADD"), w(LEX_KEY)];
+    if g.chance(10) {
+        for i in 0..g.rng.range(50, 140) {
+            args.extend([w("0"), format!("n{i}").into_bytes()]);
+        }
+    } else {
+        for _ in 0..g.rng.range(1, 5) {
+            args.extend([w("0"), member(g)]);
+        }
+    }
+    (args, Cmp::Exact)
+}
+
 fn pairs(g: &mut Gen, args: &mut Vec<Vec<u8>>, lo: i64, hi: i64) {
     for _ in 0..g.rng.range(lo, hi) {
         args.push(score(g));
@@ -182,9 +211,10 @@ fn limit(g: &mut Gen, args: &mut Vec<Vec<u8>>) {
 
 /// ZRANGE and ZRANGESTORE with any of BYSCORE, BYLEX, REV, LIMIT, WITHSCORES.
 fn zrange(g: &mut Gen, store: bool) -> (Vec<Vec<u8>>, Cmp) {
-    let mut args = if store { vec![w("ZRANGESTORE"), key(g), key(g)] } else { vec![w("ZRANGE"), key(g)] };
-    let src = if store { 2 } else { 1 };
     let by = g.rng.below(3);
+    let src_key = if by == 2 { lex_key(g) } else { key(g) };
+    let mut args = if store { vec![w("ZRANGESTORE"), key(g), src_key] } else { vec![w("ZRANGE"), src_key] };
+    let src = if store { 2 } else { 1 };
     match by {
         0 => args.extend([index(g), index(g)]),
         1 => args.extend([bound(g), bound(g)]),
@@ -224,8 +254,8 @@ fn zrange(g: &mut Gen, store: bool) -> (Vec<Vec<u8>>, Cmp) {
 /// ZREVRANGE / ZRANGEBYSCORE / ZREVRANGEBYSCORE / ZRANGEBYLEX / ZREVRANGEBYLEX.
 fn old_range(g: &mut Gen) -> (Vec<Vec<u8>>, Cmp) {
     let name = *g.rng.pick(&["ZREVRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
-    let mut args = vec![w(name), key(g)];
     let lex = name.ends_with("LEX");
+    let mut args = vec![w(name), if lex { lex_key(g) } else { key(g) }];
     match name {
         "ZREVRANGE" => args.extend([index(g), index(g)]),
         _ if lex => args.extend([lex_bound(g), lex_bound(g)]),
@@ -397,13 +427,15 @@ const OPS: &[Op] = &[
     op(2, |g| exact(with_members(vec![w("ZMSCORE"), key(g)], g, 1, 4))),
     op(3, |g| exact(vec![w(if g.chance(50) { "ZRANK" } else { "ZREVRANK" }), key(g), member(g)])),
     op(3, |g| exact(vec![w("ZCOUNT"), key(g), bound(g), bound(g)])),
-    op(3, |g| (vec![w("ZLEXCOUNT"), key(g), lex_bound(g), lex_bound(g)], Cmp::LexRead(1))),
+    op(3, |g| (vec![w("ZLEXCOUNT"), lex_key(g), lex_bound(g), lex_bound(g)], Cmp::LexRead(1))),
+    op(4, zadd_lex),
+    op(1, |g| exact(with_members(vec![w("ZREM"), w(LEX_KEY)], g, 1, 4))),
     op(10, |g| zrange(g, false)),
     op(3, |g| zrange(g, true)),
     op(6, old_range),
     op(2, |g| exact(vec![w("ZREMRANGEBYRANK"), key(g), index(g), index(g)])),
     op(2, |g| exact(vec![w("ZREMRANGEBYSCORE"), key(g), bound(g), bound(g)])),
-    op(2, |g| (vec![w("ZREMRANGEBYLEX"), key(g), lex_bound(g), lex_bound(g)], Cmp::LexWrite(1))),
+    op(2, |g| (vec![w("ZREMRANGEBYLEX"), lex_key(g), lex_bound(g), lex_bound(g)], Cmp::LexWrite(1))),
     op(6, pop),
     op(4, zrandmember),
     op(7, algebra),
@@ -451,6 +483,8 @@ struct Stream {
     side: (Conn, Conn),
     probe: (Conn, Conn),
     index: usize,
+    /// How often each comparison path ran (printed with `FERROKV_ZSET_STATS`).
+    paths: BTreeMap<&'static str, usize>,
 }
 
 impl Stream {
@@ -462,7 +496,7 @@ impl Stream {
             side.1.send(&["HELLO", "3"]);
         }
         let probe = (d.ferrokv.conn(), d.redis.conn());
-        Stream { d, side, probe, index: 0 }
+        Stream { d, side, probe, index: 0, paths: BTreeMap::new() }
     }
 
     fn send(&mut self, args: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
@@ -533,6 +567,7 @@ impl Stream {
         if self.encoding(key)? != "skiplist" {
             return Ok(true);
         }
+        *self.paths.entry("lex over a skiplist").or_default() += 1;
         let first = self.probe_same(&[w("ZRANGE"), key.to_vec(), w("0"), w("0"), w("WITHSCORES")])?;
         let last = self.probe_same(&[w("ZRANGE"), key.to_vec(), w("-1"), w("-1"), w("WITHSCORES")])?;
         let score = |b: &[u8]| flatten(&parse_one(b).unwrap_or(Reply::Null)).and_then(|v| v.get(1).cloned());
@@ -553,8 +588,10 @@ impl Stream {
             Cmp::LexRead(src) | Cmp::LexWrite(src) => {
                 let key = args.get(src).cloned().unwrap_or_default();
                 if self.lex_deterministic(&key)? {
+                    *self.paths.entry("lex exact").or_default() += 1;
                     return self.d.check(0, args, Check::Exact);
                 }
+                *self.paths.entry("lex over mixed skiplist scores").or_default() += 1;
                 if matches!(cmp, Cmp::LexWrite(_)) {
                     return Ok(());
                 }
@@ -574,8 +611,10 @@ impl Stream {
         let before = self.contents(&key);
         let (f, r) = self.send(args);
         if f == r {
+            *self.paths.entry("zrandmember identical").or_default() += 1;
             return Ok(());
         }
+        *self.paths.entry("zrandmember by membership").or_default() += 1;
         let count: Option<i64> = args.get(2).and_then(|a| std::str::from_utf8(a).ok()?.parse().ok());
         let withscores = args.len() == 4;
         let check = |bytes: &[u8]| -> Result<(), String> {
@@ -623,8 +662,10 @@ impl Stream {
 
     fn scan(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
         if self.encoding(&args[1])? != "skiplist" {
+            *self.paths.entry("zscan exact").or_default() += 1;
             return self.d.check(0, args, Check::Exact);
         }
+        *self.paths.entry("zscan of a skiplist").or_default() += 1;
         if args[2] != b"0" {
             let (f, r) = self.send(args);
             let shape = |b: &[u8]| match parse_one(b) {
@@ -649,9 +690,9 @@ impl Stream {
         if std::env::var_os("FERROKV_ZSET_STATS").is_some() {
             // What the stream made redis do: calls and failures per command.
             let info = self.probe.1.send(&[w("INFO"), w("commandstats")]);
-            eprintln!("{} seed {}:\n{}", self.d.label, self.d.seed, String::from_utf8_lossy(&info));
+            eprintln!("{} seed {}: {:?}\n{}", self.d.label, self.d.seed, self.paths, String::from_utf8_lossy(&info));
         }
-        for key in KEYS.iter().chain(&["missing"]) {
+        for key in KEYS.iter().chain(&["missing", LEX_KEY]) {
             let key = w(key);
             self.step(&[w("OBJECT"), w("ENCODING"), key.clone()], Cmp::Exact)?;
             self.step(&[w("ZCARD"), key.clone()], Cmp::Exact)?;
