@@ -23,7 +23,24 @@ NOTES = {
     "hello": "reports server `redis`, version 7.0.15 for client compatibility",
     "scan": "the cursor is the next hash slot: each call returns whole slots, so COUNT is a hint (as in Redis)",
     "object": "OBJECT FREQ needs an LFU policy; no maxmemory-policy exists yet, so it always answers the LFU error",
-    "sort": "BY/GET patterns must hash to the sorted key's slot",
+    "sort": "BY/GET patterns must hash to the sorted key's slot; order of ties and of `BY nosort` on hashtable sets follows ferrokv's tables",
+    "sort_ro": "as SORT",
+    "srandmember": "random picks differ from Redis's generator (counts and distinctness as Redis)",
+    "spop": "random picks differ from Redis's generator",
+    "hrandfield": "random picks differ from Redis's generator",
+    "zrandmember": "random picks differ from Redis's generator",
+    "randomkey": "random picks differ from Redis's generator",
+    "hscan": "on hashtable-encoded hashes the cursor values and order are ferrokv's (a full iteration returns the same pairs)",
+    "sscan": "on hashtable-encoded sets the cursor values and order are ferrokv's (a full iteration returns the same members)",
+    "zscan": "on skiplist-encoded sorted sets the cursor is ferrokv's; an element may be returned twice, none present throughout is missed",
+    "pfadd": "a hand-crafted sparse sketch ending in a split XZERO can update differently (Redis reads a byte past its string)",
+    "cluster": "FAILOVER answers that replication does not exist yet; the other subcommands as Redis 7.0",
+    "cluster|failover": "answers an error: needs replication, which ferrokv does not have yet",
+    "cluster|replicate": "the role changes in the cluster; no data is replicated yet",
+    "smembers": "order of hashtable-encoded sets is ferrokv's (Redis's is its dict order)",
+    "hgetall": "order of hashtable-encoded hashes is ferrokv's (listpack hashes: insertion order as Redis)",
+    "hkeys": "order of hashtable-encoded hashes is ferrokv's",
+    "hvals": "order of hashtable-encoded hashes is ferrokv's",
 }
 
 OPTION_NOTES = {
@@ -39,6 +56,11 @@ OPTION_NOTES = {
     "io-min-wait-us": "ferrokv only: how long a ring wait holds out for that batch (default 50)",
     "set-max-listpack-entries": "accepted (Redis 7.2 name); 7.0 sets have no listpack encoding",
     "set-max-listpack-value": "accepted (Redis 7.2 name); 7.0 sets have no listpack encoding",
+    "list-compress-depth": "accepted; lists are not compressed",
+    "cluster-replica-validity-factor": "accepted; acts once replication and failover exist",
+    "cluster-migration-barrier": "accepted; acts once replication exists",
+    "cluster-allow-replica-migration": "accepted; acts once replication exists",
+    "maxclients": "",
 }
 
 
