@@ -138,6 +138,31 @@ print("ok")
 }
 
 #[test]
+fn redis_rs_cluster_client_follows_the_slot_map() {
+    let nodes = nodes(3);
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(addrs(&nodes));
+    args.push("--cluster-yes".into());
+    let (ok, out) = redis_cli(&args);
+    assert!(ok, "{out}");
+    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).expect("cluster client");
+    let mut con = client.get_connection().expect("cluster connection");
+    use redis::Commands;
+    for i in 0..1000 {
+        let _: () = con.set(format!("rs:{i}"), i).expect("SET through the cluster client");
+    }
+    for i in 0..1000 {
+        let v: i64 = con.get(format!("rs:{i}")).expect("GET through the cluster client");
+        assert_eq!(v, i);
+    }
+    let per_node: Vec<i64> =
+        nodes.iter().map(|n| text(n, &["DBSIZE"]).trim_start_matches(':').trim().parse().unwrap_or(0)).collect();
+    assert_eq!(per_node.iter().sum::<i64>(), 1000);
+    assert!(per_node.iter().all(|&n| n > 0), "keys on every master: {per_node:?}");
+}
+
+#[test]
 fn keyslots_redirects_and_errors() {
     let nodes = nodes(3);
     let mut args = vec!["--cluster".to_string(), "create".to_string()];
