@@ -63,6 +63,16 @@ elif ! python3 -c 'import redis' >/dev/null 2>&1; then
     python3 -c 'import redis' || { echo "deploy/test.sh: cannot install the redis Python client" >&2; exit 1; }
 fi
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing node and npm"
+    apt_install nodejs npm
+fi
+if [ ! -d tests/js/node_modules/ioredis ]; then
+    log "installing ioredis (tests/js)"
+    (cd tests/js && npm install --silent --no-audit --no-fund --no-progress </dev/null) \
+        || { echo "deploy/test.sh: cannot install ioredis" >&2; exit 1; }
+fi
+
 log "cargo build --release -p ferrokv-server -p ferrokv-cli"
 cargo build --release -p ferrokv-server -p ferrokv-cli
 

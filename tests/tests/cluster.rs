@@ -163,6 +163,30 @@ fn redis_rs_cluster_client_follows_the_slot_map() {
 }
 
 #[test]
+fn ioredis_cluster_client_reads_back_keys() {
+    let nodes = nodes(3);
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(addrs(&nodes));
+    args.push("--cluster-yes".into());
+    let (ok, out) = redis_cli(&args);
+    assert!(ok, "{out}");
+    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js").join("cluster.js");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(nodes[1].port().to_string())
+        .arg("1000")
+        .output()
+        .expect("node is installed, and ioredis in tests/js (deploy/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "ioredis failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn keyslots_redirects_and_errors() {
     let nodes = nodes(3);
     let mut args = vec!["--cluster".to_string(), "create".to_string()];
