@@ -17,16 +17,18 @@ use crate::table::Blocked;
 /// too big for a 64-bit integer of milliseconds (`inf` included) ends up negative,
 /// as the x87 conversion makes it in Redis 7.0.
 pub(super) fn parse_timeout(out: &mut ReplyBuf, a: &[u8]) -> Option<u64> {
-    let Some(t) = LongDouble::parse(a) else {
-        out.error("ERR timeout is not a float or out of range");
-        return None;
-    };
+    timeout_ms(a).map_err(|e| out.error(e)).ok()
+}
+
+/// [`parse_timeout`] without the reply: the milliseconds, or the error text. Shared by
+/// every blocking command (the sorted sets' BZPOP* and BZMPOP too).
+pub(crate) fn timeout_ms(a: &[u8]) -> Result<u64, &'static str> {
+    let t = LongDouble::parse(a).ok_or("ERR timeout is not a float or out of range")?;
     let ms = ceil_millis(t);
     if ms < 0 {
-        out.error("ERR timeout is negative");
-        return None;
+        return Err("ERR timeout is negative");
     }
-    Some(ms as u64)
+    Ok(ms as u64)
 }
 
 /// `(long long) ceill(t * 1000.0)` on x86-64: the product is rounded to a 64-bit

@@ -13,7 +13,7 @@
 //! error a client sees: e.g. LRANGE parses its indexes before looking the key up,
 //! LINDEX looks the key up first, LPOS parses every option before either.
 
-mod blocking;
+pub(crate) mod blocking;
 mod edit;
 mod pop;
 mod read;

@@ -5,7 +5,6 @@
 //! exclusive bound, leading spaces and overflow allowed), lex bounds as
 //! `zslParseLexRangeItem`, and blocking timeouts as `getTimeoutFromObjectOrReply`.
 
-use crate::families::strings::LongDouble;
 use ferrokv_store::zset::{LexBound, LexRange, ScoreRange};
 
 /// What `strtod` made of the start of a string.
@@ -248,26 +247,8 @@ pub(super) fn lex_range(min: &[u8], max: &[u8]) -> Option<LexRange> {
     Some(LexRange { min, minex, max, maxex })
 }
 
-/// `getTimeoutFromObjectOrReply` in seconds: the timeout in milliseconds (0: none).
-/// Accepted as `strtold` accepts it; `ceill(t * 1000)` converted to a 64-bit integer,
-/// which on x86-64 turns anything out of range (`inf` included) into the most negative
-/// value, so that Redis answers "timeout is negative" for it.
-pub(super) fn parse_timeout(a: &[u8]) -> Result<u64, &'static str> {
-    if LongDouble::parse(a).is_none() {
-        return Err("ERR timeout is not a float or out of range");
-    }
-    let ms = (strtod(a).value * 1000.0).ceil();
-    // 2^63: the first value that does not fit an i64.
-    const I64_END: f64 = 9_223_372_036_854_775_808.0;
-    if !(-I64_END..I64_END).contains(&ms) || ms <= -1.0 {
-        return Err("ERR timeout is negative");
-    }
-    if ms == 0.0 && matches!(LongDouble::parse(a), Some(LongDouble::Finite { neg: false, mant, .. }) if mant != 0) {
-        // Too small for a double, not for a long double: ceil gives 1 ms.
-        return Ok(1);
-    }
-    Ok(ms.max(0.0) as u64)
-}
+/// `getTimeoutFromObjectOrReply`: one parser for every blocking command.
+pub(super) use crate::families::lists::blocking::timeout_ms as parse_timeout;
 
 /// `strtoul` as `parseScanCursorOrReply` uses it: None means "ERR invalid cursor".
 pub(super) fn parse_cursor(a: &[u8]) -> Option<u64> {
