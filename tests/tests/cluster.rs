@@ -59,6 +59,16 @@ fn create_with_redis_cli(nodes: &[Server]) {
     wait_until("cluster_state:ok on every node", Duration::from_secs(20), || all_ok(nodes));
 }
 
+/// `redis-cli --cluster create` with masters only, then waits for `cluster_state:ok`.
+fn create_masters(nodes: &[Server]) {
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(addrs(nodes));
+    args.push("--cluster-yes".into());
+    let (ok, out) = redis_cli(&args);
+    assert!(ok, "redis-cli --cluster create failed:\n{out}");
+    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(nodes));
+}
+
 fn check_with_redis_cli(node: &Server) {
     let (ok, out) = redis_cli(&["--cluster".into(), "check".into(), node.addr()]);
     assert!(ok, "redis-cli --cluster check failed:\n{out}");
@@ -140,12 +150,7 @@ print("ok")
 #[test]
 fn redis_rs_cluster_client_follows_the_slot_map() {
     let nodes = nodes(3);
-    let mut args = vec!["--cluster".to_string(), "create".to_string()];
-    args.extend(addrs(&nodes));
-    args.push("--cluster-yes".into());
-    let (ok, out) = redis_cli(&args);
-    assert!(ok, "{out}");
-    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    create_masters(&nodes);
     let client = redis::cluster::ClusterClient::new(vec![nodes[0].url()]).expect("cluster client");
     let mut con = client.get_connection().expect("cluster connection");
     use redis::Commands;
@@ -165,12 +170,7 @@ fn redis_rs_cluster_client_follows_the_slot_map() {
 #[test]
 fn ioredis_cluster_client_reads_back_keys() {
     let nodes = nodes(3);
-    let mut args = vec!["--cluster".to_string(), "create".to_string()];
-    args.extend(addrs(&nodes));
-    args.push("--cluster-yes".into());
-    let (ok, out) = redis_cli(&args);
-    assert!(ok, "{out}");
-    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    create_masters(&nodes);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js").join("cluster.js");
     let out = Command::new("node")
         .arg(&script)
@@ -189,12 +189,7 @@ fn ioredis_cluster_client_reads_back_keys() {
 #[test]
 fn keyslots_redirects_and_errors() {
     let nodes = nodes(3);
-    let mut args = vec!["--cluster".to_string(), "create".to_string()];
-    args.extend(addrs(&nodes));
-    args.push("--cluster-yes".into());
-    let (ok, out) = redis_cli(&args);
-    assert!(ok, "{out}");
-    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    create_masters(&nodes);
     let mut c = nodes[0].conn();
     assert_eq!(c.send(&["CLUSTER", "KEYSLOT", "foo"]), b":12182\r\n");
     assert_eq!(c.send(&["CLUSTER", "KEYSLOT", ""]), b":0\r\n");
@@ -223,12 +218,7 @@ fn keyslots_redirects_and_errors() {
 #[test]
 fn killed_node_is_flagged_failed_and_rejoins_after_restart() {
     let mut nodes = nodes(3);
-    let mut args = vec!["--cluster".to_string(), "create".to_string()];
-    args.extend(addrs(&nodes));
-    args.push("--cluster-yes".into());
-    let (ok, out) = redis_cli(&args);
-    assert!(ok, "{out}");
-    wait_until("cluster_state:ok", Duration::from_secs(20), || all_ok(&nodes));
+    create_masters(&nodes);
     let id = text(&nodes[1], &["CLUSTER", "MYID"]);
     let id = id.lines().nth(1).unwrap_or("").to_string();
     assert_eq!(id.len(), 40, "node id: {id:?}");
