@@ -88,11 +88,13 @@ fn ferrokv_cli() -> PathBuf {
 fn redis_cli_creates_a_six_node_cluster() {
     let nodes = nodes(6);
     create_with_redis_cli(&nodes);
-    for n in &nodes {
-        let info = text(n, &["CLUSTER", "INFO"]);
-        assert!(info.contains("cluster_known_nodes:6"), "{info}");
-        assert!(info.contains("cluster_size:3"), "{info}");
-    }
+    // redis-cli waits for the slot configuration to agree; full membership follows by gossip.
+    wait_until("every node knows 6 nodes and 3 masters with slots", Duration::from_secs(20), || {
+        nodes.iter().all(|n| {
+            let info = text(n, &["CLUSTER", "INFO"]);
+            info.contains("cluster_known_nodes:6") && info.contains("cluster_size:3")
+        })
+    });
     // Replica roles reach the other nodes by gossip after redis-cli has returned.
     wait_until("3 replicas seen by the first node", Duration::from_secs(20), || {
         text(&nodes[0], &["CLUSTER", "NODES"]).matches("slave").count() == 3
@@ -184,6 +186,17 @@ fn ioredis_cluster_client_reads_back_keys() {
         "ioredis failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_node_without_slots_reports_them_unserved_then_down() {
+    let node = &nodes(1)[0];
+    let mut c = node.conn();
+    assert_eq!(c.send(&["SET", "a", "1"]), b"-CLUSTERDOWN Hash slot not served\r\n");
+    // "a" hashes to 15495: once that slot is ours, the cluster is still down (no coverage).
+    assert_eq!(c.send(&["CLUSTER", "ADDSLOTS", "15495"]), b"+OK\r\n");
+    assert_eq!(c.send(&["SET", "a", "1"]), b"-CLUSTERDOWN The cluster is down\r\n");
+    assert_eq!(c.send(&["SET", "b", "1"]), b"-CLUSTERDOWN Hash slot not served\r\n");
 }
 
 #[test]

@@ -65,6 +65,10 @@ impl ShardCore {
     pub fn cluster_route(&mut self, c: &Conn, spec: &CommandSpec, args: &Args, slot: u16) -> Result<(), String> {
         let view = self.cluster_view();
         let write = spec.has_flag("write");
+        // As Redis's getNodeByQuery: an unassigned slot is reported before a down cluster.
+        if view.slot_owner_index(slot).is_none() {
+            return Err("CLUSTERDOWN Hash slot not served".into());
+        }
         if !view.state_ok {
             let reads_ok = self.node.config().cluster_allow_reads_when_down;
             if !reads_ok {
