@@ -22,3 +22,32 @@ pub fn eq_ic(a: &[u8], kw: &str) -> bool {
 pub fn arity_error(name: &str) -> String {
     format!("ERR wrong number of arguments for '{}' command", name)
 }
+
+/// A SCAN-family cursor as Redis's `parseScanCursorOrReply` reads it with `strtoul`:
+/// optional sign, decimal digits, nothing after (C stops at a NUL; an empty string is 0;
+/// `-n` wraps around), no leading space. None means "ERR invalid cursor".
+pub fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
+    let arg = arg.split(|&b| b == 0).next().unwrap_or(arg);
+    if arg.is_empty() {
+        return Some(0);
+    }
+    if matches!(arg[0], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        return None;
+    }
+    let (neg, digits) = match arg[0] {
+        b'-' => (true, &arg[1..]),
+        b'+' => (false, &arg[1..]),
+        _ => (false, arg),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}

@@ -91,34 +91,7 @@ pub fn scan(ctx: &mut Ctx, args: &Args) {
     }
 }
 
-/// A cursor as Redis reads one with `strtoul`: optional sign, decimal digits, nothing
-/// after (an empty string is 0, `-n` wraps around), no leading space.
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
-    // C stops reading at a NUL byte.
-    let arg = arg.split(|&b| b == 0).next().unwrap_or(arg);
-    if arg.is_empty() {
-        return Some(0);
-    }
-    if matches!(arg[0], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
-        return None;
-    }
-    let (neg, digits) = match arg[0] {
-        b'-' => (true, &arg[1..]),
-        b'+' => (false, &arg[1..]),
-        _ => (false, arg),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
-}
+use crate::util::parse_scan_cursor as parse_cursor;
 
 /// RANDOMKEY
 ///

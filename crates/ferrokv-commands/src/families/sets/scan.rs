@@ -62,26 +62,7 @@ pub fn sscan(ctx: &mut Ctx, args: &Args) {
     }
 }
 
-/// A cursor as Redis reads one with `strtoul`: optional sign, decimal digits, nothing
-/// after (up to a NUL, where C stops), no leading space; an empty string is 0 and `-n`
-/// wraps around.
-fn parse_cursor(arg: &[u8]) -> Option<u64> {
-    let arg = arg.iter().position(|&c| c == 0).map_or(arg, |i| &arg[..i]);
-    let Some(&first) = arg.first() else { return Some(0) };
-    if first.is_ascii_whitespace() || first == 0x0b {
-        return None;
-    }
-    let (neg, digits) = match first {
-        b'-' => (true, &arg[1..]),
-        b'+' => (false, &arg[1..]),
-        _ => (false, arg),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let v = digits.iter().try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add((d - b'0') as u64))?;
-    Some(if neg { v.wrapping_neg() } else { v })
-}
+use crate::util::parse_scan_cursor as parse_cursor;
 
 #[cfg(test)]
 mod tests {

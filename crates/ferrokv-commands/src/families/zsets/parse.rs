@@ -250,30 +250,7 @@ pub(super) fn lex_range(min: &[u8], max: &[u8]) -> Option<LexRange> {
 /// `getTimeoutFromObjectOrReply`: one parser for every blocking command.
 pub(super) use crate::families::lists::blocking::timeout_ms as parse_timeout;
 
-/// `strtoul` as `parseScanCursorOrReply` uses it: None means "ERR invalid cursor".
-pub(super) fn parse_cursor(a: &[u8]) -> Option<u64> {
-    let c = c_str(a);
-    if c.first().is_some_and(|&b| is_c_space(b)) || c.len() != a.len() {
-        return None;
-    }
-    let (neg, digits) = match c.first() {
-        Some(b'-') => (true, &c[1..]),
-        Some(b'+') => (false, &c[1..]),
-        _ => (false, c),
-    };
-    if digits.is_empty() {
-        // No conversion: strtoul leaves the end pointer at the start.
-        return c.is_empty().then_some(0);
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
-}
+pub(super) use crate::util::parse_scan_cursor as parse_cursor;
 
 #[cfg(test)]
 mod tests {
@@ -396,6 +373,7 @@ mod tests {
         assert_eq!(parse_cursor(b""), Some(0));
         assert_eq!(parse_cursor(b" 1"), None);
         assert_eq!(parse_cursor(b"1x"), None);
-        assert_eq!(parse_cursor(b"1\0"), None);
+        // strtoul stops at the NUL and Redis accepts the cursor (checked on 7.0.15).
+        assert_eq!(parse_cursor(b"1\0"), Some(1));
     }
 }
