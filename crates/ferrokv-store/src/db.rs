@@ -30,8 +30,8 @@ use crate::slot::{key_slot, SLOTS};
 use crate::value::Value;
 // The fast variant probes long chains on keys like `key:000000012345` (measured:
 // 28% of CPU in lookups); the quality variant adds the final mixing step that fixes it.
+use crate::keytable::{prefetch, KeyTable};
 use foldhash::quality::FixedState;
-use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -164,6 +164,15 @@ impl Arena {
         self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].as_mut().expect("live arena index")
     }
 
+    /// Where node `i` is or would be, for a prefetch (no bounds promise: a hint only).
+    #[inline]
+    fn address(&self, i: u32) -> *const Option<Node> {
+        match self.chunks.get((i >> CHUNK_BITS) as usize) {
+            Some(c) => c.as_ptr().wrapping_add(i as usize & (CHUNK - 1)),
+            None => std::ptr::null(),
+        }
+    }
+
     fn remove(&mut self, i: u32) -> Node {
         let n = self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].take().expect("live arena index");
         self.free.push(i);
@@ -178,7 +187,7 @@ impl Arena {
 
 #[derive(Default)]
 struct Slot {
-    table: HashTable<u32>,
+    table: KeyTable,
     /// Keys in this slot with an expiry time.
     expiring: u32,
 }
@@ -310,7 +319,7 @@ impl Db {
     /// expiry time since, and its slot.
     fn lent_change(&self) -> Option<(usize, bool)> {
         let l = self.lent?;
-        let n = self.arena.get(*self.slots[l.slot].table.get_bucket(l.idx)?);
+        let n = self.arena.get(self.slots[l.slot].table.get(l.idx)?);
         match (l.expire_at != 0, n.entry.expire_at != 0) {
             (false, true) => Some((l.slot, true)),
             (true, false) => Some((l.slot, false)),
@@ -325,7 +334,7 @@ impl Db {
             return;
         };
         if let Some(n) = l.private_int {
-            if let Some(node) = self.slots[l.slot].table.get_bucket(l.idx).copied().map(|i| self.arena.get_mut(i)) {
+            if let Some(node) = self.slots[l.slot].table.get(l.idx).map(|i| self.arena.get_mut(i)) {
                 if node.entry.value != Value::Int(n) {
                     node.access.private_int = false;
                 }
@@ -367,12 +376,37 @@ impl Db {
         self.hasher.hash_one(key)
     }
 
+    /// Asks the CPU to fetch what looking up each of `keys` will read: the slot's
+    /// header, the key table's block, and the nodes whose tags match. Each round over
+    /// the keys needs the previous round's lines, so the misses of all keys overlap
+    /// instead of three dependent misses per command in turn (the server calls this
+    /// with the keys of the next pipelined commands; figures in docs/benchmarks.md).
+    pub fn prefetch(&self, keys: &[&[u8]]) {
+        const BATCH: usize = 16;
+        for keys in keys.chunks(BATCH) {
+            let mut at = [(0usize, 0u64); BATCH];
+            for (a, k) in at.iter_mut().zip(keys) {
+                *a = (key_slot(k) as usize, self.hash(k));
+                prefetch(&self.slots[a.0]);
+            }
+            let at = &at[..keys.len()];
+            for &(slot, hash) in at {
+                self.slots[slot].table.prefetch(hash);
+            }
+            for &(slot, hash) in at {
+                for i in self.slots[slot].table.candidates(hash) {
+                    prefetch(self.arena.address(i));
+                }
+            }
+        }
+    }
+
     /// The slot and bucket of `key`, expired or not.
     #[inline]
     fn find(&self, key: &[u8]) -> Option<(usize, usize)> {
         let slot = key_slot(key) as usize;
         let arena = &self.arena;
-        let idx = self.slots[slot].table.find_bucket_index(self.hash(key), |&i| &*arena.get(i).key == key)?;
+        let idx = self.slots[slot].table.find(self.hash(key), |i| &*arena.get(i).key == key)?;
         Some((slot, idx))
     }
 
@@ -395,19 +429,20 @@ impl Db {
     #[inline]
     fn node(&self, slot: usize, idx: usize) -> &Node {
         // Indexes come from `find`, with no change to the table since.
-        self.arena.get(*self.slots[slot].table.get_bucket(idx).expect("bucket index from find"))
+        self.arena.get(self.slots[slot].table.get(idx).expect("bucket index from find"))
     }
 
     #[inline]
     fn node_mut(&mut self, slot: usize, idx: usize) -> &mut Node {
-        let i = *self.slots[slot].table.get_bucket(idx).expect("bucket index from find");
+        let i = self.slots[slot].table.get(idx).expect("bucket index from find");
         self.arena.get_mut(i)
     }
 
     /// Removes the node at a known bucket and updates the counts.
     fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
-        let occupied = self.slots[slot].table.get_bucket_entry(idx).ok().expect("bucket index from find");
-        let (i, _) = occupied.remove();
+        let i = self.slots[slot].table.get(idx).expect("bucket index from find");
+        let hash = self.hash(&self.arena.get(i).key);
+        self.slots[slot].table.remove(idx, hash);
         let node = self.arena.remove(i);
         self.len -= 1;
         self.groups[slot / GROUP] -= 1;
@@ -423,8 +458,8 @@ impl Db {
     fn shrink_if_sparse(&mut self, slot: usize) {
         let Db { slots, hasher, arena, .. } = self;
         let t = &mut slots[slot].table;
-        if t.capacity() > 64 && t.len() * 8 < t.capacity() {
-            t.shrink_to(t.len() * 2, |&i| hasher.hash_one(&*arena.get(i).key));
+        if t.buckets() > 64 && t.len() * 8 < t.buckets() {
+            t.shrink_to(t.len() * 2, |i| hasher.hash_one(&*arena.get(i).key));
         }
     }
 
@@ -438,7 +473,7 @@ impl Db {
         self.groups[slot / GROUP] += 1;
         let Db { slots, hasher, arena, .. } = self;
         let i = arena.insert(node);
-        slots[slot].table.insert_unique(hash, i, |&j| hasher.hash_one(&*arena.get(j).key));
+        slots[slot].table.insert_unique(hash, i, |j| hasher.hash_one(&*arena.get(j).key));
     }
 
     /// Records an access for LRU and LFU (Redis's `updateLFU` and the LRU stamp of
@@ -527,7 +562,7 @@ impl Db {
         let clock = self.lru_clock;
         let Db { slots, arena, .. } = self;
         let s = &mut slots[slot];
-        let found = s.table.find(hash, |&i| &*arena.get(i).key == key).copied();
+        let found = s.table.find(hash, |i| &*arena.get(i).key == key).and_then(|b| s.table.get(b));
         if let Some(i) = found {
             let node = arena.get_mut(i);
             let old = node.entry.expire_at;
@@ -647,7 +682,7 @@ impl Db {
         let slot = slot as usize;
         let taken = std::mem::take(&mut self.slots[slot]);
         let n = taken.table.len();
-        for &i in taken.table.iter() {
+        for i in taken.table.iter() {
             let node = self.arena.remove(i);
             self.touch(&node.key);
         }
@@ -663,7 +698,7 @@ impl Db {
         self.slots[slot as usize]
             .table
             .iter()
-            .map(|&i| arena.get(i))
+            .map(|i| arena.get(i))
             .filter(move |n| !n.entry.is_expired(now_ms))
             .map(|n| &*n.key)
     }
@@ -674,7 +709,7 @@ impl Db {
         self.slots[slot as usize]
             .table
             .iter()
-            .map(|&i| arena.get(i))
+            .map(|i| arena.get(i))
             .filter(move |n| !n.entry.is_expired(now_ms))
             .map(|n| (&*n.key, &n.entry))
     }
@@ -686,7 +721,7 @@ impl Db {
         let all = pattern == b"*";
         let arena = &self.arena;
         let visit = |s: &Slot, out: &mut Vec<Vec<u8>>| {
-            for n in s.table.iter().map(|&i| arena.get(i)) {
+            for n in s.table.iter().map(|i| arena.get(i)) {
                 if (all || glob_match(pattern, &n.key, false)) && !n.entry.is_expired(now_ms) {
                     out.push(n.key.to_vec());
                 }
@@ -749,16 +784,16 @@ impl Db {
     /// A random occupied bucket of a non-empty slot: random probes, then the next
     /// occupied bucket after a random start when the table is very sparse.
     fn random_bucket(&mut self, slot: usize) -> usize {
-        let buckets = self.slots[slot].table.num_buckets();
+        let buckets = self.slots[slot].table.buckets();
         for _ in 0..32 {
             let idx = (self.random_u64() % buckets as u64) as usize;
-            if self.slots[slot].table.get_bucket(idx).is_some() {
+            if self.slots[slot].table.get(idx).is_some() {
                 return idx;
             }
         }
         let start = (self.random_u64() % buckets as u64) as usize;
         let t = &self.slots[slot].table;
-        (start..buckets).chain(0..start).find(|&i| t.get_bucket(i).is_some()).expect("slot is not empty")
+        (start..buckets).chain(0..start).find(|&i| t.get(i).is_some()).expect("slot is not empty")
     }
 
     /// xorshift64*: a fast generator for random keys and LFU increments (not for
@@ -808,7 +843,7 @@ impl Db {
         let (mut sampled, mut expired, mut buckets, mut slots_seen) = (0, 0, 0, 0);
         while sampled < EXPIRE_SAMPLE && buckets < EXPIRE_MAX_BUCKETS && slots_seen <= SLOTS {
             let s = &self.slots[slot];
-            if s.expiring == 0 || bucket >= s.table.num_buckets() {
+            if s.expiring == 0 || bucket >= s.table.buckets() {
                 if bucket > 0 {
                     self.shrink_if_sparse(slot);
                 }
@@ -818,7 +853,7 @@ impl Db {
                 continue;
             }
             buckets += 1;
-            if let Some(n) = s.table.get_bucket(bucket).map(|&i| self.arena.get(i)) {
+            if let Some(n) = s.table.get(bucket).map(|i| self.arena.get(i)) {
                 if n.entry.expire_at != 0 {
                     sampled += 1;
                     if n.entry.expire_at <= now_ms {
@@ -904,7 +939,7 @@ impl Db {
         let (mut len, mut expiring) = (0, 0);
         for (i, s) in self.slots.iter().enumerate() {
             let mut e = 0;
-            for n in s.table.iter().map(|&j| self.arena.get(j)) {
+            for n in s.table.iter().map(|j| self.arena.get(j)) {
                 assert_eq!(key_slot(&n.key) as usize, i, "key in the wrong slot");
                 if n.entry.expire_at != 0 {
                     e += 1;
@@ -1211,11 +1246,11 @@ mod tests {
             db.set(format!("{{t}}{i}").as_bytes(), s("v"), 0);
         }
         let slot = key_slot(b"t") as usize;
-        let big = db.slots[slot].table.capacity();
+        let big = db.slots[slot].table.buckets();
         for i in 0..9_990 {
             db.remove(format!("{{t}}{i}").as_bytes(), 0);
         }
-        assert!(db.slots[slot].table.capacity() < big / 8);
+        assert!(db.slots[slot].table.buckets() < big / 8);
         db.check_invariants();
     }
 

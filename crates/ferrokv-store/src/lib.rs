@@ -5,6 +5,7 @@ pub mod db;
 pub mod glob;
 pub mod hash;
 pub mod keybytes;
+mod keytable;
 pub mod list;
 pub mod set;
 pub mod slot;
