@@ -4,6 +4,7 @@
 //! - [`inline`]: splitting an inline command line into arguments (quotes, escapes).
 //! - [`args`]: argument vectors that borrow from the read buffer ([`Args`]) or own
 //!   their bytes ([`OwnedArgs`]) when a command must outlive the buffer.
+//! - [`peek`]: a look ahead at the keys of the next pipelined commands, for prefetching.
 //! - [`reply`]: the reply encoder, aware of the connection's protocol version.
 //! - [`value`]: replies as values: parser (one-shot and resumable), encoder and a
 //!   redis-cli-style printer, for clients, tests and the CLI.
@@ -11,6 +12,7 @@
 pub mod args;
 pub mod inline;
 pub mod parser;
+pub mod peek;
 pub mod reply;
 pub mod value;
 

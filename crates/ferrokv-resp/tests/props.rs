@@ -1,5 +1,6 @@
 //! Property tests: requests survive any split into reads, pipelines come out in order,
-//! replies survive encode → parse, and no input makes a parser panic.
+//! replies survive encode → parse, no input makes a parser panic, and the look ahead
+//! used for prefetching names the keys the parser will see.
 
 use ferrokv_resp::value::{encode_value, parse_value, Value, ValueReader};
 use ferrokv_resp::{Limits, Parsed, ProtocolError, RequestParser};
@@ -183,6 +184,41 @@ proptest! {
             let got = serve(&wire, &[cut], &LIMITS, false);
             prop_assert_eq!(got, Session { frames: vec![Some(args.clone())], error: None, rest: 0 });
         }
+    }
+
+    /// The look ahead agrees with the parser: the second argument of each multibulk
+    /// frame with two or more, in order, up to the first frame it cannot read.
+    #[test]
+    fn look_ahead_names_the_parsers_keys(frames in prop::collection::vec(frame(), 1..12), cut in any::<prop::sample::Index>()) {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        let mut readable = true;
+        for f in &frames {
+            match f {
+                Frame::Multibulk(a) => {
+                    wire.extend(multibulk(a));
+                    if readable && a.len() >= 2 {
+                        want.push((a[1].clone(), wire.len()));
+                    }
+                }
+                Frame::Inline(a, crlf) => {
+                    wire.extend(inline(a, *crlf));
+                    readable = false;
+                }
+                Frame::Empty(bytes) => {
+                    wire.extend_from_slice(bytes);
+                    // `*0` is a multibulk without arguments, stepped over.
+                    readable &= *bytes == b"*0\r\n";
+                }
+            }
+        }
+        // Cut anywhere: only frames complete before the cut are named.
+        let end = cut.index(wire.len() + 1);
+        let want: Vec<Vec<u8>> = want.into_iter().filter(|(_, e)| *e <= end).map(|(k, _)| k).collect();
+        let mut keys = [&b""[..]; 16];
+        let n = ferrokv_resp::peek::second_args(&wire[..end], &mut keys);
+        let got: Vec<Vec<u8>> = keys[..n].iter().map(|k| k.to_vec()).collect();
+        prop_assert_eq!(&got[..], &want[..want.len().min(16)]);
     }
 
     /// Whatever the bytes, a session is the same however they are split: the same

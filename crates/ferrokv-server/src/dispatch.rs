@@ -138,6 +138,29 @@ impl ShardCore {
         self.outbox.iter().all(|o| o.is_empty())
     }
 
+    /// Prefetches the keyspace memory that the next pipelined commands at the start
+    /// of `buf` will touch, for the keys this shard owns ([`Db::prefetch`]). Returns
+    /// how many commands it looked at; below two there is nothing to overlap and
+    /// nothing is fetched.
+    pub fn prefetch(&mut self, buf: &[u8]) -> usize {
+        let mut keys = [&b""[..]; 16];
+        let n = ferrokv_resp::peek::second_args(buf, &mut keys);
+        if n < 2 {
+            return n;
+        }
+        let mut local = 0;
+        for i in 0..n {
+            if self.node.shard_count() == 1 || self.node.shard_of_key(keys[i]) == self.id {
+                keys[local] = keys[i];
+                local += 1;
+            }
+        }
+        if local > 0 {
+            self.node.lock_db(self.id).prefetch(&keys[..local]);
+        }
+        n
+    }
+
     pub fn run_command(&mut self, c: &mut Conn, args: &Args) -> Flow {
         self.refresh_config();
         let name = args.get(0);

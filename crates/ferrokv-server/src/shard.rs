@@ -385,7 +385,16 @@ impl Shard {
     fn process(core: &mut ShardCore, c: &mut Conn, buf: &[u8]) -> usize {
         let mut parser = std::mem::take(&mut c.parser);
         let mut pos = 0;
+        // Commands run, and when to look ahead next (after the ones prefetched ran).
+        let (mut ran, mut look_ahead_at) = (0, 0);
         while pos < buf.len() && !c.stalled && !c.closing && !c.waiting() {
+            if ran == look_ahead_at && !parser.in_frame() {
+                look_ahead_at = match core.prefetch(&buf[pos..]) {
+                    n if n >= 2 => ran + n,
+                    _ => usize::MAX,
+                };
+            }
+            ran += 1;
             let limits = core.limits(c.authed);
             match parser.parse(&buf[pos..], &limits) {
                 Ok(Parsed::Command { consumed }) => {

@@ -1,5 +1,6 @@
 //! Any bytes, split into reads anywhere: the request parser must not panic, and the
-//! commands, error or leftover it reports must not depend on the split.
+//! commands, error or leftover it reports must not depend on the split. The look ahead
+//! for prefetching must not panic either, and may only name bytes of the input.
 #![no_main]
 
 use ferrokv_resp::{Limits, Parsed, ProtocolError, RequestParser};
@@ -71,6 +72,10 @@ fuzz_target!(|data: &[u8]| {
         at += 1 + (seed % 97) as usize;
         cuts.push(at);
     }
+    let mut keys = [&b""[..]; 16];
+    let n = ferrokv_resp::peek::second_args(wire, &mut keys);
+    let range = wire.as_ptr_range();
+    assert!(keys[..n].iter().all(|k| range.start <= k.as_ptr() && k.as_ptr_range().end <= range.end));
     let whole = serve(wire, &[], &limits, false);
     assert_eq!(serve(wire, &cuts, &limits, data[0] & 4 != 0), whole);
 });
