@@ -404,26 +404,42 @@ impl Db {
     /// The slot and bucket of `key`, expired or not.
     #[inline]
     fn find(&self, key: &[u8]) -> Option<(usize, usize)> {
+        self.locate(key).ok()
+    }
+
+    /// `Ok((slot, bucket))` of `key`, expired or not, or `Err((slot, hash))` where it
+    /// would go.
+    #[inline]
+    fn locate(&self, key: &[u8]) -> Result<(usize, usize), (usize, u64)> {
         let slot = key_slot(key) as usize;
+        let hash = self.hash(key);
         let arena = &self.arena;
-        let idx = self.slots[slot].table.find(self.hash(key), |i| &*arena.get(i).key == key)?;
-        Some((slot, idx))
+        match self.slots[slot].table.find(hash, |i| &*arena.get(i).key == key) {
+            Some(idx) => Ok((slot, idx)),
+            None => Err((slot, hash)),
+        }
     }
 
     /// The slot and bucket of a live `key`; an expired one is deleted on the way.
     #[inline]
     fn find_live(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
+        self.locate_live(key, now_ms).ok()
+    }
+
+    /// [`Db::locate`] for live keys: an expired one is deleted on the way.
+    #[inline]
+    fn locate_live(&mut self, key: &[u8], now_ms: u64) -> Result<(usize, usize), (usize, u64)> {
         self.settle();
         self.set_clock(now_ms);
-        let (slot, idx) = self.find(key)?;
+        let (slot, idx) = self.locate(key)?;
         if self.node(slot, idx).entry.is_expired(now_ms) {
             self.remove_at(slot, idx);
             self.touch(key);
             self.expired_keys += 1;
             self.shrink_if_sparse(slot);
-            return None;
+            return Err((slot, self.hash(key)));
         }
-        Some((slot, idx))
+        Ok((slot, idx))
     }
 
     #[inline]
@@ -584,6 +600,53 @@ impl Db {
         let node =
             Node { key: key.into(), entry: Entry { value, expire_at }, access: Access::new(clock, LFU_INIT_VAL) };
         self.insert_new(slot, hash, node);
+    }
+
+    /// SET with its conditions, looking `key` up once: `decide` sees the expiry time
+    /// of the live entry at `key` (`None` when there is none) and returns the expiry
+    /// time to store `value()` with, or `None` to leave the key as it is. The lookup
+    /// counts as an access either way (Redis's `lookupKeyWrite`), and a replaced key
+    /// keeps its LFU counter, as with [`Db::get`] then [`Db::set`]. Returns whether it
+    /// stored.
+    pub fn set_if(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        decide: impl FnOnce(Option<u64>) -> Option<u64>,
+        value: impl FnOnce() -> Value,
+    ) -> bool {
+        match self.locate_live(key, now_ms) {
+            Ok((slot, idx)) => {
+                let a = self.node(slot, idx).access;
+                let a = self.accessed(a);
+                let clock = self.lru_clock;
+                let node = self.node_mut(slot, idx);
+                node.access = a;
+                let old = node.entry.expire_at;
+                let Some(expire_at) = decide(Some(old)) else { return false };
+                node.entry = Entry { value: value(), expire_at };
+                node.access = Access::new(clock, a.counter());
+                match (old != 0, expire_at != 0) {
+                    (false, true) => {
+                        self.slots[slot].expiring += 1;
+                        self.expiring += 1;
+                    }
+                    (true, false) => {
+                        self.slots[slot].expiring -= 1;
+                        self.expiring -= 1;
+                    }
+                    _ => {}
+                }
+                true
+            }
+            Err((slot, hash)) => {
+                let Some(expire_at) = decide(None) else { return false };
+                let access = Access::new(self.lru_clock, LFU_INIT_VAL);
+                let node = Node { key: key.into(), entry: Entry { value: value(), expire_at }, access };
+                self.insert_new(slot, hash, node);
+                true
+            }
+        }
     }
 
     /// [`Db::set`] for COPY: an integer value becomes a private copy, which Redis
@@ -983,6 +1046,26 @@ mod tests {
         assert!(db.get(b"a", 99).is_some());
         assert!(db.get(b"a", 100).is_none());
         assert_eq!((db.len(), db.expire_keys_count(), db.expired_keys()), (1, 0, 1));
+        db.check_invariants();
+    }
+
+    #[test]
+    fn set_if_decides_on_the_live_entry() {
+        let mut db = Db::with_seed(1);
+        // Absent: decide sees None.
+        assert!(db.set_if(b"a", 1000, |old| old.map_or(Some(5000), |_| None), || s("1")));
+        assert_eq!(db.expire_keys_count(), 1);
+        // Present with a TTL: NX-like refusal keeps the entry.
+        assert!(!db.set_if(b"a", 1000, |old| old.map_or(Some(0), |_| None), || s("2")));
+        assert_eq!(db.peek(b"a", 1000).map(|e| (e.value.clone(), e.expire_at)), Some((s("1"), 5000)));
+        // KEEPTTL-like: the old expiry time comes back.
+        assert!(db.set_if(b"a", 1000, |old| old, || s("3")));
+        assert_eq!(db.peek(b"a", 1000).map(|e| (e.value.clone(), e.expire_at)), Some((s("3"), 5000)));
+        // Expired: deleted on the way (an expiry), then absent for decide.
+        assert!(db.set_if(b"a", 6000, |old| if old.is_none() { Some(0) } else { None }, || s("4")));
+        assert_eq!(db.expired_keys(), 1);
+        assert_eq!(db.expire_keys_count(), 0);
+        assert_eq!(db.len(), 1);
         db.check_invariants();
     }
 

@@ -160,10 +160,15 @@ fn set_generic(
     if o.get && !get_generic(ctx, key) {
         return;
     }
-    let db = ctx.keys.db(key);
-    let old_ttl = db.get(key, now).map(|e| e.expire_at);
-    let found = old_ttl.is_some();
-    if (o.nx && found) || (o.xx && !found) {
+    let keep_ttl = expire.is_none() && o.keepttl;
+    let decide = |old_ttl: Option<u64>| {
+        let found = old_ttl.is_some();
+        if (o.nx && found) || (o.xx && !found) {
+            return None;
+        }
+        Some(if keep_ttl { old_ttl.unwrap_or(0) } else { expire_at })
+    };
+    if !ctx.keys.db(key).set_if(key, now, decide, || Value::string(val)) {
         if !o.get {
             match reply {
                 Reply::Ok => ctx.out.null(),
@@ -172,10 +177,6 @@ fn set_generic(
         }
         return;
     }
-    if expire.is_none() && o.keepttl {
-        expire_at = old_ttl.unwrap_or(0);
-    }
-    db.set(key, Value::string(val), expire_at);
     ctx.touch(key);
     if !o.get {
         match reply {
