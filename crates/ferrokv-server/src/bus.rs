@@ -21,7 +21,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -77,7 +76,7 @@ struct Link {
 }
 
 pub struct Bus {
-    node: Arc<Node>,
+    node: &'static Node,
     state: RefCell<ClusterState>,
     links: RefCell<HashMap<LinkId, Link>>,
     listeners: Vec<TcpListener>,
@@ -89,7 +88,7 @@ pub struct Bus {
 
 impl Bus {
     /// Starts the bus on shard 0: takes the state machine from the node and spawns the tick task.
-    pub fn start(node: Arc<Node>, ops: Ops, executor: Executor) -> Option<Rc<Bus>> {
+    pub fn start(node: &'static Node, ops: Ops, executor: Executor) -> Option<Rc<Bus>> {
         let state = node.cluster_state.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let cfg = node.config().clone();
         let cport = if cfg.cluster_port != 0 { cfg.cluster_port as u16 } else { cfg.port.wrapping_add(10000) };

@@ -696,7 +696,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         return Flow::Stall;
     }
     let shards = core.shards_of_transaction(c);
-    let node = core.node.clone();
+    let node = core.node;
     let mut ks = MultiDb::lock(&node, &shards);
     let now = unix_ms();
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {

@@ -29,7 +29,7 @@ pub enum Flow {
 }
 
 pub struct ShardCore {
-    pub node: Arc<Node>,
+    pub node: &'static Node,
     pub id: ShardId,
     /// Messages for each shard, handed over once per loop iteration.
     pub outbox: Vec<Vec<Msg>>,
@@ -57,7 +57,7 @@ fn needs_all_shards(spec: &CommandSpec) -> bool {
 }
 
 impl ShardCore {
-    pub fn new(node: Arc<Node>, id: ShardId) -> Self {
+    pub fn new(node: &'static Node, id: ShardId) -> Self {
         let n = node.shard_count();
         let mut core = ShardCore {
             node,
@@ -275,7 +275,7 @@ impl ShardCore {
     fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
         let h = spec.handler;
         self.shards_of(spec, args);
-        let node = self.node.clone();
+        let node = self.node;
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
             if target == self.id {
@@ -405,7 +405,7 @@ impl ShardCore {
     /// Serves the waiters of `db`'s ready keys, oldest first, by running their command
     /// again; replies go to their home shards.
     pub fn serve_ready(&mut self, shard: ShardId, db: &mut Db) {
-        let node = self.node.clone();
+        let node = self.node;
         loop {
             let ready = db.take_ready();
             if ready.is_empty() {
@@ -452,7 +452,7 @@ impl ShardCore {
         let w = c.blocked.as_ref()?.waiter.clone();
         let args = w.args.args();
         self.shards_of(w.spec, &args);
-        let node = self.node.clone();
+        let node = self.node;
         let mut ks = MultiDb::lock(&node, &self.shard_set);
         if !w.claim() {
             return None;
@@ -490,7 +490,7 @@ impl ShardCore {
         seq: u64,
         waiter: Option<Arc<Waiter>>,
     ) -> Option<Vec<u8>> {
-        let node = self.node.clone();
+        let node = self.node;
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
         let r = run_data(&mut SingleDb(&mut db), spec.handler, args, &self.exec_cfg, self.now_ms, true, &mut out);

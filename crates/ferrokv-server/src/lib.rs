@@ -19,7 +19,6 @@ pub mod shard;
 use node::Node;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 /// Addresses to listen on, from `bind` (Redis's `*` and `-` prefix for optional).
 fn bind_addrs(cfg: &config::Config) -> Result<Vec<(SocketAddr, bool)>, String> {
@@ -105,7 +104,7 @@ pub fn run(args: Vec<String>) -> i32 {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
     for (id, ls) in listeners.into_iter().enumerate() {
-        let node = node.clone();
+        let node = node;
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let tx = ready_tx.clone();
         let h = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
@@ -115,7 +114,7 @@ pub fn run(args: Vec<String>) -> i32 {
                     tracing::warn!("shard {id}: cannot pin to CPU {cpu}: {e}");
                 }
             }
-            match shard::Shard::new(node.clone(), id, ls) {
+            match shard::Shard::new(node, id, ls) {
                 Ok(s) => {
                     let _ = tx.send(Ok(()));
                     s.run();
@@ -217,7 +216,7 @@ fn block_signals() {
     }
 }
 
-fn wait_for_shutdown(node: &Arc<Node>) {
+fn wait_for_shutdown(node: &Node) {
     // SAFETY: as above; sigtimedwait reads the set and fills no info (null).
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

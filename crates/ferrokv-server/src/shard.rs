@@ -67,7 +67,7 @@ fn token_parts(t: u64) -> (usize, u32) {
 
 impl Shard {
     /// Builds the shard on its own thread (the ring is single-issuer).
-    pub fn new(node: Arc<Node>, id: usize, listeners: Vec<OwnedFd>) -> Result<Shard, String> {
+    pub fn new(node: &'static Node, id: usize, listeners: Vec<OwnedFd>) -> Result<Shard, String> {
         let cfg = node.config().clone();
         let rc = RingConfig {
             batch: cfg.io_batch as u32,
@@ -99,10 +99,10 @@ impl Shard {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        let node = self.core.node.clone();
+        let node = self.core.node;
         let id = self.core.id;
         if id == 0 && node.cluster.is_some() {
-            self.bus = crate::bus::Bus::start(node.clone(), self.ops.clone(), self.executor.clone());
+            self.bus = crate::bus::Bus::start(node, self.ops.clone(), self.executor.clone());
         }
         loop {
             self.core.now_ms = unix_ms();
@@ -217,7 +217,7 @@ impl Shard {
             return;
         }
         let fd = res as RawFd;
-        let node = self.core.node.clone();
+        let node = self.core.node;
         node.total_connections.fetch_add(1, Ordering::Relaxed);
         let cfg = node.config();
         let (maxclients, keepalive, authed) = (cfg.maxclients, cfg.tcp_keepalive, cfg.requirepass.is_empty());
@@ -525,7 +525,7 @@ impl Shard {
     }
 
     fn handle_messages(&mut self) {
-        let node = self.core.node.clone();
+        let node = self.core.node;
         node.shards[self.core.id].mailbox.drain(&mut self.inbox);
         if self.inbox.is_empty() {
             return;
@@ -591,7 +591,7 @@ impl Shard {
     }
 
     fn flush_outboxes(&mut self) {
-        let node = self.core.node.clone();
+        let node = self.core.node;
         for dest in 0..self.core.outbox.len() {
             if self.core.outbox[dest].is_empty() {
                 continue;
