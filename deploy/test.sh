@@ -82,4 +82,11 @@ fi
 log "cargo test --release $*"
 # --no-fail-fast: every test binary runs and prints its summary even when one fails.
 # timeout (not --foreground) ends the whole process group, servers started by tests too.
-timeout -k 30s "${FERROKV_TEST_TIMEOUT:-50m}" cargo test --release --no-fail-fast "$@"
+# The output is also kept to print one summary line over all test binaries at the end.
+out=$(mktemp "${TMPDIR:-/tmp}/ferrokv-test.XXXXXX")
+trap 'rm -f "$out"' EXIT
+status=0
+timeout -k 30s "${FERROKV_TEST_TIMEOUT:-50m}" cargo test --release --no-fail-fast "$@" 2>&1 | tee "$out" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8; binaries++ }
+    END { printf "==> summary: %d passed, %d failed, %d ignored in %d test binaries\n", passed, failed, ignored, binaries }' "$out"
+exit "$status"
