@@ -579,33 +579,36 @@ impl Db {
     /// replaced key keeps its LFU counter, as Redis's `dbSetValue` does.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) {
         self.settle();
-        let slot = key_slot(key) as usize;
-        let hash = self.hash(key);
         let clock = self.lru_clock;
-        let Db { slots, arena, .. } = self;
-        let s = &mut slots[slot];
-        let found = s.table.find(hash, |i| &*arena.get(i).key == key).and_then(|b| s.table.get(b));
-        if let Some(i) = found {
-            let node = arena.get_mut(i);
-            let old = node.entry.expire_at;
-            node.entry = Entry { value, expire_at };
-            node.access = Access::new(clock, node.access.counter());
-            match (old != 0, expire_at != 0) {
-                (false, true) => {
-                    s.expiring += 1;
-                    self.expiring += 1;
-                }
-                (true, false) => {
-                    s.expiring -= 1;
-                    self.expiring -= 1;
-                }
-                _ => {}
+        match self.locate(key) {
+            Ok((slot, idx)) => {
+                let node = self.node_mut(slot, idx);
+                let old = node.entry.expire_at;
+                node.entry = Entry { value, expire_at };
+                node.access = Access::new(clock, node.access.counter());
+                self.expiry_changed(slot, old, expire_at);
             }
-            return;
+            Err((slot, hash)) => {
+                let access = Access::new(clock, LFU_INIT_VAL);
+                self.insert_new(slot, hash, Node { key: key.into(), entry: Entry { value, expire_at }, access });
+            }
         }
-        let node =
-            Node { key: key.into(), entry: Entry { value, expire_at }, access: Access::new(clock, LFU_INIT_VAL) };
-        self.insert_new(slot, hash, node);
+    }
+
+    /// Keeps the counts of keys with a TTL right when an entry's expiry time changes
+    /// from `old` to `new` (0 = none).
+    fn expiry_changed(&mut self, slot: usize, old: u64, new: u64) {
+        match (old != 0, new != 0) {
+            (false, true) => {
+                self.slots[slot].expiring += 1;
+                self.expiring += 1;
+            }
+            (true, false) => {
+                self.slots[slot].expiring -= 1;
+                self.expiring -= 1;
+            }
+            _ => {}
+        }
     }
 
     /// SET with its conditions, looking `key` up once: `decide` sees the expiry time
@@ -632,17 +635,7 @@ impl Db {
                 let Some(expire_at) = decide(Some(old)) else { return false };
                 node.entry = Entry { value: value(), expire_at };
                 node.access = Access::new(clock, a.counter());
-                match (old != 0, expire_at != 0) {
-                    (false, true) => {
-                        self.slots[slot].expiring += 1;
-                        self.expiring += 1;
-                    }
-                    (true, false) => {
-                        self.slots[slot].expiring -= 1;
-                        self.expiring -= 1;
-                    }
-                    _ => {}
-                }
+                self.expiry_changed(slot, old, expire_at);
                 true
             }
             Err((slot, hash)) => {
@@ -700,17 +693,7 @@ impl Db {
         };
         let node = self.node_mut(slot, idx);
         let old = std::mem::replace(&mut node.entry.expire_at, at);
-        match (old != 0, at != 0) {
-            (false, true) => {
-                self.slots[slot].expiring += 1;
-                self.expiring += 1;
-            }
-            (true, false) => {
-                self.slots[slot].expiring -= 1;
-                self.expiring -= 1;
-            }
-            _ => {}
-        }
+        self.expiry_changed(slot, old, at);
         true
     }
 
