@@ -73,6 +73,9 @@ enum Held {
     /// Only opens hold a path (so an abandoned open's descriptor can be closed).
     Path(#[allow(dead_code)] CString),
     Addr(#[allow(dead_code)] Box<SockAddr>),
+    /// An accept's room for the peer's address (an abandoned accept's new descriptor
+    /// is closed, as an abandoned open's).
+    Peer(Box<SockAddr>),
     Time(#[allow(dead_code)] Box<types::Timespec>),
     /// A descriptor being closed: closed here if the entry never reaches the kernel,
     /// forgotten once the kernel has taken it.
@@ -243,8 +246,9 @@ impl Ops {
             }
         };
         if let Some(h) = held {
-            if matches!(h, Held::Path(_)) && res >= 0 {
-                // An open whose future is gone: nobody else will ever close what it opened.
+            if matches!(h, Held::Path(_) | Held::Peer(_)) && res >= 0 {
+                // An open or accept whose future is gone: nobody else will ever close
+                // the descriptor it made.
                 // SAFETY: the kernel just created this descriptor for us.
                 unsafe { libc::close(res) };
             }
@@ -404,6 +408,28 @@ impl Ops {
         let (res, _, _) = self.start(sqe, Held::Addr(sa)).await;
         result(res)?;
         Ok(TcpStream { fd, ops: self.clone() })
+    }
+
+    /// Accepts one connection on the listening socket `fd` (`IORING_OP_ACCEPT`; the
+    /// new socket is close-on-exec). Returns it with the peer's address. The listener
+    /// should be blocking: the ring waits for a connection without a thread.
+    pub async fn accept(&self, fd: RawFd) -> io::Result<(TcpStream, SocketAddr)> {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let mut sa = Box::new(SockAddr { storage, len });
+        let addr = &mut sa.storage as *mut libc::sockaddr_storage as *mut libc::sockaddr;
+        let sqe = opcode::Accept::new(types::Fd(fd), addr, &mut sa.len).flags(libc::SOCK_CLOEXEC).build();
+        let (res, _, held) = self.start(sqe, Held::Peer(sa)).await;
+        let raw = result(res)?;
+        // SAFETY: the kernel just created this descriptor for us.
+        let stream = TcpStream { fd: unsafe { OwnedFd::from_raw_fd(raw as RawFd) }, ops: self.clone() };
+        let peer = match held {
+            Held::Peer(sa) => sa.to_socket_addr(),
+            _ => None,
+        };
+        let peer = peer.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP socket"))?;
+        Ok((stream, peer))
     }
 
     /// Sends `buf` on socket `fd` (one `send`, which may be partial). Returns the number of
@@ -644,6 +670,40 @@ impl SockAddr {
     fn as_ptr(&self) -> *const libc::sockaddr {
         &self.storage as *const libc::sockaddr_storage as *const libc::sockaddr
     }
+
+    /// The address, if it is an IPv4 or IPv6 one.
+    fn to_socket_addr(&self) -> Option<SocketAddr> {
+        match self.storage.ss_family as libc::c_int {
+            libc::AF_INET if self.len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a sockaddr_in, and it is
+                // large and aligned enough for one.
+                let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+            }
+            libc::AF_INET6 if self.len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for sockaddr_in6.
+                let sin6 = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                let port = u16::from_be(sin6.sin6_port);
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The local address of socket `fd` (getsockname).
+    fn local_of(fd: RawFd) -> io::Result<SocketAddr> {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut sa = SockAddr { storage, len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t };
+        // SAFETY: getsockname writes at most `len` bytes into the storage.
+        let r = unsafe { libc::getsockname(fd, &mut sa.storage as *mut _ as *mut libc::sockaddr, &mut sa.len) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sa.to_socket_addr().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+    }
 }
 
 impl From<SocketAddr> for SockAddr {
@@ -702,6 +762,11 @@ impl TcpStream {
     /// See [`Ops::recv`]: appends into the spare capacity of `buf`.
     pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         self.ops.recv(self.fd.as_raw_fd(), buf).await
+    }
+
+    /// The socket's own address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        SockAddr::local_of(self.fd.as_raw_fd())
     }
 
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
@@ -845,6 +910,60 @@ mod tests {
         peer.join().unwrap();
         assert_eq!(reply, b"pong from std");
         assert!(eof);
+        assert_eq!(rt.ops().in_flight(), 0);
+    }
+
+    #[test]
+    fn accept_takes_a_connection_with_its_peer_address() {
+        let (l, addr) = listener();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let local = s.local_addr().unwrap();
+            s.write_all(b"hi").unwrap();
+            local
+        });
+        let mut rt = LocalRuntime::new().unwrap();
+        let ops = rt.ops().clone();
+        let fd = l.as_raw_fd();
+        let (peer, local, got) = rt
+            .block_on(async move {
+                let (s, peer) = ops.accept(fd).await.unwrap();
+                let local = s.local_addr().unwrap();
+                let mut buf = Vec::with_capacity(8);
+                while buf.len() < 2 {
+                    let (res, b) = s.recv(buf).await;
+                    buf = b;
+                    assert!(res.unwrap() > 0);
+                }
+                (peer, local, buf)
+            })
+            .unwrap();
+        assert_eq!(peer, client.join().unwrap());
+        assert_eq!(local, addr);
+        assert_eq!(got, b"hi");
+        assert_eq!(rt.ops().in_flight(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_accept_leaves_nothing_open() {
+        let (l, addr) = listener();
+        let mut rt = LocalRuntime::new().unwrap();
+        let ops = rt.ops().clone();
+        let fd = l.as_raw_fd();
+        rt.block_on(async move {
+            let mut accept = Box::pin(ops.accept(fd));
+            assert!(poll_once(&mut accept).is_pending());
+            // Let the loop submit it, so the kernel holds it when it is dropped.
+            ops.timeout(Duration::from_millis(20)).await.ok();
+            assert_eq!(ops.in_kernel(), 1);
+            drop(accept);
+            // The cancelled accept must not swallow the next connection.
+            let c = std::thread::spawn(move || std::net::TcpStream::connect(addr).unwrap());
+            let (s, _) = ops.accept(fd).await.unwrap();
+            drop(c.join().unwrap());
+            s.close().await.unwrap();
+        })
+        .unwrap();
         assert_eq!(rt.ops().in_flight(), 0);
     }
 

@@ -6,8 +6,8 @@
 //! its outputs in order: save nodes.conf (atomically: temporary file, fsync, rename),
 //! open/close links, send messages, publish views to every shard.
 //!
-//! Inbound bus connections are accepted from a non-blocking listener polled every
-//! tick (at most 100 ms of delay before a new peer is answered).
+//! Inbound bus connections are accepted by one task per listening address, waiting in
+//! the ring (`Ops::accept`).
 
 use crate::node::{unix_ms, Node};
 use ferrokv_cluster::{ClusterState, Command, Input, LinkId, LogLevel, Message, Output, Reply};
@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -79,7 +79,6 @@ pub struct Bus {
     node: &'static Node,
     state: RefCell<ClusterState>,
     links: RefCell<HashMap<LinkId, Link>>,
-    listeners: Vec<TcpListener>,
     next_inbound: Cell<u64>,
     ops: Ops,
     executor: Executor,
@@ -102,7 +101,7 @@ impl Bus {
                 h => h,
             };
             let Ok(ip) = ip.parse::<std::net::IpAddr>() else { continue };
-            match TcpListener::bind(SocketAddr::new(ip, cport)).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+            match TcpListener::bind(SocketAddr::new(ip, cport)) {
                 Ok(l) => listeners.push(l),
                 Err(e) => tracing::warn!("cluster bus: cannot listen on {ip}:{cport}: {e}"),
             }
@@ -111,7 +110,6 @@ impl Bus {
             node,
             state: RefCell::new(state),
             links: RefCell::new(HashMap::new()),
-            listeners,
             next_inbound: Cell::new(1),
             ops,
             executor: executor.clone(),
@@ -121,12 +119,29 @@ impl Bus {
         executor
             .spawn(async move {
                 loop {
-                    b.accept_pending();
                     b.feed(Input::Tick);
                     b.executor.sleep(Duration::from_millis(100)).await;
                 }
             })
             .detach();
+        for l in listeners {
+            let b = bus.clone();
+            executor
+                .spawn(async move {
+                    // The task owns the listener: it stays open while the task waits.
+                    loop {
+                        match b.ops.accept(l.as_raw_fd()).await {
+                            Ok((stream, peer)) => b.accepted(stream, peer),
+                            Err(e) => {
+                                // Out of descriptors, say: try again a tick later.
+                                tracing::warn!("cluster bus: accept failed: {e}");
+                                b.executor.sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                })
+                .detach();
+        }
         Some(bus)
     }
 
@@ -203,19 +218,14 @@ impl Bus {
         }
     }
 
-    fn accept_pending(self: &Rc<Self>) {
-        for l in &self.listeners {
-            while let Ok((stream, peer)) = l.accept() {
-                let local = stream.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-                let _ = stream.set_nodelay(true);
-                let fd: OwnedFd = stream.into();
-                let id = self.next_inbound.get();
-                self.next_inbound.set(id + 1);
-                let link = LinkId::Inbound(id);
-                self.open_link(link, fd);
-                self.feed(Input::Accepted { link, peer_ip: peer.ip().to_string(), local_ip: local });
-            }
-        }
+    fn accepted(self: &Rc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let local = stream.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let _ = stream.set_nodelay(true);
+        let id = self.next_inbound.get();
+        self.next_inbound.set(id + 1);
+        let link = LinkId::Inbound(id);
+        self.open_link(link, stream);
+        self.feed(Input::Accepted { link, peer_ip: peer.ip().to_string(), local_ip: local });
     }
 
     fn connect(self: &Rc<Self>, link: LinkId, ip: String, port: u16) {
@@ -250,10 +260,9 @@ impl Bus {
             .detach();
     }
 
-    fn open_link(self: &Rc<Self>, link: LinkId, fd: OwnedFd) {
+    fn open_link(self: &Rc<Self>, link: LinkId, stream: TcpStream) {
         let outbox = Rc::new(Outbox::default());
         self.links.borrow_mut().insert(link, Link { outbox, fd: None });
-        let stream = TcpStream::from_fd(self.ops.clone(), fd);
         self.run_link(link, stream);
     }
 
