@@ -524,6 +524,32 @@ impl Shard {
         self.free.push(idx);
     }
 
+    /// Prefetches the keyspace memory of the forwarded commands' keys before running
+    /// them, as [`ShardCore::prefetch`] does for a read's pipeline: a batch of
+    /// forwarded lookups otherwise pays its cache misses one after the other.
+    fn prefetch_forwarded(node: &Node, id: usize, inbox: &[Msg]) {
+        const BATCH: usize = 16;
+        let mut keys = [&b""[..]; BATCH];
+        let mut n = 0;
+        let db = node.lock_db(id);
+        for m in inbox {
+            if let Msg::Exec { args, .. } = m {
+                let args = args.args();
+                if args.len() >= 2 {
+                    keys[n] = args.get(1);
+                    n += 1;
+                    if n == BATCH {
+                        db.prefetch(&keys);
+                        n = 0;
+                    }
+                }
+            }
+        }
+        if n >= 2 {
+            db.prefetch(&keys[..n]);
+        }
+    }
+
     fn handle_messages(&mut self) {
         let node = self.core.node;
         node.shards[self.core.id].mailbox.drain(&mut self.inbox);
@@ -533,6 +559,7 @@ impl Shard {
         // Forwarded commands must see a CONFIG SET that happened before they were sent.
         self.core.refresh_config();
         let mut inbox = std::mem::take(&mut self.inbox);
+        Self::prefetch_forwarded(node, self.core.id, &inbox);
         for m in inbox.drain(..) {
             match m {
                 Msg::Exec { from, token, seq, proto, spec, args, waiter } => {
