@@ -38,7 +38,8 @@ pub struct NodeInfo {
     pub config_epoch: u64,
     /// The epoch `CLUSTER NODES` prints: a replica shows its master's.
     pub shown_epoch: u64,
-    /// An outbound bus link exists (myself counts as connected).
+    /// The outbound bus link is established, not just being attempted (Redis's
+    /// `connIsConnected`; myself counts as connected).
     pub connected: bool,
     /// Slots this node serves according to the slot table, as inclusive ranges.
     pub slot_ranges: Vec<(u16, u16)>,
@@ -170,7 +171,7 @@ impl ClusterView {
                     pong_received: n.pong_received,
                     config_epoch: n.config_epoch,
                     shown_epoch,
-                    connected: n.link.is_some() || si == st.myself,
+                    connected: si == st.myself || n.link.and_then(|l| st.links.get(&l)).is_some_and(|l| l.connected),
                     num_slots: slot_ranges.iter().map(|(s, e)| (e - s) as u32 + 1).sum(),
                     slot_ranges,
                     repl_offset: n.repl_offset,

@@ -466,6 +466,26 @@ fn a_meet_from_an_unknown_node_adds_it_in_handshake_and_pongs() {
 }
 
 #[test]
+fn nodes_line_says_connected_only_while_the_link_is_up() {
+    let mut st = load(FOUR_MASTERS, 0);
+    let line_of_a = |st: &ClusterState| {
+        let text = cluster_nodes_text(&st.view());
+        text.lines().find(|l| l.starts_with(&id('a').to_string())).unwrap().to_string()
+    };
+    let outs = st.handle(100, Input::Tick);
+    let to_a = connects(&outs).into_iter().find(|(_, ip, _)| ip == "10.0.0.2").unwrap().0;
+    // A connection attempt under way is not a link.
+    assert!(line_of_a(&st).contains(" disconnected"), "{}", line_of_a(&st));
+    st.handle(110, Input::Connected(to_a));
+    assert!(line_of_a(&st).contains(" connected"), "{}", line_of_a(&st));
+    st.handle(120, Input::Closed(to_a));
+    assert!(line_of_a(&st).contains(" disconnected"), "{}", line_of_a(&st));
+    // Reconnecting (the peer is down): still disconnected until it connects.
+    st.handle(1200, Input::Tick);
+    assert!(line_of_a(&st).contains(" disconnected"), "{}", line_of_a(&st));
+}
+
+#[test]
 fn a_pong_from_another_id_marks_the_address_unknown() {
     let mut st = load(FOUR_MASTERS, 0);
     let outs = st.handle(100, Input::Tick);
