@@ -10,6 +10,8 @@
 pub mod ctx;
 pub mod families;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod util;
 
 pub use ctx::{Ctx, ExecConfig, Keyspace, SingleDb};

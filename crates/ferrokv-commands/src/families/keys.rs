@@ -15,8 +15,6 @@
 mod expire;
 mod keyspace;
 mod object;
-#[cfg(test)]
-mod testkit;
 
 pub use expire::*;
 pub use keyspace::*;
@@ -228,9 +226,10 @@ pub fn copy(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::{Harness, TwoDbs};
     use super::*;
     use crate::table::lookup;
+    use crate::testkit::{Harness, TwoDbs};
+    use ferrokv_resp::Proto;
 
     #[test]
     fn table_matches_redis_command_info() {
@@ -267,7 +266,7 @@ mod tests {
             parts.sort();
             parts
         }
-        let mut h = Harness::new();
+        let mut h = Harness::with_seed(42);
         let mut n = 0;
         for line in include_str!("keys/redis_cases.txt").lines().filter(|l| !l.starts_with('#')) {
             let mut fields = line.split('\t');
@@ -276,7 +275,7 @@ mod tests {
             let args: Vec<Vec<u8>> = args.split(' ').map(hex).collect();
             let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
             let want = String::from_utf8(hex(reply)).unwrap();
-            let got = h.run_args(&refs);
+            let got = h.cmd_args(&refs);
             let shown: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
             if args[0] == b"keys" {
                 assert_eq!(unordered(&got), unordered(&want), "line {n}: {shown:?}");
@@ -291,101 +290,102 @@ mod tests {
 
     #[test]
     fn del_counts_each_key_once() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        h.run("SET b 2");
-        assert_eq!(h.run("DEL a c a b"), ":2\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        h.cmd("SET b 2");
+        assert_eq!(h.cmd("DEL a c a b"), ":2\r\n");
         assert_eq!(h.dirty, 2);
-        assert_eq!(h.run("DEL a"), ":0\r\n");
-        assert_eq!(h.run("UNLINK a"), ":0\r\n");
-        h.run("SET a 1");
-        assert_eq!(h.run("UNLINK a a"), ":1\r\n");
+        assert_eq!(h.cmd("DEL a"), ":0\r\n");
+        assert_eq!(h.cmd("UNLINK a"), ":0\r\n");
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("UNLINK a a"), ":1\r\n");
     }
 
     #[test]
     fn del_of_an_expired_key_is_zero() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        h.run("PEXPIRE a 10");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        h.cmd("PEXPIRE a 10");
         h.now += 10;
-        assert_eq!(h.run("DEL a"), ":0\r\n");
+        assert_eq!(h.cmd("DEL a"), ":0\r\n");
         assert_eq!(h.db.len(), 0);
     }
 
     #[test]
     fn exists_and_touch_count_duplicates() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        h.run("SET b 1");
-        assert_eq!(h.run("EXISTS a a b c"), ":3\r\n");
-        assert_eq!(h.run("TOUCH a b c a"), ":3\r\n");
-        assert_eq!(h.run("EXISTS nope"), ":0\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        h.cmd("SET b 1");
+        assert_eq!(h.cmd("EXISTS a a b c"), ":3\r\n");
+        assert_eq!(h.cmd("TOUCH a b c a"), ":3\r\n");
+        assert_eq!(h.cmd("EXISTS nope"), ":0\r\n");
         assert_eq!(h.dirty, 0);
     }
 
     #[test]
     fn touch_records_an_access_and_exists_does_not() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
         h.now += 20_000;
-        h.run("EXISTS a");
-        h.run("TYPE a");
-        assert_eq!(h.run("OBJECT IDLETIME a"), ":20\r\n");
-        h.run("TOUCH a");
-        assert_eq!(h.run("OBJECT IDLETIME a"), ":0\r\n");
+        h.cmd("EXISTS a");
+        h.cmd("TYPE a");
+        assert_eq!(h.cmd("OBJECT IDLETIME a"), ":20\r\n");
+        h.cmd("TOUCH a");
+        assert_eq!(h.cmd("OBJECT IDLETIME a"), ":0\r\n");
     }
 
     #[test]
     fn type_names() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        assert_eq!(h.run("TYPE a"), "+string\r\n");
-        assert_eq!(h.run("TYPE nope"), "+none\r\n");
-        assert_eq!(h.resp3().run("TYPE nope"), "+none\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("TYPE a"), "+string\r\n");
+        assert_eq!(h.cmd("TYPE nope"), "+none\r\n");
+        h.proto = Proto::Resp3;
+        assert_eq!(h.cmd("TYPE nope"), "+none\r\n");
     }
 
     #[test]
     fn rename_moves_value_and_ttl() {
-        let mut h = Harness::new();
-        h.run("SET a hello");
-        h.run("PEXPIRE a 100000");
-        h.run("SET b old");
-        assert_eq!(h.run("RENAME a b"), "+OK\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a hello");
+        h.cmd("PEXPIRE a 100000");
+        h.cmd("SET b old");
+        assert_eq!(h.cmd("RENAME a b"), "+OK\r\n");
         assert_eq!(h.dirty, 1);
-        assert_eq!(h.run("GET b"), "$5\r\nhello\r\n");
-        assert_eq!(h.run("PTTL b"), ":100000\r\n");
-        assert_eq!(h.run("EXISTS a"), ":0\r\n");
+        assert_eq!(h.cmd("GET b"), "$5\r\nhello\r\n");
+        assert_eq!(h.cmd("PTTL b"), ":100000\r\n");
+        assert_eq!(h.cmd("EXISTS a"), ":0\r\n");
         // A destination with a TTL loses it to the source's lack of one.
-        h.run("SET c v");
-        h.run("EXPIRE b 50");
-        h.run("RENAME c b");
-        assert_eq!(h.run("TTL b"), ":-1\r\n");
+        h.cmd("SET c v");
+        h.cmd("EXPIRE b 50");
+        h.cmd("RENAME c b");
+        assert_eq!(h.cmd("TTL b"), ":-1\r\n");
         h.db.check_invariants();
     }
 
     #[test]
     fn rename_errors_and_same_key() {
-        let mut h = Harness::new();
-        assert_eq!(h.run("RENAME x y"), "-ERR no such key\r\n");
-        assert_eq!(h.run("RENAME x x"), "-ERR no such key\r\n");
-        assert_eq!(h.run("RENAMENX x y"), "-ERR no such key\r\n");
-        h.run("SET a 1");
-        assert_eq!(h.run("RENAME a a"), "+OK\r\n");
-        assert_eq!(h.run("RENAMENX a a"), ":0\r\n");
+        let mut h = Harness::with_seed(42);
+        assert_eq!(h.cmd("RENAME x y"), "-ERR no such key\r\n");
+        assert_eq!(h.cmd("RENAME x x"), "-ERR no such key\r\n");
+        assert_eq!(h.cmd("RENAMENX x y"), "-ERR no such key\r\n");
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("RENAME a a"), "+OK\r\n");
+        assert_eq!(h.cmd("RENAMENX a a"), ":0\r\n");
         assert_eq!(h.dirty, 0);
-        h.run("SET b 2");
-        assert_eq!(h.run("RENAMENX a b"), ":0\r\n");
-        assert_eq!(h.run("RENAMENX a c"), ":1\r\n");
-        assert_eq!(h.run("GET c"), "$1\r\n1\r\n");
+        h.cmd("SET b 2");
+        assert_eq!(h.cmd("RENAMENX a b"), ":0\r\n");
+        assert_eq!(h.cmd("RENAMENX a c"), ":1\r\n");
+        assert_eq!(h.cmd("GET c"), "$1\r\n1\r\n");
     }
 
     #[test]
     fn rename_signals_both_keys_to_watchers() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
         h.db.watch(b"a");
         h.db.watch(b"b");
-        h.run("RENAME a b");
+        h.cmd("RENAME a b");
         assert_eq!((h.db.watch_version(b"a"), h.db.watch_version(b"b")), (1, 1));
     }
 
@@ -411,28 +411,28 @@ mod tests {
 
     #[test]
     fn copy_options() {
-        let mut h = Harness::new();
-        h.run("SET d 1");
-        h.run("PEXPIRE d 100000");
-        assert_eq!(h.run("COPY d e"), ":1\r\n");
-        assert_eq!(h.run("PTTL e"), ":100000\r\n");
-        assert_eq!(h.run("COPY d e"), ":0\r\n");
-        assert_eq!(h.run("COPY d e db 0"), ":0\r\n");
-        h.run("SET d 2");
-        assert_eq!(h.run("COPY d e REPLACE"), ":1\r\n");
-        assert_eq!(h.run("GET e"), "$1\r\n2\r\n");
-        assert_eq!(h.run("TTL e"), ":-1\r\n");
-        assert_eq!(h.run("COPY d e db 0 replace replace"), ":1\r\n");
-        assert_eq!(h.run("COPY d e db 1"), "-ERR DB index is out of range\r\n");
-        assert_eq!(h.run("COPY d e db -1"), "-ERR DB index is out of range\r\n");
-        assert_eq!(h.run("COPY d e db abc"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.run("COPY d e db 4294967296"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.run("COPY d e db"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("COPY d e foo"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("COPY d d"), "-ERR source and destination objects are the same\r\n");
-        assert_eq!(h.run("COPY nokey e"), ":0\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET d 1");
+        h.cmd("PEXPIRE d 100000");
+        assert_eq!(h.cmd("COPY d e"), ":1\r\n");
+        assert_eq!(h.cmd("PTTL e"), ":100000\r\n");
+        assert_eq!(h.cmd("COPY d e"), ":0\r\n");
+        assert_eq!(h.cmd("COPY d e db 0"), ":0\r\n");
+        h.cmd("SET d 2");
+        assert_eq!(h.cmd("COPY d e REPLACE"), ":1\r\n");
+        assert_eq!(h.cmd("GET e"), "$1\r\n2\r\n");
+        assert_eq!(h.cmd("TTL e"), ":-1\r\n");
+        assert_eq!(h.cmd("COPY d e db 0 replace replace"), ":1\r\n");
+        assert_eq!(h.cmd("COPY d e db 1"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY d e db -1"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY d e db abc"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("COPY d e db 4294967296"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("COPY d e db"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("COPY d e foo"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("COPY d d"), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(h.cmd("COPY nokey e"), ":0\r\n");
         // Options are checked before the source.
-        assert_eq!(h.run("COPY nokey e db 5"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY nokey e db 5"), "-ERR DB index is out of range\r\n");
         h.db.check_invariants();
     }
 }

@@ -744,7 +744,7 @@ fn new_list(elements: impl Iterator<Item = Vec<u8>>, cfg: &crate::ctx::ExecConfi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
     use ferrokv_resp::OwnedArgs;
 
     #[test]

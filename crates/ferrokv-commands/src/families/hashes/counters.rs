@@ -84,7 +84,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn hincrby() {

@@ -159,7 +159,7 @@ pub fn hstrlen(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn hset_creates_updates_and_counts() {

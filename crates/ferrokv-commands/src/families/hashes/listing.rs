@@ -115,7 +115,7 @@ use crate::util::parse_scan_cursor as parse_cursor;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
     use std::collections::BTreeSet;
 
     #[test]

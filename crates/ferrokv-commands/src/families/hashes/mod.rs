@@ -130,7 +130,7 @@ fn is_opt(a: &[u8], kw: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn table_matches_redis_command_info() {

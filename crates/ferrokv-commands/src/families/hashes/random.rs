@@ -104,7 +104,7 @@ fn splitmix(seed: u64) -> impl FnMut() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
     use std::collections::BTreeSet;
 
     /// The bulk strings of a reply, in order.

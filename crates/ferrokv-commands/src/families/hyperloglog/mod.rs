@@ -360,7 +360,7 @@ fn selftest(seed: u64, elements: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
 
     fn get(h: &mut Harness, key: &str) -> Vec<u8> {
         match &h.db.get(key.as_bytes(), h.now).expect("key").value {

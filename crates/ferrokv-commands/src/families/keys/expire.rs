@@ -166,46 +166,46 @@ pub fn persist(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn set_and_read_ttls() {
-        let mut h = Harness::new();
-        h.run("SET k v");
-        assert_eq!(h.run("TTL k"), ":-1\r\n");
-        assert_eq!(h.run("PTTL k"), ":-1\r\n");
-        assert_eq!(h.run("EXPIRETIME k"), ":-1\r\n");
-        assert_eq!(h.run("TTL nokey"), ":-2\r\n");
-        assert_eq!(h.run("PEXPIRETIME nokey"), ":-2\r\n");
-        assert_eq!(h.run("EXPIRE k 100"), ":1\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET k v");
+        assert_eq!(h.cmd("TTL k"), ":-1\r\n");
+        assert_eq!(h.cmd("PTTL k"), ":-1\r\n");
+        assert_eq!(h.cmd("EXPIRETIME k"), ":-1\r\n");
+        assert_eq!(h.cmd("TTL nokey"), ":-2\r\n");
+        assert_eq!(h.cmd("PEXPIRETIME nokey"), ":-2\r\n");
+        assert_eq!(h.cmd("EXPIRE k 100"), ":1\r\n");
         assert_eq!(h.dirty, 1);
-        assert_eq!(h.run("TTL k"), ":100\r\n");
-        assert_eq!(h.run("PTTL k"), ":100000\r\n");
-        assert_eq!(h.run("PEXPIRETIME k"), format!(":{}\r\n", h.now + 100_000));
-        assert_eq!(h.run("EXPIRETIME k"), format!(":{}\r\n", (h.now + 100_000) / 1000));
-        assert_eq!(h.run("PEXPIRE k 1500"), ":1\r\n");
+        assert_eq!(h.cmd("TTL k"), ":100\r\n");
+        assert_eq!(h.cmd("PTTL k"), ":100000\r\n");
+        assert_eq!(h.cmd("PEXPIRETIME k"), format!(":{}\r\n", h.now + 100_000));
+        assert_eq!(h.cmd("EXPIRETIME k"), format!(":{}\r\n", (h.now + 100_000) / 1000));
+        assert_eq!(h.cmd("PEXPIRE k 1500"), ":1\r\n");
         h.now += 1;
         // 1499 ms round to 1 s; 1500 to 2.
-        assert_eq!(h.run("TTL k"), ":1\r\n");
+        assert_eq!(h.cmd("TTL k"), ":1\r\n");
         h.now -= 1;
-        assert_eq!(h.run("TTL k"), ":2\r\n");
-        assert_eq!(h.run("PEXPIREAT k 1700000009999"), ":1\r\n");
-        assert_eq!(h.run("EXPIRETIME k"), ":1700000010\r\n");
-        assert_eq!(h.run("EXPIREAT k 1700000100"), ":1\r\n");
-        assert_eq!(h.run("PTTL k"), ":100000\r\n");
-        assert_eq!(h.run("EXPIRE nokey 10"), ":0\r\n");
+        assert_eq!(h.cmd("TTL k"), ":2\r\n");
+        assert_eq!(h.cmd("PEXPIREAT k 1700000009999"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRETIME k"), ":1700000010\r\n");
+        assert_eq!(h.cmd("EXPIREAT k 1700000100"), ":1\r\n");
+        assert_eq!(h.cmd("PTTL k"), ":100000\r\n");
+        assert_eq!(h.cmd("EXPIRE nokey 10"), ":0\r\n");
         assert_eq!(h.dirty, 0);
         h.db.check_invariants();
     }
 
     #[test]
     fn past_times_delete() {
-        let mut h = Harness::new();
+        let mut h = Harness::with_seed(42);
         for cmd in ["EXPIRE k 0", "EXPIRE k -1", "PEXPIRE k 0", "EXPIREAT k 1", "PEXPIREAT k 1700000000000"] {
-            h.run("SET k v");
+            h.cmd("SET k v");
             h.db.watch(b"k");
-            assert_eq!(h.run(cmd), ":1\r\n", "{cmd}");
-            assert_eq!(h.run("EXISTS k"), ":0\r\n", "{cmd}");
+            assert_eq!(h.cmd(cmd), ":1\r\n", "{cmd}");
+            assert_eq!(h.cmd("EXISTS k"), ":0\r\n", "{cmd}");
             assert_eq!(h.dirty, 0);
             assert_eq!(h.db.watch_version(b"k"), 1, "{cmd}");
             h.db.unwatch(b"k");
@@ -216,86 +216,86 @@ mod tests {
 
     #[test]
     fn keys_expire() {
-        let mut h = Harness::new();
-        h.run("SET k v");
-        h.run("PEXPIRE k 100");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET k v");
+        h.cmd("PEXPIRE k 100");
         h.now += 99;
-        assert_eq!(h.run("PTTL k"), ":1\r\n");
+        assert_eq!(h.cmd("PTTL k"), ":1\r\n");
         h.now += 1;
-        assert_eq!(h.run("PTTL k"), ":-2\r\n");
-        assert_eq!(h.run("GET k"), "$-1\r\n");
+        assert_eq!(h.cmd("PTTL k"), ":-2\r\n");
+        assert_eq!(h.cmd("GET k"), "$-1\r\n");
     }
 
     #[test]
     fn conditions() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        assert_eq!(h.run("EXPIRE a 10 XX"), ":0\r\n");
-        assert_eq!(h.run("EXPIRE a 10 GT"), ":0\r\n");
-        assert_eq!(h.run("EXPIRE a 10 LT"), ":1\r\n");
-        assert_eq!(h.run("EXPIRE a 20 NX"), ":0\r\n");
-        assert_eq!(h.run("EXPIRE a 20 xx"), ":1\r\n");
-        assert_eq!(h.run("EXPIRE a 20 gt"), ":0\r\n");
-        assert_eq!(h.run("EXPIRE a 21 gt"), ":1\r\n");
-        assert_eq!(h.run("EXPIRE a 21 lt"), ":0\r\n");
-        assert_eq!(h.run("EXPIRE a 5 lt xx"), ":1\r\n");
-        assert_eq!(h.run("TTL a"), ":5\r\n");
-        assert_eq!(h.run("EXPIRE a 1 lt lt"), ":1\r\n");
-        assert_eq!(h.run("PERSIST a"), ":1\r\n");
-        assert_eq!(h.run("EXPIRE a 7 NX"), ":1\r\n");
-        assert_eq!(h.run("TTL a"), ":7\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("EXPIRE a 10 XX"), ":0\r\n");
+        assert_eq!(h.cmd("EXPIRE a 10 GT"), ":0\r\n");
+        assert_eq!(h.cmd("EXPIRE a 10 LT"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRE a 20 NX"), ":0\r\n");
+        assert_eq!(h.cmd("EXPIRE a 20 xx"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRE a 20 gt"), ":0\r\n");
+        assert_eq!(h.cmd("EXPIRE a 21 gt"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRE a 21 lt"), ":0\r\n");
+        assert_eq!(h.cmd("EXPIRE a 5 lt xx"), ":1\r\n");
+        assert_eq!(h.cmd("TTL a"), ":5\r\n");
+        assert_eq!(h.cmd("EXPIRE a 1 lt lt"), ":1\r\n");
+        assert_eq!(h.cmd("PERSIST a"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRE a 7 NX"), ":1\r\n");
+        assert_eq!(h.cmd("TTL a"), ":7\r\n");
         // LT against no TTL always passes, even with a past time (which deletes).
-        h.run("PERSIST a");
-        assert_eq!(h.run("EXPIRE a -1 LT"), ":1\r\n");
-        assert_eq!(h.run("EXISTS a"), ":0\r\n");
+        h.cmd("PERSIST a");
+        assert_eq!(h.cmd("EXPIRE a -1 LT"), ":1\r\n");
+        assert_eq!(h.cmd("EXISTS a"), ":0\r\n");
     }
 
     #[test]
     fn option_errors() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
         let incompatible = "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n";
-        assert_eq!(h.run("EXPIRE a 10 nx xx"), incompatible);
-        assert_eq!(h.run("EXPIRE a 1 nx gt"), incompatible);
-        assert_eq!(h.run("EXPIRE a 10 gt lt"), "-ERR GT and LT options at the same time are not compatible\r\n");
-        assert_eq!(h.run("EXPIRE nokey 1 gt lt"), "-ERR GT and LT options at the same time are not compatible\r\n");
-        assert_eq!(h.run("EXPIRE a 10 foo"), "-ERR Unsupported option foo\r\n");
+        assert_eq!(h.cmd("EXPIRE a 10 nx xx"), incompatible);
+        assert_eq!(h.cmd("EXPIRE a 1 nx gt"), incompatible);
+        assert_eq!(h.cmd("EXPIRE a 10 gt lt"), "-ERR GT and LT options at the same time are not compatible\r\n");
+        assert_eq!(h.cmd("EXPIRE nokey 1 gt lt"), "-ERR GT and LT options at the same time are not compatible\r\n");
+        assert_eq!(h.cmd("EXPIRE a 10 foo"), "-ERR Unsupported option foo\r\n");
         // Options come before the time.
-        assert_eq!(h.run("EXPIRE a abc foo"), "-ERR Unsupported option foo\r\n");
-        assert_eq!(h.run("EXPIRE a abc"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.run("EXPIRE a 1.5"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.run("EXPIRE a"), "-ERR wrong number of arguments for 'expire' command\r\n");
+        assert_eq!(h.cmd("EXPIRE a abc foo"), "-ERR Unsupported option foo\r\n");
+        assert_eq!(h.cmd("EXPIRE a abc"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("EXPIRE a 1.5"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("EXPIRE a"), "-ERR wrong number of arguments for 'expire' command\r\n");
     }
 
     #[test]
     fn overflow_errors_name_the_command() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        assert_eq!(h.run("EXPIRE a 9223372036854775807"), "-ERR invalid expire time in 'expire' command\r\n");
-        assert_eq!(h.run("EXPIRE a 9223372036854774"), "-ERR invalid expire time in 'expire' command\r\n");
-        assert_eq!(h.run("EXPIRE a -9223372036854775808"), "-ERR invalid expire time in 'expire' command\r\n");
-        assert_eq!(h.run("PEXPIRE a 9223372036854775807"), "-ERR invalid expire time in 'pexpire' command\r\n");
-        assert_eq!(h.run("EXPIREAT a 9223372036854776"), "-ERR invalid expire time in 'expireat' command\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("EXPIRE a 9223372036854775807"), "-ERR invalid expire time in 'expire' command\r\n");
+        assert_eq!(h.cmd("EXPIRE a 9223372036854774"), "-ERR invalid expire time in 'expire' command\r\n");
+        assert_eq!(h.cmd("EXPIRE a -9223372036854775808"), "-ERR invalid expire time in 'expire' command\r\n");
+        assert_eq!(h.cmd("PEXPIRE a 9223372036854775807"), "-ERR invalid expire time in 'pexpire' command\r\n");
+        assert_eq!(h.cmd("EXPIREAT a 9223372036854776"), "-ERR invalid expire time in 'expireat' command\r\n");
         // The largest times still fit.
-        assert_eq!(h.run("EXPIREAT a 9223372036854775"), ":1\r\n");
-        assert_eq!(h.run("EXPIRETIME a"), ":9223372036854775\r\n");
-        assert_eq!(h.run("PEXPIREAT a 9223372036854775807"), ":1\r\n");
-        assert_eq!(h.run("PEXPIRETIME a"), ":9223372036854775807\r\n");
-        assert_eq!(h.run("EXPIRETIME a"), ":9223372036854776\r\n");
-        assert_eq!(h.run("PTTL a"), format!(":{}\r\n", i64::MAX - h.now as i64));
+        assert_eq!(h.cmd("EXPIREAT a 9223372036854775"), ":1\r\n");
+        assert_eq!(h.cmd("EXPIRETIME a"), ":9223372036854775\r\n");
+        assert_eq!(h.cmd("PEXPIREAT a 9223372036854775807"), ":1\r\n");
+        assert_eq!(h.cmd("PEXPIRETIME a"), ":9223372036854775807\r\n");
+        assert_eq!(h.cmd("EXPIRETIME a"), ":9223372036854776\r\n");
+        assert_eq!(h.cmd("PTTL a"), format!(":{}\r\n", i64::MAX - h.now as i64));
     }
 
     #[test]
     fn persist() {
-        let mut h = Harness::new();
-        assert_eq!(h.run("PERSIST nokey"), ":0\r\n");
-        h.run("SET k v");
-        assert_eq!(h.run("PERSIST k"), ":0\r\n");
+        let mut h = Harness::with_seed(42);
+        assert_eq!(h.cmd("PERSIST nokey"), ":0\r\n");
+        h.cmd("SET k v");
+        assert_eq!(h.cmd("PERSIST k"), ":0\r\n");
         assert_eq!(h.dirty, 0);
-        h.run("EXPIRE k 10");
-        assert_eq!(h.run("PERSIST k"), ":1\r\n");
+        h.cmd("EXPIRE k 10");
+        assert_eq!(h.cmd("PERSIST k"), ":1\r\n");
         assert_eq!(h.dirty, 1);
-        assert_eq!(h.run("TTL k"), ":-1\r\n");
+        assert_eq!(h.cmd("TTL k"), ":-1\r\n");
         assert_eq!(h.db.expire_keys_count(), 0);
     }
 }

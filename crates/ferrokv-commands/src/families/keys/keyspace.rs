@@ -179,8 +179,9 @@ fn clear_all(ctx: &mut Ctx) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{Harness, TwoDbs};
     use super::*;
+    use crate::testkit::{Harness, TwoDbs};
+    use ferrokv_resp::Proto;
     use std::collections::BTreeSet;
 
     /// Splits a SCAN reply into its cursor and keys.
@@ -203,17 +204,17 @@ mod tests {
 
     #[test]
     fn keys_by_pattern() {
-        let mut h = Harness::new();
+        let mut h = Harness::with_seed(42);
         for k in ["user:1", "user:2", "other", "u"] {
-            h.run(&format!("SET {k} v"));
+            h.cmd(&format!("SET {k} v"));
         }
-        h.run("PEXPIRE user:2 10");
-        assert_eq!(sorted_keys(&h.run("KEYS user:*")), ["user:1", "user:2"]);
+        h.cmd("PEXPIRE user:2 10");
+        assert_eq!(sorted_keys(&h.cmd("KEYS user:*")), ["user:1", "user:2"]);
         h.now += 10;
-        assert_eq!(h.run("KEYS user:*"), "*1\r\n$6\r\nuser:1\r\n");
-        assert_eq!(sorted_keys(&h.run("KEYS *")), ["other", "u", "user:1"]);
-        assert_eq!(h.run("KEYS ["), "*0\r\n");
-        assert_eq!(h.run("KEYS u?er:[0-9]"), "*1\r\n$6\r\nuser:1\r\n");
+        assert_eq!(h.cmd("KEYS user:*"), "*1\r\n$6\r\nuser:1\r\n");
+        assert_eq!(sorted_keys(&h.cmd("KEYS *")), ["other", "u", "user:1"]);
+        assert_eq!(h.cmd("KEYS ["), "*0\r\n");
+        assert_eq!(h.cmd("KEYS u?er:[0-9]"), "*1\r\n$6\r\nuser:1\r\n");
     }
 
     #[test]
@@ -245,33 +246,34 @@ mod tests {
 
     #[test]
     fn scan_errors() {
-        let mut h = Harness::new();
-        assert_eq!(h.run("SCAN abc"), "-ERR invalid cursor\r\n");
-        assert_eq!(h.run("SCAN 18446744073709551616"), "-ERR invalid cursor\r\n");
-        assert_eq!(h.run("SCAN 0 COUNT 0"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("SCAN 0 COUNT -1"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("SCAN 0 COUNT abc"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.run("SCAN 0 COUNT"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("SCAN 0 MATCH"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("SCAN 0 foo bar"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("SCAN abc COUNT 0"), "-ERR invalid cursor\r\n");
-        assert_eq!(h.run("SCAN"), "-ERR wrong number of arguments for 'scan' command\r\n");
+        let mut h = Harness::with_seed(42);
+        assert_eq!(h.cmd("SCAN abc"), "-ERR invalid cursor\r\n");
+        assert_eq!(h.cmd("SCAN 18446744073709551616"), "-ERR invalid cursor\r\n");
+        assert_eq!(h.cmd("SCAN 0 COUNT 0"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("SCAN 0 COUNT -1"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("SCAN 0 COUNT abc"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("SCAN 0 COUNT"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("SCAN 0 MATCH"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("SCAN 0 foo bar"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("SCAN abc COUNT 0"), "-ERR invalid cursor\r\n");
+        assert_eq!(h.cmd("SCAN"), "-ERR wrong number of arguments for 'scan' command\r\n");
     }
 
     #[test]
     fn scan_small_keyspace_in_one_call() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        h.run("SET b x");
-        let (cursor, mut keys) = parse_scan(&h.run("SCAN 0"));
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        h.cmd("SET b x");
+        let (cursor, mut keys) = parse_scan(&h.cmd("SCAN 0"));
         keys.sort();
         assert_eq!((cursor, keys), (0, vec!["a".to_string(), "b".to_string()]));
-        assert_eq!(parse_scan(&h.run("SCAN 0 MATCH a")).1, ["a"]);
-        assert_eq!(parse_scan(&h.run("SCAN 0 TYPE STRING MATCH b")).1, ["b"]);
-        assert_eq!(h.run("SCAN 0 TYPE foo"), "*2\r\n$1\r\n0\r\n*0\r\n");
-        assert_eq!(h.run("SCAN -1"), "*2\r\n$1\r\n0\r\n*0\r\n");
-        assert_eq!(h.run("SCAN 16384"), "*2\r\n$1\r\n0\r\n*0\r\n");
-        assert_eq!(h.resp3().run("SCAN 16384"), "*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(parse_scan(&h.cmd("SCAN 0 MATCH a")).1, ["a"]);
+        assert_eq!(parse_scan(&h.cmd("SCAN 0 TYPE STRING MATCH b")).1, ["b"]);
+        assert_eq!(h.cmd("SCAN 0 TYPE foo"), "*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(h.cmd("SCAN -1"), "*2\r\n$1\r\n0\r\n*0\r\n");
+        assert_eq!(h.cmd("SCAN 16384"), "*2\r\n$1\r\n0\r\n*0\r\n");
+        h.proto = Proto::Resp3;
+        assert_eq!(h.cmd("SCAN 16384"), "*2\r\n$1\r\n0\r\n*0\r\n");
     }
 
     #[test]
@@ -312,12 +314,12 @@ mod tests {
 
     #[test]
     fn scan_count_is_a_hint() {
-        let mut h = Harness::new();
+        let mut h = Harness::with_seed(42);
         for i in 0..30 {
-            h.run(&format!("SET {{t}}{i} v"));
+            h.cmd(&format!("SET {{t}}{i} v"));
         }
-        h.run("SET other v");
-        let (_, keys) = parse_scan(&h.run("SCAN 0 COUNT 1 MATCH {t}*"));
+        h.cmd("SET other v");
+        let (_, keys) = parse_scan(&h.cmd("SCAN 0 COUNT 1 MATCH {t}*"));
         // Every key of the first non-empty slot, all of it: either "other" alone
         // (filtered out to nothing) or the 30 tagged keys.
         assert!(keys.is_empty() || keys.len() == 30, "{keys:?}");
@@ -325,15 +327,16 @@ mod tests {
 
     #[test]
     fn randomkey() {
-        let mut h = Harness::new();
-        assert_eq!(h.run("RANDOMKEY"), "$-1\r\n");
-        assert_eq!(h.resp3().run("RANDOMKEY"), "_\r\n");
-        let mut h = Harness::new();
-        h.run("SET only v");
-        assert_eq!(h.run("RANDOMKEY"), "$4\r\nonly\r\n");
-        h.run("PEXPIRE only 5");
+        let mut h = Harness::with_seed(42);
+        assert_eq!(h.cmd("RANDOMKEY"), "$-1\r\n");
+        h.proto = Proto::Resp3;
+        assert_eq!(h.cmd("RANDOMKEY"), "_\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET only v");
+        assert_eq!(h.cmd("RANDOMKEY"), "$4\r\nonly\r\n");
+        h.cmd("PEXPIRE only 5");
         h.now += 5;
-        assert_eq!(h.run("RANDOMKEY"), "$-1\r\n");
+        assert_eq!(h.cmd("RANDOMKEY"), "$-1\r\n");
         assert_eq!(h.db.len(), 0);
     }
 
@@ -358,24 +361,24 @@ mod tests {
 
     #[test]
     fn flush() {
-        let mut h = Harness::new();
-        h.run("SET a 1");
-        h.run("SET b 1");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a 1");
+        h.cmd("SET b 1");
         h.db.watch(b"a");
         h.db.watch(b"zz");
-        assert_eq!(h.run("DBSIZE"), ":2\r\n");
-        assert_eq!(h.run("FLUSHDB"), "+OK\r\n");
+        assert_eq!(h.cmd("DBSIZE"), ":2\r\n");
+        assert_eq!(h.cmd("FLUSHDB"), "+OK\r\n");
         assert_eq!(h.dirty, 2);
         assert_eq!((h.db.watch_version(b"a"), h.db.watch_version(b"zz")), (1, 0));
-        assert_eq!(h.run("DBSIZE"), ":0\r\n");
-        h.run("SET a 1");
-        assert_eq!(h.run("FLUSHALL ASYNC"), "+OK\r\n");
+        assert_eq!(h.cmd("DBSIZE"), ":0\r\n");
+        h.cmd("SET a 1");
+        assert_eq!(h.cmd("FLUSHALL ASYNC"), "+OK\r\n");
         assert_eq!(h.dirty, 2);
-        assert_eq!(h.run("FLUSHALL sync"), "+OK\r\n");
+        assert_eq!(h.cmd("FLUSHALL sync"), "+OK\r\n");
         assert_eq!(h.dirty, 1);
-        assert_eq!(h.run("FLUSHDB async"), "+OK\r\n");
-        assert_eq!(h.run("FLUSHALL foo"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("FLUSHALL sync async"), "-ERR syntax error\r\n");
-        assert_eq!(h.run("FLUSHDB x y"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("FLUSHDB async"), "+OK\r\n");
+        assert_eq!(h.cmd("FLUSHALL foo"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("FLUSHALL sync async"), "-ERR syntax error\r\n");
+        assert_eq!(h.cmd("FLUSHDB x y"), "-ERR syntax error\r\n");
     }
 }

@@ -152,81 +152,83 @@ pub fn object_help(ctx: &mut Ctx, _args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
+    use ferrokv_resp::Proto;
 
     #[test]
     fn encodings() {
-        let mut h = Harness::new();
-        h.run("SET i 123");
-        h.run("SET s hello");
-        h.run_args(&[b"SET", b"r", &[b'x'; 45]]);
-        assert_eq!(h.run("OBJECT ENCODING i"), "$3\r\nint\r\n");
-        assert_eq!(h.run("OBJECT encoding s"), "$6\r\nembstr\r\n");
-        assert_eq!(h.run("object ENCODING r"), "$3\r\nraw\r\n");
-        assert_eq!(h.run("OBJECT ENCODING nokey"), "$-1\r\n");
-        assert_eq!(h.resp3().run("OBJECT ENCODING nokey"), "_\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET i 123");
+        h.cmd("SET s hello");
+        h.cmd_args(&[b"SET", b"r", &[b'x'; 45]]);
+        assert_eq!(h.cmd("OBJECT ENCODING i"), "$3\r\nint\r\n");
+        assert_eq!(h.cmd("OBJECT encoding s"), "$6\r\nembstr\r\n");
+        assert_eq!(h.cmd("object ENCODING r"), "$3\r\nraw\r\n");
+        assert_eq!(h.cmd("OBJECT ENCODING nokey"), "$-1\r\n");
+        h.proto = Proto::Resp3;
+        assert_eq!(h.cmd("OBJECT ENCODING nokey"), "_\r\n");
     }
 
     #[test]
     fn refcounts() {
-        let mut h = Harness::new();
-        h.run("SET small 9999");
-        h.run("SET big 10000");
-        h.run("SET neg -1");
-        h.run("SET s hello");
-        assert_eq!(h.run("OBJECT REFCOUNT small"), ":2147483647\r\n");
-        assert_eq!(h.run("OBJECT REFCOUNT big"), ":1\r\n");
-        assert_eq!(h.run("OBJECT REFCOUNT neg"), ":1\r\n");
-        assert_eq!(h.run("OBJECT REFCOUNT s"), ":1\r\n");
-        assert_eq!(h.run("OBJECT REFCOUNT nokey"), "$-1\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET small 9999");
+        h.cmd("SET big 10000");
+        h.cmd("SET neg -1");
+        h.cmd("SET s hello");
+        assert_eq!(h.cmd("OBJECT REFCOUNT small"), ":2147483647\r\n");
+        assert_eq!(h.cmd("OBJECT REFCOUNT big"), ":1\r\n");
+        assert_eq!(h.cmd("OBJECT REFCOUNT neg"), ":1\r\n");
+        assert_eq!(h.cmd("OBJECT REFCOUNT s"), ":1\r\n");
+        assert_eq!(h.cmd("OBJECT REFCOUNT nokey"), "$-1\r\n");
         // COPY duplicates the shared object; RENAME moves it.
-        h.run("COPY small copied");
-        assert_eq!(h.run("OBJECT REFCOUNT copied"), ":1\r\n");
-        h.run("RENAME copied moved");
-        assert_eq!(h.run("OBJECT REFCOUNT moved"), ":1\r\n");
-        h.run("RENAME small moved2");
-        assert_eq!(h.run("OBJECT REFCOUNT moved2"), ":2147483647\r\n");
+        h.cmd("COPY small copied");
+        assert_eq!(h.cmd("OBJECT REFCOUNT copied"), ":1\r\n");
+        h.cmd("RENAME copied moved");
+        assert_eq!(h.cmd("OBJECT REFCOUNT moved"), ":1\r\n");
+        h.cmd("RENAME small moved2");
+        assert_eq!(h.cmd("OBJECT REFCOUNT moved2"), ":2147483647\r\n");
         h.db.shared_integers = false;
-        assert_eq!(h.run("OBJECT REFCOUNT moved2"), ":1\r\n");
+        assert_eq!(h.cmd("OBJECT REFCOUNT moved2"), ":1\r\n");
     }
 
     #[test]
     fn idletime_and_freq_follow_the_policy() {
-        let mut h = Harness::new();
-        h.run("SET a v");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a v");
         h.now += 5_000;
-        assert_eq!(h.run("OBJECT IDLETIME a"), ":5\r\n");
-        assert_eq!(h.run("OBJECT IDLETIME nokey"), "$-1\r\n");
-        assert_eq!(h.run("OBJECT FREQ nokey"), "$-1\r\n");
-        assert!(h.run("OBJECT FREQ a").starts_with("-ERR An LFU maxmemory policy is not selected, access frequency"));
+        assert_eq!(h.cmd("OBJECT IDLETIME a"), ":5\r\n");
+        assert_eq!(h.cmd("OBJECT IDLETIME nokey"), "$-1\r\n");
+        assert_eq!(h.cmd("OBJECT FREQ nokey"), "$-1\r\n");
+        assert!(h.cmd("OBJECT FREQ a").starts_with("-ERR An LFU maxmemory policy is not selected, access frequency"));
         h.db.lfu_policy = true;
-        assert_eq!(h.run("OBJECT FREQ a"), ":5\r\n");
-        h.run("GET a");
-        assert_eq!(h.run("OBJECT FREQ a"), ":6\r\n");
+        assert_eq!(h.cmd("OBJECT FREQ a"), ":5\r\n");
+        h.cmd("GET a");
+        assert_eq!(h.cmd("OBJECT FREQ a"), ":6\r\n");
         assert_eq!(
-            h.run("OBJECT IDLETIME a"),
+            h.cmd("OBJECT IDLETIME a"),
             "-ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching \
              between policies at runtime LRU and LFU data will take some time to adjust.\r\n"
         );
-        assert_eq!(h.run("OBJECT FREQ nokey"), "$-1\r\n");
+        assert_eq!(h.cmd("OBJECT FREQ nokey"), "$-1\r\n");
     }
 
     #[test]
     fn dispatch_errors_and_help() {
-        let mut h = Harness::new();
-        h.run("SET a v");
-        assert_eq!(h.run("OBJECT foo"), "-ERR unknown subcommand 'foo'. Try OBJECT HELP.\r\n");
-        assert_eq!(h.run_args(&[b"OBJECT", b"x\r\ny"]), "-ERR unknown subcommand 'x  y'. Try OBJECT HELP.\r\n");
+        let mut h = Harness::with_seed(42);
+        h.cmd("SET a v");
+        assert_eq!(h.cmd("OBJECT foo"), "-ERR unknown subcommand 'foo'. Try OBJECT HELP.\r\n");
+        assert_eq!(h.cmd_args(&[b"OBJECT", b"x\r\ny"]), "-ERR unknown subcommand 'x  y'. Try OBJECT HELP.\r\n");
         let long = "z".repeat(200);
         assert_eq!(
-            h.run(&format!("OBJECT {long}")),
+            h.cmd(&format!("OBJECT {long}")),
             format!("-ERR unknown subcommand '{}'. Try OBJECT HELP.\r\n", &long[..128])
         );
-        assert_eq!(h.run("OBJECT encoding"), "-ERR wrong number of arguments for 'object|encoding' command\r\n");
-        assert_eq!(h.run("OBJECT encoding a b"), "-ERR wrong number of arguments for 'object|encoding' command\r\n");
-        assert_eq!(h.run("OBJECT help x"), "-ERR wrong number of arguments for 'object|help' command\r\n");
-        assert_eq!(h.run("OBJECT"), "-ERR wrong number of arguments for 'object' command\r\n");
-        let help = h.run("OBJECT HELP");
+        assert_eq!(h.cmd("OBJECT encoding"), "-ERR wrong number of arguments for 'object|encoding' command\r\n");
+        assert_eq!(h.cmd("OBJECT encoding a b"), "-ERR wrong number of arguments for 'object|encoding' command\r\n");
+        assert_eq!(h.cmd("OBJECT help x"), "-ERR wrong number of arguments for 'object|help' command\r\n");
+        assert_eq!(h.cmd("OBJECT"), "-ERR wrong number of arguments for 'object' command\r\n");
+        let help = h.cmd("OBJECT HELP");
         assert!(help.starts_with("*15\r\n+OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"));
         assert!(help.ends_with("+HELP\r\n+    Prints this help.\r\n"));
         assert_eq!(help.matches("\r\n").count(), 16);

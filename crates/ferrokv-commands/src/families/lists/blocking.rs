@@ -166,8 +166,8 @@ pub fn brpoplpush(ctx: &mut Ctx, args: &Args) -> Blocked {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Lists;
     use super::*;
+    use crate::testkit::Harness;
 
     fn timeout(s: &str) -> Result<u64, String> {
         let mut out = ReplyBuf::default();
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn serve_at_once_when_data_is_there() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cmd("RPUSH b x y");
         assert_eq!(h.cmd("BLPOP a b 0"), "*2\r\n$1\r\nb\r\n$1\r\nx\r\n");
         assert_eq!(h.blocked, Some(Blocked::Served));
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn wait_without_replying_then_serve_when_run_again() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("BLPOP a b 1.5"), "");
         assert_eq!(h.blocked, Some(Blocked::Wait { timeout_ms: 1500 }));
         assert_eq!(h.cmd("BLMOVE a d LEFT RIGHT 0"), "");
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn inside_multi_answer_the_timeout_reply_at_once() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.may_block = false;
         assert_eq!(h.cmd("BLPOP a 0"), "*-1\r\n");
         assert_eq!(h.blocked, Some(Blocked::Served));
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(h.cmd("BLMPOP 0 1 a LEFT"), "*-1\r\n");
         assert_eq!(h.cmd("BLMOVE a b LEFT LEFT 0"), "$-1\r\n");
         assert_eq!(h.cmd("BRPOPLPUSH a b 0"), "$-1\r\n");
-        let mut h = Lists::resp3();
+        let mut h = Harness::resp3();
         h.may_block = false;
         assert_eq!(h.cmd("BLPOP a 0"), "_\r\n");
         assert_eq!(h.cmd("BLMOVE a b LEFT LEFT 0"), "_\r\n");
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn errors_in_redis_order() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cmd("SET s x");
         assert_eq!(h.cmd("BLPOP s abc"), "-ERR timeout is not a float or out of range\r\n");
         assert_eq!(h.cmd("BLPOP a -1"), "-ERR timeout is negative\r\n");

@@ -138,11 +138,11 @@ pub fn ltrim(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Lists;
+    use crate::testkit::Harness;
 
     #[test]
     fn pushes_return_the_length_and_create_lists() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LPUSHX l a"), ":0\r\n");
         assert!(!h.exists("l"));
         assert_eq!(h.cmd("LPUSH l a b c"), ":3\r\n");
@@ -155,10 +155,10 @@ mod tests {
 
     #[test]
     fn new_lists_take_the_fill_from_the_config() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cfg.list_max_listpack_size = 2;
         h.cmd("RPUSH l 1 2 3 4 5");
-        let nodes = |h: &mut Lists| match h.db.get(b"l", h.now).map(|e| &e.value) {
+        let nodes = |h: &mut Harness| match h.db.get(b"l", h.now).map(|e| &e.value) {
             Some(ferrokv_store::Value::List(l)) => l.node_count(),
             _ => 0,
         };
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn linsert_before_and_after_the_first_pivot() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LINSERT l BEFORE a x"), ":0\r\n");
         assert_eq!(h.cmd("LINSERT l MIDDLE a x"), "-ERR syntax error\r\n");
         h.cmd("RPUSH l a b a");
@@ -180,12 +180,12 @@ mod tests {
         assert_eq!(h.cmd("LINSERT l AFTER nope y"), ":-1\r\n");
         assert_eq!(h.dirty, 0);
         assert_eq!(h.list("l"), "x a y b a");
-        assert_eq!(h.run(&[b"LINSERT", b"l", b"after\0junk", b"b", b"z"]), ":6\r\n");
+        assert_eq!(h.cmd_args(&[b"LINSERT", b"l", b"after\0junk", b"b", b"z"]), ":6\r\n");
     }
 
     #[test]
     fn lset_errors_in_redis_order() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LSET l abc x"), "-ERR no such key\r\n");
         h.cmd("RPUSH l a b c");
         assert_eq!(h.cmd("LSET l abc x"), "-ERR value is not an integer or out of range\r\n");
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn lrem_counts_from_either_end_and_deletes_empty_lists() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LREM l x a"), "-ERR value is not an integer or out of range\r\n");
         assert_eq!(h.cmd("LREM l 0 a"), ":0\r\n");
         h.cmd("RPUSH l a b a c a");
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn ltrim_keeps_a_range_or_deletes_the_key() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LTRIM l x 1"), "-ERR value is not an integer or out of range\r\n");
         assert_eq!(h.cmd("LTRIM l 0 1"), "+OK\r\n");
         h.cmd("RPUSH l a b c d e");

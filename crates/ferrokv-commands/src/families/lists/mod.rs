@@ -211,96 +211,9 @@ fn numkeys_keys(args: &Args, idx: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-pub(crate) mod testkit {
-    //! Runs list commands, blocking ones included, as the server does.
-
-    use crate::ctx::{Ctx, ExecConfig, SingleDb};
-    use crate::table::{lookup, Blocked, Handler};
-    use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
-    use ferrokv_store::Db;
-
-    pub struct Lists {
-        pub db: Db,
-        pub now: u64,
-        pub cfg: ExecConfig,
-        pub proto: Proto,
-        /// False to run as inside MULTI.
-        pub may_block: bool,
-        /// Changes counted by the last command.
-        pub dirty: u64,
-        /// What the last blocking command returned.
-        pub blocked: Option<Blocked>,
-    }
-
-    impl Lists {
-        pub fn new() -> Self {
-            Lists {
-                db: Db::with_seed(7),
-                now: 1_700_000_000_000,
-                cfg: ExecConfig::default(),
-                proto: Proto::Resp2,
-                may_block: true,
-                dirty: 0,
-                blocked: None,
-            }
-        }
-
-        pub fn resp3() -> Self {
-            Lists { proto: Proto::Resp3, ..Lists::new() }
-        }
-
-        pub fn run(&mut self, args: &[&[u8]]) -> String {
-            let owned = OwnedArgs::from_slices(args);
-            let args = owned.args();
-            let spec = lookup(args.get(0)).expect("known command");
-            let mut out = ReplyBuf::new(self.proto);
-            self.blocked = None;
-            if !spec.arity_ok(args.len()) {
-                out.error(&crate::util::arity_error(spec.name));
-                return String::from_utf8_lossy(&out.buf).into_owned();
-            }
-            let mut keys = SingleDb(&mut self.db);
-            let mut ctx = Ctx::new(&mut keys, self.now, &self.cfg, &mut out);
-            ctx.may_block = self.may_block;
-            match spec.handler {
-                Handler::Data(f) => f(&mut ctx, &args),
-                Handler::Blocking(f) => self.blocked = Some(f(&mut ctx, &args)),
-                Handler::Server => panic!("not a data command"),
-            }
-            self.dirty = ctx.dirty;
-            String::from_utf8_lossy(&out.buf).into_owned()
-        }
-
-        /// Runs a command written as space-separated words.
-        pub fn cmd(&mut self, line: &str) -> String {
-            let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            self.run(&words)
-        }
-
-        /// The elements of the list at `key`, space-separated ("" when missing).
-        pub fn list(&mut self, key: &str) -> String {
-            match self.db.get(key.as_bytes(), self.now) {
-                Some(e) => match &e.value {
-                    ferrokv_store::Value::List(l) => {
-                        l.check_invariants();
-                        l.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>().join(" ")
-                    }
-                    other => panic!("{key} holds a {}", other.type_name()),
-                },
-                None => String::new(),
-            }
-        }
-
-        pub fn exists(&mut self, key: &str) -> bool {
-            self.db.get(key.as_bytes(), self.now).is_some()
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testkit::Lists;
     use super::*;
+    use crate::testkit::Harness;
     use ferrokv_resp::OwnedArgs;
 
     #[test]
@@ -360,7 +273,7 @@ mod tests {
 
     #[test]
     fn wrong_type_everywhere() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cmd("SET s x");
         h.cmd("RPUSH l a");
         let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
@@ -398,7 +311,7 @@ mod tests {
 
     #[test]
     fn object_encoding_is_always_quicklist() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cmd("RPUSH l a");
         let e = h.db.get(b"l", h.now).map(|e| e.value.encoding());
         assert_eq!(e, Some("quicklist"));

@@ -214,11 +214,11 @@ pub fn rpoplpush(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Lists;
+    use crate::testkit::Harness;
 
     #[test]
     fn pop_with_and_without_count() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LPOP l"), "$-1\r\n");
         assert_eq!(h.cmd("LPOP l 1"), "*-1\r\n");
         assert_eq!(h.cmd("LPOP l 0"), "*-1\r\n");
@@ -233,14 +233,14 @@ mod tests {
         assert_eq!(h.dirty, 2);
         assert_eq!(h.cmd("LPOP l 100"), "*1\r\n$1\r\nb\r\n");
         assert!(!h.exists("l"));
-        let mut h = Lists::resp3();
+        let mut h = Harness::resp3();
         assert_eq!(h.cmd("LPOP l 2"), "_\r\n");
         assert_eq!(h.cmd("RPOP l"), "_\r\n");
     }
 
     #[test]
     fn lmpop_parses_like_redis() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LMPOP 0 l LEFT"), "-ERR numkeys should be greater than 0\r\n");
         assert_eq!(h.cmd("LMPOP abc l LEFT"), "-ERR numkeys should be greater than 0\r\n");
         assert_eq!(h.cmd("LMPOP 2 l LEFT"), "-ERR syntax error\r\n");
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn lmove_between_and_within_lists() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LMOVE src dst UP LEFT"), "-ERR syntax error\r\n");
         assert_eq!(h.cmd("LMOVE src dst LEFT RIGHT"), "$-1\r\n");
         assert!(!h.exists("dst"));
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn lmove_onto_itself_keeps_the_ttl() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         h.cmd("RPUSH l only");
         let at = h.now + 100_000;
         h.db.set_expire(b"l", at);

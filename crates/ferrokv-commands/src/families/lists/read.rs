@@ -123,7 +123,7 @@ pub fn lpos(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Lists;
+    use crate::testkit::Harness;
 
     fn arr(items: &[&str]) -> String {
         let mut s = format!("*{}\r\n", items.len());
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn llen_lindex_on_missing_and_present_keys() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LLEN l"), ":0\r\n");
         assert_eq!(h.cmd("LINDEX l abc"), "$-1\r\n");
         h.cmd("RPUSH l a b c");
@@ -144,14 +144,14 @@ mod tests {
         assert_eq!(h.cmd("LINDEX l -1"), "$1\r\nc\r\n");
         assert_eq!(h.cmd("LINDEX l 3"), "$-1\r\n");
         assert_eq!(h.cmd("LINDEX l -4"), "$-1\r\n");
-        let mut h3 = Lists::resp3();
+        let mut h3 = Harness::resp3();
         h3.cmd("RPUSH l a");
         assert_eq!(h3.cmd("LINDEX l 5"), "_\r\n");
     }
 
     #[test]
     fn lrange_clamps_like_redis() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LRANGE l a 1"), "-ERR value is not an integer or out of range\r\n");
         assert_eq!(h.cmd("LRANGE l 0 -1"), "*0\r\n");
         h.cmd("RPUSH l a b c d");
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn lpos_options_and_errors() {
-        let mut h = Lists::new();
+        let mut h = Harness::new();
         assert_eq!(h.cmd("LPOS l a"), "$-1\r\n");
         assert_eq!(h.cmd("LPOS l a COUNT 1"), "*0\r\n");
         assert!(h.cmd("LPOS l a RANK 0").starts_with("-ERR RANK can't be zero: use 1 to start"));

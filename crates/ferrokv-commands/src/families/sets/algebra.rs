@@ -269,8 +269,8 @@ fn difference(ctx: &mut Ctx, keys: &[&[u8]], sizes: &[Option<usize>], lim: &SetL
 
 #[cfg(test)]
 mod tests {
-    use crate::families::sets::tests::TwoDbs;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
+    use crate::testkit::TwoDbs;
 
     const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
 

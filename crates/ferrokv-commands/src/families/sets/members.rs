@@ -131,7 +131,7 @@ pub fn smove(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn sadd_srem_scard() {
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn smove_between_databases() {
-        let mut t = super::super::tests::TwoDbs::new();
+        let mut t = crate::testkit::TwoDbs::new();
         let (a, b) = t.keys_in_different_dbs();
         t.run(&["SADD", &a, "m", "n"]);
         assert_eq!(t.run(&["SMOVE", &a, &b, "m"]), ":1\r\n");

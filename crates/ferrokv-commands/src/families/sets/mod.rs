@@ -128,59 +128,9 @@ fn keys_from<'a>(args: &Args<'a>, from: usize) -> Vec<&'a [u8]> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-    use crate::ctx::{Ctx, Keyspace};
-    use crate::families::strings::testkit::Harness;
-    use ferrokv_resp::{OwnedArgs, Proto};
-    use ferrokv_store::key_slot;
-
-    /// A keyspace split over two databases by slot, as two shards would hold it.
-    pub struct TwoDbs {
-        pub dbs: [Db; 2],
-        pub cfg: ExecConfig,
-    }
-
-    struct Split<'a>(&'a mut [Db; 2]);
-
-    fn half(slot: u16) -> usize {
-        (slot >= 8192) as usize
-    }
-
-    impl Keyspace for Split<'_> {
-        fn db(&mut self, key: &[u8]) -> &mut Db {
-            &mut self.0[half(key_slot(key))]
-        }
-        fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
-            self.0.iter_mut().for_each(f)
-        }
-        fn db_for_slot(&mut self, slot: u16) -> &mut Db {
-            &mut self.0[half(slot)]
-        }
-    }
-
-    impl TwoDbs {
-        pub fn new() -> Self {
-            TwoDbs { dbs: [Db::with_seed(1), Db::with_seed(2)], cfg: ExecConfig::default() }
-        }
-
-        pub fn run(&mut self, args: &[&str]) -> String {
-            let owned = OwnedArgs::from_slices(args.iter().map(|a| a.as_bytes()));
-            let args = owned.args();
-            let spec = crate::table::lookup(args.get(0)).expect("known command");
-            let Handler::Data(f) = spec.handler else { panic!("not a data command") };
-            let mut out = ReplyBuf::new(Proto::Resp2);
-            let mut keys = Split(&mut self.dbs);
-            f(&mut Ctx::new(&mut keys, 1_700_000_000_000, &self.cfg, &mut out), &args);
-            String::from_utf8_lossy(&out.buf).into_owned()
-        }
-
-        /// Two key names whose slots belong to different databases.
-        pub fn keys_in_different_dbs(&self) -> (String, String) {
-            let b = (0..).map(|i| format!("b{i}")).find(|k| half(key_slot(k.as_bytes())) != half(key_slot(b"a")));
-            ("a".to_string(), b.expect("some key lands in the other half"))
-        }
-    }
+    use crate::testkit::Harness;
 
     #[test]
     fn table_matches_redis_command_info() {

@@ -197,7 +197,7 @@ fn srandmember_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
     use std::collections::BTreeSet;
 
     /// The bulk strings of an array or set reply.

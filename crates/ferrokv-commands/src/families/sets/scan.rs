@@ -67,7 +67,7 @@ use crate::util::parse_scan_cursor as parse_cursor;
 #[cfg(test)]
 mod tests {
     use super::parse_cursor;
-    use crate::families::strings::testkit::Harness;
+    use crate::testkit::Harness;
     use std::collections::BTreeSet;
 
     #[test]

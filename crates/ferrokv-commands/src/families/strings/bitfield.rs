@@ -256,8 +256,8 @@ fn signed_overflow(value: i64, incr: i64, bits: u32, ow: Overflow) -> (i32, i64)
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
     use super::*;
+    use crate::testkit::Harness;
 
     #[test]
     fn types_parse_like_redis() {

@@ -354,8 +354,8 @@ fn fold(op: BitOp, res: &mut Vec<u8>, src: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
     use super::*;
+    use crate::testkit::Harness;
 
     #[test]
     fn offsets_parse_like_redis() {

@@ -102,7 +102,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn incr_decr_family() {

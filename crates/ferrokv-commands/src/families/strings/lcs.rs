@@ -165,7 +165,7 @@ fn lcs_table(a: &[u8], b: &[u8]) -> Option<Vec<u32>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     fn with_keys(h: &mut Harness) {
         h.cmd("MSET a ohmytext b mynewtext");

@@ -191,78 +191,9 @@ fn read_string<'a>(db: &'a mut Db, key: &[u8], now: u64, out: &mut ReplyBuf) -> 
 }
 
 #[cfg(test)]
-pub(crate) mod testkit {
-    //! Runs commands the way the server does (lookup, arity check, one [`Ctx`] per
-    //! command) against one [`Db`], and returns the encoded replies.
-
-    use crate::ctx::{Ctx, ExecConfig, SingleDb};
-    use crate::table::{lookup, Handler};
-    use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
-    use ferrokv_store::Db;
-
-    pub struct Harness {
-        pub db: Db,
-        pub now: u64,
-        pub cfg: ExecConfig,
-        pub proto: Proto,
-        /// Changes counted by the last command.
-        pub dirty: u64,
-    }
-
-    impl Harness {
-        pub fn new() -> Self {
-            Harness { db: Db::new(), now: 1_700_000_000_000, cfg: ExecConfig::default(), proto: Proto::Resp2, dirty: 0 }
-        }
-
-        pub fn resp3() -> Self {
-            Harness { proto: Proto::Resp3, ..Harness::new() }
-        }
-
-        /// Runs one command given as separate arguments; returns the reply bytes.
-        pub fn run(&mut self, args: &[&[u8]]) -> Vec<u8> {
-            let owned = OwnedArgs::from_slices(args);
-            let args = owned.args();
-            let spec = lookup(args.get(0)).expect("known command");
-            let mut out = ReplyBuf::new(self.proto);
-            if !spec.arity_ok(args.len()) {
-                out.error(&crate::util::arity_error(spec.name));
-                return out.buf;
-            }
-            let Handler::Data(f) = spec.handler else { panic!("not a data command") };
-            let mut keys = SingleDb(&mut self.db);
-            let mut ctx = Ctx::new(&mut keys, self.now, &self.cfg, &mut out);
-            f(&mut ctx, &args);
-            self.dirty = ctx.dirty;
-            out.buf
-        }
-
-        /// Runs a command written as space-separated words; returns the reply as text.
-        pub fn cmd(&mut self, line: &str) -> String {
-            let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            String::from_utf8_lossy(&self.run(&words)).into_owned()
-        }
-
-        /// The OBJECT ENCODING of a key.
-        pub fn encoding(&mut self, key: &str) -> &'static str {
-            self.db.get(key.as_bytes(), self.now).map_or("none", |e| e.value.encoding())
-        }
-
-        /// The absolute expiry of a key (0 = none, None = missing).
-        pub fn expire_at(&mut self, key: &str) -> Option<u64> {
-            self.db.get(key.as_bytes(), self.now).map(|e| e.expire_at)
-        }
-
-        /// The change version WATCH sees for `key` (watch it first).
-        pub fn version(&self, key: &str) -> u64 {
-            self.db.watch_version(key.as_bytes())
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testkit::Harness;
     use super::*;
+    use crate::testkit::Harness;
 
     #[test]
     fn table_matches_redis_command_info() {

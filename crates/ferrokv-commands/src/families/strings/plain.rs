@@ -309,7 +309,7 @@ fn mset_all(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     fn nil(h: &Harness) -> &'static str {
         if h.proto == ferrokv_resp::Proto::Resp3 {

@@ -142,7 +142,7 @@ fn substring_range(mut start: i64, mut end: i64, len: i64) -> Option<(usize, usi
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn append_creates_then_grows_raw() {

@@ -322,7 +322,7 @@ fn diff(ctx: &mut Ctx, sources: &[Source]) -> Vec<(Vec<u8>, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn union_with_weights_and_aggregates() {

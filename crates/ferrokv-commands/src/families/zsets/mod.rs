@@ -185,81 +185,9 @@ fn numkeys_keys(args: &Args, idx: usize, extra: &[usize]) -> Vec<usize> {
 }
 
 #[cfg(test)]
-pub(crate) mod testkit {
-    //! Runs sorted set commands, blocking ones included, as the server does.
-
-    use crate::ctx::{Ctx, ExecConfig, SingleDb};
-    use crate::table::{lookup, Blocked, Handler};
-    use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
-    use ferrokv_store::Db;
-
-    pub struct Harness {
-        pub db: Db,
-        pub now: u64,
-        pub cfg: ExecConfig,
-        pub proto: Proto,
-        pub may_block: bool,
-        /// Changes counted by the last command.
-        pub dirty: u64,
-        /// What the last blocking command returned.
-        pub blocked: Option<Blocked>,
-    }
-
-    impl Harness {
-        pub fn new() -> Self {
-            Harness {
-                db: Db::with_seed(7),
-                now: 1_700_000_000_000,
-                cfg: ExecConfig::default(),
-                proto: Proto::Resp2,
-                may_block: true,
-                dirty: 0,
-                blocked: None,
-            }
-        }
-
-        pub fn resp3() -> Self {
-            Harness { proto: Proto::Resp3, ..Harness::new() }
-        }
-
-        pub fn run(&mut self, args: &[&[u8]]) -> String {
-            let owned = OwnedArgs::from_slices(args);
-            let args = owned.args();
-            let spec = lookup(args.get(0)).expect("known command");
-            let mut out = ReplyBuf::new(self.proto);
-            if !spec.arity_ok(args.len()) {
-                out.error(&crate::util::arity_error(spec.name));
-                return String::from_utf8_lossy(&out.buf).into_owned();
-            }
-            let mut keys = SingleDb(&mut self.db);
-            let mut ctx = Ctx::new(&mut keys, self.now, &self.cfg, &mut out);
-            ctx.may_block = self.may_block;
-            self.blocked = None;
-            match spec.handler {
-                Handler::Data(f) => f(&mut ctx, &args),
-                Handler::Blocking(f) => self.blocked = Some(f(&mut ctx, &args)),
-                Handler::Server => panic!("not a data command"),
-            }
-            self.dirty = ctx.dirty;
-            String::from_utf8_lossy(&out.buf).into_owned()
-        }
-
-        /// Runs a command written as space-separated words.
-        pub fn cmd(&mut self, line: &str) -> String {
-            let words: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            self.run(&words)
-        }
-
-        pub fn encoding(&mut self, key: &str) -> &'static str {
-            self.db.get(key.as_bytes(), self.now).map_or("none", |e| e.value.encoding())
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testkit::Harness;
     use super::*;
+    use crate::testkit::Harness;
 
     #[test]
     fn table_matches_redis_command_info() {

@@ -239,8 +239,8 @@ pub fn bzmpop(ctx: &mut Ctx, args: &Args) -> Blocked {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
     use crate::table::Blocked;
+    use crate::testkit::Harness;
 
     #[test]
     fn zpop_shapes() {

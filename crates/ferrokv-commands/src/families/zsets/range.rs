@@ -243,7 +243,7 @@ fn store_range(ctx: &mut Ctx, dst: &[u8], elements: Vec<(Vec<u8>, f64)>) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     fn setup(h: &mut Harness) {
         h.cmd("ZADD z 1 a 2 b 3 c 4 d 5 e");

@@ -258,8 +258,8 @@ pub fn zscan(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
     use super::*;
+    use crate::testkit::Harness;
 
     #[test]
     fn scores_ranks_and_counts() {

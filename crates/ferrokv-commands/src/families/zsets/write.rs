@@ -223,7 +223,7 @@ fn remove_span(ctx: &mut Ctx, args: &Args, span: Span) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::Harness;
+    use crate::testkit::Harness;
 
     #[test]
     fn zadd_options_and_errors() {
