@@ -697,7 +697,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     }
     let shards = core.shards_of_transaction(c);
     let node = core.node;
-    let mut ks = MultiDb::lock(&node, &shards);
+    let mut ks = MultiDb::lock(node, &shards);
     let now = unix_ms();
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
         Some(db) => db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none()),

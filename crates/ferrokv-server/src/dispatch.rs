@@ -318,7 +318,7 @@ impl ShardCore {
         if c.inflight() > 0 {
             return Flow::Stall;
         }
-        let mut ks = MultiDb::lock(&node, &self.shard_set);
+        let mut ks = MultiDb::lock(node, &self.shard_set);
         let cfg = &self.exec_cfg;
         let now = unix_ms();
         let r = c.reply(|out| run_data(&mut ks, h, args, cfg, now, true, out));
@@ -453,7 +453,7 @@ impl ShardCore {
         let args = w.args.args();
         self.shards_of(w.spec, &args);
         let node = self.node;
-        let mut ks = MultiDb::lock(&node, &self.shard_set);
+        let mut ks = MultiDb::lock(node, &self.shard_set);
         if !w.claim() {
             return None;
         }

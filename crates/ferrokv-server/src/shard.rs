@@ -528,25 +528,18 @@ impl Shard {
     /// them, as [`ShardCore::prefetch`] does for a read's pipeline: a batch of
     /// forwarded lookups otherwise pays its cache misses one after the other.
     fn prefetch_forwarded(node: &Node, id: usize, inbox: &[Msg]) {
-        const BATCH: usize = 16;
-        let mut keys = [&b""[..]; BATCH];
-        let mut n = 0;
-        let db = node.lock_db(id);
-        for m in inbox {
-            if let Msg::Exec { args, .. } = m {
-                let args = args.args();
-                if args.len() >= 2 {
-                    keys[n] = args.get(1);
-                    n += 1;
-                    if n == BATCH {
-                        db.prefetch(&keys);
-                        n = 0;
-                    }
+        let keys: Vec<&[u8]> = inbox
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Exec { args, .. } => {
+                    let args = args.args();
+                    (args.len() >= 2).then(|| args.get(1))
                 }
-            }
-        }
-        if n >= 2 {
-            db.prefetch(&keys[..n]);
+                _ => None,
+            })
+            .collect();
+        if keys.len() >= 2 {
+            node.lock_db(id).prefetch(&keys);
         }
     }
 
