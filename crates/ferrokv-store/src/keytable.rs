@@ -3,7 +3,7 @@
 //! prefetch that line (and the node) for the next commands of a pipeline before it
 //! runs them.
 //!
-//! Twelve entries share a 64-byte block: their tags (the hash's top 7 bits with the
+//! Twelve entries share a 64-byte block (one cache line long): their tags (the hash's top 7 bits with the
 //! high bit set; 0 = empty), an overflow count, and their arena indexes. A key lives
 //! in its home block (the hash's low bits) or, when that block is full, in one of the
 //! blocks after it. Each block counts the keys that passed it over on insertion
@@ -23,7 +23,10 @@ const WIDTH: usize = 12;
 /// Most entries per block on average before the table grows (10 of 12).
 const MAX_LOAD: usize = 10;
 
-#[repr(C, align(64))]
+/// 64 bytes, but not aligned to 64: glibc's aligned allocations cost 1–2 bytes of RSS
+/// per key (measured), and a block that straddles two lines, both prefetched, was no
+/// slower at pipeline 16.
+#[repr(C)]
 #[derive(Clone, Copy)]
 struct Block {
     tags: [u8; WIDTH],
@@ -198,11 +201,14 @@ impl KeyTable {
         self.blocks.iter().flat_map(|b| (0..WIDTH).filter(|&i| b.tags[i] != 0).map(|i| b.idx[i]))
     }
 
-    /// Asks the CPU to fetch the block where a lookup of `hash` starts.
+    /// Asks the CPU to fetch the block where a lookup of `hash` starts (both lines
+    /// it may span).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if !self.blocks.is_empty() {
-            prefetch(&self.blocks[self.home(hash)]);
+            let b: *const Block = &self.blocks[self.home(hash)];
+            prefetch(b);
+            prefetch(b.cast::<u8>().wrapping_add(std::mem::size_of::<Block>() - 1));
         }
     }
 
@@ -234,9 +240,8 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn block_is_one_cache_line() {
+    fn block_is_a_cache_line_long() {
         assert_eq!(std::mem::size_of::<Block>(), 64);
-        assert_eq!(std::mem::align_of::<Block>(), 64);
     }
 
     #[test]
