@@ -9,6 +9,11 @@
 //!
 //! Expiry times are kept far from "now" (≥ 100 s ahead, or in the past) so that no key
 //! expires on one server and not on the other during a run.
+//!
+//! [`family`] has the streams of one data type compared by meaning where Redis is not
+//! deterministic.
+
+pub mod family;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -64,6 +69,16 @@ impl CommandGen {
         self.settle = true;
         self
     }
+}
+
+/// An argument from text.
+pub fn w(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// One table of the tables `parts`, in order.
+pub fn concat(parts: &[&[CommandGen]]) -> Vec<CommandGen> {
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
 }
 
 /// The keys streams use: few, so that commands collide.

@@ -20,15 +20,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrokv_tests::diff::{for_each_seed, mutate, steps, Check, Differ, Gen, KEYS};
-use ferrokv_tests::resp::{parse_one, show, show_command};
+use ferrokv_tests::diff::family::{self, op, Family, FamilyStream, Op};
+use ferrokv_tests::diff::{w, Check, Differ, Gen, KEYS};
+use ferrokv_tests::resp::{parse_one, show};
 use ferrokv_tests::{Conn, Reply};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// How a command's replies are compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,17 +39,6 @@ enum Cmp {
     Scan,
     /// HRANDFIELD.
     Random,
-}
-
-#[derive(Clone, Copy)]
-struct Op {
-    weight: u32,
-    gen: fn(&mut Gen) -> Vec<Vec<u8>>,
-    cmp: Cmp,
-}
-
-const fn op(weight: u32, gen: fn(&mut Gen) -> Vec<Vec<u8>>, cmp: Cmp) -> Op {
-    Op { weight, gen, cmp }
 }
 
 /// A field: often from a small pool (so that commands meet), else many distinct ones
@@ -183,7 +169,7 @@ fn config_set(g: &mut Gen) -> Vec<Vec<u8>> {
     }
 }
 
-const OPS: &[Op] = &[
+const OPS: &[Op<Cmp>] = &[
     op(12, |g| hset(g, "HSET"), Cmp::Exact),
     op(2, hset_many, Cmp::Exact),
     op(3, |g| hset(g, "HMSET"), Cmp::Exact),
@@ -244,12 +230,7 @@ struct Stream {
 
 impl Stream {
     fn new(label: &str, seed: u64, ferrokv_args: &[&str], resp3: bool) -> Stream {
-        let d = Differ::new(label, seed, ferrokv_args, 1, resp3);
-        let mut side = (d.ferrokv.conn(), d.redis.conn());
-        if resp3 {
-            side.0.send(&["HELLO", "3"]);
-            side.1.send(&["HELLO", "3"]);
-        }
+        let (d, side) = family::open(label, seed, ferrokv_args, resp3);
         Stream { d, side, resp3, index: 0, stats: BTreeMap::new() }
     }
 
@@ -259,25 +240,14 @@ impl Stream {
 
     /// A mismatch report, with the contents of the command's key on both servers.
     fn fail(&mut self, args: &[Vec<u8>], f: &[u8], r: &[u8], why: &str) -> String {
-        let mut report = format!(
-            "differential mismatch in `{}`, seed {}, hash command #{} ({why})\n  command: {}\n  ferrokv: {}\n  redis:   {}\n",
-            self.d.label,
-            self.d.seed,
-            self.index,
-            show_command(args),
-            show(f),
-            show(r),
-        );
+        let mut report = family::report_head(&self.d, "hash", self.index, args, f, r, why);
         if let Some(key) = args.get(1).filter(|_| args.len() > 2 || !args[0].eq_ignore_ascii_case(b"OBJECT")) {
             let key = if args[0].eq_ignore_ascii_case(b"OBJECT") { args[2].clone() } else { key.clone() };
             let dump = [b"HGETALL".to_vec(), key.clone()];
             let (f, r) = self.send(&dump);
             report += &format!("  key {}:\n    ferrokv: {}\n    redis:   {}\n", show(&key), show(&f), show(&r));
         }
-        report += &format!(
-            "replay: FERROKV_SEED={} cargo test --release -p ferrokv-tests --test diff_hashes -- {}\n",
-            self.d.seed, self.d.label
-        );
+        report += &family::report_replay(&self.d, "diff_hashes");
         report
     }
 
@@ -288,10 +258,7 @@ impl Stream {
         if f != r {
             return Err(self.fail(&args, &f, &r, "encodings differ"));
         }
-        Ok(match parse_one(&r) {
-            Ok(Reply::Bulk(Some(e))) => String::from_utf8_lossy(&e).into_owned(),
-            _ => String::new(),
-        })
+        Ok(family::bulk_text(&r))
     }
 
     /// The hash at `key` on redis, field → value.
@@ -352,25 +319,11 @@ impl Stream {
         if args.len() < 3 || self.encoding(&args[1])? != "hashtable" {
             return self.d.check(0, args, Check::Exact);
         }
-        if args[2] != b"0" {
-            // Cursors differ between implementations: only the shape must agree.
-            let (f, r) = self.send(args);
-            let shape = |b: &[u8]| match parse_one(b) {
-                Ok(Reply::Array(Some(parts))) if parts.len() == 2 => "scan".to_string(),
-                _ => show(b),
-            };
-            if shape(&f) != shape(&r) {
-                return Err(self.fail(args, &f, &r, "HSCAN shapes differ"));
-            }
-            return Ok(());
+        if args[2] == b"0" {
+            *self.stats.entry("hashtable full scans").or_default() += 1;
         }
-        *self.stats.entry("hashtable full scans").or_default() += 1;
-        let f = full_scan(&mut self.side.0, args);
-        let r = full_scan(&mut self.side.1, args);
-        if f != r {
-            return Err(self.fail(args, f.as_bytes(), r.as_bytes(), "full HSCAN iterations differ"));
-        }
-        Ok(())
+        family::compare_scan(&mut self.side, args, "HSCAN", "pairs", pairs_of)
+            .map_err(|m| self.fail(args, &m.ferrokv, &m.redis, &m.why))
     }
 
     fn random(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
@@ -437,10 +390,7 @@ impl Stream {
             if fl != rl {
                 return Err("different lengths".to_string());
             }
-            let count: i64 = std::str::from_utf8(args.get(2).map_or(&b"0"[..], |a| a))
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let count = family::count_arg(args).unwrap_or(0);
             if count > 0 {
                 let unique: BTreeSet<&Vec<u8>> = fp.iter().collect();
                 if unique.len() != fp.len() {
@@ -467,6 +417,24 @@ impl Stream {
     }
 }
 
+impl FamilyStream for Stream {
+    type Cmp = Cmp;
+
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn step(&mut self, args: &[Vec<u8>], cmp: Cmp) -> Result<(), String> {
+        Stream::step(self, args, cmp)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.final_state()?;
+        family::print_stats(&self.d.label, self.d.seed, &self.stats);
+        Ok(())
+    }
+}
+
 /// The field/value pairs of an HGETALL-like reply (flat array or map), None for other
 /// replies.
 fn pairs_of(reply: &Reply) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -489,56 +457,19 @@ fn sorted_pairs(reply: &Reply) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     Some(pairs)
 }
 
-/// Iterates HSCAN from `args` (cursor 0) to cursor 0; returns the set of pairs seen,
-/// or the first reply that is not a scan step, as text.
-fn full_scan(conn: &mut Conn, args: &[Vec<u8>]) -> String {
-    let mut args = args.to_vec();
-    let mut seen = BTreeSet::new();
-    for _ in 0..100_000 {
-        let bytes = conn.send(&args);
-        let Ok(Reply::Array(Some(parts))) = parse_one(&bytes) else { return show(&bytes) };
-        let [Reply::Bulk(Some(cursor)), items] = parts.as_slice() else { return show(&bytes) };
-        let Some(pairs) = pairs_of(items) else { return show(&bytes) };
-        seen.extend(pairs);
-        if cursor.as_slice() == b"0" {
-            return format!("{} pairs: {:?}", seen.len(), seen);
-        }
-        args[2] = cursor.clone();
-    }
-    "no end after 100000 calls".into()
-}
+const HASHES: Family<Cmp> = Family {
+    seeds: SEEDS,
+    ops: OPS,
+    // Redis 7.0's built-in default, set explicitly so that a wrong default in ferrokv
+    // fails `default_thresholds` alone.
+    setup: &[(&["CONFIG", "SET", "hash-max-listpack-entries", "512"], Cmp::Exact)],
+    // CONFIG SET's own argument errors are not what this stream tests.
+    mutable: |args, _| args[0] != b"CONFIG",
+    log_var: "FERROKV_HASH_LOG",
+};
 
 fn run(label: &str, ferrokv_args: &[&str], resp3: bool, default_steps: usize) {
-    let steps = steps(default_steps);
-    let weights: Vec<u32> = OPS.iter().map(|o| o.weight).collect();
-    let log = std::env::var_os("FERROKV_HASH_LOG").is_some();
-    for_each_seed(SEEDS, |seed| {
-        let mut s = Stream::new(label, seed, ferrokv_args, resp3);
-        // Redis 7.0's built-in default, set explicitly so that a wrong default in
-        // ferrokv fails `default_thresholds` alone.
-        s.step(&[w("CONFIG"), w("SET"), w("hash-max-listpack-entries"), w("512")], Cmp::Exact)?;
-        let mut g = Gen::new(seed);
-        for _ in 0..steps {
-            let op = OPS[g.rng.weighted(&weights)];
-            let mut args = (op.gen)(&mut g);
-            // CONFIG SET's own argument errors are not what this stream tests.
-            if g.chance(3) && args[0] != b"CONFIG" {
-                mutate(&mut g, &mut args);
-            }
-            if g.chance(10) {
-                args[0] = args[0].to_ascii_lowercase();
-            }
-            if log {
-                eprintln!("#{} {}", s.index + 1, show_command(&args));
-            }
-            s.step(&args, op.cmp)?;
-        }
-        s.final_state()?;
-        if std::env::var_os("FERROKV_DIFF_STATS").is_some() {
-            eprintln!("{label} seed {seed}: {:?}", s.stats);
-        }
-        Ok(())
-    });
+    family::run(&HASHES, default_steps, |seed| Stream::new(label, seed, ferrokv_args, resp3));
 }
 
 #[test]

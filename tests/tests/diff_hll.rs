@@ -10,13 +10,9 @@
 //!
 //! Replay: `FERROKV_SEED=n cargo test --release -p ferrokv-tests --test diff_hll -- <name>`.
 
-use ferrokv_tests::diff::{for_each_seed, steps, CommandGen, Differ, Gen, StreamOptions};
+use ferrokv_tests::diff::{for_each_seed, steps, w, CommandGen, Differ, Gen, StreamOptions};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// One element: often from a small pool (so that elements repeat), else numbers,
 /// short binary strings and the empty string.

@@ -15,15 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-use ferrokv_tests::diff::{for_each_seed, steps, Check, CommandGen, Differ, Gen, StreamOptions, EDGE_INTS, KEYS};
+use ferrokv_tests::diff::{
+    concat, for_each_seed, steps, w, Check, CommandGen, Differ, Gen, StreamOptions, EDGE_INTS, KEYS,
+};
 use ferrokv_tests::resp::show;
 use ferrokv_tests::{Conn, Server};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// An element: mostly from a small pool (so LREM, LPOS and LINSERT find them),
 /// integers (which Redis stores as integers in a listpack), empty and binary strings,
@@ -246,10 +244,6 @@ const TRANSACTIONS: &[CommandGen] = &[
     CommandGen::new("WATCH", 2, |g| vec![w("WATCH"), g.key()]),
 ];
 
-fn table(parts: &[&[CommandGen]]) -> Vec<CommandGen> {
-    parts.iter().flat_map(|p| p.iter().copied()).collect()
-}
-
 /// Runs the stream, then compares every key's whole list.
 fn run(
     label: &str,
@@ -260,7 +254,7 @@ fn run(
     extra: &[CommandGen],
 ) {
     let steps = steps(2500);
-    let mut table = table(&[BASICS, LISTS, extra]);
+    let mut table = concat(&[BASICS, LISTS, extra]);
     if !extra.is_empty() {
         // Inside EXEC a PTTL is compared exactly, as part of EXEC's reply.
         table.retain(|c| c.check == Check::Exact);

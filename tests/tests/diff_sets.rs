@@ -25,8 +25,9 @@
 
 use std::collections::BTreeSet;
 
-use ferrokv_tests::diff::{for_each_seed, mutate, steps, Check, Differ, Gen, KEYS};
-use ferrokv_tests::resp::{parse_one, show, show_command};
+use ferrokv_tests::diff::family::{self, op, Family, FamilyStream, Op};
+use ferrokv_tests::diff::{w, Check, Differ, Gen, KEYS};
+use ferrokv_tests::resp::{parse_one, show};
 use ferrokv_tests::{Conn, Reply};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
@@ -34,10 +35,6 @@ const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
 /// A key no stream command names: SUNIONSTORE / SDIFFSTORE into it show which
 /// encoding Redis builds a result in.
 const SCRATCH: &str = "diff-sets-scratch";
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// How a command's replies are compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,17 +49,6 @@ enum Cmp {
     Scan,
     RandMember,
     Pop,
-}
-
-#[derive(Clone, Copy)]
-struct Op {
-    weight: u32,
-    gen: fn(&mut Gen) -> Vec<Vec<u8>>,
-    cmp: Cmp,
-}
-
-const fn op(weight: u32, gen: fn(&mut Gen) -> Vec<Vec<u8>>, cmp: Cmp) -> Op {
-    Op { weight, gen, cmp }
 }
 
 /// A member: mostly from small pools (so that commands meet), integers around what
@@ -186,7 +172,7 @@ fn config_set(g: &mut Gen) -> Vec<Vec<u8>> {
     vec![w("CONFIG"), w("SET"), w("set-max-intset-entries"), n]
 }
 
-const OPS: &[Op] = &[
+const OPS: &[Op<Cmp>] = &[
     op(14, |g| with_members(vec![w("SADD"), g.key()], g, 1, 5), Cmp::Exact),
     op(3, sadd_many, Cmp::Exact),
     op(7, |g| with_members(vec![w("SREM"), g.key()], g, 1, 5), Cmp::Exact),
@@ -248,17 +234,15 @@ struct Stream {
     /// How often each comparison by meaning happened (printed with
     /// `FERROKV_DIFF_STATS=1`), to see that the streams reach them.
     seen: std::collections::BTreeMap<&'static str, usize>,
+    /// Compare every key's encoding after every command (`FERROKV_SET_PARANOID=1`).
+    paranoid: bool,
 }
 
 impl Stream {
     fn new(label: &str, seed: u64, ferrokv_args: &[&str], resp3: bool) -> Stream {
-        let d = Differ::new(label, seed, ferrokv_args, 1, resp3);
-        let mut side = (d.ferrokv.conn(), d.redis.conn());
-        if resp3 {
-            side.0.send(&["HELLO", "3"]);
-            side.1.send(&["HELLO", "3"]);
-        }
-        Stream { d, side, index: 0, seen: Default::default() }
+        let (d, side) = family::open(label, seed, ferrokv_args, resp3);
+        let paranoid = std::env::var_os("FERROKV_SET_PARANOID").is_some();
+        Stream { d, side, index: 0, seen: Default::default(), paranoid }
     }
 
     fn send(&mut self, args: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
@@ -276,15 +260,7 @@ impl Stream {
 
     /// A mismatch report, with the members of the command's keys on both servers.
     fn fail(&mut self, args: &[Vec<u8>], f: &[u8], r: &[u8], why: &str) -> String {
-        let mut report = format!(
-            "differential mismatch in `{}`, seed {}, set command #{} ({why})\n  command: {}\n  ferrokv: {}\n  redis:   {}\n",
-            self.d.label,
-            self.d.seed,
-            self.index,
-            show_command(args),
-            show(f),
-            show(r),
-        );
+        let mut report = family::report_head(&self.d, "set", self.index, args, f, r, why);
         let named: BTreeSet<Vec<u8>> =
             args.iter().filter(|a| KEYS.iter().any(|k| k.as_bytes() == a.as_slice())).cloned().collect();
         for key in named {
@@ -299,20 +275,14 @@ impl Stream {
                 show(&r)
             );
         }
-        report += &format!(
-            "replay: FERROKV_SEED={} cargo test --release -p ferrokv-tests --test diff_sets -- {}\n",
-            self.d.seed, self.d.label
-        );
+        report += &family::report_replay(&self.d, "diff_sets");
         report
     }
 
     /// The key's OBJECT ENCODING, which must be the same on both servers.
     fn encoding(&mut self, key: &[u8]) -> Result<String, String> {
         let r = self.send_same(&[w("OBJECT"), w("ENCODING"), key.to_vec()])?;
-        Ok(match parse_one(&r) {
-            Ok(Reply::Bulk(Some(e))) => String::from_utf8_lossy(&e).into_owned(),
-            _ => String::new(),
-        })
+        Ok(family::bulk_text(&r))
     }
 
     /// The members of the set at `key` on redis (empty for a missing key or another
@@ -407,25 +377,11 @@ impl Stream {
         if self.encoding(&args[1])? != "hashtable" {
             return self.d.check(0, args, Check::Exact);
         }
-        if args[2] != b"0" {
-            // Cursors differ between implementations: only the shape must agree.
-            let (f, r) = self.send(args);
-            let shape = |b: &[u8]| match parse_one(b) {
-                Ok(Reply::Array(Some(parts))) if parts.len() == 2 => "scan".to_string(),
-                _ => show(b),
-            };
-            if shape(&f) != shape(&r) {
-                return Err(self.fail(args, &f, &r, "SSCAN shapes differ"));
-            }
-            return Ok(());
+        if args[2] == b"0" {
+            *self.seen.entry("full SSCAN iterations").or_default() += 1;
         }
-        *self.seen.entry("full SSCAN iterations").or_default() += 1;
-        let f = full_scan(&mut self.side.0, args);
-        let r = full_scan(&mut self.side.1, args);
-        if f != r {
-            return Err(self.fail(args, f.as_bytes(), r.as_bytes(), "full SSCAN iterations differ"));
-        }
-        Ok(())
+        family::compare_scan(&mut self.side, args, "SSCAN", "members", bulks)
+            .map_err(|m| self.fail(args, &m.ferrokv, &m.redis, &m.why))
     }
 
     /// SRANDMEMBER, or SPOP (`pop`) followed by the resynchronisation of the two sets.
@@ -439,7 +395,7 @@ impl Stream {
         if f == r {
             return Ok(());
         }
-        let count: Option<i64> = args.get(2).and_then(|a| std::str::from_utf8(a).ok()?.parse().ok());
+        let count = family::count_arg(args);
         let check = |bytes: &[u8]| -> Result<Vec<Vec<u8>>, String> {
             let reply = parse_one(bytes).map_err(|e| e.to_string())?;
             let picked = match (&reply, count) {
@@ -453,7 +409,7 @@ impl Stream {
             let distinct = picked.iter().collect::<BTreeSet<_>>().len() == picked.len();
             let Some(n) = count else { return Ok(picked) };
             // A negative count repeats members (SRANDMEMBER only; SPOP refuses it).
-            let expected = if n < 0 { n.unsigned_abs() } else { (n as u64).min(before.len() as u64) };
+            let expected = family::picks_for(n, before.len());
             if n >= 0 && !distinct {
                 Err("repeated members for a positive count".into())
             } else if picked.len() as u64 != expected {
@@ -500,59 +456,44 @@ impl Stream {
     }
 }
 
-/// Iterates SSCAN from `args` (cursor 0) to cursor 0; returns the members seen, or the
-/// first reply that is not a scan step, as text.
-fn full_scan(conn: &mut Conn, args: &[Vec<u8>]) -> String {
-    let mut args = args.to_vec();
-    let mut seen = BTreeSet::new();
-    for _ in 0..100_000 {
-        let bytes = conn.send(&args);
-        let Ok(Reply::Array(Some(parts))) = parse_one(&bytes) else { return show(&bytes) };
-        let [Reply::Bulk(Some(cursor)), items] = parts.as_slice() else { return show(&bytes) };
-        let Some(items) = bulks(items) else { return show(&bytes) };
-        seen.extend(items);
-        if cursor.as_slice() == b"0" {
-            return format!("{} members: {:?}", seen.len(), seen);
-        }
-        args[2] = cursor.clone();
+impl FamilyStream for Stream {
+    type Cmp = Cmp;
+
+    fn index(&self) -> usize {
+        self.index
     }
-    "no end after 100000 calls".into()
+
+    fn step(&mut self, args: &[Vec<u8>], cmp: Cmp) -> Result<(), String> {
+        Stream::step(self, args, cmp)
+    }
+
+    fn after_step(&mut self) -> Result<(), String> {
+        if self.paranoid {
+            for key in KEYS {
+                self.encoding(key.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        family::print_stats(&self.d.label, self.d.seed, &self.seen);
+        self.final_state()
+    }
 }
 
+const SETS: Family<Cmp> = Family {
+    seeds: SEEDS,
+    ops: OPS,
+    setup: &[],
+    // CONFIG SET's own argument errors are not what this stream tests; a mutated
+    // SPOP/SRANDMEMBER could ask for a huge negative count.
+    mutable: |args, cmp| cmp == Cmp::Exact && !args[0].eq_ignore_ascii_case(b"CONFIG"),
+    log_var: "FERROKV_SET_LOG",
+};
+
 fn run(label: &str, ferrokv_args: &[&str], resp3: bool, default_steps: usize) {
-    let steps = steps(default_steps);
-    let weights: Vec<u32> = OPS.iter().map(|o| o.weight).collect();
-    let log = std::env::var_os("FERROKV_SET_LOG").is_some();
-    let paranoid = std::env::var_os("FERROKV_SET_PARANOID").is_some();
-    for_each_seed(SEEDS, |seed| {
-        let mut s = Stream::new(label, seed, ferrokv_args, resp3);
-        let mut g = Gen::new(seed);
-        for _ in 0..steps {
-            let op = OPS[g.rng.weighted(&weights)];
-            let mut args = (op.gen)(&mut g);
-            // CONFIG SET's own argument errors are not what this stream tests; a
-            // mutated SPOP/SRANDMEMBER could ask for a huge negative count.
-            if g.chance(3) && op.cmp == Cmp::Exact && !args[0].eq_ignore_ascii_case(b"CONFIG") {
-                mutate(&mut g, &mut args);
-            }
-            if g.chance(10) {
-                args[0] = args[0].to_ascii_lowercase();
-            }
-            if log {
-                eprintln!("#{} {}", s.index + 1, show_command(&args));
-            }
-            s.step(&args, op.cmp)?;
-            if paranoid {
-                for key in KEYS {
-                    s.encoding(key.as_bytes())?;
-                }
-            }
-        }
-        if std::env::var_os("FERROKV_DIFF_STATS").is_some() {
-            eprintln!("{label} seed {seed}: {:?}", s.seen);
-        }
-        s.final_state()
-    });
+    family::run(&SETS, default_steps, |seed| Stream::new(label, seed, ferrokv_args, resp3));
 }
 
 #[test]

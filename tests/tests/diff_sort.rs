@@ -22,13 +22,9 @@
 //!
 //! Replay: `FERROKV_SEED=n cargo test --release -p ferrokv-tests --test diff_sort -- <name>`.
 
-use ferrokv_tests::diff::{for_each_seed, steps, Check, CommandGen, Differ, Gen, StreamOptions};
+use ferrokv_tests::diff::{concat, for_each_seed, steps, w, Check, CommandGen, Differ, Gen, StreamOptions};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6, 7, 8];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 const LISTS: &[&str] = &["{s}list1", "{s}list2"];
 /// Integer members only, few: always `intset`.
@@ -316,7 +312,7 @@ const SORTS_UNORDERED: &[CommandGen] = &[
 
 fn run(label: &str, tables: &[&[CommandGen]], ferrokv_args: &[&str], resp3: bool) {
     let steps = steps(2000);
-    let table: Vec<CommandGen> = tables.iter().flat_map(|t| t.iter().copied()).collect();
+    let table = concat(tables);
     // The final GETs cover keys outside the `{s}` slot only; the streams check their
     // collections with LRANGE and SORT itself. No random argument changes: one could
     // put a string into the intset, or leave a hashtable set unsorted (SYNTAX has the

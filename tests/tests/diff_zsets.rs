@@ -26,15 +26,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrokv_tests::diff::{for_each_seed, mutate, steps, Check, Differ, Gen, EDGE_FLOATS, EDGE_INTS, KEYS};
-use ferrokv_tests::resp::{parse_one, show, show_command};
+// Every generator here picks its command's comparison.
+use ferrokv_tests::diff::family::{self, op_choosing as op, Family, FamilyStream, Op};
+use ferrokv_tests::diff::{w, Check, Differ, Gen, EDGE_FLOATS, EDGE_INTS, KEYS};
+use ferrokv_tests::resp::{parse_one, show};
 use ferrokv_tests::{Conn, Reply};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// How a command's replies are compared.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,16 +48,6 @@ enum Cmp {
     LexWrite(usize),
     RandMember,
     Scan,
-}
-
-#[derive(Clone, Copy)]
-struct Op {
-    weight: u32,
-    gen: fn(&mut Gen) -> (Vec<Vec<u8>>, Cmp),
-}
-
-const fn op(weight: u32, gen: fn(&mut Gen) -> (Vec<Vec<u8>>, Cmp)) -> Op {
-    Op { weight, gen }
 }
 
 /// A member: single letters (lex ranges), a pool of names, integers (which a listpack
@@ -417,7 +405,7 @@ fn exact(args: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Cmp) {
     (args, Cmp::Exact)
 }
 
-const OPS: &[Op] = &[
+const OPS: &[Op<Cmp>] = &[
     op(16, zadd),
     op(2, zadd_many),
     op(4, |g| exact(vec![w("ZINCRBY"), key(g), score(g), member(g)])),
@@ -489,12 +477,7 @@ struct Stream {
 
 impl Stream {
     fn new(label: &str, seed: u64, ferrokv_args: &[&str], resp3: bool) -> Stream {
-        let d = Differ::new(label, seed, ferrokv_args, 1, resp3);
-        let mut side = (d.ferrokv.conn(), d.redis.conn());
-        if resp3 {
-            side.0.send(&["HELLO", "3"]);
-            side.1.send(&["HELLO", "3"]);
-        }
+        let (d, side) = family::open(label, seed, ferrokv_args, resp3);
         let probe = (d.ferrokv.conn(), d.redis.conn());
         Stream { d, side, probe, index: 0, paths: BTreeMap::new() }
     }
@@ -513,15 +496,7 @@ impl Stream {
     }
 
     fn fail(&mut self, args: &[Vec<u8>], f: &[u8], r: &[u8], why: &str) -> String {
-        let mut report = format!(
-            "differential mismatch in `{}`, seed {}, zset command #{} ({why})\n  command: {}\n  ferrokv: {}\n  redis:   {}\n",
-            self.d.label,
-            self.d.seed,
-            self.index,
-            show_command(args),
-            show(f),
-            show(r),
-        );
+        let mut report = family::report_head(&self.d, "zset", self.index, args, f, r, why);
         let named: BTreeSet<Vec<u8>> =
             args.iter().filter(|a| KEYS.iter().any(|k| k.as_bytes() == a.as_slice())).cloned().collect();
         for key in named {
@@ -538,19 +513,13 @@ impl Stream {
                 show(&r)
             );
         }
-        report += &format!(
-            "replay: FERROKV_SEED={} cargo test --release -p ferrokv-tests --test diff_zsets -- {}\n",
-            self.d.seed, self.d.label
-        );
+        report += &family::report_replay(&self.d, "diff_zsets");
         report
     }
 
     fn encoding(&mut self, key: &[u8]) -> Result<String, String> {
         let r = self.probe_same(&[w("OBJECT"), w("ENCODING"), key.to_vec()])?;
-        Ok(match parse_one(&r) {
-            Ok(Reply::Bulk(Some(e))) => String::from_utf8_lossy(&e).into_owned(),
-            _ => String::new(),
-        })
+        Ok(family::bulk_text(&r))
     }
 
     /// The members and scores (as text) of the sorted set at `key` on redis.
@@ -615,7 +584,7 @@ impl Stream {
             return Ok(());
         }
         *self.paths.entry("zrandmember by membership").or_default() += 1;
-        let count: Option<i64> = args.get(2).and_then(|a| std::str::from_utf8(a).ok()?.parse().ok());
+        let count = family::count_arg(args);
         let withscores = args.len() == 4;
         let check = |bytes: &[u8]| -> Result<(), String> {
             let reply = parse_one(bytes).map_err(|e| e.to_string())?;
@@ -639,7 +608,7 @@ impl Stream {
             if let Some(m) = picked.iter().find(|m| !before.contains_key(*m)) {
                 return Err(format!("{} is not a member", show(m)));
             }
-            let expected = if n < 0 { n.unsigned_abs() } else { (n as u64).min(before.len() as u64) };
+            let expected = family::picks_for(n, before.len());
             if picked.len() as u64 != expected {
                 return Err(format!("{} members for a count of {n}", picked.len()));
             }
@@ -666,23 +635,9 @@ impl Stream {
             return self.d.check(0, args, Check::Exact);
         }
         *self.paths.entry("zscan of a skiplist").or_default() += 1;
-        if args[2] != b"0" {
-            let (f, r) = self.send(args);
-            let shape = |b: &[u8]| match parse_one(b) {
-                Ok(Reply::Array(Some(parts))) if parts.len() == 2 => "scan".to_string(),
-                _ => show(b),
-            };
-            if shape(&f) != shape(&r) {
-                return Err(self.fail(args, &f, &r, "ZSCAN shapes differ"));
-            }
-            return Ok(());
-        }
-        let f = full_scan(&mut self.side.0, args);
-        let r = full_scan(&mut self.side.1, args);
-        if f != r {
-            return Err(self.fail(args, f.as_bytes(), r.as_bytes(), "full ZSCAN iterations differ"));
-        }
-        Ok(())
+        let pairs = |items: &Reply| flatten(items).map(|v| v.chunks(2).map(|c| c.to_vec()).collect::<Vec<_>>());
+        family::compare_scan(&mut self.side, args, "ZSCAN", "pairs", pairs)
+            .map_err(|m| self.fail(args, &m.ferrokv, &m.redis, &m.why))
     }
 
     /// Every key's encoding and contents.
@@ -702,48 +657,32 @@ impl Stream {
     }
 }
 
-/// Iterates ZSCAN from `args` (cursor 0) to cursor 0; returns the pairs seen, or the
-/// first reply that is not a scan step, as text.
-fn full_scan(conn: &mut Conn, args: &[Vec<u8>]) -> String {
-    let mut args = args.to_vec();
-    let mut seen = BTreeSet::new();
-    for _ in 0..100_000 {
-        let bytes = conn.send(&args);
-        let Ok(Reply::Array(Some(parts))) = parse_one(&bytes) else { return show(&bytes) };
-        let [Reply::Bulk(Some(cursor)), items] = parts.as_slice() else { return show(&bytes) };
-        let Some(items) = flatten(items) else { return show(&bytes) };
-        seen.extend(items.chunks(2).map(|c| c.to_vec()));
-        if cursor.as_slice() == b"0" {
-            return format!("{} pairs: {:?}", seen.len(), seen);
-        }
-        args[2] = cursor.clone();
+impl FamilyStream for Stream {
+    type Cmp = Cmp;
+
+    fn index(&self) -> usize {
+        self.index
     }
-    "no end after 100000 calls".into()
+
+    fn step(&mut self, args: &[Vec<u8>], cmp: Cmp) -> Result<(), String> {
+        Stream::step(self, args, cmp)
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.final_state()
+    }
 }
 
+const ZSETS: Family<Cmp> = Family {
+    seeds: SEEDS,
+    ops: OPS,
+    setup: &[],
+    mutable: |_, cmp| matches!(cmp, Cmp::Exact | Cmp::LexRead(_)),
+    log_var: "FERROKV_ZSET_LOG",
+};
+
 fn run(label: &str, ferrokv_args: &[&str], resp3: bool, default_steps: usize) {
-    let steps = steps(default_steps);
-    let weights: Vec<u32> = OPS.iter().map(|o| o.weight).collect();
-    let log = std::env::var_os("FERROKV_ZSET_LOG").is_some();
-    for_each_seed(SEEDS, |seed| {
-        let mut s = Stream::new(label, seed, ferrokv_args, resp3);
-        let mut g = Gen::new(seed);
-        for _ in 0..steps {
-            let op = OPS[g.rng.weighted(&weights)];
-            let (mut args, cmp) = (op.gen)(&mut g);
-            if g.chance(3) && matches!(cmp, Cmp::Exact | Cmp::LexRead(_)) {
-                mutate(&mut g, &mut args);
-            }
-            if g.chance(10) {
-                args[0] = args[0].to_ascii_lowercase();
-            }
-            if log {
-                eprintln!("#{} {}", s.index + 1, show_command(&args));
-            }
-            s.step(&args, cmp)?;
-        }
-        s.final_state()
-    });
+    family::run(&ZSETS, default_steps, |seed| Stream::new(label, seed, ferrokv_args, resp3));
 }
 
 #[test]
