@@ -9,13 +9,9 @@
 //! Knobs: `FERROKV_SEED=n` runs one seed, `FERROKV_STEPS=n` sets the stream length,
 //! `FERROKV_TARGET=redis` runs redis against redis (checks the tests themselves).
 
-use ferrokv_tests::diff::{for_each_seed, steps, Check, CommandGen, Differ, Gen, StreamOptions, EDGE_INTS};
+use ferrokv_tests::diff::{for_each_seed, steps, w, Check, CommandGen, Differ, Gen, StreamOptions, EDGE_INTS};
 
 const SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
-
-fn w(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// Relative expiry in seconds: far from now, zero/negative (delete), or invalid.
 fn expire_secs(g: &mut Gen) -> Vec<u8> {
