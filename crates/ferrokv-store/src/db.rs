@@ -1039,6 +1039,28 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_changes_nothing() {
+        let mut db = Db::with_seed(3);
+        let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("key:{i:012}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        // Empty: every slot table is unallocated.
+        db.prefetch(&refs);
+        for k in &keys[..20] {
+            db.set(k, s("v"), 0);
+        }
+        // Present and absent keys, more than one batch, an empty key, a repeated one.
+        let mut more = refs.clone();
+        more.extend([&b""[..], &keys[3][..]]);
+        db.prefetch(&more);
+        db.prefetch(&[]);
+        assert_eq!(db.len(), 20);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(db.contains(k, 0), i < 20);
+        }
+        db.check_invariants();
+    }
+
+    #[test]
     fn set_if_decides_on_the_live_entry() {
         let mut db = Db::with_seed(1);
         // Absent: decide sees None.
