@@ -68,10 +68,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# A port below the kernel's ephemeral range: redis-benchmark's client sockets (and
+# their TIME_WAIT entries) take ports from that range, and a server cannot bind one of
+# them ("Address already in use": seen once with a range overlapping it).
+ephemeral_low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$ephemeral_low" -gt 20100 ] || ephemeral_low=32768
 free_port() {
     local port
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 20000))
+        port=$((20000 + RANDOM % (ephemeral_low - 20000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
