@@ -396,10 +396,8 @@ impl Db {
             for &(slot, hash) in at {
                 for i in self.slots[slot].table.candidates(hash) {
                     // A 72-byte node spans two cache lines more often than not, and
-                    // the key's inline length sits past the first 32 bytes.
-                    let node = self.arena.address(i);
-                    prefetch(node);
-                    prefetch(node.cast::<u8>().wrapping_add(std::mem::size_of::<Option<Node>>() - 1));
+                    // the key's inline length sits past the first 32 bytes: both.
+                    prefetch(self.arena.address(i));
                 }
             }
         }
@@ -676,11 +674,13 @@ impl Db {
     /// Stores an entry taken with [`Db::take`], replacing any entry at `key`.
     pub fn put(&mut self, key: &[u8], entry: Entry, access: Access) {
         self.settle();
-        if let Some((slot, idx)) = self.find(key) {
-            self.remove_at(slot, idx);
-        }
-        let slot = key_slot(key) as usize;
-        let hash = self.hash(key);
+        let (slot, hash) = match self.locate(key) {
+            Ok((slot, idx)) => {
+                self.remove_at(slot, idx);
+                (slot, self.hash(key))
+            }
+            Err(place) => place,
+        };
         self.insert_new(slot, hash, Node { key: key.into(), entry, access });
     }
 

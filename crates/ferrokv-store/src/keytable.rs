@@ -206,9 +206,7 @@ impl KeyTable {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if !self.blocks.is_empty() {
-            let b: *const Block = &self.blocks[self.home(hash)];
-            prefetch(b);
-            prefetch(b.cast::<u8>().wrapping_add(std::mem::size_of::<Block>() - 1));
+            prefetch(&self.blocks[self.home(hash)]);
         }
     }
 
@@ -221,9 +219,21 @@ impl KeyTable {
     }
 }
 
-/// A hint to bring the cache line holding `*p` into the nearest cache; never faults.
+/// A hint to bring the cache lines holding `*p` into the nearest cache: the line of
+/// its first byte and, when the value straddles a line boundary, the line of its last
+/// (values here are at most two lines long). Never faults.
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
+    const LINE: usize = 64;
+    let size = std::mem::size_of::<T>().max(1);
+    prefetch_line(p.cast());
+    if (p as usize) % LINE + size > LINE {
+        prefetch_line(p.cast::<u8>().wrapping_add(size - 1));
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it reads no memory architecturally and cannot fault.
     unsafe {
