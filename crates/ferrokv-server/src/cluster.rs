@@ -8,7 +8,7 @@
 //! those that change it go to the bus and answer when it has applied them.
 
 use crate::conn::Conn;
-use crate::dispatch::{printable, ShardCore};
+use crate::dispatch::{printable, Held, ShardCore};
 use crate::msg::Msg;
 use ferrokv_cluster::{ClusterView, Command};
 use ferrokv_commands::util::eq_ic;
@@ -140,7 +140,7 @@ fn reply_info(r: &mut ReplyBuf, view: &ClusterView, i: usize) {
 }
 
 /// CLUSTER <subcommand> [args]
-pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate::dispatch::Flow {
+pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> crate::dispatch::Flow {
     use crate::dispatch::Flow;
     if core.node.cluster.is_none() {
         c.error("ERR This instance has cluster support disabled");
@@ -171,7 +171,8 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate
             c.error("ERR Invalid slot");
             return Flow::Done;
         };
-        let n = core.node.lock_db(core.node.shard_of_slot(slot)).slot_len(slot) as i64;
+        let node = core.node;
+        let n = held.with_db(node, node.shard_of_slot(slot), |db| db.slot_len(slot)) as i64;
         c.reply(|r| r.integer(n));
     } else if eq_ic(sub, "getkeysinslot") {
         arity!(argc == 4);
@@ -187,13 +188,10 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate
             }
         };
         let now = crate::node::unix_ms();
-        let keys: Vec<Vec<u8>> = core
-            .node
-            .lock_db(core.node.shard_of_slot(slot))
-            .slot_keys(slot, now)
-            .take(count)
-            .map(|k| k.to_vec())
-            .collect();
+        let node = core.node;
+        let keys: Vec<Vec<u8>> = held.with_db(node, node.shard_of_slot(slot), |db| {
+            db.slot_keys(slot, now).take(count).map(|k| k.to_vec()).collect()
+        });
         c.reply(|r| {
             r.array(keys.len());
             for k in &keys {
@@ -301,7 +299,7 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate
             }
         });
     } else {
-        let Some(cmd) = parse_state_command(core, args) else {
+        let Some(cmd) = parse_state_command(core, args, &mut held) else {
             c.error(&format!("ERR unknown subcommand '{}'. Try CLUSTER HELP.", printable(sub, 128)));
             return Flow::Done;
         };
@@ -321,7 +319,7 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> crate
 }
 
 /// The CLUSTER subcommands that the bus state machine applies; None when `args` is not one.
-fn parse_state_command(core: &mut ShardCore, args: &Args) -> Option<Result<Command, String>> {
+fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Option<Result<Command, String>> {
     let sub = args.get(1);
     let rest: Vec<Vec<u8>> = args.iter().skip(2).map(|a| a.to_vec()).collect();
     let n = rest.len();
@@ -362,8 +360,9 @@ fn parse_state_command(core: &mut ShardCore, args: &Args) -> Option<Result<Comma
         if n < 2 {
             return Some(wrong());
         }
+        let node = core.node;
         let keys_in_slot = ferrokv_cluster::parse_slot(&rest[0])
-            .map_or(0, |s| core.node.lock_db(core.node.shard_of_slot(s)).slot_len(s) as u64);
+            .map_or(0, |s| held.with_db(node, node.shard_of_slot(s), |db| db.slot_len(s)) as u64);
         Command::SetSlot { args: rest, keys_in_slot }
     } else if eq_ic(sub, "replicate") {
         if n != 1 {

@@ -3,7 +3,7 @@
 
 use crate::config;
 use crate::conn::{Conn, Multi, Watch};
-use crate::dispatch::{printable, run_data, Flow, MultiDb, ShardCore};
+use crate::dispatch::{printable, run_data, Flow, Held, MultiDb, ShardCore};
 use crate::node::{unix_ms, unix_us};
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
 use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 
 pub const REDIS_VERSION: &str = "7.0.15";
 
-pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
+/// Runs a server command. `held` is the keyspace EXEC holds while running it (see
+/// [`Held`]); a command that reads keys goes through it.
+pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args: &Args, held: Held) -> Flow {
     let parent = spec.name.split('|').next().unwrap_or(spec.name);
     match parent {
         "ping" => ping(c, args),
@@ -26,7 +28,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
         }
         "reset" => reset(core, c),
         "select" => select(core, c, args),
-        "cluster" => return crate::cluster::cluster_command(core, c, args),
+        "cluster" => return crate::cluster::cluster_command(core, c, args, held),
         "asking" | "readonly" | "readwrite" => {
             if core.node.cluster.is_none() {
                 c.error("ERR This instance has cluster support disabled");
@@ -74,7 +76,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
                 c.reply(|r| r.ok());
             }
         }
-        "watch" => return watch(core, c, args),
+        "watch" => return watch(core, c, args, held),
         "unwatch" => {
             core.release_watches(c);
             c.reply(|r| r.ok());
@@ -464,7 +466,11 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         if args.len() % 2 != 0 {
             return c.error(ERR_SYNTAX);
         }
-        let mut cfg = core.node.config().clone();
+        // One owner of the live configuration: the write lock is held from reading the
+        // current values to storing the new ones, so two shards' CONFIG SETs apply one
+        // after the other and neither loses the other's change.
+        let mut live = core.node.config.write().unwrap_or_else(|p| p.into_inner());
+        let mut cfg = live.clone();
         let mut i = 2;
         while i + 1 < args.len() {
             let name = String::from_utf8_lossy(args.get(i)).to_string();
@@ -484,9 +490,10 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         }
         let exec = cfg.exec_config();
         crate::logging::set_level(&cfg.loglevel);
-        *core.node.config.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        *live = cfg;
         *core.node.exec_cfg.write().unwrap_or_else(|p| p.into_inner()) = exec;
         core.node.config_version.fetch_add(1, Ordering::AcqRel);
+        drop(live);
         core.refresh_config();
         c.reply(|r| r.ok());
     } else if eq_ic(sub, "resetstat") {
@@ -655,7 +662,7 @@ fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 }
 
 /// WATCH key [key ...]
-fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
+fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flow {
     if c.multi.is_some() {
         c.error("ERR WATCH inside MULTI is not allowed");
         return Flow::Done;
@@ -669,9 +676,7 @@ fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
             continue;
         }
         let shard = core.node.shard_of_key(k);
-        let mut db = core.node.lock_db(shard);
-        let version = db.watch(k);
-        let existed = db.get(k, now).is_some();
+        let (version, existed) = held.with_db(core.node, shard, |db| (db.watch(k), db.get(k, now).is_some()));
         c.watched.push(Watch { key: k.to_vec(), shard, version, existed });
     }
     c.reply(|r| r.ok());
@@ -697,6 +702,15 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     }
     let shards = core.shards_of_transaction(c);
     let node = core.node;
+    // A server command inside the transaction may read any shard's keyspace
+    // (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT...): lock them all, so it reads
+    // through the held locks and never locks one again (see `Held`).
+    let shards = if c.multi.as_ref().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server)))
+    {
+        (0..node.shard_count()).collect()
+    } else {
+        shards
+    };
     let mut ks = MultiDb::lock(node, &shards);
     let now = unix_ms();
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
@@ -718,7 +732,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 }
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {
-                    let _ = run(core, c, q.spec, &a);
+                    let _ = run(core, c, q.spec, &a, Held::Exec(&mut ks));
                 }
             }
         }

@@ -20,7 +20,7 @@ use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::Db;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 pub enum Flow {
     Done,
@@ -217,7 +217,7 @@ impl ShardCore {
         c.meta.set_last_cmd(spec);
         crate::node::bump(&self.node.shards[self.id].commands_processed);
         match spec.handler {
-            Handler::Server => crate::cmds::run(self, c, spec, args),
+            Handler::Server => crate::cmds::run(self, c, spec, args, Held::Nothing),
             Handler::Data(_) | Handler::Blocking(_) => self.route(c, spec, args),
         }
     }
@@ -561,10 +561,9 @@ pub fn run_data(
     may_block: bool,
     out: &mut ReplyBuf,
 ) -> Blocked {
-    let start = out.buf.len();
     let mut ctx = Ctx::new(ks, now_ms, cfg, out);
     ctx.may_block = may_block;
-    // A bug in one command must not take the shard down with it.
+    // A bug in one command must not be served half done: see abort_after_panic.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match h {
         Handler::Data(f) => {
             f(&mut ctx, args);
@@ -578,11 +577,51 @@ pub fn run_data(
     }));
     match r {
         Ok(b) => b,
-        Err(_) => {
-            tracing::error!("command {:?} panicked", String::from_utf8_lossy(args.get(0)));
-            out.buf.truncate(start);
-            out.error("ERR internal error while running the command");
-            Blocked::Served
+        Err(_) => abort_after_panic(args),
+    }
+}
+
+/// A panic inside a command may have left a change half made (a value updated but not
+/// its key's TTL, counts, or index). Serving that state would lose or corrupt data
+/// silently, so the node stops here, as a failed assertion stops Redis: one log line
+/// naming the command, then abort. (The panic message itself was logged by the hook.)
+fn abort_after_panic(args: &Args) -> ! {
+    let name = printable(args.get(0), 64);
+    tracing::error!(
+        "command '{name}' ({} arguments) panicked while running; aborting so that no half-applied change is served",
+        args.len()
+    );
+    eprintln!("=== ferrokv BUG: command '{name}' panicked; aborting ===");
+    std::process::abort()
+}
+
+/// The keyspace locks a server command may use while it runs.
+///
+/// Lock rule: a thread never takes a shard's `Db` lock it already holds (std's mutex
+/// is not reentrant: the thread would wait for itself forever). A server command run
+/// by EXEC gets the locks EXEC holds — every shard, when the transaction queued a
+/// server command — and reads the keyspace through them; run on its own it locks one
+/// shard at a time and holds nothing else. Server commands reach a `Db` only through
+/// [`Held::with_db`], so they cannot take a lock EXEC holds.
+pub enum Held<'h, 'n> {
+    Nothing,
+    Exec(&'h mut MultiDb<'n>),
+}
+
+impl Held<'_, '_> {
+    /// Runs `f` on `shard`'s keyspace: through the held lock, or under a lock taken
+    /// for just this call.
+    pub fn with_db<R>(&mut self, node: &Node, shard: ShardId, f: impl FnOnce(&mut Db) -> R) -> R {
+        match self {
+            Held::Exec(ks) => match ks.db_of_shard(shard) {
+                Some(db) => f(db),
+                None => {
+                    // EXEC locks every shard when it runs a server command.
+                    tracing::error!("server command inside EXEC reached shard {shard}, which EXEC did not lock");
+                    panic!("server command inside EXEC reached an unlocked shard {shard}");
+                }
+            },
+            Held::Nothing => f(&mut node.lock_db(shard)),
         }
     }
 }
@@ -590,7 +629,7 @@ pub fn run_data(
 /// Several shards' keyspaces, locked in ascending shard order for one command.
 pub struct MultiDb<'a> {
     node: &'a Node,
-    pub guards: Vec<(ShardId, MutexGuard<'a, Db>)>,
+    pub guards: Vec<(ShardId, crate::node::DbGuard<'a>)>,
 }
 
 impl<'a> MultiDb<'a> {

@@ -117,7 +117,13 @@ pub fn run(args: Vec<String>) -> i32 {
             match shard::Shard::new(node, id, ls) {
                 Ok(s) => {
                     let _ = tx.send(Ok(()));
-                    s.run();
+                    // A panicking shard would leave its peers waiting on its locks and
+                    // mailbox forever: stop the node instead (see docs/architecture.md).
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run())).is_err() {
+                        tracing::error!("shard {id} panicked; aborting");
+                        eprintln!("=== ferrokv BUG: shard {id} panicked; aborting ===");
+                        std::process::abort();
+                    }
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -163,7 +169,9 @@ fn cluster_state(cfg: &config::Config) -> Result<Option<ferrokv_cluster::Cluster
         return Ok(None);
     }
     let announced_port = if cfg.cluster_announce_port != 0 { cfg.cluster_announce_port as u16 } else { cfg.port };
-    let seed = node::unix_us() ^ ((std::process::id() as u64) << 20);
+    // The seed generates this node's ID: from the kernel's random source, so that nodes
+    // started in the same microsecond cannot share an ID.
+    let seed = node::os_random_u64();
     let mut cc = ferrokv_cluster::ClusterConfig::new(announced_port, seed);
     cc.node_timeout_ms = cfg.cluster_node_timeout;
     cc.require_full_coverage = cfg.cluster_require_full_coverage;

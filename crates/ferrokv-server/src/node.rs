@@ -169,12 +169,22 @@ impl Node {
         self.shards[shard].waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn lock_db(&self, shard: ShardId) -> MutexGuard<'_, Db> {
-        self.shards[shard].db.lock().unwrap_or_else(|p| p.into_inner())
+    /// Locks `shard`'s keyspace. Taking a lock this thread already holds would wait
+    /// forever (see the lock rule at [`crate::dispatch::Held`]); it is a bug, caught
+    /// here as a panic naming the shard instead of a silent hang.
+    pub fn lock_db(&self, shard: ShardId) -> DbGuard<'_> {
+        let bit = 1u64 << (shard % 64);
+        let held = HELD_DBS.with(|h| h.get());
+        if held & bit != 0 && shard < 64 {
+            panic!("shard {shard}'s keyspace lock taken twice by one thread");
+        }
+        let guard = self.shards[shard].db.lock().unwrap_or_else(|p| p.into_inner());
+        HELD_DBS.with(|h| h.set(held | bit));
+        DbGuard { guard, bit }
     }
 
     /// Locks the given shards (sorted, deduplicated) in ascending order.
-    pub fn lock_dbs(&self, shards: &[ShardId]) -> Vec<(ShardId, MutexGuard<'_, Db>)> {
+    pub fn lock_dbs(&self, shards: &[ShardId]) -> Vec<(ShardId, DbGuard<'_>)> {
         debug_assert!(shards.windows(2).all(|w| w[0] < w[1]));
         shards.iter().map(|&s| (s, self.lock_db(s))).collect()
     }
@@ -208,6 +218,38 @@ impl Node {
     }
 }
 
+thread_local! {
+    /// The shards (mod 64) whose keyspace lock this thread holds.
+    static HELD_DBS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A held keyspace lock (see [`Node::lock_db`]).
+pub struct DbGuard<'a> {
+    guard: MutexGuard<'a, Db>,
+    bit: u64,
+}
+
+impl Drop for DbGuard<'_> {
+    fn drop(&mut self) {
+        HELD_DBS.with(|h| h.set(h.get() & !self.bit));
+    }
+}
+
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Db;
+    #[inline]
+    fn deref(&self) -> &Db {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for DbGuard<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Db {
+        &mut self.guard
+    }
+}
+
 /// Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -217,14 +259,49 @@ pub fn unix_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Bytes from the kernel's random source (getrandom(2)), as Redis seeds its run ID and
+/// node IDs from /dev/urandom. A failing source would make IDs guessable and, worse,
+/// equal across nodes started together: start-up stops instead.
+pub fn os_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: writes at most rest.len() bytes into rest.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            panic!("cannot read the kernel's random source: {e}");
+        }
+        filled += n as usize;
+    }
+}
+
+pub fn os_random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    os_random(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// `n` random hex digits (the run ID).
 fn random_hex(n: usize) -> String {
-    let mut seed = unix_us() ^ (std::process::id() as u64).rotate_left(32);
-    (0..n)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            char::from_digit((seed % 16) as u32, 16).unwrap_or('0')
-        })
-        .collect()
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    os_random(&mut bytes);
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.truncate(n);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_are_hex_and_differ() {
+        let a = super::random_hex(40);
+        let b = super::random_hex(40);
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
 }

@@ -1,0 +1,176 @@
+//! The execution core's guarantees, seen from a client: no command inside MULTI/EXEC
+//! can hang a shard (a server or cluster command inside EXEC reads the keyspace
+//! through the locks EXEC holds), standalone and in cluster mode, on one and two shard
+//! threads, with and without WATCH.
+//!
+//! Each transaction is `[WATCH k] MULTI, SET k v, <command>, EXEC`; every reply must
+//! arrive within a second, and the node must answer PING afterwards.
+
+use std::time::{Duration, Instant};
+
+use ferrokv_tests::resp::{show, show_command};
+use ferrokv_tests::server::Kind;
+use ferrokv_tests::Server;
+
+/// The slot of `k` (CLUSTER KEYSLOT k).
+const SLOT_OF_K: &str = "7629";
+
+/// Commands to run inside a transaction. `{id}` is replaced with the node's ID in
+/// cluster mode. None of them may end the connection or the server.
+const COMMANDS: &[&str] = &[
+    "CLUSTER KEYSLOT k",
+    "CLUSTER COUNTKEYSINSLOT {slot}",
+    "CLUSTER GETKEYSINSLOT {slot} 10",
+    "CLUSTER SETSLOT {slot} STABLE",
+    "CLUSTER SETSLOT {slot} NODE {id}",
+    "CLUSTER MYID",
+    "CLUSTER NODES",
+    "CLUSTER INFO",
+    "CLUSTER SLOTS",
+    "CLUSTER SHARDS",
+    "CLUSTER LINKS",
+    "CLUSTER REPLICAS {id}",
+    "CLUSTER COUNT-FAILURE-REPORTS {id}",
+    "CLUSTER BUMPEPOCH",
+    "CLUSTER SAVECONFIG",
+    "CLUSTER ADDSLOTS {slot}",
+    "CLUSTER REPLICATE {id}",
+    "CLUSTER HELP",
+    "CLIENT ID",
+    "CLIENT GETNAME",
+    "CLIENT SETNAME tx",
+    "CLIENT LIST",
+    "CLIENT INFO",
+    "CLIENT KILL ID 999999",
+    "CLIENT NO-EVICT off",
+    "CONFIG GET maxclients",
+    "CONFIG SET hz 10",
+    "CONFIG RESETSTAT",
+    "INFO",
+    "INFO all",
+    "DBSIZE",
+    "KEYS *",
+    "SCAN 0",
+    "RANDOMKEY",
+    "COMMAND COUNT",
+    "COMMAND INFO get",
+    "COMMAND GETKEYS set a b",
+    "TIME",
+    "PING",
+    "ECHO hi",
+    "SELECT 0",
+    "READONLY",
+    "READWRITE",
+    "ASKING",
+    "FLUSHDB",
+    "FLUSHALL",
+    "GET k",
+];
+
+fn line_args(line: &str, id: &str) -> Vec<String> {
+    line.replace("{slot}", SLOT_OF_K).replace("{id}", id).split(' ').map(String::from).collect()
+}
+
+fn wait_cluster_ok(node: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = String::from_utf8_lossy(&node.conn().send(&["CLUSTER", "INFO"])).to_string();
+        if info.contains("cluster_state:ok") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cluster never became ok:\n{info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn every_command_in_exec(node: &Server, cluster: bool) {
+    let id = if cluster {
+        let raw = node.conn().send(&["CLUSTER", "MYID"]);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        text.lines().nth(1).unwrap_or_default().trim().to_string()
+    } else {
+        "0000000000000000000000000000000000000000".to_string()
+    };
+    for watch in [false, true] {
+        for line in COMMANDS {
+            let cmd = line_args(line, &id);
+            let mut conn = node.conn();
+            conn.set_timeout(Duration::from_secs(1));
+            let what = format!("{} (watch: {watch}, cluster: {cluster})", show_command(&cmd));
+            let mut step = |args: &[String]| -> Vec<u8> {
+                conn.try_send(args)
+                    .unwrap_or_else(|e| panic!("{what}: {} got no answer within 1 s: {e}", show_command(args)))
+            };
+            if watch {
+                step(&["WATCH".into(), "k".into()]);
+            }
+            step(&["MULTI".into()]);
+            step(&["SET".into(), "k".into(), "v".into()]);
+            let queued = step(&cmd);
+            let exec = step(&["EXEC".into()]);
+            assert!(
+                exec.starts_with(b"*") || exec.starts_with(b"-EXECABORT"),
+                "{what}: EXEC answered {} (queued: {})",
+                show(&exec),
+                show(&queued)
+            );
+            let pong = step(&["PING".into()]);
+            assert_eq!(pong, b"+PONG\r\n", "{what}: PING after EXEC");
+        }
+    }
+    // The node still serves other connections and exits cleanly on SIGTERM.
+    assert_eq!(node.conn().send(&["SET", "after", "1"]), b"+OK\r\n");
+}
+
+fn standalone(threads: &str) {
+    let mut node = Server::ferrokv(&["--server-threads", threads]);
+    every_command_in_exec(&node, false);
+    let status = node.stop();
+    assert!(status.is_some_and(|s| s.success()), "ferrokv did not exit cleanly on SIGTERM: {status:?}");
+}
+
+fn cluster(threads: &str) {
+    let mut node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", threads, "--save", ""]);
+    assert_eq!(node.conn().send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    wait_cluster_ok(&node);
+    every_command_in_exec(&node, true);
+    let status = node.stop();
+    assert!(status.is_some_and(|s| s.success()), "ferrokv did not exit cleanly on SIGTERM: {status:?}");
+}
+
+#[test]
+fn every_command_answers_inside_exec_standalone_one_shard() {
+    standalone("1");
+}
+
+#[test]
+fn every_command_answers_inside_exec_standalone_two_shards() {
+    standalone("2");
+}
+
+#[test]
+fn every_command_answers_inside_exec_cluster_one_shard() {
+    cluster("1");
+}
+
+#[test]
+fn every_command_answers_inside_exec_cluster_two_shards() {
+    cluster("2");
+}
+
+/// The case that hung a node: a transaction in cluster mode that counts the keys of
+/// the slot it writes to, answered with the right count.
+#[test]
+fn countkeysinslot_inside_exec_counts_the_transactions_own_write() {
+    let node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--save", ""]);
+    assert_eq!(node.conn().send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    wait_cluster_ok(&node);
+    let mut conn = node.conn();
+    conn.set_timeout(Duration::from_secs(1));
+    conn.send(&["MULTI"]);
+    conn.send(&["SET", "k", "v"]);
+    conn.send(&["CLUSTER", "COUNTKEYSINSLOT", SLOT_OF_K]);
+    conn.send(&["CLUSTER", "GETKEYSINSLOT", SLOT_OF_K, "5"]);
+    let exec = conn.send(&["EXEC"]);
+    assert_eq!(show(&exec), show(b"*3\r\n+OK\r\n:1\r\n*1\r\n$1\r\nk\r\n"));
+}
