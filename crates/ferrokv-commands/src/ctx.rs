@@ -1,6 +1,7 @@
 //! What a data command sees while it runs.
 
 use ferrokv_resp::ReplyBuf;
+use ferrokv_store::effects::Argv;
 use ferrokv_store::Db;
 
 /// Settings that change how commands behave (CONFIG SET can change them). Names follow
@@ -50,6 +51,24 @@ pub trait Keyspace {
     fn each_db(&mut self, f: &mut dyn FnMut(&mut Db));
     /// The database that owns hash slot `slot` (SCAN walks slot by slot).
     fn db_for_slot(&mut self, slot: u16) -> &mut Db;
+    /// Whether the effects stream is on (then commands build propagation records).
+    fn propagating(&mut self) -> bool {
+        let mut on = false;
+        self.each_db(&mut |db| on |= db.effects_on());
+        on
+    }
+    /// Moves the keys deleted by expiry since the last call into `out` as DEL records.
+    fn take_expired(&mut self, out: &mut Vec<Argv>) {
+        self.each_db(&mut |db| {
+            if let Some(e) = db.effects() {
+                e.take_expired(out)
+            }
+        });
+    }
+    /// Appends the records of one execution unit to the effects stream (see
+    /// `ferrokv_store::effects`): a keyspace spanning several shards tags it with a
+    /// node-wide id and marks every shard it holds.
+    fn log_unit(&mut self, records: Vec<Argv>);
 }
 
 /// The keyspace of one shard, for commands whose keys all live there.
@@ -66,6 +85,32 @@ impl Keyspace for SingleDb<'_> {
     fn db_for_slot(&mut self, _slot: u16) -> &mut Db {
         self.0
     }
+    #[inline]
+    fn propagating(&mut self) -> bool {
+        self.0.effects_on()
+    }
+    fn log_unit(&mut self, records: Vec<Argv>) {
+        if let (Some(log), false) = (self.0.effects(), records.is_empty()) {
+            log.push(ferrokv_store::effects::Part::Unit(ferrokv_store::effects::Unit { records, multi: None }));
+        }
+    }
+}
+
+/// A propagation record from its words.
+pub fn argv(words: &[&[u8]]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.to_vec()).collect()
+}
+
+/// What a command propagates, as Redis's `call()` decides it: the command's own record
+/// (as called, or as rewritten by `rewriteClientCommandVector`) if it changed something
+/// or forced it (`forceCommandPropagation`) and did not prevent it
+/// (`preventCommandPropagation`), after the records it added itself (`alsoPropagate`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Propagation {
+    pub rewritten: Option<Argv>,
+    pub forced: bool,
+    pub prevented: bool,
+    pub also: Vec<Argv>,
 }
 
 pub struct Ctx<'a> {
@@ -79,11 +124,51 @@ pub struct Ctx<'a> {
     pub dirty: u64,
     /// False inside MULTI/EXEC: blocking commands then answer at once as if timed out.
     pub may_block: bool,
+    /// The effects stream is on: build propagation records (else every propagation
+    /// call below is a no-op that builds nothing).
+    pub propagating: bool,
+    pub propagation: Propagation,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(keys: &'a mut dyn Keyspace, now_ms: u64, cfg: &'a ExecConfig, out: &'a mut ReplyBuf) -> Self {
-        Ctx { keys, now_ms, cfg, out, dirty: 0, may_block: true }
+        Ctx {
+            keys,
+            now_ms,
+            cfg,
+            out,
+            dirty: 0,
+            may_block: true,
+            propagating: false,
+            propagation: Propagation::default(),
+        }
+    }
+
+    /// Propagates `argv()` instead of the command, if it changes something (Redis's
+    /// `rewriteClientCommandVector`): `SET k v PXAT <ms>` for `SET k v EX 10`, `LPOP k`
+    /// for a served `BLPOP`.
+    #[inline]
+    pub fn rewrite(&mut self, argv: impl FnOnce() -> Vec<Vec<u8>>) {
+        if self.propagating {
+            self.propagation.rewritten = Some(argv());
+        }
+    }
+
+    /// Adds a record and no longer propagates the command itself (Redis's
+    /// `alsoPropagate` followed by `preventCommandPropagation`): SPOP with a count is
+    /// one `SREM` per member.
+    #[inline]
+    pub fn also_propagate(&mut self, argv: impl FnOnce() -> Vec<Vec<u8>>) {
+        if self.propagating {
+            self.propagation.also.push(argv());
+            self.propagation.prevented = true;
+        }
+    }
+
+    /// Propagates the command even if it changed nothing (Redis's
+    /// `forceCommandPropagation`).
+    pub fn force_propagation(&mut self) {
+        self.propagation.forced = true;
     }
 
     /// The database of `key`. To write a reply while holding a value, borrow the

@@ -8,11 +8,13 @@
 //! shards; the server decides where they run.
 
 pub mod ctx;
+pub mod exec;
 pub mod families;
 pub mod table;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod util;
 
-pub use ctx::{Ctx, ExecConfig, Keyspace, SingleDb};
+pub use ctx::{Ctx, ExecConfig, Keyspace, Propagation, SingleDb};
+pub use exec::{execute, execute_unit, Env, Outcome};
 pub use table::{lookup, CommandSpec, Handler, KeyPositions, COMMANDS};

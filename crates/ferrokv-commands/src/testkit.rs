@@ -2,9 +2,11 @@
 //! one [`Ctx`] per command) against one [`Db`] ([`Harness`]) or a keyspace split over
 //! two ([`TwoDbs`]), and returns the encoded replies. Every family's tests use it.
 
-use crate::ctx::{Ctx, ExecConfig, Keyspace, SingleDb};
+use crate::ctx::{ExecConfig, Keyspace, SingleDb};
+use crate::exec::{execute, Env};
 use crate::table::{lookup, Blocked, Handler};
 use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
+use ferrokv_store::effects::Argv;
 use ferrokv_store::{key_slot, Db, Value};
 
 /// The clock every harness starts at (Unix milliseconds).
@@ -15,9 +17,12 @@ struct Outcome {
     reply: Vec<u8>,
     dirty: u64,
     blocked: Option<Blocked>,
+    /// What it propagated (when the keyspace's effects stream is on).
+    records: Vec<Argv>,
 }
 
-/// Executes one command against `keys`, data and blocking commands alike.
+/// Executes one command against `keys` through the execution function, data and
+/// blocking commands alike.
 fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_block: bool, args: &[&[u8]]) -> Outcome {
     let owned = OwnedArgs::from_slices(args);
     let args = owned.args();
@@ -25,18 +30,14 @@ fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_b
     let mut out = ReplyBuf::new(proto);
     if !spec.arity_ok(args.len()) {
         out.error(&crate::util::arity_error(spec.name));
-        return Outcome { reply: out.buf, dirty: 0, blocked: None };
+        return Outcome { reply: out.buf, dirty: 0, blocked: None, records: Vec::new() };
     }
-    let mut ctx = Ctx::new(keys, now, cfg, &mut out);
-    ctx.may_block = may_block;
-    let mut blocked = None;
-    match spec.handler {
-        Handler::Data(f) => f(&mut ctx, &args),
-        Handler::Blocking(f) => blocked = Some(f(&mut ctx, &args)),
-        Handler::Server => panic!("not a data command"),
-    }
-    let dirty = ctx.dirty;
-    Outcome { reply: out.buf, dirty, blocked }
+    assert!(!matches!(spec.handler, Handler::Server), "not a data command");
+    let mut records = Vec::new();
+    let env = Env { cfg, now_ms: now, may_block };
+    let o = execute(keys, spec, &args, env, &mut out, &mut records);
+    let blocked = matches!(spec.handler, Handler::Blocking(_)).then_some(o.blocked);
+    Outcome { reply: out.buf, dirty: o.dirty, blocked, records }
 }
 
 /// One client against one database.
@@ -51,6 +52,8 @@ pub struct Harness {
     pub dirty: u64,
     /// What the last blocking command returned.
     pub blocked: Option<Blocked>,
+    /// What the last command propagated, each record as space-separated words.
+    pub propagated: Vec<String>,
 }
 
 impl Harness {
@@ -61,8 +64,12 @@ impl Harness {
 
     /// A RESP2 client on an empty database whose random choices follow `seed`.
     pub fn with_seed(seed: u64) -> Self {
+        let mut db = Db::with_seed(seed);
+        // Every family's tests run with the effects stream on, as a replicating node.
+        db.enable_effects();
         Harness {
-            db: Db::with_seed(seed),
+            db,
+            propagated: Vec::new(),
             now: NOW,
             cfg: ExecConfig::default(),
             proto: Proto::Resp2,
@@ -82,6 +89,7 @@ impl Harness {
         let done = exec(&mut SingleDb(&mut self.db), self.now, &self.cfg, self.proto, self.may_block, args);
         self.dirty = done.dirty;
         self.blocked = done.blocked;
+        self.propagated = done.records.iter().map(|r| String::from_utf8_lossy(&r.join(&b' ')).into_owned()).collect();
         done.reply
     }
 
@@ -156,6 +164,7 @@ impl Keyspace for Split<'_> {
     fn db_for_slot(&mut self, slot: u16) -> &mut Db {
         &mut self.0[half(slot)]
     }
+    fn log_unit(&mut self, _records: Vec<Argv>) {}
 }
 
 impl TwoDbs {

@@ -8,6 +8,7 @@ use crate::node::{unix_ms, unix_us};
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
 use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
 use ferrokv_commands::{lookup, CommandSpec, Handler};
+use ferrokv_commands::{Env, Keyspace};
 use ferrokv_resp::{Args, Proto, ReplyBuf};
 use std::sync::atomic::Ordering;
 
@@ -724,11 +725,14 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     } else {
         c.reply(|r| r.array(multi.queued.len()));
         let cfg = core.exec_cfg.clone();
+        let env = Env { cfg: &cfg, now_ms: now, may_block: false };
+        // The whole transaction is one unit of the effects stream.
+        let mut records = Vec::new();
         for q in &multi.queued {
             let a = q.args.args();
             match q.spec.handler {
                 Handler::Data(_) | Handler::Blocking(_) => {
-                    c.reply(|out| run_data(&mut ks, q.spec.handler, &a, &cfg, now, false, out));
+                    c.reply(|out| run_data(&mut ks, q.spec, &a, env, out, &mut records));
                 }
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {
@@ -736,6 +740,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 }
             }
         }
+        ks.log_unit(records);
     }
     for (s, db) in ks.guards.iter_mut() {
         if db.has_ready() {

@@ -15,8 +15,9 @@ use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_commands::table::{lookup_sub, Blocked};
-use ferrokv_commands::{lookup, CommandSpec, Ctx, ExecConfig, Handler, Keyspace, SingleDb};
+use ferrokv_commands::{execute, lookup, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
+use ferrokv_store::effects::Argv;
 use ferrokv_store::Db;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -281,9 +282,9 @@ impl ShardCore {
             if target == self.id {
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
-                let cfg = &self.exec_cfg;
-                let r = c.reply(|out| run_data(&mut SingleDb(&mut db), h, args, cfg, now, true, out));
-                if let Blocked::Wait { timeout_ms } = r {
+                let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
+                let r = c.reply(|out| run_unit(&mut SingleDb(&mut db), spec, args, env, out));
+                if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
                     let mut reg = node.lock_waiters(self.id);
                     for k in &w.keys {
@@ -319,10 +320,9 @@ impl ShardCore {
             return Flow::Stall;
         }
         let mut ks = MultiDb::lock(node, &self.shard_set);
-        let cfg = &self.exec_cfg;
-        let now = unix_ms();
-        let r = c.reply(|out| run_data(&mut ks, h, args, cfg, now, true, out));
-        if let Blocked::Wait { timeout_ms } = r {
+        let env = Env { cfg: &self.exec_cfg, now_ms: unix_ms(), may_block: true };
+        let r = c.reply(|out| run_unit(&mut ks, spec, args, env, out));
+        if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
             for k in &w.keys {
                 let s = node.shard_of_key(k);
@@ -429,8 +429,9 @@ impl ShardCore {
                     let restricted = w.args_for(&key);
                     let args = restricted.args();
                     // Restricted to the ready key, the command touches only this shard.
-                    let r = run_data(&mut SingleDb(db), w.spec.handler, &args, &self.exec_cfg, now, true, &mut out);
-                    match r {
+                    let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
+                    let r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
+                    match r.blocked {
                         Blocked::Served => {
                             let mut reg = node.lock_waiters(shard);
                             for k in w.keys.iter().filter(|k| node.shard_of_key(k) == shard) {
@@ -458,8 +459,9 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let r = run_data(&mut ks, w.spec.handler, &args, &self.exec_cfg, unix_ms(), true, &mut out);
-        let served = match r {
+        let env = Env { cfg: &self.exec_cfg, now_ms: unix_ms(), may_block: true };
+        let r = run_unit(&mut ks, w.spec, &args, env, &mut out);
+        let served = match r.blocked {
             Blocked::Served => {
                 for k in &w.keys {
                     let s = node.shard_of_key(k);
@@ -493,8 +495,9 @@ impl ShardCore {
         let node = self.node;
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
-        let r = run_data(&mut SingleDb(&mut db), spec.handler, args, &self.exec_cfg, self.now_ms, true, &mut out);
-        let reply = match (r, waiter) {
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
+        let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
+        let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {
                 let mut reg = node.lock_waiters(self.id);
                 for k in &w.keys {
@@ -542,6 +545,14 @@ impl ShardCore {
         db.set_clock(now);
         self.node.lock_waiters(self.id).sweep(&mut db);
         let n = db.active_expire(now, budget);
+        if n > 0 {
+            // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
+            let mut dels = Vec::new();
+            SingleDb(&mut db).take_expired(&mut dels);
+            for d in dels {
+                SingleDb(&mut db).log_unit(vec![d]);
+            }
+        }
         self.node.shards[self.id].publish(&db);
         drop(db);
         if n > 0 {
@@ -550,35 +561,35 @@ impl ShardCore {
     }
 }
 
-/// Runs a data command against `ks`, writing its reply to `out`. A blocking command
-/// that finds nothing to serve writes nothing and returns `Wait` when `may_block`.
+/// Runs a data command through the execution function ([`ferrokv_commands::execute`]),
+/// appending its propagation records to `records` (EXEC gathers a transaction's). A
+/// blocking command that finds nothing to serve writes nothing and returns `Wait`
+/// when `may_block`.
 pub fn run_data(
     ks: &mut dyn Keyspace,
-    h: Handler,
+    spec: &CommandSpec,
     args: &Args,
-    cfg: &ExecConfig,
-    now_ms: u64,
-    may_block: bool,
+    env: Env,
     out: &mut ReplyBuf,
-) -> Blocked {
-    let mut ctx = Ctx::new(ks, now_ms, cfg, out);
-    ctx.may_block = may_block;
+    records: &mut Vec<Argv>,
+) -> Outcome {
     // A bug in one command must not be served half done: see abort_after_panic.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match h {
-        Handler::Data(f) => {
-            f(&mut ctx, args);
-            Blocked::Served
-        }
-        Handler::Blocking(f) => f(&mut ctx, args),
-        Handler::Server => {
-            ctx.out.error("ERR internal error: not a data command");
-            Blocked::Served
-        }
-    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(ks, spec, args, env, out, records)));
     match r {
-        Ok(b) => b,
+        Ok(o) => o,
         Err(_) => abort_after_panic(args),
     }
+}
+
+/// [`run_data`] for a command that is an execution unit of its own: its records are
+/// logged to the effects stream at once.
+pub fn run_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env, out: &mut ReplyBuf) -> Outcome {
+    let mut records = Vec::new();
+    let o = run_data(ks, spec, args, env, out, &mut records);
+    if !records.is_empty() {
+        ks.log_unit(records);
+    }
+    o
 }
 
 /// A panic inside a command may have left a change half made (a value updated but not
@@ -677,6 +688,30 @@ impl Keyspace for MultiDb<'_> {
     fn db_for_slot(&mut self, slot: u16) -> &mut Db {
         let i = self.index_of(self.node.shard_of_slot(slot));
         &mut self.guards[i].1
+    }
+
+    fn log_unit(&mut self, records: Vec<Argv>) {
+        use ferrokv_store::effects::{MultiTag, Part, Unit};
+        if records.is_empty() || !self.guards.iter().any(|g| g.1.effects_on()) {
+            return;
+        }
+        if self.guards.len() == 1 {
+            return SingleDb(&mut self.guards[0].1).log_unit(records);
+        }
+        // Taken while every lock of the unit is held: ids increase in an order that
+        // agrees with each shard's log (see ferrokv_store::effects).
+        let id = self.node.next_unit_id.fetch_add(1, Ordering::Relaxed);
+        let shards: Box<[u16]> = self.guards.iter().map(|g| g.0 as u16).collect();
+        let mut records = Some(records);
+        for (_, db) in self.guards.iter_mut() {
+            let Some(log) = db.effects() else { continue };
+            match records.take() {
+                Some(records) => {
+                    log.push(Part::Unit(Unit { records, multi: Some(MultiTag { id, shards: shards.clone() }) }))
+                }
+                None => log.push(Part::Joined { id }),
+            }
+        }
     }
 }
 

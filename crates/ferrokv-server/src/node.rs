@@ -60,6 +60,8 @@ pub struct Node {
     pub rejected_connections: AtomicU64,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientMeta>>>,
     pub stat_reset_commands: AtomicU64,
+    /// Ids of multi-shard units in the effects stream (see `ferrokv_store::effects`).
+    pub next_unit_id: AtomicU64,
     /// Cluster mode: the published view. None when `cluster-enabled no`.
     pub cluster: Option<crate::cluster::ClusterShared>,
     /// The cluster state machine until shard 0 takes it to run the bus.
@@ -146,6 +148,7 @@ impl Node {
             rejected_connections: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             stat_reset_commands: AtomicU64::new(0),
+            next_unit_id: AtomicU64::new(1),
             cluster: cluster.as_ref().map(|st| crate::cluster::ClusterShared::new(Arc::new(st.view()))),
             cluster_state: Mutex::new(cluster),
         }))

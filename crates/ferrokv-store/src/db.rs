@@ -238,6 +238,8 @@ pub struct Db {
     /// Whether Redis would share the integers 0..9999 between keys (unless maxmemory
     /// is set with an LRU or LFU policy): decides OBJECT REFCOUNT.
     pub shared_integers: bool,
+    /// This keyspace's effects stream, once a consumer turned it on.
+    effects: Option<Box<crate::effects::EffectLog>>,
 }
 
 /// An entry lent out mutably: its place and its expiry time when lent. No table
@@ -294,6 +296,36 @@ impl Db {
             lfu_decay_time: 1,
             lfu_policy: false,
             shared_integers: true,
+            effects: None,
+        }
+    }
+
+    /// Turns the effects stream on (see [`crate::effects`]): from now on the keys this
+    /// Db deletes by expiry are noted, and the execution function logs what every
+    /// command propagates.
+    pub fn enable_effects(&mut self) {
+        if self.effects.is_none() {
+            self.effects = Some(Box::default());
+        }
+    }
+
+    #[inline]
+    pub fn effects_on(&self) -> bool {
+        self.effects.is_some()
+    }
+
+    /// The effects stream, when on.
+    #[inline]
+    pub fn effects(&mut self) -> Option<&mut crate::effects::EffectLog> {
+        self.effects.as_deref_mut()
+    }
+
+    /// Notes a key deleted because it expired: INFO's count, and the effects stream.
+    #[inline]
+    fn expired(&mut self, key: &[u8]) {
+        self.expired_keys += 1;
+        if let Some(e) = self.effects.as_deref_mut() {
+            e.note_expired(key);
         }
     }
 
@@ -437,7 +469,7 @@ impl Db {
         if self.node(slot, idx).entry.is_expired(now_ms) {
             self.remove_at(slot, idx);
             self.touch(key);
-            self.expired_keys += 1;
+            self.expired(key);
             self.shrink_if_sparse(slot);
             return Err((slot, self.hash(key)));
         }
@@ -808,7 +840,7 @@ impl Db {
             if self.node(slot, idx).entry.is_expired(now_ms) {
                 let node = self.remove_at(slot, idx);
                 self.touch(&node.key);
-                self.expired_keys += 1;
+                self.expired(&node.key);
                 self.shrink_if_sparse(slot);
                 continue;
             }
@@ -911,7 +943,7 @@ impl Db {
                     if n.entry.expire_at <= now_ms {
                         let node = self.remove_at(slot, bucket);
                         self.touch(&node.key);
-                        self.expired_keys += 1;
+                        self.expired(&node.key);
                         expired += 1;
                     }
                 }

@@ -2,6 +2,7 @@
 //! [`Db`] and the server decides which thread touches it.
 
 pub mod db;
+pub mod effects;
 pub mod glob;
 pub mod hash;
 pub mod keybytes;

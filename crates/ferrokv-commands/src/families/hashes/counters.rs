@@ -4,6 +4,7 @@
 //! result (HINCRBYFLOAT can print hundreds of digits) converts a packed hash.
 
 use super::{limits, write_hash};
+use crate::ctx::argv;
 use crate::families::strings::LongDouble;
 use crate::util::*;
 use crate::Ctx;
@@ -55,6 +56,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &Args) {
         return ctx.out.error("ERR value is NaN or Infinity");
     }
     let limits = limits(ctx.cfg);
+    let mut stored = None;
     let changed = write_hash(ctx, key, |h, out| {
         let cur = match h.get(field) {
             None => LongDouble::from_i64(0),
@@ -75,10 +77,15 @@ pub fn hincrbyfloat(ctx: &mut Ctx, args: &Args) {
         let text = sum.to_human_string();
         h.set(field, text.as_bytes(), &limits);
         out.bulk(text.as_bytes());
+        stored = Some(text);
         true
     });
     if changed == Ok(true) {
         ctx.touch(key);
+        // Propagated as HSET with the result: float formatting may differ elsewhere.
+        if let Some(text) = stored {
+            ctx.rewrite(|| argv(&[b"HSET", key, field, text.as_bytes()]));
+        }
     }
 }
 

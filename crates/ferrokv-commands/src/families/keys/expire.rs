@@ -4,6 +4,7 @@
 //! unit (seconds or milliseconds) and base (now, or the epoch for the `AT` forms).
 //! A time already past deletes the key at once, replying 1, as Redis does.
 
+use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
@@ -102,10 +103,20 @@ fn expire_generic(ctx: &mut Ctx, args: &Args, base_ms: i64, unit: Unit, name: &s
     if refused {
         return ctx.out.integer(0);
     }
+    // Propagated as DEL when the time is past, else as PEXPIREAT with the absolute
+    // time in place of the given one and the conditions kept (Redis 7.0's rewrite).
     if when <= now as i64 {
         db.remove(key, now);
+        ctx.rewrite(|| argv(&[b"DEL", key]));
     } else {
         db.set_expire(key, when as u64);
+        if base_ms != 0 || unit == Unit::Seconds {
+            ctx.rewrite(|| {
+                let mut r = argv(&[b"PEXPIREAT", key, when.to_string().as_bytes()]);
+                r.extend(args.iter().skip(3).map(|a| a.to_vec()));
+                r
+            });
+        }
     }
     ctx.touch(key);
     ctx.out.integer(1);

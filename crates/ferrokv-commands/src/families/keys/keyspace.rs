@@ -147,6 +147,8 @@ pub fn flushdb(ctx: &mut Ctx, args: &Args) {
         return ctx.out.error(ERR_SYNTAX);
     }
     ctx.dirty += clear_all(ctx);
+    // Propagated even on an empty keyspace, as Redis forces it.
+    ctx.force_propagation();
     ctx.out.ok();
 }
 

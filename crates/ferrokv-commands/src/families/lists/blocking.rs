@@ -100,6 +100,8 @@ fn bpop(ctx: &mut Ctx, args: &Args, end: End) -> Blocked {
                 ctx.out.array(2);
                 ctx.out.bulk(key);
                 ctx.out.bulk(&v);
+                let name: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
+                ctx.rewrite(|| vec![name.to_vec(), key.to_vec()]);
                 return Blocked::Served;
             }
             Err(()) => return Blocked::Served,
@@ -145,6 +147,13 @@ fn bmove(ctx: &mut Ctx, args: &Args, from: End, to: End, timeout_ms: u64) -> Blo
         None => wait_or(ctx, timeout_ms, ReplyBuf::null),
         Some(true) => {
             move_element(ctx, src, dst, from, to);
+            // Propagated as its non-blocking form.
+            let side = |e: End| if e == End::Left { b"left".to_vec() } else { b"right".to_vec() };
+            if args.len() == 4 {
+                ctx.rewrite(|| vec![b"RPOPLPUSH".to_vec(), src.to_vec(), dst.to_vec()]);
+            } else {
+                ctx.rewrite(|| vec![b"LMOVE".to_vec(), src.to_vec(), dst.to_vec(), side(from), side(to)]);
+            }
             Blocked::Served
         }
     }

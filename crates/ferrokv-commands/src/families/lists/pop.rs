@@ -51,6 +51,11 @@ pub(super) fn pop_range(ctx: &mut Ctx, key: &[u8], end: End, count: usize, with_
     }
     ctx.touch(key);
     ctx.dirty += (n as u64).saturating_sub(1);
+    if with_key {
+        // LMPOP and BLMPOP propagate as [LR]POP key count.
+        let name: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
+        ctx.rewrite(|| vec![name.to_vec(), key.to_vec(), n.to_string().into_bytes()]);
+    }
     Ok(true)
 }
 

@@ -51,6 +51,15 @@ fn spop_one(ctx: &mut Ctx, key: &[u8]) {
         set.compact(&lim);
     }
     ctx.touch(key);
+    // A random choice: propagated as the SREM it made.
+    ctx.rewrite(|| vec![b"SREM".to_vec(), key.to_vec(), member_bytes(m.as_member())]);
+}
+
+fn member_bytes(m: Member) -> Vec<u8> {
+    match m {
+        Member::Int(n) => n.to_string().into_bytes(),
+        Member::Bytes(b) => b.to_vec(),
+    }
 }
 
 fn spop_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
@@ -77,8 +86,12 @@ fn spop_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
         db.remove(key, now);
         ctx.touch(key);
         ctx.dirty += size as u64 - 1;
+        ctx.rewrite(|| vec![b"DEL".to_vec(), key.to_vec()]);
         return;
     }
+    // Propagated as one SREM per member popped (Redis's alsoPropagate).
+    let mut srems: Vec<Vec<u8>> = Vec::new();
+    let propagating = ctx.propagating;
     let count = count as usize;
     let remaining = size - count;
     ctx.out.set(count);
@@ -87,6 +100,9 @@ fn spop_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
             let Some(m) = set.random(&mut rng).map(|m| m.to_owned()) else { break };
             set.remove_member(m.as_member());
             reply_member(ctx.out, m.as_member());
+            if propagating {
+                srems.push(member_bytes(m.as_member()));
+            }
         }
         set.compact(&lim);
     } else {
@@ -101,6 +117,9 @@ fn spop_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
         }
         for m in set.iter() {
             reply_member(ctx.out, m);
+            if propagating {
+                srems.push(member_bytes(m));
+            }
         }
         if let Some(kept) = kept {
             *set = kept;
@@ -108,6 +127,9 @@ fn spop_count(ctx: &mut Ctx, key: &[u8], count: &[u8]) {
     }
     ctx.touch(key);
     ctx.dirty += count as u64 - 1;
+    for m in srems {
+        ctx.also_propagate(|| vec![b"SREM".to_vec(), key.to_vec(), m]);
+    }
 }
 
 /// SRANDMEMBER key [count]

@@ -5,6 +5,7 @@
 
 use super::float::LongDouble;
 use super::int_value;
+use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
@@ -92,12 +93,17 @@ pub fn incrbyfloat(ctx: &mut Ctx, args: &Args) {
     }
     let text = sum.to_human_string().into_bytes();
     ctx.out.bulk(&text);
+    // Propagated as SET ... KEEPTTL: float formatting may differ between replicas.
+    let record = ctx.propagating.then(|| argv(&[b"SET", key, &text, b"KEEPTTL"]));
     let value = Value::Str { bytes: text.into(), raw: false };
     match entry {
         Some(e) => e.value = value,
         None => db.set(key, value, 0),
     }
     ctx.touch(key);
+    if let Some(r) = record {
+        ctx.rewrite(|| r);
+    }
 }
 
 #[cfg(test)]

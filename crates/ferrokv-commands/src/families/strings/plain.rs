@@ -1,6 +1,7 @@
 //! Whole-value commands: GET, SET and its variants, GETEX, GETDEL, MGET, MSET(NX).
 
 use super::{is_opt, read_string, reply_value};
+use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
@@ -178,6 +179,10 @@ fn set_generic(
         return;
     }
     ctx.touch(key);
+    if expire.is_some() {
+        // Redis 7.0 propagates any SET with an expiry as an absolute one.
+        ctx.rewrite(|| argv(&[b"SET", key, val, b"PXAT", expire_at.to_string().as_bytes()]));
+    }
     if !o.get {
         match reply {
             Reply::Ok => ctx.out.ok(),
@@ -212,6 +217,7 @@ pub fn getset(ctx: &mut Ctx, args: &Args) {
     }
     ctx.db(key).set(key, Value::string(args.get(2)), 0);
     ctx.touch(key);
+    ctx.rewrite(|| argv(&[b"SET", key, args.get(2)]));
 }
 
 /// GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
@@ -236,15 +242,27 @@ pub fn getex(ctx: &mut Ctx, args: &Args) {
         }
     }
     reply_value(ctx.out, &entry.value);
-    match expire_at {
+    // Never propagated as GETEX: as DEL, PEXPIREAT or PERSIST.
+    let record: &[u8] = match expire_at {
         Some((kind, ms)) if !kind.relative() && ms <= now => {
             db.remove(key, now);
+            b"DEL"
         }
-        Some((_, ms)) => entry.expire_at = ms,
-        None if o.persist && entry.expire_at != 0 => entry.expire_at = 0,
+        Some((_, ms)) => {
+            entry.expire_at = ms;
+            b"PEXPIREAT"
+        }
+        None if o.persist && entry.expire_at != 0 => {
+            entry.expire_at = 0;
+            b"PERSIST"
+        }
         None => return,
-    }
+    };
     ctx.touch(key);
+    match expire_at {
+        Some((_, ms)) if record == b"PEXPIREAT" => ctx.rewrite(|| argv(&[record, key, ms.to_string().as_bytes()])),
+        _ => ctx.rewrite(|| argv(&[record, key])),
+    }
 }
 
 /// GETDEL key
@@ -256,6 +274,7 @@ pub fn getdel(ctx: &mut Ctx, args: &Args) {
     let now = ctx.now_ms;
     if ctx.db(key).remove(key, now).is_some() {
         ctx.touch(key);
+        ctx.rewrite(|| argv(&[b"DEL", key]));
     }
 }
 

@@ -75,6 +75,17 @@ fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: Option<u64>, shape: Sha
         ctx.touch(key);
         ctx.dirty += n as u64 - 1;
     }
+    if shape.emit_key {
+        // The blocking pops and ZMPOP propagate as ZPOPMIN/ZPOPMAX [count].
+        let name: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        ctx.rewrite(|| {
+            let mut r = vec![name.to_vec(), key.to_vec()];
+            if count.is_some() {
+                r.push(n.to_string().into_bytes());
+            }
+            r
+        });
+    }
 }
 
 /// ZPOPMIN/ZPOPMAX key [count]

@@ -1,0 +1,183 @@
+//! The execution function: the one place every data command runs, whoever runs it —
+//! the connection's shard, a shard it was forwarded to, a multi-shard command under
+//! several locks, EXEC, a blocked client being served, and later a script's
+//! `redis.call`. It returns the command's effects besides its reply: whether it must
+//! wait (blocking commands), how many changes it made (`dirty`), and, when the effects
+//! stream is on, the records it propagates (see `ferrokv_store::effects`).
+//!
+//! The records of one call are, in order: a `DEL` for every key the command (or
+//! anything since the last call) found expired and deleted, then the command as Redis
+//! 7.0 propagates it — as called if it changed something, rewritten where the command
+//! asked for it (`Ctx::rewrite`, `Ctx::also_propagate`), nothing for a read.
+
+use crate::ctx::{Ctx, ExecConfig, Keyspace};
+use crate::table::{Blocked, CommandSpec, Handler};
+use ferrokv_resp::{Args, ReplyBuf};
+use ferrokv_store::effects::Argv;
+
+/// What a command's run depends on besides its arguments.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub cfg: &'a ExecConfig,
+    /// Unix milliseconds, one clock for the whole command (and a whole EXEC).
+    pub now_ms: u64,
+    /// False inside EXEC: blocking commands answer at once.
+    pub may_block: bool,
+}
+
+/// What a command did besides writing its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub blocked: Blocked,
+    /// Changes made (INFO's `rdb_changes_since_last_save`).
+    pub dirty: u64,
+}
+
+/// Runs the data command `spec` (its arguments checked against its arity already)
+/// against `ks`, writing its reply to `out`. When the effects stream is on, appends
+/// its propagation records to `records` (the caller logs them as one unit, or, for
+/// EXEC, gathers a whole transaction's). A blocking command that finds nothing to
+/// serve writes nothing and returns `Blocked::Wait` when `env.may_block`.
+pub fn execute(
+    ks: &mut dyn Keyspace,
+    spec: &CommandSpec,
+    args: &Args,
+    env: Env,
+    out: &mut ReplyBuf,
+    records: &mut Vec<Argv>,
+) -> Outcome {
+    let propagating = ks.propagating();
+    let mut ctx = Ctx::new(ks, env.now_ms, env.cfg, out);
+    ctx.may_block = env.may_block;
+    ctx.propagating = propagating;
+    let blocked = match spec.handler {
+        Handler::Data(f) => {
+            f(&mut ctx, args);
+            Blocked::Served
+        }
+        Handler::Blocking(f) => f(&mut ctx, args),
+        Handler::Server => {
+            ctx.out.error("ERR internal error: not a data command");
+            Blocked::Served
+        }
+    };
+    let dirty = ctx.dirty;
+    let propagation = std::mem::take(&mut ctx.propagation);
+    drop(ctx);
+    if propagating {
+        ks.take_expired(records);
+        let p = propagation;
+        records.extend(p.also);
+        if !p.prevented && (dirty > 0 || p.forced) {
+            records.push(p.rewritten.unwrap_or_else(|| args.iter().map(|a| a.to_vec()).collect()));
+        }
+    }
+    Outcome { blocked, dirty }
+}
+
+/// [`execute`] for a command that is a unit of its own: its records are logged at once.
+pub fn execute_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env, out: &mut ReplyBuf) -> Outcome {
+    let mut records = Vec::new();
+    let o = execute(ks, spec, args, env, out, &mut records);
+    if !records.is_empty() {
+        ks.log_unit(records);
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::Harness;
+
+    /// Runs `line` and returns what it propagated.
+    fn prop(h: &mut Harness, line: &str) -> Vec<String> {
+        h.cmd(line);
+        h.propagated.clone()
+    }
+
+    #[test]
+    fn writes_propagate_as_called_and_reads_not_at_all() {
+        let mut h = Harness::new();
+        assert_eq!(prop(&mut h, "SET k v"), ["SET k v"]);
+        assert_eq!(prop(&mut h, "GET k"), Vec::<String>::new());
+        assert_eq!(prop(&mut h, "SET k w NX"), Vec::<String>::new(), "no change, no record");
+        assert_eq!(prop(&mut h, "RPUSH l a b c"), ["RPUSH l a b c"]);
+        assert_eq!(prop(&mut h, "DEL missing"), Vec::<String>::new());
+        assert_eq!(prop(&mut h, "INCR n"), ["INCR n"]);
+        assert_eq!(prop(&mut h, "HGET h f"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn relative_expiries_become_absolute() {
+        let mut h = Harness::new();
+        let at = |ms: u64| (h_now() + ms).to_string();
+        assert_eq!(prop(&mut h, "SET k v EX 10"), [format!("SET k v PXAT {}", at(10_000))]);
+        assert_eq!(prop(&mut h, "SET k v PX 5 NX"), Vec::<String>::new());
+        assert_eq!(prop(&mut h, "SET k v PX 5 XX GET"), [format!("SET k v PXAT {}", at(5))]);
+        assert_eq!(prop(&mut h, "SETEX k 3 v"), [format!("SET k v PXAT {}", at(3000))]);
+        assert_eq!(prop(&mut h, "PSETEX k 3 v"), [format!("SET k v PXAT {}", at(3))]);
+        assert_eq!(prop(&mut h, "EXPIRE k 100"), [format!("PEXPIREAT k {}", at(100_000))]);
+        assert_eq!(prop(&mut h, "PEXPIRE k 100 GT"), Vec::<String>::new(), "refused by GT");
+        assert_eq!(prop(&mut h, "PEXPIRE k 200000 GT"), [format!("PEXPIREAT k {} GT", at(200_000))]);
+        let abs = at(300_000);
+        assert_eq!(prop(&mut h, &format!("PEXPIREAT k {abs}")), [format!("PEXPIREAT k {abs}")]);
+        assert_eq!(prop(&mut h, "GETEX k EX 7"), [format!("PEXPIREAT k {}", at(7000))]);
+        assert_eq!(prop(&mut h, "GETEX k"), Vec::<String>::new());
+        assert_eq!(prop(&mut h, "GETEX k PERSIST"), ["PERSIST k"]);
+        assert_eq!(prop(&mut h, "GETEX k PERSIST"), Vec::<String>::new(), "no TTL left to remove");
+        assert_eq!(prop(&mut h, "GETEX k PXAT 1"), ["DEL k"]);
+        h.cmd("SET k v");
+        assert_eq!(prop(&mut h, "EXPIRE k -1"), ["DEL k"]);
+    }
+
+    fn h_now() -> u64 {
+        Harness::new().now
+    }
+
+    #[test]
+    fn nondeterministic_and_blocking_commands_propagate_what_they_did() {
+        let mut h = Harness::new();
+        assert_eq!(prop(&mut h, "INCRBYFLOAT f 1.5"), ["SET f 1.5 KEEPTTL"]);
+        assert_eq!(prop(&mut h, "HINCRBYFLOAT h x 2.5"), ["HSET h x 2.5"]);
+        assert_eq!(prop(&mut h, "GETSET f 3"), ["SET f 3"]);
+        assert_eq!(prop(&mut h, "GETDEL f"), ["DEL f"]);
+        h.cmd("SADD s a");
+        assert_eq!(prop(&mut h, "SPOP s"), ["SREM s a"]);
+        h.cmd("SADD s 1 2 3 4 5 6 7 8 9 10");
+        let srems = prop(&mut h, "SPOP s 3");
+        assert_eq!(srems.len(), 3, "{srems:?}");
+        assert!(srems.iter().all(|r| r.starts_with("SREM s ")), "{srems:?}");
+        let srems = prop(&mut h, "SPOP s 6");
+        assert_eq!(srems.len(), 6, "{srems:?}");
+        assert_eq!(prop(&mut h, "SPOP s 5"), ["DEL s"]);
+        h.cmd("RPUSH l a b c");
+        assert_eq!(prop(&mut h, "BLPOP l 0"), ["LPOP l"]);
+        assert_eq!(prop(&mut h, "BRPOP l 0"), ["RPOP l"]);
+        assert_eq!(prop(&mut h, "BLPOP none 0"), Vec::<String>::new(), "waits: nothing yet");
+        h.cmd("RPUSH l a b");
+        assert_eq!(prop(&mut h, "BLMPOP 0 1 l LEFT COUNT 5"), ["LPOP l 3"], "b was left");
+        h.cmd("RPUSH l a b");
+        assert_eq!(prop(&mut h, "LMPOP 1 l RIGHT"), ["RPOP l 1"]);
+        assert_eq!(prop(&mut h, "BLMOVE l m LEFT RIGHT 0"), ["LMOVE l m left right"]);
+        assert_eq!(prop(&mut h, "BRPOPLPUSH m l 0"), ["RPOPLPUSH m l"]);
+        assert_eq!(prop(&mut h, "LMOVE l m RIGHT LEFT"), ["LMOVE l m RIGHT LEFT"]);
+        h.cmd("ZADD z 1 a 2 b 3 c");
+        assert_eq!(prop(&mut h, "BZPOPMIN z 0"), ["ZPOPMIN z"]);
+        assert_eq!(prop(&mut h, "ZMPOP 1 z MAX COUNT 10"), ["ZPOPMAX z 2"]);
+        h.cmd("ZADD z 1 a");
+        assert_eq!(prop(&mut h, "BZMPOP 0 1 z MIN COUNT 1"), ["ZPOPMIN z 1"]);
+        assert_eq!(prop(&mut h, "FLUSHDB"), ["FLUSHDB"], "forced even on an empty keyspace");
+        assert_eq!(prop(&mut h, "FLUSHALL"), ["FLUSHALL"]);
+    }
+
+    #[test]
+    fn keys_found_expired_propagate_as_del_before_the_command() {
+        let mut h = Harness::new();
+        h.cmd("SET e v PX 10");
+        h.cmd("SET f v PX 10");
+        h.now += 20;
+        assert_eq!(prop(&mut h, "GET e"), ["DEL e"]);
+        assert_eq!(prop(&mut h, "SET f x NX"), ["DEL f", "SET f x NX"]);
+        assert_eq!(prop(&mut h, "GET e"), Vec::<String>::new());
+    }
+}

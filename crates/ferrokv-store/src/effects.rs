@@ -1,0 +1,241 @@
+//! The effects stream: what each shard's keyspace propagates, in order.
+//!
+//! Every command runs through one execution function (`ferrokv_commands::exec`), which
+//! turns what the command did into *propagation records*: the command as Redis
+//! propagates it to the AOF and to replicas (`SET k v PXAT <ms>` for a relative expiry,
+//! `DEL k` for a key found expired, `SREM` for `SPOP`, nothing for a read). The records
+//! of one execution unit — a command, a served blocked client, a whole EXEC — form one
+//! [`Unit`], applied atomically: a consumer that feeds one Redis-compatible stream
+//! wraps a unit of more than one record in `MULTI ... EXEC`, which is Redis 7.0's rule
+//! (`propagatePendingCommands`).
+//!
+//! Each shard's [`Db`](crate::Db) keeps its own [`EffectLog`], appended to under the
+//! shard's keyspace lock, so a shard's log is in the order its keyspace changed. A unit
+//! that needed several shards' locks (a multi-shard command, an EXEC) is written whole
+//! into the log of the lowest of those shards, tagged with a node-wide id taken while
+//! every lock was held, and a [`Part::Joined`] marker with the same id goes into the
+//! log of each other shard involved. The id order is consistent with every shard's
+//! order, so [`merge`] can interleave the shards' logs into one serial stream that
+//! replays to the same keyspace: a unit of one shard commutes with the units of the
+//! other shards (they touch other keys), and a multi-shard unit waits until every
+//! shard it locked has reached it.
+//!
+//! Consumers (see docs/architecture.md): the AOF and a Redis-compatible replication
+//! stream read all shards through [`merge`]; a per-shard replication stream between two
+//! ferrokv nodes ships each shard's log as it is, and the receiving node applies a
+//! multi-shard unit when all its markers have arrived.
+//!
+//! The log is off until a consumer turns it on ([`crate::Db::enable_effects`]): with
+//! it off, the execution function builds no records at all.
+
+use std::collections::VecDeque;
+
+/// A command as propagated: its arguments, name first.
+pub type Argv = Vec<Vec<u8>>;
+
+/// The records of one execution unit, applied atomically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub records: Vec<Argv>,
+    /// A unit that held several shards' locks.
+    pub multi: Option<MultiTag>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiTag {
+    /// Node-wide, increasing in the order such units took their locks.
+    pub id: u64,
+    /// Every shard whose lock the unit held, ascending. The first holds the records.
+    pub shards: Box<[u16]>,
+}
+
+/// An entry of one shard's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    Unit(Unit),
+    /// The multi-shard unit `id`, whose records are in the log of a lower shard, ran
+    /// here at this point.
+    Joined {
+        id: u64,
+    },
+}
+
+/// One shard's effects, oldest first.
+#[derive(Default, Debug)]
+pub struct EffectLog {
+    parts: VecDeque<Part>,
+    /// Keys deleted because they expired, not yet turned into records.
+    expired: Vec<Box<[u8]>>,
+}
+
+impl EffectLog {
+    pub fn push(&mut self, part: Part) {
+        self.parts.push_back(part);
+    }
+
+    /// Takes every part logged so far.
+    pub fn drain(&mut self) -> VecDeque<Part> {
+        std::mem::take(&mut self.parts)
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub(crate) fn note_expired(&mut self, key: &[u8]) {
+        self.expired.push(key.into());
+    }
+
+    /// Keys deleted by expiry since the last call, as `DEL key` records (Redis 7.0
+    /// propagates a lazily or actively expired key as DEL, with `lazyfree-lazy-expire
+    /// no`, the default).
+    pub fn take_expired(&mut self, out: &mut Vec<Argv>) {
+        for k in self.expired.drain(..) {
+            out.push(vec![b"DEL".to_vec(), k.into_vec()]);
+        }
+    }
+}
+
+/// Why [`merge`] could not order the logs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MergeError {
+    /// A multi-shard unit whose markers are missing from a shard it locked.
+    Incomplete { id: u64, shard: usize },
+    /// A marker with no unit, or parts out of the order their ids promise.
+    Inconsistent(String),
+}
+
+/// Interleaves the shards' logs (index = shard) into one serial stream of units, the
+/// order a single-threaded server could have run them in. Consumes what it orders;
+/// returns an error if the logs break the rules above.
+pub fn merge(logs: &mut [VecDeque<Part>]) -> Result<Vec<Unit>, MergeError> {
+    let mut out = Vec::new();
+    loop {
+        // Units of a single shard go first: they commute with other shards' units.
+        let mut progressed = false;
+        for log in logs.iter_mut() {
+            while let Some(Part::Unit(Unit { multi: None, .. })) = log.front() {
+                if let Some(Part::Unit(u)) = log.pop_front() {
+                    out.push(u);
+                    progressed = true;
+                }
+            }
+        }
+        // Every head is now a multi-shard part (or the log is empty): the lowest id
+        // must be complete on all of its shards.
+        let mut lowest: Option<(u64, usize)> = None;
+        for (s, log) in logs.iter().enumerate() {
+            let id = match log.front() {
+                Some(Part::Unit(Unit { multi: Some(t), .. })) => t.id,
+                Some(Part::Joined { id }) => *id,
+                _ => continue,
+            };
+            if lowest.is_none_or(|(l, _)| id < l) {
+                lowest = Some((id, s));
+            }
+        }
+        let Some((id, _)) = lowest else {
+            if progressed {
+                continue;
+            }
+            return Ok(out);
+        };
+        let leader =
+            logs.iter().position(|l| matches!(l.front(), Some(Part::Unit(Unit { multi: Some(t), .. })) if t.id == id));
+        let Some(leader) = leader else {
+            return Err(MergeError::Inconsistent(format!(
+                "marker of unit {id} at the head of a log, but not its records"
+            )));
+        };
+        let Some(Part::Unit(unit)) = logs[leader].pop_front() else { unreachable!("checked above") };
+        let shards = unit.multi.as_ref().map(|t| t.shards.clone()).unwrap_or_default();
+        for &s in shards.iter().filter(|&&s| s as usize != leader) {
+            match logs.get_mut(s as usize).and_then(|l| l.pop_front()) {
+                Some(Part::Joined { id: j }) if j == id => {}
+                Some(other) => {
+                    return Err(MergeError::Inconsistent(format!(
+                        "shard {s}: expected marker of unit {id}, found {other:?}"
+                    )))
+                }
+                None => return Err(MergeError::Incomplete { id, shard: s as usize }),
+            }
+        }
+        out.push(unit);
+    }
+}
+
+/// The commands a Redis-compatible stream carries for `units`: a unit of more than one
+/// record inside `MULTI` ... `EXEC`, as Redis 7.0 wraps what one command propagated.
+pub fn to_commands(units: &[Unit]) -> Vec<Argv> {
+    let mut out = Vec::new();
+    for u in units {
+        if u.records.len() > 1 {
+            out.push(vec![b"MULTI".to_vec()]);
+            out.extend(u.records.iter().cloned());
+            out.push(vec![b"EXEC".to_vec()]);
+        } else {
+            out.extend(u.records.iter().cloned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(s: &str) -> Argv {
+        s.split(' ').map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    fn single(s: &str) -> Part {
+        Part::Unit(Unit { records: vec![rec(s)], multi: None })
+    }
+
+    fn multi(id: u64, shards: &[u16], recs: &[&str]) -> Part {
+        Part::Unit(Unit {
+            records: recs.iter().map(|r| rec(r)).collect(),
+            multi: Some(MultiTag { id, shards: shards.into() }),
+        })
+    }
+
+    #[test]
+    fn multi_shard_units_wait_for_every_shard_they_locked() {
+        let mut logs = vec![
+            VecDeque::from([single("SET a 1"), multi(1, &[0, 1], &["SET a 2", "SET b 2"]), single("SET a 3")]),
+            VecDeque::from([single("SET b 1"), Part::Joined { id: 1 }, single("SET b 3")]),
+        ];
+        let units = merge(&mut logs).unwrap();
+        let cmds = to_commands(&units);
+        let text: Vec<String> = cmds.iter().map(|c| String::from_utf8_lossy(&c.join(&b' ')).to_string()).collect();
+        // Both singles before the transaction, the transaction wrapped, both after.
+        let pos = |s: &str| text.iter().position(|t| t == s).unwrap();
+        assert!(pos("SET a 1") < pos("MULTI") && pos("SET b 1") < pos("MULTI"));
+        assert_eq!(&text[pos("MULTI")..pos("MULTI") + 4], ["MULTI", "SET a 2", "SET b 2", "EXEC"]);
+        assert!(pos("EXEC") < pos("SET a 3") && pos("EXEC") < pos("SET b 3"));
+    }
+
+    #[test]
+    fn a_missing_marker_is_reported() {
+        let mut logs = vec![VecDeque::from([multi(7, &[0, 1], &["MSET a 1 b 1"])]), VecDeque::new()];
+        assert_eq!(merge(&mut logs), Err(MergeError::Incomplete { id: 7, shard: 1 }));
+        let mut logs = vec![VecDeque::from([Part::Joined { id: 3 }])];
+        assert!(matches!(merge(&mut logs), Err(MergeError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn multi_units_merge_in_id_order_across_overlapping_shard_sets() {
+        let mut logs = vec![
+            VecDeque::from([multi(1, &[0, 1], &["X1"]), multi(3, &[0, 2], &["X3"])]),
+            VecDeque::from([Part::Joined { id: 1 }, multi(2, &[1, 2], &["X2"])]),
+            VecDeque::from([Part::Joined { id: 2 }, Part::Joined { id: 3 }]),
+        ];
+        let units = merge(&mut logs).unwrap();
+        let names: Vec<&[u8]> = units.iter().map(|u| u.records[0][0].as_slice()).collect();
+        assert_eq!(names, [b"X1", b"X2", b"X3"]);
+    }
+}
