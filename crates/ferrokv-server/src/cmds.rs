@@ -671,7 +671,7 @@ fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flo
     if c.inflight() > 0 {
         return Flow::Stall;
     }
-    let now = unix_ms();
+    let now = core.now_ms;
     for k in args.iter().skip(1) {
         if c.watched.iter().any(|w| w.key == k) {
             continue;
@@ -713,7 +713,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         shards
     };
     let mut ks = MultiDb::lock(node, &shards);
-    let now = unix_ms();
+    let now = core.now_ms;
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
         Some(db) => db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none()),
         None => false,

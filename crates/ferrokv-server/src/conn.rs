@@ -169,3 +169,81 @@ impl Conn {
         self.out.is_empty() && !self.send_inflight && self.pending.is_empty()
     }
 }
+
+/// A connection's place in its shard's [`ConnTable`]: the slot index in the low 32 bits,
+/// the slot's generation above, so a token of a closed connection never reaches the
+/// connection that reuses its slot.
+#[inline]
+pub fn conn_token(idx: usize, gen: u32) -> u64 {
+    ((gen as u64) << 32) | idx as u64
+}
+
+#[inline]
+pub fn token_parts(t: u64) -> (usize, u32) {
+    ((t & 0xffff_ffff) as usize, (t >> 32) as u32 & 0x00ff_ffff)
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// The connections of one shard, by slot index; tokens name them across shards.
+#[derive(Default)]
+pub struct ConnTable {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+}
+
+impl ConnTable {
+    /// A free slot for a new connection: its index and token.
+    pub fn reserve(&mut self) -> (usize, u64) {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { gen: 0, conn: None });
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[idx];
+        slot.gen = (slot.gen + 1) & 0x00ff_ffff;
+        (idx, conn_token(idx, slot.gen))
+    }
+
+    /// Fills a slot from [`ConnTable::reserve`].
+    pub fn put(&mut self, idx: usize, c: Conn) {
+        self.slots[idx].conn = Some(c);
+    }
+
+    #[inline]
+    pub fn get(&mut self, idx: usize) -> Option<&mut Conn> {
+        self.slots.get_mut(idx)?.conn.as_mut()
+    }
+
+    pub fn get_ref(&self, idx: usize) -> Option<&Conn> {
+        self.slots.get(idx)?.conn.as_ref()
+    }
+
+    /// The live connection `tok` names, with its index.
+    #[inline]
+    pub fn by_token(&mut self, tok: u64) -> Option<(usize, &mut Conn)> {
+        let (idx, gen) = token_parts(tok);
+        let slot = self.slots.get_mut(idx)?;
+        if slot.gen != gen {
+            return None;
+        }
+        slot.conn.as_mut().map(|c| (idx, c))
+    }
+
+    /// Removes the connection at `idx` and frees its slot.
+    pub fn take(&mut self, idx: usize) -> Option<Conn> {
+        let c = self.slots.get_mut(idx)?.conn.take()?;
+        self.free.push(idx);
+        Some(c)
+    }
+
+    /// Every slot index (some empty).
+    pub fn indexes(&self) -> std::ops::Range<usize> {
+        0..self.slots.len()
+    }
+}

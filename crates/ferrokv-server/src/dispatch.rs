@@ -320,7 +320,7 @@ impl ShardCore {
             return Flow::Stall;
         }
         let mut ks = MultiDb::lock(node, &self.shard_set);
-        let env = Env { cfg: &self.exec_cfg, now_ms: unix_ms(), may_block: true };
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
         let r = c.reply(|out| run_unit(&mut ks, spec, args, env, out));
         if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
@@ -376,7 +376,7 @@ impl ShardCore {
 
     pub fn start_timeout(&mut self, token: u64, seq: u64, timeout_ms: u64) {
         if timeout_ms > 0 {
-            self.deadlines.push(std::cmp::Reverse((unix_ms().saturating_add(timeout_ms), token, seq)));
+            self.deadlines.push(std::cmp::Reverse((self.now_ms.saturating_add(timeout_ms), token, seq)));
         }
     }
 
@@ -414,7 +414,7 @@ impl ShardCore {
             for key in ready {
                 let waiters = node.lock_waiters(shard).live(db, &key);
                 for w in waiters {
-                    let now = unix_ms();
+                    let now = self.now_ms;
                     if !w.serves_from(db.peek(&key, now).map(|e| &e.value)) {
                         continue;
                     }
@@ -459,7 +459,7 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let env = Env { cfg: &self.exec_cfg, now_ms: unix_ms(), may_block: true };
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
         let r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         let served = match r.blocked {
             Blocked::Served => {
@@ -540,7 +540,7 @@ impl ShardCore {
     /// Active expiry of this shard's keys within `budget`.
     pub fn active_expire(&mut self, budget: std::time::Duration) {
         let mut db = self.node.lock_db(self.id);
-        let now = unix_ms();
+        let now = self.now_ms;
         // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
         db.set_clock(now);
         self.node.lock_waiters(self.id).sweep(&mut db);

@@ -8,6 +8,7 @@ pub mod cmds;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod inbound;
 pub mod info;
 pub mod logging;
 pub mod memory;

@@ -30,3 +30,18 @@ pub enum Msg {
     /// Close the connection `token` of the receiving shard (CLIENT KILL).
     Kill { token: u64 },
 }
+
+impl Msg {
+    /// The message's kind, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Exec { .. } => "exec",
+            Msg::Blocked { .. } => "blocked",
+            Msg::Retry { .. } => "retry",
+            Msg::Cluster { .. } => "cluster",
+            Msg::ClusterLinks { .. } => "cluster-links",
+            Msg::Reply { .. } => "reply",
+            Msg::Kill { .. } => "kill",
+        }
+    }
+}

@@ -5,12 +5,11 @@
 //! queued for each other shard to their mailboxes, start sends, run the periodic tick,
 //! then one `io_uring_enter` that submits everything and waits for the next batch.
 
-use crate::conn::Conn;
-use crate::dispatch::{Flow, ShardCore};
+use crate::conn::{Conn, ConnTable};
+use crate::dispatch::ShardCore;
 use crate::msg::Msg;
 use crate::net;
 use crate::node::{unix_ms, ClientMeta, Node};
-use ferrokv_resp::Parsed;
 use ferrokv_runtime::executor::Executor;
 use ferrokv_runtime::ops::Ops;
 use ferrokv_runtime::{token, BufRing, MailWaker, Ring, RingConfig};
@@ -31,18 +30,14 @@ const RECV_GROUP: u16 = 0;
 const RECV_BUFFERS: u16 = 512;
 const RECV_BUF_SIZE: u32 = 4 * 1024;
 
-struct Slot {
-    gen: u32,
-    conn: Option<Conn>,
-}
-
 pub struct Shard {
     core: ShardCore,
     ring: Ring,
     bufs: BufRing,
     listeners: Vec<OwnedFd>,
-    slots: Vec<Slot>,
-    free: Vec<usize>,
+    conns: ConnTable,
+    /// Connections with new output, gathered by the core's handlers.
+    touched: Vec<usize>,
     flush: Vec<usize>,
     inbox: Vec<Msg>,
     cqes: Vec<(u64, i32, u32)>,
@@ -53,16 +48,6 @@ pub struct Shard {
     pub ops: Ops,
     /// The cluster bus, on shard 0 in cluster mode.
     bus: Option<std::rc::Rc<crate::bus::Bus>>,
-}
-
-#[inline]
-fn conn_token(idx: usize, gen: u32) -> u64 {
-    ((gen as u64) << 32) | idx as u64
-}
-
-#[inline]
-fn token_parts(t: u64) -> (usize, u32) {
-    ((t & 0xffff_ffff) as usize, (t >> 32) as u32 & 0x00ff_ffff)
 }
 
 impl Shard {
@@ -83,8 +68,8 @@ impl Shard {
             ring,
             bufs,
             listeners,
-            slots: Vec::new(),
-            free: Vec::new(),
+            conns: ConnTable::default(),
+            touched: Vec::new(),
             flush: Vec::new(),
             inbox: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -111,7 +96,9 @@ impl Shard {
             self.executor.run_ready();
             self.flush_outboxes();
             self.flush_conns();
-            self.expire_blocked();
+            let mut touched = std::mem::take(&mut self.touched);
+            self.core.expire_blocked(&mut self.conns, &mut touched);
+            self.flush_touched(touched);
             let now = Instant::now();
             if now >= self.next_tick {
                 self.tick();
@@ -160,7 +147,7 @@ impl Shard {
     }
 
     fn arm_recv(&mut self, idx: usize) {
-        let Some(c) = self.slots[idx].conn.as_mut() else { return };
+        let Some(c) = self.conns.get(idx) else { return };
         if c.recv_armed || c.dead {
             return;
         }
@@ -197,15 +184,6 @@ impl Shard {
         }
     }
 
-    fn conn_mut(&mut self, tok: u64) -> Option<(usize, &mut Conn)> {
-        let (idx, gen) = token_parts(tok);
-        let slot = self.slots.get_mut(idx)?;
-        if slot.gen != gen {
-            return None;
-        }
-        slot.conn.as_mut().map(|c| (idx, c))
-    }
-
     fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
         if !cqueue::more(flags) && !self.core.node.shutdown.load(Ordering::Relaxed) {
             self.arm_accept(li);
@@ -228,16 +206,7 @@ impl Shard {
             return;
         }
         net::tune_client_socket(fd, keepalive);
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot { gen: 0, conn: None });
-                self.slots.len() - 1
-            }
-        };
-        let slot = &mut self.slots[idx];
-        slot.gen = (slot.gen + 1) & 0x00ff_ffff;
-        let tok = conn_token(idx, slot.gen);
+        let (idx, tok) = self.conns.reserve();
         let now = unix_ms();
         let meta = Arc::new(ClientMeta {
             id: node.next_client_id.fetch_add(1, Ordering::Relaxed),
@@ -257,21 +226,21 @@ impl Shard {
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
-        slot.conn = Some(Conn::new(fd, tok, meta, authed, now));
+        self.conns.put(idx, Conn::new(fd, tok, meta, authed, now));
         self.arm_recv(idx);
     }
 
     fn on_recv(&mut self, tok: u64, res: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
-        let Some((idx, _)) = self.conn_mut(tok) else {
+        let Some((idx, _)) = self.conns.by_token(tok) else {
             if let Some(b) = bid {
                 self.bufs.push(b);
             }
             return;
         };
         if !more {
-            if let Some(c) = self.slots[idx].conn.as_mut() {
+            if let Some(c) = self.conns.get(idx) {
                 c.recv_armed = false;
             }
         }
@@ -302,129 +271,19 @@ impl Shard {
 
     /// Parses and runs what arrived; keeps an incomplete tail for the next read.
     fn on_data(&mut self, idx: usize, data: &[u8]) {
-        let Some(c) = self.slots[idx].conn.as_mut() else { return };
+        let Some(c) = self.conns.get(idx) else { return };
         if c.dead {
             return;
         }
-        if c.inbuf.is_empty() {
-            let used = Self::process(&mut self.core, c, data);
-            if used < data.len() && !c.closing {
-                c.inbuf.extend_from_slice(&data[used..]);
-            }
-        } else {
-            c.inbuf.extend_from_slice(data);
-            Self::process_inbuf(&mut self.core, c);
-        }
-        let limit = self.core.query_buffer_limit;
-        if c.inbuf.len() as u64 > limit {
-            tracing::warn!(
-                "closing client id={}: query buffer of {} bytes over client-query-buffer-limit",
-                c.meta.id,
-                c.inbuf.len()
-            );
-            c.inbuf = Vec::new();
+        if !self.core.on_data(c, data) {
             self.kill(idx);
             return;
         }
         self.schedule_flush(idx);
     }
 
-    /// After the reply of command `seq` arrived: leave a blocking command it ended, and
-    /// go on parsing once nothing holds the connection back.
-    fn unblock_and_resume(core: &mut ShardCore, c: &mut Conn, seq: u64) {
-        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
-            if c.blocked.take().is_some_and(|b| b.counted) {
-                core.count_blocked(-1);
-            }
-        }
-        if c.barrier == Some(seq) {
-            c.barrier = None;
-        }
-        if c.stalled && c.pending.is_empty() {
-            c.stalled = false;
-        }
-        if !c.stalled && !c.waiting() && !c.inbuf.is_empty() && !c.dead {
-            Self::process_inbuf(core, c);
-        }
-    }
-
-    /// Answers blocked connections whose timeout passed.
-    fn expire_blocked(&mut self) {
-        let now = unix_ms();
-        while let Some(std::cmp::Reverse((at, token, seq))) = self.core.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.core.deadlines.pop();
-            let (idx, gen) = token_parts(token);
-            let Some(c) = self.slots.get_mut(idx).filter(|s| s.gen == gen).and_then(|s| s.conn.as_mut()) else {
-                continue;
-            };
-            let Some(b) = c.blocked.as_ref().filter(|b| b.seq == seq) else { continue };
-            if b.waiter.claim() {
-                let reply = b.waiter.timeout_reply();
-                c.complete(seq, reply);
-                Self::unblock_and_resume(&mut self.core, c, seq);
-                self.schedule_flush(idx);
-            }
-        }
-    }
-
-    fn process_inbuf(core: &mut ShardCore, c: &mut Conn) {
-        let mut buf = std::mem::take(&mut c.inbuf);
-        let used = Self::process(core, c, &buf);
-        if c.closing {
-            buf.clear();
-        } else {
-            buf.drain(..used);
-        }
-        c.inbuf = buf;
-    }
-
-    /// Runs the complete commands at the start of `buf`; returns the bytes consumed.
-    fn process(core: &mut ShardCore, c: &mut Conn, buf: &[u8]) -> usize {
-        let mut parser = std::mem::take(&mut c.parser);
-        let mut pos = 0;
-        // Commands run, and when to look ahead next (after the ones prefetched ran).
-        let (mut ran, mut look_ahead_at) = (0, 0);
-        while pos < buf.len() && !c.stalled && !c.closing && !c.waiting() {
-            if ran == look_ahead_at && !parser.in_frame() {
-                look_ahead_at = match core.prefetch(&buf[pos..]) {
-                    n if n >= 2 => ran + n,
-                    _ => usize::MAX,
-                };
-            }
-            ran += 1;
-            let limits = core.limits(c.authed);
-            match parser.parse(&buf[pos..], &limits) {
-                Ok(Parsed::Command { consumed }) => {
-                    let args = parser.args(&buf[pos..]);
-                    match core.run_command(c, &args) {
-                        Flow::Done => pos += consumed,
-                        Flow::Stall => {
-                            c.stalled = true;
-                            parser.reset();
-                        }
-                    }
-                }
-                Ok(Parsed::Empty { consumed }) => pos += consumed,
-                Ok(Parsed::Incomplete) => break,
-                Err(e) => {
-                    // Raw bytes: the message may quote a request byte that is not UTF-8.
-                    c.reply(|r| r.raw(&e.reply()));
-                    c.closing = true;
-                    tracing::debug!("client id={}: {}", c.meta.id, e.0);
-                    break;
-                }
-            }
-        }
-        c.parser = parser;
-        c.meta.qbuf.store((buf.len() - pos) as u64, Ordering::Relaxed);
-        pos
-    }
-
     fn on_send(&mut self, tok: u64, res: i32) {
-        let Some((idx, c)) = self.conn_mut(tok) else { return };
+        let Some((idx, c)) = self.conns.by_token(tok) else { return };
         c.send_inflight = false;
         if res < 0 {
             if res != -libc::EPIPE && res != -libc::ECONNRESET {
@@ -445,7 +304,7 @@ impl Shard {
     }
 
     fn schedule_flush(&mut self, idx: usize) {
-        if let Some(c) = self.slots[idx].conn.as_mut() {
+        if let Some(c) = self.conns.get(idx) {
             if !c.in_flush_list {
                 c.in_flush_list = true;
                 self.flush.push(idx);
@@ -457,7 +316,7 @@ impl Shard {
     fn flush_conns(&mut self) {
         let list = std::mem::take(&mut self.flush);
         for &idx in &list {
-            let Some(c) = self.slots[idx].conn.as_mut() else { continue };
+            let Some(c) = self.conns.get(idx) else { continue };
             c.in_flush_list = false;
             if c.dead {
                 continue;
@@ -493,7 +352,7 @@ impl Shard {
 
     /// Shuts the socket down; the slot is freed once no operation is in flight.
     fn kill(&mut self, idx: usize) {
-        let Some(c) = self.slots[idx].conn.as_mut() else { return };
+        let Some(c) = self.conns.get(idx) else { return };
         if c.dead {
             return;
         }
@@ -511,36 +370,16 @@ impl Shard {
     }
 
     fn maybe_free(&mut self, idx: usize) {
-        let Some(c) = self.slots[idx].conn.as_ref() else { return };
+        let Some(c) = self.conns.get_ref(idx) else { return };
         if !c.dead || c.recv_armed || c.send_inflight {
             return;
         }
-        let Some(c) = self.slots[idx].conn.take() else { return };
+        let Some(c) = self.conns.take(idx) else { return };
         // SAFETY: no operation refers to the fd any more.
         unsafe { libc::close(c.fd) };
         let node = &self.core.node;
         node.unregister_client(c.meta.id);
         node.shards[self.core.id].connected_clients.fetch_sub(1, Ordering::Relaxed);
-        self.free.push(idx);
-    }
-
-    /// Prefetches the keyspace memory of the forwarded commands' keys before running
-    /// them, as [`ShardCore::prefetch`] does for a read's pipeline: a batch of
-    /// forwarded lookups otherwise pays its cache misses one after the other.
-    fn prefetch_forwarded(node: &Node, id: usize, inbox: &[Msg]) {
-        let keys: Vec<&[u8]> = inbox
-            .iter()
-            .filter_map(|m| match m {
-                Msg::Exec { args, .. } => {
-                    let args = args.args();
-                    (args.len() >= 2).then(|| args.get(1))
-                }
-                _ => None,
-            })
-            .collect();
-        if keys.len() >= 2 {
-            node.lock_db(id).prefetch(&keys);
-        }
     }
 
     fn handle_messages(&mut self) {
@@ -552,45 +391,11 @@ impl Shard {
         // Forwarded commands must see a CONFIG SET that happened before they were sent.
         self.core.refresh_config();
         let mut inbox = std::mem::take(&mut self.inbox);
-        Self::prefetch_forwarded(node, self.core.id, &inbox);
+        self.core.prefetch_forwarded(&inbox);
+        let mut touched = std::mem::take(&mut self.touched);
         for m in inbox.drain(..) {
+            let Some(m) = self.core.handle_message(m, &mut self.conns, &mut touched) else { continue };
             match m {
-                Msg::Exec { from, token, seq, proto, spec, args, waiter } => {
-                    if let Some(bytes) = self.core.exec_forwarded(spec, &args.args(), proto, from, token, seq, waiter) {
-                        self.core.send(from, Msg::Reply { token, seq, bytes });
-                    }
-                }
-                Msg::Reply { token, seq, bytes } => {
-                    let (idx, gen) = token_parts(token);
-                    let Some(c) = self.slots.get_mut(idx).filter(|s| s.gen == gen).and_then(|s| s.conn.as_mut()) else {
-                        continue;
-                    };
-                    c.complete(seq, bytes);
-                    Self::unblock_and_resume(&mut self.core, c, seq);
-                    self.schedule_flush(idx);
-                }
-                Msg::Blocked { token, seq, timeout_ms } => {
-                    if let Some((_, c)) = self.conn_mut(token) {
-                        if let Some(b) = c.blocked.as_mut().filter(|b| b.seq == seq) {
-                            b.counted = true;
-                            self.core.count_blocked(1);
-                            self.core.start_timeout(token, seq, timeout_ms);
-                        }
-                    }
-                }
-                Msg::Retry { token, seq } => {
-                    let (idx, gen) = token_parts(token);
-                    let Some(c) = self.slots.get_mut(idx).filter(|s| s.gen == gen).and_then(|s| s.conn.as_mut()) else {
-                        continue;
-                    };
-                    if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
-                        if let Some(bytes) = self.core.retry_blocked(c) {
-                            c.complete(seq, bytes);
-                            Self::unblock_and_resume(&mut self.core, c, seq);
-                            self.schedule_flush(idx);
-                        }
-                    }
-                }
                 Msg::Cluster { from, token, seq, proto, cmd } => {
                     let bytes = crate::bus::apply_command(&self.bus, cmd, proto);
                     self.core.send(from, Msg::Reply { token, seq, bytes });
@@ -600,14 +405,26 @@ impl Shard {
                     self.core.send(from, Msg::Reply { token, seq, bytes });
                 }
                 Msg::Kill { token } => {
-                    if let Some((idx, _)) = self.conn_mut(token) {
+                    if let Some((idx, _)) = self.conns.by_token(token) {
                         self.kill(idx);
                         self.maybe_free(idx);
                     }
                 }
+                other => {
+                    tracing::error!("shard {}: unexpected message left by the core: {}", self.core.id, other.kind())
+                }
             }
         }
         self.inbox = inbox;
+        self.flush_touched(touched);
+    }
+
+    /// Schedules a send for every connection in `touched` and keeps the vector.
+    fn flush_touched(&mut self, mut touched: Vec<usize>) {
+        for idx in touched.drain(..) {
+            self.schedule_flush(idx);
+        }
+        self.touched = touched;
     }
 
     fn flush_outboxes(&mut self) {
@@ -623,8 +440,8 @@ impl Shard {
         }
         // Kills of this shard's own connections (CLIENT KILL from here).
         for tok in std::mem::take(&mut self.core.local_kills) {
-            if let Some((idx, _)) = self.conn_mut(tok) {
-                let c = self.slots[idx].conn.as_mut().map(|c| c.closing = true);
+            if let Some((idx, _)) = self.conns.by_token(tok) {
+                let c = self.conns.get(idx).map(|c| c.closing = true);
                 if c.is_some() {
                     self.schedule_flush(idx);
                 }
@@ -634,6 +451,7 @@ impl Shard {
 
     /// The periodic work (`hz` times a second): active expiry and idle timeouts.
     fn tick(&mut self) {
+        self.core.now_ms = unix_ms();
         let (hz, timeout) = {
             let cfg = self.core.node.config();
             (cfg.hz.clamp(1, 500), cfg.timeout)
@@ -645,11 +463,10 @@ impl Shard {
         self.core.active_expire(period / 4);
         if timeout > 0 {
             let now = unix_ms();
-            let idle: Vec<usize> = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.conn.as_ref().map(|c| (i, c)))
+            let conns = &self.conns;
+            let idle: Vec<usize> = conns
+                .indexes()
+                .filter_map(|i| conns.get_ref(i).map(|c| (i, c)))
                 .filter(|(_, c)| {
                     !c.dead
                         && c.pending.is_empty()
@@ -665,8 +482,8 @@ impl Shard {
     }
 
     fn shutdown_conns(&mut self) {
-        for idx in 0..self.slots.len() {
-            if let Some(c) = self.slots[idx].conn.as_ref() {
+        for idx in self.conns.indexes() {
+            if let Some(c) = self.conns.get_ref(idx) {
                 // Best effort: whatever replies are ready go out before the socket closes.
                 if !c.out.is_empty() && !c.send_inflight {
                     net::write_all_nonblocking(c.fd, &c.out);

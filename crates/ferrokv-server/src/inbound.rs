@@ -1,0 +1,190 @@
+//! What a shard's core does with its inputs, without IO: bytes that arrived on a
+//! connection (parsed and run), messages from other shards (forwarded commands and
+//! their replies, blocked clients' wake-ups), and the passing of time (blocking
+//! timeouts). The shard's event loop (`shard.rs`) feeds it from its ring; the
+//! request-path simulator (`tests/request_path_sim.rs`) feeds it from a seeded
+//! schedule, with every shard's core on one thread.
+
+use crate::conn::{Conn, ConnTable};
+use crate::dispatch::{Flow, ShardCore};
+use crate::msg::Msg;
+use ferrokv_resp::Parsed;
+use std::sync::atomic::Ordering;
+
+impl ShardCore {
+    /// Parses and runs what arrived on `c`; keeps an incomplete tail for the next
+    /// read. Returns false when the query buffer went over `client-query-buffer-limit`
+    /// (the caller closes the connection).
+    pub fn on_data(&mut self, c: &mut Conn, data: &[u8]) -> bool {
+        if c.inbuf.is_empty() {
+            let used = self.process(c, data);
+            if used < data.len() && !c.closing {
+                c.inbuf.extend_from_slice(&data[used..]);
+            }
+        } else {
+            c.inbuf.extend_from_slice(data);
+            self.process_inbuf(c);
+        }
+        if c.inbuf.len() as u64 > self.query_buffer_limit {
+            tracing::warn!(
+                "closing client id={}: query buffer of {} bytes over client-query-buffer-limit",
+                c.meta.id,
+                c.inbuf.len()
+            );
+            c.inbuf = Vec::new();
+            return false;
+        }
+        true
+    }
+
+    /// After the reply of command `seq` arrived: leave a blocking command it ended, and
+    /// go on parsing once nothing holds the connection back.
+    pub fn unblock_and_resume(&mut self, c: &mut Conn, seq: u64) {
+        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+            if c.blocked.take().is_some_and(|b| b.counted) {
+                self.count_blocked(-1);
+            }
+        }
+        if c.barrier == Some(seq) {
+            c.barrier = None;
+        }
+        if c.stalled && c.pending.is_empty() {
+            c.stalled = false;
+        }
+        if !c.stalled && !c.waiting() && !c.inbuf.is_empty() && !c.dead {
+            self.process_inbuf(c);
+        }
+    }
+
+    pub fn process_inbuf(&mut self, c: &mut Conn) {
+        let mut buf = std::mem::take(&mut c.inbuf);
+        let used = self.process(c, &buf);
+        if c.closing {
+            buf.clear();
+        } else {
+            buf.drain(..used);
+        }
+        c.inbuf = buf;
+    }
+
+    /// Runs the complete commands at the start of `buf`; returns the bytes consumed.
+    pub fn process(&mut self, c: &mut Conn, buf: &[u8]) -> usize {
+        let mut parser = std::mem::take(&mut c.parser);
+        let mut pos = 0;
+        // Commands run, and when to look ahead next (after the ones prefetched ran).
+        let (mut ran, mut look_ahead_at) = (0, 0);
+        while pos < buf.len() && !c.stalled && !c.closing && !c.waiting() {
+            if ran == look_ahead_at && !parser.in_frame() {
+                look_ahead_at = match self.prefetch(&buf[pos..]) {
+                    n if n >= 2 => ran + n,
+                    _ => usize::MAX,
+                };
+            }
+            ran += 1;
+            let limits = self.limits(c.authed);
+            match parser.parse(&buf[pos..], &limits) {
+                Ok(Parsed::Command { consumed }) => {
+                    let args = parser.args(&buf[pos..]);
+                    match self.run_command(c, &args) {
+                        Flow::Done => pos += consumed,
+                        Flow::Stall => {
+                            c.stalled = true;
+                            parser.reset();
+                        }
+                    }
+                }
+                Ok(Parsed::Empty { consumed }) => pos += consumed,
+                Ok(Parsed::Incomplete) => break,
+                Err(e) => {
+                    // Raw bytes: the message may quote a request byte that is not UTF-8.
+                    c.reply(|r| r.raw(&e.reply()));
+                    c.closing = true;
+                    tracing::debug!("client id={}: {}", c.meta.id, e.0);
+                    break;
+                }
+            }
+        }
+        c.parser = parser;
+        c.meta.qbuf.store((buf.len() - pos) as u64, Ordering::Relaxed);
+        pos
+    }
+
+    /// Answers blocked connections whose timeout passed by `self.now_ms`; the indexes
+    /// of the connections that got a reply go to `touched`.
+    pub fn expire_blocked(&mut self, conns: &mut ConnTable, touched: &mut Vec<usize>) {
+        let now = self.now_ms;
+        while let Some(std::cmp::Reverse((at, token, seq))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some((idx, c)) = conns.by_token(token) else { continue };
+            let Some(b) = c.blocked.as_ref().filter(|b| b.seq == seq) else { continue };
+            if b.waiter.claim() {
+                let reply = b.waiter.timeout_reply();
+                c.complete(seq, reply);
+                self.unblock_and_resume(c, seq);
+                touched.push(idx);
+            }
+        }
+    }
+
+    /// Prefetches the keyspace memory of the forwarded commands' keys before running
+    /// them, as [`ShardCore::prefetch`] does for a read's pipeline: a batch of
+    /// forwarded lookups otherwise pays its cache misses one after the other.
+    pub fn prefetch_forwarded(&self, inbox: &[Msg]) {
+        let keys: Vec<&[u8]> = inbox
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Exec { args, .. } => {
+                    let args = args.args();
+                    (args.len() >= 2).then(|| args.get(1))
+                }
+                _ => None,
+            })
+            .collect();
+        if keys.len() >= 2 {
+            self.node.lock_db(self.id).prefetch(&keys);
+        }
+    }
+
+    /// Handles a message from another shard: runs a forwarded command, takes a reply
+    /// to one of this shard's connections, or wakes a blocked one. The indexes of
+    /// connections with new output go to `touched`. Messages that need the shard's IO
+    /// (the cluster bus, closing a socket) come back for the event loop.
+    pub fn handle_message(&mut self, m: Msg, conns: &mut ConnTable, touched: &mut Vec<usize>) -> Option<Msg> {
+        match m {
+            Msg::Exec { from, token, seq, proto, spec, args, waiter } => {
+                if let Some(bytes) = self.exec_forwarded(spec, &args.args(), proto, from, token, seq, waiter) {
+                    self.send(from, Msg::Reply { token, seq, bytes });
+                }
+            }
+            Msg::Reply { token, seq, bytes } => {
+                let (idx, c) = conns.by_token(token)?;
+                c.complete(seq, bytes);
+                self.unblock_and_resume(c, seq);
+                touched.push(idx);
+            }
+            Msg::Blocked { token, seq, timeout_ms } => {
+                let (_, c) = conns.by_token(token)?;
+                if let Some(b) = c.blocked.as_mut().filter(|b| b.seq == seq) {
+                    b.counted = true;
+                    self.count_blocked(1);
+                    self.start_timeout(token, seq, timeout_ms);
+                }
+            }
+            Msg::Retry { token, seq } => {
+                let (idx, c) = conns.by_token(token)?;
+                if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+                    if let Some(bytes) = self.retry_blocked(c) {
+                        c.complete(seq, bytes);
+                        self.unblock_and_resume(c, seq);
+                        touched.push(idx);
+                    }
+                }
+            }
+            other => return Some(other),
+        }
+        None
+    }
+}
