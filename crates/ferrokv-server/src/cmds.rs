@@ -720,6 +720,9 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     });
     let multi = c.multi.take().unwrap_or_default();
     c.meta.multi.store(-1, Ordering::Relaxed);
+    if let Some(t) = &core.trace {
+        t.borrow_mut().push(crate::dispatch::TraceEvent::Transaction { client: (core.id, c.token), ran: intact });
+    }
     if !intact {
         c.reply(|r| r.null_array());
     } else {
@@ -732,7 +735,22 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
             let a = q.args.args();
             match q.spec.handler {
                 Handler::Data(_) | Handler::Blocking(_) => {
-                    c.reply(|out| run_data(&mut ks, q.spec, &a, env, out, &mut records));
+                    let client = (core.id, c.token);
+                    let reply = c.reply(|out| {
+                        let start = out.buf.len();
+                        let r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
+                        core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked))
+                    });
+                    if let Some((reply, blocked)) = reply {
+                        core.traced(
+                            client,
+                            &a,
+                            &reply,
+                            blocked != ferrokv_commands::table::Blocked::Served,
+                            true,
+                            false,
+                        );
+                    }
                 }
                 Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
                 Handler::Server => {

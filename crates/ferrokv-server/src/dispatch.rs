@@ -50,6 +50,36 @@ pub struct ShardCore {
     view: Option<(u64, Arc<ferrokv_cluster::ClusterView>)>,
     /// Blocked connections whose timeout started: (deadline ms, token, seq).
     pub deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u64)>>,
+    /// Every execution, for the request-path simulator's model check (None in the
+    /// server: one branch per command).
+    pub trace: Option<Trace>,
+}
+
+/// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
+pub type Trace = std::rc::Rc<std::cell::RefCell<Vec<TraceEvent>>>;
+
+/// One step of the request path that changed or read the keyspace, in the order it
+/// happened across all shards.
+#[derive(Clone, Debug)]
+pub enum TraceEvent {
+    /// A data command ran through the execution function.
+    Exec {
+        /// The connection's home shard and token.
+        client: (ShardId, u64),
+        args: Vec<Vec<u8>>,
+        reply: Vec<u8>,
+        /// It found nothing and waits (a blocking command).
+        waits: bool,
+        /// Run by EXEC (may not block).
+        in_exec: bool,
+        /// A blocked client's command run again because a key it waits on changed.
+        retry: bool,
+        now_ms: u64,
+    },
+    /// The active expiry cycle deleted these keys.
+    Expired { keys: Vec<Vec<u8>> },
+    /// EXEC ran its queued commands (`ran`), or not because a watched key changed.
+    Transaction { client: (ShardId, u64), ran: bool },
 }
 
 /// Commands that read or change the whole keyspace and so need every shard.
@@ -75,6 +105,7 @@ impl ShardCore {
             shard_set: Vec::new(),
             view: None,
             deadlines: Default::default(),
+            trace: None,
         };
         core.refresh_config();
         core
@@ -125,6 +156,22 @@ impl ShardCore {
             }
         }
         self.cluster_route(c, spec, args, slot).err()
+    }
+
+    /// Records an execution for the simulator (no-op in the server).
+    #[inline]
+    pub fn traced(&self, client: (ShardId, u64), args: &Args, reply: &[u8], waits: bool, in_exec: bool, retry: bool) {
+        if let Some(t) = &self.trace {
+            t.borrow_mut().push(TraceEvent::Exec {
+                client,
+                args: args.iter().map(|a| a.to_vec()).collect(),
+                reply: reply.to_vec(),
+                waits,
+                in_exec,
+                retry,
+                now_ms: self.now_ms,
+            });
+        }
     }
 
     pub fn limits(&self, authenticated: bool) -> Limits {
@@ -283,7 +330,13 @@ impl ShardCore {
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
                 let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
-                let r = c.reply(|out| run_unit(&mut SingleDb(&mut db), spec, args, env, out));
+                let client = (self.id, c.token);
+                let r = c.reply(|out| {
+                    let start = out.buf.len();
+                    let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
+                    self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
+                    r
+                });
                 if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
                     let mut reg = node.lock_waiters(self.id);
@@ -321,7 +374,20 @@ impl ShardCore {
         }
         let mut ks = MultiDb::lock(node, &self.shard_set);
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
-        let r = c.reply(|out| run_unit(&mut ks, spec, args, env, out));
+        let client = (self.id, c.token);
+        let trace = self.trace.is_some();
+        let mut traced = None;
+        let r = c.reply(|out| {
+            let start = out.buf.len();
+            let r = run_unit(&mut ks, spec, args, env, out);
+            if trace {
+                traced = Some(out.buf[start..].to_vec());
+            }
+            r
+        });
+        if let Some(reply) = traced {
+            self.traced(client, args, &reply, r.blocked != Blocked::Served, false, false);
+        }
         if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
             for k in &w.keys {
@@ -431,6 +497,7 @@ impl ShardCore {
                     // Restricted to the ready key, the command touches only this shard.
                     let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
                     let r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
+                    self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
                     match r.blocked {
                         Blocked::Served => {
                             let mut reg = node.lock_waiters(shard);
@@ -461,6 +528,7 @@ impl ShardCore {
         let mut out = ReplyBuf::new(w.proto);
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
         let r = run_unit(&mut ks, w.spec, &args, env, &mut out);
+        self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
         let served = match r.blocked {
             Blocked::Served => {
                 for k in &w.keys {
@@ -497,6 +565,7 @@ impl ShardCore {
         let mut db = node.lock_db(self.id);
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
         let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
+        self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {
                 let mut reg = node.lock_waiters(self.id);
@@ -549,6 +618,10 @@ impl ShardCore {
             // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
             let mut dels = Vec::new();
             SingleDb(&mut db).take_expired(&mut dels);
+            if let Some(t) = &self.trace {
+                t.borrow_mut()
+                    .push(TraceEvent::Expired { keys: dels.iter().filter_map(|d| d.get(1).cloned()).collect() });
+            }
             for d in dels {
                 SingleDb(&mut db).log_unit(vec![d]);
             }
