@@ -55,8 +55,8 @@ pub fn execute(
             f(&mut ctx, args);
             Blocked::Served
         }
-        Handler::Blocking(f) => f(&mut ctx, args),
-        Handler::Server => {
+        Handler::Blocking(f, _) => f(&mut ctx, args),
+        Handler::Server(_) => {
             ctx.out.error("ERR internal error: not a data command");
             Blocked::Served
         }

@@ -32,11 +32,11 @@ fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_b
         out.error(&crate::util::arity_error(spec.name));
         return Outcome { reply: out.buf, dirty: 0, blocked: None, records: Vec::new() };
     }
-    assert!(!matches!(spec.handler, Handler::Server), "not a data command");
+    assert!(!matches!(spec.handler, Handler::Server(_)), "not a data command");
     let mut records = Vec::new();
     let env = Env { cfg, now_ms: now, may_block };
     let o = execute(keys, spec, &args, env, &mut out, &mut records);
-    let blocked = matches!(spec.handler, Handler::Blocking(_)).then_some(o.blocked);
+    let blocked = matches!(spec.handler, Handler::Blocking(..)).then_some(o.blocked);
     Outcome { reply: out.buf, dirty: o.dirty, blocked, records }
 }
 

@@ -22,6 +22,7 @@
 //! which locks every shard involved.
 
 use crate::node::ShardId;
+use ferrokv_commands::table::{Handler, Wakes};
 use ferrokv_commands::CommandSpec;
 use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
 use ferrokv_store::Db;
@@ -44,6 +45,14 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// How a change of key serves this waiter (its command's table entry says).
+    pub fn wakes(&self) -> Option<Wakes> {
+        match self.spec.handler {
+            Handler::Blocking(_, w) => Some(w),
+            _ => None,
+        }
+    }
+
     pub fn claim(&self) -> bool {
         self.claimed.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
@@ -58,7 +67,7 @@ impl Waiter {
 
     /// Served by retrying on the home shard rather than on the key's shard.
     pub fn retried_at_home(&self) -> bool {
-        self.multi_shard && matches!(self.spec.name, "blmove" | "brpoplpush")
+        self.multi_shard && self.wakes() == Some(Wakes::ListMove)
     }
 
     /// Whether the value now at a ready key can serve this waiter: Redis serves a blocked
@@ -66,8 +75,8 @@ impl Waiter {
     /// for BZPOPMIN); otherwise it keeps waiting.
     pub fn serves_from(&self, v: Option<&ferrokv_store::Value>) -> bool {
         use ferrokv_store::Value;
-        match self.spec.name {
-            "bzpopmin" | "bzpopmax" | "bzmpop" => matches!(v, Some(Value::ZSet(_))),
+        match self.wakes() {
+            Some(Wakes::ZSetPop | Wakes::ZSetMpop) => matches!(v, Some(Value::ZSet(_))),
             _ => matches!(v, Some(Value::List(_))),
         }
     }
@@ -77,9 +86,9 @@ impl Waiter {
     pub fn args_for(&self, key: &[u8]) -> OwnedArgs {
         let a = self.args.args();
         let n = a.len();
-        match self.spec.name {
-            "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => OwnedArgs::from_slices([a.get(0), key, a.get(n - 1)]),
-            "blmpop" | "bzmpop" => {
+        match self.wakes() {
+            Some(Wakes::ListPop | Wakes::ZSetPop) => OwnedArgs::from_slices([a.get(0), key, a.get(n - 1)]),
+            Some(Wakes::ListMpop | Wakes::ZSetMpop) => {
                 // NAME timeout numkeys key... rest
                 let numkeys = ferrokv_commands::util::parse_i64(a.get(2)).unwrap_or(0).max(0) as usize;
                 let mut o = OwnedArgs::from_slices([a.get(0), a.get(1), b"1".as_slice(), key]);

@@ -11,6 +11,7 @@ use crate::conn::Conn;
 use crate::dispatch::{printable, Held, ShardCore};
 use crate::msg::Msg;
 use ferrokv_cluster::{ClusterView, Command};
+use ferrokv_commands::table::Flags;
 use ferrokv_commands::util::eq_ic;
 use ferrokv_commands::CommandSpec;
 use ferrokv_resp::{Args, ReplyBuf};
@@ -64,7 +65,7 @@ impl ShardCore {
     /// here, or the error/redirect to answer instead.
     pub fn cluster_route(&mut self, c: &Conn, spec: &CommandSpec, args: &Args, slot: u16) -> Result<(), String> {
         let view = self.cluster_view();
-        let write = spec.has_flag("write");
+        let write = spec.has(Flags::WRITE);
         // As Redis's getNodeByQuery: an unassigned slot is reported before a down cluster.
         if view.slot_owner_index(slot).is_none() {
             return Err("CLUSTERDOWN Hash slot not served".into());
@@ -94,7 +95,7 @@ impl ShardCore {
             }
             return Ok(());
         }
-        if view.importing_from(slot).is_some() && (c.asking || spec.has_flag("asking")) {
+        if view.importing_from(slot).is_some() && (c.asking || spec.has(Flags::ASKING)) {
             let (present, total) = self.keys_present(spec, args);
             if total > 1 && present < total {
                 return Err("TRYAGAIN Multiple keys request during rehashing of slot".into());

@@ -5,6 +5,7 @@ use crate::config;
 use crate::conn::{Conn, Multi, Watch};
 use crate::dispatch::{printable, run_data, Flow, Held, MultiDb, ShardCore};
 use crate::node::{unix_ms, unix_us};
+use ferrokv_commands::table::ServerCmd;
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
 use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
 use ferrokv_commands::{lookup, CommandSpec, Handler};
@@ -16,38 +17,37 @@ pub const REDIS_VERSION: &str = "7.0.15";
 
 /// Runs a server command. `held` is the keyspace EXEC holds while running it (see
 /// [`Held`]); a command that reads keys goes through it.
-pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args: &Args, held: Held) -> Flow {
-    let parent = spec.name.split('|').next().unwrap_or(spec.name);
-    match parent {
-        "ping" => ping(c, args),
-        "echo" => c.reply(|r| r.bulk(args.get(1))),
-        "hello" => hello(core, c, args),
-        "auth" => auth(core, c, args),
-        "quit" => {
+pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held: Held) -> Flow {
+    match cmd {
+        ServerCmd::Ping => ping(c, args),
+        ServerCmd::Echo => c.reply(|r| r.bulk(args.get(1))),
+        ServerCmd::Hello => hello(core, c, args),
+        ServerCmd::Auth => auth(core, c, args),
+        ServerCmd::Quit => {
             c.reply(|r| r.ok());
             c.closing = true;
         }
-        "reset" => reset(core, c),
-        "select" => select(core, c, args),
-        "cluster" => return crate::cluster::cluster_command(core, c, args, held),
-        "asking" | "readonly" | "readwrite" => {
+        ServerCmd::Reset => reset(core, c),
+        ServerCmd::Select => select(core, c, args),
+        ServerCmd::Cluster => return crate::cluster::cluster_command(core, c, args, held),
+        ServerCmd::Asking | ServerCmd::Readonly | ServerCmd::Readwrite => {
             if core.node.cluster.is_none() {
                 c.error("ERR This instance has cluster support disabled");
             } else {
-                match parent {
-                    "asking" => c.asking = true,
-                    "readonly" => c.readonly = true,
+                match cmd {
+                    ServerCmd::Asking => c.asking = true,
+                    ServerCmd::Readonly => c.readonly = true,
                     _ => c.readonly = false,
                 }
                 c.reply(|r| r.ok());
             }
         }
-        "client" => client(core, c, args),
-        "info" => {
+        ServerCmd::Client => client(core, c, args),
+        ServerCmd::Info => {
             let text = crate::info::render(&core.node, args);
             c.reply(|r| r.verbatim(text.as_bytes()));
         }
-        "time" => {
+        ServerCmd::Time => {
             let us = unix_us();
             c.reply(|r| {
                 r.array(2);
@@ -55,10 +55,10 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
                 r.bulk((us % 1_000_000).to_string().as_bytes());
             })
         }
-        "config" => config_cmd(core, c, args),
-        "command" => command(c, args),
-        "shutdown" => shutdown(core, c, args),
-        "multi" => {
+        ServerCmd::Config => config_cmd(core, c, args),
+        ServerCmd::Command => command(c, args),
+        ServerCmd::Shutdown => shutdown(core, c, args),
+        ServerCmd::Multi => {
             if c.multi.is_some() {
                 c.error("ERR MULTI calls can not be nested");
             } else {
@@ -67,8 +67,8 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
                 c.reply(|r| r.ok());
             }
         }
-        "exec" => return exec(core, c),
-        "discard" => {
+        ServerCmd::Exec => return exec(core, c),
+        ServerCmd::Discard => {
             if c.multi.take().is_none() {
                 c.error("ERR DISCARD without MULTI");
             } else {
@@ -77,12 +77,11 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, spec: &'static CommandSpec, args:
                 c.reply(|r| r.ok());
             }
         }
-        "watch" => return watch(core, c, args, held),
-        "unwatch" => {
+        ServerCmd::Watch => return watch(core, c, args, held),
+        ServerCmd::Unwatch => {
             core.release_watches(c);
             c.reply(|r| r.ok());
         }
-        _ => c.error(&format!("ERR unknown command '{}'", spec.name)),
     }
     Flow::Done
 }
@@ -521,19 +520,15 @@ fn command_info(r: &mut ReplyBuf, s: &CommandSpec) {
     r.array(10);
     r.bulk(s.name.as_bytes());
     r.integer(s.arity as i64);
-    let movable = s.key_finder.is_some();
-    r.set(s.flags.len() + movable as usize);
-    for f in s.flags {
+    r.set(s.flags.len());
+    for f in s.flags.names() {
         r.simple(f);
-    }
-    if movable {
-        r.simple("movablekeys");
     }
     r.integer(s.keys.first as i64);
     r.integer(s.keys.last as i64);
     r.integer(s.keys.step as i64);
     r.set(s.acl.len());
-    for a in s.acl {
+    for a in s.acl.names() {
         r.simple(a);
     }
     r.array(0);
@@ -634,13 +629,14 @@ fn command(c: &mut Conn, args: &Args) {
 }
 
 fn command_group(s: &CommandSpec) -> &'static str {
-    if s.acl.contains(&"@string") {
+    use ferrokv_commands::table::AclCats;
+    if s.acl.contains(AclCats::STRING) {
         "string"
-    } else if s.acl.contains(&"@keyspace") {
+    } else if s.acl.contains(AclCats::KEYSPACE) {
         "generic"
-    } else if s.acl.contains(&"@transaction") {
+    } else if s.acl.contains(AclCats::TRANSACTION) {
         "transactions"
-    } else if s.acl.contains(&"@connection") {
+    } else if s.acl.contains(AclCats::CONNECTION) {
         "connection"
     } else {
         "server"
@@ -706,12 +702,12 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     // A server command inside the transaction may read any shard's keyspace
     // (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT...): lock them all, so it reads
     // through the held locks and never locks one again (see `Held`).
-    let shards = if c.multi.as_ref().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server)))
-    {
-        (0..node.shard_count()).collect()
-    } else {
-        shards
-    };
+    let shards =
+        if c.multi.as_ref().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server(_)))) {
+            (0..node.shard_count()).collect()
+        } else {
+            shards
+        };
     let mut ks = MultiDb::lock(node, &shards);
     let now = core.now_ms;
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
@@ -734,7 +730,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         for q in &multi.queued {
             let a = q.args.args();
             match q.spec.handler {
-                Handler::Data(_) | Handler::Blocking(_) => {
+                Handler::Data(_) | Handler::Blocking(..) => {
                     let client = (core.id, c.token);
                     let reply = c.reply(|out| {
                         let start = out.buf.len();
@@ -752,9 +748,10 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                         );
                     }
                 }
-                Handler::Server if q.spec.name == "unwatch" => c.reply(|r| r.ok()),
-                Handler::Server => {
-                    let _ = run(core, c, q.spec, &a, Held::Exec(&mut ks));
+                // Inside EXEC, UNWATCH has nothing left to do: EXEC drops the watches.
+                Handler::Server(ServerCmd::Unwatch) => c.reply(|r| r.ok()),
+                Handler::Server(cmd) => {
+                    let _ = run(core, c, cmd, &a, Held::Exec(&mut ks));
                 }
             }
         }

@@ -14,7 +14,7 @@ use crate::blocking::Waiter;
 use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{unix_ms, Node, ShardId};
-use ferrokv_commands::table::{lookup_sub, Blocked};
+use ferrokv_commands::table::{lookup_sub, Blocked, Flags, ServerCmd, Wakes};
 use ferrokv_commands::{execute, lookup, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::effects::Argv;
@@ -80,11 +80,6 @@ pub enum TraceEvent {
     Expired { keys: Vec<Vec<u8>> },
     /// EXEC ran its queued commands (`ran`), or not because a watched key changed.
     Transaction { client: (ShardId, u64), ran: bool },
-}
-
-/// Commands that read or change the whole keyspace and so need every shard.
-fn needs_all_shards(spec: &CommandSpec) -> bool {
-    ferrokv_commands::families::keys::ALL_SHARDS.contains(&spec.name)
 }
 
 impl ShardCore {
@@ -219,7 +214,7 @@ impl ShardCore {
         if !spec.subcommands.is_empty() && args.len() >= 2 {
             match lookup_sub(spec, args.get(1)) {
                 Some(sub) => spec = sub,
-                None if matches!(spec.handler, Handler::Server) => {}
+                None if matches!(spec.handler, Handler::Server(_)) => {}
                 None => {
                     let msg = format!(
                         "ERR unknown subcommand '{}'. Try {} HELP.",
@@ -234,11 +229,11 @@ impl ShardCore {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
             return self.reject_spec(c, spec, &msg);
         }
-        if !c.authed && !spec.has_flag("no_auth") {
+        if !c.authed && !spec.has(Flags::NO_AUTH) {
             return self.reject_spec(c, spec, "NOAUTH Authentication required.");
         }
         let asking = std::mem::take(&mut c.asking);
-        if !matches!(spec.handler, Handler::Server) && self.node.cluster.is_some() {
+        if !matches!(spec.handler, Handler::Server(_)) && self.node.cluster.is_some() {
             c.asking = asking;
             let refused = self.cluster_refusal(c, spec, args);
             c.asking = false;
@@ -246,8 +241,19 @@ impl ShardCore {
                 return self.reject(c, &e);
             }
         }
-        if c.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
-            if spec.has_flag("no_multi") {
+        let controls_multi = matches!(
+            spec.handler,
+            Handler::Server(
+                ServerCmd::Exec
+                    | ServerCmd::Discard
+                    | ServerCmd::Multi
+                    | ServerCmd::Watch
+                    | ServerCmd::Quit
+                    | ServerCmd::Reset
+            )
+        );
+        if c.multi.is_some() && !controls_multi {
+            if spec.has(Flags::NO_MULTI) {
                 return self.reject(c, "ERR Command not allowed inside a transaction");
             }
             if let Some(m) = c.multi.as_mut() {
@@ -265,15 +271,15 @@ impl ShardCore {
         c.meta.set_last_cmd(spec);
         crate::node::bump(&self.node.shards[self.id].commands_processed);
         match spec.handler {
-            Handler::Server => crate::cmds::run(self, c, spec, args, Held::Nothing),
-            Handler::Data(_) | Handler::Blocking(_) => self.route(c, spec, args),
+            Handler::Server(cmd) => crate::cmds::run(self, c, cmd, args, Held::Nothing),
+            Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, args),
         }
     }
 
     /// As [`reject`](Self::reject); a refused EXEC also discards the transaction and
     /// says so (`EXECABORT Transaction discarded because of: ...`), as Redis does.
     fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, msg: &str) -> Flow {
-        if spec.name != "exec" {
+        if !matches!(spec.handler, Handler::Server(ServerCmd::Exec)) {
             return self.reject(c, msg);
         }
         c.multi = None;
@@ -303,7 +309,7 @@ impl ShardCore {
             self.shard_set.push(0);
             return;
         }
-        if needs_all_shards(spec) {
+        if spec.all_shards {
             self.shard_set.extend(0..self.node.shard_count());
             return;
         }
@@ -348,7 +354,7 @@ impl ShardCore {
             } else {
                 let seq = c.push_pending();
                 let waiter = match h {
-                    Handler::Blocking(_) => {
+                    Handler::Blocking(..) => {
                         let w = self.new_waiter(c, spec, args, seq, false);
                         // Counted when the key's shard reports it registered (Msg::Blocked).
                         c.blocked = Some(BlockState { seq, waiter: w.clone(), counted: false });
@@ -404,7 +410,7 @@ impl ShardCore {
     /// The keys a blocking command waits on: its keys, but only the source of a move.
     fn blocking_keys(&mut self, spec: &CommandSpec, args: &Args) -> Vec<Vec<u8>> {
         spec.key_indexes(args, &mut self.key_idx);
-        let n = if matches!(spec.name, "blmove" | "brpoplpush") { 1 } else { self.key_idx.len() };
+        let n = if matches!(spec.handler, Handler::Blocking(_, Wakes::ListMove)) { 1 } else { self.key_idx.len() };
         self.key_idx.iter().take(n).map(|&i| args.get(i).to_vec()).collect()
     }
 
@@ -587,7 +593,7 @@ impl ShardCore {
         let mut all = Vec::new();
         if let Some(m) = c.multi.as_ref() {
             for q in &m.queued {
-                if !matches!(q.spec.handler, Handler::Server) {
+                if !matches!(q.spec.handler, Handler::Server(_)) {
                     self.shards_of(q.spec, &q.args.args());
                     all.extend_from_slice(&self.shard_set);
                 }

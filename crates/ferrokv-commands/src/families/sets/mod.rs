@@ -133,22 +133,6 @@ mod tests {
     use crate::testkit::Harness;
 
     #[test]
-    fn table_matches_redis_command_info() {
-        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
-        let c = find("smove");
-        assert_eq!((c.arity, c.keys, c.flags), (4, KeyPositions::new(1, 2, 1), WF));
-        let c = find("sinterstore");
-        assert_eq!((c.arity, c.keys, c.acl), (-3, ALL, WRITE_SLOW));
-        let c = find("sintercard");
-        assert_eq!((c.arity, c.keys, c.flags), (-3, KeyPositions::NONE, &["readonly", "movablekeys"][..]));
-        assert!(c.key_finder.is_some());
-        assert_eq!(find("srandmember").acl, READ_SLOW);
-        assert_eq!(find("spop").flags, WF);
-        assert_eq!(find("sadd").flags, WDF);
-        assert_eq!(COMMANDS.len(), 17);
-    }
-
-    #[test]
     fn wrong_types_and_arity() {
         let mut h = Harness::new();
         h.cmd("SET s x");

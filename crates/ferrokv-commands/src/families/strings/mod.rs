@@ -196,22 +196,6 @@ mod tests {
     use crate::testkit::Harness;
 
     #[test]
-    fn table_matches_redis_command_info() {
-        let find = |n: &str| COMMANDS.iter().find(|c| c.name == n).expect(n);
-        let c = find("mset");
-        assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, -1, 2)));
-        assert_eq!(c.flags, &["write", "denyoom"]);
-        let c = find("bitop");
-        assert_eq!((c.arity, c.keys), (-4, KeyPositions::new(2, -1, 1)));
-        assert_eq!(c.acl, &["@write", "@bitmap", "@slow"]);
-        let c = find("lcs");
-        assert_eq!((c.arity, c.keys), (-3, KeyPositions::new(1, 2, 1)));
-        let c = find("getex");
-        assert_eq!(c.flags, &["write", "fast"]);
-        assert_eq!(COMMANDS.len(), 29);
-    }
-
-    #[test]
     fn arity_is_checked_from_the_table() {
         let mut h = Harness::new();
         assert_eq!(h.cmd("GET"), "-ERR wrong number of arguments for 'get' command\r\n");
