@@ -10,6 +10,7 @@
 pub mod ctx;
 pub mod exec;
 pub mod families;
+mod keyspecs;
 pub mod table;
 #[cfg(test)]
 pub(crate) mod testkit;

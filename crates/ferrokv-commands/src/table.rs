@@ -380,6 +380,173 @@ impl CommandSpec {
     }
 }
 
+impl CommandSpec {
+    /// Its key specifications, as COMMAND INFO shows them (see `keyspecs.rs`).
+    pub fn key_specs(&self) -> &'static [KeySpec] {
+        type Map = hashbrown::HashMap<&'static str, &'static [KeySpec], foldhash::fast::FixedState>;
+        static MAP: OnceLock<Map> = OnceLock::new();
+        MAP.get_or_init(|| crate::keyspecs::KEY_SPECS.iter().copied().collect()).get(self.name).copied().unwrap_or(&[])
+    }
+
+    /// Its command tips (`nondeterministic_output`, `request_policy:...`).
+    pub fn tips(&self) -> &'static [&'static str] {
+        type Map = hashbrown::HashMap<&'static str, &'static [&'static str], foldhash::fast::FixedState>;
+        static MAP: OnceLock<Map> = OnceLock::new();
+        MAP.get_or_init(|| crate::keyspecs::TIPS.iter().copied().collect()).get(self.name).copied().unwrap_or(&[])
+    }
+}
+
+/// Why a command's keys cannot be found from its arguments (Redis's "invalid spec").
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidKeys;
+
+impl CommandSpec {
+    /// Whether the command has keys at all (Redis's `doesCommandHaveKeys`).
+    pub fn has_keys(&self) -> bool {
+        self.key_finder.is_some() || self.key_specs().iter().any(|k| !k.flags.contains(KeySpecFlags::NOT_KEY))
+    }
+
+    /// The key positions of this invocation with each key's flags, as Redis 7.0's
+    /// `getKeysFromCommandWithSpecs` finds them (COMMAND GETKEYS and GETKEYSANDFLAGS):
+    /// from the key specifications when they are complete and their flags fixed, else
+    /// from the command's own key finder.
+    pub fn keys_and_flags(&self, args: &Args) -> Result<Vec<(usize, KeySpecFlags)>, InvalidKeys> {
+        let specs = self.key_specs();
+        let has_keyspec = specs.iter().any(|k| !k.flags.contains(KeySpecFlags::NOT_KEY));
+        let varflags = specs.iter().any(|k| k.flags.contains(KeySpecFlags::VARIABLE_FLAGS));
+        if has_keyspec && !varflags {
+            if let Ok(keys) = keys_from_specs(specs, args) {
+                return Ok(keys);
+            }
+        }
+        Ok(match self.name {
+            "set" => {
+                let get = (3..args.len()).any(|i| args.get(i).eq_ignore_ascii_case(b"get"));
+                let flags = if get { "RW access update" } else { "OW update" };
+                vec![(1, flags_of(flags))]
+            }
+            "bitfield" => vec![(1, flags_of(if bitfield_readonly(args) { "RO access" } else { "RW access update" }))],
+            "sort_ro" => vec![(1, flags_of("RO access"))],
+            "sort" => {
+                let mut keys = vec![(1, flags_of("RO access"))];
+                let mut store = None;
+                let mut i = 2;
+                while i < args.len() {
+                    let a = args.get(i);
+                    if a.eq_ignore_ascii_case(b"limit") {
+                        i += 2;
+                    } else if a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by") {
+                        i += 1;
+                    } else if a.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+                        store = Some(i + 1);
+                    }
+                    i += 1;
+                }
+                keys.extend(store.map(|i| (i, flags_of("OW update"))));
+                keys
+            }
+            _ => match self.key_finder {
+                Some(f) => f(args).into_iter().map(|i| (i, KeySpecFlags::default())).collect(),
+                None => return Err(InvalidKeys),
+            },
+        })
+    }
+}
+
+fn flags_of(names: &str) -> KeySpecFlags {
+    let names: Vec<&str> = names.split(' ').collect();
+    KeySpecFlags::parse(&names)
+}
+
+/// BITFIELD only reads when every operation is a GET (Redis's `bitfieldGetKeys`).
+fn bitfield_readonly(args: &Args) -> bool {
+    let mut i = 2;
+    while i < args.len() {
+        let rem = args.len() - i - 1;
+        let a = args.get(i);
+        if a.eq_ignore_ascii_case(b"get") && rem >= 2 {
+            i += 3;
+        } else if a.eq_ignore_ascii_case(b"overflow") && rem >= 1 {
+            i += 2;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Redis's `getKeysUsingKeySpecs`, without partial results.
+fn keys_from_specs(specs: &[KeySpec], args: &Args) -> Result<Vec<(usize, KeySpecFlags)>, InvalidKeys> {
+    let argc = args.len() as i64;
+    let mut out = Vec::new();
+    for spec in specs {
+        if spec.flags.contains(KeySpecFlags::NOT_KEY) {
+            continue;
+        }
+        let mut first: i64 = match spec.begin {
+            BeginSearch::Index(i) => i as i64,
+            BeginSearch::Keyword { keyword, start_from } => {
+                let from = start_from as i64;
+                let (start, end) = if from > 0 { (from, argc - 1) } else { (argc + from, 1) };
+                let mut found = 0;
+                let mut i = start;
+                while i != end {
+                    if i >= argc || i < 1 {
+                        break;
+                    }
+                    if args.get(i as usize).eq_ignore_ascii_case(keyword.as_bytes()) {
+                        found = i + 1;
+                        break;
+                    }
+                    i = if start <= end { i + 1 } else { i - 1 };
+                }
+                if found == 0 {
+                    continue;
+                }
+                found
+            }
+            BeginSearch::Unknown => return Err(InvalidKeys),
+        };
+        let (last, step) = match spec.find {
+            FindKeys::Range { last_key, key_step, limit } => {
+                let last = if last_key >= 0 {
+                    first + last_key as i64
+                } else if limit == 0 {
+                    argc + last_key as i64
+                } else {
+                    first + ((argc - first) / limit as i64 + last_key as i64)
+                };
+                (last, key_step as i64)
+            }
+            FindKeys::Keynum { keynum_idx, first_key, key_step } => {
+                let at = first + keynum_idx as i64;
+                if keynum_idx as i64 >= argc || at >= argc {
+                    return Err(InvalidKeys);
+                }
+                let n = match crate::util::parse_i64(args.get(at as usize)) {
+                    Some(n) if n >= 0 => n,
+                    _ => return Err(InvalidKeys),
+                };
+                first += first_key as i64;
+                (first + n - 1, key_step as i64)
+            }
+            FindKeys::Unknown => return Err(InvalidKeys),
+        };
+        if last >= argc || last < first || first >= argc {
+            return Err(InvalidKeys);
+        }
+        let mut i = first;
+        while i <= last {
+            out.push((i as usize, spec.flags));
+            i += step.max(1);
+        }
+        if spec.flags.contains(KeySpecFlags::INCOMPLETE) {
+            return Err(InvalidKeys);
+        }
+    }
+    Ok(out)
+}
+
 /// All commands, family by family.
 pub static COMMANDS: &[&[CommandSpec]] = {
     use crate::families::*;

@@ -531,11 +531,92 @@ fn command_info(r: &mut ReplyBuf, s: &CommandSpec) {
     for a in s.acl.names() {
         r.simple(a);
     }
-    r.array(0);
-    r.array(0);
-    r.array(s.subcommands.len());
+    let tips = s.tips();
+    r.set(tips.len());
+    for t in tips {
+        r.bulk(t.as_bytes());
+    }
+    let specs = s.key_specs();
+    r.set(specs.len());
+    for k in specs {
+        key_spec(r, k);
+    }
+    r.set(s.subcommands.len());
     for sub in s.subcommands {
         command_info(r, sub);
+    }
+}
+
+/// One key specification, as Redis's `addReplyCommandKeySpecs` renders it.
+fn key_spec(r: &mut ReplyBuf, k: &ferrokv_commands::table::KeySpec) {
+    use ferrokv_commands::table::{BeginSearch, FindKeys};
+    r.map(3 + !k.notes.is_empty() as usize);
+    if !k.notes.is_empty() {
+        r.bulk(b"notes");
+        r.bulk(k.notes.as_bytes());
+    }
+    r.bulk(b"flags");
+    r.set(k.flags.len());
+    for f in k.flags.names() {
+        r.simple(f);
+    }
+    r.bulk(b"begin_search");
+    r.map(2);
+    r.bulk(b"type");
+    match k.begin {
+        BeginSearch::Index(i) => {
+            r.bulk(b"index");
+            r.bulk(b"spec");
+            r.map(1);
+            r.bulk(b"index");
+            r.integer(i as i64);
+        }
+        BeginSearch::Keyword { keyword, start_from } => {
+            r.bulk(b"keyword");
+            r.bulk(b"spec");
+            r.map(2);
+            r.bulk(b"keyword");
+            r.bulk(keyword.as_bytes());
+            r.bulk(b"startfrom");
+            r.integer(start_from as i64);
+        }
+        BeginSearch::Unknown => {
+            r.bulk(b"unknown");
+            r.bulk(b"spec");
+            r.map(0);
+        }
+    }
+    r.bulk(b"find_keys");
+    r.map(2);
+    r.bulk(b"type");
+    match k.find {
+        FindKeys::Range { last_key, key_step, limit } => {
+            r.bulk(b"range");
+            r.bulk(b"spec");
+            r.map(3);
+            r.bulk(b"lastkey");
+            r.integer(last_key as i64);
+            r.bulk(b"keystep");
+            r.integer(key_step as i64);
+            r.bulk(b"limit");
+            r.integer(limit as i64);
+        }
+        FindKeys::Keynum { keynum_idx, first_key, key_step } => {
+            r.bulk(b"keynum");
+            r.bulk(b"spec");
+            r.map(3);
+            r.bulk(b"keynumidx");
+            r.integer(keynum_idx as i64);
+            r.bulk(b"firstkey");
+            r.integer(first_key as i64);
+            r.bulk(b"keystep");
+            r.integer(key_step as i64);
+        }
+        FindKeys::Unknown => {
+            r.bulk(b"unknown");
+            r.bulk(b"spec");
+            r.map(0);
+        }
     }
 }
 
@@ -559,21 +640,24 @@ fn command(c: &mut Conn, args: &Args) {
         let specs: Vec<_> = if names.is_empty() {
             all_commands().map(Some).collect()
         } else {
-            names.iter().map(|n| lookup(n)).collect()
+            names.iter().map(|n| lookup_fullname(n)).collect()
         };
         c.reply(|r| {
             r.array(specs.len());
             for s in specs {
                 match s {
                     Some(s) => command_info(r, s),
-                    None => r.null_array(),
+                    None => r.null(),
                 }
             }
         });
     } else if eq_ic(sub, "docs") {
         let names: Vec<&[u8]> = args.iter().skip(2).collect();
-        let specs: Vec<&CommandSpec> =
-            if names.is_empty() { all_commands().collect() } else { names.iter().filter_map(|n| lookup(n)).collect() };
+        let specs: Vec<&CommandSpec> = if names.is_empty() {
+            all_commands().collect()
+        } else {
+            names.iter().filter_map(|n| lookup_fullname(n)).collect()
+        };
         c.reply(|r| {
             r.map(specs.len());
             for s in specs {
@@ -584,39 +668,48 @@ fn command(c: &mut Conn, args: &Args) {
             }
         });
     } else if eq_ic(sub, "list") {
-        let names: Vec<_> = all_commands().map(|s| s.name).collect();
+        // COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]
+        let filter = match args.len() {
+            2 => None,
+            5 if eq_ic(args.get(2), "filterby") => {
+                let (kind, arg) = (args.get(3), args.get(4));
+                if eq_ic(kind, "module") || eq_ic(kind, "aclcat") || eq_ic(kind, "pattern") {
+                    Some((kind.to_ascii_lowercase(), arg))
+                } else {
+                    return c.error(ERR_SYNTAX);
+                }
+            }
+            _ => return c.error(ERR_SYNTAX),
+        };
+        let keep = |spec: &CommandSpec| match &filter {
+            None => true,
+            Some((kind, arg)) => match kind.as_slice() {
+                b"module" => false,
+                b"aclcat" => {
+                    let cat = format!("@{}", String::from_utf8_lossy(arg).to_ascii_lowercase());
+                    ferrokv_commands::table::AclCats::NAMES
+                        .iter()
+                        .find(|(n, _)| *n == cat)
+                        .is_some_and(|(_, bit)| spec.acl.contains(*bit))
+                }
+                _ => ferrokv_store::glob::glob_match(arg, spec.name.as_bytes(), true),
+            },
+        };
+        let mut names = Vec::new();
+        for spec in all_commands() {
+            if keep(spec) {
+                names.push(spec.name);
+            }
+            names.extend(spec.subcommands.iter().filter(|s| keep(s)).map(|s| s.name));
+        }
         c.reply(|r| {
             r.array(names.len());
             for n in names {
                 r.bulk(n.as_bytes());
             }
         });
-    } else if eq_ic(sub, "getkeys") {
-        let rest = ferrokv_resp::OwnedArgs::from_slices(args.iter().skip(2));
-        let a = rest.args();
-        let Some(mut spec) = lookup(a.get(0)) else { return c.error("ERR Invalid command specified") };
-        if !spec.subcommands.is_empty() && a.len() >= 2 {
-            if let Some(s) = lookup_sub(spec, a.get(1)) {
-                spec = s;
-            }
-        }
-        if !spec.arity_ok(a.len()) {
-            return c.error("ERR Invalid number of arguments specified for command");
-        }
-        let mut idx = Vec::new();
-        spec.key_indexes(&a, &mut idx);
-        if spec.keys.first <= 0 && spec.key_finder.is_none() {
-            return c.error("ERR The command has no key arguments");
-        }
-        if idx.is_empty() {
-            return c.error("ERR Invalid arguments specified for command");
-        }
-        c.reply(|r| {
-            r.array(idx.len());
-            for i in idx {
-                r.bulk(a.get(i));
-            }
-        });
+    } else if eq_ic(sub, "getkeys") || eq_ic(sub, "getkeysandflags") {
+        getkeys(c, args, eq_ic(sub, "getkeysandflags"));
     } else if eq_ic(sub, "help") {
         c.reply(|r| {
             r.array(2);
@@ -625,6 +718,56 @@ fn command(c: &mut Conn, args: &Args) {
         });
     } else {
         c.error(&format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", printable(sub, 128)));
+    }
+}
+
+/// A command by its full name, `parent|sub` for a subcommand (Redis's
+/// `lookupCommandBySds`).
+fn lookup_fullname(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut parts = name.splitn(3, |&b| b == b'|');
+    let parent = lookup(parts.next()?)?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(parent),
+        (Some(sub), None) => lookup_sub(parent, sub),
+        _ => None,
+    }
+}
+
+/// COMMAND GETKEYS / GETKEYSANDFLAGS command [arg ...] (Redis's `getKeysSubcommandImpl`).
+fn getkeys(c: &mut Conn, args: &Args, with_flags: bool) {
+    let rest = ferrokv_resp::OwnedArgs::from_slices(args.iter().skip(2));
+    let a = rest.args();
+    let Some(mut spec) = lookup(a.get(0)) else { return c.error("ERR Invalid command specified") };
+    if !spec.subcommands.is_empty() {
+        match (a.len() >= 2).then(|| lookup_sub(spec, a.get(1))).flatten() {
+            Some(s) => spec = s,
+            None => return c.error("ERR Invalid command specified"),
+        }
+    }
+    if !spec.has_keys() {
+        return c.error("ERR The command has no key arguments");
+    }
+    if !spec.arity_ok(a.len()) {
+        return c.error("ERR Invalid number of arguments specified for command");
+    }
+    match spec.keys_and_flags(&a) {
+        Ok(keys) if !keys.is_empty() => c.reply(|r| {
+            r.array(keys.len());
+            for (i, flags) in keys {
+                if with_flags {
+                    r.array(2);
+                    r.bulk(a.get(i));
+                    r.set(flags.len());
+                    for f in flags.names() {
+                        r.simple(f);
+                    }
+                } else {
+                    r.bulk(a.get(i));
+                }
+            }
+        }),
+        _ if spec.has(ferrokv_commands::table::Flags::NO_MANDATORY_KEYS) => c.reply(|r| r.array(0)),
+        _ => c.error("ERR Invalid arguments specified for command"),
     }
 }
 

@@ -74,6 +74,7 @@ pub const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Command, "command|info", -2, &["loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Command, "command|docs", -2, &["loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Command, "command|getkeys", -4, &["loading", "stale"], &["@slow", "@connection"]),
+    srv(ServerCmd::Command, "command|getkeysandflags", -4, &["loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Command, "command|list", -2, &["loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Command, "command|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
