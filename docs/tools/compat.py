@@ -16,7 +16,7 @@ NOTES = {
     "client": "ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT, HELP; other subcommands answer `unknown subcommand`",
     "client|list": "fields qbuf-free, argv-mem, multi-mem, tot-mem report 0",
     "config": "GET, SET, RESETSTAT, HELP; no REWRITE",
-    "command": "COMMAND DOCS gives only each command's group; key specs and tips are empty arrays",
+    "command": "COMMAND INFO, LIST, COUNT, GETKEYS, GETKEYSANDFLAGS as Redis (diffed in tests/command_table.rs); COMMAND DOCS gives only each command's group",
     "command|docs": "only the group of each command",
     "info": "sections server, clients, memory, persistence, stats, replication, cpu, cluster, keyspace; only the fields ferrokv tracks",
     "shutdown": "NOSAVE/SAVE/NOW/FORCE accepted; nothing is saved (no persistence yet)",
