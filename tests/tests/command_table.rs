@@ -196,3 +196,64 @@ fn command_getkeys_matches_redis() {
     }
     assert!(differ.is_empty(), "{} GETKEYS replies differ:\n{}", differ.len(), differ.join("\n"));
 }
+
+/// COMMAND DOCS of every command and subcommand, compared with the reference (for a
+/// container, everything but its `subcommands`, which list only what ferrokv has).
+#[test]
+fn command_docs_matches_redis_for_every_command() {
+    let ferrokv = Server::ferrokv(&[]);
+    let redis = Server::redis(&[]);
+    let ours = names(&ferrokv.conn().call(&["COMMAND", "LIST"]));
+    let mut differ = Vec::new();
+    for proto in [2, 3] {
+        let (mut f, mut r) = (ferrokv.conn(), redis.conn());
+        if proto == 3 {
+            hello3(&mut f);
+            hello3(&mut r);
+        }
+        for name in &ours {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let args = ["COMMAND", "DOCS", name.as_str()];
+            let (a, b) = (f.send(&args), r.send(&args));
+            let without_subcommands = |x: &[u8]| -> Reply {
+                let strip = |pairs: Vec<Reply>| -> Vec<Reply> {
+                    let mut out = Vec::new();
+                    for kv in pairs.chunks(2) {
+                        if kv[0] != Reply::Bulk(Some(b"subcommands".to_vec())) {
+                            out.extend_from_slice(kv);
+                        }
+                    }
+                    out
+                };
+                match parse_one(x) {
+                    Ok(Reply::Array(Some(mut outer))) if outer.len() == 2 => match outer.pop() {
+                        Some(Reply::Array(Some(doc))) => Reply::Array(Some(strip(doc))),
+                        other => panic!("{name}: {other:?}"),
+                    },
+                    Ok(Reply::Map(mut outer)) if outer.len() == 1 => match outer.pop() {
+                        Some((_, Reply::Map(doc))) => Reply::Map(
+                            doc.into_iter().filter(|(k, _)| *k != Reply::Bulk(Some(b"subcommands".to_vec()))).collect(),
+                        ),
+                        other => panic!("{name}: {other:?}"),
+                    },
+                    other => panic!("{name}: {other:?}"),
+                }
+            };
+            let container = !name.contains('|') && ours.iter().any(|n| n.starts_with(format!("{name}|").as_bytes()));
+            let same = if container { without_subcommands(&a) == without_subcommands(&b) } else { a == b };
+            if !same {
+                differ.push(format!("{name} (RESP{proto}):\n  redis   {}\n  ferrokv {}", show(&b), show(&a)));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{} COMMAND DOCS replies differ:\n{}", differ.len(), differ.join("\n"));
+    // No name: every command; unknown names are left out, as in Redis.
+    let mut f = ferrokv.conn();
+    let top_level = ours.iter().filter(|n| !n.contains(&b'|')).count();
+    match f.call(&["COMMAND", "DOCS"]) {
+        Reply::Array(Some(flat)) => assert_eq!(flat.len(), 2 * top_level),
+        other => panic!("COMMAND DOCS: {other:?}"),
+    }
+    let args = ["COMMAND", "DOCS", "nosuch", "get", "client|nosuch"];
+    assert_eq!(show(&f.send(&args)), show(&redis.conn().send(&args)));
+}

@@ -8,6 +8,7 @@
 //! shards; the server decides where they run.
 
 pub mod ctx;
+mod docs;
 pub mod exec;
 pub mod families;
 mod keyspecs;

@@ -388,6 +388,14 @@ impl CommandSpec {
         MAP.get_or_init(|| crate::keyspecs::KEY_SPECS.iter().copied().collect()).get(self.name).copied().unwrap_or(&[])
     }
 
+    /// Its COMMAND DOCS map (summary, since, group, complexity, history, arguments...)
+    /// as RESP3 bytes, without `subcommands` (see `docs.rs`).
+    pub fn docs(&self) -> Option<&'static [u8]> {
+        type Map = hashbrown::HashMap<&'static str, &'static [u8], foldhash::fast::FixedState>;
+        static MAP: OnceLock<Map> = OnceLock::new();
+        MAP.get_or_init(|| crate::docs::DOCS.iter().copied().collect()).get(self.name).copied()
+    }
+
     /// Its command tips (`nondeterministic_output`, `request_policy:...`).
     pub fn tips(&self) -> &'static [&'static str] {
         type Map = hashbrown::HashMap<&'static str, &'static [&'static str], foldhash::fast::FixedState>;

@@ -662,9 +662,7 @@ fn command(c: &mut Conn, args: &Args) {
             r.map(specs.len());
             for s in specs {
                 r.bulk(s.name.as_bytes());
-                r.map(1);
-                r.bulk(b"group");
-                r.bulk(command_group(s).as_bytes());
+                command_docs(r, s);
             }
         });
     } else if eq_ic(sub, "list") {
@@ -771,18 +769,62 @@ fn getkeys(c: &mut Conn, args: &Args, with_flags: bool) {
     }
 }
 
-fn command_group(s: &CommandSpec) -> &'static str {
-    use ferrokv_commands::table::AclCats;
-    if s.acl.contains(AclCats::STRING) {
-        "string"
-    } else if s.acl.contains(AclCats::KEYSPACE) {
-        "generic"
-    } else if s.acl.contains(AclCats::TRANSACTION) {
-        "transactions"
-    } else if s.acl.contains(AclCats::CONNECTION) {
-        "connection"
-    } else {
-        "server"
+/// A command's COMMAND DOCS map: the reference's docs from the table, then the
+/// docs of the subcommands ferrokv has.
+fn command_docs(r: &mut ReplyBuf, s: &CommandSpec) {
+    let doc = s.docs().and_then(|d| ferrokv_resp::parse_value(d).ok().flatten()).map(|(v, _)| v);
+    let mut entries = match doc {
+        Some(ferrokv_resp::Value::Map(m)) => m,
+        _ => Vec::new(),
+    };
+    if entries.is_empty() {
+        tracing::error!("no COMMAND DOCS for '{}' in the table", s.name);
+    }
+    r.map(entries.len() + !s.subcommands.is_empty() as usize);
+    for (k, v) in entries.drain(..) {
+        write_value(r, &k);
+        write_value(r, &v);
+    }
+    if !s.subcommands.is_empty() {
+        r.bulk(b"subcommands");
+        r.map(s.subcommands.len());
+        for sub in s.subcommands {
+            r.bulk(sub.name.as_bytes());
+            command_docs(r, sub);
+        }
+    }
+}
+
+/// Writes a stored reply in the connection's protocol (maps and sets as flat arrays in
+/// RESP2).
+fn write_value(r: &mut ReplyBuf, v: &ferrokv_resp::Value) {
+    use ferrokv_resp::Value;
+    match v {
+        Value::Simple(t) => r.simple(t),
+        Value::Error(t) => r.error(t),
+        Value::Int(n) => r.integer(*n),
+        Value::Bulk(b) => r.bulk(b),
+        Value::Nil | Value::Null => r.null(),
+        Value::NilArray => r.null_array(),
+        Value::Array(items) | Value::Push(items) => {
+            r.array(items.len());
+            items.iter().for_each(|i| write_value(r, i));
+        }
+        Value::Set(items) => {
+            r.set(items.len());
+            items.iter().for_each(|i| write_value(r, i));
+        }
+        Value::Map(pairs) => {
+            r.map(pairs.len());
+            for (k, v) in pairs {
+                write_value(r, k);
+                write_value(r, v);
+            }
+        }
+        Value::Double(d) => r.double(*d),
+        Value::Bool(b) => r.boolean(*b),
+        Value::Verbatim { text, .. } => r.verbatim(text),
+        Value::BigNumber(n) => r.bulk(n.as_bytes()),
     }
 }
 
