@@ -174,3 +174,70 @@ fn countkeysinslot_inside_exec_counts_the_transactions_own_write() {
     let exec = conn.send(&["EXEC"]);
     assert_eq!(show(&exec), show(b"*3\r\n+OK\r\n:1\r\n*1\r\n$1\r\nk\r\n"));
 }
+
+/// The `name:calls=..,rejected_calls=..,failed_calls=..` part of INFO commandstats
+/// (without the times), and the errorstats lines.
+fn stats_of(s: &Server) -> (Vec<String>, Vec<String>) {
+    let raw = s.conn().send(&["INFO", "commandstats"]);
+    let mut cmds: Vec<String> = String::from_utf8_lossy(&raw)
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| !l.starts_with("cmdstat_info:"))
+        .map(|l| {
+            let (name, fields) = l.split_once(':').unwrap();
+            let keep: Vec<&str> =
+                fields.split(',').filter(|f| !f.starts_with("usec=") && !f.starts_with("usec_per_call=")).collect();
+            format!("{name}:{}", keep.join(","))
+        })
+        .collect();
+    cmds.sort();
+    let raw = s.conn().send(&["INFO", "errorstats"]);
+    let errs =
+        String::from_utf8_lossy(&raw).lines().filter(|l| l.starts_with("errorstat_")).map(String::from).collect();
+    (cmds, errs)
+}
+
+/// INFO commandstats and errorstats count calls, rejections and failures as Redis
+/// does, for inline, multi-key, transaction and server commands, and CONFIG RESETSTAT
+/// clears them.
+#[test]
+fn commandstats_and_errorstats_count_as_redis() {
+    let servers = [Server::ferrokv(&["--server-threads", "2"]), Server::redis(&[])];
+    let mut seen = Vec::new();
+    for s in &servers {
+        let mut c = s.conn();
+        c.send(&["CONFIG", "RESETSTAT"]);
+        for cmd in [
+            vec!["SET", "a", "x"],
+            vec!["GET", "a"],
+            vec!["INCR", "a"],
+            vec!["GET"],
+            vec!["NOSUCH", "x"],
+            vec!["LPUSH", "a", "x"],
+            vec!["MSET", "k1", "1", "k2", "2", "k3", "3"],
+            vec!["MGET", "k1", "k2", "k3", "k4"],
+            vec!["CLIENT", "ID"],
+            vec!["CLIENT", "NOSUCH"],
+            vec!["OBJECT", "ENCODING", "a"],
+            vec!["MULTI"],
+            vec!["SET", "b", "1"],
+            vec!["INCR", "a"],
+            vec!["EXEC"],
+            vec!["MULTI"],
+            vec!["GET"],
+            vec!["EXEC"],
+            vec!["AUTH", "nopass"],
+            vec!["EXPIRE", "a", "x"],
+        ] {
+            c.send(&cmd);
+        }
+        seen.push(stats_of(s));
+    }
+    assert_eq!(seen[0], seen[1], "ferrokv's commandstats/errorstats (left) differ from redis-server's (right)");
+    for s in &servers {
+        s.conn().send(&["CONFIG", "RESETSTAT"]);
+        let (cmds, errs) = stats_of(s);
+        assert!(cmds.iter().all(|c| c.starts_with("cmdstat_config|resetstat:")), "{cmds:?}");
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+}

@@ -571,15 +571,37 @@ pub static COMMANDS: &[&[CommandSpec]] = {
     ]
 };
 
-type Index = hashbrown::HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
+/// A command's or subcommand's number: its place in the table with every command
+/// followed by its subcommands, so per-command statistics are an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId(pub u16);
+
+struct Index {
+    by_name: hashbrown::HashMap<&'static str, (&'static CommandSpec, CommandId), foldhash::fast::FixedState>,
+    by_id: Vec<&'static CommandSpec>,
+}
 
 fn index() -> &'static Index {
     static INDEX: OnceLock<Index> = OnceLock::new();
-    INDEX.get_or_init(|| COMMANDS.iter().flat_map(|f| f.iter()).map(|c| (c.name, c)).collect())
+    INDEX.get_or_init(|| {
+        let mut by_name = hashbrown::HashMap::default();
+        let mut by_id = Vec::new();
+        for c in all() {
+            by_name.insert(c.name, (c, CommandId(by_id.len() as u16)));
+            by_id.push(c);
+            by_id.extend(c.subcommands.iter());
+        }
+        Index { by_name, by_id }
+    })
 }
 
 /// Looks a command up by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup_id(name).map(|(c, _)| c)
+}
+
+/// [`lookup`] with the command's id.
+pub fn lookup_id(name: &[u8]) -> Option<(&'static CommandSpec, CommandId)> {
     let mut buf = [0u8; 32];
     if name.len() > buf.len() {
         return None;
@@ -587,7 +609,23 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    index().get(std::str::from_utf8(lower).ok()?).copied()
+    index().by_name.get(std::str::from_utf8(lower).ok()?).copied()
+}
+
+/// The id of `sub`, a subcommand of the command `parent` whose id is `parent_id`.
+pub fn sub_id(parent: &'static CommandSpec, parent_id: CommandId, sub: &'static CommandSpec) -> CommandId {
+    let at = parent.subcommands.iter().position(|s| std::ptr::eq(s, sub)).unwrap_or(0);
+    CommandId(parent_id.0 + 1 + at as u16)
+}
+
+/// The command with id `id`.
+pub fn by_id(id: CommandId) -> Option<&'static CommandSpec> {
+    index().by_id.get(id.0 as usize).copied()
+}
+
+/// How many ids there are (commands and subcommands).
+pub fn id_count() -> usize {
+    index().by_id.len()
 }
 
 /// Looks up a subcommand of `parent` by name, case-insensitively.

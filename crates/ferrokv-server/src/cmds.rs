@@ -500,6 +500,8 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         for s in core.node.shards.iter() {
             s.commands_processed.store(0, Ordering::Relaxed);
             s.expired_keys.store(0, Ordering::Relaxed);
+            s.cmdstats.iter().for_each(|c| c.reset());
+            s.errorstats.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         core.node.total_connections.store(0, Ordering::Relaxed);
         core.node.rejected_connections.store(0, Ordering::Relaxed);
@@ -917,11 +919,18 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
             match q.spec.handler {
                 Handler::Data(_) | Handler::Blocking(..) => {
                     let client = (core.id, c.token);
+                    let t0 = crate::node::cycles();
+                    let mut failed = false;
                     let reply = c.reply(|out| {
                         let start = out.buf.len();
                         let r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
+                        if out.buf.get(start) == Some(&b'-') {
+                            failed = true;
+                            core.node.shards[core.id].count_error(&out.buf[start..]);
+                        }
                         core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked))
                     });
+                    core.record(q.id, crate::node::cycles().wrapping_sub(t0), failed);
                     if let Some((reply, blocked)) = reply {
                         core.traced(
                             client,
@@ -936,7 +945,13 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 // Inside EXEC, UNWATCH has nothing left to do: EXEC drops the watches.
                 Handler::Server(ServerCmd::Unwatch) => c.reply(|r| r.ok()),
                 Handler::Server(cmd) => {
+                    let (mark, t0) = (c.reply_mark(), crate::node::cycles());
                     let _ = run(core, c, cmd, &a, Held::Exec(&mut ks));
+                    let failed = c.replied_since(mark).first() == Some(&b'-');
+                    if failed {
+                        core.node.shards[core.id].count_error(c.replied_since(mark));
+                    }
+                    core.record(q.id, crate::node::cycles().wrapping_sub(t0), failed);
                 }
             }
         }

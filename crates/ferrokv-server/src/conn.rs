@@ -16,6 +16,7 @@ pub struct Pending {
 
 pub struct QueuedCommand {
     pub spec: &'static CommandSpec,
+    pub id: ferrokv_commands::table::CommandId,
     pub args: OwnedArgs,
 }
 
@@ -136,6 +137,28 @@ impl Conn {
         let r = f(&mut rb);
         *target = rb.buf;
         r
+    }
+
+    /// Where the next reply goes, to find it again with [`Conn::replied_since`].
+    pub fn reply_mark(&self) -> (usize, usize) {
+        let len = match self.pending.back() {
+            Some(p) => p.after.len(),
+            None => self.out.len(),
+        };
+        (self.pending.len(), len)
+    }
+
+    /// What was replied since `mark` (empty if the reply went behind a new pending
+    /// slot, or was already sent).
+    pub fn replied_since(&self, mark: (usize, usize)) -> &[u8] {
+        if self.pending.len() != mark.0 {
+            return &[];
+        }
+        let buf = match self.pending.back() {
+            Some(p) => &p.after,
+            None => &self.out,
+        };
+        buf.get(mark.1..).unwrap_or(&[])
     }
 
     pub fn error(&mut self, msg: &str) {

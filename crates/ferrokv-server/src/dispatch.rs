@@ -13,9 +13,9 @@
 use crate::blocking::Waiter;
 use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
-use crate::node::{unix_ms, Node, ShardId};
-use ferrokv_commands::table::{lookup_sub, Blocked, Flags, ServerCmd, Wakes};
-use ferrokv_commands::{execute, lookup, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
+use crate::node::{cycles, unix_ms, Node, ShardId};
+use ferrokv_commands::table::{lookup_id, lookup_sub, sub_id, Blocked, CommandId, Flags, ServerCmd, Wakes};
+use ferrokv_commands::{execute, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::effects::Argv;
 use ferrokv_store::Db;
@@ -207,30 +207,32 @@ impl ShardCore {
     pub fn run_command(&mut self, c: &mut Conn, args: &Args) -> Flow {
         self.refresh_config();
         let name = args.get(0);
-        let Some(mut spec) = lookup(name) else {
+        let Some((mut spec, mut id)) = lookup_id(name) else {
             let msg = unknown_command(args);
-            return self.reject(c, &msg);
+            return self.reject(c, None, &msg);
         };
         if !spec.subcommands.is_empty() && args.len() >= 2 {
             match lookup_sub(spec, args.get(1)) {
-                Some(sub) => spec = sub,
-                None if matches!(spec.handler, Handler::Server(_)) => {}
+                Some(sub) => {
+                    id = sub_id(spec, id, sub);
+                    spec = sub;
+                }
                 None => {
                     let msg = format!(
                         "ERR unknown subcommand '{}'. Try {} HELP.",
                         printable(args.get(1), 128),
                         spec.name.to_ascii_uppercase()
                     );
-                    return self.reject(c, &msg);
+                    return self.reject(c, None, &msg);
                 }
             }
         }
         if !spec.arity_ok(args.len()) {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
-            return self.reject_spec(c, spec, &msg);
+            return self.reject_spec(c, spec, id, &msg);
         }
         if !c.authed && !spec.has(Flags::NO_AUTH) {
-            return self.reject_spec(c, spec, "NOAUTH Authentication required.");
+            return self.reject_spec(c, spec, id, "NOAUTH Authentication required.");
         }
         let asking = std::mem::take(&mut c.asking);
         if !matches!(spec.handler, Handler::Server(_)) && self.node.cluster.is_some() {
@@ -238,7 +240,7 @@ impl ShardCore {
             let refused = self.cluster_refusal(c, spec, args);
             c.asking = false;
             if let Some(e) = refused {
-                return self.reject(c, &e);
+                return self.reject(c, Some(id), &e);
             }
         }
         let controls_multi = matches!(
@@ -254,10 +256,10 @@ impl ShardCore {
         );
         if c.multi.is_some() && !controls_multi {
             if spec.has(Flags::NO_MULTI) {
-                return self.reject(c, "ERR Command not allowed inside a transaction");
+                return self.reject(c, Some(id), "ERR Command not allowed inside a transaction");
             }
             if let Some(m) = c.multi.as_mut() {
-                m.queued.push(QueuedCommand { spec, args: args.to_owned_args() });
+                m.queued.push(QueuedCommand { spec, id, args: args.to_owned_args() });
                 c.meta.multi.store(m.queued.len() as i64, Ordering::Relaxed);
             }
             c.reply(|r| r.simple("QUEUED"));
@@ -271,32 +273,70 @@ impl ShardCore {
         c.meta.set_last_cmd(spec);
         crate::node::bump(&self.node.shards[self.id].commands_processed);
         match spec.handler {
-            Handler::Server(cmd) => crate::cmds::run(self, c, cmd, args, Held::Nothing),
-            Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, args),
+            Handler::Server(cmd) => {
+                let (mark, start) = (c.reply_mark(), cycles());
+                let flow = crate::cmds::run(self, c, cmd, args, Held::Nothing);
+                if !matches!(flow, Flow::Stall) {
+                    let failed = c.replied_since(mark).first() == Some(&b'-');
+                    if failed {
+                        self.node.shards[self.id].count_error(c.replied_since(mark));
+                    }
+                    self.record(id, cycles().wrapping_sub(start), failed);
+                }
+                flow
+            }
+            Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, id, args),
         }
+    }
+
+    /// Counts one execution of command `id` on this shard (INFO commandstats).
+    #[inline]
+    pub fn record(&self, id: CommandId, cycles: u64, failed: bool) {
+        if let Some(st) = self.node.shards[self.id].cmdstats.get(id.0 as usize) {
+            crate::node::bump(&st.calls);
+            crate::node::add(&st.cycles, cycles);
+            if failed {
+                crate::node::bump(&st.failed);
+            }
+        }
+    }
+
+    /// After a data command wrote `reply`: counts its execution and its error.
+    #[inline]
+    fn record_data(&self, id: CommandId, cycles: u64, reply: &[u8]) {
+        let failed = reply.first() == Some(&b'-');
+        if failed {
+            self.node.shards[self.id].count_error(reply);
+        }
+        self.record(id, cycles, failed);
     }
 
     /// As [`reject`](Self::reject); a refused EXEC also discards the transaction and
     /// says so (`EXECABORT Transaction discarded because of: ...`), as Redis does.
-    fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, msg: &str) -> Flow {
+    fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, id: CommandId, msg: &str) -> Flow {
         if !matches!(spec.handler, Handler::Server(ServerCmd::Exec)) {
-            return self.reject(c, msg);
+            return self.reject(c, Some(id), msg);
         }
         c.multi = None;
         c.meta.multi.store(-1, Ordering::Relaxed);
         self.release_watches(c);
         let why = msg.strip_prefix("ERR ").unwrap_or(msg);
-        c.error(&format!("EXECABORT Transaction discarded because of: {why}"));
-        Flow::Done
+        self.reject(c, Some(id), &format!("EXECABORT Transaction discarded because of: {why}"))
     }
 
-    /// Replies an error for a command that was refused before running; inside MULTI
-    /// that also dooms the transaction (EXECABORT), as in Redis.
-    fn reject(&mut self, c: &mut Conn, msg: &str) -> Flow {
+    /// Replies an error for a command that was refused before running (counted as a
+    /// rejected call of `id`, when the command is known); inside MULTI that also dooms
+    /// the transaction (EXECABORT), as in Redis.
+    fn reject(&mut self, c: &mut Conn, id: Option<CommandId>, msg: &str) -> Flow {
         if let Some(m) = c.multi.as_mut() {
             m.dirty = true;
         }
         c.error(msg);
+        let shard = &self.node.shards[self.id];
+        shard.count_error(format!("-{msg}").as_bytes());
+        if let Some(st) = id.and_then(|id| shard.cmdstats.get(id.0 as usize)) {
+            crate::node::bump(&st.rejected);
+        }
         Flow::Done
     }
 
@@ -326,7 +366,7 @@ impl ShardCore {
         self.shard_set.sort_unstable();
     }
 
-    fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, args: &Args) -> Flow {
+    fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
         let h = spec.handler;
         self.shards_of(spec, args);
         let node = self.node;
@@ -339,7 +379,9 @@ impl ShardCore {
                 let client = (self.id, c.token);
                 let r = c.reply(|out| {
                     let start = out.buf.len();
+                    let t0 = cycles();
                     let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
+                    self.record_data(id, cycles().wrapping_sub(t0), &out.buf[start..]);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
                 });
@@ -368,6 +410,7 @@ impl ShardCore {
                     seq,
                     proto: c.proto,
                     spec,
+                    id,
                     args: args.to_owned_args(),
                     waiter,
                 };
@@ -383,14 +426,21 @@ impl ShardCore {
         let client = (self.id, c.token);
         let trace = self.trace.is_some();
         let mut traced = None;
+        let mut spent = (0, false);
         let r = c.reply(|out| {
             let start = out.buf.len();
+            let t0 = cycles();
             let r = run_unit(&mut ks, spec, args, env, out);
+            spent = (cycles().wrapping_sub(t0), out.buf.get(start) == Some(&b'-'));
+            if spent.1 {
+                node.shards[self.id].count_error(&out.buf[start..]);
+            }
             if trace {
                 traced = Some(out.buf[start..].to_vec());
             }
             r
         });
+        self.record(id, spent.0, spent.1);
         if let Some(reply) = traced {
             self.traced(client, args, &reply, r.blocked != Blocked::Served, false, false);
         }
@@ -559,6 +609,7 @@ impl ShardCore {
     pub fn exec_forwarded(
         &mut self,
         spec: &'static CommandSpec,
+        id: CommandId,
         args: &Args,
         proto: Proto,
         from: ShardId,
@@ -570,7 +621,9 @@ impl ShardCore {
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
+        let t0 = cycles();
         let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
+        self.record_data(id, cycles().wrapping_sub(t0), &out.buf);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {

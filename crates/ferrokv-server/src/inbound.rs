@@ -154,8 +154,8 @@ impl ShardCore {
     /// (the cluster bus, closing a socket) come back for the event loop.
     pub fn handle_message(&mut self, m: Msg, conns: &mut ConnTable, touched: &mut Vec<usize>) -> Option<Msg> {
         match m {
-            Msg::Exec { from, token, seq, proto, spec, args, waiter } => {
-                if let Some(bytes) = self.exec_forwarded(spec, &args.args(), proto, from, token, seq, waiter) {
+            Msg::Exec { from, token, seq, proto, spec, id, args, waiter } => {
+                if let Some(bytes) = self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, waiter) {
                     self.send(from, Msg::Reply { token, seq, bytes });
                 }
             }

@@ -10,8 +10,21 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 const DEFAULT: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "cluster", "keyspace"];
-const ALL: &[&str] = DEFAULT;
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats", "cluster", "keyspace"];
+/// Redis's order of every section (`commandstats` is not in the default set).
+const ALL: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
 
 pub fn render(node: &Node, args: &Args) -> String {
     let mut wanted: Vec<String> =
@@ -43,6 +56,8 @@ pub fn render(node: &Node, args: &Args) -> String {
                 let _ = write!(out, "# Cluster\r\ncluster_enabled:{on}\r\n");
             }
             "keyspace" => keyspace(node, &mut out),
+            "commandstats" => commandstats(node, &mut out),
+            "errorstats" => errorstats(node, &mut out),
             _ => {}
         }
     }
@@ -113,14 +128,60 @@ fn persistence(o: &mut String) {
 
 fn stats(node: &Node, o: &mut String) {
     let sum = |f: fn(&crate::node::ShardShared) -> u64| node.shards.iter().map(f).sum::<u64>();
+    let errors: u64 = error_counts(node).values().sum();
     let _ = write!(
         o,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\ntotal_error_replies:{errors}\r\n",
         node.total_connections.load(Ordering::Relaxed),
         sum(|s| s.commands_processed.load(Ordering::Relaxed)),
         node.rejected_connections.load(Ordering::Relaxed),
         sum(|s| s.expired_keys.load(Ordering::Relaxed)),
     );
+}
+
+/// Error replies by code, summed over the shards.
+fn error_counts(node: &Node) -> std::collections::BTreeMap<String, u64> {
+    let mut all = std::collections::BTreeMap::new();
+    for s in node.shards.iter() {
+        for (code, n) in s.errorstats.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            *all.entry(code.clone()).or_insert(0) += n;
+        }
+    }
+    all
+}
+
+/// `errorstat_<CODE>:count=<n>` for every error code replied since the last reset.
+fn errorstats(node: &Node, o: &mut String) {
+    o.push_str("# Errorstats\r\n");
+    for (code, n) in error_counts(node) {
+        let _ = write!(o, "errorstat_{code}:count={n}\r\n");
+    }
+}
+
+/// `cmdstat_<name>:calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..`
+/// for every command (and subcommand, as `parent|sub`) called or rejected since the
+/// last reset, summed over the shards.
+fn commandstats(node: &Node, o: &mut String) {
+    o.push_str("# Commandstats\r\n");
+    let per_us = crate::node::cycles_per_us();
+    for i in 0..ferrokv_commands::table::id_count() {
+        let total = |f: fn(&crate::node::CmdStat) -> &std::sync::atomic::AtomicU64| -> u64 {
+            node.shards.iter().filter_map(|s| s.cmdstats.get(i)).map(|c| f(c).load(Ordering::Relaxed)).sum()
+        };
+        let (calls, cycles) = (total(|c| &c.calls), total(|c| &c.cycles));
+        let (rejected, failed) = (total(|c| &c.rejected), total(|c| &c.failed));
+        if calls == 0 && rejected == 0 && failed == 0 {
+            continue;
+        }
+        let Some(spec) = ferrokv_commands::table::by_id(ferrokv_commands::table::CommandId(i as u16)) else { continue };
+        let usec = (cycles as f64 / per_us) as u64;
+        let per_call = if calls == 0 { 0.0 } else { usec as f64 / calls as f64 };
+        let _ = write!(
+            o,
+            "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}\r\n",
+            spec.name
+        );
+    }
 }
 
 fn replication(node: &Node, o: &mut String) {

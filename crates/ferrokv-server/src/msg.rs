@@ -14,6 +14,7 @@ pub enum Msg {
         seq: u64,
         proto: Proto,
         spec: &'static CommandSpec,
+        id: ferrokv_commands::table::CommandId,
         args: OwnedArgs,
         waiter: Option<Arc<Waiter>>,
     },
