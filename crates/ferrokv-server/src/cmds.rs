@@ -59,17 +59,17 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),
         ServerCmd::Multi => {
-            if c.multi.is_some() {
+            if c.multi().is_some() {
                 c.error("ERR MULTI calls can not be nested");
             } else {
-                c.multi = Some(Multi::default());
+                c.mode = crate::conn::Mode::Multi(Multi::default());
                 c.meta.multi.store(0, Ordering::Relaxed);
                 c.reply(|r| r.ok());
             }
         }
         ServerCmd::Exec => return exec(core, c),
         ServerCmd::Discard => {
-            if c.multi.take().is_none() {
+            if c.take_multi().is_none() {
                 c.error("ERR DISCARD without MULTI");
             } else {
                 c.meta.multi.store(-1, Ordering::Relaxed);
@@ -196,7 +196,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 }
 
 fn reset(core: &mut ShardCore, c: &mut Conn) {
-    c.multi = None;
+    c.take_multi();
     c.meta.multi.store(-1, Ordering::Relaxed);
     core.release_watches(c);
     c.proto = Proto::Resp2;
@@ -847,7 +847,7 @@ fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 
 /// WATCH key [key ...]
 fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flow {
-    if c.multi.is_some() {
+    if c.multi().is_some() {
         c.error("ERR WATCH inside MULTI is not allowed");
         return Flow::Done;
     }
@@ -870,12 +870,12 @@ fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flo
 /// EXEC: runs the queued commands atomically, or answers a null array when a watched
 /// key changed.
 fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
-    let Some(m) = c.multi.as_ref() else {
+    let Some(m) = c.multi() else {
         c.error("ERR EXEC without MULTI");
         return Flow::Done;
     };
     if m.dirty {
-        c.multi = None;
+        c.take_multi();
         c.meta.multi.store(-1, Ordering::Relaxed);
         core.release_watches(c);
         c.error("EXECABORT Transaction discarded because of previous errors.");
@@ -889,19 +889,18 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     // A server command inside the transaction may read any shard's keyspace
     // (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT...): lock them all, so it reads
     // through the held locks and never locks one again (see `Held`).
-    let shards =
-        if c.multi.as_ref().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server(_)))) {
-            (0..node.shard_count()).collect()
-        } else {
-            shards
-        };
+    let shards = if c.multi().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server(_)))) {
+        (0..node.shard_count()).collect()
+    } else {
+        shards
+    };
     let mut ks = MultiDb::lock(node, &shards);
     let now = core.now_ms;
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
         Some(db) => db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none()),
         None => false,
     });
-    let multi = c.multi.take().unwrap_or_default();
+    let multi = c.take_multi().unwrap_or_default();
     c.meta.multi.store(-1, Ordering::Relaxed);
     if let Some(t) = &core.trace {
         t.borrow_mut().push(crate::dispatch::TraceEvent::Transaction { client: (core.id, c.token), ran: intact });

@@ -37,6 +37,18 @@ pub struct Watch {
     pub existed: bool,
 }
 
+/// A connection's mode: one at a time, so no combination of flags can describe a state
+/// that cannot exist (a blocked client inside MULTI). Subscribed, replica and monitor
+/// connections join this when pub/sub, replication and MONITOR land.
+pub enum Mode {
+    /// Commands run as they arrive.
+    Normal,
+    /// After MULTI: commands are queued until EXEC or DISCARD.
+    Multi(Multi),
+    /// Waiting in a blocking command: parsing stops until it is served or times out.
+    Blocked(BlockState),
+}
+
 /// A connection waiting in a blocking command.
 pub struct BlockState {
     pub seq: u64,
@@ -69,9 +81,8 @@ pub struct Conn {
     pub closing: bool,
     /// The socket was shut down; the slot is freed when no operation is in flight.
     pub dead: bool,
-    pub multi: Option<Multi>,
-    /// Waiting in a blocking command: parsing stops until it is served or times out.
-    pub blocked: Option<BlockState>,
+    /// What the connection is doing besides running commands one by one.
+    pub mode: Mode,
     /// Parsing stops until the reply of this command arrives (CLUSTER changes).
     pub barrier: Option<u64>,
     /// ASKING was sent: the next command may run on an importing slot.
@@ -103,8 +114,7 @@ impl Conn {
             authed,
             closing: false,
             dead: false,
-            multi: None,
-            blocked: None,
+            mode: Mode::Normal,
             barrier: None,
             asking: false,
             readonly: false,
@@ -117,7 +127,60 @@ impl Conn {
     /// Parsing waits for a blocking command or a CLUSTER change to answer.
     #[inline]
     pub fn waiting(&self) -> bool {
-        self.blocked.is_some() || self.barrier.is_some()
+        matches!(self.mode, Mode::Blocked(_)) || self.barrier.is_some()
+    }
+
+    #[inline]
+    pub fn multi(&self) -> Option<&Multi> {
+        match &self.mode {
+            Mode::Multi(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn multi_mut(&mut self) -> Option<&mut Multi> {
+        match &mut self.mode {
+            Mode::Multi(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Leaves MULTI, returning the transaction.
+    pub fn take_multi(&mut self) -> Option<Multi> {
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Multi(m) => Some(m),
+            other => {
+                self.mode = other;
+                None
+            }
+        }
+    }
+
+    #[inline]
+    pub fn blocked(&self) -> Option<&BlockState> {
+        match &self.mode {
+            Mode::Blocked(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn blocked_mut(&mut self) -> Option<&mut BlockState> {
+        match &mut self.mode {
+            Mode::Blocked(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Leaves the blocking command, returning its state.
+    pub fn take_blocked(&mut self) -> Option<BlockState> {
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Blocked(b) => Some(b),
+            other => {
+                self.mode = other;
+                None
+            }
+        }
     }
 
     /// Commands sent to other shards that have not replied yet.

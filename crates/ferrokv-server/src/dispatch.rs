@@ -143,7 +143,7 @@ impl ShardCore {
             Ok(None) => return None,
             Ok(Some(s)) => s,
         };
-        if let Some(m) = c.multi.as_mut() {
+        if let Some(m) = c.multi_mut() {
             // A transaction's keys must all be in one slot.
             match m.slot {
                 Some(prev) if prev != slot => return Some(crate::cluster::CROSSSLOT.into()),
@@ -254,13 +254,14 @@ impl ShardCore {
                     | ServerCmd::Reset
             )
         );
-        if c.multi.is_some() && !controls_multi {
+        if c.multi().is_some() && !controls_multi {
             if spec.has(Flags::NO_MULTI) {
                 return self.reject(c, Some(id), "ERR Command not allowed inside a transaction");
             }
-            if let Some(m) = c.multi.as_mut() {
+            if let Some(m) = c.multi_mut() {
                 m.queued.push(QueuedCommand { spec, id, args: args.to_owned_args() });
-                c.meta.multi.store(m.queued.len() as i64, Ordering::Relaxed);
+                let n = m.queued.len() as i64;
+                c.meta.multi.store(n, Ordering::Relaxed);
             }
             c.reply(|r| r.simple("QUEUED"));
             return Flow::Done;
@@ -317,7 +318,7 @@ impl ShardCore {
         if !matches!(spec.handler, Handler::Server(ServerCmd::Exec)) {
             return self.reject(c, Some(id), msg);
         }
-        c.multi = None;
+        c.take_multi();
         c.meta.multi.store(-1, Ordering::Relaxed);
         self.release_watches(c);
         let why = msg.strip_prefix("ERR ").unwrap_or(msg);
@@ -328,7 +329,7 @@ impl ShardCore {
     /// rejected call of `id`, when the command is known); inside MULTI that also dooms
     /// the transaction (EXECABORT), as in Redis.
     fn reject(&mut self, c: &mut Conn, id: Option<CommandId>, msg: &str) -> Flow {
-        if let Some(m) = c.multi.as_mut() {
+        if let Some(m) = c.multi_mut() {
             m.dirty = true;
         }
         c.error(msg);
@@ -399,7 +400,7 @@ impl ShardCore {
                     Handler::Blocking(..) => {
                         let w = self.new_waiter(c, spec, args, seq, false);
                         // Counted when the key's shard reports it registered (Msg::Blocked).
-                        c.blocked = Some(BlockState { seq, waiter: w.clone(), counted: false });
+                        c.mode = crate::conn::Mode::Blocked(BlockState { seq, waiter: w.clone(), counted: false });
                         Some(w)
                     }
                     _ => None,
@@ -490,7 +491,7 @@ impl ShardCore {
     ) -> Arc<Waiter> {
         let seq = c.push_pending();
         let w = self.new_waiter(c, spec, args, seq, multi);
-        c.blocked = Some(BlockState { seq, waiter: w.clone(), counted: true });
+        c.mode = crate::conn::Mode::Blocked(BlockState { seq, waiter: w.clone(), counted: true });
         self.count_blocked(1);
         self.start_timeout(c.token, seq, timeout_ms);
         w
@@ -573,7 +574,7 @@ impl ShardCore {
     /// Retries a multi-shard waiter of this shard's connection `c` under the locks of
     /// all its shards. Returns its reply when it was served.
     pub fn retry_blocked(&mut self, c: &mut Conn) -> Option<Vec<u8>> {
-        let w = c.blocked.as_ref()?.waiter.clone();
+        let w = c.blocked()?.waiter.clone();
         let args = w.args.args();
         self.shards_of(w.spec, &args);
         let node = self.node;
@@ -644,7 +645,7 @@ impl ShardCore {
     /// The shards a set of queued commands and watched keys touch (for EXEC).
     pub fn shards_of_transaction(&mut self, c: &Conn) -> Vec<ShardId> {
         let mut all = Vec::new();
-        if let Some(m) = c.multi.as_ref() {
+        if let Some(m) = c.multi() {
             for q in &m.queued {
                 if !matches!(q.spec.handler, Handler::Server(_)) {
                     self.shards_of(q.spec, &q.args.args());

@@ -40,8 +40,8 @@ impl ShardCore {
     /// After the reply of command `seq` arrived: leave a blocking command it ended, and
     /// go on parsing once nothing holds the connection back.
     pub fn unblock_and_resume(&mut self, c: &mut Conn, seq: u64) {
-        if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
-            if c.blocked.take().is_some_and(|b| b.counted) {
+        if c.blocked().is_some_and(|b| b.seq == seq) {
+            if c.take_blocked().is_some_and(|b| b.counted) {
                 self.count_blocked(-1);
             }
         }
@@ -119,7 +119,7 @@ impl ShardCore {
             }
             self.deadlines.pop();
             let Some((idx, c)) = conns.by_token(token) else { continue };
-            let Some(b) = c.blocked.as_ref().filter(|b| b.seq == seq) else { continue };
+            let Some(b) = c.blocked().filter(|b| b.seq == seq) else { continue };
             if b.waiter.claim() {
                 let reply = b.waiter.timeout_reply();
                 c.complete(seq, reply);
@@ -167,7 +167,7 @@ impl ShardCore {
             }
             Msg::Blocked { token, seq, timeout_ms } => {
                 let (_, c) = conns.by_token(token)?;
-                if let Some(b) = c.blocked.as_mut().filter(|b| b.seq == seq) {
+                if let Some(b) = c.blocked_mut().filter(|b| b.seq == seq) {
                     b.counted = true;
                     self.count_blocked(1);
                     self.start_timeout(token, seq, timeout_ms);
@@ -175,7 +175,7 @@ impl ShardCore {
             }
             Msg::Retry { token, seq } => {
                 let (idx, c) = conns.by_token(token)?;
-                if c.blocked.as_ref().is_some_and(|b| b.seq == seq) {
+                if c.blocked().is_some_and(|b| b.seq == seq) {
                     if let Some(bytes) = self.retry_blocked(c) {
                         c.complete(seq, bytes);
                         self.unblock_and_resume(c, seq);

@@ -357,7 +357,7 @@ impl Shard {
             return;
         }
         c.dead = true;
-        if let Some(b) = c.blocked.take() {
+        if let Some(b) = c.take_blocked() {
             // Nobody may serve a client that is gone.
             b.waiter.claim();
             if b.counted {
