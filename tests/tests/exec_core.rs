@@ -241,3 +241,24 @@ fn commandstats_and_errorstats_count_as_redis() {
         assert!(errs.is_empty(), "{errs:?}");
     }
 }
+
+/// nodes.conf is written off the event loop, and a CLUSTER change answers only once the
+/// file holds it (as Redis saves the config before replying): right after each reply,
+/// the file on disk already has the change.
+#[test]
+fn cluster_changes_are_in_nodes_conf_when_they_are_answered() {
+    let node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--save", ""]);
+    let path = node.dir().join("nodes.conf");
+    let mut conn = node.conn();
+    for (i, slot) in ["100", "200", "300", "16383"].iter().enumerate() {
+        assert_eq!(conn.send(&["CLUSTER", "ADDSLOTS", slot]), b"+OK\r\n");
+        let text = std::fs::read_to_string(&path).expect("nodes.conf");
+        let myself = text.lines().find(|l| l.contains("myself")).unwrap_or_else(|| panic!("no myself line:\n{text}"));
+        for s in &["100", "200", "300", "16383"][..=i] {
+            assert!(myself.split(' ').any(|w| w == *s), "slot {s} not in nodes.conf after its ADDSLOTS answered:\n{text}");
+        }
+    }
+    assert_eq!(conn.send(&["CLUSTER", "SAVECONFIG"]), b"+OK\r\n");
+    let epoch_before = std::fs::read_to_string(&path).unwrap();
+    assert!(epoch_before.contains("vars currentEpoch"), "{epoch_before}");
+}

@@ -72,6 +72,8 @@ enum Held {
     Buf(Vec<u8>),
     /// Only opens hold a path (so an abandoned open's descriptor can be closed).
     Path(#[allow(dead_code)] CString),
+    /// A rename's two paths (no descriptor comes back).
+    Paths(#[allow(dead_code)] CString, #[allow(dead_code)] CString),
     Addr(#[allow(dead_code)] Box<SockAddr>),
     /// An accept's room for the peer's address (an abandoned accept's new descriptor
     /// is closed, as an abandoned open's).
@@ -475,6 +477,20 @@ impl Ops {
     }
 
     /// Opens `path` (`openat(2)` flags and mode; `O_CLOEXEC` is always added).
+    /// Renames `from` to `to` (IORING_OP_RENAMEAT, relative to the working directory),
+    /// replacing `to` atomically as rename(2) does.
+    pub async fn rename(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+        };
+        let (from, to) = (c(from.as_ref())?, c(to.as_ref())?);
+        let sqe =
+            opcode::RenameAt::new(types::Fd(libc::AT_FDCWD), from.as_ptr(), types::Fd(libc::AT_FDCWD), to.as_ptr())
+                .build();
+        result(self.start(sqe, Held::Paths(from, to)).await.0).map(drop)
+    }
+
     pub async fn open(&self, path: impl AsRef<Path>, flags: i32, mode: u32) -> io::Result<File> {
         let path = CString::new(path.as_ref().as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
@@ -975,6 +991,24 @@ mod tests {
         let ops = rt.ops().clone();
         let err = rt.block_on(async move { ops.connect(addr).await.err() }).unwrap();
         assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::ConnectionRefused));
+    }
+
+    #[test]
+    fn rename_replaces_the_target_atomically() {
+        let (from, to) = (temp_path("rename-from"), temp_path("rename-to"));
+        std::fs::write(&from, b"new").unwrap();
+        std::fs::write(&to, b"old").unwrap();
+        let mut rt = LocalRuntime::new().unwrap();
+        let ops = rt.ops().clone();
+        let (f, t) = (from.clone(), to.clone());
+        rt.block_on(async move { ops.rename(&f, &t).await }).unwrap().unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"new");
+        assert!(!from.exists());
+        let ops = rt.ops().clone();
+        let (f, t) = (from.clone(), to.clone());
+        let err = rt.block_on(async move { ops.rename(&f, &t).await }).unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        std::fs::remove_file(&to).unwrap();
     }
 
     #[test]

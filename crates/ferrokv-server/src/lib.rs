@@ -1,21 +1,40 @@
 //! The ferrokv node: configuration, shards, the request path and the commands that
 //! need connection or node state. See docs/architecture.md for the whole picture.
 
-pub mod blocking;
-pub mod bus;
-pub mod cluster;
-pub mod cmds;
-pub mod config;
+// The crate is grouped by subsystem; module paths stay flat (`crate::dispatch`, ...).
+//
+// Network and connections: sockets, the shard's event loop, a connection's state.
+#[path = "net/conn.rs"]
 pub mod conn;
+#[path = "net/net.rs"]
+pub mod net;
+#[path = "net/shard.rs"]
+pub mod shard;
+// Execution and routing: the sans-IO shard core, cross-shard messages, blocked clients.
+#[path = "exec/blocking.rs"]
+pub mod blocking;
+#[path = "exec/dispatch.rs"]
 pub mod dispatch;
+#[path = "exec/inbound.rs"]
 pub mod inbound;
+#[path = "exec/msg.rs"]
+pub mod msg;
+// Cluster: redirects and CLUSTER commands on the request path, the bus's IO.
+#[path = "cluster/bus.rs"]
+pub mod bus;
+#[path = "cluster/cluster.rs"]
+pub mod cluster;
+// Admin: connection/server/transaction commands, INFO, configuration.
+#[path = "admin/cmds.rs"]
+pub mod cmds;
+#[path = "admin/config.rs"]
+pub mod config;
+#[path = "admin/info.rs"]
 pub mod info;
+// Node-wide state and process plumbing.
 pub mod logging;
 pub mod memory;
-pub mod msg;
-pub mod net;
 pub mod node;
-pub mod shard;
 
 use node::Node;
 use std::net::{IpAddr, SocketAddr};

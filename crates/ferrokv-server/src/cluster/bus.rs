@@ -3,7 +3,8 @@
 //! Everything here is a task on shard 0's executor, using the shard's ring through the
 //! runtime's async ops: a tick every 100 ms, a reader and a writer task per link, and
 //! connection attempts. The state machine itself does no IO; this layer carries out
-//! its outputs in order: save nodes.conf (atomically: temporary file, fsync, rename),
+//! its outputs in order: save nodes.conf (atomically: temporary file, fsync, rename,
+//! with the ring's file operations, replies that depend on it held until it is done),
 //! open/close links, send messages, publish views to every shard.
 //!
 //! Inbound bus connections are accepted by one task per listening address, waiting in
@@ -83,6 +84,25 @@ pub struct Bus {
     ops: Ops,
     executor: Executor,
     conf_path: String,
+    /// nodes.conf saving, off the event loop: the newest text not yet written (and
+    /// whether any request for it asked for an fsync), whether the saver task runs,
+    /// and how many saves were asked for and are done.
+    pending_save: RefCell<Option<(String, bool)>>,
+    saving: Cell<bool>,
+    save_asked: Cell<u64>,
+    save_done: Cell<u64>,
+    /// CLUSTER replies held until the nodes.conf save they depend on is done (as Redis
+    /// saves the config before it answers), and those released.
+    held_replies: RefCell<Vec<(u64, HeldReply)>>,
+    released: RefCell<Vec<HeldReply>>,
+}
+
+/// A CLUSTER reply for connection `token` of shard `from`, reply slot `seq`.
+pub struct HeldReply {
+    pub from: usize,
+    pub token: u64,
+    pub seq: u64,
+    pub bytes: Vec<u8>,
 }
 
 impl Bus {
@@ -114,6 +134,12 @@ impl Bus {
             ops,
             executor: executor.clone(),
             conf_path: cfg.cluster_config_file.clone(),
+            pending_save: RefCell::new(None),
+            saving: Cell::new(false),
+            save_asked: Cell::new(0),
+            save_done: Cell::new(0),
+            held_replies: RefCell::new(Vec::new()),
+            released: RefCell::new(Vec::new()),
         });
         let b = bus.clone();
         executor
@@ -145,6 +171,75 @@ impl Bus {
         Some(bus)
     }
 
+    /// Asks for nodes.conf to be saved with `text`. The saver task writes it with the
+    /// ring's file operations (temporary file, optional fsync, rename), never blocking
+    /// the shard; saves asked for while one is being written collapse into the newest.
+    fn save(self: &Rc<Self>, text: String, fsync: bool) {
+        self.save_asked.set(self.save_asked.get() + 1);
+        {
+            let mut p = self.pending_save.borrow_mut();
+            let fsync = fsync || p.as_ref().is_some_and(|(_, f)| *f);
+            *p = Some((text, fsync));
+        }
+        if !self.saving.replace(true) {
+            let b = self.clone();
+            self.executor.spawn(async move { b.save_loop().await }).detach();
+        }
+    }
+
+    async fn save_loop(self: Rc<Self>) {
+        loop {
+            let next = self.pending_save.borrow_mut().take();
+            let Some((text, fsync)) = next else { break };
+            let asked = self.save_asked.get();
+            if let Err(e) = self.write_conf(text, fsync).await {
+                tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
+            }
+            self.save_done.set(asked);
+            let mut held = self.held_replies.borrow_mut();
+            let (ready, wait): (Vec<_>, Vec<_>) = held.drain(..).partition(|(g, _)| *g <= asked);
+            *held = wait;
+            self.released.borrow_mut().extend(ready.into_iter().map(|(_, r)| r));
+        }
+        self.saving.set(false);
+    }
+
+    async fn write_conf(&self, text: String, fsync: bool) -> std::io::Result<()> {
+        let tmp = format!("{}.tmp-{}", self.conf_path, std::process::id());
+        let f = self.ops.open(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644).await?;
+        let (res, _) = f.write_all_at(text.into_bytes(), 0).await;
+        res?;
+        if fsync {
+            f.sync_all().await?;
+        }
+        f.close().await?;
+        self.ops.rename(&tmp, &self.conf_path).await
+    }
+
+    /// Whether a CLUSTER reply must wait for a save (one was asked for and is not done).
+    pub fn save_pending(&self) -> bool {
+        self.save_done.get() < self.save_asked.get()
+    }
+
+    /// Holds `reply` until the saves asked for so far are done.
+    pub fn hold_reply(&self, reply: HeldReply) {
+        self.held_replies.borrow_mut().push((self.save_asked.get(), reply));
+    }
+
+    /// Replies whose save is done, to send now.
+    pub fn take_released(&self) -> Vec<HeldReply> {
+        std::mem::take(&mut *self.released.borrow_mut())
+    }
+
+    /// At shutdown: writes a save still pending, synchronously (the loop has stopped).
+    pub fn flush_on_exit(&self) {
+        if let Some((text, fsync)) = self.pending_save.borrow_mut().take() {
+            if let Err(e) = save_atomically(&self.conf_path, &text, fsync) {
+                tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
+            }
+        }
+    }
+
     /// Feeds one input to the state machine and carries out what it asks.
     fn feed(self: &Rc<Self>, input: Input) -> Option<Result<Reply, String>> {
         let outputs = self.state.borrow_mut().handle(unix_ms(), input);
@@ -160,11 +255,7 @@ impl Bus {
 
     fn carry_out(self: &Rc<Self>, o: Output) {
         match o {
-            Output::SaveConfig { text, fsync } => {
-                if let Err(e) = save_atomically(&self.conf_path, &text, fsync) {
-                    tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
-                }
-            }
+            Output::SaveConfig { text, fsync } => self.save(text, fsync),
             Output::Connect { link, ip, port } => self.connect(link, ip, port),
             Output::Send { link, msg } => {
                 if let Some(l) = self.links.borrow().get(&link) {
@@ -390,7 +481,8 @@ pub fn apply_command(bus: &Option<Rc<Bus>>, cmd: Command, proto: Proto) -> Vec<u
     r.buf
 }
 
-/// Writes `text` to `path` so that a crash leaves either the old or the new file.
+/// Writes `text` to `path` so that a crash leaves either the old or the new file (at
+/// shutdown only: the running node saves through [`Bus::save`]).
 fn save_atomically(path: &str, text: &str, fsync: bool) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = format!("{path}.tmp-{}", std::process::id());

@@ -94,6 +94,11 @@ impl Shard {
             self.handle_completions();
             self.handle_messages();
             self.executor.run_ready();
+            if let Some(b) = &self.bus {
+                for r in b.take_released() {
+                    self.core.send(r.from, Msg::Reply { token: r.token, seq: r.seq, bytes: r.bytes });
+                }
+            }
             self.flush_outboxes();
             self.flush_conns();
             let mut touched = std::mem::take(&mut self.touched);
@@ -125,6 +130,9 @@ impl Shard {
             if wait {
                 mailbox.awake();
             }
+        }
+        if let Some(b) = &self.bus {
+            b.flush_on_exit();
         }
         self.shutdown_conns();
     }
@@ -398,7 +406,11 @@ impl Shard {
             match m {
                 Msg::Cluster { from, token, seq, proto, cmd } => {
                     let bytes = crate::bus::apply_command(&self.bus, cmd, proto);
-                    self.core.send(from, Msg::Reply { token, seq, bytes });
+                    // Redis answers a CLUSTER change after saving nodes.conf.
+                    match &self.bus {
+                        Some(b) if b.save_pending() => b.hold_reply(crate::bus::HeldReply { from, token, seq, bytes }),
+                        _ => self.core.send(from, Msg::Reply { token, seq, bytes }),
+                    }
                 }
                 Msg::ClusterLinks { from, token, seq, proto } => {
                     let bytes = crate::bus::links_reply(&self.bus, proto);

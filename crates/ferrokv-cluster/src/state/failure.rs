@@ -1,0 +1,88 @@
+//! Failure reports and the PFAIL to FAIL transition.
+
+use super::*;
+
+impl ClusterState {
+    pub(super) fn add_failure_report(&mut self, failing: Idx, sender: Idx) -> bool {
+        let now = self.now;
+        let n = self.node_mut(failing);
+        if let Some(r) = n.fail_reports.iter_mut().find(|r| r.node == sender) {
+            r.time = now;
+            return false;
+        }
+        n.fail_reports.push(FailReport { node: sender, time: now });
+        true
+    }
+
+    pub(super) fn cleanup_failure_reports(&mut self, n: Idx) {
+        let max = self.cfg.node_timeout_ms * FAIL_REPORT_VALIDITY_MULT;
+        let now = self.now;
+        self.node_mut(n).fail_reports.retain(|r| now.saturating_sub(r.time) <= max);
+    }
+
+    pub(super) fn del_failure_report(&mut self, n: Idx, sender: Idx) -> bool {
+        let node = self.node_mut(n);
+        let before = node.fail_reports.len();
+        node.fail_reports.retain(|r| r.node != sender);
+        if node.fail_reports.len() == before {
+            return false;
+        }
+        self.cleanup_failure_reports(n);
+        true
+    }
+
+    pub(crate) fn failure_reports_count(&mut self, n: Idx) -> usize {
+        self.cleanup_failure_reports(n);
+        self.node(n).fail_reports.len()
+    }
+
+    /// PFAIL → FAIL once a majority of slot-serving masters agree (this node included, when
+    /// a master); the verdict is broadcast.
+    pub(super) fn mark_node_as_failing_if_needed(&mut self, n: Idx) {
+        let quorum = self.size / 2 + 1;
+        if !self.node(n).timed_out() || self.node(n).failed() {
+            return;
+        }
+        let mut failures = self.failure_reports_count(n);
+        if self.me().is_master() {
+            failures += 1;
+        }
+        if failures < quorum {
+            return;
+        }
+        let id = self.node(n).id;
+        self.log(LogLevel::Notice, format!("Marking node {id} as failing (quorum reached)."));
+        let now = self.now;
+        let node = self.node_mut(n);
+        node.flags.remove(NodeFlags::PFAIL);
+        node.flags.insert(NodeFlags::FAIL);
+        node.fail_time = now;
+        self.send_fail(id);
+        self.todo |= todo::UPDATE_STATE | todo::SAVE_CONFIG;
+    }
+
+    /// A FAIL node answered again: clear the flag if nobody is going to fail it over.
+    pub(super) fn clear_node_failure_if_needed(&mut self, n: Idx) {
+        let timeout = self.cfg.node_timeout_ms;
+        let now = self.now;
+        let node = self.node(n);
+        let id = node.id;
+        if node.is_slave() || node.numslots == 0 {
+            let what = if node.is_slave() { "replica" } else { "master without slots" };
+            self.log(LogLevel::Notice, format!("Clear FAIL state for node {id}: {what} is reachable again."));
+            self.node_mut(n).flags.remove(NodeFlags::FAIL);
+            self.todo |= todo::UPDATE_STATE | todo::SAVE_CONFIG;
+        }
+        let node = self.node(n);
+        if node.is_master() && node.numslots > 0 && now.saturating_sub(node.fail_time) > timeout * FAIL_UNDO_TIME_MULT {
+            self.log(
+                LogLevel::Notice,
+                format!(
+                    "Clear FAIL state for node {id}: is reachable again and nobody is serving its slots after some time."
+                ),
+            );
+            self.node_mut(n).flags.remove(NodeFlags::FAIL);
+            self.todo |= todo::UPDATE_STATE | todo::SAVE_CONFIG;
+        }
+    }
+}
