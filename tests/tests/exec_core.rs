@@ -255,7 +255,10 @@ fn cluster_changes_are_in_nodes_conf_when_they_are_answered() {
         let text = std::fs::read_to_string(&path).expect("nodes.conf");
         let myself = text.lines().find(|l| l.contains("myself")).unwrap_or_else(|| panic!("no myself line:\n{text}"));
         for s in &["100", "200", "300", "16383"][..=i] {
-            assert!(myself.split(' ').any(|w| w == *s), "slot {s} not in nodes.conf after its ADDSLOTS answered:\n{text}");
+            assert!(
+                myself.split(' ').any(|w| w == *s),
+                "slot {s} not in nodes.conf after its ADDSLOTS answered:\n{text}"
+            );
         }
     }
     assert_eq!(conn.send(&["CLUSTER", "SAVECONFIG"]), b"+OK\r\n");

@@ -29,7 +29,7 @@ use ferrokv_server::dispatch::{ShardCore, TraceEvent};
 use ferrokv_server::msg::Msg;
 use ferrokv_server::node::{ClientMeta, Node};
 use ferrokv_store::effects::{merge, to_commands};
-use ferrokv_store::Db;
+use ferrokv_store::{Db, Expiry};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -541,12 +541,13 @@ fn run_seed(seed: u64) -> Result<(), String> {
     }
     let units = merge(&mut logs).map_err(|e| format!("effects do not merge: {e:?}"))?;
     let mut replica = Db::with_seed(seed ^ 0xabc);
+    // Applying a master's stream: keys never expire by themselves (the master sends DEL).
+    replica.expiry = Expiry::Never;
     for cmd in to_commands(&units) {
         if cmd[0] == b"MULTI" || cmd[0] == b"EXEC" {
             continue;
         }
-        // A replica never expires keys itself: the clock before any expiry.
-        let (reply, _) = run_on(&mut replica, &cmd, 0, false);
+        let (reply, _) = run_on(&mut replica, &cmd, now, false);
         if reply.starts_with(b"-") {
             let cmd: Vec<String> = cmd.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
             return Err(format!("replaying {cmd:?} failed: {}", String::from_utf8_lossy(&reply)));
@@ -558,6 +559,8 @@ fn run_seed(seed: u64) -> Result<(), String> {
     let node_state = dump(&mut node_dbs, end);
     drop(node_dbs);
     drop(guards);
+    // Then it serves clients as a replica does: expired keys hidden from reads.
+    replica.expiry = ferrokv_store::Expiry::HideOnRead;
     let replica_state = dump(&mut [&mut replica], end);
     let model_state = dump(&mut [&mut model], end);
     if node_state != model_state {

@@ -240,6 +240,24 @@ pub struct Db {
     pub shared_integers: bool,
     /// This keyspace's effects stream, once a consumer turned it on.
     effects: Option<Box<crate::effects::EffectLog>>,
+    /// How keys whose time is past are treated (a master, a replica...).
+    pub expiry: Expiry,
+}
+
+/// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
+/// does on a master, on a replica serving its clients, and for a replica's master.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// A master: an expired key is deleted when a lookup finds it (and by the active
+    /// cycle), and the deletion is propagated.
+    #[default]
+    Delete,
+    /// A replica serving its clients: reads ([`Db::read`], [`Db::peek`]...) do not see an
+    /// expired key but leave it in place for the master's DEL; a write lookup
+    /// ([`Db::get`]) deletes it, as Redis 7.0 lets a writable replica do. No active cycle.
+    HideOnRead,
+    /// Applying the master's stream: a key never expires by itself (the master sends DEL).
+    Never,
 }
 
 /// An entry lent out mutably: its place and its expiry time when lent. No table
@@ -297,6 +315,7 @@ impl Db {
             lfu_policy: false,
             shared_integers: true,
             effects: None,
+            expiry: Expiry::Delete,
         }
     }
 
@@ -454,19 +473,32 @@ impl Db {
         }
     }
 
-    /// The slot and bucket of a live `key`; an expired one is deleted on the way.
+    /// The slot and bucket of a live `key`, for a write: an expired one is deleted on
+    /// the way (unless keys never expire here, see [`Expiry`]).
     #[inline]
     fn find_live(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
-        self.locate_live(key, now_ms).ok()
+        self.locate_live(key, now_ms, true).ok()
     }
 
-    /// [`Db::locate`] for live keys: an expired one is deleted on the way.
+    /// [`Db::find_live`] for a read: on a replica an expired key is hidden, not deleted.
     #[inline]
-    fn locate_live(&mut self, key: &[u8], now_ms: u64) -> Result<(usize, usize), (usize, u64)> {
+    fn find_readable(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
+        self.locate_live(key, now_ms, false).ok()
+    }
+
+    /// [`Db::locate`] for live keys: an expired one is deleted on the way, or hidden
+    /// from a read, as the [`Expiry`] policy says.
+    #[inline]
+    fn locate_live(&mut self, key: &[u8], now_ms: u64, write: bool) -> Result<(usize, usize), (usize, u64)> {
         self.settle();
         self.set_clock(now_ms);
         let (slot, idx) = self.locate(key)?;
         if self.node(slot, idx).entry.is_expired(now_ms) {
+            match (self.expiry, write) {
+                (Expiry::Never, _) => return Ok((slot, idx)),
+                (Expiry::HideOnRead, false) => return Err((slot, self.hash(key))),
+                _ => {}
+            }
             self.remove_at(slot, idx);
             self.touch(key);
             self.expired(key);
@@ -551,8 +583,9 @@ impl Db {
         }
     }
 
-    /// The live entry at `key`, recording the access (Redis's `lookupKeyRead` /
-    /// `lookupKeyWrite`); an expired one is deleted on the way (lazy expiry).
+    /// The live entry at `key` for a command that may change it, recording the access
+    /// (Redis's `lookupKeyWrite`); an expired one is deleted on the way (lazy expiry).
+    /// A read-only lookup is [`Db::read`].
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         let (slot, idx) = self.find_live(key, now_ms)?;
         let a = self.node(slot, idx).access;
@@ -568,28 +601,39 @@ impl Db {
         Some(&mut self.node_mut(slot, idx).entry)
     }
 
+    /// The live entry at `key` for a command that only reads it, recording the access
+    /// (Redis's `lookupKeyRead`): a write lookup is [`Db::get`]. On a replica
+    /// ([`Expiry::HideOnRead`]) an expired key reads as missing and stays.
+    pub fn read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let (slot, idx) = self.find_readable(key, now_ms)?;
+        let a = self.node(slot, idx).access;
+        let a = self.accessed(a);
+        self.node_mut(slot, idx).access = a;
+        Some(&self.node(slot, idx).entry)
+    }
+
     /// The live entry at `key` without recording an access (Redis's
-    /// `LOOKUP_NOTOUCH`); an expired one is deleted on the way.
+    /// `LOOKUP_NOTOUCH`); a read, as [`Db::read`].
     pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        let (slot, idx) = self.find_live(key, now_ms)?;
+        let (slot, idx) = self.find_readable(key, now_ms)?;
         Some(&self.node(slot, idx).entry)
     }
 
     /// [`Db::peek`] with the value's access history.
     pub fn peek_with_access(&mut self, key: &[u8], now_ms: u64) -> Option<(&Entry, Access)> {
-        let (slot, idx) = self.find_live(key, now_ms)?;
+        let (slot, idx) = self.find_readable(key, now_ms)?;
         let n = self.node(slot, idx);
         Some((&n.entry, n.access))
     }
 
     /// Whether `key` is live, without recording an access.
     pub fn contains(&mut self, key: &[u8], now_ms: u64) -> bool {
-        self.find_live(key, now_ms).is_some()
+        self.find_readable(key, now_ms).is_some()
     }
 
     /// The access history of a live `key`, without recording an access.
     pub fn access(&mut self, key: &[u8], now_ms: u64) -> Option<Access> {
-        let (slot, idx) = self.find_live(key, now_ms)?;
+        let (slot, idx) = self.find_readable(key, now_ms)?;
         Some(self.node(slot, idx).access)
     }
 
@@ -654,7 +698,7 @@ impl Db {
         decide: impl FnOnce(Option<u64>) -> Option<u64>,
         value: impl FnOnce() -> Value,
     ) -> bool {
-        match self.locate_live(key, now_ms) {
+        match self.locate_live(key, now_ms, true) {
             Ok((slot, idx)) => {
                 let a = self.node(slot, idx).access;
                 let a = self.accessed(a);
@@ -779,22 +823,24 @@ impl Db {
     /// The live keys of one slot, in table order.
     pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
         let arena = &self.arena;
+        let never = self.expiry == Expiry::Never;
         self.slots[slot as usize]
             .table
             .iter()
             .map(|i| arena.get(i))
-            .filter(move |n| !n.entry.is_expired(now_ms))
+            .filter(move |n| never || !n.entry.is_expired(now_ms))
             .map(|n| &*n.key)
     }
 
     /// The live entries of one slot with their keys (SCAN's TYPE filter).
     pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = (&[u8], &Entry)> + '_ {
         let arena = &self.arena;
+        let never = self.expiry == Expiry::Never;
         self.slots[slot as usize]
             .table
             .iter()
             .map(|i| arena.get(i))
-            .filter(move |n| !n.entry.is_expired(now_ms))
+            .filter(move |n| never || !n.entry.is_expired(now_ms))
             .map(|n| (&*n.key, &n.entry))
     }
 
@@ -804,9 +850,10 @@ impl Db {
     pub fn keys_matching(&mut self, pattern: &[u8], now_ms: u64, out: &mut Vec<Vec<u8>>) {
         let all = pattern == b"*";
         let arena = &self.arena;
+        let never = self.expiry == Expiry::Never;
         let visit = |s: &Slot, out: &mut Vec<Vec<u8>>| {
             for n in s.table.iter().map(|i| arena.get(i)) {
-                if (all || glob_match(pattern, &n.key, false)) && !n.entry.is_expired(now_ms) {
+                if (all || glob_match(pattern, &n.key, false)) && (never || !n.entry.is_expired(now_ms)) {
                     out.push(n.key.to_vec());
                 }
             }
@@ -830,6 +877,7 @@ impl Db {
     pub fn random_key(&mut self, now_ms: u64) -> Option<Vec<u8>> {
         self.settle();
         self.set_clock(now_ms);
+        let mut tries = 0;
         loop {
             if self.len == 0 {
                 return None;
@@ -838,11 +886,25 @@ impl Db {
             let slot = self.slot_of_nth(nth);
             let idx = self.random_bucket(slot);
             if self.node(slot, idx).entry.is_expired(now_ms) {
-                let node = self.remove_at(slot, idx);
-                self.touch(&node.key);
-                self.expired(&node.key);
-                self.shrink_if_sparse(slot);
-                continue;
+                match self.expiry {
+                    Expiry::Never => {}
+                    // A replica keeps expired keys for the master's DEL: after some
+                    // tries it answers one of them rather than loop forever (Redis's
+                    // RANDOMKEY does the same when every key it meets has expired).
+                    Expiry::HideOnRead => {
+                        tries += 1;
+                        if tries < 100 {
+                            continue;
+                        }
+                    }
+                    Expiry::Delete => {
+                        let node = self.remove_at(slot, idx);
+                        self.touch(&node.key);
+                        self.expired(&node.key);
+                        self.shrink_if_sparse(slot);
+                        continue;
+                    }
+                }
             }
             return Some(self.node(slot, idx).key.to_vec());
         }
@@ -906,6 +968,10 @@ impl Db {
     /// cycles sweep the whole keyspace. A table that grows during the walk may make it
     /// skip or revisit some keys; the next lap catches them.
     pub fn active_expire(&mut self, now_ms: u64, budget: Duration) -> usize {
+        if self.expiry != Expiry::Delete {
+            // Only a master deletes keys by time; a replica waits for its DELs.
+            return 0;
+        }
         self.settle();
         self.set_clock(now_ms);
         let start = Instant::now();
@@ -1229,6 +1295,45 @@ mod tests {
         assert_eq!(total, 50);
         assert!(calls > 10);
         db.check_invariants();
+    }
+
+    #[test]
+    fn a_replica_hides_expired_keys_from_reads_and_deletes_them_on_writes() {
+        let mut db = Db::with_seed(3);
+        db.enable_effects();
+        db.expiry = Expiry::HideOnRead;
+        db.set(b"k", Value::string(b"v"), 100);
+        db.set(b"w", Value::string(b"v"), 100);
+        assert!(db.read(b"k", 50).is_some(), "not expired yet");
+        assert!(db.read(b"k", 150).is_none(), "expired: a read does not see it");
+        assert!(db.peek(b"k", 150).is_none() && !db.contains(b"k", 150));
+        assert_eq!(db.len(), 2, "but the key stays until the master's DEL");
+        let mut keys = Vec::new();
+        db.keys_matching(b"*", 150, &mut keys);
+        assert!(keys.is_empty(), "KEYS hides expired keys");
+        assert_eq!(db.active_expire(150, Duration::from_secs(1)), 0, "no active cycle on a replica");
+        assert!(db.random_key(150).is_some(), "every key expired: RANDOMKEY still answers one");
+        assert_eq!(db.len(), 2, "and deletes none");
+        assert!(db.get(b"k", 150).is_none(), "a write lookup deletes it");
+        assert_eq!(db.len(), 1);
+        let mut dels = Vec::new();
+        db.effects().unwrap().take_expired(&mut dels);
+        assert_eq!(dels, vec![vec![b"DEL".to_vec(), b"k".to_vec()]]);
+    }
+
+    #[test]
+    fn applying_a_masters_stream_never_expires_keys() {
+        let mut db = Db::with_seed(4);
+        db.expiry = Expiry::Never;
+        db.set(b"k", Value::string(b"v"), 100);
+        assert!(db.read(b"k", 1_000).is_some());
+        assert!(db.get(b"k", 1_000).is_some());
+        let mut keys = Vec::new();
+        db.keys_matching(b"*", 1_000, &mut keys);
+        assert_eq!(keys, vec![b"k".to_vec()]);
+        assert_eq!(db.random_key(1_000), Some(b"k".to_vec()));
+        assert_eq!(db.active_expire(1_000, Duration::from_secs(1)), 0);
+        assert_eq!(db.len(), 1);
     }
 
     #[test]

@@ -13,6 +13,6 @@ pub mod slot;
 pub mod value;
 pub mod zset;
 
-pub use db::{Db, Entry};
+pub use db::{Db, Entry, Expiry};
 pub use slot::{key_slot, SLOTS};
 pub use value::{StrBytes, Value};

@@ -119,7 +119,7 @@ pub fn exists(ctx: &mut Ctx, args: &Args) {
 /// named twice twice.
 pub fn touch(ctx: &mut Ctx, args: &Args) {
     let now = ctx.now_ms;
-    let n = args.iter().skip(1).filter(|k| ctx.keys.db(k).get(k, now).is_some()).count();
+    let n = args.iter().skip(1).filter(|k| ctx.keys.db(k).read(k, now).is_some()).count();
     ctx.out.integer(n as i64);
 }
 

@@ -367,7 +367,7 @@ fn lookup(ctx: &mut Ctx, slot: u16, pattern: &[u8], elem: &[u8]) -> Result<Optio
         return Err(WrongSlot);
     }
     let now = ctx.now_ms;
-    let Some(e) = ctx.keys.db(&key).get(&key, now) else { return Ok(None) };
+    let Some(e) = ctx.keys.db(&key).read(&key, now) else { return Ok(None) };
     Ok(match (&e.value, field) {
         (Value::Hash(h), Some(f)) => h.get(f).map(|v| v.to_vec()),
         (Value::Int(n), None) => Some(n.to_string().into_bytes()),

@@ -75,7 +75,7 @@ fn limits(cfg: &ExecConfig) -> Limits {
 /// Looks a hash up for a command that reads it: `Ok(None)` when missing, `Err(())`
 /// after replying WRONGTYPE when the key holds another type.
 fn read_hash<'a>(db: &'a mut Db, key: &[u8], now: u64, out: &mut ReplyBuf) -> Result<Option<&'a HashValue>, ()> {
-    match db.get(key, now) {
+    match db.read(key, now) {
         None => Ok(None),
         Some(e) => match &e.value {
             Value::Hash(h) => Ok(Some(h)),

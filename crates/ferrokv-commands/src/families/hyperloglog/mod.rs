@@ -181,7 +181,7 @@ fn union<'a>(ctx: &mut Ctx, keys: impl Iterator<Item = &'a [u8]>) -> Option<(Box
     let mut regs = Box::new([0u8; REGISTERS]);
     let mut dense = false;
     for key in keys {
-        let Some(e) = ctx.keys.db(key).get(key, now) else { continue };
+        let Some(e) = ctx.keys.db(key).read(key, now) else { continue };
         let s = sketch_of(&e.value, ctx.out)?;
         dense |= sketch::encoding(s) == DENSE;
         if sketch::merge_into(&mut regs, s).is_err() {

@@ -7,6 +7,7 @@
 use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
+use ferrokv_store::Expiry;
 use ferrokv_resp::Args;
 
 /// EXPIRE key seconds [NX | XX | GT | LT]
@@ -105,7 +106,9 @@ fn expire_generic(ctx: &mut Ctx, args: &Args, base_ms: i64, unit: Unit, name: &s
     }
     // Propagated as DEL when the time is past, else as PEXPIREAT with the absolute
     // time in place of the given one and the conditions kept (Redis 7.0's rewrite).
-    if when <= now as i64 {
+    // Redis's checkAlreadyExpired: only a master deletes at once; a replica keeps the
+    // key with its past time until the master's DEL.
+    if when <= now as i64 && db.expiry == Expiry::Delete {
         db.remove(key, now);
         ctx.rewrite(|| argv(&[b"DEL", key]));
     } else {

@@ -136,7 +136,7 @@ pub fn lcs(ctx: &mut Ctx, args: &Args) {
 /// The bytes of a string key (empty when missing); None when it holds another type.
 fn string_copy(ctx: &mut Ctx, key: &[u8]) -> Option<Vec<u8>> {
     let now = ctx.now_ms;
-    match ctx.keys.db(key).get(key, now) {
+    match ctx.keys.db(key).read(key, now) {
         None => Some(Vec::new()),
         Some(e) if !e.value.is_string() => None,
         Some(e) => Some(string_bytes(&e.value, &mut [0; 20]).to_vec()),

@@ -5,7 +5,7 @@ use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
-use ferrokv_store::Value;
+use ferrokv_store::{Expiry, Value};
 
 /// SET/GETEX options, as Redis's `parseExtendedStringArgumentsOrReply` collects them.
 #[derive(Default)]
@@ -229,6 +229,8 @@ pub fn getex(ctx: &mut Ctx, args: &Args) {
     let key = args.get(1);
     let now = ctx.now_ms;
     let db = ctx.keys.db(key);
+    // Redis's checkAlreadyExpired: only a master deletes a key given a past time.
+    let deletes_at_once = db.expiry == Expiry::Delete;
     let entry = match db.get(key, now) {
         None => return ctx.out.null(),
         Some(e) if !e.value.is_string() => return ctx.out.error(ERR_WRONGTYPE),
@@ -244,7 +246,7 @@ pub fn getex(ctx: &mut Ctx, args: &Args) {
     reply_value(ctx.out, &entry.value);
     // Never propagated as GETEX: as DEL, PEXPIREAT or PERSIST.
     let record: &[u8] = match expire_at {
-        Some((kind, ms)) if !kind.relative() && ms <= now => {
+        Some((kind, ms)) if !kind.relative() && ms <= now && deletes_at_once => {
             db.remove(key, now);
             b"DEL"
         }
@@ -285,7 +287,7 @@ pub fn mget(ctx: &mut Ctx, args: &Args) {
     let now = ctx.now_ms;
     ctx.out.array(args.len() - 1);
     for key in args.iter().skip(1) {
-        match ctx.keys.db(key).get(key, now) {
+        match ctx.keys.db(key).read(key, now) {
             Some(e) if e.value.is_string() => reply_value(ctx.out, &e.value),
             _ => ctx.out.null(),
         }
