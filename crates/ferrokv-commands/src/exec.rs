@@ -11,7 +11,7 @@
 //! asked for it (`Ctx::rewrite`, `Ctx::also_propagate`), nothing for a read.
 
 use crate::ctx::{Ctx, ExecConfig, Keyspace};
-use crate::table::{Blocked, CommandSpec, Handler};
+use crate::table::{Blocked, CommandSpec, Flags, Handler};
 use ferrokv_resp::{Args, ReplyBuf};
 use ferrokv_store::effects::Argv;
 
@@ -47,6 +47,12 @@ pub fn execute(
     records: &mut Vec<Argv>,
 ) -> Outcome {
     let propagating = ks.propagating();
+    // A read-only command's lookups are all reads (a replica hides expired keys from
+    // them instead of deleting): the table says which commands only read.
+    let reads_only = spec.has(Flags::READONLY);
+    if reads_only {
+        ks.each_db(&mut |db| db.reads_only = true);
+    }
     let mut ctx = Ctx::new(ks, env.now_ms, env.cfg, out);
     ctx.may_block = env.may_block;
     ctx.propagating = propagating;
@@ -64,6 +70,9 @@ pub fn execute(
     let dirty = ctx.dirty;
     let propagation = std::mem::take(&mut ctx.propagation);
     drop(ctx);
+    if reads_only {
+        ks.each_db(&mut |db| db.reads_only = false);
+    }
     if propagating {
         ks.take_expired(records);
         let p = propagation;
@@ -179,5 +188,32 @@ mod tests {
         assert_eq!(prop(&mut h, "GET e"), ["DEL e"]);
         assert_eq!(prop(&mut h, "SET f x NX"), ["DEL f", "SET f x NX"]);
         assert_eq!(prop(&mut h, "GET e"), Vec::<String>::new());
+    }
+}
+
+#[cfg(test)]
+mod replica_tests {
+    use crate::testkit::Harness;
+    use ferrokv_store::Expiry;
+
+    /// On a replica, read-only commands do not see an expired key and leave it; a
+    /// write command deletes it (and propagates nothing of its own for the DEL).
+    #[test]
+    fn read_only_commands_hide_expired_keys_on_a_replica() {
+        let mut h = Harness::new();
+        h.cmd("RPUSH l a b");
+        h.cmd("SET s v");
+        h.cmd("PEXPIRE l 10");
+        h.cmd("PEXPIRE s 10");
+        h.db.expiry = Expiry::HideOnRead;
+        h.now += 20;
+        assert_eq!(h.cmd("LRANGE l 0 -1"), "*0\r\n");
+        assert_eq!(h.cmd("LLEN l"), ":0\r\n");
+        assert_eq!(h.cmd("GET s"), "$-1\r\n");
+        assert_eq!(h.cmd("STRLEN s"), ":0\r\n");
+        assert_eq!(h.db.len(), 2, "reads leave expired keys for the master's DEL");
+        assert_eq!(h.cmd("APPEND s x"), ":1\r\n", "a write treats it as gone");
+        assert_eq!(h.db.len(), 2);
+        assert_eq!(h.cmd("GET s"), "$1\r\nx\r\n");
     }
 }

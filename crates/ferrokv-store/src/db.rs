@@ -242,6 +242,10 @@ pub struct Db {
     effects: Option<Box<crate::effects::EffectLog>>,
     /// How keys whose time is past are treated (a master, a replica...).
     pub expiry: Expiry,
+    /// The command running only reads (its table entry says `readonly`): every lookup
+    /// it makes, [`Db::get`] included, is a read. Set around each command by the
+    /// execution function.
+    pub reads_only: bool,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -316,6 +320,7 @@ impl Db {
             shared_integers: true,
             effects: None,
             expiry: Expiry::Delete,
+            reads_only: false,
         }
     }
 
@@ -477,7 +482,8 @@ impl Db {
     /// the way (unless keys never expire here, see [`Expiry`]).
     #[inline]
     fn find_live(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, usize)> {
-        self.locate_live(key, now_ms, true).ok()
+        let write = !self.reads_only;
+        self.locate_live(key, now_ms, write).ok()
     }
 
     /// [`Db::find_live`] for a read: on a replica an expired key is hidden, not deleted.

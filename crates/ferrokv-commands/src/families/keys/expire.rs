@@ -7,8 +7,8 @@
 use crate::ctx::argv;
 use crate::util::*;
 use crate::Ctx;
-use ferrokv_store::Expiry;
 use ferrokv_resp::Args;
+use ferrokv_store::Expiry;
 
 /// EXPIRE key seconds [NX | XX | GT | LT]
 pub fn expire(ctx: &mut Ctx, args: &Args) {
