@@ -265,3 +265,33 @@ fn cluster_changes_are_in_nodes_conf_when_they_are_answered() {
     let epoch_before = std::fs::read_to_string(&path).unwrap();
     assert!(epoch_before.contains("vars currentEpoch"), "{epoch_before}");
 }
+
+/// Two clients on (most likely) different shards change different options at the same
+/// time, many times: neither change is lost (one owner of the live configuration).
+#[test]
+fn concurrent_config_sets_lose_no_change() {
+    let node = Server::ferrokv(&["--server-threads", "2"]);
+    let options = ["hash-max-listpack-entries", "set-max-intset-entries", "zset-max-listpack-entries", "hz"];
+    let port = node.port();
+    let threads: Vec<_> = options
+        .iter()
+        .map(|opt| {
+            let opt = opt.to_string();
+            std::thread::spawn(move || {
+                let mut c = ferrokv_tests::Conn::connect(port).expect("connect");
+                for i in 1..=300 {
+                    let v = (i % 50 + 1).to_string();
+                    assert_eq!(c.send(&["CONFIG", "SET", &opt, &v]), b"+OK\r\n");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let mut c = node.conn();
+    for opt in options {
+        let got = String::from_utf8_lossy(&c.send(&["CONFIG", "GET", opt])).to_string();
+        assert!(got.ends_with("$2\r\n1\r\n") || got.ends_with("\r\n1\r\n"), "{opt} lost its last value (1): {got:?}");
+    }
+}
