@@ -128,6 +128,9 @@ pub struct Ctx<'a> {
     /// call below is a no-op that builds nothing).
     pub propagating: bool,
     pub propagation: Propagation,
+    /// The keys this command modified, when the caller asked for them (keyspace
+    /// notifications and client tracking will): `None` costs nothing.
+    pub modified: Option<Vec<Vec<u8>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -141,6 +144,7 @@ impl<'a> Ctx<'a> {
             may_block: true,
             propagating: false,
             propagation: Propagation::default(),
+            modified: None,
         }
     }
 
@@ -182,7 +186,19 @@ impl<'a> Ctx<'a> {
     /// Every command that modifies a key calls this once per key it changed, as
     /// Redis calls `signalModifiedKey`.
     pub fn touch(&mut self, key: &[u8]) {
-        self.keys.db(key).touch(key);
+        self.mark_modified(key);
         self.dirty += 1;
+    }
+
+    /// Records that `key` changed without counting a change (Redis's
+    /// `signalModifiedKey` alone): WATCH, blocked clients, and the keys reported in
+    /// the command's outcome.
+    pub fn mark_modified(&mut self, key: &[u8]) {
+        self.keys.db(key).touch(key);
+        if let Some(m) = self.modified.as_mut() {
+            if !m.iter().any(|k| k == key) {
+                m.push(key.to_vec());
+            }
+        }
     }
 }

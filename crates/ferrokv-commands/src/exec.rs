@@ -23,14 +23,18 @@ pub struct Env<'a> {
     pub now_ms: u64,
     /// False inside EXEC: blocking commands answer at once.
     pub may_block: bool,
+    /// Report the keys the command modified in [`Outcome::modified`].
+    pub track_keys: bool,
 }
 
 /// What a command did besides writing its reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub blocked: Blocked,
     /// Changes made (INFO's `rdb_changes_since_last_save`).
     pub dirty: u64,
+    /// The keys it modified, in order, when `Env::track_keys` asked (else empty).
+    pub modified: Vec<Vec<u8>>,
 }
 
 /// Runs the data command `spec` (its arguments checked against its arity already)
@@ -56,6 +60,9 @@ pub fn execute(
     let mut ctx = Ctx::new(ks, env.now_ms, env.cfg, out);
     ctx.may_block = env.may_block;
     ctx.propagating = propagating;
+    if env.track_keys {
+        ctx.modified = Some(Vec::new());
+    }
     let blocked = match spec.handler {
         Handler::Data(f) => {
             f(&mut ctx, args);
@@ -68,6 +75,7 @@ pub fn execute(
         }
     };
     let dirty = ctx.dirty;
+    let modified = ctx.modified.take().unwrap_or_default();
     let propagation = std::mem::take(&mut ctx.propagation);
     drop(ctx);
     if reads_only {
@@ -81,7 +89,7 @@ pub fn execute(
             records.push(p.rewritten.unwrap_or_else(|| args.iter().map(|a| a.to_vec()).collect()));
         }
     }
-    Outcome { blocked, dirty }
+    Outcome { blocked, dirty, modified }
 }
 
 /// [`execute`] for a command that is a unit of its own: its records are logged at once.
@@ -215,5 +223,27 @@ mod replica_tests {
         assert_eq!(h.cmd("APPEND s x"), ":1\r\n", "a write treats it as gone");
         assert_eq!(h.db.len(), 2);
         assert_eq!(h.cmd("GET s"), "$1\r\nx\r\n");
+    }
+}
+
+#[cfg(test)]
+mod modified_tests {
+    use crate::testkit::Harness;
+
+    #[test]
+    fn the_outcome_names_the_keys_a_command_modified() {
+        let mut h = Harness::new();
+        let mut modified = |line: &str| {
+            h.cmd(line);
+            h.modified.clone()
+        };
+        assert_eq!(modified("SET a 1"), ["a"]);
+        assert_eq!(modified("GET a"), Vec::<String>::new());
+        assert_eq!(modified("MSET b 1 c 2 b 3"), ["b", "c"]);
+        assert_eq!(modified("RENAME a d"), ["a", "d"]);
+        assert_eq!(modified("DEL nosuch"), Vec::<String>::new());
+        assert_eq!(modified("LPUSH l x"), ["l"]);
+        assert_eq!(modified("SET b 4 NX"), Vec::<String>::new(), "NX refused: nothing changed");
+        assert_eq!(modified("SUNIONSTORE s l"), Vec::<String>::new(), "WRONGTYPE");
     }
 }

@@ -19,6 +19,8 @@ struct Outcome {
     blocked: Option<Blocked>,
     /// What it propagated (when the keyspace's effects stream is on).
     records: Vec<Argv>,
+    /// The keys it modified.
+    modified: Vec<Vec<u8>>,
 }
 
 /// Executes one command against `keys` through the execution function, data and
@@ -30,14 +32,14 @@ fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_b
     let mut out = ReplyBuf::new(proto);
     if !spec.arity_ok(args.len()) {
         out.error(&crate::util::arity_error(spec.name));
-        return Outcome { reply: out.buf, dirty: 0, blocked: None, records: Vec::new() };
+        return Outcome { reply: out.buf, dirty: 0, blocked: None, records: Vec::new(), modified: Vec::new() };
     }
     assert!(!matches!(spec.handler, Handler::Server(_)), "not a data command");
     let mut records = Vec::new();
-    let env = Env { cfg, now_ms: now, may_block };
+    let env = Env { cfg, now_ms: now, may_block, track_keys: true };
     let o = execute(keys, spec, &args, env, &mut out, &mut records);
     let blocked = matches!(spec.handler, Handler::Blocking(..)).then_some(o.blocked);
-    Outcome { reply: out.buf, dirty: o.dirty, blocked, records }
+    Outcome { reply: out.buf, dirty: o.dirty, blocked, records, modified: o.modified }
 }
 
 /// One client against one database.
@@ -54,6 +56,8 @@ pub struct Harness {
     pub blocked: Option<Blocked>,
     /// What the last command propagated, each record as space-separated words.
     pub propagated: Vec<String>,
+    /// The keys the last command modified.
+    pub modified: Vec<String>,
 }
 
 impl Harness {
@@ -70,6 +74,7 @@ impl Harness {
         Harness {
             db,
             propagated: Vec::new(),
+            modified: Vec::new(),
             now: NOW,
             cfg: ExecConfig::default(),
             proto: Proto::Resp2,
@@ -90,6 +95,7 @@ impl Harness {
         self.dirty = done.dirty;
         self.blocked = done.blocked;
         self.propagated = done.records.iter().map(|r| String::from_utf8_lossy(&r.join(&b' ')).into_owned()).collect();
+        self.modified = done.modified.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
         done.reply
     }
 

@@ -164,7 +164,7 @@ fn rename_generic(ctx: &mut Ctx, args: &Args, nx: bool) {
     };
     ctx.keys.db(dst).put(dst, entry, access);
     // Both keys changed for WATCH; Redis counts one change.
-    ctx.keys.db(src).touch(src);
+    ctx.mark_modified(src);
     ctx.touch(dst);
     if nx {
         ctx.out.integer(1)

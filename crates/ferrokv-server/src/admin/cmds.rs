@@ -910,7 +910,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     } else {
         c.reply(|r| r.array(multi.queued.len()));
         let cfg = core.exec_cfg.clone();
-        let env = Env { cfg: &cfg, now_ms: now, may_block: false };
+        let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false };
         // The whole transaction is one unit of the effects stream.
         let mut records = Vec::new();
         for q in &multi.queued {

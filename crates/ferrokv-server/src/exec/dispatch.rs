@@ -376,7 +376,7 @@ impl ShardCore {
             if target == self.id {
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
-                let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
+                let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
                 let client = (self.id, c.token);
                 let r = c.reply(|out| {
                     let start = out.buf.len();
@@ -423,7 +423,7 @@ impl ShardCore {
             return Flow::Stall;
         }
         let mut ks = MultiDb::lock(node, &self.shard_set);
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let client = (self.id, c.token);
         let trace = self.trace.is_some();
         let mut traced = None;
@@ -552,7 +552,7 @@ impl ShardCore {
                     let restricted = w.args_for(&key);
                     let args = restricted.args();
                     // Restricted to the ready key, the command touches only this shard.
-                    let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true };
+                    let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
                     let r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
                     self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
                     match r.blocked {
@@ -583,7 +583,7 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
         let served = match r.blocked {
@@ -621,7 +621,7 @@ impl ShardCore {
         let node = self.node;
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true };
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let t0 = cycles();
         let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
         self.record_data(id, cycles().wrapping_sub(t0), &out.buf);
