@@ -190,6 +190,11 @@ impl<'a> Ctx<'a> {
         self.dirty += 1;
     }
 
+    /// Replies an error (the command failed).
+    pub fn fail(&mut self, e: impl Into<crate::error::CommandError>) {
+        e.into().write(self.out);
+    }
+
     /// Records that `key` changed without counting a change (Redis's
     /// `signalModifiedKey` alone): WATCH, blocked clients, and the keys reported in
     /// the command's outcome.

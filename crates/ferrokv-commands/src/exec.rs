@@ -11,6 +11,7 @@
 //! asked for it (`Ctx::rewrite`, `Ctx::also_propagate`), nothing for a read.
 
 use crate::ctx::{Ctx, ExecConfig, Keyspace};
+use crate::error::ErrorCode;
 use crate::table::{Blocked, CommandSpec, Flags, Handler};
 use ferrokv_resp::{Args, ReplyBuf};
 use ferrokv_store::effects::Argv;
@@ -35,6 +36,8 @@ pub struct Outcome {
     pub dirty: u64,
     /// The keys it modified, in order, when `Env::track_keys` asked (else empty).
     pub modified: Vec<Vec<u8>>,
+    /// It replied an error, with this code (Redis counts it as a failed call).
+    pub error: Option<ErrorCode>,
 }
 
 /// Runs the data command `spec` (its arguments checked against its arity already)
@@ -51,6 +54,7 @@ pub fn execute(
     records: &mut Vec<Argv>,
 ) -> Outcome {
     let propagating = ks.propagating();
+    let errors_before = out.errors;
     // A read-only command's lookups are all reads (a replica hides expired keys from
     // them instead of deleting): the table says which commands only read.
     let reads_only = spec.has(Flags::READONLY);
@@ -89,7 +93,8 @@ pub fn execute(
             records.push(p.rewritten.unwrap_or_else(|| args.iter().map(|a| a.to_vec()).collect()));
         }
     }
-    Outcome { blocked, dirty, modified }
+    let error = (out.errors > errors_before).then(|| ErrorCode::of(&out.buf[out.last_error_at..]));
+    Outcome { blocked, dirty, modified, error }
 }
 
 /// [`execute`] for a command that is a unit of its own: its records are logged at once.

@@ -9,6 +9,7 @@
 
 pub mod ctx;
 mod docs;
+pub mod error;
 pub mod exec;
 pub mod families;
 mod keyspecs;
@@ -18,5 +19,6 @@ pub(crate) mod testkit;
 pub mod util;
 
 pub use ctx::{Ctx, ExecConfig, Keyspace, Propagation, SingleDb};
+pub use error::{CommandError, ErrorCode};
 pub use exec::{execute, execute_unit, Env, Outcome};
 pub use table::{lookup, CommandSpec, Handler, KeyPositions, COMMANDS};

@@ -16,15 +16,19 @@ pub enum Proto {
 pub struct ReplyBuf {
     pub buf: Vec<u8>,
     pub proto: Proto,
+    /// Error replies written through this buffer, and where the last one starts: the
+    /// execution function learns from them that a command failed, and how.
+    pub errors: u32,
+    pub last_error_at: usize,
 }
 
 impl ReplyBuf {
     pub fn new(proto: Proto) -> Self {
-        ReplyBuf { buf: Vec::new(), proto }
+        ReplyBuf { buf: Vec::new(), proto, errors: 0, last_error_at: 0 }
     }
 
     pub fn with_buf(buf: Vec<u8>, proto: Proto) -> Self {
-        ReplyBuf { buf, proto }
+        ReplyBuf { buf, proto, errors: 0, last_error_at: 0 }
     }
 
     #[inline]
@@ -66,6 +70,8 @@ impl ReplyBuf {
     /// `WRONGTYPE Operation against a key holding the wrong kind of value`.
     /// CR and LF inside `msg` become spaces, as Redis does.
     pub fn error(&mut self, msg: &str) {
+        self.errors += 1;
+        self.last_error_at = self.buf.len();
         self.buf.push(b'-');
         for &c in msg.as_bytes() {
             self.buf.push(if c == b'\r' || c == b'\n' { b' ' } else { c });

@@ -175,10 +175,10 @@ pub fn add(c: &AtomicU64, n: u64) {
 const ERRORSTATS_MAX: usize = 128;
 
 impl ShardShared {
-    /// Counts an error reply under its code (the first word after `-`), as Redis's
-    /// `afterErrorReply` does.
+    /// Counts an error reply (with or without its `-`) under its code, the first word,
+    /// as Redis's `afterErrorReply` does.
     pub fn count_error(&self, reply: &[u8]) {
-        let Some(text) = reply.strip_prefix(b"-") else { return };
+        let text = reply.strip_prefix(b"-").unwrap_or(reply);
         let end = text.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(text.len());
         let code = String::from_utf8_lossy(&text[..end]);
         let mut stats = self.errorstats.lock().unwrap_or_else(|p| p.into_inner());

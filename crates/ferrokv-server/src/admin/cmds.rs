@@ -919,17 +919,12 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 Handler::Data(_) | Handler::Blocking(..) => {
                     let client = (core.id, c.token);
                     let t0 = crate::node::cycles();
-                    let mut failed = false;
                     let reply = c.reply(|out| {
                         let start = out.buf.len();
                         let r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
-                        if out.buf.get(start) == Some(&b'-') {
-                            failed = true;
-                            core.node.shards[core.id].count_error(&out.buf[start..]);
-                        }
+                        core.record_data(q.id, crate::node::cycles().wrapping_sub(t0), &r, out);
                         core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked))
                     });
-                    core.record(q.id, crate::node::cycles().wrapping_sub(t0), failed);
                     if let Some((reply, blocked)) = reply {
                         core.traced(
                             client,

@@ -15,7 +15,7 @@ use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{cycles, unix_ms, Node, ShardId};
 use ferrokv_commands::table::{lookup_id, lookup_sub, sub_id, Blocked, CommandId, Flags, ServerCmd, Wakes};
-use ferrokv_commands::{execute, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
+use ferrokv_commands::{execute, CommandError, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
 use ferrokv_store::effects::Argv;
 use ferrokv_store::Db;
@@ -209,7 +209,7 @@ impl ShardCore {
         let name = args.get(0);
         let Some((mut spec, mut id)) = lookup_id(name) else {
             let msg = unknown_command(args);
-            return self.reject(c, None, &msg);
+            return self.reject(c, None, msg);
         };
         if !spec.subcommands.is_empty() && args.len() >= 2 {
             match lookup_sub(spec, args.get(1)) {
@@ -223,16 +223,16 @@ impl ShardCore {
                         printable(args.get(1), 128),
                         spec.name.to_ascii_uppercase()
                     );
-                    return self.reject(c, None, &msg);
+                    return self.reject(c, None, msg);
                 }
             }
         }
         if !spec.arity_ok(args.len()) {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
-            return self.reject_spec(c, spec, id, &msg);
+            return self.reject_spec(c, spec, id, msg.into());
         }
         if !c.authed && !spec.has(Flags::NO_AUTH) {
-            return self.reject_spec(c, spec, id, "NOAUTH Authentication required.");
+            return self.reject_spec(c, spec, id, "NOAUTH Authentication required.".into());
         }
         let asking = std::mem::take(&mut c.asking);
         if !matches!(spec.handler, Handler::Server(_)) && self.node.cluster.is_some() {
@@ -240,7 +240,7 @@ impl ShardCore {
             let refused = self.cluster_refusal(c, spec, args);
             c.asking = false;
             if let Some(e) = refused {
-                return self.reject(c, Some(id), &e);
+                return self.reject(c, Some(id), e);
             }
         }
         let controls_multi = matches!(
@@ -302,39 +302,41 @@ impl ShardCore {
         }
     }
 
-    /// After a data command wrote `reply`: counts its execution and its error.
+    /// After a data command ran into `out` with outcome `o`: counts its execution and,
+    /// when it failed, its error (by the exact word it replied).
     #[inline]
-    fn record_data(&self, id: CommandId, cycles: u64, reply: &[u8]) {
-        let failed = reply.first() == Some(&b'-');
-        if failed {
-            self.node.shards[self.id].count_error(reply);
+    pub fn record_data(&self, id: CommandId, cycles: u64, o: &Outcome, out: &ReplyBuf) {
+        if o.error.is_some() {
+            self.node.shards[self.id].count_error(&out.buf[out.last_error_at..]);
         }
-        self.record(id, cycles, failed);
+        self.record(id, cycles, o.error.is_some());
     }
 
     /// As [`reject`](Self::reject); a refused EXEC also discards the transaction and
     /// says so (`EXECABORT Transaction discarded because of: ...`), as Redis does.
-    fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, id: CommandId, msg: &str) -> Flow {
+    fn reject_spec(&mut self, c: &mut Conn, spec: &CommandSpec, id: CommandId, e: CommandError) -> Flow {
         if !matches!(spec.handler, Handler::Server(ServerCmd::Exec)) {
-            return self.reject(c, Some(id), msg);
+            return self.reject(c, Some(id), e);
         }
+        let msg = e.text();
         c.take_multi();
         c.meta.multi.store(-1, Ordering::Relaxed);
         self.release_watches(c);
         let why = msg.strip_prefix("ERR ").unwrap_or(msg);
-        self.reject(c, Some(id), &format!("EXECABORT Transaction discarded because of: {why}"))
+        self.reject(c, Some(id), format!("EXECABORT Transaction discarded because of: {why}"))
     }
 
     /// Replies an error for a command that was refused before running (counted as a
     /// rejected call of `id`, when the command is known); inside MULTI that also dooms
     /// the transaction (EXECABORT), as in Redis.
-    fn reject(&mut self, c: &mut Conn, id: Option<CommandId>, msg: &str) -> Flow {
+    fn reject(&mut self, c: &mut Conn, id: Option<CommandId>, e: impl Into<CommandError>) -> Flow {
+        let e = e.into();
         if let Some(m) = c.multi_mut() {
             m.dirty = true;
         }
-        c.error(msg);
+        c.reply(|r| e.write(r));
         let shard = &self.node.shards[self.id];
-        shard.count_error(format!("-{msg}").as_bytes());
+        shard.count_error(e.text().as_bytes());
         if let Some(st) = id.and_then(|id| shard.cmdstats.get(id.0 as usize)) {
             crate::node::bump(&st.rejected);
         }
@@ -382,7 +384,7 @@ impl ShardCore {
                     let start = out.buf.len();
                     let t0 = cycles();
                     let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
-                    self.record_data(id, cycles().wrapping_sub(t0), &out.buf[start..]);
+                    self.record_data(id, cycles().wrapping_sub(t0), &r, out);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
                 });
@@ -427,21 +429,17 @@ impl ShardCore {
         let client = (self.id, c.token);
         let trace = self.trace.is_some();
         let mut traced = None;
-        let mut spent = (0, false);
+        let me = &*self;
         let r = c.reply(|out| {
             let start = out.buf.len();
             let t0 = cycles();
             let r = run_unit(&mut ks, spec, args, env, out);
-            spent = (cycles().wrapping_sub(t0), out.buf.get(start) == Some(&b'-'));
-            if spent.1 {
-                node.shards[self.id].count_error(&out.buf[start..]);
-            }
+            me.record_data(id, cycles().wrapping_sub(t0), &r, out);
             if trace {
                 traced = Some(out.buf[start..].to_vec());
             }
             r
         });
-        self.record(id, spent.0, spent.1);
         if let Some(reply) = traced {
             self.traced(client, args, &reply, r.blocked != Blocked::Served, false, false);
         }
@@ -624,7 +622,7 @@ impl ShardCore {
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let t0 = cycles();
         let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
-        self.record_data(id, cycles().wrapping_sub(t0), &out.buf);
+        self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {
