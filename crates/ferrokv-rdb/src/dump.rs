@@ -3,7 +3,7 @@
 //! `verifyDumpPayload`). This slice covers string values.
 
 use crate::crc64::crc64;
-use crate::encoding::{write_string, Reader};
+use crate::encoding::{write_string_compressed, Reader};
 use crate::{DecodeError, RDB_VERSION};
 
 /// `RDB_TYPE_STRING`.
@@ -15,12 +15,16 @@ pub enum DumpValue {
     String(Vec<u8>),
 }
 
-/// The DUMP payload of a string value, as Redis 7.0 writes it for a string of at most
-/// 20 bytes or with `rdbcompression no` (longer compressible strings Redis stores
-/// LZF-compressed; compression is the next slice).
+/// The DUMP payload of a string value as Redis 7.0 writes it with `rdbcompression`
+/// yes (the default): longer compressible strings LZF-compressed.
 pub fn dump_string(value: &[u8]) -> Vec<u8> {
+    dump_string_with(value, true)
+}
+
+/// [`dump_string`] with `rdbcompression` given.
+pub fn dump_string_with(value: &[u8], compress: bool) -> Vec<u8> {
     let mut out = vec![TYPE_STRING];
-    write_string(&mut out, value);
+    write_string_compressed(&mut out, value, compress);
     finish(out)
 }
 

@@ -137,6 +137,22 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Appends the string `s` as Redis writes it (`rdbSaveRawString`): an integer
+/// encoding when it is one, else, with `compress` (`rdbcompression yes`) and more than
+/// 20 bytes, LZF-compressed when that saves at least 4 bytes, else raw.
+pub fn write_string_compressed(out: &mut Vec<u8>, s: &[u8], compress: bool) {
+    if compress && s.len() > 20 {
+        if let Some(c) = crate::lzf::compress(s, s.len() - 4) {
+            out.push(0xc0 | ENC_LZF);
+            write_len(out, c.len() as u64);
+            write_len(out, s.len() as u64);
+            out.extend_from_slice(&c);
+            return;
+        }
+    }
+    write_string(out, s);
+}
+
 /// Appends `n` in the smallest integer encoding; false (nothing written) when it does
 /// not fit in 32 bits.
 pub fn write_int(out: &mut Vec<u8>, n: i64) -> bool {
