@@ -8,11 +8,41 @@ use crate::{DecodeError, RDB_VERSION};
 
 /// `RDB_TYPE_STRING`.
 pub const TYPE_STRING: u8 = 0;
+/// `RDB_TYPE_HASH` (field/value pairs as strings) and `RDB_TYPE_HASH_LISTPACK`.
+pub const TYPE_HASH: u8 = 4;
+pub const TYPE_HASH_LISTPACK: u8 = 16;
 
 /// A value decoded from a payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DumpValue {
     String(Vec<u8>),
+    /// Field/value pairs in stored order.
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+}
+
+/// The DUMP payload of a hash Redis keeps as a listpack (its pairs in insertion
+/// order, within `hash-max-listpack-entries` / `-value`): byte-identical to Redis's.
+pub fn dump_hash_listpack(pairs: &[(&[u8], &[u8])], compress: bool) -> Vec<u8> {
+    let mut lp = crate::listpack::ListpackWriter::new();
+    for (f, v) in pairs {
+        lp.push(f);
+        lp.push(v);
+    }
+    let mut out = vec![TYPE_HASH_LISTPACK];
+    write_string_compressed(&mut out, &lp.finish(), compress);
+    finish(out)
+}
+
+/// The DUMP payload of a hash Redis keeps as a table: its pairs in the order given
+/// (Redis writes its dict's order, so only the set of pairs can match).
+pub fn dump_hash_table(pairs: &[(&[u8], &[u8])], compress: bool) -> Vec<u8> {
+    let mut out = vec![TYPE_HASH];
+    crate::encoding::write_len(&mut out, pairs.len() as u64);
+    for (f, v) in pairs {
+        write_string_compressed(&mut out, f, compress);
+        write_string_compressed(&mut out, v, compress);
+    }
+    finish(out)
 }
 
 /// The DUMP payload of a string value as Redis 7.0 writes it with `rdbcompression`
@@ -60,7 +90,31 @@ pub fn restore(payload: &[u8]) -> Result<DumpValue, DecodeError> {
     let mut r = Reader::new(body);
     let value = match r.byte()? {
         TYPE_STRING => DumpValue::String(r.string()?),
-        _ => return Err(DecodeError::Invalid("value type (only strings so far)")),
+        TYPE_HASH => {
+            let n = r.len()?;
+            // Each pair takes at least two bytes: a count beyond the input is a lie.
+            if n > r.remaining() as u64 / 2 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut pairs = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                pairs.push((r.string()?, r.string()?));
+            }
+            DumpValue::Hash(pairs)
+        }
+        TYPE_HASH_LISTPACK => {
+            let items = crate::listpack::elements(&r.string()?)?;
+            if items.len() % 2 != 0 {
+                return Err(DecodeError::Invalid("hash listpack with an odd number of elements"));
+            }
+            let mut it = items.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                pairs.push((f, v));
+            }
+            DumpValue::Hash(pairs)
+        }
+        _ => return Err(DecodeError::Invalid("value type (strings and hashes so far)")),
     };
     if r.remaining() != 0 {
         return Err(DecodeError::Invalid("trailing bytes"));

@@ -12,6 +12,7 @@
 pub mod crc64;
 pub mod dump;
 pub mod encoding;
+pub mod listpack;
 pub mod lzf;
 
 /// The RDB version Redis 7.0 writes, and the newest it reads.
