@@ -11,6 +11,9 @@ pub const TYPE_STRING: u8 = 0;
 /// `RDB_TYPE_HASH` (field/value pairs as strings) and `RDB_TYPE_HASH_LISTPACK`.
 pub const TYPE_HASH: u8 = 4;
 pub const TYPE_HASH_LISTPACK: u8 = 16;
+/// `RDB_TYPE_SET` (members as strings) and `RDB_TYPE_SET_INTSET`.
+pub const TYPE_SET: u8 = 2;
+pub const TYPE_SET_INTSET: u8 = 11;
 
 /// A value decoded from a payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +21,75 @@ pub enum DumpValue {
     String(Vec<u8>),
     /// Field/value pairs in stored order.
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Members in stored order (integers of an intset as their decimal text).
+    Set(Vec<Vec<u8>>),
+}
+
+/// The DUMP payload of a set Redis keeps as an intset: its members sorted, each
+/// `width` bytes (2, 4 or 8: an intset widens for a big member and never narrows, so
+/// the width is the set's history, not only its members). None when a member does not
+/// fit the width or the width is not one of those.
+pub fn dump_set_intset(members: &[i64], width: u8, compress: bool) -> Option<Vec<u8>> {
+    let mut sorted = members.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let fits = |v: i64| match width {
+        2 => i16::try_from(v).is_ok(),
+        4 => i32::try_from(v).is_ok(),
+        8 => true,
+        _ => false,
+    };
+    if !sorted.iter().all(|&v| fits(v)) {
+        return None;
+    }
+    let mut blob = Vec::with_capacity(8 + sorted.len() * width as usize);
+    blob.extend_from_slice(&(width as u32).to_le_bytes());
+    blob.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+    for v in sorted {
+        blob.extend_from_slice(&v.to_le_bytes()[..width as usize]);
+    }
+    let mut out = vec![TYPE_SET_INTSET];
+    write_string_compressed(&mut out, &blob, compress);
+    Some(finish(out))
+}
+
+/// The DUMP payload of a set Redis keeps as a table: its members in the order given
+/// (Redis writes its dict's order, so only the set of members can match).
+pub fn dump_set_table(members: &[&[u8]], compress: bool) -> Vec<u8> {
+    let mut out = vec![TYPE_SET];
+    crate::encoding::write_len(&mut out, members.len() as u64);
+    for m in members {
+        write_string_compressed(&mut out, m, compress);
+    }
+    finish(out)
+}
+
+/// The members of an intset blob, checked: width 2/4/8, length matching the bytes,
+/// members strictly ascending.
+fn intset_members(blob: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    if blob.len() < 8 {
+        return Err(DecodeError::Invalid("intset header"));
+    }
+    let width = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
+    let len = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]) as usize;
+    if !matches!(width, 2 | 4 | 8) || len.checked_mul(width) != Some(blob.len() - 8) {
+        return Err(DecodeError::Invalid("intset size"));
+    }
+    let mut out = Vec::with_capacity(len);
+    let mut prev: Option<i64> = None;
+    for chunk in blob[8..].chunks_exact(width) {
+        let v = match width {
+            2 => i16::from_le_bytes([chunk[0], chunk[1]]) as i64,
+            4 => i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as i64,
+            _ => i64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+        };
+        if prev.is_some_and(|p| p >= v) {
+            return Err(DecodeError::Invalid("intset order"));
+        }
+        prev = Some(v);
+        out.push(v.to_string().into_bytes());
+    }
+    Ok(out)
 }
 
 /// The DUMP payload of a hash Redis keeps as a listpack (its pairs in insertion
@@ -114,7 +186,19 @@ pub fn restore(payload: &[u8]) -> Result<DumpValue, DecodeError> {
             }
             DumpValue::Hash(pairs)
         }
-        _ => return Err(DecodeError::Invalid("value type (strings and hashes so far)")),
+        TYPE_SET => {
+            let n = r.len()?;
+            if n > r.remaining() as u64 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut members = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                members.push(r.string()?);
+            }
+            DumpValue::Set(members)
+        }
+        TYPE_SET_INTSET => DumpValue::Set(intset_members(&r.string()?)?),
+        _ => return Err(DecodeError::Invalid("value type (strings, hashes and sets so far)")),
     };
     if r.remaining() != 0 {
         return Err(DecodeError::Invalid("trailing bytes"));
