@@ -14,6 +14,11 @@ pub const TYPE_HASH_LISTPACK: u8 = 16;
 /// `RDB_TYPE_SET` (members as strings) and `RDB_TYPE_SET_INTSET`.
 pub const TYPE_SET: u8 = 2;
 pub const TYPE_SET_INTSET: u8 = 11;
+/// `RDB_TYPE_LIST_QUICKLIST_2`: nodes, each a container kind (1 plain, 2 packed) and
+/// its data (one element, or a listpack of elements).
+pub const TYPE_LIST_QUICKLIST_2: u8 = 18;
+const CONTAINER_PLAIN: u64 = 1;
+const CONTAINER_PACKED: u64 = 2;
 
 /// A value decoded from a payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +28,25 @@ pub enum DumpValue {
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     /// Members in stored order (integers of an intset as their decimal text).
     Set(Vec<Vec<u8>>),
+    /// Elements head to tail.
+    List(Vec<Vec<u8>>),
+}
+
+/// The DUMP payload of a list as quicklist nodes of listpacks (`nodes`: the elements
+/// of each node, head to tail). Byte-identical to Redis's when the nodes are split as
+/// Redis's quicklist split them (a list within one node always is).
+pub fn dump_list_quicklist(nodes: &[Vec<&[u8]>], compress: bool) -> Vec<u8> {
+    let mut out = vec![TYPE_LIST_QUICKLIST_2];
+    crate::encoding::write_len(&mut out, nodes.len() as u64);
+    for node in nodes {
+        crate::encoding::write_len(&mut out, CONTAINER_PACKED);
+        let mut lp = crate::listpack::ListpackWriter::new();
+        for e in node {
+            lp.push(e);
+        }
+        write_string_compressed(&mut out, &lp.finish(), compress);
+    }
+    finish(out)
 }
 
 /// The DUMP payload of a set Redis keeps as an intset: its members sorted, each
@@ -198,7 +222,28 @@ pub fn restore(payload: &[u8]) -> Result<DumpValue, DecodeError> {
             DumpValue::Set(members)
         }
         TYPE_SET_INTSET => DumpValue::Set(intset_members(&r.string()?)?),
-        _ => return Err(DecodeError::Invalid("value type (strings, hashes and sets so far)")),
+        TYPE_LIST_QUICKLIST_2 => {
+            let n = r.len()?;
+            if n > r.remaining() as u64 / 2 {
+                return Err(DecodeError::Truncated);
+            }
+            let mut elements = Vec::new();
+            for _ in 0..n {
+                match r.len()? {
+                    CONTAINER_PLAIN => elements.push(r.string()?),
+                    CONTAINER_PACKED => {
+                        let node = crate::listpack::elements(&r.string()?)?;
+                        if node.is_empty() {
+                            return Err(DecodeError::Invalid("empty quicklist node"));
+                        }
+                        elements.extend(node);
+                    }
+                    _ => return Err(DecodeError::Invalid("quicklist container")),
+                }
+            }
+            DumpValue::List(elements)
+        }
+        _ => return Err(DecodeError::Invalid("value type (strings, hashes, sets and lists so far)")),
     };
     if r.remaining() != 0 {
         return Err(DecodeError::Invalid("trailing bytes"));
