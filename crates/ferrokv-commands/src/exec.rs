@@ -97,16 +97,6 @@ pub fn execute(
     Outcome { blocked, dirty, modified, error }
 }
 
-/// [`execute`] for a command that is a unit of its own: its records are logged at once.
-pub fn execute_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env, out: &mut ReplyBuf) -> Outcome {
-    let mut records = Vec::new();
-    let o = execute(ks, spec, args, env, out, &mut records);
-    if !records.is_empty() {
-        ks.log_unit(records);
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use crate::testkit::Harness;

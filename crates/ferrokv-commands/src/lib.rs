@@ -20,5 +20,5 @@ pub mod util;
 
 pub use ctx::{Ctx, ExecConfig, Keyspace, Propagation, SingleDb};
 pub use error::{CommandError, ErrorCode};
-pub use exec::{execute, execute_unit, Env, Outcome};
+pub use exec::{execute, Env, Outcome};
 pub use table::{lookup, CommandSpec, Handler, KeyPositions, COMMANDS};

@@ -270,6 +270,23 @@ mod tests {
     }
 
     #[test]
+    fn tables_and_packed_forms_round_trip() {
+        let pairs: [(&[u8], &[u8]); 3] = [(b"f", b"1"), (b"long field name here", b"v"), (b"-5", b"")];
+        let want = DumpValue::Hash(pairs.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect());
+        assert_eq!(restore(&dump_hash_table(&pairs, true)), Ok(want.clone()));
+        assert_eq!(restore(&dump_hash_listpack(&pairs, true)), Ok(want));
+        let members: [&[u8]; 3] = [b"a", b"300", b"member"];
+        let want = DumpValue::Set(members.iter().map(|m| m.to_vec()).collect());
+        assert_eq!(restore(&dump_set_table(&members, false)), Ok(want));
+        let p = dump_set_intset(&[5, -3, 70000, 5], 4, true).unwrap();
+        assert_eq!(restore(&p), Ok(DumpValue::Set(vec![b"-3".to_vec(), b"5".to_vec(), b"70000".to_vec()])));
+        assert_eq!(dump_set_intset(&[70000], 2, true), None, "does not fit 16 bits");
+        let nodes = vec![vec![&b"a"[..], b"2"], vec![&b"c"[..]]];
+        let want = DumpValue::List(vec![b"a".to_vec(), b"2".to_vec(), b"c".to_vec()]);
+        assert_eq!(restore(&dump_list_quicklist(&nodes, true)), Ok(want));
+    }
+
+    #[test]
     fn payloads_round_trip_and_reject_corruption() {
         for v in [&b""[..], b"hello", b"123", b"-99999", b"\x00\xff binary"] {
             let p = dump_string(v);

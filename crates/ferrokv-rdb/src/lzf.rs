@@ -43,9 +43,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     }
     let mut table = vec![u32::MAX; HSIZE];
     let mut out: Vec<u8> = Vec::with_capacity(out_len);
-    let mut lit = 0usize;
-    out.push(0); // the first literal run's control byte
-    let mut ctrl = 0usize;
+    let mut run = Run::open(&mut out);
     let mut ip = 0usize;
     let mut hval = frst(input, ip);
     while ip < in_len - 2 {
@@ -67,14 +65,10 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
             let off = ip - r - 1;
             let mut len = 2usize;
             let maxlen = (in_len - ip - len).min(MAX_REF);
-            if out.len() + 4 >= out_len && out.len() - (lit == 0) as usize + 4 >= out_len {
+            if out.len() + 4 >= out_len && out.len() - (run.lit == 0) as usize + 4 >= out_len {
                 return None;
             }
-            if lit == 0 {
-                out.pop();
-            } else {
-                out[ctrl] = (lit - 1) as u8;
-            }
+            run.close(&mut out);
             // As liblzf: up to 16 bytes compared without the bound when more than 16
             // may match, then byte by byte up to the bound.
             let mut done = false;
@@ -104,9 +98,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
                 out.push((len - 7) as u8);
             }
             out.push(off as u8);
-            lit = 0;
-            out.push(0);
-            ctrl = out.len() - 1;
+            run = Run::open(&mut out);
             ip += len + 1;
             if ip >= in_len - 2 {
                 break;
@@ -123,37 +115,51 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
             if out.len() >= out_len {
                 return None;
             }
-            lit += 1;
-            out.push(input[ip]);
+            run.literal(&mut out, input[ip]);
             ip += 1;
-            if lit == MAX_LIT {
-                out[ctrl] = (lit - 1) as u8;
-                lit = 0;
-                out.push(0);
-                ctrl = out.len() - 1;
-            }
         }
     }
     if out.len() + 3 > out_len {
         return None;
     }
-    while ip < in_len {
-        lit += 1;
-        out.push(input[ip]);
-        ip += 1;
-        if lit == MAX_LIT {
-            out[ctrl] = (lit - 1) as u8;
-            lit = 0;
-            out.push(0);
-            ctrl = out.len() - 1;
+    for &b in &input[ip..] {
+        run.literal(&mut out, b);
+    }
+    run.close(&mut out);
+    Some(out)
+}
+
+/// The literal run being written: where its control byte is and how many bytes it has.
+struct Run {
+    ctrl: usize,
+    lit: usize,
+}
+
+impl Run {
+    /// Starts a run: a placeholder control byte.
+    fn open(out: &mut Vec<u8>) -> Run {
+        out.push(0);
+        Run { ctrl: out.len() - 1, lit: 0 }
+    }
+
+    /// Appends a literal byte; a full run (32 bytes) is closed and a new one opened.
+    fn literal(&mut self, out: &mut Vec<u8>, b: u8) {
+        self.lit += 1;
+        out.push(b);
+        if self.lit == MAX_LIT {
+            self.close(out);
+            *self = Run::open(out);
         }
     }
-    if lit == 0 {
-        out.pop();
-    } else {
-        out[ctrl] = (lit - 1) as u8;
+
+    /// Ends the run: its control byte says its length, or an empty run is removed.
+    fn close(&self, out: &mut Vec<u8>) {
+        if self.lit == 0 {
+            out.pop();
+        } else {
+            out[self.ctrl] = (self.lit - 1) as u8;
+        }
     }
-    Some(out)
 }
 
 /// Decompresses `input` into exactly `len` bytes.

@@ -941,11 +941,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 Handler::Server(cmd) => {
                     let (mark, t0) = (c.reply_mark(), crate::node::cycles());
                     let _ = run(core, c, cmd, &a, Held::Exec(&mut ks));
-                    let failed = c.replied_since(mark).first() == Some(&b'-');
-                    if failed {
-                        core.node.shards[core.id].count_error(c.replied_since(mark));
-                    }
-                    core.record(q.id, crate::node::cycles().wrapping_sub(t0), failed);
+                    core.record_server(q.id, t0, c, mark);
                 }
             }
         }

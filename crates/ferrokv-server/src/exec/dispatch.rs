@@ -278,11 +278,7 @@ impl ShardCore {
                 let (mark, start) = (c.reply_mark(), cycles());
                 let flow = crate::cmds::run(self, c, cmd, args, Held::Nothing);
                 if !matches!(flow, Flow::Stall) {
-                    let failed = c.replied_since(mark).first() == Some(&b'-');
-                    if failed {
-                        self.node.shards[self.id].count_error(c.replied_since(mark));
-                    }
-                    self.record(id, cycles().wrapping_sub(start), failed);
+                    self.record_server(id, start, c, mark);
                 }
                 flow
             }
@@ -300,6 +296,17 @@ impl ShardCore {
                 crate::node::bump(&st.failed);
             }
         }
+    }
+
+    /// After a server command that started at `start` and replied on `c` since `mark`:
+    /// counts its execution and, when it replied an error, that error.
+    pub fn record_server(&self, id: CommandId, start: u64, c: &Conn, mark: (usize, usize)) {
+        let reply = c.replied_since(mark);
+        let failed = reply.first() == Some(&b'-');
+        if failed {
+            self.node.shards[self.id].count_error(reply);
+        }
+        self.record(id, cycles().wrapping_sub(start), failed);
     }
 
     /// After a data command ran into `out` with outcome `o`: counts its execution and,
@@ -427,22 +434,15 @@ impl ShardCore {
         let mut ks = MultiDb::lock(node, &self.shard_set);
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let client = (self.id, c.token);
-        let trace = self.trace.is_some();
-        let mut traced = None;
         let me = &*self;
         let r = c.reply(|out| {
             let start = out.buf.len();
             let t0 = cycles();
             let r = run_unit(&mut ks, spec, args, env, out);
             me.record_data(id, cycles().wrapping_sub(t0), &r, out);
-            if trace {
-                traced = Some(out.buf[start..].to_vec());
-            }
+            me.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
             r
         });
-        if let Some(reply) = traced {
-            self.traced(client, args, &reply, r.blocked != Blocked::Served, false, false);
-        }
         if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
             for k in &w.keys {
