@@ -12,6 +12,7 @@
 pub mod crc64;
 pub mod dump;
 pub mod encoding;
+pub mod legacy;
 pub mod listpack;
 pub mod lzf;
 
