@@ -2,7 +2,7 @@
 //! payloads ferrokv writes for strings are Redis's byte for byte, LZF-compressed ones
 //! included, and every payload Redis writes for a string decodes to the value.
 
-use ferrokv_rdb::dump::{dump_string, restore, DumpValue};
+use ferrokv_rdb::dump::{dump_string, restore}; use ferrokv_rdb::value::RdbValue;
 use ferrokv_tests::resp::Reply;
 use ferrokv_tests::{Rng, Server};
 
@@ -61,7 +61,7 @@ fn string_payloads_match_redis() {
             v.len(),
             String::from_utf8_lossy(&v[..v.len().min(40)])
         );
-        assert_eq!(restore(&theirs), Ok(DumpValue::String(v.clone())));
+        assert_eq!(restore(&theirs), Ok(RdbValue::String(v.clone())));
     }
 }
 
@@ -77,7 +77,7 @@ fn compressed_payloads_from_redis_decode() {
         let theirs = redis_dump(&mut c, &v);
         assert_eq!(theirs[1], 0xc3, "Redis compressed the {len}-byte value");
         assert_eq!(dump_string(&v), theirs, "the {len}-byte value compressed differently");
-        assert_eq!(restore(&theirs), Ok(DumpValue::String(v)));
+        assert_eq!(restore(&theirs), Ok(RdbValue::String(v)));
     }
 }
 
@@ -142,11 +142,11 @@ fn hash_payloads_match_redis() {
             other => panic!("DUMP: {other:?}"),
         };
         let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(f, v)| (f.as_slice(), v.as_slice())).collect();
-        if theirs[0] == ferrokv_rdb::dump::TYPE_HASH_LISTPACK {
+        if theirs[0] == ferrokv_rdb::value::TYPE_HASH_LISTPACK {
             assert_eq!(dump_hash_listpack(&refs, true), theirs, "hash of {} pairs", pairs.len());
         }
         match restore(&theirs) {
-            Ok(DumpValue::Hash(mut got)) => {
+            Ok(RdbValue::Hash(mut got)) => {
                 got.sort();
                 let mut want = pairs.clone();
                 want.sort();
@@ -161,7 +161,7 @@ fn hash_payloads_match_redis() {
 /// (tables) decode to the same members.
 #[test]
 fn set_payloads_match_redis() {
-    use ferrokv_rdb::dump::{dump_set_intset, TYPE_SET_INTSET};
+    use ferrokv_rdb::dump::dump_set_intset; use ferrokv_rdb::value::TYPE_SET_INTSET;
     let redis = Server::redis(&[]);
     let mut c = redis.conn();
     let mut rng = Rng::new(9);
@@ -201,7 +201,7 @@ fn set_payloads_match_redis() {
             assert_eq!(ours, theirs, "intset of {} members, width {width}", ints.len());
         }
         match restore(&theirs) {
-            Ok(DumpValue::Set(mut got)) => {
+            Ok(RdbValue::Set(mut got)) => {
                 got.sort();
                 members.sort();
                 assert_eq!(got, members);
@@ -246,6 +246,6 @@ fn list_payloads_match_redis() {
             let node: Vec<&[u8]> = elements.iter().map(|e| e.as_slice()).collect();
             assert_eq!(dump_list_quicklist(&[node], true), theirs, "list of {} elements", elements.len());
         }
-        assert_eq!(restore(&theirs), Ok(DumpValue::List(elements)));
+        assert_eq!(restore(&theirs), Ok(RdbValue::List(elements)));
     }
 }

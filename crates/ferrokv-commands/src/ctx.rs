@@ -22,6 +22,8 @@ pub struct ExecConfig {
     pub list_compress_depth: u64,
     /// `cluster-enabled`: some commands refuse options there (SORT BY/GET).
     pub cluster_mode: bool,
+    /// `rdbcompression`: DUMP payloads (and snapshots) LZF-compress long strings.
+    pub rdb_compression: bool,
 }
 
 impl Default for ExecConfig {
@@ -38,6 +40,7 @@ impl Default for ExecConfig {
             list_max_listpack_size: -2,
             list_compress_depth: 0,
             cluster_mode: false,
+            rdb_compression: true,
         }
     }
 }

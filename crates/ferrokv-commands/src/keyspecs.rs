@@ -68,6 +68,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("del", &[
         KeySpec { notes: "", flags: F::parse(&["RM", "delete"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
+    ("dump", &[
+        KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
     ("exists", &[
         KeySpec { notes: "", flags: F::parse(&["RO"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
@@ -257,6 +260,12 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("renamenx", &[
         KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
         KeySpec { notes: "", flags: F::parse(&["OW", "insert"]), begin: Index(2), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
+    ("restore", &[
+        KeySpec { notes: "", flags: F::parse(&["OW", "update"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
+    ("restore-asking", &[
+        KeySpec { notes: "", flags: F::parse(&["OW", "update"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
     ("rpop", &[
         KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
@@ -494,6 +503,7 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("config|set", &["request_policy:all_nodes", "response_policy:all_succeeded"]),
     ("dbsize", &["request_policy:all_shards", "response_policy:agg_sum"]),
     ("del", &["request_policy:multi_shard", "response_policy:agg_sum"]),
+    ("dump", &["nondeterministic_output"]),
     ("exists", &["request_policy:multi_shard", "response_policy:agg_sum"]),
     ("flushall", &["request_policy:all_shards", "response_policy:all_succeeded"]),
     ("flushdb", &["request_policy:all_shards", "response_policy:all_succeeded"]),

@@ -49,6 +49,11 @@ impl<'a> Reader<'a> {
         self.data.len() - self.pos
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     pub fn byte(&mut self) -> Result<u8, DecodeError> {
         let b = *self.data.get(self.pos).ok_or(DecodeError::Truncated)?;
         self.pos += 1;
@@ -77,7 +82,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A plain length.
-    pub fn len(&mut self) -> Result<u64, DecodeError> {
+    pub fn length(&mut self) -> Result<u64, DecodeError> {
         match self.len_or_encoding()? {
             Len::Plain(n) => Ok(n),
             Len::Encoded(_) => Err(DecodeError::Invalid("length")),
@@ -101,8 +106,8 @@ impl<'a> Reader<'a> {
                 Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]).to_string().into_bytes())
             }
             Len::Encoded(ENC_LZF) => {
-                let clen = usize::try_from(self.len()?).map_err(|_| DecodeError::Truncated)?;
-                let len = usize::try_from(self.len()?).map_err(|_| DecodeError::Truncated)?;
+                let clen = usize::try_from(self.length()?).map_err(|_| DecodeError::Truncated)?;
+                let len = usize::try_from(self.length()?).map_err(|_| DecodeError::Truncated)?;
                 let data = self.bytes(clen)?;
                 crate::lzf::decompress(data, len)
             }
@@ -190,7 +195,7 @@ mod tests {
             let mut out = Vec::new();
             write_len(&mut out, n);
             assert_eq!(out, bytes, "{n}");
-            assert_eq!(Reader::new(&out).len(), Ok(n));
+            assert_eq!(Reader::new(&out).length(), Ok(n));
         }
     }
 

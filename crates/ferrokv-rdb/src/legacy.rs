@@ -153,8 +153,7 @@ fn ziplist_int(enc: u8, r: &mut Reader<'_>) -> Result<i64, DecodeError> {
 /// stricter than Redis, that nothing follows the terminator and that a value length
 /// does not start with 255 (Redis would read it as 254, the 5-byte form; no zipmap
 /// writer ever stored that).
-#[allow(clippy::type_complexity)] // the signature callers were given
-pub fn zipmap_pairs(zm: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DecodeError> {
+pub fn zipmap_pairs(zm: &[u8]) -> Result<crate::Pairs, DecodeError> {
     let (&count, rest) = zm.split_first().ok_or(DecodeError::Truncated)?;
     let mut r = Reader::new(rest);
     // The smallest pair is 3 bytes (two lengths and the free byte).

@@ -1,23 +1,30 @@
 //! Redis's RDB format, without IO: the codec that snapshots, DUMP/RESTORE, full sync
 //! and slot migration share (issue 9).
 //!
-//! This first slice has the pieces every value is built from — the CRC-64 (Jones)
-//! checksum, length encoding, the string encodings (raw, integer, LZF-compressed, read
-//! and written) — and DUMP payloads of string values (type byte, value, RDB version,
-//! checksum). The aggregate types (lists as quicklists of listpacks, hashes, sets,
-//! sorted sets) and the file framing (header, AUX fields, SELECTDB, EOF) come next.
+//! - [`encoding`]: lengths and strings (raw, integer, LZF-compressed), [`crc64`] (Jones),
+//!   [`lzf`], [`listpack`] and the pre-7.0 containers in [`legacy`];
+//! - [`value`]: a type byte and a value, written as Redis 7.0 writes each encoding and
+//!   read in every encoding Redis 7.0 reads;
+//! - [`dump`]: DUMP/RESTORE payloads (value, RDB version, checksum);
+//! - [`file`]: dump.rdb framing (header, AUX fields, SELECTDB, RESIZEDB, expiry and
+//!   LRU/LFU opcodes, EOF and checksum), written and read record by record.
 
 #![forbid(unsafe_code)]
 
 pub mod crc64;
 pub mod dump;
 pub mod encoding;
+pub mod file;
 pub mod legacy;
 pub mod listpack;
 pub mod lzf;
+pub mod value;
 
 /// The RDB version Redis 7.0 writes, and the newest it reads.
 pub const RDB_VERSION: u16 = 10;
+
+/// Field/value pairs (a hash) in order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Why bytes could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub enum DecodeError {
     /// A DUMP payload whose checksum does not match, or whose RDB version is newer
     /// than ours.
     BadPayload,
+    /// A valid value of a kind ferrokv does not hold (modules, streams).
+    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -37,6 +46,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Truncated => f.write_str("truncated input"),
             DecodeError::Invalid(what) => write!(f, "invalid {what}"),
             DecodeError::BadPayload => f.write_str("DUMP payload version or checksum are wrong"),
+            DecodeError::Unsupported(what) => write!(f, "{what} are not supported"),
         }
     }
 }

@@ -766,6 +766,28 @@ impl Db {
         self.insert_new(slot, hash, Node { key: key.into(), entry, access });
     }
 
+    /// Sets the access history of `key` as RESTORE's IDLETIME / FREQ (and a loaded
+    /// file's IDLE / FREQ records) do, Redis's `objectSetLRUOrLFU`: under an LFU policy
+    /// `freq` becomes the counter; otherwise `idle_secs` backdates the last access.
+    /// Returns whether it changed anything.
+    pub fn set_access_history(&mut self, key: &[u8], idle_secs: Option<u64>, freq: Option<u8>) -> bool {
+        let (clock, lfu) = (self.lru_clock, self.lfu_policy);
+        let Some((slot, idx)) = self.find(key) else {
+            return false;
+        };
+        let node = self.node_mut(slot, idx);
+        match (lfu, idle_secs, freq) {
+            (true, _, Some(f)) => node.access = node.access.stamped(clock, f),
+            (false, Some(idle), _) => {
+                let back = (idle % LRU_CLOCK_MAX as u64) as u32;
+                let at = if back <= clock { clock - back } else { clock + LRU_CLOCK_MAX - back };
+                node.access = node.access.stamped(at, node.access.counter());
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// Sets the expiry time of `key` (0 removes it). Returns whether the key exists;
     /// the caller has checked that it is live.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {

@@ -8,6 +8,7 @@ pub mod hash;
 pub mod keybytes;
 mod keytable;
 pub mod list;
+pub mod rdb;
 pub mod set;
 pub mod slot;
 pub mod value;

@@ -6,7 +6,8 @@
 //!   PEXPIRETIME, PERSIST;
 //! - [`keyspace`]: the commands that visit every shard: KEYS, SCAN, RANDOMKEY, DBSIZE,
 //!   FLUSHDB, FLUSHALL (listed in [`ALL_SHARDS`]);
-//! - [`object`]: OBJECT and its subcommands.
+//! - [`object`]: OBJECT and its subcommands;
+//! - [`serialize`]: DUMP, RESTORE, RESTORE-ASKING.
 //!
 //! Keys of one command may live in different shards' databases: each key is reached
 //! through `ctx.keys.db(key)`, and a value that moves (RENAME, COPY) is taken out of
@@ -15,18 +16,17 @@
 mod expire;
 mod keyspace;
 mod object;
+mod serialize;
 
 pub use expire::*;
 pub use keyspace::*;
 pub use object::{object, OBJECT_SUBCOMMANDS};
+pub use serialize::{dump, rdb_limits, restore};
 
 use crate::table::{CommandSpec, Handler, KeyPositions};
 use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
-
-/// Commands without keys that must see every shard's database: the server runs them
-/// with a [`Keyspace`](crate::Keyspace) over all shards (`each_db`, `db_for_slot`).
 
 const fn cmd(
     name: &'static str,
@@ -63,6 +63,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("rename", 3, W, TWO, KWS, rename),
     cmd("renamenx", 3, WF, TWO, KWF, renamenx),
     cmd("copy", -3, &["write", "denyoom"], TWO, KWS, copy),
+    cmd("dump", 2, R, ONE, KRS, dump),
+    cmd("restore", -4, &["write", "denyoom"], ONE, &["@keyspace", "@write", "@slow", "@dangerous"], restore),
+    cmd("restore-asking", -4, &["write", "denyoom", "asking"], ONE, &["@keyspace", "@write", "@slow", "@dangerous"], restore),
     cmd("expire", -3, WF, ONE, KWF, expire),
     cmd("pexpire", -3, WF, ONE, KWF, pexpire),
     cmd("expireat", -3, WF, ONE, KWF, expireat),
