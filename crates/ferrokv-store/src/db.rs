@@ -25,6 +25,9 @@
 //! bumps the key's watch version, as Redis calls `signalModifiedKey` there. Changes
 //! that commands make are signalled by the command through [`Db::touch`].
 
+mod snapshot;
+pub use snapshot::SnapshotStart;
+
 use crate::glob::{glob_match, pattern_slot};
 use crate::slot::{key_slot, SLOTS};
 use crate::value::Value;
@@ -246,6 +249,9 @@ pub struct Db {
     /// it makes, [`Db::get`] included, is a read. Set around each command by the
     /// execution function.
     pub reads_only: bool,
+    /// A point-in-time snapshot in progress (see [`snapshot`]): every change to a
+    /// slot it has not saved yet saves that slot first.
+    snapshot: Option<Box<snapshot::Snapshot>>,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -321,6 +327,7 @@ impl Db {
             effects: None,
             expiry: Expiry::Delete,
             reads_only: false,
+            snapshot: None,
         }
     }
 
@@ -498,6 +505,9 @@ impl Db {
     fn locate_live(&mut self, key: &[u8], now_ms: u64, write: bool) -> Result<(usize, usize), (usize, u64)> {
         self.settle();
         self.set_clock(now_ms);
+        if write && self.snapshot.is_some() {
+            self.cow(key_slot(key) as usize);
+        }
         let (slot, idx) = self.locate(key)?;
         if self.node(slot, idx).entry.is_expired(now_ms) {
             match (self.expiry, write) {
@@ -528,6 +538,7 @@ impl Db {
 
     /// Removes the node at a known bucket and updates the counts.
     fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
+        self.cow(slot);
         let i = self.slots[slot].table.get(idx).expect("bucket index from find");
         let hash = self.hash(&self.arena.get(i).key);
         self.slots[slot].table.remove(idx, hash);
@@ -553,6 +564,7 @@ impl Db {
 
     /// Inserts a key known to be absent.
     fn insert_new(&mut self, slot: usize, hash: u64, node: Node) {
+        self.cow(slot);
         if node.entry.expire_at != 0 {
             self.slots[slot].expiring += 1;
             self.expiring += 1;
@@ -662,6 +674,7 @@ impl Db {
         let clock = self.lru_clock;
         match self.locate(key) {
             Ok((slot, idx)) => {
+                self.cow(slot);
                 let node = self.node_mut(slot, idx);
                 let old = node.entry.expire_at;
                 node.entry = Entry { value, expire_at };
@@ -795,6 +808,7 @@ impl Db {
         let Some((slot, idx)) = self.find(key) else {
             return false;
         };
+        self.cow(slot);
         let node = self.node_mut(slot, idx);
         let old = std::mem::replace(&mut node.entry.expire_at, at);
         self.expiry_changed(slot, old, at);
@@ -813,7 +827,8 @@ impl Db {
     /// Deletes every key; returns how many there were. Watched keys that existed
     /// count as changed (Redis's `signalFlushedDb`).
     pub fn clear(&mut self) -> usize {
-        self.lent = None;
+        self.settle();
+        self.cow_all();
         let n = self.len;
         if !self.watched.is_empty() {
             let present: Vec<Box<[u8]>> = self.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
@@ -836,6 +851,7 @@ impl Db {
     pub fn clear_slot(&mut self, slot: u16) -> usize {
         self.settle();
         let slot = slot as usize;
+        self.cow(slot);
         let taken = std::mem::take(&mut self.slots[slot]);
         let n = taken.table.len();
         for i in taken.table.iter() {
