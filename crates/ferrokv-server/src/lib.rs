@@ -31,6 +31,9 @@ pub mod cmds;
 pub mod config;
 #[path = "admin/info.rs"]
 pub mod info;
+// Persistence: dump.rdb (and, to come, the AOF).
+#[path = "persist/rdb.rs"]
+pub mod persist;
 // Node-wide state and process plumbing.
 pub mod logging;
 pub mod memory;
@@ -122,11 +125,20 @@ pub fn run(args: Vec<String>) -> i32 {
     node::cycles_per_us();
     block_signals();
     let port = cfg.port;
+    let limits = ferrokv_commands::families::keys::rdb_limits(&cfg.exec_config());
     let node = Node::new(cfg, threads, cluster);
+    // Keys of slots another node serves are not ours to load (an unassigned slot's
+    // keys stay: the slot may be assigned here next, as Redis claims such slots).
+    let view = node.cluster.as_ref().map(|c| c.view());
+    let owns = |slot: u16| view.as_ref().is_none_or(|v| v.is_mine(slot) || v.slot_owner(slot).is_none());
+    if let Err(e) = persist::load(node, &limits, owns) {
+        eprintln!("{e}");
+        tracing::warn!("{e}");
+        return 1;
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
     for (id, ls) in listeners.into_iter().enumerate() {
-        let node = node;
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let tx = ready_tx.clone();
         let h = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
@@ -178,7 +190,7 @@ pub fn run(args: Vec<String>) -> i32 {
         "ferrokv {} ready to accept connections on port {port} ({threads} shard threads)",
         env!("CARGO_PKG_VERSION")
     );
-    wait_for_shutdown(&node);
+    wait_for_shutdown(node);
     join(handles);
     tracing::info!("ferrokv is now ready to exit, bye bye...");
     0
@@ -262,7 +274,14 @@ fn wait_for_shutdown(node: &Node) {
                     "Received {} scheduling shutdown...",
                     if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
                 );
-                node.request_shutdown();
+                // As Redis: save first when save points are set; a failed save keeps
+                // the server running.
+                match persist::save_on_shutdown(node, None) {
+                    Ok(()) => node.request_shutdown(),
+                    Err(e) => tracing::warn!(
+                        "{e} SIGTERM received but errors trying to shut down the server, check the logs for more information"
+                    ),
+                }
             }
         }
     }

@@ -36,6 +36,9 @@ pub struct ShardShared {
     pub waiters: Mutex<crate::blocking::Waiters>,
     /// Connections of this shard blocked in a command.
     pub blocked_clients: AtomicU64,
+    /// Changes made by commands run on this shard (Redis's `server.dirty`; only this
+    /// shard's thread adds to it).
+    pub dirty: AtomicU64,
     /// Per command id (`ferrokv_commands::table::CommandId`): INFO commandstats.
     pub cmdstats: Box<[CmdStat]>,
     /// Error replies by error code (the first word): INFO errorstats.
@@ -121,6 +124,10 @@ pub struct Node {
     pub cluster: Option<crate::cluster::ClusterShared>,
     /// The cluster state machine until shard 0 takes it to run the bus.
     pub cluster_state: Mutex<Option<ferrokv_cluster::ClusterState>>,
+    /// dump.rdb: saves in progress, their outcome, LASTSAVE.
+    pub persist: crate::persist::Persist,
+    /// How SHUTDOWN asked to exit: save or not (None: as the save points say).
+    pub shutdown_save: Mutex<Option<bool>>,
 }
 
 /// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
@@ -209,6 +216,7 @@ impl Node {
                 expires: AtomicU64::new(0),
                 waiters: Mutex::new(Default::default()),
                 blocked_clients: AtomicU64::new(0),
+                dirty: AtomicU64::new(0),
                 cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
                 errorstats: Mutex::new(BTreeMap::new()),
             })
@@ -233,6 +241,8 @@ impl Node {
             next_unit_id: AtomicU64::new(1),
             cluster: cluster.as_ref().map(|st| crate::cluster::ClusterShared::new(Arc::new(st.view()))),
             cluster_state: Mutex::new(cluster),
+            persist: crate::persist::Persist::new(),
+            shutdown_save: Mutex::new(None),
         }))
     }
 

@@ -163,6 +163,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
         &["@admin", "@slow", "@dangerous"],
     ),
+    srv(ServerCmd::Save, "save", 1, &["admin", "noscript", "no_async_loading", "no_multi"], &["@admin", "@slow", "@dangerous"]),
+    srv(ServerCmd::Bgsave, "bgsave", -1, &["admin", "noscript", "no_async_loading"], &["@admin", "@slow", "@dangerous"]),
+    srv(ServerCmd::Lastsave, "lastsave", 1, &["loading", "stale", "fast"], &["@admin", "@fast", "@dangerous"]),
     srv(
         ServerCmd::Multi,
         "multi",

@@ -44,7 +44,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         }
         ServerCmd::Client => client(core, c, args),
         ServerCmd::Info => {
-            let text = crate::info::render(&core.node, args);
+            let text = crate::info::render(core.node, args);
             c.reply(|r| r.verbatim(text.as_bytes()));
         }
         ServerCmd::Time => {
@@ -58,6 +58,12 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),
+        ServerCmd::Save => save_cmd(core, c),
+        ServerCmd::Bgsave => bgsave_cmd(core, c, args, matches!(held, Held::Exec(_))),
+        ServerCmd::Lastsave => {
+            let t = core.node.persist.lastsave.load(Ordering::Relaxed) as i64;
+            c.reply(|r| r.integer(t))
+        }
         ServerCmd::Multi => {
             if c.multi().is_some() {
                 c.error("ERR MULTI calls can not be nested");
@@ -367,7 +373,7 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         addr = Some(args.get(2).to_vec());
         skipme = false;
     } else {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             return c.error(ERR_SYNTAX);
         }
         let mut i = 2;
@@ -463,7 +469,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             }
         });
     } else if eq_ic(sub, "set") {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             return c.error(ERR_SYNTAX);
         }
         // One owner of the live configuration: the write lock is held from reading the
@@ -831,18 +837,65 @@ fn write_value(r: &mut ReplyBuf, v: &ferrokv_resp::Value) {
 }
 
 /// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]: saves first when save points are
+/// set (or SAVE is given, and never with NOSAVE); a failed save keeps the server up
+/// unless FORCE.
 fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let (mut save, mut force) = (None, false);
     for a in args.iter().skip(1) {
         if eq_ic(a, "abort") {
             return c.error("ERR No shutdown in progress.");
-        }
-        if !(eq_ic(a, "nosave") || eq_ic(a, "save") || eq_ic(a, "now") || eq_ic(a, "force")) {
+        } else if eq_ic(a, "nosave") {
+            save = Some(false);
+        } else if eq_ic(a, "save") {
+            save = Some(true);
+        } else if eq_ic(a, "force") {
+            force = true;
+        } else if !eq_ic(a, "now") {
             return c.error(ERR_SYNTAX);
         }
     }
     tracing::warn!("User requested shutdown...");
+    if let Err(e) = crate::persist::save_on_shutdown(core.node, save) {
+        tracing::warn!("{e}");
+        if !force {
+            return c.error("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+    }
+    *core.node.shutdown_save.lock().unwrap_or_else(|p| p.into_inner()) = Some(false);
     core.node.request_shutdown();
     c.closing = true;
+}
+
+/// SAVE
+fn save_cmd(core: &mut ShardCore, c: &mut Conn) {
+    match crate::persist::save(core.node) {
+        Ok(()) => c.reply(|r| r.ok()),
+        Err(e) => c.error(&e),
+    }
+}
+
+/// BGSAVE [SCHEDULE]
+fn bgsave_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args, in_exec: bool) {
+    let schedule = match args.len() {
+        1 => false,
+        2 if eq_ic(args.get(1), "schedule") => true,
+        _ => return c.error(ERR_SYNTAX),
+    };
+    if crate::persist::bgsave_running(core.node) {
+        return c.error("ERR Background save already in progress");
+    }
+    // Inside EXEC the keyspace locks are held: start at the next cron, as Redis
+    // schedules a BGSAVE issued inside MULTI.
+    if in_exec {
+        let _ = schedule;
+        crate::persist::schedule(core.node);
+        return c.reply(|r| r.simple("Background saving scheduled"));
+    }
+    match crate::persist::bgsave(core.node) {
+        Ok(()) => c.reply(|r| r.simple("Background saving started")),
+        Err(crate::persist::BgsaveRefused::InProgress) => c.error("ERR Background save already in progress"),
+    }
 }
 
 /// WATCH key [key ...]

@@ -47,7 +47,7 @@ pub fn render(node: &Node, args: &Args) -> String {
             "server" => server(node, &mut out),
             "clients" => clients(node, &mut out),
             "memory" => memory(&mut out),
-            "persistence" => persistence(&mut out),
+            "persistence" => crate::persist::info(node, &mut out),
             "stats" => stats(node, &mut out),
             "replication" => replication(node, &mut out),
             "cpu" => cpu(&mut out),
@@ -120,10 +120,6 @@ fn memory(o: &mut String) {
         human(rss),
         crate::memory::ALLOCATOR,
     );
-}
-
-fn persistence(o: &mut String) {
-    o.push_str("# Persistence\r\nloading:0\r\naof_enabled:0\r\n");
 }
 
 fn stats(node: &Node, o: &mut String) {

@@ -348,12 +348,12 @@ fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Op
         }
         Command::DelSlots(rest)
     } else if eq_ic(sub, "addslotsrange") {
-        if n == 0 || n % 2 != 0 {
+        if n == 0 || !n.is_multiple_of(2) {
             return Some(wrong());
         }
         Command::AddSlotsRange(rest)
     } else if eq_ic(sub, "delslotsrange") {
-        if n == 0 || n % 2 != 0 {
+        if n == 0 || !n.is_multiple_of(2) {
             return Some(wrong());
         }
         Command::DelSlotsRange(rest)

@@ -243,6 +243,9 @@ impl ShardCore {
                 return self.reject(c, Some(id), e);
             }
         }
+        if self.node.persist.misconf.load(Ordering::Relaxed) && self.refused_by_disk_error(c, spec) {
+            return self.reject_spec(c, spec, id, MISCONF.into());
+        }
         let controls_multi = matches!(
             spec.handler,
             Handler::Server(
@@ -286,6 +289,18 @@ impl ShardCore {
         }
     }
 
+    /// Whether a failed BGSAVE bars this command (Redis's `writeCommandsDeniedByDiskError`
+    /// check): writes, EXEC of a transaction with a write, and PING.
+    fn refused_by_disk_error(&self, c: &Conn, spec: &CommandSpec) -> bool {
+        match spec.handler {
+            Handler::Server(ServerCmd::Ping) => true,
+            Handler::Server(ServerCmd::Exec) => {
+                c.multi().is_some_and(|m| m.queued.iter().any(|q| q.spec.has(Flags::WRITE)))
+            }
+            _ => spec.has(Flags::WRITE),
+        }
+    }
+
     /// Counts one execution of command `id` on this shard (INFO commandstats).
     #[inline]
     pub fn record(&self, id: CommandId, cycles: u64, failed: bool) {
@@ -313,6 +328,9 @@ impl ShardCore {
     /// when it failed, its error (by the exact word it replied).
     #[inline]
     pub fn record_data(&self, id: CommandId, cycles: u64, o: &Outcome, out: &ReplyBuf) {
+        if o.dirty != 0 {
+            crate::node::add(&self.node.shards[self.id].dirty, o.dirty);
+        }
         if o.error.is_some() {
             self.node.shards[self.id].count_error(&out.buf[out.last_error_at..]);
         }
@@ -695,6 +713,11 @@ impl ShardCore {
 /// Runs a data command through the execution function ([`ferrokv_commands::execute`]),
 /// appending its propagation records to `records` (EXEC gathers a transaction's). A
 /// blocking command that finds nothing to serve writes nothing and returns `Wait`
+/// Redis's `shared.bgsaveerr`.
+const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. \
+Commands that may modify the data set are disabled, because this instance is configured to report errors during writes \
+if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
 /// when `may_block`.
 pub fn run_data(
     ks: &mut dyn Keyspace,

@@ -101,6 +101,9 @@ impl Shard {
             }
             self.flush_outboxes();
             self.flush_conns();
+            // A running BGSAVE: this shard's share, a budget per iteration; while it
+            // has some left the loop does not sleep.
+            let snapshot_left = crate::persist::shard_step(node, id, true);
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);
@@ -122,7 +125,8 @@ impl Shard {
                 tracing::error!("shard {id}: cannot submit async operations: {e}");
             }
             let mailbox = &node.shards[id].mailbox;
-            let wait = self.core.outbox_empty() && !self.executor.has_ready() && mailbox.prepare_sleep();
+            let wait =
+                !snapshot_left && self.core.outbox_empty() && !self.executor.has_ready() && mailbox.prepare_sleep();
             if let Err(e) = self.ring.enter(wait, timeout) {
                 tracing::error!("shard {id}: io_uring_enter failed: {e}");
                 node.request_shutdown();
@@ -473,6 +477,9 @@ impl Shard {
         self.core.refresh_config();
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
+        if self.core.id == 0 {
+            crate::persist::cron(self.core.node);
+        }
         if timeout > 0 {
             let now = unix_ms();
             let conns = &self.conns;

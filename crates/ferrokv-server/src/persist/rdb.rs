@@ -1,0 +1,561 @@
+//! dump.rdb: SAVE, BGSAVE, LASTSAVE, save points, the save at shutdown and loading at
+//! start-up.
+//!
+//! BGSAVE without fork. Under every shard's keyspace lock at once (one instant, the
+//! same cut for all shards), each shard's [`Db`] begins a copy-on-write snapshot
+//! ([`Db::begin_snapshot`]) and a writer thread opens `temp-bgsave-<pid>.rdb` with the
+//! header, AUX fields, SELECTDB and RESIZEDB. From then on each shard, once per loop
+//! iteration ([`shard_step`]), serialises a budget of its pending slots and ships the
+//! records (and whatever its writes copied on write meanwhile) to the writer over a
+//! channel; the writer appends them in arrival order — records of different shards
+//! interleave, which RDB allows: each is a self-contained key — checksums them, and
+//! when every shard reported its end writes EOF and the CRC-64, fsyncs and renames the
+//! file over `dbfilename`. Shards stop walking while more than [`IN_FLIGHT_MAX`] bytes
+//! wait for the writer, so a slow disk bounds memory instead of growing it.
+//!
+//! SAVE (and the save at shutdown) takes every lock and writes the whole file on the
+//! calling thread, blocking the node as Redis's SAVE blocks redis-server.
+
+use crate::node::{unix_ms, Node, ShardId};
+use ferrokv_rdb::file::{self as rdbfile, Checksum};
+use ferrokv_store::rdb::{build_value, BuildError, Limits};
+use ferrokv_store::Db;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+/// Bytes shipped to the writer and not yet written above which shards stop walking
+/// (copy-on-write output still ships: it must).
+const IN_FLIGHT_MAX: u64 = 32 << 20;
+/// Serialised bytes a shard produces per loop iteration while it serves clients, and
+/// when it has nothing else to do.
+const STEP_BUSY: usize = 256 << 10;
+const STEP_IDLE: usize = 4 << 20;
+/// Redis retries a failed automatic BGSAVE only after this many seconds.
+const BGSAVE_RETRY_DELAY: u64 = 5;
+
+enum Chunk {
+    Records(Vec<u8>),
+    Done { keys: u64 },
+}
+
+/// Node-wide persistence state.
+#[derive(Default)]
+pub struct Persist {
+    /// A BGSAVE is running: shards ship their snapshot output ([`shard_step`]).
+    pub active: AtomicBool,
+    /// Bytes shipped to the writer, not yet written.
+    in_flight: AtomicU64,
+    sender: Mutex<Option<mpsc::Sender<Chunk>>>,
+    state: Mutex<SaveState>,
+    /// Writes are refused with MISCONF (the last BGSAVE failed, save points are set and
+    /// `stop-writes-on-bgsave-error yes`).
+    pub misconf: AtomicBool,
+    /// Unix seconds of the last successful save (LASTSAVE), or of start-up.
+    pub lastsave: AtomicU64,
+    /// The node's change counter when the last successful save began.
+    dirty_at_last_save: AtomicU64,
+    /// Keys saved so far by the running BGSAVE.
+    keys_processed: AtomicU64,
+    /// What loading at start-up found.
+    pub loaded_keys: AtomicU64,
+    pub loaded_expired: AtomicU64,
+}
+
+impl Persist {
+    pub fn new() -> Persist {
+        let p = Persist::default();
+        // Redis's LASTSAVE before any save is the start-up time.
+        p.lastsave.store(unix_ms() / 1000, Ordering::Relaxed);
+        p
+    }
+}
+
+#[derive(Default)]
+struct SaveState {
+    running: Option<Running>,
+    last_ok: Option<bool>,
+    last_duration_secs: Option<u64>,
+    saves: u64,
+    /// BGSAVE SCHEDULE (or inside MULTI): start at the next cron.
+    scheduled: bool,
+    /// Unix seconds of the last BGSAVE attempt (for the retry delay).
+    last_try: u64,
+}
+
+struct Running {
+    started: Instant,
+    dirty_at_start: u64,
+    keys_total: u64,
+}
+
+/// The node's change counter (Redis's `server.dirty`): changes made by commands.
+pub fn dirty(node: &Node) -> u64 {
+    node.shards.iter().map(|s| s.dirty.load(Ordering::Relaxed)).sum()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `dir`/`dbfilename` and the temporary file a save writes first.
+fn paths(node: &Node, temp_prefix: &str) -> (PathBuf, PathBuf) {
+    let cfg = node.config();
+    let dir = PathBuf::from(&cfg.dir);
+    let target = dir.join(&cfg.dbfilename);
+    let temp = dir.join(format!("{temp_prefix}-{}.rdb", std::process::id()));
+    (target, temp)
+}
+
+/// The start of a file: header, AUX fields, SELECTDB 0 and RESIZEDB.
+fn file_head(keys: u64, expires: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    rdbfile::write_header(&mut out);
+    rdbfile::write_aux(&mut out, "redis-ver", crate::cmds::REDIS_VERSION.as_bytes());
+    rdbfile::write_aux_int(&mut out, "redis-bits", 64);
+    rdbfile::write_aux_int(&mut out, "ctime", (unix_ms() / 1000) as i64);
+    rdbfile::write_aux_int(&mut out, "used-mem", crate::memory::allocated() as i64);
+    rdbfile::write_aux_int(&mut out, "aof-base", 0);
+    rdbfile::write_select_db(&mut out, 0);
+    rdbfile::write_resize_db(&mut out, keys, expires);
+    out
+}
+
+/// A file being written: checksummed, then synced and renamed into place.
+struct FileOut {
+    file: std::io::BufWriter<File>,
+    crc: Checksum,
+    temp: PathBuf,
+}
+
+impl FileOut {
+    fn create(temp: &Path) -> std::io::Result<FileOut> {
+        let file = File::create(temp)?;
+        Ok(FileOut { file: std::io::BufWriter::with_capacity(1 << 20, file), crc: Checksum::default(), temp: temp.into() })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.crc.update(bytes);
+        self.file.write_all(bytes)
+    }
+
+    /// EOF, checksum, fsync, rename over `target`, fsync of the directory.
+    fn finish(mut self, target: &Path, checksum: bool) -> std::io::Result<()> {
+        let mut tail = Vec::new();
+        rdbfile::write_eof(&mut tail);
+        self.write(&tail)?;
+        let trailer = self.crc.trailer(checksum);
+        self.file.write_all(&trailer)?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&self.temp, target)?;
+        if let Some(dir) = target.parent() {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Every shard's keyspace, locked in order.
+fn lock_all(node: &Node) -> Vec<(ShardId, crate::node::DbGuard<'_>)> {
+    let all: Vec<ShardId> = (0..node.shard_count()).collect();
+    node.lock_dbs(&all)
+}
+
+/// SAVE: the whole keyspace written on this thread under every lock.
+pub fn save(node: &Node) -> Result<(), String> {
+    if lock(&node.persist.state).running.is_some() {
+        return Err("ERR Background save already in progress".into());
+    }
+    let (target, temp) = paths(node, "temp");
+    let (compress, checksum) = {
+        let cfg = node.config();
+        (cfg.rdbcompression, cfg.rdbchecksum)
+    };
+    let started = Instant::now();
+    let mut dbs = lock_all(node);
+    let dirty_at_start = dirty(node);
+    let now = unix_ms();
+    let starts: Vec<_> = dbs.iter_mut().map(|(_, db)| db.begin_snapshot(now, compress)).collect();
+    let result = (|| -> std::io::Result<()> {
+        let mut out = FileOut::create(&temp)?;
+        out.write(&file_head(starts.iter().map(|s| s.keys).sum(), starts.iter().map(|s| s.expires).sum()))?;
+        for (_, db) in dbs.iter_mut() {
+            loop {
+                let done = db.snapshot_step(4 << 20);
+                let (records, _) = db.take_snapshot_output();
+                out.write(&records)?;
+                if done {
+                    break;
+                }
+            }
+        }
+        out.finish(&target, checksum)
+    })();
+    for (_, db) in dbs.iter_mut() {
+        db.abort_snapshot();
+    }
+    drop(dbs);
+    match result {
+        Ok(()) => {
+            tracing::info!("DB saved on disk");
+            saved(node, dirty_at_start, started, true);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            tracing::warn!("Failed saving the DB: {e}");
+            saved(node, dirty_at_start, started, false);
+            Err("ERR".into())
+        }
+    }
+}
+
+/// Records the end of a save (SAVE or BGSAVE).
+fn saved(node: &Node, dirty_at_start: u64, started: Instant, ok: bool) {
+    let p = &node.persist;
+    let mut st = lock(&p.state);
+    st.last_ok = Some(ok);
+    st.last_duration_secs = Some(started.elapsed().as_secs());
+    if ok {
+        st.saves += 1;
+        p.dirty_at_last_save.store(dirty_at_start, Ordering::Relaxed);
+        p.lastsave.store(unix_ms() / 1000, Ordering::Relaxed);
+    }
+    let cfg = node.config();
+    let refuse = !ok && cfg.stop_writes_on_bgsave_error && !save_points(&cfg.save).is_empty();
+    p.misconf.store(refuse, Ordering::Relaxed);
+}
+
+/// Why BGSAVE did not start.
+pub enum BgsaveRefused {
+    InProgress,
+}
+
+/// BGSAVE: starts a background save (see the module docs).
+pub fn bgsave(node: &'static Node) -> Result<(), BgsaveRefused> {
+    let p = &node.persist;
+    let mut st = lock(&p.state);
+    if st.running.is_some() {
+        return Err(BgsaveRefused::InProgress);
+    }
+    st.scheduled = false;
+    st.last_try = unix_ms() / 1000;
+    let (target, temp) = paths(node, "temp-bgsave");
+    let (compress, checksum) = {
+        let cfg = node.config();
+        (cfg.rdbcompression, cfg.rdbchecksum)
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut dbs = lock_all(node);
+    let dirty_at_start = dirty(node);
+    let now = unix_ms();
+    let starts: Vec<_> = dbs.iter_mut().map(|(_, db)| db.begin_snapshot(now, compress)).collect();
+    let keys_total = starts.iter().map(|s| s.keys).sum();
+    let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum());
+    *lock(&p.sender) = Some(tx);
+    p.keys_processed.store(0, Ordering::Relaxed);
+    p.active.store(true, Ordering::Release);
+    drop(dbs);
+    let started = Instant::now();
+    st.running = Some(Running { started, dirty_at_start, keys_total });
+    drop(st);
+    tracing::info!("Background saving started");
+    let shards = node.shard_count();
+    let spawned = std::thread::Builder::new().name("rdb-writer".into()).spawn(move || {
+        let result = write_background(node, &temp, &target, head, rx, shards, checksum);
+        end_bgsave(node, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("Can't save in background: {e}");
+        end_bgsave(node, Err(e.to_string()));
+    }
+    Ok(())
+}
+
+/// The writer thread: the head, then chunks as they arrive, until every shard is done.
+fn write_background(
+    node: &Node,
+    temp: &Path,
+    target: &Path,
+    head: Vec<u8>,
+    rx: mpsc::Receiver<Chunk>,
+    shards: usize,
+    checksum: bool,
+) -> std::io::Result<u64> {
+    let mut out = FileOut::create(temp);
+    let mut failed: Option<std::io::Error> = None;
+    if let Ok(o) = out.as_mut() {
+        if let Err(e) = o.write(&head) {
+            failed = Some(e);
+        }
+    }
+    let mut done = 0;
+    let mut keys = 0;
+    while done < shards {
+        match rx.recv() {
+            Ok(Chunk::Records(bytes)) => {
+                node.persist.in_flight.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+                if let (Ok(o), None) = (out.as_mut(), &failed) {
+                    if let Err(e) = o.write(&bytes) {
+                        failed = Some(e);
+                    }
+                }
+            }
+            Ok(Chunk::Done { keys: k }) => {
+                done += 1;
+                keys += k;
+            }
+            Err(_) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "save abandoned (shutting down)"))
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out?.finish(target, checksum)?;
+    Ok(keys)
+}
+
+fn end_bgsave(node: &Node, result: Result<(), String>) {
+    let p = &node.persist;
+    p.active.store(false, Ordering::Release);
+    *lock(&p.sender) = None;
+    p.in_flight.store(0, Ordering::Relaxed);
+    let running = lock(&p.state).running.take();
+    let Some(r) = running else { return };
+    match &result {
+        Ok(()) => {
+            tracing::info!("DB saved on disk");
+            tracing::info!("Background saving terminated with success");
+        }
+        Err(e) => tracing::warn!("Background saving error: {e}"),
+    }
+    saved(node, r.dirty_at_start, r.started, result.is_ok());
+    // The shards' snapshots end by themselves; a failed save leaves none behind
+    // because every shard ran to its end before the writer returned.
+}
+
+/// A shard's share of a running BGSAVE, once per loop iteration: walk a budget of
+/// pending slots (unless the writer is behind), ship the records and what writes
+/// copied. Returns whether the shard has snapshot work left (then it should not sleep).
+pub fn shard_step(node: &Node, shard: ShardId, busy: bool) -> bool {
+    let p = &node.persist;
+    if !p.active.load(Ordering::Acquire) {
+        return false;
+    }
+    let behind = p.in_flight.load(Ordering::Relaxed) > IN_FLIGHT_MAX;
+    let budget = if behind {
+        0
+    } else if busy {
+        STEP_BUSY
+    } else {
+        STEP_IDLE
+    };
+    let (done, records, keys) = {
+        let mut db = node.lock_db(shard);
+        if !db.snapshot_active() {
+            return false;
+        }
+        let done = db.snapshot_step(budget);
+        let (records, keys) = db.take_snapshot_output();
+        (done, records, keys)
+    };
+    let sender = lock(&p.sender);
+    let Some(tx) = sender.as_ref() else { return false };
+    if !records.is_empty() {
+        p.in_flight.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let _ = tx.send(Chunk::Records(records));
+    }
+    p.keys_processed.fetch_add(keys, Ordering::Relaxed);
+    if done {
+        let _ = tx.send(Chunk::Done { keys });
+    }
+    !done && !behind
+}
+
+/// `save` as pairs of (seconds, changes).
+pub fn save_points(spec: &str) -> Vec<(u64, u64)> {
+    let words: Vec<u64> = spec.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    words.chunks_exact(2).map(|c| (c[0], c[1])).collect()
+}
+
+/// Once per cron tick (shard 0): starts a BGSAVE when a save point is reached, or one
+/// that was scheduled.
+pub fn cron(node: &'static Node) {
+    let now = unix_ms() / 1000;
+    let p = &node.persist;
+    let (scheduled, last_ok, last_try) = {
+        let st = lock(&p.state);
+        if st.running.is_some() {
+            return;
+        }
+        (st.scheduled, st.last_ok, st.last_try)
+    };
+    let changes = dirty(node).saturating_sub(p.dirty_at_last_save.load(Ordering::Relaxed));
+    let since = now.saturating_sub(p.lastsave.load(Ordering::Relaxed));
+    let points = save_points(&node.config().save);
+    let due = points.iter().any(|&(secs, min_changes)| changes >= min_changes && since >= secs);
+    // After a failure, Redis waits a little before trying again.
+    let may_retry = last_ok != Some(false) || now.saturating_sub(last_try) > BGSAVE_RETRY_DELAY;
+    if scheduled || (due && may_retry) {
+        if due {
+            tracing::info!("{changes} changes in {since} seconds. Saving...");
+        }
+        let _ = bgsave(node);
+    }
+}
+
+/// Asks for a BGSAVE at the next cron (BGSAVE SCHEDULE, BGSAVE inside MULTI).
+pub fn schedule(node: &Node) {
+    lock(&node.persist.state).scheduled = true;
+}
+
+pub fn bgsave_running(node: &Node) -> bool {
+    lock(&node.persist.state).running.is_some()
+}
+
+/// INFO's persistence section (the RDB and AOF fields Redis prints).
+pub fn info(node: &Node, o: &mut String) {
+    use std::fmt::Write as _;
+    let p = &node.persist;
+    let st = lock(&p.state);
+    let changes = dirty(node).saturating_sub(p.dirty_at_last_save.load(Ordering::Relaxed));
+    let (in_progress, current, keys_total) = match &st.running {
+        Some(r) => (1, r.started.elapsed().as_secs() as i64, r.keys_total),
+        None => (0, -1, 0),
+    };
+    let status = if st.last_ok == Some(false) { "err" } else { "ok" };
+    let last_time = st.last_duration_secs.map_or(-1, |s| s as i64);
+    let _ = write!(
+        o,
+        "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
+         current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:{}\r\n\
+         current_save_keys_total:{keys_total}\r\nrdb_changes_since_last_save:{changes}\r\n\
+         rdb_bgsave_in_progress:{in_progress}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{status}\r\n\
+         rdb_last_bgsave_time_sec:{last_time}\r\nrdb_current_bgsave_time_sec:{current}\r\nrdb_saves:{}\r\n\
+         rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n\
+         aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+         aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n\
+         aof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
+         aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        if in_progress == 1 { p.keys_processed.load(Ordering::Relaxed) } else { 0 },
+        p.lastsave.load(Ordering::Relaxed),
+        st.saves,
+        p.loaded_expired.load(Ordering::Relaxed),
+        p.loaded_keys.load(Ordering::Relaxed),
+    );
+}
+
+/// Loads `dir`/`dbfilename` into the shards (before they start serving). `owns`
+/// says whether this node serves a slot (cluster mode; always true standalone):
+/// keys of other slots are dropped with a log line. A missing file is an empty
+/// dataset; a corrupt one is an error naming the file and the offset.
+pub fn load(node: &Node, limits: &Limits, owns: impl Fn(u16) -> bool) -> Result<(), String> {
+    let (target, _) = paths(node, "temp");
+    let data = match std::fs::read(&target) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("Fatal error loading the DB {}: {e}. Exiting.", target.display())),
+    };
+    let started = Instant::now();
+    let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", target.display());
+    let mut reader = rdbfile::FileReader::new(&data).map_err(|e| fail(&e))?;
+    let now = unix_ms();
+    let (mut loaded, mut expired, mut foreign, mut empty) = (0u64, 0u64, 0u64, 0u64);
+    let mut dbs: Vec<_> = (0..node.shard_count()).map(|s| node.lock_db(s)).collect();
+    let mut db_index = 0;
+    loop {
+        let at = reader.offset();
+        match reader.next_record().map_err(|e| fail(&e))? {
+            rdbfile::Record::End => break,
+            rdbfile::Record::SelectDb(n) => db_index = n,
+            rdbfile::Record::Entry { key, value, meta } => {
+                if db_index != 0 {
+                    return Err(fail(&format!(
+                        "a key in database {db_index} (offset {at}): ferrokv serves database 0 only"
+                    )));
+                }
+                if meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
+                    expired += 1;
+                    continue;
+                }
+                let slot = ferrokv_store::key_slot(&key);
+                if !owns(slot) {
+                    foreign += 1;
+                    continue;
+                }
+                let value = match build_value(value, limits) {
+                    Ok(v) => v,
+                    Err(BuildError::Empty) => {
+                        empty += 1;
+                        continue;
+                    }
+                    Err(BuildError::Duplicate) => {
+                        return Err(fail(&format!("duplicate members in the value of a key (offset {at})")))
+                    }
+                };
+                let db: &mut Db = &mut dbs[node.shard_of_slot(slot)];
+                db.set(&key, value, meta.expire_ms.map_or(0, |ms| ms as u64));
+                db.set_access_history(&key, meta.idle_secs, meta.freq);
+                loaded += 1;
+            }
+            rdbfile::Record::Aux { .. } | rdbfile::Record::ResizeDb { .. } | rdbfile::Record::Function(_) => {}
+        }
+    }
+    for (s, db) in dbs.iter().enumerate() {
+        node.shards[s].publish(db);
+    }
+    drop(dbs);
+    if foreign > 0 {
+        tracing::warn!("{foreign} keys in slots this node does not serve were not loaded");
+    }
+    if empty > 0 {
+        tracing::warn!("{empty} empty keys skipped");
+    }
+    tracing::info!("Done loading RDB, keys loaded: {loaded}, keys expired: {expired}.");
+    tracing::info!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
+    node.persist.loaded_keys.store(loaded, Ordering::Relaxed);
+    node.persist.loaded_expired.store(expired, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The save at shutdown (SHUTDOWN, SIGTERM): when save points are set, or asked
+/// for. A running BGSAVE is abandoned first.
+pub fn save_on_shutdown(node: &Node, force: Option<bool>) -> Result<(), String> {
+    let wanted = force.unwrap_or_else(|| !save_points(&node.config().save).is_empty());
+    if !wanted {
+        return Ok(());
+    }
+    abandon_bgsave(node);
+    tracing::info!("Saving the final RDB snapshot before exiting.");
+    save(node).map_err(|_| "Error trying to save the DB, can't exit.".to_string())
+}
+
+/// Stops a running BGSAVE: the writer sees the channel close and removes its file.
+fn abandon_bgsave(node: &Node) {
+    let p = &node.persist;
+    if !p.active.load(Ordering::Acquire) {
+        return;
+    }
+    let mut dbs = lock_all(node);
+    for (_, db) in dbs.iter_mut() {
+        db.abort_snapshot();
+    }
+    p.active.store(false, Ordering::Release);
+    *lock(&p.sender) = None;
+    drop(dbs);
+    // The writer ends the save (and clears `running`) when it sees the channel close.
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while bgsave_running(node) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
