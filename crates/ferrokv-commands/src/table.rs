@@ -280,6 +280,7 @@ pub enum ServerCmd {
     Save,
     Bgsave,
     Lastsave,
+    Bgrewriteaof,
     Multi,
     Exec,
     Discard,

@@ -129,7 +129,10 @@ fn containers() -> Vec<(&'static str, Vec<u8>)> {
     let compressed = lzf::compress(text, text.len()).expect("compressible");
     vec![
         ("listpack", with(0, &lp.finish())),
-        ("ziplist", with(1, &legacy::write_ziplist(&[b"a", b"12", b"-1", b"300", b"70000", b"5000000000", &[b'y'; 70]]))),
+        (
+            "ziplist",
+            with(1, &legacy::write_ziplist(&[b"a", b"12", b"-1", b"300", b"70000", b"5000000000", &[b'y'; 70]])),
+        ),
         ("zipmap", with(2, &legacy::write_zipmap(&[(b"foo", b"bar"), (&[b'k'; 300], b"")]))),
         ("lzf", with(3, &[&(text.len() as u32).to_le_bytes()[..], &compressed].concat())),
         ("lzf-compress", with(4, text)),

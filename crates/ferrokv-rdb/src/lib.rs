@@ -6,11 +6,13 @@
 //! - [`value`]: a type byte and a value, written as Redis 7.0 writes each encoding and
 //!   read in every encoding Redis 7.0 reads;
 //! - [`dump`]: DUMP/RESTORE payloads (value, RDB version, checksum);
+//! - [`aof`]: the append-only file's manifest and command stream;
 //! - [`file`]: dump.rdb framing (header, AUX fields, SELECTDB, RESIZEDB, expiry and
 //!   LRU/LFU opcodes, EOF and checksum), written and read record by record.
 
 #![forbid(unsafe_code)]
 
+pub mod aof;
 pub mod crc64;
 pub mod dump;
 pub mod encoding;

@@ -162,11 +162,26 @@ impl Run {
     }
 }
 
+/// Room reserved before decompressing `input` into `len` bytes: no more than the input
+/// itself, then more as the output grows ([`grow`]). A declared length is not trusted
+/// until the bytes are there, nor is what the input could expand to (up to 88 times):
+/// reserving 256 times the input let 1 MiB claiming 4 GiB take 256 MiB before its first
+/// bad byte.
+fn initial_room(input: &[u8], len: usize) -> usize {
+    len.min(input.len())
+}
+
+/// Makes room in `out` for `n` more bytes of the `len` it is checked to stay within:
+/// twice the room as the output grows, never more than `len` in all.
+fn grow(out: &mut Vec<u8>, n: usize, len: usize) {
+    if out.capacity() - out.len() < n {
+        out.reserve_exact(out.capacity().max(n).min(len - out.len()));
+    }
+}
+
 /// Decompresses `input` into exactly `len` bytes.
 pub fn decompress(input: &[u8], len: usize) -> Result<Vec<u8>, DecodeError> {
-    // Never reserve more than the input could expand to: a declared length is not
-    // trusted until the bytes are there.
-    let mut out: Vec<u8> = Vec::with_capacity(len.min(input.len().saturating_mul(256)));
+    let mut out: Vec<u8> = Vec::with_capacity(initial_room(input, len));
     let mut i = 0;
     while i < input.len() {
         let ctrl = input[i] as usize;
@@ -177,6 +192,7 @@ pub fn decompress(input: &[u8], len: usize) -> Result<Vec<u8>, DecodeError> {
             if out.len() + run > len {
                 return Err(DecodeError::Invalid("LZF length"));
             }
+            grow(&mut out, run, len);
             out.extend_from_slice(lit);
             i += run;
         } else {
@@ -195,6 +211,7 @@ pub fn decompress(input: &[u8], len: usize) -> Result<Vec<u8>, DecodeError> {
             if out.len() + n > len {
                 return Err(DecodeError::Invalid("LZF length"));
             }
+            grow(&mut out, n, len);
             let start = out.len() - back;
             // The reference may overlap what it produces (a run of one repeated byte).
             for k in 0..n {
@@ -249,6 +266,27 @@ mod tests {
                 proptest::prop_assert_eq!(decompress(&c, data.len()).unwrap(), data);
             }
         }
+    }
+
+    #[test]
+    fn room_is_backed_by_the_input_and_bounded_by_the_length() {
+        // 1 MiB claiming 4 GiB reserved 256 MiB (a 1 MiB input tripped fuzz/containers'
+        // -malloc_limit_mb=256); now the input's size.
+        let mib = vec![0x1f; 1 << 20];
+        assert_eq!(initial_room(&mib, u32::MAX as usize), 1 << 20);
+        assert_eq!(initial_room(&mib, 10), 10);
+        // A stream that expands 88 times grows to exactly its length.
+        let mut stream = vec![0, b'a'];
+        for _ in 0..100 {
+            stream.extend_from_slice(&[(7 << 5), 255, 0]);
+        }
+        let len = 1 + 100 * 264;
+        let out = decompress(&stream, len).unwrap();
+        assert_eq!(out, vec![b'a'; len]);
+        assert_eq!(out.capacity(), len);
+        let runs: Vec<u8> = (0..5000).map(|i| b"abcdefg"[i % 7]).collect();
+        let c = compress(&runs, runs.len()).unwrap();
+        assert_eq!(decompress(&c, runs.len()).unwrap().capacity(), runs.len());
     }
 
     #[test]

@@ -251,7 +251,7 @@ pub fn read_value(t: u8, r: &mut Reader) -> Result<RdbValue, DecodeError> {
         TYPE_SET_INTSET => RdbValue::Set(intset_members(&r.string()?)?),
         TYPE_HASH => {
             let n = claimed(r, 2)?;
-            let mut pairs = Vec::with_capacity(n);
+            let mut pairs = Vec::with_capacity(room::<(Vec<u8>, Vec<u8>)>(r, n));
             for _ in 0..n {
                 pairs.push((r.string()?, r.string()?));
             }
@@ -262,7 +262,7 @@ pub fn read_value(t: u8, r: &mut Reader) -> Result<RdbValue, DecodeError> {
         TYPE_HASH_ZIPMAP => RdbValue::Hash(crate::legacy::zipmap_pairs(&r.string()?)?),
         TYPE_ZSET | TYPE_ZSET_2 => {
             let n = claimed(r, 2)?;
-            let mut members = Vec::with_capacity(n);
+            let mut members = Vec::with_capacity(room::<(Vec<u8>, f64)>(r, n));
             for _ in 0..n {
                 let m = r.string()?;
                 let score = if t == TYPE_ZSET_2 { binary_double(r)? } else { text_double(r)? };
@@ -303,7 +303,7 @@ pub fn read_value(t: u8, r: &mut Reader) -> Result<RdbValue, DecodeError> {
 }
 
 /// A declared element count, refused when the input left could not hold that many
-/// elements of at least `min_bytes` each: nothing is reserved on a length not yet read.
+/// elements of at least `min_bytes` each.
 fn claimed(r: &mut Reader, min_bytes: usize) -> Result<usize, DecodeError> {
     let n = r.length()?;
     if n > (r.remaining() / min_bytes) as u64 {
@@ -312,9 +312,18 @@ fn claimed(r: &mut Reader, min_bytes: usize) -> Result<usize, DecodeError> {
     Ok(n as usize)
 }
 
+/// Room to reserve for `n` [`claimed`] elements of type `T`: no more bytes than the
+/// input left, so nothing is reserved on a count not yet read; the `Vec` grows as the
+/// elements arrive. (An element's encoding is smaller than the element: a pair of empty
+/// strings is 2 bytes and 48 of `Vec`s, so reserving the whole count let 12 MiB claiming
+/// 6 Mi pairs reserve 288 MiB and then fail on the first.)
+fn room<T>(r: &Reader, n: usize) -> usize {
+    n.min(r.remaining() / std::mem::size_of::<T>().max(1))
+}
+
 fn read_strings(r: &mut Reader) -> Result<Vec<Vec<u8>>, DecodeError> {
     let n = claimed(r, 1)?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(room::<Vec<u8>>(r, n));
     for _ in 0..n {
         out.push(r.string()?);
     }
@@ -528,6 +537,23 @@ mod tests {
         fn any_bytes_decode_without_panicking(t in 0u8..24, data in proptest::collection::vec(any::<u8>(), 0..96)) {
             let _ = read_value(t, &mut Reader::new(&data));
         }
+    }
+
+    #[test]
+    fn room_is_backed_by_the_input_left() {
+        // 12 MiB claiming 6 Mi pairs reserved 288 MiB before reading the first (a 12 MiB
+        // input tripped fuzz/restore's -malloc_limit_mb=256); now no more than 12 MiB.
+        let mut bytes = vec![0xff; 12 << 20];
+        bytes[..5].copy_from_slice(&[0x80, 0, 0x5f, 0xff, 0xf8]);
+        let mut r = Reader::new(&bytes);
+        let n = claimed(&mut r, 2).unwrap();
+        assert_eq!(n, (6 << 20) - 8);
+        let pairs = room::<(Vec<u8>, Vec<u8>)>(&r, n);
+        assert!(pairs * std::mem::size_of::<(Vec<u8>, Vec<u8>)>() <= r.remaining(), "{pairs} pairs");
+        assert_eq!(decode(&[&[TYPE_HASH][..], &bytes].concat()), Err(DecodeError::Invalid("string encoding")));
+        // Enough input for every element: room for all of them.
+        let r = Reader::new(&bytes[..1000]);
+        assert_eq!(room::<Vec<u8>>(&r, 5), 5);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod info;
 // Persistence: dump.rdb (and, to come, the AOF).
 #[path = "persist/rdb.rs"]
 pub mod persist;
+#[path = "persist/aof.rs"]
+pub mod aof;
 // Node-wide state and process plumbing.
 pub mod logging;
 pub mod memory;
@@ -131,7 +133,12 @@ pub fn run(args: Vec<String>) -> i32 {
     // keys stay: the slot may be assigned here next, as Redis claims such slots).
     let view = node.cluster.as_ref().map(|c| c.view());
     let owns = |slot: u16| view.as_ref().is_none_or(|v| v.is_mine(slot) || v.slot_owner(slot).is_none());
-    if let Err(e) = persist::load(node, &limits, owns) {
+    let loaded = if node.config().appendonly {
+        aof::start(node, &limits, &owns)
+    } else {
+        persist::load(node, &limits, &owns)
+    };
+    if let Err(e) = loaded {
         eprintln!("{e}");
         tracing::warn!("{e}");
         return 1;
@@ -192,6 +199,7 @@ pub fn run(args: Vec<String>) -> i32 {
     );
     wait_for_shutdown(node);
     join(handles);
+    aof::stop(node);
     tracing::info!("ferrokv is now ready to exit, bye bye...");
     0
 }

@@ -126,6 +126,8 @@ pub struct Node {
     pub cluster_state: Mutex<Option<ferrokv_cluster::ClusterState>>,
     /// dump.rdb: saves in progress, their outcome, LASTSAVE.
     pub persist: crate::persist::Persist,
+    /// The append-only file.
+    pub aof: crate::aof::Aof,
     /// How SHUTDOWN asked to exit: save or not (None: as the save points say).
     pub shutdown_save: Mutex<Option<bool>>,
 }
@@ -242,6 +244,7 @@ impl Node {
             cluster: cluster.as_ref().map(|st| crate::cluster::ClusterShared::new(Arc::new(st.view()))),
             cluster_state: Mutex::new(cluster),
             persist: crate::persist::Persist::new(),
+            aof: crate::aof::Aof::default(),
             shutdown_save: Mutex::new(None),
         }))
     }

@@ -165,6 +165,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     srv(ServerCmd::Save, "save", 1, &["admin", "noscript", "no_async_loading", "no_multi"], &["@admin", "@slow", "@dangerous"]),
     srv(ServerCmd::Bgsave, "bgsave", -1, &["admin", "noscript", "no_async_loading"], &["@admin", "@slow", "@dangerous"]),
+    srv(ServerCmd::Bgrewriteaof, "bgrewriteaof", 1, &["admin", "noscript", "no_async_loading"], &["@admin", "@slow", "@dangerous"]),
     srv(ServerCmd::Lastsave, "lastsave", 1, &["loading", "stale", "fast"], &["@admin", "@fast", "@dangerous"]),
     srv(
         ServerCmd::Multi,

@@ -9,7 +9,7 @@
 #![no_main]
 
 use ferrokv_rdb::crc64::crc64;
-use ferrokv_rdb::file::{self, FileReader, FileError, FileProblem, Record};
+use ferrokv_rdb::file::{self, FileError, FileProblem, FileReader, Record};
 use libfuzzer_sys::fuzz_target;
 
 /// Reads `f` to End or the first error; that error, if any.

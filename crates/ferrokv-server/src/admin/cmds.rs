@@ -60,6 +60,20 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Shutdown => shutdown(core, c, args),
         ServerCmd::Save => save_cmd(core, c),
         ServerCmd::Bgsave => bgsave_cmd(core, c, args, matches!(held, Held::Exec(_))),
+        // Inside EXEC the keyspace locks are held: at the next cron, as Redis does.
+        ServerCmd::Bgrewriteaof if matches!(held, Held::Exec(_)) => {
+            crate::aof::schedule(core.node);
+            c.reply(|r| r.simple("Background append only file rewriting scheduled"))
+        }
+        ServerCmd::Bgrewriteaof => match crate::aof::rewrite(core.node) {
+            Ok(()) => c.reply(|r| r.simple("Background append only file rewriting started")),
+            Err(crate::aof::RewriteRefused::Scheduled) => {
+                c.reply(|r| r.simple("Background append only file rewriting scheduled"))
+            }
+            Err(crate::aof::RewriteRefused::InProgress) => {
+                c.error("ERR Background append only file rewriting already in progress")
+            }
+        },
         ServerCmd::Lastsave => {
             let t = core.node.persist.lastsave.load(Ordering::Relaxed) as i64;
             c.reply(|r| r.integer(t))
@@ -882,13 +896,22 @@ fn bgsave_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args, in_exec: bool) {
         2 if eq_ic(args.get(1), "schedule") => true,
         _ => return c.error(ERR_SYNTAX),
     };
-    if crate::persist::bgsave_running(core.node) {
-        return c.error("ERR Background save already in progress");
+    match crate::persist::running(core.node) {
+        Some(true) => return c.error("ERR Background save already in progress"),
+        Some(false) if schedule => {
+            crate::persist::schedule(core.node);
+            return c.reply(|r| r.simple("Background saving scheduled"));
+        }
+        Some(false) => {
+            return c.error(
+                "ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+            )
+        }
+        None => {}
     }
     // Inside EXEC the keyspace locks are held: start at the next cron, as Redis
     // schedules a BGSAVE issued inside MULTI.
     if in_exec {
-        let _ = schedule;
         crate::persist::schedule(core.node);
         return c.reply(|r| r.simple("Background saving scheduled"));
     }

@@ -104,6 +104,7 @@ impl Shard {
             // A running BGSAVE: this shard's share, a budget per iteration; while it
             // has some left the loop does not sleep.
             let snapshot_left = crate::persist::shard_step(node, id, true);
+            crate::aof::shard_step(node, id);
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);
@@ -479,6 +480,7 @@ impl Shard {
         self.core.active_expire(period / 4);
         if self.core.id == 0 {
             crate::persist::cron(self.core.node);
+            crate::aof::cron(self.core.node);
         }
         if timeout > 0 {
             let now = unix_ms();

@@ -90,6 +90,8 @@ struct Running {
     started: Instant,
     dirty_at_start: u64,
     keys_total: u64,
+    /// BGSAVE (else an AOF rewrite, which INFO reports apart).
+    rdb: bool,
 }
 
 /// The node's change counter (Redis's `server.dirty`): changes made by commands.
@@ -111,7 +113,7 @@ fn paths(node: &Node, temp_prefix: &str) -> (PathBuf, PathBuf) {
 }
 
 /// The start of a file: header, AUX fields, SELECTDB 0 and RESIZEDB.
-fn file_head(keys: u64, expires: u64) -> Vec<u8> {
+pub fn file_head(keys: u64, expires: u64) -> Vec<u8> {
     let mut out = Vec::new();
     rdbfile::write_header(&mut out);
     rdbfile::write_aux(&mut out, "redis-ver", crate::cmds::REDIS_VERSION.as_bytes());
@@ -236,16 +238,43 @@ pub enum BgsaveRefused {
     InProgress,
 }
 
+/// What a background snapshot is for.
+pub enum SnapshotPurpose {
+    /// BGSAVE: dump.rdb.
+    Rdb,
+    /// BGREWRITEAOF: a new AOF base (see `crate::aof`).
+    AofBase,
+}
+
+/// Called under every keyspace lock at the snapshot's instant (the AOF rewrite cuts
+/// its command stream there), and when the file is complete (or failed).
+pub type AtCut<'a> = Box<dyn FnOnce(&mut [(ShardId, crate::node::DbGuard<'_>)]) + 'a>;
+pub type OnDone = Box<dyn FnOnce(&Node, Result<(), String>) + Send>;
+
 /// BGSAVE: starts a background save (see the module docs).
 pub fn bgsave(node: &'static Node) -> Result<(), BgsaveRefused> {
+    let (target, temp) = paths(node, "temp-bgsave");
+    start_background(node, SnapshotPurpose::Rdb, target, temp, Box::new(|_| {}), Box::new(|_, _| {}))
+}
+
+/// Starts a background snapshot into `target` (written as `temp` first).
+pub fn start_background(
+    node: &'static Node,
+    purpose: SnapshotPurpose,
+    target: PathBuf,
+    temp: PathBuf,
+    at_cut: AtCut<'_>,
+    on_done: OnDone,
+) -> Result<(), BgsaveRefused> {
     let p = &node.persist;
     let mut st = lock(&p.state);
     if st.running.is_some() {
         return Err(BgsaveRefused::InProgress);
     }
-    st.scheduled = false;
-    st.last_try = unix_ms() / 1000;
-    let (target, temp) = paths(node, "temp-bgsave");
+    if matches!(purpose, SnapshotPurpose::Rdb) {
+        st.scheduled = false;
+        st.last_try = unix_ms() / 1000;
+    }
     let (compress, checksum) = {
         let cfg = node.config();
         (cfg.rdbcompression, cfg.rdbchecksum)
@@ -255,6 +284,7 @@ pub fn bgsave(node: &'static Node) -> Result<(), BgsaveRefused> {
     let dirty_at_start = dirty(node);
     let now = unix_ms();
     let starts: Vec<_> = dbs.iter_mut().map(|(_, db)| db.begin_snapshot(now, compress)).collect();
+    at_cut(&mut dbs);
     let keys_total = starts.iter().map(|s| s.keys).sum();
     let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum());
     *lock(&p.sender) = Some(tx);
@@ -262,20 +292,27 @@ pub fn bgsave(node: &'static Node) -> Result<(), BgsaveRefused> {
     p.active.store(true, Ordering::Release);
     drop(dbs);
     let started = Instant::now();
-    st.running = Some(Running { started, dirty_at_start, keys_total });
+    let rdb = matches!(purpose, SnapshotPurpose::Rdb);
+    st.running = Some(Running { started, dirty_at_start, keys_total, rdb });
     drop(st);
-    tracing::info!("Background saving started");
+    if rdb {
+        tracing::info!("Background saving started");
+    } else {
+        tracing::info!("Background append only file rewriting started");
+    }
     let shards = node.shard_count();
     let spawned = std::thread::Builder::new().name("rdb-writer".into()).spawn(move || {
         let result = write_background(node, &temp, &target, head, rx, shards, checksum);
-        end_bgsave(node, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
+        let result = result.map(|_| ()).map_err(|e| e.to_string());
+        end_background(node, result.clone());
+        on_done(node, result);
     });
     if let Err(e) = spawned {
         tracing::warn!("Can't save in background: {e}");
-        end_bgsave(node, Err(e.to_string()));
+        end_background(node, Err(e.to_string()));
     }
     Ok(())
 }
@@ -325,13 +362,16 @@ fn write_background(
     Ok(keys)
 }
 
-fn end_bgsave(node: &Node, result: Result<(), String>) {
+fn end_background(node: &Node, result: Result<(), String>) {
     let p = &node.persist;
     p.active.store(false, Ordering::Release);
     *lock(&p.sender) = None;
     p.in_flight.store(0, Ordering::Relaxed);
     let running = lock(&p.state).running.take();
     let Some(r) = running else { return };
+    if !r.rdb {
+        return;
+    }
     match &result {
         Ok(()) => {
             tracing::info!("DB saved on disk");
@@ -419,6 +459,12 @@ pub fn schedule(node: &Node) {
     lock(&node.persist.state).scheduled = true;
 }
 
+/// The background snapshot running: `Some(true)` a BGSAVE, `Some(false)` an AOF
+/// rewrite.
+pub fn running(node: &Node) -> Option<bool> {
+    lock(&node.persist.state).running.as_ref().map(|r| r.rdb)
+}
+
 pub fn bgsave_running(node: &Node) -> bool {
     lock(&node.persist.state).running.is_some()
 }
@@ -430,8 +476,8 @@ pub fn info(node: &Node, o: &mut String) {
     let st = lock(&p.state);
     let changes = dirty(node).saturating_sub(p.dirty_at_last_save.load(Ordering::Relaxed));
     let (in_progress, current, keys_total) = match &st.running {
-        Some(r) => (1, r.started.elapsed().as_secs() as i64, r.keys_total),
-        None => (0, -1, 0),
+        Some(r) if r.rdb => (1, r.started.elapsed().as_secs() as i64, r.keys_total),
+        _ => (0, -1, 0),
     };
     let status = if st.last_ok == Some(false) { "err" } else { "ok" };
     let last_time = st.last_duration_secs.map_or(-1, |s| s as i64);
@@ -442,16 +488,13 @@ pub fn info(node: &Node, o: &mut String) {
          current_save_keys_total:{keys_total}\r\nrdb_changes_since_last_save:{changes}\r\n\
          rdb_bgsave_in_progress:{in_progress}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{status}\r\n\
          rdb_last_bgsave_time_sec:{last_time}\r\nrdb_current_bgsave_time_sec:{current}\r\nrdb_saves:{}\r\n\
-         rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n\
-         aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-         aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\n\
-         aof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\n\
-         aof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+         rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n{}",
         if in_progress == 1 { p.keys_processed.load(Ordering::Relaxed) } else { 0 },
         p.lastsave.load(Ordering::Relaxed),
         st.saves,
         p.loaded_expired.load(Ordering::Relaxed),
         p.loaded_keys.load(Ordering::Relaxed),
+        crate::aof::info_fields(node),
     );
 }
 
@@ -459,16 +502,29 @@ pub fn info(node: &Node, o: &mut String) {
 /// says whether this node serves a slot (cluster mode; always true standalone):
 /// keys of other slots are dropped with a log line. A missing file is an empty
 /// dataset; a corrupt one is an error naming the file and the offset.
-pub fn load(node: &Node, limits: &Limits, owns: impl Fn(u16) -> bool) -> Result<(), String> {
+pub fn load(node: &Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -> Result<(), String> {
     let (target, _) = paths(node, "temp");
     let data = match std::fs::read(&target) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("Fatal error loading the DB {}: {e}. Exiting.", target.display())),
     };
+    load_bytes(node, &data, &target, limits, owns).map(|_| ())
+}
+
+/// Loads an RDB image (a dump.rdb, or an AOF's base or preamble) into the shards.
+/// Returns the offset just past its checksum (an AOF preamble's commands follow).
+pub fn load_bytes(
+    node: &Node,
+    data: &[u8],
+    name: &Path,
+    limits: &Limits,
+    owns: &dyn Fn(u16) -> bool,
+) -> Result<usize, String> {
+    let target = name;
     let started = Instant::now();
     let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", target.display());
-    let mut reader = rdbfile::FileReader::new(&data).map_err(|e| fail(&e))?;
+    let mut reader = rdbfile::FileReader::new(data).map_err(|e| fail(&e))?;
     let now = unix_ms();
     let (mut loaded, mut expired, mut foreign, mut empty) = (0u64, 0u64, 0u64, 0u64);
     let mut dbs: Vec<_> = (0..node.shard_count()).map(|s| node.lock_db(s)).collect();
@@ -523,9 +579,9 @@ pub fn load(node: &Node, limits: &Limits, owns: impl Fn(u16) -> bool) -> Result<
     }
     tracing::info!("Done loading RDB, keys loaded: {loaded}, keys expired: {expired}.");
     tracing::info!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
-    node.persist.loaded_keys.store(loaded, Ordering::Relaxed);
-    node.persist.loaded_expired.store(expired, Ordering::Relaxed);
-    Ok(())
+    node.persist.loaded_keys.fetch_add(loaded, Ordering::Relaxed);
+    node.persist.loaded_expired.fetch_add(expired, Ordering::Relaxed);
+    Ok(reader.offset())
 }
 
 /// The save at shutdown (SHUTDOWN, SIGTERM): when save points are set, or asked

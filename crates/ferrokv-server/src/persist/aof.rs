@@ -1,0 +1,716 @@
+//! The append-only file, in Redis 7's multi-part layout: `dir/appenddirname/` holds a
+//! base (an RDB image, `appendonly.aof.<n>.base.rdb`), incremental command files
+//! (`appendonly.aof.<n>.incr.aof`) and `appendonly.aof.manifest`. With one shard or
+//! many, the files are exactly Redis's: one incremental stream for the whole node.
+//!
+//! Writing: with `appendonly yes` every shard's keyspace logs its effects (the
+//! execution function's propagation records, see `ferrokv_store::effects`). Each shard
+//! drains its log once per loop iteration ([`shard_step`]) and hands the parts to the
+//! writer thread, which merges the shards' logs into one serial stream
+//! (`effects::merge_ready`: a multi-shard unit waits for every shard it locked, so it
+//! replays atomically, wrapped in MULTI/EXEC), appends it to the incremental file and
+//! fsyncs by `appendfsync`: `everysec` once a second and `no` never, on the writer
+//! thread, so a slow disk never blocks a shard's event loop; `always` after every batch
+//! the writer takes (a group commit of whatever the shards handed over meanwhile).
+//! Replies are not yet held until their records are durable under `always`: a crash can
+//! lose the writes of the last batch that clients saw acknowledged (see
+//! docs/architecture.md).
+//!
+//! BGREWRITEAOF without fork: under every keyspace lock at once the shards' logs are
+//! drained into the current incremental file, a new one is opened for what follows,
+//! the manifest lists both (a crash mid-rewrite replays old base + both files), and a
+//! copy-on-write snapshot of that same instant is written as the new base
+//! (`crate::persist::start_background`). When the base is on disk the manifest drops
+//! the old base and incremental file and they are deleted.
+//!
+//! Loading at start-up: the manifest's base (RDB, or a command stream), then its
+//! incremental files in order, replayed through the execution function. A Redis 6
+//! `appendonly.aof` in `dir` (with or without an RDB preamble) is loaded and moved into
+//! the directory as the base, as Redis 7 upgrades it. A truncated last command is cut
+//! off when `aof-load-truncated yes` (the default), else start-up stops.
+
+use crate::dispatch::MultiDb;
+use crate::node::{unix_ms, Node, ShardId};
+use ferrokv_commands::{Env, Handler};
+use ferrokv_rdb::aof::{self, CommandReader, FileKind, Manifest, ManifestFile, StreamError};
+use ferrokv_resp::{OwnedArgs, ReplyBuf};
+use ferrokv_store::effects::{self, Part};
+use ferrokv_store::rdb::Limits;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `SELECT 0`, which starts every incremental file (Redis writes it before the first
+/// command of a database).
+const SELECT_0: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
+
+enum Msg {
+    Parts { shard: ShardId, gen: u64, parts: VecDeque<Part> },
+    /// BGREWRITEAOF's instant: the parts logged before it, then a new incremental file.
+    Rotate { pre: Vec<VecDeque<Part>> },
+    /// The new base is on disk (or failed).
+    BaseDone { name: String, seq: u64, ok: bool },
+    /// Flush, fsync and stop (shutdown).
+    Stop(mpsc::Sender<()>),
+}
+
+#[derive(Default)]
+pub struct Aof {
+    /// `appendonly yes` and the writer running.
+    pub on: AtomicBool,
+    /// Bumped at each rewrite's instant, under every keyspace lock.
+    generation: AtomicU64,
+    sender: Mutex<Option<mpsc::Sender<Msg>>>,
+    stats: Mutex<Stats>,
+    /// Bytes of the current incremental file and of the base (INFO).
+    current_size: AtomicU64,
+    base_size: AtomicU64,
+    /// Size of base + incremental files right after the last rewrite (auto rewrite).
+    size_at_rewrite: AtomicU64,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Stats {
+    rewriting: Option<Instant>,
+    scheduled: bool,
+    rewrites: u64,
+    consecutive_failures: u64,
+    last_rewrite_ok: bool,
+    last_rewrite_secs: Option<u64>,
+    last_write_ok: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+fn fsync_policy(node: &Node) -> Fsync {
+    match node.config().appendfsync.as_str() {
+        "always" => Fsync::Always,
+        "no" => Fsync::No,
+        _ => Fsync::EverySec,
+    }
+}
+
+struct Layout {
+    dir: PathBuf,
+    /// `appendfilename`: the prefix of every file's name.
+    prefix: String,
+}
+
+impl Layout {
+    fn of(node: &Node) -> Layout {
+        let cfg = node.config();
+        Layout { dir: PathBuf::from(&cfg.dir).join(&cfg.appenddirname), prefix: cfg.appendfilename.clone() }
+    }
+    fn manifest_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.manifest", self.prefix))
+    }
+    fn base_name(&self, seq: u64) -> String {
+        format!("{}.{seq}.base.rdb", self.prefix)
+    }
+    fn incr_name(&self, seq: u64) -> String {
+        format!("{}.{seq}.incr.aof", self.prefix)
+    }
+    fn write_manifest(&self, m: &Manifest) -> std::io::Result<()> {
+        let temp = self.dir.join(format!("temp-{}.manifest", self.prefix));
+        let mut f = File::create(&temp)?;
+        f.write_all(m.render().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&temp, self.manifest_path())?;
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+// ---- start-up ------------------------------------------------------------------
+
+/// With `appendonly yes`: loads the AOF (instead of dump.rdb, as Redis 7 does), turns
+/// every shard's effects log on and starts the writer. Runs before the shards serve.
+pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -> Result<(), String> {
+    let layout = Layout::of(node);
+    let truncated_ok = node.config().aof_load_truncated;
+    let manifest_path = layout.manifest_path();
+    let legacy = PathBuf::from(&node.config().dir).join(&layout.prefix);
+    let mut manifest = if manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| format!("Fatal error: can't read the AOF manifest {}: {e}", manifest_path.display()))?;
+        let m = Manifest::parse(&text).map_err(|e| format!("{e} ({})", manifest_path.display()))?;
+        let files: Vec<&ManifestFile> = m.base().into_iter().chain(m.incrs()).collect();
+        for (i, f) in files.iter().enumerate() {
+            let last = i + 1 == files.len();
+            load_file(node, &layout.dir.join(&f.name), f.kind == FileKind::Base, last && truncated_ok, limits, owns)?;
+        }
+        m
+    } else if legacy.exists() {
+        // A Redis 6 AOF: load it, then make it the base of a new directory.
+        load_file(node, &legacy, true, truncated_ok, limits, owns)?;
+        std::fs::create_dir_all(&layout.dir).map_err(|e| format!("Can't create the AOF directory: {e}"))?;
+        let name = layout.prefix.clone();
+        std::fs::rename(&legacy, layout.dir.join(&name)).map_err(|e| format!("Can't move the old AOF file: {e}"))?;
+        tracing::info!("Successfully migrated an old-style AOF into the AOF directory");
+        Manifest { files: vec![ManifestFile { name, seq: 1, kind: FileKind::Base }] }
+    } else {
+        // No AOF yet: an empty base (Redis creates its base at start-up too).
+        std::fs::create_dir_all(&layout.dir).map_err(|e| format!("Can't create the AOF directory: {e}"))?;
+        let name = layout.base_name(1);
+        write_empty_base(&layout.dir.join(&name)).map_err(|e| format!("Can't create the AOF base file: {e}"))?;
+        tracing::info!("Creating AOF base file {name} on server start");
+        Manifest { files: vec![ManifestFile { name, seq: 1, kind: FileKind::Base }] }
+    };
+    // Append to the last incremental file, or start one.
+    let incr_name = match manifest.incrs().last() {
+        Some(f) => f.name.clone(),
+        None => {
+            let seq = manifest.files.iter().map(|f| f.seq).max().unwrap_or(0).max(1);
+            let name = layout.incr_name(seq);
+            manifest.files.push(ManifestFile { name: name.clone(), seq, kind: FileKind::Incr });
+            name
+        }
+    };
+    let incr_path = layout.dir.join(&incr_name);
+    let fresh = !incr_path.exists();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&incr_path)
+        .map_err(|e| format!("Can't open the append-only file {}: {e}", incr_path.display()))?;
+    if fresh {
+        file.write_all(SELECT_0).map_err(|e| format!("Can't write the append-only file: {e}"))?;
+        tracing::info!("Creating AOF incr file {incr_name} on server start");
+    }
+    layout.write_manifest(&manifest).map_err(|e| format!("Can't write the AOF manifest: {e}"))?;
+    let base_size = manifest.base().and_then(|b| std::fs::metadata(layout.dir.join(&b.name)).ok()).map_or(0, |m| m.len());
+    let incr_size = file.metadata().map_or(0, |m| m.len());
+    let aof = &node.aof;
+    aof.base_size.store(base_size, Ordering::Relaxed);
+    aof.current_size.store(incr_size, Ordering::Relaxed);
+    aof.size_at_rewrite.store(base_size + incr_size, Ordering::Relaxed);
+    lock(&aof.stats).last_write_ok = true;
+    lock(&aof.stats).last_rewrite_ok = true;
+    for s in 0..node.shard_count() {
+        node.lock_db(s).enable_effects();
+    }
+    let (tx, rx) = mpsc::channel();
+    *lock(&aof.sender) = Some(tx);
+    aof.on.store(true, Ordering::Release);
+    let shards = node.shard_count();
+    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen: 0, size: incr_size };
+    let writer = Writer {
+        node,
+        layout,
+        manifest,
+        cur: incr,
+        old: None,
+        last_fsync: Instant::now(),
+        unsynced: false,
+        rotate_failed: false,
+    };
+    let handle = std::thread::Builder::new()
+        .name("aof-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|e| format!("Can't start the AOF writer: {e}"))?;
+    *lock(&aof.writer) = Some(handle);
+    Ok(())
+}
+
+fn write_empty_base(path: &Path) -> std::io::Result<()> {
+    let mut bytes = crate::persist::file_head(0, 0);
+    ferrokv_rdb::file::write_eof(&mut bytes);
+    let mut crc = ferrokv_rdb::file::Checksum::default();
+    crc.update(&bytes);
+    bytes.extend_from_slice(&crc.trailer(true));
+    let mut f = File::create(path)?;
+    f.write_all(&bytes)?;
+    f.sync_all()
+}
+
+/// Loads one file of the AOF: an RDB image (a base, or a Redis 6 file's preamble)
+/// followed by commands, or commands alone.
+fn load_file(
+    node: &Node,
+    path: &Path,
+    may_be_rdb: bool,
+    truncated_ok: bool,
+    limits: &Limits,
+    owns: &dyn Fn(u16) -> bool,
+) -> Result<(), String> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        // An incremental file listed but never written (a crash right after the
+        // manifest): nothing to replay.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_be_rdb => return Ok(()),
+        Err(e) => return Err(format!("Fatal error: can't open the append only file {}: {e}", path.display())),
+    };
+    let mut start = 0;
+    if may_be_rdb && data.starts_with(b"REDIS") {
+        start = crate::persist::load_bytes(node, &data, path, limits, owns)?;
+    }
+    let replayed = replay(node, &data[start..], path, truncated_ok, start)?;
+    tracing::info!("DB loaded from {}: {replayed} commands", path.display());
+    Ok(())
+}
+
+/// Replays a command stream into the shards. Returns how many commands it applied.
+fn replay(node: &Node, data: &[u8], path: &Path, truncated_ok: bool, base_offset: usize) -> Result<u64, String> {
+    let name = path.display();
+    let all: Vec<ShardId> = (0..node.shard_count()).collect();
+    let mut ks = MultiDb::lock(node, &all);
+    let cfg = node.exec_config();
+    let mut reader = CommandReader::new(data);
+    let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
+    let mut n = 0;
+    loop {
+        let args = match reader.next_command() {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(StreamError::Truncated { offset }) => {
+                let at = base_offset + offset;
+                if !truncated_ok {
+                    return Err(format!(
+                        "Unexpected end of file reading the append only file {name} (offset {at}). You can: \
+                         1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. \
+                         2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server."
+                    ));
+                }
+                tracing::warn!("!!! Warning: short read while loading the AOF file {name}!!!");
+                tracing::warn!("!!! Truncating the AOF {name} at offset {at} !!!");
+                let f = OpenOptions::new().write(true).open(path).map_err(|e| format!("Can't truncate {name}: {e}"))?;
+                f.set_len(at as u64).map_err(|e| format!("Can't truncate {name}: {e}"))?;
+                tracing::warn!("AOF {name} loaded anyway because aof-load-truncated is enabled");
+                break;
+            }
+            Err(StreamError::Invalid { offset, what }) => {
+                return Err(format!(
+                    "Bad file format reading the append only file {name} (offset {}: {what}): make a backup of your \
+                     AOF file, then use ./redis-check-aof --fix <filename.manifest>",
+                    base_offset + offset
+                ));
+            }
+        };
+        let words = OwnedArgs::from_slices(&args);
+        let argv = words.args();
+        let cmd = String::from_utf8_lossy(argv.get(0)).to_ascii_lowercase();
+        match cmd.as_str() {
+            "multi" | "exec" => continue,
+            "select" => {
+                if argv.len() != 2 || argv.get(1) != b"0" {
+                    return Err(format!("{name}: SELECT of a database other than 0: ferrokv serves database 0 only"));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let Some(spec) = ferrokv_commands::lookup(argv.get(0)) else {
+            return Err(format!("Unknown command '{cmd}' reading the append only file {name}"));
+        };
+        if !matches!(spec.handler, Handler::Data(_) | Handler::Blocking(..)) || !spec.arity_ok(argv.len()) {
+            return Err(format!("Unknown command '{cmd}' reading the append only file {name}"));
+        }
+        out.clear();
+        let env = Env { cfg: &cfg, now_ms: unix_ms(), may_block: false, track_keys: false };
+        crate::dispatch::run_data(&mut ks, spec, &argv, env, &mut out, &mut Vec::new());
+        n += 1;
+    }
+    Ok(n)
+}
+
+// ---- the writer ----------------------------------------------------------------
+
+struct Incr {
+    file: File,
+    name: String,
+    /// Parts received per shard, not yet ordered.
+    pending: Vec<VecDeque<Part>>,
+    gen: u64,
+    size: u64,
+}
+
+impl Incr {
+    /// Orders what can be ordered and appends it.
+    fn write_ready(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut units = Vec::new();
+        if let Err(e) = effects::merge_ready(&mut self.pending, &mut units) {
+            tracing::error!("AOF: effects of the shards do not merge: {e:?}");
+        }
+        if units.is_empty() {
+            return Ok(());
+        }
+        buf.clear();
+        for cmd in effects::to_commands(&units) {
+            aof::write_command(buf, &cmd);
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+}
+
+struct Writer {
+    node: &'static Node,
+    layout: Layout,
+    manifest: Manifest,
+    cur: Incr,
+    /// The file of the generation before a rewrite's instant, until its base is done.
+    old: Option<Incr>,
+    last_fsync: Instant,
+    unsynced: bool,
+    /// The last rotation failed: the running rewrite must not replace the base.
+    rotate_failed: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut buf = Vec::new();
+        loop {
+            let policy = fsync_policy(self.node);
+            let wait = match policy {
+                Fsync::EverySec if self.unsynced => {
+                    Duration::from_secs(1).saturating_sub(self.last_fsync.elapsed()).max(Duration::from_millis(1))
+                }
+                _ => Duration::from_millis(500),
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            // Take whatever else is there: one write and one fsync for the batch.
+            let mut batch: Vec<Msg> = first.into_iter().collect();
+            while let Ok(m) = rx.try_recv() {
+                batch.push(m);
+            }
+            let mut stop = None;
+            for m in batch {
+                match m {
+                    Msg::Parts { shard, gen, parts } => self.take(shard, gen, parts),
+                    Msg::Rotate { pre } => self.rotate(pre, &mut buf),
+                    Msg::BaseDone { name, seq, ok } => self.base_done(name, seq, ok),
+                    Msg::Stop(done) => stop = Some(done),
+                }
+            }
+            let mut result = self.cur.write_ready(&mut buf);
+            if let Some(old) = self.old.as_mut() {
+                result = result.and(old.write_ready(&mut buf));
+            }
+            self.unsynced |= result.is_ok();
+            self.record_write(result);
+            self.node.aof.current_size.store(self.cur.size, Ordering::Relaxed);
+            let rewriting = lock(&self.node.aof.stats).rewriting.is_some();
+            let skip = rewriting && self.node.config().no_appendfsync_on_rewrite;
+            let due = match policy {
+                Fsync::Always => true,
+                Fsync::EverySec => self.last_fsync.elapsed() >= Duration::from_secs(1),
+                Fsync::No => false,
+            };
+            if self.unsynced && (stop.is_some() || (due && !skip)) {
+                let r = self.cur.file.sync_data();
+                self.record_write(r);
+                self.last_fsync = Instant::now();
+                self.unsynced = false;
+            }
+            if let Some(done) = stop {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn record_write(&self, r: std::io::Result<()>) {
+        let ok = r.is_ok();
+        if let Err(e) = r {
+            tracing::warn!("Error writing to the AOF file: {e}");
+        }
+        lock(&self.node.aof.stats).last_write_ok = ok;
+    }
+
+    fn take(&mut self, shard: ShardId, gen: u64, parts: VecDeque<Part>) {
+        let target = if gen == self.cur.gen {
+            &mut self.cur
+        } else if let Some(old) = self.old.as_mut().filter(|o| o.gen == gen) {
+            old
+        } else {
+            // A generation whose file is closed: the rewrite's base already holds it.
+            tracing::error!("AOF: effects of generation {gen} arrived after its file was closed");
+            return;
+        };
+        target.pending[shard].extend(parts);
+    }
+
+    /// The rewrite's instant: finish the current file with what was logged before it,
+    /// then open the next incremental file and list it in the manifest.
+    fn rotate(&mut self, pre: Vec<VecDeque<Part>>, buf: &mut Vec<u8>) {
+        for (s, parts) in pre.into_iter().enumerate() {
+            self.cur.pending[s].extend(parts);
+        }
+        let r = self.cur.write_ready(buf).and_then(|_| self.cur.file.sync_data());
+        self.record_write(r);
+        let seq = self.manifest.files.iter().filter(|f| f.kind == FileKind::Incr).map(|f| f.seq).max().unwrap_or(0) + 1;
+        let name = self.layout.incr_name(seq);
+        let opened = File::create(self.layout.dir.join(&name)).and_then(|mut f| f.write_all(SELECT_0).map(|_| f));
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // Go on in the current file; the rewrite cannot complete (its base
+                // would be followed by a file that repeats what it holds).
+                tracing::warn!("Can't open the new AOF incr file {name}: {e}");
+                self.cur.gen += 1;
+                self.rotate_failed = true;
+                return;
+            }
+        };
+        let shards = self.cur.pending.len();
+        let next = Incr { file, name: name.clone(), pending: vec![VecDeque::new(); shards], gen: self.cur.gen + 1, size: 0 };
+        self.old = Some(std::mem::replace(&mut self.cur, next));
+        self.manifest.files.push(ManifestFile { name, seq, kind: FileKind::Incr });
+        if let Err(e) = self.layout.write_manifest(&self.manifest) {
+            tracing::warn!("Can't write the AOF manifest: {e}");
+        }
+    }
+
+    /// The new base is on disk: the manifest now starts there; the files it replaces go.
+    fn base_done(&mut self, name: String, seq: u64, ok: bool) {
+        let old = self.old.take();
+        if !ok || std::mem::take(&mut self.rotate_failed) {
+            // The old base and every incremental file still replay the whole history.
+            return;
+        }
+        let mut gone: Vec<String> = Vec::new();
+        self.manifest.files.retain(|f| {
+            let keep = f.kind == FileKind::Incr && f.name == self.cur.name;
+            if !keep {
+                gone.push(f.name.clone());
+            }
+            keep
+        });
+        self.manifest.files.insert(0, ManifestFile { name: name.clone(), seq, kind: FileKind::Base });
+        gone.retain(|g| *g != name);
+        if let Err(e) = self.layout.write_manifest(&self.manifest) {
+            tracing::warn!("Can't write the AOF manifest: {e}");
+            return;
+        }
+        drop(old);
+        for g in gone {
+            let _ = std::fs::remove_file(self.layout.dir.join(g));
+        }
+        let base_size = std::fs::metadata(self.layout.dir.join(&name)).map_or(0, |m| m.len());
+        self.node.aof.base_size.store(base_size, Ordering::Relaxed);
+        self.node.aof.size_at_rewrite.store(base_size + self.cur.size, Ordering::Relaxed);
+        tracing::info!("Background AOF rewrite finished successfully");
+    }
+}
+
+// ---- the shards' side ----------------------------------------------------------
+
+/// Once per loop iteration: hands this shard's logged effects to the writer.
+pub fn shard_step(node: &Node, shard: ShardId) {
+    let aof = &node.aof;
+    if !aof.on.load(Ordering::Acquire) {
+        return;
+    }
+    let (parts, gen) = {
+        let mut db = node.lock_db(shard);
+        let Some(log) = db.effects() else { return };
+        if log.is_empty() {
+            return;
+        }
+        let parts = log.drain();
+        // Read under the lock: a rewrite bumps it under every lock.
+        (parts, aof.generation.load(Ordering::Acquire))
+    };
+    if let Some(tx) = lock(&aof.sender).as_ref() {
+        let _ = tx.send(Msg::Parts { shard, gen, parts });
+    }
+}
+
+/// Why BGREWRITEAOF did not start.
+pub enum RewriteRefused {
+    InProgress,
+    /// A BGSAVE runs: the rewrite is scheduled for when it ends.
+    Scheduled,
+}
+
+/// BGREWRITEAOF (and the automatic rewrite).
+pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
+    let aof = &node.aof;
+    {
+        let mut st = lock(&aof.stats);
+        if st.rewriting.is_some() {
+            return Err(RewriteRefused::InProgress);
+        }
+        if crate::persist::running(node).is_some() {
+            st.scheduled = true;
+            return Err(RewriteRefused::Scheduled);
+        }
+    }
+    let layout = Layout::of(node);
+    if let Err(e) = std::fs::create_dir_all(&layout.dir) {
+        tracing::warn!("Can't create the AOF directory: {e}");
+    }
+    let seq = std::fs::read_to_string(layout.manifest_path())
+        .ok()
+        .and_then(|t| Manifest::parse(&t).ok())
+        .and_then(|m| m.base().map(|b| b.seq))
+        .unwrap_or(0)
+        + 1;
+    let name = layout.base_name(seq);
+    let target = layout.dir.join(&name);
+    let temp = layout.dir.join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
+    let on = aof.on.load(Ordering::Acquire);
+    let at_cut: crate::persist::AtCut<'static> = Box::new(move |dbs| {
+        if !on {
+            return;
+        }
+        let pre: Vec<VecDeque<Part>> =
+            dbs.iter_mut().map(|(_, db)| db.effects().map(|l| l.drain()).unwrap_or_default()).collect();
+        aof.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(tx) = lock(&aof.sender).as_ref() {
+            let _ = tx.send(Msg::Rotate { pre });
+        }
+    });
+    let started = Instant::now();
+    let manifest_layout = Layout::of(node);
+    let base_name = name.clone();
+    let on_done: crate::persist::OnDone = Box::new(move |node, result| {
+        let ok = result.is_ok();
+        if let Err(e) = &result {
+            tracing::warn!("Background AOF rewrite failed: {e}");
+        }
+        if on {
+            if let Some(tx) = lock(&node.aof.sender).as_ref() {
+                let _ = tx.send(Msg::BaseDone { name: base_name.clone(), seq, ok });
+            }
+        } else if ok {
+            // No writer: the directory is this base and an empty incremental file.
+            let incr = manifest_layout.incr_name(seq);
+            let _ = File::create(manifest_layout.dir.join(&incr)).and_then(|mut f| f.write_all(SELECT_0));
+            let m = Manifest {
+                files: vec![
+                    ManifestFile { name: base_name.clone(), seq, kind: FileKind::Base },
+                    ManifestFile { name: incr, seq, kind: FileKind::Incr },
+                ],
+            };
+            if let Err(e) = manifest_layout.write_manifest(&m) {
+                tracing::warn!("Can't write the AOF manifest: {e}");
+            }
+        }
+        let mut st = lock(&node.aof.stats);
+        st.rewriting = None;
+        st.last_rewrite_ok = ok;
+        st.last_rewrite_secs = Some(started.elapsed().as_secs());
+        if ok {
+            st.rewrites += 1;
+            st.consecutive_failures = 0;
+        } else {
+            st.consecutive_failures += 1;
+        }
+    });
+    lock(&aof.stats).rewriting = Some(started);
+    match crate::persist::start_background(node, crate::persist::SnapshotPurpose::AofBase, target, temp, at_cut, on_done) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            let mut st = lock(&aof.stats);
+            st.rewriting = None;
+            st.scheduled = true;
+            Err(RewriteRefused::Scheduled)
+        }
+    }
+}
+
+/// Asks for a rewrite at the next cron (BGREWRITEAOF inside MULTI).
+pub fn schedule(node: &Node) {
+    lock(&node.aof.stats).scheduled = true;
+}
+
+/// Once per cron tick (shard 0): a scheduled rewrite, or the automatic one when the
+/// AOF grew by `auto-aof-rewrite-percentage` past `auto-aof-rewrite-min-size`.
+pub fn cron(node: &'static Node) {
+    let aof = &node.aof;
+    let scheduled = {
+        let st = lock(&aof.stats);
+        if st.rewriting.is_some() || crate::persist::running(node).is_some() {
+            return;
+        }
+        st.scheduled
+    };
+    let due = aof.on.load(Ordering::Acquire) && {
+        let cfg = node.config();
+        let size = aof.base_size.load(Ordering::Relaxed) + aof.current_size.load(Ordering::Relaxed);
+        let base = aof.size_at_rewrite.load(Ordering::Relaxed).max(1);
+        cfg.auto_aof_rewrite_percentage > 0
+            && size >= cfg.auto_aof_rewrite_min_size
+            && (size.saturating_sub(base)) * 100 / base >= cfg.auto_aof_rewrite_percentage
+    };
+    if scheduled || due {
+        lock(&aof.stats).scheduled = false;
+        if due {
+            tracing::info!("Starting automatic rewriting of AOF");
+        }
+        let _ = rewrite(node);
+    }
+}
+
+/// Flushes and fsyncs the AOF and stops the writer (shutdown).
+pub fn stop(node: &Node) {
+    let aof = &node.aof;
+    if !aof.on.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    for s in 0..node.shard_count() {
+        let parts = node.lock_db(s).effects().map(|l| l.drain()).unwrap_or_default();
+        let gen = aof.generation.load(Ordering::Acquire);
+        if let Some(tx) = lock(&aof.sender).as_ref() {
+            let _ = tx.send(Msg::Parts { shard: s, gen, parts });
+        }
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    if let Some(tx) = lock(&aof.sender).take() {
+        let _ = tx.send(Msg::Stop(done_tx));
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
+    }
+    if let Some(h) = lock(&aof.writer).take() {
+        let _ = h.join();
+    }
+}
+
+/// INFO's AOF fields (after the RDB ones).
+pub fn info_fields(node: &Node) -> String {
+    let aof = &node.aof;
+    let st = lock(&aof.stats);
+    let on = aof.on.load(Ordering::Acquire);
+    let mut s = format!(
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\n\
+         aof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\n\
+         aof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\n\
+         module_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        on as u8,
+        st.rewriting.is_some() as u8,
+        st.scheduled as u8,
+        st.last_rewrite_secs.map_or(-1, |s| s as i64),
+        st.rewriting.map_or(-1, |t| t.elapsed().as_secs() as i64),
+        if st.last_rewrite_ok || st.rewrites + st.consecutive_failures == 0 { "ok" } else { "err" },
+        st.rewrites,
+        st.consecutive_failures,
+        if st.last_write_ok || !on { "ok" } else { "err" },
+    );
+    if on {
+        s.push_str(&format!(
+            "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:0\r\n\
+             aof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+            aof.base_size.load(Ordering::Relaxed) + aof.current_size.load(Ordering::Relaxed),
+            aof.base_size.load(Ordering::Relaxed),
+        ));
+    }
+    s
+}
