@@ -281,3 +281,67 @@ fn a_redis_6_single_file_is_loaded_and_moved_into_the_directory() {
     drop(f);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `appendfsync always` under pipelined writers on every shard, killed with -9 at a
+/// random moment: after the restart every acknowledged write is there.
+#[test]
+fn kill_9_under_always_keeps_every_acknowledged_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = scratch("always");
+    let d = dir.to_str().unwrap().to_string();
+    let mut f = Server::ferrokv(&["--dir", &d, "--appendonly", "yes", "--appendfsync", "always", "--server-threads", "2"]);
+    let mut rng = ferrokv_tests::Rng::new(99);
+    for round in 0..3 {
+        let port = f.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    // Last acknowledged value per key of this writer.
+                    let mut acked = vec![0i64; 16];
+                    let Ok(mut c) = Conn::connect(port) else { return acked };
+                    c.set_timeout(Duration::from_secs(5));
+                    'outer: while !stop.load(Ordering::Relaxed) {
+                        let batch: Vec<Vec<String>> = (0..16)
+                            .map(|k| vec!["INCR".to_string(), format!("w{w}:{round}:{k}")])
+                            .collect();
+                        let Ok(replies) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.pipeline(&batch)))
+                        else {
+                            break 'outer;
+                        };
+                        for (k, r) in replies.iter().enumerate() {
+                            let text = String::from_utf8_lossy(r);
+                            match text.strip_prefix(':').and_then(|t| t.trim_end().parse::<i64>().ok()) {
+                                Some(n) => acked[k] = n,
+                                None => break 'outer,
+                            }
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
+        f.kill();
+        stop.store(true, Ordering::Relaxed);
+        let acked: Vec<Vec<i64>> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(acked.iter().flatten().any(|&n| n > 0), "round {round}: the writers got nothing acknowledged");
+        f.restart();
+        let mut c = f.conn();
+        for (w, keys) in acked.iter().enumerate() {
+            for (k, &n) in keys.iter().enumerate() {
+                let key = format!("w{w}:{round}:{k}");
+                let got = match call(&mut c, &["GET", &key]) {
+                    Reply::Bulk(Some(v)) => String::from_utf8(v).unwrap().parse::<i64>().unwrap(),
+                    Reply::Bulk(None) => 0,
+                    other => panic!("{other:?}"),
+                };
+                assert!(got >= n, "round {round}: {key} acknowledged {n} but {got} after the restart");
+            }
+        }
+    }
+    drop(f);
+    let _ = std::fs::remove_dir_all(&dir);
+}

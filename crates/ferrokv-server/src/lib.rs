@@ -66,7 +66,7 @@ fn bind_addrs(cfg: &config::Config) -> Result<Vec<(SocketAddr, bool)>, String> {
 
 /// Starts the node and blocks until it shuts down. Returns the process exit code.
 pub fn run(args: Vec<String>) -> i32 {
-    let cfg = match config::from_args(&args) {
+    let mut cfg = match config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -84,6 +84,11 @@ pub fn run(args: Vec<String>) -> i32 {
     if let Err(e) = std::fs::create_dir_all(&cfg.dir).and_then(|_| std::env::set_current_dir(&cfg.dir)) {
         eprintln!("Can't chdir to '{}': {e}", cfg.dir);
         return 1;
+    }
+    // From here on `dir` is the working directory, absolute (CONFIG GET dir answers
+    // it so, as Redis's getcwd does; paths built from it must not resolve it twice).
+    if let Ok(cwd) = std::env::current_dir() {
+        cfg.dir = cwd.display().to_string();
     }
     let cpus = ferrokv_runtime::cores::allowed_cpus();
     let threads = if cfg.server_threads == 0 { cpus.len().max(1) } else { cfg.server_threads };

@@ -91,6 +91,9 @@ pub struct Conn {
     pub readonly: bool,
     pub watched: Vec<Watch>,
     pub in_flush_list: bool,
+    /// `appendfsync always`: `out` may go only once the AOF is durable up to this
+    /// sequence number (see `crate::aof`); 0 when nothing waits.
+    pub held_until: u64,
     pub last_ms: u64,
 }
 
@@ -120,6 +123,7 @@ impl Conn {
             readonly: false,
             watched: Vec::new(),
             in_flush_list: false,
+            held_until: 0,
             last_ms: now_ms,
         }
     }

@@ -39,6 +39,8 @@ pub struct Shard {
     /// Connections with new output, gathered by the core's handlers.
     touched: Vec<usize>,
     flush: Vec<usize>,
+    /// Connections whose replies wait for the AOF (`appendfsync always`).
+    held: Vec<usize>,
     inbox: Vec<Msg>,
     cqes: Vec<(u64, i32, u32)>,
     next_tick: Instant,
@@ -71,6 +73,7 @@ impl Shard {
             conns: ConnTable::default(),
             touched: Vec::new(),
             flush: Vec::new(),
+            held: Vec::new(),
             inbox: Vec::new(),
             cqes: Vec::with_capacity(1024),
             next_tick: Instant::now(),
@@ -99,12 +102,17 @@ impl Shard {
                     self.core.send(r.from, Msg::Reply { token: r.token, seq: r.seq, bytes: r.bytes });
                 }
             }
+            // The AOF gets this iteration's effects before any reply leaves, to a
+            // client or to another shard (which may answer its client at once).
+            let durable = crate::aof::shard_step(node, id);
             self.flush_outboxes();
+            if let Some((sent, durable)) = durable {
+                self.hold_replies(sent, durable);
+            }
             self.flush_conns();
             // A running BGSAVE: this shard's share, a budget per iteration; while it
             // has some left the loop does not sleep.
             let snapshot_left = crate::persist::shard_step(node, id, true);
-            crate::aof::shard_step(node, id);
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);
@@ -121,6 +129,10 @@ impl Shard {
             }
             if let Some(at) = self.executor.next_deadline() {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            if !self.held.is_empty() {
+                // The AOF writer does not wake us: look again soon.
+                timeout = timeout.min(Duration::from_micros(200));
             }
             if let Err(e) = self.ops.submit_into(&mut self.ring) {
                 tracing::error!("shard {id}: cannot submit async operations: {e}");
@@ -325,8 +337,32 @@ impl Shard {
         }
     }
 
+    /// `appendfsync always`: replies ready now go out only once the AOF holds every
+    /// record handed to it so far (`sent`); `durable` is how far it is. Connections
+    /// held before whose wait is over are flushed again.
+    fn hold_replies(&mut self, sent: u64, durable: u64) {
+        for &idx in &self.flush {
+            if let Some(c) = self.conns.get(idx) {
+                if !c.out.is_empty() && sent > durable {
+                    c.held_until = c.held_until.max(sent);
+                }
+            }
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|&idx| match self.conns.get(idx) {
+            Some(c) if !c.dead && c.held_until > durable => true,
+            Some(_) => {
+                self.schedule_flush(idx);
+                false
+            }
+            None => false,
+        });
+        self.held = held;
+    }
+
     /// Starts one send per connection that has bytes ready and none in flight.
     fn flush_conns(&mut self) {
+        let durable = self.core.node.aof.durable();
         let list = std::mem::take(&mut self.flush);
         for &idx in &list {
             let Some(c) = self.conns.get(idx) else { continue };
@@ -336,6 +372,13 @@ impl Shard {
             }
             if !c.send_inflight {
                 if c.sending.is_empty() && !c.out.is_empty() {
+                    if c.held_until > durable {
+                        if !self.held.contains(&idx) {
+                            self.held.push(idx);
+                        }
+                        continue;
+                    }
+                    c.held_until = 0;
                     std::mem::swap(&mut c.sending, &mut c.out);
                     c.sent = 0;
                 }

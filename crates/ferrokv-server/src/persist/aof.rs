@@ -12,9 +12,14 @@
 //! fsyncs by `appendfsync`: `everysec` once a second and `no` never, on the writer
 //! thread, so a slow disk never blocks a shard's event loop; `always` after every batch
 //! the writer takes (a group commit of whatever the shards handed over meanwhile).
-//! Replies are not yet held until their records are durable under `always`: a crash can
-//! lose the writes of the last batch that clients saw acknowledged (see
-//! docs/architecture.md).
+//!
+//! Under `always` a reply leaves only once its records are durable: every hand-over
+//! gets a sequence number (`sent`); the writer publishes how far it has fsynced
+//! (`durable`: every number up to it); a shard holds the output of its connections
+//! until `durable` reaches the `sent` it saw after handing over ([`shard_step`] also
+//! drains the logs of other shards, where the multi-shard units its thread ran were
+//! logged, and runs before replies go to other shards, so a forwarded write's records
+//! are handed over before its reply reaches the client's shard).
 //!
 //! BGREWRITEAOF without fork: under every keyspace lock at once the shards' logs are
 //! drained into the current incremental file, a new one is opened for what follows,
@@ -49,9 +54,9 @@ use std::time::{Duration, Instant};
 const SELECT_0: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
 
 enum Msg {
-    Parts { shard: ShardId, gen: u64, parts: VecDeque<Part> },
+    Parts { shard: ShardId, gen: u64, parts: VecDeque<Part>, seq: u64 },
     /// BGREWRITEAOF's instant: the parts logged before it, then a new incremental file.
-    Rotate { pre: Vec<VecDeque<Part>> },
+    Rotate { pre: Vec<VecDeque<Part>>, seq: u64 },
     /// The new base is on disk (or failed).
     BaseDone { name: String, seq: u64, ok: bool },
     /// Flush, fsync and stop (shutdown).
@@ -64,6 +69,10 @@ pub struct Aof {
     pub on: AtomicBool,
     /// Bumped at each rewrite's instant, under every keyspace lock.
     generation: AtomicU64,
+    /// Hand-overs to the writer so far, and how many of them are durable (written,
+    /// and fsynced under `always`): see the module docs.
+    sent: AtomicU64,
+    durable: AtomicU64,
     sender: Mutex<Option<mpsc::Sender<Msg>>>,
     stats: Mutex<Stats>,
     /// Bytes of the current incremental file and of the base (INFO).
@@ -83,6 +92,24 @@ struct Stats {
     last_rewrite_ok: bool,
     last_rewrite_secs: Option<u64>,
     last_write_ok: bool,
+}
+
+impl Aof {
+    /// How far the AOF is durable (hand-over sequence numbers).
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Hands `parts` of `shard`'s log to the writer. Called under that shard's
+    /// keyspace lock, so one shard's parts reach the writer in log order whichever
+    /// thread drained them.
+    fn hand_over(&self, shard: ShardId, parts: VecDeque<Part>) {
+        let gen = self.generation.load(Ordering::Acquire);
+        let seq = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(tx) = lock(&self.sender).as_ref() {
+            let _ = tx.send(Msg::Parts { shard, gen, parts, seq });
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -216,6 +243,7 @@ pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -
         last_fsync: Instant::now(),
         unsynced: false,
         rotate_failed: false,
+        seen: Default::default(),
     };
     let handle = std::thread::Builder::new()
         .name("aof-writer".into())
@@ -368,6 +396,8 @@ struct Writer {
     unsynced: bool,
     /// The last rotation failed: the running rewrite must not replace the base.
     rotate_failed: bool,
+    /// Hand-over numbers processed but not yet counted as durable.
+    seen: std::collections::BinaryHeap<std::cmp::Reverse<u64>>,
 }
 
 impl Writer {
@@ -394,8 +424,14 @@ impl Writer {
             let mut stop = None;
             for m in batch {
                 match m {
-                    Msg::Parts { shard, gen, parts } => self.take(shard, gen, parts),
-                    Msg::Rotate { pre } => self.rotate(pre, &mut buf),
+                    Msg::Parts { shard, gen, parts, seq } => {
+                        self.take(shard, gen, parts);
+                        self.seen.push(std::cmp::Reverse(seq));
+                    }
+                    Msg::Rotate { pre, seq } => {
+                        self.rotate(pre, &mut buf);
+                        self.seen.push(std::cmp::Reverse(seq));
+                    }
                     Msg::BaseDone { name, seq, ok } => self.base_done(name, seq, ok),
                     Msg::Stop(done) => stop = Some(done),
                 }
@@ -419,6 +455,17 @@ impl Writer {
                 self.record_write(r);
                 self.last_fsync = Instant::now();
                 self.unsynced = false;
+            }
+            // Everything handed over and written (and synced, under `always`) is
+            // durable; hand-overs arrive in any order, so only a gap-free prefix counts.
+            if !self.unsynced || policy != Fsync::Always {
+                let mut d = self.node.aof.durable.load(Ordering::Relaxed);
+                while self.seen.peek().is_some_and(|r| r.0 <= d + 1) {
+                    if let Some(std::cmp::Reverse(s)) = self.seen.pop() {
+                        d = d.max(s);
+                    }
+                }
+                self.node.aof.durable.store(d, Ordering::Release);
             }
             if let Some(done) = stop {
                 let _ = done.send(());
@@ -513,25 +560,26 @@ impl Writer {
 
 // ---- the shards' side ----------------------------------------------------------
 
-/// Once per loop iteration: hands this shard's logged effects to the writer.
-pub fn shard_step(node: &Node, shard: ShardId) {
+/// Once per loop iteration, before any reply leaves: hands this shard's logged
+/// effects to the writer — under `appendfsync always` every shard's, and returns
+/// `(sent, durable)` for holding replies (see the module docs).
+pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
     let aof = &node.aof;
     if !aof.on.load(Ordering::Acquire) {
-        return;
+        return None;
     }
-    let (parts, gen) = {
-        let mut db = node.lock_db(shard);
-        let Some(log) = db.effects() else { return };
+    let always = fsync_policy(node) == Fsync::Always;
+    let shards: Vec<ShardId> = if always { (0..node.shard_count()).collect() } else { vec![shard] };
+    for s in shards {
+        let mut db = node.lock_db(s);
+        let Some(log) = db.effects() else { continue };
         if log.is_empty() {
-            return;
+            continue;
         }
         let parts = log.drain();
-        // Read under the lock: a rewrite bumps it under every lock.
-        (parts, aof.generation.load(Ordering::Acquire))
-    };
-    if let Some(tx) = lock(&aof.sender).as_ref() {
-        let _ = tx.send(Msg::Parts { shard, gen, parts });
+        aof.hand_over(s, parts);
     }
+    always.then(|| (aof.sent.load(Ordering::Acquire), aof.durable()))
 }
 
 /// Why BGREWRITEAOF did not start.
@@ -575,8 +623,9 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
         let pre: Vec<VecDeque<Part>> =
             dbs.iter_mut().map(|(_, db)| db.effects().map(|l| l.drain()).unwrap_or_default()).collect();
         aof.generation.fetch_add(1, Ordering::AcqRel);
+        let seq = aof.sent.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(tx) = lock(&aof.sender).as_ref() {
-            let _ = tx.send(Msg::Rotate { pre });
+            let _ = tx.send(Msg::Rotate { pre, seq });
         }
     });
     let started = Instant::now();
@@ -668,11 +717,9 @@ pub fn stop(node: &Node) {
         return;
     }
     for s in 0..node.shard_count() {
-        let parts = node.lock_db(s).effects().map(|l| l.drain()).unwrap_or_default();
-        let gen = aof.generation.load(Ordering::Acquire);
-        if let Some(tx) = lock(&aof.sender).as_ref() {
-            let _ = tx.send(Msg::Parts { shard: s, gen, parts });
-        }
+        let mut db = node.lock_db(s);
+        let parts = db.effects().map(|l| l.drain()).unwrap_or_default();
+        aof.hand_over(s, parts);
     }
     let (done_tx, done_rx) = mpsc::channel();
     if let Some(tx) = lock(&aof.sender).take() {
