@@ -18,7 +18,7 @@ NOTES = {
     "config": "GET, SET, RESETSTAT, HELP; no REWRITE",
     "command": "INFO, DOCS, LIST, COUNT, GETKEYS, GETKEYSANDFLAGS as Redis for the commands ferrokv has (diffed in tests/command_table.rs)",
     "info": "sections server, clients, memory, persistence, stats, replication, cpu, cluster, keyspace; only the fields ferrokv tracks",
-    "shutdown": "NOSAVE/SAVE/NOW/FORCE accepted; nothing is saved (no persistence yet)",
+    "shutdown": "saves dump.rdb first when save points are set or SAVE is given (not with NOSAVE); a failed save keeps the server up unless FORCE; ABORT answers that no shutdown is in progress",
     "hello": "reports server `redis`, version 7.0.15 for client compatibility",
     "scan": "the cursor is the next hash slot: each call returns whole slots, so COUNT is a hint (as in Redis)",
     "object": "OBJECT FREQ needs an LFU policy; no maxmemory-policy exists yet, so it always answers the LFU error",
@@ -44,8 +44,10 @@ NOTES = {
 
 OPTION_NOTES = {
     "bind": "default 127.0.0.1",
-    "save": "accepted; acts once persistence exists",
-    "appendonly": "accepted; acts once persistence exists",
+    "appendonly": "start-up only: CONFIG SET refuses it (immutable) until switching at run time exists",
+    "aof-use-rdb-preamble": "accepted; the AOF base is always an RDB image",
+    "aof-timestamp-enabled": "accepted; annotations are read when loading, not written",
+    "rdb-del-sync-files": "accepted; acts once replication exists",
     "databases": "accepted; only db 0 is served",
     "daemonize": "`yes` is refused at start-up: run under a supervisor",
     "protected-mode": "accepted, no effect (bind defaults to loopback)",

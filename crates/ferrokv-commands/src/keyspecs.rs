@@ -514,6 +514,7 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("hvals", &["nondeterministic_output_order"]),
     ("info", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     ("keys", &["request_policy:all_shards", "nondeterministic_output_order"]),
+    ("lastsave", &["nondeterministic_output"]),
     ("mget", &["request_policy:multi_shard"]),
     ("mset", &["request_policy:multi_shard", "response_policy:all_succeeded"]),
     ("msetnx", &["request_policy:multi_shard", "response_policy:agg_min"]),
