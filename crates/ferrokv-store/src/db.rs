@@ -61,6 +61,9 @@ pub struct Access {
     bits: u32,
     /// A COPY of a small integer: Redis duplicates the shared object, refcount 1.
     private_int: bool,
+    /// The snapshot epoch this entry was last saved for (see `db/snapshot.rs`): it
+    /// fits the struct's padding, so an entry stays 72 bytes.
+    snap: u16,
 }
 
 /// Redis's `LRU_CLOCK_MAX`: the LRU clock is unix seconds modulo 2^24.
@@ -71,7 +74,7 @@ const LFU_INIT_VAL: u8 = 5;
 impl Access {
     /// A new value object's history.
     fn new(clock: u32, counter: u8) -> Self {
-        Access { bits: (clock << 8) | counter as u32, private_int: false }
+        Access { bits: (clock << 8) | counter as u32, private_int: false, snap: 0 }
     }
 
     /// The LRU clock (unix seconds mod 2^24) of the last access.
@@ -252,6 +255,9 @@ pub struct Db {
     /// A point-in-time snapshot in progress (see [`snapshot`]): every change to a
     /// slot it has not saved yet saves that slot first.
     snapshot: Option<Box<snapshot::Snapshot>>,
+    /// The epoch of the last snapshot begun (entries remember the one they were saved
+    /// for).
+    snap_epoch: u16,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -328,6 +334,7 @@ impl Db {
             expiry: Expiry::Delete,
             reads_only: false,
             snapshot: None,
+            snap_epoch: 0,
         }
     }
 
@@ -505,10 +512,10 @@ impl Db {
     fn locate_live(&mut self, key: &[u8], now_ms: u64, write: bool) -> Result<(usize, usize), (usize, u64)> {
         self.settle();
         self.set_clock(now_ms);
-        if write && self.snapshot.is_some() {
-            self.cow(key_slot(key) as usize);
-        }
         let (slot, idx) = self.locate(key)?;
+        if write {
+            self.cow(slot, idx);
+        }
         if self.node(slot, idx).entry.is_expired(now_ms) {
             match (self.expiry, write) {
                 (Expiry::Never, _) => return Ok((slot, idx)),
@@ -538,7 +545,7 @@ impl Db {
 
     /// Removes the node at a known bucket and updates the counts.
     fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
-        self.cow(slot);
+        self.cow(slot, idx);
         let i = self.slots[slot].table.get(idx).expect("bucket index from find");
         let hash = self.hash(&self.arena.get(i).key);
         self.slots[slot].table.remove(idx, hash);
@@ -563,8 +570,9 @@ impl Db {
     }
 
     /// Inserts a key known to be absent.
-    fn insert_new(&mut self, slot: usize, hash: u64, node: Node) {
-        self.cow(slot);
+    fn insert_new(&mut self, slot: usize, hash: u64, mut node: Node) {
+        // A key that did not exist at a running snapshot's instant is not in it.
+        self.mark_saved(&mut node);
         if node.entry.expire_at != 0 {
             self.slots[slot].expiring += 1;
             self.expiring += 1;
@@ -674,11 +682,11 @@ impl Db {
         let clock = self.lru_clock;
         match self.locate(key) {
             Ok((slot, idx)) => {
-                self.cow(slot);
+                self.cow(slot, idx);
                 let node = self.node_mut(slot, idx);
                 let old = node.entry.expire_at;
                 node.entry = Entry { value, expire_at };
-                node.access = Access::new(clock, node.access.counter());
+                node.access = Access { snap: node.access.snap, ..Access::new(clock, node.access.counter()) };
                 self.expiry_changed(slot, old, expire_at);
             }
             Err((slot, hash)) => {
@@ -727,7 +735,7 @@ impl Db {
                 let old = node.entry.expire_at;
                 let Some(expire_at) = decide(Some(old)) else { return false };
                 node.entry = Entry { value: value(), expire_at };
-                node.access = Access::new(clock, a.counter());
+                node.access = Access { snap: a.snap, ..Access::new(clock, a.counter()) };
                 self.expiry_changed(slot, old, expire_at);
                 true
             }
@@ -808,7 +816,7 @@ impl Db {
         let Some((slot, idx)) = self.find(key) else {
             return false;
         };
-        self.cow(slot);
+        self.cow(slot, idx);
         let node = self.node_mut(slot, idx);
         let old = std::mem::replace(&mut node.entry.expire_at, at);
         self.expiry_changed(slot, old, at);
@@ -851,7 +859,7 @@ impl Db {
     pub fn clear_slot(&mut self, slot: u16) -> usize {
         self.settle();
         let slot = slot as usize;
-        self.cow(slot);
+        self.cow_slot(slot);
         let taken = std::mem::take(&mut self.slots[slot]);
         let n = taken.table.len();
         for i in taken.table.iter() {

@@ -94,6 +94,7 @@ impl Shard {
         }
         loop {
             self.core.now_ms = unix_ms();
+            let started = Instant::now();
             self.handle_completions();
             self.handle_messages();
             self.executor.run_ready();
@@ -112,7 +113,7 @@ impl Shard {
             self.flush_conns();
             // A running BGSAVE: this shard's share, a budget per iteration; while it
             // has some left the loop does not sleep.
-            let snapshot_left = crate::persist::shard_step(node, id, true);
+            let snapshot_left = crate::persist::shard_step(node, id, started.elapsed());
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);

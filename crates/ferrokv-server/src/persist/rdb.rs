@@ -30,10 +30,13 @@ use std::time::Instant;
 /// Bytes shipped to the writer and not yet written above which shards stop walking
 /// (copy-on-write output still ships: it must).
 const IN_FLIGHT_MAX: u64 = 32 << 20;
-/// Serialised bytes a shard produces per loop iteration while it serves clients, and
-/// when it has nothing else to do.
-const STEP_BUSY: usize = 256 << 10;
-const STEP_IDLE: usize = 4 << 20;
+/// The most a shard serialises per loop iteration; and how long it may spend: as long
+/// as it spent serving clients in that iteration (so a save under load takes at most
+/// half the shard's time), at least [`STEP_MIN_TIME`], and [`STEP_IDLE_TIME`] when it
+/// had nothing else to do.
+const STEP_BYTES: usize = 4 << 20;
+const STEP_MIN_TIME: std::time::Duration = std::time::Duration::from_micros(20);
+const STEP_IDLE_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 /// Redis retries a failed automatic BGSAVE only after this many seconds.
 const BGSAVE_RETRY_DELAY: u64 = 5;
 
@@ -386,26 +389,23 @@ fn end_background(node: &Node, result: Result<(), String>) {
 
 /// A shard's share of a running BGSAVE, once per loop iteration: walk a budget of
 /// pending slots (unless the writer is behind), ship the records and what writes
-/// copied. Returns whether the shard has snapshot work left (then it should not sleep).
-pub fn shard_step(node: &Node, shard: ShardId, busy: bool) -> bool {
+/// copied. `served` is the time this loop iteration spent on clients. Returns whether the
+/// shard has snapshot work left (then it should not sleep).
+pub fn shard_step(node: &Node, shard: ShardId, served: std::time::Duration) -> bool {
     let p = &node.persist;
     if !p.active.load(Ordering::Acquire) {
         return false;
     }
     let behind = p.in_flight.load(Ordering::Relaxed) > IN_FLIGHT_MAX;
-    let budget = if behind {
-        0
-    } else if busy {
-        STEP_BUSY
-    } else {
-        STEP_IDLE
-    };
+    let budget = if behind { 0 } else { STEP_BYTES };
+    let time = if served < STEP_MIN_TIME { STEP_IDLE_TIME } else { served };
+    let deadline = Instant::now() + time;
     let (done, records, keys) = {
         let mut db = node.lock_db(shard);
         if !db.snapshot_active() {
             return false;
         }
-        let done = db.snapshot_step(budget);
+        let done = db.snapshot_step_until(budget, Some(deadline));
         let (records, keys) = db.take_snapshot_output();
         (done, records, keys)
     };

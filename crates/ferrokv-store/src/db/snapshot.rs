@@ -1,12 +1,16 @@
-//! Point-in-time snapshots without fork: copy-on-write at slot granularity.
+//! Point-in-time snapshots without fork: copy-on-write per entry.
 //!
-//! [`Db::begin_snapshot`] marks every slot that holds keys as *pending*. From then on
-//! the snapshot is the keyspace as it was at that instant:
+//! [`Db::begin_snapshot`] starts a new snapshot *epoch* and marks every slot that holds
+//! keys as *pending*. From then on the snapshot is the keyspace as it was at that
+//! instant:
 //! - a background walk ([`Db::snapshot_step`]) serialises pending slots in order, a
-//!   budget of bytes at a time, and clears their marks;
-//! - any change to a key of a pending slot — a write, a lazy or active expiry, a
-//!   deletion, FLUSHALL — first serialises that whole slot as it still is
-//!   ([`Db::cow`]), so the walk never sees a slot after a change.
+//!   budget at a time, each entry not yet saved for this epoch, and clears the slot;
+//! - a change to an entry of a pending slot — a write, a lazy or active expiry, a
+//!   deletion — first serialises that entry as it still is and stamps it with the epoch
+//!   ([`Db::cow`]); a key created meanwhile is stamped at birth (it was not there);
+//!   FLUSHALL and a slot's removal save what they remove first.
+//! So the walk skips what was saved early, and every key is saved once, as it was.
+//! A write costs one entry's serialisation, once per snapshot.
 //!
 //! Records are dump.rdb key records ([`ferrokv_rdb::file`]), appended to an output
 //! buffer the owner drains ([`Db::take_snapshot_output`]) and writes out. A key
@@ -24,6 +28,8 @@ const WORDS: usize = SLOTS / 64;
 
 /// A snapshot in progress in one keyspace.
 pub(super) struct Snapshot {
+    /// Stamped on every entry saved (or born) during this snapshot.
+    epoch: u16,
     /// Slots not yet serialised, one bit each.
     pending: Box<[u64; WORDS]>,
     /// Where the background walk goes on.
@@ -59,6 +65,16 @@ impl Db {
     /// snapshot already running is abandoned.
     pub fn begin_snapshot(&mut self, now_ms: u64, compress: bool) -> SnapshotStart {
         self.settle();
+        self.snap_epoch = self.snap_epoch.wrapping_add(1);
+        if self.snap_epoch == 0 {
+            // After 65535 snapshots: no entry may still carry the epoch reused now.
+            for slot in self.slots.iter() {
+                for i in slot.table.iter() {
+                    self.arena.get_mut(i).access.snap = 0;
+                }
+            }
+            self.snap_epoch = 1;
+        }
         let mut pending = Box::new([0u64; WORDS]);
         for (g, &n) in self.groups.iter().enumerate() {
             if n == 0 {
@@ -71,6 +87,7 @@ impl Db {
             }
         }
         self.snapshot = Some(Box::new(Snapshot {
+            epoch: self.snap_epoch,
             pending,
             cursor: 0,
             at_ms: now_ms,
@@ -92,10 +109,15 @@ impl Db {
     /// none is left. Returns true once every slot is saved; the snapshot then ends
     /// (drain the output one last time).
     pub fn snapshot_step(&mut self, budget: usize) -> bool {
+        self.snapshot_step_until(budget, None)
+    }
+
+    /// [`Db::snapshot_step`] that also stops at `deadline` (checked between slots).
+    pub fn snapshot_step_until(&mut self, budget: usize, deadline: Option<std::time::Instant>) -> bool {
         self.settle();
         loop {
             let Some(s) = self.snapshot.as_deref_mut() else { return true };
-            if s.out.len() >= budget {
+            if s.out.len() >= budget || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return false;
             }
             // Skip empty words of the bitmap quickly.
@@ -131,15 +153,44 @@ impl Db {
         self.snapshot = None;
     }
 
-    /// Copy-on-write: `slot` is about to change; if the running snapshot has not saved
-    /// it yet, save it now, as it still is.
+    /// Copy-on-write: the entry at (`slot`, `idx`) is about to change; if the running
+    /// snapshot has not saved it yet, save it now, as it still is.
     #[inline]
-    pub(super) fn cow(&mut self, slot: usize) {
+    pub(super) fn cow(&mut self, slot: usize, idx: usize) {
+        if let Some(s) = self.snapshot.as_deref() {
+            if s.is_pending(slot) {
+                self.save_entry(slot, idx);
+            }
+        }
+    }
+
+    /// Copy-on-write of a whole slot about to go.
+    pub(super) fn cow_slot(&mut self, slot: usize) {
         if let Some(s) = self.snapshot.as_deref() {
             if s.is_pending(slot) {
                 self.save_slot(slot);
             }
         }
+    }
+
+    /// A new entry is not part of a running snapshot: stamp it as handled.
+    #[inline]
+    pub(super) fn mark_saved(&self, node: &mut super::Node) {
+        if let Some(s) = self.snapshot.as_deref() {
+            node.access.snap = s.epoch;
+        }
+    }
+
+    fn save_entry(&mut self, slot: usize, idx: usize) {
+        let Db { snapshot, slots, arena, lru_clock, lfu_decay_time, .. } = self;
+        let Some(s) = snapshot.as_deref_mut() else { return };
+        let Some(i) = slots[slot].table.get(idx) else { return };
+        let n = arena.get_mut(i);
+        if n.access.snap == s.epoch {
+            return;
+        }
+        n.access.snap = s.epoch;
+        write_record(s, n, *lru_clock, *lfu_decay_time);
     }
 
     /// Copy-on-write before a change to every slot (FLUSHALL, FLUSHDB).
@@ -154,20 +205,29 @@ impl Db {
         let Some(s) = snapshot.as_deref_mut() else { return };
         s.clear(slot);
         for i in slots[slot].table.iter() {
-            let n = arena.get(i);
-            if n.entry.is_expired(s.at_ms) {
+            let n = arena.get_mut(i);
+            if n.access.snap == s.epoch {
                 continue;
             }
-            let meta = KeyMeta {
-                expire_ms: (n.entry.expire_at != 0).then_some(n.entry.expire_at as i64),
-                idle_secs: None,
-                freq: s.with_freq.then(|| n.access.decayed_counter(*lru_clock, *lfu_decay_time)),
-            };
-            write_key_meta(&mut s.out, meta);
-            crate::rdb::write_value(&mut s.out, Some(&n.key), &n.entry.value, s.compress);
-            s.keys_saved += 1;
+            n.access.snap = s.epoch;
+            write_record(s, n, *lru_clock, *lfu_decay_time);
         }
     }
+}
+
+/// Appends `n`'s record unless it had expired at the snapshot's instant.
+fn write_record(s: &mut Snapshot, n: &super::Node, lru_clock: u32, lfu_decay_time: u32) {
+    if n.entry.is_expired(s.at_ms) {
+        return;
+    }
+    let meta = KeyMeta {
+        expire_ms: (n.entry.expire_at != 0).then_some(n.entry.expire_at as i64),
+        idle_secs: None,
+        freq: s.with_freq.then(|| n.access.decayed_counter(lru_clock, lfu_decay_time)),
+    };
+    write_key_meta(&mut s.out, meta);
+    crate::rdb::write_value(&mut s.out, Some(&n.key), &n.entry.value, s.compress);
+    s.keys_saved += 1;
 }
 
 #[cfg(test)]
