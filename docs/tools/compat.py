@@ -44,7 +44,7 @@ NOTES = {
 
 OPTION_NOTES = {
     "bind": "default 127.0.0.1",
-    "appendonly": "start-up only: CONFIG SET refuses it (immutable) until switching at run time exists",
+    "appendonly": "CONFIG SET yes starts the AOF from a snapshot base (at the next cron tick, after a running save), no stops it",
     "aof-use-rdb-preamble": "accepted; the AOF base is always an RDB image",
     "aof-timestamp-enabled": "accepted; annotations are read when loading, not written",
     "rdb-del-sync-files": "accepted; acts once replication exists",

@@ -345,3 +345,41 @@ fn kill_9_under_always_keeps_every_acknowledged_write() {
     drop(f);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// CONFIG SET appendonly yes on a running server with data: a base from a snapshot,
+/// then every write; after kill -9 the AOF restores all of it. And back off.
+#[test]
+fn appendonly_switched_on_and_off_at_run_time() {
+    let dir = scratch("switch");
+    let d = dir.to_str().unwrap();
+    let mut f = Server::ferrokv(&["--dir", d, "--server-threads", "2"]);
+    let mut c = f.conn();
+    workload(&mut c, 1);
+    assert_eq!(info(&mut c, "aof_enabled"), "0");
+    assert_eq!(call(&mut c, &["CONFIG", "SET", "appendonly", "yes"]), ok());
+    workload(&mut c, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while info(&mut c, "aof_enabled") != "1" || info(&mut c, "aof_rewrite_in_progress") != "0" {
+        assert!(Instant::now() < deadline, "the AOF did not come on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(files(&dir.join("appendonlydir")), ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof", "appendonly.aof.manifest"]);
+    workload(&mut c, 3);
+    let want = contents(&mut c);
+    std::thread::sleep(Duration::from_millis(50));
+    drop(c);
+    f.kill();
+    let f = Server::ferrokv(&["--dir", d, "--appendonly", "yes", "--server-threads", "2"]);
+    let mut c = f.conn();
+    assert_eq!(contents(&mut c), want, "restored from the AOF turned on at run time");
+    assert_eq!(call(&mut c, &["CONFIG", "SET", "appendonly", "no"]), ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info(&mut c, "aof_enabled") != "0" {
+        assert!(Instant::now() < deadline, "the AOF did not go off");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(call(&mut c, &["SET", "after", "1"]), ok());
+    drop(c);
+    drop(f);
+    let _ = std::fs::remove_dir_all(&dir);
+}

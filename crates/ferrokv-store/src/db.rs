@@ -347,6 +347,11 @@ impl Db {
         }
     }
 
+    /// Turns the effects stream off (its consumer went away), dropping what it held.
+    pub fn disable_effects(&mut self) {
+        self.effects = None;
+    }
+
     #[inline]
     pub fn effects_on(&self) -> bool {
         self.effects.is_some()

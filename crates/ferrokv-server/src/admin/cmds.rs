@@ -510,6 +510,9 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         }
         let exec = cfg.exec_config();
         crate::logging::set_level(&cfg.loglevel);
+        if cfg.appendonly != live.appendonly {
+            crate::aof::request(core.node, cfg.appendonly);
+        }
         *live = cfg;
         *core.node.exec_cfg.write().unwrap_or_else(|p| p.into_inner()) = exec;
         core.node.config_version.fetch_add(1, Ordering::AcqRel);

@@ -246,8 +246,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("rdbchecksum", Kind::Bool, true, rdbchecksum, bool),
     opt!("stop-writes-on-bgsave-error", Kind::Bool, true, stop_writes_on_bgsave_error, bool),
     opt!("rdb-del-sync-files", Kind::Bool, true, rdb_del_sync_files, bool),
-    // Turning the AOF on or off at run time is not supported yet (start-up only).
-    opt!("appendonly", Kind::Bool, false, appendonly, bool),
+    opt!("appendonly", Kind::Bool, true, appendonly, bool),
     opt!("appendfilename", Kind::Str, false, appendfilename, str),
     opt!("appenddirname", Kind::Str, false, appenddirname, str),
     opt!("appendfsync", Kind::Enum(&["always", "everysec", "no"]), true, appendfsync, str),

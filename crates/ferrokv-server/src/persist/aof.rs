@@ -81,6 +81,8 @@ pub struct Aof {
     /// Size of base + incremental files right after the last rewrite (auto rewrite).
     size_at_rewrite: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// CONFIG SET appendonly: 1 to turn on, 2 to turn off, at the next cron.
+    wanted: std::sync::atomic::AtomicU8,
 }
 
 #[derive(Default)]
@@ -222,18 +224,32 @@ pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -
     let incr_size = file.metadata().map_or(0, |m| m.len());
     let aof = &node.aof;
     aof.base_size.store(base_size, Ordering::Relaxed);
-    aof.current_size.store(incr_size, Ordering::Relaxed);
     aof.size_at_rewrite.store(base_size + incr_size, Ordering::Relaxed);
-    lock(&aof.stats).last_write_ok = true;
-    lock(&aof.stats).last_rewrite_ok = true;
     for s in 0..node.shard_count() {
         node.lock_db(s).enable_effects();
     }
+    spawn_writer(node, layout, manifest, file, incr_name, incr_size)
+}
+
+/// Starts the writer on an open incremental file and turns hand-overs on.
+fn spawn_writer(
+    node: &'static Node,
+    layout: Layout,
+    manifest: Manifest,
+    file: File,
+    incr_name: String,
+    incr_size: u64,
+) -> Result<(), String> {
+    let aof = &node.aof;
+    aof.current_size.store(incr_size, Ordering::Relaxed);
+    lock(&aof.stats).last_write_ok = true;
+    lock(&aof.stats).last_rewrite_ok = true;
     let (tx, rx) = mpsc::channel();
     *lock(&aof.sender) = Some(tx);
     aof.on.store(true, Ordering::Release);
     let shards = node.shard_count();
-    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen: 0, size: incr_size };
+    let gen = aof.generation.load(Ordering::Acquire);
+    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size };
     let writer = Writer {
         node,
         layout,
@@ -254,7 +270,7 @@ pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -
 }
 
 fn write_empty_base(path: &Path) -> std::io::Result<()> {
-    let mut bytes = crate::persist::file_head(0, 0);
+    let mut bytes = crate::persist::file_head(0, 0, true);
     ferrokv_rdb::file::write_eof(&mut bytes);
     let mut crc = ferrokv_rdb::file::Checksum::default();
     crc.update(&bytes);
@@ -376,8 +392,18 @@ impl Incr {
             return Ok(());
         }
         buf.clear();
-        for cmd in effects::to_commands(&units) {
-            aof::write_command(buf, &cmd);
+        // What `effects::to_commands` gives, written without copying the records.
+        for u in &units {
+            let wrap = u.records.len() > 1;
+            if wrap {
+                aof::write_command(buf, &[b"MULTI".to_vec()]);
+            }
+            for r in &u.records {
+                aof::write_command(buf, r);
+            }
+            if wrap {
+                aof::write_command(buf, &[b"EXEC".to_vec()]);
+            }
         }
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
@@ -682,10 +708,98 @@ pub fn schedule(node: &Node) {
     lock(&node.aof.stats).scheduled = true;
 }
 
+/// CONFIG SET appendonly yes|no: done at the next cron (outside any keyspace lock, as
+/// CONFIG SET may run inside EXEC).
+pub fn request(node: &Node, on: bool) {
+    node.aof.wanted.store(if on { 1 } else { 2 }, Ordering::Release);
+}
+
+/// Turns the AOF on at run time, as Redis's `startAppendOnly`: a new base from a
+/// snapshot and a new incremental file that starts at the snapshot's instant; the
+/// manifest names them once the base is on disk (until then the AOF is not loadable
+/// and the files of an earlier AOF, if any, still describe an older state).
+fn turn_on(node: &'static Node) -> Result<(), String> {
+    let layout = Layout::of(node);
+    std::fs::create_dir_all(&layout.dir).map_err(|e| format!("Can't create the AOF directory: {e}"))?;
+    let old = std::fs::read_to_string(layout.manifest_path()).ok().and_then(|t| Manifest::parse(&t).ok());
+    let seq = old.as_ref().and_then(|m| m.files.iter().map(|f| f.seq).max()).unwrap_or(0) + 1;
+    let incr_name = layout.incr_name(seq);
+    let mut file = File::create(layout.dir.join(&incr_name)).map_err(|e| format!("Can't open the AOF file: {e}"))?;
+    file.write_all(SELECT_0).map_err(|e| format!("Can't write the AOF file: {e}"))?;
+    let manifest = Manifest { files: vec![ManifestFile { name: incr_name.clone(), seq, kind: FileKind::Incr }] };
+    let base = layout.base_name(seq);
+    let target = layout.dir.join(&base);
+    let temp = layout.dir.join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
+    spawn_writer(node, layout, manifest, file, incr_name, SELECT_0.len() as u64)?;
+    // Hand-overs start at the snapshot's instant: effects on, under every lock.
+    let at_cut: crate::persist::AtCut<'static> = Box::new(move |dbs| {
+        for (_, db) in dbs.iter_mut() {
+            db.enable_effects();
+        }
+    });
+    let started = Instant::now();
+    let on_done: crate::persist::OnDone = Box::new(move |node, result| {
+        let ok = result.is_ok();
+        if let Some(tx) = lock(&node.aof.sender).as_ref() {
+            let _ = tx.send(Msg::BaseDone { name: base, seq, ok });
+        }
+        let mut st = lock(&node.aof.stats);
+        st.rewriting = None;
+        st.last_rewrite_ok = ok;
+        st.last_rewrite_secs = Some(started.elapsed().as_secs());
+        if ok {
+            st.rewrites += 1;
+            tracing::info!("Background AOF rewrite terminated with success; the AOF is on");
+        } else {
+            st.consecutive_failures += 1;
+            drop(st);
+            tracing::warn!("Background AOF rewrite failed: the AOF stays off");
+            turn_off(node);
+        }
+    });
+    lock(&node.aof.stats).rewriting = Some(started);
+    if crate::persist::start_background(node, crate::persist::SnapshotPurpose::AofBase, target, temp, at_cut, on_done)
+        .is_err()
+    {
+        lock(&node.aof.stats).rewriting = None;
+        turn_off(node);
+        return Err("a background save is in progress".into());
+    }
+    Ok(())
+}
+
+/// Turns the AOF off at run time: what is logged goes to the file, fsynced, and the
+/// shards stop logging.
+fn turn_off(node: &Node) {
+    stop(node);
+    for s in 0..node.shard_count() {
+        node.lock_db(s).disable_effects();
+    }
+}
+
 /// Once per cron tick (shard 0): a scheduled rewrite, or the automatic one when the
 /// AOF grew by `auto-aof-rewrite-percentage` past `auto-aof-rewrite-min-size`.
 pub fn cron(node: &'static Node) {
     let aof = &node.aof;
+    match aof.wanted.swap(0, Ordering::AcqRel) {
+        1 if !aof.on.load(Ordering::Acquire) => {
+            if crate::persist::running(node).is_some() {
+                // Redis waits for the running save as well.
+                aof.wanted.store(1, Ordering::Release);
+                return;
+            }
+            if let Err(e) = turn_on(node) {
+                tracing::warn!("Can't turn the AOF on: {e}");
+            }
+            return;
+        }
+        2 if aof.on.load(Ordering::Acquire) => {
+            turn_off(node);
+            tracing::info!("The AOF is off");
+            return;
+        }
+        _ => {}
+    }
     let scheduled = {
         let st = lock(&aof.stats);
         if st.rewriting.is_some() || crate::persist::running(node).is_some() {

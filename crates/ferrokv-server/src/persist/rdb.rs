@@ -115,17 +115,21 @@ fn paths(node: &Node, temp_prefix: &str) -> (PathBuf, PathBuf) {
     (target, temp)
 }
 
-/// The start of a file: header, AUX fields, SELECTDB 0 and RESIZEDB.
-pub fn file_head(keys: u64, expires: u64) -> Vec<u8> {
+/// The start of a file: header, AUX fields, then (unless the keyspace is empty, which
+/// Redis writes no database for) SELECTDB 0 and RESIZEDB. `aof_base`: the file is an
+/// AOF's base (Redis's `aof-base` AUX field).
+pub fn file_head(keys: u64, expires: u64, aof_base: bool) -> Vec<u8> {
     let mut out = Vec::new();
     rdbfile::write_header(&mut out);
     rdbfile::write_aux(&mut out, "redis-ver", crate::cmds::REDIS_VERSION.as_bytes());
     rdbfile::write_aux_int(&mut out, "redis-bits", 64);
     rdbfile::write_aux_int(&mut out, "ctime", (unix_ms() / 1000) as i64);
     rdbfile::write_aux_int(&mut out, "used-mem", crate::memory::allocated() as i64);
-    rdbfile::write_aux_int(&mut out, "aof-base", 0);
-    rdbfile::write_select_db(&mut out, 0);
-    rdbfile::write_resize_db(&mut out, keys, expires);
+    rdbfile::write_aux_int(&mut out, "aof-base", aof_base as i64);
+    if keys > 0 {
+        rdbfile::write_select_db(&mut out, 0);
+        rdbfile::write_resize_db(&mut out, keys, expires);
+    }
     out
 }
 
@@ -188,7 +192,7 @@ pub fn save(node: &Node) -> Result<(), String> {
     let starts: Vec<_> = dbs.iter_mut().map(|(_, db)| db.begin_snapshot(now, compress)).collect();
     let result = (|| -> std::io::Result<()> {
         let mut out = FileOut::create(&temp)?;
-        out.write(&file_head(starts.iter().map(|s| s.keys).sum(), starts.iter().map(|s| s.expires).sum()))?;
+        out.write(&file_head(starts.iter().map(|s| s.keys).sum(), starts.iter().map(|s| s.expires).sum(), false))?;
         for (_, db) in dbs.iter_mut() {
             loop {
                 let done = db.snapshot_step(4 << 20);
@@ -289,13 +293,13 @@ pub fn start_background(
     let starts: Vec<_> = dbs.iter_mut().map(|(_, db)| db.begin_snapshot(now, compress)).collect();
     at_cut(&mut dbs);
     let keys_total = starts.iter().map(|s| s.keys).sum();
-    let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum());
+    let rdb = matches!(purpose, SnapshotPurpose::Rdb);
+    let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum(), !rdb);
     *lock(&p.sender) = Some(tx);
     p.keys_processed.store(0, Ordering::Relaxed);
     p.active.store(true, Ordering::Release);
     drop(dbs);
     let started = Instant::now();
-    let rdb = matches!(purpose, SnapshotPurpose::Rdb);
     st.running = Some(Running { started, dirty_at_start, keys_total, rdb });
     drop(st);
     if rdb {
