@@ -89,6 +89,26 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Steps over a string in any of its encodings without decoding it.
+    pub fn skip_string(&mut self) -> Result<(), DecodeError> {
+        match self.len_or_encoding()? {
+            Len::Plain(n) => {
+                let n = usize::try_from(n).map_err(|_| DecodeError::Truncated)?;
+                self.bytes(n)?;
+            }
+            Len::Encoded(ENC_INT8) => drop(self.bytes(1)?),
+            Len::Encoded(ENC_INT16) => drop(self.bytes(2)?),
+            Len::Encoded(ENC_INT32) => drop(self.bytes(4)?),
+            Len::Encoded(ENC_LZF) => {
+                let clen = usize::try_from(self.length()?).map_err(|_| DecodeError::Truncated)?;
+                self.length()?;
+                self.bytes(clen)?;
+            }
+            Len::Encoded(_) => return Err(DecodeError::Invalid("string encoding")),
+        }
+        Ok(())
+    }
+
     /// A string in any of its encodings, as its bytes (an integer as its decimal text).
     pub fn string(&mut self) -> Result<Vec<u8>, DecodeError> {
         match self.len_or_encoding()? {

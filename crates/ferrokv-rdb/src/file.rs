@@ -136,6 +136,25 @@ pub enum Record {
     End,
 }
 
+/// A record as [`FileReader::next_raw`] gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawRecord<'a> {
+    Other(Record),
+    /// A key whose value is `value`'s bytes, of type `t`; `offset`: where the record
+    /// starts in the file.
+    Entry { key: Vec<u8>, t: u8, value: &'a [u8], meta: KeyMeta, offset: usize },
+}
+
+/// Decodes a value [`FileReader::next_raw`] left encoded.
+pub fn decode_value(t: u8, bytes: &[u8]) -> Result<RdbValue, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = value::read_value(t, &mut r)?;
+    if r.remaining() != 0 {
+        return Err(DecodeError::Invalid("value length"));
+    }
+    Ok(v)
+}
+
 /// Why a file could not be read, and where.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileError {
@@ -208,6 +227,18 @@ impl<'a> FileReader<'a> {
 
     /// The next record; [`Record::End`] once, after which the reader is done.
     pub fn next_record(&mut self) -> Result<Record, FileError> {
+        match self.next_raw()? {
+            RawRecord::Other(r) => Ok(r),
+            RawRecord::Entry { key, t, value, meta, offset } => {
+                let value = decode_value(t, value).map_err(|e| FileError { offset, error: FileProblem::Decode(e) })?;
+                Ok(Record::Entry { key, value, meta })
+            }
+        }
+    }
+
+    /// The next record with a key's value left encoded (its bytes stepped over, not
+    /// decoded): a loader decodes entries on other threads ([`decode_value`]).
+    pub fn next_raw(&mut self) -> Result<RawRecord<'a>, FileError> {
         let start = self.r.position();
         let at = |e: DecodeError| FileError { offset: start, error: FileProblem::Decode(e) };
         if self.ended {
@@ -227,18 +258,18 @@ impl<'a> FileReader<'a> {
                 }
                 OPCODE_IDLE => meta.idle_secs = Some(self.r.length().map_err(at)?),
                 OPCODE_FREQ => meta.freq = Some(self.r.byte().map_err(at)?),
-                OPCODE_SELECTDB => return Ok(Record::SelectDb(self.r.length().map_err(at)?)),
+                OPCODE_SELECTDB => return Ok(RawRecord::Other(Record::SelectDb(self.r.length().map_err(at)?))),
                 OPCODE_RESIZEDB => {
                     let keys = self.r.length().map_err(at)?;
                     let expires = self.r.length().map_err(at)?;
-                    return Ok(Record::ResizeDb { keys, expires });
+                    return Ok(RawRecord::Other(Record::ResizeDb { keys, expires }));
                 }
                 OPCODE_AUX => {
                     let key = self.r.string().map_err(at)?;
                     let value = self.r.string().map_err(at)?;
-                    return Ok(Record::Aux { key, value });
+                    return Ok(RawRecord::Other(Record::Aux { key, value }));
                 }
-                OPCODE_FUNCTION2 => return Ok(Record::Function(self.r.string().map_err(at)?)),
+                OPCODE_FUNCTION2 => return Ok(RawRecord::Other(Record::Function(self.r.string().map_err(at)?))),
                 OPCODE_FUNCTION_PRE_GA => return Err(at(DecodeError::Unsupported("pre-release function records"))),
                 OPCODE_MODULE_AUX => return Err(at(DecodeError::Unsupported("module data"))),
                 OPCODE_EOF => {
@@ -254,12 +285,14 @@ impl<'a> FileReader<'a> {
                             }
                         }
                     }
-                    return Ok(Record::End);
+                    return Ok(RawRecord::Other(Record::End));
                 }
                 t if value::is_value_type(t) => {
                     let key = self.r.string().map_err(at)?;
-                    let value = value::read_value(t, &mut self.r).map_err(at)?;
-                    return Ok(Record::Entry { key, value, meta });
+                    let from = self.r.position();
+                    value::skip_value(t, &mut self.r).map_err(at)?;
+                    let value = &self.data[from..self.r.position()];
+                    return Ok(RawRecord::Entry { key, t, value, meta, offset: start });
                 }
                 _ => return Err(at(DecodeError::Invalid("record type"))),
             }

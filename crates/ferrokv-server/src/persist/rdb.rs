@@ -518,6 +518,10 @@ pub fn load(node: &Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -> Result<
 
 /// Loads an RDB image (a dump.rdb, or an AOF's base or preamble) into the shards.
 /// Returns the offset just past its checksum (an AOF preamble's commands follow).
+///
+/// Every shard loads its own keys in parallel: this thread steps over the records
+/// without decoding their values ([`rdbfile::FileReader::next_raw`]) and hands each key
+/// to a loader thread per shard, which decodes the value, builds it and inserts it.
 pub fn load_bytes(
     node: &Node,
     data: &[u8],
@@ -525,56 +529,102 @@ pub fn load_bytes(
     limits: &Limits,
     owns: &dyn Fn(u16) -> bool,
 ) -> Result<usize, String> {
-    let target = name;
+    const BATCH: usize = 512;
     let started = Instant::now();
-    let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", target.display());
+    let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", name.display());
     let mut reader = rdbfile::FileReader::new(data).map_err(|e| fail(&e))?;
     let now = unix_ms();
-    let (mut loaded, mut expired, mut foreign, mut empty) = (0u64, 0u64, 0u64, 0u64);
-    let mut dbs: Vec<_> = (0..node.shard_count()).map(|s| node.lock_db(s)).collect();
-    let mut db_index = 0;
-    loop {
-        let at = reader.offset();
-        match reader.next_record().map_err(|e| fail(&e))? {
-            rdbfile::Record::End => break,
-            rdbfile::Record::SelectDb(n) => db_index = n,
-            rdbfile::Record::Entry { key, value, meta } => {
-                if db_index != 0 {
-                    return Err(fail(&format!(
-                        "a key in database {db_index} (offset {at}): ferrokv serves database 0 only"
-                    )));
+    let (mut expired, mut foreign) = (0u64, 0u64);
+    let loaded = AtomicU64::new(0);
+    let empty = AtomicU64::new(0);
+    let error: Mutex<Option<String>> = Mutex::new(None);
+    let failed = |e: String| {
+        lock(&error).get_or_insert(e);
+    };
+    std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        for shard in 0..node.shard_count() {
+            let (tx, rx) = mpsc::sync_channel::<Vec<rdbfile::RawRecord<'_>>>(8);
+            senders.push(tx);
+            let (loaded, empty, failed, fail) = (&loaded, &empty, &failed, &fail);
+            scope.spawn(move || {
+                for batch in rx {
+                    let mut db = node.lock_db(shard);
+                    for rec in batch {
+                        let rdbfile::RawRecord::Entry { key, t, value, meta, offset } = rec else { continue };
+                        let decoded = match rdbfile::decode_value(t, value) {
+                            Ok(v) => v,
+                            Err(e) => return failed(fail(&format!("{e} at offset {offset}"))),
+                        };
+                        let value = match build_value(decoded, limits) {
+                            Ok(v) => v,
+                            Err(BuildError::Empty) => {
+                                empty.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            Err(BuildError::Duplicate) => {
+                                return failed(fail(&format!(
+                                    "duplicate members in the value of a key (offset {offset})"
+                                )))
+                            }
+                        };
+                        let db: &mut Db = &mut db;
+                        db.set(&key, value, meta.expire_ms.map_or(0, |ms| ms as u64));
+                        db.set_access_history(&key, meta.idle_secs, meta.freq);
+                        loaded.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                if meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
-                    expired += 1;
-                    continue;
-                }
-                let slot = ferrokv_store::key_slot(&key);
-                if !owns(slot) {
-                    foreign += 1;
-                    continue;
-                }
-                let value = match build_value(value, limits) {
-                    Ok(v) => v,
-                    Err(BuildError::Empty) => {
-                        empty += 1;
+            });
+        }
+        let mut batches: Vec<Vec<rdbfile::RawRecord<'_>>> = (0..senders.len()).map(|_| Vec::new()).collect();
+        let mut db_index = 0;
+        loop {
+            let rec = match reader.next_raw() {
+                Ok(r) => r,
+                Err(e) => return failed(fail(&e)),
+            };
+            match rec {
+                rdbfile::RawRecord::Other(rdbfile::Record::End) => break,
+                rdbfile::RawRecord::Other(rdbfile::Record::SelectDb(n)) => db_index = n,
+                rdbfile::RawRecord::Other(_) => {}
+                rdbfile::RawRecord::Entry { ref key, ref meta, offset, .. } => {
+                    if db_index != 0 {
+                        return failed(fail(&format!(
+                            "a key in database {db_index} (offset {offset}): ferrokv serves database 0 only"
+                        )));
+                    }
+                    if meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
+                        expired += 1;
                         continue;
                     }
-                    Err(BuildError::Duplicate) => {
-                        return Err(fail(&format!("duplicate members in the value of a key (offset {at})")))
+                    let slot = ferrokv_store::key_slot(key);
+                    if !owns(slot) {
+                        foreign += 1;
+                        continue;
                     }
-                };
-                let db: &mut Db = &mut dbs[node.shard_of_slot(slot)];
-                db.set(&key, value, meta.expire_ms.map_or(0, |ms| ms as u64));
-                db.set_access_history(&key, meta.idle_secs, meta.freq);
-                loaded += 1;
+                    let shard = node.shard_of_slot(slot);
+                    batches[shard].push(rec);
+                    if batches[shard].len() >= BATCH {
+                        // A loader that stopped on an error drops its end: stop too.
+                        if senders[shard].send(std::mem::take(&mut batches[shard])).is_err() {
+                            return;
+                        }
+                    }
+                }
             }
-            rdbfile::Record::Aux { .. } | rdbfile::Record::ResizeDb { .. } | rdbfile::Record::Function(_) => {}
         }
+        for (tx, batch) in senders.iter().zip(batches) {
+            let _ = tx.send(batch);
+        }
+    });
+    if let Some(e) = lock(&error).take() {
+        return Err(e);
     }
-    for (s, db) in dbs.iter().enumerate() {
-        node.shards[s].publish(db);
+    for s in 0..node.shard_count() {
+        let db = node.lock_db(s);
+        node.shards[s].publish(&db);
     }
-    drop(dbs);
+    let (loaded, empty) = (loaded.into_inner(), empty.into_inner());
     if foreign > 0 {
         tracing::warn!("{foreign} keys in slots this node does not serve were not loaded");
     }
