@@ -376,3 +376,20 @@ fn info_persistence_has_redis_fields() {
         Reply::Array(Some(vec![Reply::Simple(b"Background saving scheduled".to_vec())]))
     );
 }
+
+#[test]
+fn flushall_saves_the_empty_dataset_when_save_points_are_set() {
+    let dir = scratch("flushall");
+    let d = dir.to_str().unwrap();
+    let mut f = Server::ferrokv(&["--dir", d, "--save", "3600 1", "--server-threads", "2"]);
+    let mut c = f.conn();
+    fill(&mut c, 5);
+    assert_eq!(call(&mut c, &["SAVE"]), ok());
+    assert_eq!(call(&mut c, &["FLUSHALL"]), ok());
+    assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "0");
+    f.restart();
+    let mut c = f.conn();
+    assert_eq!(call(&mut c, &["DBSIZE"]), Reply::Int(0), "the flushed dataset was saved");
+    drop(f);
+    let _ = std::fs::remove_dir_all(&dir);
+}

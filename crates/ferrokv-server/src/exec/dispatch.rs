@@ -421,6 +421,8 @@ impl ShardCore {
                     }
                 }
                 self.after_exec(self.id, &mut db);
+                drop(db);
+                self.after_flushall(spec, &r);
             } else {
                 let seq = c.push_pending();
                 let waiter = match h {
@@ -471,7 +473,17 @@ impl ShardCore {
             }
         }
         self.after_multi(&mut ks);
+        drop(ks);
+        self.after_flushall(spec, &r);
         Flow::Done
+    }
+
+    /// FLUSHALL then saves dump.rdb when save points are set (a running BGSAVE is
+    /// abandoned), as Redis's `flushAllDataAndResetRDB` does. No keyspace lock is held.
+    fn after_flushall(&self, spec: &CommandSpec, r: &Outcome) {
+        if spec.name == "flushall" && r.error.is_none() {
+            crate::persist::after_flushall(self.node);
+        }
     }
 
     /// The keys a blocking command waits on: its keys, but only the source of a move.

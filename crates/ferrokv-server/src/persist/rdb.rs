@@ -63,6 +63,9 @@ pub struct Persist {
     dirty_at_last_save: AtomicU64,
     /// Keys saved so far by the running BGSAVE.
     keys_processed: AtomicU64,
+    /// The running BGSAVE was stopped on purpose (FLUSHALL, shutdown): its end is
+    /// not a failure (as Redis's SIGUSR1 to its child is not).
+    abandoned: AtomicBool,
     /// What loading at start-up found.
     pub loaded_keys: AtomicU64,
     pub loaded_expired: AtomicU64,
@@ -376,7 +379,7 @@ fn end_background(node: &Node, result: Result<(), String>) {
     p.in_flight.store(0, Ordering::Relaxed);
     let running = lock(&p.state).running.take();
     let Some(r) = running else { return };
-    if !r.rdb {
+    if !r.rdb || p.abandoned.swap(false, Ordering::AcqRel) {
         return;
     }
     match &result {
@@ -638,6 +641,19 @@ pub fn load_bytes(
     Ok(reader.offset())
 }
 
+/// After FLUSHALL: a running BGSAVE is abandoned and, with save points set, the empty
+/// dataset is saved at once (Redis's `flushAllDataAndResetRDB`).
+pub fn after_flushall(node: &Node) {
+    if running(node) == Some(true) {
+        abandon_bgsave(node);
+    }
+    if !save_points(&node.config().save).is_empty() {
+        if let Err(e) = save(node) {
+            tracing::warn!("Saving after FLUSHALL failed: {e}");
+        }
+    }
+}
+
 /// The save at shutdown (SHUTDOWN, SIGTERM): when save points are set, or asked
 /// for. A running BGSAVE is abandoned first.
 pub fn save_on_shutdown(node: &Node, force: Option<bool>) -> Result<(), String> {
@@ -660,6 +676,7 @@ fn abandon_bgsave(node: &Node) {
     for (_, db) in dbs.iter_mut() {
         db.abort_snapshot();
     }
+    p.abandoned.store(true, Ordering::Release);
     p.active.store(false, Ordering::Release);
     *lock(&p.sender) = None;
     drop(dbs);
