@@ -1,5 +1,7 @@
 //! dump.rdb files, read record by record to the end or the first error: never a panic,
-//! never an error offset outside the file, an error after the End record.
+//! never an error offset outside the file, an error after the End record, and the same
+//! records from `next_raw` (values stepped over, decoded afterwards) as from
+//! `next_record`.
 //!
 //! Three files per input: the bytes as they are (the signature and version are fuzzed
 //! too); `REDIS0010` and the bytes (the records fuzzed, past a header that is almost
@@ -9,10 +11,13 @@
 #![no_main]
 
 use ferrokv_rdb::crc64::crc64;
-use ferrokv_rdb::file::{self, FileError, FileProblem, FileReader, Record};
+use ferrokv_rdb::file::{self, FileError, FileProblem, FileReader, RawRecord, Record};
 use libfuzzer_sys::fuzz_target;
 
-/// Reads `f` to End or the first error; that error, if any.
+/// Reads `f` to End or the first error; that error, if any. A second reader steps over
+/// the same file with `next_raw` (values left encoded, as the parallel loader reads):
+/// while `next_record` reads, it must give the same records and, decoded, the same
+/// values, and stand at the same offset.
 fn read_all(f: &[u8]) -> Option<FileError> {
     let mut r = match FileReader::new(f) {
         Ok(r) => r,
@@ -21,8 +26,21 @@ fn read_all(f: &[u8]) -> Option<FileError> {
             return Some(e);
         }
     };
+    let mut raw = FileReader::new(f).expect("the same header");
     loop {
-        match r.next_record() {
+        let record = r.next_record();
+        if let Ok(record) = &record {
+            match (record, raw.next_raw()) {
+                (Record::Entry { key, value, meta }, Ok(RawRecord::Entry { key: k, t, value: bytes, meta: m, .. })) => {
+                    assert_eq!((key, meta), (&k, &m));
+                    assert_eq!(file::decode_value(t, bytes).as_ref(), Ok(value));
+                }
+                (record, Ok(RawRecord::Other(other))) => assert_eq!(record, &other),
+                (record, other) => panic!("next_record read {record:?}, next_raw {other:?}"),
+            }
+            assert_eq!(r.offset(), raw.offset());
+        }
+        match record {
             Ok(Record::End) => {
                 assert!(r.offset() <= f.len());
                 assert!(r.next_record().is_err(), "a record after End");

@@ -2,8 +2,9 @@
 //! The checksum refuses nearly every mutation before the decoder sees it, so the same
 //! bytes are also taken as a payload's body (type byte and value) and given a valid
 //! footer: the value decoder then runs on them, and must agree with `read_value` on the
-//! body. Whatever decodes must write back (through the writers DUMP uses, in each
-//! encoding that holds it) to a payload that restores to the same value.
+//! body, and `skip_value` must step over exactly the bytes it read. Whatever decodes
+//! must write back (through the writers DUMP uses, in each encoding that holds it) to a
+//! payload that restores to the same value.
 #![no_main]
 
 use ferrokv_rdb::crc64::crc64;
@@ -22,6 +23,15 @@ fuzz_target!(|data: &[u8]| {
     payload.extend_from_slice(&crc.to_le_bytes());
     let restored = restore(&payload);
     assert_eq!(restored, direct(data), "restore disagrees with read_value");
+    if let Some((&t, body)) = data.split_first() {
+        // The loader steps over values with skip_value: it must take exactly the bytes
+        // read_value takes when that decodes (it checks less, so it may accept more).
+        let mut r = Reader::new(body);
+        let skipped = value::skip_value(t, &mut r).map(|()| r.position());
+        if restored.is_ok() {
+            assert_eq!(skipped, Ok(body.len()), "skip_value disagrees with read_value");
+        }
+    }
 
     if let Ok(v) = restored {
         for again in rewritten(&v) {
