@@ -432,6 +432,22 @@ fn redis_loads_what_we_read() {
     }
 }
 
+/// The same Redis 3.0-6.2 files load into ferrokv-server (one shard and several) to
+/// what Redis holds.
+#[test]
+fn ferrokv_loads_old_files() {
+    for (version, seed) in [(9, 1), (8, 2), (7, 3), (6, 4)] {
+        let mut rng = Rng::new(seed);
+        let (file, expected) = random_file(version, &mut rng);
+        let dir = RdbDir::new(&file);
+        let d = dir.0.to_str().expect("a UTF-8 temp dir");
+        for threads in ["1", "2"] {
+            let f = Server::ferrokv(&["--dir", d, "--dbfilename", RDB_NAME, "--server-threads", threads]);
+            check_loaded(&f, &expected);
+        }
+    }
+}
+
 /// A one-key file whose value is `zl` as a ziplist-encoded list.
 fn list_ziplist_file(zl: &[u8]) -> Vec<u8> {
     let mut file = RdbFile::new(9);
