@@ -61,7 +61,7 @@ pub trait Keyspace {
         on
     }
     /// Moves the keys deleted by expiry since the last call into `out` as DEL records.
-    fn take_expired(&mut self, out: &mut Vec<Argv>) {
+    fn take_expired(&mut self, out: &mut ferrokv_store::effects::Records) {
         self.each_db(&mut |db| {
             if let Some(e) = db.effects() {
                 e.take_expired(out)
@@ -71,7 +71,7 @@ pub trait Keyspace {
     /// Appends the records of one execution unit to the effects stream (see
     /// `ferrokv_store::effects`): a keyspace spanning several shards tags it with a
     /// node-wide id and marks every shard it holds.
-    fn log_unit(&mut self, records: Vec<Argv>);
+    fn log_unit(&mut self, records: ferrokv_store::effects::Records);
 }
 
 /// The keyspace of one shard, for commands whose keys all live there.
@@ -92,9 +92,9 @@ impl Keyspace for SingleDb<'_> {
     fn propagating(&mut self) -> bool {
         self.0.effects_on()
     }
-    fn log_unit(&mut self, records: Vec<Argv>) {
+    fn log_unit(&mut self, records: ferrokv_store::effects::Records) {
         if let (Some(log), false) = (self.0.effects(), records.is_empty()) {
-            log.push(ferrokv_store::effects::Part::Unit(ferrokv_store::effects::Unit { records, multi: None }));
+            log.push(ferrokv_store::effects::Part::Unit(ferrokv_store::effects::Unit::of(records, None)));
         }
     }
 }

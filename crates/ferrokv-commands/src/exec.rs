@@ -14,7 +14,7 @@ use crate::ctx::{Ctx, ExecConfig, Keyspace};
 use crate::error::ErrorCode;
 use crate::table::{Blocked, CommandSpec, Flags, Handler};
 use ferrokv_resp::{Args, ReplyBuf};
-use ferrokv_store::effects::Argv;
+use ferrokv_store::effects::Records;
 
 /// What a command's run depends on besides its arguments.
 #[derive(Clone, Copy)]
@@ -51,7 +51,7 @@ pub fn execute(
     args: &Args,
     env: Env,
     out: &mut ReplyBuf,
-    records: &mut Vec<Argv>,
+    records: &mut Records,
 ) -> Outcome {
     let propagating = ks.propagating();
     let errors_before = out.errors;
@@ -88,9 +88,14 @@ pub fn execute(
     if propagating {
         ks.take_expired(records);
         let p = propagation;
-        records.extend(p.also);
+        for argv in &p.also {
+            records.push(argv);
+        }
         if !p.prevented && (dirty > 0 || p.forced) {
-            records.push(p.rewritten.unwrap_or_else(|| args.iter().map(|a| a.to_vec()).collect()));
+            match &p.rewritten {
+                Some(argv) => records.push(argv),
+                None => records.push_args(args.iter()),
+            }
         }
     }
     let error = (out.errors > errors_before).then(|| ErrorCode::of(&out.buf[out.last_error_at..]));

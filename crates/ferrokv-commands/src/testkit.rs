@@ -35,9 +35,10 @@ fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_b
         return Outcome { reply: out.buf, dirty: 0, blocked: None, records: Vec::new(), modified: Vec::new() };
     }
     assert!(!matches!(spec.handler, Handler::Server(_)), "not a data command");
-    let mut records = Vec::new();
+    let mut records = ferrokv_store::effects::Records::default();
     let env = Env { cfg, now_ms: now, may_block, track_keys: true };
     let o = execute(keys, spec, &args, env, &mut out, &mut records);
+    let records = records.decode();
     let blocked = matches!(spec.handler, Handler::Blocking(..)).then_some(o.blocked);
     Outcome { reply: out.buf, dirty: o.dirty, blocked, records, modified: o.modified }
 }
@@ -170,7 +171,7 @@ impl Keyspace for Split<'_> {
     fn db_for_slot(&mut self, slot: u16) -> &mut Db {
         &mut self.0[half(slot)]
     }
-    fn log_unit(&mut self, _records: Vec<Argv>) {}
+    fn log_unit(&mut self, _records: ferrokv_store::effects::Records) {}
 }
 
 impl TwoDbs {

@@ -137,16 +137,40 @@ fn split_words(line: &str) -> Option<Vec<String>> {
 
 /// Appends a command as the AOF stores it: `*<n>\r\n` then `$<len>\r\n<arg>\r\n` each.
 pub fn write_command(out: &mut Vec<u8>, args: &[Vec<u8>]) {
-    out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    header(out, b'*', args.len());
     for a in args {
-        out.push(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// [`write_command`] from borrowed arguments.
+pub fn write_command_args<'a>(out: &mut Vec<u8>, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+    header(out, b'*', args.len());
+    for a in args {
+        header(out, b'$', a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `<kind><n>\r\n`, the number written without allocating (this runs per argument of
+/// every write the AOF records).
+fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Why a command stream stopped.

@@ -1373,9 +1373,9 @@ mod tests {
         assert_eq!(db.len(), 2, "and deletes none");
         assert!(db.get(b"k", 150).is_none(), "a write lookup deletes it");
         assert_eq!(db.len(), 1);
-        let mut dels = Vec::new();
+        let mut dels = crate::effects::Records::default();
         db.effects().unwrap().take_expired(&mut dels);
-        assert_eq!(dels, vec![vec![b"DEL".to_vec(), b"k".to_vec()]]);
+        assert_eq!(dels.decode(), vec![vec![b"DEL".to_vec(), b"k".to_vec()]]);
     }
 
     #[test]

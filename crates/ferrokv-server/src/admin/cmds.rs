@@ -991,7 +991,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         let cfg = core.exec_cfg.clone();
         let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false };
         // The whole transaction is one unit of the effects stream.
-        let mut records = Vec::new();
+        let mut records = ferrokv_store::effects::Records::default();
         for q in &multi.queued {
             let a = q.args.args();
             match q.spec.handler {

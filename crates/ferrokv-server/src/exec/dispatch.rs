@@ -17,7 +17,7 @@ use crate::node::{cycles, unix_ms, Node, ShardId};
 use ferrokv_commands::table::{lookup_id, lookup_sub, sub_id, Blocked, CommandId, Flags, ServerCmd, Wakes};
 use ferrokv_commands::{execute, CommandError, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
-use ferrokv_store::effects::Argv;
+use ferrokv_store::effects::Records;
 use ferrokv_store::Db;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -704,14 +704,9 @@ impl ShardCore {
         let n = db.active_expire(now, budget);
         if n > 0 {
             // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
-            let mut dels = Vec::new();
-            SingleDb(&mut db).take_expired(&mut dels);
+            let keys = db.effects().map(|log| log.log_expired_units()).unwrap_or_default();
             if let Some(t) = &self.trace {
-                t.borrow_mut()
-                    .push(TraceEvent::Expired { keys: dels.iter().filter_map(|d| d.get(1).cloned()).collect() });
-            }
-            for d in dels {
-                SingleDb(&mut db).log_unit(vec![d]);
+                t.borrow_mut().push(TraceEvent::Expired { keys: keys.iter().map(|k| k.to_vec()).collect() });
             }
         }
         self.node.shards[self.id].publish(&db);
@@ -737,7 +732,7 @@ pub fn run_data(
     args: &Args,
     env: Env,
     out: &mut ReplyBuf,
-    records: &mut Vec<Argv>,
+    records: &mut Records,
 ) -> Outcome {
     // A bug in one command must not be served half done: see abort_after_panic.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(ks, spec, args, env, out, records)));
@@ -750,7 +745,7 @@ pub fn run_data(
 /// [`run_data`] for a command that is an execution unit of its own: its records are
 /// logged to the effects stream at once.
 pub fn run_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env, out: &mut ReplyBuf) -> Outcome {
-    let mut records = Vec::new();
+    let mut records = Records::default();
     let o = run_data(ks, spec, args, env, out, &mut records);
     if !records.is_empty() {
         ks.log_unit(records);
@@ -856,7 +851,7 @@ impl Keyspace for MultiDb<'_> {
         &mut self.guards[i].1
     }
 
-    fn log_unit(&mut self, records: Vec<Argv>) {
+    fn log_unit(&mut self, records: Records) {
         use ferrokv_store::effects::{MultiTag, Part, Unit};
         if records.is_empty() || !self.guards.iter().any(|g| g.1.effects_on()) {
             return;
@@ -872,9 +867,7 @@ impl Keyspace for MultiDb<'_> {
         for (_, db) in self.guards.iter_mut() {
             let Some(log) = db.effects() else { continue };
             match records.take() {
-                Some(records) => {
-                    log.push(Part::Unit(Unit { records, multi: Some(MultiTag { id, shards: shards.clone() }) }))
-                }
+                Some(records) => log.push(Part::Unit(Unit::of(records, Some(MultiTag { id, shards: shards.clone() })))),
                 None => log.push(Part::Joined { id }),
             }
         }

@@ -37,7 +37,7 @@
 use crate::dispatch::MultiDb;
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_commands::{Env, Handler};
-use ferrokv_rdb::aof::{self, CommandReader, FileKind, Manifest, ManifestFile, StreamError};
+use ferrokv_rdb::aof::{CommandReader, FileKind, Manifest, ManifestFile, StreamError};
 use ferrokv_resp::{OwnedArgs, ReplyBuf};
 use ferrokv_store::effects::{self, Part};
 use ferrokv_store::rdb::Limits;
@@ -46,7 +46,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// `SELECT 0`, which starts every incremental file (Redis writes it before the first
@@ -73,7 +73,7 @@ pub struct Aof {
     /// and fsynced under `always`): see the module docs.
     sent: AtomicU64,
     durable: AtomicU64,
-    sender: Mutex<Option<mpsc::Sender<Msg>>>,
+    inbox: Inbox,
     stats: Mutex<Stats>,
     /// Bytes of the current incremental file and of the base (INFO).
     current_size: AtomicU64,
@@ -83,6 +83,8 @@ pub struct Aof {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// CONFIG SET appendonly: 1 to turn on, 2 to turn off, at the next cron.
     wanted: std::sync::atomic::AtomicU8,
+    /// `appendfsync always` (hand-overs wake the writer).
+    always: AtomicBool,
 }
 
 #[derive(Default)]
@@ -108,9 +110,53 @@ impl Aof {
     fn hand_over(&self, shard: ShardId, parts: VecDeque<Part>) {
         let gen = self.generation.load(Ordering::Acquire);
         let seq = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Some(tx) = lock(&self.sender).as_ref() {
-            let _ = tx.send(Msg::Parts { shard, gen, parts, seq });
+        self.inbox.send(Msg::Parts { shard, gen, parts, seq }, self.always.load(Ordering::Relaxed));
+    }
+}
+
+/// The writer's inbox: messages in a vector under a mutex. A hand-over wakes the writer
+/// only under `always` (its clients wait for it); otherwise the writer looks every
+/// millisecond — a wake-up per event-loop iteration of every shard (a futex call each)
+/// cost more than the records. Control messages always wake it.
+#[derive(Default)]
+struct Inbox {
+    /// None while no writer runs.
+    msgs: Mutex<Option<Vec<Msg>>>,
+    ready: Condvar,
+}
+
+impl Inbox {
+    fn open(&self) {
+        *lock(&self.msgs) = Some(Vec::new());
+    }
+
+    fn is_open(&self) -> bool {
+        lock(&self.msgs).is_some()
+    }
+
+    fn send(&self, m: Msg, wake: bool) {
+        let mut g = lock(&self.msgs);
+        if let Some(v) = g.as_mut() {
+            v.push(m);
+            drop(g);
+            if wake {
+                self.ready.notify_one();
+            }
         }
+    }
+
+    fn close(&self) {
+        *lock(&self.msgs) = None;
+        self.ready.notify_all();
+    }
+
+    /// What arrived, waiting up to `timeout` for something; None once closed.
+    fn take(&self, timeout: Duration) -> Option<Vec<Msg>> {
+        let mut g = lock(&self.msgs);
+        if g.as_ref().is_some_and(|v| v.is_empty()) {
+            g = self.ready.wait_timeout(g, timeout).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+        g.as_mut().map(std::mem::take)
     }
 }
 
@@ -244,8 +290,7 @@ fn spawn_writer(
     aof.current_size.store(incr_size, Ordering::Relaxed);
     lock(&aof.stats).last_write_ok = true;
     lock(&aof.stats).last_rewrite_ok = true;
-    let (tx, rx) = mpsc::channel();
-    *lock(&aof.sender) = Some(tx);
+    aof.inbox.open();
     aof.on.store(true, Ordering::Release);
     let shards = node.shard_count();
     let gen = aof.generation.load(Ordering::Acquire);
@@ -263,7 +308,7 @@ fn spawn_writer(
     };
     let handle = std::thread::Builder::new()
         .name("aof-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || writer.run())
         .map_err(|e| format!("Can't start the AOF writer: {e}"))?;
     *lock(&aof.writer) = Some(handle);
     Ok(())
@@ -364,7 +409,7 @@ fn replay(node: &Node, data: &[u8], path: &Path, truncated_ok: bool, base_offset
         }
         out.clear();
         let env = Env { cfg: &cfg, now_ms: unix_ms(), may_block: false, track_keys: false };
-        crate::dispatch::run_data(&mut ks, spec, &argv, env, &mut out, &mut Vec::new());
+        crate::dispatch::run_data(&mut ks, spec, &argv, env, &mut out, &mut Default::default());
         n += 1;
     }
     Ok(n)
@@ -394,15 +439,13 @@ impl Incr {
         buf.clear();
         // What `effects::to_commands` gives, written without copying the records.
         for u in &units {
-            let wrap = u.records.len() > 1;
+            let wrap = u.count > 1;
             if wrap {
-                aof::write_command(buf, &[b"MULTI".to_vec()]);
+                buf.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
             }
-            for r in &u.records {
-                aof::write_command(buf, r);
-            }
+            buf.extend_from_slice(&u.resp);
             if wrap {
-                aof::write_command(buf, &[b"EXEC".to_vec()]);
+                buf.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
             }
         }
         self.file.write_all(buf)?;
@@ -427,26 +470,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self) {
         let mut buf = Vec::new();
+        let inbox = &self.node.aof.inbox;
         loop {
             let policy = fsync_policy(self.node);
-            let wait = match policy {
-                Fsync::EverySec if self.unsynced => {
-                    Duration::from_secs(1).saturating_sub(self.last_fsync.elapsed()).max(Duration::from_millis(1))
-                }
-                _ => Duration::from_millis(500),
-            };
-            let first = match rx.recv_timeout(wait) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            // Take whatever else is there: one write and one fsync for the batch.
-            let mut batch: Vec<Msg> = first.into_iter().collect();
-            while let Ok(m) = rx.try_recv() {
-                batch.push(m);
-            }
+            self.node.aof.always.store(policy == Fsync::Always, Ordering::Relaxed);
+            // Under `always` hand-overs wake us; otherwise look every millisecond.
+            let wait = if policy == Fsync::Always { Duration::from_millis(100) } else { Duration::from_millis(1) };
+            // Everything that arrived: one write and one fsync for the batch.
+            let Some(batch) = inbox.take(wait) else { break };
             let mut stop = None;
             for m in batch {
                 match m {
@@ -650,9 +683,7 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
             dbs.iter_mut().map(|(_, db)| db.effects().map(|l| l.drain()).unwrap_or_default()).collect();
         aof.generation.fetch_add(1, Ordering::AcqRel);
         let seq = aof.sent.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Some(tx) = lock(&aof.sender).as_ref() {
-            let _ = tx.send(Msg::Rotate { pre, seq });
-        }
+        aof.inbox.send(Msg::Rotate { pre, seq }, true);
     });
     let started = Instant::now();
     let manifest_layout = Layout::of(node);
@@ -663,9 +694,7 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
             tracing::warn!("Background AOF rewrite failed: {e}");
         }
         if on {
-            if let Some(tx) = lock(&node.aof.sender).as_ref() {
-                let _ = tx.send(Msg::BaseDone { name: base_name.clone(), seq, ok });
-            }
+            node.aof.inbox.send(Msg::BaseDone { name: base_name.clone(), seq, ok }, true);
         } else if ok {
             // No writer: the directory is this base and an empty incremental file.
             let incr = manifest_layout.incr_name(seq);
@@ -740,9 +769,7 @@ fn turn_on(node: &'static Node) -> Result<(), String> {
     let started = Instant::now();
     let on_done: crate::persist::OnDone = Box::new(move |node, result| {
         let ok = result.is_ok();
-        if let Some(tx) = lock(&node.aof.sender).as_ref() {
-            let _ = tx.send(Msg::BaseDone { name: base, seq, ok });
-        }
+        node.aof.inbox.send(Msg::BaseDone { name: base, seq, ok }, true);
         let mut st = lock(&node.aof.stats);
         st.rewriting = None;
         st.last_rewrite_ok = ok;
@@ -836,9 +863,10 @@ pub fn stop(node: &Node) {
         aof.hand_over(s, parts);
     }
     let (done_tx, done_rx) = mpsc::channel();
-    if let Some(tx) = lock(&aof.sender).take() {
-        let _ = tx.send(Msg::Stop(done_tx));
+    if aof.inbox.is_open() {
+        aof.inbox.send(Msg::Stop(done_tx), true);
         let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        aof.inbox.close();
     }
     if let Some(h) = lock(&aof.writer).take() {
         let _ = h.join();
