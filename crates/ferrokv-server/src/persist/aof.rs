@@ -651,12 +651,14 @@ pub enum RewriteRefused {
 /// BGREWRITEAOF (and the automatic rewrite).
 pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
     let aof = &node.aof;
+    // Lock order: the save state (`persist::running`) before the AOF's stats, as INFO.
+    let saving = crate::persist::running(node).is_some();
     {
         let mut st = lock(&aof.stats);
         if st.rewriting.is_some() {
             return Err(RewriteRefused::InProgress);
         }
-        if crate::persist::running(node).is_some() {
+        if saving {
             st.scheduled = true;
             return Err(RewriteRefused::Scheduled);
         }
@@ -827,9 +829,12 @@ pub fn cron(node: &'static Node) {
         }
         _ => {}
     }
+    if crate::persist::running(node).is_some() {
+        return;
+    }
     let scheduled = {
         let st = lock(&aof.stats);
-        if st.rewriting.is_some() || crate::persist::running(node).is_some() {
+        if st.rewriting.is_some() {
             return;
         }
         st.scheduled

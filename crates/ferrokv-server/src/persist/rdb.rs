@@ -15,6 +15,10 @@
 //!
 //! SAVE (and the save at shutdown) takes every lock and writes the whole file on the
 //! calling thread, blocking the node as Redis's SAVE blocks redis-server.
+//!
+//! Lock order: the save state (`Persist::state`), then keyspace locks (ascending),
+//! then the AOF's inbox; the AOF's stats are never held while taking the save state
+//! (INFO holds the save state while reading them).
 
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_rdb::file::{self as rdbfile, Checksum};
