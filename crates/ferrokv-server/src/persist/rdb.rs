@@ -202,10 +202,10 @@ pub fn save(node: &Node) -> Result<(), String> {
         out.write(&file_head(starts.iter().map(|s| s.keys).sum(), starts.iter().map(|s| s.expires).sum(), false))?;
         for (_, db) in dbs.iter_mut() {
             loop {
-                let done = db.snapshot_step(4 << 20);
-                let (records, _) = db.take_snapshot_output();
+                db.snapshot_step(4 << 20);
+                let (records, _, ended) = db.take_snapshot_output();
                 out.write(&records)?;
-                if done {
+                if ended || !db.snapshot_active() {
                     break;
                 }
             }
@@ -416,8 +416,10 @@ pub fn shard_step(node: &Node, shard: ShardId, served: std::time::Duration) -> b
         if !db.snapshot_active() {
             return false;
         }
-        let done = db.snapshot_step_until(budget, Some(deadline));
-        let (records, keys) = db.take_snapshot_output();
+        db.snapshot_step_until(budget, Some(deadline));
+        // The take says when the snapshot ended (the step may stop at its deadline
+        // right after saving the last slot).
+        let (records, keys, done) = db.take_snapshot_output();
         (done, records, keys)
     };
     let sender = lock(&p.sender);

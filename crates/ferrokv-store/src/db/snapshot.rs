@@ -117,7 +117,7 @@ impl Db {
         self.settle();
         loop {
             let Some(s) = self.snapshot.as_deref_mut() else { return true };
-            if s.out.len() >= budget || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if s.out.len() >= budget {
                 return false;
             }
             // Skip empty words of the bitmap quickly.
@@ -131,21 +131,26 @@ impl Db {
             s.cursor += 1;
             if s.is_pending(slot) {
                 self.save_slot(slot);
+                // After a slot, not before: every call makes progress.
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return false;
+                }
             }
         }
     }
 
-    /// The records serialised so far (the buffer is left empty). Once
-    /// [`Db::snapshot_step`] reported the end, this also ends the snapshot.
-    pub fn take_snapshot_output(&mut self) -> (Vec<u8>, u64) {
-        let Some(s) = self.snapshot.as_deref_mut() else { return (Vec::new(), 0) };
+    /// The records serialised so far (the buffer is left empty) and how many keys they
+    /// hold. When every slot is saved this also ends the snapshot and says so (`true`):
+    /// that is the snapshot's end, whatever the last [`Db::snapshot_step`] returned.
+    pub fn take_snapshot_output(&mut self) -> (Vec<u8>, u64, bool) {
+        let Some(s) = self.snapshot.as_deref_mut() else { return (Vec::new(), 0, false) };
         let out = std::mem::take(&mut s.out);
         let keys = std::mem::take(&mut s.keys_saved);
         let done = s.cursor >= SLOTS || s.pending.iter().all(|&w| w == 0);
         if done {
             self.snapshot = None;
         }
-        (out, keys)
+        (out, keys, done)
     }
 
     /// Abandons a running snapshot (its output is dropped).
@@ -310,15 +315,43 @@ mod tests {
                         }
                     }
                 }
-                let done = db.snapshot_step(rnd(4000) as usize);
-                records.extend(db.take_snapshot_output().0);
-                if done {
+                let stepped_to_end = db.snapshot_step(rnd(4000) as usize);
+                let (out, _, ended) = db.take_snapshot_output();
+                records.extend(out);
+                // The end is seen once, by the take (a step may stop just short of
+                // noticing that nothing is left).
+                assert!(!stepped_to_end || ended || !db.snapshot_active());
+                if ended {
                     break;
                 }
             }
             assert!(!db.snapshot_active());
             assert_eq!(decode(&records), want, "seed {seed}");
         }
+    }
+
+    /// A deadline already past still saves a slot per call, and the end is reported
+    /// once by the take whichever call saved the last slot.
+    #[test]
+    fn steps_past_their_deadline_still_finish() {
+        let mut db = Db::with_seed(3);
+        for i in 0..2000 {
+            db.set(format!("k{i}").as_bytes(), Value::Int(i), 0);
+        }
+        db.begin_snapshot(0, false);
+        let (mut keys, mut calls) = (0, 0);
+        loop {
+            db.snapshot_step_until(usize::MAX, Some(std::time::Instant::now()));
+            let (_, k, ended) = db.take_snapshot_output();
+            keys += k;
+            calls += 1;
+            assert!(calls < 20_000, "no progress");
+            if ended {
+                break;
+            }
+        }
+        assert_eq!(keys, 2000);
+        assert!(!db.snapshot_active());
     }
 
     #[test]
@@ -332,7 +365,8 @@ mod tests {
         assert!(!db.snapshot_step(100));
         db.clear();
         assert!(db.snapshot_step(usize::MAX), "nothing left to walk after the flush");
-        let (records, keys) = db.take_snapshot_output();
+        let (records, keys, ended) = db.take_snapshot_output();
+        assert!(ended);
         assert_eq!(keys, 500, "every key, in the output taken after the flush");
         assert_eq!(decode(&records), want);
     }
