@@ -48,6 +48,17 @@ pub struct Unit {
     pub count: usize,
     /// A unit that held several shards' locks.
     pub multi: Option<MultiTag>,
+    /// False for a run of single-record units of one shard, coalesced in the log so
+    /// that a write load appends to one buffer instead of allocating one per command:
+    /// each record is then a unit of its own (no MULTI/EXEC around them).
+    pub atomic: bool,
+}
+
+impl Unit {
+    /// Whether a Redis-compatible stream wraps this unit in MULTI/EXEC.
+    pub fn wrapped(&self) -> bool {
+        self.atomic && self.count > 1
+    }
 }
 
 /// Records being gathered for a unit (a command's, or a whole EXEC's), encoded as they
@@ -101,7 +112,7 @@ impl Unit {
 
     /// A unit of gathered records (their buffer becomes the unit's).
     pub fn of(records: Records, multi: Option<MultiTag>) -> Unit {
-        Unit { resp: records.resp, count: records.count, multi }
+        Unit { resp: records.resp, count: records.count, multi, atomic: true }
     }
 
     /// The records, decoded (tests and simulators).
@@ -144,7 +155,36 @@ pub struct EffectLog {
 
 impl EffectLog {
     pub fn push(&mut self, part: Part) {
+        // A single-record unit of this shard alone joins a run of such units.
+        if let Part::Unit(u) = &part {
+            if u.count == 1 && u.multi.is_none() {
+                if let Some(Part::Unit(last)) = self.parts.back_mut() {
+                    if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+                        last.resp.extend_from_slice(&u.resp);
+                        last.count += 1;
+                        last.atomic = false;
+                        return;
+                    }
+                }
+            }
+        }
         self.parts.push_back(part);
+    }
+
+    /// Logs a single-record unit of this shard from its arguments, appended to the run
+    /// at the end of the log when there is one (no allocation for the common write).
+    pub fn push_single<'a>(&mut self, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+        if let Some(Part::Unit(last)) = self.parts.back_mut() {
+            if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+                ferrokv_rdb::aof::write_command_args(&mut last.resp, args);
+                last.count += 1;
+                last.atomic = false;
+                return;
+            }
+        }
+        let mut r = Records::default();
+        r.push_args(args);
+        self.parts.push_back(Part::Unit(Unit::of(r, None)));
     }
 
     /// Takes every part logged so far.
@@ -178,9 +218,7 @@ impl EffectLog {
     pub fn log_expired_units(&mut self) -> Vec<Box<[u8]>> {
         let keys = std::mem::take(&mut self.expired);
         for k in &keys {
-            let mut r = Records::default();
-            r.push_args([&b"DEL"[..], k].into_iter());
-            self.parts.push_back(Part::Unit(Unit::of(r, None)));
+            self.push_single([&b"DEL"[..], k].into_iter());
         }
         keys
     }
@@ -312,7 +350,7 @@ pub fn merge_ready(logs: &mut [VecDeque<Part>], out: &mut Vec<Unit>) -> Result<(
 pub fn to_commands(units: &[Unit]) -> Vec<Argv> {
     let mut out = Vec::new();
     for u in units {
-        if u.count > 1 {
+        if u.wrapped() {
             out.push(vec![b"MULTI".to_vec()]);
             out.extend(u.records());
             out.push(vec![b"EXEC".to_vec()]);
@@ -396,6 +434,26 @@ mod tests {
             assert!(pos("A1") < pos("M1") && pos("B1") < pos("M1") && pos("M1") < pos("A2"));
             assert!(pos("M2") < pos("B2") && pos("M3") < pos("C2") && pos("M2") < pos("M3"));
         }
+    }
+
+    /// Single-record units of one shard coalesce into one buffer, each still a unit of
+    /// its own in the stream; a multi-record unit stays whole and wrapped.
+    #[test]
+    fn single_record_units_coalesce_without_wrapping() {
+        let mut log = EffectLog::default();
+        log.push(single("SET a 1"));
+        log.push_single([&b"SET"[..], b"b", b"2"].into_iter());
+        log.push(single("DEL c"));
+        let mut tx = Records::default();
+        tx.push(&rec("INCR n"));
+        tx.push(&rec("INCR m"));
+        log.push(Part::Unit(Unit::of(tx, None)));
+        log.push(single("SET d 4"));
+        assert_eq!(log.len(), 3, "a run of three, the transaction, a new run");
+        let units = merge(&mut [log.drain()]).unwrap();
+        let text: Vec<String> =
+            to_commands(&units).iter().map(|c| String::from_utf8_lossy(&c.join(&b' ')).to_string()).collect();
+        assert_eq!(text, ["SET a 1", "SET b 2", "DEL c", "MULTI", "INCR n", "INCR m", "EXEC", "SET d 4"]);
     }
 
     #[test]

@@ -439,7 +439,7 @@ impl Incr {
         buf.clear();
         // What `effects::to_commands` gives, written without copying the records.
         for u in &units {
-            let wrap = u.count > 1;
+            let wrap = u.wrapped();
             if wrap {
                 buf.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
             }
