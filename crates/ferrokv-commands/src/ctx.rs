@@ -71,7 +71,8 @@ pub trait Keyspace {
     /// Appends the records of one execution unit to the effects stream (see
     /// `ferrokv_store::effects`): a keyspace spanning several shards tags it with a
     /// node-wide id and marks every shard it holds.
-    fn log_unit(&mut self, records: ferrokv_store::effects::Records);
+    /// May hand back an emptied buffer for the next unit's records.
+    fn log_unit(&mut self, records: ferrokv_store::effects::Records) -> Option<Vec<u8>>;
 }
 
 /// The keyspace of one shard, for commands whose keys all live there.
@@ -92,9 +93,10 @@ impl Keyspace for SingleDb<'_> {
     fn propagating(&mut self) -> bool {
         self.0.effects_on()
     }
-    fn log_unit(&mut self, records: ferrokv_store::effects::Records) {
-        if let (Some(log), false) = (self.0.effects(), records.is_empty()) {
-            log.push(ferrokv_store::effects::Part::Unit(ferrokv_store::effects::Unit::of(records, None)));
+    fn log_unit(&mut self, records: ferrokv_store::effects::Records) -> Option<Vec<u8>> {
+        match (self.0.effects(), records.is_empty()) {
+            (Some(log), false) => log.push_unit(ferrokv_store::effects::Unit::of(records, None)),
+            _ => Some(records.resp),
         }
     }
 }

@@ -171,7 +171,9 @@ impl Keyspace for Split<'_> {
     fn db_for_slot(&mut self, slot: u16) -> &mut Db {
         &mut self.0[half(slot)]
     }
-    fn log_unit(&mut self, _records: ferrokv_store::effects::Records) {}
+    fn log_unit(&mut self, _records: ferrokv_store::effects::Records) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl TwoDbs {

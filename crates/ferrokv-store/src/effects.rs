@@ -71,6 +71,12 @@ pub struct Records {
 }
 
 impl Records {
+    /// Empty records writing into `buf` (a buffer reused from an earlier unit).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Records {
+        buf.clear();
+        Records { resp: buf, count: 0 }
+    }
+
     pub fn push(&mut self, argv: &[Vec<u8>]) {
         ferrokv_rdb::aof::write_command(&mut self.resp, argv);
         self.count += 1;
@@ -155,20 +161,31 @@ pub struct EffectLog {
 
 impl EffectLog {
     pub fn push(&mut self, part: Part) {
-        // A single-record unit of this shard alone joins a run of such units.
-        if let Part::Unit(u) = &part {
-            if u.count == 1 && u.multi.is_none() {
-                if let Some(Part::Unit(last)) = self.parts.back_mut() {
-                    if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
-                        last.resp.extend_from_slice(&u.resp);
-                        last.count += 1;
-                        last.atomic = false;
-                        return;
-                    }
+        if let Part::Unit(u) = part {
+            self.push_unit(u);
+        } else {
+            self.parts.push_back(part);
+        }
+    }
+
+    /// Logs a unit. A single-record unit of this shard alone joins the run of such
+    /// units at the end of the log: its bytes are copied and its buffer is handed back
+    /// (emptied) for the caller to reuse.
+    pub fn push_unit(&mut self, u: Unit) -> Option<Vec<u8>> {
+        if u.count == 1 && u.multi.is_none() {
+            if let Some(Part::Unit(last)) = self.parts.back_mut() {
+                if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+                    last.resp.extend_from_slice(&u.resp);
+                    last.count += 1;
+                    last.atomic = false;
+                    let mut buf = u.resp;
+                    buf.clear();
+                    return Some(buf);
                 }
             }
         }
-        self.parts.push_back(part);
+        self.parts.push_back(Part::Unit(u));
+        None
     }
 
     /// Logs a single-record unit of this shard from its arguments, appended to the run

@@ -1024,7 +1024,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 }
             }
         }
-        ks.log_unit(records);
+        let _ = ks.log_unit(records);
     }
     for (s, db) in ks.guards.iter_mut() {
         if db.has_ready() {

@@ -745,10 +745,18 @@ pub fn run_data(
 /// [`run_data`] for a command that is an execution unit of its own: its records are
 /// logged to the effects stream at once.
 pub fn run_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env, out: &mut ReplyBuf) -> Outcome {
-    let mut records = Records::default();
+    thread_local! {
+        /// The records buffer of the last unit, when the log copied it (the common
+        /// single-record write): no allocation per command.
+        static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut records = Records::with_buffer(SPARE.with(|s| s.take()));
     let o = run_data(ks, spec, args, env, out, &mut records);
-    if !records.is_empty() {
-        ks.log_unit(records);
+    let spare = if records.is_empty() { Some(records.resp) } else { ks.log_unit(records) };
+    if let Some(buf) = spare {
+        if buf.capacity() <= 64 << 10 {
+            SPARE.with(|s| s.set(buf));
+        }
     }
     o
 }
@@ -851,10 +859,10 @@ impl Keyspace for MultiDb<'_> {
         &mut self.guards[i].1
     }
 
-    fn log_unit(&mut self, records: Records) {
+    fn log_unit(&mut self, records: Records) -> Option<Vec<u8>> {
         use ferrokv_store::effects::{MultiTag, Part, Unit};
         if records.is_empty() || !self.guards.iter().any(|g| g.1.effects_on()) {
-            return;
+            return Some(records.resp);
         }
         if self.guards.len() == 1 {
             return SingleDb(&mut self.guards[0].1).log_unit(records);
@@ -871,6 +879,7 @@ impl Keyspace for MultiDb<'_> {
                 None => log.push(Part::Joined { id }),
             }
         }
+        None
     }
 }
 
