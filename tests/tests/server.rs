@@ -450,3 +450,25 @@ fn connections_see_each_others_writes() {
     assert_reply(&b.send(&["INCR", "shared"]), b":2\r\n");
     assert_reply(&a.send(&["GET", "shared"]), b"$1\r\n2\r\n");
 }
+
+/// One port, one server: a second process started on a port a server listens on
+/// exits 1 with Redis's words, instead of joining the first one's SO_REUSEPORT group
+/// (then six `INCR c` answered 1 1 2 2 3 3: two datasets behind one address).
+#[test]
+fn a_second_server_on_a_taken_port_refuses_to_start() {
+    let first = Server::under_test(&["--server-threads", "2"]);
+    let port = first.port().to_string();
+    let (status, output) = Server::run_to_exit(
+        target_kind(),
+        &["--port", &port, "--server-threads", "2"],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{output}");
+    assert!(output.contains("Address already in use"), "{output}");
+    assert!(output.contains(&format!("Failed listening on port {port} (TCP), aborting.")), "{output}");
+    // The first one still serves, alone.
+    let mut c = first.conn();
+    for n in 1..=6 {
+        assert_eq!(c.send(&["INCR", "c"]), format!(":{n}\r\n").into_bytes());
+    }
+}

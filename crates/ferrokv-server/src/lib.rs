@@ -104,6 +104,18 @@ pub fn run(args: Vec<String>) -> i32 {
             return 1;
         }
     };
+    // One port, one server: the shards of this process share it (SO_REUSEPORT), another
+    // process may not join them, as a second redis-server on a port fails to start.
+    for (addr, optional) in &addrs {
+        if let Err(e) = net::probe_port(*addr) {
+            if *optional {
+                continue;
+            }
+            eprintln!("Warning: Could not create server TCP listening socket {addr}: bind: {e}");
+            eprintln!("Failed listening on port {} (TCP), aborting.", addr.port());
+            return 1;
+        }
+    }
     // Every shard gets its own listening socket per address (SO_REUSEPORT).
     let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
     for (addr, optional) in &addrs {

@@ -28,6 +28,26 @@ fn setopt(fd: RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> i
 
 /// A listening socket with SO_REUSEPORT, so that every shard can have its own on the
 /// same address and the kernel spreads connections between them.
+/// Whether `addr` is free for this process: a bind without SO_REUSEPORT fails while any
+/// socket listens there, including another process's SO_REUSEPORT sockets (which our
+/// own SO_REUSEPORT binds would silently join: two servers behind one port).
+pub fn probe_port(addr: SocketAddr) -> io::Result<()> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket() returns a new fd or -1.
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is a fresh socket we own; dropped (closed) on return.
+    let _owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // As Redis sets it: TIME_WAIT connections of an earlier run do not block us.
+    setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes.
+    check(unsafe { libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) })?;
+    Ok(())
+}
+
 pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: socket() returns a new fd or -1.
