@@ -383,3 +383,25 @@ fn appendonly_switched_on_and_off_at_run_time() {
     drop(f);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `aof-timestamp-enabled yes`: `#TS:` annotations in the incremental file, which both
+/// ferrokv and redis-server load past.
+#[test]
+fn timestamp_annotations_are_written_and_loaded() {
+    let dir = scratch("timestamps");
+    let d = dir.to_str().unwrap();
+    let mut f = Server::ferrokv(&["--dir", d, "--appendonly", "yes", "--aof-timestamp-enabled", "yes"]);
+    let mut c = f.conn();
+    workload(&mut c, 1);
+    let want = contents(&mut c);
+    std::thread::sleep(Duration::from_millis(50));
+    let incr = std::fs::read(dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    assert!(incr.windows(4).any(|w| w == b"#TS:"), "an annotation was written");
+    f.restart();
+    assert_eq!(contents(&mut f.conn()), want);
+    f.stop();
+    let redis = Server::redis(&["--dir", d, "--appendonly", "yes"]);
+    assert_eq!(contents(&mut redis.conn()), want, "redis-server loads it");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

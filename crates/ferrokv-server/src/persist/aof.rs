@@ -294,7 +294,7 @@ fn spawn_writer(
     aof.on.store(true, Ordering::Release);
     let shards = node.shard_count();
     let gen = aof.generation.load(Ordering::Acquire);
-    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size };
+    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size, last_stamp: 0 };
     let writer = Writer {
         node,
         layout,
@@ -424,11 +424,15 @@ struct Incr {
     pending: Vec<VecDeque<Part>>,
     gen: u64,
     size: u64,
+    /// The last `#TS:` annotation written (unix seconds).
+    last_stamp: u64,
 }
 
 impl Incr {
     /// Orders what can be ordered and appends it.
-    fn write_ready(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    /// With `stamp` (`aof-timestamp-enabled`), a `#TS:<unix seconds>` annotation goes
+    /// first when the second changed since the last one, as Redis writes it.
+    fn write_ready(&mut self, buf: &mut Vec<u8>, stamp: bool) -> std::io::Result<()> {
         let mut units = Vec::new();
         if let Err(e) = effects::merge_ready(&mut self.pending, &mut units) {
             tracing::error!("AOF: effects of the shards do not merge: {e:?}");
@@ -437,6 +441,13 @@ impl Incr {
             return Ok(());
         }
         buf.clear();
+        if stamp {
+            let now = unix_ms() / 1000;
+            if now > self.last_stamp {
+                self.last_stamp = now;
+                buf.extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
+            }
+        }
         // What `effects::to_commands` gives, written without copying the records.
         for u in &units {
             let wrap = u.wrapped();
@@ -495,9 +506,10 @@ impl Writer {
                     Msg::Stop(done) => stop = Some(done),
                 }
             }
-            let mut result = self.cur.write_ready(&mut buf);
+            let stamp = self.node.config().aof_timestamp_enabled;
+            let mut result = self.cur.write_ready(&mut buf, stamp);
             if let Some(old) = self.old.as_mut() {
-                result = result.and(old.write_ready(&mut buf));
+                result = result.and(old.write_ready(&mut buf, stamp));
             }
             self.unsynced |= result.is_ok();
             self.record_write(result);
@@ -560,7 +572,8 @@ impl Writer {
         for (s, parts) in pre.into_iter().enumerate() {
             self.cur.pending[s].extend(parts);
         }
-        let r = self.cur.write_ready(buf).and_then(|_| self.cur.file.sync_data());
+        let stamp = self.node.config().aof_timestamp_enabled;
+        let r = self.cur.write_ready(buf, stamp).and_then(|_| self.cur.file.sync_data());
         self.record_write(r);
         let seq = self.manifest.files.iter().filter(|f| f.kind == FileKind::Incr).map(|f| f.seq).max().unwrap_or(0) + 1;
         let name = self.layout.incr_name(seq);
@@ -577,7 +590,7 @@ impl Writer {
             }
         };
         let shards = self.cur.pending.len();
-        let next = Incr { file, name: name.clone(), pending: vec![VecDeque::new(); shards], gen: self.cur.gen + 1, size: 0 };
+        let next = Incr { file, name: name.clone(), pending: vec![VecDeque::new(); shards], gen: self.cur.gen + 1, size: 0, last_stamp: 0 };
         self.old = Some(std::mem::replace(&mut self.cur, next));
         self.manifest.files.push(ManifestFile { name, seq, kind: FileKind::Incr });
         if let Err(e) = self.layout.write_manifest(&self.manifest) {
