@@ -107,11 +107,16 @@ pub fn run(args: Vec<String>) -> i32 {
     // One port, one server: the shards of this process share it (SO_REUSEPORT), another
     // process may not join them, as a second redis-server on a port fails to start.
     for (addr, optional) in &addrs {
-        if let Err(e) = net::probe_port(*addr) {
-            if *optional {
-                continue;
-            }
-            eprintln!("Warning: Could not create server TCP listening socket {addr}: bind: {e}");
+        // A server killed a moment ago may still show its listeners while the kernel
+        // tears its io_uring down: only one that stays there is another server.
+        let mut taken = net::listening_elsewhere(*addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while taken && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            taken = net::listening_elsewhere(*addr);
+        }
+        if taken && !*optional {
+            eprintln!("Warning: Could not create server TCP listening socket {addr}: bind: Address already in use");
             eprintln!("Failed listening on port {} (TCP), aborting.", addr.port());
             return 1;
         }

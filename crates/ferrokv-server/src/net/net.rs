@@ -28,24 +28,40 @@ fn setopt(fd: RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> i
 
 /// A listening socket with SO_REUSEPORT, so that every shard can have its own on the
 /// same address and the kernel spreads connections between them.
-/// Whether `addr` is free for this process: a bind without SO_REUSEPORT fails while any
-/// socket listens there, including another process's SO_REUSEPORT sockets (which our
-/// own SO_REUSEPORT binds would silently join: two servers behind one port).
-pub fn probe_port(addr: SocketAddr) -> io::Result<()> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    // SAFETY: socket() returns a new fd or -1.
-    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: fd is a fresh socket we own; dropped (closed) on return.
-    let _owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    // As Redis sets it: TIME_WAIT connections of an earlier run do not block us.
-    setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    if addr.is_ipv6() {
-        setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-    }
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes.
-    check(unsafe { libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) })?;
-    Ok(())
+/// Whether another socket already listens on `addr` (from the kernel's socket tables,
+/// /proc/net/tcp and tcp6). Start-up checks this before binding the shards'
+/// SO_REUSEPORT listeners, which would otherwise silently join another process's group
+/// on the same port (two servers behind one address). A bind probe cannot tell: the
+/// connections a killed server left behind carry SO_REUSEPORT too and make a plain bind
+/// fail, though a restart must succeed. Unreadable tables answer false.
+pub fn listening_elsewhere(addr: SocketAddr) -> bool {
+    let (file, want_ip): (&str, Option<[u8; 4]>) = match addr {
+        SocketAddr::V4(a) => ("/proc/net/tcp", Some(a.ip().octets())),
+        SocketAddr::V6(_) => ("/proc/net/tcp6", None),
+    };
+    let Ok(text) = std::fs::read_to_string(file) else { return false };
+    text.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(local), Some(_), Some(state)) = (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        let Some((ip, port)) = local.split_once(':') else { return false };
+        if state != "0A" || u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+            return false;
+        }
+        match want_ip {
+            // The table prints an IPv4 address as a little-endian hex word.
+            Some(want) => match u32::from_str_radix(ip, 16) {
+                Ok(word) => {
+                    let theirs = word.to_le_bytes();
+                    theirs == want || theirs == [0; 4] || want == [0; 4]
+                }
+                Err(_) => false,
+            },
+            None => true,
+        }
+    })
 }
 
 pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
