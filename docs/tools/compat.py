@@ -46,7 +46,6 @@ OPTION_NOTES = {
     "bind": "default 127.0.0.1",
     "appendonly": "CONFIG SET yes starts the AOF from a snapshot base (at the next cron tick, after a running save), no stops it",
     "aof-use-rdb-preamble": "accepted; the AOF base is always an RDB image",
-    "aof-timestamp-enabled": "accepted; annotations are read when loading, not written",
     "rdb-del-sync-files": "accepted; acts once replication exists",
     "databases": "accepted; only db 0 is served",
     "daemonize": "`yes` is refused at start-up: run under a supervisor",
