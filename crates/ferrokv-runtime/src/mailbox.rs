@@ -89,6 +89,18 @@ impl<T> Mailbox<T> {
         self.pending.load(Ordering::SeqCst)
     }
 
+    /// The ring fd to wake with a MSG_RING when the receiver sleeps (and marks it
+    /// awake), for a thread with news but no message (the AOF writer).
+    pub fn wake_fd(&self) -> Option<RawFd> {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let fd = self.ring_fd.load(Ordering::Acquire);
+            if fd >= 0 {
+                return Some(fd);
+            }
+        }
+        None
+    }
+
     /// Whether the receiver is marked asleep (a sender would wake it).
     pub fn is_sleeping(&self) -> bool {
         self.sleeping.load(Ordering::SeqCst)

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const K_ACCEPT: u8 = 1;
 const K_RECV: u8 = 2;
 const K_SEND: u8 = 3;
-const K_WAKE: u8 = 4;
+pub(crate) const K_WAKE: u8 = 4;
 
 const RECV_GROUP: u16 = 0;
 // 512 × 4 KiB: the notes measured 256 × 4 KiB never running out under redis-benchmark;
@@ -132,8 +132,9 @@ impl Shard {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             if !self.held.is_empty() {
-                // The AOF writer does not wake us: look again soon.
-                timeout = timeout.min(Duration::from_micros(200));
+                // The AOF writer wakes us when it has synced (MSG_RING); in case the
+                // wake-up crossed our going to sleep, look again soon anyway.
+                timeout = timeout.min(Duration::from_millis(1));
             }
             if let Err(e) = self.ops.submit_into(&mut self.ring) {
                 tracing::error!("shard {id}: cannot submit async operations: {e}");

@@ -484,6 +484,16 @@ impl Writer {
     fn run(mut self) {
         let mut buf = Vec::new();
         let inbox = &self.node.aof.inbox;
+        // A small ring of our own, only to wake sleeping shards whose replies wait for an
+        // fsync (MSG_RING); without one they find out by polling.
+        let mut waker = ferrokv_runtime::Ring::new(ferrokv_runtime::RingConfig {
+            entries: 16,
+            cq_entries: 64,
+            batch: 1,
+            min_wait: Duration::ZERO,
+        })
+        .map_err(|e| tracing::warn!("AOF writer: no ring to wake the shards ({e}); they will poll"))
+        .ok();
         loop {
             let policy = fsync_policy(self.node);
             self.node.aof.always.store(policy == Fsync::Always, Ordering::Relaxed);
@@ -531,12 +541,18 @@ impl Writer {
             // durable; hand-overs arrive in any order, so only a gap-free prefix counts.
             if !self.unsynced || policy != Fsync::Always {
                 let mut d = self.node.aof.durable.load(Ordering::Relaxed);
+                let before = d;
                 while self.seen.peek().is_some_and(|r| r.0 <= d + 1) {
                     if let Some(std::cmp::Reverse(s)) = self.seen.pop() {
                         d = d.max(s);
                     }
                 }
                 self.node.aof.durable.store(d, Ordering::Release);
+                if d > before && policy == Fsync::Always {
+                    if let Some(ring) = waker.as_mut() {
+                        wake_shards(self.node, ring);
+                    }
+                }
             }
             if let Some(done) = stop {
                 let _ = done.send(());
@@ -627,6 +643,23 @@ impl Writer {
         self.node.aof.base_size.store(base_size, Ordering::Relaxed);
         self.node.aof.size_at_rewrite.store(base_size + self.cur.size, Ordering::Relaxed);
         tracing::info!("Background AOF rewrite finished successfully");
+    }
+}
+
+/// Wakes the shards that sleep (their held replies may go now).
+fn wake_shards(node: &Node, ring: &mut ferrokv_runtime::Ring) {
+    let mut queued = false;
+    for s in node.shards.iter() {
+        if let Some(fd) = s.mailbox.wake_fd() {
+            let sqe = ferrokv_runtime::MailWaker::entry(fd, ferrokv_runtime::token::encode(crate::shard::K_WAKE, 0));
+            // SAFETY: a MSG_RING entry points to no memory; the fd is a live shard ring.
+            queued |= unsafe { ring.push(&sqe) }.is_ok();
+        }
+    }
+    if queued {
+        let _ = ring.enter(false, Duration::ZERO);
+        // Failed wakes complete here (successes post nothing): drop them.
+        for _ in ring.completions() {}
     }
 }
 

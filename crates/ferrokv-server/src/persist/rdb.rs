@@ -543,7 +543,7 @@ pub fn load_bytes(
     let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", name.display());
     let mut reader = rdbfile::FileReader::new(data).map_err(|e| fail(&e))?;
     let now = unix_ms();
-    let (mut expired, mut foreign) = (0u64, 0u64);
+    let (mut expired, mut foreign, mut functions) = (0u64, 0u64, 0u64);
     let loaded = AtomicU64::new(0);
     let empty = AtomicU64::new(0);
     let error: Mutex<Option<String>> = Mutex::new(None);
@@ -595,6 +595,7 @@ pub fn load_bytes(
             match rec {
                 rdbfile::RawRecord::Other(rdbfile::Record::End) => break,
                 rdbfile::RawRecord::Other(rdbfile::Record::SelectDb(n)) => db_index = n,
+                rdbfile::RawRecord::Other(rdbfile::Record::Function(_)) => functions += 1,
                 rdbfile::RawRecord::Other(_) => {}
                 rdbfile::RawRecord::Entry { ref key, ref meta, offset, .. } => {
                     if db_index != 0 {
@@ -636,6 +637,9 @@ pub fn load_bytes(
     let (loaded, empty) = (loaded.into_inner(), empty.into_inner());
     if foreign > 0 {
         tracing::warn!("{foreign} keys in slots this node does not serve were not loaded");
+    }
+    if functions > 0 {
+        tracing::warn!("{functions} function libraries in the file were not loaded: ferrokv has no FUNCTION yet");
     }
     if empty > 0 {
         tracing::warn!("{empty} empty keys skipped");

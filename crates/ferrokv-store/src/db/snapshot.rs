@@ -9,6 +9,7 @@
 //!   deletion — first serialises that entry as it still is and stamps it with the epoch
 //!   ([`Db::cow`]); a key created meanwhile is stamped at birth (it was not there);
 //!   FLUSHALL and a slot's removal save what they remove first.
+//!
 //! So the walk skips what was saved early, and every key is saved once, as it was.
 //! A write costs one entry's serialisation, once per snapshot.
 //!
