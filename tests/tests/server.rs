@@ -472,3 +472,15 @@ fn a_second_server_on_a_taken_port_refuses_to_start() {
         assert_eq!(c.send(&["INCR", "c"]), format!(":{n}\r\n").into_bytes());
     }
 }
+
+/// `pidfile`: written with the server's pid once it listens, removed at a clean exit.
+#[test]
+fn pidfile_holds_the_pid_while_the_server_runs() {
+    let path = std::env::temp_dir().join(format!("ferrokv-pidfile-{}.pid", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut server = Server::under_test(&["--pidfile", path.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&path).expect("the pidfile exists");
+    assert_eq!(text.trim(), server.pid().to_string());
+    server.stop();
+    assert!(!path.exists(), "the pidfile is removed at exit");
+}

@@ -215,6 +215,15 @@ pub fn run(args: Vec<String>) -> i32 {
             Err(_) => break,
         }
     }
+    // As Redis: the pid goes to `pidfile` once the server listens, and the file goes
+    // away at a clean exit. (`dir` is the working directory by now: a relative path
+    // resolves against it, as Redis's does after its chdir.)
+    let pidfile = node.config().pidfile.clone();
+    if !pidfile.is_empty() {
+        if let Err(e) = std::fs::write(&pidfile, format!("{}\n", std::process::id())) {
+            tracing::warn!("Failed to write PID file: {e}");
+        }
+    }
     tracing::info!(
         "ferrokv {} ready to accept connections on port {port} ({threads} shard threads)",
         env!("CARGO_PKG_VERSION")
@@ -222,6 +231,9 @@ pub fn run(args: Vec<String>) -> i32 {
     wait_for_shutdown(node);
     join(handles);
     aof::stop(node);
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(&pidfile);
+    }
     tracing::info!("ferrokv is now ready to exit, bye bye...");
     0
 }
