@@ -150,7 +150,10 @@ fn redis_aof_loads_into_ferrokv() {
     let redis = Server::redis(&["--dir", d, "--appendonly", "yes"]);
     let mut r = redis.conn();
     workload(&mut r, 1);
-    assert_eq!(call(&mut r, &["BGREWRITEAOF"]), Reply::Simple(b"Background append only file rewriting started".to_vec()));
+    assert_eq!(
+        call(&mut r, &["BGREWRITEAOF"]),
+        Reply::Simple(b"Background append only file rewriting started".to_vec())
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while info(&mut r, "aof_rewrite_in_progress") != "0" {
         assert!(Instant::now() < deadline);
@@ -232,11 +235,12 @@ fn truncated_files_load_or_stop_as_configured() {
     assert!(output.contains("Unexpected end of file") && output.contains("appendonly.aof.1.incr.aof"), "{output}");
     let f = Server::ferrokv(&["--dir", d, "--appendonly", "yes"]);
     let mut c = f.conn();
-    assert_eq!(call(&mut c, &["MGET", "a", "b", "c"]), Reply::Array(Some(vec![
-        Reply::Bulk(Some(b"1".to_vec())),
-        Reply::Bulk(Some(b"2".to_vec())),
-        Reply::Bulk(None),
-    ])));
+    assert_eq!(
+        call(&mut c, &["MGET", "a", "b", "c"]),
+        Reply::Array(Some(
+            vec![Reply::Bulk(Some(b"1".to_vec())), Reply::Bulk(Some(b"2".to_vec())), Reply::Bulk(None),]
+        ))
+    );
     // The torn command was cut off: new writes append after the last whole one.
     assert_eq!(call(&mut c, &["SET", "c", "3"]), ok());
     drop(c);
@@ -274,10 +278,10 @@ fn a_redis_6_single_file_is_loaded_and_moved_into_the_directory() {
     drop(f);
     let f = Server::ferrokv(&["--dir", d, "--appendonly", "yes"]);
     let mut c = f.conn();
-    assert_eq!(call(&mut c, &["MGET", "a", "b"]), Reply::Array(Some(vec![
-        Reply::Bulk(Some(b"2".to_vec())),
-        Reply::Bulk(Some(b"1".to_vec())),
-    ])));
+    assert_eq!(
+        call(&mut c, &["MGET", "a", "b"]),
+        Reply::Array(Some(vec![Reply::Bulk(Some(b"2".to_vec())), Reply::Bulk(Some(b"1".to_vec())),]))
+    );
     drop(f);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -290,7 +294,8 @@ fn kill_9_under_always_keeps_every_acknowledged_write() {
     use std::sync::Arc;
     let dir = scratch("always");
     let d = dir.to_str().unwrap().to_string();
-    let mut f = Server::ferrokv(&["--dir", &d, "--appendonly", "yes", "--appendfsync", "always", "--server-threads", "2"]);
+    let mut f =
+        Server::ferrokv(&["--dir", &d, "--appendonly", "yes", "--appendfsync", "always", "--server-threads", "2"]);
     let mut rng = ferrokv_tests::Rng::new(99);
     for round in 0..3 {
         let port = f.port();
@@ -304,9 +309,8 @@ fn kill_9_under_always_keeps_every_acknowledged_write() {
                     let Ok(mut c) = Conn::connect(port) else { return acked };
                     c.set_timeout(Duration::from_secs(5));
                     'outer: while !stop.load(Ordering::Relaxed) {
-                        let batch: Vec<Vec<String>> = (0..16)
-                            .map(|k| vec!["INCR".to_string(), format!("w{w}:{round}:{k}")])
-                            .collect();
+                        let batch: Vec<Vec<String>> =
+                            (0..16).map(|k| vec!["INCR".to_string(), format!("w{w}:{round}:{k}")]).collect();
                         let Ok(replies) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.pipeline(&batch)))
                         else {
                             break 'outer;
@@ -363,7 +367,10 @@ fn appendonly_switched_on_and_off_at_run_time() {
         assert!(Instant::now() < deadline, "the AOF did not come on");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(files(&dir.join("appendonlydir")), ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof", "appendonly.aof.manifest"]);
+    assert_eq!(
+        files(&dir.join("appendonlydir")),
+        ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof", "appendonly.aof.manifest"]
+    );
     workload(&mut c, 3);
     let want = contents(&mut c);
     std::thread::sleep(Duration::from_millis(50));

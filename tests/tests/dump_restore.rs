@@ -163,12 +163,21 @@ fn payloads_match_and_cross_restore() {
             assert_eq!(contents(&mut f, &key), want, "{name}: same value on both");
             let (theirs, ours) = (dump(&mut r, &key), dump(&mut f, &key));
             if deterministic(&want.1) {
-                assert!(ours == theirs, "{name} (seed {seed}): DUMP bytes differ ({} vs {} bytes)", ours.len(), theirs.len());
+                assert!(
+                    ours == theirs,
+                    "{name} (seed {seed}): DUMP bytes differ ({} vs {} bytes)",
+                    ours.len(),
+                    theirs.len()
+                );
             }
             // Each server's payload restores on the other to the same value.
             for (conn, payload, label) in [(&mut f, &theirs, "redis -> ferrokv"), (&mut r, &ours, "ferrokv -> redis")] {
                 let copy = [b"copy:".as_slice(), &key].concat();
-                assert_eq!(call(conn, &[b"RESTORE", &copy, b"0", payload, b"REPLACE"]), Reply::Simple(b"OK".to_vec()), "{label} {name}");
+                assert_eq!(
+                    call(conn, &[b"RESTORE", &copy, b"0", payload, b"REPLACE"]),
+                    Reply::Simple(b"OK".to_vec()),
+                    "{label} {name}"
+                );
                 assert_eq!(contents(conn, &copy), want, "{label} {name}");
             }
         }

@@ -276,7 +276,11 @@ fn failed_bgsave_refuses_writes_until_a_save_succeeds() {
     wait_bgsave(&mut c);
     assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "err");
     let refused = c.send(&["SET", "b", "2"]);
-    assert!(refused.starts_with(b"-MISCONF Redis is configured to save RDB snapshots"), "{}", String::from_utf8_lossy(&refused));
+    assert!(
+        refused.starts_with(b"-MISCONF Redis is configured to save RDB snapshots"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
     assert!(c.send(&["PING"]).starts_with(b"-MISCONF"));
     assert_eq!(call(&mut c, &["GET", "a"]), Reply::Bulk(Some(b"1".to_vec())), "reads still work");
     std::fs::create_dir_all(&dir).unwrap();

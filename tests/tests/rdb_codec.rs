@@ -2,7 +2,8 @@
 //! payloads ferrokv writes for strings are Redis's byte for byte, LZF-compressed ones
 //! included, and every payload Redis writes for a string decodes to the value.
 
-use ferrokv_rdb::dump::{dump_string, restore}; use ferrokv_rdb::value::RdbValue;
+use ferrokv_rdb::dump::{dump_string, restore};
+use ferrokv_rdb::value::RdbValue;
 use ferrokv_tests::resp::Reply;
 use ferrokv_tests::{Rng, Server};
 
@@ -161,7 +162,8 @@ fn hash_payloads_match_redis() {
 /// (tables) decode to the same members.
 #[test]
 fn set_payloads_match_redis() {
-    use ferrokv_rdb::dump::dump_set_intset; use ferrokv_rdb::value::TYPE_SET_INTSET;
+    use ferrokv_rdb::dump::dump_set_intset;
+    use ferrokv_rdb::value::TYPE_SET_INTSET;
     let redis = Server::redis(&[]);
     let mut c = redis.conn();
     let mut rng = Rng::new(9);

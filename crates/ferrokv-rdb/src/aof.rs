@@ -46,7 +46,8 @@ impl Manifest {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let words = split_words(line).ok_or_else(|| format!("Invalid AOF manifest file format (line {})", n + 1))?;
+            let words =
+                split_words(line).ok_or_else(|| format!("Invalid AOF manifest file format (line {})", n + 1))?;
             if words.len() % 2 != 0 {
                 return Err(format!("Invalid AOF manifest file format (line {})", n + 1));
             }

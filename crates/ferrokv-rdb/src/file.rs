@@ -126,12 +126,22 @@ impl Checksum {
 /// One record of a file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
-    Aux { key: Vec<u8>, value: Vec<u8> },
+    Aux {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     SelectDb(u64),
-    ResizeDb { keys: u64, expires: u64 },
+    ResizeDb {
+        keys: u64,
+        expires: u64,
+    },
     /// A function library's code.
     Function(Vec<u8>),
-    Entry { key: Vec<u8>, value: RdbValue, meta: KeyMeta },
+    Entry {
+        key: Vec<u8>,
+        value: RdbValue,
+        meta: KeyMeta,
+    },
     /// The EOF opcode, the checksum checked (when the file has one).
     End,
 }
@@ -142,7 +152,13 @@ pub enum RawRecord<'a> {
     Other(Record),
     /// A key whose value is `value`'s bytes, of type `t`; `offset`: where the record
     /// starts in the file.
-    Entry { key: Vec<u8>, t: u8, value: &'a [u8], meta: KeyMeta, offset: usize },
+    Entry {
+        key: Vec<u8>,
+        t: u8,
+        value: &'a [u8],
+        meta: KeyMeta,
+        offset: usize,
+    },
 }
 
 /// Decodes a value [`FileReader::next_raw`] left encoded.
@@ -169,7 +185,10 @@ pub enum FileProblem {
     Header(String),
     Decode(DecodeError),
     /// The checksum at the end does not match the file.
-    Checksum { stored: u64, computed: u64 },
+    Checksum {
+        stored: u64,
+        computed: u64,
+    },
 }
 
 impl std::fmt::Display for FileError {
@@ -177,11 +196,9 @@ impl std::fmt::Display for FileError {
         match &self.error {
             FileProblem::Header(what) => write!(f, "{what}"),
             FileProblem::Decode(e) => write!(f, "{e} at offset {}", self.offset),
-            FileProblem::Checksum { stored, computed } => write!(
-                f,
-                "wrong RDB checksum expected: ({stored:x}) got ({computed:x}) at offset {}",
-                self.offset
-            ),
+            FileProblem::Checksum { stored, computed } => {
+                write!(f, "wrong RDB checksum expected: ({stored:x}) got ({computed:x}) at offset {}", self.offset)
+            }
         }
     }
 }
@@ -281,7 +298,10 @@ impl<'a> FileReader<'a> {
                         if stored != 0 {
                             let computed = crc64(0, &self.data[..end]);
                             if computed != stored {
-                                return Err(FileError { offset: end, error: FileProblem::Checksum { stored, computed } });
+                                return Err(FileError {
+                                    offset: end,
+                                    error: FileProblem::Checksum { stored, computed },
+                                });
                             }
                         }
                     }

@@ -404,10 +404,7 @@ fn scored(items: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, DecodeError> {
 /// A score written as text (`strtod`'s forms that Redis writes: integers, `%.17g`,
 /// `inf`, `-inf`); NaN is refused, as Redis refuses it.
 fn parse_score(s: &[u8]) -> Result<f64, DecodeError> {
-    let v: f64 = std::str::from_utf8(s)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(DecodeError::Invalid("score"))?;
+    let v: f64 = std::str::from_utf8(s).ok().and_then(|t| t.parse().ok()).ok_or(DecodeError::Invalid("score"))?;
     if v.is_nan() {
         return Err(DecodeError::Invalid("NaN score"));
     }
@@ -501,7 +498,11 @@ mod tests {
         let v = decode(&b).unwrap();
         assert_eq!(
             v,
-            RdbValue::ZSet(vec![(b"a".to_vec(), 1.5), (b"b".to_vec(), f64::INFINITY), (b"c".to_vec(), f64::NEG_INFINITY)])
+            RdbValue::ZSet(vec![
+                (b"a".to_vec(), 1.5),
+                (b"b".to_vec(), f64::INFINITY),
+                (b"c".to_vec(), f64::NEG_INFINITY)
+            ])
         );
         let nan = [TYPE_ZSET, 1, 1, b'a', 253];
         assert!(decode(&nan).is_err());

@@ -32,10 +32,10 @@ pub mod config;
 #[path = "admin/info.rs"]
 pub mod info;
 // Persistence: dump.rdb (and, to come, the AOF).
-#[path = "persist/rdb.rs"]
-pub mod persist;
 #[path = "persist/aof.rs"]
 pub mod aof;
+#[path = "persist/rdb.rs"]
+pub mod persist;
 // Node-wide state and process plumbing.
 pub mod logging;
 pub mod memory;
@@ -155,11 +155,8 @@ pub fn run(args: Vec<String>) -> i32 {
     // keys stay: the slot may be assigned here next, as Redis claims such slots).
     let view = node.cluster.as_ref().map(|c| c.view());
     let owns = |slot: u16| view.as_ref().is_none_or(|v| v.is_mine(slot) || v.slot_owner(slot).is_none());
-    let loaded = if node.config().appendonly {
-        aof::start(node, &limits, &owns)
-    } else {
-        persist::load(node, &limits, &owns)
-    };
+    let loaded =
+        if node.config().appendonly { aof::start(node, &limits, &owns) } else { persist::load(node, &limits, &owns) };
     if let Err(e) = loaded {
         eprintln!("{e}");
         tracing::warn!("{e}");

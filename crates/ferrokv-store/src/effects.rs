@@ -416,7 +416,13 @@ mod tests {
     #[test]
     fn ready_merge_of_pieces_equals_the_whole_merge() {
         let logs = vec![
-            VecDeque::from([single("A1"), multi(1, &[0, 1], &["M1"]), single("A2"), multi(3, &[0, 2], &["M3"]), single("A3")]),
+            VecDeque::from([
+                single("A1"),
+                multi(1, &[0, 1], &["M1"]),
+                single("A2"),
+                multi(3, &[0, 2], &["M3"]),
+                single("A3"),
+            ]),
             VecDeque::from([single("B1"), Part::Joined { id: 1 }, multi(2, &[1, 2], &["M2"]), single("B2")]),
             VecDeque::from([single("C1"), Part::Joined { id: 2 }, Part::Joined { id: 3 }, single("C2")]),
         ];

@@ -155,7 +155,8 @@ mod tests {
             vals.push(build_value(set, &lim).unwrap());
             let set = RdbValue::Set((0..n).map(|i| format!("m{i}").into_bytes()).collect());
             vals.push(build_value(set, &lim).unwrap());
-            let hash = RdbValue::Hash((0..n).map(|i| (format!("f{i}").into_bytes(), i.to_string().into_bytes())).collect());
+            let hash =
+                RdbValue::Hash((0..n).map(|i| (format!("f{i}").into_bytes(), i.to_string().into_bytes())).collect());
             vals.push(build_value(hash, &lim).unwrap());
             let zset = RdbValue::ZSet((0..n).map(|i| (format!("z{i}").into_bytes(), (i % 17) as f64 / 4.0)).collect());
             vals.push(build_value(zset, &lim).unwrap());

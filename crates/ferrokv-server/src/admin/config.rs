@@ -254,7 +254,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("appenddirname", Kind::Str, false, appenddirname, str),
     opt!("appendfsync", Kind::Enum(&["always", "everysec", "no"]), true, appendfsync, str),
     opt!("no-appendfsync-on-rewrite", Kind::Bool, true, no_appendfsync_on_rewrite, bool),
-    opt!("auto-aof-rewrite-percentage", Kind::Int { min: 0, max: i32::MAX as i64 }, true, auto_aof_rewrite_percentage, int),
+    opt!(
+        "auto-aof-rewrite-percentage",
+        Kind::Int { min: 0, max: i32::MAX as i64 },
+        true,
+        auto_aof_rewrite_percentage,
+        int
+    ),
     opt!("auto-aof-rewrite-min-size", Kind::Memory, true, auto_aof_rewrite_min_size, mem),
     opt!("aof-use-rdb-preamble", Kind::Bool, true, aof_use_rdb_preamble, bool),
     opt!("aof-load-truncated", Kind::Bool, true, aof_load_truncated, bool),

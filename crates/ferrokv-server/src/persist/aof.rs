@@ -54,11 +54,23 @@ use std::time::{Duration, Instant};
 const SELECT_0: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
 
 enum Msg {
-    Parts { shard: ShardId, gen: u64, parts: VecDeque<Part>, seq: u64 },
+    Parts {
+        shard: ShardId,
+        gen: u64,
+        parts: VecDeque<Part>,
+        seq: u64,
+    },
     /// BGREWRITEAOF's instant: the parts logged before it, then a new incremental file.
-    Rotate { pre: Vec<VecDeque<Part>>, seq: u64 },
+    Rotate {
+        pre: Vec<VecDeque<Part>>,
+        seq: u64,
+    },
     /// The new base is on disk (or failed).
-    BaseDone { name: String, seq: u64, ok: bool },
+    BaseDone {
+        name: String,
+        seq: u64,
+        ok: bool,
+    },
     /// Flush, fsync and stop (shutdown).
     Stop(mpsc::Sender<()>),
 }
@@ -266,7 +278,8 @@ pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -
         tracing::info!("Creating AOF incr file {incr_name} on server start");
     }
     layout.write_manifest(&manifest).map_err(|e| format!("Can't write the AOF manifest: {e}"))?;
-    let base_size = manifest.base().and_then(|b| std::fs::metadata(layout.dir.join(&b.name)).ok()).map_or(0, |m| m.len());
+    let base_size =
+        manifest.base().and_then(|b| std::fs::metadata(layout.dir.join(&b.name)).ok()).map_or(0, |m| m.len());
     let incr_size = file.metadata().map_or(0, |m| m.len());
     let aof = &node.aof;
     aof.base_size.store(base_size, Ordering::Relaxed);
@@ -294,7 +307,8 @@ fn spawn_writer(
     aof.on.store(true, Ordering::Release);
     let shards = node.shard_count();
     let gen = aof.generation.load(Ordering::Acquire);
-    let incr = Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size, last_stamp: 0 };
+    let incr =
+        Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size, last_stamp: 0 };
     let writer = Writer {
         node,
         layout,
@@ -606,7 +620,14 @@ impl Writer {
             }
         };
         let shards = self.cur.pending.len();
-        let next = Incr { file, name: name.clone(), pending: vec![VecDeque::new(); shards], gen: self.cur.gen + 1, size: 0, last_stamp: 0 };
+        let next = Incr {
+            file,
+            name: name.clone(),
+            pending: vec![VecDeque::new(); shards],
+            gen: self.cur.gen + 1,
+            size: 0,
+            last_stamp: 0,
+        };
         self.old = Some(std::mem::replace(&mut self.cur, next));
         self.manifest.files.push(ManifestFile { name, seq, kind: FileKind::Incr });
         if let Err(e) = self.layout.write_manifest(&self.manifest) {
@@ -769,7 +790,14 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
         }
     });
     lock(&aof.stats).rewriting = Some(started);
-    match crate::persist::start_background(node, crate::persist::SnapshotPurpose::AofBase, target, temp, at_cut, on_done) {
+    match crate::persist::start_background(
+        node,
+        crate::persist::SnapshotPurpose::AofBase,
+        target,
+        temp,
+        at_cut,
+        on_done,
+    ) {
         Ok(()) => Ok(()),
         Err(_) => {
             let mut st = lock(&aof.stats);

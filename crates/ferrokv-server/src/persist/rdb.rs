@@ -150,7 +150,11 @@ struct FileOut {
 impl FileOut {
     fn create(temp: &Path) -> std::io::Result<FileOut> {
         let file = File::create(temp)?;
-        Ok(FileOut { file: std::io::BufWriter::with_capacity(1 << 20, file), crc: Checksum::default(), temp: temp.into() })
+        Ok(FileOut {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            crc: Checksum::default(),
+            temp: temp.into(),
+        })
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {

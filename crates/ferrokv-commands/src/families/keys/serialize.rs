@@ -2,8 +2,8 @@
 //! the RDB version and a CRC-64) and back. RESTORE-ASKING is RESTORE that a node
 //! importing the key's slot accepts without a preceding ASKING (MIGRATE sends it).
 
-use crate::util::*;
 use crate::ctx::argv;
+use crate::util::*;
 use crate::{Ctx, ExecConfig};
 use ferrokv_resp::Args;
 use ferrokv_store::rdb::{build_value, dump as dump_value, Limits};
