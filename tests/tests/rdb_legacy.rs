@@ -16,15 +16,12 @@ use ferrokv_rdb::legacy::{write_ziplist, write_zipmap, ziplist_elements, zipmap_
 use ferrokv_tests::resp::Reply;
 use ferrokv_tests::{Kind, Rng, Server};
 
-const RDB_TYPE_LIST: u8 = 1;
-const RDB_TYPE_ZSET: u8 = 3;
-const RDB_TYPE_HASH_ZIPMAP: u8 = 9;
-const RDB_TYPE_LIST_ZIPLIST: u8 = 10;
-const RDB_TYPE_ZSET_ZIPLIST: u8 = 12;
-const RDB_TYPE_HASH_ZIPLIST: u8 = 13;
-const RDB_TYPE_LIST_QUICKLIST: u8 = 14;
-const OPCODE_SELECTDB: u8 = 0xfe;
-const OPCODE_EOF: u8 = 0xff;
+use ferrokv_rdb::file::{OPCODE_EOF, OPCODE_SELECTDB};
+use ferrokv_rdb::value::{
+    TYPE_HASH_ZIPLIST as RDB_TYPE_HASH_ZIPLIST, TYPE_HASH_ZIPMAP as RDB_TYPE_HASH_ZIPMAP, TYPE_LIST as RDB_TYPE_LIST,
+    TYPE_LIST_QUICKLIST as RDB_TYPE_LIST_QUICKLIST, TYPE_LIST_ZIPLIST as RDB_TYPE_LIST_ZIPLIST,
+    TYPE_ZSET as RDB_TYPE_ZSET, TYPE_ZSET_ZIPLIST as RDB_TYPE_ZSET_ZIPLIST,
+};
 
 /// Integers at every ziplist encoding's edges, and texts that look like integers but
 /// are not in canonical form (so stay strings).

@@ -105,35 +105,10 @@ impl Manifest {
     }
 }
 
+/// A manifest line's words, split as Redis splits it (`sdssplitargs`).
 fn split_words(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let Some(&c) = chars.peek() else { return Some(out) };
-        let mut w = String::new();
-        if c == '"' {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => w.push(chars.next()?),
-                    ch => w.push(ch),
-                }
-            }
-        } else {
-            while let Some(&ch) = chars.peek() {
-                if ch.is_whitespace() {
-                    break;
-                }
-                w.push(ch);
-                chars.next();
-            }
-        }
-        out.push(w);
-    }
+    let words = ferrokv_resp::inline::split_args(line.as_bytes()).ok()?;
+    words.into_iter().map(|w| String::from_utf8(w).ok()).collect()
 }
 
 /// Appends a command as the AOF stores it: `*<n>\r\n` then `$<len>\r\n<arg>\r\n` each.

@@ -61,6 +61,16 @@ impl Unit {
     }
 }
 
+/// `count` records encoded back to back in `resp`.
+fn decode(resp: &[u8], count: usize) -> Vec<Argv> {
+    let mut r = ferrokv_rdb::aof::CommandReader::new(resp);
+    let mut out = Vec::with_capacity(count);
+    while let Ok(Some(cmd)) = r.next_command() {
+        out.push(cmd);
+    }
+    out
+}
+
 /// Records being gathered for a unit (a command's, or a whole EXEC's), encoded as they
 /// come: the execution function writes a command propagated as called straight from
 /// its arguments, with no copy of them.
@@ -98,12 +108,7 @@ impl Records {
 
     /// The records, decoded (tests and simulators).
     pub fn decode(&self) -> Vec<Argv> {
-        let mut r = ferrokv_rdb::aof::CommandReader::new(&self.resp);
-        let mut out = Vec::with_capacity(self.count);
-        while let Ok(Some(cmd)) = r.next_command() {
-            out.push(cmd);
-        }
-        out
+        decode(&self.resp, self.count)
     }
 }
 
@@ -123,12 +128,7 @@ impl Unit {
 
     /// The records, decoded (tests and simulators).
     pub fn records(&self) -> Vec<Argv> {
-        let mut r = ferrokv_rdb::aof::CommandReader::new(&self.resp);
-        let mut out = Vec::with_capacity(self.count);
-        while let Ok(Some(cmd)) = r.next_command() {
-            out.push(cmd);
-        }
-        out
+        decode(&self.resp, self.count)
     }
 }
 

@@ -172,6 +172,21 @@ impl Inbox {
     }
 }
 
+impl Stats {
+    /// A rewrite (BGREWRITEAOF, or the base of an AOF turned on) ended.
+    fn rewrite_ended(&mut self, started: Instant, ok: bool) {
+        self.rewriting = None;
+        self.last_rewrite_ok = ok;
+        self.last_rewrite_secs = Some(started.elapsed().as_secs());
+        if ok {
+            self.rewrites += 1;
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -778,16 +793,7 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
                 tracing::warn!("Can't write the AOF manifest: {e}");
             }
         }
-        let mut st = lock(&node.aof.stats);
-        st.rewriting = None;
-        st.last_rewrite_ok = ok;
-        st.last_rewrite_secs = Some(started.elapsed().as_secs());
-        if ok {
-            st.rewrites += 1;
-            st.consecutive_failures = 0;
-        } else {
-            st.consecutive_failures += 1;
-        }
+        lock(&node.aof.stats).rewrite_ended(started, ok);
     });
     lock(&aof.stats).rewriting = Some(started);
     match crate::persist::start_background(
@@ -846,16 +852,10 @@ fn turn_on(node: &'static Node) -> Result<(), String> {
     let on_done: crate::persist::OnDone = Box::new(move |node, result| {
         let ok = result.is_ok();
         node.aof.inbox.send(Msg::BaseDone { name: base, seq, ok }, true);
-        let mut st = lock(&node.aof.stats);
-        st.rewriting = None;
-        st.last_rewrite_ok = ok;
-        st.last_rewrite_secs = Some(started.elapsed().as_secs());
+        lock(&node.aof.stats).rewrite_ended(started, ok);
         if ok {
-            st.rewrites += 1;
             tracing::info!("Background AOF rewrite terminated with success; the AOF is on");
         } else {
-            st.consecutive_failures += 1;
-            drop(st);
             tracing::warn!("Background AOF rewrite failed: the AOF stays off");
             turn_off(node);
         }

@@ -197,15 +197,8 @@ fn distinct_ranks(rng: &mut Rng, size: usize, count: usize) -> Vec<usize> {
     chosen.into_iter().collect()
 }
 
-/// A score as a listpack holds it, which ZSCAN shows: an integer when it is one
-/// within ±2^62 (Redis's `double2ll`), else `%.17g`.
-fn listpack_score(s: f64) -> String {
-    const LIMIT: f64 = (i64::MAX / 2) as f64;
-    if (-LIMIT..=LIMIT).contains(&s) && s == s.trunc() {
-        return (s as i64).to_string();
-    }
-    format_double(s)
-}
+/// A score as a listpack holds it, which ZSCAN shows (the same text RDB writes).
+use ferrokv_rdb::value::score_text as listpack_score;
 
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]
 pub fn zscan(ctx: &mut Ctx, args: &Args) {
