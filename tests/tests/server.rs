@@ -479,6 +479,11 @@ fn pidfile_holds_the_pid_while_the_server_runs() {
     let path = std::env::temp_dir().join(format!("ferrokv-pidfile-{}.pid", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let mut server = Server::under_test(&["--pidfile", path.to_str().unwrap()]);
+    // Redis writes the file just after it starts listening: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let text = std::fs::read_to_string(&path).expect("the pidfile exists");
     assert_eq!(text.trim(), server.pid().to_string());
     server.stop();

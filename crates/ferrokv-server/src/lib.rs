@@ -214,10 +214,15 @@ pub fn run(args: Vec<String>) -> i32 {
     }
     // As Redis: the pid goes to `pidfile` once the server listens, and the file goes
     // away at a clean exit. (`dir` is the working directory by now: a relative path
-    // resolves against it, as Redis's does after its chdir.)
+    // resolves against it, as Redis's does after its chdir.) Written aside and renamed
+    // into place, so a reader never sees the file empty.
     let pidfile = node.config().pidfile.clone();
     if !pidfile.is_empty() {
-        if let Err(e) = std::fs::write(&pidfile, format!("{}\n", std::process::id())) {
+        let temp = format!("{pidfile}.{}.tmp", std::process::id());
+        let written = std::fs::write(&temp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&temp, &pidfile));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
             tracing::warn!("Failed to write PID file: {e}");
         }
     }
