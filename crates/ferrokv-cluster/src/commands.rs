@@ -9,7 +9,7 @@
 use crate::flags::NodeFlags;
 use crate::id::NodeId;
 use crate::slots::SLOTS;
-use crate::state::{todo, ClusterState, LogLevel, Node, Output};
+use crate::state::{todo, ClusterState, FailoverMode, LogLevel, Node, Output};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub enum Command {
     CountFailureReports(Vec<u8>),
     /// `CLUSTER SAVECONFIG`
     SaveConfig,
+    /// `CLUSTER FAILOVER [FORCE|TAKEOVER]`: `option` is the raw third argument, if any.
+    Failover { option: Option<Vec<u8>> },
 }
 
 /// A successful answer.
@@ -133,7 +135,31 @@ impl ClusterState {
                 self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
                 Ok(Reply::Ok)
             }
+            Command::Failover { option } => self.cmd_failover(option.as_deref()),
         }
+    }
+
+    /// Checks `CLUSTER FAILOVER`'s preconditions in Redis's order and starts it.
+    fn cmd_failover(&mut self, option: Option<&[u8]>) -> Result<Reply, String> {
+        let mode = match option {
+            None => FailoverMode::Default,
+            Some(o) if o.eq_ignore_ascii_case(b"force") => FailoverMode::Force,
+            Some(o) if o.eq_ignore_ascii_case(b"takeover") => FailoverMode::Takeover,
+            Some(_) => return Err("ERR syntax error".into()),
+        };
+        let me = self.me();
+        if me.is_master() {
+            return Err("ERR You should send CLUSTER FAILOVER to a replica".into());
+        }
+        let Some(master) = me.master else {
+            return Err("ERR I'm a replica but my master is unknown to me".into());
+        };
+        let m = self.node(master);
+        if mode == FailoverMode::Default && (m.failed() || m.link.is_none()) {
+            return Err("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE".into());
+        }
+        self.start_manual_failover(mode);
+        Ok(Reply::Ok)
     }
 
     fn cmd_meet(&mut self, ip: &[u8], port: &[u8], bus_port: Option<&[u8]>) -> Result<Reply, String> {
@@ -371,6 +397,7 @@ impl ClusterState {
             self.out.push(Output::StopReplication { flush: true });
         }
         self.close_all_slots();
+        self.reset_manual_failover();
         for j in 0..SLOTS as u16 {
             self.del_slot(j);
         }

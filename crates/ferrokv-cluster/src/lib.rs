@@ -57,7 +57,7 @@ pub use flags::NodeFlags;
 pub use id::NodeId;
 pub use nodes_conf::{NodesConf, NodesConfError};
 pub use slots::{SlotBitmap, SLOTS};
-pub use state::{ClusterConfig, ClusterState, Input, LinkId, LinkInfo, LogLevel, Output, FORGET_BAN_MS};
+pub use state::{ClusterConfig, ClusterState, Input, LinkId, LinkInfo, LogLevel, Output, FORGET_BAN_MS, MF_TIMEOUT_MS};
 pub use view::{
     cluster_info_text, cluster_nodes_text, cluster_replicas, cluster_shards, cluster_slots, ClusterView, NodeInfo,
     Shard, ShardNode, SlotRange,

@@ -52,12 +52,20 @@ use crate::wire::{Body, Gossip, Header, Message, MsgType, MSG_TYPE_COUNT};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub(crate) use failover::Election;
+pub use manual_failover::MF_TIMEOUT_MS;
+pub(crate) use manual_failover::{FailoverMode, ManualFailover};
+pub(crate) use sending::PongTo;
+
 mod blacklist;
 mod cron;
 mod epochs;
+mod failover;
 mod failure;
 mod health;
 mod links;
+mod manual_failover;
+mod migration;
 mod nodes;
 mod receiving;
 mod roles;
@@ -74,10 +82,21 @@ pub struct ClusterConfig {
     pub node_timeout_ms: u64,
     /// `cluster-require-full-coverage`.
     pub require_full_coverage: bool,
-    /// `cluster-allow-replica-migration`.
+    /// `cluster-allow-replica-migration`: a replica may move to an orphaned master, and a
+    /// master that lost its last slot to a slot migration follows the slot's new owner.
     pub allow_replica_migration: bool,
-    /// `cluster-replica-no-failover`: advertised as the `nofailover` flag.
+    /// `cluster-migration-barrier`: a replica migrates only if its master keeps more than
+    /// this many working replicas.
+    pub migration_barrier: usize,
+    /// `cluster-replica-no-failover`: no automatic failover (manual ones still work);
+    /// advertised as the `nofailover` flag.
     pub replica_no_failover: bool,
+    /// `cluster-replica-validity-factor`: a replica whose master link has been down longer
+    /// than `repl_ping_replica_period_ms + node_timeout_ms * factor` (beyond the node timeout)
+    /// does not try an automatic failover; 0 disables the check.
+    pub replica_validity_factor: u64,
+    /// `repl-ping-replica-period`, in milliseconds (part of the data-age allowance).
+    pub repl_ping_replica_period_ms: u64,
     /// `cluster-announce-ip`; when unset the address is learnt from MEETs.
     pub announce_ip: Option<String>,
     /// `cluster-announce-hostname`.
@@ -103,7 +122,10 @@ impl ClusterConfig {
             node_timeout_ms: 15000,
             require_full_coverage: true,
             allow_replica_migration: true,
+            migration_barrier: 1,
             replica_no_failover: false,
+            replica_validity_factor: 10,
+            repl_ping_replica_period_ms: 10_000,
             announce_ip: None,
             announce_hostname: None,
             port,
@@ -192,6 +214,19 @@ pub enum Output {
     },
     /// This node lost these slots to a newer claim while staying a master: delete their keys.
     DeleteKeysInSlots(Vec<u16>),
+    /// This replica won a failover (or took over): stop replicating and serve as a master,
+    /// keeping the data set (as `REPLICAOF NO ONE`). The new slots are in the next view.
+    Promoted {
+        former_master: NodeId,
+    },
+    /// This master's replica asked for a manual failover: refuse client writes until
+    /// `until_ms` (local time) or [`Output::ResumeWrites`], whichever comes first, so that
+    /// the replica can catch up with a final replication offset.
+    PauseWrites {
+        until_ms: u64,
+    },
+    /// The manual failover ended (done, timed out or aborted): accept writes again.
+    ResumeWrites,
     /// The answer to an [`Input::Command`]; always the last output, after the view it may
     /// have changed, so the IO layer can publish that view before answering the client.
     Reply(Result<crate::commands::Reply, String>),
@@ -231,6 +266,10 @@ pub(crate) struct Node {
     pub inbound_link: Option<LinkId>,
     pub fail_reports: Vec<FailReport>,
     pub repl_offset: u64,
+    /// For a master: when this node last voted for one of its replicas (0: never).
+    pub voted_time: u64,
+    /// For a master: since when it has had no working replica (0: not orphaned).
+    pub orphaned_time: u64,
 }
 
 impl Node {
@@ -258,6 +297,8 @@ impl Node {
             inbound_link: None,
             fail_reports: Vec::new(),
             repl_offset: 0,
+            voted_time: 0,
+            orphaned_time: 0,
         }
     }
 
@@ -304,6 +345,8 @@ pub(crate) mod todo {
     pub const UPDATE_STATE: u8 = 1;
     pub const SAVE_CONFIG: u8 = 2;
     pub const FSYNC_CONFIG: u8 = 4;
+    pub const HANDLE_FAILOVER: u8 = 8;
+    pub const HANDLE_MANUAL_FAILOVER: u8 = 16;
 }
 
 /// How long FORGET keeps a node ID from being re-learnt through gossip.
@@ -345,6 +388,11 @@ pub struct ClusterState {
     pub(crate) stats_sent: [u64; MSG_TYPE_COUNT],
     pub(crate) stats_received: [u64; MSG_TYPE_COUNT],
     pub(crate) my_repl_offset: u64,
+    /// Since when (local ms) the replication link to our master is down; `None` while it is
+    /// up. Starts as "down since ever" (0), as Redis's `repl_down_since`.
+    pub(crate) master_link_down_since: Option<u64>,
+    pub(crate) election: Election,
+    pub(crate) mf: ManualFailover,
     pub(crate) slots_version: u64,
     last_view: Option<(Arc<ClusterView>, Topology)>,
     pub(crate) now: u64,
@@ -414,6 +462,9 @@ impl ClusterState {
             stats_sent: [0; MSG_TYPE_COUNT],
             stats_received: [0; MSG_TYPE_COUNT],
             my_repl_offset: 0,
+            master_link_down_since: Some(0),
+            election: Election::default(),
+            mf: ManualFailover::default(),
             slots_version: 0,
             last_view: None,
             now: now_ms,
@@ -482,9 +533,18 @@ impl ClusterState {
         self.current_epoch
     }
 
-    /// The replication offset advertised in headers (set by the replication layer).
+    /// The replication offset advertised in headers: a master's `master_repl_offset`, a
+    /// replica's processed offset. The replication layer keeps it current; elections rank
+    /// replicas by it and a manual failover waits for it to reach the paused master's.
     pub fn set_repl_offset(&mut self, offset: u64) {
         self.my_repl_offset = offset;
+    }
+
+    /// The state of this replica's link to its master: `None` while connected, `Some(t)`
+    /// when it went down at local time `t` (0: never connected). The data-age check of
+    /// automatic failovers (`replica_validity_factor`) reads it.
+    pub fn set_master_link_down_since(&mut self, since_ms: Option<u64>) {
+        self.master_link_down_since = since_ms;
     }
 
     /// A snapshot of the current state, built now (also what [`Output::ViewChanged`] carries).
@@ -554,6 +614,9 @@ impl ClusterState {
         }
         if self.migrating_to.values().chain(self.importing_from.values()).any(|&n| !live(n)) {
             return Err("migrating/importing state names a deleted node".into());
+        }
+        if self.mf.replica.is_some_and(|r| !live(r)) {
+            return Err("the manual failover names a deleted replica".into());
         }
         Ok(())
     }

@@ -17,7 +17,13 @@
 //! gossip  = count:u16 (id:id40 ping_sent:u64 pong_received:u64 ip:str port:u16 cport:u16
 //!           pport:u16 flags:u16)*count
 //! FAIL    = id:id40          UPDATE = id:id40 config_epoch:u64 slots:slotset
+//! FAILOVER_AUTH_REQUEST, FAILOVER_AUTH_ACK, MFSTART = (no body: the header says it all)
 //! ```
+//!
+//! A failover vote request claims the header's `slots` under its `config_epoch` (a replica's
+//! header carries its master's), and `mflags` carries [`mflags::FORCEACK`] for a manual
+//! failover; a master paused for a manual failover sets [`mflags::PAUSED`] in every header
+//! so that its replica reads the offset to reach from `repl_offset`.
 //!
 //! Decoding never panics: every malformed input is a [`DecodeError`].
 
@@ -38,7 +44,19 @@ pub enum MsgType {
     Pong = 1,
     Meet = 2,
     Fail = 3,
+    FailoverAuthRequest = 5,
+    FailoverAuthAck = 6,
     Update = 7,
+    MfStart = 8,
+}
+
+/// Bits of [`Header::mflags`] (Redis's `CLUSTERMSG_FLAG0_*`).
+pub mod mflags {
+    /// The sender is a master whose writes are paused for a manual failover; its
+    /// `repl_offset` is final until the failover ends.
+    pub const PAUSED: u8 = 1;
+    /// A failover vote request from a manual failover: grant it although the master works.
+    pub const FORCEACK: u8 = 2;
 }
 
 /// Number of message type codes Redis counts statistics for.
@@ -101,6 +119,13 @@ pub enum Body {
         config_epoch: u64,
         slots: SlotBitmap,
     },
+    /// A replica asks every master for its vote to replace its master (header: the epoch of
+    /// the election as `current_epoch`, the claimed slots with their config epoch).
+    FailoverAuthRequest,
+    /// A master's vote, sent to the replica that asked.
+    FailoverAuthAck,
+    /// A replica asks its master to pause writes for a manual failover.
+    MfStart,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +163,9 @@ impl Message {
             Body::Meet(_) => MsgType::Meet,
             Body::Fail { .. } => MsgType::Fail,
             Body::Update { .. } => MsgType::Update,
+            Body::FailoverAuthRequest => MsgType::FailoverAuthRequest,
+            Body::FailoverAuthAck => MsgType::FailoverAuthAck,
+            Body::MfStart => MsgType::MfStart,
         }
     }
 
@@ -196,6 +224,7 @@ impl Message {
                 put_u64(&mut w, *config_epoch);
                 put_slots(&mut w, slots);
             }
+            Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => {}
         }
         let len = (w.len() - 4) as u32;
         w[..4].copy_from_slice(&len.to_le_bytes());
@@ -255,7 +284,10 @@ impl Message {
                 }
             }
             3 => Body::Fail { about: r.id()? },
+            5 => Body::FailoverAuthRequest,
+            6 => Body::FailoverAuthAck,
             7 => Body::Update { node: r.id()?, config_epoch: r.u64()?, slots: r.slots()? },
+            8 => Body::MfStart,
             other => return Err(DecodeError::UnknownType(other)),
         };
         if r.pos != payload.len() {
@@ -433,9 +465,12 @@ mod tests {
             Message { header: h.clone(), body: Body::Meet(vec![g]) },
             Message { header: h.clone(), body: Body::Fail { about: NodeId::random(&mut rng) } },
             Message {
-                header: h,
+                header: h.clone(),
                 body: Body::Update { node: NodeId::random(&mut rng), config_epoch: 9, slots: every_other },
             },
+            Message { header: Header { mflags: mflags::FORCEACK, ..h.clone() }, body: Body::FailoverAuthRequest },
+            Message { header: h.clone(), body: Body::FailoverAuthAck },
+            Message { header: Header { mflags: mflags::PAUSED, ..h }, body: Body::MfStart },
         ]
     }
 
@@ -494,7 +529,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_messages_never_panic(idx in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        fn mutated_messages_never_panic(idx in 0usize..8, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
             let mut bytes = samples()[idx].encode();
             for (at, v) in flips {
                 let n = bytes.len();

@@ -68,6 +68,15 @@ impl ClusterState {
                     continue;
                 }
             }
+            // A master in a manual failover pings the replica on every tick: each ping
+            // carries the paused offset.
+            let n = self.node(i);
+            if let Some(l) = n.link.filter(|_| self.mf.end != 0 && self.mf.replica == Some(i)) {
+                if self.me().is_master() {
+                    self.send_ping(l, MsgType::Ping);
+                    continue;
+                }
+            }
             let n = self.node(i);
             if n.ping_sent == 0 {
                 continue;
@@ -79,6 +88,13 @@ impl ClusterState {
                 self.log(LogLevel::Debug, format!("*** NODE {id} possibly failing"));
                 update_state = true;
             }
+        }
+
+        self.manual_failover_check_timeout();
+        if self.me().is_slave() {
+            self.handle_manual_failover();
+            self.handle_replica_failover();
+            self.replica_migration_check();
         }
 
         if update_state || !self.state_ok {

@@ -48,6 +48,21 @@ impl ClusterState {
     }
 
     pub(super) fn before_sleep(&mut self) {
+        // Election steps wanted at once (a vote arrived, a manual failover may start); each
+        // may ask for the next, e.g. scheduling a manual failover's election then running it.
+        for _ in 0..3 {
+            let wanted = self.todo & (todo::HANDLE_FAILOVER | todo::HANDLE_MANUAL_FAILOVER);
+            if wanted == 0 {
+                break;
+            }
+            self.todo &= !wanted;
+            if self.me().is_slave() {
+                if wanted & todo::HANDLE_MANUAL_FAILOVER != 0 {
+                    self.handle_manual_failover();
+                }
+                self.handle_replica_failover();
+            }
+        }
         if self.todo & todo::UPDATE_STATE != 0 {
             self.update_state();
         }

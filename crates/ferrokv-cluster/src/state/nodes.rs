@@ -46,6 +46,9 @@ impl ClusterState {
 
     /// Removes a node and every reference to it (Redis's `clusterDelNode`).
     pub(crate) fn del_node(&mut self, del: Idx) {
+        if self.mf.replica == Some(del) {
+            self.reset_manual_failover();
+        }
         self.migrating_to.retain(|_, n| *n != del);
         self.importing_from.retain(|_, n| *n != del);
         for j in 0..SLOTS {

@@ -104,6 +104,7 @@ impl ClusterState {
                 self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
             }
             self.node_mut(s).repl_offset = hdr.repl_offset;
+            self.note_paused_master_offset(s, hdr);
         }
 
         if matches!(ty, MsgType::Ping | MsgType::Meet) {
@@ -158,6 +159,21 @@ impl ClusterState {
                         n.flags.remove(NodeFlags::PFAIL);
                         self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE;
                     }
+                }
+            }
+            Body::FailoverAuthRequest => {
+                if let Some(s) = sender {
+                    self.send_failover_auth_if_needed(s, hdr);
+                }
+            }
+            Body::FailoverAuthAck => {
+                if let Some(s) = sender {
+                    self.on_failover_auth_ack(s, hdr.current_epoch);
+                }
+            }
+            Body::MfStart => {
+                if let Some(s) = sender {
+                    self.on_mfstart(s, link);
                 }
             }
             Body::Update { node, config_epoch, slots } => {

@@ -56,5 +56,7 @@ impl ClusterState {
         self.add_replica(n, me);
         let m = self.node(n);
         self.out.push(Output::ReplicateFrom { master: m.id, ip: m.ip.clone(), port: m.port });
+        // A master that was paused for a manual failover resumes (as a replica now).
+        self.reset_manual_failover();
     }
 }

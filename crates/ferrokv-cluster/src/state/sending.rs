@@ -1,6 +1,15 @@
 //! Sending: PING/PONG/MEET with gossip, broadcasts, FAIL and UPDATE.
 
 use super::*;
+use crate::wire::mflags;
+
+/// Who a PONG broadcast goes to (Redis's `CLUSTER_BROADCAST_*`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PongTo {
+    All,
+    /// The replicas of our master (or of us): the siblings an election ranks against.
+    MyShardReplicas,
+}
 
 impl ClusterState {
     pub(super) fn send(&mut self, link: LinkId, msg: Arc<Message>) {
@@ -21,7 +30,8 @@ impl ClusterState {
             repl_offset: self.my_repl_offset,
             flags: NodeFlags(me.flags.0 & !(NodeFlags::MEET.0)),
             state_ok: self.state_ok,
-            mflags: 0,
+            // A master paused for a manual failover says so: its offset is final.
+            mflags: if me.is_master() && self.mf.end != 0 { mflags::PAUSED } else { 0 },
             myip: self.cfg.announce_ip.clone().unwrap_or_default(),
             port: me.port,
             pport: me.pport,
@@ -117,9 +127,19 @@ impl ClusterState {
 
     /// PONG to every connected node, to spread a configuration change at once.
     pub(crate) fn broadcast_pong(&mut self) {
+        self.broadcast_pong_to(PongTo::All);
+    }
+
+    pub(crate) fn broadcast_pong_to(&mut self, to: PongTo) {
+        let my_master = self.me().master;
         for i in self.node_indices() {
             let n = self.node(i);
             if i == self.myself || n.in_handshake() {
+                continue;
+            }
+            let sibling =
+                n.is_slave() && n.master.is_some() && (n.master == Some(self.myself) || n.master == my_master);
+            if to == PongTo::MyShardReplicas && !sibling {
                 continue;
             }
             if let Some(l) = n.link {

@@ -6,6 +6,12 @@
 //! target is down or unreachable, a peer that may or may not learn about a crash (RST or
 //! silence). Partitions drop traffic between groups (a stalled connection, not a closed one).
 //! Messages are encoded and decoded on every hop, so the wire format is exercised too.
+//!
+//! Replication is modelled by offsets: every tick a master that is not paused takes some
+//! writes (its offset grows); a replica that reaches its master follows it with a random lag
+//! (a replica ahead of its new master — data lost in a failover — is cut back, as a full
+//! resync would); a replica that cannot reach its master stops and reports its master link
+//! down. The offsets and the link state are handed to the state machine before every step.
 
 #![allow(dead_code)]
 
@@ -72,6 +78,19 @@ pub struct SimNode {
     pub replies: Vec<Result<Reply, String>>,
     pub deleted_slots: Vec<u16>,
     pub restarts: u64,
+    /// Replication offset: writes taken (a master) or applied (a replica).
+    pub repl_offset: u64,
+    /// When the link to the master went down (local ms), `None` while up.
+    pub master_link_down_since: Option<u64>,
+    /// Writes refused until this local time (a master in a manual failover).
+    pub paused_until: u64,
+    /// A test knob: this replica stops applying its master's writes.
+    pub repl_frozen: bool,
+    pub promotions: Vec<Promotion>,
+    /// The offset writes were paused at, by the last `PauseWrites`.
+    pub paused_offset: Option<u64>,
+    /// The masters named by `ReplicateFrom`, in order.
+    pub replicated_from: Vec<NodeId>,
 }
 
 enum Ev {
@@ -125,10 +144,36 @@ pub struct Sim {
     pub stats: BTreeMap<&'static str, u64>,
     /// The greatest current epoch any node has published.
     pub max_epoch: u64,
+    /// Writes a master takes per tick, at most.
+    pub write_rate: u64,
+    /// Which node won each config epoch by a promotion: two winners of one epoch fail the run.
+    pub promoted_epochs: BTreeMap<u64, usize>,
+    /// Adjusts a node's configuration (at start and at every restart).
+    config_hook: Option<ConfigHook>,
+}
+
+pub type ConfigHook = Box<dyn Fn(usize, &mut ClusterConfig)>;
+
+/// A node's promotion to master, as the simulator saw it.
+#[derive(Clone, Debug)]
+pub struct Promotion {
+    /// Node index.
+    pub node: usize,
+    /// Simulated time.
+    pub at: u64,
+    pub former_master: NodeId,
+    /// The config epoch it took.
+    pub epoch: u64,
+    /// Its replication offset: the writes it kept.
+    pub offset: u64,
 }
 
 impl Sim {
     pub fn new(seed: u64, n: usize) -> Sim {
+        Sim::with_config(seed, n, None)
+    }
+
+    pub fn with_config(seed: u64, n: usize, config_hook: Option<ConfigHook>) -> Sim {
         let mut sim = Sim {
             seed,
             rng: Rng::new(seed),
@@ -143,6 +188,9 @@ impl Sim {
             events: 0,
             stats: BTreeMap::new(),
             max_epoch: 0,
+            write_rate: 100,
+            promoted_epochs: BTreeMap::new(),
+            config_hook,
         };
         for i in 0..n {
             let ip = format!("10.0.{}.{}", i / 200, i % 200 + 1);
@@ -161,6 +209,13 @@ impl Sim {
                 replies: Vec::new(),
                 deleted_slots: Vec::new(),
                 restarts: 0,
+                repl_offset: 0,
+                master_link_down_since: Some(0),
+                paused_until: 0,
+                repl_frozen: false,
+                promotions: Vec::new(),
+                paused_offset: None,
+                replicated_from: Vec::new(),
             });
             let cfg = sim.config(i);
             let local = sim.local_now(i);
@@ -176,6 +231,9 @@ impl Sim {
         let mut cfg = ClusterConfig::new(self.nodes[i].port, self.rng.next_u64());
         cfg.cport = self.nodes[i].cport;
         cfg.node_timeout_ms = NODE_TIMEOUT;
+        if let Some(hook) = &self.config_hook {
+            hook(i, &mut cfg);
+        }
         cfg
     }
 
@@ -211,11 +269,28 @@ impl Sim {
     /// Feeds one input to node `i` and carries out its outputs.
     pub fn step(&mut self, i: usize, input: Input) {
         let local = self.local_now(i);
+        let (offset, link_down) = (self.nodes[i].repl_offset, self.nodes[i].master_link_down_since);
         let Some(st) = self.nodes[i].state.as_mut() else { return };
+        st.set_repl_offset(offset);
+        st.set_master_link_down_since(link_down);
         let outs = st.handle(local, input);
         self.events += 1;
+        let promoted = outs.iter().any(|o| matches!(o, Output::Promoted { .. }));
         for o in outs {
             self.apply(i, o);
+        }
+        if promoted {
+            let epoch = self.state(i).view().me().config_epoch;
+            if let Some(p) = self.nodes[i].promotions.last_mut() {
+                p.epoch = epoch;
+            }
+            if let Some(&other) = self.promoted_epochs.get(&epoch).filter(|&&o| o != i) {
+                panic!(
+                    "seed {}: at t={} nodes {other} and {i} were both promoted in epoch {epoch}",
+                    self.seed, self.now
+                );
+            }
+            self.promoted_epochs.insert(epoch, i);
         }
         // The full cross-reference check walks every slot: sample it.
         if let Some(st) = self.nodes[i].state.as_ref().filter(|_| self.events.is_multiple_of(32)) {
@@ -297,7 +372,25 @@ impl Sim {
                     *self.stats.entry("fail clears").or_default() += 1;
                 }
             }
-            Output::ReplicateFrom { .. } | Output::StopReplication { .. } => {}
+            Output::ReplicateFrom { master, .. } => {
+                // Reconnecting to the (new) master.
+                if self.nodes[i].master_link_down_since.is_none() {
+                    self.nodes[i].master_link_down_since = Some(self.local_now(i));
+                }
+                self.nodes[i].replicated_from.push(master);
+            }
+            Output::StopReplication { .. } => self.nodes[i].master_link_down_since = Some(0),
+            Output::Promoted { former_master } => {
+                *self.stats.entry("promotions").or_default() += 1;
+                let offset = self.nodes[i].repl_offset;
+                self.nodes[i].promotions.push(Promotion { node: i, at: self.now, former_master, epoch: 0, offset });
+            }
+            Output::PauseWrites { until_ms } => {
+                *self.stats.entry("write pauses").or_default() += 1;
+                self.nodes[i].paused_until = until_ms;
+                self.nodes[i].paused_offset = Some(self.nodes[i].repl_offset);
+            }
+            Output::ResumeWrites => self.nodes[i].paused_until = 0,
         }
     }
 
@@ -346,6 +439,7 @@ impl Sim {
         match ev {
             Ev::Tick { node, gen } => {
                 if self.nodes[node].alive && self.nodes[node].gen == gen {
+                    self.replicate(node);
                     self.step(node, Input::Tick);
                     self.schedule(100, Ev::Tick { node, gen });
                 }
@@ -401,6 +495,35 @@ impl Sim {
                     && self.nodes[node].links.remove(&link).is_some()
                 {
                     self.step(node, Input::Closed(link));
+                }
+            }
+        }
+    }
+
+    /// One tick of the replication model for node `i` (see the module documentation).
+    fn replicate(&mut self, i: usize) {
+        let Some(view) = self.nodes[i].view.clone() else { return };
+        let me = view.me();
+        let local = self.local_now(i);
+        if me.is_master() {
+            if local >= self.nodes[i].paused_until {
+                self.nodes[i].repl_offset += self.rng.below(self.write_rate + 1);
+            }
+            return;
+        }
+        let master = me.master.and_then(|m| self.index_of(&m));
+        match master {
+            Some(j) if self.reachable(i, j) && !self.nodes[i].repl_frozen => {
+                self.nodes[i].master_link_down_since = None;
+                let theirs = self.nodes[j].repl_offset;
+                let lag = if self.rng.chance(0.5) { 0 } else { self.rng.below(self.write_rate + 1) };
+                let n = &mut self.nodes[i];
+                n.repl_offset =
+                    if n.repl_offset > theirs { theirs } else { n.repl_offset.max(theirs.saturating_sub(lag)) };
+            }
+            _ => {
+                if self.nodes[i].master_link_down_since.is_none() {
+                    self.nodes[i].master_link_down_since = Some(local);
                 }
             }
         }
@@ -464,6 +587,9 @@ impl Sim {
         self.nodes[i].alive = true;
         self.nodes[i].gen += 1;
         self.nodes[i].restarts += 1;
+        // A restarted replica has not reached its master yet; writes are not paused.
+        self.nodes[i].master_link_down_since = Some(0);
+        self.nodes[i].paused_until = 0;
         let cfg = self.config(i);
         let local = self.local_now(i);
         let st = match &self.nodes[i].saved_conf {
@@ -486,6 +612,18 @@ impl Sim {
 
     pub fn alive(&self) -> Vec<usize> {
         (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect()
+    }
+
+    /// Every promotion so far, in time order.
+    pub fn promotions(&self) -> Vec<Promotion> {
+        let mut all: Vec<Promotion> = self.nodes.iter().flat_map(|n| n.promotions.iter().cloned()).collect();
+        all.sort_by_key(|p| p.at);
+        all
+    }
+
+    /// The node with this ID, if alive.
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        (0..self.nodes.len()).find(|&j| self.nodes[j].state.is_some() && self.id(j) == *id)
     }
 }
 
@@ -597,7 +735,12 @@ pub fn slot_block(m: usize, masters: usize) -> (u16, u16) {
 /// `n` nodes joined by MEETs to random earlier nodes (the rest is learnt by gossip), the
 /// first `masters` serving equal slot blocks, the others replicating them in turn.
 pub fn build_cluster(seed: u64, n: usize, masters: usize) -> Sim {
-    let mut sim = Sim::new(seed, n);
+    build_cluster_with(seed, n, masters, None)
+}
+
+/// [`build_cluster`] with a configuration hook.
+pub fn build_cluster_with(seed: u64, n: usize, masters: usize, hook: Option<ConfigHook>) -> Sim {
+    let mut sim = Sim::with_config(seed, n, hook);
     sim.run_for(300);
     for i in 1..n {
         let j = sim.rng.below(i as u64) as usize;

@@ -290,6 +290,15 @@ impl Bus {
                     master.as_str()
                 );
             }
+            Output::Promoted { former_master } => {
+                tracing::info!("cluster: promoted to master in place of {} (not wired yet)", former_master.as_str());
+            }
+            Output::PauseWrites { until_ms } => {
+                tracing::info!("cluster: pause writes until {until_ms} for a manual failover (not wired yet)");
+            }
+            Output::ResumeWrites => {
+                tracing::info!("cluster: resume writes after a manual failover (not wired yet)");
+            }
             Output::StopReplication { flush } => {
                 if flush {
                     for s in 0..self.node.shard_count() {
