@@ -120,3 +120,225 @@ fn several_masters_failing_at_once_are_each_replaced_by_their_replica() {
     }
     println!("slowest double failover: {slowest} ms");
 }
+
+#[test]
+fn a_minority_side_never_promotes_and_its_master_rejoins_as_a_replica() {
+    for seed in 200..220 {
+        let mut sim = build_cluster(seed, 6, 3);
+        sim.run_for(2000);
+        // Master a and the replica of another master b on the small side.
+        let a = sim.rng.below(3) as usize;
+        let b = (a + 1 + sim.rng.below(2) as usize) % 3;
+        let minority = [a, b + 3];
+        let (aid, ar) = (sim.id(a), a + 3);
+        sim.partition((0..6).map(|i| minority.contains(&i) as u32).collect());
+        sim.checks.push(Box::new(move |s: &Sim, i: usize| {
+            let Some(v) = s.nodes[i].view.as_ref() else { return Ok(()) };
+            if i == b + 3 && v.me().is_master() {
+                return Err(format!("node {i} was promoted on the minority side"));
+            }
+            Ok(())
+        }));
+        let promoted = sim.run_until_cond(4 * NODE_TIMEOUT, 10, |s| !s.promotions().is_empty());
+        assert!(promoted, "seed {seed}: the majority did not replace master {a}");
+        sim.run_for(4 * NODE_TIMEOUT);
+        let p = sim.promotions();
+        assert_eq!((p.len(), p[0].node, p[0].former_master), (1, ar, aid), "seed {seed}");
+        // The old master still believes in its claim, under an older epoch.
+        let va = sim.fresh_view(a);
+        assert!(va.me().is_master() && va.me().num_slots > 0, "seed {seed}");
+        assert!(va.me().config_epoch < p[0].epoch, "seed {seed}");
+
+        sim.heal();
+        let healed = sim
+            .run_until_cond(10 * NODE_TIMEOUT, 100, |s| settled(s, 6) && s.fresh_view(a).me().master == Some(s.id(ar)));
+        assert!(healed, "seed {seed}: {:?}", converged(&sim, 6));
+        sim.checks.pop();
+        assert_eq!(sim.promotions().len(), 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn under_loss_and_delay_the_dead_masters_replica_still_takes_over() {
+    for seed in 300..320 {
+        let mut sim = build_cluster(seed, 6, 3);
+        sim.run_for(2000);
+        // A lost vote request or vote costs an election (retried 8 s later), so heavy loss
+        // slows the failover down without making it unsafe.
+        sim.net.loss = [0.01, 0.02, 0.05, 0.1][seed as usize % 4];
+        sim.net.max_delay = [50, 150, 300][seed as usize % 3];
+        let m = sim.rng.below(3) as usize;
+        let (mid, slots) = (sim.id(m), sim.fresh_view(m).me().slot_ranges.clone());
+        sim.crash(m);
+        let done = sim.run_until_cond(120_000, 50, |s| s.promotions().iter().any(|p| p.former_master == mid));
+        assert!(done, "seed {seed}: no replacement for the dead master");
+        // Loss may fail live masters over too; whoever won, the views agree once calm.
+        sim.net = NetParams::default();
+        assert!(sim.run_until_cond(20 * NODE_TIMEOUT, 100, |s| settled(s, 6)), "seed {seed}: {:?}", converged(&sim, 6));
+        let v = sim.fresh_view(sim.alive()[0]);
+        let owner = v.slot_owner(slots[0].0).expect("served");
+        assert!(owner.id != mid && owner.is_master(), "seed {seed}");
+    }
+}
+
+#[test]
+fn the_replica_with_the_greatest_offset_wins() {
+    for seed in 400..430 {
+        // Master 0 has replicas 3 and 6.
+        let mut sim = build_cluster(seed, 7, 3);
+        sim.run_for(2000);
+        let (lagging, best) = if sim.rng.chance(0.5) { (3, 6) } else { (6, 3) };
+        sim.nodes[lagging].repl_frozen = true;
+        sim.run_for(3000);
+        assert!(sim.nodes[best].repl_offset > sim.nodes[lagging].repl_offset, "seed {seed}");
+        let mid = sim.id(0);
+        sim.crash(0);
+        let promoted = sim.run_until_cond(PROMOTION_BOUND + 1000, 10, |s| !s.promotions().is_empty());
+        assert!(promoted, "seed {seed}");
+        sim.nodes[lagging].repl_frozen = false;
+        let best_id = sim.id(best);
+        let ok = sim.run_until_cond(10 * NODE_TIMEOUT, 100, |s| {
+            settled(s, 7) && s.fresh_view(lagging).me().master == Some(best_id)
+        });
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, 7));
+        let p = sim.promotions();
+        assert_eq!((p.len(), p[0].node, p[0].former_master), (1, best, mid), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_replica_migrates_to_an_orphaned_master() {
+    for seed in 500..515 {
+        // Master 0 has replicas 3 and 6, masters 1 and 2 one each (4 and 5).
+        let mut sim = build_cluster(seed, 7, 3);
+        sim.run_for(2000);
+        sim.crash(5);
+        let (m0, m2) = (sim.id(0), sim.id(2));
+        let mover = if sim.id(3) < sim.id(6) { 3 } else { 6 };
+        let mover_id = sim.id(mover);
+        let migrated =
+            sim.run_until_cond(30_000, 100, |s| settled(s, 7) && s.fresh_view(mover).me().master == Some(m2));
+        assert!(migrated, "seed {seed}: {:?}", converged(&sim, 7));
+        let v = sim.fresh_view(0);
+        let working = |id: &NodeId| {
+            let n = v.node(id).expect("known");
+            n.replicas.iter().filter(|&&r| !v.nodes[r].is_failed()).map(|&r| v.nodes[r].id).collect::<Vec<_>>()
+        };
+        assert_eq!(working(&m2), vec![mover_id], "seed {seed}");
+        assert_eq!(working(&m0).len(), 1, "seed {seed}: the barrier keeps one replica with master 0");
+        sim.run_for(10_000);
+        assert_eq!(sim.nodes[3 + 6 - mover].replicated_from.len(), 1, "seed {seed}: only one replica moves");
+    }
+}
+
+#[test]
+fn without_replica_migration_an_orphaned_master_stays_alone() {
+    for seed in 520..525 {
+        let hook: ConfigHook = Box::new(|_, cfg| cfg.allow_replica_migration = false);
+        let mut sim = build_cluster_with(seed, 7, 3, Some(hook));
+        sim.run_for(2000);
+        sim.crash(5);
+        sim.run_for(30_000);
+        for i in [3, 6] {
+            assert_eq!(sim.nodes[i].replicated_from.len(), 1, "seed {seed}: node {i} moved");
+        }
+    }
+}
+
+#[test]
+fn a_manual_failover_loses_no_write() {
+    for seed in 600..625 {
+        let mut sim = build_cluster(seed, 6, 3);
+        sim.run_for(2000);
+        let m = sim.rng.below(3) as usize;
+        let (r, mid, rid) = (m + 3, sim.id(m), sim.id(m + 3));
+        assert_eq!(sim.command(r, failover(None)), Ok(Reply::Ok), "seed {seed}");
+        let t0 = sim.now;
+        let promoted = sim.run_until_cond(MF_TIMEOUT_MS, 10, |s| !s.promotions().is_empty());
+        assert!(promoted, "seed {seed}: not done within the manual failover timeout");
+        let p = sim.promotions();
+        assert_eq!((p.len(), p[0].node, p[0].former_master), (1, r, mid), "seed {seed}");
+        assert!(p[0].at - t0 < 1000, "seed {seed}: took {} ms", p[0].at - t0);
+        let paused = sim.nodes[m].paused_offset.expect("the master paused writes");
+        assert_eq!(p[0].offset, paused, "seed {seed}: the new master must hold every write the old one took");
+        let ok = sim.run_until_cond(10 * NODE_TIMEOUT, 100, |s| {
+            settled(s, 6) && s.fresh_view(m).me().master == Some(rid) && s.nodes[m].paused_until == 0
+        });
+        assert!(ok, "seed {seed}: the old master must follow the new one and resume: {:?}", converged(&sim, 6));
+        assert_eq!(sim.stats.get("write pauses"), Some(&1), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_forced_manual_failover_does_not_wait_for_a_dead_master() {
+    for seed in 700..715 {
+        let mut sim = build_cluster(seed, 6, 3);
+        sim.run_for(2000);
+        let m = sim.rng.below(3) as usize;
+        let r = m + 3;
+        sim.crash(m);
+        sim.run_for(200);
+        assert_eq!(sim.command(r, failover(Some("FORCE"))), Ok(Reply::Ok), "seed {seed}");
+        let t0 = sim.now;
+        // Long before anyone could flag the master FAIL: votes are forced.
+        let promoted = sim.run_until_cond(500, 10, |s| !s.promotions().is_empty());
+        assert!(promoted, "seed {seed}");
+        assert_eq!(sim.promotions()[0].node, r, "seed {seed}");
+        assert!(sim.promotions()[0].at - t0 < 200, "seed {seed}");
+        sim.restart(m);
+        let rid = sim.id(r);
+        let ok =
+            sim.run_until_cond(10 * NODE_TIMEOUT, 100, |s| settled(s, 6) && s.fresh_view(m).me().master == Some(rid));
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, 6));
+        assert_eq!(sim.promotions().len(), 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn replica_no_failover_stops_automatic_failover_but_not_manual_ones() {
+    for seed in 800..810 {
+        let hook: ConfigHook = Box::new(|_, cfg| cfg.replica_no_failover = true);
+        let mut sim = build_cluster_with(seed, 6, 3, Some(hook));
+        sim.run_for(2000);
+        let m = sim.rng.below(3) as usize;
+        let (r, mid) = (m + 3, sim.id(m));
+        assert!(nodes_line(&sim.fresh_view(0), &sim.id(r)).contains("slave,nofailover"), "seed {seed}");
+        sim.crash(m);
+        let failed =
+            sim.run_until_cond(4 * NODE_TIMEOUT, 100, |s| s.fresh_view(r).node(&mid).is_some_and(|n| n.is_failed()));
+        assert!(failed, "seed {seed}");
+        sim.run_for(4 * NODE_TIMEOUT);
+        assert!(sim.promotions().is_empty(), "seed {seed}: promoted despite cluster-replica-no-failover");
+        assert!(!sim.fresh_view(r).state_ok, "seed {seed}");
+        assert_eq!(
+            sim.command(r, failover(None)),
+            Err("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE".into()),
+            "seed {seed}"
+        );
+        assert_eq!(sim.command(r, failover(Some("force"))), Ok(Reply::Ok), "seed {seed}");
+        let ok = sim.run_until_cond(10 * NODE_TIMEOUT, 100, |s| settled(s, 6));
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, 6));
+        assert_eq!(sim.promotions().len(), 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_takeover_needs_no_votes() {
+    for seed in 900..915 {
+        let mut sim = build_cluster(seed, 6, 3);
+        sim.run_for(2000);
+        let m = sim.rng.below(3) as usize;
+        let (r, rid) = (m + 3, sim.id(m + 3));
+        // Alone on its side: no vote could reach it.
+        sim.partition((0..6).map(|i| (i == r) as u32).collect());
+        assert_eq!(sim.command(r, failover(Some("takeover"))), Ok(Reply::Ok), "seed {seed}");
+        let v = sim.fresh_view(r);
+        assert!(v.me().is_master() && v.me().num_slots > 0, "seed {seed}");
+        assert!(v.nodes.iter().all(|n| n.id == rid || n.config_epoch < v.me().config_epoch), "seed {seed}");
+        assert_eq!(sim.promotions().len(), 1, "seed {seed}");
+        sim.heal();
+        let ok =
+            sim.run_until_cond(10 * NODE_TIMEOUT, 100, |s| settled(s, 6) && s.fresh_view(m).me().master == Some(rid));
+        assert!(ok, "seed {seed}: {:?}", converged(&sim, 6));
+    }
+}

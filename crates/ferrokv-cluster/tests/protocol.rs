@@ -784,3 +784,282 @@ fn a_command_saves_first_publishes_the_view_then_replies() {
     let outs = st.handle(20, Input::Command(Command::CountFailureReports(b(st.my_id().as_str()))));
     assert_eq!(outs.len(), 1, "{outs:?}");
 }
+
+// ------------------------------------------------------------------ failover
+
+/// A master (m) whose peer a failed; d and e replicate a, f replicates b.
+const A_FAILED: &[&str] = &[
+    "{m} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5000",
+    "{a} 10.0.0.2:7000@17000 master,fail - 0 0 2 connected 5001-10000",
+    "{b} 10.0.0.3:7000@17000 master - 0 0 3 connected 10001-16383",
+    "{d} 10.0.0.5:7000@17000 slave {a} 0 0 2 connected",
+    "{e} 10.0.0.6:7000@17000 slave {a} 0 0 2 connected",
+    "{z} 10.0.0.7:7000@17000 slave {b} 0 0 3 connected",
+    "vars currentEpoch 4 lastVoteEpoch 0",
+];
+
+/// Connects every outbound link the node asks for; returns them by peer address.
+fn connect_all(st: &mut ClusterState, now: u64) -> std::collections::BTreeMap<String, LinkId> {
+    let mut links = std::collections::BTreeMap::new();
+    for (link, ip, _) in connects(&st.handle(now, Input::Tick)) {
+        st.handle(now, Input::Connected(link));
+        links.insert(ip, link);
+    }
+    links
+}
+
+/// A vote request from replica `sender` of `master`, in `epoch`, claiming `claim` at
+/// `config_epoch`.
+fn vote_request(sender: char, master: char, epoch: u64, config_epoch: u64, claim: SlotBitmap) -> Message {
+    let mut h = header(id(sender), config_epoch, claim);
+    h.current_epoch = epoch;
+    h.flags = NodeFlags::SLAVE;
+    h.master = Some(id(master));
+    Message { header: h, body: Body::FailoverAuthRequest }
+}
+
+fn acks(outs: &[Output]) -> Vec<LinkId> {
+    sends(outs).into_iter().filter(|(_, m)| matches!(m.body, Body::FailoverAuthAck)).map(|(l, _)| l).collect()
+}
+
+fn saved_with_fsync(outs: &[Output]) -> Option<&str> {
+    outs.iter().find_map(|o| match o {
+        Output::SaveConfig { text, fsync: true } => Some(text.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_master_votes_once_per_epoch_and_by_redis_rules() {
+    let mut st = load(A_FAILED, 100_000);
+    let links = connect_all(&mut st, 100_000);
+    let mut now = 100_000;
+    let ask = |st: &mut ClusterState, n: u64, ip: &str, msg: Message, now: u64| inbound(st, now, n, ip, msg);
+
+    // d asks in epoch 5 for a's slots at a's epoch: granted, lastVoteEpoch saved with fsync
+    // before the vote leaves, the vote sent on our link to d.
+    let outs = ask(&mut st, 1, "10.0.0.5", vote_request('d', 'a', 5, 2, slots(5001, 10000)), now);
+    assert_eq!(acks(&outs), vec![links["10.0.0.5"]]);
+    assert!(saved_with_fsync(&outs).is_some_and(|t| t.contains("lastVoteEpoch 5")), "{outs:?}");
+    assert_eq!(st.view().last_vote_epoch, 5);
+    // e, same epoch: already voted.
+    assert!(acks(&ask(&mut st, 2, "10.0.0.6", vote_request('e', 'a', 5, 2, slots(5001, 10000)), now)).is_empty());
+    // e, next epoch, too soon after the vote for a replica of a.
+    now += 2 * T - 100;
+    assert!(acks(&ask(&mut st, 2, "10.0.0.6", vote_request('e', 'a', 6, 2, slots(5001, 10000)), now)).is_empty());
+    // An older epoch than ours: denied.
+    now += 200;
+    assert!(acks(&ask(&mut st, 2, "10.0.0.6", vote_request('e', 'a', 5, 2, slots(5001, 10000)), now)).is_empty());
+    // A claim on slots a greater epoch holds (b's, epoch 3): denied.
+    assert!(acks(&ask(&mut st, 2, "10.0.0.6", vote_request('e', 'a', 7, 2, slots(10001, 10001)), now)).is_empty());
+    // z replicates b, which works: denied, unless a manual failover forces the vote.
+    let mut forced = vote_request('z', 'b', 8, 3, slots(10001, 16383));
+    assert!(acks(&ask(&mut st, 3, "10.0.0.7", forced.clone(), now)).is_empty());
+    forced.header.mflags = ferrokv_cluster::wire::mflags::FORCEACK;
+    forced.header.current_epoch = 9;
+    assert_eq!(acks(&ask(&mut st, 3, "10.0.0.7", forced, now)), vec![links["10.0.0.7"]]);
+    // Past the 2 × node-timeout wait, e gets a vote in a new epoch.
+    assert_eq!(
+        acks(&ask(&mut st, 2, "10.0.0.6", vote_request('e', 'a', 10, 2, slots(5001, 10000)), now)),
+        vec![links["10.0.0.6"]]
+    );
+    // A master asking is refused.
+    let mut from_master = vote_request('b', 'a', 11, 3, slots(10001, 16383));
+    from_master.header.flags = NodeFlags::MASTER;
+    from_master.header.master = None;
+    assert!(acks(&ask(&mut st, 4, "10.0.0.3", from_master, now)).is_empty());
+}
+
+#[test]
+fn replicas_and_slotless_masters_do_not_vote() {
+    let mut lines = A_FAILED.to_vec();
+    lines[0] = "{m} 10.0.0.1:7000@17000 myself,slave {b} 0 0 1 connected";
+    let mut st = load(&lines, 100_000);
+    connect_all(&mut st, 100_000);
+    assert!(
+        acks(&inbound(&mut st, 100_000, 1, "10.0.0.5", vote_request('d', 'a', 5, 2, slots(5001, 10000)))).is_empty()
+    );
+    lines[0] = "{m} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected";
+    let mut st = load(&lines, 100_000);
+    connect_all(&mut st, 100_000);
+    assert!(
+        acks(&inbound(&mut st, 100_000, 1, "10.0.0.5", vote_request('d', 'a', 5, 2, slots(5001, 10000)))).is_empty()
+    );
+}
+
+#[test]
+fn cluster_failover_errors_match_redis() {
+    let failover = |o: Option<&str>| Command::Failover { option: o.map(b) };
+    let mut st = load(FOUR_MASTERS, 0);
+    assert_eq!(cmd(&mut st, 0, failover(Some("sideways"))), Err("ERR syntax error".into()));
+    assert_eq!(cmd(&mut st, 0, failover(None)), Err("ERR You should send CLUSTER FAILOVER to a replica".into()));
+    let mut lines = A_FAILED.to_vec();
+    lines[0] = "{m} 10.0.0.1:7000@17000 myself,slave - 0 0 1 connected";
+    let mut st = load(&lines, 0);
+    assert_eq!(
+        cmd(&mut st, 0, failover(Some("FORCE"))),
+        Err("ERR I'm a replica but my master is unknown to me".into())
+    );
+    // A replica of a (FAIL), then of b before its link is up.
+    let down = "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE";
+    for master in ["{a}", "{b}"] {
+        lines[0] =
+            Box::leak(format!("{{m}} 10.0.0.1:7000@17000 myself,slave {master} 0 0 1 connected").into_boxed_str());
+        let mut st = load(&lines, 0);
+        assert_eq!(cmd(&mut st, 0, failover(None)), Err(down.into()), "{master}");
+        assert_eq!(cmd(&mut st, 0, failover(Some("force"))), Ok(Reply::Ok), "{master}");
+    }
+}
+
+/// m replicates a, which serves slots and works; b is the other master.
+const REPLICA_OF_A: &[&str] = &[
+    "{m} 10.0.0.1:7000@17000 myself,slave {a} 0 0 0 connected",
+    "{a} 10.0.0.2:7000@17000 master - 0 0 2 connected 0-10000",
+    "{b} 10.0.0.3:7000@17000 master - 0 0 3 connected 10001-16383",
+    "vars currentEpoch 3 lastVoteEpoch 0",
+];
+
+fn vote(from: char, epoch: u64, claim: SlotBitmap) -> Message {
+    let mut h = header(id(from), epoch, claim);
+    h.current_epoch = epoch;
+    Message { header: h, body: Body::FailoverAuthAck }
+}
+
+#[test]
+fn a_manual_failover_waits_for_the_paused_offset_then_wins_with_forced_votes() {
+    let mut st = load(REPLICA_OF_A, 100_000);
+    st.set_master_link_down_since(None);
+    st.set_repl_offset(400);
+    let links = connect_all(&mut st, 100_000);
+    let outs = st.handle(100_000, Input::Command(Command::Failover { option: None }));
+    let mfstart = sends(&outs).into_iter().find(|(_, m)| matches!(m.body, Body::MfStart));
+    assert_eq!(mfstart.map(|(l, _)| l), Some(links["10.0.0.2"]));
+    // The paused master's offset arrives; ours is behind: no election yet.
+    let mut paused = Message { header: header(id('a'), 2, slots(0, 10000)), body: Body::Ping(vec![]) };
+    paused.header.mflags = ferrokv_cluster::wire::mflags::PAUSED;
+    paused.header.repl_offset = 500;
+    inbound(&mut st, 100_010, 1, "10.0.0.2", paused);
+    let outs = st.handle(100_100, Input::Tick);
+    assert!(!sends(&outs).iter().any(|(_, m)| matches!(m.body, Body::FailoverAuthRequest)));
+    // Caught up: the election starts at once, forced, in a new epoch, saved first.
+    st.set_repl_offset(500);
+    let outs = st.handle(100_200, Input::Tick);
+    let requests: Vec<_> =
+        sends(&outs).into_iter().filter(|(_, m)| matches!(m.body, Body::FailoverAuthRequest)).collect();
+    assert_eq!(requests.len(), 2, "one per node: {outs:?}");
+    let req = &requests[0].1.header;
+    assert_eq!((req.current_epoch, req.config_epoch), (4, 2));
+    assert_eq!(req.mflags & ferrokv_cluster::wire::mflags::FORCEACK, ferrokv_cluster::wire::mflags::FORCEACK);
+    assert!(matches!(outs.first(), Some(Output::SaveConfig { fsync: true, .. })));
+    // One vote is not a majority of 2 masters; the second one is.
+    let outs = inbound(&mut st, 100_210, 2, "10.0.0.3", vote('b', 4, slots(10001, 16383)));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Promoted { .. })));
+    let outs = inbound(&mut st, 100_220, 3, "10.0.0.2", vote('a', 4, slots(0, 10000)));
+    let promoted =
+        outs.iter().position(|o| matches!(o, Output::Promoted { former_master } if *former_master == id('a')));
+    assert!(promoted.is_some(), "{outs:?}");
+    assert!(matches!(outs.first(), Some(Output::SaveConfig { fsync: true, .. })), "saved before the pongs");
+    let pongs = sends(&outs).into_iter().filter(|(_, m)| matches!(m.body, Body::Pong(_))).count();
+    assert_eq!(pongs, 2);
+    let v = st.view();
+    assert!(v.me().is_master() && v.me().slot_ranges == vec![(0, 10000)]);
+    assert_eq!(v.me().config_epoch, 4);
+    assert!(cluster_nodes_text(&v).contains("myself,master - 0 0 4 connected 0-10000"), "{}", cluster_nodes_text(&v));
+}
+
+#[test]
+fn a_master_pauses_writes_for_its_replicas_manual_failover() {
+    let lines = &[
+        "{m} 10.0.0.1:7000@17000 myself,master - 0 0 2 connected 0-10000",
+        "{d} 10.0.0.5:7000@17000 slave {m} 0 0 2 connected",
+        "{b} 10.0.0.3:7000@17000 master - 0 0 3 connected 10001-16383",
+        "vars currentEpoch 3 lastVoteEpoch 0",
+    ];
+    let mut st = load(lines, 100_000);
+    st.set_repl_offset(777);
+    let links = connect_all(&mut st, 100_000);
+    let mut req = Message { header: header(id('d'), 2, slots(0, 10000)), body: Body::MfStart };
+    req.header.flags = NodeFlags::SLAVE;
+    req.header.master = Some(id('m'));
+    // Not from a replica of ours: ignored.
+    let mut stranger = req.clone();
+    stranger.header.sender = id('b');
+    let outs = inbound(&mut st, 100_000, 2, "10.0.0.3", stranger);
+    assert!(!outs.iter().any(|o| matches!(o, Output::PauseWrites { .. })));
+    let outs = inbound(&mut st, 100_000, 1, "10.0.0.5", req);
+    assert!(outs.iter().any(|o| matches!(o, Output::PauseWrites { until_ms: 110_000 })), "{outs:?}");
+    let ping = sends(&outs).into_iter().find(|(_, m)| matches!(m.body, Body::Ping(_))).expect("a ping at once");
+    assert_eq!(ping.0, LinkId::Inbound(1), "on the link the request came on");
+    assert_eq!((ping.1.header.mflags, ping.1.header.repl_offset), (ferrokv_cluster::wire::mflags::PAUSED, 777));
+    // Every tick pings the replica again.
+    let outs = st.handle(100_100, Input::Tick);
+    assert!(sends(&outs).iter().any(|(l, m)| *l == links["10.0.0.5"] && matches!(m.body, Body::Ping(_))));
+    // Nothing happened within 5 s: writes resume, the flag goes.
+    let outs = st.handle(105_001, Input::Tick);
+    assert!(outs.iter().any(|o| matches!(o, Output::ResumeWrites)), "{outs:?}");
+    let outs = st.handle(105_100, Input::Command(Command::SaveConfig));
+    assert!(!outs.iter().any(|o| matches!(o, Output::ResumeWrites)));
+    assert_eq!(st.view().me().flags.names(), "myself,master");
+}
+
+#[test]
+fn the_data_age_check_keeps_a_stale_replica_from_failing_over() {
+    let mut lines = A_FAILED.to_vec();
+    lines[0] = "{m} 10.0.0.1:7000@17000 myself,slave {a} 0 0 0 connected";
+    let mut st = load(&lines, 100_000);
+    connect_all(&mut st, 100_000);
+    let elections =
+        |outs: &[Output]| sends(outs).iter().filter(|(_, m)| matches!(m.body, Body::FailoverAuthRequest)).count();
+    // Down since long before the failure: 10 s + 10 × 1 s beyond the node timeout is too old.
+    st.set_master_link_down_since(Some(100_000 - 25_000));
+    let mut now = 100_000;
+    let mut seen = 0;
+    while now < 110_000 {
+        seen += elections(&st.handle(now, Input::Tick));
+        now += 100;
+    }
+    assert_eq!(seen, 0);
+    // Recently connected: the election runs within 1 s (rank 0).
+    st.set_master_link_down_since(Some(now - 3_000));
+    let until = now + 1_100;
+    while now < until {
+        seen += elections(&st.handle(now, Input::Tick));
+        now += 100;
+    }
+    assert_eq!(seen, 5, "one request per other node");
+}
+
+#[test]
+fn without_replica_migration_an_emptied_master_follows_only_a_failover() {
+    let mut c = cfg();
+    c.allow_replica_migration = false;
+    let lines = FOUR_MASTERS
+        .iter()
+        .map(|l| {
+            l.replace("{m}", id('m').as_str())
+                .replace("{a}", id('a').as_str())
+                .replace("{b}", id('b').as_str())
+                .replace("{c}", id('c').as_str())
+                .replace("{d}", id('d').as_str())
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // a takes our slots and keeps its own: a slot migration, we stay an empty master.
+    let mut st = ClusterState::load(c.clone(), &lines, 0).unwrap();
+    let mut claim = slots(0, 10000);
+    claim.insert_range(0, 5000);
+    let outs =
+        inbound(&mut st, 0, 1, "10.0.0.2", Message { header: header(id('a'), 9, claim), body: Body::Pong(vec![]) });
+    assert!(!outs.iter().any(|o| matches!(o, Output::ReplicateFrom { .. })));
+    assert!(st.view().me().is_master() && st.view().me().num_slots == 0);
+    // c (a master without slots) takes exactly our slots: a failover, we follow it.
+    let mut st = ClusterState::load(c, &lines, 0).unwrap();
+    let outs = inbound(
+        &mut st,
+        0,
+        1,
+        "10.0.0.4",
+        Message { header: header(id('c'), 9, slots(0, 5000)), body: Body::Pong(vec![]) },
+    );
+    assert!(outs.iter().any(|o| matches!(o, Output::ReplicateFrom { master, .. } if *master == id('c'))), "{outs:?}");
+}

@@ -12,16 +12,21 @@ impl ClusterState {
         let max = self.max_epoch();
         let mine = self.me().config_epoch;
         if mine == 0 || mine != max {
-            self.current_epoch += 1;
-            let e = self.current_epoch;
-            let me = self.myself;
-            self.node_mut(me).config_epoch = e;
-            self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
-            self.log(LogLevel::Warning, format!("New configEpoch set to {e}"));
+            self.take_new_config_epoch();
             true
         } else {
             false
         }
+    }
+
+    /// A config epoch greater than any known, for this node, without agreement.
+    pub(crate) fn take_new_config_epoch(&mut self) {
+        self.current_epoch = self.max_epoch() + 1;
+        let e = self.current_epoch;
+        let me = self.myself;
+        self.node_mut(me).config_epoch = e;
+        self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
+        self.log(LogLevel::Warning, format!("New configEpoch set to {e}"));
     }
 
     /// Two masters share a config epoch: the one with the smaller ID moves to a new epoch.

@@ -26,8 +26,10 @@
 //!    `currentEpoch` is at least the election's epoch (a late vote from an older election
 //!    does not), once per voter.
 //! 5. **Win.** With `size / 2 + 1` votes, the replica takes the election's epoch as config
-//!    epoch, flags itself master, takes every slot of its old master, saves nodes.conf with
-//!    fsync, emits [`Output::Promoted`] and PONGs every node. The new claim wins everywhere
+//!    epoch and as `lastVoteEpoch`, flags itself master, takes every slot of its old master,
+//!    saves nodes.conf with fsync, emits [`Output::Promoted`] and PONGs every node. (Redis
+//!    leaves `lastVoteEpoch` alone, so the fresh master may still vote in the epoch it just
+//!    won and help a second candidate win it too; the simulator caught that.) The new claim wins everywhere
 //!    by its greater config epoch; the old master, its other replicas and finally the old
 //!    master itself when it returns follow it (see `update_slots_config_with`).
 //! 6. **Give up.** An election that did not win within `max(2 × node_timeout, 2000)` ms
@@ -37,7 +39,10 @@
 //!
 //! A master serving slots grants a request when the request's epoch is not older than its
 //! own `currentEpoch`, it has not voted in this epoch yet (`lastVoteEpoch`, saved with
-//! fsync before the ACK leaves), it knows the requester as a replica whose master is FAIL
+//! fsync before the ACK leaves), no node it knows holds that epoch as config epoch already
+//! (not in Redis: such an epoch was taken without agreement, e.g. at the end of a slot
+//! migration, and a winner would tie with it), it knows the requester as a replica whose
+//! master is FAIL
 //! (or the request is FORCEACK), it has not voted for a replica of that master within
 //! `2 × node_timeout`, and no slot the request claims is held by a greater config epoch.
 //!
@@ -206,6 +211,9 @@ impl ClusterState {
                 self.node_mut(me).config_epoch = epoch;
                 self.log(LogLevel::Warning, format!("configEpoch set to {epoch} after successful failover"));
             }
+            // The winner's own vote in this epoch is spent: as a master it must not help a
+            // second candidate win the same epoch (Redis lets it, see the module docs).
+            self.last_vote_epoch = self.last_vote_epoch.max(epoch);
             self.replace_my_master();
         } else {
             self.log_cant_failover(CantFailover::WaitingVotes);
@@ -267,6 +275,13 @@ impl ClusterState {
         if self.last_vote_epoch == self.current_epoch {
             let cur = self.current_epoch;
             return deny(self, format!("already voted for epoch {cur}"));
+        }
+        // Not in Redis: an epoch some node already holds as its config epoch was taken
+        // without agreement (a slot migration's end, a takeover, a collision) or won: a new
+        // winner of it would tie with that node over the slots.
+        if let Some(holder) = self.nodes.iter().flatten().find(|n| n.config_epoch >= hdr.current_epoch) {
+            let hid = holder.id;
+            return deny(self, format!("epoch {} is already the config epoch of {hid}", hdr.current_epoch));
         }
         let force = hdr.mflags & mflags::FORCEACK != 0;
         let n = self.node(node);

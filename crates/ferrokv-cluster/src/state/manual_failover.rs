@@ -18,8 +18,10 @@
 //!
 //! A failover not done by the deadline is abandoned on both sides (writes resume). FORCE
 //! skips steps 1–3 (for a master that is down or unreachable); TAKEOVER skips the election
-//! too: the replica bumps its config epoch without agreement and claims the slots, which is
-//! safe only when no other node may be promoting for the same slots at the same time.
+//! too: the replica takes a new config epoch without agreement (always, where Redis keeps
+//! its own epoch when that is already the greatest: a replica's own epoch is a leftover
+//! that may tie with a master's) and claims the slots, which is safe only when no other
+//! node may be promoting for the same slots at the same time.
 
 use super::*;
 use crate::wire::mflags;
@@ -121,7 +123,10 @@ impl ClusterState {
         match mode {
             FailoverMode::Takeover => {
                 self.log(LogLevel::Warning, "Taking over the master (user request).".into());
-                self.bump_config_epoch_without_consensus();
+                // Redis bumps only when our epoch is not already the greatest; but a
+                // replica's own epoch is a leftover from its master days, which may tie with
+                // a master's, so a takeover always takes a new one and its claim wins.
+                self.take_new_config_epoch();
                 self.replace_my_master();
             }
             FailoverMode::Force => {

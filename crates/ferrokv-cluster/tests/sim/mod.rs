@@ -91,6 +91,8 @@ pub struct SimNode {
     pub paused_offset: Option<u64>,
     /// The masters named by `ReplicateFrom`, in order.
     pub replicated_from: Vec<NodeId>,
+    /// Log lines, kept when [`Sim::keep_logs`] is set (for debugging a seed).
+    pub logs: Vec<String>,
 }
 
 enum Ev {
@@ -146,6 +148,8 @@ pub struct Sim {
     pub max_epoch: u64,
     /// Writes a master takes per tick, at most.
     pub write_rate: u64,
+    /// Keep every node's log lines in [`SimNode::logs`].
+    pub keep_logs: bool,
     /// Which node won each config epoch by a promotion: two winners of one epoch fail the run.
     pub promoted_epochs: BTreeMap<u64, usize>,
     /// Adjusts a node's configuration (at start and at every restart).
@@ -189,6 +193,7 @@ impl Sim {
             stats: BTreeMap::new(),
             max_epoch: 0,
             write_rate: 100,
+            keep_logs: std::env::var_os("SIM_LOGS").is_some(),
             promoted_epochs: BTreeMap::new(),
             config_hook,
         };
@@ -216,6 +221,7 @@ impl Sim {
                 promotions: Vec::new(),
                 paused_offset: None,
                 replicated_from: Vec::new(),
+                logs: Vec::new(),
             });
             let cfg = sim.config(i);
             let local = sim.local_now(i);
@@ -231,6 +237,7 @@ impl Sim {
         let mut cfg = ClusterConfig::new(self.nodes[i].port, self.rng.next_u64());
         cfg.cport = self.nodes[i].cport;
         cfg.node_timeout_ms = NODE_TIMEOUT;
+        cfg.log_level = ferrokv_cluster::LogLevel::Verbose;
         if let Some(hook) = &self.config_hook {
             hook(i, &mut cfg);
         }
@@ -285,6 +292,7 @@ impl Sim {
                 p.epoch = epoch;
             }
             if let Some(&other) = self.promoted_epochs.get(&epoch).filter(|&&o| o != i) {
+                self.dump_logs();
                 panic!(
                     "seed {}: at t={} nodes {other} and {i} were both promoted in epoch {epoch}",
                     self.seed, self.now
@@ -301,6 +309,7 @@ impl Sim {
         let mut checks = std::mem::take(&mut self.checks);
         for c in checks.iter_mut() {
             if let Err(e) = c(self, i) {
+                self.dump_logs();
                 panic!("seed {}: at t={} after a step of node {i}: {e}", self.seed, self.now);
             }
         }
@@ -366,6 +375,10 @@ impl Sim {
             Output::Reply(r) => self.nodes[i].replies.push(r),
             Output::DeleteKeysInSlots(s) => self.nodes[i].deleted_slots.extend(s),
             Output::Log { text, .. } => {
+                if self.keep_logs {
+                    let line = format!("{} {text}", self.now);
+                    self.nodes[i].logs.push(line);
+                }
                 if text.starts_with("Marking node") {
                     *self.stats.entry("fail verdicts").or_default() += 1;
                 } else if text.starts_with("Clear FAIL") {
@@ -496,6 +509,15 @@ impl Sim {
                 {
                     self.step(node, Input::Closed(link));
                 }
+            }
+        }
+    }
+
+    /// Prints every node's kept log lines (with `SIM_LOGS` set), e.g. before failing a run.
+    pub fn dump_logs(&self) {
+        for (i, n) in self.nodes.iter().enumerate() {
+            for l in &n.logs {
+                println!("node {i}: {l}");
             }
         }
     }
@@ -778,10 +800,16 @@ pub fn slots_bitmap(ranges: &[(u16, u16)]) -> SlotBitmap {
 
 /// Moves one random slot to master `b` as redis-cli does (IMPORTING on the target, NODE on
 /// the target, then NODE on the source if it can be reached). Only done when `b` knows the
-/// greatest epoch in the cluster: a slot moved without consensus under a colliding epoch is
-/// the one way Redis itself lets two owners share an epoch.
+/// greatest epoch in the cluster and sits on the majority side of any partition: ending a
+/// migration takes a config epoch without agreement, and one taken under a colliding epoch
+/// — or on a minority side while the majority elects a replica with the same new epoch — is
+/// the way Redis itself lets two owners share an epoch.
 pub fn move_a_slot(sim: &mut Sim, b: usize) -> bool {
     if !sim.nodes[b].alive || sim.state(b).current_epoch() != sim.max_epoch {
+        return false;
+    }
+    let with_b = (0..sim.nodes.len()).filter(|&i| sim.reachable(b, i)).count();
+    if with_b * 2 <= sim.nodes.len() {
         return false;
     }
     let vb = sim.fresh_view(b);
