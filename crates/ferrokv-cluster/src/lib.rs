@@ -29,14 +29,34 @@
 //!     and report [`Input::Closed`] for it; report `Closed` whenever a link dies;
 //!   - `ViewChanged(view)`: publish the snapshot to every shard (routing, MOVED/ASK, CLUSTER
 //!     NODES/SLOTS/SHARDS/INFO/REPLICAS are answered from it);
-//!   - `ReplicateFrom`, `StopReplication`, `DeleteKeysInSlots`: replication and keyspace
-//!     actions; `Reply`: the answer to the command fed, always last (after the view it
-//!     changed); `Log`: log it.
+//!   - `ReplicateFrom { master, ip, port }`: become (or stay) a replica of that node — also
+//!     what a master that lost its slots to a failover gets, so it resyncs from the winner;
+//!     `StopReplication { flush }` (CLUSTER RESET); `DeleteKeysInSlots`: keyspace action;
+//!   - `Promoted { former_master }`: this replica won a failover (or took over): stop
+//!     replicating and become a master keeping the data set, as `REPLICAOF NO ONE` (new
+//!     replication ID, the old one kept for partial resyncs of the siblings that follow);
+//!   - `PauseWrites { until_ms }` / `ResumeWrites`: a replica is taking over in a manual
+//!     failover — refuse (hold) client writes until `until_ms` local time or `ResumeWrites`,
+//!     whichever comes first, as `CLIENT PAUSE WRITE`; held writes then find the node a
+//!     replica and get redirected;
+//!   - `Reply`: the answer to the command fed, always last (after the view it changed);
+//!     `Log`: log it.
+//! - Keep the replication facts current (before each `handle`, or at least each tick):
+//!   [`ClusterState::set_repl_offset`] with `master_repl_offset` on a master and the
+//!   processed (applied) offset on a replica — headers carry it, elections rank replicas by
+//!   it, a manual failover waits for it to reach the paused master's; and
+//!   [`ClusterState::set_master_link_down_since`] with `None` while the replica's link to
+//!   its master is up and `Some(local ms)` from the moment it went down (the state starts as
+//!   `Some(0)`, "never connected": with `replica_validity_factor` non-zero a replica that
+//!   never reported its link up does not fail over automatically, as Redis).
+//! - `CLUSTER FAILOVER [FORCE|TAKEOVER]` is [`Command::Failover`] with the raw option; its
+//!   `+OK` means the failover started, not that it is done (as Redis).
 //!
 //! # Modules
 //!
 //! - [`state`]: the protocol (MEET handshake, PING/PONG gossip, PFAIL/FAIL, epochs,
-//!   UPDATE, FORGET ban) — its module documentation explains the algorithm;
+//!   UPDATE, FORGET ban, replica elections and manual failover, replica migration) — its
+//!   module documentation explains the algorithm, and each part's file its own;
 //! - [`commands`]: the CLUSTER subcommands that change state, with Redis's errors;
 //! - [`view`]: snapshots and the renderers of CLUSTER NODES/SLOTS/SHARDS/INFO/REPLICAS;
 //! - [`nodes_conf`]: nodes.conf in Redis's format;

@@ -16,7 +16,9 @@
 //!   did not complete within node-timeout, re-evaluates the cluster state;
 //! - [`Input::Message`]: a decoded bus message from a link;
 //! - [`Input::Accepted`], [`Input::Connected`], [`Input::Closed`]: link life cycle;
-//! - [`Input::Command`]: the CLUSTER subcommands that change state.
+//! - [`Input::Command`]: the CLUSTER subcommands that change state;
+//! - and, through setters, the replication facts elections need: this node's replication
+//!   offset and whether its link to its master is up.
 //!
 //! # Protocol, in short (see the Redis Cluster specification)
 //!
@@ -40,8 +42,36 @@
 //!   `currentEpoch + 1`. A node claiming slots that a greater epoch has taken over gets an
 //!   UPDATE message naming the new owner.
 //!
-//! Replica election and failover are not modelled yet; roles are (REPLICATE, role changes
-//! seen in headers, a master left without slots turning into a replica of their new owner).
+//! - **Failover** (`failover.rs`). A replica whose master is FAIL and serves slots waits
+//!   500–1000 ms plus a second per better-placed sibling (by replication offset), then
+//!   bumps `currentEpoch` and asks every master for its vote; each master votes once per
+//!   epoch, for a replica of a FAIL master, claiming slots no greater epoch holds. With a
+//!   majority of the slot-serving masters the replica takes the election's epoch as config
+//!   epoch and its master's slots, and tells everyone; the greater epoch makes every node,
+//!   the old master included when it returns, follow it (a master left without slots
+//!   becomes a replica of their new owner).
+//! - **Manual failover** (`manual_failover.rs`): `CLUSTER FAILOVER` pauses the master's
+//!   writes, waits for the replica to reach the master's final offset, then runs a forced
+//!   election; FORCE skips the wait, TAKEOVER the election.
+//! - **Replica migration** (`migration.rs`): a replica of the master with the most working
+//!   replicas moves to a master left with none.
+//!
+//! # What the design guarantees (and what the simulator checks after every step)
+//!
+//! - No two masters claim one slot with one config epoch, as long as config epochs taken
+//!   without agreement (the end of a slot migration, BUMPEPOCH, collision handling,
+//!   TAKEOVER) are taken where a majority can hear them: an election epoch is used by at
+//!   most one winner (one vote per master per epoch, the winner's own vote spent, no vote
+//!   for an epoch already held as a config epoch).
+//! - A side of a partition without a majority of the slot-serving masters never flags a
+//!   master FAIL and never promotes a replica.
+//! - A dead master with a working replica is replaced, in the absence of loss, within about
+//!   `2 × node_timeout + 1.5 s`; under loss each lost vote costs a retry
+//!   (`4 × max(2 × node_timeout, 2 s)` later).
+//! - After faults stop, every node converges on one table of roles, epochs and slots.
+//! - Not guaranteed: writes acknowledged by a master and not yet replicated are lost by an
+//!   automatic failover (asynchronous replication; the rank favours the most up-to-date
+//!   replica); a manual failover without FORCE loses none.
 
 use crate::flags::NodeFlags;
 use crate::id::NodeId;

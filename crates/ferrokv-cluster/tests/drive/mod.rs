@@ -69,7 +69,7 @@ fn message(b: &mut Bytes) -> Message {
         repl_offset: b.below(3),
         flags: flags(b),
         state_ok: b.u8() & 1 == 1,
-        mflags: 0,
+        mflags: b.u8() & 3,
         myip: ip(b),
         port: 7000 + b.below(3) as u16,
         pport: 0,
@@ -91,11 +91,14 @@ fn message(b: &mut Bytes) -> Message {
             flags: flags(b),
         });
     }
-    let body = match b.below(5) {
+    let body = match b.below(8) {
         0 => Body::Ping(gossip),
         1 => Body::Pong(gossip),
         2 => Body::Meet(gossip),
         3 => Body::Fail { about: pick_id(b) },
+        4 => Body::FailoverAuthRequest,
+        5 => Body::FailoverAuthAck,
+        6 => Body::MfStart,
         _ => Body::Update { node: pick_id(b), config_epoch: b.below(12), slots: slots(b) },
     };
     Message { header, body }
@@ -116,7 +119,7 @@ fn arg(s: &str) -> Vec<u8> {
 fn command(b: &mut Bytes) -> Command {
     let node = arg(pick_id(b).as_str());
     let slot = b.below(16390).to_string();
-    match b.below(13) {
+    match b.below(14) {
         0 => Command::Meet { ip: arg(&ip(b)), port: arg("7001"), bus_port: None },
         1 => Command::Forget(node),
         2 => Command::AddSlots(vec![arg(&slot)]),
@@ -136,17 +139,21 @@ fn command(b: &mut Bytes) -> Command {
         9 => Command::Reset { mode: Some(arg(if b.u8() & 1 == 1 { "hard" } else { "soft" })), db_empty: true },
         10 => Command::FlushSlots { db_empty: true },
         11 => Command::CountFailureReports(node),
+        12 => {
+            Command::Failover { option: [None, Some(arg("force")), Some(arg("takeover"))][b.below(3) as usize].clone() }
+        }
         _ => Command::SaveConfig,
     }
 }
 
 fn conf() -> String {
-    let (m, a, b, c) = (id(b'm'), id(b'a'), id(b'b'), id(b'c'));
+    let (m, a, b, c, d) = (id(b'm'), id(b'a'), id(b'b'), id(b'c'), id(b'd'));
     format!(
         "{m} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5000\n\
          {a} 10.0.0.2:7000@17000 master - 0 0 2 connected 5001-10000\n\
          {b} 10.0.0.3:7000@17000 master,fail? - 1 1 3 connected 10001-16383\n\
          {c} 10.0.0.4:7000@17000 slave {a} 0 0 2 connected\n\
+         {d} 10.0.0.5:7000@17000 slave {m} 0 0 1 connected\n\
          vars currentEpoch 3 lastVoteEpoch 0\n"
     )
 }
@@ -169,6 +176,16 @@ pub fn drive(data: &[u8]) {
             3 => Input::Connected(link(&mut b)),
             4 => Input::Closed(link(&mut b)),
             5 => Input::Command(command(&mut b)),
+            6 => {
+                // What the replication layer reports: offsets and the master link.
+                st.set_repl_offset(b.below(3));
+                st.set_master_link_down_since(if b.u8() & 1 == 1 {
+                    None
+                } else {
+                    Some(now.saturating_sub(b.below(60_000)))
+                });
+                Input::Tick
+            }
             _ => Input::Message { link: link(&mut b), msg: message(&mut b) },
         };
         let outs = st.handle(now, input);
