@@ -6,11 +6,13 @@
 //! - [`resp`]: reply framing and decoding, request encoding, escaped display.
 //! - [`diff`]: seeded command streams sent to ferrokv and redis side by side.
 //! - [`rng`]: the seeded generator behind the streams.
+//! - [`dataset`]: a dataset of every type and a snapshot of a whole keyspace.
 //!
 //! The integration tests are in `tests/` of this crate: `differential.rs` (replies
 //! identical to redis-server's) and `server.rs` (the server as a real client sees it).
 
 pub mod conn;
+pub mod dataset;
 pub mod diff;
 pub mod resp;
 pub mod rng;

@@ -286,6 +286,12 @@ pub enum ServerCmd {
     Discard,
     Watch,
     Unwatch,
+    Replicaof,
+    Role,
+    Psync,
+    Sync,
+    Replconf,
+    Wait,
 }
 
 #[derive(Clone, Copy)]

@@ -36,6 +36,8 @@ pub mod info;
 pub mod aof;
 #[path = "persist/rdb.rs"]
 pub mod persist;
+// Replication: the master's side (PSYNC, backlog, replicas, WAIT) and the replica's.
+pub mod repl;
 // Node-wide state and process plumbing.
 pub mod logging;
 pub mod memory;
@@ -219,8 +221,8 @@ pub fn run(args: Vec<String>) -> i32 {
     let pidfile = node.config().pidfile.clone();
     if !pidfile.is_empty() {
         let temp = format!("{pidfile}.{}.tmp", std::process::id());
-        let written = std::fs::write(&temp, format!("{}\n", std::process::id()))
-            .and_then(|()| std::fs::rename(&temp, &pidfile));
+        let written =
+            std::fs::write(&temp, format!("{}\n", std::process::id())).and_then(|()| std::fs::rename(&temp, &pidfile));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&temp);
             tracing::warn!("Failed to write PID file: {e}");
@@ -230,6 +232,12 @@ pub fn run(args: Vec<String>) -> i32 {
         "ferrokv {} ready to accept connections on port {port} ({threads} shard threads)",
         env!("CARGO_PKG_VERSION")
     );
+    let replicaof = node.config().replicaof.clone();
+    if let Some((host, port)) = replicaof.split_once(' ') {
+        if let Err(e) = repl::replica::replicaof(node, host.as_bytes(), port.as_bytes(), "config") {
+            tracing::warn!("replicaof {replicaof}: {e}");
+        }
+    }
     wait_for_shutdown(node);
     join(handles);
     aof::stop(node);

@@ -128,6 +128,8 @@ pub struct Node {
     pub persist: crate::persist::Persist,
     /// The append-only file.
     pub aof: crate::aof::Aof,
+    /// Replication: the backlog, this node's replicas, its master.
+    pub repl: crate::repl::Repl,
     /// How SHUTDOWN asked to exit: save or not (None: as the save points say).
     pub shutdown_save: Mutex<Option<bool>>,
 }
@@ -245,6 +247,7 @@ impl Node {
             cluster_state: Mutex::new(cluster),
             persist: crate::persist::Persist::new(),
             aof: crate::aof::Aof::default(),
+            repl: crate::repl::Repl::new(threads),
             shutdown_save: Mutex::new(None),
         }))
     }
@@ -386,7 +389,7 @@ pub fn os_random_u64() -> u64 {
 }
 
 /// `n` random hex digits (the run ID).
-fn random_hex(n: usize) -> String {
+pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n.div_ceil(2)];
     os_random(&mut bytes);
     let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

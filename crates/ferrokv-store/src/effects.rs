@@ -364,6 +364,22 @@ pub fn merge_ready(logs: &mut [VecDeque<Part>], out: &mut Vec<Unit>) -> Result<(
 
 /// The commands a Redis-compatible stream carries for `units`: a unit of more than one
 /// record inside `MULTI` ... `EXEC`, as Redis 7.0 wraps what one command propagated.
+/// Appends `units` to `out` as the command stream a consumer replays: each unit's
+/// records, a multi-record atomic unit wrapped in MULTI/EXEC (what `to_commands`
+/// gives, without copying the records apart).
+pub fn write_units(units: &[Unit], out: &mut Vec<u8>) {
+    for u in units {
+        let wrap = u.wrapped();
+        if wrap {
+            out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        }
+        out.extend_from_slice(&u.resp);
+        if wrap {
+            out.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        }
+    }
+}
+
 pub fn to_commands(units: &[Unit]) -> Vec<Argv> {
     let mut out = Vec::new();
     for u in units {

@@ -55,6 +55,21 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
                 r.bulk((us % 1_000_000).to_string().as_bytes());
             })
         }
+        ServerCmd::Replicaof if matches!(held, Held::Exec(_)) => {
+            c.error("ERR REPLICAOF inside MULTI/EXEC is not supported by ferrokv")
+        }
+        ServerCmd::Replicaof => {
+            let who = c.meta.addr.clone();
+            match crate::repl::replica::replicaof(core.node, args.get(1), args.get(2), &who) {
+                Ok(text) => c.reply(|r| r.simple(text)),
+                Err(e) => c.error(&e),
+            }
+        }
+        ServerCmd::Role => crate::repl::role(core.node, c),
+        ServerCmd::Psync => crate::repl::master::psync(core, c, args, false),
+        ServerCmd::Sync => crate::repl::master::psync(core, c, args, true),
+        ServerCmd::Replconf => crate::repl::master::replconf(core, c, args),
+        ServerCmd::Wait => crate::repl::master::wait(core, c, args, matches!(held, Held::Exec(_))),
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),

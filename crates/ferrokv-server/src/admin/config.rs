@@ -62,6 +62,29 @@ pub struct Config {
     pub cluster_replica_validity_factor: u64,
     pub cluster_migration_barrier: u64,
     pub cluster_allow_replica_migration: bool,
+    pub replicaof: String,
+    pub masterauth: String,
+    pub masteruser: String,
+    pub repl_diskless_sync: bool,
+    pub repl_diskless_sync_delay: u64,
+    pub repl_diskless_sync_max_replicas: u64,
+    pub repl_diskless_load: String,
+    pub repl_backlog_size: u64,
+    pub repl_backlog_ttl: u64,
+    pub repl_timeout: u64,
+    pub repl_ping_replica_period: u64,
+    pub repl_disable_tcp_nodelay: bool,
+    pub min_replicas_to_write: u64,
+    pub min_replicas_max_lag: u64,
+    pub replica_priority: u64,
+    pub replica_announce_ip: String,
+    pub replica_announce_port: u64,
+    pub replica_announced: bool,
+    pub replica_lazy_flush: bool,
+    pub replica_read_only: bool,
+    pub replica_serve_stale_data: bool,
+    pub replica_ignore_maxmemory: bool,
+    pub client_output_buffer_limit: String,
     pub io_batch: u64,
     pub io_min_wait_us: u64,
     /// The config file given on the command line, for INFO.
@@ -145,6 +168,29 @@ impl Default for Config {
             cluster_replica_validity_factor: 10,
             cluster_migration_barrier: 1,
             cluster_allow_replica_migration: true,
+            replicaof: String::new(),
+            masterauth: String::new(),
+            masteruser: String::new(),
+            repl_diskless_sync: true,
+            repl_diskless_sync_delay: 5,
+            repl_diskless_sync_max_replicas: 0,
+            repl_diskless_load: "disabled".into(),
+            repl_backlog_size: 1024 * 1024,
+            repl_backlog_ttl: 3600,
+            repl_timeout: 60,
+            repl_ping_replica_period: 10,
+            repl_disable_tcp_nodelay: false,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
+            replica_priority: 100,
+            replica_announce_ip: String::new(),
+            replica_announce_port: 0,
+            replica_announced: true,
+            replica_lazy_flush: false,
+            replica_read_only: true,
+            replica_serve_stale_data: true,
+            replica_ignore_maxmemory: true,
+            client_output_buffer_limit: "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             io_batch: 8,
             io_min_wait_us: 50,
             config_file: String::new(),
@@ -300,6 +346,47 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt!("cluster-migration-barrier", Kind::Int { min: 0, max: i32::MAX as i64 }, true, cluster_migration_barrier, int),
     opt!("cluster-allow-replica-migration", Kind::Bool, true, cluster_allow_replica_migration, bool),
+    OptionSpec {
+        name: "replicaof",
+        kind: Kind::Words,
+        mutable: false,
+        get: |c| c.replicaof.clone(),
+        set: |c, v| c.replicaof = v.split_whitespace().collect::<Vec<_>>().join(" "),
+    },
+    opt!("masterauth", Kind::Str, true, masterauth, str),
+    opt!("masteruser", Kind::Str, true, masteruser, str),
+    opt!("repl-diskless-sync", Kind::Bool, true, repl_diskless_sync, bool),
+    opt!("repl-diskless-sync-delay", Kind::Int { min: 0, max: i32::MAX as i64 }, true, repl_diskless_sync_delay, int),
+    opt!(
+        "repl-diskless-sync-max-replicas",
+        Kind::Int { min: 0, max: i32::MAX as i64 },
+        true,
+        repl_diskless_sync_max_replicas,
+        int
+    ),
+    opt!("repl-diskless-load", Kind::Enum(&["disabled", "on-empty-db", "swapdb"]), true, repl_diskless_load, str),
+    opt!("repl-backlog-size", Kind::Memory, true, repl_backlog_size, mem),
+    opt!("repl-backlog-ttl", Kind::Int { min: 0, max: i64::MAX }, true, repl_backlog_ttl, int),
+    opt!("repl-timeout", Kind::Int { min: 1, max: i32::MAX as i64 }, true, repl_timeout, int),
+    opt!("repl-ping-replica-period", Kind::Int { min: 1, max: i32::MAX as i64 }, true, repl_ping_replica_period, int),
+    opt!("repl-disable-tcp-nodelay", Kind::Bool, true, repl_disable_tcp_nodelay, bool),
+    opt!("min-replicas-to-write", Kind::Int { min: 0, max: i32::MAX as i64 }, true, min_replicas_to_write, int),
+    opt!("min-replicas-max-lag", Kind::Int { min: 0, max: i32::MAX as i64 }, true, min_replicas_max_lag, int),
+    opt!("replica-priority", Kind::Int { min: 0, max: i32::MAX as i64 }, true, replica_priority, int),
+    opt!("replica-announce-ip", Kind::Str, true, replica_announce_ip, str),
+    opt!("replica-announce-port", Kind::Int { min: 0, max: 65535 }, true, replica_announce_port, int),
+    opt!("replica-announced", Kind::Bool, true, replica_announced, bool),
+    opt!("replica-lazy-flush", Kind::Bool, true, replica_lazy_flush, bool),
+    opt!("replica-read-only", Kind::Bool, true, replica_read_only, bool),
+    opt!("replica-serve-stale-data", Kind::Bool, true, replica_serve_stale_data, bool),
+    opt!("replica-ignore-maxmemory", Kind::Bool, true, replica_ignore_maxmemory, bool),
+    OptionSpec {
+        name: "client-output-buffer-limit",
+        kind: Kind::Words,
+        mutable: true,
+        get: |c| c.client_output_buffer_limit.clone(),
+        set: |c, v| c.client_output_buffer_limit = merge_output_limits(&c.client_output_buffer_limit, v),
+    },
     opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
 ];
@@ -311,7 +398,76 @@ pub static ALIASES: &[(&str, &str)] = &[
     ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
     ("zset-max-ziplist-value", "zset-max-listpack-value"),
     ("list-max-ziplist-size", "list-max-listpack-size"),
+    ("slaveof", "replicaof"),
+    ("repl-ping-slave-period", "repl-ping-replica-period"),
+    ("slave-priority", "replica-priority"),
+    ("slave-announce-ip", "replica-announce-ip"),
+    ("slave-announce-port", "replica-announce-port"),
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("slave-read-only", "replica-read-only"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
 ];
+
+/// `client-output-buffer-limit`: a new setting replaces the classes it names and keeps
+/// the others, rendered as Redis renders it (`slave` for replica, bytes).
+fn merge_output_limits(old: &str, new: &str) -> String {
+    let mut classes: Vec<(String, [u64; 3])> = parse_output_limits(old);
+    for (name, v) in parse_output_limits(new) {
+        match classes.iter_mut().find(|c| c.0 == name) {
+            Some(c) => c.1 = v,
+            None => classes.push((name, v)),
+        }
+    }
+    classes.iter().map(|(n, v)| format!("{n} {} {} {}", v[0], v[1], v[2])).collect::<Vec<_>>().join(" ")
+}
+
+/// The classes of a `client-output-buffer-limit` value (validated by [`check_output_limits`]).
+fn parse_output_limits(v: &str) -> Vec<(String, [u64; 3])> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    words
+        .chunks_exact(4)
+        .filter_map(|c| {
+            let class = match c[0].to_ascii_lowercase().as_str() {
+                "normal" => "normal",
+                "slave" | "replica" => "slave",
+                "pubsub" => "pubsub",
+                _ => return None,
+            };
+            Some((class.to_string(), [parse_memory(c[1])?, parse_memory(c[2])?, c[3].parse().ok()?]))
+        })
+        .collect()
+}
+
+/// Redis's checks on a `client-output-buffer-limit` value.
+fn check_output_limits(v: &str) -> Result<(), String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() % 4 != 0 {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    for c in words.chunks_exact(4) {
+        if !matches!(c[0].to_ascii_lowercase().as_str(), "normal" | "slave" | "replica" | "pubsub") {
+            return Err("Invalid client class specified in buffer limit configuration.".into());
+        }
+        if parse_memory(c[1]).is_none() || parse_memory(c[2]).is_none() || c[3].parse::<u64>().is_err() {
+            return Err("Error in hard, soft or soft_seconds setting in buffer limit configuration.".into());
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// `client-output-buffer-limit replica ...`.
+    pub fn replica_output_limits(&self) -> crate::repl::master::OutputLimits {
+        parse_output_limits(&self.client_output_buffer_limit)
+            .into_iter()
+            .find(|c| c.0 == "slave")
+            .map(|(_, v)| crate::repl::master::OutputLimits { hard: v[0], soft: v[1], soft_secs: v[2] })
+            .unwrap_or_default()
+    }
+}
 
 pub fn option(name: &str) -> Option<&'static OptionSpec> {
     let name = ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(name)).map_or(name, |(_, canonical)| canonical);
@@ -382,7 +538,14 @@ impl OptionSpec {
                 (self.set)(cfg, &value.to_ascii_lowercase());
                 return Ok(());
             }
-            Kind::Str | Kind::Words => {}
+            Kind::Str | Kind::Words => {
+                if self.name == "client-output-buffer-limit" {
+                    check_output_limits(value).map_err(BadValue)?;
+                }
+                if self.name == "replicaof" && !value.trim().is_empty() && value.split_whitespace().count() != 2 {
+                    return Err(BadValue("wrong number of arguments".into()));
+                }
+            }
         }
         (self.set)(cfg, value);
         Ok(())

@@ -133,6 +133,14 @@ fn stats(node: &Node, o: &mut String) {
         node.rejected_connections.load(Ordering::Relaxed),
         sum(|s| s.expired_keys.load(Ordering::Relaxed)),
     );
+    let r = &node.repl;
+    let _ = write!(
+        o,
+        "sync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
+        r.sync_full.load(Ordering::Relaxed),
+        r.sync_partial_ok.load(Ordering::Relaxed),
+        r.sync_partial_err.load(Ordering::Relaxed),
+    );
 }
 
 /// Error replies by code, summed over the shards.
@@ -181,11 +189,7 @@ fn commandstats(node: &Node, o: &mut String) {
 }
 
 fn replication(node: &Node, o: &mut String) {
-    let _ = write!(
-        o,
-        "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:0\r\n",
-        node.run_id
-    );
+    crate::repl::info(node, o);
 }
 
 fn cpu(o: &mut String) {

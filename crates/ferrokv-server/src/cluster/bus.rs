@@ -145,6 +145,8 @@ impl Bus {
         executor
             .spawn(async move {
                 loop {
+                    // Gossip carries our replication offset (failover ranks replicas by it).
+                    b.state.borrow_mut().set_repl_offset(crate::repl::offset_for_cluster(b.node));
                     b.feed(Input::Tick);
                     b.executor.sleep(Duration::from_millis(100)).await;
                 }
@@ -285,13 +287,14 @@ impl Bus {
                 }
             }
             Output::ReplicateFrom { master, ip, port } => {
-                tracing::warn!(
-                    "cluster: now a replica of {} ({ip}:{port}); replication itself is not implemented yet",
-                    master.as_str()
-                );
+                tracing::info!("cluster: now a replica of {} ({ip}:{port})", master.as_str());
+                if let Err(e) = crate::repl::replica::follow(self.node, ip, port, "cluster") {
+                    tracing::warn!("cluster: can't replicate from {}: {e}", master.as_str());
+                }
             }
             Output::Promoted { former_master } => {
-                tracing::info!("cluster: promoted to master in place of {} (not wired yet)", former_master.as_str());
+                tracing::info!("cluster: promoted to master in place of {}", former_master.as_str());
+                crate::repl::replica::promote(self.node);
             }
             Output::PauseWrites { until_ms } => {
                 tracing::info!("cluster: pause writes until {until_ms} for a manual failover (not wired yet)");
@@ -300,6 +303,9 @@ impl Bus {
                 tracing::info!("cluster: resume writes after a manual failover (not wired yet)");
             }
             Output::StopReplication { flush } => {
+                if self.node.repl.is_replica.load(std::sync::atomic::Ordering::Acquire) {
+                    crate::repl::replica::promote(self.node);
+                }
                 if flush {
                     for s in 0..self.node.shard_count() {
                         let mut db = self.node.lock_db(s);

@@ -41,6 +41,10 @@ pub struct ShardCore {
     pub query_buffer_limit: u64,
     max_bulk_len: usize,
     pub requirepass: String,
+    /// `min-replicas-to-write`, `replica-read-only`, `replica-serve-stale-data`.
+    min_replicas_to_write: u64,
+    replica_read_only: bool,
+    replica_serve_stale_data: bool,
     /// Unix ms, read once per loop iteration: commands of one batch share a clock,
     /// as Redis caches its clock per command.
     pub now_ms: u64,
@@ -95,6 +99,9 @@ impl ShardCore {
             query_buffer_limit: 0,
             max_bulk_len: 0,
             requirepass: String::new(),
+            min_replicas_to_write: 0,
+            replica_read_only: true,
+            replica_serve_stale_data: true,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
@@ -117,6 +124,9 @@ impl ShardCore {
         self.query_buffer_limit = cfg.client_query_buffer_limit;
         self.max_bulk_len = cfg.proto_max_bulk_len as usize;
         self.requirepass = cfg.requirepass.clone();
+        self.min_replicas_to_write = cfg.min_replicas_to_write;
+        self.replica_read_only = cfg.replica_read_only;
+        self.replica_serve_stale_data = cfg.replica_serve_stale_data;
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
     }
@@ -246,6 +256,9 @@ impl ShardCore {
         if self.node.persist.misconf.load(Ordering::Relaxed) && self.refused_by_disk_error(c, spec) {
             return self.reject_spec(c, spec, id, MISCONF.into());
         }
+        if let Some(e) = self.replication_refusal(c, spec) {
+            return self.reject_spec(c, spec, id, e.into());
+        }
         let controls_multi = matches!(
             spec.handler,
             Handler::Server(
@@ -292,13 +305,40 @@ impl ShardCore {
     /// Whether a failed BGSAVE bars this command (Redis's `writeCommandsDeniedByDiskError`
     /// check): writes, EXEC of a transaction with a write, and PING.
     fn refused_by_disk_error(&self, c: &Conn, spec: &CommandSpec) -> bool {
+        matches!(spec.handler, Handler::Server(ServerCmd::Ping)) || Self::writes(c, spec)
+    }
+
+    /// A write command, or an EXEC with one queued (Redis's `is_write_command`).
+    fn writes(c: &Conn, spec: &CommandSpec) -> bool {
         match spec.handler {
-            Handler::Server(ServerCmd::Ping) => true,
             Handler::Server(ServerCmd::Exec) => {
                 c.multi().is_some_and(|m| m.queued.iter().any(|q| q.spec.has(Flags::WRITE)))
             }
             _ => spec.has(Flags::WRITE),
         }
+    }
+
+    /// Redis's replication refusals, in its order: NOREPLICAS on a master short of
+    /// good replicas, READONLY on a read-only replica, MASTERDOWN on a replica whose
+    /// link is down when it may not serve stale data.
+    fn replication_refusal(&self, c: &Conn, spec: &CommandSpec) -> Option<&'static str> {
+        let repl = &self.node.repl;
+        if !repl.is_replica.load(Ordering::Relaxed) {
+            if self.min_replicas_to_write > 0
+                && Self::writes(c, spec)
+                && !crate::repl::master::enough_replicas(self.node)
+            {
+                return Some("NOREPLICAS Not enough good replicas to write.");
+            }
+            return None;
+        }
+        if self.replica_read_only && Self::writes(c, spec) {
+            return Some("READONLY You can't write against a read only replica.");
+        }
+        if !self.replica_serve_stale_data && !spec.has(Flags::STALE) && !crate::repl::replica::link_up(self.node) {
+            return Some("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.");
+        }
+        None
     }
 
     /// Counts one execution of command `id` on this shard (INFO commandstats).
@@ -717,14 +757,14 @@ impl ShardCore {
     }
 }
 
-/// Runs a data command through the execution function ([`ferrokv_commands::execute`]),
-/// appending its propagation records to `records` (EXEC gathers a transaction's). A
-/// blocking command that finds nothing to serve writes nothing and returns `Wait`
 /// Redis's `shared.bgsaveerr`.
 const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. \
 Commands that may modify the data set are disabled, because this instance is configured to report errors during writes \
 if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
+/// Runs a data command through the execution function ([`ferrokv_commands::execute`]),
+/// appending its propagation records to `records` (EXEC gathers a transaction's). A
+/// blocking command that finds nothing to serve writes nothing and returns `Wait`
 /// when `may_block`.
 pub fn run_data(
     ks: &mut dyn Keyspace,

@@ -47,6 +47,10 @@ pub enum Mode {
     Multi(Multi),
     /// Waiting in a blocking command: parsing stops until it is served or times out.
     Blocked(BlockState),
+    /// A replica (after PSYNC/SYNC), by its client id: its thread writes the stream on
+    /// a duplicate of the socket (see `crate::repl`); the connection only reads its
+    /// REPLCONF ACKs, and anything it would reply is dropped.
+    Replica(u64),
 }
 
 /// A connection waiting in a blocking command.

@@ -372,6 +372,11 @@ impl Shard {
             if c.dead {
                 continue;
             }
+            if matches!(c.mode, crate::conn::Mode::Replica(_)) {
+                // Its thread owns the socket's output (see `crate::repl`).
+                c.out.clear();
+                continue;
+            }
             if !c.send_inflight {
                 if c.sending.is_empty() && !c.out.is_empty() {
                     if c.held_until > durable {
@@ -436,6 +441,10 @@ impl Shard {
         // SAFETY: no operation refers to the fd any more.
         unsafe { libc::close(c.fd) };
         let node = &self.core.node;
+        match c.mode {
+            crate::conn::Mode::Replica(id) => crate::repl::master::replica_gone(node, id),
+            _ => crate::repl::master::forget_handshake(node, c.meta.id),
+        }
         node.unregister_client(c.meta.id);
         node.shards[self.core.id].connected_clients.fetch_sub(1, Ordering::Relaxed);
     }
@@ -526,6 +535,7 @@ impl Shard {
         if self.core.id == 0 {
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);
+            crate::repl::cron(&mut self.core);
         }
         if timeout > 0 {
             let now = unix_ms();

@@ -302,7 +302,7 @@ pub fn start(node: &'static Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -
     for s in 0..node.shard_count() {
         node.lock_db(s).enable_effects();
     }
-    spawn_writer(node, layout, manifest, file, incr_name, incr_size)
+    spawn_writer(node, layout, manifest, file, incr_name, incr_size, true)
 }
 
 /// Starts the writer on an open incremental file and turns hand-overs on.
@@ -313,13 +313,17 @@ fn spawn_writer(
     file: File,
     incr_name: String,
     incr_size: u64,
+    on_now: bool,
 ) -> Result<(), String> {
     let aof = &node.aof;
     aof.current_size.store(incr_size, Ordering::Relaxed);
     lock(&aof.stats).last_write_ok = true;
     lock(&aof.stats).last_rewrite_ok = true;
     aof.inbox.open();
-    aof.on.store(true, Ordering::Release);
+    // Turned on at run time, hand-overs start at the base's cut (see `turn_on`).
+    if on_now {
+        aof.on.store(true, Ordering::Release);
+    }
     let shards = node.shard_count();
     let gen = aof.generation.load(Ordering::Acquire);
     let incr =
@@ -477,17 +481,7 @@ impl Incr {
                 buf.extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
             }
         }
-        // What `effects::to_commands` gives, written without copying the records.
-        for u in &units {
-            let wrap = u.wrapped();
-            if wrap {
-                buf.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
-            }
-            buf.extend_from_slice(&u.resp);
-            if wrap {
-                buf.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
-            }
-        }
+        effects::write_units(&units, buf);
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         Ok(())
@@ -704,12 +698,17 @@ fn wake_shards(node: &Node, ring: &mut ferrokv_runtime::Ring) {
 /// Once per loop iteration, before any reply leaves: hands this shard's logged
 /// effects to the writer — under `appendfsync always` every shard's, and returns
 /// `(sent, durable)` for holding replies (see the module docs).
+///
+/// The replication stream takes the same parts (`crate::repl`): the log is drained once
+/// for both consumers.
 pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
     let aof = &node.aof;
-    if !aof.on.load(Ordering::Acquire) {
+    let aof_on = aof.on.load(Ordering::Acquire);
+    let repl_on = node.repl.on.load(Ordering::Acquire);
+    if !aof_on && !repl_on {
         return None;
     }
-    let always = fsync_policy(node) == Fsync::Always;
+    let always = aof_on && fsync_policy(node) == Fsync::Always;
     let shards: Vec<ShardId> = if always { (0..node.shard_count()).collect() } else { vec![shard] };
     for s in shards {
         let mut db = node.lock_db(s);
@@ -718,9 +717,24 @@ pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
             continue;
         }
         let parts = log.drain();
-        aof.hand_over(s, parts);
+        match (aof_on, repl_on) {
+            (true, true) => {
+                node.repl.feed(s, parts.clone());
+                aof.hand_over(s, parts);
+            }
+            (true, false) => aof.hand_over(s, parts),
+            _ => node.repl.feed(s, parts),
+        }
     }
     always.then(|| (aof.sent.load(Ordering::Acquire), aof.durable()))
+}
+
+/// Hands drained parts to the AOF (when on) as well: for consumers that drain the
+/// logs themselves (a replication sync's cut, WAIT). Called under shard `s`'s lock.
+pub fn hand_over_parts(node: &Node, s: ShardId, parts: &VecDeque<Part>) {
+    if node.aof.on.load(Ordering::Acquire) && !parts.is_empty() {
+        node.aof.hand_over(s, parts.clone());
+    }
 }
 
 /// Why BGREWRITEAOF did not start.
@@ -765,6 +779,9 @@ pub fn rewrite(node: &'static Node) -> Result<(), RewriteRefused> {
         }
         let pre: Vec<VecDeque<Part>> =
             dbs.iter_mut().map(|(_, db)| db.effects().map(|l| l.drain()).unwrap_or_default()).collect();
+        for (s, parts) in pre.iter().enumerate() {
+            node.repl.feed(s, parts.clone());
+        }
         aof.generation.fetch_add(1, Ordering::AcqRel);
         let seq = aof.sent.fetch_add(1, Ordering::AcqRel) + 1;
         aof.inbox.send(Msg::Rotate { pre, seq }, true);
@@ -841,12 +858,17 @@ fn turn_on(node: &'static Node) -> Result<(), String> {
     let base = layout.base_name(seq);
     let target = layout.dir.join(&base);
     let temp = layout.dir.join(format!("temp-rewriteaof-bg-{}.aof", std::process::id()));
-    spawn_writer(node, layout, manifest, file, incr_name, SELECT_0.len() as u64)?;
-    // Hand-overs start at the snapshot's instant: effects on, under every lock.
+    spawn_writer(node, layout, manifest, file, incr_name, SELECT_0.len() as u64, false)?;
+    // Hand-overs start at the snapshot's instant, under every lock: effects on, and
+    // what was logged before (for the replication stream) is not the AOF's.
     let at_cut: crate::persist::AtCut<'static> = Box::new(move |dbs| {
-        for (_, db) in dbs.iter_mut() {
+        for (s, db) in dbs.iter_mut() {
+            if let Some(log) = db.effects() {
+                node.repl.feed(*s, log.drain());
+            }
             db.enable_effects();
         }
+        node.aof.on.store(true, Ordering::Release);
     });
     let started = Instant::now();
     let on_done: crate::persist::OnDone = Box::new(move |node, result| {
@@ -876,7 +898,11 @@ fn turn_on(node: &'static Node) -> Result<(), String> {
 fn turn_off(node: &Node) {
     stop(node);
     for s in 0..node.shard_count() {
-        node.lock_db(s).disable_effects();
+        let mut db = node.lock_db(s);
+        // The replication stream may still want them.
+        if !crate::repl::effects_wanted(node) {
+            db.disable_effects();
+        }
     }
 }
 
@@ -933,12 +959,14 @@ pub fn cron(node: &'static Node) {
 /// Flushes and fsyncs the AOF and stops the writer (shutdown).
 pub fn stop(node: &Node) {
     let aof = &node.aof;
-    if !aof.on.swap(false, Ordering::AcqRel) {
+    let was_on = aof.on.swap(false, Ordering::AcqRel);
+    if !was_on && !aof.inbox.is_open() {
         return;
     }
-    for s in 0..node.shard_count() {
+    for s in (0..node.shard_count()).filter(|_| was_on) {
         let mut db = node.lock_db(s);
         let parts = db.effects().map(|l| l.drain()).unwrap_or_default();
+        node.repl.feed(s, parts.clone());
         aof.hand_over(s, parts);
     }
     let (done_tx, done_rx) = mpsc::channel();

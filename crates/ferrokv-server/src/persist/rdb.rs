@@ -262,6 +262,8 @@ pub enum SnapshotPurpose {
     Rdb,
     /// BGREWRITEAOF: a new AOF base (see `crate::aof`).
     AofBase,
+    /// A diskless full sync: the image goes to replicas (see `crate::repl`).
+    Replicas,
 }
 
 /// Called under every keyspace lock at the snapshot's instant (the AOF rewrite cuts
@@ -275,12 +277,37 @@ pub fn bgsave(node: &'static Node) -> Result<(), BgsaveRefused> {
     start_background(node, SnapshotPurpose::Rdb, target, temp, Box::new(|_| {}), Box::new(|_, _| {}))
 }
 
+/// Where a background snapshot goes: a file (written as `temp`, then renamed over
+/// `target`), or a stream of bytes (a diskless full sync's replicas).
+pub enum Dest {
+    File { target: PathBuf, temp: PathBuf },
+    Stream(Box<dyn RdbStream>),
+}
+
+/// The receiver of a snapshot written as a stream: the whole RDB image, in order, then
+/// `finish` (or nothing, if the snapshot failed).
+pub trait RdbStream: Send {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
 /// Starts a background snapshot into `target` (written as `temp` first).
 pub fn start_background(
     node: &'static Node,
     purpose: SnapshotPurpose,
     target: PathBuf,
     temp: PathBuf,
+    at_cut: AtCut<'_>,
+    on_done: OnDone,
+) -> Result<(), BgsaveRefused> {
+    start_background_to(node, purpose, Dest::File { target, temp }, at_cut, on_done)
+}
+
+/// Starts a background snapshot into `dest` (see the module docs).
+pub fn start_background_to(
+    node: &'static Node,
+    purpose: SnapshotPurpose,
+    dest: Dest,
     at_cut: AtCut<'_>,
     on_done: OnDone,
 ) -> Result<(), BgsaveRefused> {
@@ -305,7 +332,8 @@ pub fn start_background(
     at_cut(&mut dbs);
     let keys_total = starts.iter().map(|s| s.keys).sum();
     let rdb = matches!(purpose, SnapshotPurpose::Rdb);
-    let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum(), !rdb);
+    let aof_base = matches!(purpose, SnapshotPurpose::AofBase);
+    let head = file_head(keys_total, starts.iter().map(|s| s.expires).sum(), aof_base);
     *lock(&p.sender) = Some(tx);
     p.keys_processed.store(0, Ordering::Relaxed);
     p.active.store(true, Ordering::Release);
@@ -313,17 +341,27 @@ pub fn start_background(
     let started = Instant::now();
     st.running = Some(Running { started, dirty_at_start, keys_total, rdb });
     drop(st);
-    if rdb {
-        tracing::info!("Background saving started");
-    } else {
-        tracing::info!("Background append only file rewriting started");
+    match purpose {
+        SnapshotPurpose::Rdb => tracing::info!("Background saving started"),
+        SnapshotPurpose::AofBase => tracing::info!("Background append only file rewriting started"),
+        SnapshotPurpose::Replicas => tracing::info!("Starting BGSAVE for SYNC with target: replicas sockets"),
     }
     let shards = node.shard_count();
     let spawned = std::thread::Builder::new().name("rdb-writer".into()).spawn(move || {
-        let result = write_background(node, &temp, &target, head, rx, shards, checksum);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
+        let result = match dest {
+            Dest::File { target, temp } => {
+                let out = FileOut::create(&temp).map(|f| Out::File(f, target));
+                let r = write_background(node, out, head, rx, shards, checksum);
+                if r.is_err() {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                r
+            }
+            Dest::Stream(s) => {
+                let out = Ok(Out::Stream(s, Checksum::default()));
+                write_background(node, out, head, rx, shards, checksum)
+            }
+        };
         let result = result.map(|_| ()).map_err(|e| e.to_string());
         end_background(node, result.clone());
         on_done(node, result);
@@ -335,17 +373,47 @@ pub fn start_background(
     Ok(())
 }
 
+/// A background snapshot's output.
+enum Out {
+    File(FileOut, PathBuf),
+    Stream(Box<dyn RdbStream>, Checksum),
+}
+
+impl Out {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::File(f, _) => f.write(bytes),
+            Out::Stream(s, crc) => {
+                crc.update(bytes);
+                s.write(bytes)
+            }
+        }
+    }
+
+    fn finish(self, checksum: bool) -> std::io::Result<()> {
+        match self {
+            Out::File(f, target) => f.finish(&target, checksum),
+            Out::Stream(mut s, mut crc) => {
+                let mut tail = Vec::new();
+                rdbfile::write_eof(&mut tail);
+                crc.update(&tail);
+                tail.extend_from_slice(&crc.trailer(checksum));
+                s.write(&tail)?;
+                s.finish()
+            }
+        }
+    }
+}
+
 /// The writer thread: the head, then chunks as they arrive, until every shard is done.
 fn write_background(
     node: &Node,
-    temp: &Path,
-    target: &Path,
+    mut out: std::io::Result<Out>,
     head: Vec<u8>,
     rx: mpsc::Receiver<Chunk>,
     shards: usize,
     checksum: bool,
 ) -> std::io::Result<u64> {
-    let mut out = FileOut::create(temp);
     let mut failed: Option<std::io::Error> = None;
     if let Ok(o) = out.as_mut() {
         if let Err(e) = o.write(&head) {
@@ -376,7 +444,7 @@ fn write_background(
     if let Some(e) = failed {
         return Err(e);
     }
-    out?.finish(target, checksum)?;
+    out?.finish(checksum)?;
     Ok(keys)
 }
 

@@ -1,0 +1,764 @@
+//! The master's side: PSYNC/SYNC, full and partial resyncs, the replicas' threads,
+//! REPLCONF, WAIT and output limits. See the module docs of `crate::repl`.
+
+use super::{lock, Replica, State, WaitReq};
+use crate::conn::{Conn, Mode};
+use crate::dispatch::ShardCore;
+use crate::msg::Msg;
+use crate::node::{unix_ms, Node};
+use ferrokv_commands::util::eq_ic;
+use ferrokv_resp::Args;
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::fd::FromRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `SELECT 0`: the stream after a full sync's cut starts in database 0.
+const SELECT_0: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+const GETACK: &[u8] = b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n";
+/// The most one write to a replica's socket takes from the backlog.
+const CHUNK: usize = 256 << 10;
+
+/// Where a replica is, as INFO's `state=` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a snapshot to start (another runs, or the diskless delay).
+    WaitBgsave,
+    /// Its snapshot runs; the stream from the cut is kept for it.
+    SendingRdb,
+    Online,
+}
+
+impl Phase {
+    pub fn info_name(self) -> &'static str {
+        match self {
+            Phase::WaitBgsave => "wait_bgsave",
+            Phase::SendingRdb => "send_bulk",
+            Phase::Online => "online",
+        }
+    }
+
+    pub fn is_online(self) -> bool {
+        self == Phase::Online
+    }
+}
+
+/// What a replica's thread writes before the stream, in order.
+pub enum Feed {
+    /// Protocol lines (`+FULLRESYNC`, `$EOF:<mark>`, `+CONTINUE`) and RDB bytes.
+    Bytes(Arc<Vec<u8>>),
+    /// A disk-based sync's file: sent as one bulk string.
+    File(std::path::PathBuf),
+    /// The sync is over: stream from the replica's offset.
+    Stream,
+    /// A diskless sync is over: stream once the replica acknowledges (it finds the end
+    /// of the image by the mark in the last bytes it read, so nothing may follow the
+    /// mark until it has loaded the image, as Redis 7 waits too).
+    StreamAfterAck,
+    /// The sync failed: drop the replica.
+    Close,
+}
+
+/// `client-output-buffer-limit replica <hard> <soft> <seconds>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputLimits {
+    pub hard: u64,
+    pub soft: u64,
+    pub soft_secs: u64,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits { hard: 256 << 20, soft: 64 << 20, soft_secs: 60 }
+    }
+}
+
+/// REPLCONF's answers before PSYNC: (client id, listening port, capa eof, capa psync2).
+fn handshake_of(st: &mut State, id: u64) -> &mut Replica {
+    if let Some(i) = st.replicas.iter().position(|r| r.id == id) {
+        return &mut st.replicas[i];
+    }
+    st.replicas.push(Replica {
+        id,
+        ip: String::new(),
+        port: 0,
+        capa_eof: false,
+        capa_psync2: false,
+        phase: Phase::WaitBgsave,
+        fd: None,
+        feed: None,
+        next: None,
+        ack: 0,
+        ack_ms: unix_ms(),
+        soft_since: None,
+        wait_ack: false,
+        closing: false,
+        shard: 0,
+        token: 0,
+    });
+    st.replicas.last_mut().expect("just pushed")
+}
+
+/// Replicas that said REPLCONF but never PSYNC are not replicas: INFO and limits skip
+/// entries without a feed.
+fn is_replica(r: &Replica) -> bool {
+    r.feed.is_some() && !r.closing
+}
+
+/// REPLCONF <option> <value> ... (from a replica to its master; GETACK is the other way).
+pub fn replconf(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    if args.len() % 2 == 0 {
+        return c.error(ferrokv_commands::util::ERR_SYNTAX);
+    }
+    let node = core.node;
+    let id = c.meta.id;
+    let mut ack = false;
+    {
+        let mut st = lock(&node.repl.st);
+        let mut i = 1;
+        while i + 1 < args.len() {
+            let (opt, val) = (args.get(i), args.get(i + 1));
+            if eq_ic(opt, "listening-port") {
+                let Some(port) = std::str::from_utf8(val).ok().and_then(|v| v.parse::<u16>().ok()) else {
+                    drop(st);
+                    return c.error("ERR value is not an integer or out of range");
+                };
+                handshake_of(&mut st, id).port = port;
+            } else if eq_ic(opt, "ip-address") {
+                handshake_of(&mut st, id).ip = String::from_utf8_lossy(val).into_owned();
+            } else if eq_ic(opt, "capa") {
+                let r = handshake_of(&mut st, id);
+                if eq_ic(val, "eof") {
+                    r.capa_eof = true;
+                } else if eq_ic(val, "psync2") {
+                    r.capa_psync2 = true;
+                }
+            } else if eq_ic(opt, "ack") || eq_ic(opt, "fack") {
+                if eq_ic(opt, "ack") {
+                    let off = std::str::from_utf8(val).ok().and_then(|v| v.parse::<u64>().ok());
+                    if let (Some(off), Some(r)) = (off, st.replicas.iter_mut().find(|r| r.id == id)) {
+                        r.ack = r.ack.max(off);
+                        r.ack_ms = unix_ms();
+                        if std::mem::take(&mut r.wait_ack) {
+                            node.repl.more.notify_all();
+                        }
+                    }
+                }
+                ack = true;
+            } else if eq_ic(opt, "getack") {
+                // Only a replica answers GETACK (its master's link does, see `replica`).
+                ack = true;
+            } else if eq_ic(opt, "rdb-only") || eq_ic(opt, "rdb-filter-only") {
+            } else {
+                drop(st);
+                return c.error(&format!("ERR Unrecognized REPLCONF option: {}", String::from_utf8_lossy(opt)));
+            }
+            i += 2;
+        }
+    }
+    if ack {
+        // No reply to ACK: the replica never reads one.
+        check_waiters(core);
+        return;
+    }
+    c.reply(|r| r.ok());
+}
+
+/// PSYNC <replid> <offset> and SYNC: turns the connection into a replica.
+pub fn psync(core: &mut ShardCore, c: &mut Conn, args: &Args, sync: bool) {
+    let node = core.node;
+    if matches!(c.mode, Mode::Replica(_)) {
+        return;
+    }
+    if node.repl.is_replica.load(Ordering::Acquire) && !super::replica::link_up(node) {
+        return c.error("NOMASTERLINK Can't SYNC while not connected with my master");
+    }
+    if !c.out.is_empty() || c.send_inflight || !c.sending.is_empty() || !c.pending.is_empty() {
+        return c.error("ERR SYNC and PSYNC are invalid with pending output");
+    }
+    // The replica's thread gets its own descriptor of the socket.
+    // SAFETY: dup of our live socket; the new descriptor is owned by the TcpStream.
+    let dup = unsafe { libc::fcntl(c.fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return c.error("ERR can't duplicate the replica's socket");
+    }
+    // SAFETY: `dup` is a fresh descriptor nothing else owns.
+    let sock = unsafe { TcpStream::from_raw_fd(dup) };
+    let _ = sock.set_nonblocking(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Feed>(4);
+    let id = c.meta.id;
+    let peer_ip = c.meta.addr.rsplit_once(':').map(|(ip, _)| ip.to_string()).unwrap_or_default();
+    let psync_req = (!sync && args.len() == 3).then(|| (args.get(1).to_vec(), args.get(2).to_vec()));
+    let full = {
+        let mut st = lock(&node.repl.st);
+        let cont = psync_req.as_ref().and_then(|(id, off)| can_continue(&st, id, off));
+        if st.replicas.iter().filter(|r| is_replica(r)).count() == 0 && !st.has_backlog {
+            // A new history for the first replica (Redis: a fresh replid).
+            st.replid = crate::node::random_hex(40);
+            st.clear_replid2();
+        }
+        st.create_backlog();
+        node.repl.on.store(true, Ordering::Release);
+        let replid = st.replid.clone();
+        let r = handshake_of(&mut st, id);
+        if r.ip.is_empty() {
+            r.ip = peer_ip;
+        }
+        r.fd = Some(dup);
+        r.shard = core.id;
+        r.token = c.token;
+        r.ack_ms = unix_ms();
+        if sync {
+            r.capa_eof = false;
+        }
+        if cont.is_some() {
+            node.repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            node.repl.sync_full.fetch_add(1, Ordering::Relaxed);
+            // A PSYNC naming a history (not `?`) that we could not continue.
+            if psync_req.as_ref().is_some_and(|(id, _)| id.as_slice() != b"?") {
+                node.repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match cont {
+            Some(from) => {
+                let line = if r.capa_psync2 { format!("+CONTINUE {replid}\r\n") } else { "+CONTINUE\r\n".into() };
+                let _ = tx.try_send(Feed::Bytes(Arc::new(line.into_bytes())));
+                let _ = tx.try_send(Feed::Stream);
+                r.next = Some(from);
+                r.phase = Phase::SendingRdb;
+                r.feed = Some(tx);
+                tracing::info!("Partial resynchronization request from replica accepted. Sending from offset {from}.");
+                false
+            }
+            None => {
+                r.phase = Phase::WaitBgsave;
+                r.feed = Some(tx);
+                true
+            }
+        }
+    };
+    c.mode = Mode::Replica(id);
+    // Effects must flow from now on (the first replica may find them off).
+    if !full {
+        ensure_effects(node);
+    }
+    let spawned = std::thread::Builder::new().name(format!("replica-{id}")).spawn(move || serve(node, id, sock, rx));
+    if spawned.is_err() {
+        drop_replica(node, id);
+        return;
+    }
+    if full {
+        tracing::info!("Replica {} asks for synchronization", c.meta.addr);
+        start_syncs(node, false);
+    }
+}
+
+/// Turns every shard's effects log on (a PSYNC +CONTINUE after the backlog was made).
+fn ensure_effects(node: &Node) {
+    for s in 0..node.shard_count() {
+        node.lock_db(s).enable_effects();
+    }
+}
+
+/// The offset to continue from, when PSYNC's history is ours and still in the backlog.
+fn can_continue(st: &State, replid: &[u8], offset: &[u8]) -> Option<u64> {
+    let off: u64 = std::str::from_utf8(offset).ok()?.parse().ok()?;
+    let ours = replid == st.replid.as_bytes();
+    let old = replid == st.replid2.as_bytes() && st.second_offset >= 0 && off <= st.second_offset as u64;
+    if !(ours || old) || !st.has_backlog {
+        return None;
+    }
+    if off < st.first() || off > st.offset + 1 {
+        return None;
+    }
+    Some(off)
+}
+
+/// Starts a snapshot for the replicas waiting for one, when none runs (and, diskless,
+/// once `repl-diskless-sync-delay` has passed since the first of them asked, unless
+/// `now`).
+pub fn start_syncs(node: &'static Node, from_cron: bool) {
+    let (diskless_cfg, delay) = {
+        let cfg = node.config();
+        (cfg.repl_diskless_sync, cfg.repl_diskless_sync_delay)
+    };
+    let waiting: Vec<(u64, bool, u64)> = {
+        let st = lock(&node.repl.st);
+        st.replicas
+            .iter()
+            .filter(|r| is_replica(r) && r.phase == Phase::WaitBgsave)
+            .map(|r| (r.id, r.capa_eof, r.ack_ms))
+            .collect()
+    };
+    if waiting.is_empty() || crate::persist::running(node).is_some() {
+        return;
+    }
+    let diskless = diskless_cfg && waiting.iter().all(|w| w.1);
+    if diskless && delay > 0 {
+        let oldest = waiting.iter().map(|w| w.2).min().unwrap_or(0);
+        if !from_cron || unix_ms().saturating_sub(oldest) < delay * 1000 {
+            return;
+        }
+    }
+    let ids: Vec<u64> = waiting.iter().map(|w| w.0).collect();
+    let mark = crate::node::random_hex(40);
+    let cut_ids = ids.clone();
+    let cut_mark = mark.clone();
+    let at_cut: crate::persist::AtCut<'static> = Box::new(move |dbs| {
+        let mut st = lock(&node.repl.st);
+        for (s, db) in dbs.iter_mut() {
+            if let Some(log) = db.effects() {
+                let parts = log.drain();
+                crate::aof::hand_over_parts(node, *s, &parts);
+                st.pending[*s].extend(parts);
+            }
+            db.enable_effects();
+        }
+        st.merge();
+        st.append(SELECT_0);
+        let (replid, offset) = (st.replid.clone(), st.offset);
+        for r in st.replicas.iter_mut().filter(|r| cut_ids.contains(&r.id) && r.phase == Phase::WaitBgsave) {
+            r.phase = Phase::SendingRdb;
+            r.next = Some(offset + 1 - SELECT_0.len() as u64);
+            if let Some(f) = &r.feed {
+                let mut line = format!("+FULLRESYNC {replid} {}\r\n", offset - SELECT_0.len() as u64).into_bytes();
+                if diskless {
+                    line.extend_from_slice(format!("$EOF:{cut_mark}\r\n").as_bytes());
+                }
+                let _ = f.try_send(Feed::Bytes(Arc::new(line)));
+            }
+        }
+    });
+    let feeds: Vec<(u64, SyncSender<Feed>)> = {
+        let st = lock(&node.repl.st);
+        st.replicas.iter().filter(|r| ids.contains(&r.id)).filter_map(|r| Some((r.id, r.feed.clone()?))).collect()
+    };
+    let done_ids = ids.clone();
+    let result = if diskless {
+        let on_done: crate::persist::OnDone = Box::new(move |node, result| {
+            if let Err(e) = result {
+                tracing::warn!("Diskless sync to replicas failed: {e}");
+                for id in &done_ids {
+                    drop_replica(node, *id);
+                }
+            } else {
+                tracing::info!("Diskless sync to replicas done");
+            }
+        });
+        let sink = Box::new(ReplicaSink { feeds, mark: mark.into_bytes() });
+        crate::persist::start_background_to(
+            node,
+            crate::persist::SnapshotPurpose::Replicas,
+            crate::persist::Dest::Stream(sink),
+            at_cut,
+            on_done,
+        )
+    } else {
+        let (target, temp) = {
+            let cfg = node.config();
+            let dir = std::path::PathBuf::from(&cfg.dir);
+            (dir.join(&cfg.dbfilename), dir.join(format!("temp-{}.rdb", std::process::id())))
+        };
+        let file = target.clone();
+        let on_done: crate::persist::OnDone = Box::new(move |node, result| {
+            for (id, f) in &feeds {
+                match &result {
+                    Ok(()) => {
+                        let _ = f.send(Feed::File(file.clone()));
+                        let _ = f.send(Feed::Stream);
+                    }
+                    Err(_) => drop_replica(node, *id),
+                }
+            }
+        });
+        crate::persist::start_background(node, crate::persist::SnapshotPurpose::Rdb, target, temp, at_cut, on_done)
+    };
+    if result.is_err() {
+        // Another snapshot won the race: the cron tries again when it ends.
+        return;
+    }
+    if !diskless {
+        tracing::info!("Starting BGSAVE for SYNC with target: disk");
+    }
+}
+
+/// A diskless sync's image, fanned out to the replicas' threads (bounded channels:
+/// a slow replica slows the snapshot, which the shards feel as back-pressure).
+struct ReplicaSink {
+    feeds: Vec<(u64, SyncSender<Feed>)>,
+    mark: Vec<u8>,
+}
+
+impl crate::persist::RdbStream for ReplicaSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let chunk = Arc::new(bytes.to_vec());
+        self.feeds.retain(|(_, f)| f.send(Feed::Bytes(chunk.clone())).is_ok());
+        if self.feeds.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "every replica went away"));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        let mark = Arc::new(std::mem::take(&mut self.mark));
+        for (_, f) in &self.feeds {
+            let _ = f.send(Feed::Bytes(mark.clone()));
+            let _ = f.send(Feed::StreamAfterAck);
+        }
+        Ok(())
+    }
+}
+
+/// A replica's thread: the sync, then the stream, with blocking writes.
+fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) {
+    let timeout = node.config().repl_timeout.max(1);
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(timeout)));
+    let _ = sock.set_nodelay(true);
+    let ok = (|| -> std::io::Result<bool> {
+        loop {
+            match rx.recv() {
+                Ok(Feed::Bytes(b)) => sock.write_all(&b)?,
+                Ok(Feed::File(path)) => {
+                    let mut f = std::fs::File::open(&path)?;
+                    let len = f.metadata()?.len();
+                    sock.write_all(format!("${len}\r\n").as_bytes())?;
+                    std::io::copy(&mut f, &mut sock)?;
+                }
+                Ok(Feed::Stream) => return Ok(false),
+                Ok(Feed::StreamAfterAck) => return Ok(true),
+                Ok(Feed::Close) | Err(_) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::Other, "sync abandoned"));
+                }
+            }
+        }
+    })();
+    let Ok(after_ack) = ok else {
+        finish_thread(node, id, sock);
+        return;
+    };
+    {
+        let mut st = lock(&node.repl.st);
+        if let Some(r) = st.replicas.iter_mut().find(|r| r.id == id) {
+            r.phase = Phase::Online;
+            r.ack_ms = unix_ms();
+            r.wait_ack = after_ack;
+            tracing::info!("Synchronization with replica {}:{} succeeded", r.ip, r.port);
+        }
+    }
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        chunk.clear();
+        {
+            let mut st = lock(&node.repl.st);
+            loop {
+                let first = st.first();
+                let end = st.offset + 1;
+                let Some(r) = st.replicas.iter().find(|r| r.id == id) else { break };
+                if r.closing {
+                    break;
+                }
+                let next = r.next.unwrap_or(end);
+                if next < end && !r.wait_ack {
+                    if next < first {
+                        tracing::warn!("replica {id}: its stream left the backlog; dropping it");
+                        break;
+                    }
+                    let from = (next - first) as usize;
+                    let to = (from + CHUNK).min(st.buf.len());
+                    let (a, b) = st.buf.as_slices();
+                    if from < a.len() {
+                        chunk.extend_from_slice(&a[from..to.min(a.len())]);
+                    }
+                    if to > a.len() {
+                        chunk.extend_from_slice(&b[from.saturating_sub(a.len())..to - a.len()]);
+                    }
+                    break;
+                }
+                st = node
+                    .repl
+                    .more
+                    .wait_timeout(st, Duration::from_secs(1))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        if sock.write_all(&chunk).is_err() {
+            break;
+        }
+        let mut st = lock(&node.repl.st);
+        if let Some(r) = st.replicas.iter_mut().find(|r| r.id == id) {
+            r.next = r.next.map(|n| n + chunk.len() as u64);
+        }
+        st.trim();
+    }
+    finish_thread(node, id, sock);
+}
+
+/// The thread's end: the socket shut down (its shard sees the connection close and
+/// forgets the replica) and the descriptor forgotten before it closes.
+fn finish_thread(node: &Node, id: u64, sock: TcpStream) {
+    let mut st = lock(&node.repl.st);
+    if let Some(r) = st.replicas.iter_mut().find(|r| r.id == id) {
+        r.closing = true;
+        r.fd = None;
+        r.feed = None;
+    }
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+    drop(st);
+    drop(sock);
+}
+
+/// Drops a replica: its socket is shut down; the rest follows from its connection's
+/// end ([`replica_gone`]).
+pub fn drop_replica(node: &Node, id: u64) {
+    let mut st = lock(&node.repl.st);
+    if let Some(r) = st.replicas.iter_mut().find(|r| r.id == id) {
+        close(r);
+    }
+    drop(st);
+    node.repl.more.notify_all();
+}
+
+fn close(r: &mut Replica) {
+    r.closing = true;
+    if let Some(f) = r.feed.take() {
+        let _ = f.try_send(Feed::Close);
+    }
+    if let Some(fd) = r.fd {
+        // SAFETY: the replica's thread owns `fd` and clears it under this lock before
+        // closing it, so it is still that socket.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
+
+/// The connection of replica `id` is gone (its shard freed it).
+pub fn replica_gone(node: &Node, id: u64) {
+    let mut st = lock(&node.repl.st);
+    if let Some(i) = st.replicas.iter().position(|r| r.id == id) {
+        let mut r = st.replicas.remove(i);
+        if r.feed.is_some() || r.fd.is_some() {
+            tracing::info!("Connection with replica {}:{} lost.", r.ip, r.port);
+        }
+        close(&mut r);
+        if !st.replicas.iter().any(is_replica) {
+            st.no_replicas_since = unix_ms();
+        }
+        st.trim();
+    }
+    drop(st);
+    node.repl.more.notify_all();
+}
+
+/// A connection that said REPLCONF and then went away without PSYNC.
+pub fn forget_handshake(node: &Node, id: u64) {
+    let mut st = lock(&node.repl.st);
+    st.replicas.retain(|r| r.id != id || r.feed.is_some() || r.fd.is_some());
+}
+
+/// Replicas too far behind are dropped (`client-output-buffer-limit replica`).
+pub(crate) fn enforce_limits(st: &mut State) {
+    let lim = st.limits;
+    let end = st.offset + 1;
+    let now = unix_ms();
+    for r in st.replicas.iter_mut().filter(|r| !r.closing) {
+        let Some(next) = r.next else { continue };
+        let behind = end.saturating_sub(next);
+        let over_hard = lim.hard > 0 && behind > lim.hard;
+        let over_soft = lim.soft > 0 && behind > lim.soft;
+        let soft_expired = match (over_soft, r.soft_since) {
+            (true, Some(t)) => now.saturating_sub(t) > lim.soft_secs * 1000,
+            (true, None) => {
+                r.soft_since = Some(now);
+                lim.soft_secs == 0
+            }
+            (false, _) => {
+                r.soft_since = None;
+                false
+            }
+        };
+        if over_hard || soft_expired {
+            tracing::warn!(
+                "Client id={} addr={}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                r.id,
+                r.ip,
+                r.port
+            );
+            close(r);
+        }
+    }
+}
+
+/// Replicas online with a recent ACK (`min-replicas-max-lag`).
+pub(crate) fn good_replicas(node: &Node, st: &State, now: u64) -> u64 {
+    let max_lag = node.config().min_replicas_max_lag;
+    st.replicas
+        .iter()
+        .filter(|r| is_replica(r) && r.phase.is_online() && now.saturating_sub(r.ack_ms) / 1000 <= max_lag)
+        .count() as u64
+}
+
+/// `min-replicas-to-write`: false when writes must be refused with NOREPLICAS.
+pub fn enough_replicas(node: &Node) -> bool {
+    let min = node.config().min_replicas_to_write;
+    if min == 0 || node.repl.is_replica.load(Ordering::Relaxed) {
+        return true;
+    }
+    let st = lock(&node.repl.st);
+    good_replicas(node, &st, unix_ms()) >= min
+}
+
+/// WAIT numreplicas timeout.
+pub fn wait(core: &mut ShardCore, c: &mut Conn, args: &Args, in_exec: bool) {
+    let node = core.node;
+    if node.repl.is_replica.load(Ordering::Acquire) {
+        return c.error(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        );
+    }
+    let Some(want) = std::str::from_utf8(args.get(1)).ok().and_then(|v| v.parse::<i64>().ok()) else {
+        return c.error("ERR value is not an integer or out of range");
+    };
+    let Some(timeout) = std::str::from_utf8(args.get(2)).ok().and_then(|v| v.parse::<i64>().ok()) else {
+        return c.error("ERR timeout is not an integer or out of range");
+    };
+    if timeout < 0 {
+        return c.error("ERR timeout is negative");
+    }
+    // Inside EXEC the keyspace locks are held: the effects logged so far are the
+    // target's lower bound anyway, and WAIT answers at once there.
+    let target = if in_exec { node.repl.offset() } else { super::flush_all(node) };
+    let acked = {
+        let st = lock(&node.repl.st);
+        count_acks(&st, target)
+    };
+    if in_exec || acked as i64 >= want {
+        return c.reply(|r| r.integer(acked as i64));
+    }
+    let seq = c.push_pending();
+    c.barrier = Some(seq);
+    {
+        let mut st = lock(&node.repl.st);
+        st.waiters.push(WaitReq {
+            shard: core.id,
+            token: c.token,
+            seq,
+            offset: target,
+            replicas: want as u64,
+            deadline: if timeout == 0 { 0 } else { unix_ms() + timeout as u64 },
+        });
+        st.append(GETACK);
+    }
+    node.repl.waiting.store(true, Ordering::Release);
+    node.repl.more.notify_all();
+}
+
+fn count_acks(st: &State, offset: u64) -> u64 {
+    st.replicas.iter().filter(|r| is_replica(r) && r.phase.is_online() && r.ack >= offset).count() as u64
+}
+
+/// Answers the WAIT clients that have their acknowledgements.
+pub fn check_waiters(core: &mut ShardCore) {
+    finish_waiters(core, false);
+}
+
+/// Answers WAIT clients whose timeout passed (cron).
+pub fn expire_waiters(core: &mut ShardCore) {
+    finish_waiters(core, true);
+}
+
+fn finish_waiters(core: &mut ShardCore, timeouts: bool) {
+    let node = core.node;
+    if !node.repl.waiting.load(Ordering::Acquire) {
+        return;
+    }
+    let now = unix_ms();
+    let mut done = Vec::new();
+    {
+        let mut st = lock(&node.repl.st);
+        let mut i = 0;
+        while i < st.waiters.len() {
+            let w = &st.waiters[i];
+            let n = count_acks(&st, w.offset);
+            if n >= w.replicas || (timeouts && w.deadline != 0 && now >= w.deadline) {
+                let w = st.waiters.swap_remove(i);
+                done.push((w, n));
+            } else {
+                i += 1;
+            }
+        }
+        if st.waiters.is_empty() {
+            node.repl.waiting.store(false, Ordering::Release);
+        }
+    }
+    for (w, n) in done {
+        core.send(w.shard, Msg::Reply { token: w.token, seq: w.seq, bytes: format!(":{n}\r\n").into_bytes() });
+    }
+}
+
+/// The master side's cron: syncs to start, pings, timed-out replicas, the backlog's
+/// time to live.
+pub fn cron(node: &'static Node) {
+    start_syncs(node, true);
+    let (period, timeout, ttl, limits, backlog_size) = {
+        let cfg = node.config();
+        (
+            cfg.repl_ping_replica_period.max(1),
+            cfg.repl_timeout,
+            cfg.repl_backlog_ttl,
+            cfg.replica_output_limits(),
+            cfg.repl_backlog_size,
+        )
+    };
+    let now = unix_ms();
+    let mut free_backlog = false;
+    {
+        let mut st = lock(&node.repl.st);
+        st.limits = limits;
+        st.backlog_size = backlog_size;
+        let has_replicas = st.replicas.iter().any(is_replica);
+        let replica_node = node.repl.is_replica.load(Ordering::Relaxed);
+        if has_replicas && !replica_node && now.saturating_sub(st.last_ping_ms) >= period * 1000 {
+            st.last_ping_ms = now;
+            st.append(PING);
+        }
+        for r in st.replicas.iter_mut().filter(|r| is_replica(r) && r.phase.is_online()) {
+            if timeout > 0 && now.saturating_sub(r.ack_ms) > timeout * 1000 {
+                tracing::warn!("Disconnecting timedout replica (streaming sync): {}:{}", r.ip, r.port);
+                close(r);
+            }
+        }
+        enforce_limits(&mut st);
+        st.trim();
+        if st.has_backlog
+            && !has_replicas
+            && !replica_node
+            && ttl > 0
+            && now.saturating_sub(st.no_replicas_since) > ttl * 1000
+        {
+            st.has_backlog = false;
+            st.buf = Default::default();
+            st.replid = crate::node::random_hex(40);
+            st.clear_replid2();
+            free_backlog = true;
+            tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
+        }
+    }
+    node.repl.more.notify_all();
+    if free_backlog {
+        node.repl.on.store(false, Ordering::Release);
+        for s in 0..node.shard_count() {
+            let mut db = node.lock_db(s);
+            if !super::effects_wanted(node) {
+                db.disable_effects();
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Replication with Redis's PSYNC protocol, against redis-server 7.0.15 both ways: a
+//! redis-server replica of a ferrokv master and a ferrokv replica of a redis-server
+//! master hold the master's dataset after a full sync (diskless and disk-based) and
+//! after a stream of mixed writes; a dropped link resumes with a partial resync that
+//! keeps the offset; WAIT counts acknowledgements; replicas refuse writes; REPLICAOF
+//! NO ONE keeps the data.
+
+use ferrokv_tests::dataset::{fill, snapshot};
+use ferrokv_tests::resp::Reply;
+use ferrokv_tests::{Conn, Kind, Server};
+use std::time::{Duration, Instant};
+
+fn call(c: &mut Conn, args: &[&str]) -> Reply {
+    c.call(args)
+}
+
+fn info(c: &mut Conn, section: &str) -> String {
+    match call(c, &["INFO", section]) {
+        Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
+        other => panic!("INFO: {other:?}"),
+    }
+}
+
+fn field(c: &mut Conn, section: &str, name: &str) -> Option<String> {
+    let text = info(c, section);
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+}
+
+fn int(r: Reply) -> i64 {
+    match r {
+        Reply::Int(n) => n,
+        other => panic!("expected an integer: {other:?}"),
+    }
+}
+
+/// Waits until `f` holds (polling), or panics with `what`.
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn start(kind: Kind, args: &[&str]) -> Server {
+    Server::start(kind, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A replica of `master` (started with `replicaof`), once its link is up.
+fn replica_of(kind: Kind, master: &Server, extra: &[&str]) -> Server {
+    let port = master.port().to_string();
+    let mut args = vec!["--replicaof", "127.0.0.1", &port];
+    if kind == Kind::Redis {
+        // redis-server takes the directive's two words as one argument.
+        args = vec!["--replicaof"];
+    }
+    let joined = format!("127.0.0.1 {port}");
+    if kind == Kind::Redis {
+        args.push(&joined);
+    }
+    args.extend_from_slice(extra);
+    let r = start(kind, &args);
+    let mut c = r.conn();
+    eventually("the replica's link is up", Duration::from_secs(20), || {
+        field(&mut c, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    r
+}
+
+/// Writes of every kind the propagation rewrites: relative expiries, SPOP, INCRBYFLOAT,
+/// a transaction, a key expiring on the master, deletions.
+fn mixed_writes(c: &mut Conn) {
+    let cmds: &[&[&str]] = &[
+        &["SET", "w:ex", "v", "EX", "1000"],
+        &["SET", "w:px", "v", "PX", "50"],
+        &["SADD", "w:set", "a", "b", "c", "d", "e"],
+        &["SPOP", "w:set"],
+        &["SPOP", "w:set", "2"],
+        &["SET", "w:f", "10.5"],
+        &["INCRBYFLOAT", "w:f", "0.1"],
+        &["HSET", "w:h", "a", "1"],
+        &["HINCRBYFLOAT", "w:h", "a", "2.5"],
+        &["MULTI"],
+        &["MSET", "w:m1", "1", "w:m2", "2"],
+        &["INCR", "w:m1"],
+        &["LPUSH", "w:l", "x", "y", "z"],
+        &["EXEC"],
+        &["ZADD", "w:z", "1", "a", "2", "b"],
+        &["ZINCRBY", "w:z", "5", "a"],
+        &["SETRANGE", "w:s", "3", "abc"],
+        &["EXPIRE", "s:1", "5000"],
+        &["PERSIST", "s:5"],
+        &["DEL", "s:2", "s:3"],
+        &["LPOP", "l:small"],
+        &["RPOPLPUSH", "l:small", "w:l"],
+        &["GETEX", "s:4", "EX", "7000"],
+    ];
+    for cmd in cmds {
+        let r = call(c, cmd);
+        assert!(!matches!(r, Reply::Error(_)), "{cmd:?}: {r:?}");
+    }
+    // The PX 50 key expires on the master, which deletes it and sends DEL.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(call(c, &["EXISTS", "w:px"]), Reply::Int(0));
+}
+
+/// The replica's dataset equals the master's (after WAIT, or once offsets match).
+fn assert_same(master: &mut Conn, replica: &mut Conn) {
+    eventually("replica offset reaches the master's", Duration::from_secs(10), || {
+        let m = field(master, "replication", "master_repl_offset");
+        let r = field(replica, "replication", "slave_repl_offset");
+        m.is_some() && m == r
+    });
+    let (m, r) = (snapshot(master), snapshot(replica));
+    assert_eq!(m.len(), r.len(), "key counts differ");
+    for (a, b) in m.iter().zip(r.iter()) {
+        assert_eq!(a, b);
+    }
+}
+
+fn sync_roundtrip(master_kind: Kind, replica_kind: Kind, diskless: bool) {
+    let disk = if diskless { "yes" } else { "no" };
+    let master = start(master_kind, &["--repl-diskless-sync", disk, "--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    fill(&mut m, 7);
+    let replica = replica_of(replica_kind, &master, &[]);
+    let mut r = replica.conn();
+    assert_same(&mut m, &mut r);
+    mixed_writes(&mut m);
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "5000"])), 1, "WAIT 1 counts the replica");
+    assert_same(&mut m, &mut r);
+    assert_eq!(call(&mut r, &["EXISTS", "w:px"]), Reply::Int(0), "the master's DEL of an expired key arrived");
+}
+
+#[test]
+fn redis_replicates_from_a_ferrokv_master_diskless() {
+    sync_roundtrip(Kind::Ferrokv, Kind::Redis, true);
+}
+
+#[test]
+fn redis_replicates_from_a_ferrokv_master_disk_based() {
+    sync_roundtrip(Kind::Ferrokv, Kind::Redis, false);
+}
+
+#[test]
+fn ferrokv_replicates_from_a_redis_master() {
+    sync_roundtrip(Kind::Redis, Kind::Ferrokv, true);
+}
+
+#[test]
+fn ferrokv_replicates_from_a_redis_master_disk_based() {
+    sync_roundtrip(Kind::Redis, Kind::Ferrokv, false);
+}
+
+#[test]
+fn ferrokv_replicates_from_ferrokv() {
+    sync_roundtrip(Kind::Ferrokv, Kind::Ferrokv, true);
+}
+
+/// The replica's connection on the master, by CLIENT LIST's `cmd=` of its last command.
+fn replica_client_id(m: &mut Conn) -> String {
+    let list = match call(m, &["CLIENT", "LIST"]) {
+        Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    list.lines()
+        .find(|l| l.contains("cmd=psync") || l.contains("cmd=replconf"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|w| w.strip_prefix("id="))
+        .unwrap_or_else(|| panic!("no replica in CLIENT LIST: {list}"))
+        .to_string()
+}
+
+/// A short link drop resumes with +CONTINUE from the backlog: no second full sync,
+/// the offset carries on, and the writes made meanwhile arrive.
+fn partial_resync(master_kind: Kind, replica_kind: Kind) {
+    let master = start(master_kind, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    fill(&mut m, 3);
+    let replica = replica_of(replica_kind, &master, &[]);
+    let mut r = replica.conn();
+    assert_same(&mut m, &mut r);
+    assert_eq!(field(&mut m, "stats", "sync_full").as_deref(), Some("1"));
+    let id = replica_client_id(&mut m);
+    assert_eq!(call(&mut m, &["CLIENT", "KILL", "ID", &id]), Reply::Int(1));
+    for i in 0..50 {
+        call(&mut m, &["SET", &format!("after-drop:{i}"), "v"]);
+    }
+    eventually("the link is back", Duration::from_secs(20), || {
+        field(&mut m, "stats", "sync_partial_ok").as_deref() == Some("1")
+            && field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    assert_eq!(field(&mut m, "stats", "sync_full").as_deref(), Some("1"), "no second full sync");
+    assert_same(&mut m, &mut r);
+}
+
+#[test]
+fn partial_resync_after_a_link_drop_ferrokv_master() {
+    partial_resync(Kind::Ferrokv, Kind::Redis);
+}
+
+#[test]
+fn partial_resync_after_a_link_drop_ferrokv_replica() {
+    partial_resync(Kind::Redis, Kind::Ferrokv);
+}
+
+#[test]
+fn replica_refuses_writes_and_promotion_keeps_the_data() {
+    let master = start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    call(&mut m, &["SET", "k", "v"]);
+    let replica = replica_of(Kind::Ferrokv, &master, &[]);
+    let mut r = replica.conn();
+    eventually("k replicated", Duration::from_secs(10), || {
+        call(&mut r, &["GET", "k"]) == Reply::Bulk(Some(b"v".to_vec()))
+    });
+    assert_eq!(
+        call(&mut r, &["SET", "x", "1"]),
+        Reply::Error(b"READONLY You can't write against a read only replica.".to_vec())
+    );
+    assert!(
+        matches!(call(&mut r, &["WAIT", "0", "0"]), Reply::Error(e) if e.starts_with(b"ERR WAIT cannot be used with replica"))
+    );
+    // ROLE on both sides.
+    match call(&mut r, &["ROLE"]) {
+        Reply::Array(Some(items)) => {
+            assert_eq!(items[0], Reply::Bulk(Some(b"slave".to_vec())));
+            assert_eq!(items[2], Reply::Int(master.port() as i64));
+            assert_eq!(items[3], Reply::Bulk(Some(b"connected".to_vec())));
+        }
+        other => panic!("ROLE: {other:?}"),
+    }
+    eventually("the master lists its replica in ROLE", Duration::from_secs(10), || match call(&mut m, &["ROLE"]) {
+        Reply::Array(Some(items)) => matches!(&items[2], Reply::Array(Some(v)) if v.len() == 1),
+        _ => false,
+    });
+    assert_eq!(call(&mut r, &["REPLICAOF", "NO", "ONE"]), Reply::Simple(b"OK".to_vec()));
+    assert_eq!(call(&mut r, &["GET", "k"]), Reply::Bulk(Some(b"v".to_vec())));
+    assert_eq!(call(&mut r, &["SET", "x", "1"]), Reply::Simple(b"OK".to_vec()));
+    assert_eq!(field(&mut r, "replication", "role").as_deref(), Some("master"));
+    // The old history stays valid as replid2 up to the promotion.
+    let old = field(&mut m, "replication", "master_replid").unwrap();
+    assert_eq!(field(&mut r, "replication", "master_replid2"), Some(old));
+    assert_eq!(
+        call(&mut r, &["REPLICAOF", "127.0.0.1", "notaport"]),
+        Reply::Error(b"ERR Invalid master port".to_vec())
+    );
+}
+
+#[test]
+fn wait_counts_acknowledging_replicas_and_times_out() {
+    let master = start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    assert_eq!(int(call(&mut m, &["WAIT", "0", "0"])), 0);
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "100"])), 0, "no replica: times out with 0");
+    let _replica = replica_of(Kind::Ferrokv, &master, &[]);
+    call(&mut m, &["SET", "k", "v"]);
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "0"])), 1);
+    let started = Instant::now();
+    assert_eq!(int(call(&mut m, &["WAIT", "2", "300"])), 1, "only one replica acknowledges");
+    assert!(started.elapsed() >= Duration::from_millis(250), "WAIT waited for its timeout");
+    assert_eq!(call(&mut m, &["WAIT", "1", "-1"]), Reply::Error(b"ERR timeout is negative".to_vec()));
+    assert_eq!(
+        call(&mut m, &["WAIT", "x", "0"]),
+        Reply::Error(b"ERR value is not an integer or out of range".to_vec())
+    );
+}
+
+/// Redis's rule: on a replica an expired key is hidden from reads but stays until
+/// the master's DEL arrives.
+#[test]
+fn expired_keys_on_a_replica_wait_for_the_masters_del() {
+    let master = start(Kind::Redis, &["--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes"]);
+    let mut m = master.conn();
+    assert_eq!(call(&mut m, &["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), Reply::Simple(b"OK".to_vec()));
+    let replica = replica_of(Kind::Ferrokv, &master, &[]);
+    let mut r = replica.conn();
+    call(&mut m, &["SET", "gone", "v", "PX", "100"]);
+    call(&mut m, &["SET", "kept", "v"]);
+    eventually("both keys replicated", Duration::from_secs(10), || int(call(&mut r, &["DBSIZE"])) == 2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(call(&mut r, &["GET", "gone"]), Reply::Bulk(None), "hidden once expired");
+    assert_eq!(int(call(&mut r, &["DBSIZE"])), 2, "but not deleted by the replica");
+    // The master's lookup expires it and propagates DEL.
+    assert_eq!(call(&mut m, &["GET", "gone"]), Reply::Bulk(None));
+    eventually("the master's DEL arrived", Duration::from_secs(10), || int(call(&mut r, &["DBSIZE"])) == 1);
+}
