@@ -66,8 +66,8 @@
 //! - A side of a partition without a majority of the slot-serving masters never flags a
 //!   master FAIL and never promotes a replica.
 //! - A dead master with a working replica is replaced, in the absence of loss, within about
-//!   `2 × node_timeout + 1.5 s`; under loss each lost vote costs a retry
-//!   (`4 × max(2 × node_timeout, 2 s)` later).
+//!   `2 × node_timeout + 1.5 s`; under loss a failed election is retried
+//!   `2 × max(2 × node_timeout, 2 s)` after the previous one was scheduled.
 //! - After faults stop, every node converges on one table of roles, epochs and slots.
 //! - Not guaranteed: writes acknowledged by a master and not yet replicated are lost by an
 //!   automatic failover (asynchronous replication; the rank favours the most up-to-date
