@@ -344,6 +344,13 @@ impl Server {
         })
     }
 
+    /// A connection, or None when the server does not answer (killed, restarting).
+    pub fn try_conn(&self) -> Option<Conn> {
+        let mut c = Conn::connect(self.port).ok()?;
+        c.set_timeout(Duration::from_secs(5));
+        Some(c)
+    }
+
     /// Everything the process printed so far (stdout, then stderr).
     pub fn output(&self) -> String {
         read_output(&self.dir)

@@ -146,7 +146,12 @@ impl Bus {
             .spawn(async move {
                 loop {
                     // Gossip carries our replication offset (failover ranks replicas by it).
-                    b.state.borrow_mut().set_repl_offset(crate::repl::offset_for_cluster(b.node));
+                    {
+                        let (offset, link_down) = crate::repl::facts_for_cluster(b.node);
+                        let mut st = b.state.borrow_mut();
+                        st.set_repl_offset(offset);
+                        st.set_master_link_down_since(link_down);
+                    }
                     b.feed(Input::Tick);
                     b.executor.sleep(Duration::from_millis(100)).await;
                 }
@@ -297,10 +302,12 @@ impl Bus {
                 crate::repl::replica::promote(self.node);
             }
             Output::PauseWrites { until_ms } => {
-                tracing::info!("cluster: pause writes until {until_ms} for a manual failover (not wired yet)");
+                tracing::info!("cluster: manual failover: client writes paused");
+                self.node.repl.pause_writes_until(until_ms);
             }
             Output::ResumeWrites => {
-                tracing::info!("cluster: resume writes after a manual failover (not wired yet)");
+                tracing::info!("cluster: manual failover over: client writes resume");
+                self.node.repl.pause_writes_until(0);
             }
             Output::StopReplication { flush } => {
                 if self.node.repl.is_replica.load(std::sync::atomic::Ordering::Acquire) {

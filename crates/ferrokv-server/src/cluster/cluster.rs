@@ -278,8 +278,6 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
             }),
             Err(e) => c.error(&e),
         }
-    } else if eq_ic(sub, "failover") {
-        c.error("ERR CLUSTER FAILOVER needs replication, which ferrokv does not have yet");
     } else if eq_ic(sub, "links") {
         arity!(argc == 2);
         // The links live with the bus on shard 0.
@@ -395,6 +393,11 @@ fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Op
             return Some(wrong());
         }
         Command::CountFailureReports(rest[0].clone())
+    } else if eq_ic(sub, "failover") {
+        if n > 1 {
+            return Some(wrong());
+        }
+        Command::Failover { option: rest.first().cloned() }
     } else if eq_ic(sub, "saveconfig") {
         if n != 0 {
             return Some(wrong());

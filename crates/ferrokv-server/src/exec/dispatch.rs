@@ -36,6 +36,8 @@ pub struct ShardCore {
     pub outbox: Vec<Vec<Msg>>,
     /// This shard's connections that CLIENT KILL asked to close.
     pub local_kills: Vec<u64>,
+    /// Connections holding a write until the write pause ends (tokens).
+    pub paused: Vec<u64>,
     pub exec_cfg: ExecConfig,
     cfg_version: u64,
     pub query_buffer_limit: u64,
@@ -94,6 +96,7 @@ impl ShardCore {
             id,
             outbox: (0..n).map(|_| Vec::new()).collect(),
             local_kills: Vec::new(),
+            paused: Vec::new(),
             exec_cfg: ExecConfig::default(),
             cfg_version: u64::MAX,
             query_buffer_limit: 0,
@@ -243,6 +246,17 @@ impl ShardCore {
         }
         if !c.authed && !spec.has(Flags::NO_AUTH) {
             return self.reject_spec(c, spec, id, "NOAUTH Authentication required.".into());
+        }
+        // A manual failover holds client writes (queueing inside MULTI is not one); they
+        // run when the pause ends, and then meet the new cluster view (a MOVED).
+        if self.node.repl.writes_paused(self.now_ms)
+            && (c.multi().is_none() || matches!(spec.handler, Handler::Server(ServerCmd::Exec)))
+            && Self::writes(c, spec)
+        {
+            if !self.paused.contains(&c.token) {
+                self.paused.push(c.token);
+            }
+            return Flow::Stall;
         }
         let asking = std::mem::take(&mut c.asking);
         if !matches!(spec.handler, Handler::Server(_)) && self.node.cluster.is_some() {

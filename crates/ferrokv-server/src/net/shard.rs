@@ -117,6 +117,9 @@ impl Shard {
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);
+            if !self.core.paused.is_empty() && !node.repl.writes_paused(unix_ms()) {
+                self.resume_paused();
+            }
             let now = Instant::now();
             if now >= self.next_tick {
                 self.tick();
@@ -130,6 +133,10 @@ impl Shard {
             }
             if let Some(at) = self.executor.next_deadline() {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            if !self.core.paused.is_empty() {
+                let until = node.repl.paused_until.load(Ordering::Relaxed);
+                timeout = timeout.min(Duration::from_millis(until.saturating_sub(unix_ms()).max(1)));
             }
             if !self.held.is_empty() {
                 // The AOF writer wakes us when it has synced (MSG_RING); in case the
@@ -360,6 +367,22 @@ impl Shard {
             None => false,
         });
         self.held = held;
+    }
+
+    /// The write pause ended: the held connections run their commands now.
+    fn resume_paused(&mut self) {
+        self.core.now_ms = unix_ms();
+        for tok in std::mem::take(&mut self.core.paused) {
+            let Some((idx, c)) = self.conns.by_token(tok) else { continue };
+            if c.dead {
+                continue;
+            }
+            if c.pending.is_empty() {
+                c.stalled = false;
+                self.core.process_inbuf(c);
+            }
+            self.schedule_flush(idx);
+        }
     }
 
     /// Starts one send per connection that has bytes ready and none in flight.

@@ -58,6 +58,8 @@ pub struct Repl {
     pub(crate) more: Condvar,
     /// WAIT clients are parked (checked on ACKs and by the cron).
     pub waiting: AtomicBool,
+    /// Client writes are held until this unix ms (a manual failover; 0: not paused).
+    pub paused_until: AtomicU64,
     /// INFO stats: full syncs served, partial resyncs accepted and refused.
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
@@ -223,6 +225,7 @@ impl Repl {
             }),
             more: Condvar::new(),
             waiting: AtomicBool::new(false),
+            paused_until: AtomicU64::new(0),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -245,6 +248,19 @@ impl Repl {
             drop(st);
             self.more.notify_all();
         }
+    }
+
+    /// Holds client writes until `until_ms` (0 lifts the pause), as Redis's
+    /// `pauseClients(PAUSE_WRITE)` during a manual failover.
+    pub fn pause_writes_until(&self, until_ms: u64) {
+        self.paused_until.store(until_ms, Ordering::Release);
+    }
+
+    /// Client writes are held now.
+    #[inline]
+    pub fn writes_paused(&self, now_ms: u64) -> bool {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        until != 0 && now_ms < until
     }
 
     /// `master_repl_offset`.
@@ -272,10 +288,17 @@ pub fn flush_all(node: &Node) -> u64 {
     node.repl.offset()
 }
 
-/// Redis's `master_repl_offset` and whether this node is a replica: for CLUSTER's
-/// offset in gossip.
-pub fn offset_for_cluster(node: &Node) -> u64 {
-    node.repl.offset()
+/// What the cluster bus needs (see `ferrokv_cluster`'s contract): the replication
+/// offset (applied, on a replica), and since when the link to the master is down
+/// (None while it is up, or on a master).
+pub fn facts_for_cluster(node: &Node) -> (u64, Option<u64>) {
+    let st = lock(&node.repl.st);
+    let down = match &st.link {
+        None => None,
+        Some(l) if l.state == replica::LinkState::Connected => None,
+        Some(l) => Some(l.down_since_ms),
+    };
+    (st.offset, down)
 }
 
 /// Once per cron tick (shard 0): pings, syncs to start, replicas timed out, the
