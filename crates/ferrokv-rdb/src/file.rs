@@ -211,6 +211,10 @@ pub struct FileReader<'a> {
     r: Reader<'a>,
     version: u16,
     ended: bool,
+    /// The CRC-64 of the file's bytes before `data` (a [`StreamReader`]'s window).
+    crc_before: u64,
+    /// The file offset of `data[0]`.
+    base: usize,
 }
 
 impl<'a> FileReader<'a> {
@@ -230,7 +234,7 @@ impl<'a> FileReader<'a> {
         }
         let mut r = Reader::new(data);
         r.bytes(9).map_err(|e| FileError { offset: 0, error: FileProblem::Decode(e) })?;
-        Ok(FileReader { data, r, version, ended: false })
+        Ok(FileReader { data, r, version, ended: false, crc_before: 0, base: 0 })
     }
 
     pub fn version(&self) -> u16 {
@@ -257,7 +261,8 @@ impl<'a> FileReader<'a> {
     /// decoded): a loader decodes entries on other threads ([`decode_value`]).
     pub fn next_raw(&mut self) -> Result<RawRecord<'a>, FileError> {
         let start = self.r.position();
-        let at = |e: DecodeError| FileError { offset: start, error: FileProblem::Decode(e) };
+        let base = self.base;
+        let at = |e: DecodeError| FileError { offset: base + start, error: FileProblem::Decode(e) };
         if self.ended {
             return Err(at(DecodeError::Invalid("read past EOF")));
         }
@@ -296,10 +301,10 @@ impl<'a> FileReader<'a> {
                         let b = self.r.bytes(8).map_err(at)?;
                         let stored = u64::from_le_bytes(b.try_into().expect("8 bytes"));
                         if stored != 0 {
-                            let computed = crc64(0, &self.data[..end]);
+                            let computed = crc64(self.crc_before, &self.data[..end]);
                             if computed != stored {
                                 return Err(FileError {
-                                    offset: end,
+                                    offset: base + end,
                                     error: FileProblem::Checksum { stored, computed },
                                 });
                             }
@@ -312,11 +317,110 @@ impl<'a> FileReader<'a> {
                     let from = self.r.position();
                     value::skip_value(t, &mut self.r).map_err(at)?;
                     let value = &self.data[from..self.r.position()];
-                    return Ok(RawRecord::Entry { key, t, value, meta, offset: start });
+                    return Ok(RawRecord::Entry { key, t, value, meta, offset: base + start });
                 }
                 _ => return Err(at(DecodeError::Invalid("record type"))),
             }
         }
+    }
+}
+
+/// A record as [`StreamReader::next`] gives it: a key's value left encoded, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedRecord {
+    Other(Record),
+    Entry { key: Vec<u8>, t: u8, value: Vec<u8>, meta: KeyMeta, offset: usize },
+}
+
+/// Reads a file's records from bytes that arrive in pieces (a replica's full sync):
+/// only the record being read is held, never the whole file. Feed bytes with
+/// [`StreamReader::feed`]; [`StreamReader::next`] gives each record once it is complete.
+#[derive(Default)]
+pub struct StreamReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already read.
+    used: usize,
+    /// The file offset of `buf[0]`, and the CRC-64 of the file before it.
+    base: usize,
+    crc: Checksum,
+    version: Option<u16>,
+    ended: bool,
+}
+
+impl StreamReader {
+    pub fn new() -> StreamReader {
+        StreamReader::default()
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        // Drop what was read before growing, so the buffer holds about one record.
+        if self.used > 0 && self.used * 2 >= self.buf.len() {
+            self.crc.update(&self.buf[..self.used]);
+            self.buf.drain(..self.used);
+            self.base += self.used;
+            self.used = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The EOF record (and checksum) was read.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Bytes read so far (records and header).
+    pub fn offset(&self) -> usize {
+        self.base + self.used
+    }
+
+    /// The next complete record; `Ok(None)` until enough bytes were fed.
+    pub fn next(&mut self) -> Result<Option<OwnedRecord>, FileError> {
+        if self.ended {
+            return Err(FileError {
+                offset: self.offset(),
+                error: FileProblem::Decode(DecodeError::Invalid("read past EOF")),
+            });
+        }
+        let version = match self.version {
+            Some(v) => v,
+            None => {
+                if self.buf.len() < 9 {
+                    return Ok(None);
+                }
+                let v = FileReader::new(&self.buf)?.version();
+                self.version = Some(v);
+                self.used = 9;
+                v
+            }
+        };
+        let mut crc = self.crc;
+        crc.update(&self.buf[..self.used]);
+        let window = &self.buf[self.used..];
+        let mut r = FileReader {
+            data: window,
+            r: Reader::new(window),
+            version,
+            ended: false,
+            crc_before: crc.0,
+            base: self.base + self.used,
+        };
+        let rec = match r.next_raw() {
+            Ok(rec) => rec,
+            Err(FileError { error: FileProblem::Decode(DecodeError::Truncated), .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let consumed = r.offset();
+        let owned = match rec {
+            RawRecord::Other(o) => {
+                self.ended = matches!(o, Record::End);
+                OwnedRecord::Other(o)
+            }
+            RawRecord::Entry { key, t, value, meta, offset } => {
+                OwnedRecord::Entry { key, t, value: value.to_vec(), meta, offset }
+            }
+        };
+        self.used += consumed;
+        Ok(Some(owned))
     }
 }
 
@@ -357,6 +461,46 @@ mod tests {
                 return Ok(out);
             }
         }
+    }
+
+    /// What a StreamReader gives, fed `data` in pieces of `step` bytes.
+    fn streamed(data: &[u8], step: usize) -> Result<Vec<Record>, FileError> {
+        let mut r = StreamReader::new();
+        let mut out = Vec::new();
+        for piece in data.chunks(step) {
+            r.feed(piece);
+            while let Some(rec) = r.next()? {
+                out.push(match rec {
+                    OwnedRecord::Other(o) => o,
+                    OwnedRecord::Entry { key, t, value, meta, offset } => {
+                        let value =
+                            decode_value(t, &value).map_err(|e| FileError { offset, error: FileProblem::Decode(e) })?;
+                        Record::Entry { key, value, meta }
+                    }
+                });
+                if r.ended() {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_stream_fed_in_any_pieces_reads_as_the_whole_file() {
+        for checksum in [true, false] {
+            let data = sample(checksum);
+            let whole = all(&data).unwrap();
+            for step in [1, 2, 3, 7, 64, data.len()] {
+                assert_eq!(streamed(&data, step).unwrap(), whole, "pieces of {step}");
+            }
+        }
+        // A flipped byte fails the checksum, with the offset of the trailer.
+        let mut bad = sample(true);
+        let n = bad.len();
+        bad[n - 12] ^= 1;
+        let e = streamed(&bad, 5).unwrap_err();
+        assert!(matches!(e.error, FileProblem::Checksum { .. } | FileProblem::Decode(_)), "{e:?}");
     }
 
     #[test]

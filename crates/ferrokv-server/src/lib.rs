@@ -262,6 +262,10 @@ fn cluster_state(cfg: &config::Config) -> Result<Option<ferrokv_cluster::Cluster
     cc.node_timeout_ms = cfg.cluster_node_timeout;
     cc.require_full_coverage = cfg.cluster_require_full_coverage;
     cc.allow_replica_migration = cfg.cluster_allow_replica_migration;
+    cc.migration_barrier = cfg.cluster_migration_barrier as usize;
+    cc.replica_no_failover = cfg.cluster_replica_no_failover;
+    cc.replica_validity_factor = cfg.cluster_replica_validity_factor;
+    cc.repl_ping_replica_period_ms = cfg.repl_ping_replica_period.saturating_mul(1000);
     cc.announce_ip = (!cfg.cluster_announce_ip.is_empty()).then(|| cfg.cluster_announce_ip.clone());
     cc.cport = if cfg.cluster_announce_bus_port != 0 {
         cfg.cluster_announce_bus_port as u16

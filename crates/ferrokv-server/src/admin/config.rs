@@ -62,6 +62,7 @@ pub struct Config {
     pub cluster_replica_validity_factor: u64,
     pub cluster_migration_barrier: u64,
     pub cluster_allow_replica_migration: bool,
+    pub cluster_replica_no_failover: bool,
     pub replicaof: String,
     pub masterauth: String,
     pub masteruser: String,
@@ -168,6 +169,7 @@ impl Default for Config {
             cluster_replica_validity_factor: 10,
             cluster_migration_barrier: 1,
             cluster_allow_replica_migration: true,
+            cluster_replica_no_failover: false,
             replicaof: String::new(),
             masterauth: String::new(),
             masteruser: String::new(),
@@ -346,6 +348,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt!("cluster-migration-barrier", Kind::Int { min: 0, max: i32::MAX as i64 }, true, cluster_migration_barrier, int),
     opt!("cluster-allow-replica-migration", Kind::Bool, true, cluster_allow_replica_migration, bool),
+    opt!("cluster-replica-no-failover", Kind::Bool, true, cluster_replica_no_failover, bool),
     OptionSpec {
         name: "replicaof",
         kind: Kind::Words,
@@ -409,6 +412,8 @@ pub static ALIASES: &[(&str, &str)] = &[
     ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
     ("min-slaves-to-write", "min-replicas-to-write"),
     ("min-slaves-max-lag", "min-replicas-max-lag"),
+    ("cluster-slave-no-failover", "cluster-replica-no-failover"),
+    ("cluster-slave-validity-factor", "cluster-replica-validity-factor"),
 ];
 
 /// `client-output-buffer-limit`: a new setting replaces the classes it names and keeps

@@ -141,6 +141,19 @@ impl Bus {
             held_replies: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
         });
+        // A replica by its nodes.conf follows its master from the start (Redis's cron
+        // does the same: the state machine emits ReplicateFrom only on changes).
+        let view = bus.state.borrow().view();
+        let me = view.me();
+        if let Some(m) = me.master.as_ref().filter(|_| me.flags.intersects(ferrokv_cluster::NodeFlags::SLAVE)) {
+            if let Some(mi) = view.node(m).filter(|mi| mi.port != 0) {
+                let (ip, port) = (mi.ip.clone(), mi.port);
+                tracing::info!("cluster: a replica of {} by nodes.conf: replicating from {ip}:{port}", m.as_str());
+                if let Err(e) = crate::repl::replica::follow(node, ip, port, "cluster") {
+                    tracing::warn!("cluster: can't replicate from {}: {e}", m.as_str());
+                }
+            }
+        }
         let b = bus.clone();
         executor
             .spawn(async move {

@@ -346,6 +346,9 @@ impl ShardCore {
             }
             return None;
         }
+        if repl.loading.load(Ordering::Relaxed) && !spec.has(Flags::LOADING) {
+            return Some("LOADING Redis is loading the dataset in memory");
+        }
         if self.replica_read_only && Self::writes(c, spec) {
             return Some("READONLY You can't write against a read only replica.");
         }

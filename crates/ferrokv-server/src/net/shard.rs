@@ -398,6 +398,10 @@ impl Shard {
             if matches!(c.mode, crate::conn::Mode::Replica(_)) {
                 // Its thread owns the socket's output (see `crate::repl`).
                 c.out.clear();
+                if c.closing {
+                    self.kill(idx);
+                    self.maybe_free(idx);
+                }
                 continue;
             }
             if !c.send_inflight {

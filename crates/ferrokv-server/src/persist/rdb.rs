@@ -599,10 +599,6 @@ pub fn load(node: &Node, limits: &Limits, owns: &dyn Fn(u16) -> bool) -> Result<
 
 /// Loads an RDB image (a dump.rdb, or an AOF's base or preamble) into the shards.
 /// Returns the offset just past its checksum (an AOF preamble's commands follow).
-///
-/// Every shard loads its own keys in parallel: this thread steps over the records
-/// without decoding their values ([`rdbfile::FileReader::next_raw`]) and hands each key
-/// to a loader thread per shard, which decodes the value, builds it and inserts it.
 pub fn load_bytes(
     node: &Node,
     data: &[u8],
@@ -610,10 +606,79 @@ pub fn load_bytes(
     limits: &Limits,
     owns: &dyn Fn(u16) -> bool,
 ) -> Result<usize, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", name.display());
+    let mut reader = rdbfile::FileReader::new(data).map_err(|e| fail(&e))?;
+    load_records(node, name, limits, owns, || match reader.next_raw() {
+        Ok(rdbfile::RawRecord::Other(o)) => Ok(Some(Loaded::Other(o))),
+        Ok(rdbfile::RawRecord::Entry { key, t, value, meta, offset }) => {
+            Ok(Some(Loaded::Entry(Entry { key, t, value, meta, offset })))
+        }
+        Err(e) => Err(e.to_string()),
+    })?;
+    Ok(reader.offset())
+}
+
+/// Loads an RDB image read from `input` as it arrives (a replica's full sync): only
+/// the record being read is held, never the whole image. `on_read` sees the count of
+/// bytes read so far (progress).
+/// Returns the bytes the image took (what `input` gave beyond it was not its).
+pub fn load_stream(
+    node: &Node,
+    input: &mut dyn std::io::Read,
+    name: &Path,
+    limits: &Limits,
+    on_read: &mut dyn FnMut(u64),
+) -> Result<usize, String> {
+    let mut reader = rdbfile::StreamReader::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    load_records(node, name, limits, &|_| true, || loop {
+        match reader.next() {
+            Ok(Some(rdbfile::OwnedRecord::Other(o))) => return Ok(Some(Loaded::Other(o))),
+            Ok(Some(rdbfile::OwnedRecord::Entry { key, t, value, meta, offset })) => {
+                return Ok(Some(Loaded::Entry(Entry { key, t, value, meta, offset })))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let n = input.read(&mut buf).map_err(|e| format!("reading the image: {e}"))?;
+        if n == 0 {
+            return Err(format!("the image ended early (at offset {})", reader.offset()));
+        }
+        total += n as u64;
+        on_read(total);
+        reader.feed(&buf[..n]);
+    })?;
+    Ok(reader.offset())
+}
+
+/// A key's record, its value still encoded (borrowed from a file or owned).
+struct Entry<V> {
+    key: Vec<u8>,
+    t: u8,
+    value: V,
+    meta: rdbfile::KeyMeta,
+    offset: usize,
+}
+
+enum Loaded<V> {
+    Entry(Entry<V>),
+    Other(rdbfile::Record),
+}
+
+/// Every shard loads its own keys in parallel: `next` steps over the records without
+/// decoding their values and this thread hands each key to a loader thread per shard,
+/// which decodes the value, builds it and inserts it. Stops at the EOF record.
+fn load_records<V: AsRef<[u8]> + Send>(
+    node: &Node,
+    name: &Path,
+    limits: &Limits,
+    owns: &dyn Fn(u16) -> bool,
+    mut next: impl FnMut() -> Result<Option<Loaded<V>>, String>,
+) -> Result<(), String> {
     const BATCH: usize = 512;
     let started = Instant::now();
     let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", name.display());
-    let mut reader = rdbfile::FileReader::new(data).map_err(|e| fail(&e))?;
     let now = unix_ms();
     let (mut expired, mut foreign, mut functions) = (0u64, 0u64, 0u64);
     let loaded = AtomicU64::new(0);
@@ -625,15 +690,14 @@ pub fn load_bytes(
     std::thread::scope(|scope| {
         let mut senders = Vec::new();
         for shard in 0..node.shard_count() {
-            let (tx, rx) = mpsc::sync_channel::<Vec<rdbfile::RawRecord<'_>>>(8);
+            let (tx, rx) = mpsc::sync_channel::<Vec<Entry<V>>>(8);
             senders.push(tx);
             let (loaded, empty, failed, fail) = (&loaded, &empty, &failed, &fail);
             scope.spawn(move || {
                 for batch in rx {
                     let mut db = node.lock_db(shard);
-                    for rec in batch {
-                        let rdbfile::RawRecord::Entry { key, t, value, meta, offset } = rec else { continue };
-                        let decoded = match rdbfile::decode_value(t, value) {
+                    for Entry { key, t, value, meta, offset } in batch {
+                        let decoded = match rdbfile::decode_value(t, value.as_ref()) {
                             Ok(v) => v,
                             Err(e) => return failed(fail(&format!("{e} at offset {offset}"))),
                         };
@@ -657,35 +721,37 @@ pub fn load_bytes(
                 }
             });
         }
-        let mut batches: Vec<Vec<rdbfile::RawRecord<'_>>> = (0..senders.len()).map(|_| Vec::new()).collect();
+        let mut batches: Vec<Vec<Entry<V>>> = (0..senders.len()).map(|_| Vec::new()).collect();
         let mut db_index = 0;
         loop {
-            let rec = match reader.next_raw() {
-                Ok(r) => r,
+            let rec = match next() {
+                Ok(Some(r)) => r,
+                Ok(None) => return failed(fail(&"the image ended before its EOF record")),
                 Err(e) => return failed(fail(&e)),
             };
             match rec {
-                rdbfile::RawRecord::Other(rdbfile::Record::End) => break,
-                rdbfile::RawRecord::Other(rdbfile::Record::SelectDb(n)) => db_index = n,
-                rdbfile::RawRecord::Other(rdbfile::Record::Function(_)) => functions += 1,
-                rdbfile::RawRecord::Other(_) => {}
-                rdbfile::RawRecord::Entry { ref key, ref meta, offset, .. } => {
+                Loaded::Other(rdbfile::Record::End) => break,
+                Loaded::Other(rdbfile::Record::SelectDb(n)) => db_index = n,
+                Loaded::Other(rdbfile::Record::Function(_)) => functions += 1,
+                Loaded::Other(_) => {}
+                Loaded::Entry(e) => {
                     if db_index != 0 {
                         return failed(fail(&format!(
-                            "a key in database {db_index} (offset {offset}): ferrokv serves database 0 only"
+                            "a key in database {db_index} (offset {}): ferrokv serves database 0 only",
+                            e.offset
                         )));
                     }
-                    if meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
+                    if e.meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
                         expired += 1;
                         continue;
                     }
-                    let slot = ferrokv_store::key_slot(key);
+                    let slot = ferrokv_store::key_slot(&e.key);
                     if !owns(slot) {
                         foreign += 1;
                         continue;
                     }
                     let shard = node.shard_of_slot(slot);
-                    batches[shard].push(rec);
+                    batches[shard].push(e);
                     if batches[shard].len() >= BATCH {
                         // A loader that stopped on an error drops its end: stop too.
                         if senders[shard].send(std::mem::take(&mut batches[shard])).is_err() {
@@ -720,7 +786,7 @@ pub fn load_bytes(
     tracing::info!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
     node.persist.loaded_keys.fetch_add(loaded, Ordering::Relaxed);
     node.persist.loaded_expired.fetch_add(expired, Ordering::Relaxed);
-    Ok(reader.offset())
+    Ok(())
 }
 
 /// After FLUSHALL: a running BGSAVE is abandoned and, with save points set, the empty

@@ -60,6 +60,8 @@ pub struct Repl {
     pub waiting: AtomicBool,
     /// Client writes are held until this unix ms (a manual failover; 0: not paused).
     pub paused_until: AtomicU64,
+    /// A full sync is loading: commands without the `loading` flag get -LOADING.
+    pub loading: AtomicBool,
     /// INFO stats: full syncs served, partial resyncs accepted and refused.
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
@@ -226,6 +228,7 @@ impl Repl {
             more: Condvar::new(),
             waiting: AtomicBool::new(false),
             paused_until: AtomicU64::new(0),
+            loading: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),

@@ -422,45 +422,26 @@ fn full_sync(node: &'static Node, gen: u64, r: &mut BufReader<TcpStream>, replid
     let Some(spec) = header.strip_prefix('$') else {
         return Err(format!("Bad protocol from MASTER, the first byte is not '$': {header}"));
     };
-    let mut data = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut last_progress = Instant::now();
-    if let Some(mark) = spec.strip_prefix("EOF:") {
-        let mark = mark.as_bytes().to_vec();
-        if mark.len() != 40 {
-            return Err("bad EOF mark from master".into());
+    let eof_mark = match spec.strip_prefix("EOF:") {
+        Some(mark) if mark.len() == 40 => Some(mark.as_bytes().to_vec()),
+        Some(_) => return Err("bad EOF mark from master".into()),
+        None => None,
+    };
+    let len: Option<u64> = match &eof_mark {
+        Some(_) => None,
+        None => Some(spec.parse().map_err(|_| format!("bad bulk length from master: {header}"))?),
+    };
+    match len {
+        Some(len) => {
+            tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master, loading as it arrives");
+            with_link(node, gen, |l| l.sync_total = len);
         }
-        tracing::info!("MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to parser");
-        loop {
-            let n = r.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection lost during the transfer".into());
-            }
-            data.extend_from_slice(&buf[..n]);
-            if data.len() >= 40 && data[data.len() - 40..] == mark[..] {
-                data.truncate(data.len() - 40);
-                break;
-            }
-            progress(node, gen, data.len() as u64, &mut last_progress);
-        }
-    } else {
-        let len: u64 = spec.parse().map_err(|_| format!("bad bulk length from master: {header}"))?;
-        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to memory");
-        with_link(node, gen, |l| l.sync_total = len);
-        data.reserve(len as usize);
-        while (data.len() as u64) < len {
-            let want = ((len - data.len() as u64) as usize).min(buf.len());
-            let n = r.read(&mut buf[..want]).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection lost during the transfer".into());
-            }
-            data.extend_from_slice(&buf[..n]);
-            progress(node, gen, data.len() as u64, &mut last_progress);
-        }
+        None => tracing::info!(
+            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF, loading as it arrives"
+        ),
     }
-    if !current(node, gen) {
-        return Err("REPLICAOF changed".into());
-    }
+    // The image is loaded as it arrives, never held whole: the old data goes first
+    // (Redis's default `repl-diskless-load disabled` holds it on disk instead).
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     let all: Vec<ShardId> = (0..node.shard_count()).collect();
     for (s, mut db) in node.lock_dbs(&all) {
@@ -470,9 +451,35 @@ fn full_sync(node: &'static Node, gen: u64, r: &mut BufReader<TcpStream>, replid
     tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let limits = ferrokv_commands::families::keys::rdb_limits(&node.exec_config());
     let name = std::path::PathBuf::from(format!("<replication stream from {replid}>"));
-    crate::persist::load_bytes(node, &data, &name, &limits, &|_| true)
-        .map_err(|e| format!("Failed trying to load the MASTER synchronization DB from socket: {e}"))?;
-    drop(data);
+    let mut input = Counted { inner: r, limit: len, read: 0, last: Vec::with_capacity(80) };
+    let mut last_progress = Instant::now();
+    node.repl.loading.store(true, Ordering::Release);
+    let loaded = crate::persist::load_stream(node, &mut input, &name, &limits, &mut |read| {
+        progress(node, gen, read, &mut last_progress)
+    });
+    node.repl.loading.store(false, Ordering::Release);
+    let used = loaded.map_err(|e| format!("Failed trying to load the MASTER synchronization DB from socket: {e}"))?;
+    match eof_mark {
+        Some(mark) => {
+            // The mark follows the image; the loader may have read part of it.
+            let extra = input.read as usize - used;
+            if extra > 40 {
+                return Err("bytes after the image's EOF mark".into());
+            }
+            let mut rest = vec![0u8; 40 - extra];
+            input.inner.read_exact(&mut rest).map_err(|e| e.to_string())?;
+            input.remember(&rest);
+            if input.last[input.last.len().saturating_sub(40)..] != mark[..] {
+                return Err("the image did not end with the EOF mark".into());
+            }
+        }
+        None => {
+            let left = len.unwrap_or(0).saturating_sub(input.read);
+            if left > 0 || input.read as usize != used {
+                return Err(format!("the image's length does not match its bulk length ({left} bytes left)"));
+            }
+        }
+    }
     for (_, mut db) in node.lock_dbs(&all) {
         db.expiry = Expiry::HideOnRead;
     }
@@ -484,6 +491,42 @@ fn full_sync(node: &'static Node, gen: u64, r: &mut BufReader<TcpStream>, replid
     st.create_backlog();
     tracing::info!("MASTER <-> REPLICA sync: Finished with success");
     Ok(())
+}
+
+/// The transfer as the loader reads it: bounded by the bulk length (`$<len>`), counting
+/// what it gave and keeping the last bytes (where an `$EOF:` transfer's mark is).
+struct Counted<'a> {
+    inner: &'a mut BufReader<TcpStream>,
+    limit: Option<u64>,
+    read: u64,
+    last: Vec<u8>,
+}
+
+impl Counted<'_> {
+    fn remember(&mut self, bytes: &[u8]) {
+        self.last.extend_from_slice(bytes);
+        if self.last.len() > 80 {
+            let cut = self.last.len() - 40;
+            self.last.drain(..cut);
+        }
+    }
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = match self.limit {
+            Some(l) => (l - self.read).min(buf.len() as u64) as usize,
+            None => buf.len(),
+        };
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.read += n as u64;
+        let bytes = &buf[..n];
+        self.remember(&bytes[bytes.len().saturating_sub(40)..]);
+        Ok(n)
+    }
 }
 
 fn progress(node: &Node, gen: u64, read: u64, last: &mut Instant) {
