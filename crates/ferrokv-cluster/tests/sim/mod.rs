@@ -379,7 +379,9 @@ impl Sim {
                     let line = format!("{} {text}", self.now);
                     self.nodes[i].logs.push(line);
                 }
-                if text.starts_with("Marking node") {
+                if text.starts_with("Starting a failover election") {
+                    *self.stats.entry("elections").or_default() += 1;
+                } else if text.starts_with("Marking node") {
                     *self.stats.entry("fail verdicts").or_default() += 1;
                 } else if text.starts_with("Clear FAIL") {
                     *self.stats.entry("fail clears").or_default() += 1;
