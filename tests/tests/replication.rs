@@ -288,3 +288,115 @@ fn expired_keys_on_a_replica_wait_for_the_masters_del() {
     assert_eq!(call(&mut m, &["GET", "gone"]), Reply::Bulk(None));
     eventually("the master's DEL arrived", Duration::from_secs(10), || int(call(&mut r, &["DBSIZE"])) == 1);
 }
+
+/// `min-replicas-to-write`: writes are refused with NOREPLICAS until enough replicas
+/// acknowledge within `min-replicas-max-lag`; reads are not.
+#[test]
+fn min_replicas_to_write_refuses_writes_without_replicas() {
+    for kind in [Kind::Ferrokv, Kind::Redis] {
+        let master = start(kind, &["--repl-diskless-sync-delay", "0", "--min-replicas-to-write", "1"]);
+        let mut m = master.conn();
+        assert_eq!(
+            call(&mut m, &["SET", "k", "v"]),
+            Reply::Error(b"NOREPLICAS Not enough good replicas to write.".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(call(&mut m, &["GET", "k"]), Reply::Bulk(None), "{kind:?}");
+        let _replica = replica_of(kind, &master, &[]);
+        eventually("a good replica lets writes through", Duration::from_secs(10), || {
+            call(&mut m, &["SET", "k", "v"]) == Reply::Simple(b"OK".to_vec())
+        });
+    }
+}
+
+/// A replica that stops reading is dropped once it is `client-output-buffer-limit
+/// replica` behind (the master's memory stays bounded), and resyncs when it reads again.
+#[test]
+fn a_replica_past_its_output_limit_is_dropped_and_resyncs() {
+    let master =
+        start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica 1mb 0 0"]);
+    let mut m = master.conn();
+    let replica = replica_of(Kind::Redis, &master, &[]);
+    assert_eq!(field(&mut m, "stats", "sync_full").as_deref(), Some("1"));
+    replica.signal(libc::SIGSTOP);
+    let value = "x".repeat(10_000);
+    for i in 0..1000 {
+        call(&mut m, &["SET", &format!("big:{}", i % 100), &value]);
+    }
+    eventually("the stalled replica is dropped", Duration::from_secs(20), || {
+        field(&mut m, "replication", "connected_slaves").as_deref() == Some("0")
+    });
+    let backlog: u64 = field(&mut m, "replication", "repl_backlog_histlen").unwrap().parse().unwrap();
+    assert!(backlog <= 1 << 20, "the backlog is bounded by repl-backlog-size: {backlog}");
+    replica.signal(libc::SIGCONT);
+    let mut r = replica.conn();
+    eventually("the replica is back", Duration::from_secs(30), || {
+        field(&mut m, "replication", "connected_slaves").as_deref() == Some("1")
+            && field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    assert_same(&mut m, &mut r);
+}
+
+/// SYNC (the pre-PSYNC protocol): the RDB as one bulk string, then the stream.
+#[test]
+fn sync_sends_the_image_as_a_bulk_string() {
+    use std::io::{Read, Write};
+    for kind in [Kind::Ferrokv, Kind::Redis] {
+        let master = start(kind, &["--repl-diskless-sync-delay", "0"]);
+        let mut m = master.conn();
+        call(&mut m, &["SET", "k", "v"]);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", master.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"SYNC\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (header_end, len) = loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{kind:?}: closed before the image");
+            got.extend_from_slice(&buf[..n]);
+            // Bare newlines may come first while the image is prepared.
+            let start = got.iter().position(|&b| b != b'\n').unwrap_or(got.len());
+            if let Some(i) = got[start..].windows(2).position(|w| w == b"\r\n") {
+                let header = std::str::from_utf8(&got[start..start + i]).unwrap();
+                let len: usize = header.strip_prefix('$').expect("a bulk header").parse().unwrap();
+                break (start + i + 2, len);
+            }
+        };
+        while got.len() < header_end + len {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "{kind:?}: closed inside the image");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let image = &got[header_end..header_end + len];
+        assert!(image.starts_with(b"REDIS0010"), "{kind:?}: {:?}", &image[..9.min(image.len())]);
+        assert!(image.windows(1).count() > 20);
+    }
+}
+
+#[test]
+fn replconf_errors_match_redis() {
+    for kind in [Kind::Ferrokv, Kind::Redis] {
+        let s = start(kind, &[]);
+        let mut c = s.conn();
+        assert_eq!(
+            call(&mut c, &["REPLCONF", "listening-port"]),
+            Reply::Error(b"ERR syntax error".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(
+            call(&mut c, &["REPLCONF", "foo", "bar"]),
+            Reply::Error(b"ERR Unrecognized REPLCONF option: foo".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(call(&mut c, &["REPLCONF", "listening-port", "6380"]), Reply::Simple(b"OK".to_vec()), "{kind:?}");
+        assert_eq!(
+            call(&mut c, &["REPLICAOF", "127.0.0.1", "70000"]),
+            Reply::Error(b"ERR Invalid master port".to_vec()),
+            "{kind:?}"
+        );
+        match call(&mut c, &["ROLE"]) {
+            Reply::Array(Some(items)) => assert_eq!(items[0], Reply::Bulk(Some(b"master".to_vec())), "{kind:?}"),
+            other => panic!("{kind:?}: {other:?}"),
+        }
+    }
+}

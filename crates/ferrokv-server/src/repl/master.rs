@@ -88,6 +88,7 @@ fn handshake_of(st: &mut State, id: u64) -> &mut Replica {
         port: 0,
         capa_eof: false,
         capa_psync2: false,
+        pre_psync: false,
         phase: Phase::WaitBgsave,
         fd: None,
         feed: None,
@@ -214,6 +215,7 @@ pub fn psync(core: &mut ShardCore, c: &mut Conn, args: &Args, sync: bool) {
         r.ack_ms = unix_ms();
         if sync {
             r.capa_eof = false;
+            r.pre_psync = true;
         }
         if cont.is_some() {
             node.repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +328,11 @@ pub fn start_syncs(node: &'static Node, from_cron: bool) {
             r.phase = Phase::SendingRdb;
             r.next = Some(offset + 1 - SELECT_0.len() as u64);
             if let Some(f) = &r.feed {
-                let mut line = format!("+FULLRESYNC {replid} {}\r\n", offset - SELECT_0.len() as u64).into_bytes();
+                let mut line = if r.pre_psync {
+                    Vec::new()
+                } else {
+                    format!("+FULLRESYNC {replid} {}\r\n", offset - SELECT_0.len() as u64).into_bytes()
+                };
                 if diskless {
                     line.extend_from_slice(format!("$EOF:{cut_mark}\r\n").as_bytes());
                 }
@@ -730,7 +736,7 @@ pub fn cron(node: &'static Node) {
             st.append(PING);
         }
         for r in st.replicas.iter_mut().filter(|r| is_replica(r) && r.phase.is_online()) {
-            if timeout > 0 && now.saturating_sub(r.ack_ms) > timeout * 1000 {
+            if timeout > 0 && !r.pre_psync && now.saturating_sub(r.ack_ms) > timeout * 1000 {
                 tracing::warn!("Disconnecting timedout replica (streaming sync): {}:{}", r.ip, r.port);
                 close(r);
             }
@@ -760,5 +766,78 @@ pub fn cron(node: &'static Node) {
                 db.disable_effects();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(backlog: u64) -> State {
+        let r = crate::repl::Repl::new(1);
+        let mut st = r.st.into_inner().unwrap();
+        st.backlog_size = backlog;
+        st.create_backlog();
+        st
+    }
+
+    fn replica(st: &mut State, id: u64, next: Option<u64>) {
+        let r = handshake_of(st, id);
+        r.next = next;
+        r.phase = Phase::Online;
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        r.feed = Some(tx);
+    }
+
+    #[test]
+    fn the_backlog_keeps_its_size_and_what_replicas_still_need() {
+        let mut st = state(10);
+        st.append(b"0123456789abcdef");
+        assert_eq!((st.offset, st.first(), st.buf.len()), (16, 7, 10));
+        replica(&mut st, 1, Some(8));
+        st.append(b"ghij");
+        // The replica needs offset 8 on: the ring keeps it past its size.
+        assert_eq!((st.offset, st.first()), (20, 8));
+        st.replicas[0].next = Some(21);
+        st.trim();
+        assert_eq!((st.first(), st.buf.len()), (11, 10));
+    }
+
+    #[test]
+    fn psync_continues_only_within_our_history_and_the_backlog() {
+        let mut st = state(100);
+        st.append(&[b'x'; 50]);
+        let id = st.replid.clone();
+        assert_eq!(can_continue(&st, id.as_bytes(), b"1"), Some(1));
+        assert_eq!(can_continue(&st, id.as_bytes(), b"51"), Some(51), "nothing missed yet");
+        assert_eq!(can_continue(&st, id.as_bytes(), b"52"), None, "ahead of us");
+        assert_eq!(can_continue(&st, b"someoneelse", b"10"), None);
+        assert_eq!(can_continue(&st, id.as_bytes(), b"x"), None);
+        // After a promotion the old id stays valid up to the switch.
+        st.shift_replid();
+        st.append(&[b'y'; 10]);
+        assert_eq!(can_continue(&st, id.as_bytes(), b"51"), Some(51));
+        assert_eq!(can_continue(&st, id.as_bytes(), b"52"), None, "past the old history's end");
+        assert_eq!(can_continue(&st, st.replid.clone().as_bytes(), b"61"), Some(61));
+        // Trimmed away: a full sync.
+        st.append(&[b'z'; 200]);
+        assert_eq!(can_continue(&st, st.replid.clone().as_bytes(), b"61"), None);
+    }
+
+    #[test]
+    fn a_replica_too_far_behind_is_closed() {
+        let mut st = state(1 << 20);
+        st.limits = OutputLimits { hard: 100, soft: 50, soft_secs: 1000 };
+        replica(&mut st, 1, Some(1));
+        replica(&mut st, 2, Some(1));
+        st.append(&[b'x'; 80]);
+        st.replicas[1].next = Some(81);
+        enforce_limits(&mut st);
+        assert!(!st.replicas[0].closing, "over soft only: not yet");
+        assert!(st.replicas[0].soft_since.is_some());
+        st.append(&[b'x'; 30]);
+        enforce_limits(&mut st);
+        assert!(st.replicas[0].closing, "over hard");
+        assert!(!st.replicas[1].closing);
     }
 }

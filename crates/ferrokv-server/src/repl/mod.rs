@@ -77,6 +77,8 @@ pub(crate) struct Replica {
     pub port: u16,
     pub capa_eof: bool,
     pub capa_psync2: bool,
+    /// Came with SYNC (the pre-PSYNC protocol): no +FULLRESYNC line, no ACKs.
+    pub pre_psync: bool,
     pub phase: master::Phase,
     /// The duplicate of its socket the replica's thread owns (shut down to drop it).
     pub fd: Option<std::os::fd::RawFd>,
