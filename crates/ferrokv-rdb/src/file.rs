@@ -340,7 +340,7 @@ pub struct StreamReader {
     buf: Vec<u8>,
     /// Bytes of `buf` already read.
     used: usize,
-    /// The file offset of `buf[0]`, and the CRC-64 of the file before it.
+    /// The file offset of `buf[0]`, and the CRC-64 of the file up to `used`.
     base: usize,
     crc: Checksum,
     version: Option<u16>,
@@ -355,7 +355,6 @@ impl StreamReader {
     pub fn feed(&mut self, bytes: &[u8]) {
         // Drop what was read before growing, so the buffer holds about one record.
         if self.used > 0 && self.used * 2 >= self.buf.len() {
-            self.crc.update(&self.buf[..self.used]);
             self.buf.drain(..self.used);
             self.base += self.used;
             self.used = 0;
@@ -389,19 +388,18 @@ impl StreamReader {
                 }
                 let v = FileReader::new(&self.buf)?.version();
                 self.version = Some(v);
+                self.crc.update(&self.buf[..9]);
                 self.used = 9;
                 v
             }
         };
-        let mut crc = self.crc;
-        crc.update(&self.buf[..self.used]);
         let window = &self.buf[self.used..];
         let mut r = FileReader {
             data: window,
             r: Reader::new(window),
             version,
             ended: false,
-            crc_before: crc.0,
+            crc_before: self.crc.0,
             base: self.base + self.used,
         };
         let rec = match r.next_raw() {
@@ -419,6 +417,7 @@ impl StreamReader {
                 OwnedRecord::Entry { key, t, value: value.to_vec(), meta, offset }
             }
         };
+        self.crc.update(&self.buf[self.used..self.used + consumed]);
         self.used += consumed;
         Ok(Some(owned))
     }
