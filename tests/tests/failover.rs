@@ -159,6 +159,12 @@ fn replicas_replicate_and_take_over_a_killed_master() {
                 && field(n, "replication", "master_port").as_deref() == Some(&victim_port.to_string())
         })
         .expect("the victim has a replica");
+    // READONLY reads on the replica; without it, a MOVED to its master.
+    let mut rc = nodes[replica].conn();
+    assert!(matches!(rc.call(&["GET", "key:0"]), Reply::Error(e) if e.starts_with(b"MOVED")));
+    assert_eq!(rc.call(&["READONLY"]), Reply::Simple(b"OK".to_vec()));
+    assert_eq!(rc.call(&["GET", "key:0"]), Reply::Bulk(Some(b"v1".to_vec())));
+    drop(rc);
     let killed_at = Instant::now();
     nodes[victim].kill();
     let live: Vec<usize> = (0..6).filter(|&i| i != victim).collect();
