@@ -149,7 +149,7 @@ impl Bus {
             if let Some(mi) = view.node(m).filter(|mi| mi.port != 0) {
                 let (ip, port) = (mi.ip.clone(), mi.port);
                 tracing::info!("cluster: a replica of {} by nodes.conf: replicating from {ip}:{port}", m.as_str());
-                if let Err(e) = crate::repl::replica::follow(node, ip, port, "cluster") {
+                if let Err(e) = crate::repl::replica::follow(node, ip, port, "cluster", true) {
                     tracing::warn!("cluster: can't replicate from {}: {e}", m.as_str());
                 }
             }
@@ -306,7 +306,7 @@ impl Bus {
             }
             Output::ReplicateFrom { master, ip, port } => {
                 tracing::info!("cluster: now a replica of {} ({ip}:{port})", master.as_str());
-                if let Err(e) = crate::repl::replica::follow(self.node, ip, port, "cluster") {
+                if let Err(e) = crate::repl::replica::follow(self.node, ip, port, "cluster", true) {
                     tracing::warn!("cluster: can't replicate from {}: {e}", master.as_str());
                 }
             }

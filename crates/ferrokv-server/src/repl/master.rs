@@ -462,7 +462,6 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
         {
             let mut st = lock(&node.repl.st);
             loop {
-                let first = st.first();
                 let end = st.offset + 1;
                 let Some(r) = st.replicas.iter().find(|r| r.id == id) else { break };
                 if r.closing {
@@ -470,18 +469,8 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
                 }
                 let next = r.next.unwrap_or(end);
                 if next < end && !r.wait_ack {
-                    if next < first {
+                    if read_from(&st, next, CHUNK, &mut chunk).is_err() {
                         tracing::warn!("replica {id}: its stream left the backlog; dropping it");
-                        break;
-                    }
-                    let from = (next - first) as usize;
-                    let to = (from + CHUNK).min(st.buf.len());
-                    let (a, b) = st.buf.as_slices();
-                    if from < a.len() {
-                        chunk.extend_from_slice(&a[from..to.min(a.len())]);
-                    }
-                    if to > a.len() {
-                        chunk.extend_from_slice(&b[from.saturating_sub(a.len())..to - a.len()]);
                     }
                     break;
                 }
@@ -506,6 +495,25 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
         st.trim();
     }
     finish_thread(node, id, sock);
+}
+
+/// Appends to `out` the stream from offset `next` on, at most `max` bytes; Err when
+/// those bytes already left the backlog.
+pub(crate) fn read_from(st: &State, next: u64, max: usize, out: &mut Vec<u8>) -> Result<(), ()> {
+    let first = st.first();
+    if next < first {
+        return Err(());
+    }
+    let from = ((next - first) as usize).min(st.buf.len());
+    let to = from.saturating_add(max).min(st.buf.len());
+    let (a, b) = st.buf.as_slices();
+    if from < a.len() {
+        out.extend_from_slice(&a[from..to.min(a.len())]);
+    }
+    if to > a.len() {
+        out.extend_from_slice(&b[from.saturating_sub(a.len())..to - a.len()]);
+    }
+    Ok(())
 }
 
 /// The thread's end: the socket shut down (its shard sees the connection close and
@@ -839,5 +847,153 @@ mod tests {
         enforce_limits(&mut st);
         assert!(st.replicas[0].closing, "over hard");
         assert!(!st.replicas[1].closing);
+    }
+
+    /// A small deterministic generator for the simulation below.
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n.max(1)
+        }
+    }
+
+    /// One node of the simulation: its replication state (backlog, ids, offset), the
+    /// stream it has applied (a replica appends what it reads, as the link does), and
+    /// whom it follows.
+    struct SimNode {
+        st: State,
+        applied: Vec<u8>,
+        master: Option<usize>,
+        linked: bool,
+    }
+
+    /// The PSYNC protocol's bookkeeping under a seeded schedule: a master appends to
+    /// its stream, replicas read it in random pieces (`read_from`, as their threads do),
+    /// links drop and come back with PSYNC of what was applied (+CONTINUE when
+    /// `can_continue` says so, else a full sync of the master's whole stream), replicas
+    /// fall behind the backlog, and a replica is promoted (`shift_replid`) with its
+    /// siblings following it. Invariant at every step: every node's applied stream is a
+    /// prefix of the one history, and its offset is that prefix's length.
+    #[test]
+    fn psync_bookkeeping_under_a_seeded_schedule() {
+        let (mut all_partial, mut all_full, mut through_replid2) = (0, 0, 0);
+        for seed in 1..=300u64 {
+            let mut rng = Lcg(seed);
+            let mut nodes: Vec<SimNode> = (0..3)
+                .map(|i| SimNode {
+                    st: state(16 + rng.below(200)),
+                    applied: Vec::new(),
+                    master: (i > 0).then_some(0),
+                    linked: false,
+                })
+                .collect();
+            let mut history: Vec<u8> = Vec::new();
+            let (mut partial, mut full) = (0, 0);
+            for step in 0..400 {
+                let m = nodes.iter().position(|n| n.master.is_none()).unwrap();
+                match rng.below(10) {
+                    0..=3 => {
+                        let n = 1 + rng.below(40) as usize;
+                        let bytes: Vec<u8> = (0..n).map(|_| b'a' + rng.below(26) as u8).collect();
+                        history.extend_from_slice(&bytes);
+                        nodes[m].st.append(&bytes);
+                        nodes[m].applied.extend_from_slice(&bytes);
+                    }
+                    4..=6 => {
+                        // A linked replica reads a piece from its master's backlog.
+                        let r = rng.below(3) as usize;
+                        if nodes[r].master.is_some() && nodes[r].linked {
+                            let next = nodes[r].st.offset + 1;
+                            let mut chunk = Vec::new();
+                            let max = 1 + rng.below(60) as usize;
+                            if read_from(&nodes[m].st, next, max, &mut chunk).is_err() {
+                                nodes[r].linked = false; // left the backlog: dropped
+                            } else {
+                                nodes[r].st.append(&chunk);
+                                nodes[r].applied.extend_from_slice(&chunk);
+                            }
+                        }
+                    }
+                    7 => {
+                        let r = rng.below(3) as usize;
+                        nodes[r].linked = false;
+                    }
+                    8 => {
+                        // An unlinked replica reconnects: PSYNC what it applied.
+                        let r = rng.below(3) as usize;
+                        if nodes[r].master.is_some() && !nodes[r].linked {
+                            let (id, off) = (nodes[r].st.replid.clone(), nodes[r].st.offset);
+                            let req = (off + 1).to_string();
+                            match can_continue(&nodes[m].st, id.as_bytes(), req.as_bytes()) {
+                                Some(from) => {
+                                    assert_eq!(from, off + 1, "seed {seed} step {step}");
+                                    // As the link does on +CONTINUE with a new id.
+                                    let new_id = nodes[m].st.replid.clone();
+                                    if new_id != id {
+                                        through_replid2 += 1;
+                                        nodes[r].st.replid2 = id;
+                                        nodes[r].st.second_offset = off as i64 + 1;
+                                        nodes[r].st.replid = new_id;
+                                    }
+                                    partial += 1;
+                                }
+                                None => {
+                                    let n = &nodes[m];
+                                    let (applied, offset, replid) =
+                                        (n.applied.clone(), n.st.offset, n.st.replid.clone());
+                                    let rep = &mut nodes[r];
+                                    rep.applied = applied;
+                                    rep.st.offset = offset;
+                                    rep.st.replid = replid;
+                                    rep.st.clear_replid2();
+                                    rep.st.buf.clear();
+                                    full += 1;
+                                }
+                            }
+                            nodes[r].linked = true;
+                        }
+                    }
+                    _ => {
+                        // Failover: a replica is promoted; the others follow it.
+                        let r = rng.below(3) as usize;
+                        if nodes[r].master.is_some() && rng.below(4) == 0 {
+                            nodes[r].st.shift_replid();
+                            nodes[r].master = None;
+                            // Its stream is the history from now on (what others had
+                            // beyond it is lost, as asynchronous replication loses it).
+                            history = nodes[r].applied.clone();
+                            for (i, n) in nodes.iter_mut().enumerate() {
+                                if i != r {
+                                    n.master = Some(r);
+                                    n.linked = false;
+                                    // A demoted master offers its own history.
+                                }
+                            }
+                        }
+                    }
+                }
+                for (i, n) in nodes.iter().enumerate() {
+                    if n.master.is_some() && !n.linked {
+                        continue;
+                    }
+                    assert!(
+                        history.starts_with(&n.applied) || n.applied.starts_with(&history),
+                        "seed {seed} step {step}: node {i}'s stream diverged (applied {}, history {}, master {m}, ids {:?})",
+                        n.applied.len(),
+                        history.len(),
+                        nodes.iter().map(|n| (n.st.replid[..4].to_string(), n.st.replid2[..4].to_string(), n.st.second_offset, n.st.offset, n.master, n.linked)).collect::<Vec<_>>()
+                    );
+                    assert_eq!(n.st.offset, n.applied.len() as u64, "seed {seed} step {step}: node {i}'s offset");
+                }
+            }
+            assert!(partial + full > 0, "seed {seed}: no resync happened");
+            all_partial += partial;
+            all_full += full;
+        }
+        assert!(
+            all_partial > 100 && all_full > 100 && through_replid2 > 20,
+            "{all_partial} {all_full} {through_replid2}"
+        );
     }
 }

@@ -114,12 +114,20 @@ pub fn replicaof(node: &'static Node, host: &[u8], port: &[u8], who: &str) -> Re
         .and_then(|p| u16::try_from(p).ok())
         .ok_or_else(|| "ERR Invalid master port".to_string())?;
     let host = String::from_utf8_lossy(host).into_owned();
-    follow(node, host, port, who)
+    // The `replicaof` directive starts a replica with no history to offer (PSYNC ? -1),
+    // as Redis's; REPLICAOF at run time offers the node's own.
+    follow(node, host, port, who, who != "config")
 }
 
 /// Makes this node a replica of `host:port` (REPLICAOF, the `replicaof` directive, or
 /// the cluster telling a node whom to follow).
-pub fn follow(node: &'static Node, host: String, port: u16, who: &str) -> Result<&'static str, String> {
+pub fn follow(
+    node: &'static Node,
+    host: String,
+    port: u16,
+    who: &str,
+    offer_own: bool,
+) -> Result<&'static str, String> {
     let gen = {
         let mut st = lock(&node.repl.st);
         if let Some(l) = &st.link {
@@ -131,7 +139,7 @@ pub fn follow(node: &'static Node, host: String, port: u16, who: &str) -> Result
         // replicationCacheMasterUsingMyself): a promoted replica of ours can continue it.
         let cached = match &st.link {
             Some(l) => l.cached.clone().or_else(|| l.state_is_streaming().then(|| (st.replid.clone(), st.offset))),
-            None => Some((st.replid.clone(), st.offset)),
+            None => offer_own.then(|| (st.replid.clone(), st.offset)),
         };
         let gen = st.link.as_ref().map_or(0, |l| l.gen) + 1;
         if let Some(fd) = st.link.as_ref().and_then(|l| l.fd) {
