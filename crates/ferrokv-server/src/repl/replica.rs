@@ -558,7 +558,6 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
     let mut buf = vec![0u8; 256 << 10];
     let mut last_ack = Instant::now();
     let mut last_data = Instant::now();
-    let mut tx: Option<Vec<OwnedArgs>> = None;
     let send_ack = |w: &mut TcpStream| -> IoResult<()> {
         let off = node.repl.offset().to_string();
         w.write_all(&resp_command(&[b"REPLCONF", b"ACK", off.as_bytes()])).map_err(|e| e.to_string())
@@ -569,7 +568,7 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
             return Ok(());
         }
         if !pending.is_empty() {
-            let (used, getack) = apply(node, &pending, &mut tx)?;
+            let (used, getack) = apply(node, &pending)?;
             pending.drain(..used);
             if getack {
                 send_ack(&mut w)?;
@@ -597,12 +596,14 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
 }
 
 /// Applies the complete commands at the start of `data`; returns the bytes used and
-/// whether the master asked for an ACK. Each command's bytes go to our own backlog
-/// as it is applied, so our offsets are the master's.
-fn apply(node: &Node, data: &[u8], tx: &mut Option<Vec<OwnedArgs>>) -> IoResult<(usize, bool)> {
+/// whether the master asked for an ACK. A transaction counts only once its EXEC is
+/// here: until then its bytes stay unused (re-read with more data), so the offset never
+/// covers half a transaction and a resync after a drop resends it whole (Redis does not
+/// advance a master client's offset inside MULTI either). What was applied goes to our
+/// own backlog, so our offsets are the master's.
+fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
     let mut reader = CommandReader::new(data);
     let mut cmds: Vec<(OwnedArgs, usize)> = Vec::new();
-    let mut used = 0;
     loop {
         match reader.next_command() {
             Ok(Some(args)) => {
@@ -624,17 +625,18 @@ fn apply(node: &Node, data: &[u8], tx: &mut Option<Vec<OwnedArgs>>) -> IoResult<
     let cfg = node.exec_config();
     let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
     let mut getack = false;
-    let mut applied_to = 0;
+    let mut used = 0;
+    let mut tx: Option<Vec<&OwnedArgs>> = None;
     for (words, end) in &cmds {
         let argv = words.args();
         let name = argv.get(0);
         let env = Env { cfg: &cfg, now_ms: unix_ms(), may_block: false, track_keys: false };
         if name.eq_ignore_ascii_case(b"multi") {
-            *tx = Some(Vec::new());
+            tx = Some(Vec::new());
         } else if name.eq_ignore_ascii_case(b"exec") {
             if let Some(queued) = tx.take() {
                 let mut records = Records::default();
-                for q in &queued {
+                for q in queued {
                     let a = q.args();
                     if let Some(spec) = data_spec(a.get(0), a.len()) {
                         out.clear();
@@ -643,6 +645,8 @@ fn apply(node: &Node, data: &[u8], tx: &mut Option<Vec<OwnedArgs>>) -> IoResult<
                 }
                 let _ = ks.log_unit(records);
             }
+        } else if let Some(q) = tx.as_mut() {
+            q.push(words);
         } else if name.eq_ignore_ascii_case(b"replconf") {
             if argv.len() >= 2 && argv.get(1).eq_ignore_ascii_case(b"getack") {
                 getack = true;
@@ -654,28 +658,26 @@ fn apply(node: &Node, data: &[u8], tx: &mut Option<Vec<OwnedArgs>>) -> IoResult<
                     printable(argv.get(1))
                 );
             }
-        } else if let Some(q) = tx.as_mut() {
-            q.push(words.clone());
         } else if let Some(spec) = data_spec(name, argv.len()) {
             out.clear();
             run_unit(&mut ks, spec, &argv, env, &mut out);
         } else {
             tracing::warn!("replication: ignoring '{}' from the master", printable(name));
         }
-        // Every applied byte, in order, to our own backlog (the master's offsets).
-        let mut st = lock(&node.repl.st);
-        st.append(&data[applied_to..*end]);
-        if !st.has_backlog {
-            st.offset += (*end - applied_to) as u64;
+        if tx.is_none() {
+            used = *end;
         }
-        drop(st);
-        applied_to = *end;
-        used = *end;
     }
     for (_, db) in ks.guards.iter_mut() {
         db.expiry = Expiry::HideOnRead;
     }
     drop(ks);
+    let mut st = lock(&node.repl.st);
+    st.append(&data[..used]);
+    if !st.has_backlog {
+        st.offset += used as u64;
+    }
+    drop(st);
     node.repl.more.notify_all();
     Ok((used, getack))
 }
