@@ -160,14 +160,14 @@ fn ferrokv_replicates_from_ferrokv() {
     sync_roundtrip(Kind::Ferrokv, Kind::Ferrokv, true);
 }
 
-/// The replica's connection on the master, by CLIENT LIST's `cmd=` of its last command.
+/// The replica's connection on the master: CLIENT LIST TYPE replica, flag `S`.
 fn replica_client_id(m: &mut Conn) -> String {
-    let list = match call(m, &["CLIENT", "LIST"]) {
+    let list = match call(m, &["CLIENT", "LIST", "TYPE", "replica"]) {
         Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
         other => panic!("{other:?}"),
     };
     list.lines()
-        .find(|l| l.contains("cmd=psync") || l.contains("cmd=replconf"))
+        .find(|l| l.contains(" flags=S "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|w| w.strip_prefix("id="))
         .unwrap_or_else(|| panic!("no replica in CLIENT LIST: {list}"))

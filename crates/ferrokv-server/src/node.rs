@@ -152,6 +152,8 @@ pub struct ClientMeta {
     pub multi: AtomicI64,
     pub qbuf: AtomicU64,
     pub omem: AtomicU64,
+    /// A replica of this node (after PSYNC/SYNC): CLIENT LIST's `S` flag and TYPE.
+    pub replica: AtomicBool,
 }
 
 impl ClientMeta {

@@ -217,6 +217,7 @@ fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
         multi: AtomicI64::new(-1),
         qbuf: AtomicU64::new(0),
         omem: AtomicU64::new(0),
+        replica: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

@@ -341,7 +341,13 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
         String::from_utf8_lossy(&name),
         m.created.elapsed().as_secs(),
         now.saturating_sub(m.last_ms.load(Ordering::Relaxed)) / 1000,
-        if multi >= 0 { "x" } else { "N" },
+        if m.replica.load(Ordering::Relaxed) {
+            "S"
+        } else if multi >= 0 {
+            "x"
+        } else {
+            "N"
+        },
         multi,
         m.qbuf.load(Ordering::Relaxed),
         m.omem.load(Ordering::Relaxed),
@@ -353,16 +359,19 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
 /// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]
 fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let mut ids: Option<Vec<u64>> = None;
-    let mut only_normal = true;
+    // None: every client; Some(true): replicas only; Some(false): normal clients only.
+    let mut replicas: Option<bool> = None;
     let mut i = 2;
     while i < args.len() {
         let opt = args.get(i);
         if eq_ic(opt, "type") && i + 1 < args.len() {
             let t = args.get(i + 1);
             if eq_ic(t, "normal") {
-                only_normal = true;
-            } else if eq_ic(t, "master") || eq_ic(t, "replica") || eq_ic(t, "slave") || eq_ic(t, "pubsub") {
-                only_normal = false;
+                replicas = Some(false);
+            } else if eq_ic(t, "replica") || eq_ic(t, "slave") {
+                replicas = Some(true);
+            } else if eq_ic(t, "master") || eq_ic(t, "pubsub") {
+                // No pub/sub yet; the master link is not a client connection here.
                 ids = Some(Vec::new());
             } else {
                 return c.error(&format!("ERR Unknown client type '{}'", printable(t, 128)));
@@ -383,10 +392,11 @@ fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             return c.error(ERR_SYNTAX);
         }
     }
-    let _ = only_normal;
     let mut text = String::new();
     for m in core.node.client_list() {
-        if ids.as_ref().is_some_and(|v| !v.contains(&m.id)) {
+        if ids.as_ref().is_some_and(|v| !v.contains(&m.id))
+            || replicas.is_some_and(|r| r != m.replica.load(Ordering::Relaxed))
+        {
             continue;
         }
         text.push_str(&client_line(&m));
@@ -398,6 +408,8 @@ fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let old_form = args.len() == 3;
     let (mut id, mut addr, mut laddr, mut user, mut skipme) = (None, None, None, None, true);
+    // TYPE: Some(true) replicas, Some(false) normal clients.
+    let mut kind: Option<bool> = None;
     if old_form {
         addr = Some(args.get(2).to_vec());
         skipme = false;
@@ -428,9 +440,15 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                     return c.error(ERR_SYNTAX);
                 }
             } else if eq_ic(opt, "type") {
-                if !eq_ic(v, "normal") {
-                    // No replica or pub/sub clients exist here.
+                if eq_ic(v, "normal") {
+                    kind = Some(false);
+                } else if eq_ic(v, "replica") || eq_ic(v, "slave") {
+                    kind = Some(true);
+                } else if eq_ic(v, "master") || eq_ic(v, "pubsub") {
+                    // No pub/sub clients; the master link is not a client connection.
                     id = Some(0);
+                } else {
+                    return c.error(&format!("ERR Unknown client type '{}'", printable(v, 128)));
                 }
             } else {
                 return c.error(ERR_SYNTAX);
@@ -449,6 +467,7 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let mut killed = 0;
     for m in core.node.client_list() {
         if id.is_some_and(|i| i != m.id)
+            || kind.is_some_and(|k| k != m.replica.load(Ordering::Relaxed))
             || addr.as_ref().is_some_and(|a| a.as_slice() != m.addr.as_bytes())
             || laddr.as_ref().is_some_and(|a| a.as_slice() != m.laddr.as_bytes())
         {

@@ -257,6 +257,7 @@ impl Shard {
             multi: AtomicI64::new(-1),
             qbuf: AtomicU64::new(0),
             omem: AtomicU64::new(0),
+            replica: std::sync::atomic::AtomicBool::new(false),
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);

@@ -245,6 +245,7 @@ pub fn psync(core: &mut ShardCore, c: &mut Conn, args: &Args, sync: bool) {
         }
     };
     c.mode = Mode::Replica(id);
+    c.meta.replica.store(true, Ordering::Relaxed);
     // Effects must flow from now on (the first replica may find them off).
     if !full {
         ensure_effects(node);
