@@ -400,3 +400,27 @@ fn replconf_errors_match_redis() {
         }
     }
 }
+
+/// A replica of a replica gets the top master's stream through the middle one, with
+/// the top master's ids and offsets (a redis-server and a ferrokv at the bottom).
+#[test]
+fn chained_replicas_get_the_top_masters_stream() {
+    let master = start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    fill(&mut m, 11);
+    let middle = replica_of(Kind::Ferrokv, &master, &["--repl-diskless-sync-delay", "0"]);
+    let mut mid = middle.conn();
+    let bottom_redis = replica_of(Kind::Redis, &middle, &[]);
+    let bottom_ferrokv = replica_of(Kind::Ferrokv, &middle, &[]);
+    mixed_writes(&mut m);
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "5000"])), 1);
+    assert_same(&mut m, &mut mid);
+    let top_id = field(&mut m, "replication", "master_replid");
+    for b in [&bottom_redis, &bottom_ferrokv] {
+        let mut c = b.conn();
+        assert_same(&mut mid, &mut c);
+        let (bm, mm) = (snapshot(&mut c), snapshot(&mut m));
+        assert_eq!(bm, mm, "{:?} holds the top master's data", b.kind());
+        assert_eq!(field(&mut c, "replication", "master_replid"), top_id, "{:?} uses the top master's id", b.kind());
+    }
+}

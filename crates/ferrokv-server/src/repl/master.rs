@@ -314,25 +314,31 @@ pub fn start_syncs(node: &'static Node, from_cron: bool) {
     let cut_mark = mark.clone();
     let at_cut: crate::persist::AtCut<'static> = Box::new(move |dbs| {
         let mut st = lock(&node.repl.st);
+        // A replica's stream is its master's (chained replicas get those bytes): its
+        // own effects go to its AOF only, and no SELECT is added.
+        let chained = node.repl.is_replica.load(Ordering::Acquire);
         for (s, db) in dbs.iter_mut() {
             if let Some(log) = db.effects() {
                 let parts = log.drain();
                 crate::aof::hand_over_parts(node, *s, &parts);
-                st.pending[*s].extend(parts);
+                if !chained {
+                    st.pending[*s].extend(parts);
+                }
             }
             db.enable_effects();
         }
+        let select: &[u8] = if chained { b"" } else { SELECT_0 };
         st.merge();
-        st.append(SELECT_0);
+        st.append(select);
         let (replid, offset) = (st.replid.clone(), st.offset);
         for r in st.replicas.iter_mut().filter(|r| cut_ids.contains(&r.id) && r.phase == Phase::WaitBgsave) {
             r.phase = Phase::SendingRdb;
-            r.next = Some(offset + 1 - SELECT_0.len() as u64);
+            r.next = Some(offset + 1 - select.len() as u64);
             if let Some(f) = &r.feed {
                 let mut line = if r.pre_psync {
                     Vec::new()
                 } else {
-                    format!("+FULLRESYNC {replid} {}\r\n", offset - SELECT_0.len() as u64).into_bytes()
+                    format!("+FULLRESYNC {replid} {}\r\n", offset - select.len() as u64).into_bytes()
                 };
                 if diskless {
                     line.extend_from_slice(format!("$EOF:{cut_mark}\r\n").as_bytes());

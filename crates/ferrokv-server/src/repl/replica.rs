@@ -671,13 +671,15 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
     for (_, db) in ks.guards.iter_mut() {
         db.expiry = Expiry::HideOnRead;
     }
-    drop(ks);
+    // Under the keyspace locks still: a snapshot cut for a replica of ours sees the
+    // data and the offset move together.
     let mut st = lock(&node.repl.st);
     st.append(&data[..used]);
     if !st.has_backlog {
         st.offset += used as u64;
     }
     drop(st);
+    drop(ks);
     node.repl.more.notify_all();
     Ok((used, getack))
 }
