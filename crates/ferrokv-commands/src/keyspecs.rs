@@ -204,6 +204,10 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("mget", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
+    ("migrate", &[
+        KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete"]), begin: Index(3), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+        KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete", "incomplete"]), begin: Keyword { keyword: "KEYS", start_from: -2 }, find: Range { last_key: -1, key_step: 1, limit: 0 } },
+    ]),
     ("mset", &[
         KeySpec { notes: "", flags: F::parse(&["OW", "update"]), begin: Index(1), find: Range { last_key: -1, key_step: 2, limit: 0 } },
     ]),
@@ -516,6 +520,7 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("keys", &["request_policy:all_shards", "nondeterministic_output_order"]),
     ("lastsave", &["nondeterministic_output"]),
     ("mget", &["request_policy:multi_shard"]),
+    ("migrate", &["nondeterministic_output"]),
     ("mset", &["request_policy:multi_shard", "response_policy:all_succeeded"]),
     ("msetnx", &["request_policy:multi_shard", "response_policy:agg_min"]),
     ("object|encoding", &["nondeterministic_output"]),

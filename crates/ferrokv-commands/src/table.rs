@@ -292,6 +292,7 @@ pub enum ServerCmd {
     Sync,
     Replconf,
     Wait,
+    Migrate,
 }
 
 #[derive(Clone, Copy)]

@@ -19,11 +19,13 @@ pub mod dispatch;
 pub mod inbound;
 #[path = "exec/msg.rs"]
 pub mod msg;
-// Cluster: redirects and CLUSTER commands on the request path, the bus's IO.
+// Cluster: redirects and CLUSTER commands on the request path, the bus's IO, MIGRATE.
 #[path = "cluster/bus.rs"]
 pub mod bus;
 #[path = "cluster/cluster.rs"]
 pub mod cluster;
+#[path = "cluster/migrate.rs"]
+pub mod migrate;
 // Admin: connection/server/transaction commands, INFO, configuration.
 #[path = "admin/cmds.rs"]
 pub mod cmds;

@@ -132,6 +132,8 @@ pub struct Node {
     pub repl: crate::repl::Repl,
     /// How SHUTDOWN asked to exit: save or not (None: as the save points say).
     pub shutdown_save: Mutex<Option<bool>>,
+    /// MIGRATE's thread and its cached connections to targets.
+    pub migrate: crate::migrate::Migrator,
 }
 
 /// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
@@ -212,7 +214,8 @@ impl Node {
         let shards: Box<[ShardShared]> = (0..threads)
             .map(|_| ShardShared {
                 db: Mutex::new(Db::new()),
-                mailbox: Mailbox::new(threads),
+                // A lane per shard, and one for threads that are not shards.
+                mailbox: Mailbox::new(threads + 1),
                 connected_clients: AtomicU64::new(0),
                 commands_processed: AtomicU64::new(0),
                 expired_keys: AtomicU64::new(0),
@@ -251,6 +254,7 @@ impl Node {
             aof: crate::aof::Aof::default(),
             repl: crate::repl::Repl::new(threads),
             shutdown_save: Mutex::new(None),
+            migrate: Default::default(),
         }))
     }
 
@@ -265,6 +269,11 @@ impl Node {
     }
 
     pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The mailbox lane of senders that are not shards (the migration thread).
+    pub fn outside_lane(&self) -> usize {
         self.shards.len()
     }
 

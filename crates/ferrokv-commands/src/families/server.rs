@@ -2,6 +2,7 @@
 //! connection and node state they need; here is only their table entry.
 
 use crate::table::{CommandSpec, Handler, KeyPositions, ServerCmd};
+use ferrokv_resp::Args;
 
 const NONE: KeyPositions = KeyPositions::NONE;
 
@@ -252,4 +253,41 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["@admin", "@slow", "@dangerous"],
     ),
     srv(ServerCmd::Wait, "wait", 3, &["noscript"], &["@slow", "@connection"]),
+    CommandSpec::new(
+        "migrate",
+        -6,
+        &["write"],
+        KeyPositions::new(3, 3, 1),
+        &["@keyspace", "@write", "@slow", "@dangerous"],
+        Handler::Server(ServerCmd::Migrate),
+    )
+    .with_key_finder(migrate_keys),
 ];
+
+/// MIGRATE's keys (Redis's `migrateGetKeys`): the key argument, or what follows KEYS
+/// (none when the key argument is not empty then: MIGRATE itself replies the error).
+/// Options before KEYS are skipped with their values, so a password named "keys" is
+/// not taken for the keyword.
+pub fn migrate_keys(args: &Args) -> Vec<usize> {
+    let mut i = 6;
+    while i < args.len() {
+        let a = args.get(i);
+        if a.eq_ignore_ascii_case(b"keys") {
+            if !args.get(3).is_empty() {
+                return Vec::new();
+            }
+            return (i + 1..args.len()).collect();
+        }
+        if a.eq_ignore_ascii_case(b"auth") {
+            i += 1;
+        } else if a.eq_ignore_ascii_case(b"auth2") {
+            i += 2;
+        }
+        i += 1;
+    }
+    if args.len() > 3 {
+        vec![3]
+    } else {
+        Vec::new()
+    }
+}

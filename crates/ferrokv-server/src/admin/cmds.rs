@@ -70,6 +70,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Sync => crate::repl::master::psync(core, c, args, true),
         ServerCmd::Replconf => crate::repl::master::replconf(core, c, args),
         ServerCmd::Wait => crate::repl::master::wait(core, c, args, matches!(held, Held::Exec(_))),
+        ServerCmd::Migrate => return crate::migrate::migrate(core, c, args, &held),
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),

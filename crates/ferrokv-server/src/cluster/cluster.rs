@@ -11,9 +11,9 @@ use crate::conn::Conn;
 use crate::dispatch::{printable, Held, ShardCore};
 use crate::msg::Msg;
 use ferrokv_cluster::{ClusterView, Command};
-use ferrokv_commands::table::Flags;
+use ferrokv_commands::table::{Flags, ServerCmd};
 use ferrokv_commands::util::eq_ic;
-use ferrokv_commands::CommandSpec;
+use ferrokv_commands::{CommandSpec, Handler};
 use ferrokv_resp::{Args, ReplyBuf};
 use ferrokv_store::key_slot;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +83,14 @@ impl ShardCore {
             return Err("CLUSTERDOWN Hash slot not served".into());
         };
         let n = &view.nodes[owner];
+        // MIGRATE runs here whenever the slot is open (Redis's getNodeByQuery): keys move
+        // freely between the two nodes of a migration.
+        if matches!(spec.handler, Handler::Server(ServerCmd::Migrate))
+            && ((owner == view.myself && view.migrating_to(slot).is_some())
+                || (view.importing_from(slot).is_some() && (c.asking || spec.has(Flags::ASKING))))
+        {
+            return Ok(());
+        }
         if owner == view.myself {
             if let Some(target) = view.migrating_to(slot) {
                 let (present, total) = self.keys_present(spec, args);

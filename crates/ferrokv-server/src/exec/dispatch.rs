@@ -259,7 +259,9 @@ impl ShardCore {
             return Flow::Stall;
         }
         let asking = std::mem::take(&mut c.asking);
-        if !matches!(spec.handler, Handler::Server(_)) && self.node.cluster.is_some() {
+        let routed =
+            !matches!(spec.handler, Handler::Server(_)) || matches!(spec.handler, Handler::Server(ServerCmd::Migrate));
+        if routed && self.node.cluster.is_some() {
             c.asking = asking;
             let refused = self.cluster_refusal(c, spec, args);
             c.asking = false;

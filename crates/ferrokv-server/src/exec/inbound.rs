@@ -183,6 +183,7 @@ impl ShardCore {
                     }
                 }
             }
+            Msg::MigrateDone(done) => crate::migrate::finish(self, *done, conns, touched),
             other => return Some(other),
         }
         None

@@ -30,6 +30,8 @@ pub enum Msg {
     Reply { token: u64, seq: u64, bytes: Vec<u8> },
     /// Close the connection `token` of the receiving shard (CLIENT KILL).
     Kill { token: u64 },
+    /// A MIGRATE round came back from the migration thread (to the client's home shard).
+    MigrateDone(Box<crate::migrate::Done>),
 }
 
 impl Msg {
@@ -43,6 +45,7 @@ impl Msg {
             Msg::ClusterLinks { .. } => "cluster-links",
             Msg::Reply { .. } => "reply",
             Msg::Kill { .. } => "kill",
+            Msg::MigrateDone(_) => "migrate-done",
         }
     }
 }
