@@ -22,6 +22,10 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 const GETACK: &[u8] = b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n";
 /// The most one write to a replica's socket takes from the backlog.
 const CHUNK: usize = 256 << 10;
+/// A streaming replica's thread looks for new bytes this often, unwoken; after
+/// [`IDLE_AFTER`] without sending it sleeps until woken (`Repl::wake_idle`).
+const POLL: Duration = Duration::from_millis(1);
+const IDLE_AFTER: Duration = Duration::from_millis(50);
 
 /// Where a replica is, as INFO's `state=` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -464,6 +468,7 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
         }
     }
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut last_sent = std::time::Instant::now();
     loop {
         chunk.clear();
         {
@@ -481,12 +486,17 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
                     }
                     break;
                 }
-                st = node
-                    .repl
-                    .more
-                    .wait_timeout(st, Duration::from_secs(1))
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
+                // Streaming: look again in a millisecond (whatever gathers meanwhile goes
+                // in one write). Idle for a while: sleep until woken.
+                let busy = last_sent.elapsed() < IDLE_AFTER;
+                if !busy {
+                    node.repl.idle_threads.fetch_add(1, Ordering::AcqRel);
+                }
+                let wait = if busy { POLL } else { Duration::from_millis(100) };
+                st = node.repl.more.wait_timeout(st, wait).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                if !busy {
+                    node.repl.idle_threads.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
         if chunk.is_empty() {
@@ -495,6 +505,7 @@ fn serve(node: &'static Node, id: u64, mut sock: TcpStream, rx: Receiver<Feed>) 
         if sock.write_all(&chunk).is_err() {
             break;
         }
+        last_sent = std::time::Instant::now();
         let mut st = lock(&node.repl.st);
         if let Some(r) = st.replicas.iter_mut().find(|r| r.id == id) {
             r.next = r.next.map(|n| n + chunk.len() as u64);

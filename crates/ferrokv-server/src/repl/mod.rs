@@ -62,6 +62,8 @@ pub struct Repl {
     pub paused_until: AtomicU64,
     /// A full sync is loading: commands without the `loading` flag get -LOADING.
     pub loading: AtomicBool,
+    /// Replicas' threads sleeping until woken (see [`Repl::wake_idle`]).
+    pub idle_threads: std::sync::atomic::AtomicU32,
     /// INFO stats: full syncs served, partial resyncs accepted and refused.
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
@@ -231,6 +233,7 @@ impl Repl {
             waiting: AtomicBool::new(false),
             paused_until: AtomicU64::new(0),
             loading: AtomicBool::new(false),
+            idle_threads: std::sync::atomic::AtomicU32::new(0),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -251,7 +254,7 @@ impl Repl {
         if st.merge() {
             master::enforce_limits(&mut st);
             drop(st);
-            self.more.notify_all();
+            self.wake_idle();
         }
     }
 
@@ -266,6 +269,16 @@ impl Repl {
     pub fn writes_paused(&self, now_ms: u64) -> bool {
         let until = self.paused_until.load(Ordering::Relaxed);
         until != 0 && now_ms < until
+    }
+
+    /// New bytes in the stream: wakes the replicas' threads that sleep long (idle).
+    /// A thread streaming under load wakes by itself every millisecond and sends what
+    /// gathered meanwhile: a wake-up per shard loop iteration (a futex call here, a
+    /// scheduler round trip there) cost the master about a fifth of its CPU.
+    pub fn wake_idle(&self) {
+        if self.idle_threads.load(Ordering::Acquire) > 0 {
+            self.more.notify_all();
+        }
     }
 
     /// `master_repl_offset`.

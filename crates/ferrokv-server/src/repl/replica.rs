@@ -680,7 +680,7 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
     }
     drop(st);
     drop(ks);
-    node.repl.more.notify_all();
+    node.repl.wake_idle();
     Ok((used, getack))
 }
 
