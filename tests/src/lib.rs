@@ -7,10 +7,13 @@
 //! - [`diff`]: seeded command streams sent to ferrokv and redis side by side.
 //! - [`rng`]: the seeded generator behind the streams.
 //! - [`dataset`]: a dataset of every type and a snapshot of a whole keyspace.
+//! - [`cluster`]: clusters built and changed by `redis-cli --cluster`, and a client that
+//!   follows MOVED/ASK/TRYAGAIN.
 //!
 //! The integration tests are in `tests/` of this crate: `differential.rs` (replies
 //! identical to redis-server's) and `server.rs` (the server as a real client sees it).
 
+pub mod cluster;
 pub mod conn;
 pub mod dataset;
 pub mod diff;

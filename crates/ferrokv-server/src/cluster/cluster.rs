@@ -83,11 +83,11 @@ impl ShardCore {
             return Err("CLUSTERDOWN Hash slot not served".into());
         };
         let n = &view.nodes[owner];
-        // MIGRATE runs here whenever the slot is open (Redis's getNodeByQuery): keys move
-        // freely between the two nodes of a migration.
+        // MIGRATE runs here whenever the slot is open here, importing (ASKING or not) or
+        // migrating (Redis's getNodeByQuery): keys move freely between the two nodes of a
+        // migration, and `redis-cli --cluster fix` moves keys off an importing node.
         if matches!(spec.handler, Handler::Server(ServerCmd::Migrate))
-            && ((owner == view.myself && view.migrating_to(slot).is_some())
-                || (view.importing_from(slot).is_some() && (c.asking || spec.has(Flags::ASKING))))
+            && ((owner == view.myself && view.migrating_to(slot).is_some()) || view.importing_from(slot).is_some())
         {
             return Ok(());
         }

@@ -419,7 +419,7 @@ impl Worker {
                     self.sockets.remove(&k);
                 }
             }
-            let conn = connect(&job.host, &job.port, job.timeout).ok_or(SocketError::Connect)?;
+            let conn = connect(&job.host, &job.port, job.timeout)?;
             self.sockets
                 .insert(name.clone(), Cached { conn: BufReader::new(conn), last_db: -1, last_use: Instant::now() });
         }
@@ -484,26 +484,25 @@ fn cache_name(job: &Job) -> Vec<u8> {
     name
 }
 
-/// Connects within `timeout` (Redis's `connBlockingConnect`; the port as `atoi` reads it).
-fn connect(host: &[u8], port: &[u8], timeout: Duration) -> Option<TcpStream> {
-    let host = std::str::from_utf8(host).ok()?;
-    let digits: String =
-        std::str::from_utf8(port).ok()?.trim_start().chars().take_while(char::is_ascii_digit).collect();
-    let port: u16 = digits.parse().ok()?;
-    let deadline = Instant::now() + timeout;
-    for addr in (host, port).to_socket_addrs().ok()? {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        if let Ok(s) = TcpStream::connect_timeout(&addr, left) {
+/// Connects within `timeout` (Redis's `connBlockingConnect`; the port as `atoi` reads
+/// it). As there, only an address that cannot even be tried fails the connect; a refused
+/// or timed-out connection shows up as the first write's failure.
+fn connect(host: &[u8], port: &[u8], timeout: Duration) -> Result<TcpStream, SocketError> {
+    let host = std::str::from_utf8(host).map_err(|_| SocketError::Connect)?;
+    let port = std::str::from_utf8(port).map_err(|_| SocketError::Connect)?;
+    let digits: String = port.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let port: u16 = digits.parse().unwrap_or(0);
+    let addrs: Vec<_> = (host, port).to_socket_addrs().map_err(|_| SocketError::Connect)?.collect();
+    let addr = addrs.first().ok_or(SocketError::Connect)?;
+    match TcpStream::connect_timeout(addr, timeout) {
+        Ok(s) => {
             let _ = s.set_nodelay(true);
-            s.set_read_timeout(Some(timeout)).ok()?;
-            s.set_write_timeout(Some(timeout)).ok()?;
-            return Some(s);
+            let _ = s.set_read_timeout(Some(timeout));
+            let _ = s.set_write_timeout(Some(timeout));
+            Ok(s)
         }
+        Err(e) => Err(SocketError::Write { timed_out: is_timeout(&e) }),
     }
-    None
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
