@@ -37,6 +37,7 @@ NOTES = {
     "slaveof": "as REPLICAOF",
     "replconf": "listening-port, ip-address, capa, ack, getack, rdb-only (accepted, ignored)",
     "wait": "counts replicas whose ACK reached the offset of every write made before WAIT on the node (not only the client's own: a superset, so a reply never overstates)",
+    "migrate": "the client waits while the node's migration thread does the network IO (the shard keeps serving others); a key changed while in flight is re-sent with REPLACE until unchanged, and after 16 such rounds MIGRATE answers `TRYAGAIN` leaving it on the source; not inside MULTI/EXEC (an error there)",
     "smembers": "order of hashtable-encoded sets is ferrokv's (Redis's is its dict order)",
     "hgetall": "order of hashtable-encoded hashes is ferrokv's (listpack hashes: insertion order as Redis)",
     "hkeys": "order of hashtable-encoded hashes is ferrokv's",
