@@ -392,13 +392,15 @@ fn the_redis_cli_create_sequence_converges() {
 }
 
 /// Many more chaos seeds than the regular runs, for soaking after a protocol change:
-/// `FROM=10000 cargo test --release --test cluster_sim chaos_soak -- --ignored` (150 seeds
-/// from `FROM`; `SIM_LOGS=1` prints every node's log when a check fails).
+/// `FROM=10000 cargo test --release --test cluster_sim chaos_soak -- --ignored` (`COUNT`
+/// seeds, 150 by default, from `FROM`; `SIM_LOGS=1` prints every node's log when a check
+/// fails).
 #[test]
 #[ignore]
 fn chaos_soak() {
     let from: u64 = std::env::var("FROM").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    for seed in from..from + 150 {
+    let count: u64 = std::env::var("COUNT").ok().and_then(|s| s.parse().ok()).unwrap_or(150);
+    for seed in from..from + count {
         let n = [6, 9, 7][seed as usize % 3];
         let masters = [3, 4, 3][seed as usize % 3];
         chaos(seed, n, masters, 60_000);

@@ -802,20 +802,24 @@ pub fn slots_bitmap(ranges: &[(u16, u16)]) -> SlotBitmap {
 
 /// Moves one random slot to master `b` as redis-cli does (IMPORTING on the target, NODE on
 /// the target, then NODE on the source if it can be reached). Only done when `b` knows the
-/// greatest epoch in the cluster and sits on the majority side of any partition: ending a
-/// migration takes a config epoch without agreement, and one taken under a colliding epoch
-/// — or on a minority side while the majority elects a replica with the same new epoch — is
-/// the way Redis itself lets two owners share an epoch.
+/// greatest epoch in the cluster and has a live majority of the slot-serving masters (as
+/// `b` sees them) on its side of any partition: ending a migration takes a config epoch
+/// without agreement, and one taken under a colliding epoch — or out of the voters' hearing
+/// while they elect a replica with the same new epoch — is the way Redis itself lets two
+/// owners share an epoch.
 pub fn move_a_slot(sim: &mut Sim, b: usize) -> bool {
     if !sim.nodes[b].alive || sim.state(b).current_epoch() != sim.max_epoch {
         return false;
     }
-    let with_b = (0..sim.nodes.len()).filter(|&i| sim.reachable(b, i)).count();
-    if with_b * 2 <= sim.nodes.len() {
-        return false;
-    }
     let vb = sim.fresh_view(b);
     if !vb.me().is_master() {
+        return false;
+    }
+    // The majority that must hear the new epoch is one of the masters serving slots (the
+    // voters), counted live and on b's side: nodes in general, dead ones included, are not.
+    let serving: Vec<NodeId> = vb.nodes.iter().filter(|n| n.is_master() && n.num_slots > 0).map(|n| n.id).collect();
+    let heard = serving.iter().filter_map(|id| sim.index_of(id)).filter(|&i| sim.reachable(b, i)).count();
+    if heard * 2 <= serving.len() {
         return false;
     }
     let slot = sim.rng.below(16384) as u16;
