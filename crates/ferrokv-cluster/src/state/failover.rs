@@ -29,8 +29,12 @@
 //!    epoch and as `lastVoteEpoch`, flags itself master, takes every slot of its old master,
 //!    saves nodes.conf with fsync, emits [`Output::Promoted`] and PONGs every node. (Redis
 //!    leaves `lastVoteEpoch` alone, so the fresh master may still vote in the epoch it just
-//!    won and help a second candidate win it too; the simulator caught that.) The new claim wins everywhere
-//!    by its greater config epoch; the old master, its other replicas and finally the old
+//!    won and help a second candidate win it too; the simulator caught that.) `size` is the
+//!    larger of the cluster size now and when the request went out (Redis takes the size
+//!    now: a view that loses a master meanwhile — one turned replica, the new owner of its
+//!    slots not yet known — needs fewer votes than the masters asked; chaos found a second
+//!    winner of an epoch that way). The new claim wins everywhere by its greater config
+//!    epoch; the old master, its other replicas and finally the old
 //!    master itself when it returns follow it (see `update_slots_config_with`).
 //! 6. **Give up.** An election that did not win within `max(2 × node_timeout, 2000)` ms
 //!    expires; a new one is scheduled `2 ×` that long after the previous schedule.
@@ -82,6 +86,8 @@ pub(crate) struct Election {
     pub sent: bool,
     /// The epoch of the current attempt.
     pub epoch: u64,
+    /// The cluster size when the vote request of the current attempt went out.
+    pub size: usize,
     /// Masters that voted for the current attempt.
     pub voters: BTreeSet<NodeId>,
     cant_reason: CantFailover,
@@ -195,6 +201,7 @@ impl ClusterState {
             self.current_epoch += 1;
             self.election.epoch = self.current_epoch;
             self.election.sent = true;
+            self.election.size = self.size;
             let e = self.current_epoch;
             self.log(LogLevel::Warning, format!("Starting a failover election for epoch {e}."));
             self.request_failover_auth();
@@ -202,7 +209,12 @@ impl ClusterState {
             return;
         }
 
-        let quorum = self.size / 2 + 1;
+        // Not in Redis: the cluster size counted when the votes were asked for still
+        // counts. A replica whose view loses a master meanwhile (one turned replica while
+        // the new owner of its slots is still unknown here) would otherwise need fewer votes
+        // than the masters it asked, and could win an epoch another replica won (chaos found
+        // it).
+        let quorum = self.size.max(self.election.size) / 2 + 1;
         if self.election.voters.len() >= quorum {
             self.log(LogLevel::Warning, "Failover election won: I'm the new master.".into());
             let epoch = self.election.epoch;
