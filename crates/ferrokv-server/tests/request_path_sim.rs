@@ -195,7 +195,8 @@ fn node(shards: usize) -> &'static Node {
         // SAFETY: the address of a leaked &'static Node stored below.
         return unsafe { &*(addr as *const Node) };
     }
-    let cfg = ferrokv_server::config::Config::default();
+    // No save points: a simulated FLUSHALL must not write dump.rdb into the crate.
+    let cfg = ferrokv_server::config::Config { save: String::new(), ..Default::default() };
     let n = Node::new(cfg, shards, None);
     nodes.push((shards, n as *const Node as usize));
     n
