@@ -30,12 +30,13 @@
 //! - **Gossip.** Every PING/PONG carries the sender's flags, epochs, slots, master, and a
 //!   sample of other nodes (a tenth of the table, at least 3, plus every PFAIL node).
 //! - **Failure detection.** A node whose ping stays unanswered (and from which no data
-//!   arrived) for node-timeout becomes PFAIL locally. Masters' gossip flags are collected as
-//!   failure reports, valid for 2 × node-timeout; when the reports plus this node (if a
-//!   master) reach a majority of the masters serving slots, the node becomes FAIL and a
-//!   FAIL message is broadcast, which every receiver applies. FAIL is cleared when the node
-//!   answers again and is a replica or a master without slots, or, for a master still
-//!   serving slots, once the FAIL is older than 2 × node-timeout.
+//!   arrived) for node-timeout becomes PFAIL locally; a master that flags it tells the
+//!   other masters at once. Masters' gossip flags are collected as failure reports, valid
+//!   for 2 × node-timeout; when the reports plus this node (if a master) reach a majority of
+//!   the masters serving slots, the node becomes FAIL and a FAIL message is broadcast, which
+//!   every receiver applies. FAIL is cleared when the node answers again and is a replica
+//!   or a master without slots, or, for a master still serving slots, once the FAIL is
+//!   older than 2 × node-timeout.
 //! - **Epochs.** `currentEpoch` is the largest epoch seen; each master has a `configEpoch`
 //!   for its slot claim. A claim with a greater config epoch wins a slot. Two masters with
 //!   the same config epoch resolve it: the one with the smaller ID takes

@@ -141,35 +141,100 @@ fn peer_header(ip: &str) -> Option<Header> {
 }
 
 /// Runs `st` with every peer of `FOUR_MASTERS` answering, except those at `down`, until
-/// `until`. Connections to down peers fail; pings to the others get pongs.
-fn run_with_peers(st: &mut ClusterState, from: u64, until: u64, down: &[&str]) {
+/// `until`. Connections to down peers fail; pings to the others get pongs. Returns every
+/// output, in no particular order.
+fn run_with_peers(st: &mut ClusterState, from: u64, until: u64, down: &[&str]) -> Vec<Output> {
     let mut links: std::collections::BTreeMap<LinkId, String> = Default::default();
     let mut now = from;
+    let mut seen = Vec::new();
     while now <= until {
         let mut queue = st.handle(now, Input::Tick);
         while let Some(o) = queue.pop() {
-            match o {
+            match &o {
                 Output::Connect { link, ip, .. } => {
                     if down.contains(&ip.as_str()) {
-                        queue.extend(st.handle(now, Input::Closed(link)));
+                        queue.extend(st.handle(now, Input::Closed(*link)));
                     } else {
-                        links.insert(link, ip);
-                        queue.extend(st.handle(now, Input::Connected(link)));
+                        links.insert(*link, ip.clone());
+                        queue.extend(st.handle(now, Input::Connected(*link)));
                     }
                 }
                 Output::Send { link: link @ LinkId::Outbound(_), msg }
                     if matches!(msg.body, Body::Ping(_) | Body::Meet(_)) =>
                 {
-                    if let Some(h) = links.get(&link).and_then(|ip| peer_header(ip)) {
+                    if let Some(h) = links.get(link).and_then(|ip| peer_header(ip)) {
                         let pong = Message { header: h, body: Body::Pong(vec![]) };
-                        queue.extend(st.handle(now, Input::Message { link, msg: pong }));
+                        queue.extend(st.handle(now, Input::Message { link: *link, msg: pong }));
                     }
                 }
                 _ => {}
             }
+            seen.push(o);
         }
         now += 100;
     }
+    seen
+}
+
+/// The peer address of each outbound link asked for in `outs`.
+fn link_peers(outs: &[Output]) -> std::collections::BTreeMap<LinkId, String> {
+    connects(outs).into_iter().map(|(l, ip, _)| (l, ip)).collect()
+}
+
+/// Not in Redis, which waits for the next gossip to carry it: a master that flags a node
+/// PFAIL sends it at once to the other masters (the nodes whose reports count) in a PONG, so
+/// the last of a majority to flag it holds a quorum at once.
+#[test]
+fn a_master_flagging_a_node_pfail_tells_the_other_masters_at_once() {
+    let mut st = load(FOUR_MASTERS, 10_000);
+    let mut peers = link_peers(&run_with_peers(&mut st, 10_000, 12_500, &[]));
+    let mut now = 12_600;
+    let outs = loop {
+        let outs = run_with_peers(&mut st, now, now, &["10.0.0.2"]);
+        peers.extend(link_peers(&outs));
+        now += 100;
+        if st.view().node(&id('a')).unwrap().flags.intersects(NodeFlags::PFAIL) {
+            break outs;
+        }
+        assert!(now < 12_600 + 3 * T, "a never became PFAIL");
+    };
+    let mut told: Vec<&str> = sends(&outs)
+        .iter()
+        .filter(|(_, m)| match &m.body {
+            Body::Pong(g) => g.iter().any(|g| g.id == id('a') && g.flags.intersects(NodeFlags::PFAIL)),
+            _ => false,
+        })
+        .map(|(l, _)| peers[l].as_str())
+        .collect();
+    told.sort();
+    // b and c (a master without slots, whose report counts too), not the replica d.
+    assert_eq!(told, vec!["10.0.0.3", "10.0.0.4"]);
+    assert!(!st.view().node(&id('a')).unwrap().is_failed(), "no report yet");
+}
+
+/// A report held before this node's own verdict completes a quorum the moment the node
+/// flags PFAIL, without waiting for more gossip.
+#[test]
+fn a_report_already_held_makes_fail_as_soon_as_this_node_flags_pfail() {
+    let mut st = load(FOUR_MASTERS, 10_000);
+    run_with_peers(&mut st, 10_000, 12_500, &[]);
+    let mut m = Message { header: peer_header("10.0.0.3").unwrap(), body: Body::Ping(vec![]) };
+    if let Body::Ping(g) = &mut m.body {
+        g.push(gossip(id('a'), NodeFlags::MASTER | NodeFlags::PFAIL));
+    }
+    inbound(&mut st, 12_550, 1, "10.0.0.3", m);
+    assert!(!st.view().node(&id('a')).unwrap().is_failed(), "a still answers us");
+    let mut now = 12_600;
+    let outs = loop {
+        let outs = run_with_peers(&mut st, now, now, &["10.0.0.2"]);
+        now += 100;
+        if st.view().node(&id('a')).unwrap().flags.intersects(NodeFlags::PFAIL | NodeFlags::FAIL) {
+            break outs;
+        }
+        assert!(now < 12_600 + 3 * T, "a never timed out");
+    };
+    assert!(st.view().node(&id('a')).unwrap().is_failed());
+    assert!(sends(&outs).iter().any(|(_, m)| m.body == Body::Fail { about: id('a') }));
 }
 
 /// Times `a` out while the others answer; returns the time.

@@ -9,6 +9,7 @@ impl ClusterState {
         let timeout = self.cfg.node_timeout_ms;
         let handshake_timeout = timeout.max(1000);
         let mut update_state = false;
+        let mut newly_timed_out = Vec::new();
 
         for i in self.node_indices() {
             let Some(n) = self.nodes[i].as_ref() else { continue };
@@ -87,7 +88,11 @@ impl ClusterState {
                 self.node_mut(i).flags.insert(NodeFlags::PFAIL);
                 self.log(LogLevel::Debug, format!("*** NODE {id} possibly failing"));
                 update_state = true;
+                newly_timed_out.push(i);
             }
+        }
+        if !newly_timed_out.is_empty() {
+            self.report_timed_out_nodes(&newly_timed_out);
         }
 
         self.manual_failover_check_timeout();

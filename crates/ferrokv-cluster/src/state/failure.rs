@@ -1,4 +1,15 @@
 //! Failure reports and the PFAIL to FAIL transition.
+//!
+//! A master's gossip about a node it flags PFAIL or FAIL is a failure report, valid for
+//! `2 × node_timeout`; once the reports plus this node's own verdict (when a master) make a
+//! majority of the slot-serving masters, the node is FAIL and the verdict is broadcast.
+//!
+//! Redis checks the quorum only when gossip arrives, and its gossip reaches a given master
+//! about once a second, so FAIL trails the last needed PFAIL by up to a second or more.
+//! Here a node that flags a peer PFAIL checks the reports it already holds at once, and a
+//! master PONGs every other master at once (its gossip carries every PFAIL node, as always),
+//! so the last of a majority to flag the peer holds the quorum at that moment. Which nodes
+//! become FAIL is unchanged; only the wait for the next gossip is gone.
 
 use super::*;
 
@@ -34,6 +45,30 @@ impl ClusterState {
     pub(crate) fn failure_reports_count(&mut self, n: Idx) -> usize {
         self.cleanup_failure_reports(n);
         self.node(n).fail_reports.len()
+    }
+
+    /// Nodes this node has just flagged PFAIL: the failure reports already collected may
+    /// make a quorum with this node's own verdict, and the other masters learn the verdict at
+    /// once instead of with the next gossip (see the module documentation).
+    pub(super) fn report_timed_out_nodes(&mut self, timed_out: &[Idx]) {
+        for &n in timed_out {
+            self.mark_node_as_failing_if_needed(n);
+        }
+        if !self.me().is_master() || timed_out.iter().all(|&n| self.node(n).failed()) {
+            return;
+        }
+        for i in self.node_indices() {
+            let n = self.node(i);
+            if i == self.myself
+                || !n.is_master()
+                || n.flags.intersects(NodeFlags::HANDSHAKE | NodeFlags::PFAIL | NodeFlags::FAIL)
+            {
+                continue;
+            }
+            if let Some(l) = n.link {
+                self.send_ping(l, MsgType::Pong);
+            }
+        }
     }
 
     /// PFAIL → FAIL once a majority of slot-serving masters agree (this node included, when
