@@ -44,8 +44,9 @@
 //!   UPDATE message naming the new owner.
 //!
 //! - **Failover** (`failover.rs`). A replica whose master is FAIL and serves slots waits
-//!   500–1000 ms plus a second per better-placed sibling (by replication offset), then
-//!   bumps `currentEpoch` and asks every master for its vote; each master votes once per
+//!   `min(500, node_timeout / 30)` ms, plus a step per better-placed sibling (by
+//!   replication offset) and per master failed with ours under a smaller ID, then bumps
+//!   `currentEpoch` and asks every master for its vote; each master votes once per
 //!   epoch, for a replica of a FAIL master, claiming slots no greater epoch holds. With a
 //!   majority of the slot-serving masters the replica takes the election's epoch as config
 //!   epoch and its master's slots, and tells everyone; the greater epoch makes every node,
@@ -67,8 +68,10 @@
 //! - A side of a partition without a majority of the slot-serving masters never flags a
 //!   master FAIL and never promotes a replica.
 //! - A dead master with a working replica is replaced, in the absence of loss, within about
-//!   `2 × node_timeout + 1.5 s`; under loss a failed election is retried
-//!   `2 × max(2 × node_timeout, 2 s)` after the previous one was scheduled.
+//!   `1.5 × node_timeout + 0.5 s`, and within about `node_timeout + 0.5 s` when its
+//!   connections were reset (a killed process); under loss a failed election is retried
+//!   `2 × max(2 × node_timeout, 2 s)` after the previous one was scheduled. The failover
+//!   module's documentation gives the timing design and the measured distribution.
 //! - After faults stop, every node converges on one table of roles, epochs and slots.
 //! - Not guaranteed: writes acknowledged by a master and not yet replicated are lost by an
 //!   automatic failover (asynchronous replication; the rank favours the most up-to-date
@@ -380,6 +383,9 @@ pub(crate) mod todo {
     pub const HANDLE_MANUAL_FAILOVER: u8 = 16;
 }
 
+/// The period of [`Input::Tick`]: the state machine's clock resolution when nothing else
+/// arrives.
+pub(crate) const TICK_MS: u64 = 100;
 /// How long FORGET keeps a node ID from being re-learnt through gossip.
 pub const FORGET_BAN_MS: u64 = 60_000;
 const FAIL_REPORT_VALIDITY_MULT: u64 = 2;

@@ -1106,6 +1106,59 @@ fn election_start(st: &mut ClusterState, mut now: u64) -> u64 {
     panic!("no election");
 }
 
+/// `me` (one of `d`, `e`) replicates the FAIL master `a` with its sibling; both hold the
+/// same offset, as the sibling's last ping said.
+fn sibling_of_d_and_e(me: char, now: u64) -> ClusterState {
+    let other = if me == 'd' { 'e' } else { 'd' };
+    let mut lines = A_FAILED.to_vec();
+    lines[0] = "{m} 10.0.0.1:7000@17000 master - 0 0 1 connected 0-5000";
+    let mine = if me == 'd' { 3 } else { 4 };
+    let line = lines[mine].replace(" slave ", " myself,slave ");
+    lines[mine] = Box::leak(line.into_boxed_str());
+    let mut st = load(&lines, now);
+    st.set_master_link_down_since(Some(now - 1_500));
+    st.set_repl_offset(500);
+    connect_all(&mut st, now);
+    let ip = if other == 'd' { "10.0.0.5" } else { "10.0.0.6" };
+    let mut ping = Message { header: header(id(other), 2, slots(5001, 10000)), body: Body::Ping(vec![]) };
+    ping.header.flags = NodeFlags::SLAVE;
+    ping.header.master = Some(id('a'));
+    ping.header.repl_offset = 500;
+    inbound(&mut st, now, 1, ip, ping);
+    st
+}
+
+/// Not in Redis, where replicas with the same offset share a rank and only the random
+/// delay keeps them apart: the smaller node ID goes first, a tick or more ahead.
+#[test]
+fn of_two_replicas_with_one_offset_the_smaller_id_asks_first() {
+    let d = election_start(&mut sibling_of_d_and_e('d', 100_000), 100_000);
+    let e = election_start(&mut sibling_of_d_and_e('e', 100_000), 100_000);
+    assert!(d + 100 <= e, "d asked at {d}, e at {e}");
+}
+
+/// Not in Redis: when several masters are FAIL, the replicas of the one with the smaller
+/// node ID ask first, so that the elections do not split one epoch's votes.
+#[test]
+fn with_two_masters_failed_the_smaller_ids_replica_asks_first() {
+    let now = 100_000;
+    let both_failed = |me: usize| {
+        let mut lines = A_FAILED.to_vec();
+        lines[0] = "{m} 10.0.0.1:7000@17000 master - 0 0 1 connected 0-5000";
+        lines[2] = "{b} 10.0.0.3:7000@17000 master,fail - 0 0 3 connected 10001-16383";
+        let line = lines[me].replace(" slave ", " myself,slave ");
+        lines[me] = Box::leak(line.into_boxed_str());
+        let mut st = load(&lines, now);
+        st.set_master_link_down_since(Some(now - 1_500));
+        connect_all(&mut st, now);
+        st
+    };
+    // d replicates a, z replicates b; a < b.
+    let d = election_start(&mut both_failed(3), now);
+    let z = election_start(&mut both_failed(5), now);
+    assert!(d + 100 <= z, "d asked at {d}, z at {z}");
+}
+
 /// Not in Redis: a replica whose view loses a master during its election (the voter b
 /// turns replica while the owner of its slots is unknown here) still needs a majority of
 /// the masters it asked; with Redis's rule the shrunken size makes one vote a majority

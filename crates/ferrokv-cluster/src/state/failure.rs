@@ -94,6 +94,15 @@ impl ClusterState {
         node.fail_time = now;
         self.send_fail(id);
         self.todo |= todo::UPDATE_STATE | todo::SAVE_CONFIG;
+        self.schedule_election_if_my_master(n);
+    }
+
+    /// A replica whose master was just flagged FAIL schedules its election now, not at the
+    /// next tick.
+    pub(super) fn schedule_election_if_my_master(&mut self, failed: Idx) {
+        if self.me().is_slave() && self.me().master == Some(failed) {
+            self.todo |= todo::HANDLE_FAILOVER;
+        }
     }
 
     /// A FAIL node answered again: clear the flag if nobody is going to fail it over.

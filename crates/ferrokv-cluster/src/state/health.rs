@@ -48,8 +48,12 @@ impl ClusterState {
     }
 
     pub(super) fn before_sleep(&mut self) {
-        // Election steps wanted at once (a vote arrived, a manual failover may start); each
-        // may ask for the next, e.g. scheduling a manual failover's election then running it.
+        // Election steps wanted at once (our master was flagged FAIL, the election is due, a
+        // vote arrived, a manual failover may start); each may ask for the next, e.g.
+        // scheduling a manual failover's election then running it.
+        if self.election_due() {
+            self.todo |= todo::HANDLE_FAILOVER;
+        }
         for _ in 0..3 {
             let wanted = self.todo & (todo::HANDLE_FAILOVER | todo::HANDLE_MANUAL_FAILOVER);
             if wanted == 0 {

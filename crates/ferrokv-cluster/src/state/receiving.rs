@@ -158,6 +158,7 @@ impl ClusterState {
                         n.fail_time = now;
                         n.flags.remove(NodeFlags::PFAIL);
                         self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE;
+                        self.schedule_election_if_my_master(f);
                     }
                 }
             }
