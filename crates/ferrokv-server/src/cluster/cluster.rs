@@ -117,6 +117,32 @@ impl ShardCore {
         Err(format!("MOVED {slot} {}:{}", n.ip, n.port))
     }
 
+    /// [`cluster_route`](Self::cluster_route)'s ASK/TRYAGAIN decision again, under the
+    /// lock of `db`, the shard about to run the command. The first decision was taken on
+    /// the home shard before the command ran (or was forwarded); a MIGRATE finishing on
+    /// another thread may have deleted a key since, and reading the key's absence as
+    /// a nil would be a wrong answer: the key now lives on the target. Costs a version
+    /// check unless some slot of this node is migrating.
+    pub fn migrating_refusal(&mut self, spec: &CommandSpec, args: &Args, db: &mut ferrokv_store::Db) -> Option<String> {
+        self.node.cluster.as_ref()?;
+        let view = self.cluster_view_ref();
+        if view.migrating.is_empty() {
+            return None;
+        }
+        let mut idx = Vec::new();
+        spec.key_indexes(args, &mut idx);
+        let slot = key_slot(args.get(*idx.first()?));
+        let target = view.migrating_to(slot)?;
+        let addr = format!("{}:{}", target.ip, target.port);
+        let now = crate::node::unix_ms();
+        let present = idx.iter().filter(|&&i| db.contains(args.get(i), now)).count();
+        match present {
+            p if p == idx.len() => None,
+            0 => Some(format!("ASK {slot} {addr}")),
+            _ => Some("TRYAGAIN Multiple keys request during rehashing of slot".into()),
+        }
+    }
+
     /// How many of the command's keys exist here (for ASK and TRYAGAIN).
     fn keys_present(&mut self, spec: &CommandSpec, args: &Args) -> (usize, usize) {
         let mut idx = Vec::new();

@@ -148,6 +148,19 @@ impl ShardCore {
         }
     }
 
+    /// The current cluster view, borrowed (no reference count taken; cluster mode only).
+    pub fn cluster_view_ref(&mut self) -> &ferrokv_cluster::ClusterView {
+        let shared = self.node.cluster.as_ref().expect("cluster mode");
+        let v = shared.version();
+        if !matches!(&self.view, Some((have, _)) if *have == v) {
+            self.view = Some((v, shared.view()));
+        }
+        match &self.view {
+            Some((_, view)) => view,
+            None => unreachable!("set above"),
+        }
+    }
+
     /// In cluster mode: the error or redirect a data command gets instead of running.
     fn cluster_refusal(&mut self, c: &mut Conn, spec: &CommandSpec, args: &Args) -> Option<String> {
         self.node.cluster.as_ref()?;
@@ -462,6 +475,10 @@ impl ShardCore {
             if target == self.id {
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
+                if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
+                    drop(db);
+                    return self.reject(c, Some(id), e);
+                }
                 let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
                 let client = (self.id, c.token);
                 let r = c.reply(|out| {
@@ -708,6 +725,12 @@ impl ShardCore {
         let node = self.node;
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
+        if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
+            // A key moved away since the home shard routed the command (see there).
+            drop(db);
+            out.error(&e);
+            return Some(out.buf);
+        }
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let t0 = cycles();
         let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
