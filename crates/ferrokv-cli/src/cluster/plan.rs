@@ -10,6 +10,14 @@
 //! over become one extra replica each for the first masters. (redis-cli then shuffles
 //! replicas at random to improve host anti-affinity further; this planner stops at
 //! the deterministic assignment.)
+//!
+//! Moving slots between masters is planned here too, as redis-cli plans it:
+//! [`reshard_table`] takes N slots from a set of sources in proportion to what each
+//! holds (the largest source rounds up, the others down, each giving its lowest slots
+//! first), and [`rebalance`] gives every master a weight, computes how many slots each
+//! must give (positive balance) or take (negative), and pairs the neediest taker with
+//! the largest giver until every balance is zero, each transfer a reshard table of
+//! one source whose slots are then counted as moved.
 
 use super::nodes::SLOTS;
 
@@ -145,6 +153,144 @@ pub fn plan(hosts: &[String], replicas: usize) -> Result<Plan, String> {
     Ok(plan)
 }
 
+/// A master as the slot planners see it: its id and the slots it serves, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub id: String,
+    pub slots: Vec<u16>,
+}
+
+/// redis-cli's `clusterManagerComputeReshardTable`: up to `count` `(slot, source index)`
+/// pairs taken from `sources`. Sources are taken largest first (ties in the given
+/// order); each gives `count / total * its slots` slots, rounded up for the first and
+/// down for the others, lowest slots first. Single precision, as redis-cli computes.
+pub fn reshard_table(sources: &[Holder], count: usize) -> Vec<(u16, usize)> {
+    let total: usize = sources.iter().map(|s| s.slots.len()).sum();
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by(|&a, &b| sources[b].slots.len().cmp(&sources[a].slots.len()));
+    let mut table = Vec::new();
+    if total == 0 {
+        return table;
+    }
+    for (rank, &i) in order.iter().enumerate() {
+        let share = count as f32 / total as f32 * sources[i].slots.len() as f32;
+        let max = if rank == 0 { share.ceil() } else { share.floor() } as usize;
+        for &slot in sources[i].slots.iter().take(max) {
+            if table.len() >= count {
+                break;
+            }
+            table.push((slot, i));
+        }
+    }
+    table
+}
+
+/// One step of a rebalance: `slots` go from master `from` to master `to` (indexes into
+/// the masters given to [`rebalance`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub from: usize,
+    pub to: usize,
+    pub slots: Vec<u16>,
+}
+
+/// What a rebalance would do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rebalance {
+    /// Every master is within the threshold: nothing to do.
+    Balanced,
+    /// Move these, in order; `nodes` and `total_weight` are what redis-cli reports.
+    Moves { nodes: usize, total_weight: f32, transfers: Vec<Transfer> },
+}
+
+/// redis-cli's `--cluster rebalance` plan. `weights[i]` is master `i`'s weight (1 unless
+/// given); without `use_empty`, masters that serve no slot take no part (weight 0). A
+/// master is over the threshold when its slot count differs from its expected share
+/// by more than `threshold` percent; if none is, the cluster is `Balanced`.
+pub fn rebalance(masters: &[Holder], weights: &[f32], use_empty: bool, threshold: f32) -> Result<Rebalance, String> {
+    let involved: Vec<usize> = (0..masters.len()).filter(|&i| use_empty || !masters[i].slots.is_empty()).collect();
+    let total_weight: f32 = involved.iter().map(|&i| weights[i]).sum();
+    if involved.is_empty() || total_weight <= 0.0 {
+        return Err("*** No master with a positive weight to rebalance the slots over".to_string());
+    }
+    let mut balance: Vec<i64> = vec![0; masters.len()];
+    let mut total_balance: i64 = 0;
+    let mut over = false;
+    for &i in &involved {
+        let have = masters[i].slots.len() as i64;
+        let expected = ((SLOTS as f32 / total_weight) * weights[i]) as i64;
+        balance[i] = have - expected;
+        total_balance += balance[i];
+        if threshold > 0.0 {
+            if have > 0 {
+                let err = (100.0 - (100.0 * expected as f64 / have as f64)).abs();
+                over |= err > f64::from(threshold);
+            } else {
+                over |= expected > 1;
+            }
+        }
+    }
+    if !over {
+        return Ok(Rebalance::Balanced);
+    }
+    // Rounding can leave more to give than to take: the takers take one more each.
+    while total_balance > 0 {
+        for &i in &involved {
+            if balance[i] <= 0 && total_balance > 0 {
+                balance[i] -= 1;
+                total_balance -= 1;
+            }
+        }
+    }
+    let mut order = involved.clone();
+    order.sort_by_key(|&i| balance[i]);
+    let mut slots: Vec<Vec<u16>> = masters.iter().map(|m| m.slots.clone()).collect();
+    let mut transfers = Vec::new();
+    let (mut dst, mut src) = (0usize, order.len() - 1);
+    while dst < src {
+        let (d, s) = (order[dst], order[src]);
+        let n = balance[d].unsigned_abs().min(balance[s].unsigned_abs()) as usize;
+        if n > 0 {
+            let source = Holder { id: masters[s].id.clone(), slots: slots[s].clone() };
+            let table = reshard_table(std::slice::from_ref(&source), n);
+            if table.len() != n {
+                return Err("*** Assertion failed: Reshard table != number of slots".to_string());
+            }
+            let moved: Vec<u16> = table.iter().map(|&(slot, _)| slot).collect();
+            slots[s].retain(|x| !moved.contains(x));
+            slots[d].extend(&moved);
+            slots[d].sort_unstable();
+            transfers.push(Transfer { from: s, to: d, slots: moved });
+        }
+        balance[d] += n as i64;
+        balance[s] -= n as i64;
+        if balance[d] == 0 {
+            dst += 1;
+        }
+        if balance[s] == 0 {
+            src -= 1;
+        }
+    }
+    Ok(Rebalance::Moves { nodes: involved.len(), total_weight, transfers })
+}
+
+/// The one id in `ids` that starts with `name` (redis-cli accepts abbreviated ids).
+pub fn find_by_prefix<'a>(ids: impl IntoIterator<Item = &'a str>, name: &str) -> Option<usize> {
+    let mut found = None;
+    for (i, id) in ids.into_iter().enumerate() {
+        if id == name {
+            return Some(i);
+        }
+        if !name.is_empty() && id.starts_with(name) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(i);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +369,91 @@ mod tests {
         assert!(e.ends_with("At least 6 nodes are required."), "{e}");
         assert!(plan(&local(2), 0).is_err());
         assert_eq!(plan(&local(3), 0).expect("3 masters").replicas, vec![]);
+    }
+
+    fn holder(id: &str, ranges: &[(u16, u16)]) -> Holder {
+        Holder { id: id.to_string(), slots: ranges.iter().flat_map(|&(a, b)| a..=b).collect() }
+    }
+
+    fn three() -> Vec<Holder> {
+        vec![holder("a", &[(0, 5460)]), holder("b", &[(5461, 10922)]), holder("c", &[(10923, 16383)])]
+    }
+
+    #[test]
+    fn reshard_takes_in_proportion_largest_rounded_up() {
+        // From b and c (5462 and 5461 slots), 101 slots: b gives ceil(50.5) = 51, c floor = 50.
+        let m = three();
+        let t = reshard_table(&m[1..], 101);
+        assert_eq!(t.len(), 101);
+        assert_eq!(t.iter().filter(|(_, i)| *i == 0).count(), 51);
+        assert_eq!(t[0], (5461, 0));
+        assert_eq!(t[51], (10923, 1));
+        // A single source gives its lowest slots.
+        let t = reshard_table(&m[..1], 3);
+        assert_eq!(t, vec![(0, 0), (1, 0), (2, 0)]);
+        // Never more than asked, never more than there is.
+        assert_eq!(reshard_table(&m, 16384).len(), 16384);
+        assert_eq!(reshard_table(&[holder("x", &[(0, 9)])], 50).len(), 10);
+        assert!(reshard_table(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn a_balanced_cluster_needs_nothing() {
+        assert_eq!(rebalance(&three(), &[1.0; 3], false, 2.0), Ok(Rebalance::Balanced));
+        // An empty fourth master is ignored without use_empty.
+        let mut m = three();
+        m.push(holder("d", &[]));
+        assert_eq!(rebalance(&m, &[1.0; 4], false, 2.0), Ok(Rebalance::Balanced));
+    }
+
+    #[test]
+    fn an_empty_master_gets_a_quarter() {
+        let mut m = three();
+        m.push(holder("d", &[]));
+        let Ok(Rebalance::Moves { nodes, total_weight, transfers }) = rebalance(&m, &[1.0; 4], true, 2.0) else {
+            panic!("moves expected");
+        };
+        assert_eq!((nodes, total_weight), (4, 4.0));
+        assert!(transfers.iter().all(|t| t.to == 3));
+        let got: usize = transfers.iter().map(|t| t.slots.len()).sum();
+        assert_eq!(got, 4096);
+        // Each giver ends at its share (4096), give or take the rounding.
+        for (i, h) in m.iter().enumerate().take(3) {
+            let gave: usize = transfers.iter().filter(|t| t.from == i).map(|t| t.slots.len()).sum();
+            assert_eq!(h.slots.len() - gave, 4096, "{transfers:?}");
+        }
+    }
+
+    #[test]
+    fn weight_zero_empties_a_master_and_moves_are_disjoint() {
+        let m = vec![holder("a", &[(0, 4095)]), holder("b", &[(4096, 8191)]), holder("c", &[(8192, 16383)])];
+        let Ok(Rebalance::Moves { transfers, .. }) = rebalance(&m, &[1.0, 1.0, 0.0], false, 2.0) else {
+            panic!("moves expected");
+        };
+        let mut all: Vec<u16> = transfers.iter().flat_map(|t| t.slots.clone()).collect();
+        assert_eq!(all.len(), 8192);
+        assert!(transfers.iter().all(|t| t.from == 2));
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all, (8192..=16383).collect::<Vec<u16>>());
+        assert!(rebalance(&m, &[0.0; 3], false, 2.0).is_err());
+    }
+
+    #[test]
+    fn the_threshold_is_a_percentage_of_the_held_slots() {
+        // 5600 vs expected 5461: 2.5% off. Over a 2% threshold, under a 3% one.
+        let m = vec![holder("a", &[(0, 5599)]), holder("b", &[(5600, 10922)]), holder("c", &[(10923, 16383)])];
+        assert!(matches!(rebalance(&m, &[1.0; 3], false, 2.0), Ok(Rebalance::Moves { .. })));
+        assert_eq!(rebalance(&m, &[1.0; 3], false, 3.0), Ok(Rebalance::Balanced));
+    }
+
+    #[test]
+    fn abbreviated_ids_must_be_unambiguous() {
+        let ids = ["abc1", "abd2", "x"];
+        assert_eq!(find_by_prefix(ids, "abc"), Some(0));
+        assert_eq!(find_by_prefix(ids, "ab"), None);
+        assert_eq!(find_by_prefix(ids, "x"), Some(2));
+        assert_eq!(find_by_prefix(ids, "q"), None);
+        assert_eq!(find_by_prefix(ids, ""), None);
     }
 }
