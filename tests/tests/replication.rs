@@ -424,3 +424,34 @@ fn chained_replicas_get_the_top_masters_stream() {
         assert_eq!(field(&mut c, "replication", "master_replid"), top_id, "{:?} uses the top master's id", b.kind());
     }
 }
+
+/// `replica-serve-stale-data no`: while the link is down a replica answers MASTERDOWN
+/// to data commands and still INFO (flagged `stale`); once up, it serves.
+#[test]
+fn a_replica_without_stale_data_answers_masterdown_while_its_link_is_down() {
+    for kind in [Kind::Ferrokv, Kind::Redis] {
+        // A master that is not there (a closed port).
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port().to_string();
+        drop(dead);
+        let joined = format!("127.0.0.1 {port}");
+        let args: Vec<&str> = match kind {
+            Kind::Redis => vec!["--replicaof", &joined],
+            _ => vec!["--replicaof", "127.0.0.1", &port],
+        };
+        // Set after start: PING is not a `stale` command, so the harness's PING would
+        // get MASTERDOWN too.
+        let r = start(kind, &args);
+        let mut c = r.conn();
+        assert_eq!(call(&mut c, &["CONFIG", "SET", "replica-serve-stale-data", "no"]), Reply::Simple(b"OK".to_vec()));
+        assert!(matches!(call(&mut c, &["PING"]), Reply::Error(e) if e.starts_with(b"MASTERDOWN")), "{kind:?}");
+        assert_eq!(
+            call(&mut c, &["GET", "k"]),
+            Reply::Error(b"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(field(&mut c, "replication", "master_link_status").as_deref(), Some("down"), "{kind:?}");
+        assert_eq!(call(&mut c, &["REPLICAOF", "NO", "ONE"]), Reply::Simple(b"OK".to_vec()), "{kind:?}");
+        assert_eq!(call(&mut c, &["GET", "k"]), Reply::Bulk(None), "{kind:?}");
+    }
+}
