@@ -418,6 +418,13 @@ impl Server {
         }
     }
 
+    /// Restarts with more arguments after the first start's (a later one wins, as on
+    /// a command line).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.restart();
+    }
+
     /// Sends SIGTERM, waits [`STOP_GRACE`], then SIGKILL. Returns the exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if self.try_wait().is_none() {

@@ -455,3 +455,60 @@ fn a_replica_without_stale_data_answers_masterdown_while_its_link_is_down() {
         assert_eq!(call(&mut c, &["GET", "k"]), Reply::Bulk(None), "{kind:?}");
     }
 }
+
+/// With the AOF on, the effects go to both consumers: a replica and the AOF agree
+/// (the master killed and restarted from its AOF holds what the replica holds).
+#[test]
+fn the_aof_and_a_replica_get_the_same_stream() {
+    let mut master =
+        start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0", "--appendonly", "yes", "--appendfsync", "always"]);
+    let mut m = master.conn();
+    fill(&mut m, 5);
+    let replica = replica_of(Kind::Ferrokv, &master, &[]);
+    let mut r = replica.conn();
+    mixed_writes(&mut m);
+    // A BGREWRITEAOF in the middle: its cut drains the logs for both consumers too.
+    assert!(matches!(call(&mut m, &["BGREWRITEAOF"]), Reply::Simple(_)));
+    for i in 0..200 {
+        call(&mut m, &["INCR", &format!("counter:{}", i % 7)]);
+    }
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "5000"])), 1);
+    assert_same(&mut m, &mut r);
+    eventually("the rewrite is done", Duration::from_secs(20), || {
+        field(&mut m, "persistence", "aof_rewrite_in_progress").as_deref() == Some("0")
+    });
+    drop(m);
+    master.kill();
+    master.restart();
+    let mut m = master.conn();
+    let (a, b) = (snapshot(&mut m), snapshot(&mut r));
+    assert_eq!(a, b, "the AOF replays what the replica holds");
+}
+
+/// Turning the AOF on while a replica streams: the parts logged before the AOF's cut
+/// go to the replica only, those after to both.
+#[test]
+fn turning_the_aof_on_with_a_replica_attached() {
+    let mut master = start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    fill(&mut m, 9);
+    let replica = replica_of(Kind::Ferrokv, &master, &[]);
+    let mut r = replica.conn();
+    assert_eq!(call(&mut m, &["CONFIG", "SET", "appendonly", "yes"]), Reply::Simple(b"OK".to_vec()));
+    for i in 0..300 {
+        call(&mut m, &["INCR", &format!("c:{}", i % 11)]);
+        call(&mut m, &["RPUSH", "l:small", &i.to_string()]);
+    }
+    eventually("the AOF is on", Duration::from_secs(20), || {
+        field(&mut m, "persistence", "aof_enabled").as_deref() == Some("1")
+            && field(&mut m, "persistence", "aof_rewrite_in_progress").as_deref() == Some("0")
+    });
+    mixed_writes(&mut m);
+    assert_eq!(int(call(&mut m, &["WAIT", "1", "5000"])), 1);
+    assert_same(&mut m, &mut r);
+    drop(m);
+    master.kill();
+    master.restart_with(&["--appendonly", "yes"]);
+    let mut m = master.conn();
+    assert_eq!(snapshot(&mut m), snapshot(&mut r), "the AOF replays what the replica holds");
+}
