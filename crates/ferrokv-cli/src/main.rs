@@ -109,6 +109,152 @@ struct NodeArgs {
     node: Vec<String>,
 }
 
+/// Options of every command that moves slots or keys.
+#[derive(clap::Args, Debug)]
+struct MoveFlags {
+    /// MIGRATE timeout in milliseconds.
+    #[arg(long, visible_alias = "cluster-timeout", value_name = "MS", default_value_t = 60000)]
+    timeout: u64,
+    /// Keys per GETKEYSINSLOT/MIGRATE batch.
+    #[arg(long, visible_alias = "cluster-pipeline", value_name = "N", default_value_t = 10)]
+    pipeline: usize,
+    /// Overwrite keys the target already has.
+    #[arg(long, visible_alias = "cluster-replace")]
+    replace: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, visible_alias = "cluster-yes")]
+    yes: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print a JSON summary on stdout (the human output goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+impl MoveFlags {
+    fn args(&self, cli: &Cli) -> cluster::reshard::MoveArgs {
+        cluster::reshard::MoveArgs {
+            timeout_ms: self.timeout,
+            pipeline: self.pipeline,
+            replace: self.replace,
+            yes: self.yes || cli.yes,
+            dry_run: self.dry_run,
+            json: self.json,
+        }
+    }
+}
+
+/// `cluster reshard` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster reshard", no_binary_name = true)]
+struct ReshardArgs {
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    /// Source node ids, comma-separated, or `all`.
+    #[arg(long, visible_alias = "cluster-from", value_name = "IDS")]
+    from: Option<String>,
+    /// The receiving node's id.
+    #[arg(long, visible_alias = "cluster-to", value_name = "ID")]
+    to: Option<String>,
+    /// How many slots to move.
+    #[arg(long, visible_alias = "cluster-slots", value_name = "N")]
+    slots: Option<usize>,
+    #[command(flatten)]
+    moving: MoveFlags,
+}
+
+/// `cluster rebalance` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster rebalance", no_binary_name = true)]
+struct RebalanceArgs {
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    /// `ID=WEIGHT` (ids may be abbreviated); a master's weight is 1 unless given.
+    #[arg(long, visible_alias = "cluster-weight", value_name = "ID=W", num_args = 1.., action = ArgAction::Append)]
+    weight: Vec<String>,
+    /// Give slots to masters that have none.
+    #[arg(long, visible_alias = "cluster-use-empty-masters")]
+    use_empty_masters: bool,
+    /// Rebalance only when a master is this many percent off its share.
+    #[arg(long, visible_alias = "cluster-threshold", value_name = "PCT", default_value_t = 2.0)]
+    threshold: f32,
+    /// Show the moves (one # per slot) without moving anything.
+    #[arg(long, visible_alias = "cluster-simulate")]
+    simulate: bool,
+    #[command(flatten)]
+    moving: MoveFlags,
+}
+
+/// `cluster add-node` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster add-node", no_binary_name = true)]
+struct AddNodeArgs {
+    /// The new node, then a node of the cluster.
+    #[arg(required = true, num_args = 2, value_name = "HOST:PORT")]
+    nodes: Vec<String>,
+    /// Add the node as a replica.
+    #[arg(long, visible_aliases = ["replica", "cluster-slave", "cluster-replica"])]
+    slave: bool,
+    /// The master to replicate (default: the one with the fewest replicas).
+    #[arg(long, visible_alias = "cluster-master-id", value_name = "ID")]
+    master_id: Option<String>,
+}
+
+/// `cluster del-node` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster del-node", no_binary_name = true)]
+struct DelNodeArgs {
+    #[arg(value_name = "HOST:PORT")]
+    node: String,
+    #[arg(value_name = "NODE_ID")]
+    id: String,
+}
+
+/// `cluster fix` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster fix", no_binary_name = true)]
+struct FixArgs {
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    #[command(flatten)]
+    moving: MoveFlags,
+}
+
+/// `cluster import` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster import", no_binary_name = true)]
+struct ImportArgs {
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    /// The standalone node whose keys are imported.
+    #[arg(long, visible_alias = "cluster-from", value_name = "HOST:PORT", required = true)]
+    from: String,
+    /// Keep the keys on the source.
+    #[arg(long, visible_alias = "cluster-copy")]
+    copy: bool,
+    #[command(flatten)]
+    moving: MoveFlags,
+}
+
+/// `cluster failover` arguments.
+#[derive(Parser, Debug)]
+#[command(name = "ferrokv-cli cluster failover", no_binary_name = true)]
+struct FailoverArgs {
+    /// The replica to promote.
+    #[arg(required = true, num_args = 1..=2, value_name = "HOST:PORT")]
+    node: Vec<String>,
+    /// Without the master's agreement (it may be down).
+    #[arg(long, conflicts_with = "takeover")]
+    force: bool,
+    /// Without any vote.
+    #[arg(long)]
+    takeover: bool,
+    /// How long to wait for the new roles, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30000)]
+    timeout: u64,
+}
+
 /// `cluster create|check|info ...`: the subcommand and its arguments, or `None` when
 /// the command line is a command for the server.
 fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
@@ -121,9 +267,13 @@ fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
         return None;
     }
     match sub.as_str() {
-        "create" | "check" => Some((sub, rest[1..].to_vec())),
+        "create" | "check" | "reshard" | "rebalance" | "add-node" | "del-node" | "fix" | "import" => {
+            Some((sub, rest[1..].to_vec()))
+        }
         // CLUSTER INFO the server command takes no argument.
         "info" if rest.len() > 1 => Some((sub, rest[1..].to_vec())),
+        // CLUSTER FAILOVER [FORCE|TAKEOVER] is the server command: the admin one names a node.
+        "failover" if rest.get(1).is_some_and(|a| Endpoint::parse(a).is_some()) => Some((sub, rest[1..].to_vec())),
         _ => None,
     }
 }
@@ -150,7 +300,57 @@ fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> 
                 cluster::info(&entry, handshake)
             }
         }
-        other => Err(format!("Unknown --cluster subcommand '{other}': expected create, check or info")),
+        "reshard" => {
+            let a = ReshardArgs::try_parse_from(args).map_err(usage)?;
+            let o =
+                cluster::reshard::ReshardOptions { from: a.from, to: a.to, slots: a.slots, moving: a.moving.args(cli) };
+            cluster::reshard::reshard(&cluster::node_argument(&a.node)?, &o, handshake)
+        }
+        "rebalance" => {
+            let a = RebalanceArgs::try_parse_from(args).map_err(usage)?;
+            let o = cluster::reshard::RebalanceOptions {
+                weights: a.weight,
+                use_empty: a.use_empty_masters,
+                threshold: a.threshold,
+                simulate: a.simulate,
+                moving: a.moving.args(cli),
+            };
+            cluster::reshard::rebalance(&cluster::node_argument(&a.node)?, &o, handshake)
+        }
+        "add-node" => {
+            let a = AddNodeArgs::try_parse_from(args).map_err(usage)?;
+            let new = cluster::node_argument(&a.nodes[..1])?;
+            let existing = cluster::node_argument(&a.nodes[1..])?;
+            cluster::membership::add_node(&new, &existing, a.slave, a.master_id.as_deref(), handshake)
+        }
+        "del-node" => {
+            let a = DelNodeArgs::try_parse_from(args).map_err(usage)?;
+            cluster::membership::del_node(&cluster::node_argument(&[a.node])?, &a.id, handshake)
+        }
+        "fix" => {
+            let a = FixArgs::try_parse_from(args).map_err(usage)?;
+            cluster::repair::fix(&cluster::node_argument(&a.node)?, &a.moving.args(cli), handshake)
+        }
+        "import" => {
+            let a = ImportArgs::try_parse_from(args).map_err(usage)?;
+            let from = cluster::node_argument(&[a.from])?;
+            let o = cluster::repair::ImportOptions { from, copy: a.copy, moving: a.moving.args(cli) };
+            cluster::repair::import(&cluster::node_argument(&a.node)?, &o, handshake)
+        }
+        "failover" => {
+            let a = FailoverArgs::try_parse_from(args).map_err(usage)?;
+            let mode = match (a.force, a.takeover) {
+                (true, _) => cluster::membership::FailoverMode::Force,
+                (_, true) => cluster::membership::FailoverMode::Takeover,
+                _ => cluster::membership::FailoverMode::Default,
+            };
+            let timeout = std::time::Duration::from_millis(a.timeout);
+            cluster::membership::failover(&cluster::node_argument(&a.node)?, mode, timeout, handshake)
+        }
+        other => Err(format!(
+            "Unknown --cluster subcommand '{other}': expected create, check, info, reshard, rebalance, add-node, \
+             del-node, fix, import or failover"
+        )),
     }
 }
 

@@ -9,8 +9,42 @@
 //! node the same slots; every slot must be owned (each node's claim on its own line
 //! counts); no slot may be migrating or importing.
 
+/// Human output: stdout, or stderr when stdout carries `--json`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::cluster::human_on_stderr() { eprintln!($($arg)*) } else { println!($($arg)*) }
+    };
+}
+
+/// Human output without a newline (prompts, dots).
+macro_rules! say_part {
+    ($($arg:tt)*) => {{
+        if $crate::cluster::human_on_stderr() {
+            eprint!($($arg)*);
+        } else {
+            print!($($arg)*);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+    }};
+}
+
+pub mod membership;
+pub mod mover;
 pub mod nodes;
 pub mod plan;
+pub mod repair;
+pub mod reshard;
+
+static HUMAN_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends the human output to stderr (for `--json`, whose summary owns stdout).
+pub fn human_to_stderr() {
+    HUMAN_ON_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn human_on_stderr() -> bool {
+    HUMAN_ON_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
@@ -40,6 +74,11 @@ impl Member {
     /// The node's line about itself; `connect` made sure there is one.
     fn me(&self) -> &NodeLine {
         self.view.iter().find(|n| n.is_myself()).unwrap_or(&self.view[0])
+    }
+
+    fn me_mut(&mut self) -> &mut NodeLine {
+        let i = self.view.iter().position(NodeLine::is_myself).unwrap_or(0);
+        &mut self.view[i]
     }
 
     fn call(&mut self, args: &[&str]) -> Result<Value, String> {
@@ -90,6 +129,22 @@ impl Member {
     }
 }
 
+/// `text` as a JSON string literal.
+fn json_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A `field:value` of an INFO-style text.
 fn info_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
     text.lines().find_map(|l| l.strip_prefix(field).and_then(|rest| rest.strip_prefix(':'))).map(str::trim)
@@ -138,6 +193,8 @@ pub fn node_argument(args: &[String]) -> Result<Endpoint, String> {
 struct Cluster {
     members: Vec<Member>,
     problems: Vec<String>,
+    /// For MIGRATE's AUTH and for connections opened later.
+    handshake: Handshake,
 }
 
 impl Cluster {
@@ -166,7 +223,7 @@ impl Cluster {
                 Err(e) => problems.push(format!("[ERR] Unable to load info for node {endpoint}: {e}")),
             }
         }
-        Ok(Cluster { members, problems })
+        Ok(Cluster { members, problems, handshake: handshake.clone() })
     }
 
     fn masters(&self) -> impl Iterator<Item = usize> + '_ {
@@ -185,7 +242,7 @@ impl Cluster {
             let dbsize = self.members[i].dbsize()?;
             let me = self.members[i].me();
             let short: String = me.id.chars().take(8).collect();
-            println!(
+            say!(
                 "{} ({short}...) -> {dbsize} keys | {} slots | {} slaves.",
                 self.members[i].endpoint,
                 me.slots.len(),
@@ -194,8 +251,8 @@ impl Cluster {
             keys += dbsize;
             masters += 1;
         }
-        println!("[OK] {keys} keys in {masters} masters.");
-        println!("{:.2} keys per slot on average.", keys as f64 / SLOTS as f64);
+        say!("[OK] {keys} keys in {masters} masters.");
+        say!("{:.2} keys per slot on average.", keys as f64 / SLOTS as f64);
         Ok(())
     }
 
@@ -203,14 +260,14 @@ impl Cluster {
         for m in &self.members {
             let me = m.me();
             let role = if me.is_replica() { "S" } else { "M" };
-            println!("{role}: {} {}", me.id, m.endpoint);
-            println!("   slots:{} ({} slots) {}", me.slots.brackets(), me.slots.len(), me.shown_flags());
+            say!("{role}: {} {}", me.id, m.endpoint);
+            say!("   slots:{} ({} slots) {}", me.slots.brackets(), me.slots.len(), me.shown_flags());
             if let (true, Some(master)) = (me.is_replica(), &me.master) {
-                println!("   replicates {master}");
+                say!("   replicates {master}");
             } else {
                 let n = self.replicas_of(&me.id);
                 if n > 0 {
-                    println!("   {n} additional replica(s)");
+                    say!("   {n} additional replica(s)");
                 }
             }
         }
@@ -221,22 +278,23 @@ impl Cluster {
     fn check(&self) -> usize {
         let mut problems = self.problems.len();
         for p in &self.problems {
-            println!("{p}");
+            say!("{p}");
         }
-        println!(">>> Performing Cluster Check (using node {})", self.members[0].endpoint);
+        say!(">>> Performing Cluster Check (using node {})", self.members[0].endpoint);
         self.show_nodes();
         let first = slot_signature(&self.members[0].view);
         match self.members.iter().find(|m| slot_signature(&m.view) != first) {
-            None => println!("[OK] All nodes agree about slots configuration."),
+            None => say!("[OK] All nodes agree about slots configuration."),
             Some(m) => {
-                println!(
+                say!(
                     "[ERR] Nodes don't agree about configuration! ({} and {} differ)",
-                    self.members[0].endpoint, m.endpoint
+                    self.members[0].endpoint,
+                    m.endpoint
                 );
                 problems += 1;
             }
         }
-        println!(">>> Check for open slots...");
+        say!(">>> Check for open slots...");
         let mut open = BTreeSet::new();
         for m in &self.members {
             let me = m.me();
@@ -245,24 +303,24 @@ impl Cluster {
                     continue;
                 }
                 let slots: Vec<String> = list.iter().map(|(s, _)| s.to_string()).collect();
-                println!("[WARNING] Node {} has slots in {what} state {}.", m.endpoint, slots.join(","));
+                say!("[WARNING] Node {} has slots in {what} state {}.", m.endpoint, slots.join(","));
                 open.extend(list.iter().map(|(s, _)| *s));
             }
         }
         if !open.is_empty() {
             let slots: Vec<String> = open.iter().map(u16::to_string).collect();
-            println!("[WARNING] The following slots are open: {}.", slots.join(","));
+            say!("[WARNING] The following slots are open: {}.", slots.join(","));
             problems += 1;
         }
-        println!(">>> Check slots coverage...");
+        say!(">>> Check slots coverage...");
         let mut covered = SlotSet::default();
         for m in &self.members {
             covered.union_with(&m.me().slots);
         }
         if covered.len() == SLOTS {
-            println!("[OK] All {SLOTS} slots covered.");
+            say!("[OK] All {SLOTS} slots covered.");
         } else {
-            println!("[ERR] Not all {SLOTS} slots are covered by nodes (missing: {}).", covered.complement().plain());
+            say!("[ERR] Not all {SLOTS} slots are covered by nodes (missing: {}).", covered.complement().plain());
             problems += 1;
         }
         problems
@@ -273,7 +331,7 @@ impl Cluster {
 pub fn info(entry: &Endpoint, handshake: &Handshake) -> Result<(), String> {
     let mut cluster = Cluster::load(entry, handshake)?;
     for p in &cluster.problems {
-        println!("{p}");
+        say!("{p}");
     }
     cluster.show_info()?;
     match cluster.problems.len() {
@@ -301,12 +359,12 @@ pub struct CreateOptions {
 
 /// Asks on stdout, reads the answer from stdin; no answer (end of input) is no.
 fn confirm(question: &str) -> bool {
-    print!("{question} (type 'yes' to accept): ");
+    say_part!("{question} (type 'yes' to accept): ");
     let _ = io::stdout().flush();
     let mut answer = String::new();
     match io::stdin().lock().read_line(&mut answer) {
         Ok(0) | Err(_) => {
-            println!();
+            say!();
             false
         }
         Ok(_) => answer.trim() == "yes",
@@ -326,7 +384,7 @@ fn wait_until(
         let why = match done()? {
             None => {
                 if dots > 0 {
-                    println!();
+                    say!();
                 }
                 return Ok(());
             }
@@ -334,13 +392,13 @@ fn wait_until(
         };
         if start.elapsed() >= timeout {
             if dots > 0 {
-                println!();
+                say!();
             }
             return Err(format!("[ERR] Timed out after {} s waiting for {what}: {why}", timeout.as_secs()));
         }
         if start.elapsed().as_secs() > dots {
             dots += 1;
-            print!(".");
+            say_part!(".");
             let _ = io::stdout().flush();
         }
         std::thread::sleep(POLL);
@@ -419,25 +477,25 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
     let hosts: Vec<String> = endpoints.iter().map(|e| e.host.clone()).collect();
     let layout = plan::plan(&hosts, options.replicas)?;
 
-    println!(">>> Performing hash slots allocation on {} nodes...", members.len());
+    say!(">>> Performing hash slots allocation on {} nodes...", members.len());
     for (i, (_, first, last)) in layout.masters.iter().enumerate() {
-        println!("Master[{i}] -> Slots {first} - {last}");
+        say!("Master[{i}] -> Slots {first} - {last}");
     }
     for (k, (replica, master)) in layout.replicas.iter().enumerate() {
         if layout.extra_from == Some(k) {
-            println!("Adding extra replicas...");
+            say!("Adding extra replicas...");
         }
-        println!("Adding replica {} to {}", endpoints[*replica], endpoints[*master]);
+        say!("Adding replica {} to {}", endpoints[*replica], endpoints[*master]);
     }
     let ids: Vec<String> = members.iter().map(|m| m.me().id.clone()).collect();
     for (i, endpoint) in endpoints.iter().enumerate() {
         if let Some((_, master)) = layout.replicas.iter().find(|(r, _)| *r == i) {
-            println!("S: {} {endpoint}", ids[i]);
-            println!("   replicates {}", ids[*master]);
+            say!("S: {} {endpoint}", ids[i]);
+            say!("   replicates {}", ids[*master]);
         } else if let Some((_, first, last)) = layout.masters.iter().find(|(m, _, _)| *m == i) {
             let slots = SlotSet::from_ranges(&[(*first, *last)]);
-            println!("M: {} {endpoint}", ids[i]);
-            println!("   slots:{} ({} slots) master", slots.brackets(), slots.len());
+            say!("M: {} {endpoint}", ids[i]);
+            say!("   slots:{} ({} slots) master", slots.brackets(), slots.len());
         }
     }
     if !options.yes && !confirm("Can I set the above configuration?") {
@@ -447,15 +505,15 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
     for &(m, first, last) in &layout.masters {
         add_slots(&mut members[m], first, last)?;
     }
-    println!(">>> Nodes configuration updated");
-    println!(">>> Assign a different config epoch to each node");
+    say!(">>> Nodes configuration updated");
+    say!(">>> Assign a different config epoch to each node");
     for (i, m) in members.iter_mut().enumerate() {
         // A failure here is not fatal: nodes resolve epoch collisions by themselves.
         if let Value::Error(e) = m.call(&["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()])? {
-            println!("[WARNING] Node {}: CLUSTER SET-CONFIG-EPOCH {}: {e}", m.endpoint, i + 1);
+            say!("[WARNING] Node {}: CLUSTER SET-CONFIG-EPOCH {}: {e}", m.endpoint, i + 1);
         }
     }
-    println!(">>> Sending CLUSTER MEET messages to join the cluster");
+    say!(">>> Sending CLUSTER MEET messages to join the cluster");
     let first_ip = resolve_ip(&endpoints[0])?;
     let first_port = endpoints[0].port.to_string();
     let first_bus = members[0].me().bus_port;
@@ -478,7 +536,7 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
         expected_view.push(line);
     }
     let expected_slots = slot_signature(&expected_view);
-    println!("Waiting for the cluster to join");
+    say!("Waiting for the cluster to join");
     wait_until(JOIN_TIMEOUT, "the nodes to join", || {
         for m in members.iter_mut() {
             m.reload()?;
@@ -499,7 +557,7 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
     })?;
 
     if !layout.replicas.is_empty() {
-        println!(">>> Configuring replicas");
+        say!(">>> Configuring replicas");
     }
     for &(r, master) in &layout.replicas {
         let master_id = ids[master].clone();
@@ -508,7 +566,7 @@ pub fn create(addresses: &[String], options: &CreateOptions, handshake: &Handsha
     // Up: every node says cluster_state:ok and every replica says it follows its master.
     // (How soon the other nodes learn of a new replica is up to gossip, seconds later:
     // not waited for, as redis-cli does not, and `check` reads roles from each node.)
-    println!(">>> Waiting for cluster_state:ok on every node");
+    say!(">>> Waiting for cluster_state:ok on every node");
     wait_until(READY_TIMEOUT, "cluster_state:ok", || {
         for m in members.iter_mut() {
             let info = m.cluster_info()?;

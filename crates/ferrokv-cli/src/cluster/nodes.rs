@@ -41,6 +41,27 @@ impl SlotSet {
         }
     }
 
+    pub fn contains(&self, slot: u16) -> bool {
+        self.0.get(usize::from(slot)).copied().unwrap_or(false)
+    }
+
+    pub fn insert(&mut self, slot: u16) {
+        if let Some(b) = self.0.get_mut(usize::from(slot)) {
+            *b = true;
+        }
+    }
+
+    pub fn remove(&mut self, slot: u16) {
+        if let Some(b) = self.0.get_mut(usize::from(slot)) {
+            *b = false;
+        }
+    }
+
+    /// The slots, in order.
+    pub fn to_vec(&self) -> Vec<u16> {
+        (0..SLOTS as u16).filter(|&s| self.0[usize::from(s)]).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.0.iter().filter(|&&b| b).count()
     }
