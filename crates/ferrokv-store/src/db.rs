@@ -25,6 +25,7 @@
 //! bumps the key's watch version, as Redis calls `signalModifiedKey` there. Changes
 //! that commands make are signalled by the command through [`Db::touch`].
 
+pub mod capture;
 mod snapshot;
 pub use snapshot::SnapshotStart;
 
@@ -258,6 +259,9 @@ pub struct Db {
     /// The epoch of the last snapshot begun (entries remember the one they were saved
     /// for).
     snap_epoch: u16,
+    /// Slots whose changes are being recorded for a whole-slot migration (see
+    /// [`capture`]).
+    capture: Option<Box<capture::Capture>>,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -335,6 +339,7 @@ impl Db {
             reads_only: false,
             snapshot: None,
             snap_epoch: 0,
+            capture: None,
         }
     }
 
@@ -578,6 +583,9 @@ impl Db {
     fn insert_new(&mut self, slot: usize, hash: u64, mut node: Node) {
         // A key that did not exist at a running snapshot's instant is not in it.
         self.mark_saved(&mut node);
+        if self.capture.is_some() {
+            self.capture_key(slot, &node.key);
+        }
         if node.entry.expire_at != 0 {
             self.slots[slot].expiring += 1;
             self.expiring += 1;

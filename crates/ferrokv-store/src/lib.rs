@@ -14,6 +14,7 @@ pub mod slot;
 pub mod value;
 pub mod zset;
 
+pub use db::capture::{Captured, DumpedKey};
 pub use db::{Db, Entry, Expiry};
 pub use slot::{key_slot, SLOTS};
 pub use value::{StrBytes, Value};

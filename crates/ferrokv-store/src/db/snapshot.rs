@@ -168,10 +168,16 @@ impl Db {
                 self.save_entry(slot, idx);
             }
         }
+        if self.capture.is_some() {
+            self.capture_entry(slot, idx);
+        }
     }
 
     /// Copy-on-write of a whole slot about to go.
     pub(super) fn cow_slot(&mut self, slot: usize) {
+        if self.capture.is_some() {
+            self.capture_flush(Some(slot));
+        }
         if let Some(s) = self.snapshot.as_deref() {
             if s.is_pending(slot) {
                 self.save_slot(slot);
@@ -201,6 +207,9 @@ impl Db {
 
     /// Copy-on-write before a change to every slot (FLUSHALL, FLUSHDB).
     pub(super) fn cow_all(&mut self) {
+        if self.capture.is_some() {
+            self.capture_flush(None);
+        }
         if self.snapshot.is_some() {
             while !self.snapshot_step(usize::MAX) {}
         }
