@@ -133,6 +133,9 @@ pub fn del_node(entry: &Endpoint, name: &str, handshake: &Handshake) -> Result<(
     Ok(())
 }
 
+/// How long a failover request is given before it is sent again.
+const RETRY: Duration = Duration::from_secs(6);
+
 /// How `failover` asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailoverMode {
@@ -161,9 +164,19 @@ pub fn failover(entry: &Endpoint, mode: FailoverMode, timeout: Duration, handsha
     }
     say!(">>> Sending {} to {entry}, replica of {shown}", args.join(" "));
     node.ok(&args)?;
+    // A manual failover that does not complete in 5 s is abandoned by the replica (a
+    // link to the master still syncing, an election that lost its votes): ask again.
+    let mut asked = std::time::Instant::now();
     wait_until(timeout, "the replica to become a master", || {
         node.reload()?;
-        Ok(node.me().is_replica().then(|| format!("{entry} is still a replica")))
+        if !node.me().is_replica() {
+            return Ok(None);
+        }
+        if asked.elapsed() >= RETRY {
+            node.ok(&args)?;
+            asked = std::time::Instant::now();
+        }
+        Ok(Some(format!("{entry} is still a replica")))
     })?;
     say!("[OK] {entry} is now a master.");
     let Some(old) = old else { return Ok(()) };
