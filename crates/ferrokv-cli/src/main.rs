@@ -6,11 +6,29 @@
 //! ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]
 //! ferrokv-cli cluster check HOST:PORT
 //! ferrokv-cli cluster info HOST:PORT
+//! ferrokv-cli cluster reshard HOST:PORT [--from IDS|all] [--to ID] [--slots N] [--yes]
+//!                             [--timeout MS] [--pipeline N] [--replace] [--dry-run] [--json]
+//! ferrokv-cli cluster rebalance HOST:PORT [--weight ID=W ...] [--use-empty-masters]
+//!                               [--threshold PCT] [--simulate] [same options as reshard]
+//! ferrokv-cli cluster add-node NEW_HOST:PORT EXISTING_HOST:PORT [--slave|--replica] [--master-id ID]
+//! ferrokv-cli cluster del-node HOST:PORT NODE_ID
+//! ferrokv-cli cluster fix HOST:PORT [--yes] [--timeout MS] [--pipeline N] [--replace]
+//! ferrokv-cli cluster import HOST:PORT --from HOST:PORT [--copy] [--replace]
+//! ferrokv-cli cluster failover HOST:PORT [--force|--takeover] [--timeout MS]
 //! ```
 //!
-//! `--cluster create|check|info ...` (redis-cli's spelling) works too. `cluster info`
-//! is the admin command only with an address after it: `ferrokv-cli CLUSTER INFO`
-//! sends CLUSTER INFO to the server, as redis-cli does.
+//! `--cluster SUBCOMMAND ...` (redis-cli's spelling) works too, and so do redis-cli's
+//! option names (`--cluster-from`, `--cluster-slots`, `--cluster-yes`,
+//! `--cluster-use-empty-masters`, ...). `cluster info` and `cluster failover` are admin
+//! commands only with an address after them: `ferrokv-cli CLUSTER INFO` and
+//! `ferrokv-cli CLUSTER FAILOVER FORCE` go to the server, as with redis-cli.
+//!
+//! Slot moves follow redis-cli (see `cluster::mover`): a progress bar on stderr when it
+//! is a terminal, `--dry-run` prints the plan only, `--json` prints a summary on stdout,
+//! and Ctrl-C stops after the slot in progress, leaving no slot open. The exit code is
+//! 0 on success and 1 on any failure, interruption included.
+
+#![forbid(unsafe_code)]
 
 mod client;
 mod cluster;
@@ -35,7 +53,13 @@ use output::Mode;
     about = "Client and cluster admin for ferrokv and Redis",
     disable_help_flag = true,
     after_help = "Cluster admin:\n  ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]\n  \
-                  ferrokv-cli cluster check HOST:PORT\n  ferrokv-cli cluster info HOST:PORT"
+                  ferrokv-cli cluster check|info|fix HOST:PORT\n  \
+                  ferrokv-cli cluster reshard|rebalance HOST:PORT [options]\n  \
+                  ferrokv-cli cluster add-node NEW_HOST:PORT EXISTING_HOST:PORT [--slave] [--master-id ID]\n  \
+                  ferrokv-cli cluster del-node HOST:PORT NODE_ID\n  \
+                  ferrokv-cli cluster import HOST:PORT --from HOST:PORT [--copy] [--replace]\n  \
+                  ferrokv-cli cluster failover HOST:PORT [--force|--takeover]\n\
+                  (ferrokv-cli cluster SUBCOMMAND --help for each one's options)"
 )]
 struct Cli {
     /// Server hostname.
@@ -434,6 +458,40 @@ mod tests {
             Some(("create".into(), vec!["a:1".into(), "b:2".into(), "--replicas".into(), "1".into()]))
         );
         assert_eq!(admin(&["--cluster", "check", "h:1"]), Some(("check".into(), vec!["h:1".into()])));
+        assert_eq!(admin(&["cluster", "failover"]), None);
+        assert_eq!(admin(&["cluster", "failover", "FORCE"]), None);
+        assert_eq!(admin(&["cluster", "failover", "h:1"]), Some(("failover".into(), vec!["h:1".into()])));
+        assert_eq!(admin(&["cluster", "reshard", "h:1"]), Some(("reshard".into(), vec!["h:1".into()])));
+    }
+
+    #[test]
+    fn migration_options_take_redis_cli_spellings() {
+        let a = ReshardArgs::try_parse_from([
+            "h:1",
+            "--cluster-from",
+            "a,b",
+            "--cluster-to",
+            "c",
+            "--cluster-slots",
+            "5",
+            "--cluster-pipeline",
+            "3",
+            "--cluster-replace",
+            "--cluster-yes",
+        ])
+        .expect("parse");
+        assert_eq!((a.from.as_deref(), a.to.as_deref(), a.slots), (Some("a,b"), Some("c"), Some(5)));
+        assert_eq!((a.moving.pipeline, a.moving.replace, a.moving.yes, a.moving.timeout), (3, true, true, 60000));
+        let r = RebalanceArgs::try_parse_from(["h:1", "--cluster-weight", "a=2", "b=0", "--cluster-use-empty-masters"])
+            .expect("parse");
+        assert_eq!(r.weight, vec!["a=2", "b=0"]);
+        assert!(r.use_empty_masters && (r.threshold - 2.0).abs() < f32::EPSILON);
+        let n =
+            AddNodeArgs::try_parse_from(["n:1", "e:2", "--cluster-slave", "--cluster-master-id", "x"]).expect("add");
+        assert!(n.slave && n.master_id.as_deref() == Some("x"));
+        assert!(AddNodeArgs::try_parse_from(["n:1", "e:2", "--replica"]).expect("replica").slave);
+        assert!(FailoverArgs::try_parse_from(["h:1", "--force", "--takeover"]).is_err());
+        assert!(ImportArgs::try_parse_from(["h:1"]).is_err());
     }
 
     #[test]

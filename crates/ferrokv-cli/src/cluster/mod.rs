@@ -1,4 +1,7 @@
-//! Cluster administration against any Redis Cluster nodes: `create`, `check`, `info`.
+//! Cluster administration against any Redis Cluster nodes: `create`, `check`, `info`
+//! here; `reshard` and `rebalance` in [`reshard`] (plans in [`plan`], slot moves in
+//! [`mover`]); `add-node`, `del-node`, `failover` in [`membership`]; `fix`, `import`
+//! in [`repair`].
 //!
 //! Output follows redis-cli's `--cluster` commands (`>>>` steps, `M:`/`S:` node
 //! blocks, `[OK]`/`[ERR]`/`[WARNING]` lines) on stdout; when something is wrong the
