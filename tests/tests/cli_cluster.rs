@@ -3,7 +3,8 @@
 //! (3 masters, 3 replicas, built by `ferrokv-cli cluster create`), and a reshard of a
 //! redis-server 7.0 cluster. After each step both `ferrokv-cli cluster check` and
 //! `redis-cli --cluster check` must find the cluster clean; data is read back through
-//! a client that follows MOVED/ASK/TRYAGAIN.
+//! a client that follows MOVED/ASK/TRYAGAIN. A SIGINT during a reshard exits 1 with no
+//! slot left open.
 //!
 //! Needs target/release/ferrokv-cli (`cargo build --release -p ferrokv-cli`).
 
@@ -598,4 +599,41 @@ fn reshard_a_redis_server_cluster() {
         let k = format!("k:{n}");
         assert_eq!(c.call(&[b"GET", k.as_bytes()]), Reply::Bulk(Some(format!("v:{n}").into_bytes())), "{k}");
     }
+}
+
+#[test]
+fn ctrl_c_during_a_reshard_leaves_no_open_slot() {
+    let nodes = six_node_cluster();
+    let port = nodes[0].port();
+    load_fixed(port);
+    let m = masters(&nodes);
+    let (a, b) = (m[0], m[1]);
+    let slots_a = slots_of(a);
+    // Batches of one key: the reshard of every slot of `a` takes a while.
+    let child = Command::new(ferrokv_cli())
+        .args(["cluster", "reshard", &a.addr(), "--from", &myid(a), "--to", &myid(b)])
+        .args(["--slots", &slots_a.to_string(), "--yes", "--pipeline", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        // The plan alone (a line per slot) would fill a pipe nobody reads yet.
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ferrokv-cli");
+    wait_until("some slots moved", Duration::from_secs(30), || slots_of(a) < slots_a - 20);
+    // SAFETY: kill(2) takes no pointer; the pid is our own child, not yet reaped.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "an interrupted reshard exits 1:\n{stdout}");
+    let summary = parse_json(&stdout);
+    assert_eq!(summary.get("interrupted"), &Json::Bool(true));
+    let moved = summary.get("slots_moved").num() as usize;
+    assert!(moved > 0 && moved < slots_a, "{moved} of {slots_a}");
+    assert_eq!(slots_of(a), slots_a - moved);
+    for n in &nodes {
+        let view = text(n, &["CLUSTER", "NODES"]);
+        assert!(!view.contains("->-") && !view.contains("-<-"), "open slot left:\n{view}");
+    }
+    clean(&nodes[0]);
+    check_fixed(port);
 }
