@@ -489,3 +489,36 @@ fn pidfile_holds_the_pid_while_the_server_runs() {
     server.stop();
     assert!(!path.exists(), "the pidfile is removed at exit");
 }
+
+/// A client that shuts its side after sending (`printf 'PING\r\n' | nc -N`) still gets
+/// the replies to what it sent, then the close — also for keys on another shard.
+#[test]
+fn a_half_closed_client_gets_its_replies() {
+    use std::io::{Read, Write};
+    let server = Server::under_test(&["--server-threads", "2"]);
+    let mut keys = String::new();
+    for i in 0..20 {
+        keys.push_str(&format!("*3\r\n$3\r\nSET\r\n$4\r\nk:{:02}\r\n$1\r\n{}\r\n", i, i % 10));
+    }
+    for i in 0..20 {
+        keys.push_str(&format!("*2\r\n$3\r\nGET\r\n$4\r\nk:{i:02}\r\n"));
+    }
+    for request in ["PING\r\n".to_string(), keys] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("the server closes after replying");
+        let expected = if request.starts_with("PING") {
+            "+PONG\r\n".to_string()
+        } else {
+            let mut e = "+OK\r\n".repeat(20);
+            for i in 0..20 {
+                e.push_str(&format!("$1\r\n{}\r\n", i % 10));
+            }
+            e
+        };
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+    }
+}

@@ -283,9 +283,20 @@ impl Shard {
             if let Some(b) = bid {
                 self.bufs.push(b);
             }
+            let half_closed = res == 0
+                && self.conns.get_ref(idx).is_some_and(|c| {
+                    !c.drained() && c.blocked().is_none() && !matches!(c.mode, crate::conn::Mode::Replica(_))
+                });
             if res == -libc::ENOBUFS {
                 // Out of receive buffers: they come back at the end of this batch.
                 self.arm_recv(idx);
+            } else if half_closed {
+                // The client shut its side (`nc -N`): what it sent before is answered,
+                // then the connection closes, as redis-server does.
+                if let Some(c) = self.conns.get(idx) {
+                    c.closing = true;
+                }
+                self.schedule_flush(idx);
             } else {
                 // EOF or error: the peer is gone.
                 self.kill(idx);
