@@ -522,3 +522,50 @@ fn a_half_closed_client_gets_its_replies() {
         assert_eq!(String::from_utf8_lossy(&got), expected);
     }
 }
+
+/// `--version`/`-v` print a redis-server-like line with `v=<Redis version>`; `--help`/`-h`
+/// print the usage on stderr and exit 1; `-` reads directives from stdin — as
+/// redis-server does.
+#[test]
+fn version_help_and_config_from_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let bin = target_kind().binary();
+    for flag in ["--version", "-v"] {
+        let out = Command::new(&bin).arg(flag).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{flag}");
+        assert!(text.contains(" v=7.0.15 ") && text.contains("bits=64"), "{flag}: {text}");
+    }
+    for flag in ["--help", "-h"] {
+        let out = Command::new(&bin).arg(flag).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        assert!(text.starts_with("Usage: ./") && text.contains("--test-memory <megabytes>"), "{flag}: {text}");
+    }
+    // Directives from stdin, then the command line's (which win).
+    let dir = std::env::temp_dir().join(format!("ferrokv-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(&bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir", dir.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"save \"\"\nmaxclients 77\nport 1\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut conn = loop {
+        if let Ok(c) = ferrokv_tests::Conn::connect(port) {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let got = conn.send(&["CONFIG", "GET", "maxclients"]);
+    let _ = conn.try_send(&["SHUTDOWN", "NOSAVE"]);
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(got, b"*2\r\n$10\r\nmaxclients\r\n$2\r\n77\r\n".to_vec());
+}

@@ -3,16 +3,51 @@
 #[global_allocator]
 static ALLOC: ferrokv_server::memory::Counting = ferrokv_server::memory::Counting;
 
+/// redis-server's usage text, with this binary's name.
+const USAGE: &str = "Usage: ./ferrokv-server [/path/to/redis.conf] [options] [-]
+       ./ferrokv-server - (read config from stdin)
+       ./ferrokv-server -v or --version
+       ./ferrokv-server -h or --help
+       ./ferrokv-server --test-memory <megabytes>
+       ./ferrokv-server --check-system
+
+Examples:
+       ./ferrokv-server (run the server with default conf)
+       echo 'maxmemory 128mb' | ./ferrokv-server -
+       ./ferrokv-server /etc/redis/6379.conf
+       ./ferrokv-server --port 7777
+       ./ferrokv-server --port 7777 --replicaof 127.0.0.1 8888
+       ./ferrokv-server /etc/myredis.conf --loglevel verbose -
+       ./ferrokv-server /etc/myredis.conf --loglevel verbose
+";
+
 fn main() {
     ferrokv_server::memory::register_thread();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().is_some_and(|a| a == "-v" || a == "--version") {
-        println!(
-            "ferrokv-server v={} (Redis {} compatible)",
-            env!("CARGO_PKG_VERSION"),
-            ferrokv_server::cmds::REDIS_VERSION
-        );
-        return;
+    match args.first().map(String::as_str) {
+        // As redis-server's line, so scripts that read `v=` see the Redis version
+        // ferrokv speaks; `build=` names ferrokv's own.
+        Some("-v" | "--version") => {
+            println!(
+                "ferrokv-server v={} sha=00000000:0 malloc=libc bits=64 build=ferrokv-{}",
+                ferrokv_server::cmds::REDIS_VERSION,
+                env!("CARGO_PKG_VERSION")
+            );
+            return;
+        }
+        Some("-h" | "--help") => {
+            eprint!("{USAGE}");
+            std::process::exit(1);
+        }
+        Some("--test-memory") => {
+            eprintln!("ferrokv-server has no memory tester: use memtester or the test of your platform.");
+            std::process::exit(1);
+        }
+        Some("--check-system") => {
+            eprintln!("ferrokv-server --check-system is not supported.");
+            std::process::exit(1);
+        }
+        _ => {}
     }
     std::process::exit(ferrokv_server::run(args));
 }

@@ -633,10 +633,20 @@ pub fn apply_text(cfg: &mut Config, text: &str, origin: &str) -> Result<(), Stri
     Ok(())
 }
 
-/// Parses `ferrokv-server [config-file] [--name value ...]`.
+/// Parses `ferrokv-server [config-file] [--name value ...] [-]`: the file, then (with
+/// `-` first or last, as redis-server) directives read from stdin, then the options.
 pub fn from_args(args: &[String]) -> Result<Config, String> {
     let mut cfg = Config::default();
     let mut rest = args;
+    let mut from_stdin = false;
+    if rest.last().is_some_and(|a| a == "-") {
+        from_stdin = true;
+        rest = &rest[..rest.len() - 1];
+    }
+    if rest.first().is_some_and(|a| a == "-") {
+        from_stdin = true;
+        rest = &rest[1..];
+    }
     if let Some(first) = rest.first() {
         if !first.starts_with("--") {
             let text = std::fs::read_to_string(first)
@@ -646,6 +656,12 @@ pub fn from_args(args: &[String]) -> Result<Config, String> {
             apply_text(&mut cfg, &text, &format!("config file '{first}'"))?;
             rest = &rest[1..];
         }
+    }
+    if from_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("Fatal error, can't read the config from stdin: {e}"))?;
+        apply_text(&mut cfg, &text, "stdin")?;
     }
     // As redis-server does: `--name v1 v2 --other v` becomes lines "name v1 v2", "other v".
     let mut text = String::new();
