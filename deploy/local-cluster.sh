@@ -54,6 +54,14 @@ running_pid() {
         && grep -q ferrokv-server "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
+# alive PID: the process exists and has not exited. An exited node stays a zombie until
+# whoever adopted it reaps it, which can take seconds: `kill -0` alone would wait for that.
+alive() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
 start_node() {
     local port=$1 dir
     dir=$(node_dir "$port")
@@ -90,11 +98,11 @@ stop_node() {
         return
     fi
     kill -TERM "$pid"
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
+    for _ in $(seq 200); do
+        alive "$pid" || break
+        sleep 0.05
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         echo "node $port ignored SIGTERM for 10 s: SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true
     fi
