@@ -128,45 +128,7 @@ free_port() {
 cat >"$work/helper.py" <<'PY'
 import random, socket, string, sys, time
 
-class RespError(str):
-    pass
-
-class Conn:
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.file = self.sock.makefile("rb")
-
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.sock.sendall(b"".join(out))
-        return self.read()
-
-    def read(self):
-        line = self.file.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        kind, rest = line[:1], line[1:].rstrip(b"\r\n")
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self.file.read(n + 2)[:-2].decode(errors="replace")
-        if kind == b"*":
-            return [self.read() for _ in range(max(int(rest), 0))]
-        raise ValueError("unexpected reply %r" % line)
-
-    def info(self, section):
-        reply = self.call("INFO", section)
-        if isinstance(reply, RespError) or reply is None:
-            raise SystemExit("INFO %s failed: %s" % (section, reply))
-        return dict(l.split(":", 1) for l in reply.splitlines() if ":" in l and not l.startswith("#"))
+from benchlib import RespError, Conn
 
 def gen(n, size, resp_path, value_path):
     rng = random.Random(size)
@@ -238,7 +200,7 @@ elif cmd == "rewrite":
 else:
     raise SystemExit("unknown helper command " + cmd)
 PY
-helper() { python3 "$work/helper.py" "$@"; }
+helper() { PYTHONPATH="$PWD/benches/lib" python3 "$work/helper.py" "$@"; }
 
 # launch ferrokv|redis no|everysec|always: starts the server on $dir and $port with
 # the same persistence options for both, sets server_pid and name.
