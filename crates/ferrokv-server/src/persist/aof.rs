@@ -711,22 +711,29 @@ pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
     let always = aof_on && fsync_policy(node) == Fsync::Always;
     let shards: Vec<ShardId> = if always { (0..node.shard_count()).collect() } else { vec![shard] };
     for s in shards {
-        let mut db = node.lock_db(s);
-        let Some(log) = db.effects() else { continue };
-        if log.is_empty() {
-            continue;
-        }
-        let parts = log.drain();
-        match (aof_on, repl_on) {
-            (true, true) => {
-                node.repl.feed(s, parts.clone());
-                aof.hand_over(s, parts);
-            }
-            (true, false) => aof.hand_over(s, parts),
-            _ => node.repl.feed(s, parts),
-        }
+        drain_to_consumers(node, s, aof_on, repl_on);
     }
     always.then(|| (aof.sent.load(Ordering::Acquire), aof.durable()))
+}
+
+/// Drains shard `s`'s effects log (under its lock) to the consumers that are on: the
+/// AOF and the replication stream (also WAIT's `repl::flush_all`).
+pub fn drain_to_consumers(node: &Node, s: ShardId, aof_on: bool, repl_on: bool) {
+    let mut db = node.lock_db(s);
+    let Some(log) = db.effects() else { return };
+    if log.is_empty() {
+        return;
+    }
+    let parts = log.drain();
+    match (aof_on, repl_on) {
+        (true, true) => {
+            node.repl.feed(s, parts.clone());
+            node.aof.hand_over(s, parts);
+        }
+        (true, false) => node.aof.hand_over(s, parts),
+        (false, true) => node.repl.feed(s, parts),
+        (false, false) => {}
+    }
 }
 
 /// Hands drained parts to the AOF (when on) as well: for consumers that drain the

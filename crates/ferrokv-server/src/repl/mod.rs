@@ -292,15 +292,9 @@ impl Repl {
 /// acknowledged before this call is at or below it (WAIT's target).
 pub fn flush_all(node: &Node) -> u64 {
     if node.repl.on.load(Ordering::Acquire) {
+        let aof_on = node.aof.on.load(Ordering::Acquire);
         for s in 0..node.shard_count() {
-            let mut db = node.lock_db(s);
-            let Some(log) = db.effects() else { continue };
-            if log.is_empty() {
-                continue;
-            }
-            let parts = log.drain();
-            crate::aof::hand_over_parts(node, s, &parts);
-            node.repl.feed(s, parts);
+            crate::aof::drain_to_consumers(node, s, aof_on, true);
         }
     }
     node.repl.offset()
