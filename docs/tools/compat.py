@@ -11,6 +11,8 @@ import redis
 
 # Commands that exist in ferrokv but differ from Redis 7.0 in some way.
 NOTES = {
+    "cluster|migration": "Redis 8.4's whole-slot migration (IMPORT, STATUS, CANCEL), between ferrokv nodes; one task at a time, one source per task",
+    "cluster|migration-sync": "ferrokv only: what a CLUSTER MIGRATION task sends to the source node",
     "select": "db 0 only: any other index answers `ERR DB index is out of range`",
     "copy": "`DB` option: db 0 only",
     "client": "ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT, HELP; other subcommands answer `unknown subcommand`",
@@ -45,6 +47,7 @@ NOTES = {
 }
 
 OPTION_NOTES = {
+    "cluster-slot-migration-write-pause-timeout": "Redis 8.4's option (not in 7.0): how long a whole-slot migration's source holds writes",
     "bind": "default 127.0.0.1",
     "appendonly": "CONFIG SET yes starts the AOF from a snapshot base (at the next cron tick, after a running save), no stops it",
     "aof-use-rdb-preamble": "accepted; the AOF base is always an RDB image",

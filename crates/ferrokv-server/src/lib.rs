@@ -26,6 +26,8 @@ pub mod bus;
 pub mod cluster;
 #[path = "cluster/migrate.rs"]
 pub mod migrate;
+#[path = "cluster/slot_migration.rs"]
+pub mod slot_migration;
 // Admin: connection/server/transaction commands, INFO, configuration.
 #[path = "admin/cmds.rs"]
 pub mod cmds;

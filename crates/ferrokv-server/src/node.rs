@@ -134,6 +134,8 @@ pub struct Node {
     pub shutdown_save: Mutex<Option<bool>>,
     /// MIGRATE's thread and its cached connections to targets.
     pub migrate: crate::migrate::Migrator,
+    /// Whole-slot migration: this node's export as a source, import tasks as a target.
+    pub slot_migration: crate::slot_migration::SlotMigration,
 }
 
 /// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
@@ -255,6 +257,7 @@ impl Node {
             repl: crate::repl::Repl::new(threads),
             shutdown_save: Mutex::new(None),
             migrate: Default::default(),
+            slot_migration: Default::default(),
         }))
     }
 

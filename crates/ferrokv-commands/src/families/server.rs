@@ -101,6 +101,10 @@ pub const CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Cluster, "cluster|info", 2, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|keyslot", 3, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|links", 2, CLUSTER_FLAGS, CLUSTER_ACL),
+    // Redis 8.4's atomic slot migration, and the ferrokv-only command its task sends
+    // to the source (not in redis-server 7.0.15's table).
+    srv(ServerCmd::Cluster, "cluster|migration", -3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    srv(ServerCmd::Cluster, "cluster|migration-sync", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|meet", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|myid", 2, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|nodes", 2, CLUSTER_FLAGS, CLUSTER_ACL),

@@ -53,6 +53,9 @@ pub struct Config {
     pub cluster_enabled: bool,
     pub cluster_config_file: String,
     pub cluster_node_timeout: u64,
+    /// Redis 8.4's `cluster-slot-migration-write-pause-timeout` (ms): how long a
+    /// whole-slot migration's source holds writes waiting for the target's claim.
+    pub cluster_slot_migration_write_pause_timeout: u64,
     pub cluster_port: u64,
     pub cluster_announce_ip: String,
     pub cluster_announce_port: u64,
@@ -160,6 +163,7 @@ impl Default for Config {
             cluster_enabled: false,
             cluster_config_file: "nodes.conf".into(),
             cluster_node_timeout: 15000,
+            cluster_slot_migration_write_pause_timeout: 10000,
             cluster_port: 0,
             cluster_announce_ip: String::new(),
             cluster_announce_port: 0,
@@ -333,6 +337,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("cluster-enabled", Kind::Bool, false, cluster_enabled, bool),
     opt!("cluster-config-file", Kind::Str, false, cluster_config_file, str),
     opt!("cluster-node-timeout", Kind::Int { min: 0, max: i64::MAX }, true, cluster_node_timeout, int),
+    opt!(
+        "cluster-slot-migration-write-pause-timeout",
+        Kind::Int { min: 1, max: i64::MAX },
+        true,
+        cluster_slot_migration_write_pause_timeout,
+        int
+    ),
     opt!("cluster-port", Kind::Int { min: 0, max: 65535 }, false, cluster_port, int),
     opt!("cluster-announce-ip", Kind::Str, true, cluster_announce_ip, str),
     opt!("cluster-announce-port", Kind::Int { min: 0, max: 65535 }, true, cluster_announce_port, int),

@@ -125,6 +125,15 @@ impl ShardCore {
     /// check unless some slot of this node is migrating.
     pub fn migrating_refusal(&mut self, spec: &CommandSpec, args: &Args, db: &mut ferrokv_store::Db) -> Option<String> {
         self.node.cluster.as_ref()?;
+        // A write that passed the home shard's pause check just before a migration's
+        // pause began: under this lock it must not run (the final delta may be taken).
+        if self.node.slot_migration.pausing() && spec.has(Flags::WRITE) {
+            if let Some(s) = crate::slot_migration::write_slot(spec, args) {
+                if self.node.slot_migration.slot_paused(s) {
+                    return Some(crate::slot_migration::PAUSED.into());
+                }
+            }
+        }
         let view = self.cluster_view_ref();
         if view.migrating.is_empty() {
             return None;
@@ -318,6 +327,10 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         let seq = c.push_pending();
         c.barrier = Some(seq);
         core.send(0, Msg::ClusterLinks { from: core.id, token: c.token, seq, proto: c.proto });
+    } else if eq_ic(sub, "migration") {
+        return crate::slot_migration::migration_command(core, c, args);
+    } else if eq_ic(sub, "migration-sync") {
+        return crate::slot_migration::sync_command(core, c, args, &mut held);
     } else if eq_ic(sub, "help") {
         let lines = [
             "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

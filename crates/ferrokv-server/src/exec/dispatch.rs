@@ -271,6 +271,13 @@ impl ShardCore {
             }
             return Flow::Stall;
         }
+        // A whole-slot migration's final step holds writes to its slots (same rule).
+        if self.node.slot_migration.pausing() && Self::writes(c, spec) && self.slot_write_held(c, spec, args) {
+            if !self.paused.contains(&c.token) {
+                self.paused.push(c.token);
+            }
+            return Flow::Stall;
+        }
         let asking = std::mem::take(&mut c.asking);
         let routed =
             !matches!(spec.handler, Handler::Server(_)) || matches!(spec.handler, Handler::Server(ServerCmd::Migrate));
@@ -329,6 +336,19 @@ impl ShardCore {
             }
             Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, id, args),
         }
+    }
+
+    /// Whether this write (or EXEC's queued writes) touches a slot whose writes a
+    /// whole-slot migration holds.
+    fn slot_write_held(&self, c: &Conn, spec: &CommandSpec, args: &Args) -> bool {
+        let sm = &self.node.slot_migration;
+        if let Some(m) = c.multi().filter(|_| matches!(spec.handler, Handler::Server(ServerCmd::Exec))) {
+            return m.queued.iter().any(|q| {
+                let a = q.args.args();
+                crate::slot_migration::write_slot(q.spec, &a).is_some_and(|s| sm.slot_paused(s))
+            });
+        }
+        crate::slot_migration::write_slot(spec, args).is_some_and(|s| sm.slot_paused(s))
     }
 
     /// Whether a failed BGSAVE bars this command (Redis's `writeCommandsDeniedByDiskError`

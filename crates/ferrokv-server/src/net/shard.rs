@@ -117,7 +117,7 @@ impl Shard {
             let mut touched = std::mem::take(&mut self.touched);
             self.core.expire_blocked(&mut self.conns, &mut touched);
             self.flush_touched(touched);
-            if !self.core.paused.is_empty() && !node.repl.writes_paused(unix_ms()) {
+            if !self.core.paused.is_empty() && !node.repl.writes_paused(unix_ms()) && !node.slot_migration.pausing() {
                 self.resume_paused();
             }
             let now = Instant::now();
@@ -134,7 +134,9 @@ impl Shard {
             if let Some(at) = self.executor.next_deadline() {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
-            if !self.core.paused.is_empty() {
+            if !self.core.paused.is_empty() && node.slot_migration.pausing() {
+                timeout = timeout.min(Duration::from_millis(1));
+            } else if !self.core.paused.is_empty() {
                 let until = node.repl.paused_until.load(Ordering::Relaxed);
                 timeout = timeout.min(Duration::from_millis(until.saturating_sub(unix_ms()).max(1)));
             }
@@ -569,6 +571,7 @@ impl Shard {
         let period = Duration::from_micros(1_000_000 / hz);
         self.next_tick = Instant::now() + period;
         self.core.refresh_config();
+        self.core.node.slot_migration.lift_if_lost(self.core.node);
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
         if self.core.id == 0 {

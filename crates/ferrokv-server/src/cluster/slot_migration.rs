@@ -1,0 +1,727 @@
+//! Whole-slot migration between ferrokv nodes: Redis 8.4's `CLUSTER MIGRATION
+//! IMPORT|STATUS|CANCEL` on the target, and the ferrokv-only `CLUSTER MIGRATION-SYNC`
+//! the target's task sends to the source.
+//!
+//! # The flow of one task (target T imports slots S from source O)
+//!
+//! 1. `CLUSTER MIGRATION IMPORT <ranges>` on T checks that every slot of S belongs to
+//!    one other master O, records a task and starts a thread for it, and answers the
+//!    task id. The thread opens two client connections: one to O, one to T itself.
+//! 2. On T: `CLUSTER SETSLOT s IMPORTING O` for every slot (so T accepts the restores
+//!    with ASKING; clients are still sent to O).
+//! 3. Per slot: `MIGRATION-SYNC <id> BEGIN s` on O serialises every key of the slot
+//!    under its shard's keyspace lock (a consistent snapshot of that slot) and starts
+//!    capturing the slot's changes at that same instant (`Db::capture_start`). T applies
+//!    each key as `RESTORE-ASKING key <abs-ms> payload REPLACE ABSTTL` through its own
+//!    request path (so T's AOF and replicas get it).
+//! 4. `MIGRATION-SYNC <id> DELTA` (repeated while much changed) hands over the keys
+//!    changed since, as their *current* values (or absence: DEL), and slots emptied
+//!    whole; T applies them.
+//! 5. `MIGRATION-SYNC <id> PAUSE`: O holds client writes to S (the connection stalls,
+//!    as under a manual failover's pause; a write that got past the check runs into it
+//!    again under the executing shard's lock and gets TRYAGAIN), then a last DELTA under
+//!    the pause: T now holds every write O acknowledged.
+//! 6. T claims each slot: `CLUSTER SETSLOT s NODE T` on itself, which bumps T's config
+//!    epoch without consensus and broadcasts a PONG (as `redis-cli --cluster reshard`
+//!    ends a slot). O learns it by the bus's epoch rules (its keys of S are deleted by
+//!    the bus's dirty-slot rule, `DeleteKeysInSlots`).
+//! 7. `MIGRATION-SYNC <id> END` on O: answered once O's view shows S owned elsewhere;
+//!    O then stops capturing and lifts the pause; the held writes run and get MOVED.
+//!
+//! # Failures and the guarantee
+//!
+//! Ownership only ever moves in step 6, by the bus's epoch rules, so a slot has exactly
+//! one owner whatever crashes. Until step 6 the source owns S and every write it
+//! acknowledged is in its own keyspace; from step 5 on it acknowledges no write to S
+//! (they are held) and everything it acknowledged before is on T before T claims. A
+//! failure before step 6 (O or T gone, an error, CANCEL) ends the task on T: it sends
+//! `ABORT` to O when it can (capture stopped, pause lifted), deletes what it restored
+//! and marks the slots stable. The pause on O is lifted by END, ABORT, a CANCEL on O,
+//! O's view showing S owned elsewhere (checked every tick), or — as Redis 8.4 does —
+//! `cluster-slot-migration-write-pause-timeout` (10 s) running out, the target being
+//! taken for dead. T claims only if it got the final delta within half of that window,
+//! so a live T's claim has the other half to reach O. The one case that loses writes:
+//! T crashes in the instant between making its claim durable (nodes.conf) and sending
+//! it, O's pause runs out and O acknowledges writes to S, and T later restarts with its
+//! claim, which wins by its higher epoch. Redis 8.4 has the same window.
+//!
+//! Limits of this first slice: one task per node at a time, one source per task, a key
+//! travels as one RESTORE whatever its size (a big collection stalls O's shard while it
+//! is serialised and T's while it is restored), nodes with `requirepass` are not
+//! supported, and a task is not resumed after a restart of T.
+
+use crate::conn::Conn;
+use crate::dispatch::{Flow, Held, ShardCore};
+use crate::node::Node;
+use ferrokv_commands::util::eq_ic;
+use ferrokv_resp::{Args, ReplyBuf};
+use ferrokv_store::SLOTS;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Node-wide state: the export this node serves as a source, the pause on its slots,
+/// and the import tasks it runs as a target.
+#[derive(Default)]
+pub struct SlotMigration {
+    pausing: AtomicBool,
+    export: Mutex<Option<Export>>,
+    tasks: Mutex<Vec<Arc<Task>>>,
+    next_id: AtomicU64,
+}
+
+struct Export {
+    id: Vec<u8>,
+    slots: Vec<u16>,
+    paused: Vec<u64>,
+    /// When the pause began (unix ms; 0: not paused).
+    paused_at: u64,
+}
+
+#[derive(Default)]
+struct Progress {
+    state: &'static str,
+    last_error: String,
+    create_ms: u64,
+    start_ms: u64,
+    end_ms: u64,
+    write_pause_ms: u64,
+    slots_done: usize,
+    keys: u64,
+}
+
+pub struct Task {
+    id: String,
+    source: String,
+    dest: String,
+    ranges: Vec<(u16, u16)>,
+    cancel: AtomicBool,
+    progress: Mutex<Progress>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SlotMigration {
+    /// Some slot of this node has its writes held.
+    #[inline]
+    pub fn pausing(&self) -> bool {
+        self.pausing.load(Ordering::Acquire)
+    }
+
+    /// Writes to `slot` are held now.
+    pub fn slot_paused(&self, slot: u16) -> bool {
+        if !self.pausing() {
+            return false;
+        }
+        lock(&self.export).as_ref().is_some_and(|e| e.paused[slot as usize / 64] & (1 << (slot % 64)) != 0)
+    }
+
+    fn stop_export(&self, node: &Node) {
+        let e = lock(&self.export).take();
+        self.pausing.store(false, Ordering::Release);
+        if e.is_some() {
+            for s in 0..node.shard_count() {
+                node.lock_db(s).capture_stop();
+            }
+        }
+    }
+
+    /// From the tick: a pause whose slots this node no longer owns (the target
+    /// claimed them, and END never came) is lifted, and so is one that outlived
+    /// `cluster-slot-migration-write-pause-timeout` (the target is taken to have
+    /// failed; see the module docs for why that is safe but for one case).
+    pub fn lift_if_lost(&self, node: &Node) {
+        if !self.pausing() {
+            return;
+        }
+        let Some(c) = node.cluster.as_ref() else { return };
+        let timeout = node.config().cluster_slot_migration_write_pause_timeout;
+        let view = c.view();
+        let now = crate::node::unix_ms();
+        let lift = lock(&self.export).as_ref().is_some_and(|e| {
+            e.slots.iter().all(|&s| view.slot_owner_index(s) != Some(view.myself))
+                || (e.paused_at != 0 && now.saturating_sub(e.paused_at) >= timeout)
+        });
+        if lift {
+            self.stop_export(node);
+        }
+    }
+}
+
+/// The slot of a write command's keys (cluster mode: one slot), for the pause check.
+pub fn write_slot(spec: &ferrokv_commands::CommandSpec, args: &Args) -> Option<u16> {
+    let mut idx = Vec::new();
+    spec.key_indexes(args, &mut idx);
+    idx.first().map(|&i| ferrokv_store::key_slot(args.get(i)))
+}
+
+pub const PAUSED: &str = "TRYAGAIN Slot is being migrated, writes are paused";
+
+fn parse_ranges(args: &Args, from: usize) -> Result<Vec<(u16, u16)>, String> {
+    let n = args.len() - from;
+    if n == 0 || !n.is_multiple_of(2) {
+        return Err("ERR wrong number of arguments for 'cluster|migration' command".into());
+    }
+    let mut out = Vec::new();
+    for j in (from..args.len()).step_by(2) {
+        let (Some(a), Some(b)) =
+            (ferrokv_cluster::parse_slot(args.get(j)), ferrokv_cluster::parse_slot(args.get(j + 1)))
+        else {
+            return Err("ERR Invalid or out of range slot".into());
+        };
+        if a > b {
+            return Err(format!("ERR start slot number {a} is greater than end slot number {b}"));
+        }
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+/// `CLUSTER MIGRATION IMPORT|STATUS|CANCEL ...` (Redis 8.4's surface).
+pub fn migration_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
+    let node = core.node;
+    let sm = &node.slot_migration;
+    let op = args.get(2);
+    if args.len() < 3 {
+        c.error("ERR wrong number of arguments for 'cluster|migration' command");
+    } else if eq_ic(op, "import") {
+        let ranges = match parse_ranges(args, 3) {
+            Ok(r) => r,
+            Err(e) => {
+                c.error(&e);
+                return Flow::Done;
+            }
+        };
+        let view = core.cluster_view();
+        if !view.me().is_master() {
+            c.error("ERR Only a master can import slots");
+            return Flow::Done;
+        }
+        let mut source = None;
+        for &(a, b) in &ranges {
+            for s in a..=b {
+                match view.slot_owner_index(s) {
+                    None => {
+                        c.error(&format!("ERR Slot {s} is not served by any node"));
+                        return Flow::Done;
+                    }
+                    Some(o) if o == view.myself => {
+                        c.error(&format!("ERR Slot {s} is already served by this node"));
+                        return Flow::Done;
+                    }
+                    Some(o) if source.is_some_and(|x| x != o) => {
+                        c.error("ERR Slots belong to more than one node (ferrokv: one source node per task)");
+                        return Flow::Done;
+                    }
+                    Some(o) => source = Some(o),
+                }
+            }
+        }
+        let Some(src) = source else { return Flow::Done };
+        let mut tasks = lock(&sm.tasks);
+        if tasks.iter().any(|t| lock(&t.progress).end_ms == 0) {
+            c.error("ERR A slot migration task is already running on this node (ferrokv: one at a time)");
+            return Flow::Done;
+        }
+        let n = &view.nodes[src];
+        let id = task_id(view.me().id.as_str(), sm.next_id.fetch_add(1, Ordering::Relaxed));
+        let task = Arc::new(Task {
+            id: id.clone(),
+            source: n.id.as_str().to_string(),
+            dest: view.me().id.as_str().to_string(),
+            ranges,
+            cancel: AtomicBool::new(false),
+            progress: Mutex::new(Progress {
+                state: "connecting",
+                create_ms: crate::node::unix_ms(),
+                ..Default::default()
+            }),
+        });
+        tasks.push(task.clone());
+        drop(tasks);
+        let src_addr = format!("{}:{}", n.ip, n.port);
+        let me = view.me();
+        let self_addr = format!("127.0.0.1:{}", me.port);
+        let spawned = std::thread::Builder::new()
+            .name("slot-import".into())
+            .spawn(move || run_task(node, task, src_addr, self_addr));
+        if spawned.is_err() {
+            c.error("ERR can't start the migration thread");
+            return Flow::Done;
+        }
+        c.reply(|r| r.bulk(id.as_bytes()));
+    } else if eq_ic(op, "status") || eq_ic(op, "cancel") {
+        let filter: Option<Vec<u8>> = match args.len() {
+            3 if eq_ic(op, "status") => None,
+            4 if eq_ic(args.get(3), "all") => None,
+            5 if eq_ic(args.get(3), "id") => Some(args.get(4).to_vec()),
+            _ => {
+                c.error("ERR syntax error");
+                return Flow::Done;
+            }
+        };
+        let tasks: Vec<Arc<Task>> =
+            lock(&sm.tasks).iter().filter(|t| filter.as_ref().is_none_or(|f| f == t.id.as_bytes())).cloned().collect();
+        if eq_ic(op, "cancel") {
+            let mut n = 0;
+            for t in &tasks {
+                if lock(&t.progress).end_ms == 0 && !t.cancel.swap(true, Ordering::AcqRel) {
+                    n += 1;
+                }
+            }
+            // On a source: CANCEL ALL also ends the export (lifts the pause).
+            if filter.is_none() && lock(&sm.export).is_some() {
+                sm.stop_export(node);
+                n += 1;
+            }
+            c.reply(|r| r.integer(n as i64));
+        } else {
+            c.reply(|r| {
+                r.array(tasks.len());
+                for t in &tasks {
+                    status_reply(r, t);
+                }
+            });
+        }
+    } else {
+        c.error(&format!(
+            "ERR unknown subcommand 'migration|{}'. Try CLUSTER HELP.",
+            crate::dispatch::printable(op, 64)
+        ));
+    }
+    Flow::Done
+}
+
+/// A task id as Redis shows them: 40 hex characters, unique per node and run.
+fn task_id(node_id: &str, seq: u64) -> String {
+    // FNV-1a over the node id, the time and a sequence number, four times salted.
+    let seed = format!("{node_id}:{}:{seq}:{}", crate::node::unix_ms(), std::process::id());
+    let mut out = String::with_capacity(40);
+    for salt in 0u8..3 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt as u64;
+        for b in seed.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(40);
+    out
+}
+
+fn status_reply(r: &mut ReplyBuf, t: &Task) {
+    let p = lock(&t.progress);
+    let ranges: Vec<String> = t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+    let total: usize = t.ranges.iter().map(|(a, b)| (b - a + 1) as usize).sum();
+    let fields: [(&str, String); 13] = [
+        ("id", t.id.clone()),
+        ("slots", ranges.join(" ")),
+        ("source", t.source.clone()),
+        ("dest", t.dest.clone()),
+        ("operation", "import".into()),
+        ("state", p.state.into()),
+        ("last_error", p.last_error.clone()),
+        ("retries", "0".into()),
+        ("create_time", p.create_ms.to_string()),
+        ("start_time", p.start_ms.to_string()),
+        ("end_time", p.end_ms.to_string()),
+        ("write_pause_ms", p.write_pause_ms.to_string()),
+        ("progress", format!("{}/{} slots, {} keys", p.slots_done, total, p.keys)),
+    ];
+    r.map(fields.len());
+    for (k, v) in fields {
+        r.bulk(k.as_bytes());
+        r.bulk(v.as_bytes());
+    }
+}
+
+/// `CLUSTER MIGRATION-SYNC <id> BEGIN <slot> | DELTA | PAUSE | END | ABORT` — ferrokv
+/// only, sent by a target's import task to the source (see the module docs).
+pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut Held) -> Flow {
+    let node = core.node;
+    let sm = &node.slot_migration;
+    if args.len() < 4 {
+        c.error("ERR wrong number of arguments for 'cluster|migration-sync' command");
+        return Flow::Done;
+    }
+    let id = args.get(2).to_vec();
+    let op = args.get(3);
+    let now = crate::node::unix_ms();
+    let view = core.cluster_view();
+    let mine = |e: &Option<Export>| e.as_ref().is_some_and(|e| e.id == id);
+    if eq_ic(op, "begin") && args.len() == 5 {
+        let Some(slot) = ferrokv_cluster::parse_slot(args.get(4)) else {
+            c.error("ERR Invalid slot");
+            return Flow::Done;
+        };
+        if view.slot_owner_index(slot) != Some(view.myself) {
+            c.error(&format!("ERR I'm not the owner of hash slot {slot}"));
+            return Flow::Done;
+        }
+        {
+            let mut e = lock(&sm.export);
+            if !mine(&e) {
+                if e.is_some() {
+                    // A newer task takes over: the older one's target is gone.
+                    drop(e);
+                    sm.stop_export(node);
+                    e = lock(&sm.export);
+                }
+                *e = Some(Export { id: id.clone(), slots: Vec::new(), paused: vec![0; SLOTS / 64], paused_at: 0 });
+            }
+            if let Some(x) = e.as_mut() {
+                x.slots.push(slot);
+            }
+        }
+        let keys = held.with_db(node, node.shard_of_slot(slot), |db| {
+            db.capture_start(slot);
+            db.slot_dump(slot, now)
+        });
+        c.reply(|r| {
+            r.array(keys.len() * 3);
+            for (k, at, payload) in &keys {
+                r.bulk(k);
+                r.integer(*at as i64);
+                r.bulk(payload);
+            }
+        });
+        return Flow::Done;
+    }
+    if !mine(&lock(&sm.export)) {
+        c.error("ERR No such slot migration export on this node");
+        return Flow::Done;
+    }
+    if eq_ic(op, "delta") {
+        let mut flushed = Vec::new();
+        let mut keys = Vec::new();
+        for s in 0..node.shard_count() {
+            held.with_db(node, s, |db| {
+                let got = db.take_captured();
+                flushed.extend(got.flushed);
+                for k in got.keys {
+                    let v = db.key_dump(&k, now);
+                    keys.push((k, v));
+                }
+            });
+        }
+        c.reply(|r| {
+            r.array(2);
+            r.array(flushed.len());
+            for s in &flushed {
+                r.integer(*s as i64);
+            }
+            r.array(keys.len() * 3);
+            for (k, v) in &keys {
+                r.bulk(k);
+                match v {
+                    Some((at, p)) => {
+                        r.integer(*at as i64);
+                        r.bulk(p);
+                    }
+                    None => {
+                        r.integer(-1);
+                        r.null();
+                    }
+                }
+            }
+        });
+    } else if eq_ic(op, "pause") {
+        if let Some(e) = lock(&sm.export).as_mut() {
+            for &s in &e.slots {
+                e.paused[s as usize / 64] |= 1 << (s % 64);
+            }
+            e.paused_at = now;
+        }
+        sm.pausing.store(true, Ordering::Release);
+        c.reply(|r| r.ok());
+    } else if eq_ic(op, "end") {
+        let still_mine = lock(&sm.export)
+            .as_ref()
+            .is_some_and(|e| e.slots.iter().any(|&s| view.slot_owner_index(s) == Some(view.myself)));
+        if still_mine {
+            c.error("TRYAGAIN the new owner's claim has not reached this node yet");
+        } else {
+            sm.stop_export(node);
+            c.reply(|r| r.ok());
+        }
+    } else if eq_ic(op, "abort") {
+        sm.stop_export(node);
+        c.reply(|r| r.ok());
+    } else {
+        c.error("ERR syntax error");
+    }
+    Flow::Done
+}
+
+// ---- the target's task thread ----
+
+enum R {
+    Simple,
+    Err(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Arr(Vec<R>),
+}
+
+struct Client {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: &str) -> std::io::Result<Client> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client { r: BufReader::new(s.try_clone()?), w: s })
+    }
+
+    fn send(&mut self, buf: &mut Vec<u8>, args: &[&[u8]]) {
+        buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+    }
+
+    fn flush(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        self.w.write_all(buf)?;
+        buf.clear();
+        Ok(())
+    }
+
+    fn read(&mut self) -> std::io::Result<R> {
+        let mut line = Vec::new();
+        self.r.read_until(b'\n', &mut line)?;
+        if line.len() < 3 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let body = &line[1..line.len() - 2];
+        let num = || std::str::from_utf8(body).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(-1);
+        Ok(match line[0] {
+            b'+' => R::Simple,
+            b'-' => R::Err(String::from_utf8_lossy(body).into_owned()),
+            b':' => R::Int(num()),
+            b'$' => {
+                let n = num();
+                if n < 0 {
+                    R::Bulk(None)
+                } else {
+                    let mut b = vec![0; n as usize + 2];
+                    self.r.read_exact(&mut b)?;
+                    b.truncate(n as usize);
+                    R::Bulk(Some(b))
+                }
+            }
+            b'*' | b'%' => {
+                let n = num().max(0) as usize * if line[0] == b'%' { 2 } else { 1 };
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.read()?);
+                }
+                R::Arr(v)
+            }
+            b'_' => R::Bulk(None),
+            _ => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad reply")),
+        })
+    }
+
+    fn call(&mut self, args: &[&[u8]]) -> Result<R, String> {
+        let mut buf = Vec::new();
+        self.send(&mut buf, args);
+        self.flush(&mut buf).map_err(|e| e.to_string())?;
+        match self.read().map_err(|e| e.to_string())? {
+            R::Err(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+
+    /// Reads `n` pipelined replies; the first error, if any.
+    fn expect_ok(&mut self, n: usize) -> Result<(), String> {
+        let mut first = None;
+        for _ in 0..n {
+            if let R::Err(e) = self.read().map_err(|e| e.to_string())? {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn set_state(t: &Task, s: &'static str) {
+    lock(&t.progress).state = s;
+}
+
+fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: String) {
+    lock(&t.progress).start_ms = crate::node::unix_ms();
+    let slots: Vec<u16> = t.ranges.iter().flat_map(|&(a, b)| a..=b).collect();
+    let mut claimed = false;
+    let res = (|| -> Result<(), String> {
+        let mut src = Client::connect(&src_addr).map_err(|e| format!("connecting to the source: {e}"))?;
+        let mut me = Client::connect(&self_addr).map_err(|e| format!("connecting to myself: {e}"))?;
+        let id = t.id.as_bytes();
+        let mut buf = Vec::new();
+        for &s in &slots {
+            me.send(&mut buf, &[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"IMPORTING", t.source.as_bytes()]);
+        }
+        me.flush(&mut buf).map_err(|e| e.to_string())?;
+        me.expect_ok(slots.len())?;
+        set_state(&t, "snapshot");
+        for &s in &slots {
+            if t.cancel.load(Ordering::Acquire) {
+                return Err("canceled".into());
+            }
+            let R::Arr(items) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN", s.to_string().as_bytes()])?
+            else {
+                return Err("bad BEGIN reply".into());
+            };
+            let n = apply_keys(&mut me, &items)?;
+            let mut p = lock(&t.progress);
+            p.slots_done += 1;
+            p.keys += n;
+        }
+        set_state(&t, "streaming");
+        for _ in 0..8 {
+            if t.cancel.load(Ordering::Acquire) {
+                return Err("canceled".into());
+            }
+            if delta(&mut src, &mut me, id, &t)? < 1000 {
+                break;
+            }
+        }
+        if t.cancel.load(Ordering::Acquire) {
+            return Err("canceled".into());
+        }
+        set_state(&t, "paused");
+        let t0 = Instant::now();
+        src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"])?;
+        delta(&mut src, &mut me, id, &t)?;
+        // The source lifts its pause after the write-pause timeout, counted from
+        // before the PAUSE reply reached here: claim only well inside it, so the claim
+        // has the rest of the window to reach the source.
+        let window = node.config().cluster_slot_migration_write_pause_timeout;
+        if t0.elapsed().as_millis() as u64 >= window / 2 {
+            return Err(format!("the final delta took longer than half of the {window} ms write pause"));
+        }
+        // The point of no return: the claim (a config epoch bump) moves the slots.
+        claimed = true;
+        set_state(&t, "switching");
+        for &s in &slots {
+            me.send(&mut buf, &[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"NODE", t.dest.as_bytes()]);
+        }
+        me.flush(&mut buf).map_err(|e| e.to_string())?;
+        me.expect_ok(slots.len())?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"]) {
+                Ok(_) => break,
+                Err(e) if e.starts_with("TRYAGAIN") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        lock(&t.progress).write_pause_ms = t0.elapsed().as_millis() as u64;
+        Ok(())
+    })();
+    let mut p = lock(&t.progress);
+    match res {
+        Ok(()) => p.state = "completed",
+        Err(e) if claimed => {
+            // The slots are ours: the source lifts its pause when it sees the claim.
+            p.state = "completed";
+            p.last_error = e;
+        }
+        Err(e) => {
+            // The state says the task ended only once the undo is done.
+            drop(p);
+            undo(node, &t, &src_addr, &self_addr, &slots);
+            p = lock(&t.progress);
+            p.state = if e == "canceled" { "canceled" } else { "failed" };
+            p.last_error = e;
+        }
+    }
+    p.end_ms = crate::node::unix_ms().max(1);
+}
+
+/// RESTOREs `items` (key, abs ms or -1 = absent, payload) on this node; returns how many.
+fn apply_keys(me: &mut Client, items: &[R]) -> Result<u64, String> {
+    let mut buf = Vec::new();
+    let mut n = 0;
+    for c in items.chunks(3) {
+        let [R::Bulk(Some(k)), R::Int(at), p] = c else { return Err("bad key record".into()) };
+        match (at, p) {
+            (at, R::Bulk(Some(p))) if *at >= 0 => {
+                let at = at.to_string();
+                me.send(&mut buf, &[b"RESTORE-ASKING", k, at.as_bytes(), p, b"REPLACE", b"ABSTTL"]);
+            }
+            _ => {
+                me.send(&mut buf, &[b"ASKING"]);
+                me.send(&mut buf, &[b"DEL", k]);
+                n += 1;
+            }
+        }
+        n += 1;
+        if buf.len() > 1 << 20 {
+            me.flush(&mut buf).map_err(|e| e.to_string())?;
+        }
+    }
+    me.flush(&mut buf).map_err(|e| e.to_string())?;
+    me.expect_ok(n as usize)?;
+    Ok(items.len() as u64 / 3)
+}
+
+/// One DELTA from the source applied here; returns how many keys it carried.
+fn delta(src: &mut Client, me: &mut Client, id: &[u8], t: &Task) -> Result<usize, String> {
+    let R::Arr(parts) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])? else {
+        return Err("bad DELTA reply".into());
+    };
+    let [R::Arr(flushed), R::Arr(items)] = &parts[..] else { return Err("bad DELTA reply".into()) };
+    for f in flushed {
+        if let R::Int(s) = f {
+            clear_slot(me, *s as u16)?;
+        }
+    }
+    apply_keys(me, items)?;
+    lock(&t.progress).keys += items.len() as u64 / 3;
+    Ok(items.len() / 3)
+}
+
+/// Deletes every key of `slot` on this node (importing: with ASKING).
+fn clear_slot(me: &mut Client, slot: u16) -> Result<(), String> {
+    let s = slot.to_string();
+    loop {
+        let R::Arr(keys) = me.call(&[b"CLUSTER", b"GETKEYSINSLOT", s.as_bytes(), b"1000"])? else {
+            return Err("bad GETKEYSINSLOT reply".into());
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for k in &keys {
+            if let R::Bulk(Some(k)) = k {
+                me.send(&mut buf, &[b"ASKING"]);
+                me.send(&mut buf, &[b"DEL", k]);
+            }
+        }
+        me.flush(&mut buf).map_err(|e| e.to_string())?;
+        me.expect_ok(keys.len() * 2)?;
+    }
+}
+
+/// A task that ended before its claim: the source's export ends, what was restored
+/// here is deleted and the slots are stable again.
+fn undo(_node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) {
+    if let Ok(mut src) = Client::connect(src_addr) {
+        let _ = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", t.id.as_bytes(), b"ABORT"]);
+    }
+    let Ok(mut me) = Client::connect(self_addr) else { return };
+    for &s in slots {
+        let _ = clear_slot(&mut me, s);
+        let _ = me.call(&[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"STABLE"]);
+    }
+}
