@@ -347,6 +347,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("spop", &[
         KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
+    ("spublish", &[
+        KeySpec { notes: "", flags: F::parse(&["not_key"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
     ("srandmember", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
@@ -355,6 +358,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ]),
     ("sscan", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
+    ("ssubscribe", &[
+        KeySpec { notes: "", flags: F::parse(&["not_key"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
     ("strlen", &[
         KeySpec { notes: "", flags: F::parse(&["RO"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
@@ -368,6 +374,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("sunionstore", &[
         KeySpec { notes: "", flags: F::parse(&["OW", "update"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(2), find: Range { last_key: -1, key_step: 1, limit: 0 } },
+    ]),
+    ("sunsubscribe", &[
+        KeySpec { notes: "", flags: F::parse(&["not_key"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
     ("touch", &[
         KeySpec { notes: "", flags: F::parse(&["RO"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },

@@ -293,6 +293,15 @@ pub enum ServerCmd {
     Replconf,
     Wait,
     Migrate,
+    Subscribe,
+    Unsubscribe,
+    Psubscribe,
+    Punsubscribe,
+    Ssubscribe,
+    Sunsubscribe,
+    Publish,
+    Spublish,
+    Pubsub,
 }
 
 #[derive(Clone, Copy)]
@@ -579,6 +588,7 @@ pub static COMMANDS: &[&[CommandSpec]] = {
         zsets::COMMANDS,
         hyperloglog::COMMANDS,
         sort::COMMANDS,
+        pubsub::COMMANDS,
     ]
 };
 

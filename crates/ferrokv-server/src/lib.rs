@@ -40,6 +40,9 @@ pub mod info;
 pub mod aof;
 #[path = "persist/rdb.rs"]
 pub mod persist;
+// Pub/sub and keyspace notifications.
+#[path = "pubsub/pubsub.rs"]
+pub mod pubsub;
 // Replication: the master's side (PSYNC, backlog, replicas, WAIT) and the replica's.
 pub mod repl;
 // Node-wide state and process plumbing.

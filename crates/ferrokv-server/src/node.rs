@@ -43,6 +43,8 @@ pub struct ShardShared {
     pub cmdstats: Box<[CmdStat]>,
     /// Error replies by error code (the first word): INFO errorstats.
     pub errorstats: Mutex<BTreeMap<String, u64>>,
+    /// This shard's connections' subscriptions (see `crate::pubsub`).
+    pub pubsub: crate::pubsub::PubSubShared,
 }
 
 /// One command's statistics on one shard. Only that shard's thread writes them.
@@ -158,6 +160,9 @@ pub struct ClientMeta {
     pub omem: AtomicU64,
     /// A replica of this node (after PSYNC/SYNC): CLIENT LIST's `S` flag and TYPE.
     pub replica: AtomicBool,
+    /// Channels, patterns and shard channels subscribed to (CLIENT LIST's sub, psub,
+    /// ssub).
+    pub pubsub: [AtomicU32; 3],
 }
 
 impl ClientMeta {
@@ -230,6 +235,7 @@ impl Node {
                 dirty: AtomicU64::new(0),
                 cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
                 errorstats: Mutex::new(BTreeMap::new()),
+                pubsub: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.

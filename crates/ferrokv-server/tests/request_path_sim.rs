@@ -219,6 +219,7 @@ fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
         qbuf: AtomicU64::new(0),
         omem: AtomicU64::new(0),
         replica: std::sync::atomic::AtomicBool::new(false),
+        pubsub: Default::default(),
     })
 }
 

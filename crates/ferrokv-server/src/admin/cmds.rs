@@ -5,6 +5,7 @@ use crate::config;
 use crate::conn::{Conn, Multi, Watch};
 use crate::dispatch::{printable, run_data, Flow, Held, MultiDb, ShardCore};
 use crate::node::{unix_ms, unix_us};
+use crate::pubsub::{self, Space};
 use ferrokv_commands::table::ServerCmd;
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
 use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
@@ -118,11 +119,32 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
             core.release_watches(c);
             c.reply(|r| r.ok());
         }
+        ServerCmd::Subscribe => pubsub::subscribe(core, c, args, Space::Global),
+        ServerCmd::Ssubscribe => pubsub::subscribe(core, c, args, Space::Shard),
+        ServerCmd::Unsubscribe => pubsub::unsubscribe(core, c, args, Space::Global),
+        ServerCmd::Sunsubscribe => pubsub::unsubscribe(core, c, args, Space::Shard),
+        ServerCmd::Psubscribe => pubsub::psubscribe(core, c, args),
+        ServerCmd::Punsubscribe => pubsub::punsubscribe(core, c, args),
+        ServerCmd::Publish => pubsub::publish_cmd(core, c, args, Space::Global),
+        ServerCmd::Spublish => pubsub::publish_cmd(core, c, args, Space::Shard),
+        ServerCmd::Pubsub => pubsub::pubsub_cmd(core, c, args),
     }
     Flow::Done
 }
 
 fn ping(c: &mut Conn, args: &Args) {
+    if c.resp2_subscribed() {
+        // Redis answers a subscribed RESP2 client as a message: [pong, arg or ""].
+        let arg = if args.len() == 2 { args.get(1) } else { b"" };
+        if args.len() > 2 {
+            return c.error("ERR wrong number of arguments for 'ping' command");
+        }
+        return c.reply(|r| {
+            r.array(2);
+            r.bulk(b"pong");
+            r.bulk(arg);
+        });
+    }
     match args.len() {
         1 => c.reply(|r| r.simple("PONG")),
         2 => c.reply(|r| r.bulk(args.get(1))),
@@ -232,6 +254,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 }
 
 fn reset(core: &mut ShardCore, c: &mut Conn) {
+    crate::pubsub::forget(core, c);
     c.take_multi();
     c.meta.multi.store(-1, Ordering::Relaxed);
     core.release_watches(c);
@@ -333,8 +356,9 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
     let name = m.name.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
     let multi = m.multi.load(Ordering::Relaxed);
     let cmd = m.last_cmd_name();
+    let subscribed = m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
         m.id,
         m.addr,
         m.laddr,
@@ -346,9 +370,14 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
             "S"
         } else if multi >= 0 {
             "x"
+        } else if subscribed {
+            "P"
         } else {
             "N"
         },
+        m.pubsub[0].load(Ordering::Relaxed),
+        m.pubsub[1].load(Ordering::Relaxed),
+        m.pubsub[2].load(Ordering::Relaxed),
         multi,
         m.qbuf.load(Ordering::Relaxed),
         m.omem.load(Ordering::Relaxed),
@@ -357,25 +386,54 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
     )
 }
 
+/// A client's class for CLIENT LIST/KILL TYPE (Redis's `getClientType`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Normal,
+    Replica,
+    PubSub,
+    /// The link to our master is not a client connection here: matches nothing.
+    Master,
+}
+
+impl ClientKind {
+    fn parse(t: &[u8]) -> Option<ClientKind> {
+        Some(if eq_ic(t, "normal") {
+            ClientKind::Normal
+        } else if eq_ic(t, "replica") || eq_ic(t, "slave") {
+            ClientKind::Replica
+        } else if eq_ic(t, "pubsub") {
+            ClientKind::PubSub
+        } else if eq_ic(t, "master") {
+            ClientKind::Master
+        } else {
+            return None;
+        })
+    }
+
+    fn of(m: &crate::node::ClientMeta) -> ClientKind {
+        if m.replica.load(Ordering::Relaxed) {
+            ClientKind::Replica
+        } else if m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0) {
+            ClientKind::PubSub
+        } else {
+            ClientKind::Normal
+        }
+    }
+}
+
 /// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id [id ...]]
 fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let mut ids: Option<Vec<u64>> = None;
-    // None: every client; Some(true): replicas only; Some(false): normal clients only.
-    let mut replicas: Option<bool> = None;
+    let mut kind: Option<ClientKind> = None;
     let mut i = 2;
     while i < args.len() {
         let opt = args.get(i);
         if eq_ic(opt, "type") && i + 1 < args.len() {
             let t = args.get(i + 1);
-            if eq_ic(t, "normal") {
-                replicas = Some(false);
-            } else if eq_ic(t, "replica") || eq_ic(t, "slave") {
-                replicas = Some(true);
-            } else if eq_ic(t, "master") || eq_ic(t, "pubsub") {
-                // No pub/sub yet; the master link is not a client connection here.
-                ids = Some(Vec::new());
-            } else {
-                return c.error(&format!("ERR Unknown client type '{}'", printable(t, 128)));
+            match ClientKind::parse(t) {
+                Some(k) => kind = Some(k),
+                None => return c.error(&format!("ERR Unknown client type '{}'", printable(t, 128))),
             }
             i += 2;
         } else if eq_ic(opt, "id") && i + 1 < args.len() {
@@ -395,9 +453,7 @@ fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
     let mut text = String::new();
     for m in core.node.client_list() {
-        if ids.as_ref().is_some_and(|v| !v.contains(&m.id))
-            || replicas.is_some_and(|r| r != m.replica.load(Ordering::Relaxed))
-        {
+        if ids.as_ref().is_some_and(|v| !v.contains(&m.id)) || kind.is_some_and(|k| k != ClientKind::of(&m)) {
             continue;
         }
         text.push_str(&client_line(&m));
@@ -409,8 +465,7 @@ fn client_list(core: &mut ShardCore, c: &mut Conn, args: &Args) {
 fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let old_form = args.len() == 3;
     let (mut id, mut addr, mut laddr, mut user, mut skipme) = (None, None, None, None, true);
-    // TYPE: Some(true) replicas, Some(false) normal clients.
-    let mut kind: Option<bool> = None;
+    let mut kind: Option<ClientKind> = None;
     if old_form {
         addr = Some(args.get(2).to_vec());
         skipme = false;
@@ -441,15 +496,9 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                     return c.error(ERR_SYNTAX);
                 }
             } else if eq_ic(opt, "type") {
-                if eq_ic(v, "normal") {
-                    kind = Some(false);
-                } else if eq_ic(v, "replica") || eq_ic(v, "slave") {
-                    kind = Some(true);
-                } else if eq_ic(v, "master") || eq_ic(v, "pubsub") {
-                    // No pub/sub clients; the master link is not a client connection.
-                    id = Some(0);
-                } else {
-                    return c.error(&format!("ERR Unknown client type '{}'", printable(v, 128)));
+                match ClientKind::parse(v) {
+                    Some(k) => kind = Some(k),
+                    None => return c.error(&format!("ERR Unknown client type '{}'", printable(v, 128))),
                 }
             } else {
                 return c.error(ERR_SYNTAX);
@@ -468,7 +517,7 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let mut killed = 0;
     for m in core.node.client_list() {
         if id.is_some_and(|i| i != m.id)
-            || kind.is_some_and(|k| k != m.replica.load(Ordering::Relaxed))
+            || kind.is_some_and(|k| k != ClientKind::of(&m))
             || addr.as_ref().is_some_and(|a| a.as_slice() != m.addr.as_bytes())
             || laddr.as_ref().is_some_and(|a| a.as_slice() != m.laddr.as_bytes())
         {

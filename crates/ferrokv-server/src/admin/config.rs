@@ -477,9 +477,14 @@ fn check_output_limits(v: &str) -> Result<(), String> {
 impl Config {
     /// `client-output-buffer-limit replica ...`.
     pub fn replica_output_limits(&self) -> crate::repl::master::OutputLimits {
+        self.output_limits("slave")
+    }
+
+    /// `client-output-buffer-limit <class> ...` (`slave`, `pubsub` or `normal`).
+    pub fn output_limits(&self, class: &str) -> crate::repl::master::OutputLimits {
         parse_output_limits(&self.client_output_buffer_limit)
             .into_iter()
-            .find(|c| c.0 == "slave")
+            .find(|c| c.0 == class)
             .map(|(_, v)| crate::repl::master::OutputLimits { hard: v[0], soft: v[1], soft_secs: v[2] })
             .unwrap_or_default()
     }

@@ -111,7 +111,8 @@ impl ShardCore {
             return Ok(());
         }
         let me = view.me();
-        if c.readonly && !write && me.is_replica() && me.master_index == Some(owner) {
+        // A replica serves its master's shard channels (Redis's getNodeByQuery).
+        if (c.readonly || spec.has(Flags::PUBSUB)) && !write && me.is_replica() && me.master_index == Some(owner) {
             return Ok(());
         }
         Err(format!("MOVED {slot} {}:{}", n.ip, n.port))
@@ -156,6 +157,10 @@ impl ShardCore {
     fn keys_present(&mut self, spec: &CommandSpec, args: &Args) -> (usize, usize) {
         let mut idx = Vec::new();
         spec.key_indexes(args, &mut idx);
+        if spec.has(Flags::PUBSUB) {
+            // Shard channels are not keys: they count as present, as in Redis.
+            return (idx.len(), idx.len());
+        }
         let now = crate::node::unix_ms();
         let mut present = 0;
         for &i in &idx {

@@ -59,6 +59,13 @@ pub struct ShardCore {
     /// Every execution, for the request-path simulator's model check (None in the
     /// server: one branch per command).
     pub trace: Option<Trace>,
+    /// Pub/sub messages for this shard's connections, in publication order; the event
+    /// loop writes them once the read or message batch that published them is done.
+    pub deliveries: Vec<crate::pubsub::Delivery>,
+    /// Connections over their output limit: closed by the event loop, output dropped.
+    pub overflowed: Vec<u64>,
+    /// `client-output-buffer-limit pubsub`.
+    pub pubsub_limits: crate::repl::master::OutputLimits,
 }
 
 /// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
@@ -111,6 +118,9 @@ impl ShardCore {
             view: None,
             deadlines: Default::default(),
             trace: None,
+            deliveries: Vec::new(),
+            overflowed: Vec::new(),
+            pubsub_limits: Default::default(),
         };
         core.refresh_config();
         core
@@ -130,6 +140,7 @@ impl ShardCore {
         self.min_replicas_to_write = cfg.min_replicas_to_write;
         self.replica_read_only = cfg.replica_read_only;
         self.replica_serve_stale_data = cfg.replica_serve_stale_data;
+        self.pubsub_limits = cfg.output_limits("pubsub");
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
     }
@@ -279,8 +290,10 @@ impl ShardCore {
             return Flow::Stall;
         }
         let asking = std::mem::take(&mut c.asking);
-        let routed =
-            !matches!(spec.handler, Handler::Server(_)) || matches!(spec.handler, Handler::Server(ServerCmd::Migrate));
+        // Shard channels are routed like keys (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH).
+        let routed = !matches!(spec.handler, Handler::Server(_))
+            || matches!(spec.handler, Handler::Server(ServerCmd::Migrate))
+            || (spec.has(Flags::PUBSUB) && spec.keys.first > 0);
         if routed && self.node.cluster.is_some() {
             c.asking = asking;
             let refused = self.cluster_refusal(c, spec, args);
@@ -294,6 +307,15 @@ impl ShardCore {
         }
         if let Some(e) = self.replication_refusal(c, spec) {
             return self.reject_spec(c, spec, id, e.into());
+        }
+        if c.resp2_subscribed() {
+            let cmd = match spec.handler {
+                Handler::Server(cmd) => Some(cmd),
+                _ => None,
+            };
+            if !crate::pubsub::allowed_while_subscribed(cmd) {
+                return self.reject(c, Some(id), crate::pubsub::restricted_error(spec.name));
+            }
         }
         let controls_multi = matches!(
             spec.handler,

@@ -184,6 +184,10 @@ impl ShardCore {
                 }
             }
             Msg::MigrateDone(done) => crate::migrate::finish(self, *done, conns, touched),
+            Msg::Publish(p) => {
+                crate::pubsub::resolve(self, p);
+                crate::pubsub::deliver(self, conns, touched);
+            }
             other => return Some(other),
         }
         None

@@ -30,6 +30,8 @@ pub enum Msg {
     Reply { token: u64, seq: u64, bytes: Vec<u8> },
     /// Close the connection `token` of the receiving shard (CLIENT KILL).
     Kill { token: u64 },
+    /// A pub/sub message for this shard's subscribers.
+    Publish(Arc<crate::pubsub::Publication>),
     /// A MIGRATE round came back from the migration thread (to the client's home shard).
     MigrateDone(Box<crate::migrate::Done>),
 }
@@ -46,6 +48,7 @@ impl Msg {
             Msg::Reply { .. } => "reply",
             Msg::Kill { .. } => "kill",
             Msg::MigrateDone(_) => "migrate-done",
+            Msg::Publish(_) => "publish",
         }
     }
 }

@@ -38,8 +38,8 @@ pub struct Watch {
 }
 
 /// A connection's mode: one at a time, so no combination of flags can describe a state
-/// that cannot exist (a blocked client inside MULTI). Subscribed, replica and monitor
-/// connections join this when pub/sub, replication and MONITOR land.
+/// that cannot exist (a blocked client inside MULTI). Subscriptions are not a mode (see
+/// [`Conn::subs`]); monitor connections join this when MONITOR lands.
 pub enum Mode {
     /// Commands run as they arrive.
     Normal,
@@ -99,6 +99,13 @@ pub struct Conn {
     /// sequence number (see `crate::aof`); 0 when nothing waits.
     pub held_until: u64,
     pub last_ms: u64,
+    /// What it is subscribed to (`None`: nothing). A RESP2 connection with
+    /// subscriptions is in Redis's subscribed state: only (P|S)(UN)SUBSCRIBE, PING,
+    /// QUIT and RESET run. It is not a [`Mode`]: a RESP3 connection may subscribe and
+    /// still run MULTI or block, so subscriptions sit beside the mode.
+    pub subs: Option<crate::pubsub::Subscriptions>,
+    /// Since when its output has been over the soft `client-output-buffer-limit`.
+    pub obuf_soft_since: Option<u64>,
 }
 
 impl Conn {
@@ -129,6 +136,8 @@ impl Conn {
             in_flush_list: false,
             held_until: 0,
             last_ms: now_ms,
+            subs: None,
+            obuf_soft_since: None,
         }
     }
 
@@ -256,6 +265,20 @@ impl Conn {
                 self.front_seq += 1;
             }
         }
+    }
+
+    /// Bytes of output not yet sent: queued, in the send in flight, and behind
+    /// pending replies (`client-output-buffer-limit`).
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+            + self.sending.len().saturating_sub(self.sent)
+            + self.pending.iter().map(|p| p.after.len() + p.reply.as_ref().map_or(0, |r| r.len())).sum::<usize>()
+    }
+
+    /// A RESP2 connection with subscriptions: Redis's subscribed state.
+    #[inline]
+    pub fn resp2_subscribed(&self) -> bool {
+        self.subs.is_some() && self.proto == Proto::Resp2
     }
 
     /// Nothing left to send or wait for.

@@ -204,6 +204,13 @@ impl Shard {
             if self.cqes.is_empty() {
                 return;
             }
+            // Messages that arrived before these completions are handled first: a
+            // client that saw another's PUBLISH answered and then sent a command here
+            // must find the message delivered before that command's reply, as it would
+            // from one serial server.
+            if self.core.node.shards[self.core.id].mailbox.has_pending() {
+                self.handle_messages();
+            }
             let batch = std::mem::take(&mut self.cqes);
             for &(ud, res, flags) in &batch {
                 match token::kind(ud) {
@@ -260,6 +267,7 @@ impl Shard {
             qbuf: AtomicU64::new(0),
             omem: AtomicU64::new(0),
             replica: std::sync::atomic::AtomicBool::new(false),
+            pubsub: Default::default(),
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
@@ -328,6 +336,26 @@ impl Shard {
             return;
         }
         self.schedule_flush(idx);
+        self.deliver_pubsub();
+    }
+
+    /// Writes the pub/sub messages published by what just ran (see `crate::pubsub`)
+    /// and closes the subscribers that went over their output limit.
+    fn deliver_pubsub(&mut self) {
+        if !self.core.deliveries.is_empty() {
+            let mut touched = std::mem::take(&mut self.touched);
+            crate::pubsub::deliver(&mut self.core, &mut self.conns, &mut touched);
+            self.flush_touched(touched);
+        }
+        for tok in std::mem::take(&mut self.core.overflowed) {
+            let Some((idx, c)) = self.conns.by_token(tok) else { continue };
+            // Its memory goes now; the send in flight (if any) keeps its buffer until
+            // its completion.
+            c.out = Vec::new();
+            c.pending.clear();
+            self.kill(idx);
+            self.maybe_free(idx);
+        }
     }
 
     fn on_send(&mut self, tok: u64, res: i32) {
@@ -471,6 +499,7 @@ impl Shard {
         // SAFETY: our own socket; shutdown makes in-flight receives complete.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         self.core.release_watches(c);
+        crate::pubsub::forget(&self.core, c);
     }
 
     fn maybe_free(&mut self, idx: usize) {
@@ -529,6 +558,7 @@ impl Shard {
         }
         self.inbox = inbox;
         self.flush_touched(touched);
+        self.deliver_pubsub();
     }
 
     /// Schedules a send for every connection in `touched` and keeps the vector.
@@ -588,6 +618,7 @@ impl Shard {
                 .filter(|(_, c)| {
                     !c.dead
                         && c.pending.is_empty()
+                        && c.subs.is_none()
                         && now.saturating_sub(c.meta.last_ms.load(Ordering::Relaxed)) > timeout * 1000
                 })
                 .map(|(i, _)| i)

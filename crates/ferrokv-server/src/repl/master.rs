@@ -75,6 +75,28 @@ pub struct OutputLimits {
     pub soft_secs: u64,
 }
 
+impl OutputLimits {
+    /// Whether a client holding `used` bytes of output may keep going: not over the
+    /// hard limit, and not over the soft one for longer than its seconds (`soft_since`
+    /// keeps when it went over). A zero limit is no limit.
+    pub fn within(&self, used: u64, soft_since: &mut Option<u64>, now_ms: u64) -> bool {
+        if self.hard > 0 && used > self.hard {
+            return false;
+        }
+        if self.soft == 0 || used <= self.soft {
+            *soft_since = None;
+            return true;
+        }
+        match *soft_since {
+            Some(t) => now_ms.saturating_sub(t) <= self.soft_secs * 1000,
+            None => {
+                *soft_since = Some(now_ms);
+                self.soft_secs != 0
+            }
+        }
+    }
+}
+
 impl Default for OutputLimits {
     fn default() -> Self {
         OutputLimits { hard: 256 << 20, soft: 64 << 20, soft_secs: 60 }
@@ -603,20 +625,7 @@ pub(crate) fn enforce_limits(st: &mut State) {
     for r in st.replicas.iter_mut().filter(|r| !r.closing) {
         let Some(next) = r.next else { continue };
         let behind = end.saturating_sub(next);
-        let over_hard = lim.hard > 0 && behind > lim.hard;
-        let over_soft = lim.soft > 0 && behind > lim.soft;
-        let soft_expired = match (over_soft, r.soft_since) {
-            (true, Some(t)) => now.saturating_sub(t) > lim.soft_secs * 1000,
-            (true, None) => {
-                r.soft_since = Some(now);
-                lim.soft_secs == 0
-            }
-            (false, _) => {
-                r.soft_since = None;
-                false
-            }
-        };
-        if over_hard || soft_expired {
+        if !lim.within(behind, &mut r.soft_since, now) {
             tracing::warn!(
                 "Client id={} addr={}:{} scheduled to be closed ASAP for overcoming of output buffer limits.",
                 r.id,

@@ -1,0 +1,275 @@
+//! Pub/sub against redis-server 7.0.15: the frames of a multi-connection session in
+//! RESP2 and RESP3 (subscribe confirmations, messages, pmessages, smessages, the RESP2
+//! subscribed-state restrictions, PING, PUBSUB introspection, RESET, QUIT), delivery
+//! across the two shards of a node with per-publisher order, the pubsub output
+//! buffer limit, and sharded channels in a cluster (MOVED, CROSSSLOT, PUBLISH reaching
+//! another node).
+//!
+//! Reads are bounded and synchronised with PING, never with sleeps: after each step
+//! every connection of the session sends PING and the test reads what it received up
+//! to PING's reply (a message published before that PING arrives before its reply).
+
+use std::time::Duration;
+
+use ferrokv_tests::resp::{encode_command, show};
+use ferrokv_tests::{Conn, Server};
+
+const PONG2: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+const PONG: &[u8] = b"+PONG\r\n";
+
+/// Reads frames until PING's reply; returns the frames before it.
+fn until_pong(c: &mut Conn) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        let f = c.read_reply().unwrap_or_else(|e| panic!("reading up to PONG: {e}; so far {got:?}"));
+        if f == PONG2 || f == PONG {
+            return got;
+        }
+        got.push(f);
+    }
+}
+
+fn split(line: &str) -> Vec<&str> {
+    line.split(' ').filter(|a| !a.is_empty()).collect()
+}
+
+/// Runs the steps (connection index, command) and returns, per step, what every
+/// connection received (its own command's reply frames first).
+fn session(server: &Server, conns: usize, resp3: bool, steps: &[(usize, &str)]) -> Vec<String> {
+    let mut cs: Vec<Option<Conn>> = (0..conns).map(|_| Some(server.conn())).collect();
+    let mut transcript = Vec::new();
+    // Inside MULTI a PING would be queued: such steps read their one reply instead.
+    let mut in_multi = vec![false; conns];
+    if resp3 {
+        for c in cs.iter_mut().flatten() {
+            let hello = c.send(&["HELLO", "3"]);
+            assert_eq!(hello[0], b'%', "{}", show(&hello));
+        }
+    }
+    for &(i, line) in steps {
+        let args = split(line);
+        let quit = args[0].eq_ignore_ascii_case("quit");
+        if args[0].eq_ignore_ascii_case("multi") {
+            in_multi[i] = true;
+        }
+        let queued = in_multi[i];
+        if args[0].eq_ignore_ascii_case("exec") {
+            in_multi[i] = false;
+        }
+        let c = cs[i].as_mut().expect("connection still open");
+        let mut bytes = encode_command(&args);
+        if !quit && !queued {
+            bytes.extend_from_slice(&encode_command(&["PING"]));
+        }
+        c.write_raw(&bytes).expect("write");
+        let mut out = format!("[{i}] {line}:");
+        if queued {
+            let reply = c.read_reply().expect("reply");
+            out.push_str(&format!(" {}", show(&reply)));
+        } else if quit {
+            let reply = c.read_reply().expect("QUIT's reply");
+            out.push_str(&format!(" {}", show(&reply)));
+            assert!(c.is_closed(Duration::from_secs(5)), "QUIT closes the connection");
+            cs[i] = None;
+        } else {
+            for f in until_pong(c) {
+                out.push_str(&format!(" {}", show(&f)));
+            }
+        }
+        for (j, other) in cs.iter_mut().enumerate() {
+            let Some(other) = other else { continue };
+            if j == i || in_multi[j] {
+                continue;
+            }
+            other.write_raw(&encode_command(&["PING"])).expect("write");
+            for f in until_pong(other) {
+                out.push_str(&format!("\n    [{j}] got {}", show(&f)));
+            }
+        }
+        transcript.push(out);
+    }
+    transcript
+}
+
+/// Every step's frames avoid Redis's dict orders (one channel per UNSUBSCRIBE-all, one
+/// pattern matching per connection, one channel per PUBSUB CHANNELS).
+const STEPS: &[(usize, &str)] = &[
+    (0, "SUBSCRIBE news sports"),
+    (0, "SUBSCRIBE news"),
+    (1, "PSUBSCRIBE n*"),
+    (1, "PSUBSCRIBE n*"),
+    (3, "SSUBSCRIBE {s}a {s}b"),
+    (2, "PUBLISH news hello"),
+    (2, "PUBLISH sports x"),
+    (2, "PUBLISH nothing y"),
+    (2, "SPUBLISH {s}a m"),
+    (2, "PUBLISH {s}a m"),
+    (2, "SPUBLISH news m"),
+    (2, "PUBSUB NUMSUB news sports none"),
+    (2, "PUBSUB NUMSUB"),
+    (2, "PUBSUB NUMPAT"),
+    (2, "PUBSUB NUMPAT x"),
+    (2, "PUBSUB CHANNELS s*"),
+    (2, "PUBSUB CHANNELS nope*"),
+    (2, "PUBSUB SHARDCHANNELS {s}a"),
+    (2, "PUBSUB SHARDNUMSUB {s}a {s}b x"),
+    (2, "PUBSUB HELP"),
+    (2, "PUBSUB FOO"),
+    (2, "PUBSUB"),
+    (0, "GET k"),
+    (0, "CLIENT GETNAME"),
+    (0, "PING hi"),
+    (0, "PING a b"),
+    (0, "UNSUBSCRIBE news"),
+    (2, "PUBLISH news again"),
+    (0, "PSUBSCRIBE s*"),
+    (2, "PUBLISH sports z"),
+    (0, "UNSUBSCRIBE"),
+    (0, "PUNSUBSCRIBE"),
+    (0, "UNSUBSCRIBE"),
+    (0, "PUNSUBSCRIBE"),
+    (0, "SUNSUBSCRIBE"),
+    (0, "GET k"),
+    (3, "SUNSUBSCRIBE {s}a"),
+    (3, "SUNSUBSCRIBE"),
+    (3, "SUNSUBSCRIBE"),
+    (1, "RESET"),
+    (2, "PUBLISH nothing y"),
+    (2, "SUBSCRIBE self"),
+    (2, "PUBLISH self me"),
+    (2, "UNSUBSCRIBE self"),
+    (3, "MULTI"),
+    (3, "SUBSCRIBE m1"),
+    (3, "EXEC"),
+    (2, "PUBLISH m1 in-exec"),
+    (3, "SUBSCRIBE"),
+    (3, "PSUBSCRIBE"),
+    (3, "PUBLISH a"),
+    (3, "UNSUBSCRIBE m1 m2"),
+    (0, "SUBSCRIBE a"),
+    (2, "PUBLISH a bye"),
+    (0, "QUIT"),
+    (2, "PUBLISH a gone"),
+    (2, "PUBSUB NUMSUB a"),
+];
+
+#[test]
+fn session_frames_match_redis_in_resp2_and_resp3() {
+    let redis = Server::redis(&[]);
+    for threads in ["1", "2"] {
+        let ferrokv = Server::ferrokv(&["--server-threads", threads]);
+        for resp3 in [false, true] {
+            let want = session(&redis, 4, resp3, STEPS);
+            let got = session(&ferrokv, 4, resp3, STEPS);
+            for (w, g) in want.iter().zip(&got) {
+                assert_eq!(
+                    g,
+                    w,
+                    "\n(RESP{}, {threads} threads)\nferrokv:\n{g}\nredis:\n{w}",
+                    if resp3 { 3 } else { 2 }
+                );
+            }
+        }
+    }
+}
+
+/// A message frame's publisher and sequence number, from a payload `p<i>:<seq>`.
+fn payload_of(frame: &[u8]) -> (usize, u64) {
+    let text = String::from_utf8_lossy(frame);
+    let last = text.trim_end().rsplit("\r\n").next().unwrap_or_default().to_string();
+    let (p, seq) = last.trim_start_matches('p').split_once(':').unwrap_or_else(|| panic!("payload in {text:?}"));
+    (p.parse().expect("publisher"), seq.parse().expect("seq"))
+}
+
+/// Publishers and subscribers spread over the two shards of a node (the kernel spreads
+/// connections; with ten of them, some land on each): every subscriber gets every
+/// message exactly once, in each publisher's order, plain and by pattern, and each
+/// PUBLISH counts every subscriber.
+#[test]
+fn delivery_across_shards_keeps_each_publishers_order() {
+    const PUBLISHERS: usize = 4;
+    const MESSAGES: u64 = 1500;
+    let server = Server::under_test(&["--server-threads", "2"]);
+    let mut subs = Vec::new();
+    for i in 0..6 {
+        let mut c = server.conn();
+        let reply = if i < 4 { c.send(&["SUBSCRIBE", "load"]) } else { c.send(&["PSUBSCRIBE", "lo*"]) };
+        assert!(reply.starts_with(b"*3\r\n"), "{}", show(&reply));
+        subs.push(c);
+    }
+    let port = server.port();
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(port).expect("connect");
+                for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(100) {
+                    let cmds: Vec<Vec<String>> =
+                        chunk.iter().map(|s| vec!["PUBLISH".into(), "load".into(), format!("p{p}:{s}")]).collect();
+                    for r in c.pipeline(&cmds) {
+                        assert_eq!(r, b":6\r\n", "every subscriber counted");
+                    }
+                }
+            })
+        })
+        .collect();
+    for (i, c) in subs.iter_mut().enumerate() {
+        let mut next = [0u64; PUBLISHERS];
+        for _ in 0..PUBLISHERS as u64 * MESSAGES {
+            let f = c.read_reply().expect("message");
+            let kind: &[u8] = if i < 4 { b"*3\r\n$7\r\nmessage\r\n" } else { b"*4\r\n$8\r\npmessage\r\n" };
+            assert!(f.starts_with(kind), "subscriber {i}: {}", show(&f));
+            let (p, seq) = payload_of(&f);
+            assert_eq!(seq, next[p], "subscriber {i}: publisher {p}'s messages out of order");
+            next[p] += 1;
+        }
+    }
+    for p in publishers {
+        p.join().expect("publisher");
+    }
+}
+
+/// A subscriber that reads nothing is disconnected once its pending output passes the
+/// pubsub hard limit, and its subscriptions are gone.
+#[test]
+fn slow_subscriber_is_disconnected_at_the_output_limit() {
+    for server in [Server::redis(&[]), Server::ferrokv(&["--server-threads", "2"])] {
+        let mut admin = server.conn();
+        assert_eq!(admin.send(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 1mb 512kb 60"]), b"+OK\r\n");
+        let mut slow = server.conn();
+        slow.send(&["SUBSCRIBE", "firehose"]);
+        let big = "x".repeat(256 * 1024);
+        let mut publisher = server.conn();
+        let mut receivers_went_to_zero = false;
+        // Far more than the kernel's socket buffers can hold: the limit must trip.
+        for _ in 0..400 {
+            let r = publisher.send(&["PUBLISH", "firehose", &big]);
+            if r == b":0\r\n" {
+                receivers_went_to_zero = true;
+                break;
+            }
+        }
+        assert!(receivers_went_to_zero, "{:?}: the slow subscriber was never dropped", server.kind());
+        assert_eq!(publisher.send(&["PUBSUB", "NUMSUB", "firehose"]), b"*2\r\n$8\r\nfirehose\r\n:0\r\n");
+        let (_, closed) = slow.read_until_closed(Duration::from_secs(10));
+        assert!(closed, "{:?}: the slow subscriber's connection is closed", server.kind());
+    }
+}
+
+/// CLIENT LIST shows the subscription counts and the P flag; TYPE pubsub filters.
+#[test]
+fn client_list_shows_subscriptions() {
+    let server = Server::under_test(&[]);
+    let mut s = server.conn();
+    s.send(&["SUBSCRIBE", "a", "b"]);
+    s.read_reply().expect("the second confirmation");
+    s.send(&["PSUBSCRIBE", "p*"]);
+    s.send(&["SSUBSCRIBE", "x"]);
+    let mut admin = server.conn();
+    let list = String::from_utf8_lossy(&admin.send(&["CLIENT", "LIST", "TYPE", "pubsub"])).to_string();
+    assert_eq!(list.matches("id=").count(), 1, "{list}");
+    assert!(list.contains("flags=P db=0 sub=2 psub=1 ssub=1 "), "{list}");
+    let normal = String::from_utf8_lossy(&admin.send(&["CLIENT", "LIST", "TYPE", "normal"])).to_string();
+    assert!(!normal.contains("flags=P"), "{normal}");
+    assert_eq!(admin.send(&["CLIENT", "KILL", "TYPE", "pubsub"]), b":1\r\n");
+    assert!(s.is_closed(Duration::from_secs(5)));
+}
