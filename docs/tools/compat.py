@@ -44,6 +44,11 @@ NOTES = {
     "hgetall": "order of hashtable-encoded hashes is ferrokv's (listpack hashes: insertion order as Redis)",
     "hkeys": "order of hashtable-encoded hashes is ferrokv's",
     "hvals": "order of hashtable-encoded hashes is ferrokv's",
+    "publish": "the receiver count is taken when the message leaves the publisher's core; a subscriber on another core that (un)subscribes while it travels gets what holds on arrival.",
+    "unsubscribe": "without arguments, channels go in ferrokv's order (Redis's is its dict order)",
+    "sunsubscribe": "as UNSUBSCRIBE",
+    "pubsub|channels": "order is ferrokv's (Redis's is its dict order)",
+    "pubsub|shardchannels": "as PUBSUB CHANNELS",
 }
 
 OPTION_NOTES = {
@@ -58,7 +63,7 @@ OPTION_NOTES = {
     "replica-announced": "accepted; INFO shows it",
     "repl-disable-tcp-nodelay": "accepted; replicas' sockets keep TCP_NODELAY",
     "replica-ignore-maxmemory": "accepted; no maxmemory yet",
-    "client-output-buffer-limit": "the `replica` class is enforced on replicas; `normal` and `pubsub` are accepted and shown",
+    "client-output-buffer-limit": "the `replica` class is enforced on replicas and `pubsub` on subscribed clients; `normal` is accepted and shown",
     "databases": "accepted; only db 0 is served",
     "daemonize": "`yes` is refused at start-up: run under a supervisor",
     "protected-mode": "accepted, no effect (bind defaults to loopback)",
