@@ -49,6 +49,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/d
     log "installing redis-server and redis-tools"
     apt_install redis-server redis-tools
 fi
+# tests/startup.rs starts ferrokv with Debian's stock redis.conf, from the redis-server
+# package, and reads a listener's backlog with ss (iproute2).
+if [ ! -f /etc/redis/redis.conf ]; then
+    log "installing redis-server for its stock /etc/redis/redis.conf"
+    apt_install redis-server
+fi
+if ! command -v ss >/dev/null 2>&1; then
+    log "installing iproute2 (ss)"
+    apt_install iproute2
+fi
 log "reference: $(redis-server --version)"
 
 if ! command -v python3 >/dev/null 2>&1; then

@@ -5,9 +5,29 @@ ferrokv has). Notes per command/option are kept below, by hand.
 
 Usage: docs/tools/compat.py REDIS_PORT FERROKV_PORT > docs/compatibility.md
 """
+import os
+import re
 import sys
 
 import redis
+
+# Directives ferrokv knows but whose feature it lacks (crates/ferrokv-server/src/admin/lacking.rs).
+LACKING_RS = os.path.join(os.path.dirname(__file__), "../../crates/ferrokv-server/src/admin/lacking.rs")
+
+
+def lacking():
+    """name -> note for the directives in lacking.rs."""
+    text = open(LACKING_RS).read()
+    out = {}
+    for m in re.finditer(r'no_effect!\(\s*"([^"]+)"', text):
+        out[m.group(1)] = "accepted, no effect yet (listed in a start-up warning when given)"
+    for m in re.finditer(r'refused!\(\s*"([^"]+)"[^;]*?(TLS|Some\("([^"]+)"\))', text, re.S):
+        feature = m.group(3) or "TLS"
+        out[m.group(1)] = f"the default is accepted; any other value is refused (start-up, CONFIG SET): {feature}"
+    for m in re.finditer(r'\("([^"]+)", "([^"]+)"\)', text):
+        if m.group(2) in out:
+            out[m.group(1)] = out[m.group(2)]
+    return out
 
 # Commands that exist in ferrokv but differ from Redis 7.0 in some way.
 NOTES = {
@@ -64,8 +84,9 @@ OPTION_NOTES = {
     "repl-disable-tcp-nodelay": "accepted; replicas' sockets keep TCP_NODELAY",
     "replica-ignore-maxmemory": "accepted; no maxmemory yet",
     "client-output-buffer-limit": "the `replica` class is enforced on replicas and `pubsub` on subscribed clients; `normal` is accepted and shown",
-    "databases": "accepted; only db 0 is served",
-    "daemonize": "`yes` is refused at start-up: run under a supervisor",
+    "databases": "1 only (the default here): db 0 is served, a larger value is refused at start-up",
+    "syslog-enabled": "lines go to syslog as Redis's (not covered by a test: no syslog daemon in CI)",
+    "oom-score-adj": "set at start and by CONFIG SET for the role then; not changed again when the role changes",
     "protected-mode": "accepted, no effect (bind defaults to loopback)",
     "dir": "the working directory",
     "server-threads": "ferrokv only: shard threads (default: one per CPU of the affinity mask)",
@@ -135,9 +156,10 @@ def main():
     out.append("\n## Configuration options\n")
     out.append("| option | status | notes |")
     out.append("|---|---|---|")
+    missing = lacking()
     for o in sorted(set(redis_opts) | set(our_opts)):
-        has = o in our_opts
-        note = OPTION_NOTES.get(o, "")
+        has = o in our_opts and o not in missing
+        note = OPTION_NOTES.get(o, missing.get(o, ""))
         status = ("partial" if note else "yes") if has else "no"
         out.append(f"| {o} | {status} | {note} |")
     print("\n".join(out))

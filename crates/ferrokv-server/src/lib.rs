@@ -49,6 +49,7 @@ pub mod repl;
 pub mod logging;
 pub mod memory;
 pub mod node;
+pub mod process;
 
 use node::Node;
 use std::net::{IpAddr, SocketAddr};
@@ -73,8 +74,19 @@ fn bind_addrs(cfg: &config::Config) -> Result<Vec<(SocketAddr, bool)>, String> {
     Ok(out)
 }
 
+/// A start-up failure: on stderr, and in the log (the only place a daemon's words go).
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let msg = format!($($arg)*);
+        eprintln!("{msg}");
+        tracing::error!("{msg}");
+        return 1;
+    }};
+}
+
 /// Starts the node and blocks until it shuts down. Returns the process exit code.
 pub fn run(args: Vec<String>) -> i32 {
+    // Every problem of the configuration at once, one line each.
     let mut cfg = match config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -82,23 +94,39 @@ pub fn run(args: Vec<String>) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = logging::init(&cfg.loglevel, &cfg.logfile) {
+    if let Err(e) = logging::init(&cfg) {
         eprintln!("{e}");
         return 1;
     }
-    if cfg.daemonize {
-        eprintln!("*** FATAL CONFIG ERROR *** daemonize yes is not supported: run ferrokv-server under a supervisor");
-        return 1;
+    // As Redis: a supervised server stays in the foreground whatever `daemonize` says.
+    let supervisor = process::supervisor(&cfg);
+    if cfg.daemonize && supervisor == process::Supervisor::None {
+        if cfg.pidfile.is_empty() {
+            cfg.pidfile = "/var/run/redis.pid".into();
+        }
+        // No other thread exists yet: the fork keeps the whole process.
+        if let Err(e) = process::daemonize() {
+            fail!("{e}");
+        }
+    }
+    let inert = config::without_effect(&cfg);
+    if !inert.is_empty() {
+        tracing::warn!(
+            "WARNING: these directives are accepted but have no effect in ferrokv yet (CONFIG GET shows their values): {}",
+            inert.join(", ")
+        );
     }
     if let Err(e) = std::fs::create_dir_all(&cfg.dir).and_then(|_| std::env::set_current_dir(&cfg.dir)) {
-        eprintln!("Can't chdir to '{}': {e}", cfg.dir);
-        return 1;
+        fail!("Can't chdir to '{}': {e}", cfg.dir);
     }
     // From here on `dir` is the working directory, absolute (CONFIG GET dir answers
     // it so, as Redis's getcwd does; paths built from it must not resolve it twice).
     if let Ok(cwd) = std::env::current_dir() {
         cfg.dir = cwd.display().to_string();
     }
+    process::disable_thp(&cfg);
+    process::check_backlog(&cfg);
+    let _ = process::set_oom_score_adj(&cfg, !cfg.replicaof.is_empty());
     let cpus = ferrokv_runtime::cores::allowed_cpus();
     let threads = if cfg.server_threads == 0 { cpus.len().max(1) } else { cfg.server_threads };
     // Rings and buffer rings are charged to RLIMIT_MEMLOCK on older kernels.
@@ -108,10 +136,7 @@ pub fn run(args: Vec<String>) -> i32 {
     }
     let addrs = match bind_addrs(&cfg) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
+        Err(e) => fail!("{e}"),
     };
     // One port, one server: the shards of this process share it (SO_REUSEPORT), another
     // process may not join them, as a second redis-server on a port fails to start.
@@ -125,35 +150,47 @@ pub fn run(args: Vec<String>) -> i32 {
             taken = net::listening_elsewhere(*addr);
         }
         if taken && !*optional {
-            eprintln!("Warning: Could not create server TCP listening socket {addr}: bind: Address already in use");
-            eprintln!("Failed listening on port {} (TCP), aborting.", addr.port());
-            return 1;
+            fail!(
+                "Warning: Could not create server TCP listening socket {addr}: bind: Address already in use\nFailed listening on port {} (TCP), aborting.",
+                addr.port()
+            );
         }
     }
     // Every shard gets its own listening socket per address (SO_REUSEPORT).
+    let backlog = cfg.tcp_backlog.min(i32::MAX as u64) as i32;
     let mut listeners: Vec<Vec<std::os::fd::OwnedFd>> = (0..threads).map(|_| Vec::new()).collect();
     for (addr, optional) in &addrs {
         for l in listeners.iter_mut() {
-            match net::listen_reuseport(*addr, 511) {
+            match net::listen_reuseport(*addr, backlog) {
                 Ok(fd) => l.push(fd),
                 Err(e) if *optional => {
                     tracing::warn!("Could not create server TCP listening socket {addr}: {e}");
                     break;
                 }
-                Err(e) => {
-                    eprintln!("Could not create server TCP listening socket {addr}: {e}");
-                    return 1;
+                Err(e) => fail!("Could not create server TCP listening socket {addr}: {e}"),
+            }
+        }
+    }
+    // `unixsocket`: one listening socket, which every shard accepts on.
+    if !cfg.unixsocket.is_empty() {
+        match net::listen_unix(&cfg.unixsocket, cfg.unixsocketperm, backlog) {
+            Ok(fd) => {
+                for l in listeners.iter_mut() {
+                    match fd.try_clone() {
+                        Ok(d) => l.push(d),
+                        Err(e) => fail!("Failed opening Unix socket: {e}"),
+                    }
                 }
             }
+            Err(e) => fail!("Failed opening Unix socket: {e}"),
         }
     }
     let cluster = match cluster_state(&cfg) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
+        Err(e) => fail!("{e}"),
     };
+    process::set_title(&cfg);
+    process::show_logo(&cfg, threads);
     // Calibrated here, not on a shard's first INFO commandstats (it sleeps 20 ms).
     node::cycles_per_us();
     block_signals();
@@ -164,12 +201,13 @@ pub fn run(args: Vec<String>) -> i32 {
     // keys stay: the slot may be assigned here next, as Redis claims such slots).
     let view = node.cluster.as_ref().map(|c| c.view());
     let owns = |slot: u16| view.as_ref().is_none_or(|v| v.is_mine(slot) || v.slot_owner(slot).is_none());
+    if supervisor == process::Supervisor::Systemd {
+        process::systemd_notify("STATUS=Loading the dataset...\n");
+    }
     let loaded =
         if node.config().appendonly { aof::start(node, &limits, &owns) } else { persist::load(node, &limits, &owns) };
     if let Err(e) = loaded {
-        eprintln!("{e}");
-        tracing::warn!("{e}");
-        return 1;
+        fail!("{e}");
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
@@ -202,10 +240,7 @@ pub fn run(args: Vec<String>) -> i32 {
         });
         match h {
             Ok(h) => handles.push(h),
-            Err(e) => {
-                eprintln!("cannot start shard thread: {e}");
-                return 1;
-            }
+            Err(e) => fail!("cannot start shard thread: {e}"),
         }
     }
     drop(ready_tx);
@@ -214,6 +249,7 @@ pub fn run(args: Vec<String>) -> i32 {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 eprintln!("{e}");
+                tracing::error!("{e}");
                 node.request_shutdown();
                 join(handles);
                 return 1;
@@ -245,11 +281,19 @@ pub fn run(args: Vec<String>) -> i32 {
             tracing::warn!("replicaof {replicaof}: {e}");
         }
     }
+    process::notify_ready(supervisor, !replicaof.is_empty());
     wait_for_shutdown(node);
+    if supervisor == process::Supervisor::Systemd {
+        process::systemd_notify("STOPPING=1\n");
+    }
     join(handles);
     aof::stop(node);
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(&pidfile);
+    }
+    let unixsocket = node.config().unixsocket.clone();
+    if !unixsocket.is_empty() {
+        let _ = std::fs::remove_file(&unixsocket);
     }
     tracing::info!("ferrokv is now ready to exit, bye bye...");
     0

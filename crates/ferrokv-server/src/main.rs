@@ -23,7 +23,9 @@ Examples:
 
 fn main() {
     ferrokv_server::memory::register_thread();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut all = std::env::args();
+    ferrokv_server::process::remember_argv0(&all.next().unwrap_or_default());
+    let args: Vec<String> = all.collect();
     match args.first().map(String::as_str) {
         // As redis-server's line, so scripts that read `v=` see the Redis version
         // ferrokv speaks; `build=` names ferrokv's own.

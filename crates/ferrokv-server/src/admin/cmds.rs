@@ -573,6 +573,8 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         // One owner of the live configuration: the write lock is held from reading the
         // current values to storing the new ones, so two shards' CONFIG SETs apply one
         // after the other and neither loses the other's change.
+        // (oom-score-adj depends on the role; the replication lock comes before this one.)
+        let replica = crate::repl::is_replica(core.node);
         let mut live = core.node.config.write().unwrap_or_else(|p| p.into_inner());
         let mut cfg = live.clone();
         let mut i = 2;
@@ -582,7 +584,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             let Some(o) = config::option(&name) else {
                 return c.error(&format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"));
             };
-            if !o.mutable {
+            if !o.mutable() {
                 return c.error(&format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
                 ));
@@ -591,6 +593,14 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                 return c.error(&format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"));
             }
             i += 2;
+        }
+        if (&cfg.oom_score_adj, &cfg.oom_score_adj_values) != (&live.oom_score_adj, &live.oom_score_adj_values)
+            && crate::process::set_oom_score_adj(&cfg, replica).is_err()
+        {
+            return c.error("ERR CONFIG SET failed - Failed to set current oom_score_adj. Check server logs.");
+        }
+        if cfg.proc_title_template != live.proc_title_template {
+            crate::process::set_title(&cfg);
         }
         let exec = cfg.exec_config();
         crate::logging::set_level(&cfg.loglevel);

@@ -1,10 +1,21 @@
 //! Configuration: redis.conf syntax, `--name value` arguments, CONFIG GET/SET.
 //!
-//! Every option is one [`OptionSpec`] in [`OPTIONS`]: its name, kind, default and whether
-//! CONFIG SET may change it at run time. Values are kept as typed fields of [`Config`].
-//! An unknown option or a bad value stops start-up with one line naming it.
+//! Every option ferrokv implements is one [`OptionSpec`] in [`OPTIONS`]: its name, kind,
+//! default and whether CONFIG SET may change it at run time. Values are kept as typed
+//! fields of [`Config`]. Every other directive of Redis 7.0's redis.conf is a
+//! [`Lacking`] entry in [`LACKING`] (`lacking.rs`): known, its value kept for CONFIG GET,
+//! and either without effect yet (listed in one start-up warning) or refused at a value
+//! the user would rely on (naming the missing feature).
+//!
+//! Start-up reads the whole configuration and reports every problem at once, one line
+//! each, then exits 1.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+#[path = "lacking.rs"]
+mod lacking;
+pub use lacking::{Lacking, LACKING};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -91,6 +102,22 @@ pub struct Config {
     pub client_output_buffer_limit: String,
     pub io_batch: u64,
     pub io_min_wait_us: u64,
+    pub tcp_backlog: u64,
+    pub unixsocket: String,
+    pub unixsocketperm: u32,
+    pub always_show_logo: bool,
+    pub set_proc_title: bool,
+    pub proc_title_template: String,
+    pub oom_score_adj: String,
+    pub oom_score_adj_values: String,
+    pub disable_thp: bool,
+    pub supervised: String,
+    pub syslog_enabled: bool,
+    pub syslog_ident: String,
+    pub syslog_facility: String,
+    /// Values of the directives in [`LACKING`] that were given (the others are at
+    /// their defaults).
+    pub lacking: BTreeMap<&'static str, String>,
     /// The config file given on the command line, for INFO.
     pub config_file: String,
 }
@@ -132,7 +159,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             hz: 10,
-            databases: 16,
+            databases: 1,
             save: "3600 1 300 100 60 10000".into(),
             dbfilename: "dump.rdb".into(),
             rdbcompression: true,
@@ -199,13 +226,27 @@ impl Default for Config {
             client_output_buffer_limit: "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             io_batch: 8,
             io_min_wait_us: 50,
+            tcp_backlog: 511,
+            unixsocket: String::new(),
+            unixsocketperm: 0,
+            always_show_logo: false,
+            set_proc_title: true,
+            proc_title_template: "{title} {listen-addr} {server-mode}".into(),
+            oom_score_adj: "no".into(),
+            oom_score_adj_values: "0 200 800".into(),
+            disable_thp: true,
+            supervised: "no".into(),
+            syslog_enabled: false,
+            syslog_ident: "redis".into(),
+            syslog_facility: "local0".into(),
+            lacking: BTreeMap::new(),
             config_file: String::new(),
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Int {
         min: i64,
         max: i64,
@@ -213,6 +254,8 @@ enum Kind {
     Memory,
     Bool,
     Str,
+    /// An octal number (unixsocketperm).
+    Octal,
     Enum(&'static [&'static str]),
     /// Several words (bind, save).
     Words,
@@ -403,6 +446,31 @@ pub static OPTIONS: &[OptionSpec] = &[
     },
     opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
+    opt!("tcp-backlog", Kind::Int { min: 0, max: i32::MAX as i64 }, false, tcp_backlog, int),
+    opt!("unixsocket", Kind::Str, false, unixsocket, str),
+    OptionSpec {
+        name: "unixsocketperm",
+        kind: Kind::Octal,
+        mutable: false,
+        get: |c| format!("{:o}", c.unixsocketperm),
+        set: |c, v| c.unixsocketperm = u32::from_str_radix(v, 8).unwrap_or_default(),
+    },
+    opt!("always-show-logo", Kind::Bool, false, always_show_logo, bool),
+    opt!("set-proc-title", Kind::Bool, false, set_proc_title, bool),
+    opt!("proc-title-template", Kind::Str, true, proc_title_template, str),
+    opt!("oom-score-adj", Kind::Enum(&["no", "yes", "relative", "absolute"]), true, oom_score_adj, str),
+    OptionSpec {
+        name: "oom-score-adj-values",
+        kind: Kind::Words,
+        mutable: true,
+        get: |c| c.oom_score_adj_values.clone(),
+        set: |c, v| c.oom_score_adj_values = v.split_whitespace().collect::<Vec<_>>().join(" "),
+    },
+    opt!("disable-thp", Kind::Bool, false, disable_thp, bool),
+    opt!("supervised", Kind::Enum(&["upstart", "systemd", "auto", "no"]), false, supervised, str),
+    opt!("syslog-enabled", Kind::Bool, false, syslog_enabled, bool),
+    opt!("syslog-ident", Kind::Str, false, syslog_ident, str),
+    opt!("syslog-facility", Kind::Enum(crate::logging::FACILITIES), false, syslog_facility, str),
 ];
 
 /// Old names Redis 7.0 still accepts for the same options.
@@ -490,14 +558,81 @@ impl Config {
     }
 }
 
-pub fn option(name: &str) -> Option<&'static OptionSpec> {
-    let name = ALIASES.iter().find(|(a, _)| a.eq_ignore_ascii_case(name)).map_or(name, |(_, canonical)| canonical);
-    OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+/// A directive ferrokv knows: one it implements, or one whose feature it lacks.
+#[derive(Clone, Copy)]
+pub enum Directive {
+    Implemented(&'static OptionSpec),
+    Lacking(&'static Lacking),
 }
 
-/// Every name CONFIG GET answers to (options and their aliases), with its option.
-pub fn names() -> impl Iterator<Item = (&'static str, &'static OptionSpec)> {
-    OPTIONS.iter().map(|o| (o.name, o)).chain(ALIASES.iter().filter_map(|(a, c)| option(c).map(|o| (*a, o))))
+impl Directive {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Directive::Implemented(o) => o.name,
+            Directive::Lacking(l) => l.name,
+        }
+    }
+
+    pub fn mutable(&self) -> bool {
+        match self {
+            Directive::Implemented(o) => o.mutable,
+            Directive::Lacking(l) => l.mutable,
+        }
+    }
+
+    pub fn get(&self, cfg: &Config) -> String {
+        match self {
+            Directive::Implemented(o) => o.get(cfg),
+            Directive::Lacking(l) => cfg.lacking.get(l.name).cloned().unwrap_or_else(|| l.default.to_string()),
+        }
+    }
+
+    /// Checks `value` and stores it. A lacking feature's directive is refused at a value
+    /// the user would rely on (CONFIG SET's error and start-up's line name the feature).
+    pub fn apply(&self, cfg: &mut Config, value: &str) -> Result<(), BadValue> {
+        match self {
+            Directive::Implemented(o) => o.apply(cfg, value),
+            Directive::Lacking(l) => {
+                let v = check_kind(l.kind, l.name, value)?;
+                if let Some(feature) = l.refused {
+                    if !l.is_default(&v) {
+                        return Err(BadValue(format!("{feature} is not supported by ferrokv yet")));
+                    }
+                }
+                cfg.lacking.insert(l.name, v);
+                Ok(())
+            }
+        }
+    }
+
+    fn takes_words(&self) -> bool {
+        match self {
+            Directive::Implemented(o) => o.kind == Kind::Words,
+            Directive::Lacking(l) => l.kind == Kind::Words,
+        }
+    }
+}
+
+pub fn option(name: &str) -> Option<Directive> {
+    let name = ALIASES
+        .iter()
+        .chain(lacking::ALIASES)
+        .find(|(a, _)| a.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, canonical)| canonical);
+    OPTIONS
+        .iter()
+        .find(|o| o.name.eq_ignore_ascii_case(name))
+        .map(Directive::Implemented)
+        .or_else(|| LACKING.iter().find(|l| l.name.eq_ignore_ascii_case(name)).map(Directive::Lacking))
+}
+
+/// Every name CONFIG GET answers to (options and their aliases), with its directive.
+pub fn names() -> impl Iterator<Item = (&'static str, Directive)> {
+    OPTIONS
+        .iter()
+        .map(|o| (o.name, Directive::Implemented(o)))
+        .chain(LACKING.iter().map(|l| (l.name, Directive::Lacking(l))))
+        .chain(ALIASES.iter().chain(lacking::ALIASES).filter_map(|(a, c)| option(c).map(|o| (*a, o))))
 }
 
 /// Redis's memtoull: a number with an optional unit (k, kb, m, mb, g, gb; case-insensitive).
@@ -531,53 +666,78 @@ impl fmt::Display for BadValue {
     }
 }
 
+/// Checks `value` against `kind` as Redis's CONFIG SET does; the value to store
+/// (an enum's in lower case).
+fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
+    match kind {
+        Kind::Int { min, max } => {
+            let n: i64 = value.parse().map_err(|_| BadValue("argument couldn't be parsed into an integer".into()))?;
+            if n < min || n > max {
+                return Err(BadValue(format!("argument must be between {min} and {max} inclusive")));
+            }
+        }
+        Kind::Memory => {
+            // Stored in bytes, as CONFIG GET shows a memory value.
+            return parse_memory(value)
+                .map(|n| n.to_string())
+                .ok_or_else(|| BadValue("argument must be a memory value".into()));
+        }
+        Kind::Octal => {
+            u32::from_str_radix(value, 8)
+                .map_err(|_| BadValue("argument couldn't be parsed into an integer".into()))?;
+        }
+        Kind::Bool => {
+            if !value.eq_ignore_ascii_case("yes") && !value.eq_ignore_ascii_case("no") {
+                return Err(BadValue("argument must be 'yes' or 'no'".into()));
+            }
+            return Ok(value.to_ascii_lowercase());
+        }
+        Kind::Enum(allowed) => {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
+                return Err(BadValue("argument(s) must be one of the following: ".to_string() + &allowed.join(", ")));
+            }
+            return Ok(value.to_ascii_lowercase());
+        }
+        Kind::Str | Kind::Words => match name {
+            "client-output-buffer-limit" => check_output_limits(value).map_err(BadValue)?,
+            "replicaof" if !value.trim().is_empty() && value.split_whitespace().count() != 2 => {
+                return Err(BadValue("wrong number of arguments".into()))
+            }
+            "oom-score-adj-values" => check_oom_values(value).map_err(BadValue)?,
+            "proc-title-template" => {
+                crate::process::expand_title(value, &Config::default()).map_err(BadValue)?;
+            }
+            _ => {}
+        },
+    }
+    Ok(value.to_string())
+}
+
+/// Three scores (master, replica, background child), each -2000..2000, as Redis checks.
+fn check_oom_values(v: &str) -> Result<(), String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() != 3 {
+        return Err("wrong number of arguments".into());
+    }
+    for w in words {
+        match w.parse::<i64>() {
+            Ok(n) if (-2000..=2000).contains(&n) => {}
+            _ => return Err("Invalid oom-score-adj-values, elements must be between -2000 and 2000.".into()),
+        }
+    }
+    Ok(())
+}
+
 impl OptionSpec {
     /// Checks `value` and stores it.
     pub fn apply(&self, cfg: &mut Config, value: &str) -> Result<(), BadValue> {
-        match self.kind {
-            Kind::Int { min, max } => {
-                let n: i64 =
-                    value.parse().map_err(|_| BadValue("argument couldn't be parsed into an integer".into()))?;
-                if n < min || n > max {
-                    return Err(BadValue(format!("argument must be between {min} and {max} inclusive")));
-                }
-            }
-            Kind::Memory => {
-                parse_memory(value).ok_or_else(|| BadValue("argument must be a memory value".into()))?;
-            }
-            Kind::Bool => {
-                if !value.eq_ignore_ascii_case("yes") && !value.eq_ignore_ascii_case("no") {
-                    return Err(BadValue("argument must be 'yes' or 'no'".into()));
-                }
-            }
-            Kind::Enum(allowed) => {
-                if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
-                    return Err(BadValue(
-                        "argument(s) must be one of the following: ".to_string() + &allowed.join(", "),
-                    ));
-                }
-                (self.set)(cfg, &value.to_ascii_lowercase());
-                return Ok(());
-            }
-            Kind::Str | Kind::Words => {
-                if self.name == "client-output-buffer-limit" {
-                    check_output_limits(value).map_err(BadValue)?;
-                }
-                if self.name == "replicaof" && !value.trim().is_empty() && value.split_whitespace().count() != 2 {
-                    return Err(BadValue("wrong number of arguments".into()));
-                }
-            }
-        }
-        (self.set)(cfg, value);
+        let v = check_kind(self.kind, self.name, value)?;
+        (self.set)(cfg, &v);
         Ok(())
     }
 
     pub fn get(&self, cfg: &Config) -> String {
         (self.get)(cfg)
-    }
-
-    fn takes_words(&self) -> bool {
-        self.kind == Kind::Words
     }
 }
 
@@ -626,33 +786,130 @@ pub fn split_line(line: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Applies config text (a file's content, or arguments turned into lines).
-pub fn apply_text(cfg: &mut Config, text: &str, origin: &str) -> Result<(), String> {
+/// Applies config text (a file's content, or arguments turned into lines); every
+/// problem found is added to `errors`, one line each, and reading goes on.
+pub fn apply_text(cfg: &mut Config, text: &str, origin: &str, errors: &mut Vec<String>) {
+    apply_text_at(cfg, text, origin, errors, 0);
+}
+
+fn apply_text_at(cfg: &mut Config, text: &str, origin: &str, errors: &mut Vec<String>, depth: usize) {
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let fail = |why: &str| format!("*** FATAL CONFIG FILE ERROR *** {origin}, line {}: '{line}': {why}", n + 1);
-        let words = split_line(line).ok_or_else(|| fail("Unbalanced quotes in configuration line"))?;
+        let Some(words) = split_line(line) else {
+            errors.push(fail("Unbalanced quotes in configuration line"));
+            continue;
+        };
         let Some((name, values)) = words.split_first() else { continue };
-        let Some(spec) = option(name) else { return Err(fail("Bad directive or wrong number of arguments")) };
+        if let Some(e) = special_directive(cfg, name, values, errors, depth) {
+            if let Err(why) = e {
+                errors.push(fail(&why));
+            }
+            continue;
+        }
+        let Some(spec) = option(name) else {
+            errors.push(fail("Bad directive or wrong number of arguments"));
+            continue;
+        };
         let value = if spec.takes_words() {
             values.join(" ")
         } else if values.len() == 1 {
             values[0].clone()
         } else {
-            return Err(fail("wrong number of arguments"));
+            errors.push(fail("wrong number of arguments"));
+            continue;
         };
-        spec.apply(cfg, &value).map_err(|e| fail(&format!("Invalid argument for '{}': {e}", spec.name)))?;
+        if let Err(e) = spec.apply(cfg, &value) {
+            errors.push(fail(&format!("Invalid argument for '{}': {e}", spec.name())));
+        }
+    }
+}
+
+/// Directives that are not options: `include` (read here), those Redis 7.0 ignores,
+/// and those whose feature ferrokv lacks (always refused). `None` for an option.
+fn special_directive(
+    cfg: &mut Config,
+    name: &str,
+    values: &[String],
+    errors: &mut Vec<String>,
+    depth: usize,
+) -> Option<Result<(), String>> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "include" => {
+            if values.len() != 1 {
+                return Some(Err("wrong number of arguments".into()));
+            }
+            if depth >= 16 {
+                return Some(Err("include nested too deeply".into()));
+            }
+            include(cfg, &values[0], errors, depth)
+        }
+        // Redis 7.0 accepts these and ignores them (`deprecated_configs`).
+        "list-max-ziplist-entries" | "list-max-ziplist-value" | "lua-replicate-commands" => Ok(()),
+        "rename-command" => Err("rename-command is not supported by ferrokv yet".into()),
+        "user" => Err("ACL users are not supported by ferrokv yet".into()),
+        "loadmodule" => Err("modules are not supported by ferrokv".into()),
+        "sentinel" => Err("sentinel directive while not in sentinel mode".into()),
+        _ => return None,
+    })
+}
+
+/// `include path`: the file, or every file matching a glob in its last part (sorted),
+/// as Redis 7.0 reads them.
+fn include(cfg: &mut Config, path: &str, errors: &mut Vec<String>, depth: usize) -> Result<(), String> {
+    let p = std::path::Path::new(path);
+    let file_name = p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let files: Vec<std::path::PathBuf> = if file_name.contains(['*', '?', '[']) {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let mut found: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("Fatal error, can't open config file '{path}': {e}"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                ferrokv_store::glob::glob_match(file_name.as_bytes(), e.file_name().to_string_lossy().as_bytes(), false)
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    } else {
+        vec![p.to_path_buf()]
+    };
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| format!("Fatal error, can't open config file '{}': {e}", f.display()))?;
+        apply_text_at(cfg, &text, &format!("config file '{}'", f.display()), errors, depth + 1);
     }
     Ok(())
 }
 
+/// What the configuration asks for that ferrokv cannot do: one line per directive,
+/// naming it and the missing feature (start-up stops on any).
+pub fn refusals(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.databases > 1 {
+        out.push(format!(
+            "*** FATAL CONFIG ERROR *** 'databases {}': ferrokv serves one database (db 0) so far; set 'databases 1'",
+            cfg.databases
+        ));
+    }
+    out
+}
+
+/// The directives given whose feature ferrokv lacks and that have no effect yet.
+pub fn without_effect(cfg: &Config) -> Vec<&'static str> {
+    cfg.lacking.keys().filter(|n| LACKING.iter().any(|l| l.name == **n && l.refused.is_none())).copied().collect()
+}
+
 /// Parses `ferrokv-server [config-file] [--name value ...] [-]`: the file, then (with
 /// `-` first or last, as redis-server) directives read from stdin, then the options.
+/// Every problem is reported, one line each.
 pub fn from_args(args: &[String]) -> Result<Config, String> {
     let mut cfg = Config::default();
+    let mut errors = Vec::new();
     let mut rest = args;
     let mut from_stdin = false;
     if rest.last().is_some_and(|a| a == "-") {
@@ -669,7 +926,7 @@ pub fn from_args(args: &[String]) -> Result<Config, String> {
                 .map_err(|e| format!("Fatal error, can't open config file '{first}': {e}"))?;
             cfg.config_file =
                 std::fs::canonicalize(first).map(|p| p.display().to_string()).unwrap_or_else(|_| first.clone());
-            apply_text(&mut cfg, &text, &format!("config file '{first}'"))?;
+            apply_text(&mut cfg, &text, &format!("config file '{first}'"), &mut errors);
             rest = &rest[1..];
         }
     }
@@ -677,7 +934,7 @@ pub fn from_args(args: &[String]) -> Result<Config, String> {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
             .map_err(|e| format!("Fatal error, can't read the config from stdin: {e}"))?;
-        apply_text(&mut cfg, &text, "stdin")?;
+        apply_text(&mut cfg, &text, "stdin", &mut errors);
     }
     // As redis-server does: `--name v1 v2 --other v` becomes lines "name v1 v2", "other v".
     let mut text = String::new();
@@ -698,8 +955,13 @@ pub fn from_args(args: &[String]) -> Result<Config, String> {
             }
         }
     }
-    apply_text(&mut cfg, &text, "command line")?;
-    Ok(cfg)
+    apply_text(&mut cfg, &text, "command line", &mut errors);
+    errors.extend(refusals(&cfg));
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 #[cfg(test)]
@@ -740,13 +1002,116 @@ mod tests {
         assert!(e.contains("loglevel"), "{e}");
     }
 
+    fn apply(c: &mut Config, text: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        apply_text(c, text, "t", &mut errors);
+        errors
+    }
+
     #[test]
     fn config_file_syntax() {
         let mut c = Config::default();
-        apply_text(&mut c, "# comment\nport 7002\nrequirepass \"a b\"\n\nappendonly yes\n", "t").unwrap();
+        assert!(apply(&mut c, "# comment\nport 7002\nrequirepass \"a b\"\n\nappendonly yes\n").is_empty());
         assert_eq!((c.port, c.requirepass.as_str(), c.appendonly), (7002, "a b", true));
-        assert!(apply_text(&mut c, "port 1 2", "t").is_err());
-        assert!(apply_text(&mut c, "requirepass \"x", "t").is_err());
+        assert_eq!(apply(&mut c, "port 1 2").len(), 1);
+        assert_eq!(apply(&mut c, "requirepass \"x").len(), 1);
+    }
+
+    /// Every name redis-server 7.0.15 answers to CONFIG GET * (its whole config table,
+    /// taken from a running one) is a directive ferrokv knows.
+    #[test]
+    fn every_redis_7_0_directive_is_known() {
+        let redis = "
+acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-cycle-min 
+        active-defrag-ignore-bytes active-defrag-max-scan-fields active-defrag-threshold-lower 
+        active-defrag-threshold-upper active-expire-effort activedefrag activerehashing always-show-logo 
+        aof-disable-auto-gc aof-load-truncated aof-rewrite-incremental-fsync aof-timestamp-enabled 
+        aof-use-rdb-preamble aof_rewrite_cpulist appenddirname appendfilename appendfsync appendonly 
+        auto-aof-rewrite-min-size auto-aof-rewrite-percentage bgsave_cpulist bind bind-source-addr 
+        bio_cpulist busy-reply-threshold client-output-buffer-limit client-query-buffer-limit 
+        cluster-allow-pubsubshard-when-down cluster-allow-reads-when-down cluster-allow-replica-migration 
+        cluster-announce-bus-port cluster-announce-hostname cluster-announce-ip cluster-announce-port 
+        cluster-announce-tls-port cluster-config-file cluster-enabled cluster-link-sendbuf-limit 
+        cluster-migration-barrier cluster-node-timeout cluster-port cluster-preferred-endpoint-type 
+        cluster-replica-no-failover cluster-replica-validity-factor cluster-require-full-coverage 
+        cluster-slave-no-failover cluster-slave-validity-factor crash-log-enabled crash-memcheck-enabled 
+        daemonize databases dbfilename dir disable-thp dynamic-hz enable-debug-command 
+        enable-module-command enable-protected-configs hash-max-listpack-entries hash-max-listpack-value 
+        hash-max-ziplist-entries hash-max-ziplist-value hll-sparse-max-bytes hz ignore-warnings io-threads 
+        io-threads-do-reads jemalloc-bg-thread latency-monitor-threshold latency-tracking 
+        latency-tracking-info-percentiles lazyfree-lazy-eviction lazyfree-lazy-expire 
+        lazyfree-lazy-server-del lazyfree-lazy-user-del lazyfree-lazy-user-flush lfu-decay-time 
+        lfu-log-factor list-compress-depth list-max-listpack-size list-max-ziplist-size logfile loglevel 
+        lua-time-limit masterauth masteruser maxclients maxmemory maxmemory-clients 
+        maxmemory-eviction-tenacity maxmemory-policy maxmemory-samples min-replicas-max-lag 
+        min-replicas-to-write min-slaves-max-lag min-slaves-to-write no-appendfsync-on-rewrite 
+        notify-keyspace-events oom-score-adj oom-score-adj-values pidfile port proc-title-template 
+        propagation-error-behavior protected-mode proto-max-bulk-len rdb-del-sync-files 
+        rdb-save-incremental-fsync rdbchecksum rdbcompression repl-backlog-size repl-backlog-ttl 
+        repl-disable-tcp-nodelay repl-diskless-load repl-diskless-sync repl-diskless-sync-delay 
+        repl-diskless-sync-max-replicas repl-ping-replica-period repl-ping-slave-period repl-timeout 
+        replica-announce-ip replica-announce-port replica-announced replica-ignore-disk-write-errors 
+        replica-ignore-maxmemory replica-lazy-flush replica-priority replica-read-only 
+        replica-serve-stale-data replicaof requirepass sanitize-dump-payload save server_cpulist 
+        set-max-intset-entries set-proc-title shutdown-on-sigint shutdown-on-sigterm shutdown-timeout 
+        slave-announce-ip slave-announce-port slave-ignore-maxmemory slave-lazy-flush slave-priority 
+        slave-read-only slave-serve-stale-data slaveof slowlog-log-slower-than slowlog-max-len 
+        socket-mark-id stop-writes-on-bgsave-error stream-node-max-bytes stream-node-max-entries supervised 
+        syslog-enabled syslog-facility syslog-ident tcp-backlog tcp-keepalive timeout tls-auth-clients 
+        tls-ca-cert-dir tls-ca-cert-file tls-cert-file tls-ciphers tls-ciphersuites tls-client-cert-file 
+        tls-client-key-file tls-client-key-file-pass tls-cluster tls-dh-params-file tls-key-file 
+        tls-key-file-pass tls-port tls-prefer-server-ciphers tls-protocols tls-replication 
+        tls-session-cache-size tls-session-cache-timeout tls-session-caching tracking-table-max-keys 
+        unixsocket unixsocketperm zset-max-listpack-entries zset-max-listpack-value 
+        zset-max-ziplist-entries zset-max-ziplist-value";
+        let unknown: Vec<&str> = redis.split_whitespace().filter(|n| option(n).is_none()).collect();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let mut c = Config::default();
+        // And so are the directives that are not options.
+        let errors = apply(&mut c, "include /nonexistent.conf\nlist-max-ziplist-entries 5\nrename-command X Y\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("can't open config file"), "{errors:?}");
+        assert!(errors[1].contains("rename-command is not supported"), "{errors:?}");
+    }
+
+    /// Every problem is reported, not only the first; refusals name the feature.
+    #[test]
+    fn all_problems_at_once() {
+        let mut c = Config::default();
+        let errors = apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory 5mb\n");
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("line 1") && errors[1].contains("line 2"), "{errors:?}");
+        assert!(errors[2].contains("line 3") && errors[2].contains("TLS is not supported"), "{errors:?}");
+        assert!(errors[3].contains("line 6") && errors[3].contains("maxmemory"), "{errors:?}");
+        assert_eq!(option("slowlog-max-len").unwrap().get(&c), "3");
+        assert_eq!(option("tls-port").unwrap().get(&c), "0");
+        assert_eq!(without_effect(&c), vec!["slowlog-max-len"]);
+        // Memory values are kept in bytes, as CONFIG GET shows them.
+        assert!(apply(&mut c, "active-defrag-ignore-bytes 1mb\n").is_empty());
+        assert_eq!(option("active-defrag-ignore-bytes").unwrap().get(&c), "1048576");
+    }
+
+    /// A directive is either implemented or lacking, never both (when a feature lands,
+    /// its directives leave lacking.rs).
+    #[test]
+    fn implemented_and_lacking_are_disjoint() {
+        let both: Vec<&str> =
+            OPTIONS.iter().map(|o| o.name).filter(|n| LACKING.iter().any(|l| l.name == *n)).collect();
+        assert!(both.is_empty(), "{both:?}");
+    }
+
+    #[test]
+    fn include_reads_files_and_globs() {
+        let dir = std::env::temp_dir().join(format!("ferrokv-include-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.conf"), "maxclients 11\n").unwrap();
+        std::fs::write(dir.join("b.conf"), "maxclients 22\nhz 7\n").unwrap();
+        std::fs::write(dir.join("c.txt"), "hz 99\n").unwrap();
+        let mut c = Config::default();
+        let errors = apply(&mut c, &format!("include {}/*.conf\n", dir.display()));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((c.maxclients, c.hz), (22, 7));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
@@ -83,6 +83,21 @@ pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// `unixsocket`: a listening Unix socket at `path` (a stale file there is removed first,
+/// as Redis does), with mode `perm` when it is not 0.
+pub fn listen_unix(path: &str, perm: u32, backlog: i32) -> io::Result<OwnedFd> {
+    let _ = std::fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    if perm != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm))?;
+    }
+    let fd = OwnedFd::from(l);
+    // SAFETY: a bound socket we own; listen again only sets the backlog.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(fd)
+}
+
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: zeroed sockaddr_storage is valid; we fill the variant that fits.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -146,7 +161,25 @@ fn name_of(fd: RawFd, peer: bool) -> String {
     if r != 0 {
         return "?:0".into();
     }
+    if storage.ss_family as i32 == libc::AF_UNIX {
+        // As Redis names a Unix socket client: the socket's path (an accepted
+        // connection's peer has none: its local side has it), then ":0".
+        let path = unix_path(&storage, len);
+        if path.is_empty() && peer {
+            return name_of(fd, false);
+        }
+        return format!("{path}:0");
+    }
     decode(&storage).map_or_else(|| "?:0".into(), |a| a.to_string())
+}
+
+/// The path in a Unix socket address of `len` bytes.
+fn unix_path(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> String {
+    // SAFETY: the caller saw the family AF_UNIX, so it is a sockaddr_un.
+    let sun = unsafe { &*(storage as *const _ as *const libc::sockaddr_un) };
+    let n = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>()).min(sun.sun_path.len());
+    let path: Vec<u8> = sun.sun_path[..n].iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+    String::from_utf8_lossy(&path).into_owned()
 }
 
 pub fn peer_addr(fd: RawFd) -> String {

@@ -615,10 +615,14 @@ impl Shard {
             let idle: Vec<usize> = conns
                 .indexes()
                 .filter_map(|i| conns.get_ref(i).map(|c| (i, c)))
+                // As Redis's clientsCronHandleTimeout: subscribers, replicas and blocked
+                // clients are never idle.
                 .filter(|(_, c)| {
                     !c.dead
                         && c.pending.is_empty()
                         && c.subs.is_none()
+                        && c.blocked().is_none()
+                        && !matches!(c.mode, crate::conn::Mode::Replica(_))
                         && now.saturating_sub(c.meta.last_ms.load(Ordering::Relaxed)) > timeout * 1000
                 })
                 .map(|(i, _)| i)

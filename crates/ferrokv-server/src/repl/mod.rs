@@ -371,6 +371,12 @@ pub fn info(node: &Node, o: &mut String) {
 }
 
 /// ROLE.
+/// Whether this node follows a master (takes the replication lock: not under the
+/// configuration's lock, which INFO takes after this one).
+pub fn is_replica(node: &Node) -> bool {
+    lock(&node.repl.st).link.is_some()
+}
+
 pub fn role(node: &Node, c: &mut crate::conn::Conn) {
     c.reply(|r| role_reply(node, r));
 }
