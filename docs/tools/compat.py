@@ -64,7 +64,7 @@ NOTES = {
     "hgetall": "order of hashtable-encoded hashes is ferrokv's (listpack hashes: insertion order as Redis)",
     "hkeys": "order of hashtable-encoded hashes is ferrokv's",
     "hvals": "order of hashtable-encoded hashes is ferrokv's",
-    "publish": "the receiver count is taken when the message leaves the publisher's core; a subscriber on another core that (un)subscribes while it travels gets what holds on arrival.",
+    "publish": "the receiver count is taken when the message leaves the publisher's core; a subscriber on another core that (un)subscribes while it travels gets what holds on arrival. In cluster mode PUBLISH reaches every node through the bus (a message over 4 MiB stays on its node)",
     "unsubscribe": "without arguments, channels go in ferrokv's order (Redis's is its dict order)",
     "sunsubscribe": "as UNSUBSCRIBE",
     "pubsub|channels": "order is ferrokv's (Redis's is its dict order)",

@@ -273,3 +273,68 @@ fn client_list_shows_subscriptions() {
     assert_eq!(admin.send(&["CLIENT", "KILL", "TYPE", "pubsub"]), b":1\r\n");
     assert!(s.is_closed(Duration::from_secs(5)));
 }
+
+/// A three-master cluster (redis-server's and ferrokv's, the same test): PUBLISH on one
+/// node reaches subscribers on the others through the bus, in order; shard channels
+/// answer MOVED on a node that does not serve their slot and CROSSSLOT across slots;
+/// SPUBLISH reaches the slot owner's subscribers; when the slot moves away, they are
+/// told with a `sunsubscribe` message.
+#[test]
+fn cluster_publish_and_shard_channels() {
+    use ferrokv_tests::cluster::{create_masters, myid, wait_until};
+    use ferrokv_tests::Kind;
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        let nodes: Vec<Server> = (0..3).map(|_| Server::cluster_node(kind, &[])).collect();
+        create_masters(&nodes);
+        let mut sub = nodes[2].conn();
+        assert_eq!(sub.send(&["SUBSCRIBE", "news"]), b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
+        let mut psub = nodes[1].conn();
+        psub.send(&["PSUBSCRIBE", "n*"]);
+        let mut publisher = nodes[0].conn();
+        for i in 0..100 {
+            // Only this node's subscribers are counted, as in Redis.
+            assert_eq!(publisher.send(&["PUBLISH", "news", &i.to_string()]), b":0\r\n");
+        }
+        for i in 0..100 {
+            let m = sub.read_reply().expect("a message from another node");
+            let want = format!("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${}\r\n{i}\r\n", i.to_string().len());
+            assert_eq!(show(&m), show(want.as_bytes()), "{kind:?}");
+            let p = psub.read_reply().expect("a pmessage from another node");
+            assert!(p.starts_with(b"*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n"), "{}", show(&p));
+        }
+
+        // The node that serves "{sc}x", and one that does not.
+        let slot = ferrokv_tests::cluster::key_slot(b"{sc}x");
+        let owner = (0..3)
+            .find(|&i| !nodes[i].conn().send(&["SPUBLISH", "{sc}x", "probe"]).starts_with(b"-MOVED"))
+            .expect("some node serves the slot");
+        let other = (owner + 1) % 3;
+        let moved = nodes[other].conn().send(&["SSUBSCRIBE", "{sc}x"]);
+        let want = format!("-MOVED {slot} {}\r\n", nodes[owner].addr());
+        assert_eq!(show(&moved), show(want.as_bytes()), "{kind:?}");
+        let cross = nodes[owner].conn().send(&["SSUBSCRIBE", "{sc}x", "{other}y"]);
+        assert_eq!(show(&cross), show(b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"));
+        let mut ssub = nodes[owner].conn();
+        assert_eq!(ssub.send(&["SSUBSCRIBE", "{sc}x"]), b"*3\r\n$10\r\nssubscribe\r\n$5\r\n{sc}x\r\n:1\r\n");
+        assert_eq!(nodes[owner].conn().send(&["SPUBLISH", "{sc}x", "hi"]), b":1\r\n");
+        assert_eq!(ssub.read_reply().expect("smessage"), b"*3\r\n$8\r\nsmessage\r\n$5\r\n{sc}x\r\n$2\r\nhi\r\n");
+
+        // Move the (empty) slot to `other`, as redis-cli's reshard does.
+        let (src, dst) = (myid(&nodes[owner]), myid(&nodes[other]));
+        let s = slot.to_string();
+        assert_eq!(nodes[other].conn().send(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &src]), b"+OK\r\n");
+        assert_eq!(nodes[owner].conn().send(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &dst]), b"+OK\r\n");
+        assert_eq!(nodes[other].conn().send(&["CLUSTER", "SETSLOT", &s, "NODE", &dst]), b"+OK\r\n");
+        assert_eq!(nodes[owner].conn().send(&["CLUSTER", "SETSLOT", &s, "NODE", &dst]), b"+OK\r\n");
+        let told = ssub.read_reply().expect("sunsubscribe after the slot moved");
+        assert_eq!(show(&told), show(b"*3\r\n$12\r\nsunsubscribe\r\n$5\r\n{sc}x\r\n:0\r\n"), "{kind:?}");
+        // The connection is no longer subscribed: a plain command runs.
+        assert_eq!(ssub.send(&["PING"]), b"+PONG\r\n");
+        wait_until("the slot's new owner is known everywhere", Duration::from_secs(10), || {
+            nodes[(owner + 2) % 3]
+                .conn()
+                .send(&["SPUBLISH", "{sc}x", "m"])
+                .starts_with(format!("-MOVED {slot} {}", nodes[other].addr()).as_bytes())
+        });
+    }
+}

@@ -202,6 +202,9 @@ pub enum Input {
     Message { link: LinkId, msg: Message },
     /// A CLUSTER subcommand that reads or changes the state; answered by one [`Output::Reply`].
     Command(crate::commands::Command),
+    /// A client published here: PUBLISH goes to every node, SPUBLISH (`shard`) to the
+    /// nodes of this node's shard (Redis's PUBLISH and PUBLISHSHARD messages).
+    Publish { shard: bool, channel: Vec<u8>, message: Vec<u8> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -261,6 +264,13 @@ pub enum Output {
     },
     /// The manual failover ended (done, timed out or aborted): accept writes again.
     ResumeWrites,
+    /// Another node published: deliver to this node's subscribers (`shard`: of the
+    /// shard channel).
+    Deliver {
+        shard: bool,
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
     /// The answer to an [`Input::Command`]; always the last output, after the view it may
     /// have changed, so the IO layer can publish that view before answering the client.
     Reply(Result<crate::commands::Reply, String>),
@@ -534,6 +544,7 @@ impl ClusterState {
             Input::Connected(link) => self.on_connected(link),
             Input::Closed(link) => self.on_closed(link),
             Input::Message { link, msg } => self.process_packet(link, msg),
+            Input::Publish { shard, channel, message } => self.send_publish(shard, channel, message),
             Input::Command(cmd) => {
                 let reply = self.command(cmd);
                 self.before_sleep();

@@ -17,6 +17,7 @@
 //! gossip  = count:u16 (id:id40 ping_sent:u64 pong_received:u64 ip:str port:u16 cport:u16
 //!           pport:u16 flags:u16)*count
 //! FAIL    = id:id40          UPDATE = id:id40 config_epoch:u64 slots:slotset
+//! PUBLISH, PUBLISHSHARD = channel:bytes message:bytes     (bytes = len:u32 bytes)
 //! FAILOVER_AUTH_REQUEST, FAILOVER_AUTH_ACK, MFSTART = (no body: the header says it all)
 //! ```
 //!
@@ -44,10 +45,12 @@ pub enum MsgType {
     Pong = 1,
     Meet = 2,
     Fail = 3,
+    Publish = 4,
     FailoverAuthRequest = 5,
     FailoverAuthAck = 6,
     Update = 7,
     MfStart = 8,
+    PublishShard = 10,
 }
 
 /// Bits of [`Header::mflags`] (Redis's `CLUSTERMSG_FLAG0_*`).
@@ -126,6 +129,16 @@ pub enum Body {
     FailoverAuthAck,
     /// A replica asks its master to pause writes for a manual failover.
     MfStart,
+    /// A PUBLISH made on the sender: every receiver delivers it to its subscribers.
+    Publish {
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
+    /// An SPUBLISH made on the sender, sent to the nodes of its shard.
+    PublishShard {
+        channel: Vec<u8>,
+        message: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +179,8 @@ impl Message {
             Body::FailoverAuthRequest => MsgType::FailoverAuthRequest,
             Body::FailoverAuthAck => MsgType::FailoverAuthAck,
             Body::MfStart => MsgType::MfStart,
+            Body::Publish { .. } => MsgType::Publish,
+            Body::PublishShard { .. } => MsgType::PublishShard,
         }
     }
 
@@ -225,6 +240,10 @@ impl Message {
                 put_slots(&mut w, slots);
             }
             Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => {}
+            Body::Publish { channel, message } | Body::PublishShard { channel, message } => {
+                put_bytes(&mut w, channel);
+                put_bytes(&mut w, message);
+            }
         }
         let len = (w.len() - 4) as u32;
         w[..4].copy_from_slice(&len.to_le_bytes());
@@ -288,6 +307,8 @@ impl Message {
             6 => Body::FailoverAuthAck,
             7 => Body::Update { node: r.id()?, config_epoch: r.u64()?, slots: r.slots()? },
             8 => Body::MfStart,
+            4 => Body::Publish { channel: r.bytes()?.to_vec(), message: r.bytes()?.to_vec() },
+            10 => Body::PublishShard { channel: r.bytes()?.to_vec(), message: r.bytes()?.to_vec() },
             other => return Err(DecodeError::UnknownType(other)),
         };
         if r.pos != payload.len() {
@@ -325,6 +346,11 @@ fn put_u16(w: &mut Vec<u8>, v: u16) {
 
 fn put_u64(w: &mut Vec<u8>, v: u64) {
     w.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    w.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    w.extend_from_slice(b);
 }
 
 fn put_str(w: &mut Vec<u8>, s: &str) {
@@ -374,6 +400,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     fn u64(&mut self) -> Result<u64, DecodeError> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
@@ -382,6 +413,11 @@ impl<'a> Reader<'a> {
 
     fn id(&mut self) -> Result<NodeId, DecodeError> {
         NodeId::parse(self.take(NodeId::LEN)?).ok_or(DecodeError::BadNodeId)
+    }
+
+    fn bytes(&mut self) -> Result<&[u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
     }
 
     fn str(&mut self) -> Result<String, DecodeError> {
@@ -470,7 +506,12 @@ mod tests {
             },
             Message { header: Header { mflags: mflags::FORCEACK, ..h.clone() }, body: Body::FailoverAuthRequest },
             Message { header: h.clone(), body: Body::FailoverAuthAck },
-            Message { header: Header { mflags: mflags::PAUSED, ..h }, body: Body::MfStart },
+            Message { header: Header { mflags: mflags::PAUSED, ..h.clone() }, body: Body::MfStart },
+            Message {
+                header: h.clone(),
+                body: Body::Publish { channel: b"news".to_vec(), message: vec![0, 255, 13, 10] },
+            },
+            Message { header: h, body: Body::PublishShard { channel: vec![], message: b"m".to_vec() } },
         ]
     }
 

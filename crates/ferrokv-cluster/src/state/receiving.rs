@@ -177,6 +177,13 @@ impl ClusterState {
                     self.on_mfstart(s, link);
                 }
             }
+            Body::Publish { channel, message } | Body::PublishShard { channel, message } => {
+                // As Redis: only from a node we know.
+                if sender.is_some() {
+                    let shard = matches!(msg.body, Body::PublishShard { .. });
+                    self.out.push(Output::Deliver { shard, channel: channel.clone(), message: message.clone() });
+                }
+            }
             Body::Update { node, config_epoch, slots } => {
                 if sender.is_none() {
                     return;

@@ -148,6 +148,28 @@ impl ClusterState {
         }
     }
 
+    /// PUBLISH to every node, or SPUBLISH to the other nodes of this node's shard (its
+    /// master or replicas, Redis's `clusterSendPublish` / `clusterPropagatePublishShard`).
+    pub(super) fn send_publish(&mut self, shard: bool, channel: Vec<u8>, message: Vec<u8>) {
+        let header = self.build_header();
+        if !shard {
+            self.broadcast(Message { header, body: Body::Publish { channel, message } });
+            return;
+        }
+        let msg = Arc::new(Message { header, body: Body::PublishShard { channel, message } });
+        let my_master = self.me().master.unwrap_or(self.myself);
+        for i in self.node_indices() {
+            let n = self.node(i);
+            if i == self.myself || n.in_handshake() {
+                continue;
+            }
+            let in_shard = i == my_master || n.master == Some(my_master);
+            if let (true, Some(l)) = (in_shard, n.link) {
+                self.send(l, msg.clone());
+            }
+        }
+    }
+
     pub(super) fn send_fail(&mut self, about: NodeId) {
         let header = self.build_header();
         self.broadcast(Message { header, body: Body::Fail { about } });

@@ -99,6 +99,7 @@ fn message(b: &mut Bytes) -> Message {
         4 => Body::FailoverAuthRequest,
         5 => Body::FailoverAuthAck,
         6 => Body::MfStart,
+        7 if b.below(4) == 0 => Body::Publish { channel: vec![b.u8()], message: vec![b.u8(); 3] },
         _ => Body::Update { node: pick_id(b), config_epoch: b.below(12), slots: slots(b) },
     };
     Message { header, body }

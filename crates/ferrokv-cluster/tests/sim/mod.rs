@@ -406,6 +406,8 @@ impl Sim {
                 self.nodes[i].paused_offset = Some(self.nodes[i].repl_offset);
             }
             Output::ResumeWrites => self.nodes[i].paused_until = 0,
+            // Pub/sub messages carry no cluster state.
+            Output::Deliver { .. } => {}
         }
     }
 

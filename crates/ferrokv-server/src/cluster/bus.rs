@@ -95,6 +95,9 @@ pub struct Bus {
     /// saves the config before it answers), and those released.
     held_replies: RefCell<Vec<(u64, HeldReply)>>,
     released: RefCell<Vec<HeldReply>>,
+    /// Messages other nodes published, for this node's subscribers (`true`: a shard
+    /// channel's), taken by shard 0's loop.
+    delivered: RefCell<Vec<(bool, Vec<u8>, Vec<u8>)>>,
 }
 
 /// A CLUSTER reply for connection `token` of shard `from`, reply slot `seq`.
@@ -140,6 +143,7 @@ impl Bus {
             save_done: Cell::new(0),
             held_replies: RefCell::new(Vec::new()),
             released: RefCell::new(Vec::new()),
+            delivered: RefCell::new(Vec::new()),
         });
         // A replica by its nodes.conf follows its master from the start (Redis's cron
         // does the same: the state machine emits ReplicateFrom only on changes).
@@ -251,6 +255,24 @@ impl Bus {
         std::mem::take(&mut *self.released.borrow_mut())
     }
 
+    /// A PUBLISH (or SPUBLISH, `shard`) made on this node, for the other nodes.
+    pub fn publish(self: &Rc<Self>, shard: bool, channel: Vec<u8>, message: Vec<u8>) {
+        // The frame must stay under the bus's frame limit (the header takes < 4 KiB).
+        if channel.len() + message.len() + 4096 > ferrokv_cluster::wire::MAX_FRAME {
+            tracing::warn!(
+                "cluster: a published message of {} bytes is too large for the bus; delivered on this node only",
+                message.len()
+            );
+            return;
+        }
+        self.feed(Input::Publish { shard, channel, message });
+    }
+
+    /// Messages published on other nodes, to deliver here.
+    pub fn take_delivered(&self) -> Vec<(bool, Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut *self.delivered.borrow_mut())
+    }
+
     /// At shutdown: writes a save still pending, synchronously (the loop has stopped).
     pub fn flush_on_exit(&self) {
         if let Some((text, fsync)) = self.pending_save.borrow_mut().take() {
@@ -340,6 +362,7 @@ impl Bus {
                 LogLevel::Notice => tracing::info!("cluster: {text}"),
                 LogLevel::Warning => tracing::warn!("cluster: {text}"),
             },
+            Output::Deliver { shard, channel, message } => self.delivered.borrow_mut().push((shard, channel, message)),
             Output::Reply(_) => {}
         }
     }

@@ -66,6 +66,9 @@ pub struct ShardCore {
     pub overflowed: Vec<u64>,
     /// `client-output-buffer-limit pubsub`.
     pub pubsub_limits: crate::repl::master::OutputLimits,
+    /// The cluster view version this shard's shard-channel subscriptions were last
+    /// checked against (see `pubsub::drop_moved_shard_channels`).
+    pub shard_channels_view: u64,
 }
 
 /// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
@@ -121,6 +124,7 @@ impl ShardCore {
             deliveries: Vec::new(),
             overflowed: Vec::new(),
             pubsub_limits: Default::default(),
+            shard_channels_view: 0,
         };
         core.refresh_config();
         core

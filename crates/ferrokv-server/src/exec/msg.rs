@@ -32,6 +32,9 @@ pub enum Msg {
     Kill { token: u64 },
     /// A pub/sub message for this shard's subscribers.
     Publish(Arc<crate::pubsub::Publication>),
+    /// Cluster mode: a message published here, for the bus (shard 0) to send to the
+    /// other nodes.
+    ClusterPublish(Arc<crate::pubsub::Publication>),
     /// A MIGRATE round came back from the migration thread (to the client's home shard).
     MigrateDone(Box<crate::migrate::Done>),
 }
@@ -49,6 +52,7 @@ impl Msg {
             Msg::Kill { .. } => "kill",
             Msg::MigrateDone(_) => "migrate-done",
             Msg::Publish(_) => "publish",
+            Msg::ClusterPublish(_) => "cluster-publish",
         }
     }
 }

@@ -102,6 +102,14 @@ impl Shard {
                 for r in b.take_released() {
                     self.core.send(r.from, Msg::Reply { token: r.token, seq: r.seq, bytes: r.bytes });
                 }
+                let delivered = b.take_delivered();
+                for (shard, channel, message) in &delivered {
+                    let space = if *shard { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
+                    crate::pubsub::publish(&mut self.core, space, channel, message);
+                }
+                if !delivered.is_empty() {
+                    self.deliver_pubsub();
+                }
             }
             // The AOF gets this iteration's effects before any reply leaves, to a
             // client or to another shard (which may answer its client at once).
@@ -545,6 +553,12 @@ impl Shard {
                     let bytes = crate::bus::links_reply(&self.bus, proto);
                     self.core.send(from, Msg::Reply { token, seq, bytes });
                 }
+                Msg::ClusterPublish(p) => {
+                    if let Some(b) = &self.bus {
+                        let shard = p.space == crate::pubsub::Space::Shard;
+                        b.publish(shard, p.channel.clone(), p.message.clone());
+                    }
+                }
                 Msg::Kill { token } => {
                     if let Some((idx, _)) = self.conns.by_token(token) {
                         self.kill(idx);
@@ -604,6 +618,12 @@ impl Shard {
         self.core.node.slot_migration.lift_if_lost(self.core.node);
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
+        if self.core.node.cluster.is_some() {
+            let mut touched = std::mem::take(&mut self.touched);
+            crate::pubsub::drop_moved_shard_channels(&mut self.core, &mut self.conns, &mut touched);
+            self.flush_touched(touched);
+        }
+        self.deliver_pubsub();
         if self.core.id == 0 {
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);

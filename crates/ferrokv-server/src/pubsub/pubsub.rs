@@ -486,6 +486,11 @@ pub fn forget(core: &ShardCore, c: &mut Conn) {
 pub fn publish_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args, space: Space) {
     let before = core.deliveries.len();
     let n = publish(core, space, args.get(1), args.get(2));
+    if core.node.cluster.is_some() {
+        // The bus (shard 0) sends it to the other nodes (SPUBLISH: to this shard's).
+        let p = Publication { space, channel: args.get(1).to_vec(), message: args.get(2).to_vec() };
+        core.send(0, Msg::ClusterPublish(Arc::new(p)));
+    }
     deliver_own(core, c, before);
     c.reply(|r| r.integer(n as i64));
 }
@@ -592,16 +597,23 @@ pub fn pubsub_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
 }
 
-/// Cluster mode: the shard channels of this shard's connections whose slot this node
-/// no longer serves (a slot moved away) are dropped, each subscriber told with a
-/// `sunsubscribe` message, as Redis 7.0's `removeChannelsInSlot` does. `serves(slot)`
-/// says whether the node (or the master it replicates) still serves a slot.
-pub fn drop_moved_shard_channels(
-    core: &mut ShardCore,
-    conns: &mut crate::conn::ConnTable,
-    touched: &mut Vec<usize>,
-    serves: &dyn Fn(u16) -> bool,
-) {
+/// Cluster mode, after the cluster view changed: the shard channels of this shard's
+/// connections whose slot this node no longer serves (neither it nor the master it
+/// replicates) are dropped, each subscriber told with a `sunsubscribe` message, as
+/// Redis 7.0's `removeChannelsInSlot` does when a slot leaves its shard.
+pub fn drop_moved_shard_channels(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched: &mut Vec<usize>) {
+    let Some(shared) = core.node.cluster.as_ref() else { return };
+    let version = shared.version();
+    if version == core.shard_channels_view {
+        return;
+    }
+    core.shard_channels_view = version;
+    if core.node.shards[core.id].pubsub.lock().shard.is_empty() {
+        return;
+    }
+    let view = core.cluster_view();
+    let (me, my_master) = (view.myself, view.me().master_index);
+    let serves = |slot: u16| view.slot_owner_index(slot).is_some_and(|o| o == me || Some(o) == my_master);
     let lost: Vec<(u64, Vec<u8>)> = {
         let t = core.node.shards[core.id].pubsub.lock();
         t.shard
