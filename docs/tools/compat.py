@@ -31,7 +31,7 @@ def lacking():
 
 # Commands that exist in ferrokv but differ from Redis 7.0 in some way.
 NOTES = {
-    "cluster|migration": "Redis 8.4's whole-slot migration (IMPORT, STATUS, CANCEL), between ferrokv nodes; one task at a time, one source per task",
+    "cluster|migration": "Redis 8.4's whole-slot migration (IMPORT, STATUS, CANCEL), between ferrokv nodes; one source per task, one running task per source",
     "cluster|migration-sync": "ferrokv only: what a CLUSTER MIGRATION task sends to the source node",
     "select": "db 0 only: any other index answers `ERR DB index is out of range`",
     "copy": "`DB` option: db 0 only",

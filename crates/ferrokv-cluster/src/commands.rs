@@ -45,6 +45,25 @@ pub enum Command {
     SaveConfig,
     /// `CLUSTER FAILOVER [FORCE|TAKEOVER]`: `option` is the raw third argument, if any.
     Failover { option: Option<Vec<u8>> },
+    /// A whole-slot migration's step on its target, for many slots at once (ferrokv's
+    /// `CLUSTER MIGRATION-SYNC <id> IMPORTING|CLAIM|STABLE ...`).
+    SlotMigration { op: SlotMigrationOp, slots: Vec<u16> },
+}
+
+/// What [`Command::SlotMigration`] does to each of its slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotMigrationOp {
+    /// Marks the slots importing from this node (raw id), as `SETSLOT IMPORTING`.
+    Importing(Vec<u8>),
+    /// Takes the slots, as `SETSLOT <slot> NODE <myself>` of an importing slot, but
+    /// with one epoch bump, one config save and one PONG broadcast for all of them;
+    /// answers the config epoch of the claim.
+    Claim,
+    /// Clears the slots' importing/migrating marks, as `SETSLOT STABLE`.
+    Stable,
+    /// On the source: the target (raw id) claimed the slots at this config epoch; applied
+    /// as that node's UPDATE message would be, without waiting for the bus to carry it.
+    Handoff { node: Vec<u8>, config_epoch: u64 },
 }
 
 /// A successful answer.
@@ -98,6 +117,7 @@ impl ClusterState {
             Command::AddSlotsRange(args) => self.cmd_slots_range(&args, false),
             Command::DelSlotsRange(args) => self.cmd_slots_range(&args, true),
             Command::SetSlot { args, keys_in_slot } => self.cmd_setslot(&args, keys_in_slot),
+            Command::SlotMigration { op, slots } => self.cmd_slot_migration(op, &slots),
             Command::Replicate { node, db_empty } => self.cmd_replicate(&node, db_empty),
             Command::BumpEpoch => {
                 let bumped = self.bump_config_epoch_without_consensus();
@@ -343,6 +363,61 @@ impl ClusterState {
             }
             _ => {
                 return Err("ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP".into());
+            }
+        }
+        self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE;
+        Ok(Reply::Ok)
+    }
+
+    fn cmd_slot_migration(&mut self, op: SlotMigrationOp, slots: &[u16]) -> Result<Reply, String> {
+        if self.me().is_slave() {
+            return Err("ERR Please use SETSLOT only with masters.".into());
+        }
+        let me = self.myself;
+        match op {
+            SlotMigrationOp::Handoff { node, config_epoch } => {
+                let n = self.lookup_bytes(&node).ok_or_else(|| format!("ERR Unknown node {}", lossy(&node)))?;
+                let mut bitmap = crate::slots::SlotBitmap::new();
+                for &s in slots {
+                    bitmap.insert(s);
+                }
+                self.apply_update(n, config_epoch, &bitmap);
+                return Ok(Reply::Ok);
+            }
+            SlotMigrationOp::Importing(raw) => {
+                let n =
+                    self.lookup_bytes(&raw).ok_or_else(|| format!("ERR I don't know about node {}", lossy(&raw)))?;
+                if self.node(n).is_slave() {
+                    return Err("ERR Target node is not a master".into());
+                }
+                if let Some(s) = slots.iter().find(|&&s| self.slots[s as usize] == Some(me)) {
+                    return Err(format!("ERR I'm already the owner of hash slot {s}"));
+                }
+                for &s in slots {
+                    self.importing_from.insert(s, n);
+                }
+            }
+            SlotMigrationOp::Stable => {
+                for s in slots {
+                    self.importing_from.remove(s);
+                    self.migrating_to.remove(s);
+                }
+            }
+            SlotMigrationOp::Claim => {
+                if let Some(s) = slots.iter().find(|&&s| !self.importing_from.contains_key(&s)) {
+                    return Err(format!("ERR Slot {s} is not being imported by this node"));
+                }
+                for &s in slots {
+                    self.del_slot(s);
+                    self.add_slot(me, s);
+                    self.importing_from.remove(&s);
+                }
+                if self.bump_config_epoch_without_consensus() {
+                    self.log(LogLevel::Warning, format!("configEpoch updated after importing {} slots", slots.len()));
+                }
+                self.broadcast_pong();
+                self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE | todo::FSYNC_CONFIG;
+                return Ok(Reply::Integer(self.me().config_epoch as i64));
             }
         }
         self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE;

@@ -72,7 +72,7 @@ pub mod state;
 pub mod view;
 pub mod wire;
 
-pub use commands::{parse_slot, Command, Reply};
+pub use commands::{parse_slot, Command, Reply, SlotMigrationOp};
 pub use flags::NodeFlags;
 pub use id::NodeId;
 pub use nodes_conf::{NodesConf, NodesConfError};

@@ -45,6 +45,11 @@ pub struct ShardShared {
     pub errorstats: Mutex<BTreeMap<String, u64>>,
     /// This shard's connections' subscriptions (see `crate::pubsub`).
     pub pubsub: crate::pubsub::PubSubShared,
+    /// Slots this node lost whose keys are still to be deleted, a batch per loop
+    /// iteration (`slot_migration::trim_step`). Lock order: this before any `db`.
+    pub trim: Mutex<Vec<u16>>,
+    /// `trim` is not empty (checked every iteration without the lock).
+    pub trimming: std::sync::atomic::AtomicBool,
 }
 
 /// One command's statistics on one shard. Only that shard's thread writes them.
@@ -236,6 +241,8 @@ impl Node {
                 cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
                 errorstats: Mutex::new(BTreeMap::new()),
                 pubsub: Default::default(),
+                trim: Mutex::new(Vec::new()),
+                trimming: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.

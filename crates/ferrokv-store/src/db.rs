@@ -885,6 +885,12 @@ impl Db {
         n
     }
 
+    /// Up to `limit` keys of one slot, expired ones included (trimming a lost slot).
+    pub fn slot_keys_any(&self, slot: u16, limit: usize) -> Vec<Vec<u8>> {
+        let arena = &self.arena;
+        self.slots[slot as usize].table.iter().take(limit).map(|i| arena.get(i).key.to_vec()).collect()
+    }
+
     /// The live keys of one slot, in table order.
     pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
         let arena = &self.arena;

@@ -189,17 +189,23 @@ impl ClusterState {
                     return;
                 }
                 let Some(n) = self.lookup(node) else { return };
-                if self.node(n).config_epoch >= *config_epoch {
-                    return;
-                }
-                if self.node(n).is_slave() {
-                    self.set_node_as_master(n);
-                }
-                self.node_mut(n).config_epoch = *config_epoch;
-                self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
-                self.update_slots_config_with(n, *config_epoch, slots);
+                self.apply_update(n, *config_epoch, slots);
             }
         }
+    }
+
+    /// An UPDATE's effect: `n` owns `slots` at `config_epoch`, if that is newer than
+    /// what we know of `n` (also a whole-slot migration's handoff, told directly).
+    pub(crate) fn apply_update(&mut self, n: Idx, config_epoch: u64, slots: &SlotBitmap) {
+        if self.node(n).config_epoch >= config_epoch {
+            return;
+        }
+        if self.node(n).is_slave() {
+            self.set_node_as_master(n);
+        }
+        self.node_mut(n).config_epoch = config_epoch;
+        self.todo |= todo::SAVE_CONFIG | todo::FSYNC_CONFIG;
+        self.update_slots_config_with(n, config_epoch, slots);
     }
 
     /// PING, PONG and MEET: handshake completion, roles, slots, epochs, gossip.

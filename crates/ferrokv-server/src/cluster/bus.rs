@@ -314,18 +314,16 @@ impl Bus {
                 }
             }
             Output::ViewChanged(view) => {
+                // Slots owned or importing again whose old keys are still queued for
+                // deletion lose them now, before the view lets new keys in.
+                let me = view.myself;
+                let back = (0..ferrokv_store::SLOTS as u16).filter(|&s| view.slot_owner_index(s) == Some(me));
+                crate::slot_migration::trim_now(self.node, back.chain(view.importing.iter().map(|&(s, _)| s)));
                 if let Some(c) = self.node.cluster.as_ref() {
                     c.publish(view);
                 }
             }
-            Output::DeleteKeysInSlots(slots) => {
-                for s in slots {
-                    let shard = self.node.shard_of_slot(s);
-                    let mut db = self.node.lock_db(shard);
-                    db.clear_slot(s);
-                    self.node.shards[shard].publish(&db);
-                }
-            }
+            Output::DeleteKeysInSlots(slots) => crate::slot_migration::schedule_trim(self.node, &slots),
             Output::ReplicateFrom { master, ip, port } => {
                 tracing::info!("cluster: now a replica of {} ({ip}:{port})", master.as_str());
                 if let Err(e) = crate::repl::replica::follow(self.node, ip, port, "cluster", true) {

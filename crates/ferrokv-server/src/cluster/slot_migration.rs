@@ -21,10 +21,12 @@
 //!    as under a manual failover's pause; a write that got past the check runs into it
 //!    again under the executing shard's lock and gets TRYAGAIN), then a last DELTA under
 //!    the pause: T now holds every write O acknowledged.
-//! 6. T claims each slot: `CLUSTER SETSLOT s NODE T` on itself, which bumps T's config
-//!    epoch without consensus and broadcasts a PONG (as `redis-cli --cluster reshard`
-//!    ends a slot). O learns it by the bus's epoch rules (its keys of S are deleted by
-//!    the bus's dirty-slot rule, `DeleteKeysInSlots`).
+//! 6. T claims the slots (`MIGRATION-SYNC <id> CLAIM <ranges>` on itself: as `SETSLOT s
+//!    NODE T` for each, with one config epoch bump without consensus, one nodes.conf
+//!    save and one PONG broadcast), then tells O directly (`HANDOFF <T> <epoch>
+//!    <ranges>`, applied as T's UPDATE message would be) instead of waiting for the
+//!    bus. O's keys of S are deleted in the background (the dirty-slot rule; see
+//!    "deleting the keys of slots this node lost" below).
 //! 7. `MIGRATION-SYNC <id> END` on O: answered once O's view shows S owned elsewhere;
 //!    O then stops capturing and lifts the pause; the held writes run and get MOVED.
 //!
@@ -45,7 +47,7 @@
 //! it, O's pause runs out and O acknowledges writes to S, and T later restarts with its
 //! claim, which wins by its higher epoch. Redis 8.4 has the same window.
 //!
-//! Limits of this first slice: one task per node at a time, one source per task, a key
+//! Limits of this first slice: one running task per source, one source per task, a key
 //! travels as one RESTORE whatever its size (a big collection stalls O's shard while it
 //! is serialised and T's while it is restored), nodes with `requirepass` are not
 //! supported, and a task is not resumed after a restart of T.
@@ -222,12 +224,13 @@ pub fn migration_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flo
             }
         }
         let Some(src) = source else { return Flow::Done };
+        let n = &view.nodes[src];
         let mut tasks = lock(&sm.tasks);
-        if tasks.iter().any(|t| lock(&t.progress).end_ms == 0) {
-            c.error("ERR A slot migration task is already running on this node (ferrokv: one at a time)");
+        // Tasks run at once when their sources differ (a source serves one export).
+        if tasks.iter().any(|t| lock(&t.progress).end_ms == 0 && t.source == n.id.as_str()) {
+            c.error("ERR A slot migration task from this source is already running (ferrokv: one per source)");
             return Flow::Done;
         }
-        let n = &view.nodes[src];
         let id = task_id(view.me().id.as_str(), sm.next_id.fetch_add(1, Ordering::Relaxed));
         let task = Arc::new(Task {
             id: id.clone(),
@@ -388,6 +391,47 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
                 r.bulk(payload);
             }
         });
+        return Flow::Done;
+    }
+    // The target's own steps, for many slots in one bus command.
+    let local = if eq_ic(op, "importing") && args.len() >= 7 {
+        parse_ranges(args, 5).map(|r| (ferrokv_cluster::SlotMigrationOp::Importing(args.get(4).to_vec()), r))
+    } else if eq_ic(op, "claim") {
+        parse_ranges(args, 4).map(|r| (ferrokv_cluster::SlotMigrationOp::Claim, r))
+    } else if eq_ic(op, "stable") {
+        parse_ranges(args, 4).map(|r| (ferrokv_cluster::SlotMigrationOp::Stable, r))
+    } else if eq_ic(op, "handoff") && args.len() >= 8 {
+        match ferrokv_cluster::commands::parse_i64_strict(args.get(5)).filter(|&e| e > 0) {
+            Some(epoch) => parse_ranges(args, 6).map(|r| {
+                let op = ferrokv_cluster::SlotMigrationOp::Handoff {
+                    node: args.get(4).to_vec(),
+                    config_epoch: epoch as u64,
+                };
+                (op, r)
+            }),
+            None => Err("ERR Invalid config epoch".into()),
+        }
+    } else {
+        Err(String::new())
+    };
+    match local {
+        Ok((op, ranges)) => {
+            let slots = ranges.iter().flat_map(|&(a, b)| a..=b).collect();
+            let seq = c.push_pending();
+            c.barrier = Some(seq);
+            let cmd = ferrokv_cluster::Command::SlotMigration { op, slots };
+            core.send(0, crate::msg::Msg::Cluster { from: core.id, token: c.token, seq, proto: c.proto, cmd });
+            return Flow::Done;
+        }
+        Err(e) if !e.is_empty() => {
+            c.error(&e);
+            return Flow::Done;
+        }
+        Err(_) => {}
+    }
+    // END after the tick already ended the export (it saw the claim first) is done.
+    if eq_ic(op, "end") && lock(&sm.export).is_none() {
+        c.reply(|r| r.ok());
         return Flow::Done;
     }
     if !mine(&lock(&sm.export)) {
@@ -564,12 +608,18 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         let mut src = Client::connect(&src_addr).map_err(|e| format!("connecting to the source: {e}"))?;
         let mut me = Client::connect(&self_addr).map_err(|e| format!("connecting to myself: {e}"))?;
         let id = t.id.as_bytes();
-        let mut buf = Vec::new();
-        for &s in &slots {
-            me.send(&mut buf, &[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"IMPORTING", t.source.as_bytes()]);
-        }
-        me.flush(&mut buf).map_err(|e| e.to_string())?;
-        me.expect_ok(slots.len())?;
+        let ranges: Vec<Vec<u8>> =
+            t.ranges.iter().flat_map(|&(a, b)| [a.to_string().into_bytes(), b.to_string().into_bytes()]).collect();
+        let source = t.source.as_bytes();
+        let local = |verb: &'static [u8], with_source: bool| {
+            let mut v: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, verb];
+            if with_source {
+                v.push(source);
+            }
+            v.extend(ranges.iter().map(|r| r.as_slice()));
+            v
+        };
+        me.call(&local(b"IMPORTING", true))?;
         set_state(&t, "snapshot");
         for &s in &slots {
             if t.cancel.load(Ordering::Acquire) {
@@ -610,11 +660,17 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         // The point of no return: the claim (a config epoch bump) moves the slots.
         claimed = true;
         set_state(&t, "switching");
-        for &s in &slots {
-            me.send(&mut buf, &[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"NODE", t.dest.as_bytes()]);
+        let R::Int(epoch) = me.call(&local(b"CLAIM", false))? else {
+            return Err("bad CLAIM reply".into());
+        };
+        // Tell the source at once rather than wait for the bus to carry the claim.
+        let epoch = epoch.to_string();
+        let mut handoff: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"HANDOFF", t.dest.as_bytes()];
+        handoff.push(epoch.as_bytes());
+        handoff.extend(ranges.iter().map(|r| r.as_slice()));
+        if let Err(e) = src.call(&handoff) {
+            tracing::warn!("slot migration {}: handoff to the source failed ({e}); the bus will carry the claim", t.id);
         }
-        me.flush(&mut buf).map_err(|e| e.to_string())?;
-        me.expect_ok(slots.len())?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"]) {
@@ -722,6 +778,104 @@ fn undo(_node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) 
     let Ok(mut me) = Client::connect(self_addr) else { return };
     for &s in slots {
         let _ = clear_slot(&mut me, s);
-        let _ = me.call(&[b"CLUSTER", b"SETSLOT", s.to_string().as_bytes(), b"STABLE"]);
     }
+    let mut args: Vec<Vec<u8>> = vec![b"CLUSTER".to_vec(), b"MIGRATION-SYNC".to_vec(), t.id.clone().into_bytes()];
+    args.push(b"STABLE".to_vec());
+    for &(a, b) in &t.ranges {
+        args.push(a.to_string().into_bytes());
+        args.push(b.to_string().into_bytes());
+    }
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    let _ = me.call(&refs);
+}
+
+// ---- deleting the keys of slots this node lost ----
+//
+// When the bus takes slots away from this node (a migration's claim, a failover, an
+// UPDATE), their keys are deleted in the background: each shard deletes a batch per
+// loop iteration through the execution function (a DEL, so the AOF and the replicas
+// drop them too, as Redis 7's `delKeysInSlot` propagates), while clients already get
+// MOVED for those slots. A slot this node gains back (or starts importing) before its
+// trim ended is trimmed whole at once first, so no stale key reappears.
+
+/// Keys deleted per shard per loop iteration.
+const TRIM_BATCH: usize = 512;
+
+/// Queues the keys of `slots` for deletion on their shards.
+pub fn schedule_trim(node: &Node, slots: &[u16]) {
+    for &s in slots {
+        let shard = &node.shards[node.shard_of_slot(s)];
+        let mut list = lock(&shard.trim);
+        if !list.contains(&s) {
+            list.push(s);
+        }
+        shard.trimming.store(true, Ordering::Release);
+    }
+}
+
+/// One batch of `shard`'s trim; true while some is left (the loop does not sleep).
+pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
+    let sh = &node.shards[shard];
+    if !sh.trimming.load(Ordering::Acquire) {
+        return false;
+    }
+    let mut list = lock(&sh.trim);
+    if let Some(&slot) = list.last() {
+        if delete_batch(node, shard, slot) == 0 {
+            list.pop();
+        }
+    }
+    sh.trimming.store(!list.is_empty(), Ordering::Release);
+    !list.is_empty()
+}
+
+/// Trims now, whole, each of `slots` still queued (the bus gives them back).
+pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
+    for s in slots {
+        let shard = node.shard_of_slot(s);
+        let sh = &node.shards[shard];
+        if !sh.trimming.load(Ordering::Acquire) {
+            continue;
+        }
+        let mut list = lock(&sh.trim);
+        if let Some(i) = list.iter().position(|&x| x == s) {
+            while delete_batch(node, shard, s) != 0 {}
+            list.swap_remove(i);
+        }
+        sh.trimming.store(!list.is_empty(), Ordering::Release);
+    }
+}
+
+/// Deletes up to [`TRIM_BATCH`] keys of `slot` with one DEL; returns how many keys
+/// the slot still has.
+fn delete_batch(node: &Node, shard: crate::node::ShardId, slot: u16) -> usize {
+    use crate::dispatch::{run_unit, MultiDb};
+    let mut ks = MultiDb::lock(node, &[shard]);
+    let db = &mut ks.guards[0].1;
+    let before = db.slot_len(slot);
+    if before == 0 {
+        return 0;
+    }
+    let keys = db.slot_keys_any(slot, TRIM_BATCH);
+    let mut words: Vec<Vec<u8>> = Vec::with_capacity(keys.len() + 1);
+    words.push(b"DEL".to_vec());
+    words.extend(keys);
+    let owned = ferrokv_resp::OwnedArgs::from_slices(&words);
+    let spec = ferrokv_commands::lookup(b"del").expect("DEL is in the table");
+    let cfg = node.exec_cfg.read().unwrap_or_else(|p| p.into_inner());
+    let env = ferrokv_commands::Env { cfg: &cfg, now_ms: crate::node::unix_ms(), may_block: false, track_keys: false };
+    let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
+    let r = run_unit(&mut ks, spec, &owned.args(), env, &mut out);
+    if r.dirty != 0 {
+        crate::node::add(&node.shards[shard].dirty, r.dirty);
+    }
+    let db = &mut ks.guards[0].1;
+    let left = db.slot_len(slot);
+    if left >= before {
+        // Nothing went (keys that expired meanwhile are not DEL's to delete): drop the
+        // rest silently rather than loop.
+        db.clear_slot(slot);
+        return 0;
+    }
+    left
 }

@@ -111,6 +111,8 @@ impl Shard {
                     self.deliver_pubsub();
                 }
             }
+            // Keys of slots this node lost: a batch per iteration.
+            let trim_left = crate::slot_migration::trim_step(node, id);
             // The AOF gets this iteration's effects before any reply leaves, to a
             // client or to another shard (which may answer its client at once).
             let durable = crate::aof::shard_step(node, id);
@@ -157,8 +159,11 @@ impl Shard {
                 tracing::error!("shard {id}: cannot submit async operations: {e}");
             }
             let mailbox = &node.shards[id].mailbox;
-            let wait =
-                !snapshot_left && self.core.outbox_empty() && !self.executor.has_ready() && mailbox.prepare_sleep();
+            let wait = !snapshot_left
+                && !trim_left
+                && self.core.outbox_empty()
+                && !self.executor.has_ready()
+                && mailbox.prepare_sleep();
             if let Err(e) = self.ring.enter(wait, timeout) {
                 tracing::error!("shard {id}: io_uring_enter failed: {e}");
                 node.request_shutdown();
