@@ -69,10 +69,18 @@ NOTES = {
     "sunsubscribe": "as UNSUBSCRIBE",
     "pubsub|channels": "order is ferrokv's (Redis's is its dict order)",
     "pubsub|shardchannels": "as PUBSUB CHANNELS",
+    "eval": "runs where its declared keys live (one shard, or under the locks of every shard they span); a script that declares no keys runs under every shard's lock; with declared keys, a key on a shard it does not hold is refused (Redis standalone allows undeclared keys); server commands from scripts: PING, ECHO, TIME, SELECT 0 only",
+    "evalsha": "as EVAL",
+    "eval_ro": "as EVAL",
+    "evalsha_ro": "as EVAL",
+    "script|debug": "NO only: the Lua debugger is not supported",
+    "script|kill": "a busy script is reached from clients of other shard threads; clients of the thread running it wait for it instead of getting BUSY",
 }
 
 OPTION_NOTES = {
     "cluster-slot-migration-write-pause-timeout": "Redis 8.4's option (not in 7.0): how long a whole-slot migration's source holds writes",
+    "busy-reply-threshold": "clients of other shard threads get BUSY past it; clients of the thread running the script wait",
+    "lua-time-limit": "as busy-reply-threshold",
     "bind": "default 127.0.0.1",
     "appendonly": "CONFIG SET yes starts the AOF from a snapshot base (at the next cron tick, after a running save), no stops it",
     "aof-use-rdb-preamble": "accepted; the AOF base is always an RDB image",

@@ -68,6 +68,15 @@ pub trait Keyspace {
             }
         });
     }
+    /// Whether this keyspace holds `key`'s shard (a script may only reach the shards
+    /// whose locks it holds: its declared keys', or all).
+    fn holds(&mut self, _key: &[u8]) -> bool {
+        true
+    }
+    /// Whether this keyspace holds every shard of the node.
+    fn holds_all(&mut self) -> bool {
+        true
+    }
     /// Appends the records of one execution unit to the effects stream (see
     /// `ferrokv_store::effects`): a keyspace spanning several shards tags it with a
     /// node-wide id and marks every shard it holds.
@@ -136,6 +145,8 @@ pub struct Ctx<'a> {
     /// The keys this command modified, when the caller asked for them (keyspace
     /// notifications and client tracking will): `None` costs nothing.
     pub modified: Option<Vec<Vec<u8>>>,
+    /// Commands a script ran through `redis.call`, for the node's statistics.
+    pub nested: Vec<crate::scripting::call::NestedCall>,
 }
 
 impl<'a> Ctx<'a> {
@@ -150,6 +161,7 @@ impl<'a> Ctx<'a> {
             propagating: false,
             propagation: Propagation::default(),
             modified: None,
+            nested: Vec::new(),
         }
     }
 

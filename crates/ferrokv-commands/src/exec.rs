@@ -38,6 +38,8 @@ pub struct Outcome {
     pub modified: Vec<Vec<u8>>,
     /// It replied an error, with this code (Redis counts it as a failed call).
     pub error: Option<ErrorCode>,
+    /// The commands a script ran (EVAL, FCALL), counted in the statistics too.
+    pub nested: Vec<crate::scripting::call::NestedCall>,
 }
 
 /// Runs the data command `spec` (its arguments checked against its arity already)
@@ -81,6 +83,7 @@ pub fn execute(
     let dirty = ctx.dirty;
     let modified = ctx.modified.take().unwrap_or_default();
     let propagation = std::mem::take(&mut ctx.propagation);
+    let nested = std::mem::take(&mut ctx.nested);
     drop(ctx);
     if reads_only {
         ks.each_db(&mut |db| db.reads_only = false);
@@ -99,7 +102,7 @@ pub fn execute(
         }
     }
     let error = (out.errors > errors_before).then(|| ErrorCode::of(&out.buf[out.last_error_at..]));
-    Outcome { blocked, dirty, modified, error }
+    Outcome { blocked, dirty, modified, error, nested }
 }
 
 #[cfg(test)]

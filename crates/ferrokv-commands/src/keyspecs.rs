@@ -71,6 +71,18 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("dump", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
+    ("eval", &[
+        KeySpec { notes: "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE", flags: F::parse(&["RW", "access", "update"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
+    ("eval_ro", &[
+        KeySpec { notes: "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS", flags: F::parse(&["RO", "access"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
+    ("evalsha", &[
+        KeySpec { notes: "", flags: F::parse(&["RW", "access", "update"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
+    ("evalsha_ro", &[
+        KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
     ("exists", &[
         KeySpec { notes: "", flags: F::parse(&["RO"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
@@ -540,6 +552,10 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("pttl", &["nondeterministic_output"]),
     ("randomkey", &["request_policy:all_shards", "nondeterministic_output"]),
     ("scan", &["nondeterministic_output", "request_policy:special"]),
+    ("script|exists", &["request_policy:all_shards", "response_policy:agg_logical_and"]),
+    ("script|flush", &["request_policy:all_nodes", "response_policy:all_succeeded"]),
+    ("script|kill", &["request_policy:all_shards", "response_policy:one_succeeded"]),
+    ("script|load", &["request_policy:all_nodes", "response_policy:all_succeeded"]),
     ("sdiff", &["nondeterministic_output_order"]),
     ("sinter", &["nondeterministic_output_order"]),
     ("smembers", &["nondeterministic_output_order"]),

@@ -302,6 +302,8 @@ pub enum ServerCmd {
     Publish,
     Spublish,
     Pubsub,
+    ScriptKill,
+    FunctionKill,
 }
 
 #[derive(Clone, Copy)]
@@ -589,6 +591,7 @@ pub static COMMANDS: &[&[CommandSpec]] = {
         hyperloglog::COMMANDS,
         sort::COMMANDS,
         pubsub::COMMANDS,
+        crate::scripting::COMMANDS,
     ]
 };
 

@@ -248,7 +248,7 @@ impl Node {
         // Contiguous ranges of slots per shard; a table so slots can move later.
         let slot_shard = (0..SLOTS).map(|s| (s * threads / SLOTS) as u16).collect();
         let exec = cfg.exec_config();
-        Box::leak(Box::new(Node {
+        let node: &'static Node = Box::leak(Box::new(Node {
             shards,
             slot_shard,
             config: RwLock::new(cfg),
@@ -271,7 +271,9 @@ impl Node {
             shutdown_save: Mutex::new(None),
             migrate: Default::default(),
             slot_migration: Default::default(),
-        }))
+        }));
+        install_script_hooks(node);
+        node
     }
 
     #[inline]
@@ -448,4 +450,34 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
+}
+
+/// Microseconds as [`cycles`] (statistics of commands timed with the system clock).
+pub fn micros_to_cycles(us: u64) -> u64 {
+    (us as f64 * cycles_per_us()) as u64
+}
+
+/// The node scripts ask about (the first one made in this process).
+static SCRIPT_NODE: std::sync::OnceLock<&'static Node> = std::sync::OnceLock::new();
+
+/// Tells scripting about this node: replica state, cluster slots, the log.
+fn install_script_hooks(node: &'static Node) {
+    if SCRIPT_NODE.set(node).is_err() {
+        return;
+    }
+    ferrokv_commands::scripting::set_hooks(ferrokv_commands::scripting::Hooks {
+        read_only_replica: || {
+            SCRIPT_NODE.get().is_some_and(|n| n.repl.is_replica.load(Ordering::Relaxed) && n.config().replica_read_only)
+        },
+        slot_is_local: |slot| {
+            let Some(cluster) = SCRIPT_NODE.get().and_then(|n| n.cluster.as_ref()) else { return true };
+            let view = cluster.view();
+            view.slot_owner_index(slot) == Some(view.myself)
+        },
+        log: |level, msg| match level {
+            0 => tracing::debug!("{msg}"),
+            1 | 2 => tracing::info!("{msg}"),
+            _ => tracing::warn!("{msg}"),
+        },
+    });
 }

@@ -75,6 +75,12 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),
+        ServerCmd::ScriptKill | ServerCmd::FunctionKill => {
+            match ferrokv_commands::scripting::running::kill(cmd == ServerCmd::ScriptKill) {
+                Ok(()) => c.reply(|r| r.ok()),
+                Err(e) => c.error(e),
+            }
+        }
         ServerCmd::Save => save_cmd(core, c),
         ServerCmd::Bgsave => bgsave_cmd(core, c, args, matches!(held, Held::Exec(_))),
         // Inside EXEC the keyspace locks are held: at the next cron, as Redis does.

@@ -98,6 +98,9 @@ pub struct Config {
     pub replica_lazy_flush: bool,
     pub replica_read_only: bool,
     pub replica_serve_stale_data: bool,
+    /// `busy-reply-threshold` (`lua-time-limit`): ms a script runs before other clients
+    /// get BUSY.
+    pub busy_reply_threshold: u64,
     pub replica_ignore_maxmemory: bool,
     pub client_output_buffer_limit: String,
     pub io_batch: u64,
@@ -222,6 +225,7 @@ impl Default for Config {
             replica_lazy_flush: false,
             replica_read_only: true,
             replica_serve_stale_data: true,
+            busy_reply_threshold: 5000,
             replica_ignore_maxmemory: true,
             client_output_buffer_limit: "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
             io_batch: 8,
@@ -437,6 +441,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("replica-read-only", Kind::Bool, true, replica_read_only, bool),
     opt!("replica-serve-stale-data", Kind::Bool, true, replica_serve_stale_data, bool),
     opt!("replica-ignore-maxmemory", Kind::Bool, true, replica_ignore_maxmemory, bool),
+    opt!("busy-reply-threshold", Kind::Int { min: 0, max: i64::MAX }, true, busy_reply_threshold, int),
     OptionSpec {
         name: "client-output-buffer-limit",
         kind: Kind::Words,
@@ -493,6 +498,7 @@ pub static ALIASES: &[(&str, &str)] = &[
     ("min-slaves-max-lag", "min-replicas-max-lag"),
     ("cluster-slave-no-failover", "cluster-replica-no-failover"),
     ("cluster-slave-validity-factor", "cluster-replica-validity-factor"),
+    ("lua-time-limit", "busy-reply-threshold"),
 ];
 
 /// `client-output-buffer-limit`: a new setting replaces the classes it names and keeps

@@ -171,7 +171,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("stream-node-max-bytes", Kind::Memory, "4096"),
     no_effect!("stream-node-max-entries", INT, "100"),
     no_effect!("socket-mark-id", INT, "0", immutable),
-    no_effect!("busy-reply-threshold", INT, "5000"),
     no_effect!("shutdown-timeout", INT, "10"),
     no_effect!("sanitize-dump-payload", Kind::Enum(&["no", "yes", "clients"]), "no"),
     no_effect!("propagation-error-behavior", Kind::Enum(&["ignore", "panic", "panic-on-replicas"]), "ignore"),
@@ -182,4 +181,4 @@ pub static LACKING: &[Lacking] = &[
 ];
 
 /// Old names Redis 7.0 still accepts for directives above.
-pub static ALIASES: &[(&str, &str)] = &[("lua-time-limit", "busy-reply-threshold")];
+pub static ALIASES: &[(&str, &str)] = &[];

@@ -145,6 +145,7 @@ impl ShardCore {
         self.replica_read_only = cfg.replica_read_only;
         self.replica_serve_stale_data = cfg.replica_serve_stale_data;
         self.pubsub_limits = cfg.output_limits("pubsub");
+        ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
     }
@@ -293,6 +294,13 @@ impl ShardCore {
             }
             return Flow::Stall;
         }
+        if ferrokv_commands::scripting::running::busy()
+            && !spec.has(Flags::ALLOW_BUSY)
+            && !Self::busy_exempt(spec, args)
+        {
+            let e = ferrokv_commands::scripting::running::busy_error();
+            return self.reject_spec(c, spec, id, e.into());
+        }
         let asking = std::mem::take(&mut c.asking);
         // Shard channels are routed like keys (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH).
         let routed = !matches!(spec.handler, Handler::Server(_))
@@ -377,6 +385,14 @@ impl ShardCore {
         crate::slot_migration::write_slot(spec, args).is_some_and(|s| sm.slot_paused(s))
     }
 
+    /// Commands other clients may still send while a script is busy, besides the
+    /// `allow_busy` ones: SHUTDOWN NOSAVE (Redis's `processCommand` exception).
+    fn busy_exempt(spec: &CommandSpec, args: &Args) -> bool {
+        matches!(spec.handler, Handler::Server(ServerCmd::Shutdown))
+            && args.len() == 2
+            && args.get(1).eq_ignore_ascii_case(b"nosave")
+    }
+
     /// Whether a failed BGSAVE bars this command (Redis's `writeCommandsDeniedByDiskError`
     /// check): writes, EXEC of a transaction with a write, and PING.
     fn refused_by_disk_error(&self, c: &Conn, spec: &CommandSpec) -> bool {
@@ -453,6 +469,28 @@ impl ShardCore {
             self.node.shards[self.id].count_error(&out.buf[out.last_error_at..]);
         }
         self.record(id, cycles, o.error.is_some());
+        for n in &o.nested {
+            self.record_nested(n);
+        }
+    }
+
+    /// Counts a command a script ran (`redis.call`), as Redis's `call()` counts it.
+    #[cold]
+    fn record_nested(&self, n: &ferrokv_commands::scripting::call::NestedCall) {
+        let shard = &self.node.shards[self.id];
+        if let Some(e) = &n.error {
+            shard.count_error(e.as_bytes());
+        }
+        let Some(st) = shard.cmdstats.get(n.id.0 as usize) else { return };
+        if n.rejected {
+            crate::node::bump(&st.rejected);
+            return;
+        }
+        crate::node::bump(&st.calls);
+        crate::node::add(&st.cycles, crate::node::micros_to_cycles(n.micros));
+        if n.error.is_some() {
+            crate::node::bump(&st.failed);
+        }
     }
 
     /// As [`reject`](Self::reject); a refused EXEC also discards the transaction and
@@ -507,6 +545,12 @@ impl ShardCore {
             }
         }
         if self.shard_set.is_empty() {
+            if spec.has(Flags::NO_MANDATORY_KEYS) {
+                // A script (EVAL, FCALL) that declares no keys may touch any: it runs
+                // under every shard's lock.
+                self.shard_set.extend(0..self.node.shard_count());
+                return;
+            }
             self.shard_set.push(self.id);
         }
         self.shard_set.sort_unstable();
@@ -527,10 +571,11 @@ impl ShardCore {
                 }
                 let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
                 let client = (self.id, c.token);
+                let me = self.id;
                 let r = c.reply(|out| {
                     let start = out.buf.len();
                     let t0 = cycles();
-                    let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
+                    let r = run_unit(&mut ShardDb { db: &mut db, node, shard: me }, spec, args, env, out);
                     self.record_data(id, cycles().wrapping_sub(t0), &r, out);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
@@ -779,7 +824,7 @@ impl ShardCore {
         }
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let t0 = cycles();
-        let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
+        let r = run_unit(&mut ShardDb { db: &mut db, node, shard: self.id }, spec, args, env, &mut out);
         self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         let reply = match (r.blocked, waiter) {
@@ -987,6 +1032,15 @@ impl Keyspace for MultiDb<'_> {
         &mut self.guards[i].1
     }
 
+    fn holds(&mut self, key: &[u8]) -> bool {
+        let s = self.node.shard_of_key(key);
+        self.guards.iter().any(|g| g.0 == s)
+    }
+
+    fn holds_all(&mut self) -> bool {
+        self.guards.len() == self.node.shard_count()
+    }
+
     fn log_unit(&mut self, records: Records) -> Option<Vec<u8>> {
         use ferrokv_store::effects::{MultiTag, Part, Unit};
         if records.is_empty() || !self.guards.iter().any(|g| g.1.effects_on()) {
@@ -1008,6 +1062,40 @@ impl Keyspace for MultiDb<'_> {
             }
         }
         None
+    }
+}
+
+/// One shard's keyspace, for a command that runs there alone: a script's
+/// `redis.call` learns from it which keys it may reach.
+pub struct ShardDb<'a> {
+    pub db: &'a mut Db,
+    pub node: &'a Node,
+    pub shard: ShardId,
+}
+
+impl Keyspace for ShardDb<'_> {
+    #[inline]
+    fn db(&mut self, _key: &[u8]) -> &mut Db {
+        self.db
+    }
+    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
+        f(self.db)
+    }
+    fn db_for_slot(&mut self, _slot: u16) -> &mut Db {
+        self.db
+    }
+    #[inline]
+    fn propagating(&mut self) -> bool {
+        self.db.effects_on()
+    }
+    fn holds(&mut self, key: &[u8]) -> bool {
+        self.node.shard_count() == 1 || self.node.shard_of_key(key) == self.shard
+    }
+    fn holds_all(&mut self) -> bool {
+        self.node.shard_count() == 1
+    }
+    fn log_unit(&mut self, records: Records) -> Option<Vec<u8>> {
+        SingleDb(self.db).log_unit(records)
     }
 }
 

@@ -1,0 +1,257 @@
+//! `redis.call` / `redis.pcall`: a command from a script, checked as Redis 7.0's
+//! `scriptCall` checks it, then run through the execution function
+//! ([`crate::exec::execute`]) on the keyspace the script holds, so its effects
+//! (propagation records, modified keys, changes) join the script's own.
+
+use super::engine::RunState;
+use super::flags::ScriptFlags;
+use super::running::RunSlot;
+use crate::ctx::Ctx;
+use crate::exec::{execute, Env};
+use crate::table::{lookup_id, lookup_sub, sub_id, CommandId, Flags, Handler, ServerCmd};
+use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
+use ferrokv_store::effects::Records;
+use mlua::{Lua, MultiValue, Value};
+use std::sync::Arc;
+
+/// One script run: what the checks of its commands depend on.
+pub struct Run {
+    /// The script's SHA-1 (EVAL) or the function's name (FCALL), for error texts.
+    pub name: String,
+    pub eval: bool,
+    /// EVAL_RO/FCALL_RO, or a script declared `no-writes`: write commands refused.
+    pub read_only: bool,
+    pub flags: ScriptFlags,
+    pub keys: Vec<Vec<u8>>,
+    pub argv: Vec<Vec<u8>>,
+    /// Cluster mode: the slot of the keys accessed so far (declared keys count first).
+    pub slot: Option<u16>,
+    pub slot_data: Arc<RunSlot>,
+}
+
+/// The error `redis.call` raises: Redis raises the table `{err = line}`; a Rust
+/// function can only raise an error value, so the error handler and `pcall` turn this
+/// one back into the table / its line.
+#[derive(Debug)]
+pub struct Raised(pub String);
+
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Raised {}
+
+/// `redis.call` (`raise`) and `redis.pcall`: C functions in Redis, Rust functions here
+/// (a Lua wrapper would be a Lua frame, and a tail call through it would hide the
+/// script's line from error reports). They run the dispatcher the current run bound.
+pub fn api_function(lua: &Lua, hidden: &mlua::Table, raise: bool) -> mlua::Result<mlua::Function> {
+    let hidden = hidden.clone();
+    lua.create_function(move |lua, args: MultiValue| {
+        let cmd = match hidden.raw_get::<Value>("cmd")? {
+            Value::Function(f) => f,
+            _ => {
+                let line = "ERR redis.call/pcall can only be called inside a script invocation".to_string();
+                return Err(mlua::Error::external(Raised(line)));
+            }
+        };
+        let (v, failed): (Value, bool) = cmd.call(args)?;
+        if failed && raise {
+            let line = match &v {
+                Value::Table(t) => t.raw_get::<String>("err").unwrap_or_default(),
+                _ => String::new(),
+            };
+            let _ = lua;
+            return Err(mlua::Error::external(Raised(line)));
+        }
+        Ok(v)
+    })
+}
+
+/// A command a script ran, for the statistics of the node (INFO commandstats).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NestedCall {
+    pub id: CommandId,
+    pub micros: u64,
+    /// The error line it replied (rejected before running when `rejected`).
+    pub error: Option<String>,
+    pub rejected: bool,
+}
+
+/// Runs one `redis.call`/`redis.pcall`. Returns the reply as a Lua value and whether
+/// it is an error (then a table `{err = "CODE message"}`, which `redis.call` raises).
+pub fn dispatch(
+    lua: &Lua,
+    ctx: &mut Ctx,
+    run: &mut Run,
+    state: &RunState,
+    args: MultiValue,
+) -> mlua::Result<(Value, bool)> {
+    if args.is_empty() {
+        return Ok((error_table(lua, "Please specify at least one argument for this redis lib call")?, true));
+    }
+    let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => argv.push(s.as_bytes().to_vec()),
+            Value::Integer(i) => argv.push(i.to_string().into_bytes()),
+            Value::Number(n) => argv.push(ferrokv_resp::reply::format_g(*n, 17).into_bytes()),
+            _ => return Ok((error_table(lua, "Lua redis lib command arguments must be strings or integers")?, true)),
+        }
+    }
+    let owned = OwnedArgs::from_slices(argv.iter().map(|a| a.as_slice()));
+    let args = owned.args();
+    let resolved = lookup_id(args.get(0)).and_then(|(spec, id)| {
+        if !spec.subcommands.is_empty() && args.len() >= 2 {
+            lookup_sub(spec, args.get(1)).map(|sub| (sub, sub_id(spec, id, sub)))
+        } else {
+            Some((spec, id))
+        }
+    });
+    let Some((spec, id)) = resolved else {
+        return Ok((error_table(lua, "Unknown Redis command called from script")?, true));
+    };
+    let refuse = |ctx: &mut Ctx, msg: &str| -> mlua::Result<(Value, bool)> {
+        ctx.nested.push(NestedCall { id, micros: 0, error: Some(error_line(msg)), rejected: true });
+        Ok((error_table(lua, msg)?, true))
+    };
+    if !spec.arity_ok(args.len()) {
+        return refuse(ctx, "Wrong number of args calling Redis command from script");
+    }
+    if spec.has(Flags::NOSCRIPT) {
+        return refuse(ctx, "This Redis command is not allowed from script");
+    }
+    let writes = spec.has(Flags::WRITE);
+    if run.read_only && (writes || spec.has(Flags::MAY_REPLICATE)) {
+        return refuse(ctx, "Write commands are not allowed from read-only scripts.");
+    }
+    if writes && !run.slot_data.wrote.load(std::sync::atomic::Ordering::Relaxed) {
+        if (super::hooks().read_only_replica)() {
+            return refuse(ctx, "-READONLY You can't write against a read only replica.");
+        }
+    }
+    if writes {
+        run.slot_data.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // Where the command's keys live: the script holds only its declared keys' shards
+    // (all of them when it declared none), and in cluster mode one slot of this node.
+    let mut idx = Vec::new();
+    spec.key_indexes(&args, &mut idx);
+    for &i in &idx {
+        let key = args.get(i);
+        if ctx.cfg.cluster_mode {
+            let slot = ferrokv_store::slot::key_slot(key);
+            if !(super::hooks().slot_is_local)(slot) {
+                return refuse(ctx, "Script attempted to access a non local key in a cluster node");
+            }
+            if !run.flags.has(ScriptFlags::ALLOW_CROSS_SLOT) && !run.flags.has(ScriptFlags::EVAL_COMPAT) {
+                match run.slot {
+                    None => run.slot = Some(slot),
+                    Some(s) if s != slot => {
+                        return refuse(ctx, "Script attempted to access keys that do not hash to the same slot")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !ctx.keys.holds(key) {
+            return refuse(ctx, UNDECLARED);
+        }
+    }
+    if spec.all_shards && !ctx.keys.holds_all() {
+        return refuse(ctx, UNDECLARED_ALL);
+    }
+    let proto = if state.resp.get() == 3 { Proto::Resp3 } else { Proto::Resp2 };
+    let mut out = ReplyBuf::new(proto);
+    let t0 = std::time::Instant::now();
+    match spec.handler {
+        Handler::Server(cmd) => {
+            if !server_command(cmd, &args, ctx.now_ms, &mut out) {
+                return refuse(ctx, "This Redis command is not allowed from script");
+            }
+        }
+        _ => {
+            let env = Env { cfg: ctx.cfg, now_ms: ctx.now_ms, may_block: false, track_keys: ctx.modified.is_some() };
+            let mut records = Records::with_buffer(Vec::new());
+            let o = execute(&mut *ctx.keys, spec, &args, env, &mut out, &mut records);
+            ctx.dirty += o.dirty;
+            if let Some(m) = ctx.modified.as_mut() {
+                for k in o.modified {
+                    if !m.contains(&k) {
+                        m.push(k);
+                    }
+                }
+            }
+            ctx.nested.extend(o.nested);
+            if ctx.propagating && state.repl.get() != 0 && !records.is_empty() {
+                ctx.propagation.also.extend(records.decode());
+            }
+        }
+    }
+    let micros = t0.elapsed().as_micros() as u64;
+    let failed = out.errors > 0;
+    ctx.nested.push(NestedCall {
+        id,
+        micros,
+        error: failed.then(|| String::from_utf8_lossy(&out.buf[out.last_error_at + 1..]).trim_end().to_string()),
+        rejected: false,
+    });
+    let v = super::convert::reply_to_lua(lua, &out.buf)?;
+    Ok((v, failed))
+}
+
+/// Standalone with several shards: a script runs under the locks of the shards of its
+/// declared keys (all shards when it declares none) and can reach no other.
+const UNDECLARED: &str = "Script attempted to access a key on a shard it does not hold: \
+declare every key the script uses in KEYS (ferrokv runs a script under the locks of its declared keys' shards)";
+const UNDECLARED_ALL: &str = "Script attempted to run a command over the whole keyspace while holding only its \
+declared keys' shards: declare no keys to run it over the whole keyspace";
+
+/// The few server commands a script may run (they touch no connection state).
+fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, now_ms: u64, out: &mut ReplyBuf) -> bool {
+    match cmd {
+        ServerCmd::Ping => match args.len() {
+            1 => out.simple("PONG"),
+            _ => out.bulk(args.get(1)),
+        },
+        ServerCmd::Echo => out.bulk(args.get(1)),
+        ServerCmd::Time => {
+            let us =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+            let _ = now_ms;
+            out.array(2);
+            out.bulk_integer((us / 1_000_000) as i64);
+            out.bulk_integer((us % 1_000_000) as i64);
+        }
+        ServerCmd::Select => {
+            if args.get(1) == b"0" {
+                out.ok()
+            } else {
+                out.error("ERR DB index is out of range")
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Redis's `luaPushErrorBuff`: `-CODE msg` keeps its code, a plain message gets `ERR`;
+/// the table is `{err = "CODE msg"}`.
+pub fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.raw_set("err", error_line(msg))?;
+    Ok(Value::Table(t))
+}
+
+/// The `err` field Redis builds from an error text (see [`error_table`]).
+pub fn error_line(msg: &str) -> String {
+    let (code, text) = match msg.strip_prefix('-') {
+        Some(rest) => match rest.split_once(' ') {
+            Some((code, text)) => (code, text),
+            None => ("ERR", rest),
+        },
+        None => ("ERR", msg),
+    };
+    format!("{code} {}", text.trim_matches(|c| c == '\r' || c == '\n'))
+}

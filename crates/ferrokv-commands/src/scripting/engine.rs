@@ -1,0 +1,458 @@
+//! The Lua 5.1 state a shard thread runs scripts in, set up as Redis 7.0 sets up its
+//! own: the base, table, string and math libraries plus cjson, struct, cmsgpack and
+//! bit; the `redis` API; Redis's `pcall` (an error table becomes its message); a
+//! deterministic `math.random`; and the sandbox.
+//!
+//! The sandbox. Redis patches its Lua so that tables can be made read-only and locks
+//! the global table and every table reachable from it. Stock Lua 5.1 has no read-only
+//! tables, so scripts here run in an environment table that holds nothing itself:
+//! reads fall through to a *view* of the globals (library tables wrapped in read-only
+//! proxies), writes raise Redis's "Attempt to modify a readonly table", a missing
+//! global raises "Script attempted to access nonexistent global variable". `next`,
+//! `pairs` and `rawget` see through the proxies, `rawset` refuses them, and code
+//! compiled by `loadstring`/`load` runs in the same environment, so no script can
+//! leave state behind for the next one. `dofile`, `loadfile`, `print`, `getfenv`,
+//! `setfenv`, `newproxy`, `debug`, `os`, `io` and `package` do not exist.
+//!
+//! One state per thread (a script runs on the thread of the shard that owns its keys);
+//! SCRIPT FLUSH rebuilds it (see [`super::cache`]).
+
+use super::cache::{cache, Script};
+use super::convert;
+use super::running::RunSlot;
+use crate::ctx::Ctx;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The chunk name of the engine's own Lua code: error reports skip its frames, as
+/// Redis's skip the C functions its API is written in.
+pub const INTERNAL_CHUNK: &str = "=[ferrokv]";
+
+/// What the `redis` API functions see of the script that is running.
+#[derive(Default)]
+pub struct RunState {
+    /// The protocol commands reply in to the script (`redis.setresp`): 2 or 3.
+    pub resp: Cell<u8>,
+    /// `redis.set_repl` flags (1 AOF, 2 replicas).
+    pub repl: Cell<u8>,
+    /// `math.random`'s 48-bit generator (Redis's `redisLrand48`).
+    pub rand: Cell<u64>,
+    /// The running script's slot in the node's list (SCRIPT KILL, BUSY).
+    pub slot: RefCell<Option<Arc<RunSlot>>>,
+}
+
+pub const REPL_ALL: u8 = 3;
+
+pub struct Engine {
+    pub lua: Lua,
+    generation: u64,
+    compiled: HashMap<String, Function>,
+    /// The environment scripts run in (see the module docs).
+    pub env: Table,
+    /// The table behind `env` (KEYS and ARGV are set here).
+    pub view: Table,
+    /// Per-run hooks the Lua side of the API calls (`cmd`: the command dispatcher).
+    pub hidden: Table,
+    runner: Function,
+    fn_runner: Function,
+    handler: Function,
+    pub state: Rc<RunState>,
+    runs: u32,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's engine, building it first (or again after SCRIPT
+/// FLUSH). Returns None if Lua could not be set up (out of memory).
+pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> Result<R, String> {
+    ENGINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let generation = cache().generation();
+        if slot.as_ref().is_none_or(|e| e.generation != generation) {
+            *slot = None;
+            *slot = Some(Engine::new(generation).map_err(|e| format!("Lua state could not be created: {e}"))?);
+        }
+        match slot.as_mut() {
+            Some(e) => Ok(f(e)),
+            None => Err("Lua state missing".into()),
+        }
+    })
+}
+
+/// Lua code that builds the sandbox and the Lua half of the API; run once per state
+/// with the real globals, the hidden table and the read-only error function.
+const PRELUDE: &str = r#"
+local hidden = ...
+local rawnext, rawpcall, rawget_, rawset_ = next, pcall, rawget, rawset
+local error, type, setmetatable, tostring, select = error, type, setmetatable, tostring, select
+local concat = table.concat
+local G = _G
+
+local targets = setmetatable({}, {__mode = 'k'})
+local function readonly() error('Attempt to modify a readonly table', 2) end
+local function protect(t)
+  local p = setmetatable({}, {__index = t, __newindex = readonly, __metatable = false})
+  targets[p] = t
+  return p
+end
+
+local errmsg = hidden.errmsg
+
+local function pcall_result(ok, ...)
+  if ok then return ok, ... end
+  hidden.check()
+  local e = ...
+  if type(e) == 'userdata' then return false, errmsg(e) end
+  if type(e) == 'table' then
+    local m = e.err
+    if type(m) == 'string' or type(m) == 'number' then return false, m end
+  end
+  return false, e
+end
+G.pcall = function(...) return pcall_result(rawpcall(...)) end
+G.next = function(t, k)
+  local r = targets[t]
+  if r then t = r end
+  return rawnext(t, k)
+end
+local next_ = G.next
+G.pairs = function(t) return next_, t, nil end
+G.rawget = function(t, k)
+  local r = targets[t]
+  if r then t = r end
+  return rawget_(t, k)
+end
+G.rawset = function(t, k, v)
+  if targets[t] then error('Attempt to modify a readonly table', 0) end
+  return rawset_(t, k, v)
+end
+local loadstring_ = hidden.loadstring
+G.loadstring = loadstring_
+G.load = function(f, name)
+  if type(f) == 'string' then return loadstring_(f, name) end
+  local parts = {}
+  while true do
+    local p = f()
+    if p == nil or p == '' then break end
+    parts[#parts + 1] = p
+  end
+  return loadstring_(concat(parts), name or '=(load)')
+end
+for _, k in ipairs({'dofile', 'loadfile', 'print', 'getfenv', 'setfenv', 'newproxy', 'module', 'require', 'package', 'os', 'io', 'debug'}) do
+  G[k] = nil
+end
+
+local view = {}
+for k, v in rawnext, G do
+  if type(v) == 'table' and k ~= '_G' then view[k] = protect(v) else view[k] = v end
+end
+local env = setmetatable({}, {__index = view, __newindex = readonly, __metatable = false})
+targets[env] = view
+view._G = env
+hidden.env = env
+setmetatable(view, {__index = function(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end})
+local function run(f, h) return xpcall(f, h) end
+local function run_fn(f, h, keys, args) return xpcall(function() return f(keys, args) end, h) end
+return env, view, run, run_fn
+"#;
+
+impl Engine {
+    fn new(generation: u64) -> mlua::Result<Engine> {
+        let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
+        let state = Rc::new(RunState::default());
+        state.resp.set(2);
+        state.repl.set(REPL_ALL);
+        state.rand.set(RAND48_SEED);
+        let globals = lua.globals();
+        let hidden = lua.create_table()?;
+        let tostring: Function = globals.get("tostring")?;
+        hidden.raw_set(
+            "errmsg",
+            lua.create_function(move |lua, e: Value| match &e {
+                Value::Error(err) => lua.create_string(error_text(err)),
+                _ => tostring.call::<mlua::LuaString>(e),
+            })?,
+        )?;
+        super::api::register(&lua, &globals, &hidden, &state)?;
+        super::libs::register(&lua, &globals)?;
+        // loadstring compiles into the sandbox (the prelude stores it as hidden.env).
+        let hidden2 = hidden.clone();
+        hidden.raw_set(
+            "loadstring",
+            lua.create_function(move |lua, (code, name): (mlua::LuaString, Option<String>)| {
+                let bytes = code.as_bytes().to_vec();
+                let name = name.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+                match lua.load(bytes).set_name(name).set_environment(hidden2.raw_get::<Table>("env")?).into_function() {
+                    Ok(f) => Ok((Value::Function(f), Value::Nil)),
+                    Err(e) => Ok((Value::Nil, Value::String(lua.create_string(syntax_message(&e))?))),
+                }
+            })?,
+        )?;
+        let (env, view, runner, fn_runner): (Table, Table, Function, Function) =
+            lua.load(PRELUDE).set_name(INTERNAL_CHUNK).call(hidden.clone())?;
+        let st = state.clone();
+        hidden.raw_set(
+            "check",
+            lua.create_function(move |_, ()| match st.slot.borrow().as_ref() {
+                Some(s) if s.killed() => Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into())),
+                _ => Ok(()),
+            })?,
+        )?;
+        let handler = error_handler(&lua, &state)?;
+        let st = state.clone();
+        lua.set_hook(HookTriggers::new().every_nth_instruction(100_000), move |_, _| {
+            match st.slot.borrow().as_ref() {
+                Some(s) => {
+                    if s.killed() {
+                        return Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into()));
+                    }
+                    s.tick();
+                }
+                None => {}
+            }
+            Ok(VmState::Continue)
+        })?;
+        Ok(Engine {
+            lua,
+            generation,
+            compiled: HashMap::new(),
+            env,
+            view,
+            hidden,
+            runner,
+            fn_runner,
+            handler,
+            state,
+            runs: 0,
+        })
+    }
+
+    /// The compiled function of `script`, compiling it on first use on this thread.
+    pub fn function_of(&mut self, script: &Script) -> Result<Function, String> {
+        if let Some(f) = self.compiled.get(&script.sha) {
+            return Ok(f.clone());
+        }
+        let f = self.compile(&script.body[script.shebang_len..], "@user_script")?;
+        // Scripts evicted from the cache leave their functions here: start over when
+        // this thread has compiled more than the cache can hold.
+        if self.compiled.len() >= 2 * super::cache::EVAL_SCRIPTS_MAX {
+            self.compiled.clear();
+        }
+        self.compiled.insert(script.sha.clone(), f.clone());
+        Ok(f)
+    }
+
+    /// Compiles `code` into the sandbox; the error is Lua's message.
+    pub fn compile(&self, code: &[u8], name: &str) -> Result<Function, String> {
+        self.lua
+            .load(code)
+            .set_name(name)
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| syntax_message(&e))
+    }
+
+    /// Runs an EVAL script: KEYS and ARGV set as globals, `redis.call` bound to `ctx`,
+    /// the reply (or Redis's error for a failed run) written to `ctx.out`.
+    pub fn run_eval(&mut self, ctx: &mut Ctx, run: &mut super::call::Run, f: &Function) {
+        let result = (|| -> mlua::Result<(bool, Value)> {
+            self.view.raw_set("KEYS", self.string_array(&run.keys)?)?;
+            self.view.raw_set("ARGV", self.string_array(&run.argv)?)?;
+            self.call_scoped(ctx, run, |e| e.runner.call::<(bool, Value)>((f.clone(), e.handler.clone())))
+        })();
+        self.finish(ctx, run, result);
+    }
+
+    /// Runs a library function (FCALL): called with the keys and arguments tables.
+    pub fn run_function(&mut self, ctx: &mut Ctx, run: &mut super::call::Run, f: &Function) {
+        let result = (|| -> mlua::Result<(bool, Value)> {
+            let keys = self.string_array(&run.keys)?;
+            let argv = self.string_array(&run.argv)?;
+            self.call_scoped(ctx, run, |e| {
+                e.fn_runner.call::<(bool, Value)>((f.clone(), e.handler.clone(), keys.clone(), argv.clone()))
+            })
+        })();
+        self.finish(ctx, run, result);
+    }
+
+    fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, a) in items.iter().enumerate() {
+            t.raw_seti(i + 1, self.lua.create_string(a)?)?;
+        }
+        Ok(t)
+    }
+
+    /// Binds `redis.call` to `ctx` for the duration of `body`.
+    fn call_scoped(
+        &self,
+        ctx: &mut Ctx,
+        run: &mut super::call::Run,
+        body: impl FnOnce(&Engine) -> mlua::Result<(bool, Value)>,
+    ) -> mlua::Result<(bool, Value)> {
+        self.state.resp.set(2);
+        self.state.repl.set(REPL_ALL);
+        let cell = RefCell::new((ctx, run));
+        let state = self.state.clone();
+        let r = self.lua.scope(|scope| {
+            let cmd = scope.create_function(|lua, args: MultiValue| {
+                let mut g = cell.borrow_mut();
+                let (ctx, run) = &mut *g;
+                super::call::dispatch(lua, ctx, run, &state, args)
+            })?;
+            self.hidden.raw_set("cmd", cmd)?;
+            let r = body(self);
+            self.hidden.raw_set("cmd", Value::Nil)?;
+            r
+        });
+        r
+    }
+
+    /// Writes the run's reply or error, and does Redis's periodic GC step.
+    fn finish(&mut self, ctx: &mut Ctx, run: &super::call::Run, result: mlua::Result<(bool, Value)>) {
+        let _ = self.view.raw_set("KEYS", Value::Nil);
+        let _ = self.view.raw_set("ARGV", Value::Nil);
+        match result {
+            Ok((true, v)) => convert::lua_to_reply(&v, self.state.resp.get(), ctx.out),
+            Ok((false, v)) => ctx.out.error(&convert::error_reply_text(&v, &run.name)),
+            Err(e) => ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name, e.to_string())),
+        }
+        self.runs += 1;
+        if self.runs % 50 == 0 {
+            let _ = self.lua.gc_step();
+        }
+    }
+
+    /// Bytes the Lua state uses (INFO's `used_memory_lua`).
+    pub fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+}
+
+/// The message of a compile error, as Lua prints it (`user_script:1: ... near ...`).
+pub fn syntax_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Redis's `__redis__err__handler`: turns what a script raised into an error table
+/// `{err=..., source=..., line=...}` naming the user code that raised it (C
+/// functions and the engine's own Lua frames are skipped).
+fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
+    let tostring: Function = lua.globals().get("tostring")?;
+    let state = state.clone();
+    lua.create_function(move |lua, err: Value| {
+        let killed = state.slot.borrow().as_ref().is_some_and(|s| s.killed());
+        let t = match err {
+            _ if killed => {
+                let t = lua.create_table()?;
+                t.raw_set("err", format!("ERR {}", super::running::KILLED_TEXT))?;
+                t
+            }
+            Value::Table(t) => t,
+            other => {
+                if let Value::Error(e) = &other {
+                    if let Some(line) = raised_line(e) {
+                        let t = lua.create_table()?;
+                        t.raw_set("err", line)?;
+                        return finish_error_table(lua, t);
+                    }
+                }
+                let msg: String = match &other {
+                    Value::Error(e) => error_text(e),
+                    Value::UserData(_) => tostring.call::<mlua::LuaString>(other.clone())?.to_string_lossy(),
+                    _ => tostring.call::<mlua::LuaString>(other.clone())?.to_string_lossy(),
+                };
+                let t = lua.create_table()?;
+                t.raw_set("err", format!("ERR {msg}"))?;
+                t
+            }
+        };
+        finish_error_table(lua, t)
+    })
+}
+
+/// Adds the user frame's source and line to an error table.
+fn finish_error_table(lua: &Lua, t: Table) -> mlua::Result<Table> {
+    for level in 1..12 {
+        let frame = lua.inspect_stack(level, |d| {
+            let s = d.source();
+            (s.what, s.source.map(|x| x.into_owned()), d.current_line())
+        });
+        let Some((what, source, line)) = frame else { break };
+        if what == "C" || source.as_deref() == Some(INTERNAL_CHUNK) {
+            continue;
+        }
+        if let Some(source) = source {
+            t.raw_set("source", source)?;
+            t.raw_set("line", line.map(|l| l as i64).unwrap_or(-1))?;
+        }
+        break;
+    }
+    Ok(t)
+}
+
+/// The error line of an error `redis.call` raised (see [`super::call::Raised`]).
+fn raised_line(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::ExternalError(x) => x.downcast_ref::<super::call::Raised>().map(|r| r.0.clone()),
+        mlua::Error::CallbackError { cause, .. } => raised_line(cause),
+        mlua::Error::WithContext { cause, .. } => raised_line(cause),
+        _ => None,
+    }
+}
+
+/// An error raised by Rust code inside a script, as its message.
+fn error_text(e: &mlua::Error) -> String {
+    if let Some(line) = raised_line(e) {
+        return line;
+    }
+    match e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        other => other.to_string(),
+    }
+}
+
+/// `redisSrand48`'s state for seed 0... as Redis starts: x = 0x1234ABCD330E.
+pub const RAND48_SEED: u64 = 0x1234_ABCD_330E;
+
+/// `redisLrand48`: the next 31-bit value of the 48-bit linear congruential generator.
+pub fn lrand48(state: &Cell<u64>) -> i32 {
+    let x = state.get().wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xB) & ((1 << 48) - 1);
+    state.set(x);
+    (x >> 17) as i32
+}
+
+/// `redisSrand48(seed)`.
+pub fn srand48(state: &Cell<u64>, seed: i32) {
+    state.set((((seed as u32) as u64) << 16) | 0x330E);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rand48_matches_redis() {
+        // First values of Redis's generator from its initial state: (x >> 17) of the
+        // 48-bit LCG with a = 0x5DEECE66D, c = 11, x0 = 0x1234ABCD330E.
+        let s = Cell::new(RAND48_SEED);
+        let mut x: u64 = 0x1234ABCD330E;
+        for _ in 0..5 {
+            x = x.wrapping_mul(0x5DEECE66D).wrapping_add(11) & ((1 << 48) - 1);
+            assert_eq!(lrand48(&s) as u64, x >> 17);
+        }
+        srand48(&s, 1);
+        assert_eq!(s.get(), 0x1_330E);
+    }
+}

@@ -1,0 +1,313 @@
+//! Scripting against redis-server 7.0.15: the same EVAL/EVALSHA/SCRIPT (and, with
+//! `redis.setresp`, RESP3) command streams to both servers, replies byte-identical —
+//! return conversions both ways, error texts (with the script's SHA and line), pcall,
+//! the sandbox, the `redis` API, the libraries, EVAL_RO and shebang flags, the
+//! distributed-lock unlock script. ferrokv runs with two shard threads, so scripts
+//! whose keys live on different shards run under several locks.
+
+use ferrokv_tests::resp::show;
+use ferrokv_tests::Server;
+
+/// Runs every command on a fresh redis-server and a fresh ferrokv (two shards) and
+/// compares each reply.
+fn same_replies(commands: &[Vec<Vec<u8>>]) {
+    let redis = Server::redis(&[]);
+    let ferrokv = Server::ferrokv(&["--server-threads", "2"]);
+    let (mut r, mut f) = (redis.conn(), ferrokv.conn());
+    let mut failures = Vec::new();
+    for cmd in commands {
+        let want = r.send(cmd);
+        let got = f.send(cmd);
+        // HELLO's reply names the connection's id, which differs.
+        if want != got && !cmd[0].eq_ignore_ascii_case(b"hello") {
+            failures.push(format!(
+                "{}\n  redis:   {}\n  ferrokv: {}",
+                cmd.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" | "),
+                show(&want),
+                show(&got)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} replies differ:\n{}", failures.len(), commands.len(), failures.join("\n"));
+}
+
+/// `EVAL script numkeys keys... args...` (or any command) as arguments.
+fn cmd(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).collect()
+}
+
+fn eval(script: &str, keys: &[&str], args: &[&str]) -> Vec<Vec<u8>> {
+    let n = keys.len().to_string();
+    let mut v = cmd(&["EVAL", script, &n]);
+    v.extend(keys.iter().chain(args).map(|w| w.as_bytes().to_vec()));
+    v
+}
+
+#[test]
+fn return_values_convert_as_in_redis() {
+    let scripts = [
+        "return 1",
+        "return -7",
+        "return 3.99",
+        "return -3.99",
+        "return 1e20",
+        "return 'x'",
+        "return ''",
+        "return true",
+        "return false",
+        "return nil",
+        "return {}",
+        "return {1,2,{3,'x'},nil,5}",
+        "return {1,{2,{3,{4,{5}}}}}",
+        "return {'a', false, 'b'}",
+        "return {'a', true, 'b'}",
+        "return {ok='FINE'}",
+        "return {ok='a\\r\\nb'}",
+        "return {err='MYERR something'}",
+        "return {err='x'}",
+        "return {double=1.5}",
+        "return {double=3}",
+        "return {big_number='123456789012345678901234567890'}",
+        "return {map={a=1}}",
+        "return {set={a=true}}",
+        "return {verbatim_string={format='txt', string='hi'}}",
+        "return redis.status_reply('FINE')",
+        "return redis.error_reply('FOO bar')",
+        "return redis.error_reply('-FOO bar')",
+        "return redis.error_reply('nospace')",
+        "return redis.error_reply(1)",
+        "return redis.status_reply()",
+        "return {1, 'two', {ok='three'}, {err='FOUR four'}}",
+        "return function() end",
+        "return 'a\\0b'",
+        "return redis.REDIS_VERSION",
+        "return redis.REDIS_VERSION_NUM",
+        "return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING}",
+        "return {redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL}",
+        "return redis.sha1hex('')",
+        "return redis.sha1hex('Pizza & Mandolino')",
+        "return redis.replicate_commands()",
+        "return redis.breakpoint()",
+        "return type(redis.debug('x'))",
+        "return math.random(10)",
+        "return {math.random(), math.random(1, 100), math.random(5)}",
+        "math.randomseed(42); return {math.random(1000), math.random(1000)}",
+        "return tostring(1/0)",
+        "return string.format('%d-%s', 7, 'x')",
+        "return #KEYS + #ARGV",
+        "return table.concat({'a','b','c'}, ',')",
+        "return loadstring('return 1')()",
+        "return type(loadstring('syntax error'))",
+        "return {pcall(function() error({err='X y'}) end)}",
+        "return {pcall(error, 'x')}",
+        "return {pcall(function() return redis.call('nosuch') end)}",
+        "local a = {} a.b = 1 return a.b",
+        "return type(os)",
+        "return type(print)",
+        "return type(_G)",
+        "return redis.acl_check_cmd('get')",
+        "return {unpack({1,2,3})}",
+        "return select('#', 1, 2, 3)",
+        "return coroutine.wrap(function() coroutine.yield(5) end)()",
+    ];
+    let mut cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
+    cmds.push(cmd(&["HELLO", "3"]));
+    // The same in RESP3, and after redis.setresp(3).
+    for s in scripts.iter().take(30) {
+        cmds.push(eval(s, &[], &[]));
+        cmds.push(eval(&format!("redis.setresp(3); {s}"), &[], &[]));
+    }
+    same_replies(&cmds);
+}
+
+#[test]
+fn commands_replies_and_errors_inside_scripts() {
+    let mut cmds = vec![
+        cmd(&["SET", "k", "v"]),
+        cmd(&["RPUSH", "l", "a", "b", "c"]),
+        cmd(&["HSET", "h", "f", "1", "g", "2"]),
+        cmd(&["ZADD", "z", "1.5", "a", "2", "b"]),
+        cmd(&["SADD", "s", "m"]),
+        eval("return redis.call('get', KEYS[1])", &["k"], &[]),
+        eval("return redis.call('get', KEYS[1])", &["missing"], &[]),
+        eval("return redis.call('lrange', KEYS[1], 0, -1)", &["l"], &[]),
+        eval("return redis.call('hgetall', KEYS[1])", &["h"], &[]),
+        eval("return redis.call('zrange', KEYS[1], 0, -1, 'withscores')", &["z"], &[]),
+        eval("return redis.call('smembers', KEYS[1])", &["s"], &[]),
+        eval("return redis.call('set', KEYS[1], 'x')", &["k2"], &[]),
+        eval("return redis.call('incr', KEYS[1])", &["n"], &[]),
+        eval("return redis.call('incrbyfloat', KEYS[1], 1.5)", &["f"], &[]),
+        eval("return redis.call('incr', KEYS[1])", &["k"], &[]),
+        eval("return redis.pcall('incr', KEYS[1])", &["k"], &[]),
+        eval("return redis.call('lpush', KEYS[1], 'x')", &["k"], &[]),
+        eval("return redis.pcall('lpush', KEYS[1], 'x')", &["k"], &[]),
+        eval("local r = redis.pcall('lpush', KEYS[1], 'x') return r.err", &["k"], &[]),
+        eval("return redis.call('nosuch')", &[], &[]),
+        eval("return redis.pcall('nosuch')", &[], &[]),
+        eval("return redis.call('get')", &[], &[]),
+        eval("return redis.call()", &[], &[]),
+        eval("return redis.pcall()", &[], &[]),
+        eval("return redis.call('get', {})", &[], &[]),
+        eval("return redis.call('eval', 'return 1', 0)", &[], &[]),
+        eval("return redis.call('blpop', 'x', 0)", &[], &[]),
+        eval("return redis.call('multi')", &[], &[]),
+        eval("return redis.call('ping')", &[], &[]),
+        eval("return redis.call('ping', 'hi')", &[], &[]),
+        eval("return redis.call('echo', 'hi')", &[], &[]),
+        eval("return redis.call('set', KEYS[1], 3.5)", &["num"], &[]),
+        eval("return redis.call('set', KEYS[1], 12345678901234567)", &["num"], &[]),
+        eval("return redis.call('get', KEYS[1])", &["num"], &[]),
+        eval("a = 5", &[], &[]),
+        eval("return a", &[], &[]),
+        eval("redis.call = nil", &[], &[]),
+        eval("string.x = 1", &[], &[]),
+        eval("rawset(_G, 'x', 1)", &[], &[]),
+        eval("error('boom')", &[], &[]),
+        eval("error({err='MY boom'})", &[], &[]),
+        eval("error()", &[], &[]),
+        eval("local t = nil; return t.x", &[], &[]),
+        eval("return 1 +", &[], &[]),
+        eval("syntax error here", &[], &[]),
+        eval("\nreturn redis.call('nosuch')", &[], &[]),
+        eval("return redis.setresp(4)", &[], &[]),
+        eval("return redis.set_repl(99)", &[], &[]),
+        eval("return redis.log(99, 'x')", &[], &[]),
+        eval("return redis.log(redis.LOG_WARNING)", &[], &[]),
+        eval("return redis.sha1hex()", &[], &[]),
+        eval("return redis.acl_check_cmd('nosuch')", &[], &[]),
+        cmd(&["EVAL", "return 1", "-1"]),
+        cmd(&["EVAL", "return 1", "2", "a"]),
+        cmd(&["EVAL", "return 1", "x"]),
+        cmd(&["EVAL", "return 1"]),
+        cmd(&["EVALSHA", "abc", "0"]),
+        cmd(&["EVALSHA", "0123456789012345678901234567890123456789", "0"]),
+    ];
+    // The distributed-lock unlock script, both outcomes, by EVALSHA too.
+    let unlock = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    cmds.push(cmd(&["SET", "lock:1", "token-a"]));
+    cmds.push(eval(unlock, &["lock:1"], &["token-b"]));
+    cmds.push(eval(unlock, &["lock:1"], &["token-a"]));
+    cmds.push(cmd(&["EXISTS", "lock:1"]));
+    cmds.push(cmd(&["SCRIPT", "LOAD", unlock]));
+    cmds.push(cmd(&["SET", "lock:2", "t"]));
+    same_replies(&cmds);
+}
+
+#[test]
+fn script_cache_read_only_runs_and_shebang_flags() {
+    let unlock = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    let sha = sha1(unlock);
+    let cmds = vec![
+        cmd(&["SCRIPT", "EXISTS", &sha, "ffffffffffffffffffffffffffffffffffffffff"]),
+        cmd(&["SCRIPT", "LOAD", unlock]),
+        cmd(&["SCRIPT", "EXISTS", &sha, &sha.to_uppercase()]),
+        cmd(&["SET", "lock", "me"]),
+        cmd(&["EVALSHA", &sha, "1", "lock", "you"]),
+        cmd(&["EVALSHA", &sha.to_uppercase(), "1", "lock", "me"]),
+        cmd(&["EVALSHA_RO", &sha, "1", "lock", "me"]),
+        cmd(&["SCRIPT", "FLUSH"]),
+        cmd(&["SCRIPT", "EXISTS", &sha]),
+        cmd(&["EVALSHA", &sha, "1", "lock", "me"]),
+        cmd(&["SCRIPT", "FLUSH", "ASYNC"]),
+        cmd(&["SCRIPT", "FLUSH", "SYNC"]),
+        cmd(&["SCRIPT", "FLUSH", "BAD"]),
+        cmd(&["SCRIPT", "LOAD", "return +"]),
+        cmd(&["SCRIPT", "HELP"]),
+        cmd(&["SCRIPT", "NOSUCH"]),
+        cmd(&["SCRIPT", "KILL"]),
+        cmd(&["SET", "k", "v"]),
+        cmd(&["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"]),
+        cmd(&["EVAL_RO", "return redis.call('set', KEYS[1], 'x')", "1", "k"]),
+        cmd(&["EVAL_RO", "return redis.call('del', KEYS[1])", "1", "k"]),
+        cmd(&["EVAL_RO", "return redis.pcall('set', KEYS[1], 'x')", "1", "k"]),
+        cmd(&["EVAL", "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'x')", "1", "k"]),
+        cmd(&["EVAL", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", "1", "k"]),
+        cmd(&["EVAL_RO", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", "1", "k"]),
+        cmd(&["EVAL_RO", "#!lua\nreturn 1", "0"]),
+        cmd(&["EVAL", "#!lua\nreturn redis.call('set', KEYS[1], 'y')", "1", "k"]),
+        cmd(&["EVAL", "#!lua flags=allow-oom,allow-stale,no-cluster,allow-cross-slot-keys\nreturn 1", "0"]),
+        cmd(&["EVAL", "#!lua flags=bogus\nreturn 1", "0"]),
+        cmd(&["EVAL", "#!lua name=x\nreturn 1", "0"]),
+        cmd(&["EVAL", "#!python\nreturn 1", "0"]),
+        cmd(&["EVAL", "#!lua", "0"]),
+        cmd(&["EVAL", "#!lua\nreturn redis.call('nosuch')", "0"]),
+        cmd(&["GET", "k"]),
+    ];
+    same_replies(&cmds);
+}
+
+/// The hex SHA-1 of a script, as SCRIPT LOAD names it (asked of redis-server).
+fn sha1(body: &str) -> String {
+    let redis = Server::redis(&[]);
+    let reply = redis.conn().send(&cmd(&["SCRIPT", "LOAD", body]));
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines().nth(1).unwrap_or_default().to_string()
+}
+
+/// A script's writes reach the keyspace atomically across shards, and propagate as
+/// the commands it ran: a replica (ferrokv) of a ferrokv master ends with the same data.
+#[test]
+fn scripts_over_several_shards_are_atomic_and_replicate_their_effects() {
+    let master = Server::ferrokv(&["--server-threads", "2"]);
+    let replica = Server::ferrokv(&["--server-threads", "2"]);
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    let port = master.port().to_string();
+    assert_eq!(r.send(&cmd(&["REPLICAOF", "127.0.0.1", &port])), b"+OK\r\n");
+    // Keys chosen to land on both shards; one script moves a value between them.
+    let keys: Vec<String> = (0..8).map(|i| format!("acct:{i}")).collect();
+    for k in &keys {
+        assert_eq!(m.send(&cmd(&["SET", k, "100"])), b"+OK\r\n");
+    }
+    let transfer = "local a = redis.call('decrby', KEYS[1], ARGV[1]) redis.call('incrby', KEYS[2], ARGV[1]) \
+                    redis.call('set', KEYS[3], 'last') return a";
+    for i in 0..40 {
+        let (a, b) = (&keys[i % 8], &keys[(i * 3 + 1) % 8]);
+        if a == b {
+            continue;
+        }
+        let reply = m.send(&eval(transfer, &[a, b, "log"], &["7"]));
+        assert_eq!(reply[0], b':', "{}", show(&reply));
+    }
+    // No declared keys: every shard's lock; the undeclared key is reachable.
+    assert_eq!(m.send(&eval("return redis.call('incr', 'undeclared')", &[], &[])), b":1\r\n");
+    // Declared keys: an undeclared key elsewhere is refused, not silently misplaced.
+    let total = "local s = 0 for _, k in ipairs(KEYS) do s = s + tonumber(redis.call('get', k)) end return s";
+    let mut all: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+    assert_eq!(m.send(&eval(total, &all, &[])), b":800\r\n");
+    all.clear();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let want = m.send(&cmd(&[
+            "MGET",
+            "acct:0",
+            "acct:1",
+            "acct:2",
+            "acct:3",
+            "acct:4",
+            "acct:5",
+            "acct:6",
+            "acct:7",
+            "log",
+            "undeclared",
+        ]));
+        let got = r.send(&cmd(&[
+            "MGET",
+            "acct:0",
+            "acct:1",
+            "acct:2",
+            "acct:3",
+            "acct:4",
+            "acct:5",
+            "acct:6",
+            "acct:7",
+            "log",
+            "undeclared",
+        ]));
+        if want == got {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica differs:\n{}\n{}", show(&want), show(&got));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
