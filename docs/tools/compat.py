@@ -40,7 +40,7 @@ NOTES = {
     "config": "GET, SET, RESETSTAT, HELP; no REWRITE",
     "command": "INFO, DOCS, LIST, COUNT, GETKEYS, GETKEYSANDFLAGS as Redis for the commands ferrokv has (diffed in tests/command_table.rs)",
     "info": "sections server, clients, memory, persistence, stats, replication, cpu, cluster, keyspace; only the fields ferrokv tracks",
-    "shutdown": "saves dump.rdb first when save points are set or SAVE is given (not with NOSAVE); a failed save keeps the server up unless FORCE; ABORT answers that no shutdown is in progress",
+    "shutdown": "saves dump.rdb first when save points are set or SAVE is given (not with NOSAVE); a failed save keeps the server up unless FORCE (also on SIGTERM); flags and their illegal combinations as Redis 7.0; the node does not wait for lagging replicas before exiting (`shutdown-timeout` has no effect), so there is never a shutdown in progress and ABORT answers so",
     "hello": "reports server `redis`, version 7.0.15 for client compatibility",
     "scan": "the cursor is the next hash slot: each call returns whole slots, so COUNT is a hint (as in Redis)",
     "object": "OBJECT FREQ needs an LFU policy; no maxmemory-policy exists yet, so it always answers the LFU error",

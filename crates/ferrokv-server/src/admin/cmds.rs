@@ -957,21 +957,42 @@ fn write_value(r: &mut ReplyBuf, v: &ferrokv_resp::Value) {
 /// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]: saves first when save points are
 /// set (or SAVE is given, and never with NOSAVE); a failed save keeps the server up
 /// unless FORCE.
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: flags in any order, as Redis 7.0 parses
+/// them. NOW and FORCE change nothing here beyond FORCE's exit after a failed save: the
+/// node does not wait for lagging replicas before exiting (`shutdown-timeout`), so there
+/// is never a shutdown in progress to abort.
 fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
-    let (mut save, mut force) = (None, false);
+    let (mut nosave, mut save, mut now, mut force, mut abort) = (false, false, false, false, false);
     for a in args.iter().skip(1) {
-        if eq_ic(a, "abort") {
-            return c.error("ERR No shutdown in progress.");
-        } else if eq_ic(a, "nosave") {
-            save = Some(false);
+        let flag = if eq_ic(a, "nosave") {
+            &mut nosave
         } else if eq_ic(a, "save") {
-            save = Some(true);
+            &mut save
+        } else if eq_ic(a, "now") {
+            &mut now
         } else if eq_ic(a, "force") {
-            force = true;
-        } else if !eq_ic(a, "now") {
+            &mut force
+        } else if eq_ic(a, "abort") {
+            &mut abort
+        } else {
             return c.error(ERR_SYNTAX);
-        }
+        };
+        *flag = true;
     }
+    // Redis's illegal combinations.
+    if (abort && (nosave || save || now || force)) || (nosave && save) {
+        return c.error(ERR_SYNTAX);
+    }
+    if abort {
+        return c.error("ERR No shutdown in progress.");
+    }
+    let save = if nosave {
+        Some(false)
+    } else if save {
+        Some(true)
+    } else {
+        None
+    };
     tracing::warn!("User requested shutdown...");
     if let Err(e) = crate::persist::save_on_shutdown(core.node, save) {
         tracing::warn!("{e}");
