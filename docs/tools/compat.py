@@ -37,7 +37,7 @@ NOTES = {
     "copy": "`DB` option: db 0 only",
     "client": "ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT, HELP; other subcommands answer `unknown subcommand`",
     "client|list": "fields qbuf-free, argv-mem, multi-mem, tot-mem report 0",
-    "config": "GET, SET, RESETSTAT, HELP; no REWRITE",
+    "config": "GET, SET, RESETSTAT, REWRITE, HELP; REWRITE writes no `user` line (no ACL users)",
     "command": "INFO, DOCS, LIST, COUNT, GETKEYS, GETKEYSANDFLAGS as Redis for the commands ferrokv has (diffed in tests/command_table.rs)",
     "info": "sections server, clients, memory, persistence, stats, replication, cpu, cluster, keyspace; only the fields ferrokv tracks",
     "shutdown": "saves dump.rdb first when save points are set or SAVE is given (not with NOSAVE); a failed save keeps the server up unless FORCE (also on SIGTERM); flags and their illegal combinations as Redis 7.0; the node does not wait for lagging replicas before exiting (`shutdown-timeout` has no effect), so there is never a shutdown in progress and ABORT answers so",

@@ -67,6 +67,13 @@ pub const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
         &["admin", "noscript", "loading", "stale"],
         &["@admin", "@slow", "@dangerous"],
     ),
+    srv(
+        ServerCmd::Config,
+        "config|rewrite",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
     srv(ServerCmd::Config, "config|help", 2, &["loading", "stale"], &["@slow"]),
 ];
 

@@ -552,7 +552,8 @@ fn client_kill(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
 }
 
-/// CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...] | CONFIG RESETSTAT
+/// CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...] | CONFIG RESETSTAT |
+/// CONFIG REWRITE | CONFIG HELP
 fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     let sub = args.get(1);
     if eq_ic(sub, "get") {
@@ -629,12 +630,33 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         core.node.total_connections.store(0, Ordering::Relaxed);
         core.node.rejected_connections.store(0, Ordering::Relaxed);
         c.reply(|r| r.ok());
+    } else if eq_ic(sub, "rewrite") {
+        // Under the configuration's read lock: no CONFIG SET changes it meanwhile, and
+        // two rewrites do not interleave their files (each writes its own temp file).
+        let cfg = core.node.config();
+        match config::rewrite::rewrite_file(&cfg) {
+            Ok(()) => c.reply(|r| r.ok()),
+            Err(e) => c.error(&e),
+        }
     } else if eq_ic(sub, "help") {
         c.reply(|r| {
-            r.array(3);
-            r.simple("CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
-            r.simple("GET <pattern>, SET <directive> <value>, RESETSTAT");
-            r.simple("HELP");
+            let lines = [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
+                "HELP",
+                "    Prints this help.",
+            ];
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
         });
     } else {
         c.error(&format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", printable(sub, 128)));

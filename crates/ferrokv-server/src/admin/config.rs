@@ -15,6 +15,8 @@ use std::fmt;
 
 #[path = "lacking.rs"]
 mod lacking;
+#[path = "rewrite.rs"]
+pub mod rewrite;
 pub use lacking::{Lacking, LACKING};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1101,8 +1103,7 @@ acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-
     /// its directives leave lacking.rs).
     #[test]
     fn implemented_and_lacking_are_disjoint() {
-        let both: Vec<&str> =
-            OPTIONS.iter().map(|o| o.name).filter(|n| LACKING.iter().any(|l| l.name == *n)).collect();
+        let both: Vec<&str> = OPTIONS.iter().map(|o| o.name).filter(|n| LACKING.iter().any(|l| l.name == *n)).collect();
         assert!(both.is_empty(), "{both:?}");
     }
 
