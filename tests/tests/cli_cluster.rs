@@ -92,10 +92,17 @@ fn slots_of(node: &Server) -> usize {
         .sum()
 }
 
+/// DBSIZE, waiting (bounded) while the node loads a full sync.
 fn dbsize(node: &Server) -> i64 {
-    match node.conn().call(&["DBSIZE"]) {
-        Reply::Int(n) => n,
-        other => panic!("DBSIZE: {other:?}"),
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match node.conn().call(&["DBSIZE"]) {
+            Reply::Int(n) => return n,
+            Reply::Error(e) if e.starts_with(b"LOADING") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("DBSIZE: {other:?}"),
+        }
     }
 }
 
@@ -434,7 +441,12 @@ fn add_node_rebalance_del_node() {
     cli_ok(&["cluster", "rebalance", &six[0].addr(), "--weight", &weight]);
     traffic.finish(port);
     assert_eq!(slots_of(&new_master), 0);
-    assert_eq!(dbsize(&new_master), 0);
+    // The keys of slots a node gave away are deleted in the background; a master left
+    // without slots becomes a replica of the one that took its last slots (as in
+    // Redis) and then holds that master's keys.
+    wait_until("the emptied master drops its keys or follows", Duration::from_secs(10), || {
+        text(&new_master, &["ROLE"]).contains("slave") || dbsize(&new_master) == 0
+    });
     clean(&six[1]);
     check_fixed(port);
 
@@ -601,6 +613,7 @@ fn reshard_a_redis_server_cluster() {
     }
 }
 
+/// (Legacy MIGRATE, slot by slot: whole-slot migration tasks are canceled as a whole.)
 #[test]
 fn ctrl_c_during_a_reshard_leaves_no_open_slot() {
     let nodes = six_node_cluster();
@@ -612,7 +625,7 @@ fn ctrl_c_during_a_reshard_leaves_no_open_slot() {
     // Batches of one key: the reshard of every slot of `a` takes a while.
     let child = Command::new(ferrokv_cli())
         .args(["cluster", "reshard", &a.addr(), "--from", &myid(a), "--to", &myid(b)])
-        .args(["--slots", &slots_a.to_string(), "--yes", "--pipeline", "1", "--json"])
+        .args(["--slots", &slots_a.to_string(), "--yes", "--pipeline", "1", "--json", "--legacy"])
         .stdout(std::process::Stdio::piped())
         // The plan alone (a line per slot) would fill a pipe nobody reads yet.
         .stderr(std::process::Stdio::null())

@@ -154,6 +154,10 @@ struct MoveFlags {
     /// Print a JSON summary on stdout (the human output goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Move keys with MIGRATE, slot by slot, even between ferrokv nodes (which otherwise
+    /// use whole-slot migration: CLUSTER MIGRATION IMPORT).
+    #[arg(long)]
+    legacy: bool,
 }
 
 impl MoveFlags {
@@ -165,6 +169,7 @@ impl MoveFlags {
             yes: self.yes || cli.yes,
             dry_run: self.dry_run,
             json: self.json,
+            legacy: self.legacy,
         }
     }
 }

@@ -381,7 +381,7 @@ impl ClusterState {
                 for &s in slots {
                     bitmap.insert(s);
                 }
-                self.apply_update(n, config_epoch, &bitmap);
+                self.apply_handoff(n, config_epoch, &bitmap);
                 return Ok(Reply::Ok);
             }
             SlotMigrationOp::Importing(raw) => {

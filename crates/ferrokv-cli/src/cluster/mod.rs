@@ -31,6 +31,7 @@ macro_rules! say_part {
     }};
 }
 
+pub mod importer;
 pub mod membership;
 pub mod mover;
 pub mod nodes;

@@ -9,6 +9,7 @@
 
 use std::io::{self, BufRead};
 
+use super::importer;
 use super::mover::{Interrupt, MoveOptions, Outcome, Progress};
 use super::plan::{self, Holder, Rebalance};
 use super::{confirm, human_to_stderr, json_str, Cluster};
@@ -23,6 +24,8 @@ pub struct MoveArgs {
     pub yes: bool,
     pub dry_run: bool,
     pub json: bool,
+    /// Move keys with MIGRATE even when every master could do whole-slot migration.
+    pub legacy: bool,
 }
 
 impl MoveArgs {
@@ -67,9 +70,22 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Carries out `moves`, one progress bar for all; stops between slots on Ctrl-C.
+    /// Carries out `moves`: as whole-slot migration tasks when every master is ferrokv
+    /// (unless `--legacy`), else slot by slot with MIGRATE, one progress bar for all;
+    /// stops between slots on Ctrl-C.
     fn run_moves(&mut self, moves: &[Move], args: &MoveArgs, label: &str, quiet: bool) -> Result<Done, String> {
         let interrupt = Interrupt::install();
+        if !args.legacy && self.whole_slot_capable() {
+            let mut transfers: Vec<importer::Transfer> = Vec::new();
+            for m in moves {
+                match transfers.iter_mut().find(|t| t.from == m.from && t.to == m.to) {
+                    Some(t) => t.slots.push(m.slot),
+                    None => transfers.push(importer::Transfer { from: m.from, to: m.to, slots: vec![m.slot] }),
+                }
+            }
+            let done = self.run_imports(transfers, label, &interrupt)?;
+            return Ok(Done { slots: done.slots, keys: done.keys, interrupted: done.interrupted });
+        }
         let opts = args.options();
         let mut progress = Progress::new(moves.len(), label);
         let mut done = Done { slots: 0, keys: 0, interrupted: false };

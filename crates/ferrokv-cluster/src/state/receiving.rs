@@ -194,6 +194,17 @@ impl ClusterState {
         }
     }
 
+    /// A whole-slot migration's handoff: `n` claimed `slots` at `config_epoch`. As an
+    /// UPDATE, but the slots are rebound even when gossip already brought that epoch.
+    pub(crate) fn apply_handoff(&mut self, n: Idx, config_epoch: u64, slots: &SlotBitmap) {
+        if self.node(n).config_epoch < config_epoch {
+            self.apply_update(n, config_epoch, slots);
+        } else {
+            let epoch = self.node(n).config_epoch;
+            self.update_slots_config_with(n, epoch, slots);
+        }
+    }
+
     /// An UPDATE's effect: `n` owns `slots` at `config_epoch`, if that is newer than
     /// what we know of `n` (also a whole-slot migration's handoff, told directly).
     pub(crate) fn apply_update(&mut self, n: Idx, config_epoch: u64, slots: &SlotBitmap) {

@@ -286,11 +286,17 @@ impl Bus {
     fn feed(self: &Rc<Self>, input: Input) -> Option<Result<Reply, String>> {
         let outputs = self.state.borrow_mut().handle(unix_ms(), input);
         let mut reply = None;
+        let mut lost = Vec::new();
         for o in outputs {
             match o {
                 Output::Reply(r) => reply = Some(r),
+                // Trimmed only once the view that took the slots away is published.
+                Output::DeleteKeysInSlots(slots) => lost.extend(slots),
                 o => self.carry_out(o),
             }
+        }
+        if !lost.is_empty() {
+            crate::slot_migration::schedule_trim(self.node, &lost);
         }
         reply
     }

@@ -135,6 +135,17 @@ impl ShardCore {
                 }
             }
         }
+        // A key of a slot this node lost (its keys may be half trimmed): redirect.
+        let sm = &self.node.slot_migration;
+        let lost = sm.has_lost().then(|| crate::slot_migration::write_slot(spec, args)).flatten();
+        if let Some(slot) = lost.filter(|&s| sm.slot_lost(s)) {
+            let view = self.cluster_view_ref();
+            let owner = view.slot_owner_index(slot).map(|o| &view.nodes[o]);
+            return Some(match owner {
+                Some(n) => format!("MOVED {slot} {}:{}", n.ip, n.port),
+                None => "CLUSTERDOWN Hash slot not served".into(),
+            });
+        }
         let view = self.cluster_view_ref();
         if view.migrating.is_empty() {
             return None;

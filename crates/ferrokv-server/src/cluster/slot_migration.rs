@@ -66,12 +66,30 @@ use std::time::{Duration, Instant};
 
 /// Node-wide state: the export this node serves as a source, the pause on its slots,
 /// and the import tasks it runs as a target.
-#[derive(Default)]
 pub struct SlotMigration {
     pausing: AtomicBool,
     export: Mutex<Option<Export>>,
     tasks: Mutex<Vec<Arc<Task>>>,
     next_id: AtomicU64,
+    /// Slots this node lost while holding keys of them, until it owns or imports them
+    /// again: a command that reaches their keys late (routed by an older view, or
+    /// forwarded from another shard) is redirected, never answered from a keyspace
+    /// that is being trimmed. Bits are set and cleared on the bus's thread.
+    lost: Box<[AtomicU64]>,
+    any_lost: AtomicBool,
+}
+
+impl Default for SlotMigration {
+    fn default() -> Self {
+        SlotMigration {
+            pausing: AtomicBool::new(false),
+            export: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            lost: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
+            any_lost: AtomicBool::new(false),
+        }
+    }
 }
 
 struct Export {
@@ -122,6 +140,19 @@ impl SlotMigration {
         lock(&self.export).as_ref().is_some_and(|e| e.paused[slot as usize / 64] & (1 << (slot % 64)) != 0)
     }
 
+    /// Whether some slot is marked lost (then [`slot_lost`](Self::slot_lost) is worth asking).
+    #[inline]
+    pub fn has_lost(&self) -> bool {
+        self.any_lost.load(Ordering::Acquire)
+    }
+
+    /// Whether `slot` is one this node lost and has not regained (see `lost`).
+    #[inline]
+    pub fn slot_lost(&self, slot: u16) -> bool {
+        self.any_lost.load(Ordering::Acquire)
+            && self.lost[slot as usize / 64].load(Ordering::Acquire) & (1 << (slot % 64)) != 0
+    }
+
     fn stop_export(&self, node: &Node) {
         let e = lock(&self.export).take();
         self.pausing.store(false, Ordering::Release);
@@ -154,7 +185,7 @@ impl SlotMigration {
     }
 }
 
-/// The slot of a write command's keys (cluster mode: one slot), for the pause check.
+/// The slot of a command's first key (cluster mode: all its keys share it).
 pub fn write_slot(spec: &ferrokv_commands::CommandSpec, args: &Args) -> Option<u16> {
     let mut idx = Vec::new();
     spec.key_indexes(args, &mut idx);
@@ -801,8 +832,16 @@ fn undo(_node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) 
 /// Keys deleted per shard per loop iteration.
 const TRIM_BATCH: usize = 512;
 
-/// Queues the keys of `slots` for deletion on their shards.
+/// Queues the keys of `slots` for deletion on their shards (after the view that took
+/// them away is published).
 pub fn schedule_trim(node: &Node, slots: &[u16]) {
+    let sm = &node.slot_migration;
+    for &s in slots {
+        sm.lost[s as usize / 64].fetch_or(1 << (s % 64), Ordering::AcqRel);
+    }
+    if !slots.is_empty() {
+        sm.any_lost.store(true, Ordering::Release);
+    }
     for &s in slots {
         let shard = &node.shards[node.shard_of_slot(s)];
         let mut list = lock(&shard.trim);
@@ -820,18 +859,35 @@ pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
         return false;
     }
     let mut list = lock(&sh.trim);
-    if let Some(&slot) = list.last() {
-        if delete_batch(node, shard, slot) == 0 {
-            list.pop();
+    // Small slots are finished several to a step, up to about a batch of keys.
+    let mut budget = TRIM_BATCH;
+    while let Some(&slot) = list.last() {
+        let before = node.lock_db(shard).slot_len(slot);
+        if delete_batch(node, shard, slot) != 0 {
+            break;
+        }
+        list.pop();
+        budget = budget.saturating_sub(before.max(1));
+        if budget == 0 {
+            break;
         }
     }
     sh.trimming.store(!list.is_empty(), Ordering::Release);
     !list.is_empty()
 }
 
-/// Trims now, whole, each of `slots` still queued (the bus gives them back).
+/// Trims now, whole, each of `slots` still queued, and forgets that they were lost
+/// (the bus gives them back, before the view saying so is published).
 pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
+    let sm = &node.slot_migration;
+    if !sm.any_lost.load(Ordering::Acquire) {
+        return;
+    }
     for s in slots {
+        if !sm.slot_lost(s) {
+            continue;
+        }
+        sm.lost[s as usize / 64].fetch_and(!(1 << (s % 64)), Ordering::AcqRel);
         let shard = node.shard_of_slot(s);
         let sh = &node.shards[shard];
         if !sh.trimming.load(Ordering::Acquire) {
