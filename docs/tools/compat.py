@@ -94,7 +94,6 @@ OPTION_NOTES = {
     "client-output-buffer-limit": "the `replica` class is enforced on replicas and `pubsub` on subscribed clients; `normal` is accepted and shown",
     "databases": "1 only (the default here): db 0 is served, a larger value is refused at start-up",
     "syslog-enabled": "lines go to syslog as Redis's (not covered by a test: no syslog daemon in CI)",
-    "oom-score-adj": "set at start and by CONFIG SET for the role then; not changed again when the role changes",
     "protected-mode": "accepted, no effect (bind defaults to loopback)",
     "dir": "the working directory",
     "server-threads": "ferrokv only: shard threads (default: one per CPU of the affinity mask)",

@@ -290,8 +290,8 @@ fn read_proc(pid: u32, what: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default()
 }
 
-/// `set-proc-title` with Debian's template, `oom-score-adj` (at start and by CONFIG SET,
-/// back to the original with `no`), `tcp-backlog`, `disable-thp`.
+/// `set-proc-title` with Debian's template, `oom-score-adj` (at start, on a role change
+/// and by CONFIG SET, back to the original with `no`), `tcp-backlog`, `disable-thp`.
 #[test]
 fn proc_title_oom_score_backlog_and_thp() {
     let base = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse::<i64>().unwrap();
@@ -311,6 +311,12 @@ fn proc_title_oom_score_backlog_and_thp() {
     assert_eq!(cmdline.trim(), expected);
     assert_eq!(read_proc(pid, "oom_score_adj").trim(), "11");
     let mut c = server.conn();
+    // A replica takes the second value, a master the first again.
+    let dead = free_port().to_string();
+    assert_eq!(c.send(&["REPLICAOF", "127.0.0.1", &dead]), b"+OK\r\n");
+    assert_eq!(read_proc(pid, "oom_score_adj").trim(), "22");
+    assert_eq!(c.send(&["REPLICAOF", "NO", "ONE"]), b"+OK\r\n");
+    assert_eq!(read_proc(pid, "oom_score_adj").trim(), "11");
     assert_eq!(c.send(&["CONFIG", "SET", "oom-score-adj-values", "12 22 33"]), b"+OK\r\n");
     assert_eq!(read_proc(pid, "oom_score_adj").trim(), "12");
     assert_eq!(c.send(&["CONFIG", "SET", "oom-score-adj", "relative"]), b"+OK\r\n");

@@ -580,7 +580,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         // One owner of the live configuration: the write lock is held from reading the
         // current values to storing the new ones, so two shards' CONFIG SETs apply one
         // after the other and neither loses the other's change.
-        // (oom-score-adj depends on the role; the replication lock comes before this one.)
+        // (oom-score-adj depends on the role.)
         let replica = crate::repl::is_replica(core.node);
         let mut live = core.node.config.write().unwrap_or_else(|p| p.into_inner());
         let mut cfg = live.clone();

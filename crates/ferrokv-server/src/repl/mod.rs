@@ -371,10 +371,9 @@ pub fn info(node: &Node, o: &mut String) {
 }
 
 /// ROLE.
-/// Whether this node follows a master (takes the replication lock: not under the
-/// configuration's lock, which INFO takes after this one).
+/// Whether this node follows a master.
 pub fn is_replica(node: &Node) -> bool {
-    lock(&node.repl.st).link.is_some()
+    node.repl.is_replica.load(Ordering::Acquire)
 }
 
 pub fn role(node: &Node, c: &mut crate::conn::Conn) {

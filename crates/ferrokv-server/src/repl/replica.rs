@@ -169,6 +169,8 @@ pub fn follow(
     };
     if !node.repl.is_replica.swap(true, Ordering::AcqRel) {
         set_expiry(node, Expiry::HideOnRead);
+        // As Redis's replicationSetMaster: the replica's oom score.
+        let _ = crate::process::set_oom_score_adj(&node.config(), true);
     }
     tracing::info!("Connecting to MASTER {host}:{port}");
     tracing::info!("REPLICAOF {host}:{port} enabled (user request from '{who}')");
@@ -208,6 +210,7 @@ pub fn promote(node: &Node) {
     }
     node.repl.is_replica.store(false, Ordering::Release);
     node.repl.on.store(true, Ordering::Release);
+    let _ = crate::process::set_oom_score_adj(&node.config(), false);
     let all: Vec<ShardId> = (0..node.shard_count()).collect();
     for (_, mut db) in node.lock_dbs(&all) {
         db.expiry = Expiry::Delete;
