@@ -46,20 +46,23 @@ use client::ClientConfig;
 use conn::{Endpoint, Handshake};
 use output::Mode;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ferrokv-cli",
-    version,
-    about = "Client and cluster admin for ferrokv and Redis",
-    disable_help_flag = true,
-    after_help = "Cluster admin:\n  ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]\n  \
+/// The cluster admin commands, for `--help` and `cluster --help`.
+const CLUSTER_USAGE: &str = "Cluster admin:\n  ferrokv-cli cluster create HOST:PORT... [--replicas N] [--yes]\n  \
                   ferrokv-cli cluster check|info|fix HOST:PORT\n  \
                   ferrokv-cli cluster reshard|rebalance HOST:PORT [options]\n  \
                   ferrokv-cli cluster add-node NEW_HOST:PORT EXISTING_HOST:PORT [--slave] [--master-id ID]\n  \
                   ferrokv-cli cluster del-node HOST:PORT NODE_ID\n  \
                   ferrokv-cli cluster import HOST:PORT --from HOST:PORT [--copy] [--replace]\n  \
                   ferrokv-cli cluster failover HOST:PORT [--force|--takeover]\n\
-                  (ferrokv-cli cluster SUBCOMMAND --help for each one's options)"
+                  (ferrokv-cli cluster SUBCOMMAND --help for each one's options)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrokv-cli",
+    version,
+    about = "Client and cluster admin for ferrokv and Redis",
+    disable_help_flag = true,
+    after_help = CLUSTER_USAGE
 )]
 struct Cli {
     /// Server hostname.
@@ -295,14 +298,20 @@ fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
     if !first.eq_ignore_ascii_case("cluster") {
         return None;
     }
+    // `cluster --help` and `cluster SUB --help` are ours, never "--help" sent to a server.
+    let asks_help = |a: &String| a == "--help" || a == "-h";
     match sub.as_str() {
+        "--help" | "-h" => Some(("help".into(), Vec::new())),
         "create" | "check" | "reshard" | "rebalance" | "add-node" | "del-node" | "fix" | "import" => {
             Some((sub, rest[1..].to_vec()))
         }
         // CLUSTER INFO the server command takes no argument.
         "info" if rest.len() > 1 => Some((sub, rest[1..].to_vec())),
         // CLUSTER FAILOVER [FORCE|TAKEOVER] is the server command: the admin one names a node.
-        "failover" if rest.get(1).is_some_and(|a| Endpoint::parse(a).is_some()) => Some((sub, rest[1..].to_vec())),
+        "failover" if rest.get(1).is_some_and(|a| Endpoint::parse(a).is_some() || asks_help(a)) => {
+            Some((sub, rest[1..].to_vec()))
+        }
+        "info" if rest.get(1).is_some_and(asks_help) => Some((sub, rest[1..].to_vec())),
         _ => None,
     }
 }
@@ -310,6 +319,10 @@ fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
 fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> Result<(), String> {
     let usage = |e: clap::Error| e.to_string().trim_end().to_string();
     match sub {
+        "help" => {
+            println!("{CLUSTER_USAGE}");
+            Ok(())
+        }
         "create" => {
             let a = CreateArgs::try_parse_from(args).map_err(usage)?;
             let options =
@@ -467,6 +480,12 @@ mod tests {
         assert_eq!(admin(&["cluster", "failover", "FORCE"]), None);
         assert_eq!(admin(&["cluster", "failover", "h:1"]), Some(("failover".into(), vec!["h:1".into()])));
         assert_eq!(admin(&["cluster", "reshard", "h:1"]), Some(("reshard".into(), vec!["h:1".into()])));
+        // Help is ours, never "--help" sent to a server.
+        assert_eq!(admin(&["cluster", "--help"]), Some(("help".into(), vec![])));
+        assert_eq!(admin(&["cluster", "-h"]), Some(("help".into(), vec![])));
+        assert_eq!(admin(&["cluster", "failover", "--help"]), Some(("failover".into(), vec!["--help".into()])));
+        assert_eq!(admin(&["cluster", "info", "-h"]), Some(("info".into(), vec!["-h".into()])));
+        assert_eq!(admin(&["cluster", "help"]), None, "CLUSTER HELP is the server's");
     }
 
     #[test]
