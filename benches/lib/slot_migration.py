@@ -348,7 +348,7 @@ def main():
     ap.add_argument("--redis", default="redis-server")
     ap.add_argument("--only", choices=["ferrokv", "redis"])
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="ferrokv-slotmig.", dir=args.workdir if hasattr(args, "workdir") else None)
+    work = tempfile.mkdtemp(prefix="ferrokv-slotmig.")
     results = {"ferrokv": [], "redis": []}
     try:
         for run in range(args.runs):

@@ -9,7 +9,7 @@
 //!    task id. The thread opens two client connections: one to O, one to T itself.
 //! 2. On T: `CLUSTER SETSLOT s IMPORTING O` for every slot (so T accepts the restores
 //!    with ASKING; clients are still sent to O).
-//! 3. Per slot: `MIGRATION-SYNC <id> BEGIN s` on O serialises every key of the slot
+//! 3. Per group of slots: `MIGRATION-SYNC <id> BEGIN s...` on O serialises every key of a slot
 //!    under its shard's keyspace lock (a consistent snapshot of that slot) and starts
 //!    capturing the slot's changes at that same instant (`Db::capture_start`). T applies
 //!    each key as `RESTORE-ASKING key <abs-ms> payload REPLACE ABSTTL` through its own
@@ -386,14 +386,19 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
     let now = crate::node::unix_ms();
     let view = core.cluster_view();
     let mine = |e: &Option<Export>| e.as_ref().is_some_and(|e| e.id == id);
-    if eq_ic(op, "begin") && args.len() == 5 {
-        let Some(slot) = ferrokv_cluster::parse_slot(args.get(4)) else {
-            c.error("ERR Invalid slot");
-            return Flow::Done;
-        };
-        if view.slot_owner_index(slot) != Some(view.myself) {
-            c.error(&format!("ERR I'm not the owner of hash slot {slot}"));
-            return Flow::Done;
+    if eq_ic(op, "begin") && args.len() >= 5 {
+        // BEGIN <slot> [<slot> ...]: each slot cut under its own shard's lock.
+        let mut slots = Vec::with_capacity(args.len() - 4);
+        for i in 4..args.len() {
+            let Some(slot) = ferrokv_cluster::parse_slot(args.get(i)) else {
+                c.error("ERR Invalid slot");
+                return Flow::Done;
+            };
+            if view.slot_owner_index(slot) != Some(view.myself) {
+                c.error(&format!("ERR I'm not the owner of hash slot {slot}"));
+                return Flow::Done;
+            }
+            slots.push(slot);
         }
         {
             let mut e = lock(&sm.export);
@@ -407,13 +412,16 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
                 *e = Some(Export { id: id.clone(), slots: Vec::new(), paused: vec![0; SLOTS / 64], paused_at: 0 });
             }
             if let Some(x) = e.as_mut() {
-                x.slots.push(slot);
+                x.slots.extend(&slots);
             }
         }
-        let keys = held.with_db(node, node.shard_of_slot(slot), |db| {
-            db.capture_start(slot);
-            db.slot_dump(slot, now)
-        });
+        let mut keys = Vec::new();
+        for &slot in &slots {
+            keys.extend(held.with_db(node, node.shard_of_slot(slot), |db| {
+                db.capture_start(slot);
+                db.slot_dump(slot, now)
+            }));
+        }
         c.reply(|r| {
             r.array(keys.len() * 3);
             for (k, at, payload) in &keys {
@@ -532,6 +540,9 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
 }
 
 // ---- the target's task thread ----
+
+/// Slots per BEGIN: one round trip carries this many slots' snapshots.
+const SLOTS_PER_BEGIN: usize = 32;
 
 enum R {
     Simple,
@@ -652,17 +663,20 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         };
         me.call(&local(b"IMPORTING", true))?;
         set_state(&t, "snapshot");
-        for &s in &slots {
+        // Slots in groups: a round trip per group, not per slot.
+        for group in slots.chunks(SLOTS_PER_BEGIN) {
             if t.cancel.load(Ordering::Acquire) {
                 return Err("canceled".into());
             }
-            let R::Arr(items) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN", s.to_string().as_bytes()])?
-            else {
+            let names: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+            let mut begin: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN"];
+            begin.extend(names.iter().map(|s| s.as_bytes()));
+            let R::Arr(items) = src.call(&begin)? else {
                 return Err("bad BEGIN reply".into());
             };
             let n = apply_keys(&mut me, &items)?;
             let mut p = lock(&t.progress);
-            p.slots_done += 1;
+            p.slots_done += group.len();
             p.keys += n;
         }
         set_state(&t, "streaming");

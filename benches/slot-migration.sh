@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Whole-slot migration against redis-cli --cluster reshard: move half the slots (8192)
+# of a 3-master cluster to a new empty master.
+#
+# Each run starts 4 fresh nodes of one server on 127.0.0.1 (free ports, --save "",
+# --appendonly no, --cluster-node-timeout 5000, nothing pinned), creates a cluster of
+# 3 masters with `redis-cli --cluster create`, adds the 4th as an empty master with
+# `redis-cli --cluster add-node`, loads KEYS keys `key:%010d` with VALUE_SIZE-byte
+# values (pipelined to each slot's owner), then times the move:
+#   redis-server: `redis-cli --cluster reshard --cluster-from all --cluster-to <new>
+#                  --cluster-slots 8192 --cluster-yes` (MIGRATE, 10 keys a batch);
+#   ferrokv:      one `CLUSTER MIGRATION IMPORT` per source on the new master (the
+#                  first 8192/3 slots of each), polled with CLUSTER MIGRATION STATUS
+#                  until every task is completed.
+# With --under-load a client INCRs 2000 counters spread over all slots throughout,
+# follows MOVED/ASK/TRYAGAIN as a cluster client does, checks every reply, and reports
+# its errors, redirects and latency percentiles. Each run checks that all keys are
+# still there and that the new master owns 8192 slots.
+#
+# Usage: benches/slot-migration.sh [--keys N] [--value-size B] [--runs R] [--under-load]
+#                                  [--threads T] [--only ferrokv|redis] [--no-build]
+# Environment: FERROKV_SERVER, REDIS_SERVER override the binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=yes
+args=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=no ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) args+=("$a") ;;
+    esac
+done
+for tool in "${REDIS_SERVER:-redis-server}" redis-cli python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-server redis-tools python3)" >&2; exit 1; }
+done
+if [ "$build" = yes ] && [ -z "${FERROKV_SERVER:-}" ]; then
+    cargo build --release -q -p ferrokv-server
+fi
+ferrokv=${FERROKV_SERVER:-${CARGO_TARGET_DIR:-target}/release/ferrokv-server}
+[ -x "$ferrokv" ] || { echo "no ferrokv-server at $ferrokv" >&2; exit 1; }
+PYTHONPATH=benches/lib exec python3 benches/lib/slot_migration.py --ferrokv "$ferrokv" \
+    --redis "${REDIS_SERVER:-redis-server}" ${args[@]+"${args[@]}"}
