@@ -216,6 +216,7 @@ fn unixsocket_serves_redis_cli() {
     }
     let list = redis_cli(&["-s", path, "CLIENT", "LIST"]);
     assert!(list.contains(&format!("addr={path}:0 laddr={path}:0")), "{list}");
+    assert!(list.contains(" flags=U "), "{list}");
     assert_eq!(config_get(&mut c, "unixsocket"), path);
     assert_eq!(config_get(&mut c, "unixsocketperm"), "700");
     server.stop();

@@ -357,6 +357,20 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
 }
 
+/// CLIENT LIST's `flags=`, in Redis's order: S (replica), P (subscribed), x (in MULTI),
+/// U (on the Unix socket: its address is the socket's path); N when none.
+fn client_flags(replica: bool, subscribed: bool, multi: bool, unix: bool) -> String {
+    let mut f: String = [(replica, 'S'), (subscribed, 'P'), (multi, 'x'), (unix, 'U')]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect();
+    if f.is_empty() {
+        f.push('N');
+    }
+    f
+}
+
 fn client_line(m: &crate::node::ClientMeta) -> String {
     let now = unix_ms();
     let name = m.name.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
@@ -372,15 +386,7 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
         String::from_utf8_lossy(&name),
         m.created.elapsed().as_secs(),
         now.saturating_sub(m.last_ms.load(Ordering::Relaxed)) / 1000,
-        if m.replica.load(Ordering::Relaxed) {
-            "S"
-        } else if multi >= 0 {
-            "x"
-        } else if subscribed {
-            "P"
-        } else {
-            "N"
-        },
+        client_flags(m.replica.load(Ordering::Relaxed), subscribed, multi >= 0, m.addr.starts_with('/')),
         m.pubsub[0].load(Ordering::Relaxed),
         m.pubsub[1].load(Ordering::Relaxed),
         m.pubsub[2].load(Ordering::Relaxed),
