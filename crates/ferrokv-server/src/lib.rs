@@ -17,6 +17,8 @@ pub mod blocking;
 pub mod dispatch;
 #[path = "exec/inbound.rs"]
 pub mod inbound;
+#[path = "exec/maxmemory.rs"]
+pub mod maxmemory;
 #[path = "exec/msg.rs"]
 pub mod msg;
 // Cluster: redirects and CLUSTER commands on the request path, the bus's IO, MIGRATE.
@@ -204,6 +206,8 @@ pub fn run(args: Vec<String>) -> i32 {
     if supervisor == process::Supervisor::Systemd {
         process::systemd_notify("STATUS=Loading the dataset...\n");
     }
+    // Before loading, as Redis takes `used_memory_startup`.
+    memory::mark_startup();
     let loaded =
         if node.config().appendonly { aof::start(node, &limits, &owns) } else { persist::load(node, &limits, &owns) };
     if let Err(e) = loaded {

@@ -31,8 +31,9 @@ fn main() {
         // ferrokv speaks; `build=` names ferrokv's own.
         Some("-v" | "--version") => {
             println!(
-                "ferrokv-server v={} sha=00000000:0 malloc=libc bits=64 build=ferrokv-{}",
+                "ferrokv-server v={} sha=00000000:0 malloc={} bits=64 build=ferrokv-{}",
                 ferrokv_server::cmds::REDIS_VERSION,
+                ferrokv_server::memory::ALLOCATOR,
                 env!("CARGO_PKG_VERSION")
             );
             return;

@@ -123,6 +123,8 @@ pub struct Node {
     pub run_id: String,
     pub total_connections: AtomicU64,
     pub rejected_connections: AtomicU64,
+    /// Keys evicted by `maxmemory` (INFO's `evicted_keys`), added by whichever shard evicted.
+    pub evicted_keys: AtomicU64,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientMeta>>>,
     pub stat_reset_commands: AtomicU64,
     /// Ids of multi-shard units in the effects stream (see `ferrokv_store::effects`).
@@ -260,6 +262,7 @@ impl Node {
             run_id: random_hex(40),
             total_connections: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            evicted_keys: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             stat_reset_commands: AtomicU64::new(0),
             next_unit_id: AtomicU64::new(1),

@@ -26,7 +26,9 @@
 //! that commands make are signalled by the command through [`Db::touch`].
 
 pub mod capture;
+mod evict;
 mod snapshot;
+pub use evict::EvictBy;
 pub use snapshot::SnapshotStart;
 
 use crate::glob::{glob_match, pattern_slot};
@@ -565,6 +567,12 @@ impl Db {
         if node.entry.expire_at != 0 {
             self.slots[slot].expiring -= 1;
             self.expiring -= 1;
+        }
+        if self.len == 0 {
+            // The arena keeps freed nodes for reuse and never shrinks; once the last
+            // key is gone (DEL of everything, an eviction or expiry that emptied the
+            // shard) its chunks go back to the allocator.
+            self.arena.clear();
         }
         node
     }

@@ -319,7 +319,7 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     } else if eq_ic(sub, "kill") {
         client_kill(core, c, args);
     } else if eq_ic(sub, "no-evict") {
-        // Nothing is evicted yet (no maxmemory), so the flag has nothing to change.
+        // Clients are never evicted (no maxmemory-clients yet): the flag changes nothing.
         let v = args.get(2);
         if eq_ic(v, "on") || eq_ic(v, "off") {
             c.reply(|r| r.ok());
@@ -635,6 +635,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         }
         core.node.total_connections.store(0, Ordering::Relaxed);
         core.node.rejected_connections.store(0, Ordering::Relaxed);
+        core.node.evicted_keys.store(0, Ordering::Relaxed);
         c.reply(|r| r.ok());
     } else if eq_ic(sub, "rewrite") {
         // Under the configuration's read lock: no CONFIG SET changes it meanwhile, and

@@ -105,6 +105,13 @@ pub struct Config {
     pub busy_reply_threshold: u64,
     pub replica_ignore_maxmemory: bool,
     pub client_output_buffer_limit: String,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub maxmemory_samples: u64,
+    pub maxmemory_eviction_tenacity: u64,
+    pub lfu_log_factor: u64,
+    pub lfu_decay_time: u64,
+    pub lazyfree_lazy_eviction: bool,
     pub io_batch: u64,
     pub io_min_wait_us: u64,
     pub tcp_backlog: u64,
@@ -230,6 +237,13 @@ impl Default for Config {
             busy_reply_threshold: 5000,
             replica_ignore_maxmemory: true,
             client_output_buffer_limit: "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            maxmemory_samples: 5,
+            maxmemory_eviction_tenacity: 10,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            lazyfree_lazy_eviction: false,
             io_batch: 8,
             io_min_wait_us: 50,
             tcp_backlog: 511,
@@ -451,6 +465,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         get: |c| c.client_output_buffer_limit.clone(),
         set: |c, v| c.client_output_buffer_limit = merge_output_limits(&c.client_output_buffer_limit, v),
     },
+    opt!("maxmemory", Kind::Memory, true, maxmemory, mem),
+    opt!("maxmemory-policy", Kind::Enum(crate::maxmemory::POLICY_NAMES), true, maxmemory_policy, str),
+    opt!("maxmemory-samples", Kind::Int { min: 1, max: i32::MAX as i64 }, true, maxmemory_samples, int),
+    opt!("maxmemory-eviction-tenacity", Kind::Int { min: 0, max: 100 }, true, maxmemory_eviction_tenacity, int),
+    opt!("lfu-log-factor", Kind::Int { min: 0, max: i32::MAX as i64 }, true, lfu_log_factor, int),
+    opt!("lfu-decay-time", Kind::Int { min: 0, max: i32::MAX as i64 }, true, lfu_decay_time, int),
+    opt!("lazyfree-lazy-eviction", Kind::Bool, true, lazyfree_lazy_eviction, bool),
     opt!("io-batch", Kind::Int { min: 1, max: 1024 }, false, io_batch, int),
     opt!("io-min-wait-us", Kind::Int { min: 0, max: 1_000_000 }, false, io_min_wait_us, int),
     opt!("tcp-backlog", Kind::Int { min: 0, max: i32::MAX as i64 }, false, tcp_backlog, int),
@@ -1086,11 +1107,11 @@ acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-
     #[test]
     fn all_problems_at_once() {
         let mut c = Config::default();
-        let errors = apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory 5mb\n");
+        let errors = apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory-clients 5mb\n");
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("line 1") && errors[1].contains("line 2"), "{errors:?}");
         assert!(errors[2].contains("line 3") && errors[2].contains("TLS is not supported"), "{errors:?}");
-        assert!(errors[3].contains("line 6") && errors[3].contains("maxmemory"), "{errors:?}");
+        assert!(errors[3].contains("line 6") && errors[3].contains("maxmemory-clients"), "{errors:?}");
         assert_eq!(option("slowlog-max-len").unwrap().get(&c), "3");
         assert_eq!(option("tls-port").unwrap().get(&c), "0");
         assert_eq!(without_effect(&c), vec!["slowlog-max-len"]);

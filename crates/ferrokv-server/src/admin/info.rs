@@ -46,7 +46,7 @@ pub fn render(node: &Node, args: &Args) -> String {
         match *section {
             "server" => server(node, &mut out),
             "clients" => clients(node, &mut out),
-            "memory" => memory(&mut out),
+            "memory" => memory(node, &mut out),
             "persistence" => crate::persist::info(node, &mut out),
             "stats" => stats(node, &mut out),
             "replication" => replication(node, &mut out),
@@ -109,16 +109,59 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn memory(o: &mut String) {
-    let used = crate::memory::allocated();
-    let rss = crate::memory::rss();
-    // No maxmemory limit exists yet: Redis reports 0 for "none".
+/// Redis 7.0's INFO memory fields. What ferrokv has no counterpart for (Lua, functions,
+/// client buffers not measured yet, lazy freeing) reads 0; see docs/architecture.md
+/// "Memory".
+fn memory(node: &Node, o: &mut String) {
+    use crate::memory as m;
+    let used = m::allocated();
+    m::note_used(used);
+    let (rss, peak, startup) = (m::rss(), m::peak(), m::startup());
+    let backlog = crate::repl::backlog_bytes(node);
+    let overhead = startup + backlog;
+    let dataset = used.saturating_sub(overhead);
+    let a = m::allocator_stats();
+    let (maxmemory, policy, total) = {
+        let cfg = node.config();
+        (cfg.maxmemory, cfg.maxmemory_policy.clone(), m::total_system_memory())
+    };
+    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let _ = write!(
         o,
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n",
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
+used_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
+used_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\n\
+used_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
+total_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_vm_eval:0\r\n\
+used_memory_lua_human:0B\r\nused_memory_scripts_eval:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\n\
+number_of_libraries:0\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:0\r\nused_memory_vm_total_human:0B\r\n\
+used_memory_functions:0\r\nused_memory_scripts:0\r\nused_memory_scripts_human:0B\r\n\
+maxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\n\
+allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\n\
+rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
+mem_not_counted_for_evict:0\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
+mem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
+mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
         human(used),
         human(rss),
-        crate::memory::ALLOCATOR,
+        human(peak),
+        pct(used, peak),
+        pct(dataset, used.saturating_sub(startup)),
+        a.allocated,
+        a.active,
+        a.resident,
+        human(total),
+        human(maxmemory),
+        ratio(a.active, a.allocated),
+        a.active as i64 - a.allocated as i64,
+        ratio(a.resident, a.active),
+        a.resident as i64 - a.active as i64,
+        ratio(rss, a.resident),
+        rss as i64 - a.resident as i64,
+        ratio(rss, used),
+        rss as i64 - used as i64,
+        m::ALLOCATOR,
     );
 }
 
@@ -127,11 +170,12 @@ fn stats(node: &Node, o: &mut String) {
     let errors: u64 = error_counts(node).values().sum();
     let _ = write!(
         o,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\ntotal_error_replies:{errors}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_error_replies:{errors}\r\n",
         node.total_connections.load(Ordering::Relaxed),
         sum(|s| s.commands_processed.load(Ordering::Relaxed)),
         node.rejected_connections.load(Ordering::Relaxed),
         sum(|s| s.expired_keys.load(Ordering::Relaxed)),
+        node.evicted_keys.load(Ordering::Relaxed),
     );
     let r = &node.repl;
     let _ = write!(

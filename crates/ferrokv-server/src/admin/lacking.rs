@@ -82,26 +82,9 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("tls-session-caching", Kind::Bool, "yes"),
     no_effect!("tls-session-cache-size", INT, "20480"),
     no_effect!("tls-session-cache-timeout", INT, "300"),
-    // Memory limits: a node that ignored them would grow until the kernel kills it.
-    refused!("maxmemory", Kind::Memory, "0", Some("maxmemory (a memory limit with eviction)")),
+    // A memory limit for clients: a node that ignored it would grow until the kernel
+    // kills it.
     refused!("maxmemory-clients", Kind::Memory, "0", Some("maxmemory-clients (a memory limit for clients)")),
-    // Read only when maxmemory is set, which is refused above.
-    no_effect!(
-        "maxmemory-policy",
-        Kind::Enum(&[
-            "volatile-lru",
-            "volatile-lfu",
-            "volatile-random",
-            "volatile-ttl",
-            "allkeys-lru",
-            "allkeys-lfu",
-            "allkeys-random",
-            "noeviction"
-        ]),
-        "noeviction"
-    ),
-    no_effect!("maxmemory-samples", Kind::Int { min: 1, max: 64 }, "5"),
-    no_effect!("maxmemory-eviction-tenacity", PERCENT, "10"),
     // Events an application subscribes to and would wait for forever.
     refused!("notify-keyspace-events", Kind::Str, "", Some("keyspace notifications")),
     // Addresses clients or peers would be sent to.
@@ -149,13 +132,10 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("active-defrag-cycle-max", Kind::Int { min: 1, max: 99 }, "25"),
     no_effect!("active-defrag-max-scan-fields", INT, "1000"),
     no_effect!("active-expire-effort", Kind::Int { min: 1, max: 10 }, "1"),
-    no_effect!("lazyfree-lazy-eviction", Kind::Bool, "no"),
     no_effect!("lazyfree-lazy-expire", Kind::Bool, "no"),
     no_effect!("lazyfree-lazy-server-del", Kind::Bool, "no"),
     no_effect!("lazyfree-lazy-user-del", Kind::Bool, "no"),
     no_effect!("lazyfree-lazy-user-flush", Kind::Bool, "no"),
-    no_effect!("lfu-log-factor", INT, "10"),
-    no_effect!("lfu-decay-time", INT, "1"),
     no_effect!("dynamic-hz", Kind::Bool, "yes"),
     no_effect!("jemalloc-bg-thread", Kind::Bool, "yes"),
     no_effect!("io-threads", Kind::Int { min: 1, max: 128 }, "1", immutable),

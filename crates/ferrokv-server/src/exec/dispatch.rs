@@ -69,6 +69,8 @@ pub struct ShardCore {
     /// The cluster view version this shard's shard-channel subscriptions were last
     /// checked against (see `pubsub::drop_moved_shard_channels`).
     pub shard_channels_view: u64,
+    /// `maxmemory` and eviction (see `exec/maxmemory.rs`).
+    pub mem: crate::maxmemory::Limit,
 }
 
 /// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
@@ -125,6 +127,7 @@ impl ShardCore {
             overflowed: Vec::new(),
             pubsub_limits: Default::default(),
             shard_channels_view: 0,
+            mem: Default::default(),
         };
         core.refresh_config();
         core
@@ -146,8 +149,47 @@ impl ShardCore {
         self.replica_serve_stale_data = cfg.replica_serve_stale_data;
         self.pubsub_limits = cfg.output_limits("pubsub");
         ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
+        let m = &mut self.mem;
+        m.maxmemory = cfg.maxmemory;
+        m.policy = crate::maxmemory::Policy::parse(&cfg.maxmemory_policy);
+        m.samples = cfg.maxmemory_samples as usize;
+        m.tenacity = cfg.maxmemory_eviction_tenacity;
+        m.lazy = cfg.lazyfree_lazy_eviction;
+        m.replica_ignore = cfg.replica_ignore_maxmemory;
+        let (log_factor, decay) = (cfg.lfu_log_factor as u32, cfg.lfu_decay_time as u32);
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
+        // This shard's keyspace follows the policy: OBJECT FREQ/IDLETIME, the LFU
+        // counter's growth and decay, and whether small integers count as shared.
+        let policy = self.mem.policy;
+        let mut db = self.node.lock_db(self.id);
+        db.lfu_policy = policy.lfu();
+        db.lfu_log_factor = log_factor;
+        db.lfu_decay_time = decay;
+        db.shared_integers = !(self.mem.maxmemory != 0 && policy.needs_access_data());
+        drop(db);
+        self.mem.resync();
+    }
+
+    /// Redis's maxmemory check in `processCommand`: evicts while the node is over the
+    /// limit; if it stays over, refuses commands flagged `denyoom` (and an EXEC that
+    /// queued one), and anything but EXEC/DISCARD/QUIT/RESET inside MULTI.
+    fn oom_refusal(&mut self, c: &Conn, spec: &CommandSpec) -> Option<&'static str> {
+        let node = self.node;
+        let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
+            || node.repl.writes_paused(self.now_ms);
+        if self.mem.perform(node, exempt) == crate::maxmemory::State::Ok {
+            return None;
+        }
+        let is_exec = matches!(spec.handler, Handler::Server(ServerCmd::Exec));
+        let denyoom = spec.has(Flags::DENYOOM)
+            || (is_exec && c.multi().is_some_and(|m| m.queued.iter().any(|q| q.spec.has(Flags::DENYOOM))));
+        let in_multi = c.multi().is_some()
+            && !matches!(
+                spec.handler,
+                Handler::Server(ServerCmd::Exec | ServerCmd::Discard | ServerCmd::Quit | ServerCmd::Reset)
+            );
+        (denyoom || in_multi).then_some(OOM)
     }
 
     /// The current cluster view (cluster mode only).
@@ -312,6 +354,11 @@ impl ShardCore {
             c.asking = false;
             if let Some(e) = refused {
                 return self.reject(c, Some(id), e);
+            }
+        }
+        if self.mem.maybe_over() {
+            if let Some(e) = self.oom_refusal(c, spec) {
+                return self.reject_spec(c, spec, id, e.into());
             }
         }
         if self.node.persist.misconf.load(Ordering::Relaxed) && self.refused_by_disk_error(c, spec) {
@@ -867,6 +914,18 @@ impl ShardCore {
         }
     }
 
+    /// Eviction between commands: once per tick, while the node is over `maxmemory`.
+    pub fn evict_in_background(&mut self) {
+        if self.mem.maxmemory == 0 {
+            return;
+        }
+        self.mem.resync();
+        let node = self.node;
+        let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
+            || node.repl.writes_paused(self.now_ms);
+        self.mem.perform(node, exempt);
+    }
+
     /// Active expiry of this shard's keys within `budget`.
     pub fn active_expire(&mut self, budget: std::time::Duration) {
         let mut db = self.node.lock_db(self.id);
@@ -889,6 +948,9 @@ impl ShardCore {
         }
     }
 }
+
+/// Redis's `shared.oomerr`.
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 /// Redis's `shared.bgsaveerr`.
 const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. \

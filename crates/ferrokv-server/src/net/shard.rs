@@ -94,6 +94,9 @@ impl Shard {
         }
         loop {
             self.core.now_ms = unix_ms();
+            if self.core.mem.maxmemory != 0 {
+                self.core.mem.resync();
+            }
             let started = Instant::now();
             self.handle_completions();
             self.handle_messages();
@@ -629,6 +632,9 @@ impl Shard {
             self.flush_touched(touched);
         }
         self.deliver_pubsub();
+        // Eviction that ran out of time in a command goes on here (Redis's eviction
+        // time proc), so the node gets under the limit even when no command comes.
+        self.core.evict_in_background();
         if self.core.id == 0 {
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);

@@ -404,6 +404,12 @@ fn role_reply(node: &Node, r: &mut ferrokv_resp::ReplyBuf) {
     }
 }
 
+/// Bytes the replication stream holds: the backlog and what replicas have yet to read
+/// (INFO's `mem_replication_backlog`).
+pub fn backlog_bytes(node: &Node) -> u64 {
+    lock(&node.repl.st).buf.len() as u64
+}
+
 /// Effects must be logged while the AOF or a backlog consumes them.
 pub fn effects_wanted(node: &Node) -> bool {
     node.aof.on.load(Ordering::Acquire) || node.repl.on.load(Ordering::Acquire)

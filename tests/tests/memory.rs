@@ -1,0 +1,262 @@
+//! `maxmemory` and eviction with real processes: the -OOM refusals byte for byte as
+//! redis-server 7.0.15 gives them (noeviction, MULTI, EXEC), each policy evicting the
+//! right class of keys (volatile-* only keys with a TTL, allkeys-lru keeping the keys
+//! touched last), one node-wide limit on a two-shard node whose keys all live on one
+//! shard, and a replica that sees the evictions as DELs. Checks of which keys went
+//! run against redis-server too, so they test the test as well as ferrokv.
+
+use ferrokv_tests::resp::Reply;
+use ferrokv_tests::{Conn, Kind, Server};
+use std::time::{Duration, Instant};
+
+const OOM: &[u8] = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+fn info_field(c: &mut Conn, section: &str, name: &str) -> String {
+    let text = match c.call(&["INFO", section]) {
+        Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
+        other => panic!("INFO: {other:?}"),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+}
+
+fn used_memory(c: &mut Conn) -> u64 {
+    info_field(c, "memory", "used_memory").parse().unwrap()
+}
+
+fn evicted(c: &mut Conn) -> u64 {
+    info_field(c, "stats", "evicted_keys").parse().unwrap()
+}
+
+fn int(r: Reply) -> i64 {
+    match r {
+        Reply::Int(n) => n,
+        other => panic!("expected an integer: {other:?}"),
+    }
+}
+
+fn exists(c: &mut Conn, key: &str) -> bool {
+    int(c.call(&["EXISTS", key])) == 1
+}
+
+/// SETs `prefix:0..n` with `size`-byte values (and a TTL of `ttl` seconds + i when
+/// given), pipelined in batches; returns the replies that were not +OK.
+fn load(c: &mut Conn, prefix: &str, n: usize, size: usize, ttl: Option<u64>) -> Vec<Vec<u8>> {
+    let value = "x".repeat(size);
+    let mut odd = Vec::new();
+    for start in (0..n).step_by(200) {
+        let batch: Vec<Vec<String>> = (start..(start + 200).min(n))
+            .map(|i| {
+                let mut cmd = vec!["SET".to_string(), format!("{prefix}:{i}"), value.clone()];
+                if let Some(t) = ttl {
+                    cmd.extend(["EX".to_string(), (t + i as u64).to_string()]);
+                }
+                cmd
+            })
+            .collect();
+        odd.extend(c.pipeline(&batch).into_iter().filter(|r| r != b"+OK\r\n"));
+    }
+    odd
+}
+
+fn config_set(c: &mut Conn, name: &str, value: &str) {
+    assert_eq!(c.send(&["CONFIG", "SET", name, value]), b"+OK\r\n", "CONFIG SET {name} {value}");
+}
+
+/// The refusals of a node over its limit under noeviction, in the same script for both
+/// servers: denyoom commands get -OOM, reads and deletions run, inside MULTI every
+/// command but EXEC/DISCARD is refused (dooming the transaction), and an EXEC whose
+/// transaction queued a denyoom command before the limit was crossed is aborted.
+fn oom_script(kind: Kind) -> Vec<Vec<u8>> {
+    let s = Server::start(kind, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.conn();
+    let mut other = s.conn();
+    assert!(load(&mut c, "k", 2000, 100, None).is_empty());
+    let mut out = Vec::new();
+    // A transaction queued under the limit, executed over it.
+    out.push(other.send(&["MULTI"]));
+    out.push(other.send(&["SET", "queued", "1"]));
+    config_set(&mut c, "maxmemory", "1");
+    let script: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["INCR", "k:1"],
+        &["APPEND", "k:2", "more"],
+        &["LPUSH", "l", "x"],
+        &["GET", "k:3"],
+        &["STRLEN", "k:3"],
+        &["DEL", "k:4"],
+        &["EXISTS", "k:4"],
+        &["PING"],
+        &["MULTI"],
+        &["GET", "k:5"],
+        &["SET", "b", "1"],
+        &["EXEC"],
+        &["MULTI"],
+        &["DISCARD"],
+        &["CONFIG", "GET", "maxmemory-policy"],
+    ];
+    for cmd in script {
+        out.push(c.send(cmd));
+    }
+    out.push(other.send(&["EXEC"]));
+    config_set(&mut c, "maxmemory", "0");
+    out.push(c.send(&["SET", "a", "1"]));
+    out
+}
+
+#[test]
+fn noeviction_refuses_exactly_as_redis() {
+    let redis = oom_script(Kind::Redis);
+    let ours = oom_script(Kind::Ferrokv);
+    assert_eq!(redis[3], OOM, "the script gets an OOM from redis-server");
+    for (i, (a, b)) in redis.iter().zip(&ours).enumerate() {
+        assert_eq!(String::from_utf8_lossy(b), String::from_utf8_lossy(a), "reply {i}");
+    }
+    assert_eq!(redis.len(), ours.len());
+}
+
+/// Loads keys, then sets `maxmemory` a little above what is used and writes more, so
+/// that the policy must evict. Returns the connection and the server.
+fn overfill(kind: Kind, policy: &str, extra: &[&str], fill: impl FnOnce(&mut Conn)) -> (Server, Conn) {
+    let mut args = vec!["--maxmemory-policy", policy];
+    args.extend_from_slice(extra);
+    let s = Server::start(kind, &args).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.conn();
+    fill(&mut c);
+    (s, c)
+}
+
+#[test]
+fn volatile_policies_evict_only_keys_with_a_ttl() {
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        for policy in ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"] {
+            let (_s, mut c) = overfill(kind, policy, &[], |c| {
+                assert!(load(c, "keep", 1000, 1000, None).is_empty());
+                assert!(load(c, "ttl", 2000, 1000, Some(10_000)).is_empty());
+                let used = used_memory(c);
+                config_set(c, "maxmemory", &(used + 500_000).to_string());
+                // 1.5 MB more than the limit allows: about 1000 keys must go.
+                let refused = load(c, "more", 1500, 1000, Some(20_000));
+                assert!(refused.is_empty(), "{kind:?} {policy}: {:?}", String::from_utf8_lossy(&refused[0]));
+            });
+            let name = format!("{kind:?} {policy}");
+            assert!(evicted(&mut c) >= 500, "{name}: evicted {}", evicted(&mut c));
+            for i in 0..1000 {
+                assert!(exists(&mut c, &format!("keep:{i}")), "{name}: keep:{i} without a TTL was evicted");
+            }
+            if policy == "volatile-ttl" {
+                // The nearest expiries go first: the `ttl:` keys (10000 s + i) before
+                // the `more:` ones (20000 s + i).
+                let more = (0..1500).filter(|i| exists(&mut c, &format!("more:{i}"))).count();
+                assert!(more >= 1400, "{name}: only {more} of the later-expiring keys kept");
+            }
+            // Once no key has a TTL left, nothing can be evicted: writes get -OOM (each
+            // command evicts for a bounded time first, so it may take a few).
+            config_set(&mut c, "maxmemory", "1");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.send(&["SET", "x", "y"]) != OOM {
+                assert!(Instant::now() < deadline, "{name}: no OOM once every key with a TTL is gone");
+            }
+            assert_eq!(int(c.call(&["DBSIZE"])), 1000 + exists(&mut c, "x") as i64, "{name}");
+        }
+    }
+}
+
+#[test]
+fn allkeys_lru_keeps_recently_touched_keys() {
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        let (_s, mut c) = overfill(kind, "allkeys-lru", &[], |c| {
+            assert!(load(c, "old", 3000, 1000, None).is_empty());
+            // The LRU clock counts seconds.
+            std::thread::sleep(Duration::from_millis(2100));
+            let gets: Vec<Vec<String>> = (0..500).map(|i| vec!["GET".into(), format!("old:{i}")]).collect();
+            c.pipeline(&gets);
+            let used = used_memory(c);
+            config_set(c, "maxmemory", &(used + 500_000).to_string());
+            assert!(load(c, "new", 1500, 1000, None).is_empty());
+        });
+        let gone = evicted(&mut c);
+        assert!(gone >= 500, "{kind:?}: evicted {gone}");
+        let kept = (0..500).filter(|i| exists(&mut c, &format!("old:{i}"))).count();
+        assert!(kept >= 490, "{kind:?}: only {kept} of 500 recently read keys kept ({gone} evicted)");
+        let untouched = (500..3000).filter(|i| exists(&mut c, &format!("old:{i}"))).count();
+        assert!(untouched < 2500 - 400, "{kind:?}: {untouched} of 2500 idle keys kept, {gone} evicted");
+    }
+}
+
+#[test]
+fn other_policies_stay_under_the_limit() {
+    for policy in ["allkeys-lfu", "allkeys-random", "allkeys-lru"] {
+        let (_s, mut c) = overfill(Kind::Ferrokv, policy, &[], |c| {
+            assert!(load(c, "a", 2000, 1000, None).is_empty());
+            let used = used_memory(c);
+            config_set(c, "maxmemory", &(used + 300_000).to_string());
+            assert!(load(c, "b", 3000, 1000, None).is_empty());
+        });
+        let max: u64 = info_field(&mut c, "memory", "maxmemory").parse().unwrap();
+        let used = used_memory(&mut c);
+        assert!(used <= max + 200_000, "{policy}: used {used} > maxmemory {max}");
+        assert!(evicted(&mut c) >= 2000, "{policy}");
+        assert_eq!(info_field(&mut c, "memory", "maxmemory_policy"), policy);
+    }
+}
+
+/// All keys share a hash tag, so they live on one of the two shards: eviction must
+/// begin at `maxmemory` for the node, not at half of it.
+#[test]
+fn two_shards_with_all_keys_on_one_evict_at_the_node_limit() {
+    let s = Server::ferrokv(&["--server-threads", "2", "--maxmemory-policy", "allkeys-lru"]);
+    let mut c = s.conn();
+    let before = used_memory(&mut c);
+    let budget = 6_000_000u64;
+    config_set(&mut c, "maxmemory", &(before + budget).to_string());
+    assert!(load(&mut c, "{one}", 12_000, 1000, None).is_empty());
+    assert!(evicted(&mut c) > 0);
+    let keys = int(c.call(&["DBSIZE"])) as u64;
+    // A key costs a little over its 1000-byte value; at half the limit about 2700
+    // would stay.
+    let floor = budget * 7 / 10 / 1200;
+    assert!(keys >= floor, "{keys} keys kept in a budget of {budget} bytes (expected at least {floor})");
+    let max: u64 = info_field(&mut c, "memory", "maxmemory").parse().unwrap();
+    assert!(used_memory(&mut c) <= max + 200_000);
+}
+
+#[test]
+fn a_replica_sees_evictions_as_dels() {
+    let master = Server::ferrokv(&["--maxmemory-policy", "allkeys-random"]);
+    let port = master.port().to_string();
+    let replica = Server::ferrokv(&["--replicaof", "127.0.0.1", &port]);
+    let mut r = replica.conn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while info_field(&mut r, "replication", "master_link_status") != "up" {
+        assert!(Instant::now() < deadline, "replica link never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut m = master.conn();
+    assert!(load(&mut m, "a", 2000, 1000, None).is_empty());
+    let used = used_memory(&mut m);
+    config_set(&mut m, "maxmemory", &(used + 300_000).to_string());
+    assert!(load(&mut m, "b", 2000, 1000, None).is_empty());
+    assert!(evicted(&mut m) > 0);
+    let keys = |c: &mut Conn| {
+        let mut k = match c.call(&["KEYS", "*"]) {
+            Reply::Array(Some(k)) => k,
+            other => panic!("KEYS: {other:?}"),
+        };
+        k.sort_by_key(|r| format!("{r:?}"));
+        k
+    };
+    let want = keys(&mut m);
+    assert!(want.len() < 4000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let have = keys(&mut r);
+        if have == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica has {} keys, master {}", have.len(), want.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(evicted(&mut r), 0, "a replica ignores maxmemory");
+}
