@@ -2,8 +2,8 @@
 # ferrokv-server built with each global allocator (the system's glibc malloc, jemalloc,
 # mimalloc), and redis-server 7.0.15 beside them, on the same data:
 #   - memory: 1M keys `key:%010d` with 16-byte values loaded with `redis-cli --pipe`;
-#     RSS and used_memory after the load, after DEL of every key (and 2 s idle), after
-#     loading again and FLUSHALL (2 s idle), and after MEMORY PURGE;
+#     RSS and used_memory after the load, after DEL of every key (and 12 s idle), after
+#     loading again and FLUSHALL (12 s idle), and after MEMORY PURGE;
 #   - throughput: redis-benchmark SET and GET at pipeline 16, 50 clients, 1M random keys,
 #     16-byte values; medians of ROUNDS rounds, the servers alternating.
 # Every server runs one shard thread pinned to core 0, redis-benchmark on core 1.
@@ -32,7 +32,7 @@ trap cleanup EXIT
 target=${CARGO_TARGET_DIR:-target}
 if [ "$build" = 1 ]; then
     for f in libc jemalloc mimalloc; do
-        feat=(); [ "$f" != libc ] && feat=(--features "$f")
+        feat=(--no-default-features); [ "$f" != libc ] && feat+=(--features "$f")
         cargo build --release -p ferrokv-server "${feat[@]}" >/dev/null 2>&1
         cp "$target/release/ferrokv-server" "$work/ferrokv-$f"
     done
@@ -101,15 +101,15 @@ if "memory" not in only:
 else:
     servers_mem = servers
 print("## memory (MiB): RSS / used_memory\n")
-print("| server | empty | 1M keys | after DEL all | reload + FLUSHALL | after MEMORY PURGE |")
+print("| server | empty | 1M keys | after DEL all, 12 s | reload + FLUSHALL, 12 s | then MEMORY PURGE |")
 print("|---|---|---|---|---|---|")
 for name, binary in servers_mem:
     p, port, c = start(name, binary)
     time.sleep(0.5)
     row = [(rss(p), used(c))]
     pipe(port, sets); time.sleep(1); row.append((rss(p), used(c)))
-    pipe(port, dels); time.sleep(2); row.append((rss(p), used(c)))
-    pipe(port, sets); c.call("FLUSHALL"); time.sleep(2); row.append((rss(p), used(c)))
+    pipe(port, dels); time.sleep(12); row.append((rss(p), used(c)))
+    pipe(port, sets); c.call("FLUSHALL"); time.sleep(12); row.append((rss(p), used(c)))
     r = c.call("MEMORY", "PURGE"); time.sleep(0.5); row.append((rss(p), used(c)))
     print("| %s | %s |" % (name, " | ".join("%s / %s" % (mib(a), mib(b)) for a, b in row)), flush=True)
     p.kill(); p.wait()

@@ -260,3 +260,63 @@ fn a_replica_sees_evictions_as_dels() {
     }
     assert_eq!(evicted(&mut r), 0, "a replica ignores maxmemory");
 }
+
+/// The replies of MEMORY's subcommands that do not depend on the layout, and the shape of
+/// those that do, for both servers.
+fn memory_script(kind: Kind) -> (Vec<Vec<u8>>, Vec<String>, Reply) {
+    let s = Server::start(kind, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.conn();
+    c.send(&["SET", "str", "a value longer than the inline limit of both servers' layouts ......"]);
+    c.send(&["RPUSH", "list", "a", "b", "c"]);
+    let mut out = Vec::new();
+    for cmd in [
+        &["MEMORY", "HELP"][..],
+        &["MEMORY", "USAGE", "nokey"],
+        &["MEMORY", "USAGE", "str", "SAMPLES", "-1"],
+        &["MEMORY", "USAGE", "str", "SAMPLES", "x"],
+        &["MEMORY", "USAGE", "str", "FOO"],
+        &["MEMORY", "USAGE"],
+        &["MEMORY", "STATS", "x"],
+        &["MEMORY", "FOO"],
+        &["MEMORY"],
+        &["MEMORY", "PURGE"],
+        &["MEMORY", "DOCTOR"],
+    ] {
+        out.push(c.send(cmd));
+    }
+    for key in ["str", "list"] {
+        let n = int(c.call(&["MEMORY", "USAGE", key, "SAMPLES", "0"]));
+        assert!(n > 0, "{kind:?}: MEMORY USAGE {key} = {n}");
+    }
+    let names = match c.call(&["MEMORY", "STATS"]) {
+        Reply::Array(Some(items)) => items
+            .iter()
+            .step_by(2)
+            .map(|r| match r {
+                Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("MEMORY STATS: {other:?}"),
+    };
+    (out, names, c.call(&["MEMORY", "MALLOC-STATS"]))
+}
+
+#[test]
+fn memory_subcommands_answer_as_redis() {
+    let (redis, redis_stats, redis_malloc) = memory_script(Kind::Redis);
+    let (ours, our_stats, our_malloc) = memory_script(Kind::Ferrokv);
+    for (i, (a, b)) in redis.iter().zip(&ours).enumerate() {
+        assert_eq!(String::from_utf8_lossy(b), String::from_utf8_lossy(a), "reply {i}");
+    }
+    assert_eq!(our_stats, redis_stats);
+    // Both run jemalloc: its own report.
+    for r in [redis_malloc, our_malloc] {
+        match r {
+            Reply::Bulk(Some(b)) | Reply::Verbatim(b) => {
+                assert!(b.starts_with(b"___ Begin jemalloc statistics ___"), "{}", String::from_utf8_lossy(&b[..40]))
+            }
+            other => panic!("MALLOC-STATS: {other:?}"),
+        }
+    }
+}

@@ -213,6 +213,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("ltrim", &[
         KeySpec { notes: "", flags: F::parse(&["RW", "delete"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
+    ("memory|usage", &[
+        KeySpec { notes: "", flags: F::parse(&["RO"]), begin: Index(2), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
     ("mget", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
@@ -540,6 +543,10 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("info", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     ("keys", &["request_policy:all_shards", "nondeterministic_output_order"]),
     ("lastsave", &["nondeterministic_output"]),
+    ("memory|doctor", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
+    ("memory|malloc-stats", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
+    ("memory|purge", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("memory|stats", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     ("mget", &["request_policy:multi_shard"]),
     ("migrate", &["nondeterministic_output"]),
     ("mset", &["request_policy:multi_shard", "response_policy:all_succeeded"]),

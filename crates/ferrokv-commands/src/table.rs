@@ -304,6 +304,7 @@ pub enum ServerCmd {
     Pubsub,
     ScriptKill,
     FunctionKill,
+    Memory,
 }
 
 #[derive(Clone, Copy)]

@@ -37,6 +37,8 @@ pub mod cmds;
 pub mod config;
 #[path = "admin/info.rs"]
 pub mod info;
+#[path = "admin/memory_cmds.rs"]
+pub mod memory_cmds;
 // Persistence: dump.rdb (and, to come, the AOF).
 #[path = "persist/aof.rs"]
 pub mod aof;

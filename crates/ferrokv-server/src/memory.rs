@@ -150,8 +150,16 @@ pub fn peak() -> u64 {
     PEAK.load(Ordering::Relaxed)
 }
 
-/// Records the start-up figure (call once the node is built, before it serves).
+/// Records the start-up figure (call once the node is built, before it serves), and
+/// starts jemalloc's background purging thread, as Redis's `jemalloc-bg-thread yes`:
+/// without it, pages freed after a burst go back to the kernel only when the same arena
+/// allocates again, so an idle node would keep its peak RSS.
 pub fn mark_startup() {
+    ferrokv_commands::families::keys::set_heap_meter(thread_delta);
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("jemalloc background thread not started: {e}");
+    }
     let now = allocated();
     STARTUP.store(now, Ordering::Relaxed);
     note_used(now);

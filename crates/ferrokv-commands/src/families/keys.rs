@@ -6,7 +6,7 @@
 //!   PEXPIRETIME, PERSIST;
 //! - [`keyspace`]: the commands that visit every shard: KEYS, SCAN, RANDOMKEY, DBSIZE,
 //!   FLUSHDB, FLUSHALL (listed in [`ALL_SHARDS`]);
-//! - [`object`]: OBJECT and its subcommands;
+//! - [`object`]: OBJECT and its subcommands; [`memory`]: MEMORY USAGE;
 //! - [`serialize`]: DUMP, RESTORE, RESTORE-ASKING.
 //!
 //! Keys of one command may live in different shards' databases: each key is reached
@@ -15,11 +15,13 @@
 
 mod expire;
 mod keyspace;
+mod memory;
 mod object;
 mod serialize;
 
 pub use expire::*;
 pub use keyspace::*;
+pub use memory::{memory_usage, set_heap_meter};
 pub use object::{object, OBJECT_SUBCOMMANDS};
 pub use serialize::{dump, rdb_limits, restore};
 

@@ -16,6 +16,23 @@ const fn srv(
     CommandSpec::new(name, arity, flags, NONE, acl, Handler::Server(cmd))
 }
 
+/// As `COMMAND INFO memory` on redis-server 7.0 prints them.
+pub const MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
+    srv(ServerCmd::Memory, "memory|doctor", 2, &[], &["@slow"]),
+    srv(ServerCmd::Memory, "memory|malloc-stats", 2, &[], &["@slow"]),
+    srv(ServerCmd::Memory, "memory|purge", 2, &[], &["@slow"]),
+    srv(ServerCmd::Memory, "memory|stats", 2, &[], &["@slow"]),
+    CommandSpec::new(
+        "memory|usage",
+        -3,
+        &["readonly"],
+        KeyPositions::new(2, 2, 1),
+        &["@read", "@slow"],
+        Handler::Data(crate::families::keys::memory_usage),
+    ),
+    srv(ServerCmd::Memory, "memory|help", 2, &["loading", "stale"], &["@slow"]),
+];
+
 pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Client, "client|id", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Client, "client|setname", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
@@ -164,6 +181,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Select, "select", 2, &["loading", "stale", "fast"], &["@fast", "@connection"]),
     srv(ServerCmd::Client, "client", -2, &[], &["@slow"]).with_subcommands(CLIENT_SUBCOMMANDS),
     srv(ServerCmd::Info, "info", -1, &["loading", "stale"], &["@slow", "@dangerous"]),
+    srv(ServerCmd::Memory, "memory", -2, &[], &["@slow"]).with_subcommands(MEMORY_SUBCOMMANDS),
     srv(ServerCmd::Time, "time", 1, &["loading", "stale", "fast"], &["@fast"]),
     srv(ServerCmd::Config, "config", -2, &[], &["@slow"]).with_subcommands(CONFIG_SUBCOMMANDS),
     srv(ServerCmd::Command, "command", -1, &["loading", "stale"], &["@slow", "@connection"])

@@ -72,6 +72,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
         ServerCmd::Replconf => crate::repl::master::replconf(core, c, args),
         ServerCmd::Wait => crate::repl::master::wait(core, c, args, matches!(held, Held::Exec(_))),
         ServerCmd::Migrate => return crate::migrate::migrate(core, c, args, &held),
+        ServerCmd::Memory => crate::memory_cmds::memory(core.node, c, args),
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => command(c, args),
         ServerCmd::Shutdown => shutdown(core, c, args),

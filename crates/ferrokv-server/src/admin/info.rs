@@ -113,20 +113,15 @@ fn human(bytes: u64) -> String {
 /// client buffers not measured yet, lazy freeing) reads 0; see docs/architecture.md
 /// "Memory".
 fn memory(node: &Node, o: &mut String) {
-    use crate::memory as m;
-    let used = m::allocated();
-    m::note_used(used);
-    let (rss, peak, startup) = (m::rss(), m::peak(), m::startup());
-    let backlog = crate::repl::backlog_bytes(node);
-    let overhead = startup + backlog;
-    let dataset = used.saturating_sub(overhead);
-    let a = m::allocator_stats();
+    let f = crate::memory_cmds::Figures::gather(node);
+    let (used, rss, peak, startup, backlog, overhead, dataset) =
+        (f.used, f.rss, f.peak, f.startup, f.backlog, f.overhead, f.dataset);
     let (maxmemory, policy, total) = {
         let cfg = node.config();
-        (cfg.maxmemory, cfg.maxmemory_policy.clone(), m::total_system_memory())
+        (cfg.maxmemory, cfg.maxmemory_policy.clone(), crate::memory::total_system_memory())
     };
-    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let [af, ar, ro, fr] = f.frag();
+    let a = f.alloc;
     let _ = write!(
         o,
         "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
@@ -140,28 +135,29 @@ used_memory_functions:0\r\nused_memory_scripts:0\r\nused_memory_scripts_human:0B
 maxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\n\
 allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\n\
 rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
-mem_not_counted_for_evict:0\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
+mem_not_counted_for_evict:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
 mem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
 mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
         human(used),
         human(rss),
         human(peak),
-        pct(used, peak),
-        pct(dataset, used.saturating_sub(startup)),
+        f.peak_perc(),
+        f.dataset_perc(),
         a.allocated,
         a.active,
         a.resident,
         human(total),
         human(maxmemory),
-        ratio(a.active, a.allocated),
-        a.active as i64 - a.allocated as i64,
-        ratio(a.resident, a.active),
-        a.resident as i64 - a.active as i64,
-        ratio(rss, a.resident),
-        rss as i64 - a.resident as i64,
-        ratio(rss, used),
-        rss as i64 - used as i64,
-        m::ALLOCATOR,
+        af.0,
+        af.1,
+        ar.0,
+        ar.1,
+        ro.0,
+        ro.1,
+        fr.0,
+        fr.1,
+        crate::repl::not_counted_bytes(node),
+        crate::memory::ALLOCATOR,
     );
 }
 

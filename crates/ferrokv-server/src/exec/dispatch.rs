@@ -168,7 +168,7 @@ impl ShardCore {
         db.lfu_decay_time = decay;
         db.shared_integers = !(self.mem.maxmemory != 0 && policy.needs_access_data());
         drop(db);
-        self.mem.resync();
+        self.mem.resync(self.node);
     }
 
     /// Redis's maxmemory check in `processCommand`: evicts while the node is over the
@@ -919,8 +919,8 @@ impl ShardCore {
         if self.mem.maxmemory == 0 {
             return;
         }
-        self.mem.resync();
         let node = self.node;
+        self.mem.resync(node);
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
         self.mem.perform(node, exempt);

@@ -2,7 +2,9 @@
 //!
 //! # One limit for the node
 //! The limit is on the process's live heap bytes ([`crate::memory::allocated`], the sum
-//! of the per-thread counters), never on a shard's share: a node whose keys all live on
+//! of the per-thread counters) less the replication buffer beyond the backlog (what
+//! replicas have yet to read, which Redis does not count either), never on a shard's
+//! share: a node whose keys all live on
 //! one shard starts evicting at `maxmemory`, not at `maxmemory / shards`. Summing the
 //! counters is a few dozen loads, so a shard does it once per event-loop iteration
 //! ([`Limit::resync`]) and, per command, adds what its own thread allocated or freed
@@ -184,9 +186,10 @@ impl Limit {
         (self.base as i64 + (memory::thread_delta() - self.mark)).max(0) as u64
     }
 
-    /// Sums every thread's counter again (once per event-loop iteration).
-    pub fn resync(&mut self) {
-        self.base = memory::allocated();
+    /// Sums every thread's counter again (once per event-loop iteration), less what
+    /// the limit does not count: the replication buffer beyond the backlog.
+    pub fn resync(&mut self, node: &Node) {
+        self.base = memory::allocated().saturating_sub(crate::repl::not_counted_bytes(node));
         self.mark = memory::thread_delta();
     }
 
@@ -204,7 +207,7 @@ impl Limit {
             return State::Ok;
         }
         // Over by the estimate: sum every thread again before acting on it.
-        self.resync();
+        self.resync(node);
         let used = self.used();
         if used <= self.maxmemory {
             return State::Ok;

@@ -95,7 +95,7 @@ impl Shard {
         loop {
             self.core.now_ms = unix_ms();
             if self.core.mem.maxmemory != 0 {
-                self.core.mem.resync();
+                self.core.mem.resync(node);
             }
             let started = Instant::now();
             self.handle_completions();

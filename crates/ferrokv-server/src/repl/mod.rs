@@ -410,6 +410,17 @@ pub fn backlog_bytes(node: &Node) -> u64 {
     lock(&node.repl.st).buf.len() as u64
 }
 
+/// The part of the replication buffer beyond `repl-backlog-size`: what replicas still
+/// have to read, which Redis leaves out of `maxmemory` (`freeMemoryGetNotCountedMemory`),
+/// so that a slow replica does not make the master evict its data set.
+pub fn not_counted_bytes(node: &Node) -> u64 {
+    if !node.repl.on.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let st = lock(&node.repl.st);
+    (st.buf.capacity() as u64).saturating_sub(st.backlog_size)
+}
+
 /// Effects must be logged while the AOF or a backlog consumes them.
 pub fn effects_wanted(node: &Node) -> bool {
     node.aof.on.load(Ordering::Acquire) || node.repl.on.load(Ordering::Acquire)
