@@ -79,7 +79,7 @@ fn debian_stock_redis_conf_starts() {
         let out = server.output();
         let warning =
             out.lines().find(|l| l.contains("have no effect in ferrokv yet")).unwrap_or_else(|| panic!("{out}"));
-        for d in ["slowlog-max-len", "lazyfree-lazy-eviction", "activerehashing", "jemalloc-bg-thread"] {
+        for d in ["slowlog-max-len", "lazyfree-lazy-expire", "activerehashing", "jemalloc-bg-thread"] {
             assert!(warning.contains(d), "{d} in {warning}");
         }
         assert_eq!(out.matches("have no effect in ferrokv yet").count(), 1, "{out}");

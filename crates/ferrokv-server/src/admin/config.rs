@@ -1107,7 +1107,8 @@ acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-
     #[test]
     fn all_problems_at_once() {
         let mut c = Config::default();
-        let errors = apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory-clients 5mb\n");
+        let errors =
+            apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory-clients 5mb\n");
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("line 1") && errors[1].contains("line 2"), "{errors:?}");
         assert!(errors[2].contains("line 3") && errors[2].contains("TLS is not supported"), "{errors:?}");

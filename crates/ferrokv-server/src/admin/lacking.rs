@@ -35,7 +35,6 @@ impl Lacking {
 }
 
 const INT: Kind = Kind::Int { min: 0, max: i64::MAX };
-const PERCENT: Kind = Kind::Int { min: 0, max: 100 };
 const YES_NO_LOCAL: Kind = Kind::Enum(&["no", "yes", "local"]);
 const TLS: Option<&str> = Some("TLS");
 
