@@ -121,6 +121,56 @@ fn return_values_convert_as_in_redis() {
 }
 
 #[test]
+fn libraries_bit_and_cjson() {
+    let scripts = [
+        "return bit.tobit(0xffffffff)",
+        "return bit.tobit(2^32 + 5)",
+        "return {bit.band(0xff, 0x0f), bit.bor(1, 2, 4), bit.bxor(5, 3), bit.bnot(0)}",
+        "return {bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.rol(0x12345678, 8), bit.ror(0x12345678, 8)}",
+        "return {bit.tohex(255), bit.tohex(-1), bit.tohex(255, 2), bit.tohex(255, -4), bit.bswap(0x12345678)}",
+        "return bit.tobit()",
+        "return bit.band('x')",
+        "return cjson.encode({1, 2, 3})",
+        "return cjson.encode({a = 1})",
+        "return cjson.encode({})",
+        "return cjson.encode('a/b\"c\\\\d\\n\\1\\127')",
+        "return cjson.encode({1.5, -0.25, 1e100, 123456789012345678, true, false})",
+        "return cjson.encode({[1] = 'a', [2] = 'b', [4] = 'd'})",
+        "return cjson.encode({[1] = 'a', [100] = 'b'})",
+        "return cjson.encode({nested = {deeper = {1, {x = 'y'}}}})",
+        "return cjson.encode(cjson.null)",
+        "return cjson.encode(function() end)",
+        "return cjson.encode({[true] = 1})",
+        "return cjson.encode(1/0)",
+        "return cjson.encode()",
+        "local t = {} t[1] = t return cjson.encode(t)",
+        "return cjson.decode('[1,2,3]')",
+        "return cjson.decode('{\"a\":{\"b\":[true,false,null,\"x\"]}}').a.b[4]",
+        "return cjson.decode('\"\\u00e9\\ud83d\\ude00\\n\\/\"')",
+        "return cjson.decode('1.5e3')",
+        "return cjson.decode('  -0  ')",
+        "return type(cjson.decode('null'))",
+        "return cjson.decode('null') == cjson.null",
+        "return cjson.decode('[1,2')",
+        "return cjson.decode('{\"a\" 1}')",
+        "return cjson.decode('{1:2}')",
+        "return cjson.decode('tru')",
+        "return cjson.decode('')",
+        "return cjson.decode('[1] x')",
+        "return cjson.decode('\"abc')",
+        "return cjson.decode('\"\\q\"')",
+        "return cjson.decode('0x10')",
+        "return cjson.decode('[' .. string.rep('[', 1100) .. ']')",
+        "return cjson.encode(cjson.decode('{\"k\":[1,{\"n\":null}]}'))",
+        "return {pcall(cjson.decode, '{')}",
+        "return cjson.encode_max_depth()",
+        "return {cjson.encode_sparse_array()}",
+    ];
+    let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
+    same_replies(&cmds);
+}
+
+#[test]
 fn commands_replies_and_errors_inside_scripts() {
     let mut cmds = vec![
         cmd(&["SET", "k", "v"]),

@@ -368,7 +368,12 @@ fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
                     }
                 }
                 let msg: String = match &other {
-                    Value::Error(e) => error_text(e),
+                    // luaL_error names the calling Lua function's line, as
+                    // `user_script:1: bad argument ...`.
+                    Value::Error(e) => match user_frame(lua) {
+                        Some((_, short, line)) => format!("{short}:{line}: {}", error_text(e)),
+                        None => error_text(e),
+                    },
                     Value::UserData(_) => tostring.call::<mlua::LuaString>(other.clone())?.to_string_lossy(),
                     _ => tostring.call::<mlua::LuaString>(other.clone())?.to_string_lossy(),
                 };
@@ -383,22 +388,30 @@ fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
 
 /// Adds the user frame's source and line to an error table.
 fn finish_error_table(lua: &Lua, t: Table) -> mlua::Result<Table> {
+    if let Some((source, _, line)) = user_frame(lua) {
+        t.raw_set("source", source)?;
+        t.raw_set("line", line)?;
+    }
+    Ok(t)
+}
+
+/// The innermost frame of user code (not C, not the engine's own Lua): its source,
+/// short source and current line.
+fn user_frame(lua: &Lua) -> Option<(String, String, i64)> {
     for level in 1..12 {
         let frame = lua.inspect_stack(level, |d| {
             let s = d.source();
-            (s.what, s.source.map(|x| x.into_owned()), d.current_line())
+            (s.what, s.source.map(|x| x.into_owned()), s.short_src.map(|x| x.into_owned()), d.current_line())
         });
-        let Some((what, source, line)) = frame else { break };
+        let (what, source, short, line) = frame?;
         if what == "C" || source.as_deref() == Some(INTERNAL_CHUNK) {
             continue;
         }
-        if let Some(source) = source {
-            t.raw_set("source", source)?;
-            t.raw_set("line", line.map(|l| l as i64).unwrap_or(-1))?;
-        }
-        break;
+        let source = source?;
+        let short = short.unwrap_or_else(|| source.clone());
+        return Some((source, short, line.map(|l| l as i64).unwrap_or(-1)));
     }
-    Ok(t)
+    None
 }
 
 /// The error line of an error `redis.call` raised (see [`super::call::Raised`]).

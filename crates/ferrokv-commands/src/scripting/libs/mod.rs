@@ -3,11 +3,13 @@
 //! redis-server 7.0.15's outputs in its tests and in tests/tests/scripting.rs.
 
 pub mod bit;
+pub mod cjson;
 
 use mlua::{Lua, Table};
 
 pub fn register(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     globals.raw_set("bit", bit::table(lua)?)?;
+    globals.raw_set("cjson", cjson::table(lua)?)?;
     Ok(())
 }
 
