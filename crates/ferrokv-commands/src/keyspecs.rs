@@ -95,6 +95,12 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
     ("expiretime", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
+    ("fcall", &[
+        KeySpec { notes: "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE", flags: F::parse(&["RW", "access", "update"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
+    ("fcall_ro", &[
+        KeySpec { notes: "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS", flags: F::parse(&["RO", "access"]), begin: Index(2), find: Keynum { keynum_idx: 0, first_key: 1, key_step: 1 } },
+    ]),
     ("get", &[
         KeySpec { notes: "", flags: F::parse(&["RO", "access"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
     ]),
@@ -535,6 +541,13 @@ pub static TIPS: &[(&str, &[&str])] = &[
     ("exists", &["request_policy:multi_shard", "response_policy:agg_sum"]),
     ("flushall", &["request_policy:all_shards", "response_policy:all_succeeded"]),
     ("flushdb", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("function|delete", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("function|flush", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("function|kill", &["request_policy:all_shards", "response_policy:one_succeeded"]),
+    ("function|list", &["nondeterministic_output_order"]),
+    ("function|load", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("function|restore", &["request_policy:all_shards", "response_policy:all_succeeded"]),
+    ("function|stats", &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
     ("hgetall", &["nondeterministic_output_order"]),
     ("hkeys", &["nondeterministic_output_order"]),
     ("hrandfield", &["nondeterministic_output"]),

@@ -318,6 +318,22 @@ impl Node {
         DbGuard { guard, bit }
     }
 
+    /// Takes `shard`'s keyspace lock if it is free (or this thread holds it: None).
+    pub fn try_lock_db(&self, shard: ShardId) -> Option<DbGuard<'_>> {
+        let bit = if shard < 64 { 1u64 << shard } else { 0 };
+        let held = HELD_DBS.with(|h| h.get());
+        if held & bit != 0 {
+            return None;
+        }
+        let guard = match self.shards[shard].db.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        HELD_DBS.with(|h| h.set(held | bit));
+        Some(DbGuard { guard, bit })
+    }
+
     /// Locks the given shards (sorted, deduplicated) in ascending order.
     pub fn lock_dbs(&self, shards: &[ShardId]) -> Vec<(ShardId, DbGuard<'_>)> {
         debug_assert!(shards.windows(2).all(|w| w[0] < w[1]));

@@ -201,12 +201,14 @@ pub fn dispatch(
     Ok((v, failed))
 }
 
-/// Standalone with several shards: a script runs under the locks of the shards of its
-/// declared keys (all shards when it declares none) and can reach no other.
-const UNDECLARED: &str = "Script attempted to access a key on a shard it does not hold: \
-declare every key the script uses in KEYS (ferrokv runs a script under the locks of its declared keys' shards)";
-const UNDECLARED_ALL: &str = "Script attempted to run a command over the whole keyspace while holding only its \
-declared keys' shards: declare no keys to run it over the whole keyspace";
+/// A script holds the locks of its declared keys' shards and takes another shard's when
+/// it first reaches a key there, waiting at most 2 ms (never long: that shard may be
+/// held by another script waiting for one of ours). These are the errors when it could
+/// not.
+const UNDECLARED: &str = "Script attempted to access a key on a shard another client holds (ferrokv gives a script \
+the shard of an undeclared key only when it is free within 2 ms: declare the script's keys in KEYS)";
+const UNDECLARED_ALL: &str = "Script attempted to run a command over the whole keyspace while another client \
+holds a shard (ferrokv gives a script the shards it did not declare only when they are free within 2 ms)";
 
 /// The few server commands a script may run (they touch no connection state).
 fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, now_ms: u64, out: &mut ReplyBuf) -> bool {

@@ -42,6 +42,10 @@ pub struct RunState {
     pub rand: Cell<u64>,
     /// The running script's slot in the node's list (SCRIPT KILL, BUSY).
     pub slot: RefCell<Option<Arc<RunSlot>>>,
+    /// While a library's code runs (FUNCTION LOAD): the functions it registered, and
+    /// since when it runs (Redis stops it after 500 ms).
+    pub registering: RefCell<Option<Vec<(super::functions::FunctionInfo, Function)>>>,
+    pub loading_since: Cell<Option<std::time::Instant>>,
 }
 
 pub const REPL_ALL: u8 = 3;
@@ -61,6 +65,23 @@ pub struct Engine {
     handler: Function,
     pub state: Rc<RunState>,
     runs: u32,
+    /// Libraries loaded into this state: version and functions by name.
+    libraries: HashMap<String, (u64, HashMap<String, Function>)>,
+    /// This state's bytes as last added to [`LUA_MEMORY`].
+    reported: usize,
+}
+
+/// The bytes of every thread's Lua state (each adds its change now and then).
+static LUA_MEMORY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn lua_memory() -> usize {
+    LUA_MEMORY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        LUA_MEMORY.fetch_sub(self.reported, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 thread_local! {
@@ -102,6 +123,8 @@ local function protect(t)
 end
 
 local errmsg = hidden.errmsg
+local redis_log = G.redis.log
+local redis = G.redis
 
 local function pcall_result(ok, ...)
   if ok then return ok, ... end
@@ -158,6 +181,21 @@ hidden.env = env
 setmetatable(view, {__index = function(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
 end})
+-- Library code and its functions run in fenv: during FUNCTION LOAD its globals are
+-- the view plus a `redis` that only registers functions and logs; when called, the view.
+local fmt = {__index = view, __newindex = readonly, __metatable = false}
+local fenv = setmetatable({}, fmt)
+targets[fenv] = view
+local load_redis = {register_function = hidden.register_function, log = redis_log}
+for k, v in rawnext, redis do
+  if type(v) ~= 'function' then load_redis[k] = v end
+end
+setmetatable(load_redis, {__index = function(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end})
+local load_view = setmetatable({redis = protect(load_redis), _G = fenv}, {__index = view})
+hidden.loading = function(on) if on then fmt.__index = load_view else fmt.__index = view end end
+hidden.fenv = fenv
 local function run(f, h) return xpcall(f, h) end
 local function run_fn(f, h, keys, args) return xpcall(function() return f(keys, args) end, h) end
 return env, view, run, run_fn
@@ -181,6 +219,7 @@ impl Engine {
             })?,
         )?;
         super::api::register(&lua, &globals, &hidden, &state)?;
+        hidden.raw_set("register_function", register_function(&lua, &state)?)?;
         super::libs::register(&lua, &globals)?;
         // loadstring compiles into the sandbox (the prelude stores it as hidden.env).
         let hidden2 = hidden.clone();
@@ -208,6 +247,9 @@ impl Engine {
         let handler = error_handler(&lua, &state)?;
         let st = state.clone();
         lua.set_hook(HookTriggers::new().every_nth_instruction(100_000), move |_, _| {
+            if st.loading_since.get().is_some_and(|t| t.elapsed().as_millis() > 500) {
+                return Err(mlua::Error::external(super::call::Raised("ERR FUNCTION LOAD timeout".into())));
+            }
             match st.slot.borrow().as_ref() {
                 Some(s) => {
                     if s.killed() {
@@ -231,7 +273,15 @@ impl Engine {
             handler,
             state,
             runs: 0,
-        })
+            libraries: HashMap::new(),
+            reported: 0,
+        }
+        .with_memory_reported())
+    }
+
+    fn with_memory_reported(mut self) -> Self {
+        self.report_memory();
+        self
     }
 
     /// The compiled function of `script`, compiling it on first use on this thread.
@@ -327,12 +377,66 @@ impl Engine {
         self.runs += 1;
         if self.runs % 50 == 0 {
             let _ = self.lua.gc_step();
+            self.report_memory();
         }
     }
 
-    /// Bytes the Lua state uses (INFO's `used_memory_lua`).
-    pub fn memory(&self) -> usize {
-        self.lua.used_memory()
+    /// Runs a library's code (after its shebang line) with `redis.register_function`
+    /// and returns what it registered. Errors are FUNCTION LOAD's texts (without `ERR `).
+    pub fn load_library(&mut self, body: &[u8]) -> Result<Vec<(super::functions::FunctionInfo, Function)>, String> {
+        let f = self
+            .lua
+            .load(body)
+            .set_name("@user_function")
+            .set_environment(self.hidden.raw_get::<Table>("fenv").map_err(|e| e.to_string())?)
+            .into_function()
+            .map_err(|e| format!("Error compiling function: {}", syntax_message(&e)))?;
+        let loading: Function = self.hidden.raw_get("loading").map_err(|e| e.to_string())?;
+        *self.state.registering.borrow_mut() = Some(Vec::new());
+        self.state.loading_since.set(Some(std::time::Instant::now()));
+        let _ = loading.call::<()>(true);
+        let r = self.runner.call::<(bool, Value)>((f, self.handler.clone()));
+        let _ = loading.call::<()>(false);
+        self.state.loading_since.set(None);
+        let registered = self.state.registering.borrow_mut().take().unwrap_or_default();
+        match r {
+            Ok((true, _)) => Ok(registered),
+            Ok((false, Value::Table(t))) => {
+                let msg = t.raw_get::<String>("err").unwrap_or_default();
+                Err(format!("Error registering functions: {msg}"))
+            }
+            Ok((false, _)) => Err("Error registering functions: ERR execution failure".into()),
+            Err(e) => Err(format!("Error registering functions: ERR {}", error_text(&e))),
+        }
+    }
+
+    /// FUNCTION LOAD's check: the functions `body` registers.
+    pub fn register_library(&mut self, body: &[u8]) -> Result<Vec<super::functions::FunctionInfo>, String> {
+        Ok(self.load_library(body)?.into_iter().map(|(i, _)| i).collect())
+    }
+
+    /// Function `name` of `lib`, loading the library into this state first when this
+    /// thread has not got its current version.
+    pub fn library_function(&mut self, lib: &super::functions::Library, name: &str) -> Result<Function, String> {
+        let current = self.libraries.get(&lib.name).is_some_and(|(v, _)| *v == lib.version);
+        if !current {
+            let body_at = lib.code.iter().position(|&b| b == b'\n').unwrap_or(lib.code.len());
+            let fns = self.load_library(&lib.code[body_at..])?;
+            let map = fns.into_iter().map(|(i, f)| (i.name, f)).collect();
+            self.libraries.insert(lib.name.clone(), (lib.version, map));
+        }
+        self.libraries
+            .get(&lib.name)
+            .and_then(|(_, m)| m.get(name))
+            .cloned()
+            .ok_or_else(|| "Function not found".to_string())
+    }
+
+    /// Publishes this state's size to the node-wide sum (INFO's `used_memory_lua`).
+    fn report_memory(&mut self) {
+        let now = self.lua.used_memory();
+        LUA_MEMORY.fetch_add(now.wrapping_sub(self.reported), std::sync::atomic::Ordering::Relaxed);
+        self.reported = now;
     }
 }
 
@@ -469,3 +573,94 @@ mod tests {
         assert_eq!(s.get(), 0x1_330E);
     }
 }
+
+/// `redis.register_function(name, callback)` or `redis.register_function{function_name=...,
+/// callback=..., flags={...}, description=...}`, during FUNCTION LOAD only.
+fn register_function(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
+    use super::functions::FunctionInfo;
+    let state = state.clone();
+    let raise = |msg: &str| mlua::Error::external(super::call::Raised(super::call::error_line(msg)));
+    lua.create_function(move |_, args: MultiValue| {
+        if state.registering.borrow().is_none() {
+            return Err(raise("redis.register_function can only be called on FUNCTION LOAD command"));
+        }
+        let (name, callback, description, flags) = match args.len() {
+            1 => {
+                let Value::Table(t) = &args[0] else {
+                    return Err(raise("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments)."));
+                };
+                let (mut name, mut callback, mut desc, mut flags) = (None, None, None, ScriptFlagsSet::default());
+                for pair in t.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    let key = match &k {
+                        Value::String(s) => s.to_string_lossy(),
+                        Value::Number(n) => ferrokv_resp::reply::format_g(*n, 14),
+                        _ => return Err(raise("named argument key given to redis.register_function is not a string")),
+                    };
+                    match key.to_ascii_lowercase().as_str() {
+                        "function_name" => match v {
+                            Value::String(s) => name = Some(s.to_string_lossy()),
+                            _ => return Err(raise("function_name argument given to redis.register_function must be a string")),
+                        },
+                        "description" => match v {
+                            Value::String(s) => desc = Some(s.as_bytes().to_vec()),
+                            _ => return Err(raise("description argument given to redis.register_function must be a string")),
+                        },
+                        "callback" => match v {
+                            Value::Function(f) => callback = Some(f),
+                            _ => return Err(raise("callback argument given to redis.register_function must be a function")),
+                        },
+                        "flags" => match v {
+                            Value::Table(ft) => {
+                                for f in ft.sequence_values::<Value>() {
+                                    let flag = match f? {
+                                        Value::String(s) => super::flags::ScriptFlags::by_name(&s.as_bytes()),
+                                        _ => None,
+                                    };
+                                    match flag {
+                                        Some(fl) => flags.0 = flags.0.with(fl),
+                                        None => return Err(raise("unknown flag given")),
+                                    }
+                                }
+                            }
+                            _ => {
+                                return Err(raise(
+                                    "flags argument to redis.register_function must be a table representing function flags",
+                                ))
+                            }
+                        },
+                        _ => return Err(raise("unknown argument given to redis.register_function")),
+                    }
+                }
+                let Some(name) = name else { return Err(raise("redis.register_function must get a function name argument")) };
+                let Some(callback) = callback else { return Err(raise("redis.register_function must get a callback argument")) };
+                (name, callback, desc, flags.0)
+            }
+            2 => {
+                let Value::String(name) = &args[0] else {
+                    return Err(raise("first argument to redis.register_function must be a string"));
+                };
+                let Value::Function(callback) = &args[1] else {
+                    return Err(raise("second argument to redis.register_function must be a function"));
+                };
+                (name.to_string_lossy(), callback.clone(), None, super::flags::ScriptFlags::default())
+            }
+            _ => return Err(raise("wrong number of arguments to redis.register_function")),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(raise(
+                "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+            ));
+        }
+        let mut reg = state.registering.borrow_mut();
+        let list = reg.get_or_insert_with(Vec::new);
+        if list.iter().any(|(i, _)| i.name == name) {
+            return Err(raise("Function already exists in the library"));
+        }
+        list.push((FunctionInfo { name, description, flags }, callback));
+        Ok(())
+    })
+}
+
+#[derive(Default)]
+struct ScriptFlagsSet(super::flags::ScriptFlags);

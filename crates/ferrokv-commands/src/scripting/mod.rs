@@ -20,6 +20,7 @@ pub mod call;
 pub mod convert;
 pub mod engine;
 pub mod flags;
+pub mod functions;
 pub mod libs;
 pub mod running;
 pub mod sha1;
@@ -77,7 +78,39 @@ pub const SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+const fn write_fn(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    f: crate::table::DataFn,
+) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, KeyPositions::NONE, &["@write", "@slow", "@scripting"], Handler::Data(f))
+}
+
+pub const FUNCTION_SUBCOMMANDS: &[CommandSpec] = &[
+    write_fn("function|restore", -3, &["write", "denyoom", "noscript"], functions::function_restore),
+    data("function|list", -2, &["noscript"], functions::function_list),
+    write_fn("function|flush", -2, &["write", "noscript"], functions::function_flush),
+    write_fn("function|delete", 3, &["write", "noscript"], functions::function_delete),
+    data("function|help", 2, &["loading", "stale"], functions::function_help),
+    write_fn("function|load", -3, &["write", "denyoom", "noscript"], functions::function_load),
+    data("function|dump", 2, &["noscript"], functions::function_dump),
+    CommandSpec::new(
+        "function|kill",
+        2,
+        &["noscript", "allow_busy"],
+        KeyPositions::NONE,
+        SCRIPTING,
+        Handler::Server(ServerCmd::FunctionKill),
+    ),
+    data("function|stats", 2, &["noscript", "allow_busy"], functions::function_stats),
+];
+
 pub static COMMANDS: &[CommandSpec] = &[
+    data("fcall", -3, EVAL_FLAGS, functions::fcall).with_key_finder(numkeys_keys),
+    data("fcall_ro", -3, EVAL_RO_FLAGS, functions::fcall_ro).with_key_finder(numkeys_keys),
+    CommandSpec::new("function", -2, &[], KeyPositions::NONE, &["@slow"], Handler::Data(functions::function_help))
+        .with_subcommands(FUNCTION_SUBCOMMANDS),
     data("eval", -3, EVAL_FLAGS, eval).with_key_finder(numkeys_keys),
     data("evalsha", -3, EVAL_FLAGS, evalsha).with_key_finder(numkeys_keys),
     data("eval_ro", -3, EVAL_RO_FLAGS, eval_ro).with_key_finder(numkeys_keys),
@@ -295,10 +328,21 @@ fn script_help(ctx: &mut Ctx, _args: &Args) {
     }
 }
 
-/// The INFO memory figures of scripting: (cached scripts, bytes of their bodies, bytes
-/// of this thread's Lua state).
-pub fn memory_stats() -> (usize, usize) {
-    cache().stats()
+/// Scripting's INFO memory figures.
+pub struct MemoryStats {
+    /// Bytes of every thread's Lua state.
+    pub lua: usize,
+    pub scripts: usize,
+    /// Bytes of the cached scripts' bodies and names.
+    pub scripts_bytes: usize,
+    /// Bytes of the function libraries' code.
+    pub functions_bytes: usize,
+}
+
+pub fn memory() -> MemoryStats {
+    let (scripts, scripts_bytes) = cache().stats();
+    let functions_bytes = functions::all_codes().iter().map(|c| c.len()).sum();
+    MemoryStats { lua: engine::lua_memory(), scripts, scripts_bytes, functions_bytes }
 }
 
 #[cfg(test)]

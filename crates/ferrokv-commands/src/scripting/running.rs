@@ -30,6 +30,14 @@ pub struct RunSlot {
 }
 
 static SLOTS: Mutex<Vec<Arc<RunSlot>>> = Mutex::new(Vec::new());
+/// How many scripts are running.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any script is running now.
+#[inline]
+pub fn any_running() -> bool {
+    RUNNING.load(Ordering::Relaxed) != 0
+}
 /// How many running scripts are past `busy-reply-threshold`: the request path reads
 /// this one word per command.
 static BUSY: AtomicUsize = AtomicUsize::new(0);
@@ -69,11 +77,13 @@ impl RunSlot {
             busy: AtomicBool::new(false),
         });
         SLOTS.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
+        RUNNING.fetch_add(1, Ordering::Relaxed);
         s
     }
 
     pub fn finish(self: &Arc<Self>) {
         SLOTS.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, self));
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
         if self.busy.swap(false, Ordering::Relaxed) {
             BUSY.fetch_sub(1, Ordering::Relaxed);
         }

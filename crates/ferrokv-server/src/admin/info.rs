@@ -159,6 +159,20 @@ mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlaz
         crate::repl::not_counted_bytes(node),
         crate::memory::ALLOCATOR,
     );
+    // Scripting: every shard thread's Lua state counts as the eval VM (functions run
+    // in the same states), the cached scripts' bodies and the libraries' code.
+    let s = ferrokv_commands::scripting::memory();
+    let _ = write!(
+        o,
+        "used_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\nused_memory_vm_total_human:{}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\n",
+        human(s.lua as u64),
+        s.scripts_bytes,
+        s.scripts,
+        human(s.lua as u64),
+        s.scripts_bytes + s.functions_bytes,
+        human((s.scripts_bytes + s.functions_bytes) as u64),
+        lua = s.lua,
+    );
 }
 
 fn stats(node: &Node, o: &mut String) {

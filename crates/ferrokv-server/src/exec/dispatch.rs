@@ -592,12 +592,6 @@ impl ShardCore {
             }
         }
         if self.shard_set.is_empty() {
-            if spec.has(Flags::NO_MANDATORY_KEYS) {
-                // A script (EVAL, FCALL) that declares no keys may touch any: it runs
-                // under every shard's lock.
-                self.shard_set.extend(0..self.node.shard_count());
-                return;
-            }
             self.shard_set.push(self.id);
         }
         self.shard_set.sort_unstable();
@@ -609,6 +603,9 @@ impl ShardCore {
         let node = self.node;
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
+            if target == self.id && spec.has(Flags::NO_MANDATORY_KEYS) {
+                return self.run_script_here(c, spec, id, args);
+            }
             if target == self.id {
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
@@ -618,11 +615,10 @@ impl ShardCore {
                 }
                 let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
                 let client = (self.id, c.token);
-                let me = self.id;
                 let r = c.reply(|out| {
                     let start = out.buf.len();
                     let t0 = cycles();
-                    let r = run_unit(&mut ShardDb { db: &mut db, node, shard: me }, spec, args, env, out);
+                    let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
                     self.record_data(id, cycles().wrapping_sub(t0), &r, out);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
@@ -665,7 +661,9 @@ impl ShardCore {
         if c.inflight() > 0 {
             return Flow::Stall;
         }
-        let mut ks = MultiDb::lock(node, &self.shard_set);
+        let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
+            return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
+        };
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let client = (self.id, c.token);
         let me = &*self;
@@ -689,6 +687,32 @@ impl ShardCore {
         self.after_multi(&mut ks);
         drop(ks);
         self.after_flushall(spec, &r);
+        Flow::Done
+    }
+
+    /// A script (EVAL, FCALL) whose declared keys are all on this shard, or that
+    /// declares none: it starts with this shard's lock and takes another shard's when
+    /// it first touches a key there (see [`MultiDb::holds`]).
+    fn run_script_here(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
+        let node = self.node;
+        let mut ks = MultiDb::lock(node, &[self.id]);
+        if let Some(db) = ks.db_of_shard(self.id) {
+            if let Some(e) = self.migrating_refusal(spec, args, db) {
+                drop(ks);
+                return self.reject(c, Some(id), e);
+            }
+        }
+        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: false, track_keys: false };
+        let client = (self.id, c.token);
+        let me = &*self;
+        c.reply(|out| {
+            let start = out.buf.len();
+            let t0 = cycles();
+            let r = run_unit(&mut ks, spec, args, env, out);
+            me.record_data(id, cycles().wrapping_sub(t0), &r, out);
+            me.traced(client, args, &out.buf[start..], false, false, false);
+        });
+        self.after_multi(&mut ks);
         Flow::Done
     }
 
@@ -871,7 +895,17 @@ impl ShardCore {
         }
         let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
         let t0 = cycles();
-        let r = run_unit(&mut ShardDb { db: &mut db, node, shard: self.id }, spec, args, env, &mut out);
+        let r = if spec.has(Flags::NO_MANDATORY_KEYS) {
+            // A script: its keyspace may grow to other shards (see MultiDb::holds).
+            let mut ks = MultiDb { node, guards: vec![(self.id, db)] };
+            let r = run_unit(&mut ks, spec, args, env, &mut out);
+            self.after_multi(&mut ks);
+            drop(ks);
+            db = node.lock_db(self.id);
+            r
+        } else {
+            run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out)
+        };
         self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         let reply = match (r.blocked, waiter) {
@@ -1069,6 +1103,52 @@ impl<'a> MultiDb<'a> {
     }
 }
 
+impl MultiDb<'_> {
+    fn grow(&mut self, shard: ShardId) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2);
+        loop {
+            if let Some(g) = self.node.try_lock_db(shard) {
+                self.guards.push((shard, g));
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl<'a> MultiDb<'a> {
+    /// [`MultiDb::lock`], except that while a script runs it waits for each lock by
+    /// polling, and gives up (None) once a script is busy: a thread blocked on a busy
+    /// script's lock could not answer its clients (BUSY, SCRIPT KILL) any more.
+    pub fn lock_unless_busy(node: &'a Node, shards: &[ShardId]) -> Option<Self> {
+        use ferrokv_commands::scripting::running;
+        if !running::any_running() {
+            return Some(MultiDb::lock(node, shards));
+        }
+        let mut guards = Vec::with_capacity(shards.len());
+        for &s in shards {
+            loop {
+                if let Some(g) = node.try_lock_db(s) {
+                    guards.push((s, g));
+                    break;
+                }
+                if running::busy() {
+                    return None;
+                }
+                if !running::any_running() {
+                    guards.push((s, node.lock_db(s)));
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        Some(MultiDb { node, guards })
+    }
+}
+
 impl Drop for MultiDb<'_> {
     fn drop(&mut self) {
         for (s, db) in &self.guards {
@@ -1094,13 +1174,17 @@ impl Keyspace for MultiDb<'_> {
         &mut self.guards[i].1
     }
 
+    /// A script reaching a key of a shard it does not hold takes that shard's lock if
+    /// it can get it within 2 ms (two-phase locking: locks are only added until the
+    /// script ends, so it stays serializable). It never waits longer: another script
+    /// holding that shard might be waiting for one of ours.
     fn holds(&mut self, key: &[u8]) -> bool {
         let s = self.node.shard_of_key(key);
-        self.guards.iter().any(|g| g.0 == s)
+        self.guards.iter().any(|g| g.0 == s) || self.grow(s)
     }
 
     fn holds_all(&mut self) -> bool {
-        self.guards.len() == self.node.shard_count()
+        (0..self.node.shard_count()).all(|s| self.guards.iter().any(|g| g.0 == s) || self.grow(s))
     }
 
     fn log_unit(&mut self, records: Records) -> Option<Vec<u8>> {
@@ -1111,6 +1195,8 @@ impl Keyspace for MultiDb<'_> {
         if self.guards.len() == 1 {
             return SingleDb(&mut self.guards[0].1).log_unit(records);
         }
+        // A script may have added shards out of order: the unit goes to the lowest.
+        self.guards.sort_unstable_by_key(|g| g.0);
         // Taken while every lock of the unit is held: ids increase in an order that
         // agrees with each shard's log (see ferrokv_store::effects).
         let id = self.node.next_unit_id.fetch_add(1, Ordering::Relaxed);
@@ -1124,40 +1210,6 @@ impl Keyspace for MultiDb<'_> {
             }
         }
         None
-    }
-}
-
-/// One shard's keyspace, for a command that runs there alone: a script's
-/// `redis.call` learns from it which keys it may reach.
-pub struct ShardDb<'a> {
-    pub db: &'a mut Db,
-    pub node: &'a Node,
-    pub shard: ShardId,
-}
-
-impl Keyspace for ShardDb<'_> {
-    #[inline]
-    fn db(&mut self, _key: &[u8]) -> &mut Db {
-        self.db
-    }
-    fn each_db(&mut self, f: &mut dyn FnMut(&mut Db)) {
-        f(self.db)
-    }
-    fn db_for_slot(&mut self, _slot: u16) -> &mut Db {
-        self.db
-    }
-    #[inline]
-    fn propagating(&mut self) -> bool {
-        self.db.effects_on()
-    }
-    fn holds(&mut self, key: &[u8]) -> bool {
-        self.node.shard_count() == 1 || self.node.shard_of_key(key) == self.shard
-    }
-    fn holds_all(&mut self) -> bool {
-        self.node.shard_count() == 1
-    }
-    fn log_unit(&mut self, records: Records) -> Option<Vec<u8>> {
-        SingleDb(self.db).log_unit(records)
     }
 }
 

@@ -133,6 +133,10 @@ pub fn file_head(keys: u64, expires: u64, aof_base: bool) -> Vec<u8> {
     rdbfile::write_aux_int(&mut out, "ctime", (unix_ms() / 1000) as i64);
     rdbfile::write_aux_int(&mut out, "used-mem", crate::memory::allocated() as i64);
     rdbfile::write_aux_int(&mut out, "aof-base", aof_base as i64);
+    // Function libraries come before the keyspace, as Redis's rdbSaveFunctions writes them.
+    for code in ferrokv_commands::scripting::functions::all_codes() {
+        rdbfile::write_function(&mut out, &code);
+    }
     if keys > 0 {
         rdbfile::write_select_db(&mut out, 0);
         rdbfile::write_resize_db(&mut out, keys, expires);
@@ -680,7 +684,10 @@ fn load_records<V: AsRef<[u8]> + Send>(
     let started = Instant::now();
     let fail = |e: &dyn std::fmt::Display| format!("Fatal error loading the DB {}: {e}. Exiting.", name.display());
     let now = unix_ms();
-    let (mut expired, mut foreign, mut functions) = (0u64, 0u64, 0u64);
+    let (mut expired, mut foreign) = (0u64, 0u64);
+    let mut function_errors = Vec::new();
+    // The image's libraries replace the node's (a replica's full sync, or start-up).
+    ferrokv_commands::scripting::functions::flush();
     let loaded = AtomicU64::new(0);
     let empty = AtomicU64::new(0);
     let error: Mutex<Option<String>> = Mutex::new(None);
@@ -732,7 +739,11 @@ fn load_records<V: AsRef<[u8]> + Send>(
             match rec {
                 Loaded::Other(rdbfile::Record::End) => break,
                 Loaded::Other(rdbfile::Record::SelectDb(n)) => db_index = n,
-                Loaded::Other(rdbfile::Record::Function(_)) => functions += 1,
+                Loaded::Other(rdbfile::Record::Function(code)) => {
+                    if let Err(e) = ferrokv_commands::scripting::functions::load(&code, true) {
+                        function_errors.push(e);
+                    }
+                }
                 Loaded::Other(_) => {}
                 Loaded::Entry(e) => {
                     if db_index != 0 {
@@ -776,8 +787,8 @@ fn load_records<V: AsRef<[u8]> + Send>(
     if foreign > 0 {
         tracing::warn!("{foreign} keys in slots this node does not serve were not loaded");
     }
-    if functions > 0 {
-        tracing::warn!("{functions} function libraries in the file were not loaded: ferrokv has no FUNCTION yet");
+    for e in &function_errors {
+        tracing::warn!("a function library in the file could not be loaded: {e}");
     }
     if empty > 0 {
         tracing::warn!("{empty} empty keys skipped");
