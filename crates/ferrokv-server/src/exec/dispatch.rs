@@ -71,6 +71,8 @@ pub struct ShardCore {
     pub shard_channels_view: u64,
     /// `maxmemory` and eviction (see `exec/maxmemory.rs`).
     pub mem: crate::maxmemory::Limit,
+    /// LFU settings the keyspace has yet to take (see [`ShardCore::sync_db_settings`]).
+    db_settings: Option<(u32, u32)>,
 }
 
 /// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
@@ -128,8 +130,10 @@ impl ShardCore {
             pubsub_limits: Default::default(),
             shard_channels_view: 0,
             mem: Default::default(),
+            db_settings: None,
         };
         core.refresh_config();
+        core.sync_db_settings();
         core
     }
 
@@ -159,8 +163,16 @@ impl ShardCore {
         let (log_factor, decay) = (cfg.lfu_log_factor as u32, cfg.lfu_decay_time as u32);
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
-        // This shard's keyspace follows the policy: OBJECT FREQ/IDLETIME, the LFU
-        // counter's growth and decay, and whether small integers count as shared.
+        // The keyspace's copy is set where no keyspace lock is held (a CONFIG SET run
+        // by EXEC refreshes while EXEC holds every lock).
+        self.db_settings = Some((log_factor, decay));
+    }
+
+    /// Brings this shard's keyspace in line with the policy after a configuration
+    /// change: OBJECT FREQ/IDLETIME, the LFU counter's growth and decay, and whether
+    /// small integers count as shared. Call with no keyspace lock held.
+    pub fn sync_db_settings(&mut self) {
+        let Some((log_factor, decay)) = self.db_settings.take() else { return };
         let policy = self.mem.policy;
         let mut db = self.node.lock_db(self.id);
         db.lfu_policy = policy.lfu();
@@ -290,6 +302,7 @@ impl ShardCore {
 
     pub fn run_command(&mut self, c: &mut Conn, args: &Args) -> Flow {
         self.refresh_config();
+        self.sync_db_settings();
         let name = args.get(0);
         let Some((mut spec, mut id)) = lookup_id(name) else {
             let msg = unknown_command(args);

@@ -94,6 +94,7 @@ impl Shard {
         }
         loop {
             self.core.now_ms = unix_ms();
+            self.core.sync_db_settings();
             if self.core.mem.maxmemory != 0 {
                 self.core.mem.resync(node);
             }
