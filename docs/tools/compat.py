@@ -98,6 +98,7 @@ OPTION_NOTES = {
     "replica-announced": "accepted; INFO shows it",
     "repl-disable-tcp-nodelay": "accepted; replicas' sockets keep TCP_NODELAY",
     "client-output-buffer-limit": "the `replica` class is enforced on replicas and `pubsub` on subscribed clients; `normal` is accepted and shown",
+    "notify-keyspace-events": "every class; events derived per command by one rule table (crates/ferrokv-commands/src/notify.rs), diffed against redis-server; `e` (evicted) never fires: no maxmemory eviction yet; a replica applying its master's stream emits none; an event reaches a subscribed publisher after its own command's reply",
     "databases": "1 only (the default here): db 0 is served, a larger value is refused at start-up",
     "syslog-enabled": "lines go to syslog as Redis's (not covered by a test: no syslog daemon in CI)",
     "maxmemory": "one limit for the node, whichever shards hold the keys",

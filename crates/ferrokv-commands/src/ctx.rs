@@ -147,6 +147,10 @@ pub struct Ctx<'a> {
     pub modified: Option<Vec<Vec<u8>>>,
     /// Commands a script ran through `redis.call`, for the node's statistics.
     pub nested: Vec<crate::scripting::call::NestedCall>,
+    /// `notify-keyspace-events` classes in force, and the events of the commands a
+    /// script ran (published with the script's own, see `crate::notify`).
+    pub notify: u16,
+    pub events: Vec<crate::notify::KeyEvent>,
 }
 
 impl<'a> Ctx<'a> {
@@ -162,6 +166,8 @@ impl<'a> Ctx<'a> {
             propagation: Propagation::default(),
             modified: None,
             nested: Vec::new(),
+            notify: 0,
+            events: Vec::new(),
         }
     }
 

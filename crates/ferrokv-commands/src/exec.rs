@@ -26,6 +26,9 @@ pub struct Env<'a> {
     pub may_block: bool,
     /// Report the keys the command modified in [`Outcome::modified`].
     pub track_keys: bool,
+    /// `notify-keyspace-events` classes (see [`crate::notify`]): derive the command's
+    /// events into [`Outcome::events`]. 0 costs nothing.
+    pub notify: u16,
 }
 
 /// What a command did besides writing its reply.
@@ -40,6 +43,8 @@ pub struct Outcome {
     pub error: Option<ErrorCode>,
     /// The commands a script ran (EVAL, FCALL), counted in the statistics too.
     pub nested: Vec<crate::scripting::call::NestedCall>,
+    /// Its keyspace notifications, in order, when `Env::notify` asked.
+    pub events: Vec<crate::notify::KeyEvent>,
 }
 
 /// Runs the data command `spec` (its arguments checked against its arity already)
@@ -63,12 +68,26 @@ pub fn execute(
     if reads_only {
         ks.each_db(&mut |db| db.reads_only = true);
     }
+    // Keyspace notifications: which declared keys exist before (see crate::notify).
+    use crate::notify::class;
+    let notify = if env.notify & (class::KEYSPACE | class::KEYEVENT) != 0 { env.notify } else { 0 };
+    let mut key_states = Vec::new();
+    if notify != 0 {
+        let mut idx = Vec::new();
+        spec.key_indexes(args, &mut idx);
+        for i in idx {
+            let k = args.get(i);
+            let before = ks.db(k).contains(k, env.now_ms);
+            key_states.push((k.to_vec(), before, false));
+        }
+    }
     let mut ctx = Ctx::new(ks, env.now_ms, env.cfg, out);
     ctx.may_block = env.may_block;
     ctx.propagating = propagating;
-    if env.track_keys {
+    if env.track_keys || notify != 0 {
         ctx.modified = Some(Vec::new());
     }
+    ctx.notify = notify;
     let blocked = match spec.handler {
         Handler::Data(f) => {
             f(&mut ctx, args);
@@ -84,6 +103,7 @@ pub fn execute(
     let modified = ctx.modified.take().unwrap_or_default();
     let propagation = std::mem::take(&mut ctx.propagation);
     let nested = std::mem::take(&mut ctx.nested);
+    let mut events = std::mem::take(&mut ctx.events);
     drop(ctx);
     if reads_only {
         ks.each_db(&mut |db| db.reads_only = false);
@@ -102,7 +122,23 @@ pub fn execute(
         }
     }
     let error = (out.errors > errors_before).then(|| ErrorCode::of(&out.buf[out.last_error_at..]));
-    Outcome { blocked, dirty, modified, error, nested }
+    if notify != 0 {
+        for (k, _, after) in key_states.iter_mut() {
+            *after = ks.db(k).contains(k, env.now_ms);
+        }
+        let mut expired = Vec::new();
+        ks.each_db(&mut |db| expired.extend(db.take_expired_notes()));
+        let seen = crate::notify::Observed {
+            expired,
+            modified: &modified,
+            keys: &key_states,
+            // A script's keys are looked up by the commands it ran (their events are in).
+            reads_only: reads_only && blocked == Blocked::Served && events.is_empty() && !spec.has(Flags::NOSCRIPT),
+        };
+        events.extend(crate::notify::events(spec.name, args, &seen, notify));
+    }
+    let modified = if env.track_keys { modified } else { Vec::new() };
+    Outcome { blocked, dirty, modified, error, nested, events }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod exec;
 pub mod families;
 mod keyspecs;
+pub mod notify;
 pub mod scripting;
 pub mod table;
 #[cfg(test)]

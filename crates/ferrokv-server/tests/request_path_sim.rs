@@ -246,7 +246,7 @@ fn run_on(db: &mut Db, args: &[Vec<u8>], now_ms: u64, may_block: bool) -> (Vec<u
     };
     let cfg = ExecConfig::default();
     let mut out = ReplyBuf::new(Proto::Resp2);
-    let env = Env { cfg: &cfg, now_ms, may_block, track_keys: false };
+    let env = Env { cfg: &cfg, now_ms, may_block, track_keys: false, notify: 0 };
     let o = execute(&mut SingleDb(db), spec, &args, env, &mut out, &mut Default::default());
     (out.buf, o.blocked != ferrokv_commands::table::Blocked::Served)
 }

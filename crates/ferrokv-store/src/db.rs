@@ -237,6 +237,8 @@ pub struct Db {
     lent: Option<Lent>,
     /// Keys deleted because they expired (INFO's `expired_keys`).
     expired_keys: u64,
+    /// Those keys, kept for keyspace notifications (`expired` events) while on.
+    expired_notes: Option<Vec<Vec<u8>>>,
     /// `lfu-log-factor`: how many accesses it takes to raise the LFU counter.
     pub lfu_log_factor: u32,
     /// `lfu-decay-time`: minutes per decrement of an idle key's LFU counter.
@@ -332,6 +334,7 @@ impl Db {
             expire_cursor: (0, 0),
             lent: None,
             expired_keys: 0,
+            expired_notes: None,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             lfu_policy: false,
@@ -370,10 +373,28 @@ impl Db {
         self.effects.as_deref_mut()
     }
 
+    /// Keeps (or stops keeping) the keys expiry deletes, for `expired` notifications.
+    pub fn keep_expired_notes(&mut self, on: bool) {
+        if on != self.expired_notes.is_some() {
+            self.expired_notes = on.then(Vec::new);
+        }
+    }
+
+    /// The keys expiry deleted since the last call (empty unless kept).
+    pub fn take_expired_notes(&mut self) -> Vec<Vec<u8>> {
+        match self.expired_notes.as_mut() {
+            Some(n) if !n.is_empty() => std::mem::take(n),
+            _ => Vec::new(),
+        }
+    }
+
     /// Notes a key deleted because it expired: INFO's count, and the effects stream.
     #[inline]
     fn expired(&mut self, key: &[u8]) {
         self.expired_keys += 1;
+        if let Some(n) = self.expired_notes.as_mut() {
+            n.push(key.to_vec());
+        }
         if let Some(e) = self.effects.as_deref_mut() {
             e.note_expired(key);
         }

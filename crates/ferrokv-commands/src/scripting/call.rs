@@ -172,7 +172,13 @@ pub fn dispatch(
             }
         }
         _ => {
-            let env = Env { cfg: ctx.cfg, now_ms: ctx.now_ms, may_block: false, track_keys: ctx.modified.is_some() };
+            let env = Env {
+                cfg: ctx.cfg,
+                now_ms: ctx.now_ms,
+                may_block: false,
+                track_keys: ctx.modified.is_some(),
+                notify: ctx.notify,
+            };
             let mut records = Records::with_buffer(Vec::new());
             let o = execute(&mut *ctx.keys, spec, &args, env, &mut out, &mut records);
             ctx.dirty += o.dirty;
@@ -184,6 +190,7 @@ pub fn dispatch(
                 }
             }
             ctx.nested.extend(o.nested);
+            ctx.events.extend(o.events);
             if ctx.propagating && state.repl.get() != 0 && !records.is_empty() {
                 ctx.propagation.also.extend(records.decode());
             }

@@ -1140,7 +1140,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     } else {
         c.reply(|r| r.array(multi.queued.len()));
         let cfg = core.exec_cfg.clone();
-        let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false };
+        let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false, notify: core.notify };
         // The whole transaction is one unit of the effects stream.
         let mut records = ferrokv_store::effects::Records::default();
         for q in &multi.queued {
@@ -1149,12 +1149,16 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 Handler::Data(_) | Handler::Blocking(..) => {
                     let client = (core.id, c.token);
                     let t0 = crate::node::cycles();
-                    let reply = c.reply(|out| {
+                    let (reply, events) = c.reply(|out| {
                         let start = out.buf.len();
-                        let r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
+                        let mut r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
                         core.record_data(q.id, crate::node::cycles().wrapping_sub(t0), &r, out);
-                        core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked))
+                        let events = std::mem::take(&mut r.events);
+                        (core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked)), events)
                     });
+                    if !events.is_empty() {
+                        core.publish_events(events);
+                    }
                     if let Some((reply, blocked)) = reply {
                         core.traced(
                             client,

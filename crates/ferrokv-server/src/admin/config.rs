@@ -32,6 +32,8 @@ pub struct Config {
     pub timeout: u64,
     pub tcp_keepalive: u64,
     pub requirepass: String,
+    /// `notify-keyspace-events` as given (validated; CONFIG GET shows it canonical).
+    pub notify_keyspace_events: String,
     pub proto_max_bulk_len: u64,
     pub client_query_buffer_limit: u64,
     pub hz: u64,
@@ -168,6 +170,7 @@ impl Default for Config {
             timeout: 0,
             tcp_keepalive: 300,
             requirepass: String::new(),
+            notify_keyspace_events: String::new(),
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             hz: 10,
@@ -348,6 +351,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("timeout", Kind::Int { min: 0, max: i64::MAX }, true, timeout, int),
     opt!("tcp-keepalive", Kind::Int { min: 0, max: i64::MAX }, true, tcp_keepalive, int),
     opt!("requirepass", Kind::Str, true, requirepass, str),
+    OptionSpec {
+        name: "notify-keyspace-events",
+        kind: Kind::Str,
+        mutable: true,
+        get: |c| ferrokv_commands::notify::flags_to_string(c.notify_flags()),
+        set: |c, v| c.notify_keyspace_events = v.to_string(),
+    },
     opt!("proto-max-bulk-len", Kind::Memory, true, proto_max_bulk_len, mem),
     opt!("client-query-buffer-limit", Kind::Memory, true, client_query_buffer_limit, mem),
     opt!("hz", Kind::Int { min: 0, max: i64::MAX }, true, hz, int),
@@ -572,6 +582,11 @@ fn check_output_limits(v: &str) -> Result<(), String> {
 }
 
 impl Config {
+    /// `notify-keyspace-events` as class bits (see `ferrokv_commands::notify`).
+    pub fn notify_flags(&self) -> u16 {
+        ferrokv_commands::notify::parse_flags(&self.notify_keyspace_events).unwrap_or(0)
+    }
+
     /// `client-output-buffer-limit replica ...`.
     pub fn replica_output_limits(&self) -> crate::repl::master::OutputLimits {
         self.output_limits("slave")
@@ -729,6 +744,9 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
         }
         Kind::Str | Kind::Words => match name {
             "client-output-buffer-limit" => check_output_limits(value).map_err(BadValue)?,
+            "notify-keyspace-events" if ferrokv_commands::notify::parse_flags(value).is_none() => {
+                return Err(BadValue("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()))
+            }
             "replicaof" if !value.trim().is_empty() && value.split_whitespace().count() != 2 => {
                 return Err(BadValue("wrong number of arguments".into()))
             }

@@ -84,8 +84,6 @@ pub static LACKING: &[Lacking] = &[
     // A memory limit for clients: a node that ignored it would grow until the kernel
     // kills it.
     refused!("maxmemory-clients", Kind::Memory, "0", Some("maxmemory-clients (a memory limit for clients)")),
-    // Events an application subscribes to and would wait for forever.
-    refused!("notify-keyspace-events", Kind::Str, "", Some("keyspace notifications")),
     // Addresses clients or peers would be sent to.
     refused!(
         "cluster-preferred-endpoint-type",

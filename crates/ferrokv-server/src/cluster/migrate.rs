@@ -248,7 +248,7 @@ pub fn finish(core: &mut ShardCore, done: Done, conns: &mut ConnTable, touched: 
         words.extend(moved);
         let owned = OwnedArgs::from_slices(&words);
         let spec = ferrokv_commands::lookup(b"del").expect("DEL is in the table");
-        let env = Env { cfg: &core.exec_cfg, now_ms: now, may_block: false, track_keys: false };
+        let env = Env { cfg: &core.exec_cfg, now_ms: now, may_block: false, track_keys: false, notify: 0 };
         let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
         let r = run_unit(&mut ks, spec, &owned.args(), env, &mut out);
         if r.dirty != 0 {

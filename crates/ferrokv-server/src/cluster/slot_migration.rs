@@ -933,7 +933,13 @@ fn delete_batch(node: &Node, shard: crate::node::ShardId, slot: u16) -> usize {
     let owned = ferrokv_resp::OwnedArgs::from_slices(&words);
     let spec = ferrokv_commands::lookup(b"del").expect("DEL is in the table");
     let cfg = node.exec_cfg.read().unwrap_or_else(|p| p.into_inner());
-    let env = ferrokv_commands::Env { cfg: &cfg, now_ms: crate::node::unix_ms(), may_block: false, track_keys: false };
+    let env = ferrokv_commands::Env {
+        cfg: &cfg,
+        now_ms: crate::node::unix_ms(),
+        may_block: false,
+        track_keys: false,
+        notify: 0,
+    };
     let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
     let r = run_unit(&mut ks, spec, &owned.args(), env, &mut out);
     if r.dirty != 0 {

@@ -66,6 +66,8 @@ pub struct ShardCore {
     pub overflowed: Vec<u64>,
     /// `client-output-buffer-limit pubsub`.
     pub pubsub_limits: crate::repl::master::OutputLimits,
+    /// `notify-keyspace-events` classes (0: off).
+    pub notify: u16,
     /// The cluster view version this shard's shard-channel subscriptions were last
     /// checked against (see `pubsub::drop_moved_shard_channels`).
     pub shard_channels_view: u64,
@@ -131,6 +133,7 @@ impl ShardCore {
             shard_channels_view: 0,
             mem: Default::default(),
             db_settings: None,
+            notify: 0,
         };
         core.refresh_config();
         core.sync_db_settings();
@@ -161,6 +164,7 @@ impl ShardCore {
         m.lazy = cfg.lazyfree_lazy_eviction;
         m.replica_ignore = cfg.replica_ignore_maxmemory;
         let (log_factor, decay) = (cfg.lfu_log_factor as u32, cfg.lfu_decay_time as u32);
+        self.notify = cfg.notify_flags();
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
         // The keyspace's copy is set where no keyspace lock is held (a CONFIG SET run
@@ -626,9 +630,11 @@ impl ShardCore {
                     drop(db);
                     return self.reject(c, Some(id), e);
                 }
-                let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
+                db.keep_expired_notes(self.expired_events());
+                let env =
+                    Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false, notify: self.notify };
                 let client = (self.id, c.token);
-                let r = c.reply(|out| {
+                let mut r = c.reply(|out| {
                     let start = out.buf.len();
                     let t0 = cycles();
                     let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
@@ -636,6 +642,9 @@ impl ShardCore {
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
                 });
+                if !r.events.is_empty() {
+                    self.publish_events(std::mem::take(&mut r.events));
+                }
                 if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
                     let mut reg = node.lock_waiters(self.id);
@@ -677,10 +686,11 @@ impl ShardCore {
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
+        let env =
+            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
         let client = (self.id, c.token);
         let me = &*self;
-        let r = c.reply(|out| {
+        let mut r = c.reply(|out| {
             let start = out.buf.len();
             let t0 = cycles();
             let r = run_unit(&mut ks, spec, args, env, out);
@@ -688,6 +698,9 @@ impl ShardCore {
             me.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
             r
         });
+        if !r.events.is_empty() {
+            self.publish_events(std::mem::take(&mut r.events));
+        }
         if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
             for k in &w.keys {
@@ -715,16 +728,21 @@ impl ShardCore {
                 return self.reject(c, Some(id), e);
             }
         }
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: false, track_keys: false };
+        let env =
+            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: false, track_keys: false, notify: self.notify };
         let client = (self.id, c.token);
         let me = &*self;
-        c.reply(|out| {
+        let events = c.reply(|out| {
             let start = out.buf.len();
             let t0 = cycles();
-            let r = run_unit(&mut ks, spec, args, env, out);
+            let mut r = run_unit(&mut ks, spec, args, env, out);
             me.record_data(id, cycles().wrapping_sub(t0), &r, out);
             me.traced(client, args, &out.buf[start..], false, false, false);
+            std::mem::take(&mut r.events)
         });
+        if !events.is_empty() {
+            self.publish_events(events);
+        }
         self.after_multi(&mut ks);
         Flow::Done
     }
@@ -831,9 +849,18 @@ impl ShardCore {
                     let restricted = w.args_for(&key);
                     let args = restricted.args();
                     // Restricted to the ready key, the command touches only this shard.
-                    let env = Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false };
-                    let r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
+                    let env = Env {
+                        cfg: &self.exec_cfg,
+                        now_ms: now,
+                        may_block: true,
+                        track_keys: false,
+                        notify: self.notify,
+                    };
+                    let mut r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
                     self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
+                    if !r.events.is_empty() {
+                        self.publish_events(std::mem::take(&mut r.events));
+                    }
                     match r.blocked {
                         Blocked::Served => {
                             let mut reg = node.lock_waiters(shard);
@@ -862,9 +889,13 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
-        let r = run_unit(&mut ks, w.spec, &args, env, &mut out);
+        let env =
+            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
+        let mut r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
+        if !r.events.is_empty() {
+            self.publish_events(std::mem::take(&mut r.events));
+        }
         let served = match r.blocked {
             Blocked::Served => {
                 for k in &w.keys {
@@ -906,9 +937,11 @@ impl ShardCore {
             out.error(&e);
             return Some(out.buf);
         }
-        let env = Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false };
+        let env =
+            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
         let t0 = cycles();
-        let r = if spec.has(Flags::NO_MANDATORY_KEYS) {
+        db.keep_expired_notes(self.expired_events());
+        let mut r = if spec.has(Flags::NO_MANDATORY_KEYS) {
             // A script: its keyspace may grow to other shards (see MultiDb::holds).
             let mut ks = MultiDb { node, guards: vec![(self.id, db)] };
             let r = run_unit(&mut ks, spec, args, env, &mut out);
@@ -921,6 +954,9 @@ impl ShardCore {
         };
         self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
+        if !r.events.is_empty() {
+            self.publish_events(std::mem::take(&mut r.events));
+        }
         let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {
                 let mut reg = node.lock_waiters(self.id);
@@ -973,14 +1009,45 @@ impl ShardCore {
         self.mem.perform(node, exempt);
     }
 
+    /// Whether expiry must keep the keys it deletes for `expired` events (applied to
+    /// this shard's Db whenever its thread holds the lock: each tick and command).
+    fn expired_events(&self) -> bool {
+        use ferrokv_commands::notify::class;
+        self.notify & class::EXPIRED != 0 && self.notify & (class::KEYSPACE | class::KEYEVENT) != 0
+    }
+
+    /// Publishes a command's keyspace notifications (`__keyspace@0__:<key>` with the
+    /// event, `__keyevent@0__:<event>` with the key), to this node's subscribers.
+    pub fn publish_events(&mut self, events: Vec<ferrokv_commands::notify::KeyEvent>) {
+        use ferrokv_commands::notify::class;
+        for e in events {
+            if self.notify & class::KEYSPACE != 0 {
+                let mut ch = b"__keyspace@0__:".to_vec();
+                ch.extend_from_slice(&e.key);
+                crate::pubsub::publish(self, crate::pubsub::Space::Global, &ch, e.event.as_bytes());
+            }
+            if self.notify & class::KEYEVENT != 0 {
+                let ch = format!("__keyevent@0__:{}", e.event);
+                crate::pubsub::publish(self, crate::pubsub::Space::Global, ch.as_bytes(), &e.key);
+            }
+        }
+    }
+
     /// Active expiry of this shard's keys within `budget`.
     pub fn active_expire(&mut self, budget: std::time::Duration) {
         let mut db = self.node.lock_db(self.id);
+        db.keep_expired_notes(self.expired_events());
         let now = self.now_ms;
         // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
         db.set_clock(now);
         self.node.lock_waiters(self.id).sweep(&mut db);
         let n = db.active_expire(now, budget);
+        let expired = db.take_expired_notes();
+        if !expired.is_empty() {
+            use ferrokv_commands::notify::{class, KeyEvent};
+            let ev = expired.into_iter().map(|key| KeyEvent { class: class::EXPIRED, event: "expired", key }).collect();
+            self.publish_events(ev);
+        }
         if n > 0 {
             // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
             let keys = db.effects().map(|log| log.log_expired_units()).unwrap_or_default();
