@@ -32,6 +32,7 @@ def lacking():
 # Commands that exist in ferrokv but differ from Redis 7.0 in some way.
 NOTES = {
     "cluster|migration": "Redis 8.4's whole-slot migration (IMPORT, STATUS, CANCEL), between ferrokv nodes; one source per task, one running task per source",
+    "cluster|slot-stats": "Redis 8.2 / Valkey 8 (not in 7.0): SLOTSRANGE and ORDERBY with key-count, cpu-usec, network-bytes-in/out (the last three with cluster-slot-stats-enabled); no memory-bytes",
     "cluster|migration-sync": "ferrokv only: what a CLUSTER MIGRATION task sends to the source node",
     "memory|usage": "ferrokv's bytes for its own layout (the key's 76-byte node and table index, a long key's bytes, the value measured by copying it: O(n), SAMPLES is checked but does not bound the work)",
     "memory|stats": "Redis's fields; client, AOF, Lua and function figures are 0, `db.0`'s overheads are the slot tables'",
@@ -85,6 +86,7 @@ NOTES = {
 }
 
 OPTION_NOTES = {
+    "cluster-slot-stats-enabled": "Redis 8.2's option (not in 7.0): CLUSTER SLOT-STATS's CPU and network counters",
     "cluster-slot-migration-write-pause-timeout": "Redis 8.4's option (not in 7.0): how long a whole-slot migration's source holds writes",
     "busy-reply-threshold": "clients of other shard threads get BUSY past it; clients of the thread running the script wait",
     "lua-time-limit": "as busy-reply-threshold",

@@ -14,8 +14,10 @@ use ferrokv_tests::resp::{parse_one, show, Reply};
 use ferrokv_tests::Server;
 
 /// Commands ferrokv has that redis-server 7.0.15 does not: Redis 8.4's whole-slot
-/// migration surface and the source-side command its task sends (ferrokv only).
-const NEWER: &[&str] = &["cluster|migration", "cluster|migration-sync"];
+/// migration surface, the source-side command its task sends (ferrokv only), and Redis
+/// 8.2's CLUSTER SLOT-STATS.
+
+const NEWER: &[&str] = &["cluster|migration", "cluster|migration-sync", "cluster|slot-stats"];
 
 /// `COMMAND LIST` (or a filtered one) of ferrokv without the [`NEWER`] commands.
 fn ours_listed(c: &mut Conn, args: &[&str]) -> BTreeSet<Vec<u8>> {

@@ -182,3 +182,56 @@ fn a_silent_target_does_not_hold_the_sources_writes_forever() {
     assert!(r.contains("No such slot migration"), "{r}");
     check_clean(src);
 }
+
+/// CLUSTER SLOT-STATS: key counts always, CPU and bytes with cluster-slot-stats-enabled;
+/// SLOTSRANGE covers only this node's slots; ORDERBY sorts with slot ties ascending.
+#[test]
+fn slot_stats_show_hot_slots() {
+    let nodes = cluster_nodes(3);
+    create_masters(&nodes);
+    let src = &nodes[0];
+    let mut c = src.conn();
+    let keys = low_keys(3);
+    let slots: Vec<u16> = keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+    assert_eq!(c.call(&["SET", &keys[0], "x"]), Reply::Simple(b"OK".to_vec()));
+    // Only key-count while disabled; an ORDERBY of another metric is refused.
+    let r = show(&c.send(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", &slots[0].to_string(), &slots[0].to_string()]));
+    assert_eq!(r, format!("\"*1\\r\\n*2\\r\\n:{}\\r\\n*2\\r\\n$9\\r\\nkey-count\\r\\n:1\\r\\n\"", slots[0]), "{r}");
+    let r = show(&c.send(&["CLUSTER", "SLOT-STATS", "ORDERBY", "cpu-usec"]));
+    assert!(r.contains("Unrecognized sort metric for ORDERBY"), "{r}");
+    // Slots of other nodes are left out of a range.
+    match c.call(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", "5000", "6000"]) {
+        Reply::Array(Some(rows)) => assert_eq!(rows.len(), 461, "slots 5000-5460 are this node's"),
+        other => panic!("{other:?}"),
+    }
+    // Enabled: the slot hammered most comes first by cpu and by bytes in.
+    assert_eq!(c.call(&["CONFIG", "SET", "cluster-slot-stats-enabled", "yes"]), Reply::Simple(b"OK".to_vec()));
+    let big = "v".repeat(1000);
+    for _ in 0..200 {
+        c.call(&["SET", &keys[1], &big]);
+    }
+    c.call(&["GET", &keys[2]]);
+    for metric in ["network-bytes-in", "network-bytes-out", "cpu-usec"] {
+        match c.call(&["CLUSTER", "SLOT-STATS", "ORDERBY", metric, "LIMIT", "1"]) {
+            Reply::Array(Some(rows)) => {
+                let Reply::Array(Some(row)) = &rows[0] else { panic!("{rows:?}") };
+                if metric != "network-bytes-out" {
+                    assert_eq!(row[0], Reply::Int(slots[1] as i64), "{metric}: {rows:?}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match c.call(&["CLUSTER", "SLOT-STATS", "ORDERBY", "key-count", "LIMIT", "2", "DESC"]) {
+        Reply::Array(Some(rows)) => assert_eq!(rows.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        vec!["CLUSTER", "SLOT-STATS", "ORDERBY", "key-count", "LIMIT", "0"],
+        vec!["CLUSTER", "SLOT-STATS", "ORDERBY", "key-count", "ASC", "DESC"],
+        vec!["CLUSTER", "SLOT-STATS", "SLOTSRANGE", "10", "5"],
+        vec!["CLUSTER", "SLOT-STATS", "ORDERBY", "key-count", "bogus"],
+    ] {
+        assert!(c.send(&bad).starts_with(b"-ERR"), "{bad:?}");
+    }
+}

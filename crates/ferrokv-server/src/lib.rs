@@ -30,6 +30,8 @@ pub mod cluster;
 pub mod migrate;
 #[path = "cluster/slot_migration.rs"]
 pub mod slot_migration;
+#[path = "cluster/slot_stats.rs"]
+pub mod slot_stats;
 // Admin: connection/server/transaction commands, INFO, configuration.
 #[path = "admin/cmds.rs"]
 pub mod cmds;

@@ -50,6 +50,8 @@ pub struct ShardShared {
     pub trim: Mutex<Vec<u16>>,
     /// `trim` is not empty (checked every iteration without the lock).
     pub trimming: std::sync::atomic::AtomicBool,
+    /// CLUSTER SLOT-STATS counters of the commands this shard ran.
+    pub slot_stats: crate::slot_stats::SlotStats,
 }
 
 /// One command's statistics on one shard. Only that shard's thread writes them.
@@ -245,6 +247,7 @@ impl Node {
                 pubsub: Default::default(),
                 trim: Mutex::new(Vec::new()),
                 trimming: Default::default(),
+                slot_stats: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.

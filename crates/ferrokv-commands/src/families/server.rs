@@ -129,6 +129,8 @@ pub const CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
     // to the source (not in redis-server 7.0.15's table).
     srv(ServerCmd::Cluster, "cluster|migration", -3, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|migration-sync", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
+    // Redis 8.2 / Valkey 8 (not in 7.0.15's table).
+    srv(ServerCmd::Cluster, "cluster|slot-stats", -4, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|meet", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|myid", 2, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|nodes", 2, CLUSTER_FLAGS, CLUSTER_ACL),

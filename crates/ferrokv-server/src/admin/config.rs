@@ -71,6 +71,9 @@ pub struct Config {
     /// Redis 8.4's `cluster-slot-migration-write-pause-timeout` (ms): how long a
     /// whole-slot migration's source holds writes waiting for the target's claim.
     pub cluster_slot_migration_write_pause_timeout: u64,
+    /// Redis 8.2's `cluster-slot-stats-enabled`: CLUSTER SLOT-STATS's CPU and network
+    /// counters.
+    pub cluster_slot_stats_enabled: bool,
     pub cluster_port: u64,
     pub cluster_announce_ip: String,
     pub cluster_announce_port: u64,
@@ -206,6 +209,7 @@ impl Default for Config {
             cluster_config_file: "nodes.conf".into(),
             cluster_node_timeout: 15000,
             cluster_slot_migration_write_pause_timeout: 10000,
+            cluster_slot_stats_enabled: false,
             cluster_port: 0,
             cluster_announce_ip: String::new(),
             cluster_announce_port: 0,
@@ -417,6 +421,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         cluster_slot_migration_write_pause_timeout,
         int
     ),
+    opt!("cluster-slot-stats-enabled", Kind::Bool, true, cluster_slot_stats_enabled, bool),
     opt!("cluster-port", Kind::Int { min: 0, max: 65535 }, false, cluster_port, int),
     opt!("cluster-announce-ip", Kind::Str, true, cluster_announce_ip, str),
     opt!("cluster-announce-port", Kind::Int { min: 0, max: 65535 }, true, cluster_announce_port, int),

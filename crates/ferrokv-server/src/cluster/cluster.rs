@@ -343,6 +343,8 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         let seq = c.push_pending();
         c.barrier = Some(seq);
         core.send(0, Msg::ClusterLinks { from: core.id, token: c.token, seq, proto: c.proto });
+    } else if eq_ic(sub, "slot-stats") {
+        return crate::slot_stats::command(core, c, args);
     } else if eq_ic(sub, "migration") {
         return crate::slot_migration::migration_command(core, c, args);
     } else if eq_ic(sub, "migration-sync") {

@@ -47,6 +47,8 @@ pub struct ShardCore {
     min_replicas_to_write: u64,
     replica_read_only: bool,
     replica_serve_stale_data: bool,
+    /// `cluster-slot-stats-enabled` (in cluster mode).
+    slot_stats: bool,
     /// Unix ms, read once per loop iteration: commands of one batch share a clock,
     /// as Redis caches its clock per command.
     pub now_ms: u64,
@@ -121,6 +123,7 @@ impl ShardCore {
             min_replicas_to_write: 0,
             replica_read_only: true,
             replica_serve_stale_data: true,
+            slot_stats: false,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
@@ -154,6 +157,7 @@ impl ShardCore {
         self.min_replicas_to_write = cfg.min_replicas_to_write;
         self.replica_read_only = cfg.replica_read_only;
         self.replica_serve_stale_data = cfg.replica_serve_stale_data;
+        self.slot_stats = cfg.cluster_slot_stats_enabled && self.node.cluster.is_some();
         self.pubsub_limits = cfg.output_limits("pubsub");
         ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
         let m = &mut self.mem;
@@ -538,6 +542,14 @@ impl ShardCore {
         }
     }
 
+    /// CLUSTER SLOT-STATS's counters, when enabled.
+    #[inline]
+    fn record_slot(&self, spec: &CommandSpec, args: &Args, cycles: u64, reply_bytes: usize) {
+        if self.slot_stats {
+            self.node.shards[self.id].slot_stats.add(spec, args, cycles, reply_bytes);
+        }
+    }
+
     /// Counts a command a script ran (`redis.call`), as Redis's `call()` counts it.
     #[cold]
     fn record_nested(&self, n: &ferrokv_commands::scripting::call::NestedCall) {
@@ -639,6 +651,7 @@ impl ShardCore {
                     let t0 = cycles();
                     let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
                     self.record_data(id, cycles().wrapping_sub(t0), &r, out);
+                    self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len() - start);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
                 });
@@ -695,6 +708,7 @@ impl ShardCore {
             let t0 = cycles();
             let r = run_unit(&mut ks, spec, args, env, out);
             me.record_data(id, cycles().wrapping_sub(t0), &r, out);
+            me.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len() - start);
             me.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
             r
         });
@@ -953,6 +967,7 @@ impl ShardCore {
             run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out)
         };
         self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
+        self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len());
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         if !r.events.is_empty() {
             self.publish_events(std::mem::take(&mut r.events));
