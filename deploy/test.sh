@@ -83,8 +83,8 @@ if [ ! -d tests/js/node_modules/ioredis ]; then
         || { echo "deploy/test.sh: cannot install ioredis" >&2; exit 1; }
 fi
 
-log "cargo build --release -p ferrokv-server -p ferrokv-cli"
-cargo build --release -p ferrokv-server -p ferrokv-cli
+log "cargo build --release -p ferrokv-server -p ferrokv-cli -p ferrokv-load"
+cargo build --release -p ferrokv-server -p ferrokv-cli -p ferrokv-load
 
 if [ "$#" -eq 0 ]; then
     set -- --workspace
