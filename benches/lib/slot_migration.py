@@ -384,4 +384,5 @@ def main():
                 print("| %s | %d | %d | %d | %.2f | %.2f | %.1f |" % (kind, r["ops"], r["errors"], r["redirects"], r["p50"], r["p99"], r["max"]))
 
 
-main()
+if __name__ == "__main__":
+    main()

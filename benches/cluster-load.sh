@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 13's benchmarks, driven by ferrokv-load (benches/loadgen), ferrokv-server and
+# redis-server side by side in the same run, rounds alternating the order:
+#
+#   cluster3  3 masters of one server on 127.0.0.1 (ferrokv --server-threads 1, as
+#             redis's one thread), created with redis-cli --cluster create, KEYS keys
+#             filled, then 1:1 SET:GET uniform at pipeline 1 and 16: throughput, p50,
+#             p99, CPU of the three nodes per request. Nothing is pinned (3 nodes and
+#             the generator share the 2 cores).
+#   shards    one node owning all 16384 slots (cluster-enabled, CLUSTER ADDSLOTSRANGE):
+#             redis-server and ferrokv with one shard on core 0, ferrokv with two shards
+#             on cores 0-1; ferrokv-load on core 1 as a cluster client (routing by
+#             CLUSTER SLOTS: with per-shard endpoints advertised it reaches the owning
+#             core, else it goes through the node's port and the hop) and, on two
+#             shards, as a standalone client; CPU per request vs one shard and vs redis.
+#   zipf      the same node with 1M keys filled: uniform vs zipf (s = 1.1) at P1 and
+#             P16 on redis-server and on two shards, with each shard thread's share of
+#             the CPU (/proc/PID/task) and the expected share of each half of the slots.
+#
+# Each figure lists the 1-minute load average before its runs: the machine is shared.
+#
+# Usage: benches/cluster-load.sh [--scenario cluster3|shards|zipf]... [--rounds N]
+#          [--seconds S] [--clients C] [--keys K] [--zipf-keys K] [--zipf-s S]
+#          [--value-size B] [--node-threads T] [--no-build]
+# Environment: FERROKV_SERVER, REDIS_SERVER, FERROKV_LOAD override the binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=yes
+args=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=no ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) args+=("$a") ;;
+    esac
+done
+for tool in "${REDIS_SERVER:-redis-server}" redis-cli python3 taskset; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-server redis-tools python3 util-linux)" >&2; exit 1; }
+done
+if [ "$build" = yes ]; then
+    cargo build --release -q -p ferrokv-server -p ferrokv-load
+fi
+target=${CARGO_TARGET_DIR:-target}/release
+ferrokv=${FERROKV_SERVER:-$target/ferrokv-server}
+load=${FERROKV_LOAD:-$target/ferrokv-load}
+[ -x "$ferrokv" ] || { echo "no ferrokv-server at $ferrokv" >&2; exit 1; }
+[ -x "$load" ] || { echo "no ferrokv-load at $load" >&2; exit 1; }
+echo "ferrokv $(git rev-parse --short HEAD), $(${REDIS_SERVER:-redis-server} --version | awk '{print $3}'), $(nproc) CPUs" >&2
+PYTHONPATH=benches/lib exec python3 benches/lib/cluster_load.py --ferrokv "$ferrokv" \
+    --redis "${REDIS_SERVER:-redis-server}" --load "$load" ${args[@]+"${args[@]}"}
