@@ -117,9 +117,9 @@ class Load:
             print("WARNING: %d errors: %s" % (rep["errors"], rep["first_errors"]), file=sys.stderr)
         return rep
 
-    def fill(self, port, keys, value_size):
+    def fill(self, port, keys, value_size, *extra):
         self.run(port, "--distribution", "sequential", "--ratio", "1:0", "--keys", keys, "-n", keys,
-                 "-c", 50, "-P", 16, "-d", value_size)
+                 "-c", 50, "-P", 16, "-d", value_size, *extra)
 
     def measure(self, pids, port, *args):
         """Runs the generator; adds the servers' CPU seconds (and per shard thread) and
@@ -143,6 +143,10 @@ def med(reps, f):
 
 def cpu_per_m(r):
     return r["server_cpu"] / r["requests"] * 1e6
+
+
+def gen_cpu_per_m(r):
+    return r["client_cpu_s"] / r["requests"] * 1e6
 
 
 def print_rows(title, header, rows):
@@ -182,12 +186,14 @@ def scenario_cluster3(a, servers, load):
                      "%.3f" % med(f, lambda r: r["latency_ms"]["p50"]), "%.3f" % med(rd, lambda r: r["latency_ms"]["p50"]),
                      "%.3f" % med(f, lambda r: r["latency_ms"]["p99"]), "%.3f" % med(rd, lambda r: r["latency_ms"]["p99"]),
                      "%.2f" % fc, "%.2f" % rc, "%.2fx" % (fc / rc),
+                     "%.2f / %.2f" % (med(f, gen_cpu_per_m), med(rd, gen_cpu_per_m)),
                      ", ".join(r["load"].split()[0] for r in f + rd)])
     print_rows("3 masters on 127.0.0.1 (ferrokv --server-threads %d), nothing pinned; ferrokv-load -c %d, 1:1 SET:GET, "
                "%d keys, %d B values, %g s per run, medians of %d rounds" %
                (a.node_threads, a.clients, a.keys, a.value_size, a.seconds, a.rounds),
                ["pipeline", "ferrokv rps", "redis rps", "rps ratio", "ferrokv p50 ms", "redis p50 ms",
-                "ferrokv p99 ms", "redis p99 ms", "ferrokv CPU s/1M", "redis CPU s/1M", "CPU ratio", "load avg (1 min) per run"],
+                "ferrokv p99 ms", "redis p99 ms", "ferrokv CPU s/1M", "redis CPU s/1M", "CPU ratio",
+                "ferrokv-load CPU s/1M (vs ferrokv / redis)", "load avg (1 min) per run"],
                rows)
 
 
@@ -231,12 +237,13 @@ def scenario_shards(a, servers, load):
                                                                        "s" if len(rs[0]["endpoints"]) > 1 else ""),
                              "%.0f" % med(rs, lambda r: r["rps"]), "%.3f" % med(rs, lambda r: r["latency_ms"]["p99"]),
                              "%.2f" % c, "%.2fx" % (c / base_one), "%.2fx" % (c / base_redis),
+                             "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
     print_rows("One node owning all 16384 slots (cluster-enabled), server on core 0 (two shards: cores 0-1), "
                "ferrokv-load on core 1, -c %d, 1:1 SET:GET uniform over %d keys, %d B values, %g s per run, "
                "medians of %d rounds" % (a.clients, a.keys, a.value_size, a.seconds, a.rounds),
                ["pipeline", "server", "client", "rps", "p99 ms", "server CPU s/1M", "vs 1 shard", "vs redis",
-                "load avg (1 min) per run"], rows)
+                "ferrokv-load CPU s/1M", "load avg (1 min) per run"], rows)
 
 
 def zipf_shard_shares(keys, s, prefix=b"key:"):
@@ -251,8 +258,20 @@ def zipf_shard_shares(keys, s, prefix=b"key:"):
     return low / total, 1 - low / total
 
 
+# Key sets of the skew scenario: (label, generator arguments). The hot tag puts 100,000
+# keys under one hash tag: one slot, so one shard executes every command.
+HOT_TAG = ["--hash-tags", "1", "--key-prefix", "hot:", "--keys", 100_000]
+
+
+def skew_dists(a):
+    return [("uniform", ["--keys", a.zipf_keys]),
+            ("zipf", ["--keys", a.zipf_keys, "--distribution", "zipf", "--zipf-s", a.zipf_s]),
+            ("one hash tag", HOT_TAG)]
+
+
 def scenario_zipf(a, servers, load):
-    """Two shards, cluster client, 1M keys: uniform against zipf(s); redis alongside."""
+    """Two shards, cluster client, 1M keys: uniform against zipf(s), and one hot hash
+    tag; redis alongside."""
     configs = [("redis-server", "redis", None, "0"), ("ferrokv 2 shards", "ferrokv", 2, "0,1")]
     res = {}
     for rnd in range(a.rounds):
@@ -260,11 +279,11 @@ def scenario_zipf(a, servers, load):
             pid, port = servers.start(kind, threads=threads, cores=cores)
             one_node_cluster(port)
             load.fill(port, a.zipf_keys, a.value_size)
+            load.fill(port, HOT_TAG[-1], a.value_size, *HOT_TAG[:-2])
             for pl in (1, 16):
-                for dist in ("uniform", "zipf"):
+                for dist, dist_args in skew_dists(a):
                     r = load.measure([pid], port, "--duration", a.seconds, "-c", a.clients, "-P", pl,
-                                     "--keys", a.zipf_keys, "-d", a.value_size, "--ratio", "1:1",
-                                     "--distribution", dist, "--zipf-s", a.zipf_s, "--cluster")
+                                     "-d", a.value_size, "--ratio", "1:1", "--cluster", *dist_args)
                     res.setdefault((label, dist, pl), []).append(r)
                     print("zipf round %d %s %s P%d: %.0f rps, %.2f CPU s/1M, shards %s, load %s" %
                           (rnd + 1, label, dist, pl, r["rps"], cpu_per_m(r),
@@ -275,7 +294,7 @@ def scenario_zipf(a, servers, load):
     for pl in (1, 16):
         redis_u = med(res[("redis-server", "uniform", pl)], lambda r: r["rps"])
         for label, _, _, _ in configs:
-            for dist in ("uniform", "zipf"):
+            for dist, _ in skew_dists(a):
                 rs = res[(label, dist, pl)]
                 rps = med(rs, lambda r: r["rps"])
                 shards = ""
@@ -285,13 +304,15 @@ def scenario_zipf(a, servers, load):
                     shards = " / ".join("%.0f%%" % (100 * x) for x in shares)
                 rows.append(["P%d" % pl, label, dist, "%.0f" % rps, "%.2fx" % (rps / redis_u),
                              "%.3f" % med(rs, lambda r: r["latency_ms"]["p99"]), "%.2f" % med(rs, cpu_per_m), shards,
+                             "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
     print_rows("One node, all slots, %d keys filled (%d B values); server on core 0 (two shards: 0-1), ferrokv-load on "
-               "core 1 as a cluster client, -c %d, 1:1 SET:GET, zipf s=%g vs uniform, %g s per run, medians of %d rounds. "
+               "core 1 as a cluster client, -c %d, 1:1 SET:GET, zipf s=%g vs uniform, and 100000 keys under one hash tag, "
+               "%g s per run, medians of %d rounds. "
                "Expected request share of the two slot halves under zipf: %.1f%% / %.1f%%" %
                (a.zipf_keys, a.value_size, a.clients, a.zipf_s, a.seconds, a.rounds, 100 * lo, 100 * hi),
                ["pipeline", "server", "keys", "rps", "vs redis uniform", "p99 ms", "server CPU s/1M",
-                "shard CPU split", "load avg (1 min) per run"], rows)
+                "shard CPU split", "ferrokv-load CPU s/1M", "load avg (1 min) per run"], rows)
 
 
 def main():
