@@ -162,7 +162,8 @@ fn redis_cluster() {
     cluster_run(Kind::Redis);
 }
 
-/// Standalone servers: every request answered, the duration bound ends the run.
+/// Standalone servers: every request answered, the duration bound ends the run, a paced
+/// run stays within its schedule.
 #[test]
 fn standalone_servers() {
     for server in [Server::ferrokv(&[]), Server::redis(&[])] {
@@ -174,5 +175,11 @@ fn standalone_servers() {
         assert!(timed.count("requests") > 0, "{}", timed.0);
         assert_eq!(timed.count("errors"), 0, "{}", timed.0);
         assert_eq!(timed.count("sets") + timed.count("gets"), timed.count("requests"), "{}", timed.0);
+        // Paced: never more than the schedule allows (one at the start, then 2000 a
+        // second for half a second), whatever the machine's speed.
+        let paced = load(server.port(), &["--rate", "2000", "--duration", "0.5", "-c", "4"]);
+        assert!(paced.has("\"rate\":2000"), "{}", paced.0);
+        assert!((1..=1001).contains(&paced.count("requests")), "{}", paced.0);
+        assert_eq!(paced.count("errors"), 0, "{}", paced.0);
     }
 }

@@ -73,6 +73,11 @@ struct Args {
     /// from MOVED replies only.
     #[arg(long, conflicts_with = "no_cluster")]
     learn_slots: bool,
+    /// Open loop: send this many requests per second in total, each timed from when it
+    /// was due (clients still keep at most -P in flight). Default: closed loop, each
+    /// client sends as soon as a reply frees its window.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Seed of the key and operation draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             learn_slots: a.learn_slots,
             seed: a.seed,
             timeout: seconds(a.timeout, "timeout")?,
+            rate: a.rate,
         };
         let report = run(&cfg)?;
         Ok((cfg, report))
@@ -167,7 +173,12 @@ fn dist_name(cfg: &Config) -> String {
 
 fn text(cfg: &Config, r: &Report) -> String {
     let s = &r.stats;
-    let mode = if r.cluster { "cluster" } else { "standalone" };
+    let mode = match cfg.rate {
+        Some(rate) if r.cluster => format!("cluster, paced at {rate} requests/s"),
+        Some(rate) => format!("standalone, paced at {rate} requests/s"),
+        None if r.cluster => "cluster".to_string(),
+        None => "standalone".to_string(),
+    };
     format!(
         "ferrokv-load: {mode}, {} endpoint(s) [{}], {} clients on {} thread(s), pipeline {}, SET:GET {}:{}, {} over {} keys, {} B values\n\
          requests {} in {:.3} s: {:.0} rps; errors {}\n\
@@ -223,12 +234,13 @@ fn json(cfg: &Config, r: &Report) -> String {
     let endpoints: Vec<String> = r.endpoints.iter().map(|e| json_str(e)).collect();
     let errors: Vec<String> = s.first_errors.iter().map(|e| json_str(e)).collect();
     format!(
-        "{{\"mode\":\"{}\",\"endpoints\":[{}],\"clients\":{},\"threads\":{},\"pipeline\":{},\"distribution\":{},\
+        "{{\"mode\":\"{}\",\"rate\":{},\"endpoints\":[{}],\"clients\":{},\"threads\":{},\"pipeline\":{},\"distribution\":{},\
          \"keys\":{},\"value_size\":{},\"ratio\":[{},{}],\"requests\":{},\"errors\":{},\"sets\":{},\"gets\":{},\
          \"misses\":{},\"moved\":{},\"ask\":{},\"tryagain\":{},\"closed\":{},\"seconds\":{:.6},\"rps\":{:.1},\
          \"latency_ms\":{{\"mean\":{:.4},\"p50\":{:.4},\"p99\":{:.4},\"p999\":{:.4},\"max\":{:.4}}},\
          \"client_cpu_s\":{:.4},\"first_errors\":[{}]}}",
         if r.cluster { "cluster" } else { "standalone" },
+        cfg.rate.map_or("null".to_string(), |r| r.to_string()),
         endpoints.join(","),
         cfg.clients,
         cfg.threads.clamp(1, cfg.clients),

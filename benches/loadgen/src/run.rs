@@ -82,6 +82,10 @@ pub struct Config {
     pub seed: u64,
     /// No reply for this long while requests are in flight ends the run with errors.
     pub timeout: Duration,
+    /// Open loop: issue requests at this many per second in total (each client still
+    /// keeps at most `pipeline` in flight); `None`: each client sends as soon as its
+    /// window has room (closed loop).
+    pub rate: Option<f64>,
 }
 
 /// What a run did.
@@ -163,6 +167,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     if cfg.requests.is_none() && cfg.duration.is_none() {
         return Err("give a request count or a duration".into());
     }
+    if cfg.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("the rate must be a positive number of requests per second".into());
+    }
     if cfg.ratio == (0, 0) {
         return Err("the SET:GET ratio must not be 0:0".into());
     }
@@ -177,25 +184,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let results: Vec<Result<Finished, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let dist = match (&cfg.dist, &zipf) {
-                    (DistKind::Zipf(_), Some(z)) => Distribution::Zipf(z.clone()),
-                    (DistKind::Sequential, _) => Distribution::Sequential { next: t as u64, step: threads as u64 },
-                    _ => Distribution::Uniform,
-                };
-                let keygen = KeyGen {
-                    keys: cfg.keys,
-                    dist,
-                    hash_tags: cfg.hash_tags,
-                    prefix: cfg.key_prefix.as_bytes().to_vec(),
-                };
-                let clients = (t..cfg.clients).step_by(threads).count();
-                let budget = cfg.requests.map(|n| n / threads as u64 + u64::from((t as u64) < n % threads as u64));
+                let share = Share { index: t, of: threads, zipf: zipf.clone() };
                 let map = map.clone();
                 let barrier = &barrier;
-                scope.spawn(move || {
-                    let mut w = Worker::new(cfg, cluster, map, keygen, clients, budget, t as u64)?;
-                    w.run(barrier)
-                })
+                scope.spawn(move || Worker::new(cfg, cluster, map, share)?.run(barrier))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a worker thread panicked".into()))).collect()
@@ -225,6 +217,12 @@ struct Finished {
     end: Instant,
     stats: Stats,
     latency: Histogram<u64>,
+}
+
+/// Requests due `elapsed` after the start at `rate` per second: the first at once, then
+/// one every 1/rate seconds.
+pub fn due(elapsed: Duration, rate: f64) -> u64 {
+    (elapsed.as_secs_f64() * rate) as u64 + 1
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -420,6 +418,12 @@ struct Worker<'a> {
     issued: u64,
     in_flight: usize,
     deadline: Option<Instant>,
+    /// Requests per second of this thread when paced (`--rate`), and where the clock
+    /// started.
+    rate: Option<f64>,
+    start: Instant,
+    /// The client a paced refill starts from.
+    next_client: usize,
     stats: Stats,
     hist: Histogram<u64>,
     /// Connections with output to send.
@@ -431,16 +435,25 @@ struct Worker<'a> {
     last_completion: Option<Instant>,
 }
 
+/// Which part of the run a worker does: thread `index` of `of`.
+struct Share {
+    index: usize,
+    of: usize,
+    zipf: Option<Zipf>,
+}
+
 impl<'a> Worker<'a> {
-    fn new(
-        cfg: &'a Config,
-        cluster: bool,
-        map: SlotMap,
-        keygen: KeyGen,
-        clients: usize,
-        budget: Option<u64>,
-        index: u64,
-    ) -> Result<Worker<'a>, String> {
+    fn new(cfg: &'a Config, cluster: bool, map: SlotMap, share: Share) -> Result<Worker<'a>, String> {
+        let (t, threads) = (share.index as u64, share.of as u64);
+        let dist = match (cfg.dist, share.zipf) {
+            (DistKind::Zipf(_), Some(z)) => Distribution::Zipf(z),
+            (DistKind::Sequential, _) => Distribution::Sequential { next: t, step: threads },
+            _ => Distribution::Uniform,
+        };
+        let keygen =
+            KeyGen { keys: cfg.keys, dist, hash_tags: cfg.hash_tags, prefix: cfg.key_prefix.as_bytes().to_vec() };
+        let clients = (share.index..cfg.clients).step_by(share.of).count();
+        let budget = cfg.requests.map(|n| n / threads + u64::from(t < n % threads));
         Ok(Worker {
             cfg,
             cluster,
@@ -450,12 +463,15 @@ impl<'a> Worker<'a> {
             free: Vec::new(),
             clients: (0..clients).map(|_| Client { conns: Vec::new(), in_flight: 0, touched: false }).collect(),
             keygen,
-            rng: Rng::new(cfg.seed.wrapping_mul(1000).wrapping_add(index)),
+            rng: Rng::new(cfg.seed.wrapping_mul(1000).wrapping_add(t)),
             value: vec![b'x'; cfg.value_size],
             budget,
             issued: 0,
             in_flight: 0,
             deadline: None,
+            rate: cfg.rate.map(|r| r / threads as f64),
+            start: Instant::now(),
+            next_client: 0,
             stats: Stats::default(),
             hist: new_histogram(),
             dirty: Vec::new(),
@@ -474,6 +490,7 @@ impl<'a> Worker<'a> {
         barrier.wait();
         setup?;
         let start = Instant::now();
+        self.start = start;
         self.deadline = self.cfg.duration.map(|d| start + d);
         self.touched = (0..self.clients.len()).collect();
         self.clients.iter_mut().for_each(|c| c.touched = true);
@@ -486,7 +503,8 @@ impl<'a> Worker<'a> {
             if self.in_flight == 0 && !self.can_issue(now) {
                 break;
             }
-            let n = self.epoll.wait(&mut events, 100).map_err(|e| format!("epoll_wait: {e}"))?;
+            let wait_ms = if self.rate.is_some() { 1 } else { 100 };
+            let n = self.epoll.wait(&mut events, wait_ms).map_err(|e| format!("epoll_wait: {e}"))?;
             let before = self.stats.requests + self.stats.moved + self.stats.ask + self.stats.tryagain;
             for ev in &events[..n] {
                 let (token, flags) = (ev.u64 as usize, ev.events);
@@ -518,25 +536,51 @@ impl<'a> Worker<'a> {
 
     /// Tops up the windows of the clients touched since the last call.
     fn refill(&mut self, now: Instant) -> Result<(), String> {
-        let (sets, gets) = self.cfg.ratio;
         let touched = std::mem::take(&mut self.touched);
         for &c in &touched {
             self.clients[c].touched = false;
-            while self.clients[c].in_flight < self.cfg.pipeline && self.can_issue(now) {
-                let op = if gets == 0 || (sets > 0 && self.rng.below(u64::from(sets + gets)) < u64::from(sets)) {
-                    Op::Set
-                } else {
-                    Op::Get
-                };
-                let key = self.keygen.next(&mut self.rng);
-                self.issued += 1;
-                self.in_flight += 1;
-                self.clients[c].in_flight += 1;
-                self.send(c, Pending { start: now, op, key, attempts: 0 }, None, false)?;
+        }
+        match self.rate {
+            None => touched.iter().try_for_each(|&c| self.fill(c, now))?,
+            // Paced: any client with room may take the requests that came due, starting
+            // from a different one each time so that none is favoured.
+            Some(_) => {
+                let n = self.clients.len();
+                self.next_client = (self.next_client + 1) % n;
+                (0..n).try_for_each(|i| self.fill((self.next_client + i) % n, now))?;
             }
         }
         self.touched = touched;
         self.touched.clear();
+        Ok(())
+    }
+
+    /// Issues requests from client `c` while its window has room, the run's bound allows
+    /// and (paced) they are due. A paced request's latency runs from when it was due,
+    /// so time spent waiting for a free window counts (no coordinated omission).
+    fn fill(&mut self, c: usize, now: Instant) -> Result<(), String> {
+        let (sets, gets) = self.cfg.ratio;
+        while self.clients[c].in_flight < self.cfg.pipeline && self.can_issue(now) {
+            let start = match self.rate {
+                None => now,
+                Some(rate) => {
+                    if self.issued >= due(now.saturating_duration_since(self.start), rate) {
+                        break;
+                    }
+                    self.start + Duration::from_secs_f64(self.issued as f64 / rate)
+                }
+            };
+            let op = if gets == 0 || (sets > 0 && self.rng.below(u64::from(sets + gets)) < u64::from(sets)) {
+                Op::Set
+            } else {
+                Op::Get
+            };
+            let key = self.keygen.next(&mut self.rng);
+            self.issued += 1;
+            self.in_flight += 1;
+            self.clients[c].in_flight += 1;
+            self.send(c, Pending { start, op, key, attempts: 0 }, None, false)?;
+        }
         Ok(())
     }
 
@@ -793,5 +837,19 @@ impl<'a> Worker<'a> {
         }
         self.dirty = dirty;
         self.dirty.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_schedule() {
+        assert_eq!(due(Duration::ZERO, 1000.0), 1);
+        assert_eq!(due(Duration::from_micros(999), 1000.0), 1);
+        assert_eq!(due(Duration::from_millis(1), 1000.0), 2);
+        assert_eq!(due(Duration::from_secs(2), 1000.0), 2001);
+        assert_eq!(due(Duration::from_secs(3), 0.5), 2);
     }
 }
