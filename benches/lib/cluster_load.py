@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,33 @@ class Servers:
         self.work, self.binaries = work, binaries
         self.procs, self.taken = [], set()
 
-    def start(self, kind, threads=None, cores=None, cluster=True):
+    def core_ports_supported(self):
+        """Whether this ferrokv-server has per-shard client ports (`core-ports`)."""
+        pid, port = self.start("ferrokv", threads=1, cluster=False)
+        try:
+            return Conn(port).call("CONFIG", "GET", "core-ports") not in ([], None)
+        finally:
+            self.stop()
+
+    def free_run(self, n):
+        """The first of n consecutive free ports."""
+        while True:
+            base = free_port(self.taken)
+            extra = set(range(base + 1, base + n))
+            if extra & self.taken:
+                continue
+            ok = True
+            for p in extra:
+                with socket.socket() as sock:
+                    try:
+                        sock.bind(("127.0.0.1", p))
+                    except OSError:
+                        ok = False
+            if ok:
+                self.taken |= extra
+                return base
+
+    def start(self, kind, threads=None, cores=None, cluster=True, core_ports=False):
         port = free_port(self.taken)
         d = os.path.join(self.work, "%s-%d" % (kind, port))
         os.makedirs(d)
@@ -65,6 +92,8 @@ class Servers:
                      "--cluster-node-timeout", "5000"]
         if kind == "ferrokv" and threads:
             args += ["--server-threads", str(threads)]
+        if core_ports:
+            args += ["--core-ports", str(self.free_run(threads))]
         if cores is not None:
             args = ["taskset", "-c", cores] + args
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -209,10 +238,13 @@ def scenario_shards(a, servers, load):
     """One node owning every slot; 1 shard, 2 shards, redis; cluster client (and a
     standalone one on two shards); CPU per request."""
     res = {}
+    core_ports = servers.core_ports_supported()
+    print("core-ports %s" % ("supported: two shards get a port each" if core_ports else "not supported by this build"),
+          file=sys.stderr)
     for rnd in range(a.rounds):
         configs = SHARD_CONFIGS if rnd % 2 == 0 else SHARD_CONFIGS[::-1]
         for label, kind, threads, cores, modes in configs:
-            pid, port = servers.start(kind, threads=threads, cores=cores)
+            pid, port = servers.start(kind, threads=threads, cores=cores, core_ports=core_ports and threads == 2)
             one_node_cluster(port)
             load.fill(port, a.keys, a.value_size)
             for pl in (1, 16):
@@ -239,9 +271,10 @@ def scenario_shards(a, servers, load):
                              "%.2f" % c, "%.2fx" % (c / base_one), "%.2fx" % (c / base_redis),
                              "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
-    print_rows("One node owning all 16384 slots (cluster-enabled), server on core 0 (two shards: cores 0-1), "
+    print_rows("One node owning all 16384 slots (cluster-enabled), server on core 0 (two shards: cores 0-1%s), "
                "ferrokv-load on core 1, -c %d, 1:1 SET:GET uniform over %d keys, %d B values, %g s per run, "
-               "medians of %d rounds" % (a.clients, a.keys, a.value_size, a.seconds, a.rounds),
+               "medians of %d rounds" % (", with core-ports" if core_ports else ", no core-ports",
+                                         a.clients, a.keys, a.value_size, a.seconds, a.rounds),
                ["pipeline", "server", "client", "rps", "p99 ms", "server CPU s/1M", "vs 1 shard", "vs redis",
                 "ferrokv-load CPU s/1M", "load avg (1 min) per run"], rows)
 
@@ -274,9 +307,10 @@ def scenario_zipf(a, servers, load):
     tag; redis alongside."""
     configs = [("redis-server", "redis", None, "0"), ("ferrokv 2 shards", "ferrokv", 2, "0,1")]
     res = {}
+    core_ports = servers.core_ports_supported()
     for rnd in range(a.rounds):
         for label, kind, threads, cores in (configs if rnd % 2 == 0 else configs[::-1]):
-            pid, port = servers.start(kind, threads=threads, cores=cores)
+            pid, port = servers.start(kind, threads=threads, cores=cores, core_ports=core_ports and threads == 2)
             one_node_cluster(port)
             load.fill(port, a.zipf_keys, a.value_size)
             load.fill(port, HOT_TAG[-1], a.value_size, *HOT_TAG[:-2])
@@ -306,11 +340,12 @@ def scenario_zipf(a, servers, load):
                              "%.3f" % med(rs, lambda r: r["latency_ms"]["p99"]), "%.2f" % med(rs, cpu_per_m), shards,
                              "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
-    print_rows("One node, all slots, %d keys filled (%d B values); server on core 0 (two shards: 0-1), ferrokv-load on "
+    print_rows("One node, all slots, %d keys filled (%d B values); server on core 0 (two shards: 0-1%s), ferrokv-load on "
                "core 1 as a cluster client, -c %d, 1:1 SET:GET, zipf s=%g vs uniform, and 100000 keys under one hash tag, "
                "%g s per run, medians of %d rounds. "
                "Expected request share of the two slot halves under zipf: %.1f%% / %.1f%%" %
-               (a.zipf_keys, a.value_size, a.clients, a.zipf_s, a.seconds, a.rounds, 100 * lo, 100 * hi),
+               (a.zipf_keys, a.value_size, ", with core-ports" if core_ports else ", no core-ports", a.clients, a.zipf_s,
+                a.seconds, a.rounds, 100 * lo, 100 * hi),
                ["pipeline", "server", "keys", "rps", "vs redis uniform", "p99 ms", "server CPU s/1M",
                 "shard CPU split", "ferrokv-load CPU s/1M", "load avg (1 min) per run"], rows)
 
