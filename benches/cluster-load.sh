@@ -9,13 +9,16 @@
 #             the generator share the 2 cores).
 #   shards    one node owning all 16384 slots (cluster-enabled, CLUSTER ADDSLOTSRANGE):
 #             redis-server and ferrokv with one shard on core 0, ferrokv with two shards
-#             on cores 0-1; ferrokv-load on core 1 as a cluster client (routing by
-#             CLUSTER SLOTS: with per-shard endpoints advertised it reaches the owning
-#             core, else it goes through the node's port and the hop) and, on two
-#             shards, as a standalone client; CPU per request vs one shard and vs redis.
-#   zipf      the same node with 1M keys filled: uniform vs zipf (s = 1.1) at P1 and
-#             P16 on redis-server and on two shards, with each shard thread's share of
-#             the CPU (/proc/PID/task) and the expected share of each half of the slots.
+#             on cores 0-1 (with a port per shard, `core-ports`, when the build has
+#             it); ferrokv-load on core 1 as a cluster client (routing by CLUSTER
+#             SLOTS: with per-shard endpoints advertised it reaches the owning core,
+#             else it goes through the node's port and the hop) and, on two shards, as
+#             a standalone client on the node's port; CPU per request vs one shard and
+#             vs redis.
+#   zipf      the same node with 1M keys filled: uniform vs zipf (s = 1.1), and
+#             100,000 keys under one hash tag, at P1 and P16 on redis-server and on two
+#             shards (core-ports when available), with each shard thread's share of the
+#             CPU (/proc/PID/task) and the expected share of each half of the slots.
 #
 # Each figure lists the 1-minute load average before its runs: the machine is shared.
 #
