@@ -24,7 +24,8 @@
 #
 # Usage: benches/cluster-load.sh [--scenario cluster3|shards|zipf]... [--rounds N]
 #          [--seconds S] [--clients C] [--keys K] [--zipf-keys K] [--zipf-s S]
-#          [--value-size B] [--node-threads T] [--no-build]
+#          [--paced-rate R] [--value-size B] [--node-threads T] [--no-build]
+#   --paced-rate R  requests/s of the skew scenario's open-loop rows (default 10000; 0: none)
 # Environment: FERROKV_SERVER, REDIS_SERVER, FERROKV_LOAD override the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -302,6 +302,15 @@ def skew_dists(a):
             ("one hash tag", HOT_TAG)]
 
 
+def skew_points(a):
+    """Load points of the skew scenario: closed loop at P1 and P16, and open loop at P1
+    (a fixed rate, so that faster connections cannot take a larger share)."""
+    points = [("P1", ["-P", 1]), ("P16", ["-P", 16])]
+    if a.paced_rate:
+        points.append(("P1 at %d/s" % a.paced_rate, ["-P", 1, "--rate", a.paced_rate]))
+    return points
+
+
 def scenario_zipf(a, servers, load):
     """Two shards, cluster client, 1M keys: uniform against zipf(s), and one hot hash
     tag; redis alongside."""
@@ -314,18 +323,18 @@ def scenario_zipf(a, servers, load):
             one_node_cluster(port)
             load.fill(port, a.zipf_keys, a.value_size)
             load.fill(port, HOT_TAG[-1], a.value_size, *HOT_TAG[:-2])
-            for pl in (1, 16):
+            for pl, point_args in skew_points(a):
                 for dist, dist_args in skew_dists(a):
-                    r = load.measure([pid], port, "--duration", a.seconds, "-c", a.clients, "-P", pl,
+                    r = load.measure([pid], port, "--duration", a.seconds, "-c", a.clients, *point_args,
                                      "-d", a.value_size, "--ratio", "1:1", "--cluster", *dist_args)
                     res.setdefault((label, dist, pl), []).append(r)
-                    print("zipf round %d %s %s P%d: %.0f rps, %.2f CPU s/1M, shards %s, load %s" %
+                    print("zipf round %d %s %s %s: %.0f rps, %.2f CPU s/1M, shards %s, load %s" %
                           (rnd + 1, label, dist, pl, r["rps"], cpu_per_m(r),
                            {k: round(v, 2) for k, v in r["shard_cpu"].items()}, r["load"]), file=sys.stderr)
             servers.stop()
     lo, hi = zipf_shard_shares(a.zipf_keys, a.zipf_s)
     rows = []
-    for pl in (1, 16):
+    for pl, _ in skew_points(a):
         redis_u = med(res[("redis-server", "uniform", pl)], lambda r: r["rps"])
         for label, _, _, _ in configs:
             for dist, _ in skew_dists(a):
@@ -336,12 +345,13 @@ def scenario_zipf(a, servers, load):
                     shares = [statistics.median(r["shard_cpu"][n] / max(sum(r["shard_cpu"].values()), 1e-9) for r in rs)
                               for n in sorted(rs[0]["shard_cpu"])]
                     shards = " / ".join("%.0f%%" % (100 * x) for x in shares)
-                rows.append(["P%d" % pl, label, dist, "%.0f" % rps, "%.2fx" % (rps / redis_u),
+                rows.append([pl, label, dist, "%.0f" % rps, "%.2fx" % (rps / redis_u),
                              "%.3f" % med(rs, lambda r: r["latency_ms"]["p99"]), "%.2f" % med(rs, cpu_per_m), shards,
                              "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
     print_rows("One node, all slots, %d keys filled (%d B values); server on core 0 (two shards: 0-1%s), ferrokv-load on "
                "core 1 as a cluster client, -c %d, 1:1 SET:GET, zipf s=%g vs uniform, and 100000 keys under one hash tag, "
+               "closed loop and paced, "
                "%g s per run, medians of %d rounds. "
                "Expected request share of the two slot halves under zipf: %.1f%% / %.1f%%" %
                (a.zipf_keys, a.value_size, ", with core-ports" if core_ports else ", no core-ports", a.clients, a.zipf_s,
@@ -362,6 +372,7 @@ def main():
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--zipf-keys", type=int, default=1_000_000)
     ap.add_argument("--zipf-s", type=float, default=1.1)
+    ap.add_argument("--paced-rate", type=int, default=10000)
     ap.add_argument("--value-size", type=int, default=3)
     ap.add_argument("--node-threads", type=int, default=1)
     a = ap.parse_args()
