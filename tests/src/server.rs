@@ -102,6 +102,11 @@ fn reserve_port() -> u16 {
     }
 }
 
+/// A free port of 127.0.0.1, reserved for this test process (e.g. for `core-ports`).
+pub fn free_port() -> u16 {
+    reserve_port()
+}
+
 /// A port in 20000..30000 whose cluster bus port (port + 10000) is free as well.
 fn reserve_cluster_port() -> u16 {
     let mut seed =

@@ -63,6 +63,7 @@
 //! - [`wire`]: the bus message format.
 
 pub mod commands;
+pub mod cores;
 pub mod flags;
 pub mod id;
 pub mod nodes_conf;
@@ -73,6 +74,7 @@ pub mod view;
 pub mod wire;
 
 pub use commands::{parse_slot, Command, Reply, SlotMigrationOp};
+pub use cores::CoreEndpoints;
 pub use flags::NodeFlags;
 pub use id::NodeId;
 pub use nodes_conf::{NodesConf, NodesConfError};

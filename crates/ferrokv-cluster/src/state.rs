@@ -141,6 +141,9 @@ pub struct ClusterConfig {
     pub pport: u16,
     /// Bus port (announced), by default `port + 10000`.
     pub cport: u16,
+    /// This node's per-core client ports (announced) and slot → core table; empty when
+    /// the node advertises its main port only (see [`crate::cores`]).
+    pub cores: crate::cores::CoreEndpoints,
     /// A snapshot is republished at least this often even when only ping/pong times changed.
     pub view_refresh_ms: u64,
     /// Seed of the state machine's PRNG (node IDs, gossip sampling). Take it from real
@@ -165,6 +168,7 @@ impl ClusterConfig {
             port,
             pport: 0,
             cport: port.wrapping_add(10000),
+            cores: Default::default(),
             view_refresh_ms: 1000,
             seed,
             log_level: LogLevel::Notice,
@@ -295,6 +299,8 @@ pub(crate) struct Node {
     pub pport: u16,
     pub cport: u16,
     pub hostname: String,
+    /// The node's per-core endpoints (from its headers; ours from the configuration).
+    pub cores: crate::cores::CoreEndpoints,
     pub ctime: u64,
     pub config_epoch: u64,
     pub slots: SlotBitmap,
@@ -326,6 +332,7 @@ impl Node {
             pport: 0,
             cport: 0,
             hostname: String::new(),
+            cores: Default::default(),
             ctime: now,
             config_epoch: 0,
             slots: SlotBitmap::new(),
@@ -463,6 +470,7 @@ struct TopoNode {
     id: NodeId,
     flags: u16,
     addr: (String, u16, u16, u16, String),
+    cores: crate::cores::CoreEndpoints,
     master: Option<NodeId>,
     config_epoch: u64,
     numslots: u32,
@@ -528,6 +536,7 @@ impl ClusterState {
             me.ip = ip.clone();
         }
         me.hostname = self.cfg.announce_hostname.clone().unwrap_or_default();
+        me.cores = self.cfg.cores.clone();
         me.flags.set(NodeFlags::NOFAILOVER, self.cfg.replica_no_failover);
     }
 

@@ -23,6 +23,8 @@ pub struct NodeInfo {
     /// Bus port.
     pub cport: u16,
     pub hostname: String,
+    /// Per-core client ports and the slot → core table (empty: the main port serves).
+    pub cores: crate::cores::CoreEndpoints,
     pub flags: NodeFlags,
     /// For a replica: its master, when known.
     pub master: Option<NodeId>,
@@ -48,6 +50,12 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
+    /// The client port to advertise for `slot` on this node: the port of the core that
+    /// serves it when the node advertises cores, else its main port.
+    pub fn port_for(&self, slot: u16) -> u16 {
+        self.cores.port_of(slot).unwrap_or(self.port)
+    }
+
     pub fn is_master(&self) -> bool {
         self.flags.intersects(NodeFlags::MASTER)
     }
@@ -87,7 +95,8 @@ pub struct ClusterView {
     pub built_at_ms: u64,
 }
 
-/// One contiguous run of slots with the same owner (a `CLUSTER SLOTS` entry).
+/// One contiguous run of slots with the same owner and the same endpoints (a `CLUSTER
+/// SLOTS` entry): a node that advertises per-core ports gets a run per core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotRange {
     pub start: u16,
@@ -96,6 +105,9 @@ pub struct SlotRange {
     pub master: usize,
     /// Replicas that can serve reads: not failed and with a replication offset.
     pub replicas: Vec<usize>,
+    /// The client port of the master, then of each replica, for these slots
+    /// ([`NodeInfo::port_for`]).
+    pub ports: Vec<u16>,
 }
 
 /// One `CLUSTER SHARDS` entry: a master, its replicas, its slots.
@@ -163,6 +175,7 @@ impl ClusterView {
                     pport: n.pport,
                     cport: n.cport,
                     hostname: n.hostname.clone(),
+                    cores: n.cores.clone(),
                     flags: n.flags,
                     master: master.map(|m| m.id),
                     master_index: n.master.map(|m| index[m]),
@@ -215,9 +228,15 @@ impl ClusterView {
         }
     }
 
-    /// The node serving `slot` (for MOVED: its `ip` and `port`).
+    /// The node serving `slot`.
     pub fn slot_owner(&self, slot: u16) -> Option<&NodeInfo> {
         self.slot_owner_index(slot).map(|i| &self.nodes[i])
+    }
+
+    /// `ip:port` of node `node`'s endpoint for `slot` (MOVED and ASK name it): the
+    /// core that serves the slot when the node advertises cores, else its main port.
+    pub fn endpoint(&self, node: &NodeInfo, slot: u16) -> String {
+        format!("{}:{}", node.ip, node.port_for(slot))
     }
 
     /// Whether this node serves `slot`.
@@ -351,30 +370,36 @@ fn replica_available(view: &ClusterView, i: usize) -> bool {
     !n.is_failed() && offset != 0
 }
 
-/// `CLUSTER SLOTS`: runs of slots with the same owner, in slot order.
+/// The ports advertised for `slot` on master `o` and on `replicas`.
+fn ports_for(view: &ClusterView, slot: u16, o: usize, replicas: &[usize]) -> Vec<u16> {
+    std::iter::once(o).chain(replicas.iter().copied()).map(|i| view.nodes[i].port_for(slot)).collect()
+}
+
+/// `CLUSTER SLOTS`: runs of slots with the same owner and endpoints, in slot order.
 pub fn cluster_slots(view: &ClusterView) -> Vec<SlotRange> {
     let mut out: Vec<SlotRange> = Vec::new();
     for slot in 0..SLOTS as u16 {
         let Some(o) = view.slot_owner_index(slot) else { continue };
-        match out.last_mut() {
-            Some(r) if r.master == o && r.end + 1 == slot => r.end = slot,
-            _ => out.push(SlotRange {
-                start: slot,
-                end: slot,
-                master: o,
-                replicas: view.nodes[o].replicas.iter().copied().filter(|&r| replica_available(view, r)).collect(),
-            }),
+        if let Some(r) = out.last_mut() {
+            if r.master == o && r.end + 1 == slot && ports_for(view, slot, o, &r.replicas) == r.ports {
+                r.end = slot;
+                continue;
+            }
         }
+        let replicas: Vec<usize> =
+            view.nodes[o].replicas.iter().copied().filter(|&r| replica_available(view, r)).collect();
+        let ports = ports_for(view, slot, o, &replicas);
+        out.push(SlotRange { start: slot, end: slot, master: o, replicas, ports });
     }
     out
 }
 
-fn shard_node(view: &ClusterView, i: usize) -> ShardNode {
+fn shard_node(view: &ClusterView, i: usize, port: u16) -> ShardNode {
     let n = &view.nodes[i];
     let offset = if i == view.myself { view.my_repl_offset } else { n.repl_offset };
     ShardNode {
         id: n.id,
-        port: n.port,
+        port,
         ip: n.ip.clone(),
         endpoint: n.ip.clone(),
         hostname: n.hostname.clone(),
@@ -390,17 +415,47 @@ fn shard_node(view: &ClusterView, i: usize) -> ShardNode {
     }
 }
 
-/// `CLUSTER SHARDS`: one entry per master (with or without slots), in node order.
+/// The ports of a master and its replicas, and the runs of slots they serve.
+type EndpointGroup = (Vec<u16>, Vec<(u16, u16)>);
+
+/// `CLUSTER SHARDS`: one entry per master (with or without slots), in node order. A
+/// master whose nodes advertise per-core ports gets one entry per set of endpoints
+/// (per core), each with the slots that set serves, in slot order.
 pub fn cluster_shards(view: &ClusterView) -> Vec<Shard> {
-    view.nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.is_master())
-        .map(|(i, n)| Shard {
-            slots: n.slot_ranges.clone(),
-            nodes: std::iter::once(i).chain(n.replicas.iter().copied()).map(|j| shard_node(view, j)).collect(),
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (i, n) in view.nodes.iter().enumerate().filter(|(_, n)| n.is_master()) {
+        let members: Vec<usize> = std::iter::once(i).chain(n.replicas.iter().copied()).collect();
+        let entry = |ports: &[u16], slots: Vec<(u16, u16)>| Shard {
+            slots,
+            nodes: members.iter().zip(ports).map(|(&j, &p)| shard_node(view, j, p)).collect(),
+        };
+        if n.slot_ranges.is_empty() {
+            let ports: Vec<u16> = members.iter().map(|&j| view.nodes[j].port).collect();
+            out.push(entry(&ports, Vec::new()));
+            continue;
+        }
+        // Endpoint sets in order of their first slot, each with its runs of slots.
+        let mut groups: Vec<EndpointGroup> = Vec::new();
+        for &(a, b) in &n.slot_ranges {
+            for slot in a..=b {
+                let ports = ports_for(view, slot, i, &n.replicas);
+                let g = match groups.iter().position(|(p, _)| *p == ports) {
+                    Some(g) => g,
+                    None => {
+                        groups.push((ports, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                let runs = &mut groups[g].1;
+                match runs.last_mut() {
+                    Some(r) if r.1 + 1 == slot => r.1 = slot,
+                    _ => runs.push((slot, slot)),
+                }
+            }
+        }
+        out.extend(groups.into_iter().map(|(ports, slots)| entry(&ports, slots)));
+    }
+    out
 }
 
 /// `CLUSTER REPLICAS <node-id>` (and `SLAVES`): the replicas' `CLUSTER NODES` lines.

@@ -10,7 +10,9 @@
 //! payload = "FKCB" version:u8 type:u8 header body
 //! header  = sender:id40 current_epoch:u64 config_epoch:u64 repl_offset:u64 flags:u16
 //!           state_ok:u8 mflags:u8 myip:str port:u16 pport:u16 cport:u16 hostname:str
-//!           has_master:u8 [master:id40] slots:slotset
+//!           cores has_master:u8 [master:id40] slots:slotset
+//! cores   = nports:u8 (port:u16)*nports nruns:u16 (last_slot:u16 core:u8)*nruns
+//!           (the sender's per-core client ports and slot → core table, see `cores.rs`)
 //! str     = len:u8 bytes                    (UTF-8)
 //! slotset = 0:u8 count:u16 (start:u16 end:u16)*count    (ranges)
 //!         | 1:u8 bitmap:2048 bytes                     (Redis's bit layout)
@@ -28,12 +30,13 @@
 //!
 //! Decoding never panics: every malformed input is a [`DecodeError`].
 
+use crate::cores::CoreEndpoints;
 use crate::flags::NodeFlags;
 use crate::id::NodeId;
 use crate::slots::{SlotBitmap, SLOTS};
 
 const MAGIC: &[u8; 4] = b"FKCB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Largest payload accepted (a header plus gossip about a few thousand nodes fits easily).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -88,6 +91,8 @@ pub struct Header {
     pub cport: u16,
     /// The announced hostname (Redis sends it as a ping extension), or empty.
     pub hostname: String,
+    /// The sender's per-core client ports and slot → core table (empty: none).
+    pub cores: Box<CoreEndpoints>,
     /// The sender's master when the sender is a replica.
     pub master: Option<NodeId>,
     /// Slots served by the sender, or by its master if the sender is a replica.
@@ -211,6 +216,7 @@ impl Message {
         put_u16(&mut w, h.pport);
         put_u16(&mut w, h.cport);
         put_str(&mut w, &h.hostname);
+        put_cores(&mut w, &h.cores);
         match &h.master {
             Some(m) => {
                 w.push(1);
@@ -274,6 +280,7 @@ impl Message {
             pport: r.u16()?,
             cport: r.u16()?,
             hostname: r.str()?,
+            cores: Box::new(r.cores()?),
             master: match r.u8()? {
                 0 => None,
                 _ => Some(r.id()?),
@@ -363,6 +370,20 @@ fn put_str(w: &mut Vec<u8>, s: &str) {
     w.extend_from_slice(&s.as_bytes()[..end]);
 }
 
+fn put_cores(w: &mut Vec<u8>, cores: &CoreEndpoints) {
+    let n = cores.ports.len().min(u8::MAX as usize);
+    w.push(n as u8);
+    for &p in &cores.ports[..n] {
+        put_u16(w, p);
+    }
+    let runs = if n == 0 { &[][..] } else { &cores.runs[..] };
+    put_u16(w, runs.len().min(u16::MAX as usize) as u16);
+    for &(last, core) in runs.iter().take(u16::MAX as usize) {
+        put_u16(w, last);
+        w.push(core);
+    }
+}
+
 fn put_slots(w: &mut Vec<u8>, slots: &SlotBitmap) {
     let ranges = slots.ranges();
     if 3 + ranges.len() * 4 < 1 + SLOTS / 8 {
@@ -413,6 +434,24 @@ impl<'a> Reader<'a> {
 
     fn id(&mut self) -> Result<NodeId, DecodeError> {
         NodeId::parse(self.take(NodeId::LEN)?).ok_or(DecodeError::BadNodeId)
+    }
+
+    fn cores(&mut self) -> Result<CoreEndpoints, DecodeError> {
+        let n = self.u8()? as usize;
+        let mut ports = Vec::with_capacity(n);
+        for _ in 0..n {
+            ports.push(self.u16()?);
+        }
+        let nruns = self.u16()? as usize;
+        let mut runs = Vec::with_capacity(nruns.min(SLOTS));
+        for _ in 0..nruns {
+            runs.push((self.u16()?, self.u8()?));
+        }
+        let cores = CoreEndpoints { ports, runs };
+        if !cores.is_valid() {
+            return Err(DecodeError::BadSlot);
+        }
+        Ok(cores)
     }
 
     fn bytes(&mut self) -> Result<&[u8], DecodeError> {
@@ -473,6 +512,7 @@ mod tests {
             pport: 0,
             cport: 16379,
             hostname: "node-a.example".into(),
+            cores: Box::new(CoreEndpoints::new(vec![7100, 7101], |s| s as usize * 2 / SLOTS)),
             master: Some(NodeId::random(rng)),
             slots,
         }

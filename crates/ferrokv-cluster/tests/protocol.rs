@@ -54,6 +54,7 @@ fn header(sender: NodeId, config_epoch: u64, slots: SlotBitmap) -> Header {
         pport: 0,
         cport: 17000,
         hostname: String::new(),
+        cores: Default::default(),
         master: None,
         slots,
     }

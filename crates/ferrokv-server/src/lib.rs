@@ -191,7 +191,37 @@ pub fn run(args: Vec<String>) -> i32 {
             Err(e) => fail!("Failed opening Unix socket: {e}"),
         }
     }
-    let cluster = match cluster_state(&cfg) {
+    // `core-ports`: each shard also listens on a port of its own (on every `bind`
+    // address), after the shared listeners (the Unix socket's included); cluster mode
+    // advertises them per slot.
+    let (core_ports, announced_core_ports) = match core_ports(&cfg, threads) {
+        Ok(p) => p,
+        Err(e) => fail!("{e}"),
+    };
+    let mut core_from = vec![0; threads];
+    for (i, l) in listeners.iter_mut().enumerate() {
+        core_from[i] = l.len();
+        let Some(&port) = core_ports.get(i) else { continue };
+        for (addr, optional) in &addrs {
+            let addr = SocketAddr::new(addr.ip(), port);
+            // No SO_REUSEPORT here, so a taken port fails the bind; a server killed a
+            // moment ago may hold it while the kernel tears its io_uring down.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let mut bound = net::listen_single(addr, backlog);
+            while matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                bound = net::listen_single(addr, backlog);
+            }
+            match bound {
+                Ok(fd) => l.push(fd),
+                Err(e) if *optional => tracing::warn!("Could not create the listening socket of shard {i} {addr}: {e}"),
+                Err(e) => fail!("Could not create the listening socket of shard {i} (core-ports) {addr}: {e}"),
+            }
+        }
+    }
+    let cluster = match cluster_state(&cfg, threads, announced_core_ports) {
         Ok(c) => c,
         Err(e) => fail!("{e}"),
     };
@@ -221,6 +251,7 @@ pub fn run(args: Vec<String>) -> i32 {
     let mut handles = Vec::new();
     for (id, ls) in listeners.into_iter().enumerate() {
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
+        let core_from = core_from[id];
         let tx = ready_tx.clone();
         let h = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
             memory::register_thread();
@@ -229,7 +260,7 @@ pub fn run(args: Vec<String>) -> i32 {
                     tracing::warn!("shard {id}: cannot pin to CPU {cpu}: {e}");
                 }
             }
-            match shard::Shard::new(node, id, ls) {
+            match shard::Shard::new(node, id, ls, core_from) {
                 Ok(s) => {
                     let _ = tx.send(Ok(()));
                     // A panicking shard would leave its peers waiting on its locks and
@@ -307,9 +338,34 @@ pub fn run(args: Vec<String>) -> i32 {
     0
 }
 
+/// The shards' own ports (`core-ports`) and what cluster mode announces for them
+/// (`cluster-announce-core-ports`, else the same), checked against the other ports.
+fn core_ports(cfg: &config::Config, threads: usize) -> Result<(Vec<u16>, Vec<u16>), String> {
+    let ports = config::core_port_list(&cfg.core_ports, threads).map_err(|e| format!("core-ports: {e}"))?;
+    let bus = if cfg.cluster_port != 0 { cfg.cluster_port as u16 } else { cfg.port.wrapping_add(10000) };
+    for &p in &ports {
+        if p == cfg.port || (cfg.cluster_enabled && p == bus) {
+            return Err(format!("core-ports: port {p} is also the node's client or cluster bus port"));
+        }
+    }
+    if cfg.cluster_announce_core_ports.is_empty() {
+        return Ok((ports.clone(), ports));
+    }
+    let announced = config::core_port_list(&cfg.cluster_announce_core_ports, threads)
+        .map_err(|e| format!("cluster-announce-core-ports: {e}"))?;
+    if announced.len() != ports.len() {
+        return Err("cluster-announce-core-ports needs core-ports for as many shards".into());
+    }
+    Ok((ports, announced))
+}
+
 /// The cluster state machine, restored from `cluster-config-file` when it exists (a
 /// restarted node keeps its ID, epochs, slots and peers), else new.
-fn cluster_state(cfg: &config::Config) -> Result<Option<ferrokv_cluster::ClusterState>, String> {
+fn cluster_state(
+    cfg: &config::Config,
+    threads: usize,
+    core_ports: Vec<u16>,
+) -> Result<Option<ferrokv_cluster::ClusterState>, String> {
     if !cfg.cluster_enabled {
         return Ok(None);
     }
@@ -326,6 +382,7 @@ fn cluster_state(cfg: &config::Config) -> Result<Option<ferrokv_cluster::Cluster
     cc.replica_validity_factor = cfg.cluster_replica_validity_factor;
     cc.repl_ping_replica_period_ms = cfg.repl_ping_replica_period.saturating_mul(1000);
     cc.announce_ip = (!cfg.cluster_announce_ip.is_empty()).then(|| cfg.cluster_announce_ip.clone());
+    cc.cores = ferrokv_cluster::CoreEndpoints::new(core_ports, |s| node::initial_shard_of_slot(s, threads));
     cc.cport = if cfg.cluster_announce_bus_port != 0 {
         cfg.cluster_announce_bus_port as u16
     } else if cfg.cluster_port != 0 {

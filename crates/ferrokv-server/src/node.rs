@@ -21,6 +21,12 @@ use std::time::Instant;
 
 pub type ShardId = usize;
 
+/// The shard that owns `slot` at start-up among `threads` (contiguous ranges). The
+/// cluster bus advertises the same table (`core-ports`), built before the node.
+pub fn initial_shard_of_slot(slot: u16, threads: usize) -> ShardId {
+    slot as usize * threads / SLOTS
+}
+
 pub struct ShardShared {
     pub db: Mutex<Db>,
     pub mailbox: Mailbox<Msg>,
@@ -52,6 +58,28 @@ pub struct ShardShared {
     pub trimming: std::sync::atomic::AtomicBool,
     /// CLUSTER SLOT-STATS counters of the commands this shard ran.
     pub slot_stats: crate::slot_stats::SlotStats,
+    /// Where this shard's traffic went (INFO shards): see [`Routing`].
+    pub routing: Routing,
+}
+
+/// Routing counters of one shard (INFO shards), written by its own thread only: they
+/// show whether clients reach the core that owns their keys (direct-to-core routing)
+/// or pay a hop.
+#[derive(Default)]
+pub struct Routing {
+    /// Data commands of this shard's connections run here, their keys being here.
+    pub local: AtomicU64,
+    /// Data commands of this shard's connections sent to the shard owning their keys.
+    pub forwarded: AtomicU64,
+    /// Data commands other shards forwarded here and this shard ran.
+    pub received: AtomicU64,
+    /// Data commands of this shard's connections whose keys span shards (run here
+    /// under several shards' locks).
+    pub multi: AtomicU64,
+    /// Connections accepted on this shard's own port (`core-ports`) now open.
+    pub core_port_clients: AtomicU64,
+    /// Commands read from those connections.
+    pub core_port_commands: AtomicU64,
 }
 
 /// One command's statistics on one shard. Only that shard's thread writes them.
@@ -248,10 +276,11 @@ impl Node {
                 trim: Mutex::new(Vec::new()),
                 trimming: Default::default(),
                 slot_stats: Default::default(),
+                routing: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.
-        let slot_shard = (0..SLOTS).map(|s| (s * threads / SLOTS) as u16).collect();
+        let slot_shard = (0..SLOTS).map(|s| initial_shard_of_slot(s as u16, threads) as u16).collect();
         let exec = cfg.exec_config();
         let node: &'static Node = Box::leak(Box::new(Node {
             shards,

@@ -89,6 +89,7 @@ impl ClusterState {
                     id: n.id,
                     flags: n.flags.0 & !(NodeFlags::MEET.0 | NodeFlags::MIGRATE_TO.0),
                     addr: (n.ip.clone(), n.port, n.pport, n.cport, n.hostname.clone()),
+                    cores: n.cores.clone(),
                     master: n.master.map(|m| self.node(m).id),
                     config_epoch: n.config_epoch,
                     numslots: n.numslots,

@@ -341,6 +341,10 @@ impl ClusterState {
         if self.nodes[s].is_some() && self.node(s).hostname != hdr.hostname {
             self.node_mut(s).hostname = hdr.hostname.clone();
         }
+        // So are the per-core endpoints (ferrokv's own; see `crate::cores`).
+        if self.nodes[s].is_some() && self.node(s).cores != *hdr.cores {
+            self.node_mut(s).cores = (*hdr.cores).clone();
+        }
     }
 
     pub(super) fn process_gossip(&mut self, msg: &Message, sender: Option<Idx>) {

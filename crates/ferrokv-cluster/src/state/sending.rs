@@ -37,6 +37,7 @@ impl ClusterState {
             pport: me.pport,
             cport: me.cport,
             hostname: me.hostname.clone(),
+            cores: Box::new(me.cores.clone()),
             master: me.master.map(|m| self.node(m).id),
             slots: master.slots.clone(),
         }

@@ -75,6 +75,7 @@ fn message(b: &mut Bytes) -> Message {
         pport: 0,
         cport: 17000 + b.below(3) as u16,
         hostname: if b.u8() & 1 == 1 { "h".into() } else { String::new() },
+        cores: Default::default(),
         master: if b.u8() & 1 == 1 { Some(pick_id(b)) } else { None },
         slots: slots(b),
     };

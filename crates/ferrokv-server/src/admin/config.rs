@@ -77,6 +77,11 @@ pub struct Config {
     pub cluster_port: u64,
     pub cluster_announce_ip: String,
     pub cluster_announce_port: u64,
+    /// `core-ports`: each shard's own client port (one port: the first of consecutive
+    /// ones; several: one per shard); empty: none. See [`core_port_list`].
+    pub core_ports: String,
+    /// `cluster-announce-core-ports`: what cluster mode advertises for them.
+    pub cluster_announce_core_ports: String,
     pub cluster_announce_bus_port: u64,
     pub cluster_require_full_coverage: bool,
     pub cluster_allow_reads_when_down: bool,
@@ -213,6 +218,8 @@ impl Default for Config {
             cluster_port: 0,
             cluster_announce_ip: String::new(),
             cluster_announce_port: 0,
+            core_ports: String::new(),
+            cluster_announce_core_ports: String::new(),
             cluster_announce_bus_port: 0,
             cluster_require_full_coverage: true,
             cluster_allow_reads_when_down: false,
@@ -425,6 +432,20 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("cluster-port", Kind::Int { min: 0, max: 65535 }, false, cluster_port, int),
     opt!("cluster-announce-ip", Kind::Str, true, cluster_announce_ip, str),
     opt!("cluster-announce-port", Kind::Int { min: 0, max: 65535 }, true, cluster_announce_port, int),
+    OptionSpec {
+        name: "core-ports",
+        kind: Kind::Words,
+        mutable: false,
+        get: |c| c.core_ports.clone(),
+        set: |c, v| c.core_ports = v.split_whitespace().collect::<Vec<_>>().join(" "),
+    },
+    OptionSpec {
+        name: "cluster-announce-core-ports",
+        kind: Kind::Words,
+        mutable: false,
+        get: |c| c.cluster_announce_core_ports.clone(),
+        set: |c, v| c.cluster_announce_core_ports = v.split_whitespace().collect::<Vec<_>>().join(" "),
+    },
     opt!("cluster-announce-bus-port", Kind::Int { min: 0, max: 65535 }, true, cluster_announce_bus_port, int),
     opt!("cluster-require-full-coverage", Kind::Bool, true, cluster_require_full_coverage, bool),
     opt!("cluster-allow-reads-when-down", Kind::Bool, true, cluster_allow_reads_when_down, bool),
@@ -756,6 +777,7 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
                 return Err(BadValue("wrong number of arguments".into()))
             }
             "oom-score-adj-values" => check_oom_values(value).map_err(BadValue)?,
+            "core-ports" | "cluster-announce-core-ports" => check_ports(value).map_err(BadValue)?,
             "proc-title-template" => {
                 crate::process::expand_title(value, &Config::default()).map_err(BadValue)?;
             }
@@ -763,6 +785,40 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
         },
     }
     Ok(value.to_string())
+}
+
+/// `core-ports` and its announce variant: port numbers (1..65535), all different.
+fn check_ports(v: &str) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for w in v.split_whitespace() {
+        match w.parse::<u16>() {
+            Ok(p) if p > 0 && !seen.contains(&p) => seen.push(p),
+            Ok(p) if p > 0 => return Err(format!("port {p} is given twice")),
+            _ => return Err(format!("'{w}' is not a port number")),
+        }
+    }
+    Ok(())
+}
+
+/// The ports of `threads` shards from a `core-ports` value: none when it is empty or
+/// the node has one shard (the main port then is that shard's); one port `p` means
+/// `p, p+1, ...`; otherwise exactly one port per shard.
+pub fn core_port_list(value: &str, threads: usize) -> Result<Vec<u16>, String> {
+    let ports: Vec<u16> = value.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    if ports.is_empty() || threads <= 1 {
+        return Ok(Vec::new());
+    }
+    if ports.len() == 1 {
+        let first = ports[0] as usize;
+        if first + threads - 1 > u16::MAX as usize {
+            return Err(format!("{threads} consecutive ports from {first} go past 65535"));
+        }
+        return Ok((0..threads).map(|i| (first + i) as u16).collect());
+    }
+    if ports.len() != threads {
+        return Err(format!("{} ports given for {threads} shard threads", ports.len()));
+    }
+    Ok(ports)
 }
 
 /// Three scores (master, replica, background child), each -2000..2000, as Redis checks.

@@ -24,6 +24,8 @@ const ALL: &[&str] = &[
     "errorstats",
     "cluster",
     "keyspace",
+    // ferrokv's own, only when asked by name (not in `all`, so INFO ALL reads as Redis's).
+    "shards",
 ];
 
 pub fn render(node: &Node, args: &Args) -> String {
@@ -33,7 +35,7 @@ pub fn render(node: &Node, args: &Args) -> String {
         wanted.extend(DEFAULT.iter().map(|s| s.to_string()));
     }
     if wanted.iter().any(|w| w == "all" || w == "everything") {
-        wanted.extend(ALL.iter().map(|s| s.to_string()));
+        wanted.extend(ALL.iter().filter(|s| **s != "shards").map(|s| s.to_string()));
     }
     let mut out = String::new();
     for section in ALL {
@@ -58,6 +60,7 @@ pub fn render(node: &Node, args: &Args) -> String {
             "keyspace" => keyspace(node, &mut out),
             "commandstats" => commandstats(node, &mut out),
             "errorstats" => errorstats(node, &mut out),
+            "shards" => shards(node, &mut out),
             _ => {}
         }
     }
@@ -260,5 +263,33 @@ fn keyspace(node: &Node, o: &mut String) {
     let expires: u64 = node.shards.iter().map(|s| s.expires.load(Ordering::Relaxed)).sum();
     if keys > 0 {
         let _ = write!(o, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+    }
+}
+
+/// `INFO shards` (ferrokv's own): one line per shard with its own port (`core-ports`,
+/// 0 when none) and where its traffic went — data commands of its connections run
+/// here (`local`), sent to the owning shard (`forwarded`) or run under several shards'
+/// locks (`multi`); commands other shards sent here (`received`); connections and
+/// commands on its own port. A cluster client routing to the owning core shows
+/// `forwarded=0` everywhere.
+fn shards(node: &Node, o: &mut String) {
+    let ports = crate::config::core_port_list(&node.config().core_ports, node.shard_count()).unwrap_or_default();
+    o.push_str("# Shards\r\n");
+    for (i, s) in node.shards.iter().enumerate() {
+        let r = &s.routing;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            o,
+            "shard{i}:core_port={},connected_clients={},core_port_clients={},commands={},core_port_commands={},local={},forwarded={},received={},multi={}\r\n",
+            ports.get(i).copied().unwrap_or(0),
+            get(&s.connected_clients),
+            get(&r.core_port_clients),
+            get(&s.commands_processed),
+            get(&r.core_port_commands),
+            get(&r.local),
+            get(&r.forwarded),
+            get(&r.received),
+            get(&r.multi),
+        );
     }
 }

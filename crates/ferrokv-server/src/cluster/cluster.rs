@@ -98,8 +98,16 @@ impl ShardCore {
                     if total > 1 && present > 0 {
                         return Err("TRYAGAIN Multiple keys request during rehashing of slot".into());
                     }
-                    return Err(format!("ASK {slot} {}:{}", target.ip, target.port));
+                    return Err(format!("ASK {slot} {}", view.endpoint(target, slot)));
                 }
+            }
+            // A connection on a core's own port asking for a slot another core of this
+            // node serves: its client's map is stale (CLUSTER SLOTS names the other
+            // core), so it gets MOVED there and updates it, as for a slot moved to
+            // another node. The endpoint differs from this core's, so it cannot loop.
+            // The main port serves every slot of the node (forwarding).
+            if c.core_port && self.node.shard_of_slot(slot) != self.id && n.cores.port_of(slot).is_some() {
+                return Err(format!("MOVED {slot} {}", view.endpoint(n, slot)));
             }
             return Ok(());
         }
@@ -115,7 +123,7 @@ impl ShardCore {
         if (c.readonly || spec.has(Flags::PUBSUB)) && !write && me.is_replica() && me.master_index == Some(owner) {
             return Ok(());
         }
-        Err(format!("MOVED {slot} {}:{}", n.ip, n.port))
+        Err(format!("MOVED {slot} {}", view.endpoint(n, slot)))
     }
 
     /// [`cluster_route`](Self::cluster_route)'s ASK/TRYAGAIN decision again, under the
@@ -142,7 +150,7 @@ impl ShardCore {
             let view = self.cluster_view_ref();
             let owner = view.slot_owner_index(slot).map(|o| &view.nodes[o]);
             return Some(match owner {
-                Some(n) => format!("MOVED {slot} {}:{}", n.ip, n.port),
+                Some(n) => format!("MOVED {slot} {}", view.endpoint(n, slot)),
                 None => "CLUSTERDOWN Hash slot not served".into(),
             });
         }
@@ -154,7 +162,7 @@ impl ShardCore {
         spec.key_indexes(args, &mut idx);
         let slot = key_slot(args.get(*idx.first()?));
         let target = view.migrating_to(slot)?;
-        let addr = format!("{}:{}", target.ip, target.port);
+        let addr = view.endpoint(target, slot);
         let now = crate::node::unix_ms();
         let present = idx.iter().filter(|&&i| db.contains(args.get(i), now)).count();
         match present {
@@ -184,11 +192,11 @@ impl ShardCore {
     }
 }
 
-fn reply_info(r: &mut ReplyBuf, view: &ClusterView, i: usize) {
+fn reply_info(r: &mut ReplyBuf, view: &ClusterView, i: usize, port: u16) {
     let n = &view.nodes[i];
     r.array(4);
     r.bulk(n.ip.as_bytes());
-    r.integer(n.port as i64);
+    r.integer(port as i64);
     r.bulk(n.id.as_str().as_bytes());
     if n.hostname.is_empty() {
         r.map(0);
@@ -282,9 +290,9 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
                 r.array(3 + range.replicas.len());
                 r.integer(range.start as i64);
                 r.integer(range.end as i64);
-                reply_info(r, &view, range.master);
-                for &rep in &range.replicas {
-                    reply_info(r, &view, rep);
+                reply_info(r, &view, range.master, range.ports[0]);
+                for (&rep, &port) in range.replicas.iter().zip(&range.ports[1..]) {
+                    reply_info(r, &view, rep, port);
                 }
             }
         });

@@ -427,6 +427,9 @@ impl ShardCore {
         }
         c.meta.set_last_cmd(spec);
         crate::node::bump(&self.node.shards[self.id].commands_processed);
+        if c.core_port {
+            crate::node::bump(&self.node.shards[self.id].routing.core_port_commands);
+        }
         match spec.handler {
             Handler::Server(cmd) => {
                 let (mark, start) = (c.reply_mark(), cycles());
@@ -636,6 +639,7 @@ impl ShardCore {
                 return self.run_script_here(c, spec, id, args);
             }
             if target == self.id {
+                crate::node::bump(&node.shards[self.id].routing.local);
                 let now = self.now_ms;
                 let mut db = node.lock_db(self.id);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
@@ -679,6 +683,7 @@ impl ShardCore {
                     }
                     _ => None,
                 };
+                crate::node::bump(&node.shards[self.id].routing.forwarded);
                 let m = Msg::Exec {
                     from: self.id,
                     token: c.token,
@@ -696,6 +701,7 @@ impl ShardCore {
         if c.inflight() > 0 {
             return Flow::Stall;
         }
+        crate::node::bump(&node.shards[self.id].routing.multi);
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
@@ -943,6 +949,7 @@ impl ShardCore {
         waiter: Option<Arc<Waiter>>,
     ) -> Option<Vec<u8>> {
         let node = self.node;
+        crate::node::bump(&node.shards[self.id].routing.received);
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
         if let Some(e) = self.migrating_refusal(spec, args, &mut db) {

@@ -93,6 +93,10 @@ pub struct Conn {
     pub asking: bool,
     /// READONLY: reads of slots served by this replica's master are allowed.
     pub readonly: bool,
+    /// Accepted on this shard's own port (`core-ports`), not the node's main port: in
+    /// cluster mode a key of a slot another core of this node serves gets MOVED to
+    /// that core's endpoint instead of being forwarded (see `cluster::cluster_route`).
+    pub core_port: bool,
     pub watched: Vec<Watch>,
     pub in_flush_list: bool,
     /// `appendfsync always`: `out` may go only once the AOF is durable up to this
@@ -131,6 +135,7 @@ impl Conn {
             mode: Mode::Normal,
             barrier: None,
             asking: false,
+            core_port: false,
             readonly: false,
             watched: Vec::new(),
             in_flush_list: false,

@@ -65,13 +65,24 @@ pub fn listening_elsewhere(addr: SocketAddr) -> bool {
 }
 
 pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listen(addr, backlog, true)
+}
+
+/// A listening socket of one shard alone (`core-ports`): no SO_REUSEPORT group.
+pub fn listen_single(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    listen(addr, backlog, false)
+}
+
+fn listen(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: socket() returns a new fd or -1.
     let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: fd is a fresh socket we own.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if reuseport {
+        setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     if addr.is_ipv6() {
         setopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }

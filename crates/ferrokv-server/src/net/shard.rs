@@ -35,6 +35,8 @@ pub struct Shard {
     ring: Ring,
     bufs: BufRing,
     listeners: Vec<OwnedFd>,
+    /// Listeners from this index on are this shard's own (`core-ports`).
+    core_from: usize,
     conns: ConnTable,
     /// Connections with new output, gathered by the core's handlers.
     touched: Vec<usize>,
@@ -54,7 +56,7 @@ pub struct Shard {
 
 impl Shard {
     /// Builds the shard on its own thread (the ring is single-issuer).
-    pub fn new(node: &'static Node, id: usize, listeners: Vec<OwnedFd>) -> Result<Shard, String> {
+    pub fn new(node: &'static Node, id: usize, listeners: Vec<OwnedFd>, core_from: usize) -> Result<Shard, String> {
         let cfg = node.config().clone();
         let rc = RingConfig {
             batch: cfg.io_batch as u32,
@@ -70,6 +72,7 @@ impl Shard {
             ring,
             bufs,
             listeners,
+            core_from,
             conns: ConnTable::default(),
             touched: Vec::new(),
             flush: Vec::new(),
@@ -288,7 +291,12 @@ impl Shard {
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
-        self.conns.put(idx, Conn::new(fd, tok, meta, authed, now));
+        let mut conn = Conn::new(fd, tok, meta, authed, now);
+        conn.core_port = li >= self.core_from;
+        if conn.core_port {
+            crate::node::bump(&node.shards[self.core.id].routing.core_port_clients);
+        }
+        self.conns.put(idx, conn);
         self.arm_recv(idx);
     }
 
@@ -534,6 +542,9 @@ impl Shard {
         }
         node.unregister_client(c.meta.id);
         node.shards[self.core.id].connected_clients.fetch_sub(1, Ordering::Relaxed);
+        if c.core_port {
+            node.shards[self.core.id].routing.core_port_clients.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn handle_messages(&mut self) {

@@ -1,0 +1,345 @@
+//! Direct-to-core routing (`core-ports`): each shard of a node listens on a port of its
+//! own, and cluster mode advertises, per slot, the endpoint of the core that owns it.
+//!
+//! Real processes and real clients: a cluster of three masters with two shards each,
+//! built by `redis-cli --cluster create`; redis-py's RedisCluster, redis-rs's cluster
+//! client and ioredis write and read keys, and each node's INFO shards counters show
+//! that every data command ran on the core it arrived at (nothing forwarded). CLUSTER
+//! NODES keeps one line per node with the main port, `redis-cli --cluster check` stays
+//! clean and `redis-benchmark --cluster` works through the main ports. Redirects name
+//! core endpoints: MOVED between the cores of one node, ASK and MOVED during a slot
+//! migration; a replica's cores serve READONLY reads. One-shard nodes and nodes without
+//! the option advertise their main port, exactly as before.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ferrokv_tests::cluster::{check_clean, create_masters, key_slot, myid, text, wait_until};
+use ferrokv_tests::server::free_port;
+use ferrokv_tests::{Kind, Reply, Server};
+
+/// A cluster node with two shards, each on its own port; returns it and those ports.
+fn two_core_node() -> (Server, [u16; 2]) {
+    let ports = [free_port(), free_port()];
+    let list = format!("{} {}", ports[0], ports[1]);
+    let node = Server::cluster_node(
+        Kind::Ferrokv,
+        &["--server-threads", "2", "--core-ports", &list, "--cluster-node-timeout", "2000", "--save", ""],
+    );
+    (node, ports)
+}
+
+/// The core that owns `slot` on a two-shard node (contiguous halves).
+fn core_of(slot: u16) -> usize {
+    slot as usize * 2 / 16384
+}
+
+/// A key whose slot satisfies `f`.
+fn key_where(prefix: &str, f: impl Fn(u16) -> bool) -> String {
+    (0..100_000).map(|i| format!("{prefix}{i}")).find(|k| f(key_slot(k.as_bytes()))).expect("such a key")
+}
+
+fn int(r: &Reply) -> i64 {
+    match r {
+        Reply::Int(n) => *n,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+/// CLUSTER SLOTS as (start, end, ports of master and replicas).
+fn slots(port: u16) -> Vec<(u16, u16, Vec<u16>)> {
+    let mut c = ferrokv_tests::Conn::connect(port).expect("connect");
+    let Reply::Array(Some(ranges)) = c.call(&["CLUSTER", "SLOTS"]) else { panic!("CLUSTER SLOTS") };
+    ranges
+        .iter()
+        .map(|r| {
+            let Reply::Array(Some(r)) = r else { panic!("range {r:?}") };
+            let ports = r[2..]
+                .iter()
+                .map(|n| match n {
+                    Reply::Array(Some(n)) => int(&n[1]) as u16,
+                    other => panic!("node {other:?}"),
+                })
+                .collect();
+            (int(&r[0]) as u16, int(&r[1]) as u16, ports)
+        })
+        .collect()
+}
+
+/// The master port CLUSTER SHARDS advertises for each slot.
+fn shards_ports(port: u16) -> HashMap<u16, u16> {
+    let mut c = ferrokv_tests::Conn::connect(port).expect("connect");
+    let Reply::Array(Some(shards)) = c.call(&["CLUSTER", "SHARDS"]) else { panic!("CLUSTER SHARDS") };
+    let mut out = HashMap::new();
+    for s in &shards {
+        let Reply::Array(Some(kv)) = s else { panic!("shard {s:?}") };
+        let (Reply::Array(Some(ranges)), Reply::Array(Some(nodes))) = (&kv[1], &kv[3]) else { panic!("{kv:?}") };
+        let Reply::Array(Some(master)) = &nodes[0] else { panic!("{nodes:?}") };
+        let p = master.iter().position(|f| matches!(f, Reply::Bulk(Some(b)) if b == b"port")).expect("port");
+        let port = int(&master[p + 1]) as u16;
+        for pair in ranges.chunks(2) {
+            for slot in int(&pair[0])..=int(&pair[1]) {
+                assert!(out.insert(slot as u16, port).is_none(), "slot {slot} in two shards");
+            }
+        }
+    }
+    out
+}
+
+/// INFO shards: one map of counters per shard.
+fn shard_stats(node: &Server) -> Vec<HashMap<String, u64>> {
+    let info = text(node, &["INFO", "shards"]);
+    info.lines()
+        .filter(|l| l.starts_with("shard"))
+        .map(|l| {
+            let (_, fields) = l.split_once(':').expect("shardN:fields");
+            fields
+                .split(',')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim().parse().expect("a number")))
+                .collect()
+        })
+        .collect()
+}
+
+/// Counter `what` of every shard of every node, `after` minus `before`.
+fn delta(before: &[Vec<HashMap<String, u64>>], after: &[Vec<HashMap<String, u64>>], what: &str) -> Vec<Vec<u64>> {
+    before.iter().zip(after).map(|(b, a)| b.iter().zip(a).map(|(b, a)| a[what] - b[what]).collect()).collect()
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{what} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn cluster_clients_reach_the_owning_core() {
+    let (nodes, cores): (Vec<Server>, Vec<[u16; 2]>) = (0..3).map(|_| two_core_node()).unzip();
+    create_masters(&nodes);
+    // Who owns each slot, from CLUSTER NODES (one line per node, main ports).
+    let lines = text(&nodes[0], &["CLUSTER", "NODES"]);
+    assert_eq!(lines.lines().filter(|l| l.contains(":")).count(), 3, "{lines}");
+    let mut owner = vec![usize::MAX; 16384];
+    for (i, n) in nodes.iter().enumerate() {
+        let id = myid(n);
+        let line = lines.lines().find(|l| l.contains(&id)).expect("a line per node");
+        assert!(line.contains(&format!(" 127.0.0.1:{}@", n.port())), "main port in CLUSTER NODES: {line}");
+        for range in line.split_whitespace().skip(8) {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            owner[a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()].fill(i);
+        }
+    }
+    let expected = |slot: u16| cores[owner[slot as usize]][core_of(slot)];
+    // Every node advertises every slot at its owning core, in CLUSTER SLOTS and SHARDS.
+    wait_until("every node advertises the core endpoints", Duration::from_secs(10), || {
+        nodes.iter().all(|n| {
+            slots(n.port()).iter().all(|(a, b, p)| (*a..=*b).all(|s| p[0] == expected(s)))
+                && shards_ports(n.port()).iter().all(|(s, p)| *p == expected(*s))
+        })
+    });
+    let ranges = slots(nodes[1].port());
+    assert_eq!(ranges.len(), 4, "the middle node's slots split by core: {ranges:?}");
+    assert_eq!(shards_ports(nodes[2].port()).len(), 16384);
+
+    // Redirects between the cores of one node; the main port serves every slot.
+    let (n1, n1c) = (&nodes[owner[9000]], cores[owner[9000]]);
+    let key = key_where("m:", |s| owner[s as usize] == owner[9000] && core_of(s) == 1);
+    let slot = key_slot(key.as_bytes());
+    let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", n1c[1]);
+    let mut c0 = ferrokv_tests::Conn::connect(n1c[0]).expect("core 0's port");
+    assert_eq!(String::from_utf8_lossy(&c0.send(&["SET", &key, "v"])), moved);
+    let mut c1 = ferrokv_tests::Conn::connect(n1c[1]).expect("core 1's port");
+    assert_eq!(c1.send(&["SET", &key, "v"]), b"+OK\r\n");
+    assert_eq!(n1.conn().send(&["GET", &key]), b"$1\r\nv\r\n");
+    let other = nodes.iter().position(|n| n.port() != n1.port()).expect("another node");
+    let mut elsewhere = nodes[other].conn();
+    assert_eq!(String::from_utf8_lossy(&elsewhere.send(&["GET", &key])), moved);
+
+    // Three cluster clients build their maps from CLUSTER SLOTS and send each command
+    // straight to the owning core: nothing is forwarded.
+    let before: Vec<_> = nodes.iter().map(shard_stats).collect();
+    let py = format!(
+        r#"
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port={port})
+for i in range(1500):
+    rc.set(f"py:{{i}}", i)
+for i in range(1500):
+    assert rc.get(f"py:{{i}}") == str(i).encode(), i
+print("ok")
+"#,
+        port = nodes[0].port()
+    );
+    run_ok(Command::new("python3").arg("-c").arg(&py), "redis-py RedisCluster");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js").join("cluster.js");
+    let out = run_ok(Command::new("node").arg(&script).arg(nodes[2].port().to_string()).arg("1000"), "ioredis");
+    assert!(out.contains("ok"), "{out}");
+    let client = redis::cluster::ClusterClient::new(vec![nodes[1].url()]).expect("redis-rs cluster client");
+    let mut con = client.get_connection().expect("redis-rs cluster connection");
+    use redis::Commands;
+    for i in 0..500 {
+        let _: () = con.set(format!("rs:{i}"), i).expect("SET");
+    }
+    for i in 0..500 {
+        let v: i64 = con.get(format!("rs:{i}")).expect("GET");
+        assert_eq!(v, i);
+    }
+    drop(con);
+    let after: Vec<_> = nodes.iter().map(shard_stats).collect();
+    let forwarded = delta(&before, &after, "forwarded");
+    let multi = delta(&before, &after, "multi");
+    let local = delta(&before, &after, "local");
+    let on_core_ports = delta(&before, &after, "core_port_commands");
+    assert!(forwarded.iter().flatten().all(|&n| n == 0), "forwarded: {forwarded:?}");
+    assert!(multi.iter().flatten().all(|&n| n == 0), "multi-shard: {multi:?}");
+    let total: u64 = local.iter().flatten().sum();
+    assert!(total >= 3000 + 2003 + 1000, "data commands run where they arrived: {local:?}");
+    assert!(on_core_ports.iter().flatten().sum::<u64>() >= total, "{on_core_ports:?} vs {local:?}");
+    // Each core that owns slots got its share.
+    for (i, per_shard) in local.iter().enumerate() {
+        for (core, &n) in per_shard.iter().enumerate() {
+            let owns = (0..16384u16).any(|s| owner[s as usize] == i && core_of(s) == core);
+            assert_eq!(n > 0, owns, "node {i} core {core}: {local:?}");
+        }
+    }
+
+    check_clean(&nodes[0]);
+    // A CLUSTER NODES client (redis-benchmark) uses the main ports; they forward.
+    let port = nodes[0].port().to_string();
+    let args = ["--cluster", "-h", "127.0.0.1", "-p", &port, "-t", "set,get", "-n", "3000", "-c", "8", "-q"];
+    let out = run_ok(Command::new("redis-benchmark").args(args), "redis-benchmark --cluster");
+    assert!(out.contains("GET:") && out.contains("requests per second"), "{out}");
+
+    // A slot migration: ASK and MOVED name the target's core for the slot.
+    let source = owner[slot as usize];
+    let target = (source + 1) % 3;
+    let (sid, tid) = (myid(&nodes[source]), myid(&nodes[target]));
+    let mut t = nodes[target].conn();
+    let s = slot.to_string();
+    assert_eq!(t.send(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &sid]), b"+OK\r\n");
+    assert_eq!(nodes[source].conn().send(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &tid]), b"+OK\r\n");
+    let absent = key_where("absent:", |x| x == slot);
+    let ask = format!("-ASK {slot} 127.0.0.1:{}\r\n", cores[target][core_of(slot)]);
+    assert_eq!(String::from_utf8_lossy(&c1.send(&["GET", &absent])), ask);
+    assert_eq!(String::from_utf8_lossy(&nodes[source].conn().send(&["GET", &absent])), ask);
+    let mut at = ferrokv_tests::Conn::connect(cores[target][core_of(slot)]).expect("target core");
+    let r = at.pipeline(&[vec!["ASKING"], vec!["GET", &absent]]);
+    assert_eq!(r[1], b"$-1\r\n");
+    // Move the one key, then hand the slot over.
+    let mig = nodes[source].conn().send(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &nodes[target].port().to_string(),
+        "",
+        "0",
+        "5000",
+        "KEYS",
+        &key,
+    ]);
+    assert_eq!(mig, b"+OK\r\n");
+    for n in [&nodes[target], &nodes[source]] {
+        assert_eq!(n.conn().send(&["CLUSTER", "SETSLOT", &s, "NODE", &tid]), b"+OK\r\n");
+    }
+    let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", cores[target][core_of(slot)]);
+    wait_until("every node redirects the moved slot to the target's core", Duration::from_secs(10), || {
+        nodes
+            .iter()
+            .filter(|n| n.port() != nodes[target].port())
+            .all(|n| n.conn().send(&["GET", &key]) == moved.as_bytes())
+    });
+    assert_eq!(String::from_utf8_lossy(&c1.send(&["GET", &key])), moved);
+    assert_eq!(at.send(&["GET", &key]), b"$1\r\nv\r\n");
+    wait_until("every node advertises the moved slot at the target's core", Duration::from_secs(10), || {
+        nodes.iter().all(|n| {
+            slots(n.port()).iter().any(|(a, b, p)| (*a..=*b).contains(&slot) && p[0] == cores[target][core_of(slot)])
+        })
+    });
+    check_clean(&nodes[1]);
+}
+
+#[test]
+fn a_replica_serves_readonly_reads_on_its_cores() {
+    let (master, mc) = two_core_node();
+    let (replica, rc) = two_core_node();
+    let mut m = master.conn();
+    assert_eq!(m.send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    wait_until("cluster_state:ok", Duration::from_secs(10), || ferrokv_tests::cluster::state_ok(&master));
+    let mp = master.port().to_string();
+    assert_eq!(replica.conn().send(&["CLUSTER", "MEET", "127.0.0.1", &mp]), b"+OK\r\n");
+    let mid = myid(&master);
+    wait_until("the replica knows the master", Duration::from_secs(10), || {
+        text(&replica, &["CLUSTER", "NODES"]).contains(&mid)
+    });
+    assert_eq!(replica.conn().send(&["CLUSTER", "REPLICATE", &mid]), b"+OK\r\n");
+    let (k0, k1) = (key_where("r:", |s| core_of(s) == 0), key_where("r:", |s| core_of(s) == 1));
+    assert_eq!(m.send(&["SET", &k0, "zero"]), b"+OK\r\n");
+    assert_eq!(m.send(&["SET", &k1, "one"]), b"+OK\r\n");
+    // Both sides list the master's and the replica's core for each half.
+    let want = vec![(0, 8191, vec![mc[0], rc[0]]), (8192, 16383, vec![mc[1], rc[1]])];
+    wait_until("CLUSTER SLOTS with the replica's cores", Duration::from_secs(20), || {
+        slots(master.port()) == want && slots(replica.port()) == want
+    });
+    wait_until("the replica has the keys", Duration::from_secs(10), || {
+        let r = replica.conn().pipeline(&[vec!["READONLY"], vec!["GET", &k1]]);
+        r[1] == b"$3\r\none\r\n"
+    });
+    let mut c = ferrokv_tests::Conn::connect(rc[1]).expect("the replica's core 1");
+    let (s0, s1) = (key_slot(k0.as_bytes()), key_slot(k1.as_bytes()));
+    // Without READONLY: to the master's core.
+    assert_eq!(String::from_utf8_lossy(&c.send(&["GET", &k1])), format!("-MOVED {s1} 127.0.0.1:{}\r\n", mc[1]));
+    let before = shard_stats(&replica);
+    assert_eq!(c.send(&["READONLY"]), b"+OK\r\n");
+    assert_eq!(c.send(&["GET", &k1]), b"$3\r\none\r\n");
+    // A replica never sends MOVED to one of its own cores (a client would take it for the
+    // master): a slot of its other core is served, forwarded.
+    assert_eq!(c.send(&["GET", &k0]), b"$4\r\nzero\r\n");
+    let after = shard_stats(&replica);
+    assert_eq!(after[1]["local"] - before[1]["local"], 1, "{after:?}");
+    assert_eq!(after[1]["forwarded"] - before[1]["forwarded"], 1, "{after:?}");
+    assert_eq!(after[0]["received"] - before[0]["received"], 1, "{after:?}");
+    // Writes on the replica's core go to the master's core.
+    assert_eq!(String::from_utf8_lossy(&c.send(&["SET", &k0, "x"])), format!("-MOVED {s0} 127.0.0.1:{}\r\n", mc[0]));
+}
+
+#[test]
+fn one_core_nodes_and_nodes_without_core_ports_advertise_the_main_port() {
+    let plain = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--save", ""]);
+    let lone = free_port();
+    let one = Server::cluster_node(
+        Kind::Ferrokv,
+        &["--server-threads", "1", "--core-ports", &lone.to_string(), "--save", ""],
+    );
+    for n in [&plain, &one] {
+        assert_eq!(n.conn().send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+        wait_until("cluster_state:ok", Duration::from_secs(10), || ferrokv_tests::cluster::state_ok(n));
+        assert_eq!(slots(n.port()), vec![(0, 16383, vec![n.port()])]);
+        let shards = shards_ports(n.port());
+        assert!(shards.values().all(|&p| p == n.port()));
+        let key = "anything";
+        assert_eq!(n.conn().send(&["SET", key, "1"]), b"+OK\r\n");
+    }
+    // One shard: the main port is that core's; no second listener.
+    assert!(ferrokv_tests::Conn::connect(lone).is_err(), "a one-shard node opened its core port");
+    assert!(text(&one, &["INFO", "shards"]).contains("shard0:core_port=0,"));
+}
+
+#[test]
+fn bad_core_ports_stop_start_up() {
+    for (args, words) in [
+        (vec!["--server-threads", "2", "--core-ports", "7001 7002 7003"], "3 ports given for 2 shard threads"),
+        (vec!["--server-threads", "2", "--core-ports", "7001 x"], "'x' is not a port number"),
+        (vec!["--server-threads", "2", "--core-ports", "7001 7001"], "port 7001 is given twice"),
+        (
+            vec!["--server-threads", "2", "--cluster-announce-core-ports", "7001"],
+            "cluster-announce-core-ports needs core-ports",
+        ),
+    ] {
+        let (status, out) = Server::run_to_exit(Kind::Ferrokv, &args, Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{args:?}: {out}");
+        assert!(out.contains(words), "{args:?}: {out}");
+    }
+}
