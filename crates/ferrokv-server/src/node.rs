@@ -433,6 +433,13 @@ impl std::ops::DerefMut for DbGuard<'_> {
     }
 }
 
+/// Locks `m`, also after a thread panicked holding it: the node's mutexes guard
+/// bookkeeping that stays consistent at every await-free step, and a panic in a
+/// command aborts the node anyway (see `dispatch::abort_after_panic`).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

@@ -41,12 +41,12 @@
 //! and deletions run to the end, only the reply is dropped.
 
 use crate::conn::{Conn, ConnTable};
-use crate::dispatch::{run_unit, Flow, Held, MultiDb, ShardCore};
+use crate::dispatch::{run_internal, Flow, Held, MultiDb, ShardCore};
 use crate::msg::Msg;
 use crate::node::{Node, ShardId};
 use ferrokv_commands::util::eq_ic;
-use ferrokv_commands::{Env, Keyspace};
-use ferrokv_resp::{Args, OwnedArgs, ReplyBuf};
+use ferrokv_commands::Keyspace;
+use ferrokv_resp::Args;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -244,16 +244,9 @@ pub fn finish(core: &mut ShardCore, done: Done, conns: &mut ConnTable, touched: 
     if !moved.is_empty() {
         // One DEL of the moved keys through the execution function: propagated and
         // signalled as any DEL (Redis rewrites MIGRATE as DEL for the AOF and replicas).
-        let mut words: Vec<Vec<u8>> = vec![b"DEL".to_vec()];
-        words.extend(moved);
-        let owned = OwnedArgs::from_slices(&words);
-        let spec = ferrokv_commands::lookup(b"del").expect("DEL is in the table");
-        let env = Env { cfg: &core.exec_cfg, now_ms: now, may_block: false, track_keys: false, notify: 0 };
-        let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
-        let r = run_unit(&mut ks, spec, &owned.args(), env, &mut out);
-        if r.dirty != 0 {
-            crate::node::add(&node.shards[core.id].dirty, r.dirty);
-        }
+        let mut words: Vec<&[u8]> = vec![b"DEL"];
+        words.extend(moved.iter().map(|k| k.as_slice()));
+        run_internal(&mut ks, &words, &core.exec_cfg, now);
     }
     let io_failed = error.as_deref().is_some_and(|e| e.starts_with("IOERR"));
     if !changed.is_empty() && !io_failed && job.round + 1 < MAX_ROUNDS {

@@ -53,12 +53,13 @@
 //! supported, and a task is not resumed after a restart of T.
 
 use crate::conn::Conn;
-use crate::dispatch::{Flow, Held, ShardCore};
+use crate::dispatch::{run_internal, Flow, Held, MultiDb, ShardCore};
+use crate::node::lock;
 use crate::node::Node;
 use ferrokv_commands::util::eq_ic;
-use ferrokv_resp::{Args, ReplyBuf};
+use ferrokv_resp::{Args, ReplyBuf, Value, ValueReader};
 use ferrokv_store::SLOTS;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,10 +120,6 @@ pub struct Task {
     ranges: Vec<(u16, u16)>,
     cancel: AtomicBool,
     progress: Mutex<Progress>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SlotMigration {
@@ -544,17 +541,12 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
 /// Slots per BEGIN: one round trip carries this many slots' snapshots.
 const SLOTS_PER_BEGIN: usize = 32;
 
-enum R {
-    Simple,
-    Err(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Arr(Vec<R>),
-}
-
+/// A blocking RESP client of the task thread (to the source, and to this node for the
+/// steps that go through its bus).
 struct Client {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
+    s: TcpStream,
+    buf: Vec<u8>,
+    reader: ValueReader,
 }
 
 impl Client {
@@ -562,79 +554,50 @@ impl Client {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Client { r: BufReader::new(s.try_clone()?), w: s })
+        Ok(Client { s, buf: Vec::new(), reader: ValueReader::new() })
     }
 
-    fn send(&mut self, buf: &mut Vec<u8>, args: &[&[u8]]) {
-        buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    fn read(&mut self) -> Result<Value, String> {
+        loop {
+            match self.reader.parse(&self.buf) {
+                Ok(Some((v, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(v);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad reply: {}", e.0)),
+            }
+            let len = self.buf.len();
+            self.buf.resize(len + (256 << 10), 0);
+            let n = match self.s.read(&mut self.buf[len..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e.to_string());
+                }
+            };
+            self.buf.truncate(len + n);
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+        }
+    }
+
+    /// Sends one command and reads its reply; an error reply is `Err`.
+    fn call(&mut self, args: &[&[u8]]) -> Result<Value, String> {
+        let mut out = Vec::new();
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for a in args {
-            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend_from_slice(a);
-            buf.extend_from_slice(b"\r\n");
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
         }
-    }
-
-    fn flush(&mut self, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        self.w.write_all(buf)?;
-        buf.clear();
-        Ok(())
-    }
-
-    fn read(&mut self) -> std::io::Result<R> {
-        let mut line = Vec::new();
-        self.r.read_until(b'\n', &mut line)?;
-        if line.len() < 3 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        self.s.write_all(&out).map_err(|e| e.to_string())?;
+        match self.read()? {
+            Value::Error(e) => Err(e),
+            v => Ok(v),
         }
-        let body = &line[1..line.len() - 2];
-        let num = || std::str::from_utf8(body).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(-1);
-        Ok(match line[0] {
-            b'+' => R::Simple,
-            b'-' => R::Err(String::from_utf8_lossy(body).into_owned()),
-            b':' => R::Int(num()),
-            b'$' => {
-                let n = num();
-                if n < 0 {
-                    R::Bulk(None)
-                } else {
-                    let mut b = vec![0; n as usize + 2];
-                    self.r.read_exact(&mut b)?;
-                    b.truncate(n as usize);
-                    R::Bulk(Some(b))
-                }
-            }
-            b'*' | b'%' => {
-                let n = num().max(0) as usize * if line[0] == b'%' { 2 } else { 1 };
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.read()?);
-                }
-                R::Arr(v)
-            }
-            b'_' => R::Bulk(None),
-            _ => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad reply")),
-        })
-    }
-
-    fn call(&mut self, args: &[&[u8]]) -> Result<R, String> {
-        let mut buf = Vec::new();
-        self.send(&mut buf, args);
-        self.flush(&mut buf).map_err(|e| e.to_string())?;
-        match self.read().map_err(|e| e.to_string())? {
-            R::Err(e) => Err(e),
-            r => Ok(r),
-        }
-    }
-
-    /// Reads `n` pipelined replies; the first error, if any.
-    fn expect_ok(&mut self, n: usize) -> Result<(), String> {
-        let mut first = None;
-        for _ in 0..n {
-            if let R::Err(e) = self.read().map_err(|e| e.to_string())? {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
     }
 }
 
@@ -671,10 +634,10 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
             let names: Vec<String> = group.iter().map(|s| s.to_string()).collect();
             let mut begin: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN"];
             begin.extend(names.iter().map(|s| s.as_bytes()));
-            let R::Arr(items) = src.call(&begin)? else {
+            let Value::Array(items) = src.call(&begin)? else {
                 return Err("bad BEGIN reply".into());
             };
-            let n = apply_keys(&mut me, &items)?;
+            let n = apply_keys(node, &items)?;
             let mut p = lock(&t.progress);
             p.slots_done += group.len();
             p.keys += n;
@@ -684,7 +647,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
             if t.cancel.load(Ordering::Acquire) {
                 return Err("canceled".into());
             }
-            if delta(&mut src, &mut me, id, &t)? < 1000 {
+            if delta(node, &mut src, id, &t)? < 1000 {
                 break;
             }
         }
@@ -694,7 +657,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         set_state(&t, "paused");
         let t0 = Instant::now();
         src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"])?;
-        delta(&mut src, &mut me, id, &t)?;
+        delta(node, &mut src, id, &t)?;
         // The source lifts its pause after the write-pause timeout, counted from
         // before the PAUSE reply reached here: claim only well inside it, so the claim
         // has the rest of the window to reach the source.
@@ -705,7 +668,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         // The point of no return: the claim (a config epoch bump) moves the slots.
         claimed = true;
         set_state(&t, "switching");
-        let R::Int(epoch) = me.call(&local(b"CLAIM", false))? else {
+        let Value::Int(epoch) = me.call(&local(b"CLAIM", false))? else {
             return Err("bad CLAIM reply".into());
         };
         // Tell the source at once rather than wait for the bus to carry the claim.
@@ -749,81 +712,61 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
     p.end_ms = crate::node::unix_ms().max(1);
 }
 
-/// RESTOREs `items` (key, abs ms or -1 = absent, payload) on this node; returns how many.
-fn apply_keys(me: &mut Client, items: &[R]) -> Result<u64, String> {
-    let mut buf = Vec::new();
-    let mut n = 0;
+/// Applies `items` (key, abs ms or -1 = absent, payload) to this node's keyspace, each
+/// as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL) through the execution
+/// function, so this node's AOF and replicas get them; returns how many.
+fn apply_keys(node: &Node, items: &[Value]) -> Result<u64, String> {
+    let cfg = node.exec_config();
+    let now = crate::node::unix_ms();
     for c in items.chunks(3) {
-        let [R::Bulk(Some(k)), R::Int(at), p] = c else { return Err("bad key record".into()) };
-        match (at, p) {
-            (at, R::Bulk(Some(p))) if *at >= 0 => {
-                let at = at.to_string();
-                me.send(&mut buf, &[b"RESTORE-ASKING", k, at.as_bytes(), p, b"REPLACE", b"ABSTTL"]);
+        let [Value::Bulk(k), Value::Int(at), p] = c else { return Err("bad key record".into()) };
+        let shard = node.shard_of_slot(ferrokv_store::key_slot(k));
+        let mut ks = MultiDb::lock(node, &[shard]);
+        let at_ms = at.to_string();
+        let out = match p {
+            Value::Bulk(p) if *at >= 0 => {
+                run_internal(&mut ks, &[b"RESTORE", k, at_ms.as_bytes(), p, b"REPLACE", b"ABSTTL"], &cfg, now)
             }
-            _ => {
-                me.send(&mut buf, &[b"ASKING"]);
-                me.send(&mut buf, &[b"DEL", k]);
-                n += 1;
-            }
-        }
-        n += 1;
-        if buf.len() > 1 << 20 {
-            me.flush(&mut buf).map_err(|e| e.to_string())?;
+            _ => run_internal(&mut ks, &[b"DEL", k], &cfg, now),
+        };
+        if let Some(e) = out.buf.strip_prefix(b"-") {
+            return Err(String::from_utf8_lossy(e.trim_ascii_end()).into_owned());
         }
     }
-    me.flush(&mut buf).map_err(|e| e.to_string())?;
-    me.expect_ok(n as usize)?;
     Ok(items.len() as u64 / 3)
 }
 
 /// One DELTA from the source applied here; returns how many keys it carried.
-fn delta(src: &mut Client, me: &mut Client, id: &[u8], t: &Task) -> Result<usize, String> {
-    let R::Arr(parts) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])? else {
+fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<usize, String> {
+    let Value::Array(parts) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])? else {
         return Err("bad DELTA reply".into());
     };
-    let [R::Arr(flushed), R::Arr(items)] = &parts[..] else { return Err("bad DELTA reply".into()) };
+    let [Value::Array(flushed), Value::Array(items)] = &parts[..] else { return Err("bad DELTA reply".into()) };
     for f in flushed {
-        if let R::Int(s) = f {
-            clear_slot(me, *s as u16)?;
+        if let Value::Int(s) = f {
+            clear_slot(node, *s as u16);
         }
     }
-    apply_keys(me, items)?;
+    apply_keys(node, items)?;
     lock(&t.progress).keys += items.len() as u64 / 3;
     Ok(items.len() / 3)
 }
 
-/// Deletes every key of `slot` on this node (importing: with ASKING).
-fn clear_slot(me: &mut Client, slot: u16) -> Result<(), String> {
-    let s = slot.to_string();
-    loop {
-        let R::Arr(keys) = me.call(&[b"CLUSTER", b"GETKEYSINSLOT", s.as_bytes(), b"1000"])? else {
-            return Err("bad GETKEYSINSLOT reply".into());
-        };
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::new();
-        for k in &keys {
-            if let R::Bulk(Some(k)) = k {
-                me.send(&mut buf, &[b"ASKING"]);
-                me.send(&mut buf, &[b"DEL", k]);
-            }
-        }
-        me.flush(&mut buf).map_err(|e| e.to_string())?;
-        me.expect_ok(keys.len() * 2)?;
-    }
+/// Deletes every key of `slot` on this node.
+fn clear_slot(node: &Node, slot: u16) {
+    while delete_batch(node, node.shard_of_slot(slot), slot) != 0 {}
 }
 
 /// A task that ended before its claim: the source's export ends, what was restored
 /// here is deleted and the slots are stable again.
-fn undo(_node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) {
+fn undo(node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) {
     if let Ok(mut src) = Client::connect(src_addr) {
         let _ = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", t.id.as_bytes(), b"ABORT"]);
     }
-    let Ok(mut me) = Client::connect(self_addr) else { return };
     for &s in slots {
-        let _ = clear_slot(&mut me, s);
+        clear_slot(node, s);
     }
+    let Ok(mut me) = Client::connect(self_addr) else { return };
     let mut args: Vec<Vec<u8>> = vec![b"CLUSTER".to_vec(), b"MIGRATION-SYNC".to_vec(), t.id.clone().into_bytes()];
     args.push(b"STABLE".to_vec());
     for &(a, b) in &t.ranges {
@@ -919,7 +862,6 @@ pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
 /// Deletes up to [`TRIM_BATCH`] keys of `slot` with one DEL; returns how many keys
 /// the slot still has.
 fn delete_batch(node: &Node, shard: crate::node::ShardId, slot: u16) -> usize {
-    use crate::dispatch::{run_unit, MultiDb};
     let mut ks = MultiDb::lock(node, &[shard]);
     let db = &mut ks.guards[0].1;
     let before = db.slot_len(slot);
@@ -927,24 +869,12 @@ fn delete_batch(node: &Node, shard: crate::node::ShardId, slot: u16) -> usize {
         return 0;
     }
     let keys = db.slot_keys_any(slot, TRIM_BATCH);
-    let mut words: Vec<Vec<u8>> = Vec::with_capacity(keys.len() + 1);
-    words.push(b"DEL".to_vec());
-    words.extend(keys);
-    let owned = ferrokv_resp::OwnedArgs::from_slices(&words);
-    let spec = ferrokv_commands::lookup(b"del").expect("DEL is in the table");
+    let mut words: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+    words.push(b"DEL");
+    words.extend(keys.iter().map(|k| k.as_slice()));
     let cfg = node.exec_cfg.read().unwrap_or_else(|p| p.into_inner());
-    let env = ferrokv_commands::Env {
-        cfg: &cfg,
-        now_ms: crate::node::unix_ms(),
-        may_block: false,
-        track_keys: false,
-        notify: 0,
-    };
-    let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
-    let r = run_unit(&mut ks, spec, &owned.args(), env, &mut out);
-    if r.dirty != 0 {
-        crate::node::add(&node.shards[shard].dirty, r.dirty);
-    }
+    run_internal(&mut ks, &words, &cfg, crate::node::unix_ms());
+    drop(cfg);
     let db = &mut ks.guards[0].1;
     let left = db.slot_len(slot);
     if left >= before {

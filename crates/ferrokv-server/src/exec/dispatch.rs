@@ -1132,6 +1132,30 @@ pub fn run_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env
     o
 }
 
+/// Runs a command the node itself issues (the DEL of keys a MIGRATE moved or a lost
+/// slot held, an import's RESTORE) through the execution function, on keyspaces the
+/// caller has locked: its effects are propagated (AOF, replicas) and counted
+/// (`rdb_changes_since_last_save`, on the first locked shard) as a client's would be.
+/// No notifications are derived. Clients blocked on keys it made ready are served by
+/// their shard's next command. Returns the reply (RESP2).
+pub fn run_internal(ks: &mut MultiDb, words: &[&[u8]], cfg: &ExecConfig, now_ms: u64) -> ReplyBuf {
+    let owned = ferrokv_resp::OwnedArgs::from_slices(words);
+    let args = owned.args();
+    let mut out = ReplyBuf::new(Proto::Resp2);
+    let Some(spec) = ferrokv_commands::lookup(args.get(0)).filter(|s| s.arity_ok(args.len())) else {
+        out.error("ERR internal command unknown or of wrong arity");
+        return out;
+    };
+    let env = Env { cfg, now_ms, may_block: false, track_keys: false, notify: 0 };
+    let r = run_unit(ks, spec, &args, env, &mut out);
+    if r.dirty != 0 {
+        if let Some(&(s, _)) = ks.guards.first() {
+            crate::node::add(&ks.node.shards[s].dirty, r.dirty);
+        }
+    }
+    out
+}
+
 /// A panic inside a command may have left a change half made (a value updated but not
 /// its key's TTL, counts, or index). Serving that state would lose or corrupt data
 /// silently, so the node stops here, as a failed assertion stops Redis: one log line

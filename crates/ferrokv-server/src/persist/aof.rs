@@ -35,6 +35,7 @@
 //! off when `aof-load-truncated yes` (the default), else start-up stops.
 
 use crate::dispatch::MultiDb;
+use crate::node::lock;
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_commands::{Env, Handler};
 use ferrokv_rdb::aof::{CommandReader, FileKind, Manifest, ManifestFile, StreamError};
@@ -185,10 +186,6 @@ impl Stats {
             self.consecutive_failures += 1;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

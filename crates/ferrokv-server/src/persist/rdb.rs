@@ -20,6 +20,7 @@
 //! then the AOF's inbox; the AOF's stats are never held while taking the save state
 //! (INFO holds the save state while reading them).
 
+use crate::node::lock;
 use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_rdb::file::{self as rdbfile, Checksum};
 use ferrokv_store::rdb::{build_value, BuildError, Limits};
@@ -107,10 +108,6 @@ struct Running {
 /// The node's change counter (Redis's `server.dirty`): changes made by commands.
 pub fn dirty(node: &Node) -> u64 {
     node.shards.iter().map(|s| s.dirty.load(Ordering::Relaxed)).sum()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `dir`/`dbfilename` and the temporary file a save writes first.

@@ -45,7 +45,7 @@ use crate::node::{unix_ms, Node, ShardId};
 use ferrokv_store::effects::{self, Part, Unit};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 /// Node-wide replication state.
 pub struct Repl {
@@ -204,9 +204,7 @@ impl State {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::node::lock;
 
 impl Repl {
     pub fn new(shards: usize) -> Repl {

@@ -65,17 +65,19 @@ impl Db {
         Captured { flushed: std::mem::take(&mut c.flushed), keys: c.keys.drain().collect() }
     }
 
-    /// Every live key of `slot` with its absolute expiry and DUMP payload.
+    /// Every live key of `slot` with its absolute expiry and DUMP payload. Payloads are
+    /// not compressed: they cross to another node of the cluster, where bandwidth is
+    /// plenty and the shard's lock, held while they are made, is what counts.
     pub fn slot_dump(&self, slot: u16, now_ms: u64) -> Vec<DumpedKey> {
         self.slot_entries(slot, now_ms)
-            .map(|(k, e)| (k.to_vec(), e.expire_at, crate::rdb::dump(&e.value, true)))
+            .map(|(k, e)| (k.to_vec(), e.expire_at, crate::rdb::dump(&e.value, false)))
             .collect()
     }
 
     /// One key as [`Db::slot_dump`] gives it, None when it is not live.
     pub fn key_dump(&mut self, key: &[u8], now_ms: u64) -> Option<(u64, Vec<u8>)> {
         let e = self.peek(key, now_ms)?;
-        Some((e.expire_at, crate::rdb::dump(&e.value, true)))
+        Some((e.expire_at, crate::rdb::dump(&e.value, false)))
     }
 
     #[inline(never)]
