@@ -113,6 +113,24 @@ fn import_moves_slots_of_every_type_under_writes() {
     wait_until("the source deletes the moved keys", Duration::from_secs(10), || {
         (0..1000).all(|s| src.conn().call(&["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()]) == Reply::Int(0))
     });
+    // Redis 8.4's CLUSTER INFO fields: the source trimmed the slots it lost, as jobs
+    // that all completed; no task is active on either side any more.
+    let field = |node: &Server, cmd: &[&str], name: &str| -> u64 {
+        let t = text(node, cmd);
+        let line = t.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap_or_else(|| panic!("{name} in {t}"));
+        line[name.len() + 1..].trim().parse().expect("a number")
+    };
+    let info = ["CLUSTER", "INFO"];
+    wait_until("the trim jobs end", Duration::from_secs(10), || {
+        field(src, &info, "cluster_slot_migration_active_trim_running") == 0
+    });
+    let started = field(src, &info, "cluster_slot_migration_stats_active_trim_started");
+    assert!(started >= 1 && started <= 1000, "{started} trim jobs");
+    assert_eq!(field(src, &info, "cluster_slot_migration_stats_active_trim_completed"), started);
+    assert_eq!(field(src, &info, "cluster_slot_migration_active_trim_current_job_keys"), 0);
+    assert_eq!(field(src, &info, "cluster_slot_migration_active_tasks"), 0);
+    assert_eq!(field(dst, &["INFO", "cluster"], "cluster_slot_migration_active_tasks"), 0);
+    assert_eq!(field(dst, &["INFO", "cluster"], "cluster_slot_migration_import_slots_total"), 0);
     wait_until("check is clean", Duration::from_secs(20), || std::panic::catch_unwind(|| check_clean(src)).is_ok());
 }
 

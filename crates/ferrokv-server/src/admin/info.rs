@@ -56,6 +56,9 @@ pub fn render(node: &Node, args: &Args) -> String {
             "cluster" => {
                 let on = node.cluster.is_some() as u8;
                 let _ = write!(out, "# Cluster\r\ncluster_enabled:{on}\r\n");
+                if on == 1 {
+                    crate::slot_migration::info_fields(node, &mut out);
+                }
             }
             "keyspace" => keyspace(node, &mut out),
             "commandstats" => commandstats(node, &mut out),

@@ -279,7 +279,8 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         c.reply(|r| r.verbatim(text.as_bytes()));
     } else if eq_ic(sub, "info") {
         arity!(argc == 2);
-        let text = ferrokv_cluster::cluster_info_text(&view);
+        let mut text = ferrokv_cluster::cluster_info_text(&view);
+        super::slot_migration::info_fields(core.node, &mut text);
         c.reply(|r| r.verbatim(text.as_bytes()));
     } else if eq_ic(sub, "slots") {
         arity!(argc == 2);

@@ -6,14 +6,15 @@
 //!
 //! 1. `CLUSTER MIGRATION IMPORT <ranges>` on T checks that every slot of S belongs to
 //!    one other master O, records a task and starts a thread for it, and answers the
-//!    task id. The thread opens two client connections: one to O, one to T itself.
+//!    task id. The thread opens two client connections: one to O, one to T itself (for
+//!    the steps that go through T's bus).
 //! 2. On T: `CLUSTER SETSLOT s IMPORTING O` for every slot (so T accepts the restores
 //!    with ASKING; clients are still sent to O).
 //! 3. Per group of slots: `MIGRATION-SYNC <id> BEGIN s...` on O serialises every key of a slot
 //!    under its shard's keyspace lock (a consistent snapshot of that slot) and starts
-//!    capturing the slot's changes at that same instant (`Db::capture_start`). T applies
-//!    each key as `RESTORE-ASKING key <abs-ms> payload REPLACE ABSTTL` through its own
-//!    request path (so T's AOF and replicas get it).
+//!    capturing the slot's changes at that same instant (`Db::capture_start`). T's task
+//!    thread applies each key as `RESTORE key <abs-ms> payload REPLACE ABSTTL` through
+//!    the execution function, in-process (so T's AOF and replicas get it).
 //! 4. `MIGRATION-SYNC <id> DELTA` (repeated while much changed) hands over the keys
 //!    changed since, as their *current* values (or absence: DEL), and slots emptied
 //!    whole; T applies them.
@@ -78,6 +79,19 @@ pub struct SlotMigration {
     /// that is being trimmed. Bits are set and cleared on the bus's thread.
     lost: Box<[AtomicU64]>,
     any_lost: AtomicBool,
+    trim: TrimStats,
+}
+
+/// Redis 8.4's trim counters (CLUSTER INFO `cluster_slot_migration_*trim*`): a trim
+/// job here is one lost slot's keys.
+#[derive(Default)]
+struct TrimStats {
+    started: AtomicU64,
+    completed: AtomicU64,
+    /// Keys the jobs still queued or running held when they were scheduled, and how
+    /// many of those are deleted; both restart from 0 once no job is left.
+    job_keys: AtomicU64,
+    trimmed: AtomicU64,
 }
 
 impl Default for SlotMigration {
@@ -89,6 +103,7 @@ impl Default for SlotMigration {
             next_id: AtomicU64::new(0),
             lost: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
             any_lost: AtomicBool::new(false),
+            trim: TrimStats::default(),
         }
     }
 }
@@ -180,6 +195,44 @@ impl SlotMigration {
             self.stop_export(node);
         }
     }
+}
+
+/// Redis 8.4's slot migration fields of CLUSTER INFO, then ferrokv's progress of the
+/// imports running here (also in INFO's Cluster section).
+pub fn info_fields(node: &Node, out: &mut String) {
+    use std::fmt::Write as _;
+    let sm = &node.slot_migration;
+    let (mut active, mut done, mut total, mut keys) = (0, 0, 0, 0);
+    for t in lock(&sm.tasks).iter() {
+        let p = lock(&t.progress);
+        if p.end_ms == 0 {
+            active += 1;
+            done += p.slots_done;
+            total += t.ranges.iter().map(|(a, b)| (b - a + 1) as usize).sum::<usize>();
+            keys += p.keys;
+        }
+    }
+    active += lock(&sm.export).is_some() as usize;
+    let running: usize = node.shards.iter().map(|s| lock(&s.trim).len()).sum();
+    let tr = &sm.trim;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let _ = write!(
+        out,
+        "cluster_slot_migration_active_tasks:{active}\r\n\
+         cluster_slot_migration_active_trim_running:{running}\r\n\
+         cluster_slot_migration_active_trim_current_job_keys:{}\r\n\
+         cluster_slot_migration_active_trim_current_job_trimmed:{}\r\n\
+         cluster_slot_migration_stats_active_trim_started:{}\r\n\
+         cluster_slot_migration_stats_active_trim_completed:{}\r\n\
+         cluster_slot_migration_stats_active_trim_cancelled:0\r\n\
+         cluster_slot_migration_import_slots_done:{done}\r\n\
+         cluster_slot_migration_import_slots_total:{total}\r\n\
+         cluster_slot_migration_import_keys:{keys}\r\n",
+        get(&tr.job_keys),
+        get(&tr.trimmed).min(get(&tr.job_keys)),
+        get(&tr.started),
+        get(&tr.completed),
+    );
 }
 
 /// The slot of a command's first key (cluster mode: all its keys share it).
@@ -804,8 +857,21 @@ pub fn schedule_trim(node: &Node, slots: &[u16]) {
         let mut list = lock(&shard.trim);
         if !list.contains(&s) {
             list.push(s);
+            let keys = node.lock_db(node.shard_of_slot(s)).slot_len(s);
+            sm.trim.started.fetch_add(1, Ordering::Relaxed);
+            sm.trim.job_keys.fetch_add(keys as u64, Ordering::Relaxed);
         }
         shard.trimming.store(true, Ordering::Release);
+    }
+}
+
+/// A trim job (a slot) ended; the key counts restart once none is left.
+fn trim_job_done(node: &Node) {
+    let t = &node.slot_migration.trim;
+    t.completed.fetch_add(1, Ordering::Relaxed);
+    if node.shards.iter().all(|s| !s.trimming.load(Ordering::Acquire)) {
+        t.job_keys.store(0, Ordering::Relaxed);
+        t.trimmed.store(0, Ordering::Relaxed);
     }
 }
 
@@ -824,6 +890,8 @@ pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
             break;
         }
         list.pop();
+        sh.trimming.store(!list.is_empty(), Ordering::Release);
+        trim_job_done(node);
         budget = budget.saturating_sub(before.max(1));
         if budget == 0 {
             break;
@@ -854,6 +922,8 @@ pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
         if let Some(i) = list.iter().position(|&x| x == s) {
             while delete_batch(node, shard, s) != 0 {}
             list.swap_remove(i);
+            sh.trimming.store(!list.is_empty(), Ordering::Release);
+            trim_job_done(node);
         }
         sh.trimming.store(!list.is_empty(), Ordering::Release);
     }
@@ -877,6 +947,7 @@ fn delete_batch(node: &Node, shard: crate::node::ShardId, slot: u16) -> usize {
     drop(cfg);
     let db = &mut ks.guards[0].1;
     let left = db.slot_len(slot);
+    node.slot_migration.trim.trimmed.fetch_add(before.saturating_sub(left) as u64, Ordering::Relaxed);
     if left >= before {
         // Nothing went (keys that expired meanwhile are not DEL's to delete): drop the
         // rest silently rather than loop.
