@@ -2,16 +2,19 @@
 //! cluster of ferrokv-server and of redis-server: it must issue exactly the requests it
 //! was asked for, route every one to the node that serves its slot (no error, no miss
 //! after a fill), learn the map from MOVED when told to start without it, and follow
-//! ASK to a slot being imported. Brief runs; nothing is timed.
+//! ASK to a slot being imported, and reach the owning core when a node advertises a
+//! port per shard. Brief runs; nothing is timed.
 //!
 //! Needs `ferrokv-load` next to ferrokv-server: `cargo build --release -p ferrokv-load`
 //! (deploy/test.sh builds it).
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-use ferrokv_tests::cluster::{create_masters, key_slot, myid, text};
+use ferrokv_tests::cluster::{create_masters, key_slot, myid, state_ok, text, wait_until};
 use ferrokv_tests::resp::Reply;
+use ferrokv_tests::server::free_port;
 use ferrokv_tests::{Kind, Server};
 
 fn ferrokv_load() -> PathBuf {
@@ -118,6 +121,9 @@ fn cluster_run(kind: Kind) {
     assert_eq!(learn.count("errors"), 0, "{}", learn.0);
     assert_eq!(learn.count("misses"), 0, "{}", learn.0);
     assert!(learn.count("moved") > 0, "{}", learn.0);
+    for node in &nodes {
+        assert!(learn.has(&format!("\"127.0.0.1:{}\"", node.port())), "every master learned: {}", learn.0);
+    }
 
     // A standalone client on the same cluster sees MOVED as errors.
     let plain = load(seed, &["--no-cluster", "--ratio", "0:1", "--keys", "3000", "-n", "2000"]);
@@ -182,4 +188,39 @@ fn standalone_servers() {
         assert!((1..=1001).contains(&paced.count("requests")), "{}", paced.0);
         assert_eq!(paced.count("errors"), 0, "{}", paced.0);
     }
+}
+
+/// With a port per shard (`core-ports`) advertised in CLUSTER SLOTS, the generator sends
+/// every command to the owning core: nothing is forwarded between the node's shards,
+/// while a standalone client on the node's port is.
+#[test]
+fn ferrokv_core_ports() {
+    let cores = [free_port(), free_port()];
+    let list = format!("{} {}", cores[0], cores[1]);
+    let node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--core-ports", &list, "--save", ""]);
+    assert_eq!(node.conn().send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    wait_until("cluster_state:ok", Duration::from_secs(20), || state_ok(&node));
+    let forwarded = || -> u64 {
+        let info = text(&node, &["INFO", "shards"]);
+        let counts: Vec<u64> = info
+            .split([',', '\n'])
+            .filter_map(|f| f.strip_prefix("forwarded="))
+            .map(|n| n.trim().parse().expect("a count"))
+            .collect();
+        assert_eq!(counts.len(), 2, "{info}");
+        counts.iter().sum()
+    };
+
+    let r = load(node.port(), &["--ratio", "1:1", "--keys", "2000", "-n", "10000", "-c", "6", "-P", "4"]);
+    assert_eq!(r.count("requests"), 10000, "{}", r.0);
+    assert_eq!(r.count("errors"), 0, "{}", r.0);
+    assert_eq!(r.count("moved"), 0, "{}", r.0);
+    for port in cores {
+        assert!(r.has(&format!("\"127.0.0.1:{port}\"")), "both cores are endpoints: {}", r.0);
+    }
+    assert_eq!(forwarded(), 0, "a cluster client reaches the owning core");
+
+    let plain = load(node.port(), &["--no-cluster", "--ratio", "1:1", "--keys", "2000", "-n", "2000", "-c", "2"]);
+    assert_eq!(plain.count("errors"), 0, "{}", plain.0);
+    assert!(forwarded() > 0, "the node's port forwards");
 }

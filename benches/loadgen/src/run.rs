@@ -92,6 +92,7 @@ pub struct Config {
 #[derive(Debug)]
 pub struct Report {
     pub cluster: bool,
+    /// Endpoints used: from CLUSTER SLOTS, then any learned from MOVED and ASK.
     pub endpoints: Vec<String>,
     pub stats: Stats,
     pub seconds: f64,
@@ -196,18 +197,24 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut stats = Stats::default();
     let mut latency = new_histogram();
     let (mut start, mut end): (Option<Instant>, Option<Instant>) = (None, None);
+    let mut endpoints: Vec<String> = map.endpoints().to_vec();
     for r in results {
         let f = r?;
         start = Some(start.map_or(f.start, |x| x.min(f.start)));
         end = Some(end.map_or(f.end, |x| x.max(f.end)));
         stats.add(&f.stats);
+        for e in f.endpoints {
+            if !endpoints.contains(&e) {
+                endpoints.push(e);
+            }
+        }
         latency.add(&f.latency).map_err(|e| format!("merging histograms: {e}"))?;
     }
     let seconds = match (start, end) {
         (Some(s), Some(e)) => e.saturating_duration_since(s).as_secs_f64(),
         _ => 0.0,
     };
-    Ok(Report { cluster, endpoints: map.endpoints().to_vec(), stats, seconds, latency, client_cpu_seconds })
+    Ok(Report { cluster, endpoints, stats, seconds, latency, client_cpu_seconds })
 }
 
 /// One worker's share of the run.
@@ -217,6 +224,8 @@ struct Finished {
     end: Instant,
     stats: Stats,
     latency: Histogram<u64>,
+    /// The endpoints the worker's map knew at the end (learned from MOVED/ASK too).
+    endpoints: Vec<String>,
 }
 
 /// Requests due `elapsed` after the start at `rate` per second: the first at once, then
@@ -527,7 +536,8 @@ impl<'a> Worker<'a> {
         }
         let end = self.last_completion.unwrap_or(start);
         let stats = std::mem::take(&mut self.stats);
-        Ok(Finished { start, end, stats, latency: std::mem::replace(&mut self.hist, new_histogram()) })
+        let latency = std::mem::replace(&mut self.hist, new_histogram());
+        Ok(Finished { start, end, stats, latency, endpoints: self.map.endpoints().to_vec() })
     }
 
     fn can_issue(&self, now: Instant) -> bool {
