@@ -253,3 +253,73 @@ fn slot_stats_show_hot_slots() {
         assert!(c.send(&bad).starts_with(b"-ERR"), "{bad:?}");
     }
 }
+
+/// Nodes with `requirepass`: the task authenticates to the source with `masterauth`
+/// and to its own node with `requirepass`; without `masterauth` it fails with the
+/// source's error and the source keeps its slots and keys.
+#[test]
+fn a_task_authenticates_to_the_source_with_masterauth() {
+    let start = |extra: &[&str]| {
+        let mut args = vec!["--cluster-node-timeout", "2000", "--save", "", "--requirepass", "pw"];
+        args.extend_from_slice(extra);
+        Server::cluster_node(Kind::Ferrokv, &args)
+    };
+    let nodes = [start(&["--masterauth", "pw"]), start(&[])];
+    let authed = |n: &Server| {
+        let mut c = n.conn();
+        assert_eq!(c.call(&["AUTH", "pw"]), Reply::Simple("OK".into()));
+        c
+    };
+    let (mut a, mut b) = (authed(&nodes[0]), authed(&nodes[1]));
+    assert_eq!(a.call(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]), Reply::Simple("OK".into()));
+    assert_eq!(b.call(&["CLUSTER", "ADDSLOTSRANGE", "8192", "16383"]), Reply::Simple("OK".into()));
+    let bus = |n: &Server| (n.port() + 10000).to_string();
+    assert_eq!(
+        a.call(&["CLUSTER", "MEET", "127.0.0.1", &nodes[1].port().to_string(), &bus(&nodes[1])]),
+        Reply::Simple("OK".into())
+    );
+    wait_until("both nodes agree", Duration::from_secs(20), || {
+        [&mut a, &mut b].into_iter().all(|c| show(&c.send(&["CLUSTER", "INFO"])).contains("cluster_state:ok"))
+    });
+    // Keys in slots 0..99 (node 0) and 8192..8291 (node 1).
+    let keys_in = |lo: u16| -> Vec<String> {
+        (0..).map(|i| format!("a:{i}")).filter(|k| (lo..lo + 100).contains(&key_slot(k.as_bytes()))).take(50).collect()
+    };
+    let (low, high) = (keys_in(0), keys_in(8192));
+    for k in &low {
+        assert_eq!(a.call(&["SET", k, k]), Reply::Simple("OK".into()));
+    }
+    for k in &high {
+        assert_eq!(b.call(&["SET", k, k]), Reply::Simple("OK".into()));
+    }
+    let import = |c: &mut ferrokv_tests::conn::Conn, lo: &str, hi: &str| match c.call(&[
+        "CLUSTER",
+        "MIGRATION",
+        "IMPORT",
+        lo,
+        hi,
+    ]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    let status_of = |c: &mut ferrokv_tests::conn::Conn, id: &str| {
+        String::from_utf8_lossy(&c.send(&["CLUSTER", "MIGRATION", "STATUS", "ID", id])).into_owned()
+    };
+    // Node 1 has no masterauth: its task is refused by node 0 and rolls back.
+    let id = import(&mut b, "0", "99");
+    wait_until("the task fails", Duration::from_secs(30), || status_of(&mut b, &id).contains("failed"));
+    let st = status_of(&mut b, &id);
+    assert!(st.contains("unauthenticated") || st.contains("NOAUTH"), "{st}");
+    for k in &low {
+        assert_eq!(a.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} stays on node 0");
+    }
+    // Node 0 has masterauth: it takes node 1's slots.
+    let id = import(&mut a, "8192", "8291");
+    wait_until("the task completes", Duration::from_secs(30), || status_of(&mut a, &id).contains("completed"));
+    a.send(&["READWRITE"]);
+    for k in &high {
+        assert_eq!(a.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} moved to node 0");
+    }
+    let moved = show(&b.send(&["GET", &high[0]]));
+    assert!(moved.contains("MOVED"), "{moved}");
+}

@@ -50,8 +50,9 @@
 //!
 //! Limits of this first slice: one running task per source, one source per task, a key
 //! travels as one RESTORE whatever its size (a big collection stalls O's shard while it
-//! is serialised and T's while it is restored), nodes with `requirepass` are not
-//! supported, and a task is not resumed after a restart of T.
+//! is serialised and T's while it is restored), with passwords the task authenticates
+//! to the source as a replica would (`masteruser`, `masterauth`) and to T itself with
+//! `requirepass`, and a task is not resumed after a restart of T.
 
 use crate::conn::Conn;
 use crate::dispatch::{run_internal, Flow, Held, MultiDb, ShardCore};
@@ -610,6 +611,31 @@ impl Client {
         Ok(Client { s, buf: Vec::new(), reader: ValueReader::new() })
     }
 
+    /// Connects and authenticates: to the source with `masteruser`/`masterauth` (as a
+    /// replica does to its master; Redis 8.4's migration does the same), to this node
+    /// itself with `requirepass`.
+    fn open(node: &Node, addr: &str, to_self: bool) -> Result<Client, String> {
+        let what = if to_self { "myself" } else { "the source" };
+        let mut c = Client::connect(addr).map_err(|e| format!("connecting to {what}: {e}"))?;
+        let (user, pass) = {
+            let cfg = node.config();
+            if to_self {
+                (String::new(), cfg.requirepass.clone())
+            } else {
+                (cfg.masteruser.clone(), cfg.masterauth.clone())
+            }
+        };
+        if !pass.is_empty() {
+            let r = if user.is_empty() {
+                c.call(&[b"AUTH", pass.as_bytes()])
+            } else {
+                c.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()])
+            };
+            r.map_err(|e| format!("authenticating to {what}: {e}"))?;
+        }
+        Ok(c)
+    }
+
     fn read(&mut self) -> Result<Value, String> {
         loop {
             match self.reader.parse(&self.buf) {
@@ -663,8 +689,8 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
     let slots: Vec<u16> = t.ranges.iter().flat_map(|&(a, b)| a..=b).collect();
     let mut claimed = false;
     let res = (|| -> Result<(), String> {
-        let mut src = Client::connect(&src_addr).map_err(|e| format!("connecting to the source: {e}"))?;
-        let mut me = Client::connect(&self_addr).map_err(|e| format!("connecting to myself: {e}"))?;
+        let mut src = Client::open(node, &src_addr, false)?;
+        let mut me = Client::open(node, &self_addr, true)?;
         let id = t.id.as_bytes();
         let ranges: Vec<Vec<u8>> =
             t.ranges.iter().flat_map(|&(a, b)| [a.to_string().into_bytes(), b.to_string().into_bytes()]).collect();
@@ -813,13 +839,13 @@ fn clear_slot(node: &Node, slot: u16) {
 /// A task that ended before its claim: the source's export ends, what was restored
 /// here is deleted and the slots are stable again.
 fn undo(node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) {
-    if let Ok(mut src) = Client::connect(src_addr) {
+    if let Ok(mut src) = Client::open(node, src_addr, false) {
         let _ = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", t.id.as_bytes(), b"ABORT"]);
     }
     for &s in slots {
         clear_slot(node, s);
     }
-    let Ok(mut me) = Client::connect(self_addr) else { return };
+    let Ok(mut me) = Client::open(node, self_addr, true) else { return };
     let mut args: Vec<Vec<u8>> = vec![b"CLUSTER".to_vec(), b"MIGRATION-SYNC".to_vec(), t.id.clone().into_bytes()];
     args.push(b"STABLE".to_vec());
     for &(a, b) in &t.ranges {
