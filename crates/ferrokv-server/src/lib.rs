@@ -4,6 +4,8 @@
 // The crate is grouped by subsystem; module paths stay flat (`crate::dispatch`, ...).
 //
 // Network and connections: sockets, the shard's event loop, a connection's state.
+#[path = "net/client_mem.rs"]
+pub mod client_mem;
 #[path = "net/conn.rs"]
 pub mod conn;
 #[path = "net/net.rs"]

@@ -58,6 +58,8 @@ pub struct ShardShared {
     pub trimming: std::sync::atomic::AtomicBool,
     /// CLUSTER SLOT-STATS counters of the commands this shard ran.
     pub slot_stats: crate::slot_stats::SlotStats,
+    /// Its connections' memory and evictions (see `crate::client_mem`).
+    pub clients: crate::client_mem::ShardClients,
     /// Where this shard's traffic went (INFO shards): see [`Routing`].
     pub routing: Routing,
 }
@@ -200,6 +202,8 @@ pub struct ClientMeta {
     /// Channels, patterns and shard channels subscribed to (CLIENT LIST's sub, psub,
     /// ssub).
     pub pubsub: [AtomicU32; 3],
+    /// Memory figures and CLIENT NO-EVICT (see `crate::client_mem`).
+    pub mem: crate::client_mem::ClientMemStats,
 }
 
 impl ClientMeta {
@@ -277,6 +281,7 @@ impl Node {
                 trimming: Default::default(),
                 slot_stats: Default::default(),
                 routing: Default::default(),
+                clients: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.

@@ -220,6 +220,7 @@ fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
         omem: AtomicU64::new(0),
         replica: std::sync::atomic::AtomicBool::new(false),
         pubsub: Default::default(),
+        mem: Default::default(),
     })
 }
 

@@ -313,16 +313,17 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             None => r.null(),
         });
     } else if eq_ic(sub, "info") {
-        let line = client_line(&c.meta);
+        let line = own_line(c, args, |c| client_line(&c.meta));
         c.reply(|r| r.verbatim(line.as_bytes()));
     } else if eq_ic(sub, "list") {
-        client_list(core, c, args);
+        own_line(c, args, |c| client_list(core, c, args));
     } else if eq_ic(sub, "kill") {
         client_kill(core, c, args);
     } else if eq_ic(sub, "no-evict") {
-        // Clients are never evicted (no maxmemory-clients yet): the flag changes nothing.
+        // `maxmemory-clients` passes over this client (see `crate::client_mem`).
         let v = args.get(2);
         if eq_ic(v, "on") || eq_ic(v, "off") {
+            c.meta.mem.no_evict.store(eq_ic(v, "on"), Ordering::Relaxed);
             c.reply(|r| r.ok());
         } else {
             c.error(ERR_SYNTAX);
@@ -358,10 +359,21 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
 }
 
+/// Runs `f` with the calling client's own figures current, as Redis shows them for the
+/// client running CLIENT LIST/INFO: its output so far and the command's arguments.
+fn own_line<R>(c: &mut Conn, args: &Args, f: impl FnOnce(&mut Conn) -> R) -> R {
+    c.meta.mem.argv.store(crate::client_mem::argv_len(args), Ordering::Relaxed);
+    crate::client_mem::publish(c);
+    let r = f(c);
+    c.meta.mem.argv.store(0, Ordering::Relaxed);
+    r
+}
+
 /// CLIENT LIST's `flags=`, in Redis's order: S (replica), P (subscribed), x (in MULTI),
-/// U (on the Unix socket: its address is the socket's path); N when none.
-fn client_flags(replica: bool, subscribed: bool, multi: bool, unix: bool) -> String {
-    let mut f: String = [(replica, 'S'), (subscribed, 'P'), (multi, 'x'), (unix, 'U')]
+/// U (on the Unix socket: its address is the socket's path), e (CLIENT NO-EVICT on);
+/// N when none.
+fn client_flags(replica: bool, subscribed: bool, multi: bool, unix: bool, no_evict: bool) -> String {
+    let mut f: String = [(replica, 'S'), (subscribed, 'P'), (multi, 'x'), (unix, 'U'), (no_evict, 'e')]
         .iter()
         .filter(|(on, _)| *on)
         .map(|(_, c)| *c)
@@ -372,14 +384,15 @@ fn client_flags(replica: bool, subscribed: bool, multi: bool, unix: bool) -> Str
     f
 }
 
-fn client_line(m: &crate::node::ClientMeta) -> String {
+/// One client's CLIENT LIST line (also Redis's client description in log lines).
+pub fn client_line(m: &crate::node::ClientMeta) -> String {
     let now = unix_ms();
     let name = m.name.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
     let multi = m.multi.load(Ordering::Relaxed);
     let cmd = m.last_cmd_name();
     let subscribed = m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}\n",
         m.id,
         m.addr,
         m.laddr,
@@ -387,13 +400,25 @@ fn client_line(m: &crate::node::ClientMeta) -> String {
         String::from_utf8_lossy(&name),
         m.created.elapsed().as_secs(),
         now.saturating_sub(m.last_ms.load(Ordering::Relaxed)) / 1000,
-        client_flags(m.replica.load(Ordering::Relaxed), subscribed, multi >= 0, m.addr.starts_with('/')),
+        client_flags(
+            m.replica.load(Ordering::Relaxed),
+            subscribed,
+            multi >= 0,
+            m.addr.starts_with('/'),
+            crate::client_mem::no_evict(m)
+        ),
         m.pubsub[0].load(Ordering::Relaxed),
         m.pubsub[1].load(Ordering::Relaxed),
         m.pubsub[2].load(Ordering::Relaxed),
         multi,
         m.qbuf.load(Ordering::Relaxed),
+        m.mem.qbuf_free.load(Ordering::Relaxed),
+        m.mem.argv.load(Ordering::Relaxed),
+        m.mem.multi.load(Ordering::Relaxed),
+        m.mem.obl.load(Ordering::Relaxed),
+        m.mem.oll.load(Ordering::Relaxed),
         m.omem.load(Ordering::Relaxed),
+        m.mem.total.load(Ordering::Relaxed),
         cmd,
         m.resp.load(Ordering::Relaxed),
     )

@@ -115,6 +115,8 @@ pub struct Config {
     pub busy_reply_threshold: u64,
     pub replica_ignore_maxmemory: bool,
     pub client_output_buffer_limit: String,
+    /// `maxmemory-clients`: bytes, or a percentage of `maxmemory` (`10%`), as given.
+    pub maxmemory_clients: String,
     pub maxmemory: u64,
     pub maxmemory_policy: String,
     pub maxmemory_samples: u64,
@@ -251,6 +253,7 @@ impl Default for Config {
             busy_reply_threshold: 5000,
             replica_ignore_maxmemory: true,
             client_output_buffer_limit: "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60".into(),
+            maxmemory_clients: "0".into(),
             maxmemory: 0,
             maxmemory_policy: "noeviction".into(),
             maxmemory_samples: 5,
@@ -502,6 +505,13 @@ pub static OPTIONS: &[OptionSpec] = &[
         set: |c, v| c.client_output_buffer_limit = merge_output_limits(&c.client_output_buffer_limit, v),
     },
     opt!("maxmemory", Kind::Memory, true, maxmemory, mem),
+    OptionSpec {
+        name: "maxmemory-clients",
+        kind: Kind::Str,
+        mutable: true,
+        get: |c| c.maxmemory_clients.clone(),
+        set: |c, v| c.maxmemory_clients = v.to_string(),
+    },
     opt!("maxmemory-policy", Kind::Enum(crate::maxmemory::POLICY_NAMES), true, maxmemory_policy, str),
     opt!("maxmemory-samples", Kind::Int { min: 1, max: i32::MAX as i64 }, true, maxmemory_samples, int),
     opt!("maxmemory-eviction-tenacity", Kind::Int { min: 0, max: 100 }, true, maxmemory_eviction_tenacity, int),
@@ -748,9 +758,12 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
         }
         Kind::Memory => {
             // Stored in bytes, as CONFIG GET shows a memory value.
-            return parse_memory(value)
-                .map(|n| n.to_string())
-                .ok_or_else(|| BadValue("argument must be a memory value".into()));
+            let n = parse_memory(value).ok_or_else(|| BadValue("argument must be a memory value".into()))?;
+            // Redis's lower bounds (1mb) for the protocol's limits.
+            if matches!(name, "proto-max-bulk-len" | "client-query-buffer-limit") && n < 1024 * 1024 {
+                return Err(BadValue(format!("argument must be between 1048576 and {} inclusive", i64::MAX)));
+            }
+            return Ok(n.to_string());
         }
         Kind::Octal => {
             u32::from_str_radix(value, 8)
@@ -770,6 +783,7 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
         }
         Kind::Str | Kind::Words => match name {
             "client-output-buffer-limit" => check_output_limits(value).map_err(BadValue)?,
+            "maxmemory-clients" => return check_memory_or_percent(value).map_err(BadValue),
             "notify-keyspace-events" if ferrokv_commands::notify::parse_flags(value).is_none() => {
                 return Err(BadValue("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()))
             }
@@ -819,6 +833,20 @@ pub fn core_port_list(value: &str, threads: usize) -> Result<Vec<u16>, String> {
         return Err(format!("{} ports given for {threads} shard threads", ports.len()));
     }
     Ok(ports)
+}
+
+/// A memory value or a percentage up to 100 (`maxmemory-clients`), stored as Redis's
+/// CONFIG GET shows it: bytes, `N%`, and `0%` as `0`.
+fn check_memory_or_percent(v: &str) -> Result<String, String> {
+    if let Some(p) = v.strip_suffix('%') {
+        return match p.parse::<u64>() {
+            Ok(0) => Ok("0".into()),
+            Ok(n) if n <= 100 => Ok(format!("{n}%")),
+            Ok(_) => Err("percentage argument must be less or equal to 100".into()),
+            Err(_) => Err("argument must be a memory or percent value".into()),
+        };
+    }
+    parse_memory(v).map(|n| n.to_string()).ok_or_else(|| "argument must be a memory or percent value".into())
 }
 
 /// Three scores (master, replica, background child), each -2000..2000, as Redis checks.
@@ -1187,11 +1215,11 @@ acl-pubsub-default aclfile acllog-max-len active-defrag-cycle-max active-defrag-
     fn all_problems_at_once() {
         let mut c = Config::default();
         let errors =
-            apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nmaxmemory-clients 5mb\n");
+            apply(&mut c, "nope 1\nport x\ntls-port 1\ntls-port 0\nslowlog-max-len 3\nbind-source-addr 127.0.0.2\n");
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("line 1") && errors[1].contains("line 2"), "{errors:?}");
         assert!(errors[2].contains("line 3") && errors[2].contains("TLS is not supported"), "{errors:?}");
-        assert!(errors[3].contains("line 6") && errors[3].contains("maxmemory-clients"), "{errors:?}");
+        assert!(errors[3].contains("line 6") && errors[3].contains("bind-source-addr"), "{errors:?}");
         assert_eq!(option("slowlog-max-len").unwrap().get(&c), "3");
         assert_eq!(option("tls-port").unwrap().get(&c), "0");
         assert_eq!(without_effect(&c), vec!["slowlog-max-len"]);

@@ -93,9 +93,10 @@ fn server(node: &Node, o: &mut String) {
 }
 
 fn clients(node: &Node, o: &mut String) {
+    let [_, _, max_input, max_output, _] = crate::client_mem::node_figures(node);
     let _ = write!(
         o,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{max_input}\r\nclient_recent_max_output_buffer:{max_output}\r\nblocked_clients:{}\r\n",
         node.connected_clients(),
         node.config().maxclients,
         node.shards.iter().map(|s| s.blocked_clients.load(Ordering::Relaxed)).sum::<u64>(),
@@ -127,6 +128,7 @@ fn memory(node: &Node, o: &mut String) {
         (cfg.maxmemory, cfg.maxmemory_policy.clone(), crate::memory::total_system_memory())
     };
     let [af, ar, ro, fr] = f.frag();
+    let (clients_normal, clients_replicas) = (f.clients_normal, f.clients_replicas);
     let a = f.alloc;
     let _ = write!(
         o,
@@ -139,7 +141,7 @@ maxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\n\
 allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\n\
 rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
 mem_not_counted_for_evict:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
-mem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
+mem_clients_slaves:{clients_replicas}\r\nmem_clients_normal:{clients_normal}\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
 mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
         human(used),
         human(rss),
@@ -183,12 +185,13 @@ fn stats(node: &Node, o: &mut String) {
     let errors: u64 = error_counts(node).values().sum();
     let _ = write!(
         o,
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_error_replies:{errors}\r\n",
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\ntotal_error_replies:{errors}\r\n",
         node.total_connections.load(Ordering::Relaxed),
         sum(|s| s.commands_processed.load(Ordering::Relaxed)),
         node.rejected_connections.load(Ordering::Relaxed),
         sum(|s| s.expired_keys.load(Ordering::Relaxed)),
         node.evicted_keys.load(Ordering::Relaxed),
+        sum(|s| s.clients.evicted.load(Ordering::Relaxed)),
     );
     let r = &node.repl;
     let _ = write!(

@@ -81,9 +81,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("tls-session-caching", Kind::Bool, "yes"),
     no_effect!("tls-session-cache-size", INT, "20480"),
     no_effect!("tls-session-cache-timeout", INT, "300"),
-    // A memory limit for clients: a node that ignored it would grow until the kernel
-    // kills it.
-    refused!("maxmemory-clients", Kind::Memory, "0", Some("maxmemory-clients (a memory limit for clients)")),
     // Addresses clients or peers would be sent to.
     refused!(
         "cluster-preferred-endpoint-type",

@@ -15,6 +15,9 @@ pub struct Figures {
     pub rss: u64,
     /// The replication stream's buffer (backlog and what replicas have yet to read).
     pub backlog: u64,
+    /// Memory of normal and pub/sub clients, and of replicas' connections.
+    pub clients_normal: u64,
+    pub clients_replicas: u64,
     pub overhead: u64,
     pub dataset: u64,
     pub keys: u64,
@@ -27,13 +30,16 @@ impl Figures {
         m::note_used(used);
         let startup = m::startup();
         let backlog = crate::repl::backlog_bytes(node);
-        let overhead = startup + backlog;
+        let [clients_normal, clients_replicas, ..] = crate::client_mem::node_figures(node);
+        let overhead = startup + backlog + clients_normal + clients_replicas;
         Figures {
             used,
             peak: m::peak(),
             startup,
             rss: m::rss(),
             backlog,
+            clients_normal,
+            clients_replicas,
             overhead,
             dataset: used.saturating_sub(overhead),
             keys: node.shards.iter().map(|s| s.keys.load(Ordering::Relaxed)).sum(),
@@ -135,8 +141,8 @@ fn stats(node: &Node, c: &mut Conn) {
         int(r, "total.allocated", f.used as i64);
         int(r, "startup.allocated", f.startup as i64);
         int(r, "replication.backlog", f.backlog as i64);
-        int(r, "clients.slaves", 0);
-        int(r, "clients.normal", 0);
+        int(r, "clients.slaves", f.clients_replicas as i64);
+        int(r, "clients.normal", f.clients_normal as i64);
         int(r, "cluster.links", 0);
         int(r, "aof.buffer", 0);
         int(r, "lua.caches", 0);

@@ -174,8 +174,13 @@ pub fn format_memory(bytes: u64) -> String {
 
 /// Redis's sdscatrepr: the string in double quotes with C escapes.
 pub fn quote(s: &str) -> String {
+    quote_bytes(s.as_bytes())
+}
+
+/// [`quote`] of any bytes.
+pub fn quote_bytes(s: &[u8]) -> String {
     let mut out = String::from("\"");
-    for b in s.bytes() {
+    for &b in s {
         match b {
             b'\\' => out.push_str("\\\\"),
             b'"' => out.push_str("\\\""),
@@ -221,6 +226,10 @@ fn render(d: &Directive, cfg: &Config, default: &Config) -> (Vec<String>, bool) 
                 })
                 .collect();
             return (lines, any_differs);
+        }
+        // A percentage as given, bytes with a unit.
+        "maxmemory-clients" => {
+            vec![format!("{name} {}", value.parse().map(format_memory).unwrap_or(value.clone()))]
         }
         _ if kind == Kind::Words => {
             if value.is_empty() {

@@ -66,8 +66,10 @@ pub struct ShardCore {
     pub deliveries: Vec<crate::pubsub::Delivery>,
     /// Connections over their output limit: closed by the event loop, output dropped.
     pub overflowed: Vec<u64>,
-    /// `client-output-buffer-limit pubsub`.
-    pub pubsub_limits: crate::repl::master::OutputLimits,
+    /// `client-output-buffer-limit normal` and `pubsub` (see `crate::client_mem`).
+    pub output_limits: crate::client_mem::ClassLimits,
+    /// `maxmemory-clients` in bytes (0: no client eviction).
+    pub client_evict_limit: u64,
     /// `notify-keyspace-events` classes (0: off).
     pub notify: u16,
     /// The cluster view version this shard's shard-channel subscriptions were last
@@ -132,7 +134,8 @@ impl ShardCore {
             trace: None,
             deliveries: Vec::new(),
             overflowed: Vec::new(),
-            pubsub_limits: Default::default(),
+            output_limits: Default::default(),
+            client_evict_limit: 0,
             shard_channels_view: 0,
             mem: Default::default(),
             db_settings: None,
@@ -158,7 +161,8 @@ impl ShardCore {
         self.replica_read_only = cfg.replica_read_only;
         self.replica_serve_stale_data = cfg.replica_serve_stale_data;
         self.slot_stats = cfg.cluster_slot_stats_enabled && self.node.cluster.is_some();
-        self.pubsub_limits = cfg.output_limits("pubsub");
+        self.output_limits = crate::client_mem::ClassLimits::from_config(&cfg);
+        self.client_evict_limit = crate::client_mem::eviction_limit(&cfg);
         ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
         let m = &mut self.mem;
         m.maxmemory = cfg.maxmemory;
@@ -412,7 +416,10 @@ impl ShardCore {
             if spec.has(Flags::NO_MULTI) {
                 return self.reject(c, Some(id), "ERR Command not allowed inside a transaction");
             }
+            // CLIENT LIST's cmd= names the last command queued, as Redis's lastcmd.
+            c.meta.set_last_cmd(spec);
             if let Some(m) = c.multi_mut() {
+                m.argv_mem += crate::client_mem::queued_len(args);
                 m.queued.push(QueuedCommand { spec, id, args: args.to_owned_args() });
                 let n = m.queued.len() as i64;
                 c.meta.multi.store(n, Ordering::Relaxed);
@@ -784,6 +791,8 @@ impl ShardCore {
 
     fn new_waiter(&mut self, c: &Conn, spec: &'static CommandSpec, args: &Args, seq: u64, multi: bool) -> Arc<Waiter> {
         let keys = self.blocking_keys(spec, args);
+        // A blocked client keeps its arguments (CLIENT LIST's argv-mem).
+        c.meta.mem.argv.store(crate::client_mem::argv_len(args), Ordering::Relaxed);
         Arc::new(Waiter {
             home: self.id,
             token: c.token,

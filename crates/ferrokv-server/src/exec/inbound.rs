@@ -26,10 +26,12 @@ impl ShardCore {
             self.process_inbuf(c);
         }
         if c.inbuf.len() as u64 > self.query_buffer_limit {
+            // Redis's words (`readQueryFromClient`); the connection closes, its buffer goes.
+            let head = &c.inbuf[..c.inbuf.len().min(64)];
             tracing::warn!(
-                "closing client id={}: query buffer of {} bytes over client-query-buffer-limit",
-                c.meta.id,
-                c.inbuf.len()
+                "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
+                crate::client_mem::client_info(c).trim_end(),
+                crate::config::rewrite::quote_bytes(head)
             );
             c.inbuf = Vec::new();
             return false;
@@ -69,8 +71,14 @@ impl ShardCore {
 
     /// Runs the complete commands at the start of `buf`; returns the bytes consumed.
     pub fn process(&mut self, c: &mut Conn, buf: &[u8]) -> usize {
+        // The parser's limits (proto-max-bulk-len) must be those of a CONFIG SET that
+        // another shard already answered.
+        self.refresh_config();
         let mut parser = std::mem::take(&mut c.parser);
         let mut pos = 0;
+        // CLIENT LIST's qbuf while these commands run: the whole read, as Redis's query
+        // buffer holds it until the read is processed.
+        c.meta.qbuf.store(buf.len() as u64, Ordering::Relaxed);
         // Commands run, and when to look ahead next (after the ones prefetched ran).
         let (mut ran, mut look_ahead_at) = (0, 0);
         while pos < buf.len() && !c.stalled && !c.closing && !c.waiting() {
@@ -86,7 +94,17 @@ impl ShardCore {
                 Ok(Parsed::Command { consumed }) => {
                     let args = parser.args(&buf[pos..]);
                     match self.run_command(c, &args) {
-                        Flow::Done => pos += consumed,
+                        Flow::Done => {
+                            pos += consumed;
+                            // A client that pipelines and never reads is closed at its
+                            // limit, not after the whole read ran.
+                            self.check_output(c);
+                            if c.pending.len() >= crate::client_mem::FORWARD_WINDOW && self.output_limited(c) {
+                                // Replies of forwarded commands are measured only when
+                                // they arrive: bound how many may be on their way.
+                                c.stalled = true;
+                            }
+                        }
                         Flow::Stall => {
                             c.stalled = true;
                             parser.reset();
@@ -162,6 +180,7 @@ impl ShardCore {
             Msg::Reply { token, seq, bytes } => {
                 let (idx, c) = conns.by_token(token)?;
                 c.complete(seq, bytes);
+                self.check_output(c);
                 self.unblock_and_resume(c, seq);
                 touched.push(idx);
             }

@@ -27,6 +27,9 @@ pub struct Multi {
     pub dirty: bool,
     /// Cluster mode: the slot of the keys queued so far.
     pub slot: Option<u16>,
+    /// CLIENT LIST's `multi-mem`: the queued arguments' bytes plus a pointer per
+    /// argument, as Redis's `mstate.argv_len_sums`.
+    pub argv_mem: u64,
 }
 
 pub struct Watch {
@@ -110,6 +113,12 @@ pub struct Conn {
     pub subs: Option<crate::pubsub::Subscriptions>,
     /// Since when its output has been over the soft `client-output-buffer-limit`.
     pub obuf_soft_since: Option<u64>,
+    /// Bytes of the replies held in `pending` (forwarded replies and what waits
+    /// behind them), kept as they change so the output's size costs no walk.
+    held_bytes: usize,
+    /// The memory this connection last counted in its shard's client totals (see
+    /// `Conn::memory` and `crate::client_mem`).
+    pub mem_counted: u64,
 }
 
 impl Conn {
@@ -143,6 +152,8 @@ impl Conn {
             last_ms: now_ms,
             subs: None,
             obuf_soft_since: None,
+            held_bytes: 0,
+            mem_counted: 0,
         }
     }
 
@@ -197,7 +208,10 @@ impl Conn {
     /// Leaves the blocking command, returning its state.
     pub fn take_blocked(&mut self) -> Option<BlockState> {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
-            Mode::Blocked(b) => Some(b),
+            Mode::Blocked(b) => {
+                self.meta.mem.argv.store(0, std::sync::atomic::Ordering::Relaxed);
+                Some(b)
+            }
             other => {
                 self.mode = other;
                 None
@@ -214,13 +228,17 @@ impl Conn {
     /// nothing is pending, else behind the last pending reply.
     #[inline]
     pub fn reply<R>(&mut self, f: impl FnOnce(&mut ReplyBuf) -> R) -> R {
-        let target = match self.pending.back_mut() {
-            Some(p) => &mut p.after,
-            None => &mut self.out,
+        let (target, held) = match self.pending.back_mut() {
+            Some(p) => (&mut p.after, true),
+            None => (&mut self.out, false),
         };
+        let before = target.len();
         let mut rb = ReplyBuf::with_buf(std::mem::take(target), self.proto);
         let r = f(&mut rb);
         *target = rb.buf;
+        if held {
+            self.held_bytes += target.len().saturating_sub(before);
+        }
         r
     }
 
@@ -261,23 +279,61 @@ impl Conn {
     pub fn complete(&mut self, seq: u64, bytes: Vec<u8>) {
         let Some(idx) = seq.checked_sub(self.front_seq) else { return };
         if let Some(p) = self.pending.get_mut(idx as usize) {
-            p.reply = Some(bytes);
+            if p.reply.is_none() {
+                self.held_bytes += bytes.len();
+                p.reply = Some(bytes);
+            }
         }
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
             if let Some(p) = self.pending.pop_front() {
-                self.out.extend_from_slice(p.reply.as_deref().unwrap_or_default());
+                let reply = p.reply.as_deref().unwrap_or_default();
+                self.held_bytes = self.held_bytes.saturating_sub(reply.len() + p.after.len());
+                self.out.extend_from_slice(reply);
                 self.out.extend_from_slice(&p.after);
                 self.front_seq += 1;
             }
         }
     }
 
+    /// Drops every reply not yet sent (a connection closed for its buffers); the
+    /// send in flight keeps its buffer until its completion.
+    pub fn drop_output(&mut self) {
+        self.out = Vec::new();
+        self.pending.clear();
+        self.held_bytes = 0;
+    }
+
     /// Bytes of output not yet sent: queued, in the send in flight, and behind
-    /// pending replies (`client-output-buffer-limit`).
+    /// pending replies. This is what `client-output-buffer-limit` limits and CLIENT
+    /// LIST's `omem` shows.
+    #[inline]
     pub fn pending_output(&self) -> usize {
-        self.out.len()
-            + self.sending.len().saturating_sub(self.sent)
-            + self.pending.iter().map(|p| p.after.len() + p.reply.as_ref().map_or(0, |r| r.len())).sum::<usize>()
+        self.out.len() + self.sending.len().saturating_sub(self.sent) + self.held_bytes
+    }
+
+    /// Buffers holding unsent output besides `out` (the send in flight, each pending
+    /// reply): CLIENT LIST's `oll`, as Redis counts its reply list's blocks.
+    pub fn output_buffers(&self) -> usize {
+        let held = self.pending.iter().filter(|p| p.reply.is_some() || !p.after.is_empty()).count();
+        usize::from(self.sent < self.sending.len()) + held
+    }
+
+    /// What this connection holds in memory, as Redis's `getClientMemoryUsage` sums
+    /// it: output, the query buffer, the connection itself, the arguments of a command
+    /// it keeps (a blocked one) and of a queued transaction, its subscriptions.
+    pub fn memory(&self) -> u64 {
+        let conn = std::mem::size_of::<Conn>() + std::mem::size_of::<ClientMeta>();
+        let out = self.out.capacity()
+            + self.sending.capacity()
+            + self.held_bytes
+            + self.pending.capacity() * std::mem::size_of::<Pending>();
+        let multi = self
+            .multi()
+            .map_or(0, |m| m.argv_mem as usize + m.queued.capacity() * std::mem::size_of::<QueuedCommand>());
+        let watched: usize = self.watched.iter().map(|w| w.key.len() + std::mem::size_of::<Watch>()).sum();
+        let subs = self.subs.as_ref().map_or(0, |s| s.memory());
+        (conn + out + self.inbuf.capacity() + multi + watched + subs) as u64
+            + self.meta.mem.argv.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A RESP2 connection with subscriptions: Redis's subscribed state.

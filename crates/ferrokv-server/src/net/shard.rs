@@ -52,6 +52,8 @@ pub struct Shard {
     pub ops: Ops,
     /// The cluster bus, on shard 0 in cluster mode.
     bus: Option<std::rc::Rc<crate::bus::Bus>>,
+    /// The unix second of the last walk over every connection's memory.
+    last_cron_second: u64,
 }
 
 impl Shard {
@@ -83,6 +85,7 @@ impl Shard {
             executor: Executor::new(),
             ops: Ops::new(),
             bus: None,
+            last_cron_second: 0,
         })
     }
 
@@ -288,6 +291,7 @@ impl Shard {
             omem: AtomicU64::new(0),
             replica: std::sync::atomic::AtomicBool::new(false),
             pubsub: Default::default(),
+            mem: Default::default(),
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
@@ -372,14 +376,40 @@ impl Shard {
             crate::pubsub::deliver(&mut self.core, &mut self.conns, &mut touched);
             self.flush_touched(touched);
         }
+        self.close_overflowed();
+    }
+
+    /// Closes the connections that went over their output limit or were evicted:
+    /// their output is dropped now (the send in flight, if any, keeps its buffer until
+    /// its completion, which the shutdown brings).
+    fn close_overflowed(&mut self) {
         for tok in std::mem::take(&mut self.core.overflowed) {
             let Some((idx, c)) = self.conns.by_token(tok) else { continue };
-            // Its memory goes now; the send in flight (if any) keeps its buffer until
-            // its completion.
-            c.out = Vec::new();
-            c.pending.clear();
+            c.drop_output();
             self.kill(idx);
             self.maybe_free(idx);
+        }
+    }
+
+    /// Client memory: every connection's figures once a second (idle ones too, as
+    /// Redis's clientsCron), and eviction while the node's clients are over
+    /// `maxmemory-clients` (see `crate::client_mem`).
+    fn clients_cron(&mut self, every_conn: bool) {
+        let (node, shard, now) = (self.core.node, self.core.id, self.core.now_ms);
+        if every_conn {
+            for idx in self.conns.indexes() {
+                if let Some(c) = self.conns.get(idx) {
+                    crate::client_mem::account(node, shard, c, now);
+                }
+            }
+        }
+        let limit = self.core.client_evict_limit;
+        if crate::client_mem::over_limit(node, limit) {
+            let conns = &self.conns;
+            let live = conns.indexes().filter_map(|i| conns.get_ref(i));
+            let gone = crate::client_mem::evict(node, shard, limit, live);
+            self.core.overflowed.extend(gone);
+            self.close_overflowed();
         }
     }
 
@@ -454,7 +484,9 @@ impl Shard {
 
     /// Starts one send per connection that has bytes ready and none in flight.
     fn flush_conns(&mut self) {
+        self.close_overflowed();
         let durable = self.core.node.aof.durable();
+        let (node, shard, now) = (self.core.node, self.core.id, self.core.now_ms);
         let list = std::mem::take(&mut self.flush);
         for &idx in &list {
             let Some(c) = self.conns.get(idx) else { continue };
@@ -462,6 +494,7 @@ impl Shard {
             if c.dead {
                 continue;
             }
+            crate::client_mem::account(node, shard, c, now);
             if matches!(c.mode, crate::conn::Mode::Replica(_)) {
                 // Its thread owns the socket's output (see `crate::repl`).
                 c.out.clear();
@@ -491,7 +524,6 @@ impl Shard {
                             .build()
                             .user_data(token::encode(K_SEND, c.token));
                     c.send_inflight = true;
-                    c.meta.omem.store(c.out.len() as u64, Ordering::Relaxed);
                     self.push_sqe(&sqe);
                     continue;
                 }
@@ -504,6 +536,9 @@ impl Shard {
         if self.flush.is_empty() {
             self.flush = list;
             self.flush.clear();
+        }
+        if self.core.client_evict_limit > 0 {
+            self.clients_cron(false);
         }
     }
 
@@ -532,10 +567,11 @@ impl Shard {
         if !c.dead || c.recv_armed || c.send_inflight {
             return;
         }
-        let Some(c) = self.conns.take(idx) else { return };
+        let Some(mut c) = self.conns.take(idx) else { return };
         // SAFETY: no operation refers to the fd any more.
         unsafe { libc::close(c.fd) };
         let node = &self.core.node;
+        crate::client_mem::forget(node, self.core.id, &mut c);
         match c.mode {
             crate::conn::Mode::Replica(id) => crate::repl::master::replica_gone(node, id),
             _ => crate::repl::master::forget_handshake(node, c.meta.id),
@@ -635,6 +671,10 @@ impl Shard {
         let period = Duration::from_micros(1_000_000 / hz);
         self.next_tick = Instant::now() + period;
         self.core.refresh_config();
+        let second = self.core.now_ms / 1000;
+        let new_second = second != self.last_cron_second;
+        self.last_cron_second = second;
+        self.clients_cron(new_second);
         self.core.node.slot_migration.lift_if_lost(self.core.node);
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);

@@ -74,6 +74,13 @@ impl Subscriptions {
     pub fn is_empty(&self) -> bool {
         self.count() == 0 && self.shard.is_empty()
     }
+
+    /// Bytes the connection's copies of its channel names and their entries take.
+    pub fn memory(&self) -> usize {
+        let entry = std::mem::size_of::<Vec<u8>>() + std::mem::size_of::<u64>();
+        let names = self.channels.iter().chain(&self.patterns).chain(&self.shard).map(|n| n.len() + entry);
+        names.sum()
+    }
 }
 
 /// One shard's subscribers: tokens of its own connections, in subscription order.
@@ -217,7 +224,8 @@ pub fn resolve(core: &mut ShardCore, p: Arc<Publication>) {
 }
 
 /// Writes the queued deliveries to this shard's connections; the indexes of those
-/// that got output go to `touched`, those over their output limit to `overflowed`.
+/// that got output go to `touched` (those over their output limit are queued to close,
+/// see `ShardCore::check_output`).
 pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched: &mut Vec<usize>) {
     if core.deliveries.is_empty() {
         return;
@@ -225,12 +233,10 @@ pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched
     let mut ds = std::mem::take(&mut core.deliveries);
     for d in ds.drain(..) {
         let Some((idx, c)) = conns.by_token(d.token) else { continue };
-        if c.dead || c.subs.is_none() {
+        if c.dead || c.closing || c.subs.is_none() {
             continue;
         }
-        if !write_delivery(core, c, &d) {
-            core.overflowed.push(c.token);
-        }
+        write_delivery(core, c, &d);
         touched.push(idx);
     }
     if core.deliveries.is_empty() {
@@ -240,7 +246,7 @@ pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched
 
 /// Writes a message to its subscriber. Returns false when the connection went over
 /// its output limit and must be closed.
-pub fn write_delivery(core: &ShardCore, c: &mut Conn, d: &Delivery) -> bool {
+pub fn write_delivery(core: &mut ShardCore, c: &mut Conn, d: &Delivery) -> bool {
     let p = &d.publication;
     c.reply(|r| {
         match (&d.pattern, p.space) {
@@ -261,25 +267,7 @@ pub fn write_delivery(core: &ShardCore, c: &mut Conn, d: &Delivery) -> bool {
         r.bulk(&p.channel);
         r.bulk(&p.message);
     });
-    within_output_limit(core, c)
-}
-
-/// `client-output-buffer-limit pubsub`: false when `c` (subscribed) holds more output
-/// than the hard limit, or more than the soft limit for longer than its seconds.
-pub fn within_output_limit(core: &ShardCore, c: &mut Conn) -> bool {
-    if c.subs.is_none() {
-        return true;
-    }
-    let used = c.pending_output() as u64;
-    let ok = core.pubsub_limits.within(used, &mut c.obuf_soft_since, core.now_ms);
-    if !ok {
-        tracing::warn!(
-            "Client id={} addr={} scheduled to be closed ASAP for overcoming of output buffer limits.",
-            c.meta.id,
-            c.meta.addr
-        );
-    }
-    ok
+    core.check_output(c)
 }
 
 /// The RESP2 restriction: a subscribed RESP2 connection may only run these.
@@ -504,9 +492,7 @@ pub fn deliver_own(core: &mut ShardCore, c: &mut Conn, from: usize) {
     while i < core.deliveries.len() {
         if core.deliveries[i].token == c.token {
             let d = core.deliveries.remove(i);
-            if !write_delivery(core, c, &d) {
-                core.overflowed.push(c.token);
-            }
+            write_delivery(core, c, &d);
         } else {
             i += 1;
         }
