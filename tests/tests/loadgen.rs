@@ -115,8 +115,24 @@ fn cluster_run(kind: Kind) {
     assert!(mixed.num("rps") > 0.0 && mixed.num("p99") > 0.0, "{}", mixed.0);
 
     // A client that starts knowing only the seed learns the rest from MOVED.
-    let learn =
-        load(seed, &["--learn-slots", "--ratio", "0:1", "--distribution", "zipf", "--keys", "3000", "-n", "5000"]);
+    let learn = load(
+        seed,
+        &[
+            "--learn-slots",
+            "--ratio",
+            "0:1",
+            "--distribution",
+            "zipf",
+            "--keys",
+            "3000",
+            "-n",
+            "5000",
+            "-P",
+            "3",
+            "--client-window",
+        ],
+    );
+    assert!(learn.has("\"window\":\"client\""), "{}", learn.0);
     assert_eq!(learn.count("requests"), 5000, "{}", learn.0);
     assert_eq!(learn.count("errors"), 0, "{}", learn.0);
     assert_eq!(learn.count("misses"), 0, "{}", learn.0);

@@ -31,9 +31,14 @@ struct Args {
     /// Threads the clients are spread over.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Requests in flight per client.
+    /// Requests in flight per connection (a cluster client has one connection per
+    /// endpoint).
     #[arg(short = 'P', long, default_value_t = 1)]
     pipeline: usize,
+    /// -P bounds the requests in flight of each client over all its connections
+    /// instead of each connection's.
+    #[arg(long)]
+    client_window: bool,
     /// Total requests [default: 100000 when no --duration].
     #[arg(short = 'n', long)]
     requests: Option<u64>,
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             seed: a.seed,
             timeout: seconds(a.timeout, "timeout")?,
             rate: a.rate,
+            client_window: a.client_window,
         };
         let report = run(&cfg)?;
         Ok((cfg, report))
@@ -156,6 +162,15 @@ fn main() -> ExitCode {
         print!("{}", text(&cfg, &r));
     }
     ExitCode::SUCCESS
+}
+
+/// What -P bounds.
+fn window(cfg: &Config) -> &'static str {
+    if cfg.client_window {
+        "client"
+    } else {
+        "connection"
+    }
 }
 
 fn dist_name(cfg: &Config) -> String {
@@ -180,7 +195,7 @@ fn text(cfg: &Config, r: &Report) -> String {
         None => "standalone".to_string(),
     };
     format!(
-        "ferrokv-load: {mode}, {} endpoint(s) [{}], {} clients on {} thread(s), pipeline {}, SET:GET {}:{}, {} over {} keys, {} B values\n\
+        "ferrokv-load: {mode}, {} endpoint(s) [{}], {} clients on {} thread(s), pipeline {} per {}, SET:GET {}:{}, {} over {} keys, {} B values\n\
          requests {} in {:.3} s: {:.0} rps; errors {}\n\
          latency ms: mean {:.3} p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}\n\
          sets {} gets {} (misses {}); redirects: moved {} ask {} tryagain {}; connections closed {}\n\
@@ -190,6 +205,7 @@ fn text(cfg: &Config, r: &Report) -> String {
         cfg.clients,
         cfg.threads.clamp(1, cfg.clients),
         cfg.pipeline,
+        window(cfg),
         cfg.ratio.0,
         cfg.ratio.1,
         dist_name(cfg),
@@ -234,7 +250,7 @@ fn json(cfg: &Config, r: &Report) -> String {
     let endpoints: Vec<String> = r.endpoints.iter().map(|e| json_str(e)).collect();
     let errors: Vec<String> = s.first_errors.iter().map(|e| json_str(e)).collect();
     format!(
-        "{{\"mode\":\"{}\",\"rate\":{},\"endpoints\":[{}],\"clients\":{},\"threads\":{},\"pipeline\":{},\"distribution\":{},\
+        "{{\"mode\":\"{}\",\"rate\":{},\"endpoints\":[{}],\"clients\":{},\"threads\":{},\"pipeline\":{},\"window\":\"{}\",\"distribution\":{},\
          \"keys\":{},\"value_size\":{},\"ratio\":[{},{}],\"requests\":{},\"errors\":{},\"sets\":{},\"gets\":{},\
          \"misses\":{},\"moved\":{},\"ask\":{},\"tryagain\":{},\"closed\":{},\"seconds\":{:.6},\"rps\":{:.1},\
          \"latency_ms\":{{\"mean\":{:.4},\"p50\":{:.4},\"p99\":{:.4},\"p999\":{:.4},\"max\":{:.4}}},\
@@ -245,6 +261,7 @@ fn json(cfg: &Config, r: &Report) -> String {
         cfg.clients,
         cfg.threads.clamp(1, cfg.clients),
         cfg.pipeline,
+        window(cfg),
         json_str(&dist_name(cfg)),
         cfg.keys,
         cfg.value_size,

@@ -1,13 +1,16 @@
 //! The load itself: worker threads, each an epoll loop over its clients' connections.
 //!
-//! A *client* keeps up to `pipeline` requests in flight (redis-benchmark's `-P`), each
-//! sent to the connection of the endpoint that serves its key's slot; in cluster mode a
-//! client has one connection per endpoint it has used, all opened before the clock
-//! starts for the endpoints CLUSTER SLOTS named. When a reply completes a request the
-//! client draws the next one at once, so a client's window stays full (memtier's way,
-//! not redis-benchmark's send-P-then-wait-for-P). Keys are drawn in order from the
-//! distribution whatever shard they fall on, so a skewed distribution loads the shards
-//! unevenly, as real traffic would.
+//! A *client* sends each request to the connection of the endpoint that serves its
+//! key's slot; in cluster mode a client has one connection per endpoint it has used,
+//! all opened before the clock starts for the endpoints CLUSTER SLOTS named. Each
+//! connection keeps up to `pipeline` requests in flight (redis-benchmark's and
+//! memtier's `-P`, so a shard sees the same pipelines whether a node has one endpoint
+//! or one per core); with `client_window` the bound is on the client's total instead.
+//! When a reply completes a request the client draws the next one at once, so the
+//! windows stay full (memtier's way, not redis-benchmark's send-P-then-wait-for-P).
+//! Keys are drawn in order from the distribution whatever shard they fall on — a
+//! request whose connection is full waits, and its client with it — so a skewed
+//! distribution loads the shards unevenly, as real traffic would.
 //!
 //! Redirects: `MOVED` updates the slot map (that slot, this thread's copy) and sends
 //! the request again where it now belongs; `ASK` sends `ASKING` and the request to the
@@ -82,6 +85,9 @@ pub struct Config {
     pub seed: u64,
     /// No reply for this long while requests are in flight ends the run with errors.
     pub timeout: Duration,
+    /// `pipeline` bounds the requests in flight of a whole client (over all its
+    /// connections) instead of those of each connection.
+    pub client_window: bool,
     /// Open loop: issue requests at this many per second in total (each client still
     /// keeps at most `pipeline` in flight); `None`: each client sends as soon as its
     /// window has room (closed loop).
@@ -367,6 +373,8 @@ struct Client {
     in_flight: usize,
     /// In `Worker::touched`.
     touched: bool,
+    /// A request drawn while its connection's window was full, sent first when it frees.
+    held: Option<Pending>,
 }
 
 /// An epoll instance, closed on drop.
@@ -470,7 +478,9 @@ impl<'a> Worker<'a> {
             epoll: Epoll::new()?,
             conns: Vec::new(),
             free: Vec::new(),
-            clients: (0..clients).map(|_| Client { conns: Vec::new(), in_flight: 0, touched: false }).collect(),
+            clients: (0..clients)
+                .map(|_| Client { conns: Vec::new(), in_flight: 0, touched: false, held: None })
+                .collect(),
             keygen,
             rng: Rng::new(cfg.seed.wrapping_mul(1000).wrapping_add(t)),
             value: vec![b'x'; cfg.value_size],
@@ -569,29 +579,70 @@ impl<'a> Worker<'a> {
     /// and (paced) they are due. A paced request's latency runs from when it was due,
     /// so time spent waiting for a free window counts (no coordinated omission).
     fn fill(&mut self, c: usize, now: Instant) -> Result<(), String> {
-        let (sets, gets) = self.cfg.ratio;
-        while self.clients[c].in_flight < self.cfg.pipeline && self.can_issue(now) {
-            let start = match self.rate {
-                None => now,
-                Some(rate) => {
-                    if self.issued >= due(now.saturating_duration_since(self.start), rate) {
+        let pipeline = self.cfg.pipeline;
+        loop {
+            let p = match self.clients[c].held.take() {
+                Some(p) => p,
+                None => {
+                    if !self.can_issue(now) || (self.cfg.client_window && self.clients[c].in_flight >= pipeline) {
                         break;
                     }
-                    self.start + Duration::from_secs_f64(self.issued as f64 / rate)
+                    match self.draw(now) {
+                        Some(p) => p,
+                        None => break,
+                    }
                 }
             };
-            let op = if gets == 0 || (sets > 0 && self.rng.below(u64::from(sets + gets)) < u64::from(sets)) {
-                Op::Set
-            } else {
-                Op::Get
-            };
-            let key = self.keygen.next(&mut self.rng);
-            self.issued += 1;
+            let endpoint = self.route(p.key);
+            if !self.cfg.client_window {
+                let queued = match self.clients[c].conns.get(usize::from(endpoint)) {
+                    Some(Some(ci)) => self.conns[*ci].as_ref().map_or(0, |conn| conn.pending.len()),
+                    _ => 0,
+                };
+                if queued >= pipeline {
+                    // Its connection's window is full: the client waits for it (keys
+                    // keep their order, so a hot endpoint slows its clients down).
+                    self.clients[c].held = Some(p);
+                    break;
+                }
+            }
             self.in_flight += 1;
             self.clients[c].in_flight += 1;
-            self.send(c, Pending { start, op, key, attempts: 0 }, None, false)?;
+            self.send(c, p, Some(endpoint), false)?;
         }
         Ok(())
+    }
+
+    /// The next request, or `None` when a paced run has none due yet.
+    fn draw(&mut self, now: Instant) -> Option<Pending> {
+        let start = match self.rate {
+            None => now,
+            Some(rate) => {
+                if self.issued >= due(now.saturating_duration_since(self.start), rate) {
+                    return None;
+                }
+                self.start + Duration::from_secs_f64(self.issued as f64 / rate)
+            }
+        };
+        let (sets, gets) = self.cfg.ratio;
+        let op = if gets == 0 || (sets > 0 && self.rng.below(u64::from(sets + gets)) < u64::from(sets)) {
+            Op::Set
+        } else {
+            Op::Get
+        };
+        let key = self.keygen.next(&mut self.rng);
+        self.issued += 1;
+        Some(Pending { start, op, key, attempts: 0 })
+    }
+
+    /// The endpoint serving `key` by the current map (0 when standalone).
+    fn route(&mut self, key: u64) -> u16 {
+        if !self.cluster {
+            return 0;
+        }
+        self.name.clear();
+        self.keygen.name(key, &mut self.name);
+        self.map.owner(key_slot(&self.name))
     }
 
     /// Queues request `p` of client `c` on the connection to `to` (default: the owner of
