@@ -10,12 +10,22 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferrokv_tests::cluster::{create_masters, key_slot, myid, state_ok, text, wait_until};
 use ferrokv_tests::resp::Reply;
 use ferrokv_tests::server::free_port;
 use ferrokv_tests::{Kind, Server};
+
+/// The tests of this file run one at a time: each generator opens dozens of client
+/// sockets on ephemeral ports, and `ferrokv_core_ports` reserves ephemeral ports for the
+/// server to bind a moment later.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn ferrokv_load() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -176,11 +186,13 @@ fn cluster_run(kind: Kind) {
 
 #[test]
 fn ferrokv_cluster() {
+    let _serial = serial();
     cluster_run(Kind::Ferrokv);
 }
 
 #[test]
 fn redis_cluster() {
+    let _serial = serial();
     cluster_run(Kind::Redis);
 }
 
@@ -188,6 +200,7 @@ fn redis_cluster() {
 /// run stays within its schedule.
 #[test]
 fn standalone_servers() {
+    let _serial = serial();
     for server in [Server::ferrokv(&[]), Server::redis(&[])] {
         let r = load(server.port(), &["-n", "5000", "-c", "5", "-P", "3", "-d", "100"]);
         assert!(r.has("\"mode\":\"standalone\""), "{}", r.0);
@@ -211,6 +224,7 @@ fn standalone_servers() {
 /// while a standalone client on the node's port is.
 #[test]
 fn ferrokv_core_ports() {
+    let _serial = serial();
     let cores = [free_port(), free_port()];
     let list = format!("{} {}", cores[0], cores[1]);
     let node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--core-ports", &list, "--save", ""]);
