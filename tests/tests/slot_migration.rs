@@ -323,3 +323,81 @@ fn a_task_authenticates_to_the_source_with_masterauth() {
     let moved = show(&b.send(&["GET", &high[0]]));
     assert!(moved.contains("MOVED"), "{moved}");
 }
+
+/// Starts an import of slots 0..999 from `nodes[0]` to `nodes[1]` while the source is
+/// stopped (SIGSTOP), and returns once the target's task waits for the source's first
+/// snapshot: a task caught before its claim, whatever the machine's speed.
+fn import_stuck_on_a_stopped_source(nodes: &[Server]) -> String {
+    let (src, dst) = (&nodes[0], &nodes[1]);
+    src.signal(libc::SIGSTOP);
+    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    wait_until("the task asks the source for its snapshot", Duration::from_secs(20), || {
+        status(dst, &id).contains("snapshot")
+    });
+    id
+}
+
+/// The target crashes midway (SIGKILL while its task waits for the source): the
+/// source keeps owning and serving every slot with every key, its export ends once the
+/// target stops calling, and the restarted target does not keep the slots open.
+#[test]
+fn a_target_killed_midway_leaves_the_source_owning_everything() {
+    let mut nodes = cluster_nodes(3);
+    create_masters(&nodes);
+    let keys = low_keys(300);
+    let mut s = nodes[0].conn();
+    for k in &keys {
+        assert_eq!(s.call(&["SET", k, k]), Reply::Simple(b"OK".to_vec()));
+    }
+    assert_eq!(
+        s.call(&["CONFIG", "SET", "cluster-slot-migration-write-pause-timeout", "500"]),
+        Reply::Simple(b"OK".to_vec())
+    );
+    import_stuck_on_a_stopped_source(&nodes);
+    nodes[1].kill();
+    nodes[0].signal(libc::SIGCONT);
+    // The source answered the snapshot to a dead target and captures changes for it,
+    // until the target has been silent for three write-pause timeouts.
+    wait_until("the source's export ends", Duration::from_secs(20), || {
+        text(&nodes[0], &["CLUSTER", "INFO"]).contains("cluster_slot_migration_active_tasks:0")
+    });
+    nodes[1].restart();
+    wait_until("cluster_state:ok", Duration::from_secs(20), || nodes.iter().all(ferrokv_tests::cluster::state_ok));
+    let mut s = nodes[0].conn();
+    for k in &keys {
+        assert_eq!(s.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k}");
+    }
+    assert_eq!(s.call(&["SET", &keys[0], "after"]), Reply::Simple(b"OK".to_vec()));
+    let mine = text(&nodes[1], &["CLUSTER", "NODES"]);
+    assert!(!mine.contains("-<-"), "the restarted target keeps slots importing:\n{mine}");
+    wait_until("check is clean", Duration::from_secs(20), || {
+        std::panic::catch_unwind(|| check_clean(&nodes[0])).is_ok()
+    });
+}
+
+/// The source crashes midway: the target's task fails, keeps no key of the slots
+/// and closes them; the restarted source still owns them.
+#[test]
+fn a_source_killed_midway_leaves_the_target_without_the_slots() {
+    let mut nodes = cluster_nodes(3);
+    create_masters(&nodes);
+    let id = import_stuck_on_a_stopped_source(&nodes);
+    nodes[0].kill();
+    wait_until("the task fails", Duration::from_secs(40), || status(&nodes[1], &id).contains("failed"));
+    let dst = &nodes[1];
+    let mine = text(dst, &["CLUSTER", "NODES"]);
+    assert!(!mine.contains("-<-"), "the target keeps slots importing:\n{mine}");
+    for slot in [0, 500, 999] {
+        assert_eq!(dst.conn().call(&["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]), Reply::Int(0));
+    }
+    nodes[0].restart();
+    wait_until("cluster_state:ok", Duration::from_secs(20), || nodes.iter().all(ferrokv_tests::cluster::state_ok));
+    let moved = show(&nodes[1].conn().send(&["GET", &low_keys(1)[0]]));
+    assert!(moved.contains("MOVED") && moved.contains(&nodes[0].port().to_string()), "{moved}");
+    wait_until("check is clean", Duration::from_secs(20), || {
+        std::panic::catch_unwind(|| check_clean(&nodes[0])).is_ok()
+    });
+}

@@ -324,6 +324,7 @@ impl ClusterState {
                 }
                 let n = target(self, "I don't know about node")?;
                 self.importing_from.insert(slot, n);
+                self.task_importing.remove(slot);
             }
             (b"stable", 2) => {
                 self.importing_from.remove(&slot);
@@ -395,12 +396,14 @@ impl ClusterState {
                 }
                 for &s in slots {
                     self.importing_from.insert(s, n);
+                    self.task_importing.insert(s);
                 }
             }
             SlotMigrationOp::Stable => {
-                for s in slots {
-                    self.importing_from.remove(s);
-                    self.migrating_to.remove(s);
+                for &s in slots {
+                    self.importing_from.remove(&s);
+                    self.migrating_to.remove(&s);
+                    self.task_importing.remove(s);
                 }
             }
             SlotMigrationOp::Claim => {
@@ -411,6 +414,7 @@ impl ClusterState {
                     self.del_slot(s);
                     self.add_slot(me, s);
                     self.importing_from.remove(&s);
+                    self.task_importing.remove(s);
                 }
                 if self.bump_config_epoch_without_consensus() {
                     self.log(LogLevel::Warning, format!("configEpoch updated after importing {} slots", slots.len()));

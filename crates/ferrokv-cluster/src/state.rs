@@ -430,6 +430,10 @@ pub struct ClusterState {
     pub(crate) owner_not_claiming: SlotBitmap,
     pub(crate) migrating_to: BTreeMap<u16, Idx>,
     pub(crate) importing_from: BTreeMap<u16, Idx>,
+    /// Slots of `importing_from` that a whole-slot migration task marked: shown in
+    /// CLUSTER NODES but not saved in nodes.conf (a task does not survive a restart, so
+    /// its slots must not stay open after one).
+    pub(crate) task_importing: SlotBitmap,
     /// FORGET ban: node ID → time (ms) at which it may be learnt again.
     pub(crate) blacklist: BTreeMap<NodeId, u64>,
     pub(crate) links: BTreeMap<LinkId, Link>,
@@ -506,6 +510,7 @@ impl ClusterState {
             owner_not_claiming: SlotBitmap::new(),
             migrating_to: BTreeMap::new(),
             importing_from: BTreeMap::new(),
+            task_importing: SlotBitmap::new(),
             blacklist: BTreeMap::new(),
             links: BTreeMap::new(),
             next_link: 1,
@@ -611,7 +616,9 @@ impl ClusterState {
 
     /// The nodes.conf contents for the current state.
     pub fn nodes_conf(&self) -> String {
-        crate::nodes_conf::render(&ClusterView::build(self), self.current_epoch, self.last_vote_epoch)
+        let mut view = ClusterView::build(self);
+        view.importing.retain(|&(s, _)| !self.task_importing.contains(s));
+        crate::nodes_conf::render(&view, self.current_epoch, self.last_vote_epoch)
     }
 
     /// Verifies the internal cross-references (slot table against node bitmaps, replica

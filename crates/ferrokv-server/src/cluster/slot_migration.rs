@@ -71,6 +71,8 @@ use std::time::{Duration, Instant};
 /// and the import tasks it runs as a target.
 pub struct SlotMigration {
     pausing: AtomicBool,
+    /// An export is served (the tick then looks at it).
+    exporting: AtomicBool,
     export: Mutex<Option<Export>>,
     tasks: Mutex<Vec<Arc<Task>>>,
     next_id: AtomicU64,
@@ -99,6 +101,7 @@ impl Default for SlotMigration {
     fn default() -> Self {
         SlotMigration {
             pausing: AtomicBool::new(false),
+            exporting: AtomicBool::new(false),
             export: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
@@ -115,7 +118,14 @@ struct Export {
     paused: Vec<u64>,
     /// When the pause began (unix ms; 0: not paused).
     paused_at: u64,
+    /// The target's last MIGRATION-SYNC call (unix ms): an export it stopped calling
+    /// for [`EXPORT_IDLE_PAUSES`] write-pause timeouts ends (the target is gone).
+    last_seen: u64,
 }
+
+/// How many `cluster-slot-migration-write-pause-timeout`s an export waits for its
+/// target's next call before it ends (capture stopped), the target taken for gone.
+const EXPORT_IDLE_PAUSES: u64 = 3;
 
 #[derive(Default)]
 struct Progress {
@@ -169,6 +179,7 @@ impl SlotMigration {
     fn stop_export(&self, node: &Node) {
         let e = lock(&self.export).take();
         self.pausing.store(false, Ordering::Release);
+        self.exporting.store(false, Ordering::Release);
         if e.is_some() {
             for s in 0..node.shard_count() {
                 node.lock_db(s).capture_stop();
@@ -179,20 +190,29 @@ impl SlotMigration {
     /// From the tick: a pause whose slots this node no longer owns (the target
     /// claimed them, and END never came) is lifted, and so is one that outlived
     /// `cluster-slot-migration-write-pause-timeout` (the target is taken to have
-    /// failed; see the module docs for why that is safe but for one case).
+    /// failed; see the module docs for why that is safe but for one case); an export
+    /// whose target stopped calling ends.
     pub fn lift_if_lost(&self, node: &Node) {
-        if !self.pausing() {
+        if !self.exporting.load(Ordering::Acquire) {
             return;
         }
         let Some(c) = node.cluster.as_ref() else { return };
         let timeout = node.config().cluster_slot_migration_write_pause_timeout;
         let view = c.view();
         let now = crate::node::unix_ms();
-        let lift = lock(&self.export).as_ref().is_some_and(|e| {
-            e.slots.iter().all(|&s| view.slot_owner_index(s) != Some(view.myself))
-                || (e.paused_at != 0 && now.saturating_sub(e.paused_at) >= timeout)
-        });
-        if lift {
+        let (lift, idle) = match lock(&self.export).as_ref() {
+            None => (false, false),
+            Some(e) => (
+                e.paused_at != 0
+                    && (e.slots.iter().all(|&s| view.slot_owner_index(s) != Some(view.myself))
+                        || now.saturating_sub(e.paused_at) >= timeout),
+                now.saturating_sub(e.last_seen) >= timeout.saturating_mul(EXPORT_IDLE_PAUSES),
+            ),
+        };
+        if idle {
+            tracing::warn!("slot migration: the export's target has not called for a while; ending the export");
+        }
+        if lift || idle {
             self.stop_export(node);
         }
     }
@@ -460,10 +480,18 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
                     sm.stop_export(node);
                     e = lock(&sm.export);
                 }
-                *e = Some(Export { id: id.clone(), slots: Vec::new(), paused: vec![0; SLOTS / 64], paused_at: 0 });
+                *e = Some(Export {
+                    id: id.clone(),
+                    slots: Vec::new(),
+                    paused: vec![0; SLOTS / 64],
+                    paused_at: 0,
+                    last_seen: now,
+                });
+                sm.exporting.store(true, Ordering::Release);
             }
             if let Some(x) = e.as_mut() {
                 x.slots.extend(&slots);
+                x.last_seen = now;
             }
         }
         let mut keys = Vec::new();
@@ -524,9 +552,12 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
         c.reply(|r| r.ok());
         return Flow::Done;
     }
-    if !mine(&lock(&sm.export)) {
-        c.error("ERR No such slot migration export on this node");
-        return Flow::Done;
+    match lock(&sm.export).as_mut() {
+        Some(e) if e.id == id => e.last_seen = now,
+        _ => {
+            c.error("ERR No such slot migration export on this node");
+            return Flow::Done;
+        }
     }
     if eq_ic(op, "delta") {
         let mut flushed = Vec::new();
