@@ -116,6 +116,62 @@ fn noeviction_refuses_exactly_as_redis() {
     assert_eq!(redis.len(), ours.len());
 }
 
+/// Scripts over the limit (noeviction), as Redis 7.0 checks them: a script without a
+/// shebang may not start with a denyoom command (`redis.call` raises, `redis.pcall`
+/// returns the error) until it has written; a script with a shebang or a function is
+/// refused as a whole unless it declares `allow-oom` or `no-writes` (EVAL, EVALSHA,
+/// FCALL, and queued in MULTI); reads run.
+fn script_oom_replies(kind: Kind) -> Vec<Vec<u8>> {
+    let s = Server::start(kind, &["--server-threads", "2"]).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = s.conn();
+    let lib = "#!lua name=lib\n\
+        redis.register_function('f', function() return redis.call('set', 'z', '1') end)\n\
+        redis.register_function{function_name='g', callback=function() return redis.call('set', 'z', '1') end, flags={'allow-oom'}}\n\
+        redis.register_function{function_name='h', callback=function() return redis.call('get', 'a') end, flags={'no-writes'}}";
+    assert_eq!(c.send(&["FUNCTION", "LOAD", lib]), b"$3\r\nlib\r\n");
+    let sha = match c.call(&["SCRIPT", "LOAD", "#!lua\nreturn 1"]) {
+        Reply::Bulk(Some(b)) => String::from_utf8(b).unwrap(),
+        other => panic!("SCRIPT LOAD: {other:?}"),
+    };
+    c.send(&["SET", "a", "1"]);
+    config_set(&mut c, "maxmemory", "1");
+    let mut out = Vec::new();
+    for cmd in [
+        vec!["EVAL", "return redis.call('set', 'x', '1')", "0"],
+        vec!["EVAL", "return redis.pcall('set', 'x', '1')", "0"],
+        vec!["EVAL", "local e = redis.pcall('set', 'x', '1') return e['err']", "0"],
+        vec!["EVAL", "redis.call('del', 'nokey') return redis.call('set', 'x', '1')", "0"],
+        vec!["EVAL", "return redis.call('get', 'a')", "0"],
+        vec!["EVAL", "return redis.call('get', 'a')", "1", "a"],
+        vec!["EVAL", "#!lua\nreturn redis.call('get', 'a')", "0"],
+        vec!["EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'y', '1')", "0"],
+        vec!["EVAL", "#!lua flags=no-writes\nreturn redis.call('get', 'a')", "0"],
+        vec!["EVAL_RO", "#!lua flags=no-writes\nreturn redis.call('get', 'a')", "0"],
+        vec!["EVALSHA", &sha, "0"],
+        vec!["FCALL", "f", "0"],
+        vec!["FCALL", "g", "0"],
+        vec!["FCALL_RO", "h", "0"],
+        vec!["MULTI"],
+        vec!["EVAL", "#!lua\nreturn 1", "0"],
+        vec!["EXEC"],
+    ] {
+        out.push(c.send(&cmd));
+    }
+    config_set(&mut c, "maxmemory", "0");
+    out
+}
+
+#[test]
+fn scripts_over_maxmemory_as_redis() {
+    let redis = script_oom_replies(Kind::Redis);
+    let ours = script_oom_replies(Kind::Ferrokv);
+    assert!(redis[0].starts_with(b"-OOM command not allowed"), "{}", String::from_utf8_lossy(&redis[0]));
+    for (i, (a, b)) in redis.iter().zip(&ours).enumerate() {
+        assert_eq!(String::from_utf8_lossy(b), String::from_utf8_lossy(a), "reply {i}");
+    }
+    assert_eq!(redis.len(), ours.len());
+}
+
 /// Loads keys, then sets `maxmemory` a little above what is used and writes more, so
 /// that the policy must evict. Returns the connection and the server.
 fn overfill(kind: Kind, policy: &str, extra: &[&str], fill: impl FnOnce(&mut Conn)) -> (Server, Conn) {

@@ -542,5 +542,6 @@ fn install_script_hooks(node: &'static Node) {
             1 | 2 => tracing::info!("{msg}"),
             _ => tracing::warn!("{msg}"),
         },
+        over_maxmemory: || SCRIPT_NODE.get().is_some_and(|n| crate::maxmemory::node_over(n)),
     });
 }

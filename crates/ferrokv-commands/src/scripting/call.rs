@@ -27,6 +27,9 @@ pub struct Run {
     /// Cluster mode: the slot of the keys accessed so far (declared keys count first).
     pub slot: Option<u16>,
     pub slot_data: Arc<RunSlot>,
+    /// The node was over `maxmemory` when the script started (Redis's
+    /// `pre_command_oom_state`): until it has written, denyoom commands are refused.
+    pub oom: bool,
 }
 
 /// The error `redis.call` raises: Redis raises the table `{err = line}`; a Rust
@@ -130,6 +133,15 @@ pub fn dispatch(
         if (super::hooks().read_only_replica)() {
             return refuse(ctx, "-READONLY You can't write against a read only replica.");
         }
+    }
+    // Redis's `scriptVerifyOOM`: once a script has written it may not stop halfway.
+    let allow_oom = !run.flags.has(ScriptFlags::EVAL_COMPAT) && run.flags.has(ScriptFlags::ALLOW_OOM);
+    if run.oom
+        && !allow_oom
+        && spec.has(Flags::DENYOOM)
+        && !run.slot_data.wrote.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return refuse(ctx, "-OOM command not allowed when used memory > 'maxmemory'.");
     }
     if writes {
         run.slot_data.wrote.store(true, std::sync::atomic::Ordering::Relaxed);

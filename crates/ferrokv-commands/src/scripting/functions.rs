@@ -186,6 +186,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
         argv,
         slot: first_slot,
         slot_data: slot_data.clone(),
+        oom: (super::hooks().over_maxmemory)(),
     };
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());

@@ -41,10 +41,14 @@ pub struct Hooks {
     pub slot_is_local: fn(u16) -> bool,
     /// `redis.log(level, msg)`, level 0 (debug) to 3 (warning).
     pub log: fn(u8, &str),
+    /// The node is over `maxmemory` (Redis's `pre_command_oom_state`; false where the
+    /// node may not evict, e.g. a replica ignoring maxmemory).
+    pub over_maxmemory: fn() -> bool,
 }
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
-static DEFAULT_HOOKS: Hooks = Hooks { read_only_replica: || false, slot_is_local: |_| true, log: |_, _| {} };
+static DEFAULT_HOOKS: Hooks =
+    Hooks { read_only_replica: || false, slot_is_local: |_| true, log: |_, _| {}, over_maxmemory: || false };
 
 pub fn set_hooks(h: Hooks) {
     let _ = HOOKS.set(h);
@@ -206,6 +210,7 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
         argv,
         slot: first_slot,
         slot_data: slot_data.clone(),
+        oom: (hooks().over_maxmemory)(),
     };
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
@@ -236,7 +241,33 @@ pub(crate) fn prepare_refusal(ctx: &Ctx, flags: ScriptFlags, ro: bool) -> Option
             return Some("ERR Can not execute a script with write flag using *_ro command.");
         }
     }
+    // `no-writes` implies `allow-oom`. (The command's own OOM check refuses such a
+    // script first; this one is reached where that check did not run, inside EXEC.)
+    if !flags.has(ScriptFlags::ALLOW_OOM.with(ScriptFlags::NO_WRITES)) && (hooks().over_maxmemory)() {
+        return Some("OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'");
+    }
     None
+}
+
+/// Whether running `spec` with `args` may grow memory, as Redis's `getCommandFlags`
+/// answers for `denyoom`: a script with a shebang (EVAL, EVALSHA of a cached one) or a
+/// function (FCALL) declares it by lacking `allow-oom` and `no-writes`; a script without
+/// one, and every other command, by the table's flag.
+pub fn denies_oom(spec: &CommandSpec, args: &ferrokv_resp::Args) -> bool {
+    let declared = match spec.name {
+        "eval" | "eval_ro" if args.len() > 1 => flags::parse_shebang(args.get(1)).ok().map(|(f, _)| f),
+        "evalsha" | "evalsha_ro" if args.len() > 1 => {
+            cache().get(&String::from_utf8_lossy(args.get(1)).to_ascii_lowercase()).map(|s| s.flags)
+        }
+        "fcall" | "fcall_ro" if args.len() > 1 => {
+            functions::find(&String::from_utf8_lossy(args.get(1))).map(|(_, info)| info.flags)
+        }
+        _ => None,
+    };
+    match declared {
+        Some(f) if !f.has(ScriptFlags::EVAL_COMPAT) => !f.has(ScriptFlags::ALLOW_OOM.with(ScriptFlags::NO_WRITES)),
+        _ => spec.has(crate::table::Flags::DENYOOM),
+    }
 }
 
 /// The cached script of `body`, compiling and caching it first if new (`loaded`: by

@@ -198,7 +198,7 @@ impl ShardCore {
     /// Redis's maxmemory check in `processCommand`: evicts while the node is over the
     /// limit; if it stays over, refuses commands flagged `denyoom` (and an EXEC that
     /// queued one), and anything but EXEC/DISCARD/QUIT/RESET inside MULTI.
-    fn oom_refusal(&mut self, c: &Conn, spec: &CommandSpec) -> Option<&'static str> {
+    fn oom_refusal(&mut self, c: &Conn, spec: &CommandSpec, args: &Args) -> Option<&'static str> {
         let node = self.node;
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
@@ -206,8 +206,10 @@ impl ShardCore {
             return None;
         }
         let is_exec = matches!(spec.handler, Handler::Server(ServerCmd::Exec));
-        let denyoom = spec.has(Flags::DENYOOM)
-            || (is_exec && c.multi().is_some_and(|m| m.queued.iter().any(|q| q.spec.has(Flags::DENYOOM))));
+        // A script's own flags decide for EVAL/FCALL (`denies_oom`).
+        let denies = ferrokv_commands::scripting::denies_oom;
+        let denyoom = denies(spec, args)
+            || (is_exec && c.multi().is_some_and(|m| m.queued.iter().any(|q| denies(q.spec, &q.args.args()))));
         let in_multi = c.multi().is_some()
             && !matches!(
                 spec.handler,
@@ -382,7 +384,7 @@ impl ShardCore {
             }
         }
         if self.mem.maybe_over() {
-            if let Some(e) = self.oom_refusal(c, spec) {
+            if let Some(e) = self.oom_refusal(c, spec, args) {
                 return self.reject_spec(c, spec, id, e.into());
             }
         }

@@ -333,3 +333,20 @@ mod tests {
         assert_eq!(pool.last().map(|c| c.score), Some(40));
     }
 }
+
+/// Whether the node is over `maxmemory` now, by an exact sum: what a script sees as
+/// Redis's `pre_command_oom_state` (its client's shard has just evicted what it could);
+/// false where the node does not evict (a replica ignoring maxmemory, writes paused).
+pub fn node_over(node: &Node) -> bool {
+    let (max, ignore) = {
+        let c = node.config();
+        (c.maxmemory, c.replica_ignore_maxmemory)
+    };
+    if max == 0
+        || (ignore && node.repl.is_replica.load(Ordering::Relaxed))
+        || node.repl.writes_paused(crate::node::unix_ms())
+    {
+        return false;
+    }
+    memory::allocated().saturating_sub(crate::repl::not_counted_bytes(node)) > max
+}
