@@ -376,3 +376,17 @@ fn memory_subcommands_answer_as_redis() {
         }
     }
 }
+
+/// INFO memory prints Redis 7.0's fields in Redis 7.0's order.
+#[test]
+fn info_memory_fields_in_redis_order() {
+    let names = |kind: Kind| -> Vec<String> {
+        let s = Server::start(kind, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let text = match s.conn().call(&["INFO", "memory"]) {
+            Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
+            other => panic!("INFO: {other:?}"),
+        };
+        text.lines().filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string())).collect()
+    };
+    assert_eq!(names(Kind::Ferrokv), names(Kind::Redis));
+}

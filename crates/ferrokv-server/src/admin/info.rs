@@ -116,9 +116,9 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// Redis 7.0's INFO memory fields. What ferrokv has no counterpart for (Lua, functions,
-/// client buffers not measured yet, lazy freeing) reads 0; see docs/architecture.md
-/// "Memory".
+/// Redis 7.0's INFO memory fields, in its order. What ferrokv has no counterpart for
+/// (the functions' own VM, cluster links, the AOF buffer, lazy freeing, defragmentation)
+/// reads 0; see docs/architecture.md "Memory".
 fn memory(node: &Node, o: &mut String) {
     let f = crate::memory_cmds::Figures::gather(node);
     let (used, rss, peak, startup, backlog, overhead, dataset) =
@@ -136,13 +136,7 @@ fn memory(node: &Node, o: &mut String) {
 used_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\n\
 used_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\n\
 used_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{}\r\nallocator_active:{}\r\nallocator_resident:{}\r\n\
-total_system_memory:{total}\r\ntotal_system_memory_human:{}\r\n\
-maxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\n\
-allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\n\
-rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
-mem_not_counted_for_evict:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
-mem_clients_slaves:{clients_replicas}\r\nmem_clients_normal:{clients_normal}\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
-mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+total_system_memory:{total}\r\ntotal_system_memory_human:{}\r\n",
         human(used),
         human(rss),
         human(peak),
@@ -152,6 +146,35 @@ mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlaz
         a.active,
         a.resident,
         human(total),
+    );
+    // Scripting: every shard thread's Lua state counts as the eval VM (functions run
+    // in the same states), the cached scripts' bodies and the libraries' code.
+    let s = ferrokv_commands::scripting::memory();
+    let (libraries, functions) = ferrokv_commands::scripting::functions::counts();
+    let _ = write!(
+        o,
+        "used_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\n\
+used_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\nnumber_of_functions:{functions}\r\n\
+number_of_libraries:{libraries}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\n\
+used_memory_vm_total_human:{}\r\nused_memory_functions:{}\r\nused_memory_scripts:{}\r\n\
+used_memory_scripts_human:{}\r\n",
+        human(s.lua as u64),
+        s.scripts_bytes,
+        s.scripts,
+        human(s.lua as u64),
+        s.functions_bytes,
+        s.scripts_bytes + s.functions_bytes,
+        human((s.scripts_bytes + s.functions_bytes) as u64),
+        lua = s.lua,
+    );
+    let _ = write!(
+        o,
+        "maxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\n\
+allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\n\
+rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
+mem_not_counted_for_evict:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
+mem_clients_slaves:{clients_replicas}\r\nmem_clients_normal:{clients_normal}\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
+mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
         human(maxmemory),
         af.0,
         af.1,
@@ -163,20 +186,6 @@ mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlaz
         fr.1,
         crate::repl::not_counted_bytes(node),
         crate::memory::ALLOCATOR,
-    );
-    // Scripting: every shard thread's Lua state counts as the eval VM (functions run
-    // in the same states), the cached scripts' bodies and the libraries' code.
-    let s = ferrokv_commands::scripting::memory();
-    let _ = write!(
-        o,
-        "used_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{}\r\nnumber_of_cached_scripts:{}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\nused_memory_vm_total_human:{}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\n",
-        human(s.lua as u64),
-        s.scripts_bytes,
-        s.scripts,
-        human(s.lua as u64),
-        s.scripts_bytes + s.functions_bytes,
-        human((s.scripts_bytes + s.functions_bytes) as u64),
-        lua = s.lua,
     );
 }
 
