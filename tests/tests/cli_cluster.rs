@@ -650,3 +650,57 @@ fn ctrl_c_during_a_reshard_leaves_no_open_slot() {
     clean(&nodes[0]);
     check_fixed(port);
 }
+
+/// `rebalance --by load`: with slot statistics on, a few hot slots on one master move
+/// to the others (not thousands of slots by count), keys intact; without recorded load
+/// it says what to enable.
+#[test]
+fn rebalance_by_load_moves_the_hot_slots() {
+    let nodes = nodes(Kind::Ferrokv, 3);
+    let mut args = vec!["cluster".to_string(), "create".to_string()];
+    args.extend(nodes.iter().map(Server::addr));
+    args.extend(["--replicas".to_string(), "0".to_string(), "--yes".to_string()]);
+    cli_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_until("cluster_state:ok", Duration::from_secs(20), || nodes.iter().all(state_ok));
+    let (ok, _, err) = cli(&["cluster", "rebalance", &nodes[0].addr(), "--by", "load"]);
+    assert!(!ok && err.contains("cluster-slot-stats-enabled"), "{err}");
+    for n in &nodes {
+        assert_eq!(n.conn().call(&["CONFIG", "SET", "cluster-slot-stats-enabled", "yes"]), Reply::Simple("OK".into()));
+    }
+    // Six hot keys in six slots of the first master (slots 0..5460), many INCRs each;
+    // a little traffic everywhere else.
+    let hot: Vec<String> = (0..)
+        .map(|i| format!("hot:{i}"))
+        .filter(|k| key_slot(k.as_bytes()) < 5000)
+        .scan(Vec::new(), |seen: &mut Vec<u16>, k| {
+            let s = key_slot(k.as_bytes());
+            Some(if seen.contains(&s) {
+                None
+            } else {
+                seen.push(s);
+                Some(k)
+            })
+        })
+        .flatten()
+        .take(6)
+        .collect();
+    let mut c = ClusterClient::new(nodes[0].port());
+    for round in 0..3000 {
+        for k in &hot {
+            c.call(&[b"INCR", k.as_bytes()]);
+        }
+        let cold = format!("cold:{round}");
+        c.call(&[b"SET", cold.as_bytes(), b"v"]);
+    }
+    let before = slots_of(&nodes[0]);
+    let out = cli_ok(&["cluster", "rebalance", &nodes[0].addr(), "--by", "load", "--threshold", "10"]);
+    assert!(out.contains("Rebalancing across 3 nodes"), "{out}");
+    clean(&nodes[0]);
+    let moved = before - slots_of(&nodes[0]);
+    assert!((1..=200).contains(&moved), "{moved} slots left the hot master:\n{out}");
+    let moved_away = hot.iter().filter(|k| nodes[0].conn().send(&["GET", k.as_str()]).starts_with(b"-MOVED")).count();
+    assert!(moved_away >= 1, "no hot slot moved:\n{out}");
+    for k in &hot {
+        assert_eq!(c.call(&[b"GET", k.as_bytes()]), Reply::Bulk(Some(b"3000".to_vec())), "{k}");
+    }
+}

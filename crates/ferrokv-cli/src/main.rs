@@ -9,7 +9,8 @@
 //! ferrokv-cli cluster reshard HOST:PORT [--from IDS|all] [--to ID] [--slots N] [--yes]
 //!                             [--timeout MS] [--pipeline N] [--replace] [--dry-run] [--json]
 //! ferrokv-cli cluster rebalance HOST:PORT [--weight ID=W ...] [--use-empty-masters]
-//!                               [--threshold PCT] [--simulate] [same options as reshard]
+//!                               [--threshold PCT] [--simulate] [--by slots|load]
+//!                               [same options as reshard]
 //! ferrokv-cli cluster add-node NEW_HOST:PORT EXISTING_HOST:PORT [--slave|--replica] [--master-id ID]
 //! ferrokv-cli cluster del-node HOST:PORT NODE_ID
 //! ferrokv-cli cluster fix HOST:PORT [--yes] [--timeout MS] [--pipeline N] [--replace]
@@ -214,6 +215,11 @@ struct RebalanceArgs {
     /// Show the moves (one # per slot) without moving anything.
     #[arg(long, visible_alias = "cluster-simulate")]
     simulate: bool,
+    /// What to even out: `slots` (counts, as redis-cli) or `load` (the CPU time each
+    /// slot's commands took, from CLUSTER SLOT-STATS; enable
+    /// cluster-slot-stats-enabled on the masters first).
+    #[arg(long, value_name = "slots|load", default_value = "slots", value_parser = ["slots", "load"])]
+    by: String,
     #[command(flatten)]
     moving: MoveFlags,
 }
@@ -355,6 +361,7 @@ fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> 
                 use_empty: a.use_empty_masters,
                 threshold: a.threshold,
                 simulate: a.simulate,
+                by_load: a.by == "load",
                 moving: a.moving.args(cli),
             };
             cluster::reshard::rebalance(&cluster::node_argument(&a.node)?, &o, handshake)

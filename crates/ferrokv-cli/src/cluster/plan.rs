@@ -274,6 +274,95 @@ pub fn rebalance(masters: &[Holder], weights: &[f32], use_empty: bool, threshold
     Ok(Rebalance::Moves { nodes: involved.len(), total_weight, transfers })
 }
 
+/// `rebalance --by load`: moves hot slots so that each master's load (the sum of its
+/// slots' `load`, e.g. CLUSTER SLOT-STATS cpu-usec) comes near its weighted share of
+/// the total. `load[i][j]` is the load of `masters[i].slots[j]`. While some master is
+/// more than `threshold` percent above its share, the most loaded master (relative to
+/// its share) gives the least loaded one the slot whose load best fills the gap
+/// between them, among the slots that make both closer to their shares (load below
+/// twice the gap) and are at least as hot as the mean slot; colder slots never move,
+/// so a few hot slots may leave a master off its share by more than the threshold.
+/// Each step lowers the pair's total distance to their shares, so it ends. Moves
+/// between the same pair are merged, in order.
+pub fn rebalance_by_load(
+    masters: &[Holder],
+    load: &[Vec<u64>],
+    weights: &[f32],
+    use_empty: bool,
+    threshold: f32,
+) -> Result<Rebalance, String> {
+    let involved: Vec<usize> = (0..masters.len()).filter(|&i| use_empty || !masters[i].slots.is_empty()).collect();
+    let total_weight: f32 = involved.iter().map(|&i| weights[i]).sum();
+    if involved.is_empty() || total_weight <= 0.0 {
+        return Err("*** No master with a positive weight to rebalance the slots over".to_string());
+    }
+    let total: u64 = involved.iter().map(|&i| load[i].iter().sum::<u64>()).sum();
+    if total == 0 {
+        return Err("*** No load recorded on the masters: enable cluster-slot-stats-enabled on each and let \
+                    traffic run (or CONFIG RESETSTAT to start a fresh window)"
+            .to_string());
+    }
+    let target: Vec<f64> =
+        (0..masters.len()).map(|i| total as f64 * f64::from(weights[i]) / f64::from(total_weight)).collect();
+    // Each master's slots with their load, hottest first.
+    let mut held: Vec<Vec<(u16, u64)>> = (0..masters.len())
+        .map(|i| {
+            let mut v: Vec<(u16, u64)> = masters[i].slots.iter().copied().zip(load[i].iter().copied()).collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v
+        })
+        .collect();
+    let mut have: Vec<f64> = (0..masters.len()).map(|i| load[i].iter().sum::<u64>() as f64).collect();
+    let over = |i: usize, have: &[f64]| have[i] - target[i] > target[i] * f64::from(threshold) / 100.0;
+    if !involved.iter().any(|&i| over(i, &have)) {
+        return Ok(Rebalance::Balanced);
+    }
+    // Slots colder than the mean slot stay: moving them costs a migration each and
+    // barely shifts the load (a thousand cold slots are not worth one hot one).
+    let held_slots: usize = involved.iter().map(|&i| masters[i].slots.len()).sum();
+    let mean = total as f64 / held_slots.max(1) as f64;
+    let mut moves: Vec<(usize, usize, u16)> = Vec::new();
+    for _ in 0..SLOTS {
+        let by = |i: &&usize| have[**i] - target[**i];
+        let (Some(&d), Some(&r)) = (
+            involved.iter().max_by(|a, b| by(a).total_cmp(&by(b))),
+            involved.iter().min_by(|a, b| by(a).total_cmp(&by(b))),
+        ) else {
+            break;
+        };
+        if d == r || !over(d, &have) {
+            break;
+        }
+        let gap = (have[d] - target[d]).min(target[r] - have[r]);
+        if gap <= 0.0 {
+            break;
+        }
+        let best = held[d]
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, l))| l as f64 >= mean && (l as f64) < 2.0 * gap)
+            .min_by(|(_, a), (_, b)| (gap - a.1 as f64).abs().total_cmp(&(gap - b.1 as f64).abs()))
+            .map(|(k, _)| k);
+        let Some(k) = best else { break };
+        let (slot, l) = held[d].remove(k);
+        have[d] -= l as f64;
+        have[r] += l as f64;
+        held[r].push((slot, l));
+        moves.push((d, r, slot));
+    }
+    if moves.is_empty() {
+        return Ok(Rebalance::Balanced);
+    }
+    let mut transfers: Vec<Transfer> = Vec::new();
+    for (from, to, slot) in moves {
+        match transfers.iter_mut().find(|t| t.from == from && t.to == to) {
+            Some(t) => t.slots.push(slot),
+            None => transfers.push(Transfer { from, to, slots: vec![slot] }),
+        }
+    }
+    Ok(Rebalance::Moves { nodes: involved.len(), total_weight, transfers })
+}
+
 /// The one id in `ids` that starts with `name` (redis-cli accepts abbreviated ids).
 pub fn find_by_prefix<'a>(ids: impl IntoIterator<Item = &'a str>, name: &str) -> Option<usize> {
     let mut found = None;
@@ -445,6 +534,81 @@ mod tests {
         let m = vec![holder("a", &[(0, 5599)]), holder("b", &[(5600, 10922)]), holder("c", &[(10923, 16383)])];
         assert!(matches!(rebalance(&m, &[1.0; 3], false, 2.0), Ok(Rebalance::Moves { .. })));
         assert_eq!(rebalance(&m, &[1.0; 3], false, 3.0), Ok(Rebalance::Balanced));
+    }
+
+    /// Each master's load once `transfers` are done.
+    fn loads_after(m: &[Holder], load: &[Vec<u64>], transfers: &[Transfer]) -> Vec<u64> {
+        let mut sums: Vec<u64> = load.iter().map(|l| l.iter().sum()).collect();
+        for t in transfers {
+            for s in &t.slots {
+                // A slot may move twice; its load is found where it first was.
+                let (i, j) = (0..m.len())
+                    .find_map(|i| m[i].slots.iter().position(|x| x == s).map(|j| (i, j)))
+                    .expect("a held slot");
+                sums[t.from] -= load[i][j];
+                sums[t.to] += load[i][j];
+            }
+        }
+        sums
+    }
+
+    #[test]
+    fn by_load_moves_hot_slots_not_counts() {
+        // Equal slot counts; master 0 carries five hot slots.
+        let m = three();
+        let mut load: Vec<Vec<u64>> = m.iter().map(|h| vec![1; h.slots.len()]).collect();
+        for l in &mut load[0][..5] {
+            *l = 2_000;
+        }
+        let Rebalance::Moves { transfers, .. } = rebalance_by_load(&m, &load, &[1.0; 3], false, 2.0).unwrap() else {
+            panic!("a skewed load needs moves")
+        };
+        let moved: Vec<u16> = transfers.iter().flat_map(|t| t.slots.clone()).collect();
+        // Only hot slots move, off master 0: the largest distance to a share falls to
+        // a fifth of what it was.
+        assert!(moved.iter().all(|s| m[0].slots[..5].contains(s)), "{moved:?}");
+        assert!((2..=3).contains(&moved.len()), "{moved:?}");
+        let share = load.iter().flatten().sum::<u64>() as f64 / 3.0;
+        let worst = |sums: &[u64]| sums.iter().map(|&l| (l as f64 - share).abs()).fold(0.0, f64::max);
+        let before: Vec<u64> = load.iter().map(|l| l.iter().sum()).collect();
+        let after = loads_after(&m, &load, &transfers);
+        assert!(worst(&after) * 5.0 <= worst(&before), "{before:?} -> {after:?}");
+        // A uniform load is balanced; none recorded is an error.
+        let even: Vec<Vec<u64>> = m.iter().map(|h| vec![5; h.slots.len()]).collect();
+        assert_eq!(rebalance_by_load(&m, &even, &[1.0; 3], false, 2.0), Ok(Rebalance::Balanced));
+        let none: Vec<Vec<u64>> = m.iter().map(|h| vec![0; h.slots.len()]).collect();
+        assert!(rebalance_by_load(&m, &none, &[1.0; 3], false, 2.0).is_err());
+    }
+
+    #[test]
+    fn by_load_ends_near_the_weighted_shares() {
+        let m = three();
+        let mut x: u64 = 12345;
+        let mut load: Vec<Vec<u64>> = m
+            .iter()
+            .map(|h| {
+                h.slots
+                    .iter()
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        (x >> 40) % 100
+                    })
+                    .collect()
+            })
+            .collect();
+        for l in load[2].iter_mut() {
+            *l *= 3;
+        }
+        let weights = [1.0, 2.0, 1.0];
+        let Rebalance::Moves { transfers, .. } = rebalance_by_load(&m, &load, &weights, false, 2.0).unwrap() else {
+            panic!("needs moves")
+        };
+        let sums = loads_after(&m, &load, &transfers);
+        let total: u64 = sums.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            let share = total as f64 * f64::from(*w) / 4.0;
+            assert!((sums[i] as f64 - share).abs() <= share * 0.03, "master {i}: {} vs {share}", sums[i]);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::mover::{Interrupt, MoveOptions, Outcome, Progress};
 use super::plan::{self, Holder, Rebalance};
 use super::{confirm, human_to_stderr, json_str, Cluster};
 use crate::conn::{Endpoint, Handshake};
+use ferrokv_resp::Value;
 
 /// Options every slot-moving command takes.
 #[derive(Clone, Debug)]
@@ -53,6 +54,39 @@ impl Cluster {
     fn holder(&self, i: usize) -> Holder {
         let me = self.members[i].me();
         Holder { id: me.id.clone(), slots: me.slots.to_vec() }
+    }
+
+    /// Each master's slots' load, aligned with [`Cluster::holder`]'s slots: the
+    /// `cpu-usec` CLUSTER SLOT-STATS reports (Redis 8.2 / Valkey 8 / ferrokv).
+    fn slot_loads(&mut self, masters: &[usize]) -> Result<Vec<Vec<u64>>, String> {
+        let mut out = Vec::with_capacity(masters.len());
+        for &i in masters {
+            let reply = self.members[i].ok(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", "0", "16383"]).map_err(|e| {
+                format!("{e}\n*** --by load needs CLUSTER SLOT-STATS (ferrokv, Redis 8.2+, Valkey 8+) on every master")
+            })?;
+            let mut by_slot = vec![0u64; crate::cluster::nodes::SLOTS];
+            let Value::Array(entries) = reply else {
+                return Err(format!("[ERR] Node {}: unexpected CLUSTER SLOT-STATS reply", self.members[i].endpoint));
+            };
+            for e in entries {
+                let Value::Array(pair) = e else { continue };
+                let (Some(Value::Int(slot)), Some(stats)) = (pair.first(), pair.get(1)) else { continue };
+                let fields: Vec<(&Value, &Value)> = match stats {
+                    Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
+                    Value::Array(a) => a.chunks(2).filter(|c| c.len() == 2).map(|c| (&c[0], &c[1])).collect(),
+                    _ => continue,
+                };
+                for (k, v) in fields {
+                    let is_cpu = matches!(k, Value::Bulk(b) if b.as_slice() == b"cpu-usec")
+                        || matches!(k, Value::Simple(s) if s == "cpu-usec");
+                    if let (true, Value::Int(n), Some(at)) = (is_cpu, v, by_slot.get_mut(*slot as usize)) {
+                        *at = (*n).max(0) as u64;
+                    }
+                }
+            }
+            out.push(self.holder(i).slots.iter().map(|&s| by_slot[s as usize]).collect());
+        }
+        Ok(out)
     }
 
     /// The master whose id is (or starts with) `name`.
@@ -303,6 +337,8 @@ pub struct RebalanceOptions {
     pub use_empty: bool,
     pub threshold: f32,
     pub simulate: bool,
+    /// Balance the masters' load (CLUSTER SLOT-STATS cpu-usec) instead of slot counts.
+    pub by_load: bool,
     pub moving: MoveArgs,
 }
 
@@ -324,7 +360,13 @@ pub fn rebalance(entry: &Endpoint, o: &RebalanceOptions, handshake: &Handshake) 
         return Err("*** Please fix your cluster problems before rebalancing".to_string());
     }
     let holders: Vec<Holder> = masters.iter().map(|&i| cluster.holder(i)).collect();
-    let (nodes, total_weight, transfers) = match plan::rebalance(&holders, &weights, o.use_empty, o.threshold)? {
+    let planned = if o.by_load {
+        let load = cluster.slot_loads(&masters)?;
+        plan::rebalance_by_load(&holders, &load, &weights, o.use_empty, o.threshold)?
+    } else {
+        plan::rebalance(&holders, &weights, o.use_empty, o.threshold)?
+    };
+    let (nodes, total_weight, transfers) = match planned {
         Rebalance::Balanced => {
             say!("*** No rebalancing needed! All nodes are within the {:.2}% threshold.", o.threshold);
             if o.moving.json {
