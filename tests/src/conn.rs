@@ -121,6 +121,21 @@ impl Conn {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 
+    /// Reads frames up to PING's reply (`+PONG`, or `pong` in RESP2's subscribed state)
+    /// and returns the frames before it: what the server pushed before answering a PING
+    /// sent after them.
+    pub fn until_pong(&mut self) -> Vec<Vec<u8>> {
+        const PONG2: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+        let mut got = Vec::new();
+        loop {
+            let f = self.read_reply().unwrap_or_else(|e| panic!("reading up to PONG: {e}; so far {got:?}"));
+            if f == PONG2 || f == b"+PONG\r\n" {
+                return got;
+            }
+            got.push(f);
+        }
+    }
+
     fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
         let now = Instant::now();
         if now >= deadline {

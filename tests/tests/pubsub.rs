@@ -14,21 +14,6 @@ use std::time::Duration;
 use ferrokv_tests::resp::{encode_command, show};
 use ferrokv_tests::{Conn, Server};
 
-const PONG2: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
-const PONG: &[u8] = b"+PONG\r\n";
-
-/// Reads frames until PING's reply; returns the frames before it.
-fn until_pong(c: &mut Conn) -> Vec<Vec<u8>> {
-    let mut got = Vec::new();
-    loop {
-        let f = c.read_reply().unwrap_or_else(|e| panic!("reading up to PONG: {e}; so far {got:?}"));
-        if f == PONG2 || f == PONG {
-            return got;
-        }
-        got.push(f);
-    }
-}
-
 fn split(line: &str) -> Vec<&str> {
     line.split(' ').filter(|a| !a.is_empty()).collect()
 }
@@ -72,7 +57,7 @@ fn session(server: &Server, conns: usize, resp3: bool, steps: &[(usize, &str)]) 
             assert!(c.is_closed(Duration::from_secs(5)), "QUIT closes the connection");
             cs[i] = None;
         } else {
-            for f in until_pong(c) {
+            for f in c.until_pong() {
                 out.push_str(&format!(" {}", show(&f)));
             }
         }
@@ -82,7 +67,7 @@ fn session(server: &Server, conns: usize, resp3: bool, steps: &[(usize, &str)]) 
                 continue;
             }
             other.write_raw(&encode_command(&["PING"])).expect("write");
-            for f in until_pong(other) {
+            for f in other.until_pong() {
                 out.push_str(&format!("\n    [{j}] got {}", show(&f)));
             }
         }

@@ -151,6 +151,11 @@ pub struct Ctx<'a> {
     /// script ran (published with the script's own, see `crate::notify`).
     pub notify: u16,
     pub events: Vec<crate::notify::KeyEvent>,
+    /// The client running the command (see [`crate::exec::Caller`]).
+    pub caller: crate::exec::Caller,
+    /// A script's `redis.call` ran a read-only command: a tracking caller remembers the
+    /// script's declared keys (Redis 7.0's rule for scripts).
+    pub script_read: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -168,6 +173,8 @@ impl<'a> Ctx<'a> {
             nested: Vec::new(),
             notify: 0,
             events: Vec::new(),
+            caller: crate::exec::Caller::NONE,
+            script_read: false,
         }
     }
 

@@ -29,6 +29,29 @@ pub struct Env<'a> {
     /// `notify-keyspace-events` classes (see [`crate::notify`]): derive the command's
     /// events into [`Outcome::events`]. 0 costs nothing.
     pub notify: u16,
+    /// Who runs the command, for client-side caching.
+    pub caller: Caller,
+}
+
+/// The client a command runs for, as client tracking needs it: its id (a NOLOOP client
+/// does not hear of its own changes) and, when it is tracking in default mode and this
+/// command's reads count (OPTIN/OPTOUT and CLIENT CACHING decide), itself as the reader
+/// the keys of a read-only command are remembered for (Redis's `trackingRememberKeys`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub id: u64,
+    pub reader: Option<ferrokv_store::tracking::Reader>,
+    /// Its invalidations are RESP3 pushes on its own connection (tracking on, not
+    /// BCAST, no redirect): a shard running its forwarded command can write its own
+    /// invalidation right behind the reply, as Redis does.
+    pub push: bool,
+    /// It tracks with NOLOOP.
+    pub noloop: bool,
+}
+
+impl Caller {
+    /// No client (a replica's stream, the server itself).
+    pub const NONE: Caller = Caller { id: 0, reader: None, push: false, noloop: false };
 }
 
 /// What a command did besides writing its reply.
@@ -81,7 +104,10 @@ pub fn execute(
             key_states.push((k.to_vec(), before, false));
         }
     }
+    let id = env.caller.id;
+    ks.each_db(&mut |db| db.tracking.current = id);
     let mut ctx = Ctx::new(ks, env.now_ms, env.cfg, out);
+    ctx.caller = env.caller;
     ctx.may_block = env.may_block;
     ctx.propagating = propagating;
     if env.track_keys || notify != 0 {
@@ -104,7 +130,11 @@ pub fn execute(
     let propagation = std::mem::take(&mut ctx.propagation);
     let nested = std::mem::take(&mut ctx.nested);
     let mut events = std::mem::take(&mut ctx.events);
+    let script_read = ctx.script_read;
     drop(ctx);
+    if let Some(reader) = env.caller.reader {
+        remember_keys(ks, spec, args, reader, script_read);
+    }
     if reads_only {
         ks.each_db(&mut |db| db.reads_only = false);
     }
@@ -139,6 +169,29 @@ pub fn execute(
     }
     let modified = if env.track_keys { modified } else { Vec::new() };
     Outcome { blocked, dirty, modified, error, nested, events }
+}
+
+/// Client tracking: after a read-only command, its keys are remembered for the client
+/// that read them. A script is not itself a read: if it ran a read-only command, its
+/// declared keys are remembered, as Redis 7.0 does (at the end of the script here, at
+/// its read there).
+fn remember_keys(
+    ks: &mut dyn Keyspace,
+    spec: &CommandSpec,
+    args: &Args,
+    reader: ferrokv_store::tracking::Reader,
+    script_read: bool,
+) {
+    let script = spec.has(Flags::NO_MANDATORY_KEYS);
+    if !(script && script_read || !script && spec.has(Flags::READONLY)) {
+        return;
+    }
+    let mut idx = Vec::new();
+    spec.key_indexes(args, &mut idx);
+    for i in idx {
+        let k = args.get(i);
+        ks.db(k).tracking.remember(k, reader);
+    }
 }
 
 #[cfg(test)]

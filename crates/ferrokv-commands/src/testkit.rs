@@ -36,7 +36,7 @@ fn exec(keys: &mut dyn Keyspace, now: u64, cfg: &ExecConfig, proto: Proto, may_b
     }
     assert!(!matches!(spec.handler, Handler::Server(_)), "not a data command");
     let mut records = ferrokv_store::effects::Records::default();
-    let env = Env { cfg, now_ms: now, may_block, track_keys: true, notify: 0 };
+    let env = Env { cfg, now_ms: now, may_block, track_keys: true, notify: 0, caller: crate::exec::Caller::NONE };
     let o = execute(keys, spec, &args, env, &mut out, &mut records);
     let records = records.decode();
     let blocked = matches!(spec.handler, Handler::Blocking(..)).then_some(o.blocked);

@@ -51,6 +51,8 @@ pub mod persist;
 // Pub/sub and keyspace notifications.
 #[path = "pubsub/pubsub.rs"]
 pub mod pubsub;
+#[path = "pubsub/tracking.rs"]
+pub mod tracking;
 // Replication: the master's side (PSYNC, backlog, replicas, WAIT) and the replica's.
 pub mod repl;
 // Node-wide state and process plumbing.

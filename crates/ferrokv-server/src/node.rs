@@ -62,6 +62,10 @@ pub struct ShardShared {
     pub clients: crate::client_mem::ShardClients,
     /// Where this shard's traffic went (INFO shards): see [`Routing`].
     pub routing: Routing,
+    /// Keys and (key, client) entries in this keyspace's tracking table, published by
+    /// whoever last changed it (INFO's tracking_total_keys/items).
+    pub tracking_keys: AtomicU64,
+    pub tracking_items: AtomicU64,
 }
 
 /// Routing counters of one shard (INFO shards), written by its own thread only: they
@@ -177,6 +181,8 @@ pub struct Node {
     pub migrate: crate::migrate::Migrator,
     /// Whole-slot migration: this node's export as a source, import tasks as a target.
     pub slot_migration: crate::slot_migration::SlotMigration,
+    /// Client-side caching: tracking clients and the BCAST prefixes.
+    pub tracking: crate::tracking::TrackingShared,
 }
 
 /// What CLIENT LIST/INFO/KILL need of a connection, readable from any shard. The
@@ -204,6 +210,10 @@ pub struct ClientMeta {
     pub pubsub: [AtomicU32; 3],
     /// Memory figures and CLIENT NO-EVICT (see `crate::client_mem`).
     pub mem: crate::client_mem::ClientMemStats,
+    /// CLIENT TRACKING as CLIENT LIST shows it: `crate::tracking::META_*` flags and the
+    /// client invalidations are redirected to (`redir=`).
+    pub tracking: AtomicU32,
+    pub tracking_redir: AtomicU64,
 }
 
 impl ClientMeta {
@@ -282,6 +292,8 @@ impl Node {
                 slot_stats: Default::default(),
                 routing: Default::default(),
                 clients: Default::default(),
+                tracking_keys: AtomicU64::new(0),
+                tracking_items: AtomicU64::new(0),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.
@@ -311,6 +323,7 @@ impl Node {
             shutdown_save: Mutex::new(None),
             migrate: Default::default(),
             slot_migration: Default::default(),
+            tracking: Default::default(),
         }));
         install_script_hooks(node);
         node

@@ -221,6 +221,8 @@ fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
         replica: std::sync::atomic::AtomicBool::new(false),
         pubsub: Default::default(),
         mem: Default::default(),
+        tracking: Default::default(),
+        tracking_redir: Default::default(),
     })
 }
 
@@ -247,7 +249,14 @@ fn run_on(db: &mut Db, args: &[Vec<u8>], now_ms: u64, may_block: bool) -> (Vec<u
     };
     let cfg = ExecConfig::default();
     let mut out = ReplyBuf::new(Proto::Resp2);
-    let env = Env { cfg: &cfg, now_ms, may_block, track_keys: false, notify: 0 };
+    let env = Env {
+        cfg: &cfg,
+        now_ms,
+        may_block,
+        track_keys: false,
+        notify: 0,
+        caller: ferrokv_commands::exec::Caller::NONE,
+    };
     let o = execute(&mut SingleDb(db), spec, &args, env, &mut out, &mut Default::default());
     (out.buf, o.blocked != ferrokv_commands::table::Blocked::Served)
 }

@@ -266,6 +266,9 @@ pub struct Db {
     /// Slots whose changes are being recorded for a whole-slot migration (see
     /// [`capture`]).
     capture: Option<Box<capture::Capture>>,
+    /// Which tracking clients read which keys here, and what changes owe them (see
+    /// [`crate::tracking`]).
+    pub tracking: crate::tracking::Tracking,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -345,6 +348,7 @@ impl Db {
             snapshot: None,
             snap_epoch: 0,
             capture: None,
+            tracking: Default::default(),
         }
     }
 
@@ -556,7 +560,7 @@ impl Db {
                 _ => {}
             }
             self.remove_at(slot, idx);
-            self.touch(key);
+            self.touch_removed(key);
             self.expired(key);
             self.shrink_if_sparse(slot);
             return Err((slot, self.hash(key)));
@@ -880,6 +884,7 @@ impl Db {
         self.settle();
         self.cow_all();
         let n = self.len;
+        self.tracking.flushed();
         if !self.watched.is_empty() {
             let present: Vec<Box<[u8]>> = self.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
             for k in present {
@@ -906,7 +911,7 @@ impl Db {
         let n = taken.table.len();
         for i in taken.table.iter() {
             let node = self.arena.remove(i);
-            self.touch(&node.key);
+            self.touch_removed(&node.key);
         }
         self.len -= n;
         self.groups[slot / GROUP] -= n;
@@ -999,7 +1004,7 @@ impl Db {
                     }
                     Expiry::Delete => {
                         let node = self.remove_at(slot, idx);
-                        self.touch(&node.key);
+                        self.touch_removed(&node.key);
                         self.expired(&node.key);
                         self.shrink_if_sparse(slot);
                         continue;
@@ -1108,7 +1113,7 @@ impl Db {
                     sampled += 1;
                     if n.entry.expire_at <= now_ms {
                         let node = self.remove_at(slot, bucket);
-                        self.touch(&node.key);
+                        self.touch_removed(&node.key);
                         self.expired(&node.key);
                         expired += 1;
                     }
@@ -1120,9 +1125,30 @@ impl Db {
         (sampled, expired)
     }
 
-    /// Notes a change of `key`: for WATCH, and for clients blocked on it.
+    /// Notes a change of `key` by the running command (Redis's `signalModifiedKey`):
+    /// for WATCH, clients blocked on it, and tracking clients that read it.
     #[inline]
     pub fn touch(&mut self, key: &[u8]) {
+        if self.tracking.active() {
+            let by = self.tracking.current;
+            self.tracking.changed(key, by);
+        }
+        self.signal(key);
+    }
+
+    /// [`Db::touch`] for a key deleted by expiry or eviction: no client changed it (a
+    /// NOLOOP client in BCAST mode hears of it too).
+    #[inline]
+    pub(crate) fn touch_removed(&mut self, key: &[u8]) {
+        if self.tracking.active() {
+            self.tracking.changed(key, 0);
+        }
+        self.signal(key);
+    }
+
+    /// WATCH versions and blocked clients' ready keys.
+    #[inline]
+    fn signal(&mut self, key: &[u8]) {
         if !self.blocked.is_empty() && self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
             self.ready.push(key.into());
         }

@@ -11,6 +11,7 @@ pub mod list;
 pub mod rdb;
 pub mod set;
 pub mod slot;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 

@@ -59,6 +59,10 @@ pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         &["admin", "noscript", "loading", "stale"],
         &["@admin", "@slow", "@dangerous", "@connection"],
     ),
+    srv(ServerCmd::Client, "client|tracking", -3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv(ServerCmd::Client, "client|caching", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv(ServerCmd::Client, "client|getredir", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv(ServerCmd::Client, "client|trackinginfo", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Client, "client|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
 

@@ -190,6 +190,8 @@ pub fn dispatch(
                 may_block: false,
                 track_keys: ctx.modified.is_some(),
                 notify: ctx.notify,
+                // The script's caller remembers the script's keys, not these.
+                caller: crate::exec::Caller { reader: None, ..ctx.caller },
             };
             let mut records = Records::with_buffer(Vec::new());
             let o = execute(&mut *ctx.keys, spec, &args, env, &mut out, &mut records);
@@ -203,6 +205,7 @@ pub fn dispatch(
             }
             ctx.nested.extend(o.nested);
             ctx.events.extend(o.events);
+            ctx.script_read |= spec.has(Flags::READONLY);
             if ctx.propagating && state.repl.get() != 0 && !records.is_empty() {
                 ctx.propagation.also.extend(records.decode());
             }

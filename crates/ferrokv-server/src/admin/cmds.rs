@@ -18,7 +18,7 @@ pub const REDIS_VERSION: &str = "7.0.15";
 
 /// Runs a server command. `held` is the keyspace EXEC holds while running it (see
 /// [`Held`]); a command that reads keys goes through it.
-pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held: Held) -> Flow {
+pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut held: Held) -> Flow {
     match cmd {
         ServerCmd::Ping => ping(c, args),
         ServerCmd::Echo => c.reply(|r| r.bulk(args.get(1))),
@@ -28,7 +28,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
             c.reply(|r| r.ok());
             c.closing = true;
         }
-        ServerCmd::Reset => reset(core, c),
+        ServerCmd::Reset => reset(core, c, &mut held),
         ServerCmd::Select => select(core, c, args),
         ServerCmd::Cluster => return crate::cluster::cluster_command(core, c, args, held),
         ServerCmd::Asking | ServerCmd::Readonly | ServerCmd::Readwrite => {
@@ -43,7 +43,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, held
                 c.reply(|r| r.ok());
             }
         }
-        ServerCmd::Client => client(core, c, args),
+        ServerCmd::Client => client(core, c, args, &mut held),
         ServerCmd::Info => {
             let text = crate::info::render(core.node, args);
             c.reply(|r| r.verbatim(text.as_bytes()));
@@ -260,8 +260,9 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     });
 }
 
-fn reset(core: &mut ShardCore, c: &mut Conn) {
+fn reset(core: &mut ShardCore, c: &mut Conn, held: &mut Held) {
     crate::pubsub::forget(core, c);
+    crate::tracking::disable(core, c, held);
     c.take_multi();
     c.meta.multi.store(-1, Ordering::Relaxed);
     core.release_watches(c);
@@ -294,9 +295,17 @@ fn set_name(c: &mut Conn, name: Option<Vec<u8>>) {
     }
 }
 
-fn client(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+fn client(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut Held) {
     let sub = args.get(1);
-    if eq_ic(sub, "id") {
+    if eq_ic(sub, "tracking") {
+        crate::tracking::tracking_cmd(core, c, args, held);
+    } else if eq_ic(sub, "caching") {
+        crate::tracking::caching_cmd(c, args);
+    } else if eq_ic(sub, "getredir") {
+        crate::tracking::getredir_cmd(c);
+    } else if eq_ic(sub, "trackinginfo") {
+        crate::tracking::trackinginfo_cmd(c);
+    } else if eq_ic(sub, "id") {
         let id = c.meta.id as i64;
         c.reply(|r| r.integer(id));
     } else if eq_ic(sub, "setname") {
@@ -370,14 +379,25 @@ fn own_line<R>(c: &mut Conn, args: &Args, f: impl FnOnce(&mut Conn) -> R) -> R {
 }
 
 /// CLIENT LIST's `flags=`, in Redis's order: S (replica), P (subscribed), x (in MULTI),
-/// U (on the Unix socket: its address is the socket's path), e (CLIENT NO-EVICT on);
-/// N when none.
-fn client_flags(replica: bool, subscribed: bool, multi: bool, unix: bool, no_evict: bool) -> String {
-    let mut f: String = [(replica, 'S'), (subscribed, 'P'), (multi, 'x'), (unix, 'U'), (no_evict, 'e')]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, c)| *c)
-        .collect();
+/// t (tracking), R (its tracking redirect is gone), B (tracking in BCAST mode), U (on
+/// the Unix socket: its address is the socket's path), e (CLIENT NO-EVICT on); N when
+/// none.
+fn client_flags(replica: bool, subscribed: bool, multi: bool, tracking: u32, unix: bool, no_evict: bool) -> String {
+    use crate::tracking::{META_BCAST, META_BROKEN, META_ON};
+    let mut f: String = [
+        (replica, 'S'),
+        (subscribed, 'P'),
+        (multi, 'x'),
+        (tracking & META_ON != 0, 't'),
+        (tracking & META_BROKEN != 0, 'R'),
+        (tracking & META_BCAST != 0, 'B'),
+        (unix, 'U'),
+        (no_evict, 'e'),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, c)| *c)
+    .collect();
     if f.is_empty() {
         f.push('N');
     }
@@ -392,7 +412,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
     let cmd = m.last_cmd_name();
     let subscribed = m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}\n",
         m.id,
         m.addr,
         m.laddr,
@@ -404,6 +424,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
             m.replica.load(Ordering::Relaxed),
             subscribed,
             multi >= 0,
+            m.tracking.load(Ordering::Relaxed),
             m.addr.starts_with('/'),
             crate::client_mem::no_evict(m)
         ),
@@ -420,6 +441,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
         m.omem.load(Ordering::Relaxed),
         m.mem.total.load(Ordering::Relaxed),
         cmd,
+        if m.tracking.load(Ordering::Relaxed) != 0 { m.tracking_redir.load(Ordering::Relaxed) as i64 } else { -1 },
         m.resp.load(Ordering::Relaxed),
     )
 }
@@ -1166,7 +1188,8 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     } else {
         c.reply(|r| r.array(multi.queued.len()));
         let cfg = core.exec_cfg.clone();
-        let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false, notify: core.notify };
+        let caller = crate::tracking::caller(c, core.id);
+        let env = Env { cfg: &cfg, now_ms: now, may_block: false, track_keys: false, notify: core.notify, caller };
         // The whole transaction is one unit of the effects stream.
         let mut records = ferrokv_store::effects::Records::default();
         for q in &multi.queued {
@@ -1207,11 +1230,9 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
         }
         let _ = ks.log_unit(records);
     }
-    for (s, db) in ks.guards.iter_mut() {
-        if db.has_ready() {
-            core.serve_ready(*s, db);
-        }
-    }
+    // The transaction's invalidations follow its reply (Redis sends them after EXEC).
+    core.settle_tracking_all(&mut ks, Some(c));
+    core.after_multi(&mut ks);
     drop(ks);
     core.release_watches(c);
     Flow::Done

@@ -101,6 +101,7 @@ fn clients(node: &Node, o: &mut String) {
         node.config().maxclients,
         node.shards.iter().map(|s| s.blocked_clients.load(Ordering::Relaxed)).sum::<u64>(),
     );
+    let _ = write!(o, "tracking_clients:{}\r\n", node.tracking.clients.load(Ordering::Relaxed));
 }
 
 fn human(bytes: u64) -> String {
@@ -209,6 +210,11 @@ fn stats(node: &Node, o: &mut String) {
         r.sync_full.load(Ordering::Relaxed),
         r.sync_partial_ok.load(Ordering::Relaxed),
         r.sync_partial_err.load(Ordering::Relaxed),
+    );
+    let (keys, items, prefixes) = crate::tracking::totals(node);
+    let _ = write!(
+        o,
+        "tracking_total_keys:{keys}\r\ntracking_total_items:{items}\r\ntracking_total_prefixes:{prefixes}\r\n"
     );
 }
 

@@ -115,7 +115,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("enable-module-command", YES_NO_LOCAL, "no", immutable),
     no_effect!("enable-protected-configs", YES_NO_LOCAL, "no", immutable),
     no_effect!("ignore-warnings", Kind::Str, ""),
-    no_effect!("tracking-table-max-keys", INT, "1000000"),
     // Tuning of work ferrokv does its own way (or synchronously, which is what `no` means).
     no_effect!("activerehashing", Kind::Bool, "yes"),
     no_effect!("activedefrag", Kind::Bool, "no"),

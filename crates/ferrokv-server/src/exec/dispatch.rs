@@ -79,6 +79,10 @@ pub struct ShardCore {
     pub mem: crate::maxmemory::Limit,
     /// LFU settings the keyspace has yet to take (see [`ShardCore::sync_db_settings`]).
     db_settings: Option<(u32, u32)>,
+    /// Client tracking work of this shard (see `crate::tracking`).
+    pub tracking: crate::tracking::CoreTracking,
+    /// `tracking-table-max-keys` (0: no limit).
+    pub tracking_max_keys: u64,
 }
 
 /// Where the simulator's model check hears of every execution (see [`TraceEvent`]).
@@ -140,6 +144,8 @@ impl ShardCore {
             mem: Default::default(),
             db_settings: None,
             notify: 0,
+            tracking: Default::default(),
+            tracking_max_keys: 1_000_000,
         };
         core.refresh_config();
         core.sync_db_settings();
@@ -173,6 +179,7 @@ impl ShardCore {
         m.replica_ignore = cfg.replica_ignore_maxmemory;
         let (log_factor, decay) = (cfg.lfu_log_factor as u32, cfg.lfu_decay_time as u32);
         self.notify = cfg.notify_flags();
+        self.tracking_max_keys = cfg.tracking_table_max_keys;
         drop(cfg);
         self.exec_cfg = self.node.exec_config();
         // The keyspace's copy is set where no keyspace lock is held (a CONFIG SET run
@@ -198,11 +205,14 @@ impl ShardCore {
     /// Redis's maxmemory check in `processCommand`: evicts while the node is over the
     /// limit; if it stays over, refuses commands flagged `denyoom` (and an EXEC that
     /// queued one), and anything but EXEC/DISCARD/QUIT/RESET inside MULTI.
-    fn oom_refusal(&mut self, c: &Conn, spec: &CommandSpec, args: &Args) -> Option<&'static str> {
+    fn oom_refusal(&mut self, c: &mut Conn, spec: &CommandSpec, args: &Args) -> Option<&'static str> {
         let node = self.node;
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
-        if self.mem.perform(node, exempt) == crate::maxmemory::State::Ok {
+        let state = self.mem.perform(node, exempt);
+        // Readers of evicted keys hear of it before this command's reply, as in Redis.
+        self.settle_evictions(Some(c));
+        if state == crate::maxmemory::State::Ok {
             return None;
         }
         let is_exec = matches!(spec.handler, Handler::Server(ServerCmd::Exec));
@@ -317,6 +327,17 @@ impl ShardCore {
     pub fn run_command(&mut self, c: &mut Conn, args: &Args) -> Flow {
         self.refresh_config();
         self.sync_db_settings();
+        if self.node.tracking.on() {
+            self.limit_tracking(Some(c));
+        }
+        let flow = self.run_command_checked(c, args);
+        if c.tracking.is_some() && !matches!(flow, Flow::Stall) {
+            crate::tracking::after_command(c, args);
+        }
+        flow
+    }
+
+    fn run_command_checked(&mut self, c: &mut Conn, args: &Args) -> Flow {
         let name = args.get(0);
         let Some((mut spec, mut id)) = lookup_id(name) else {
             let msg = unknown_command(args);
@@ -656,8 +677,15 @@ impl ShardCore {
                     return self.reject(c, Some(id), e);
                 }
                 db.keep_expired_notes(self.expired_events());
-                let env =
-                    Env { cfg: &self.exec_cfg, now_ms: now, may_block: true, track_keys: false, notify: self.notify };
+                let caller = crate::tracking::caller(c, self.id);
+                let env = Env {
+                    cfg: &self.exec_cfg,
+                    now_ms: now,
+                    may_block: true,
+                    track_keys: false,
+                    notify: self.notify,
+                    caller,
+                };
                 let client = (self.id, c.token);
                 let mut r = c.reply(|out| {
                     let start = out.buf.len();
@@ -671,6 +699,7 @@ impl ShardCore {
                 if !r.events.is_empty() {
                     self.publish_events(std::mem::take(&mut r.events));
                 }
+                self.settle_tracking(self.id, &mut db, Some(c));
                 if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
                     let mut reg = node.lock_waiters(self.id);
@@ -702,6 +731,7 @@ impl ShardCore {
                     id,
                     args: args.to_owned_args(),
                     waiter,
+                    caller: crate::tracking::caller(c, self.id),
                 };
                 self.send(target, m);
             }
@@ -714,8 +744,15 @@ impl ShardCore {
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
-        let env =
-            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
+        let caller = crate::tracking::caller(c, self.id);
+        let env = Env {
+            cfg: &self.exec_cfg,
+            now_ms: self.now_ms,
+            may_block: true,
+            track_keys: false,
+            notify: self.notify,
+            caller,
+        };
         let client = (self.id, c.token);
         let me = &*self;
         let mut r = c.reply(|out| {
@@ -730,6 +767,7 @@ impl ShardCore {
         if !r.events.is_empty() {
             self.publish_events(std::mem::take(&mut r.events));
         }
+        self.settle_tracking_all(&mut ks, Some(c));
         if let Blocked::Wait { timeout_ms } = r.blocked {
             let w = self.block(c, spec, args, true, timeout_ms);
             for k in &w.keys {
@@ -757,8 +795,15 @@ impl ShardCore {
                 return self.reject(c, Some(id), e);
             }
         }
-        let env =
-            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: false, track_keys: false, notify: self.notify };
+        let caller = crate::tracking::caller(c, self.id);
+        let env = Env {
+            cfg: &self.exec_cfg,
+            now_ms: self.now_ms,
+            may_block: false,
+            track_keys: false,
+            notify: self.notify,
+            caller,
+        };
         let client = (self.id, c.token);
         let me = &*self;
         let events = c.reply(|out| {
@@ -772,6 +817,7 @@ impl ShardCore {
         if !events.is_empty() {
             self.publish_events(events);
         }
+        self.settle_tracking_all(&mut ks, Some(c));
         self.after_multi(&mut ks);
         Flow::Done
     }
@@ -842,15 +888,17 @@ impl ShardCore {
         if db.has_ready() {
             self.serve_ready(shard, db);
         }
+        self.settle_tracking(shard, db, None);
         self.node.shards[shard].publish(db);
     }
 
-    fn after_multi(&mut self, ks: &mut MultiDb) {
+    pub fn after_multi(&mut self, ks: &mut MultiDb) {
         for (s, db) in ks.guards.iter_mut() {
             if db.has_ready() {
                 self.serve_ready(*s, db);
             }
         }
+        self.settle_tracking_all(ks, None);
     }
 
     /// Serves the waiters of `db`'s ready keys, oldest first, by running their command
@@ -886,6 +934,7 @@ impl ShardCore {
                         may_block: true,
                         track_keys: false,
                         notify: self.notify,
+                        caller: ferrokv_commands::exec::Caller::NONE,
                     };
                     let mut r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
                     self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
@@ -920,8 +969,14 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let env =
-            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
+        let env = Env {
+            cfg: &self.exec_cfg,
+            now_ms: self.now_ms,
+            may_block: true,
+            track_keys: false,
+            notify: self.notify,
+            caller: ferrokv_commands::exec::Caller::NONE,
+        };
         let mut r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
         if !r.events.is_empty() {
@@ -948,6 +1003,7 @@ impl ShardCore {
 
     /// Runs a command forwarded by another shard; returns its encoded reply, or None
     /// when a blocking command now waits here (its reply comes when it is served).
+    #[allow(clippy::too_many_arguments)] // the fields of Msg::Exec, taken apart
     pub fn exec_forwarded(
         &mut self,
         spec: &'static CommandSpec,
@@ -958,6 +1014,7 @@ impl ShardCore {
         token: u64,
         seq: u64,
         waiter: Option<Arc<Waiter>>,
+        caller: ferrokv_commands::exec::Caller,
     ) -> Option<Vec<u8>> {
         let node = self.node;
         crate::node::bump(&node.shards[self.id].routing.received);
@@ -969,20 +1026,31 @@ impl ShardCore {
             out.error(&e);
             return Some(out.buf);
         }
-        let env =
-            Env { cfg: &self.exec_cfg, now_ms: self.now_ms, may_block: true, track_keys: false, notify: self.notify };
+        let env = Env {
+            cfg: &self.exec_cfg,
+            now_ms: self.now_ms,
+            may_block: true,
+            track_keys: false,
+            notify: self.notify,
+            caller,
+        };
         let t0 = cycles();
         db.keep_expired_notes(self.expired_events());
         let mut r = if spec.has(Flags::NO_MANDATORY_KEYS) {
             // A script: its keyspace may grow to other shards (see MultiDb::holds).
             let mut ks = MultiDb { node, guards: vec![(self.id, db)] };
             let r = run_unit(&mut ks, spec, args, env, &mut out);
+            let mut own = crate::tracking::Own::Forwarded { home: from, token, caller, out: &mut out };
+            self.settle_tracking_all_to(&mut ks, &mut own);
             self.after_multi(&mut ks);
             drop(ks);
             db = node.lock_db(self.id);
             r
         } else {
-            run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out)
+            let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
+            let mut own = crate::tracking::Own::Forwarded { home: from, token, caller, out: &mut out };
+            self.settle_tracking_to(self.id, &mut db, &mut own);
+            r
         };
         self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
         self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len());
@@ -1040,6 +1108,22 @@ impl ShardCore {
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
         self.mem.perform(node, exempt);
+        self.settle_evictions(None);
+    }
+
+    /// After eviction (which locks one shard at a time, any of them): what the evicted
+    /// keys owe tracking clients.
+    fn settle_evictions(&mut self, mut own: Option<&mut Conn>) {
+        let node = self.node;
+        if !node.tracking.on() {
+            return;
+        }
+        for s in 0..node.shard_count() {
+            let mut db = node.lock_db(s);
+            if db.tracking.owes() {
+                self.settle_tracking(s, &mut db, own.as_deref_mut());
+            }
+        }
     }
 
     /// Whether expiry must keep the keys it deletes for `expired` events (applied to
@@ -1088,6 +1172,8 @@ impl ShardCore {
                 t.borrow_mut().push(TraceEvent::Expired { keys: keys.iter().map(|k| k.to_vec()).collect() });
             }
         }
+        let id = self.id;
+        self.settle_tracking(id, &mut db, None);
         self.node.shards[self.id].publish(&db);
         drop(db);
         if n > 0 {
@@ -1157,7 +1243,14 @@ pub fn run_internal(ks: &mut MultiDb, words: &[&[u8]], cfg: &ExecConfig, now_ms:
         out.error("ERR internal command unknown or of wrong arity");
         return out;
     };
-    let env = Env { cfg, now_ms, may_block: false, track_keys: false, notify: 0 };
+    let env = Env {
+        cfg,
+        now_ms,
+        may_block: false,
+        track_keys: false,
+        notify: 0,
+        caller: ferrokv_commands::exec::Caller::NONE,
+    };
     let r = run_unit(ks, spec, &args, env, &mut out);
     if r.dirty != 0 {
         if let Some(&(s, _)) = ks.guards.first() {

@@ -172,8 +172,10 @@ impl ShardCore {
     /// (the cluster bus, closing a socket) come back for the event loop.
     pub fn handle_message(&mut self, m: Msg, conns: &mut ConnTable, touched: &mut Vec<usize>) -> Option<Msg> {
         match m {
-            Msg::Exec { from, token, seq, proto, spec, id, args, waiter } => {
-                if let Some(bytes) = self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, waiter) {
+            Msg::Exec { from, token, seq, proto, spec, id, args, waiter, caller } => {
+                if let Some(bytes) =
+                    self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, waiter, caller)
+                {
                     self.send(from, Msg::Reply { token, seq, bytes });
                 }
             }
@@ -205,6 +207,20 @@ impl ShardCore {
             Msg::MigrateDone(done) => crate::migrate::finish(self, *done, conns, touched),
             Msg::Publish(p) => {
                 crate::pubsub::resolve(self, p);
+                crate::pubsub::deliver(self, conns, touched);
+            }
+            Msg::Tracking { token, notice } => {
+                let (idx, c) = conns.by_token(token)?;
+                if !c.dead {
+                    self.write_notice(c, notice);
+                    touched.push(idx);
+                }
+                crate::pubsub::deliver(self, conns, touched);
+            }
+            Msg::TrackingRelay(owed) => self.tracking_relay(*owed),
+            Msg::TrackingFlushRelay(id) => self.flush_relay(id),
+            Msg::TrackingFlushMarker(id) => {
+                self.flush_marker(id);
                 crate::pubsub::deliver(self, conns, touched);
             }
             other => return Some(other),

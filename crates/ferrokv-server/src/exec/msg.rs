@@ -17,6 +17,8 @@ pub enum Msg {
         id: ferrokv_commands::table::CommandId,
         args: OwnedArgs,
         waiter: Option<Arc<Waiter>>,
+        /// Who runs it, for client tracking.
+        caller: ferrokv_commands::exec::Caller,
     },
     /// The forwarded blocking command `seq` is waiting; its timeout starts now.
     Blocked { token: u64, seq: u64, timeout_ms: u64 },
@@ -35,6 +37,15 @@ pub enum Msg {
     /// Cluster mode: a message published here, for the bus (shard 0) to send to the
     /// other nodes.
     ClusterPublish(Arc<crate::pubsub::Publication>),
+    /// Client tracking: a notice for the connection `token` of the receiving shard.
+    Tracking { token: u64, notice: crate::tracking::Notice },
+    /// Client tracking: what another thread's change of this shard's keys owes, to send
+    /// from here (see `crate::tracking`).
+    TrackingRelay(Box<ferrokv_store::tracking::Owed>),
+    /// A flush owes tracking clients a null: relay a marker to every shard.
+    TrackingFlushRelay(u64),
+    /// One shard's marker of a flush (see `crate::tracking`).
+    TrackingFlushMarker(u64),
     /// A MIGRATE round came back from the migration thread (to the client's home shard).
     MigrateDone(Box<crate::migrate::Done>),
 }
@@ -53,6 +64,10 @@ impl Msg {
             Msg::MigrateDone(_) => "migrate-done",
             Msg::Publish(_) => "publish",
             Msg::ClusterPublish(_) => "cluster-publish",
+            Msg::Tracking { .. } => "tracking",
+            Msg::TrackingRelay(_) => "tracking-relay",
+            Msg::TrackingFlushRelay(_) => "tracking-flush-relay",
+            Msg::TrackingFlushMarker(_) => "tracking-flush-marker",
         }
     }
 }

@@ -119,6 +119,8 @@ pub struct Conn {
     /// The memory this connection last counted in its shard's client totals (see
     /// `Conn::memory` and `crate::client_mem`).
     pub mem_counted: u64,
+    /// CLIENT TRACKING state (`None`: off).
+    pub tracking: Option<Box<crate::tracking::ClientTracking>>,
 }
 
 impl Conn {
@@ -154,6 +156,7 @@ impl Conn {
             obuf_soft_since: None,
             held_bytes: 0,
             mem_counted: 0,
+            tracking: None,
         }
     }
 

@@ -121,6 +121,9 @@ impl Shard {
                     self.deliver_pubsub();
                 }
             }
+            // BCAST invalidations of this iteration's changes, one message per prefix.
+            self.core.flush_bcast();
+            self.deliver_pubsub();
             // Keys of slots this node lost: a batch per iteration.
             let trim_left = crate::slot_migration::trim_step(node, id);
             // The AOF gets this iteration's effects before any reply leaves, to a
@@ -292,6 +295,8 @@ impl Shard {
             replica: std::sync::atomic::AtomicBool::new(false),
             pubsub: Default::default(),
             mem: Default::default(),
+            tracking: AtomicU32::new(0),
+            tracking_redir: AtomicU64::new(0),
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +376,7 @@ impl Shard {
     /// Writes the pub/sub messages published by what just ran (see `crate::pubsub`)
     /// and closes the subscribers that went over their output limit.
     fn deliver_pubsub(&mut self) {
-        if !self.core.deliveries.is_empty() {
+        if !self.core.deliveries.is_empty() || self.core.tracking.has_out() {
             let mut touched = std::mem::take(&mut self.touched);
             crate::pubsub::deliver(&mut self.core, &mut self.conns, &mut touched);
             self.flush_touched(touched);
@@ -560,6 +565,7 @@ impl Shard {
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         self.core.release_watches(c);
         crate::pubsub::forget(&self.core, c);
+        crate::tracking::disable(&self.core, c, &mut crate::dispatch::Held::Nothing);
     }
 
     fn maybe_free(&mut self, idx: usize) {
@@ -678,6 +684,7 @@ impl Shard {
         self.core.node.slot_migration.lift_if_lost(self.core.node);
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
+        self.core.limit_tracking(None);
         if self.core.node.cluster.is_some() {
             let mut touched = std::mem::take(&mut self.touched);
             crate::pubsub::drop_moved_shard_channels(&mut self.core, &mut self.conns, &mut touched);

@@ -227,6 +227,9 @@ pub fn resolve(core: &mut ShardCore, p: Arc<Publication>) {
 /// that got output go to `touched` (those over their output limit are queued to close,
 /// see `ShardCore::check_output`).
 pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched: &mut Vec<usize>) {
+    if core.tracking.has_out() {
+        crate::tracking::deliver(core, conns, touched);
+    }
     if core.deliveries.is_empty() {
         return;
     }

@@ -633,7 +633,14 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
     for (words, end) in &cmds {
         let argv = words.args();
         let name = argv.get(0);
-        let env = Env { cfg: &cfg, now_ms: unix_ms(), may_block: false, track_keys: false, notify: 0 };
+        let env = Env {
+            cfg: &cfg,
+            now_ms: unix_ms(),
+            may_block: false,
+            track_keys: false,
+            notify: 0,
+            caller: ferrokv_commands::exec::Caller::NONE,
+        };
         if name.eq_ignore_ascii_case(b"multi") {
             tx = Some(Vec::new());
         } else if name.eq_ignore_ascii_case(b"exec") {

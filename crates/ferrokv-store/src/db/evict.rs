@@ -100,7 +100,7 @@ impl Db {
             return false;
         };
         let node = self.remove_at(slot, idx);
-        self.touch(key);
+        self.touch_removed(key);
         self.shrink_if_sparse(slot);
         if let Some(log) = self.effects.as_deref_mut() {
             let name: &[u8] = if unlink { b"UNLINK" } else { b"DEL" };
