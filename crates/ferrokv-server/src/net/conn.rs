@@ -121,6 +121,8 @@ pub struct Conn {
     pub mem_counted: u64,
     /// CLIENT TRACKING state (`None`: off).
     pub tracking: Option<Box<crate::tracking::ClientTracking>>,
+    /// What its subscriptions take, taken when they change (not walked per flush).
+    pub subs_mem: usize,
 }
 
 impl Conn {
@@ -157,6 +159,7 @@ impl Conn {
             held_bytes: 0,
             mem_counted: 0,
             tracking: None,
+            subs_mem: 0,
         }
     }
 
@@ -334,8 +337,7 @@ impl Conn {
             .multi()
             .map_or(0, |m| m.argv_mem as usize + m.queued.capacity() * std::mem::size_of::<QueuedCommand>());
         let watched: usize = self.watched.iter().map(|w| w.key.len() + std::mem::size_of::<Watch>()).sum();
-        let subs = self.subs.as_ref().map_or(0, |s| s.memory());
-        (conn + out + self.inbuf.capacity() + multi + watched + subs) as u64
+        (conn + out + self.inbuf.capacity() + multi + watched + self.subs_mem) as u64
             + self.meta.mem.argv.load(std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -311,6 +311,7 @@ fn settle(c: &mut Conn) {
     c.meta.pubsub[0].store(sub as u32, Ordering::Relaxed);
     c.meta.pubsub[1].store(psub as u32, Ordering::Relaxed);
     c.meta.pubsub[2].store(ssub as u32, Ordering::Relaxed);
+    c.subs_mem = c.subs.as_ref().map_or(0, |s| s.memory());
     if c.subs.as_ref().is_some_and(|s| s.is_empty()) {
         c.subs = None;
         c.obuf_soft_since = None;
