@@ -8,9 +8,11 @@
 #   hashes     100,000 HSET hash:NNNNNN with 10 fields of ~8 bytes  (1M fields)
 #   sets        10,000 SADD set:NNNNN with 100 integers        (1M members)
 #   zsets       10,000 ZADD zset:NNNNN with 100 members         (1M members)
+#   strN     1,000,000 SET key:NNNNNNNNNN (14 bytes) with an N-byte value, N = 15, 16,
+#                      32, 64; str16ttl: 16-byte values, every key with a TTL
 # Prints a markdown table with ratios (ferrokv / redis; below 1 means ferrokv uses less).
 #
-# Usage: benches/memory.sh [--no-build] [--only strings|hashes|sets|zsets]
+# Usage: benches/memory.sh [--no-build] [--only strings|hashes|sets|zsets|str15|str16|str32|str64|str16ttl]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,15 @@ def cmd(*args):
 if kind == "strings":
     for i in range(1_000_000):
         cmd("SET", "key:%07d" % i, "value:%07d" % i)
+elif kind.startswith("str") and kind[3:].rstrip("ttl").isdigit():
+    # Issue 12's rows: 14-byte keys, values of N bytes, optionally every key with a TTL.
+    n = int(kind[3:].rstrip("ttl"))
+    ttl = kind.endswith("ttl")
+    for i in range(1_000_000):
+        if ttl:
+            cmd("SET", "key:%010d" % i, "v" * n, "EX", 100000 + i % 1000)
+        else:
+            cmd("SET", "key:%010d" % i, "v" * n)
 elif kind == "hashes":
     for i in range(100_000):
         args = ["HSET", "hash:%06d" % i]
@@ -94,7 +105,8 @@ measure() {
 
 echo "| dataset | ferrokv RSS B/elem | redis RSS B/elem | RSS ratio | ferrokv used_memory B/elem | redis used_memory B/elem | used_memory ratio |"
 echo "|---|---|---|---|---|---|---|"
-for spec in "strings 1000000" "hashes 1000000" "sets 1000000" "zsets 1000000"; do
+for spec in "strings 1000000" "hashes 1000000" "sets 1000000" "zsets 1000000" \
+    "str15 1000000" "str16 1000000" "str32 1000000" "str64 1000000" "str16ttl 1000000"; do
     set -- $spec
     [ -n "$only" ] && [ "$only" != "$1" ] && continue
     read -r f_rss f_used < <(measure ferrokv "$1" "$2")
