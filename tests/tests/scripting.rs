@@ -170,6 +170,45 @@ fn libraries_bit_and_cjson() {
     same_replies(&cmds);
 }
 
+/// cmsgpack against redis-server: the bytes of each encoding (returned as a string), a
+/// round trip, the stream readers and their errors.
+#[test]
+fn library_cmsgpack() {
+    let scripts = [
+        "return cmsgpack.pack(0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649)",
+        "return cmsgpack.pack(1.5, -0.25, 0.1, 1e300, 2^63, -2^63, 2^53 + 1, 1/0, -1/0)",
+        "return cmsgpack.pack('', 'abc', string.rep('x', 31), string.rep('y', 32), string.rep('z', 255), string.rep('w', 256), string.rep('v', 65536))",
+        "return cmsgpack.pack(true, false, nil, function() end)",
+        "return cmsgpack.pack({}, {1, 2, 3}, {[1] = 'a', [3] = 'c'}, {a = 1}, {1, 2, x = 3})",
+        "local t = {} for i = 1, 20 do t[i] = i end return cmsgpack.pack(t)",
+        "local t = {} for i = 1, 70000 do t[i] = 0 end return #cmsgpack.pack(t)",
+        "local t = {} t[1] = t return cmsgpack.pack(t)",
+        "return cmsgpack.pack({{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}})",
+        "return cmsgpack.pack()",
+        "return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3, 4}, true, 2.5))}",
+        "local t = cmsgpack.unpack(cmsgpack.pack({a = {b = 'c'}})) return t.a.b",
+        "return {cmsgpack.unpack(cmsgpack.pack(-5, 300, -300, 70000, -70000, 5000000000, -5000000000))}",
+        "return tostring(cmsgpack.unpack(cmsgpack.pack(0.1)))",
+        "local s = cmsgpack.pack(1, 2, 3) return {cmsgpack.unpack_one(s)}",
+        "local s = cmsgpack.pack(1, 2, 3) return {cmsgpack.unpack_one(s, 2)}",
+        "local s = cmsgpack.pack(1, 2, 3) return {cmsgpack.unpack_limit(s, 2)}",
+        "local s = cmsgpack.pack(1, 2, 3) return {cmsgpack.unpack_limit(s, 5, 1)}",
+        "return {cmsgpack.unpack_one('', 0)}",
+        "return cmsgpack.unpack_one('abc', 10)",
+        "return cmsgpack.unpack_limit('abc', -1)",
+        "return cmsgpack.unpack('\\205\\1')",
+        "return cmsgpack.unpack('\\193')",
+        "return cmsgpack.unpack('\\196\\1a')",
+        "return cmsgpack.unpack()",
+        "return {cmsgpack.unpack('')}",
+        "return cmsgpack.unpack(123)",
+        "return {cmsgpack._NAME, cmsgpack._VERSION, cmsgpack._DESCRIPTION}",
+        "return {pcall(cmsgpack.unpack, '\\218')}",
+    ];
+    let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
+    same_replies(&cmds);
+}
+
 #[test]
 fn commands_replies_and_errors_inside_scripts() {
     let mut cmds = vec![

@@ -4,12 +4,14 @@
 
 pub mod bit;
 pub mod cjson;
+pub mod cmsgpack;
 
 use mlua::{Lua, Table};
 
 pub fn register(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     globals.raw_set("bit", bit::table(lua)?)?;
     globals.raw_set("cjson", cjson::table(lua)?)?;
+    globals.raw_set("cmsgpack", cmsgpack::table(lua)?)?;
     Ok(())
 }
 
