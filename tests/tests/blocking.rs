@@ -39,7 +39,12 @@ fn wait_blocked(conn: &mut Conn, n: usize) {
 }
 
 fn servers() -> Vec<Server> {
-    vec![Server::under_test(&[]), Server::under_test(&["--server-threads", "2"])]
+    let mut all = vec![Server::under_test(&[]), Server::under_test(&["--server-threads", "2"])];
+    // Pushes for the other shard run on the pusher's thread under that shard's lock.
+    if ferrokv_tests::server::target_kind() == ferrokv_tests::Kind::Ferrokv {
+        all.push(Server::under_test(&["--server-threads", "2", "--shard-hop", "lock"]));
+    }
+    all
 }
 
 #[test]

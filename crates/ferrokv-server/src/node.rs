@@ -79,6 +79,9 @@ pub struct Routing {
     pub forwarded: AtomicU64,
     /// Data commands other shards forwarded here and this shard ran.
     pub received: AtomicU64,
+    /// Data commands of this shard's connections run here under the owning shard's
+    /// lock (`shard-hop lock`).
+    pub locked: AtomicU64,
     /// Data commands of this shard's connections whose keys span shards (run here
     /// under several shards' locks).
     pub multi: AtomicU64,

@@ -82,6 +82,9 @@ pub struct Config {
     pub core_ports: String,
     /// `cluster-announce-core-ports`: what cluster mode advertises for them.
     pub cluster_announce_core_ports: String,
+    /// `shard-hop`: `forward` a command whose keys live on another shard to it, or run
+    /// it here under that shard's `lock`.
+    pub shard_hop: String,
     pub cluster_announce_bus_port: u64,
     pub cluster_require_full_coverage: bool,
     pub cluster_allow_reads_when_down: bool,
@@ -223,6 +226,7 @@ impl Default for Config {
             cluster_announce_port: 0,
             core_ports: String::new(),
             cluster_announce_core_ports: String::new(),
+            shard_hop: "forward".into(),
             cluster_announce_bus_port: 0,
             cluster_require_full_coverage: true,
             cluster_allow_reads_when_down: false,
@@ -363,6 +367,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("logfile", Kind::Str, false, logfile, str),
     opt!("pidfile", Kind::Str, false, pidfile, str),
     opt!("server-threads", Kind::Int { min: 0, max: 1024 }, false, server_threads, int),
+    opt!("shard-hop", Kind::Enum(&["forward", "lock"]), true, shard_hop, str),
     opt!("maxclients", Kind::Int { min: 1, max: i64::MAX }, true, maxclients, int),
     opt!("timeout", Kind::Int { min: 0, max: i64::MAX }, true, timeout, int),
     opt!("tcp-keepalive", Kind::Int { min: 0, max: i64::MAX }, true, tcp_keepalive, int),

@@ -289,7 +289,8 @@ fn keyspace(node: &Node, o: &mut String) {
 
 /// `INFO shards` (ferrokv's own): one line per shard with its own port (`core-ports`,
 /// 0 when none) and where its traffic went — data commands of its connections run
-/// here (`local`), sent to the owning shard (`forwarded`) or run under several shards'
+/// here (`local`), sent to the owning shard (`forwarded`), run here under the owning
+/// shard's lock (`locked`, with `shard-hop lock`) or under several shards'
 /// locks (`multi`); commands other shards sent here (`received`); connections and
 /// commands on its own port. A cluster client routing to the owning core shows
 /// `forwarded=0` everywhere.
@@ -301,7 +302,7 @@ fn shards(node: &Node, o: &mut String) {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let _ = write!(
             o,
-            "shard{i}:core_port={},connected_clients={},core_port_clients={},commands={},core_port_commands={},local={},forwarded={},received={},multi={}\r\n",
+            "shard{i}:core_port={},connected_clients={},core_port_clients={},commands={},core_port_commands={},local={},forwarded={},locked={},received={},multi={}\r\n",
             ports.get(i).copied().unwrap_or(0),
             get(&s.connected_clients),
             get(&r.core_port_clients),
@@ -309,6 +310,7 @@ fn shards(node: &Node, o: &mut String) {
             get(&r.core_port_commands),
             get(&r.local),
             get(&r.forwarded),
+            get(&r.locked),
             get(&r.received),
             get(&r.multi),
         );

@@ -49,6 +49,9 @@ pub struct ShardCore {
     replica_serve_stale_data: bool,
     /// `cluster-slot-stats-enabled` (in cluster mode).
     slot_stats: bool,
+    /// `shard-hop lock`: a single-shard command whose keys live on another shard runs
+    /// on this thread under that shard's lock instead of being forwarded.
+    hop_lock: bool,
     /// Unix ms, read once per loop iteration: commands of one batch share a clock,
     /// as Redis caches its clock per command.
     pub now_ms: u64,
@@ -130,6 +133,7 @@ impl ShardCore {
             replica_read_only: true,
             replica_serve_stale_data: true,
             slot_stats: false,
+            hop_lock: false,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
@@ -169,6 +173,7 @@ impl ShardCore {
         self.slot_stats = cfg.cluster_slot_stats_enabled && self.node.cluster.is_some();
         self.output_limits = crate::client_mem::ClassLimits::from_config(&cfg);
         self.client_evict_limit = crate::client_mem::eviction_limit(&cfg);
+        self.hop_lock = cfg.shard_hop == "lock";
         ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
         let m = &mut self.mem;
         m.maxmemory = cfg.maxmemory;
@@ -668,10 +673,20 @@ impl ShardCore {
             if target == self.id && spec.has(Flags::NO_MANDATORY_KEYS) {
                 return self.run_script_here(c, spec, id, args);
             }
-            if target == self.id {
-                crate::node::bump(&node.shards[self.id].routing.local);
+            // `shard-hop lock`: a command for another shard runs here under its lock,
+            // unless it may block (its waiter belongs to that shard) or may grow to other
+            // shards (a script), or something forwarded is still in flight (it would
+            // overtake it).
+            let here = target == self.id
+                || (self.hop_lock
+                    && c.inflight() == 0
+                    && !matches!(h, Handler::Blocking(..))
+                    && !spec.has(Flags::NO_MANDATORY_KEYS));
+            if here {
+                let routing = &node.shards[self.id].routing;
+                crate::node::bump(if target == self.id { &routing.local } else { &routing.locked });
                 let now = self.now_ms;
-                let mut db = node.lock_db(self.id);
+                let mut db = node.lock_db(target);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
                     drop(db);
                     return self.reject(c, Some(id), e);
@@ -702,12 +717,12 @@ impl ShardCore {
                 self.settle_tracking(self.id, &mut db, Some(c));
                 if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
-                    let mut reg = node.lock_waiters(self.id);
+                    let mut reg = node.lock_waiters(target);
                     for k in &w.keys {
                         reg.register(&mut db, k, &w);
                     }
                 }
-                self.after_exec(self.id, &mut db);
+                self.after_exec(target, &mut db);
                 drop(db);
                 self.after_flushall(spec, &r);
             } else {
