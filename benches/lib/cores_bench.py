@@ -58,7 +58,9 @@ def scenario_hop(a, servers, load):
             pid, port = servers.start("ferrokv", threads=threads, cores=cores, cluster=False)
             assert Conn(port).call("CONFIG", "SET", "shard-hop", hop) == "OK"
             for dist, keys in dists:
-                load.fill(port, a.keys, 3, "--no-cluster", *keys)
+                n = keys[keys.index("--keys") + 1]
+                load.run(port, "--distribution", "sequential", "--ratio", "1:0", "-n", n, "-c", 50, "-P", 16,
+                         "--no-cluster", *keys)
                 for pl in (1, 16):
                     r = load.measure([pid], port, "--no-cluster", "--duration", a.seconds, "-c", a.clients,
                                      "-P", pl, "--ratio", "1:1", *keys)
