@@ -110,7 +110,7 @@ OPTION_NOTES = {
     "protected-mode": "accepted, no effect (bind defaults to loopback)",
     "dir": "the working directory",
     "server-threads": "ferrokv only: shard threads (default: one per CPU of the affinity mask)",
-    "shard-hop": "ferrokv only: `forward` (default) sends a command whose keys live on another shard to that shard's thread; `lock` runs it on the connection's thread under that shard's lock (blocking commands and scripts are still forwarded); see docs/benchmarks.md",
+    "shard-hop": "ferrokv only: `lock` (default) runs a command whose keys live on another shard on the connection's thread under that shard's lock; `forward` sends it to that shard's thread (blocking commands and scripts are forwarded in both modes); see docs/benchmarks.md",
     "core-ports": "ferrokv only: each shard's own client port (one port: the first of consecutive ones; else one per shard; default empty: none; ignored with one shard); cluster mode advertises them per slot (CLUSTER SLOTS/SHARDS, MOVED, ASK)",
     "cluster-announce-core-ports": "ferrokv only: the per-shard ports cluster mode advertises instead of `core-ports` (NAT, containers); same form",
     "io-batch": "ferrokv only: completions a ring wait returns after (default 8)",

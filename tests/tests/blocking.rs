@@ -40,9 +40,10 @@ fn wait_blocked(conn: &mut Conn, n: usize) {
 
 fn servers() -> Vec<Server> {
     let mut all = vec![Server::under_test(&[]), Server::under_test(&["--server-threads", "2"])];
-    // Pushes for the other shard run on the pusher's thread under that shard's lock.
+    // Pushes for the other shard forwarded to its thread (the default runs them on the
+    // pusher's thread under that shard's lock).
     if ferrokv_tests::server::target_kind() == ferrokv_tests::Kind::Ferrokv {
-        all.push(Server::under_test(&["--server-threads", "2", "--shard-hop", "lock"]));
+        all.push(Server::under_test(&["--server-threads", "2", "--shard-hop", "forward"]));
     }
     all
 }

@@ -191,10 +191,12 @@ print("ok")
     drop(con);
     let after: Vec<_> = nodes.iter().map(shard_stats).collect();
     let forwarded = delta(&before, &after, "forwarded");
+    let locked = delta(&before, &after, "locked");
     let multi = delta(&before, &after, "multi");
     let local = delta(&before, &after, "local");
     let on_core_ports = delta(&before, &after, "core_port_commands");
     assert!(forwarded.iter().flatten().all(|&n| n == 0), "forwarded: {forwarded:?}");
+    assert!(locked.iter().flatten().all(|&n| n == 0), "run under another core's lock: {locked:?}");
     assert!(multi.iter().flatten().all(|&n| n == 0), "multi-shard: {multi:?}");
     let total: u64 = local.iter().flatten().sum();
     assert!(total >= 3000 + 2003 + 1000, "data commands run where they arrived: {local:?}");
@@ -295,12 +297,14 @@ fn a_replica_serves_readonly_reads_on_its_cores() {
     assert_eq!(c.send(&["READONLY"]), b"+OK\r\n");
     assert_eq!(c.send(&["GET", &k1]), b"$3\r\none\r\n");
     // A replica never sends MOVED to one of its own cores (a client would take it for the
-    // master): a slot of its other core is served, forwarded.
+    // master): a slot of its other core is served there (`shard-hop`: under that core's
+    // lock, or forwarded).
     assert_eq!(c.send(&["GET", &k0]), b"$4\r\nzero\r\n");
     let after = shard_stats(&replica);
-    assert_eq!(after[1]["local"] - before[1]["local"], 1, "{after:?}");
-    assert_eq!(after[1]["forwarded"] - before[1]["forwarded"], 1, "{after:?}");
-    assert_eq!(after[0]["received"] - before[0]["received"], 1, "{after:?}");
+    let d = |s: usize, what: &str| after[s][what] - before[s][what];
+    assert_eq!(d(1, "local"), 1, "{after:?}");
+    assert_eq!(d(1, "forwarded") + d(1, "locked"), 1, "{after:?}");
+    assert_eq!(d(0, "received"), d(1, "forwarded"), "{after:?}");
     // Writes on the replica's core go to the master's core.
     assert_eq!(String::from_utf8_lossy(&c.send(&["SET", &k0, "x"])), format!("-MOVED {s0} 127.0.0.1:{}\r\n", mc[0]));
 }

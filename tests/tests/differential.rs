@@ -468,23 +468,23 @@ fn everything_pipelined_two_threads() {
     run_pipelined("everything_pipelined_two_threads", &["--server-threads", "2"], &all(), 3000, 32);
 }
 
-/// `shard-hop lock`: a command for the other shard runs on the connection's thread
-/// under that shard's lock; pipelined, with multi-shard commands between them: replies
-/// keep request order and every reply matches redis-server's.
+/// `shard-hop forward` (the default is `lock`): a command for the other shard travels to
+/// that shard's thread; pipelined, with multi-shard commands between them: replies keep
+/// request order and every reply matches redis-server's.
 #[test]
-fn everything_pipelined_two_threads_shard_hop_lock() {
-    let args = ["--server-threads", "2", "--shard-hop", "lock"];
-    run_pipelined("everything_pipelined_two_threads_shard_hop_lock", &args, &all(), 3000, 32);
+fn everything_pipelined_two_threads_shard_hop_forward() {
+    let args = ["--server-threads", "2", "--shard-hop", "forward"];
+    run_pipelined("everything_pipelined_two_threads_shard_hop_forward", &args, &all(), 3000, 32);
 }
 
 #[test]
-fn transactions_two_threads_shard_hop_lock() {
+fn transactions_two_threads_shard_hop_forward() {
     let steps = steps(3000);
     let table = table(&[BASICS, TRANSACTIONS]);
-    let args = ["--server-threads", "2", "--shard-hop", "lock"];
+    let args = ["--server-threads", "2", "--shard-hop", "forward"];
     for_each_seed(SEEDS, |seed| {
         let options = StreamOptions { mutate_percent: 2, final_check_keys: false, ..StreamOptions::default() };
-        Differ::new("transactions_two_threads_shard_hop_lock", seed, &args, 2, false).run(&table, steps, &options)
+        Differ::new("transactions_two_threads_shard_hop_forward", seed, &args, 2, false).run(&table, steps, &options)
     });
 }
 

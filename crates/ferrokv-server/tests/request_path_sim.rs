@@ -187,18 +187,20 @@ struct Client {
     received: Vec<u8>,
 }
 
-/// One node per shard count, reused across seeds (a node lives for the process).
-fn node(shards: usize) -> &'static Node {
-    static NODES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+/// One node per shard count and `shard-hop` mode, reused across seeds (a node lives for
+/// the process).
+fn node(shards: usize, hop_lock: bool) -> &'static Node {
+    static NODES: Mutex<Vec<(usize, bool, usize)>> = Mutex::new(Vec::new());
     let mut nodes = NODES.lock().unwrap();
-    if let Some(&(_, addr)) = nodes.iter().find(|(n, _)| *n == shards) {
+    if let Some(&(_, _, addr)) = nodes.iter().find(|(n, l, _)| *n == shards && *l == hop_lock) {
         // SAFETY: the address of a leaked &'static Node stored below.
         return unsafe { &*(addr as *const Node) };
     }
     // No save points: a simulated FLUSHALL must not write dump.rdb into the crate.
-    let cfg = ferrokv_server::config::Config { save: String::new(), ..Default::default() };
+    let shard_hop = if hop_lock { "lock" } else { "forward" }.to_string();
+    let cfg = ferrokv_server::config::Config { save: String::new(), shard_hop, ..Default::default() };
     let n = Node::new(cfg, shards, None);
-    nodes.push((shards, n as *const Node as usize));
+    nodes.push((shards, hop_lock, n as *const Node as usize));
     n
 }
 
@@ -394,7 +396,8 @@ fn expected_replies(c: &Client, events: &[&TraceEvent]) -> Result<Vec<u8>, Strin
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut r = Rng::new(seed);
     let shards = 1 + r.below(3) as usize;
-    let node = node(shards);
+    // Commands for another shard forwarded, or run under its lock (`shard-hop`).
+    let node = node(shards, r.below(2) == 1);
     for s in 0..shards {
         let mut db = Db::with_seed(seed.wrapping_add(s as u64));
         db.enable_effects();

@@ -226,7 +226,7 @@ impl Default for Config {
             cluster_announce_port: 0,
             core_ports: String::new(),
             cluster_announce_core_ports: String::new(),
-            shard_hop: "forward".into(),
+            shard_hop: "lock".into(),
             cluster_announce_bus_port: 0,
             cluster_require_full_coverage: true,
             cluster_allow_reads_when_down: false,

@@ -3,7 +3,9 @@
 //!
 //! Routing, per command:
 //! - every key on this shard → run here, under this shard's (uncontended) lock;
-//! - every key on one other shard → forward over the mailbox, reply slot reserved;
+//! - every key on one other shard → run here under that shard's lock (`shard-hop lock`,
+//!   the default), or forward over the mailbox, reply slot reserved (blocking commands,
+//!   scripts, a forwarded command of the connection still in flight, `shard-hop forward`);
 //! - keys on several shards, or a command over the whole keyspace → wait until this
 //!   connection has no forwarded command in flight (so its own commands keep their
 //!   order), then lock the shards involved in ascending order and run it here.
@@ -52,6 +54,10 @@ pub struct ShardCore {
     /// `shard-hop lock`: a single-shard command whose keys live on another shard runs
     /// on this thread under that shard's lock instead of being forwarded.
     hop_lock: bool,
+    /// Shards (a bit each, below 64) whose keyspace this thread ran a command in under
+    /// `shard-hop lock` since the last loop step: their effects logs are drained by this
+    /// thread's step too (`aof::shard_step`).
+    pub wrote_elsewhere: u64,
     /// Unix ms, read once per loop iteration: commands of one batch share a clock,
     /// as Redis caches its clock per command.
     pub now_ms: u64,
@@ -134,6 +140,7 @@ impl ShardCore {
             replica_serve_stale_data: true,
             slot_stats: false,
             hop_lock: false,
+            wrote_elsewhere: 0,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
             shard_set: Vec::new(),
@@ -685,6 +692,9 @@ impl ShardCore {
             if here {
                 let routing = &node.shards[self.id].routing;
                 crate::node::bump(if target == self.id { &routing.local } else { &routing.locked });
+                if target != self.id && target < 64 {
+                    self.wrote_elsewhere |= 1 << target;
+                }
                 let now = self.now_ms;
                 let mut db = node.lock_db(target);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {

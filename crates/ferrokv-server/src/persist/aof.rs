@@ -705,7 +705,10 @@ fn wake_shards(node: &Node, ring: &mut ferrokv_runtime::Ring) {
 ///
 /// The replication stream takes the same parts (`crate::repl`): the log is drained once
 /// for both consumers.
-pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
+/// `also`: other shards (a bit each, below 64) whose logs this shard's thread appended
+/// to since its last step (`shard-hop lock`), drained too so their records do not wait
+/// for their own thread's next iteration.
+pub fn shard_step(node: &Node, shard: ShardId, also: u64) -> Option<(u64, u64)> {
     let aof = &node.aof;
     let aof_on = aof.on.load(Ordering::Acquire);
     let repl_on = node.repl.on.load(Ordering::Acquire);
@@ -713,7 +716,11 @@ pub fn shard_step(node: &Node, shard: ShardId) -> Option<(u64, u64)> {
         return None;
     }
     let always = aof_on && fsync_policy(node) == Fsync::Always;
-    let shards: Vec<ShardId> = if always { (0..node.shard_count()).collect() } else { vec![shard] };
+    let shards: Vec<ShardId> = if always {
+        (0..node.shard_count()).collect()
+    } else {
+        std::iter::once(shard).chain((0..node.shard_count().min(64)).filter(|&s| also & (1 << s) != 0)).collect()
+    };
     for s in shards {
         drain_to_consumers(node, s, aof_on, repl_on);
     }
