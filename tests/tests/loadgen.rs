@@ -230,14 +230,16 @@ fn ferrokv_core_ports() {
     let node = Server::cluster_node(Kind::Ferrokv, &["--server-threads", "2", "--core-ports", &list, "--save", ""]);
     assert_eq!(node.conn().send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
     wait_until("cluster_state:ok", Duration::from_secs(20), || state_ok(&node));
+    // Commands for another shard than the connection's: forwarded, or run under the
+    // owning shard's lock (`shard-hop lock`, the default).
     let forwarded = || -> u64 {
         let info = text(&node, &["INFO", "shards"]);
         let counts: Vec<u64> = info
             .split([',', '\n'])
-            .filter_map(|f| f.strip_prefix("forwarded="))
+            .filter_map(|f| f.strip_prefix("forwarded=").or_else(|| f.strip_prefix("locked=")))
             .map(|n| n.trim().parse().expect("a count"))
             .collect();
-        assert_eq!(counts.len(), 2, "{info}");
+        assert_eq!(counts.len(), 4, "{info}");
         counts.iter().sum()
     };
 
@@ -252,5 +254,5 @@ fn ferrokv_core_ports() {
 
     let plain = load(node.port(), &["--no-cluster", "--ratio", "1:1", "--keys", "2000", "-n", "2000", "-c", "2"]);
     assert_eq!(plain.count("errors"), 0, "{}", plain.0);
-    assert!(forwarded() > 0, "the node's port forwards");
+    assert!(forwarded() > 0, "the node's port hops to the owning shard");
 }
