@@ -724,7 +724,7 @@ impl ShardCore {
                 if !r.events.is_empty() {
                     self.publish_events(std::mem::take(&mut r.events));
                 }
-                self.settle_tracking(self.id, &mut db, Some(c));
+                self.settle_tracking(target, &mut db, Some(c));
                 if let Blocked::Wait { timeout_ms } = r.blocked {
                     let w = self.block(c, spec, args, false, timeout_ms);
                     let mut reg = node.lock_waiters(target);
