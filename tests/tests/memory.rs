@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 const OOM: &[u8] = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 
 fn info_field(c: &mut Conn, section: &str, name: &str) -> String {
+    try_info_field(c, section, name).unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+}
+
+fn try_info_field(c: &mut Conn, section: &str, name: &str) -> Option<String> {
     let text = match c.call(&["INFO", section]) {
         Reply::Bulk(Some(b)) | Reply::Verbatim(b) => String::from_utf8(b).unwrap(),
         other => panic!("INFO: {other:?}"),
     };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
-        .unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
 }
 
 fn used_memory(c: &mut Conn) -> u64 {
@@ -285,7 +287,8 @@ fn a_replica_sees_evictions_as_dels() {
     let replica = Server::ferrokv(&["--replicaof", "127.0.0.1", &port]);
     let mut r = replica.conn();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while info_field(&mut r, "replication", "master_link_status") != "up" {
+    // (Until the replica has applied --replicaof, INFO shows no link at all.)
+    while try_info_field(&mut r, "replication", "master_link_status").as_deref() != Some("up") {
         assert!(Instant::now() < deadline, "replica link never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -293,7 +296,9 @@ fn a_replica_sees_evictions_as_dels() {
     assert!(load(&mut m, "a", 2000, 1000, None).is_empty());
     let used = used_memory(&mut m);
     config_set(&mut m, "maxmemory", &(used + 300_000).to_string());
-    assert!(load(&mut m, "b", 2000, 1000, None).is_empty());
+    // Far more than the margin, so that eviction happens even if some of `used` was
+    // transient (the first sync's buffers) and has been freed since.
+    assert!(load(&mut m, "b", 8000, 1000, None).is_empty());
     assert!(evicted(&mut m) > 0);
     let keys = |c: &mut Conn| {
         let mut k = match c.call(&["KEYS", "*"]) {
@@ -304,7 +309,7 @@ fn a_replica_sees_evictions_as_dels() {
         k
     };
     let want = keys(&mut m);
-    assert!(want.len() < 4000);
+    assert!(want.len() < 10_000);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let have = keys(&mut r);
