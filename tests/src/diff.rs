@@ -390,6 +390,12 @@ impl Differ {
         Ok(())
     }
 
+    /// Opens a new connection pair as pair 0 (the stream's may be inside MULTI, or in
+    /// another database).
+    pub fn fresh_pair(&mut self) {
+        self.conns.insert(0, (self.ferrokv.conn(), self.redis.conn()));
+    }
+
     /// Each key's value (and with `keys` its existence, type and TTL, and DBSIZE), on
     /// a new connection pair (the stream's may be inside MULTI).
     pub fn final_state(&mut self, keys: bool) -> Result<(), String> {

@@ -165,13 +165,13 @@ fn migrate_from_redis_to_ferrokv_restores_as_redis() {
     let reference = Server::redis(&["--save", ""]);
     let ours_auth = Server::ferrokv(&["--save", "", "--requirepass", "pw"]);
     let ref_auth = Server::redis(&["--save", "", "--requirepass", "pw"]);
-    let a = script(&src1, &ours, &ours_auth, closed, false);
-    let b = script(&src2, &reference, &ref_auth, closed, false);
+    let a = script(&src1, &ours, &ours_auth, closed, true);
+    let b = script(&src2, &reference, &ref_auth, closed, true);
     compare("redis -> ferrokv vs redis -> redis", &a, &b);
-    // ferrokv has one database: a SELECT of another is the target's error, passed on.
+    // A database the target does not have is the target's error, passed on.
     let mut s = src1.conn();
     s.send(&["SET", "k9", "v"]);
-    let r = s.send(&["MIGRATE", "127.0.0.1", &ours.port().to_string(), "k9", "1", "1000"]);
+    let r = s.send(&["MIGRATE", "127.0.0.1", &ours.port().to_string(), "k9", "16", "1000"]);
     assert_eq!(r, b"-ERR Target instance replied with error: ERR DB index is out of range\r\n");
     assert_eq!(s.send(&["EXISTS", "k9"]), b":1\r\n");
 }

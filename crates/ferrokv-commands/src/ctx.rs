@@ -24,6 +24,8 @@ pub struct ExecConfig {
     pub cluster_mode: bool,
     /// `rdbcompression`: DUMP payloads (and snapshots) LZF-compress long strings.
     pub rdb_compression: bool,
+    /// `databases`: the valid database indexes (COPY ... DB, MOVE, SWAPDB).
+    pub databases: usize,
 }
 
 impl Default for ExecConfig {
@@ -41,6 +43,7 @@ impl Default for ExecConfig {
             list_compress_depth: 0,
             cluster_mode: false,
             rdb_compression: true,
+            databases: 16,
         }
     }
 }
@@ -67,6 +70,17 @@ pub trait Keyspace {
                 e.take_expired(out)
             }
         });
+    }
+    /// Selects database `db` in every shard this keyspace holds (and any it takes
+    /// later): the keys of the commands that follow are there.
+    fn select(&mut self, db: usize) {
+        self.each_db(&mut |d| d.select(db));
+    }
+    /// The selected database.
+    fn selected(&mut self) -> usize {
+        let mut n = 0;
+        self.each_db(&mut |d| n = d.selected());
+        n
     }
     /// Whether this keyspace holds `key`'s shard (a script may only reach the shards
     /// whose locks it holds: its declared keys', or all).
@@ -103,8 +117,9 @@ impl Keyspace for SingleDb<'_> {
         self.0.effects_on()
     }
     fn log_unit(&mut self, records: ferrokv_store::effects::Records) -> Option<Vec<u8>> {
+        let db = self.0.selected();
         match (self.0.effects(), records.is_empty()) {
-            (Some(log), false) => log.push_unit(ferrokv_store::effects::Unit::of(records, None)),
+            (Some(log), false) => log.push_unit(ferrokv_store::effects::Unit::of(records, None).in_db(db)),
             _ => Some(records.resp),
         }
     }
@@ -156,6 +171,8 @@ pub struct Ctx<'a> {
     /// A script's `redis.call` ran a read-only command: a tracking caller remembers the
     /// script's declared keys (Redis 7.0's rule for scripts).
     pub script_read: bool,
+    /// MOVE, or COPY to another database, wrote a key there (its events name it).
+    pub moved_to: Option<usize>,
 }
 
 impl<'a> Ctx<'a> {
@@ -175,6 +192,7 @@ impl<'a> Ctx<'a> {
             events: Vec::new(),
             caller: crate::exec::Caller::NONE,
             script_read: false,
+            moved_to: None,
         }
     }
 

@@ -131,6 +131,7 @@ pub fn execute(
     let nested = std::mem::take(&mut ctx.nested);
     let mut events = std::mem::take(&mut ctx.events);
     let script_read = ctx.script_read;
+    let other_db = ctx.moved_to.take();
     drop(ctx);
     if let Some(reader) = env.caller.reader {
         remember_keys(ks, spec, args, reader, script_read);
@@ -164,6 +165,7 @@ pub fn execute(
             keys: &key_states,
             // A script's keys are looked up by the commands it ran (their events are in).
             reads_only: reads_only && blocked == Blocked::Served && events.is_empty() && !spec.has(Flags::NOSCRIPT),
+            other_db,
         };
         events.extend(crate::notify::events(spec.name, args, &seen, notify));
     }

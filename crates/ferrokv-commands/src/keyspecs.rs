@@ -229,6 +229,9 @@ pub static KEY_SPECS: &[(&str, &[KeySpec])] = &[
         KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete"]), begin: Index(3), find: Range { last_key: 0, key_step: 1, limit: 0 } },
         KeySpec { notes: "", flags: F::parse(&["RW", "access", "delete", "incomplete"]), begin: Keyword { keyword: "KEYS", start_from: -2 }, find: Range { last_key: -1, key_step: 1, limit: 0 } },
     ]),
+    ("move", &[
+        KeySpec { notes: "", flags: F::parse(&["RW", "access", "update"]), begin: Index(1), find: Range { last_key: 0, key_step: 1, limit: 0 } },
+    ]),
     ("mset", &[
         KeySpec { notes: "", flags: F::parse(&["OW", "update"]), begin: Index(1), find: Range { last_key: -1, key_step: 2, limit: 0 } },
     ]),

@@ -97,6 +97,8 @@ pub struct KeyEvent {
     pub class: u16,
     pub event: &'static str,
     pub key: Vec<u8>,
+    /// The key's database when it is not the command's (MOVE's and COPY's target).
+    pub db: Option<usize>,
 }
 
 /// How a command's events follow from what it did.
@@ -207,17 +209,32 @@ pub struct Observed<'a> {
     pub keys: &'a [(Vec<u8>, bool, bool)],
     /// A read-only command (its missing keys are key misses).
     pub reads_only: bool,
+    /// MOVE, or COPY to another database, wrote there: that database.
+    pub other_db: Option<usize>,
 }
 
 /// The events of one command, in Redis's order, filtered by `flags` (the configured
 /// classes; nothing is built when no class is on).
 pub fn events(name: &str, args: &Args, o: &Observed, flags: u16) -> Vec<KeyEvent> {
     let mut out = Vec::new();
-    let mut emit = |class: u16, event: &'static str, key: &[u8]| {
+    let mut emit_in = |class: u16, event: &'static str, key: &[u8], db: Option<usize>| {
         if flags & class != 0 {
-            out.push(KeyEvent { class, event, key: key.to_vec() });
+            out.push(KeyEvent { class, event, key: key.to_vec(), db });
         }
     };
+    if let (Some(d), "move" | "copy") = (o.other_db, name) {
+        // Redis's dbAdd in the target database, then the command's own events.
+        let key = args.get(if name == "move" { 1 } else { 2 });
+        emit_in(class::NEW, "new", key, Some(d));
+        if name == "move" {
+            emit_in(class::GENERIC, "move_from", key, None);
+            emit_in(class::GENERIC, "move_to", key, Some(d));
+        } else {
+            emit_in(class::GENERIC, "copy_to", key, Some(d));
+        }
+        return out;
+    }
+    let mut emit = |class: u16, event: &'static str, key: &[u8]| emit_in(class, event, key, None);
     for k in &o.expired {
         emit(class::EXPIRED, "expired", k);
     }

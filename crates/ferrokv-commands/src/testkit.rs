@@ -70,6 +70,7 @@ impl Harness {
     /// A RESP2 client on an empty database whose random choices follow `seed`.
     pub fn with_seed(seed: u64) -> Self {
         let mut db = Db::with_seed(seed);
+        db.set_databases(ExecConfig::default().databases);
         // Every family's tests run with the effects stream on, as a replicating node.
         db.enable_effects();
         Harness {
@@ -178,7 +179,10 @@ impl Keyspace for Split<'_> {
 
 impl TwoDbs {
     pub fn new() -> Self {
-        TwoDbs { dbs: [Db::with_seed(1), Db::with_seed(2)], now: NOW, cfg: ExecConfig::default() }
+        let cfg = ExecConfig::default();
+        let mut dbs = [Db::with_seed(1), Db::with_seed(2)];
+        dbs.iter_mut().for_each(|d| d.set_databases(cfg.databases));
+        TwoDbs { dbs, now: NOW, cfg }
     }
 
     /// Runs one RESP2 command given as separate arguments; returns the reply as text.

@@ -51,3 +51,14 @@ pub fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
     }
     Some(if neg { v.wrapping_neg() } else { v })
 }
+
+/// A database index argument as Redis's `getIntFromObjectOrReply` reads it: not a
+/// long → [`ERR_NOT_INT`]; outside an `int` → Redis's range error. (Whether the index
+/// exists is the caller's check.)
+pub fn parse_db_index(arg: &[u8]) -> Result<i64, &'static str> {
+    match parse_i64(arg) {
+        Some(n) if i32::try_from(n).is_ok() => Ok(n),
+        Some(_) => Err("ERR value is out of range, value must between -2147483648 and 2147483647"),
+        None => Err(ERR_NOT_INT),
+    }
+}

@@ -26,6 +26,9 @@ pub type ShardId = usize;
 pub fn initial_shard_of_slot(slot: u16, threads: usize) -> ShardId {
     slot as usize * threads / SLOTS
 }
+/// The most databases a node keeps (a database never used costs a few bytes, one
+/// used ~0.5 MB of slot headers per shard).
+pub const MAX_DATABASES: u64 = 1 << 16;
 
 pub struct ShardShared {
     pub db: Mutex<Db>,
@@ -35,9 +38,15 @@ pub struct ShardShared {
     pub expired_keys: AtomicU64,
     pub keyspace_hits: AtomicU64,
     pub keyspace_misses: AtomicU64,
-    /// Keys and keys with a TTL, published by whoever last changed this keyspace.
+    /// Keys and keys with a TTL, published by whoever last changed this keyspace
+    /// (all databases).
     pub keys: AtomicU64,
     pub expires: AtomicU64,
+    /// The same per database (INFO keyspace), once a database other than 0 was used;
+    /// before, database 0's are `keys` and `expires`.
+    pub db_counts: Box<[(AtomicU64, AtomicU64)]>,
+    /// A database other than 0 was used on this shard (then `db_counts` is kept).
+    pub multi_db: AtomicBool,
     /// Waiters on this shard's keys. Lock order: this shard's `db` first.
     pub waiters: Mutex<crate::blocking::Waiters>,
     /// Connections of this shard blocked in a command.
@@ -143,9 +152,42 @@ pub fn cycles_per_us() -> f64 {
 }
 
 impl ShardShared {
+    /// Publishes the keyspace's counts. The single-database case stores two numbers;
+    /// once other databases were used, every database's.
+    #[inline]
     pub fn publish(&self, db: &Db) {
-        self.keys.store(db.len() as u64, Ordering::Relaxed);
-        self.expires.store(db.expire_keys_count() as u64, Ordering::Relaxed);
+        if !db.multi_database() {
+            self.keys.store(db.len() as u64, Ordering::Relaxed);
+            self.expires.store(db.expire_keys_count() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.publish_each(db);
+    }
+
+    #[inline(never)]
+    fn publish_each(&self, db: &Db) {
+        self.multi_db.store(true, Ordering::Relaxed);
+        let (mut keys, mut expires) = (0, 0);
+        for (i, (k, e)) in self.db_counts.iter().enumerate() {
+            let (dk, de) = (db.database_len(i) as u64, db.database_expires(i) as u64);
+            k.store(dk, Ordering::Relaxed);
+            e.store(de, Ordering::Relaxed);
+            keys += dk;
+            expires += de;
+        }
+        self.keys.store(keys, Ordering::Relaxed);
+        self.expires.store(expires, Ordering::Relaxed);
+    }
+
+    /// Keys and keys with a TTL of database `n` on this shard, as last published.
+    pub fn counts_of(&self, n: usize) -> (u64, u64) {
+        if !self.multi_db.load(Ordering::Relaxed) {
+            if n == 0 {
+                return (self.keys.load(Ordering::Relaxed), self.expires.load(Ordering::Relaxed));
+            }
+            return (0, 0);
+        }
+        self.db_counts.get(n).map_or((0, 0), |(k, e)| (k.load(Ordering::Relaxed), e.load(Ordering::Relaxed)))
     }
 }
 
@@ -217,6 +259,8 @@ pub struct ClientMeta {
     /// client invalidations are redirected to (`redir=`).
     pub tracking: AtomicU32,
     pub tracking_redir: AtomicU64,
+    /// The selected database (CLIENT LIST's `db=`).
+    pub db: AtomicU32,
 }
 
 impl ClientMeta {
@@ -272,9 +316,17 @@ impl Node {
     /// clone and drop per command was two locked instructions, ~2% of CPU at
     /// pipeline 16).
     pub fn new(cfg: Config, threads: usize, cluster: Option<ferrokv_cluster::ClusterState>) -> &'static Node {
+        // Cluster mode serves database 0 only, as Redis.
+        let databases = if cluster.is_some() { 1 } else { cfg.databases.clamp(1, MAX_DATABASES) as usize };
         let shards: Box<[ShardShared]> = (0..threads)
             .map(|_| ShardShared {
-                db: Mutex::new(Db::new()),
+                db: Mutex::new({
+                    let mut db = Db::new();
+                    db.set_databases(databases);
+                    db
+                }),
+                db_counts: (0..databases).map(|_| Default::default()).collect(),
+                multi_db: AtomicBool::new(false),
                 // A lane per shard, and one for threads that are not shards.
                 mailbox: Mailbox::new(threads + 1),
                 connected_clients: AtomicU64::new(0),
@@ -435,6 +487,9 @@ pub struct DbGuard<'a> {
 
 impl Drop for DbGuard<'_> {
     fn drop(&mut self) {
+        // Whoever takes the lock next finds database 0 selected unless it selects
+        // another (commands select their client's).
+        self.guard.select(0);
         HELD_DBS.with(|h| h.set(h.get() & !self.bit));
     }
 }

@@ -225,6 +225,7 @@ fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
         mem: Default::default(),
         tracking: Default::default(),
         tracking_redir: Default::default(),
+        db: AtomicU32::new(0),
     })
 }
 

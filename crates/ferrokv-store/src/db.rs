@@ -213,7 +213,8 @@ const EXPIRE_MAX_BUCKETS: usize = EXPIRE_SAMPLE * 20;
 /// expired (`ACTIVE_EXPIRE_CYCLE_ACCEPTABLE_STALE`).
 const EXPIRE_ACCEPTABLE_STALE: usize = 10;
 
-pub struct Db {
+/// One database's keys (Redis's `redisDb` dictionaries): what SWAPDB exchanges.
+struct Space {
     slots: Box<[Slot]>,
     arena: Arena,
     /// Keys per group of [`GROUP`] consecutive slots.
@@ -221,18 +222,73 @@ pub struct Db {
     len: usize,
     /// Keys with an expiry time.
     expiring: usize,
-    hasher: FixedState,
+    /// Where the next active expiry step starts: a slot and a bucket in its table.
+    expire_cursor: (usize, usize),
+    /// A point-in-time snapshot in progress (see [`snapshot`]): every change to a
+    /// slot it has not saved yet saves that slot first.
+    snapshot: Option<Box<snapshot::Snapshot>>,
+}
+
+impl Space {
+    fn new() -> Self {
+        Space {
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+            arena: Arena::new(),
+            groups: vec![0; GROUPS].into_boxed_slice(),
+            len: 0,
+            expiring: 0,
+            expire_cursor: (0, 0),
+            snapshot: None,
+        }
+    }
+}
+
+/// What clients wait for in one database: it stays with the database's number when
+/// SWAPDB exchanges the keys (clients stay in the database they selected, as Redis's
+/// `blocking_keys`/`watched_keys`).
+struct Waits {
     /// WATCHed keys and how often each changed since it was first watched.
     watched: hashbrown::HashMap<Box<[u8]>, Watched, FixedState>,
     /// Keys that blocked clients wait on, with how many wait.
     blocked: hashbrown::HashMap<Box<[u8]>, u32, FixedState>,
-    /// Blocked-on keys changed since the server last looked (Redis's ready_keys).
-    ready: Vec<Box<[u8]>>,
+}
+
+impl Waits {
+    fn new(seed: u64) -> Self {
+        Waits {
+            watched: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
+            blocked: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
+        }
+    }
+}
+
+/// One shard's keyspace: the keys of its slots in every database.
+///
+/// # Databases
+/// The selected database's keys (`sp`) and waits (`w`) are fields of the Db itself, so
+/// a lookup pays no indirection for having several: [`Db::select`] swaps another
+/// database's in (a few hundred bytes moved, only when the index changes), and every
+/// method works on the selected one. A database never selected has no tables at all
+/// (its 16384 slot headers, ~0.5 MB, are made on first use). Whoever runs a command
+/// selects the client's database first; the server's keyspace guard selects 0 again
+/// when it unlocks, so code that knows of no database sees database 0.
+pub struct Db {
+    sp: Space,
+    w: Waits,
+    /// The index of the selected database.
+    cur: usize,
+    /// The other databases, by index (the selected one's place holds `None`; so does
+    /// a database never used).
+    parked: Vec<Option<Space>>,
+    parked_w: Vec<Waits>,
+    hasher: FixedState,
+    /// Blocked-on keys changed since the server last looked (Redis's ready_keys), with
+    /// their database.
+    ready: Vec<(usize, Box<[u8]>)>,
     /// Redis's LRU clock: unix seconds mod 2^24, from the last time the Db saw.
     lru_clock: u32,
     rng: u64,
-    /// Where the next active expiry step starts: a slot and a bucket in its table.
-    expire_cursor: (usize, usize),
+    seed: u64,
     /// The entry [`Db::get`] last lent out, with its expiry time then.
     lent: Option<Lent>,
     /// Keys deleted because they expired (INFO's `expired_keys`).
@@ -257,14 +313,11 @@ pub struct Db {
     /// it makes, [`Db::get`] included, is a read. Set around each command by the
     /// execution function.
     pub reads_only: bool,
-    /// A point-in-time snapshot in progress (see [`snapshot`]): every change to a
-    /// slot it has not saved yet saves that slot first.
-    snapshot: Option<Box<snapshot::Snapshot>>,
     /// The epoch of the last snapshot begun (entries remember the one they were saved
     /// for).
     snap_epoch: u16,
     /// Slots whose changes are being recorded for a whole-slot migration (see
-    /// [`capture`]).
+    /// [`capture`]). Cluster mode only, so database 0 only.
     capture: Option<Box<capture::Capture>>,
     /// Which tracking clients read which keys here, and what changes owe them (see
     /// [`crate::tracking`]).
@@ -323,18 +376,16 @@ impl Db {
     /// simulations).
     pub fn with_seed(seed: u64) -> Self {
         Db {
-            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
-            arena: Arena::new(),
-            groups: vec![0; GROUPS].into_boxed_slice(),
-            len: 0,
-            expiring: 0,
+            sp: Space::new(),
+            w: Waits::new(seed),
+            cur: 0,
+            parked: vec![None],
+            parked_w: vec![Waits::new(seed)],
             hasher: FixedState::with_seed(seed),
-            watched: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
-            blocked: hashbrown::HashMap::with_hasher(FixedState::with_seed(seed)),
             ready: Vec::new(),
             lru_clock: 0,
             rng: seed | 1,
-            expire_cursor: (0, 0),
+            seed,
             lent: None,
             expired_keys: 0,
             expired_notes: None,
@@ -345,11 +396,149 @@ impl Db {
             effects: None,
             expiry: Expiry::Delete,
             reads_only: false,
-            snapshot: None,
             snap_epoch: 0,
             capture: None,
             tracking: Default::default(),
         }
+    }
+
+    /// How many databases this keyspace has (`databases`; 1 until set).
+    pub fn databases(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Sets the number of databases (at start-up, before any key exists beyond
+    /// database 0).
+    pub fn set_databases(&mut self, n: usize) {
+        let n = n.max(1);
+        self.select(0);
+        self.parked.truncate(n);
+        self.parked_w.truncate(n);
+        while self.parked.len() < n {
+            self.parked.push(None);
+            self.parked_w.push(Waits::new(self.seed));
+        }
+    }
+
+    /// The selected database's index.
+    #[inline]
+    pub fn selected(&self) -> usize {
+        self.cur
+    }
+
+    /// Selects database `n` (below [`Db::databases`]): every method then works on it.
+    #[inline]
+    pub fn select(&mut self, n: usize) {
+        if n != self.cur {
+            self.switch(n);
+        }
+    }
+
+    #[inline(never)]
+    fn switch(&mut self, n: usize) {
+        assert!(n < self.parked.len(), "database {n} out of range");
+        self.settle();
+        let mut sp = self.parked[n].take().unwrap_or_else(Space::new);
+        std::mem::swap(&mut self.sp, &mut sp);
+        self.parked[self.cur] = Some(sp);
+        // parked_w[cur] holds an empty placeholder while `cur` is selected.
+        std::mem::swap(&mut self.w, &mut self.parked_w[self.cur]);
+        std::mem::swap(&mut self.w, &mut self.parked_w[n]);
+        self.cur = n;
+    }
+
+    /// Whether database `n` has ever been used (holds tables).
+    fn materialized(&self, n: usize) -> bool {
+        n == self.cur || self.parked.get(n).is_some_and(|p| p.is_some())
+    }
+
+    /// The databases that hold keys, ascending.
+    pub fn nonempty_databases(&self) -> Vec<usize> {
+        (0..self.parked.len()).filter(|&i| self.database_len(i) > 0).collect()
+    }
+
+    /// Keys of database `n` (as [`Db::len`] for the selected one).
+    pub fn database_len(&self, n: usize) -> usize {
+        if n == self.cur {
+            self.sp.len
+        } else {
+            self.parked.get(n).and_then(|p| p.as_ref()).map_or(0, |s| s.len)
+        }
+    }
+
+    /// Keys with an expiry time in database `n`.
+    pub fn database_expires(&self, n: usize) -> usize {
+        if n == self.cur {
+            self.expire_keys_count()
+        } else {
+            self.parked.get(n).and_then(|p| p.as_ref()).map_or(0, |s| s.expiring)
+        }
+    }
+
+    /// Whether a database other than 0 was ever used (the single-database case pays
+    /// nothing for the others: publishing counts looks at database 0 only).
+    pub fn multi_database(&self) -> bool {
+        self.cur != 0 || self.parked.iter().skip(1).any(|p| p.is_some())
+    }
+
+    /// Runs `f` on every database that was ever used, selected in turn (ascending),
+    /// and selects the one selected before again.
+    pub fn each_database(&mut self, mut f: impl FnMut(&mut Db)) {
+        let was = self.cur;
+        for n in 0..self.parked.len() {
+            if self.materialized(n) {
+                self.select(n);
+                f(self);
+            }
+        }
+        self.select(was);
+    }
+
+    /// SWAPDB: exchanges the keys of databases `a` and `b`. Clients stay where they
+    /// are: watched keys that exist in either database count as changed, and blocked
+    /// clients of both databases are offered every key they wait on that now exists
+    /// (Redis's `dbSwapDatabases`).
+    pub fn swap_databases(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        let was = self.cur;
+        // A running snapshot moves with the keys it is saving and still writes them
+        // under the database they were in at its instant.
+        self.select(b);
+        let mut keys = self.parked[a].take().unwrap_or_else(Space::new);
+        std::mem::swap(&mut self.sp, &mut keys);
+        // b now holds a's keys; a gets b's.
+        self.parked[a] = Some(keys);
+        // Watched keys: present in either database before (= after) the swap.
+        let now_keys = |db: &mut Db, n: usize, keys: &[Box<[u8]>]| -> Vec<bool> {
+            db.select(n);
+            keys.iter().map(|k| db.find(k).is_some()).collect()
+        };
+        for (x, y) in [(a, b), (b, a)] {
+            self.select(x);
+            let watched: Vec<Box<[u8]>> = self.w.watched.keys().cloned().collect();
+            if !watched.is_empty() {
+                let in_x = now_keys(self, x, &watched);
+                let in_y = now_keys(self, y, &watched);
+                self.select(x);
+                for (i, k) in watched.iter().enumerate() {
+                    if in_x[i] || in_y[i] {
+                        if let Some(w) = self.w.watched.get_mut(k) {
+                            w.version += 1;
+                        }
+                    }
+                }
+            }
+            self.select(x);
+            let blocked: Vec<Box<[u8]>> = self.w.blocked.keys().cloned().collect();
+            for k in blocked {
+                if self.find(&k).is_some() && !self.ready.iter().any(|(d, r)| *d == x && *r == k) {
+                    self.ready.push((x, k));
+                }
+            }
+        }
+        self.select(was);
     }
 
     /// Turns the effects stream on (see [`crate::effects`]): from now on the keys this
@@ -406,19 +595,19 @@ impl Db {
 
     /// Number of keys, expired ones not yet deleted included (as Redis's DBSIZE).
     pub fn len(&self) -> usize {
-        self.len
+        self.sp.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.sp.len == 0
     }
 
     /// Number of keys with an expiry time.
     pub fn expire_keys_count(&self) -> usize {
         match self.lent_change() {
-            Some((_, true)) => self.expiring + 1,
-            Some((_, false)) => self.expiring - 1,
-            None => self.expiring,
+            Some((_, true)) => self.sp.expiring + 1,
+            Some((_, false)) => self.sp.expiring - 1,
+            None => self.sp.expiring,
         }
     }
 
@@ -426,7 +615,7 @@ impl Db {
     /// expiry time since, and its slot.
     fn lent_change(&self) -> Option<(usize, bool)> {
         let l = self.lent?;
-        let n = self.arena.get(self.slots[l.slot].table.get(l.idx)?);
+        let n = self.sp.arena.get(self.sp.slots[l.slot].table.get(l.idx)?);
         match (l.expire_at != 0, n.entry.expire_at != 0) {
             (false, true) => Some((l.slot, true)),
             (true, false) => Some((l.slot, false)),
@@ -441,7 +630,7 @@ impl Db {
             return;
         };
         if let Some(n) = l.private_int {
-            if let Some(node) = self.slots[l.slot].table.get(l.idx).map(|i| self.arena.get_mut(i)) {
+            if let Some(node) = self.sp.slots[l.slot].table.get(l.idx).map(|i| self.sp.arena.get_mut(i)) {
                 if node.entry.value != Value::Int(n) {
                     node.access.private_int = false;
                 }
@@ -449,12 +638,12 @@ impl Db {
         }
         match self.lent_change() {
             Some((slot, true)) => {
-                self.slots[slot].expiring += 1;
-                self.expiring += 1;
+                self.sp.slots[slot].expiring += 1;
+                self.sp.expiring += 1;
             }
             Some((slot, false)) => {
-                self.slots[slot].expiring -= 1;
-                self.expiring -= 1;
+                self.sp.slots[slot].expiring -= 1;
+                self.sp.expiring -= 1;
             }
             None => {}
         }
@@ -468,7 +657,7 @@ impl Db {
     }
 
     pub fn slot_len(&self, slot: u16) -> usize {
-        self.slots[slot as usize].table.len()
+        self.sp.slots[slot as usize].table.len()
     }
 
     /// Advances the LRU clock to `now_ms`. Lookups given a time do this themselves;
@@ -494,17 +683,17 @@ impl Db {
             let mut at = [(0usize, 0u64); BATCH];
             for (a, k) in at.iter_mut().zip(keys) {
                 *a = (key_slot(k) as usize, self.hash(k));
-                prefetch(&self.slots[a.0]);
+                prefetch(&self.sp.slots[a.0]);
             }
             let at = &at[..keys.len()];
             for &(slot, hash) in at {
-                self.slots[slot].table.prefetch(hash);
+                self.sp.slots[slot].table.prefetch(hash);
             }
             for &(slot, hash) in at {
-                for i in self.slots[slot].table.candidates(hash) {
+                for i in self.sp.slots[slot].table.candidates(hash) {
                     // A 72-byte node spans two cache lines more often than not, and
                     // the key's inline length sits past the first 32 bytes: both.
-                    prefetch(self.arena.address(i));
+                    prefetch(self.sp.arena.address(i));
                 }
             }
         }
@@ -522,8 +711,8 @@ impl Db {
     fn locate(&self, key: &[u8]) -> Result<(usize, usize), (usize, u64)> {
         let slot = key_slot(key) as usize;
         let hash = self.hash(key);
-        let arena = &self.arena;
-        match self.slots[slot].table.find(hash, |i| &*arena.get(i).key == key) {
+        let arena = &self.sp.arena;
+        match self.sp.slots[slot].table.find(hash, |i| &*arena.get(i).key == key) {
             Some(idx) => Ok((slot, idx)),
             None => Err((slot, hash)),
         }
@@ -571,33 +760,33 @@ impl Db {
     #[inline]
     fn node(&self, slot: usize, idx: usize) -> &Node {
         // Indexes come from `find`, with no change to the table since.
-        self.arena.get(self.slots[slot].table.get(idx).expect("bucket index from find"))
+        self.sp.arena.get(self.sp.slots[slot].table.get(idx).expect("bucket index from find"))
     }
 
     #[inline]
     fn node_mut(&mut self, slot: usize, idx: usize) -> &mut Node {
-        let i = self.slots[slot].table.get(idx).expect("bucket index from find");
-        self.arena.get_mut(i)
+        let i = self.sp.slots[slot].table.get(idx).expect("bucket index from find");
+        self.sp.arena.get_mut(i)
     }
 
     /// Removes the node at a known bucket and updates the counts.
     fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
         self.cow(slot, idx);
-        let i = self.slots[slot].table.get(idx).expect("bucket index from find");
-        let hash = self.hash(&self.arena.get(i).key);
-        self.slots[slot].table.remove(idx, hash);
-        let node = self.arena.remove(i);
-        self.len -= 1;
-        self.groups[slot / GROUP] -= 1;
+        let i = self.sp.slots[slot].table.get(idx).expect("bucket index from find");
+        let hash = self.hash(&self.sp.arena.get(i).key);
+        self.sp.slots[slot].table.remove(idx, hash);
+        let node = self.sp.arena.remove(i);
+        self.sp.len -= 1;
+        self.sp.groups[slot / GROUP] -= 1;
         if node.entry.expire_at != 0 {
-            self.slots[slot].expiring -= 1;
-            self.expiring -= 1;
+            self.sp.slots[slot].expiring -= 1;
+            self.sp.expiring -= 1;
         }
-        if self.len == 0 {
+        if self.sp.len == 0 {
             // The arena keeps freed nodes for reuse and never shrinks; once the last
             // key is gone (DEL of everything, an eviction or expiry that emptied the
             // shard) its chunks go back to the allocator.
-            self.arena.clear();
+            self.sp.arena.clear();
         }
         node
     }
@@ -605,7 +794,7 @@ impl Db {
     /// Gives memory back when a slot's table became mostly empty (hash tables never
     /// shrink by themselves; Redis resizes its dicts below 10% fill).
     fn shrink_if_sparse(&mut self, slot: usize) {
-        let Db { slots, hasher, arena, .. } = self;
+        let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
         let t = &mut slots[slot].table;
         if t.buckets() > 64 && t.len() * 8 < t.buckets() {
             t.shrink_to(t.len() * 2, |i| hasher.hash_one(&*arena.get(i).key));
@@ -620,12 +809,12 @@ impl Db {
             self.capture_key(slot, &node.key);
         }
         if node.entry.expire_at != 0 {
-            self.slots[slot].expiring += 1;
-            self.expiring += 1;
+            self.sp.slots[slot].expiring += 1;
+            self.sp.expiring += 1;
         }
-        self.len += 1;
-        self.groups[slot / GROUP] += 1;
-        let Db { slots, hasher, arena, .. } = self;
+        self.sp.len += 1;
+        self.sp.groups[slot / GROUP] += 1;
+        let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
         let i = arena.insert(node);
         slots[slot].table.insert_unique(hash, i, |j| hasher.hash_one(&*arena.get(j).key));
     }
@@ -747,12 +936,12 @@ impl Db {
     fn expiry_changed(&mut self, slot: usize, old: u64, new: u64) {
         match (old != 0, new != 0) {
             (false, true) => {
-                self.slots[slot].expiring += 1;
-                self.expiring += 1;
+                self.sp.slots[slot].expiring += 1;
+                self.sp.expiring += 1;
             }
             (true, false) => {
-                self.slots[slot].expiring -= 1;
-                self.expiring -= 1;
+                self.sp.slots[slot].expiring -= 1;
+                self.sp.expiring -= 1;
             }
             _ => {}
         }
@@ -883,22 +1072,29 @@ impl Db {
     pub fn clear(&mut self) -> usize {
         self.settle();
         self.cow_all();
-        let n = self.len;
+        let n = self.sp.len;
         self.tracking.flushed();
-        if !self.watched.is_empty() {
-            let present: Vec<Box<[u8]>> = self.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
+        if !self.w.watched.is_empty() {
+            let present: Vec<Box<[u8]>> = self.w.watched.keys().filter(|k| self.find(k).is_some()).cloned().collect();
             for k in present {
                 self.touch(&k);
             }
         }
-        for s in self.slots.iter_mut() {
+        for s in self.sp.slots.iter_mut() {
             *s = Slot::default();
         }
-        self.arena.clear();
-        self.groups.fill(0);
-        self.len = 0;
-        self.expiring = 0;
-        self.expire_cursor = (0, 0);
+        self.sp.arena.clear();
+        self.sp.groups.fill(0);
+        self.sp.len = 0;
+        self.sp.expiring = 0;
+        self.sp.expire_cursor = (0, 0);
+        n
+    }
+
+    /// FLUSHALL: deletes every key of every database; returns how many there were.
+    pub fn clear_all(&mut self) -> usize {
+        let mut n = 0;
+        self.each_database(|db| n += db.clear());
         n
     }
 
@@ -907,29 +1103,29 @@ impl Db {
         self.settle();
         let slot = slot as usize;
         self.cow_slot(slot);
-        let taken = std::mem::take(&mut self.slots[slot]);
+        let taken = std::mem::take(&mut self.sp.slots[slot]);
         let n = taken.table.len();
         for i in taken.table.iter() {
-            let node = self.arena.remove(i);
+            let node = self.sp.arena.remove(i);
             self.touch_removed(&node.key);
         }
-        self.len -= n;
-        self.groups[slot / GROUP] -= n;
-        self.expiring -= taken.expiring as usize;
+        self.sp.len -= n;
+        self.sp.groups[slot / GROUP] -= n;
+        self.sp.expiring -= taken.expiring as usize;
         n
     }
 
     /// Up to `limit` keys of one slot, expired ones included (trimming a lost slot).
     pub fn slot_keys_any(&self, slot: u16, limit: usize) -> Vec<Vec<u8>> {
-        let arena = &self.arena;
-        self.slots[slot as usize].table.iter().take(limit).map(|i| arena.get(i).key.to_vec()).collect()
+        let arena = &self.sp.arena;
+        self.sp.slots[slot as usize].table.iter().take(limit).map(|i| arena.get(i).key.to_vec()).collect()
     }
 
     /// The live keys of one slot, in table order.
     pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
-        let arena = &self.arena;
+        let arena = &self.sp.arena;
         let never = self.expiry == Expiry::Never;
-        self.slots[slot as usize]
+        self.sp.slots[slot as usize]
             .table
             .iter()
             .map(|i| arena.get(i))
@@ -939,9 +1135,9 @@ impl Db {
 
     /// The live entries of one slot with their keys (SCAN's TYPE filter).
     pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = (&[u8], &Entry)> + '_ {
-        let arena = &self.arena;
+        let arena = &self.sp.arena;
         let never = self.expiry == Expiry::Never;
-        self.slots[slot as usize]
+        self.sp.slots[slot as usize]
             .table
             .iter()
             .map(|i| arena.get(i))
@@ -954,7 +1150,7 @@ impl Db {
     /// (`user:{42}:*`) visits that slot alone.
     pub fn keys_matching(&mut self, pattern: &[u8], now_ms: u64, out: &mut Vec<Vec<u8>>) {
         let all = pattern == b"*";
-        let arena = &self.arena;
+        let arena = &self.sp.arena;
         let never = self.expiry == Expiry::Never;
         let visit = |s: &Slot, out: &mut Vec<Vec<u8>>| {
             for n in s.table.iter().map(|i| arena.get(i)) {
@@ -964,11 +1160,11 @@ impl Db {
             }
         };
         match pattern_slot(pattern) {
-            Some(slot) => visit(&self.slots[slot as usize], out),
+            Some(slot) => visit(&self.sp.slots[slot as usize], out),
             None => {
-                for (i, g) in self.groups.iter().enumerate() {
+                for (i, g) in self.sp.groups.iter().enumerate() {
                     if *g != 0 {
-                        for s in &self.slots[i * GROUP..(i + 1) * GROUP] {
+                        for s in &self.sp.slots[i * GROUP..(i + 1) * GROUP] {
                             visit(s, out);
                         }
                     }
@@ -984,10 +1180,10 @@ impl Db {
         self.set_clock(now_ms);
         let mut tries = 0;
         loop {
-            if self.len == 0 {
+            if self.sp.len == 0 {
                 return None;
             }
-            let nth = self.random_u64() % self.len as u64;
+            let nth = self.random_u64() % self.sp.len as u64;
             let slot = self.slot_of_nth(nth);
             let idx = self.random_bucket(slot);
             if self.node(slot, idx).entry.is_expired(now_ms) {
@@ -1017,10 +1213,10 @@ impl Db {
 
     /// The slot holding the `n`th key in slot order (`n < len`).
     fn slot_of_nth(&self, mut n: u64) -> usize {
-        for (g, &count) in self.groups.iter().enumerate() {
+        for (g, &count) in self.sp.groups.iter().enumerate() {
             if n < count as u64 {
                 for slot in g * GROUP..(g + 1) * GROUP {
-                    let l = self.slots[slot].table.len() as u64;
+                    let l = self.sp.slots[slot].table.len() as u64;
                     if n < l {
                         return slot;
                     }
@@ -1035,15 +1231,15 @@ impl Db {
     /// A random occupied bucket of a non-empty slot: random probes, then the next
     /// occupied bucket after a random start when the table is very sparse.
     fn random_bucket(&mut self, slot: usize) -> usize {
-        let buckets = self.slots[slot].table.buckets();
+        let buckets = self.sp.slots[slot].table.buckets();
         for _ in 0..32 {
             let idx = (self.random_u64() % buckets as u64) as usize;
-            if self.slots[slot].table.get(idx).is_some() {
+            if self.sp.slots[slot].table.get(idx).is_some() {
                 return idx;
             }
         }
         let start = (self.random_u64() % buckets as u64) as usize;
-        let t = &self.slots[slot].table;
+        let t = &self.sp.slots[slot].table;
         (start..buckets).chain(0..start).find(|&i| t.get(i).is_some()).expect("slot is not empty")
     }
 
@@ -1081,7 +1277,7 @@ impl Db {
         self.set_clock(now_ms);
         let start = Instant::now();
         let mut deleted = 0;
-        while self.expiring != 0 {
+        while self.sp.expiring != 0 {
             let (sampled, expired) = self.expire_step(now_ms);
             deleted += expired;
             if expired * 100 <= sampled * EXPIRE_ACCEPTABLE_STALE || start.elapsed() >= budget {
@@ -1094,10 +1290,10 @@ impl Db {
     /// One step of the active expiry cycle: returns (keys with a TTL examined,
     /// keys deleted).
     fn expire_step(&mut self, now_ms: u64) -> (usize, usize) {
-        let (mut slot, mut bucket) = self.expire_cursor;
+        let (mut slot, mut bucket) = self.sp.expire_cursor;
         let (mut sampled, mut expired, mut buckets, mut slots_seen) = (0, 0, 0, 0);
         while sampled < EXPIRE_SAMPLE && buckets < EXPIRE_MAX_BUCKETS && slots_seen <= SLOTS {
-            let s = &self.slots[slot];
+            let s = &self.sp.slots[slot];
             if s.expiring == 0 || bucket >= s.table.buckets() {
                 if bucket > 0 {
                     self.shrink_if_sparse(slot);
@@ -1108,7 +1304,7 @@ impl Db {
                 continue;
             }
             buckets += 1;
-            if let Some(n) = s.table.get(bucket).map(|i| self.arena.get(i)) {
+            if let Some(n) = s.table.get(bucket).map(|i| self.sp.arena.get(i)) {
                 if n.entry.expire_at != 0 {
                     sampled += 1;
                     if n.entry.expire_at <= now_ms {
@@ -1121,7 +1317,7 @@ impl Db {
             }
             bucket += 1;
         }
-        self.expire_cursor = (slot, bucket);
+        self.sp.expire_cursor = (slot, bucket);
         (sampled, expired)
     }
 
@@ -1149,34 +1345,38 @@ impl Db {
     /// WATCH versions and blocked clients' ready keys.
     #[inline]
     fn signal(&mut self, key: &[u8]) {
-        if !self.blocked.is_empty() && self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
-            self.ready.push(key.into());
+        if !self.w.blocked.is_empty()
+            && self.w.blocked.contains_key(key)
+            && !self.ready.iter().any(|(d, k)| *d == self.cur && &**k == key)
+        {
+            self.ready.push((self.cur, key.into()));
         }
-        if self.watched.is_empty() {
+        if self.w.watched.is_empty() {
             return;
         }
-        if let Some(w) = self.watched.get_mut(key) {
+        if let Some(w) = self.w.watched.get_mut(key) {
             w.version += 1;
         }
     }
 
     /// A client starts waiting for `key` to change (BLPOP and friends).
     pub fn block_on(&mut self, key: &[u8]) {
-        *self.blocked.entry(key.into()).or_default() += 1;
+        *self.w.blocked.entry(key.into()).or_default() += 1;
     }
 
     /// One client stops waiting for `key`.
     pub fn unblock(&mut self, key: &[u8]) {
-        if let Some(n) = self.blocked.get_mut(key) {
+        if let Some(n) = self.w.blocked.get_mut(key) {
             *n -= 1;
             if *n == 0 {
-                self.blocked.remove(key);
+                self.w.blocked.remove(key);
             }
         }
     }
 
-    /// Keys with waiting clients that changed since the last call, in change order.
-    pub fn take_ready(&mut self) -> Vec<Box<[u8]>> {
+    /// Keys with waiting clients that changed since the last call, in change order,
+    /// with their database.
+    pub fn take_ready(&mut self) -> Vec<(usize, Box<[u8]>)> {
         std::mem::take(&mut self.ready)
     }
 
@@ -1188,24 +1388,24 @@ impl Db {
 
     /// Starts watching `key`; returns its current change version.
     pub fn watch(&mut self, key: &[u8]) -> u64 {
-        let w = self.watched.entry(key.into()).or_default();
+        let w = self.w.watched.entry(key.into()).or_default();
         w.watchers += 1;
         w.version
     }
 
     /// Stops one watcher of `key`.
     pub fn unwatch(&mut self, key: &[u8]) {
-        if let Some(w) = self.watched.get_mut(key) {
+        if let Some(w) = self.w.watched.get_mut(key) {
             w.watchers -= 1;
             if w.watchers == 0 {
-                self.watched.remove(key);
+                self.w.watched.remove(key);
             }
         }
     }
 
     /// The change version of a watched key (0 when nobody watches it).
     pub fn watch_version(&self, key: &[u8]) -> u64 {
-        self.watched.get(key).map_or(0, |w| w.version)
+        self.w.watched.get(key).map_or(0, |w| w.version)
     }
 
     /// Recounts everything and panics on any disagreement with the kept counts. For
@@ -1213,9 +1413,9 @@ impl Db {
     pub fn check_invariants(&mut self) {
         self.settle();
         let (mut len, mut expiring) = (0, 0);
-        for (i, s) in self.slots.iter().enumerate() {
+        for (i, s) in self.sp.slots.iter().enumerate() {
             let mut e = 0;
-            for n in s.table.iter().map(|j| self.arena.get(j)) {
+            for n in s.table.iter().map(|j| self.sp.arena.get(j)) {
                 assert_eq!(key_slot(&n.key) as usize, i, "key in the wrong slot");
                 if n.entry.expire_at != 0 {
                     e += 1;
@@ -1225,12 +1425,12 @@ impl Db {
             len += s.table.len();
             expiring += e;
         }
-        for (g, &count) in self.groups.iter().enumerate() {
-            let real: usize = self.slots[g * GROUP..(g + 1) * GROUP].iter().map(|s| s.table.len()).sum();
+        for (g, &count) in self.sp.groups.iter().enumerate() {
+            let real: usize = self.sp.slots[g * GROUP..(g + 1) * GROUP].iter().map(|s| s.table.len()).sum();
             assert_eq!(count, real, "key count of group {g}");
         }
-        assert_eq!(self.len, len, "len");
-        assert_eq!(self.expiring, expiring, "expiring");
+        assert_eq!(self.sp.len, len, "len");
+        assert_eq!(self.sp.expiring, expiring, "expiring");
     }
 }
 
@@ -1603,11 +1803,11 @@ mod tests {
             db.set(format!("{{t}}{i}").as_bytes(), s("v"), 0);
         }
         let slot = key_slot(b"t") as usize;
-        let big = db.slots[slot].table.buckets();
+        let big = db.sp.slots[slot].table.buckets();
         for i in 0..9_990 {
             db.remove(format!("{{t}}{i}").as_bytes(), 0);
         }
-        assert!(db.slots[slot].table.buckets() < big / 8);
+        assert!(db.sp.slots[slot].table.buckets() < big / 8);
         db.check_invariants();
     }
 

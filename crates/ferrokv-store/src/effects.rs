@@ -52,6 +52,8 @@ pub struct Unit {
     /// that a write load appends to one buffer instead of allocating one per command:
     /// each record is then a unit of its own (no MULTI/EXEC around them).
     pub atomic: bool,
+    /// The database the unit ran in (a consumer writes `SELECT` when it changes).
+    pub db: usize,
 }
 
 impl Unit {
@@ -123,7 +125,13 @@ impl Unit {
 
     /// A unit of gathered records (their buffer becomes the unit's).
     pub fn of(records: Records, multi: Option<MultiTag>) -> Unit {
-        Unit { resp: records.resp, count: records.count, multi, atomic: true }
+        Unit { resp: records.resp, count: records.count, multi, atomic: true, db: 0 }
+    }
+
+    /// The unit, as run in database `db`.
+    pub fn in_db(mut self, db: usize) -> Unit {
+        self.db = db;
+        self
     }
 
     /// The records, decoded (tests and simulators).
@@ -174,7 +182,11 @@ impl EffectLog {
     pub fn push_unit(&mut self, u: Unit) -> Option<Vec<u8>> {
         if u.count == 1 && u.multi.is_none() {
             if let Some(Part::Unit(last)) = self.parts.back_mut() {
-                if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+                if last.multi.is_none()
+                    && last.db == u.db
+                    && (!last.atomic || last.count == 1)
+                    && last.resp.len() < 1 << 20
+                {
                     last.resp.extend_from_slice(&u.resp);
                     last.count += 1;
                     last.atomic = false;
@@ -190,9 +202,9 @@ impl EffectLog {
 
     /// Logs a single-record unit of this shard from its arguments, appended to the run
     /// at the end of the log when there is one (no allocation for the common write).
-    pub fn push_single<'a>(&mut self, args: impl ExactSizeIterator<Item = &'a [u8]>) {
+    pub fn push_single<'a>(&mut self, db: usize, args: impl ExactSizeIterator<Item = &'a [u8]>) {
         if let Some(Part::Unit(last)) = self.parts.back_mut() {
-            if last.multi.is_none() && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+            if last.multi.is_none() && last.db == db && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
                 ferrokv_rdb::aof::write_command_args(&mut last.resp, args);
                 last.count += 1;
                 last.atomic = false;
@@ -201,7 +213,7 @@ impl EffectLog {
         }
         let mut r = Records::default();
         r.push_args(args);
-        self.parts.push_back(Part::Unit(Unit::of(r, None)));
+        self.parts.push_back(Part::Unit(Unit::of(r, None).in_db(db)));
     }
 
     /// Takes every part logged so far.
@@ -231,11 +243,11 @@ impl EffectLog {
     }
 
     /// [`EffectLog::take_expired`], each key a unit of its own (the active expiry
-    /// cycle's deletions). Returns the keys.
-    pub fn log_expired_units(&mut self) -> Vec<Box<[u8]>> {
+    /// cycle's deletions in database `db`). Returns the keys.
+    pub fn log_expired_units(&mut self, db: usize) -> Vec<Box<[u8]>> {
         let keys = std::mem::take(&mut self.expired);
         for k in &keys {
-            self.push_single([&b"DEL"[..], k].into_iter());
+            self.push_single(db, [&b"DEL"[..], k].into_iter());
         }
         keys
     }
@@ -367,8 +379,14 @@ pub fn merge_ready(logs: &mut [VecDeque<Part>], out: &mut Vec<Unit>) -> Result<(
 /// Appends `units` to `out` as the command stream a consumer replays: each unit's
 /// records, a multi-record atomic unit wrapped in MULTI/EXEC (what `to_commands`
 /// gives, without copying the records apart).
-pub fn write_units(units: &[Unit], out: &mut Vec<u8>) {
+/// `db` is the stream's database so far: a unit of another one is preceded by
+/// `SELECT`, as Redis's `feedAppendOnlyFile`/`replicationFeedSlaves` write it.
+pub fn write_units(units: &[Unit], out: &mut Vec<u8>, db: &mut usize) {
     for u in units {
+        if u.db != *db {
+            write_select(out, u.db);
+            *db = u.db;
+        }
         let wrap = u.wrapped();
         if wrap {
             out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
@@ -380,9 +398,21 @@ pub fn write_units(units: &[Unit], out: &mut Vec<u8>) {
     }
 }
 
+/// `SELECT <db>` as a stream carries it.
+pub fn write_select(out: &mut Vec<u8>, db: usize) {
+    let n = db.to_string();
+    ferrokv_rdb::aof::write_command_args(out, [&b"SELECT"[..], n.as_bytes()].into_iter());
+}
+
+/// [`write_units`] as commands, for a stream that starts in database 0.
 pub fn to_commands(units: &[Unit]) -> Vec<Argv> {
     let mut out = Vec::new();
+    let mut db = 0;
     for u in units {
+        if u.db != db {
+            out.push(vec![b"SELECT".to_vec(), u.db.to_string().into_bytes()]);
+            db = u.db;
+        }
         if u.wrapped() {
             out.push(vec![b"MULTI".to_vec()]);
             out.extend(u.records());
@@ -481,7 +511,7 @@ mod tests {
     fn single_record_units_coalesce_without_wrapping() {
         let mut log = EffectLog::default();
         log.push(single("SET a 1"));
-        log.push_single([&b"SET"[..], b"b", b"2"].into_iter());
+        log.push_single(0, [&b"SET"[..], b"b", b"2"].into_iter());
         log.push(single("DEL c"));
         let mut tx = Records::default();
         tx.push(&rec("INCR n"));

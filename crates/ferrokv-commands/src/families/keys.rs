@@ -90,6 +90,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd("dbsize", 1, RF, NONE, KRF, dbsize).over_all_shards(),
     cmd("flushdb", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushdb).over_all_shards(),
     cmd("flushall", -1, W, NONE, &["@keyspace", "@write", "@slow", "@dangerous"], flushall).over_all_shards(),
+    cmd("move", 3, WF, ONE, KWF, move_),
+    cmd("swapdb", 3, WF, NONE, &["@keyspace", "@write", "@fast", "@dangerous"], swapdb).over_all_shards(),
     cmd("object", -2, &[], NONE, &["@slow"], object).with_subcommands(OBJECT_SUBCOMMANDS),
 ];
 
@@ -187,27 +189,74 @@ fn rename_generic(ctx: &mut Ctx, args: &Args, nx: bool) {
 
 pub const ERR_NO_SUCH_KEY: &str = "ERR no such key";
 
+/// A database index argument as Redis's `getIntFromObjectOrReply` + `selectDb` check
+/// it: not an int → `ERR value is not an integer...`; outside `databases` → out of
+/// range. Writes the error and answers None.
+fn db_index(ctx: &mut Ctx, arg: &[u8]) -> Option<usize> {
+    match parse_db_index(arg) {
+        Ok(n) if n < 0 || n as usize >= ctx.cfg.databases => {
+            ctx.out.error("ERR DB index is out of range");
+            None
+        }
+        Ok(n) => Some(n as usize),
+        Err(e) => {
+            ctx.out.error(e);
+            None
+        }
+    }
+}
+
+/// MOVE key db
+///
+/// Moves the key, value and TTL, from the selected database to `db` (the same slot,
+/// so the same shard); replies 1, or 0 when the key is missing here or present there.
+pub fn move_(ctx: &mut Ctx, args: &Args) {
+    if ctx.cfg.cluster_mode {
+        return ctx.out.error("ERR MOVE is not allowed in cluster mode");
+    }
+    let Some(dst) = db_index(ctx, args.get(2)) else { return };
+    let (key, now) = (args.get(1), ctx.now_ms);
+    let db = ctx.keys.db(key);
+    let src = db.selected();
+    if src == dst {
+        return ctx.out.error("ERR source and destination objects are the same");
+    }
+    if db.get(key, now).is_none() {
+        return ctx.out.integer(0);
+    }
+    db.select(dst);
+    let there = db.get(key, now).is_some();
+    db.select(src);
+    if there {
+        return ctx.out.integer(0);
+    }
+    let Some((entry, access)) = db.take(key, now) else { return ctx.out.integer(0) };
+    db.touch(key);
+    db.select(dst);
+    db.put(key, entry, access);
+    db.touch(key);
+    db.select(src);
+    ctx.moved_to = Some(dst);
+    ctx.dirty += 1;
+    ctx.out.integer(1);
+}
+
 /// COPY source destination [DB destination-db] [REPLACE]
 ///
-/// Copies the value and its TTL to `destination`; replies 1 if it copied, 0 when the
-/// source is missing or the destination exists without REPLACE. Only database 0
-/// exists, so `DB 0` is the one destination database accepted.
+/// Copies the value and its TTL to `destination` (in `destination-db`, else the
+/// selected database); replies 1 if it copied, 0 when the source is missing or the
+/// destination exists without REPLACE.
 pub fn copy(ctx: &mut Ctx, args: &Args) {
     let mut replace = false;
+    let mut target = None;
     let mut j = 3;
     while j < args.len() {
         let a = args.get(j);
         if eq_ic(a, "replace") {
             replace = true;
         } else if eq_ic(a, "db") && j + 1 < args.len() {
-            match parse_i64(args.get(j + 1)) {
-                Some(n) if i32::try_from(n).is_ok() => {
-                    if n != 0 {
-                        return ctx.out.error("ERR DB index is out of range");
-                    }
-                }
-                _ => return ctx.out.error(ERR_NOT_INT),
-            }
+            let Some(n) = db_index(ctx, args.get(j + 1)) else { return };
+            target = Some(n);
             j += 1;
         } else {
             return ctx.out.error(ERR_SYNTAX);
@@ -215,7 +264,12 @@ pub fn copy(ctx: &mut Ctx, args: &Args) {
         j += 1;
     }
     let (src, dst, now) = (args.get(1), args.get(2), ctx.now_ms);
-    if src == dst {
+    let here = ctx.keys.db(src).selected();
+    let target = target.unwrap_or(here);
+    if ctx.cfg.cluster_mode && target != 0 {
+        return ctx.out.error("ERR Copying to another database is not allowed in cluster mode");
+    }
+    if src == dst && target == here {
         return ctx.out.error("ERR source and destination objects are the same");
     }
     let Some(e) = ctx.keys.db(src).get(src, now) else {
@@ -223,15 +277,24 @@ pub fn copy(ctx: &mut Ctx, args: &Args) {
     };
     let (value, expire_at) = (e.value.clone(), e.expire_at);
     let dst_db = ctx.keys.db(dst);
+    dst_db.select(target);
     if dst_db.get(dst, now).is_some() {
         if !replace {
+            dst_db.select(here);
             return ctx.out.integer(0);
         }
         // Redis deletes the old destination and adds a new object: fresh LFU history.
         dst_db.remove(dst, now);
     }
     dst_db.set_copy(dst, value, expire_at);
-    ctx.touch(dst);
+    dst_db.touch(dst);
+    dst_db.select(here);
+    ctx.dirty += 1;
+    if target != here {
+        ctx.moved_to = Some(target);
+    } else if let Some(m) = ctx.modified.as_mut() {
+        m.push(dst.to_vec());
+    }
     ctx.out.integer(1);
 }
 
@@ -414,16 +477,36 @@ mod tests {
         assert_eq!(h.cmd("GET e"), "$1\r\n2\r\n");
         assert_eq!(h.cmd("TTL e"), ":-1\r\n");
         assert_eq!(h.cmd("COPY d e db 0 replace replace"), ":1\r\n");
-        assert_eq!(h.cmd("COPY d e db 1"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY d e db 16"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY d d db 1"), ":1\r\n");
+        assert_eq!(h.cmd("COPY d d db 1"), ":0\r\n");
+        assert_eq!(h.cmd("MOVE d 1"), ":0\r\n", "present in db 1");
+        assert_eq!(h.cmd("MOVE e 2"), ":1\r\n");
+        assert_eq!(h.cmd("EXISTS e"), ":0\r\n");
+        assert_eq!(h.cmd("MOVE e 2"), ":0\r\n");
+        assert_eq!(h.cmd("MOVE d 0"), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(h.cmd("MOVE d 16"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("MOVE d x"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(h.cmd("SWAPDB 0 2"), "+OK\r\n");
+        assert_eq!(h.cmd("GET e"), "$1\r\n2\r\n", "db 2's key, swapped in");
+        assert_eq!(h.cmd("EXISTS d"), ":0\r\n");
+        assert_eq!(h.cmd("SWAPDB 0 x"), "-ERR invalid second DB index\r\n");
+        assert_eq!(h.cmd("SWAPDB x 0"), "-ERR invalid first DB index\r\n");
+        assert_eq!(h.cmd("SWAPDB 0 16"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("SWAPDB 0 2"), "+OK\r\n");
+        h.db.check_invariants();
         assert_eq!(h.cmd("COPY d e db -1"), "-ERR DB index is out of range\r\n");
         assert_eq!(h.cmd("COPY d e db abc"), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(h.cmd("COPY d e db 4294967296"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(
+            h.cmd("COPY d e db 4294967296"),
+            "-ERR value is out of range, value must between -2147483648 and 2147483647\r\n"
+        );
         assert_eq!(h.cmd("COPY d e db"), "-ERR syntax error\r\n");
         assert_eq!(h.cmd("COPY d e foo"), "-ERR syntax error\r\n");
         assert_eq!(h.cmd("COPY d d"), "-ERR source and destination objects are the same\r\n");
         assert_eq!(h.cmd("COPY nokey e"), ":0\r\n");
         // Options are checked before the source.
-        assert_eq!(h.cmd("COPY nokey e db 5"), "-ERR DB index is out of range\r\n");
+        assert_eq!(h.cmd("COPY nokey e db 16"), "-ERR DB index is out of range\r\n");
         h.db.check_invariants();
     }
 }

@@ -178,6 +178,7 @@ pub fn dispatch(
     let mut out = ReplyBuf::new(proto);
     let t0 = std::time::Instant::now();
     match spec.handler {
+        Handler::Server(ServerCmd::Select) => select(ctx, &args, &mut out),
         Handler::Server(cmd) => {
             if !server_command(cmd, &args, ctx.now_ms, &mut out) {
                 return refuse(ctx, "This Redis command is not allowed from script");
@@ -248,16 +249,41 @@ fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, now_ms: u64, out: &
             out.bulk_integer((us / 1_000_000) as i64);
             out.bulk_integer((us % 1_000_000) as i64);
         }
-        ServerCmd::Select => {
-            if args.get(1) == b"0" {
-                out.ok()
-            } else {
-                out.error("ERR DB index is out of range")
-            }
-        }
         _ => return false,
     }
     true
+}
+
+/// SELECT inside a script: the script's own database changes (the caller's does not,
+/// as in Redis 7.0; see [`restore_db`]), and the commands it propagates from then on
+/// follow a `SELECT` record.
+fn select(ctx: &mut Ctx, args: &ferrokv_resp::Args, out: &mut ReplyBuf) {
+    let n = match crate::util::parse_db_index(args.get(1)) {
+        Ok(n) => n,
+        Err(e) => return out.error(e),
+    };
+    if ctx.cfg.cluster_mode && n != 0 {
+        return out.error("ERR SELECT is not allowed in cluster mode");
+    }
+    if n < 0 || n as usize >= ctx.cfg.databases {
+        return out.error("ERR DB index is out of range");
+    }
+    switch_db(ctx, n as usize);
+    out.ok();
+}
+
+fn switch_db(ctx: &mut Ctx, n: usize) {
+    if ctx.keys.selected() != n {
+        ctx.keys.select(n);
+        if ctx.propagating {
+            ctx.propagation.also.push(vec![b"SELECT".to_vec(), n.to_string().into_bytes()]);
+        }
+    }
+}
+
+/// After a script: back to the caller's database `db` (the unit's records end there).
+pub fn restore_db(ctx: &mut Ctx, db: usize) {
+    switch_db(ctx, db);
 }
 
 /// Redis's `luaPushErrorBuff`: `-CODE msg` keeps its code, a plain message gets `ERR`;

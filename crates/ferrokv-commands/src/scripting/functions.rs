@@ -188,6 +188,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
         slot_data: slot_data.clone(),
         oom: (super::hooks().over_maxmemory)(),
     };
+    let caller_db = ctx.keys.selected();
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
         match e.library_function(&lib, &name) {
@@ -197,6 +198,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
         *e.state.slot.borrow_mut() = None;
     });
     slot_data.finish();
+    call::restore_db(ctx, caller_db);
     if let Err(e) = r {
         ctx.out.error(&format!("ERR {e}"));
     }

@@ -212,6 +212,7 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
         slot_data: slot_data.clone(),
         oom: (hooks().over_maxmemory)(),
     };
+    let caller_db = ctx.keys.selected();
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
         match e.function_of(&script) {
@@ -221,6 +222,7 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
         *e.state.slot.borrow_mut() = None;
     });
     slot_data.finish();
+    call::restore_db(ctx, caller_db);
     if let Err(e) = r {
         ctx.out.error(&format!("ERR {e}"));
     }

@@ -8,7 +8,7 @@ use crate::node::{unix_ms, unix_us};
 use crate::pubsub::{self, Space};
 use ferrokv_commands::table::ServerCmd;
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
-use ferrokv_commands::util::{eq_ic, ERR_NOT_INT, ERR_SYNTAX};
+use ferrokv_commands::util::{eq_ic, ERR_SYNTAX};
 use ferrokv_commands::{lookup, CommandSpec, Handler};
 use ferrokv_commands::{Env, Keyspace};
 use ferrokv_resp::{Args, Proto, ReplyBuf};
@@ -270,18 +270,23 @@ fn reset(core: &mut ShardCore, c: &mut Conn, held: &mut Held) {
     c.meta.resp.store(2, Ordering::Relaxed);
     set_name(c, None);
     c.authed = core.requirepass.is_empty();
+    c.select(0);
     c.reply(|r| r.simple("RESET"));
 }
 
+/// SELECT index: the connection's database for the commands that follow.
 fn select(core: &mut ShardCore, c: &mut Conn, args: &Args) {
-    let Some(idx) = ferrokv_commands::util::parse_i64(args.get(1)) else { return c.error(ERR_NOT_INT) };
-    // One database per node: db 0. Any other index answers as an out-of-range one.
+    let idx = match ferrokv_commands::util::parse_db_index(args.get(1)) {
+        Ok(n) => n,
+        Err(e) => return c.error(e),
+    };
     if core.node.cluster.is_some() && idx != 0 {
         c.error("ERR SELECT is not allowed in cluster mode");
-    } else if idx == 0 {
-        c.reply(|r| r.ok());
-    } else {
+    } else if idx < 0 || idx as usize >= core.exec_cfg.databases {
         c.error("ERR DB index is out of range");
+    } else {
+        c.select(idx as usize);
+        c.reply(|r| r.ok());
     }
 }
 
@@ -412,7 +417,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
     let cmd = m.last_cmd_name();
     let subscribed = m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}\n",
         m.id,
         m.addr,
         m.laddr,
@@ -428,6 +433,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
             m.addr.starts_with('/'),
             crate::client_mem::no_evict(m)
         ),
+        m.db.load(Ordering::Relaxed),
         m.pubsub[0].load(Ordering::Relaxed),
         m.pubsub[1].load(Ordering::Relaxed),
         m.pubsub[2].load(Ordering::Relaxed),
@@ -1138,8 +1144,15 @@ fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flo
             continue;
         }
         let shard = core.node.shard_of_key(k);
-        let (version, existed) = held.with_db(core.node, shard, |db| (db.watch(k), db.get(k, now).is_some()));
-        c.watched.push(Watch { key: k.to_vec(), shard, version, existed });
+        let dbi = c.db;
+        let (version, existed) = held.with_db(core.node, shard, |db| {
+            let was = db.selected();
+            db.select(dbi);
+            let r = (db.watch(k), db.get(k, now).is_some());
+            db.select(was);
+            r
+        });
+        c.watched.push(Watch { key: k.to_vec(), shard, version, existed, db: dbi });
     }
     c.reply(|r| r.ok());
     Flow::Done
@@ -1175,9 +1188,14 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     let mut ks = MultiDb::lock(node, &shards);
     let now = core.now_ms;
     let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
-        Some(db) => db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none()),
+        Some(db) => {
+            db.select(w.db);
+            db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none())
+        }
         None => false,
     });
+    ks.select(c.db);
+    let start_db = c.db;
     let multi = c.take_multi().unwrap_or_default();
     c.meta.multi.store(-1, Ordering::Relaxed);
     if let Some(t) = &core.trace {
@@ -1198,6 +1216,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 Handler::Data(_) | Handler::Blocking(..) => {
                     let client = (core.id, c.token);
                     let t0 = crate::node::cycles();
+                    let dbi = c.db;
                     let (reply, events) = c.reply(|out| {
                         let start = out.buf.len();
                         let mut r = run_data(&mut ks, q.spec, &a, env, out, &mut records);
@@ -1206,7 +1225,7 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                         (core.trace.is_some().then(|| (out.buf[start..].to_vec(), r.blocked)), events)
                     });
                     if !events.is_empty() {
-                        core.publish_events(events);
+                        core.publish_events(events, dbi);
                     }
                     if let Some((reply, blocked)) = reply {
                         core.traced(
@@ -1223,11 +1242,27 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
                 Handler::Server(ServerCmd::Unwatch) => c.reply(|r| r.ok()),
                 Handler::Server(cmd) => {
                     let (mark, t0) = (c.reply_mark(), crate::node::cycles());
+                    let before = c.db;
                     let _ = run(core, c, cmd, &a, Held::Exec(&mut ks));
                     core.record_server(q.id, t0, c, mark);
+                    if c.db != before {
+                        // A queued SELECT: the commands after it run in its database,
+                        // and propagate after a SELECT record.
+                        ks.select(c.db);
+                        if ks.propagating() {
+                            ferrokv_store::effects::write_select(&mut records.resp, c.db);
+                            records.count += 1;
+                        }
+                    }
                 }
             }
         }
+        if c.db != start_db && !records.is_empty() {
+            // The unit is logged as run in its first database: it ends there too.
+            ferrokv_store::effects::write_select(&mut records.resp, start_db);
+            records.count += 1;
+        }
+        ks.select(start_db);
         let _ = ks.log_unit(records);
     }
     // The transaction's invalidations follow its reply (Redis sends them after EXEC).

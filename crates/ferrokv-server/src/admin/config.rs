@@ -166,6 +166,7 @@ impl Config {
             list_compress_depth: self.list_compress_depth,
             cluster_mode: self.cluster_enabled,
             rdb_compression: self.rdbcompression,
+            databases: self.databases as usize,
         }
     }
 }
@@ -188,7 +189,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             hz: 10,
-            databases: 1,
+            databases: 16,
             save: "3600 1 300 100 60 10000".into(),
             dbfilename: "dump.rdb".into(),
             rdbcompression: true,
@@ -1034,10 +1035,11 @@ fn include(cfg: &mut Config, path: &str, errors: &mut Vec<String>, depth: usize)
 /// naming it and the missing feature (start-up stops on any).
 pub fn refusals(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if cfg.databases > 1 {
+    if cfg.databases > crate::node::MAX_DATABASES {
         out.push(format!(
-            "*** FATAL CONFIG ERROR *** 'databases {}': ferrokv serves one database (db 0) so far; set 'databases 1'",
-            cfg.databases
+            "*** FATAL CONFIG ERROR *** 'databases {}': ferrokv keeps at most {} databases",
+            cfg.databases,
+            crate::node::MAX_DATABASES
         ));
     }
     out

@@ -280,10 +280,17 @@ fn cpu(o: &mut String) {
 
 fn keyspace(node: &Node, o: &mut String) {
     o.push_str("# Keyspace\r\n");
-    let keys: u64 = node.shards.iter().map(|s| s.keys.load(Ordering::Relaxed)).sum();
-    let expires: u64 = node.shards.iter().map(|s| s.expires.load(Ordering::Relaxed)).sum();
-    if keys > 0 {
-        let _ = write!(o, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+    let databases = node.shards.first().map_or(1, |s| s.db_counts.len());
+    for n in 0..databases {
+        let (mut keys, mut expires) = (0, 0);
+        for s in node.shards.iter() {
+            let (k, e) = s.counts_of(n);
+            keys += k;
+            expires += e;
+        }
+        if keys > 0 {
+            let _ = write!(o, "db{n}:keys={keys},expires={expires},avg_ttl=0\r\n");
+        }
     }
 }
 

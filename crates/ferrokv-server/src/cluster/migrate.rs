@@ -78,6 +78,8 @@ pub struct Job {
     host: Vec<u8>,
     port: Vec<u8>,
     db: i64,
+    /// The client's database, where the keys are.
+    source_db: usize,
     timeout: Duration,
     /// AUTH's password, with AUTH2's user name.
     auth: Option<(Option<Vec<u8>>, Vec<u8>)>,
@@ -162,6 +164,7 @@ pub fn migrate(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) -> 
     let (now, compress) = (core.now_ms, core.exec_cfg.rdb_compression);
     let items = {
         let mut ks = MultiDb::lock(node, &shards_of(node, keys.iter()));
+        ks.select(c.db);
         keys.iter()
             .filter_map(|k| {
                 let db = ks.db(k);
@@ -186,6 +189,7 @@ pub fn migrate(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) -> 
             host: args.get(1).to_vec(),
             port: args.get(2).to_vec(),
             db,
+            source_db: c.db,
             timeout: Duration::from_millis(timeout),
             auth,
             copy,
@@ -226,6 +230,7 @@ pub fn finish(core: &mut ShardCore, done: Done, conns: &mut ConnTable, touched: 
     let now = core.now_ms;
     let compress = core.exec_cfg.rdb_compression;
     let mut ks = MultiDb::lock(node, &shards_of(node, job.items.iter().map(|i| &i.key)));
+    ks.select(job.source_db);
     let (mut moved, mut changed) = (Vec::new(), Vec::new());
     for (item, ok) in job.items.iter().zip(&acked) {
         if job.copy {

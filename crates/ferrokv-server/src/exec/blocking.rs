@@ -42,6 +42,8 @@ pub struct Waiter {
     pub multi_shard: bool,
     /// The keys it waits on.
     pub keys: Vec<Vec<u8>>,
+    /// The database of those keys (its client's, when it blocked).
+    pub db: usize,
 }
 
 impl Waiter {
@@ -110,51 +112,65 @@ impl Waiter {
     }
 }
 
-/// The waiters registered on one shard's keys, oldest first per key.
+/// The waiters registered on one shard's keys, oldest first per (database, key). The
+/// Db given to each call may have any database selected; it is selected again after.
 #[derive(Default)]
 pub struct Waiters {
-    by_key: HashMap<Vec<u8>, VecDeque<Arc<Waiter>>>,
+    by_key: HashMap<(usize, Vec<u8>), VecDeque<Arc<Waiter>>>,
+}
+
+/// Runs `f` on `db` with database `n` selected, then selects the one before again.
+fn in_db<R>(db: &mut Db, n: usize, f: impl FnOnce(&mut Db) -> R) -> R {
+    let was = db.selected();
+    db.select(n);
+    let r = f(db);
+    db.select(was);
+    r
 }
 
 impl Waiters {
     pub fn register(&mut self, db: &mut Db, key: &[u8], w: &Arc<Waiter>) {
-        db.block_on(key);
-        self.by_key.entry(key.to_vec()).or_default().push_back(w.clone());
+        in_db(db, w.db, |db| db.block_on(key));
+        self.by_key.entry((w.db, key.to_vec())).or_default().push_back(w.clone());
     }
 
-    /// The live waiters of `key`, oldest first; claimed ones are dropped on the way.
-    pub fn live(&mut self, db: &mut Db, key: &[u8]) -> Vec<Arc<Waiter>> {
-        let Some(q) = self.by_key.get_mut(key) else { return Vec::new() };
+    /// The live waiters of `key` in database `n`, oldest first; claimed ones are
+    /// dropped on the way.
+    pub fn live(&mut self, db: &mut Db, n: usize, key: &[u8]) -> Vec<Arc<Waiter>> {
+        let id = (n, key.to_vec());
+        let Some(q) = self.by_key.get_mut(&id) else { return Vec::new() };
         let before = q.len();
         q.retain(|w| !w.is_claimed());
-        for _ in q.len()..before {
-            db.unblock(key);
+        let gone = before - q.len();
+        if gone > 0 {
+            in_db(db, n, |db| (0..gone).for_each(|_| db.unblock(key)));
         }
         let live: Vec<_> = q.iter().cloned().collect();
         if q.is_empty() {
-            self.by_key.remove(key);
+            self.by_key.remove(&id);
         }
         live
     }
 
     /// Removes `w` from `key`'s queue.
     pub fn remove(&mut self, db: &mut Db, key: &[u8], w: &Arc<Waiter>) {
-        if let Some(q) = self.by_key.get_mut(key) {
+        let id = (w.db, key.to_vec());
+        if let Some(q) = self.by_key.get_mut(&id) {
             if let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) {
                 q.remove(i);
-                db.unblock(key);
+                in_db(db, w.db, |db| db.unblock(key));
             }
             if q.is_empty() {
-                self.by_key.remove(key);
+                self.by_key.remove(&id);
             }
         }
     }
 
     /// Drops every claimed waiter (periodic clean-up of timed-out and gone clients).
     pub fn sweep(&mut self, db: &mut Db) {
-        let keys: Vec<Vec<u8>> = self.by_key.keys().cloned().collect();
-        for k in keys {
-            self.live(db, &k);
+        let keys: Vec<(usize, Vec<u8>)> = self.by_key.keys().cloned().collect();
+        for (n, k) in keys {
+            self.live(db, n, &k);
         }
     }
 

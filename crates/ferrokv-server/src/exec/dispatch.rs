@@ -673,6 +673,12 @@ impl ShardCore {
 
     fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
         let h = spec.handler;
+        // A script may reach any shard (it takes an undeclared key's shard as it goes):
+        // it waits, as a multi-shard command does, until this connection's forwarded
+        // commands have run, so it reads the client's own earlier writes.
+        if spec.has(Flags::NO_MANDATORY_KEYS) && c.inflight() > 0 {
+            return Flow::Stall;
+        }
         self.shards_of(spec, args);
         let node = self.node;
         if self.shard_set.len() == 1 {
@@ -697,6 +703,7 @@ impl ShardCore {
                 }
                 let now = self.now_ms;
                 let mut db = node.lock_db(target);
+                db.select(c.db);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
                     drop(db);
                     return self.reject(c, Some(id), e);
@@ -722,7 +729,7 @@ impl ShardCore {
                     r
                 });
                 if !r.events.is_empty() {
-                    self.publish_events(std::mem::take(&mut r.events));
+                    self.publish_events(std::mem::take(&mut r.events), c.db);
                 }
                 self.settle_tracking(target, &mut db, Some(c));
                 if let Blocked::Wait { timeout_ms } = r.blocked {
@@ -737,6 +744,11 @@ impl ShardCore {
                 self.after_flushall(spec, &r);
             } else {
                 let seq = c.push_pending();
+                if spec.has(Flags::NO_MANDATORY_KEYS) {
+                    // A script may take this connection's home shard as it runs: the
+                    // commands after it wait for its reply, or it could see them.
+                    c.barrier = Some(seq);
+                }
                 let waiter = match h {
                     Handler::Blocking(..) => {
                         let w = self.new_waiter(c, spec, args, seq, false);
@@ -751,6 +763,7 @@ impl ShardCore {
                     from: self.id,
                     token: c.token,
                     seq,
+                    db: c.db,
                     proto: c.proto,
                     spec,
                     id,
@@ -769,6 +782,7 @@ impl ShardCore {
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
+        ks.select(c.db);
         let caller = crate::tracking::caller(c, self.id);
         let env = Env {
             cfg: &self.exec_cfg,
@@ -790,7 +804,7 @@ impl ShardCore {
             r
         });
         if !r.events.is_empty() {
-            self.publish_events(std::mem::take(&mut r.events));
+            self.publish_events(std::mem::take(&mut r.events), c.db);
         }
         self.settle_tracking_all(&mut ks, Some(c));
         if let Blocked::Wait { timeout_ms } = r.blocked {
@@ -814,6 +828,7 @@ impl ShardCore {
     fn run_script_here(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
         let node = self.node;
         let mut ks = MultiDb::lock(node, &[self.id]);
+        ks.select(c.db);
         if let Some(db) = ks.db_of_shard(self.id) {
             if let Some(e) = self.migrating_refusal(spec, args, db) {
                 drop(ks);
@@ -840,7 +855,7 @@ impl ShardCore {
             std::mem::take(&mut r.events)
         });
         if !events.is_empty() {
-            self.publish_events(events);
+            self.publish_events(events, c.db);
         }
         self.settle_tracking_all(&mut ks, Some(c));
         self.after_multi(&mut ks);
@@ -876,6 +891,7 @@ impl ShardCore {
             claimed: AtomicBool::new(false),
             multi_shard: multi,
             keys,
+            db: c.db,
         })
     }
 
@@ -930,13 +946,16 @@ impl ShardCore {
     /// again; replies go to their home shards.
     pub fn serve_ready(&mut self, shard: ShardId, db: &mut Db) {
         let node = self.node;
+        let was = db.selected();
         loop {
             let ready = db.take_ready();
             if ready.is_empty() {
+                db.select(was);
                 return;
             }
-            for key in ready {
-                let waiters = node.lock_waiters(shard).live(db, &key);
+            for (dbi, key) in ready {
+                db.select(dbi);
+                let waiters = node.lock_waiters(shard).live(db, dbi, &key);
                 for w in waiters {
                     let now = self.now_ms;
                     if !w.serves_from(db.peek(&key, now).map(|e| &e.value)) {
@@ -964,7 +983,7 @@ impl ShardCore {
                     let mut r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
                     self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
                     if !r.events.is_empty() {
-                        self.publish_events(std::mem::take(&mut r.events));
+                        self.publish_events(std::mem::take(&mut r.events), dbi);
                     }
                     match r.blocked {
                         Blocked::Served => {
@@ -990,6 +1009,7 @@ impl ShardCore {
         self.shards_of(w.spec, &args);
         let node = self.node;
         let mut ks = MultiDb::lock(node, &self.shard_set);
+        ks.select(w.db);
         if !w.claim() {
             return None;
         }
@@ -1005,7 +1025,7 @@ impl ShardCore {
         let mut r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
         if !r.events.is_empty() {
-            self.publish_events(std::mem::take(&mut r.events));
+            self.publish_events(std::mem::take(&mut r.events), w.db);
         }
         let served = match r.blocked {
             Blocked::Served => {
@@ -1038,6 +1058,7 @@ impl ShardCore {
         from: ShardId,
         token: u64,
         seq: u64,
+        dbi: usize,
         waiter: Option<Arc<Waiter>>,
         caller: ferrokv_commands::exec::Caller,
     ) -> Option<Vec<u8>> {
@@ -1045,6 +1066,7 @@ impl ShardCore {
         crate::node::bump(&node.shards[self.id].routing.received);
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
+        db.select(dbi);
         if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
             // A key moved away since the home shard routed the command (see there).
             drop(db);
@@ -1063,13 +1085,14 @@ impl ShardCore {
         db.keep_expired_notes(self.expired_events());
         let mut r = if spec.has(Flags::NO_MANDATORY_KEYS) {
             // A script: its keyspace may grow to other shards (see MultiDb::holds).
-            let mut ks = MultiDb { node, guards: vec![(self.id, db)] };
+            let mut ks = MultiDb { node, guards: vec![(self.id, db)], db: dbi };
             let r = run_unit(&mut ks, spec, args, env, &mut out);
             let mut own = crate::tracking::Own::Forwarded { home: from, token, caller, out: &mut out };
             self.settle_tracking_all_to(&mut ks, &mut own);
             self.after_multi(&mut ks);
             drop(ks);
             db = node.lock_db(self.id);
+            db.select(dbi);
             r
         } else {
             let r = run_unit(&mut SingleDb(&mut db), spec, args, env, &mut out);
@@ -1081,7 +1104,7 @@ impl ShardCore {
         self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len());
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         if !r.events.is_empty() {
-            self.publish_events(std::mem::take(&mut r.events));
+            self.publish_events(std::mem::take(&mut r.events), dbi);
         }
         let reply = match (r.blocked, waiter) {
             (Blocked::Wait { timeout_ms }, Some(w)) => {
@@ -1119,7 +1142,9 @@ impl ShardCore {
     /// Forgets this connection's WATCHes.
     pub fn release_watches(&mut self, c: &mut Conn) {
         for w in c.watched.drain(..) {
-            self.node.lock_db(w.shard).unwatch(&w.key);
+            let mut db = self.node.lock_db(w.shard);
+            db.select(w.db);
+            db.unwatch(&w.key);
         }
     }
 
@@ -1158,24 +1183,28 @@ impl ShardCore {
         self.notify & class::EXPIRED != 0 && self.notify & (class::KEYSPACE | class::KEYEVENT) != 0
     }
 
-    /// Publishes a command's keyspace notifications (`__keyspace@0__:<key>` with the
-    /// event, `__keyevent@0__:<event>` with the key), to this node's subscribers.
-    pub fn publish_events(&mut self, events: Vec<ferrokv_commands::notify::KeyEvent>) {
+    /// Publishes the keyspace notifications of a command run in database `db`
+    /// (`__keyspace@<db>__:<key>` with the event, `__keyevent@<db>__:<event>` with
+    /// the key), to this node's subscribers.
+    pub fn publish_events(&mut self, events: Vec<ferrokv_commands::notify::KeyEvent>, db: usize) {
         use ferrokv_commands::notify::class;
         for e in events {
+            let n = e.db.unwrap_or(db);
             if self.notify & class::KEYSPACE != 0 {
-                let mut ch = b"__keyspace@0__:".to_vec();
+                let mut ch = format!("__keyspace@{n}__:").into_bytes();
                 ch.extend_from_slice(&e.key);
                 crate::pubsub::publish(self, crate::pubsub::Space::Global, &ch, e.event.as_bytes());
             }
             if self.notify & class::KEYEVENT != 0 {
-                let ch = format!("__keyevent@0__:{}", e.event);
+                let ch = format!("__keyevent@{n}__:{}", e.event);
                 crate::pubsub::publish(self, crate::pubsub::Space::Global, ch.as_bytes(), &e.key);
             }
         }
     }
 
     /// Active expiry of this shard's keys within `budget`.
+    /// Active expiry of this shard's keys within `budget`, every database with keys
+    /// that expire getting a share of it.
     pub fn active_expire(&mut self, budget: std::time::Duration) {
         let mut db = self.node.lock_db(self.id);
         db.keep_expired_notes(self.expired_events());
@@ -1183,26 +1212,41 @@ impl ShardCore {
         // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
         db.set_clock(now);
         self.node.lock_waiters(self.id).sweep(&mut db);
-        let n = db.active_expire(now, budget);
-        let expired = db.take_expired_notes();
-        if !expired.is_empty() {
-            use ferrokv_commands::notify::{class, KeyEvent};
-            let ev = expired.into_iter().map(|key| KeyEvent { class: class::EXPIRED, event: "expired", key }).collect();
-            self.publish_events(ev);
-        }
-        if n > 0 {
-            // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
-            let keys = db.effects().map(|log| log.log_expired_units()).unwrap_or_default();
-            if let Some(t) = &self.trace {
-                t.borrow_mut().push(TraceEvent::Expired { keys: keys.iter().map(|k| k.to_vec()).collect() });
+        let dbs: Vec<usize> = if db.multi_database() {
+            (0..db.databases()).filter(|&i| db.database_expires(i) > 0).collect()
+        } else {
+            vec![0]
+        };
+        let share = budget / dbs.len().max(1) as u32;
+        let mut total = 0;
+        for dbi in dbs {
+            db.select(dbi);
+            let n = db.active_expire(now, share);
+            total += n;
+            let expired = db.take_expired_notes();
+            if !expired.is_empty() {
+                use ferrokv_commands::notify::{class, KeyEvent};
+                let ev = expired
+                    .into_iter()
+                    .map(|key| KeyEvent { class: class::EXPIRED, event: "expired", key, db: None })
+                    .collect();
+                self.publish_events(ev, dbi);
+            }
+            if n > 0 {
+                // Each key the cycle deleted propagates as a DEL of its own, as in Redis.
+                let keys = db.effects().map(|log| log.log_expired_units(dbi)).unwrap_or_default();
+                if let Some(t) = &self.trace {
+                    t.borrow_mut().push(TraceEvent::Expired { keys: keys.iter().map(|k| k.to_vec()).collect() });
+                }
             }
         }
+        db.select(0);
         let id = self.id;
         self.settle_tracking(id, &mut db, None);
         self.node.shards[self.id].publish(&db);
         drop(db);
-        if n > 0 {
-            self.node.shards[self.id].expired_keys.fetch_add(n as u64, Ordering::Relaxed);
+        if total > 0 {
+            self.node.shards[self.id].expired_keys.fetch_add(total as u64, Ordering::Relaxed);
         }
     }
 }
@@ -1334,11 +1378,14 @@ impl Held<'_, '_> {
 pub struct MultiDb<'a> {
     node: &'a Node,
     pub guards: Vec<(ShardId, crate::node::DbGuard<'a>)>,
+    /// The selected database (in every guard, and in one a script adds later).
+    pub db: usize,
 }
 
 impl<'a> MultiDb<'a> {
+    /// Locks `shards` with database 0 selected (see [`Keyspace::select`]).
     pub fn lock(node: &'a Node, shards: &[ShardId]) -> Self {
-        MultiDb { node, guards: node.lock_dbs(shards) }
+        MultiDb { node, guards: node.lock_dbs(shards), db: 0 }
     }
 
     pub fn db_of_shard(&mut self, s: ShardId) -> Option<&mut Db> {
@@ -1362,7 +1409,8 @@ impl MultiDb<'_> {
     fn grow(&mut self, shard: ShardId) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2);
         loop {
-            if let Some(g) = self.node.try_lock_db(shard) {
+            if let Some(mut g) = self.node.try_lock_db(shard) {
+                g.select(self.db);
                 self.guards.push((shard, g));
                 return true;
             }
@@ -1400,7 +1448,7 @@ impl<'a> MultiDb<'a> {
                 std::thread::sleep(std::time::Duration::from_micros(50));
             }
         }
-        Some(MultiDb { node, guards })
+        Some(MultiDb { node, guards, db: 0 })
     }
 }
 
@@ -1422,6 +1470,17 @@ impl Keyspace for MultiDb<'_> {
         for g in &mut self.guards {
             f(&mut g.1);
         }
+    }
+
+    fn select(&mut self, db: usize) {
+        self.db = db;
+        for g in &mut self.guards {
+            g.1.select(db);
+        }
+    }
+
+    fn selected(&mut self) -> usize {
+        self.db
     }
 
     fn db_for_slot(&mut self, slot: u16) -> &mut Db {
@@ -1460,7 +1519,8 @@ impl Keyspace for MultiDb<'_> {
         for (_, db) in self.guards.iter_mut() {
             let Some(log) = db.effects() else { continue };
             match records.take() {
-                Some(records) => log.push(Part::Unit(Unit::of(records, Some(MultiTag { id, shards: shards.clone() })))),
+                Some(records) => log
+                    .push(Part::Unit(Unit::of(records, Some(MultiTag { id, shards: shards.clone() })).in_db(self.db))),
                 None => log.push(Part::Joined { id }),
             }
         }

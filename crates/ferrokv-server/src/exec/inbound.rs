@@ -172,9 +172,9 @@ impl ShardCore {
     /// (the cluster bus, closing a socket) come back for the event loop.
     pub fn handle_message(&mut self, m: Msg, conns: &mut ConnTable, touched: &mut Vec<usize>) -> Option<Msg> {
         match m {
-            Msg::Exec { from, token, seq, proto, spec, id, args, waiter, caller } => {
+            Msg::Exec { from, token, seq, db, proto, spec, id, args, waiter, caller } => {
                 if let Some(bytes) =
-                    self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, waiter, caller)
+                    self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, db, waiter, caller)
                 {
                     self.send(from, Msg::Reply { token, seq, bytes });
                 }

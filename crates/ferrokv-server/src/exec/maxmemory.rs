@@ -120,7 +120,9 @@ const POOL: usize = 16;
 
 struct Candidate {
     score: u64,
+    /// Where the key is: a shard, and a database (0 unless several are used).
     shard: ShardId,
+    db: usize,
     key: Vec<u8>,
 }
 
@@ -220,13 +222,14 @@ impl Limit {
         let (mut freed, mut keys) = (0i64, 0u64);
         let mut state = State::Ok;
         while freed < to_free {
-            let Some((shard, key)) = self.pick(node) else {
+            let Some((shard, dbi, key)) = self.pick(node) else {
                 // Nothing left to evict (a volatile policy with no keys with a TTL).
                 state = State::Fail;
                 break;
             };
             let before = memory::thread_delta();
             let mut db = node.lock_db(shard);
+            db.select(dbi);
             if !db.evict(&key, self.lazy) {
                 continue;
             }
@@ -249,15 +252,24 @@ impl Limit {
 
     /// The next victim: the best of the pool (refilled from every shard), or a random
     /// key of the next shard that has one for the `*-random` policies.
-    fn pick(&mut self, node: &Node) -> Option<(ShardId, Vec<u8>)> {
+    /// Every database of every shard is sampled, as Redis samples each of its
+    /// databases.
+    fn pick(&mut self, node: &Node) -> Option<(ShardId, usize, Vec<u8>)> {
         let n = node.shard_count();
         let volatile = self.policy.volatile();
         let Some(by) = self.policy.score() else {
             for _ in 0..n {
                 let s = self.next_shard % n;
                 self.next_shard = (s + 1) % n;
-                if let Some(k) = node.lock_db(s).eviction_random(volatile) {
-                    return Some((s, k));
+                let mut db = node.lock_db(s);
+                let mut found = None;
+                db.each_database(|db| {
+                    if found.is_none() {
+                        found = db.eviction_random(volatile).map(|k| (s, db.selected(), k));
+                    }
+                });
+                if found.is_some() {
+                    return found;
                 }
             }
             return None;
@@ -265,23 +277,29 @@ impl Limit {
         let mut population = 0;
         for s in 0..n {
             let mut db = node.lock_db(s);
-            population += if volatile { db.expire_keys_count() } else { db.len() };
-            let pool = &mut self.pool;
-            db.eviction_sample(volatile, by, self.samples, |key, score| pool_insert(pool, score, s, key));
+            let (pool, samples) = (&mut self.pool, self.samples);
+            db.each_database(|db| {
+                let count = if volatile { db.expire_keys_count() } else { db.len() };
+                population += count;
+                if count > 0 {
+                    let d = db.selected();
+                    db.eviction_sample(volatile, by, samples, |key, score| pool_insert(pool, score, s, d, key));
+                }
+            });
         }
         if population == 0 {
             self.pool.clear();
             return None;
         }
         // The best candidate; one that is gone by now fails `evict` and the caller asks again.
-        self.pool.pop().map(|c| (c.shard, c.key))
+        self.pool.pop().map(|c| (c.shard, c.db, c.key))
     }
 }
 
 /// Redis's `evictionPoolPopulate` insertion: keep the pool sorted by ascending score,
 /// at most [`POOL`] entries; a candidate worse than every kept one is dropped when full.
-fn pool_insert(pool: &mut Vec<Candidate>, score: u64, shard: ShardId, key: &[u8]) {
-    if pool.iter().any(|c| c.shard == shard && c.key == key) {
+fn pool_insert(pool: &mut Vec<Candidate>, score: u64, shard: ShardId, db: usize, key: &[u8]) {
+    if pool.iter().any(|c| c.shard == shard && c.db == db && c.key == key) {
         return;
     }
     if pool.len() == POOL {
@@ -291,7 +309,7 @@ fn pool_insert(pool: &mut Vec<Candidate>, score: u64, shard: ShardId, key: &[u8]
         pool.remove(0);
     }
     let at = pool.partition_point(|c| c.score <= score);
-    pool.insert(at, Candidate { score, shard, key: key.to_vec() });
+    pool.insert(at, Candidate { score, shard, db, key: key.to_vec() });
 }
 
 #[cfg(test)]
@@ -323,10 +341,10 @@ mod tests {
         let mut pool = Vec::new();
         for i in 0..40u64 {
             let score = (i * 7919) % 41;
-            pool_insert(&mut pool, score, 0, format!("k{i}").as_bytes());
+            pool_insert(&mut pool, score, 0, 0, format!("k{i}").as_bytes());
         }
-        pool_insert(&mut pool, 40, 0, b"dup");
-        pool_insert(&mut pool, 40, 0, b"dup");
+        pool_insert(&mut pool, 40, 0, 0, b"dup");
+        pool_insert(&mut pool, 40, 0, 0, b"dup");
         assert_eq!(pool.len(), POOL);
         assert!(pool.windows(2).all(|w| w[0].score <= w[1].score));
         assert_eq!(pool.iter().filter(|c| c.key == b"dup").count(), 1);

@@ -12,6 +12,8 @@ pub enum Msg {
         from: usize,
         token: u64,
         seq: u64,
+        /// The client's selected database.
+        db: usize,
         proto: Proto,
         spec: &'static CommandSpec,
         id: ferrokv_commands::table::CommandId,

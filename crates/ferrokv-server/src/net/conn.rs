@@ -35,6 +35,8 @@ pub struct Multi {
 pub struct Watch {
     pub key: Vec<u8>,
     pub shard: usize,
+    /// The database the key was watched in.
+    pub db: usize,
     pub version: u64,
     /// The key existed (unexpired) when WATCH ran: its expiry before EXEC aborts.
     pub existed: bool,
@@ -123,9 +125,17 @@ pub struct Conn {
     pub tracking: Option<Box<crate::tracking::ClientTracking>>,
     /// What its subscriptions take, taken when they change (not walked per flush).
     pub subs_mem: usize,
+    /// The selected database (SELECT): every command's keys are there.
+    pub db: usize,
 }
 
 impl Conn {
+    /// Selects database `n` (SELECT, RESET, EXEC running a queued SELECT).
+    pub fn select(&mut self, n: usize) {
+        self.db = n;
+        self.meta.db.store(n as u32, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn new(fd: RawFd, token: u64, meta: Arc<ClientMeta>, authed: bool, now_ms: u64) -> Conn {
         Conn {
             fd,
@@ -160,6 +170,7 @@ impl Conn {
             mem_counted: 0,
             tracking: None,
             subs_mem: 0,
+            db: 0,
         }
     }
 

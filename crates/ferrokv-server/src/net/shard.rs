@@ -298,6 +298,7 @@ impl Shard {
             mem: Default::default(),
             tracking: AtomicU32::new(0),
             tracking_redir: AtomicU64::new(0),
+            db: AtomicU32::new(0),
         });
         node.register_client(meta.clone());
         node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);

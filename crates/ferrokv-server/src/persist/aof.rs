@@ -37,7 +37,7 @@
 use crate::dispatch::MultiDb;
 use crate::node::lock;
 use crate::node::{unix_ms, Node, ShardId};
-use ferrokv_commands::{Env, Handler};
+use ferrokv_commands::{Env, Handler, Keyspace};
 use ferrokv_rdb::aof::{CommandReader, FileKind, Manifest, ManifestFile, StreamError};
 use ferrokv_resp::{OwnedArgs, ReplyBuf};
 use ferrokv_store::effects::{self, Part};
@@ -323,8 +323,12 @@ fn spawn_writer(
     }
     let shards = node.shard_count();
     let gen = aof.generation.load(Ordering::Acquire);
+    // A file holding only its opening `SELECT 0` is in database 0; after other
+    // content, the next unit selects its database again (as Redis's
+    // `aof_selected_db = -1` after a restart).
+    let db = if incr_size == SELECT_0.len() as u64 { 0 } else { usize::MAX };
     let incr =
-        Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size, last_stamp: 0 };
+        Incr { file, name: incr_name, pending: vec![VecDeque::new(); shards], gen, size: incr_size, last_stamp: 0, db };
     let writer = Writer {
         node,
         layout,
@@ -424,8 +428,15 @@ fn replay(node: &Node, data: &[u8], path: &Path, truncated_ok: bool, base_offset
         match cmd.as_str() {
             "multi" | "exec" => continue,
             "select" => {
-                if argv.len() != 2 || argv.get(1) != b"0" {
-                    return Err(format!("{name}: SELECT of a database other than 0: ferrokv serves database 0 only"));
+                let databases = ks.guards.first().map_or(1, |g| g.1.databases());
+                match std::str::from_utf8(argv.get(1)).ok().and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if argv.len() == 2 && n < databases => ks.select(n),
+                    _ => {
+                        return Err(format!(
+                            "{name}: SELECT {} of a database this server does not have ({databases} configured)",
+                            String::from_utf8_lossy(argv.get(1))
+                        ))
+                    }
                 }
                 continue;
             }
@@ -463,6 +474,8 @@ struct Incr {
     size: u64,
     /// The last `#TS:` annotation written (unix seconds).
     last_stamp: u64,
+    /// The database the file's commands are in so far (usize::MAX: unknown).
+    db: usize,
 }
 
 impl Incr {
@@ -485,7 +498,7 @@ impl Incr {
                 buf.extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
             }
         }
-        effects::write_units(&units, buf);
+        effects::write_units(&units, buf, &mut self.db);
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         Ok(())
@@ -640,6 +653,8 @@ impl Writer {
             gen: self.cur.gen + 1,
             size: 0,
             last_stamp: 0,
+            // The file starts with `SELECT 0`.
+            db: 0,
         };
         self.old = Some(std::mem::replace(&mut self.cur, next));
         self.manifest.files.push(ManifestFile { name, seq, kind: FileKind::Incr });

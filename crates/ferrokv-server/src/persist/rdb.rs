@@ -46,8 +46,16 @@ const STEP_IDLE_TIME: std::time::Duration = std::time::Duration::from_millis(1);
 const BGSAVE_RETRY_DELAY: u64 = 5;
 
 enum Chunk {
-    Records(Vec<u8>),
-    Done { keys: u64 },
+    /// Records of a shard's databases `first_db`..=`last_db` (a SELECTDB record where
+    /// the database changes within them).
+    Records {
+        bytes: Vec<u8>,
+        first_db: usize,
+        last_db: usize,
+    },
+    Done {
+        keys: u64,
+    },
 }
 
 /// Node-wide persistence state.
@@ -205,12 +213,16 @@ pub fn save(node: &Node) -> Result<(), String> {
     let result = (|| -> std::io::Result<()> {
         let mut out = FileOut::create(&temp)?;
         out.write(&file_head(starts.iter().map(|s| s.keys).sum(), starts.iter().map(|s| s.expires).sum(), false))?;
+        let mut file_db = 0;
         for (_, db) in dbs.iter_mut() {
             loop {
                 db.snapshot_step(4 << 20);
-                let (records, _, ended) = db.take_snapshot_output();
-                out.write(&records)?;
-                if ended || !db.snapshot_active() {
+                let o = db.take_snapshot_output();
+                if let Some(first) = o.first_db {
+                    out.write(&select_if_needed(&mut file_db, first, o.last_db))?;
+                    out.write(&o.bytes)?;
+                }
+                if o.done || !db.snapshot_active() {
                     break;
                 }
             }
@@ -234,6 +246,18 @@ pub fn save(node: &Node) -> Result<(), String> {
             Err("ERR".into())
         }
     }
+}
+
+/// The SELECTDB record to write before records of databases `first..=last` when the
+/// file is in database `file_db` (empty when it is already there); `file_db` becomes
+/// `last`.
+fn select_if_needed(file_db: &mut usize, first: usize, last: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    if first != *file_db {
+        rdbfile::write_select_db(&mut out, first as u64);
+    }
+    *file_db = last;
+    out
 }
 
 /// Records the end of a save (SAVE or BGSAVE).
@@ -423,12 +447,15 @@ fn write_background(
     }
     let mut done = 0;
     let mut keys = 0;
+    // The head selects database 0 (when there are keys at all).
+    let mut file_db = 0;
     while done < shards {
         match rx.recv() {
-            Ok(Chunk::Records(bytes)) => {
+            Ok(Chunk::Records { bytes, first_db, last_db }) => {
                 node.persist.in_flight.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+                let select = select_if_needed(&mut file_db, first_db, last_db);
                 if let (Ok(o), None) = (out.as_mut(), &failed) {
-                    if let Err(e) = o.write(&bytes) {
+                    if let Err(e) = o.write(&select).and_then(|_| o.write(&bytes)) {
                         failed = Some(e);
                     }
                 }
@@ -492,14 +519,15 @@ pub fn shard_step(node: &Node, shard: ShardId, served: std::time::Duration) -> b
         db.snapshot_step_until(budget, Some(deadline));
         // The take says when the snapshot ended (the step may stop at its deadline
         // right after saving the last slot).
-        let (records, keys, done) = db.take_snapshot_output();
-        (done, records, keys)
+        let o = db.take_snapshot_output();
+        let keys = o.keys;
+        (o.done, o, keys)
     };
     let sender = lock(&p.sender);
     let Some(tx) = sender.as_ref() else { return false };
-    if !records.is_empty() {
-        p.in_flight.fetch_add(records.len() as u64, Ordering::Relaxed);
-        let _ = tx.send(Chunk::Records(records));
+    if let Some(first_db) = records.first_db {
+        p.in_flight.fetch_add(records.bytes.len() as u64, Ordering::Relaxed);
+        let _ = tx.send(Chunk::Records { bytes: records.bytes, first_db, last_db: records.last_db });
     }
     p.keys_processed.fetch_add(keys, Ordering::Relaxed);
     if done {
@@ -612,7 +640,7 @@ pub fn load_bytes(
     load_records(node, name, limits, owns, || match reader.next_raw() {
         Ok(rdbfile::RawRecord::Other(o)) => Ok(Some(Loaded::Other(o))),
         Ok(rdbfile::RawRecord::Entry { key, t, value, meta, offset }) => {
-            Ok(Some(Loaded::Entry(Entry { key, t, value, meta, offset })))
+            Ok(Some(Loaded::Entry(Entry { db: 0, key, t, value, meta, offset })))
         }
         Err(e) => Err(e.to_string()),
     })?;
@@ -637,7 +665,7 @@ pub fn load_stream(
         match reader.next() {
             Ok(Some(rdbfile::OwnedRecord::Other(o))) => return Ok(Some(Loaded::Other(o))),
             Ok(Some(rdbfile::OwnedRecord::Entry { key, t, value, meta, offset })) => {
-                return Ok(Some(Loaded::Entry(Entry { key, t, value, meta, offset })))
+                return Ok(Some(Loaded::Entry(Entry { db: 0, key, t, value, meta, offset })))
             }
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
@@ -655,6 +683,8 @@ pub fn load_stream(
 
 /// A key's record, its value still encoded (borrowed from a file or owned).
 struct Entry<V> {
+    /// The database it goes to (the last SELECTDB before it).
+    db: usize,
     key: Vec<u8>,
     t: u8,
     value: V,
@@ -700,7 +730,7 @@ fn load_records<V: AsRef<[u8]> + Send>(
             scope.spawn(move || {
                 for batch in rx {
                     let mut db = node.lock_db(shard);
-                    for Entry { key, t, value, meta, offset } in batch {
+                    for Entry { db: dbi, key, t, value, meta, offset } in batch {
                         let decoded = match rdbfile::decode_value(t, value.as_ref()) {
                             Ok(v) => v,
                             Err(e) => return failed(fail(&format!("{e} at offset {offset}"))),
@@ -718,6 +748,7 @@ fn load_records<V: AsRef<[u8]> + Send>(
                             }
                         };
                         let db: &mut Db = &mut db;
+                        db.select(dbi);
                         db.set(&key, value, meta.expire_ms.map_or(0, |ms| ms as u64));
                         db.set_access_history(&key, meta.idle_secs, meta.freq);
                         loaded.fetch_add(1, Ordering::Relaxed);
@@ -727,6 +758,7 @@ fn load_records<V: AsRef<[u8]> + Send>(
         }
         let mut batches: Vec<Vec<Entry<V>>> = (0..senders.len()).map(|_| Vec::new()).collect();
         let mut db_index = 0;
+        let databases = node.lock_db(0).databases() as u64;
         loop {
             let rec = match next() {
                 Ok(Some(r)) => r,
@@ -742,13 +774,17 @@ fn load_records<V: AsRef<[u8]> + Send>(
                     }
                 }
                 Loaded::Other(_) => {}
-                Loaded::Entry(e) => {
-                    if db_index != 0 {
+                Loaded::Entry(mut e) => {
+                    if db_index >= databases {
                         return failed(fail(&format!(
-                            "a key in database {db_index} (offset {}): ferrokv serves database 0 only",
-                            e.offset
+                            "a key in database {db_index} (offset {}): this server has {databases} database{} \
+                             ('databases'{})",
+                            e.offset,
+                            if databases == 1 { "" } else { "s" },
+                            if node.cluster.is_some() { "; cluster mode serves database 0 only" } else { "" }
                         )));
                     }
+                    e.db = db_index as usize;
                     if e.meta.expire_ms.is_some_and(|ms| ms <= now as i64) {
                         expired += 1;
                         continue;

@@ -356,6 +356,9 @@ pub fn start_syncs(node: &'static Node, from_cron: bool) {
         let select: &[u8] = if chained { b"" } else { SELECT_0 };
         st.merge();
         st.append(select);
+        if !chained {
+            st.stream_db = 0;
+        }
         let (replid, offset) = (st.replid.clone(), st.offset);
         for r in st.replicas.iter_mut().filter(|r| cut_ids.contains(&r.id) && r.phase == Phase::WaitBgsave) {
             r.phase = Phase::SendingRdb;

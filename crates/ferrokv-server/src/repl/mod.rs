@@ -51,6 +51,8 @@ use std::sync::{Condvar, Mutex};
 pub struct Repl {
     /// A backlog exists: shards hand their effects over ([`Repl::feed`]).
     pub on: AtomicBool,
+    /// The database the master link's stream is in (see `replica.rs`).
+    pub link_db: std::sync::atomic::AtomicUsize,
     /// This node replicates from a master (REPLICAOF host port).
     pub is_replica: AtomicBool,
     pub(crate) st: Mutex<State>,
@@ -134,6 +136,9 @@ pub(crate) struct State {
     pub link: Option<replica::LinkInfo>,
     pub backlog_size: u64,
     pub limits: master::OutputLimits,
+    /// The database the stream's commands are in so far (usize::MAX: none selected
+    /// yet, so the next unit's `SELECT` goes first).
+    pub stream_db: usize,
 }
 
 impl State {
@@ -185,7 +190,7 @@ impl State {
             return false;
         }
         let mut bytes = Vec::new();
-        effects::write_units(&units, &mut bytes);
+        effects::write_units(&units, &mut bytes, &mut self.stream_db);
         self.append(&bytes);
         true
     }
@@ -210,6 +215,7 @@ impl Repl {
     pub fn new(shards: usize) -> Repl {
         Repl {
             on: AtomicBool::new(false),
+            link_db: Default::default(),
             is_replica: AtomicBool::new(false),
             st: Mutex::new(State {
                 replid: crate::node::random_hex(40),
@@ -226,6 +232,7 @@ impl Repl {
                 link: None,
                 backlog_size: 1 << 20,
                 limits: master::OutputLimits::default(),
+                stream_db: usize::MAX,
             }),
             more: Condvar::new(),
             waiting: AtomicBool::new(false),

@@ -456,9 +456,11 @@ fn full_sync(node: &'static Node, gen: u64, r: &mut BufReader<TcpStream>, replid
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     let all: Vec<ShardId> = (0..node.shard_count()).collect();
     for (s, mut db) in node.lock_dbs(&all) {
-        db.clear();
+        db.clear_all();
         node.shards[s].publish(&db);
     }
+    // The image's stream starts in database 0 (the master selects before writing).
+    node.repl.link_db.store(0, Ordering::Relaxed);
     tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let limits = ferrokv_commands::families::keys::rdb_limits(&node.exec_config());
     let name = std::path::PathBuf::from(format!("<replication stream from {replid}>"));
@@ -566,12 +568,16 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
         w.write_all(&resp_command(&[b"REPLCONF", b"ACK", off.as_bytes()])).map_err(|e| e.to_string())
     };
     send_ack(&mut w)?;
+    // The database the master's stream selected: kept across a +CONTINUE, as Redis's
+    // cached master client keeps its database.
+    let mut db = node.repl.link_db.load(Ordering::Relaxed);
     loop {
         if !current(node, gen) {
             return Ok(());
         }
         if !pending.is_empty() {
-            let (used, getack) = apply(node, &pending)?;
+            let (used, getack) = apply(node, &pending, &mut db)?;
+            node.repl.link_db.store(db, Ordering::Relaxed);
             pending.drain(..used);
             if getack {
                 send_ack(&mut w)?;
@@ -604,7 +610,7 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
 /// covers half a transaction and a resync after a drop resends it whole (Redis does not
 /// advance a master client's offset inside MULTI either). What was applied goes to our
 /// own backlog, so our offsets are the master's.
-fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
+fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
     let mut reader = CommandReader::new(data);
     let mut cmds: Vec<(OwnedArgs, usize)> = Vec::new();
     loop {
@@ -625,6 +631,18 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
     for (_, db) in ks.guards.iter_mut() {
         db.expiry = Expiry::Never;
     }
+    let databases = ks.guards.first().map_or(1, |g| g.1.databases());
+    // SELECT index, if it is one this node has (else the commands stay where they are).
+    let selected = |argv: &ferrokv_resp::Args| -> Option<usize> {
+        let n = std::str::from_utf8(argv.get(1)).ok()?.parse::<usize>().ok()?;
+        if argv.len() == 2 && n < databases {
+            Some(n)
+        } else {
+            tracing::warn!("the master selected database {}, which this node does not have", printable(argv.get(1)));
+            None
+        }
+    };
+    ks.select(*db);
     let cfg = node.exec_config();
     let mut out = ReplyBuf::new(ferrokv_resp::Proto::Resp2);
     let mut getack = false;
@@ -646,14 +664,27 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
         } else if name.eq_ignore_ascii_case(b"exec") {
             if let Some(queued) = tx.take() {
                 let mut records = Records::default();
+                let start_db = *db;
                 for q in queued {
                     let a = q.args();
-                    if let Some(spec) = data_spec(a.get(0), a.len()) {
+                    if a.get(0).eq_ignore_ascii_case(b"select") {
+                        if let Some(n) = selected(&a) {
+                            *db = n;
+                            ks.select(n);
+                            records.push_args(a.iter());
+                        }
+                    } else if let Some(spec) = data_spec(a.get(0), a.len()) {
                         out.clear();
                         run_data(&mut ks, spec, &a, env, &mut out, &mut records);
                     }
                 }
+                if *db != start_db && !records.is_empty() {
+                    // Logged as a unit of its first database, it ends there too.
+                    records.push_args([&b"SELECT"[..], start_db.to_string().as_bytes()].into_iter());
+                }
+                ks.select(start_db);
                 let _ = ks.log_unit(records);
+                ks.select(*db);
             }
         } else if let Some(q) = tx.as_mut() {
             q.push(words);
@@ -661,13 +692,12 @@ fn apply(node: &Node, data: &[u8]) -> IoResult<(usize, bool)> {
             if argv.len() >= 2 && argv.get(1).eq_ignore_ascii_case(b"getack") {
                 getack = true;
             }
-        } else if name.eq_ignore_ascii_case(b"ping") || name.eq_ignore_ascii_case(b"select") {
-            if name.eq_ignore_ascii_case(b"select") && argv.len() == 2 && argv.get(1) != b"0" {
-                tracing::warn!(
-                    "the master selected database {}: ferrokv serves database 0 only",
-                    printable(argv.get(1))
-                );
+        } else if name.eq_ignore_ascii_case(b"select") {
+            if let Some(n) = selected(&argv) {
+                *db = n;
+                ks.select(n);
             }
+        } else if name.eq_ignore_ascii_case(b"ping") {
         } else if let Some(spec) = data_spec(name, argv.len()) {
             out.clear();
             run_unit(&mut ks, spec, &argv, env, &mut out);

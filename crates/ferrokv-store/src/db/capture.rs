@@ -82,7 +82,7 @@ impl Db {
 
     #[inline(never)]
     pub(super) fn capture_entry(&mut self, slot: usize, idx: usize) {
-        let Db { capture, slots, arena, .. } = self;
+        let Db { capture, sp: super::Space { slots, arena, .. }, .. } = self;
         let Some(c) = capture.as_deref_mut() else { return };
         if !c.has(slot) {
             return;

@@ -29,33 +29,33 @@ impl Db {
     /// like any other, as Redis's sampling does.
     pub fn eviction_sample(&mut self, volatile: bool, by: EvictBy, n: usize, mut f: impl FnMut(&[u8], u64)) {
         self.settle();
-        let population = if volatile { self.expiring } else { self.len };
+        let population = if volatile { self.sp.expiring } else { self.sp.len };
         if population == 0 || n == 0 {
             return;
         }
         let r = self.random_u64();
-        let mut slot = if volatile { (r % SLOTS as u64) as usize } else { self.slot_of_nth(r % self.len as u64) };
+        let mut slot = if volatile { (r % SLOTS as u64) as usize } else { self.slot_of_nth(r % self.sp.len as u64) };
         let (clock, decay) = (self.lru_clock, self.lfu_decay_time);
         let (mut found, mut visited) = (0, 0);
         while found < n && visited < SLOTS {
-            if self.groups[slot / GROUP] == 0 {
+            if self.sp.groups[slot / GROUP] == 0 {
                 // A group of slots without keys: skip it whole.
                 let next = (slot / GROUP + 1) * GROUP;
                 visited += next - slot;
                 slot = next % SLOTS;
                 continue;
             }
-            let s = &self.slots[slot];
+            let s = &self.sp.slots[slot];
             if (volatile && s.expiring > 0) || (!volatile && s.table.len() > 0) {
                 let buckets = s.table.buckets();
                 let start = (self.random_u64() % buckets as u64) as usize;
-                let s = &self.slots[slot];
+                let s = &self.sp.slots[slot];
                 for b in (start..buckets).chain(0..start) {
                     if found == n {
                         break;
                     }
                     let Some(i) = s.table.get(b) else { continue };
-                    let node = self.arena.get(i);
+                    let node = self.sp.arena.get(i);
                     if volatile && node.entry.expire_at == 0 {
                         continue;
                     }
@@ -78,10 +78,10 @@ impl Db {
         let mut out = None;
         if !volatile {
             self.settle();
-            if self.len == 0 {
+            if self.sp.len == 0 {
                 return None;
             }
-            let nth = self.random_u64() % self.len as u64;
+            let nth = self.random_u64() % self.sp.len as u64;
             let slot = self.slot_of_nth(nth);
             let idx = self.random_bucket(slot);
             return Some(self.node(slot, idx).key.to_vec());
@@ -102,9 +102,10 @@ impl Db {
         let node = self.remove_at(slot, idx);
         self.touch_removed(key);
         self.shrink_if_sparse(slot);
+        let cur = self.cur;
         if let Some(log) = self.effects.as_deref_mut() {
             let name: &[u8] = if unlink { b"UNLINK" } else { b"DEL" };
-            log.push_single([name, key].into_iter());
+            log.push_single(cur, [name, key].into_iter());
         }
         drop(node);
         true

@@ -31,6 +31,8 @@ const WORDS: usize = SLOTS / 64;
 pub(super) struct Snapshot {
     /// Stamped on every entry saved (or born) during this snapshot.
     epoch: u16,
+    /// The database the keys were in at the snapshot's instant.
+    db: usize,
     /// Slots not yet serialised, one bit each.
     pending: Box<[u64; WORDS]>,
     /// Where the background walk goes on.
@@ -61,34 +63,62 @@ pub struct SnapshotStart {
     pub expires: u64,
 }
 
+/// What [`Db::take_snapshot_output`] hands over.
+#[derive(Debug, Default)]
+pub struct SnapshotOutput {
+    /// dump.rdb records; where the database changes within them, a SELECTDB record.
+    pub bytes: Vec<u8>,
+    /// The database of the first record (None: no record).
+    pub first_db: Option<usize>,
+    /// The database of the last record.
+    pub last_db: usize,
+    /// Keys the records hold.
+    pub keys: u64,
+    /// Every slot of every database is saved: the snapshot ended.
+    pub done: bool,
+}
+
 impl Db {
-    /// Starts a snapshot of this keyspace as it is now (see the module docs). A
-    /// snapshot already running is abandoned.
+    /// Starts a snapshot of this keyspace, every database, as it is now (see the
+    /// module docs). A snapshot already running is abandoned.
     pub fn begin_snapshot(&mut self, now_ms: u64, compress: bool) -> SnapshotStart {
         self.settle();
         self.snap_epoch = self.snap_epoch.wrapping_add(1);
         if self.snap_epoch == 0 {
             // After 65535 snapshots: no entry may still carry the epoch reused now.
-            for slot in self.slots.iter() {
-                for i in slot.table.iter() {
-                    self.arena.get_mut(i).access.snap = 0;
+            self.each_database(|db| {
+                for slot in db.sp.slots.iter() {
+                    for i in slot.table.iter() {
+                        db.sp.arena.get_mut(i).access.snap = 0;
+                    }
                 }
-            }
+            });
             self.snap_epoch = 1;
         }
+        let mut start = SnapshotStart::default();
+        self.each_database(|db| {
+            let s = db.begin_space_snapshot(now_ms, compress);
+            start.keys += s.keys;
+            start.expires += s.expires;
+        });
+        start
+    }
+
+    fn begin_space_snapshot(&mut self, now_ms: u64, compress: bool) -> SnapshotStart {
         let mut pending = Box::new([0u64; WORDS]);
-        for (g, &n) in self.groups.iter().enumerate() {
+        for (g, &n) in self.sp.groups.iter().enumerate() {
             if n == 0 {
                 continue;
             }
             for slot in g * GROUP..(g + 1) * GROUP {
-                if self.slots[slot].table.len() != 0 {
+                if self.sp.slots[slot].table.len() != 0 {
                     pending[slot / 64] |= 1 << (slot % 64);
                 }
             }
         }
-        self.snapshot = Some(Box::new(Snapshot {
+        self.sp.snapshot = Some(Box::new(Snapshot {
             epoch: self.snap_epoch,
+            db: self.cur,
             pending,
             cursor: 0,
             at_ms: now_ms,
@@ -97,13 +127,13 @@ impl Db {
             out: Vec::new(),
             keys_saved: 0,
         }));
-        SnapshotStart { keys: self.len as u64, expires: self.expiring as u64 }
+        SnapshotStart { keys: self.sp.len as u64, expires: self.sp.expiring as u64 }
     }
 
     /// Whether a snapshot is running (begun, and not yet finished by
-    /// [`Db::snapshot_step`] or abandoned).
+    /// [`Db::snapshot_step`] or abandoned) in some database.
     pub fn snapshot_active(&self) -> bool {
-        self.snapshot.is_some()
+        self.sp.snapshot.is_some() || self.parked.iter().flatten().any(|s| s.snapshot.is_some())
     }
 
     /// Serialises pending slots until at least `budget` bytes wait in the output or
@@ -115,9 +145,29 @@ impl Db {
 
     /// [`Db::snapshot_step`] that also stops at `deadline` (checked between slots).
     pub fn snapshot_step_until(&mut self, budget: usize, deadline: Option<std::time::Instant>) -> bool {
+        if !self.multi_database() {
+            return self.space_step(budget, deadline);
+        }
+        let mut all_done = true;
+        let mut waiting = 0;
+        self.each_database(|db| {
+            if !all_done && (waiting >= budget || deadline.is_some_and(|d| std::time::Instant::now() >= d)) {
+                return;
+            }
+            let left = budget.saturating_sub(waiting);
+            if !db.space_step(left.max(1), deadline) {
+                all_done = false;
+            }
+            waiting += db.sp.snapshot.as_ref().map_or(0, |s| s.out.len());
+        });
+        all_done
+    }
+
+    /// One database's share of [`Db::snapshot_step_until`].
+    fn space_step(&mut self, budget: usize, deadline: Option<std::time::Instant>) -> bool {
         self.settle();
         loop {
-            let Some(s) = self.snapshot.as_deref_mut() else { return true };
+            let Some(s) = self.sp.snapshot.as_deref_mut() else { return true };
             if s.out.len() >= budget {
                 return false;
             }
@@ -140,30 +190,64 @@ impl Db {
         }
     }
 
-    /// The records serialised so far (the buffer is left empty) and how many keys they
-    /// hold. When every slot is saved this also ends the snapshot and says so (`true`):
-    /// that is the snapshot's end, whatever the last [`Db::snapshot_step`] returned.
-    pub fn take_snapshot_output(&mut self) -> (Vec<u8>, u64, bool) {
-        let Some(s) = self.snapshot.as_deref_mut() else { return (Vec::new(), 0, false) };
-        let out = std::mem::take(&mut s.out);
-        let keys = std::mem::take(&mut s.keys_saved);
-        let done = s.cursor >= SLOTS || s.pending.iter().all(|&w| w == 0);
-        if done {
-            self.snapshot = None;
+    /// The records serialised so far in every database (the buffers are left empty),
+    /// in database order with a SELECTDB record where the database changes. When
+    /// every slot is saved this also ends the snapshot and says so (`done`): that is
+    /// the snapshot's end, whatever the last [`Db::snapshot_step`] returned.
+    pub fn take_snapshot_output(&mut self) -> SnapshotOutput {
+        let mut o = SnapshotOutput::default();
+        let mut any = false;
+        let mut done = true;
+        let cur = self.cur;
+        let Db { sp, parked, .. } = self;
+        let mut spaces: Vec<&mut Option<Box<Snapshot>>> = vec![&mut sp.snapshot];
+        for (i, p) in parked.iter_mut().enumerate() {
+            if i != cur {
+                if let Some(space) = p.as_mut() {
+                    spaces.push(&mut space.snapshot);
+                }
+            }
         }
-        (out, keys, done)
+        // Output in the order of the databases the records belong to (a SWAPDB
+        // meanwhile moves a snapshot to another place, not to another database).
+        spaces.sort_by_key(|s| s.as_ref().map_or(usize::MAX, |s| s.db));
+        for slot in spaces {
+            let Some(s) = slot.as_deref_mut() else { continue };
+            any = true;
+            if !s.out.is_empty() {
+                match o.first_db {
+                    None => o.first_db = Some(s.db),
+                    Some(_) if o.last_db != s.db => ferrokv_rdb::file::write_select_db(&mut o.bytes, s.db as u64),
+                    _ => {}
+                }
+                o.last_db = s.db;
+                o.bytes.extend_from_slice(&std::mem::take(&mut s.out));
+            }
+            o.keys += std::mem::take(&mut s.keys_saved);
+            let finished = s.cursor >= SLOTS || s.pending.iter().all(|&w| w == 0);
+            if finished {
+                *slot = None;
+            } else {
+                done = false;
+            }
+        }
+        o.done = any && done;
+        o
     }
 
     /// Abandons a running snapshot (its output is dropped).
     pub fn abort_snapshot(&mut self) {
-        self.snapshot = None;
+        self.sp.snapshot = None;
+        for s in self.parked.iter_mut().flatten() {
+            s.snapshot = None;
+        }
     }
 
     /// Copy-on-write: the entry at (`slot`, `idx`) is about to change; if the running
     /// snapshot has not saved it yet, save it now, as it still is.
     #[inline]
     pub(super) fn cow(&mut self, slot: usize, idx: usize) {
-        if let Some(s) = self.snapshot.as_deref() {
+        if let Some(s) = self.sp.snapshot.as_deref() {
             if s.is_pending(slot) {
                 self.save_entry(slot, idx);
             }
@@ -178,7 +262,7 @@ impl Db {
         if self.capture.is_some() {
             self.capture_flush(Some(slot));
         }
-        if let Some(s) = self.snapshot.as_deref() {
+        if let Some(s) = self.sp.snapshot.as_deref() {
             if s.is_pending(slot) {
                 self.save_slot(slot);
             }
@@ -188,13 +272,13 @@ impl Db {
     /// A new entry is not part of a running snapshot: stamp it as handled.
     #[inline]
     pub(super) fn mark_saved(&self, node: &mut super::Node) {
-        if let Some(s) = self.snapshot.as_deref() {
+        if let Some(s) = self.sp.snapshot.as_deref() {
             node.access.snap = s.epoch;
         }
     }
 
     fn save_entry(&mut self, slot: usize, idx: usize) {
-        let Db { snapshot, slots, arena, lru_clock, lfu_decay_time, .. } = self;
+        let Db { sp: super::Space { snapshot, slots, arena, .. }, lru_clock, lfu_decay_time, .. } = self;
         let Some(s) = snapshot.as_deref_mut() else { return };
         let Some(i) = slots[slot].table.get(idx) else { return };
         let n = arena.get_mut(i);
@@ -210,13 +294,13 @@ impl Db {
         if self.capture.is_some() {
             self.capture_flush(None);
         }
-        if self.snapshot.is_some() {
-            while !self.snapshot_step(usize::MAX) {}
+        if self.sp.snapshot.is_some() {
+            while !self.space_step(usize::MAX, None) {}
         }
     }
 
     fn save_slot(&mut self, slot: usize) {
-        let Db { snapshot, slots, arena, lru_clock, lfu_decay_time, .. } = self;
+        let Db { sp: super::Space { snapshot, slots, arena, .. }, lru_clock, lfu_decay_time, .. } = self;
         let Some(s) = snapshot.as_deref_mut() else { return };
         s.clear(slot);
         for i in slots[slot].table.iter() {
@@ -326,7 +410,8 @@ mod tests {
                     }
                 }
                 let stepped_to_end = db.snapshot_step(rnd(4000) as usize);
-                let (out, _, ended) = db.take_snapshot_output();
+                let o = db.take_snapshot_output();
+                let (out, ended) = (o.bytes, o.done);
                 records.extend(out);
                 // The end is seen once, by the take (a step may stop just short of
                 // noticing that nothing is left).
@@ -352,7 +437,8 @@ mod tests {
         let (mut keys, mut calls) = (0, 0);
         loop {
             db.snapshot_step_until(usize::MAX, Some(std::time::Instant::now()));
-            let (_, k, ended) = db.take_snapshot_output();
+            let o = db.take_snapshot_output();
+            let (k, ended) = (o.keys, o.done);
             keys += k;
             calls += 1;
             assert!(calls < 20_000, "no progress");
@@ -375,9 +461,77 @@ mod tests {
         assert!(!db.snapshot_step(100));
         db.clear();
         assert!(db.snapshot_step(usize::MAX), "nothing left to walk after the flush");
-        let (records, keys, ended) = db.take_snapshot_output();
+        let o = db.take_snapshot_output();
+        let (records, keys, ended) = (o.bytes, o.keys, o.done);
         assert!(ended);
         assert_eq!(keys, 500, "every key, in the output taken after the flush");
         assert_eq!(decode(&records), want);
+    }
+
+    /// Every database is saved, each key once under its own database, with a
+    /// SELECTDB where the database changes; a SWAPDB during the snapshot does not move
+    /// keys to the other database in it.
+    #[test]
+    fn every_database_is_saved_under_its_number() {
+        let mut db = Db::with_seed(5);
+        db.set_databases(4);
+        for (n, count) in [(0, 300), (2, 200), (3, 5)] {
+            db.select(n);
+            for i in 0..count {
+                db.set(format!("d{n}k{i}").as_bytes(), Value::Int(i), 0);
+            }
+        }
+        db.select(0);
+        db.begin_snapshot(0, false);
+        assert!(!db.snapshot_step(100));
+        db.swap_databases(0, 3);
+        db.select(3);
+        // A write to what is now db 3 (db 0's keys at the snapshot's instant).
+        db.set(b"d0k1", Value::Int(-1), 0);
+        db.select(0);
+        let mut bytes = Vec::new();
+        let mut first = None;
+        loop {
+            let done = db.snapshot_step(1000);
+            let o = db.take_snapshot_output();
+            if let Some(f) = o.first_db {
+                if first.is_none() {
+                    first = Some(f);
+                } else {
+                    ferrokv_rdb::file::write_select_db(&mut bytes, f as u64);
+                }
+            }
+            bytes.extend(o.bytes);
+            if o.done || done && !db.snapshot_active() {
+                break;
+            }
+        }
+        // Decode with a SELECTDB of the first database in front.
+        let mut file = Vec::new();
+        ferrokv_rdb::file::write_header(&mut file);
+        ferrokv_rdb::file::write_select_db(&mut file, first.unwrap() as u64);
+        file.extend(bytes);
+        ferrokv_rdb::file::write_eof(&mut file);
+        file.extend_from_slice(&[0; 8]);
+        let mut r = FileReader::new(&file).unwrap();
+        let mut per_db: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut cur = 0;
+        let lim = Limits { list_fill: -2, ..Limits::default() };
+        loop {
+            match r.next_record().unwrap() {
+                Record::SelectDb(n) => cur = n,
+                Record::Entry { key, value, .. } => {
+                    let k = String::from_utf8(key).unwrap();
+                    assert!(k.starts_with(&format!("d{cur}k")), "{k} saved in db {cur}");
+                    if k == "d0k1" {
+                        assert_eq!(build_value(value, &lim).unwrap(), Value::Int(1), "saved as it was");
+                    }
+                    *per_db.entry(cur).or_default() += 1;
+                }
+                Record::End => break,
+                _ => {}
+            }
+        }
+        assert_eq!(per_db, BTreeMap::from([(0, 300), (2, 200), (3, 5)]));
     }
 }

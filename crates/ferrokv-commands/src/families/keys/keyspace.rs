@@ -154,13 +154,39 @@ pub fn flushdb(ctx: &mut Ctx, args: &Args) {
 
 /// FLUSHALL [ASYNC | SYNC]
 ///
-/// FLUSHDB for every database (there is one). Redis counts one more change than
-/// keys deleted, so the command propagates even on an empty keyspace.
+/// FLUSHDB for every database. Redis counts one more change than keys deleted, so
+/// the command propagates even on an empty keyspace.
 pub fn flushall(ctx: &mut Ctx, args: &Args) {
     if !flush_options_ok(args) {
         return ctx.out.error(ERR_SYNTAX);
     }
-    ctx.dirty += clear_all(ctx) + 1;
+    let mut n = 0;
+    ctx.keys.each_db(&mut |db| n += db.clear_all() as u64);
+    ctx.dirty += n + 1;
+    ctx.out.ok();
+}
+
+/// SWAPDB index1 index2
+///
+/// Exchanges the keys of two databases (on every shard, under every lock). Clients
+/// stay in the database they selected: their watched keys present in either database
+/// count as changed, and blocked clients are offered the keys they wait on.
+pub fn swapdb(ctx: &mut Ctx, args: &Args) {
+    if ctx.cfg.cluster_mode {
+        return ctx.out.error("ERR SWAPDB is not allowed in cluster mode");
+    }
+    let Some(a) = parse_i64(args.get(1)).filter(|n| i32::try_from(*n).is_ok()) else {
+        return ctx.out.error("ERR invalid first DB index");
+    };
+    let Some(b) = parse_i64(args.get(2)).filter(|n| i32::try_from(*n).is_ok()) else {
+        return ctx.out.error("ERR invalid second DB index");
+    };
+    let n = ctx.cfg.databases as i64;
+    if a < 0 || a >= n || b < 0 || b >= n {
+        return ctx.out.error("ERR DB index is out of range");
+    }
+    ctx.keys.each_db(&mut |db| db.swap_databases(a as usize, b as usize));
+    ctx.dirty += 1;
     ctx.out.ok();
 }
 
