@@ -161,6 +161,111 @@ fn cancel_leaves_the_source_owning_everything() {
     check_clean(src);
 }
 
+/// Big keys travel in pieces (`CHUNK`), each under a shard lock only for its own
+/// elements: a list, hash, set and sorted set of 20k elements and a 1.5 MB string, one
+/// with a TTL, arrive whole, also while a writer appends to two of them during the move
+/// (a key changed while its pieces travel is sent again).
+#[test]
+fn big_keys_travel_in_pieces_under_writes() {
+    let nodes = cluster_nodes(3);
+    create_masters(&nodes);
+    let (src, dst) = (&nodes[0], &nodes[1]);
+    let tag = (0..).map(|i| format!("{{big{i}}}")).find(|t| key_slot(t.as_bytes()) < 1000).expect("a tag");
+    let key = |name: &str| format!("{tag}{name}");
+    let n = 20_000;
+    let mut s = src.conn();
+    let ok = |r: Vec<u8>| assert!(!r.starts_with(b"-"), "{}", show(&r));
+    for batch in (0..n).collect::<Vec<_>>().chunks(2000) {
+        let mut list = vec!["RPUSH".to_string(), key("list")];
+        let mut hash = vec!["HSET".to_string(), key("hash")];
+        let mut set = vec!["SADD".to_string(), key("set")];
+        let mut zset = vec!["ZADD".to_string(), key("zset")];
+        for i in batch {
+            list.push(format!("e{i}"));
+            hash.extend([format!("f{i}"), format!("v{i}")]);
+            set.push(format!("m{i}"));
+            zset.extend([format!("{}", *i as f64 / 7.0), format!("z{i}")]);
+        }
+        for c in [list, hash, set, zset] {
+            ok(s.send(&c.iter().map(|x| x.as_str()).collect::<Vec<_>>()));
+        }
+    }
+    let big_string = "s".repeat(1_500_000);
+    ok(s.send(&["SET", &key("str"), &big_string]));
+    ok(s.send(&["PEXPIRE", &key("hash"), "600000"]));
+    // The writer appends to the list and adds fields to the hash until the move is done,
+    // and keeps what was acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = src.port();
+    let writer = {
+        let stop = stop.clone();
+        let (list, hash) = (key("list"), key("hash"));
+        std::thread::spawn(move || {
+            let mut c = ClusterClient::new(port);
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) || i < 200 {
+                let e = format!("w{i}");
+                match c.call(&[b"RPUSH", list.as_bytes(), e.as_bytes()]) {
+                    Reply::Int(len) => assert_eq!(len, n as i64 + i + 1, "RPUSH {e}"),
+                    other => panic!("RPUSH: {other:?}"),
+                }
+                assert_eq!(c.call(&[b"HSET", hash.as_bytes(), e.as_bytes(), b"x"]), Reply::Int(1), "HSET {e}");
+                i += 1;
+            }
+            i
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    wait_until("the task completes", Duration::from_secs(60), || status(dst, &id).contains("completed"));
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    let mut d = dst.conn();
+    let strings = |r: Reply| -> Vec<Vec<u8>> {
+        match r {
+            Reply::Array(Some(items)) => items
+                .into_iter()
+                .map(|x| match x {
+                    Reply::Bulk(Some(b)) => b,
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut want_list: Vec<Vec<u8>> = (0..n).map(|i| format!("e{i}").into_bytes()).collect();
+    want_list.extend((0..written).map(|i| format!("w{i}").into_bytes()));
+    assert!(strings(d.call(&["LRANGE", &key("list"), "0", "-1"])) == want_list, "the list");
+    let mut hash: Vec<Vec<u8>> = strings(d.call(&["HGETALL", &key("hash")]));
+    let mut want_hash: Vec<(Vec<u8>, Vec<u8>)> =
+        (0..n).map(|i| (format!("f{i}").into_bytes(), format!("v{i}").into_bytes())).collect();
+    want_hash.extend((0..written).map(|i| (format!("w{i}").into_bytes(), b"x".to_vec())));
+    want_hash.sort();
+    let mut got_hash: Vec<(Vec<u8>, Vec<u8>)> = hash.chunks_mut(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    got_hash.sort();
+    assert!(got_hash == want_hash, "the hash");
+    let ttl = show(&d.send(&["PTTL", &key("hash")]));
+    assert!(!ttl.contains("-1") && !ttl.contains("-2"), "{ttl}");
+    assert_eq!(d.call(&["TTL", &key("list")]), Reply::Int(-1));
+    assert_eq!(d.call(&["SCARD", &key("set")]), Reply::Int(n as i64));
+    assert_eq!(d.call(&["SISMEMBER", &key("set"), "m19999"]), Reply::Int(1));
+    let z = strings(d.call(&["ZRANGE", &key("zset"), "0", "-1", "WITHSCORES"]));
+    assert_eq!(z.len(), 2 * n);
+    for (i, pair) in z.chunks(2).enumerate() {
+        assert_eq!(pair[0], format!("z{i}").into_bytes());
+        let score: f64 = String::from_utf8_lossy(&pair[1]).parse().expect("a score");
+        assert_eq!(score, i as f64 / 7.0, "z{i}");
+    }
+    assert_eq!(d.call(&["GET", &key("str")]), Reply::Bulk(Some(big_string.into_bytes())));
+    wait_until("the source deletes the moved keys", Duration::from_secs(10), || {
+        src.conn().call(&["CLUSTER", "COUNTKEYSINSLOT", &key_slot(tag.as_bytes()).to_string()]) == Reply::Int(0)
+    });
+    wait_until("check is clean", Duration::from_secs(20), || std::panic::catch_unwind(|| check_clean(src)).is_ok());
+}
+
 /// The source's side when the target goes silent after PAUSE (driven by hand here):
 /// writes to the paused slot are held, other slots are served, and the hold ends
 /// after `cluster-slot-migration-write-pause-timeout` with the source still the owner.

@@ -15,7 +15,7 @@ pub mod tracking;
 pub mod value;
 pub mod zset;
 
-pub use db::capture::{Captured, DumpedKey};
+pub use db::capture::{Captured, ChunkKind, DumpedKey, KeyChunk};
 pub use db::{Db, Entry, Expiry};
 pub use slot::{key_slot, SLOTS};
 pub use value::{StrBytes, Value};

@@ -48,9 +48,13 @@
 //! it, O's pause runs out and O acknowledges writes to S, and T later restarts with its
 //! claim, which wins by its higher epoch. Redis 8.4 has the same window.
 //!
-//! Limits of this first slice: one running task per source, one source per task, a key
-//! travels as one RESTORE whatever its size (a big collection stalls O's shard while it
-//! is serialised and T's while it is restored), with passwords the task authenticates
+//! Big keys (over 4096 elements, or strings over 1 MiB) are not in BEGIN's or DELTA's
+//! payloads: T pulls each in pieces (`MIGRATION-SYNC <id> CHUNK <key> <cursor>`, 1024
+//! elements or 256 KiB a piece, read with a scan cursor) and rebuilds it with DEL, then
+//! RPUSH/HSET/SADD/ZADD/APPEND per piece and its expiry, so neither side's shard stalls
+//! for the whole key (see `pull_big`).
+//!
+//! Limits of this slice: one running task per source, one source per task, with passwords the task authenticates
 //! to the source as a replica would (`masteruser`, `masterauth`) and to T itself with
 //! `requirepass`, and a task is not resumed after a restart of T.
 
@@ -505,8 +509,7 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
             r.array(keys.len() * 3);
             for (k, at, payload) in &keys {
                 r.bulk(k);
-                r.integer(*at as i64);
-                r.bulk(payload);
+                key_record(r, Some((*at, payload.as_deref())));
             }
         });
         return Flow::Done;
@@ -581,15 +584,29 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
             r.array(keys.len() * 3);
             for (k, v) in &keys {
                 r.bulk(k);
-                match v {
-                    Some((at, p)) => {
-                        r.integer(*at as i64);
-                        r.bulk(p);
-                    }
-                    None => {
-                        r.integer(-1);
-                        r.null();
-                    }
+                key_record(r, v.as_ref().map(|(at, p)| (*at, p.as_deref())));
+            }
+        });
+    } else if eq_ic(op, "chunk") && args.len() == 6 {
+        // CHUNK <key> <cursor>: a piece of a big key (see `pull_big`).
+        let key = args.get(4);
+        let Some(cursor) = std::str::from_utf8(args.get(5)).ok().and_then(|t| t.parse::<u64>().ok()) else {
+            c.error("ERR invalid cursor");
+            return Flow::Done;
+        };
+        let shard = node.shard_of_slot(ferrokv_store::key_slot(key));
+        let piece = held.with_db(node, shard, |db| db.key_chunk(key, cursor, now));
+        c.reply(|r| match &piece {
+            None => r.null(),
+            Some(p) => {
+                r.array(4);
+                r.bulk(p.kind.name().as_bytes());
+                r.integer(p.expire_at as i64);
+                // A scan cursor is a position in a 64-bit hash space: as text.
+                r.bulk(p.next.to_string().as_bytes());
+                r.array(p.elems.len());
+                for e in &p.elems {
+                    r.bulk(e);
                 }
             }
         });
@@ -620,6 +637,29 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
     }
     Flow::Done
 }
+
+/// A key's record after its name in BEGIN's and DELTA's replies: its absolute expiry
+/// and DUMP payload; -2 and a null for a big key the target pulls in pieces; -1 and a
+/// null for a key that is gone.
+fn key_record(r: &mut ReplyBuf, v: Option<(u64, Option<&[u8]>)>) {
+    match v {
+        Some((at, Some(p))) => {
+            r.integer(at as i64);
+            r.bulk(p);
+        }
+        Some((_, None)) => {
+            r.integer(BIG);
+            r.null();
+        }
+        None => {
+            r.integer(-1);
+            r.null();
+        }
+    }
+}
+
+/// The expiry field of a big key's record.
+const BIG: i64 = -2;
 
 // ---- the target's task thread ----
 
@@ -747,7 +787,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
             let Value::Array(items) = src.call(&begin)? else {
                 return Err("bad BEGIN reply".into());
             };
-            let n = apply_keys(node, &items)?;
+            let n = apply_keys(node, &mut src, id, &items)?;
             let mut p = lock(&t.progress);
             p.slots_done += group.len();
             p.keys += n;
@@ -822,28 +862,104 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
     p.end_ms = crate::node::unix_ms().max(1);
 }
 
-/// Applies `items` (key, abs ms or -1 = absent, payload) to this node's keyspace, each
-/// as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL) through the execution
-/// function, so this node's AOF and replicas get them; returns how many.
-fn apply_keys(node: &Node, items: &[Value]) -> Result<u64, String> {
-    let cfg = node.exec_config();
-    let now = crate::node::unix_ms();
+/// Applies `items` (key, abs ms or -1 = absent or -2 = big, payload) to this node's
+/// keyspace, each as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL, or the
+/// pieces of a big key pulled from the source) through the execution function, so this
+/// node's AOF and replicas get them; returns how many.
+fn apply_keys(node: &Node, src: &mut Client, id: &[u8], items: &[Value]) -> Result<u64, String> {
     for c in items.chunks(3) {
         let [Value::Bulk(k), Value::Int(at), p] = c else { return Err("bad key record".into()) };
-        let shard = node.shard_of_slot(ferrokv_store::key_slot(k));
-        let mut ks = MultiDb::lock(node, &[shard]);
         let at_ms = at.to_string();
-        let out = match p {
+        match p {
             Value::Bulk(p) if *at >= 0 => {
-                run_internal(&mut ks, &[b"RESTORE", k, at_ms.as_bytes(), p, b"REPLACE", b"ABSTTL"], &cfg, now)
+                run_on_key(node, &[b"RESTORE", k, at_ms.as_bytes(), p, b"REPLACE", b"ABSTTL"])?
             }
-            _ => run_internal(&mut ks, &[b"DEL", k], &cfg, now),
-        };
-        if let Some(e) = out.buf.strip_prefix(b"-") {
-            return Err(String::from_utf8_lossy(e.trim_ascii_end()).into_owned());
+            _ if *at == BIG => pull_big(node, src, id, k)?,
+            _ => run_on_key(node, &[b"DEL", k])?,
         }
     }
     Ok(items.len() as u64 / 3)
+}
+
+/// Runs `words` (a command whose key is `words[1]`) through the execution function under
+/// the key's shard lock.
+fn run_on_key(node: &Node, words: &[&[u8]]) -> Result<(), String> {
+    let shard = node.shard_of_slot(ferrokv_store::key_slot(words[1]));
+    let mut ks = MultiDb::lock(node, &[shard]);
+    let out = run_internal(&mut ks, words, &node.exec_config(), crate::node::unix_ms());
+    match out.buf.strip_prefix(b"-") {
+        Some(e) => Err(String::from_utf8_lossy(e.trim_ascii_end()).into_owned()),
+        None => Ok(()),
+    }
+}
+
+/// Pulls a big key from the source piece by piece (`CHUNK <key> <cursor>`) and rebuilds
+/// it here: a DEL, then per piece an APPEND, RPUSH, HSET, SADD or ZADD of its elements,
+/// then its expiry. Each piece holds a shard lock on either side only for its own
+/// elements. The pieces need not agree with each other (the key may change between
+/// them): a change after the capture began is sent again whole (module docs of
+/// `ferrokv_store`'s `db/capture.rs`). A piece of another type than the first means the
+/// key was replaced meanwhile; the pull then starts over.
+fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<(), String> {
+    use ferrokv_store::ChunkKind;
+    let (mut cursor, mut kind, mut restarts) = (0u64, None, 0);
+    loop {
+        let at = cursor.to_string();
+        let piece = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"CHUNK", key, at.as_bytes()])?;
+        let parts = match piece {
+            Value::Nil | Value::NilArray | Value::Null => return run_on_key(node, &[b"DEL", key]),
+            Value::Array(parts) => parts,
+            _ => return Err("bad CHUNK reply".into()),
+        };
+        let [Value::Bulk(name), Value::Int(expire_at), Value::Bulk(next), Value::Array(elems)] = &parts[..] else {
+            return Err("bad CHUNK reply".into());
+        };
+        let this = ChunkKind::parse(name).ok_or("bad CHUNK reply")?;
+        let next: u64 = std::str::from_utf8(next).ok().and_then(|t| t.parse().ok()).ok_or("bad CHUNK reply")?;
+        if cursor != 0 && kind != Some(this) {
+            restarts += 1;
+            if restarts > 16 {
+                return Err("a big key kept changing its type while it was sent".into());
+            }
+            (cursor, kind) = (0, None);
+            continue;
+        }
+        if cursor == 0 {
+            run_on_key(node, &[b"DEL", key])?;
+            kind = Some(this);
+        }
+        let mut words: Vec<&[u8]> = Vec::with_capacity(elems.len() + 2);
+        words.push(match this {
+            ChunkKind::String => b"APPEND",
+            ChunkKind::List => b"RPUSH",
+            ChunkKind::Hash => b"HSET",
+            ChunkKind::Set => b"SADD",
+            ChunkKind::ZSet => b"ZADD",
+        });
+        words.push(key);
+        let elems: Vec<&[u8]> = elems
+            .iter()
+            .map(|e| if let Value::Bulk(b) = e { Ok(b.as_slice()) } else { Err("bad CHUNK reply") })
+            .collect::<Result<_, _>>()?;
+        if this == ChunkKind::ZSet {
+            // Pieces carry member, score; ZADD takes score, member.
+            for pair in elems.chunks(2) {
+                words.extend(pair.iter().rev());
+            }
+        } else {
+            words.extend(&elems);
+        }
+        if words.len() > 2 {
+            run_on_key(node, &words)?;
+        }
+        if next == 0 {
+            if *expire_at > 0 {
+                run_on_key(node, &[b"PEXPIREAT", key, expire_at.to_string().as_bytes()])?;
+            }
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// One DELTA from the source applied here; returns how many keys it carried.
@@ -857,7 +973,7 @@ fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<usize, St
             clear_slot(node, *s as u16);
         }
     }
-    apply_keys(node, items)?;
+    apply_keys(node, src, id, items)?;
     lock(&t.progress).keys += items.len() as u64 / 3;
     Ok(items.len() / 3)
 }
