@@ -43,6 +43,8 @@ pub mod config;
 pub mod info;
 #[path = "admin/memory_cmds.rs"]
 pub mod memory_cmds;
+#[path = "admin/shutdown.rs"]
+pub mod shutdown;
 // Persistence: dump.rdb (and, to come, the AOF).
 #[path = "persist/aof.rs"]
 pub mod aof;
@@ -446,18 +448,19 @@ fn wait_for_shutdown(node: &Node) {
         while !node.shutdown.load(Ordering::SeqCst) {
             let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
             if sig > 0 {
+                // A second SIGINT while one is pending: the user wants out now, without
+                // saving or waiting for replicas (Redis's sigShutdownHandler).
+                if sig == libc::SIGINT && node.shutdown_state.requested() {
+                    tracing::warn!("You insist... exiting now.");
+                    std::process::exit(1);
+                }
                 tracing::warn!(
                     "Received {} scheduling shutdown...",
                     if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
                 );
-                // As Redis: save first when save points are set; a failed save keeps
-                // the server running.
-                match persist::save_on_shutdown(node, None) {
-                    Ok(()) => node.request_shutdown(),
-                    Err(e) => tracing::warn!(
-                        "{e} SIGTERM received but errors trying to shut down the server, check the logs for more information"
-                    ),
-                }
+                // Shard 0's cron runs the shutdown (crate::shutdown), as Redis's
+                // serverCron acts on `shutdown_asap`.
+                node.shutdown_state.signal.store(sig, Ordering::Release);
             }
         }
     }

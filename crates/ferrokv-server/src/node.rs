@@ -220,8 +220,8 @@ pub struct Node {
     pub aof: crate::aof::Aof,
     /// Replication: the backlog, this node's replicas, its master.
     pub repl: crate::repl::Repl,
-    /// How SHUTDOWN asked to exit: save or not (None: as the save points say).
-    pub shutdown_save: Mutex<Option<bool>>,
+    /// A shutdown under way (SHUTDOWN waiting for replicas, a signal not acted on).
+    pub shutdown_state: crate::shutdown::State,
     /// MIGRATE's thread and its cached connections to targets.
     pub migrate: crate::migrate::Migrator,
     /// Whole-slot migration: this node's export as a source, import tasks as a target.
@@ -375,7 +375,7 @@ impl Node {
             persist: crate::persist::Persist::new(),
             aof: crate::aof::Aof::default(),
             repl: crate::repl::Repl::new(threads),
-            shutdown_save: Mutex::new(None),
+            shutdown_state: Default::default(),
             migrate: Default::default(),
             slot_migration: Default::default(),
             tracking: Default::default(),

@@ -1037,25 +1037,24 @@ fn write_value(r: &mut ReplyBuf, v: &ferrokv_resp::Value) {
     }
 }
 
-/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]
-/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]: saves first when save points are
-/// set (or SAVE is given, and never with NOSAVE); a failed save keeps the server up
-/// unless FORCE.
-/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: flags in any order, as Redis 7.0 parses
-/// them. NOW and FORCE change nothing here beyond FORCE's exit after a failed save: the
-/// node does not wait for lagging replicas before exiting (`shutdown-timeout`), so there
-/// is never a shutdown in progress to abort.
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: flags in any order, as Redis 7.0
+/// parses them. Without NOW the node first waits up to `shutdown-timeout` for its
+/// replicas to acknowledge the whole stream (writes held, this client blocked); it
+/// then saves when save points are set or SAVE is given (never with NOSAVE); a failed
+/// save keeps the server up unless FORCE. ABORT cancels a shutdown that waits. The
+/// sequence is `crate::shutdown`'s.
 fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
-    let (mut nosave, mut save, mut now, mut force, mut abort) = (false, false, false, false, false);
+    let mut flags = crate::shutdown::Flags::default();
+    let mut abort = false;
     for a in args.iter().skip(1) {
         let flag = if eq_ic(a, "nosave") {
-            &mut nosave
+            &mut flags.nosave
         } else if eq_ic(a, "save") {
-            &mut save
+            &mut flags.save
         } else if eq_ic(a, "now") {
-            &mut now
+            &mut flags.now
         } else if eq_ic(a, "force") {
-            &mut force
+            &mut flags.force
         } else if eq_ic(a, "abort") {
             &mut abort
         } else {
@@ -1064,29 +1063,35 @@ fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         *flag = true;
     }
     // Redis's illegal combinations.
-    if (abort && (nosave || save || now || force)) || (nosave && save) {
+    if (abort && flags != crate::shutdown::Flags::default()) || (flags.nosave && flags.save) {
         return c.error(ERR_SYNTAX);
     }
     if abort {
-        return c.error("ERR No shutdown in progress.");
+        return if crate::shutdown::abort(core) {
+            c.reply(|r| r.ok())
+        } else {
+            c.error("ERR No shutdown in progress.")
+        };
     }
-    let save = if nosave {
-        Some(false)
-    } else if save {
-        Some(true)
-    } else {
-        None
-    };
-    tracing::warn!("User requested shutdown...");
-    if let Err(e) = crate::persist::save_on_shutdown(core.node, save) {
-        tracing::warn!("{e}");
-        if !force {
-            return c.error("ERR Errors trying to SHUTDOWN. Check logs.");
+    match crate::shutdown::prepare(core, flags) {
+        crate::shutdown::Prepared::Exit => c.closing = true,
+        crate::shutdown::Prepared::Failed => c.error("ERR Errors trying to SHUTDOWN. Check logs."),
+        crate::shutdown::Prepared::Waiting => {
+            // Blocked until the process exits, or an error if the shutdown is cancelled.
+            let seq = c.push_pending();
+            c.barrier = Some(seq);
+            if !crate::shutdown::block(core.node, core.id, c.token, seq) {
+                core.send(
+                    core.id,
+                    crate::msg::Msg::Reply {
+                        token: c.token,
+                        seq,
+                        bytes: b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n".to_vec(),
+                    },
+                );
+            }
         }
     }
-    *core.node.shutdown_save.lock().unwrap_or_else(|p| p.into_inner()) = Some(false);
-    core.node.request_shutdown();
-    c.closing = true;
 }
 
 /// SAVE

@@ -143,6 +143,12 @@ pub struct Config {
     pub syslog_enabled: bool,
     pub syslog_ident: String,
     pub syslog_facility: String,
+    /// Seconds SHUTDOWN (without NOW) and SIGTERM wait for lagging replicas.
+    pub shutdown_timeout: u64,
+    /// SHUTDOWN's flags for SIGINT and SIGTERM, as CONFIG GET shows them ("default",
+    /// or some of "save nosave now force").
+    pub shutdown_on_sigint: String,
+    pub shutdown_on_sigterm: String,
     /// Values of the directives in [`LACKING`] that were given (the others are at
     /// their defaults).
     pub lacking: BTreeMap<&'static str, String>,
@@ -283,6 +289,9 @@ impl Default for Config {
             syslog_enabled: false,
             syslog_ident: "redis".into(),
             syslog_facility: "local0".into(),
+            shutdown_timeout: 10,
+            shutdown_on_sigint: "default".into(),
+            shutdown_on_sigterm: "default".into(),
             lacking: BTreeMap::new(),
             config_file: String::new(),
         }
@@ -554,6 +563,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("syslog-enabled", Kind::Bool, false, syslog_enabled, bool),
     opt!("syslog-ident", Kind::Str, false, syslog_ident, str),
     opt!("syslog-facility", Kind::Enum(crate::logging::FACILITIES), false, syslog_facility, str),
+    opt!("shutdown-timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, true, shutdown_timeout, int),
+    opt!("shutdown-on-sigint", Kind::Words, true, shutdown_on_sigint, str),
+    opt!("shutdown-on-sigterm", Kind::Words, true, shutdown_on_sigterm, str),
 ];
 
 /// Old names Redis 7.0 still accepts for the same options.
@@ -800,6 +812,9 @@ fn check_kind(kind: Kind, name: &str, value: &str) -> Result<String, BadValue> {
                 return Err(BadValue("wrong number of arguments".into()))
             }
             "oom-score-adj-values" => check_oom_values(value).map_err(BadValue)?,
+            "shutdown-on-sigint" | "shutdown-on-sigterm" => {
+                return crate::shutdown::Flags::parse_config(value).map(|f| f.to_config()).map_err(BadValue)
+            }
             "core-ports" | "cluster-announce-core-ports" => check_ports(value).map_err(BadValue)?,
             "proc-title-template" => {
                 crate::process::expand_title(value, &Config::default()).map_err(BadValue)?;

@@ -90,6 +90,9 @@ fn server(node: &Node, o: &mut String) {
         node.shard_count(),
         cfg.config_file,
     );
+    if let Some(ms) = node.shutdown_state.remaining_ms() {
+        let _ = write!(o, "shutdown_in_milliseconds:{}\r\n", ms.max(0));
+    }
 }
 
 fn clients(node: &Node, o: &mut String) {

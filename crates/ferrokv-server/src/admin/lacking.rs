@@ -89,18 +89,6 @@ pub static LACKING: &[Lacking] = &[
         Some("cluster-preferred-endpoint-type other than ip")
     ),
     refused!("bind-source-addr", Kind::Str, "", Some("bind-source-addr (a source address for outgoing connections)")),
-    refused!(
-        "shutdown-on-sigint",
-        Kind::Words,
-        "default",
-        Some("shutdown-on-sigint flags (SIGINT saves as SHUTDOWN does)")
-    ),
-    refused!(
-        "shutdown-on-sigterm",
-        Kind::Words,
-        "default",
-        Some("shutdown-on-sigterm flags (SIGTERM saves as SHUTDOWN does)")
-    ),
     // Statistics and debugging aids.
     no_effect!("slowlog-log-slower-than", Kind::Int { min: i64::MIN, max: i64::MAX }, "10000"),
     no_effect!("slowlog-max-len", INT, "128"),
@@ -144,7 +132,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("stream-node-max-bytes", Kind::Memory, "4096"),
     no_effect!("stream-node-max-entries", INT, "100"),
     no_effect!("socket-mark-id", INT, "0", immutable),
-    no_effect!("shutdown-timeout", INT, "10"),
     no_effect!("sanitize-dump-payload", Kind::Enum(&["no", "yes", "clients"]), "no"),
     no_effect!("propagation-error-behavior", Kind::Enum(&["ignore", "panic", "panic-on-replicas"]), "ignore"),
     no_effect!("replica-ignore-disk-write-errors", Kind::Bool, "no"),

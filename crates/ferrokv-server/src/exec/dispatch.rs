@@ -1212,6 +1212,11 @@ impl ShardCore {
         // The LRU clock has a resolution of seconds: once per tick keeps SET's stamps fresh.
         db.set_clock(now);
         self.node.lock_waiters(self.id).sweep(&mut db);
+        // While writes are held (a failover's or a shutdown's pause) the dataset stays
+        // still, expiry included, as Redis's activeExpireCycle under a client pause.
+        if self.node.repl.writes_paused(now) {
+            return;
+        }
         let dbs: Vec<usize> = if db.multi_database() {
             (0..db.databases()).filter(|&i| db.database_expires(i) > 0).collect()
         } else {

@@ -160,7 +160,7 @@ impl Shard {
             }
             if !self.core.paused.is_empty() && node.slot_migration.pausing() {
                 timeout = timeout.min(Duration::from_millis(1));
-            } else if !self.core.paused.is_empty() {
+            } else if !self.core.paused.is_empty() && !node.repl.held_for_shutdown.load(Ordering::Relaxed) {
                 let until = node.repl.paused_until.load(Ordering::Relaxed);
                 timeout = timeout.min(Duration::from_millis(until.saturating_sub(unix_ms()).max(1)));
             }
@@ -700,6 +700,7 @@ impl Shard {
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);
             crate::repl::cron(&mut self.core);
+            crate::shutdown::cron(&mut self.core);
         }
         if timeout > 0 {
             let now = unix_ms();

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// `SELECT 0`: the stream after a full sync's cut starts in database 0.
 const SELECT_0: &[u8] = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n";
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-const GETACK: &[u8] = b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n";
+pub(crate) const GETACK: &[u8] = b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n";
 /// The most one write to a replica's socket takes from the backlog.
 const CHUNK: usize = 256 << 10;
 /// A streaming replica's thread looks for new bytes this often, unwoken; after
@@ -132,7 +132,7 @@ fn handshake_of(st: &mut State, id: u64) -> &mut Replica {
 
 /// Replicas that said REPLCONF but never PSYNC are not replicas: INFO and limits skip
 /// entries without a feed.
-fn is_replica(r: &Replica) -> bool {
+pub(crate) fn is_replica(r: &Replica) -> bool {
     r.feed.is_some() && !r.closing
 }
 

@@ -62,6 +62,8 @@ pub struct Repl {
     pub waiting: AtomicBool,
     /// Client writes are held until this unix ms (a manual failover; 0: not paused).
     pub paused_until: AtomicU64,
+    /// Client writes are held while a shutdown waits for its replicas.
+    pub held_for_shutdown: AtomicBool,
     /// A full sync is loading: commands without the `loading` flag get -LOADING.
     pub loading: AtomicBool,
     /// Replicas' threads sleeping until woken (see [`Repl::wake_idle`]).
@@ -237,6 +239,7 @@ impl Repl {
             more: Condvar::new(),
             waiting: AtomicBool::new(false),
             paused_until: AtomicU64::new(0),
+            held_for_shutdown: AtomicBool::new(false),
             loading: AtomicBool::new(false),
             idle_threads: std::sync::atomic::AtomicU32::new(0),
             sync_full: AtomicU64::new(0),
@@ -269,11 +272,17 @@ impl Repl {
         self.paused_until.store(until_ms, Ordering::Release);
     }
 
+    /// Holds client writes (or lets them go) while a shutdown waits for replicas, as
+    /// Redis's `pauseClients(PAUSE_DURING_SHUTDOWN, .., CLIENT_PAUSE_WRITE)`.
+    pub fn hold_writes_for_shutdown(&self, on: bool) {
+        self.held_for_shutdown.store(on, Ordering::Release);
+    }
+
     /// Client writes are held now.
     #[inline]
     pub fn writes_paused(&self, now_ms: u64) -> bool {
         let until = self.paused_until.load(Ordering::Relaxed);
-        until != 0 && now_ms < until
+        (until != 0 && now_ms < until) || self.held_for_shutdown.load(Ordering::Relaxed)
     }
 
     /// New bytes in the stream: wakes the replicas' threads that sleep long (idle).

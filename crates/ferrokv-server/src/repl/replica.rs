@@ -598,7 +598,13 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
                 last_data = Instant::now();
                 with_link(node, gen, |l| l.last_io_ms = unix_ms());
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            // EINTR: the process was stopped and continued (SIGSTOP/SIGCONT), not a
+            // lost link.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e.to_string()),
         }
     }
