@@ -102,7 +102,6 @@ OPTION_NOTES = {
     "client-output-buffer-limit": "the `replica` class is enforced on replicas and `pubsub` on subscribed clients; `normal` is accepted and shown",
     "notify-keyspace-events": "every class; events derived per command by one rule table (crates/ferrokv-commands/src/notify.rs), diffed against redis-server; `e` (evicted) never fires: no maxmemory eviction yet; a replica applying its master's stream emits none; an event reaches a subscribed publisher after its own command's reply",
     "databases": "16 by default, as Redis (at most 65536); cluster mode serves db 0 only, as Redis",
-    "syslog-enabled": "lines go to syslog as Redis's (not covered by a test: no syslog daemon in CI)",
     "maxmemory": "one limit for the node, whichever shards hold the keys",
     "maxmemory-policy": "all eight; candidates from every shard in one pool (docs/architecture.md, Memory)",
     "protected-mode": "accepted, no effect (bind defaults to loopback)",
