@@ -508,3 +508,54 @@ fn cluster_mode_is_database_0_only() {
     let r = c.send(&["EVAL", "return redis.call('select', 1)", "0"]);
     assert!(r.starts_with(b"-ERR SELECT is not allowed in cluster mode"), "{}", String::from_utf8_lossy(&r));
 }
+
+/// INFO keyspace's `avg_ttl` of one database (ms).
+fn avg_ttl(c: &mut Conn, n: usize) -> Option<u64> {
+    let info = String::from_utf8_lossy(&c.send(&["INFO", "keyspace"])).to_string();
+    let line = info.lines().find(|l| l.starts_with(&format!("db{n}:")))?;
+    line.split(",avg_ttl=").nth(1)?.trim().parse().ok()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `avg_ttl` is Redis's running estimate from the active expiry cycle's samples: it
+/// becomes non-zero and lies within the TTLs given, per database, on two shards as on
+/// redis-server; once no key has a TTL it is 0 again.
+#[test]
+fn info_keyspace_avg_ttl_estimates_the_ttls() {
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        let server = Server::start(kind, &["--server-threads", "2"]).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = server.conn();
+        // Database 0: TTLs between 1000 s and 2000 s, and keys without one.
+        let mut cmds: Vec<Vec<String>> = Vec::new();
+        for i in 0..2000 {
+            cmds.push(vec!["SET".into(), format!("t{i}"), "v".into(), "EX".into(), (1000 + i / 2).to_string()]);
+            cmds.push(vec!["SET".into(), format!("p{i}"), "v".into()]);
+        }
+        // Database 3: TTLs of at most 100 s.
+        cmds.push(vec!["SELECT".into(), "3".into()]);
+        for i in 0..500 {
+            cmds.push(vec!["SET".into(), format!("s{i}"), "v".into(), "EX".into(), (50 + i / 10).to_string()]);
+        }
+        cmds.push(vec!["SELECT".into(), "0".into()]);
+        c.pipeline(&cmds);
+        wait_for("avg_ttl of db0 and db3", || {
+            avg_ttl(&mut c, 0).unwrap_or(0) > 0 && avg_ttl(&mut c, 3).unwrap_or(0) > 0
+        });
+        let (a0, a3) = (avg_ttl(&mut c, 0).unwrap(), avg_ttl(&mut c, 3).unwrap());
+        assert!((900_000..=2_000_000).contains(&a0), "{}: db0 avg_ttl {a0}", kind.name());
+        assert!((30_000..=100_000).contains(&a3), "{}: db3 avg_ttl {a3}", kind.name());
+        // No TTL left in database 3: the estimate goes back to 0.
+        c.send(&["SELECT", "3"]);
+        for i in 0..500 {
+            c.send(&["PERSIST", &format!("s{i}")]);
+        }
+        wait_for("avg_ttl of db3 back to 0", || avg_ttl(&mut c, 3) == Some(0));
+    }
+}

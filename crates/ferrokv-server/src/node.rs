@@ -47,6 +47,9 @@ pub struct ShardShared {
     pub db_counts: Box<[(AtomicU64, AtomicU64)]>,
     /// A database other than 0 was used on this shard (then `db_counts` is kept).
     pub multi_db: AtomicBool,
+    /// Per database: the active expiry cycle's TTL estimate (ms), INFO keyspace's
+    /// `avg_ttl`, published every tick.
+    pub avg_ttl: Box<[AtomicU64]>,
     /// Waiters on this shard's keys. Lock order: this shard's `db` first.
     pub waiters: Mutex<crate::blocking::Waiters>,
     /// Connections of this shard blocked in a command.
@@ -326,6 +329,7 @@ impl Node {
                     db
                 }),
                 db_counts: (0..databases).map(|_| Default::default()).collect(),
+                avg_ttl: (0..databases).map(|_| Default::default()).collect(),
                 multi_db: AtomicBool::new(false),
                 // A lane per shard, and one for threads that are not shards.
                 mailbox: Mailbox::new(threads + 1),

@@ -224,6 +224,9 @@ struct Space {
     expiring: usize,
     /// Where the next active expiry step starts: a slot and a bucket in its table.
     expire_cursor: (usize, usize),
+    /// INFO keyspace's `avg_ttl` (ms): Redis's running estimate over the TTLs the
+    /// active expiry cycle samples (each step's mean weighs 2%).
+    avg_ttl: u64,
     /// A point-in-time snapshot in progress (see [`snapshot`]): every change to a
     /// slot it has not saved yet saves that slot first.
     snapshot: Option<Box<snapshot::Snapshot>>,
@@ -238,6 +241,7 @@ impl Space {
             len: 0,
             expiring: 0,
             expire_cursor: (0, 0),
+            avg_ttl: 0,
             snapshot: None,
         }
     }
@@ -1277,9 +1281,21 @@ impl Db {
         self.set_clock(now_ms);
         let start = Instant::now();
         let mut deleted = 0;
+        if self.sp.expiring == 0 {
+            self.sp.avg_ttl = 0;
+        }
         while self.sp.expiring != 0 {
-            let (sampled, expired) = self.expire_step(now_ms);
+            let (sampled, expired, ttl_sum, ttl_samples) = self.expire_step(now_ms);
             deleted += expired;
+            // Redis's activeExpireCycle: the mean TTL of the sampled keys not yet
+            // expired, folded into the estimate with a weight of 2%.
+            if ttl_samples > 0 {
+                let avg = ttl_sum / ttl_samples;
+                if self.sp.avg_ttl == 0 {
+                    self.sp.avg_ttl = avg;
+                }
+                self.sp.avg_ttl = (self.sp.avg_ttl / 50) * 49 + avg / 50;
+            }
             if expired * 100 <= sampled * EXPIRE_ACCEPTABLE_STALE || start.elapsed() >= budget {
                 break;
             }
@@ -1288,10 +1304,11 @@ impl Db {
     }
 
     /// One step of the active expiry cycle: returns (keys with a TTL examined,
-    /// keys deleted).
-    fn expire_step(&mut self, now_ms: u64) -> (usize, usize) {
+    /// keys deleted, the sum of the live ones' TTLs in ms, how many they were).
+    fn expire_step(&mut self, now_ms: u64) -> (usize, usize, u64, u64) {
         let (mut slot, mut bucket) = self.sp.expire_cursor;
         let (mut sampled, mut expired, mut buckets, mut slots_seen) = (0, 0, 0, 0);
+        let (mut ttl_sum, mut ttl_samples) = (0u64, 0u64);
         while sampled < EXPIRE_SAMPLE && buckets < EXPIRE_MAX_BUCKETS && slots_seen <= SLOTS {
             let s = &self.sp.slots[slot];
             if s.expiring == 0 || bucket >= s.table.buckets() {
@@ -1312,13 +1329,26 @@ impl Db {
                         self.touch_removed(&node.key);
                         self.expired(&node.key);
                         expired += 1;
+                    } else {
+                        ttl_sum += n.entry.expire_at - now_ms;
+                        ttl_samples += 1;
                     }
                 }
             }
             bucket += 1;
         }
         self.sp.expire_cursor = (slot, bucket);
-        (sampled, expired)
+        (sampled, expired, ttl_sum, ttl_samples)
+    }
+
+    /// INFO keyspace's `avg_ttl` of database `n` (ms; 0 until the active expiry cycle
+    /// has sampled a key with a TTL).
+    pub fn database_avg_ttl(&self, n: usize) -> u64 {
+        if n == self.cur {
+            self.sp.avg_ttl
+        } else {
+            self.parked.get(n).and_then(|p| p.as_ref()).map_or(0, |s| s.avg_ttl)
+        }
     }
 
     /// Notes a change of `key` by the running command (Redis's `signalModifiedKey`):

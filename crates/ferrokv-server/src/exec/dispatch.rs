@@ -1245,6 +1245,11 @@ impl ShardCore {
                 }
             }
         }
+        let shared = &self.node.shards[self.id];
+        for (i, avg) in shared.avg_ttl.iter().enumerate() {
+            let v = if db.database_expires(i) == 0 { 0 } else { db.database_avg_ttl(i) };
+            avg.store(v, Ordering::Relaxed);
+        }
         db.select(0);
         let id = self.id;
         self.settle_tracking(id, &mut db, None);
