@@ -323,7 +323,15 @@ fn admin_command(cli: &Cli, words: &[String]) -> Option<(String, Vec<String>)> {
 }
 
 fn run_admin(cli: &Cli, sub: &str, args: Vec<String>, handshake: &Handshake) -> Result<(), String> {
-    let usage = |e: clap::Error| e.to_string().trim_end().to_string();
+    // `cluster SUB --help` asked for the usage: print it and succeed (clap reports it
+    // as an "error"); a real error is the caller's to print.
+    let usage = |e: clap::Error| {
+        if e.kind() == clap::error::ErrorKind::DisplayHelp {
+            print!("{e}");
+            std::process::exit(0);
+        }
+        e.to_string().trim_end().to_string()
+    };
     match sub {
         "help" => {
             println!("{CLUSTER_USAGE}");

@@ -258,3 +258,27 @@ fn follows_moved_redirections() {
     let get = cli(&["-c", "-p", &port, "GET", &key], None);
     assert_eq!(text(&get.stdout), "asked\n");
 }
+
+/// `--help`, `cluster --help` and `cluster SUB --help` print usage on stdout and exit 0
+/// without connecting anywhere (they are never sent to a server as "--help").
+#[test]
+fn help_is_printed_without_contacting_a_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut cases: Vec<Vec<&str>> = vec![vec!["--help"], vec!["cluster", "--help"], vec!["cluster", "-h"]];
+    for sub in ["create", "check", "info", "reshard", "rebalance", "add-node", "del-node", "fix", "import", "failover"]
+    {
+        cases.push(vec!["cluster", sub, "--help"]);
+        cases.push(vec!["--cluster", sub, "--help"]);
+    }
+    for case in cases {
+        let mut args = vec!["-p", port.as_str()];
+        args.extend(&case);
+        let out = cli(&args, None);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{case:?}: {:?} {}", out.status, text(&out.stderr));
+        assert!(stdout.contains("Usage") || stdout.contains("Cluster admin"), "{case:?}: {stdout}");
+        assert!(listener.accept().is_err(), "{case:?} connected to the server");
+    }
+}
