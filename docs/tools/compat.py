@@ -72,7 +72,7 @@ NOTES = {
     "sunsubscribe": "as UNSUBSCRIBE",
     "pubsub|channels": "order is ferrokv's (Redis's is its dict order)",
     "pubsub|shardchannels": "as PUBSUB CHANNELS",
-    "eval": "runs where its declared keys live (on that shard, or under the locks of every shard they span); a key on another shard (undeclared) is reached by taking that shard's lock when the script first touches it, if it is free within 2 ms (else an error); server commands from scripts: PING, ECHO, TIME, SELECT 0 only",
+    "eval": "runs where its declared keys live (on that shard, or under the locks of every shard they span); a key on another shard (undeclared) is reached by taking that shard's lock when the script first touches it, if it is free within 2 ms (else an error); server commands Redis does not flag `noscript` run from scripts except MIGRATE and CLUSTER's changing and slot-key subcommands (an error names them); a script's PUBLISH is delivered when the script ends, after its keyspace events and in its order",
     "evalsha": "as EVAL",
     "eval_ro": "as EVAL",
     "evalsha_ro": "as EVAL",

@@ -209,6 +209,79 @@ fn library_cmsgpack() {
     same_replies(&cmds);
 }
 
+/// The `struct` library: every option, endianness, alignment, the C conversions at the
+/// edges (negative, huge and NaN integers, wide fields), and its errors.
+#[test]
+fn library_struct() {
+    let scripts = [
+        "return struct.pack('bBhHlLTiIi1I2i8I16', -1, 255, -2, 65535, -3, 4, 5, -6, 7, -8, 9, -10, 11)",
+        "return struct.pack('>bBhHlLTiIi3I5', -1, 255, -2, 65535, -3, 4, 5, -6, 7, -8, 9)",
+        "return struct.pack('<i16', -1)",
+        "return struct.pack('>I9', 2^63 + 2^62)",
+        "return struct.pack('l', 2^64)",
+        "return struct.pack('l', 2^70)",
+        "return struct.pack('L', -2^70)",
+        "return struct.pack('L', 0/0)",
+        "return struct.pack('b', 300.7)",
+        "return struct.pack('i', '12')",
+        "return struct.pack('fd>fd', 1.5, -0.1, 3.25, 1/0)",
+        "return struct.pack('!bi!2bi!4bd!bd', 1, 2, 3, 4, 5, 6, 7, 8)",
+        "return struct.pack('!8 b x h x i x l x d', 1, 2, 3, 4, 5)",
+        "return struct.pack('!i3 b i3 b i3', 1, 2, 3, 4, 5)",
+        "return struct.pack('c0c3sxs', 'hello', 'abcdef', 'zero', 'again')",
+        "return struct.pack('c3', 'ab')",
+        "return struct.pack('bc3', 1, 'ab')",
+        "return struct.pack('s', 12.5)",
+        "return struct.pack('s', {})",
+        "return struct.pack('i', 'x')",
+        "return struct.pack('i')",
+        "return struct.pack('i', nil)",
+        "return struct.pack()",
+        "return struct.pack('z', 1)",
+        "return struct.pack('5', 1)",
+        "return struct.pack('!3')",
+        "return struct.pack('i33', 1)",
+        "return struct.pack('i99999999999', 1)",
+        "return struct.pack('b\\0b', 1, 2)",
+        "return struct.pack('')",
+        "return {struct.unpack('bBhH', struct.pack('bBhH', -1, 255, -300, 65000))}",
+        "return {struct.unpack('>lLi3I3', struct.pack('>lLi3I3', -5, 5, -70000, 70000))}",
+        "return {struct.unpack('<i16I16i9', struct.pack('<i16I16i9', -1, 300, -2))}",
+        "local a, b, n = struct.unpack('fd', struct.pack('fd', 1.1, 2.2)) return {tostring(a), tostring(b), n}",
+        "local a, b, n = struct.unpack('>fd', struct.pack('>fd', -0.5, 1e300)) return {tostring(a), tostring(b), n}",
+        "return {struct.unpack('!bi!2bi', struct.pack('!bi!2bi', 1, 2, 3, 4))}",
+        "return {struct.unpack('c3xs', 'abcXhello\\0rest')}",
+        "return {struct.unpack('bc0', struct.pack('bc0', 5, 'hello'))}",
+        "return {struct.unpack('c1c0', '3abcd')}",
+        "return {struct.unpack('c0', 'abc')}",
+        "return {struct.unpack('xc0', 'abc')}",
+        "return {struct.unpack('s', 'abc')}",
+        "return {struct.unpack('i', 'abc')}",
+        "return {struct.unpack('b', 'abc', 3)}",
+        "return {struct.unpack('b', 'abc', 4)}",
+        "return {struct.unpack('b', 'abc', 0)}",
+        "return {struct.unpack('b', 'abc', -1)}",
+        "return {struct.unpack('', 'abc', -5)}",
+        "return {struct.unpack('b', 'abc', 2.9)}",
+        "return {struct.unpack('b', 'abc', 'x')}",
+        "return {struct.unpack('b')}",
+        "return {struct.unpack('z', 'abc')}",
+        "return {struct.unpack('bxb', 'abc')}",
+        "return {struct.unpack('b', 'a')}",
+        "return {struct.size('bhilTfdx'), struct.size('!bhilTfdx'), struct.size('!4bd'), struct.size('c5i7'), struct.size('zq')}",
+        "return struct.size('s')",
+        "return struct.size('c0')",
+        "return struct.size('?')",
+        "return struct.size('!6')",
+        "return struct.size()",
+        "return struct.size('')",
+        "struct.pack = nil",
+        "return {pcall(struct.size, '!3')}",
+    ];
+    let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
+    same_replies(&cmds);
+}
+
 #[test]
 fn commands_replies_and_errors_inside_scripts() {
     let mut cmds = vec![
@@ -280,6 +353,125 @@ fn commands_replies_and_errors_inside_scripts() {
     cmds.push(cmd(&["SCRIPT", "LOAD", unlock]));
     cmds.push(cmd(&["SET", "lock:2", "t"]));
     same_replies(&cmds);
+}
+
+/// Server commands from a script: those Redis 7.0 flags `noscript` are refused with its
+/// text (connection state, CONFIG, replication, persistence, subscriptions, SCRIPT and
+/// FUNCTION), the others run (INFO, COMMAND, MEMORY, PUBSUB, LASTSAVE, TIME, the HELP
+/// subcommands, CLUSTER/ASKING/READONLY refused outside cluster mode).
+#[test]
+fn server_commands_inside_scripts() {
+    let mut cmds = vec![cmd(&["SET", "k", "v"]), cmd(&["SET", "k2", "v"])];
+    for refused in [
+        "'config', 'get', 'maxmemory'",
+        "'config', 'set', 'maxmemory', '0'",
+        "'config', 'resetstat'",
+        "'client', 'id'",
+        "'client', 'list'",
+        "'client', 'setname', 'x'",
+        "'client', 'tracking', 'on'",
+        "'role'",
+        "'wait', '0', '0'",
+        "'save'",
+        "'bgsave'",
+        "'bgrewriteaof'",
+        "'replicaof', 'no', 'one'",
+        "'subscribe', 'ch'",
+        "'psubscribe', 'ch*'",
+        "'unsubscribe'",
+        "'watch', 'k'",
+        "'unwatch'",
+        "'multi'",
+        "'exec'",
+        "'discard'",
+        "'hello'",
+        "'auth', 'x'",
+        "'reset'",
+        "'quit'",
+        "'shutdown'",
+        "'script', 'load', 'return 1'",
+        "'script', 'flush'",
+        "'function', 'list'",
+        "'function', 'flush'",
+        "'eval', 'return 1', '0'",
+        "'fcall', 'f', '0'",
+        "'cluster', 'reset'",
+    ] {
+        cmds.push(eval(&format!("return redis.pcall({refused})"), &[], &[]));
+        cmds.push(eval(&format!("return redis.call({refused})"), &[], &[]));
+    }
+    for allowed in [
+        "return type(redis.call('command', 'count'))",
+        "return redis.call('command', 'info', 'get', 'set', 'nosuch')",
+        "return redis.call('command', 'getkeys', 'mset', 'a', '1', 'b', '2')",
+        "return redis.call('command', 'getkeysandflags', 'set', 'a', 'b')",
+        "return redis.pcall('command', 'getkeys', 'ping')",
+        "return type(redis.call('command', 'help'))",
+        "return type(redis.call('client', 'help'))",
+        "return redis.call('config', 'help')",
+        "return redis.call('script', 'help')",
+        "return redis.call('pubsub', 'help')",
+        "return redis.call('pubsub', 'numsub', 'a', 'b')",
+        "return redis.call('pubsub', 'numpat')",
+        "return redis.call('pubsub', 'channels')",
+        "return redis.call('pubsub', 'shardchannels')",
+        "return redis.call('publish', 'nobody', 'm')",
+        "return redis.call('spublish', 'nobody', 'm')",
+        "return redis.pcall('cluster', 'info')",
+        "return redis.pcall('cluster', 'keyslot', 'x')",
+        "return redis.pcall('asking')",
+        "return redis.pcall('readonly')",
+        "return redis.pcall('readwrite')",
+        "return type(redis.call('lastsave'))",
+        "return type(redis.call('time')[1])",
+        "local s = redis.call('info') return string.sub(s, 1, 8)",
+        "local s = redis.call('info', 'server') return string.match(s, 'redis_version:[%d.]+')",
+        "local s = redis.call('info', 'keyspace') return string.match(s, 'db0:keys=%d+')",
+        "local s = redis.call('info', 'clients') return string.sub(s, 1, 9)",
+        "return type(redis.call('memory', 'stats'))",
+        "return type(redis.call('memory', 'usage', KEYS[1]))",
+        "return redis.call('dbsize')",
+    ] {
+        cmds.push(eval(allowed, &["k"], &[]));
+    }
+    // A read-only script may not publish (PUBLISH may replicate).
+    cmds.push(cmd(&["EVAL_RO", "return redis.pcall('publish', 'c', 'm')", "0"]));
+    cmds.push(cmd(&["EVAL_RO", "return redis.pcall('spublish', 'c', 'm')", "0"]));
+    cmds.push(cmd(&["EVAL", "#!lua flags=no-writes\nreturn redis.pcall('publish', 'c', 'm')", "0"]));
+    same_replies(&cmds);
+}
+
+/// A script's PUBLISH reaches subscribers as the command's does, after the script's
+/// keyspace events and in the order the script ran them; its reply counts them.
+#[test]
+fn publish_from_a_script_reaches_subscribers() {
+    let redis = Server::redis(&["--notify-keyspace-events", "KEA"]);
+    let ferrokv = Server::ferrokv(&["--server-threads", "2", "--notify-keyspace-events", "KEA"]);
+    let mut got = Vec::new();
+    for server in [&redis, &ferrokv] {
+        let mut subs: Vec<_> = (0..3).map(|_| server.conn()).collect();
+        let mut frames = Vec::new();
+        for s in subs.iter_mut() {
+            frames.push(s.send(&cmd(&["SUBSCRIBE", "news"])));
+            frames.push(s.send(&cmd(&["PSUBSCRIBE", "__key*__:*"])));
+        }
+        let mut c = server.conn();
+        let script = "redis.call('publish', 'news', 'a') redis.call('set', KEYS[1], 'x') \
+                      local n = redis.call('publish', 'news', 'b') return {n, redis.call('publish', 'none', 'c')}";
+        frames.push(c.send(&eval(script, &["k"], &[])));
+        frames.push(c.send(&eval("return redis.call('publish', 'news', ARGV[1])", &[], &["z"])));
+        for s in subs.iter_mut() {
+            // a, the two events of SET, b, z
+            for _ in 0..5 {
+                frames.push(s.read_reply().expect("a message"));
+            }
+        }
+        got.push(frames);
+    }
+    assert_eq!(got[0].len(), got[1].len());
+    for (w, g) in got[0].iter().zip(&got[1]) {
+        assert_eq!(show(w), show(g));
+    }
 }
 
 #[test]

@@ -99,6 +99,10 @@ pub struct KeyEvent {
     pub key: Vec<u8>,
     /// The key's database when it is not the command's (MOVE's and COPY's target).
     pub db: Option<usize>,
+    /// Not a keyspace event but a message a script published (`redis.call('PUBLISH')`,
+    /// event `publish` or `spublish`, `key` the channel): it leaves with the script's
+    /// events, in the order the script ran, whatever `notify-keyspace-events` says.
+    pub message: Option<Vec<u8>>,
 }
 
 /// How a command's events follow from what it did.
@@ -219,7 +223,7 @@ pub fn events(name: &str, args: &Args, o: &Observed, flags: u16) -> Vec<KeyEvent
     let mut out = Vec::new();
     let mut emit_in = |class: u16, event: &'static str, key: &[u8], db: Option<usize>| {
         if flags & class != 0 {
-            out.push(KeyEvent { class, event, key: key.to_vec(), db });
+            out.push(KeyEvent { class, event, key: key.to_vec(), db, message: None });
         }
     };
     if let (Some(d), "move" | "copy") = (o.other_db, name) {

@@ -618,5 +618,13 @@ fn install_script_hooks(node: &'static Node) {
             _ => tracing::warn!("{msg}"),
         },
         over_maxmemory: || SCRIPT_NODE.get().is_some_and(|n| crate::maxmemory::node_over(n)),
+        server_command: |cmd, args, out| match SCRIPT_NODE.get() {
+            Some(n) => crate::cmds::from_script(n, cmd, args, out),
+            None => false,
+        },
+        receivers: |shard, channel| {
+            let space = if shard { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
+            SCRIPT_NODE.get().map_or(0, |n| crate::pubsub::receivers(n, space, channel))
+        },
     });
 }

@@ -126,7 +126,11 @@ pub fn dispatch(
         return refuse(ctx, "This Redis command is not allowed from script");
     }
     let writes = spec.has(Flags::WRITE);
-    if run.read_only && (writes || spec.has(Flags::MAY_REPLICATE)) {
+    // Redis flags PUBLISH and SPUBLISH `may_replicate` (and hides the flag from COMMAND,
+    // whose table this is): a read-only script may not run them.
+    let may_replicate = spec.has(Flags::MAY_REPLICATE)
+        || matches!(spec.handler, Handler::Server(ServerCmd::Publish | ServerCmd::Spublish));
+    if run.read_only && (writes || may_replicate) {
         return refuse(ctx, "Write commands are not allowed from read-only scripts.");
     }
     if writes && !run.slot_data.wrote.load(std::sync::atomic::Ordering::Relaxed) {
@@ -179,9 +183,13 @@ pub fn dispatch(
     let t0 = std::time::Instant::now();
     match spec.handler {
         Handler::Server(ServerCmd::Select) => select(ctx, &args, &mut out),
+        Handler::Server(cmd @ (ServerCmd::Publish | ServerCmd::Spublish)) => {
+            publish(ctx, cmd == ServerCmd::Spublish, &args, &mut out)
+        }
         Handler::Server(cmd) => {
-            if !server_command(cmd, &args, ctx.now_ms, &mut out) {
-                return refuse(ctx, "This Redis command is not allowed from script");
+            if !server_command(cmd, &args, ctx.cfg.cluster_mode, &mut out) {
+                let msg = format!("ERR {} from a script is not supported by ferrokv", spec.name.to_uppercase());
+                return refuse(ctx, &msg);
             }
         }
         _ => {
@@ -233,8 +241,11 @@ the shard of an undeclared key only when it is free within 2 ms: declare the scr
 const UNDECLARED_ALL: &str = "Script attempted to run a command over the whole keyspace while another client \
 holds a shard (ferrokv gives a script the shards it did not declare only when they are free within 2 ms)";
 
-/// The few server commands a script may run (they touch no connection state).
-fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, now_ms: u64, out: &mut ReplyBuf) -> bool {
+/// A server command from a script: those Redis 7.0 does not flag `noscript` (the
+/// table's flags already refused the others). The ones that need no node state run
+/// here, the rest in the server ([`super::Hooks::server_command`]); false for those
+/// ferrokv does not run from a script (MIGRATE, CLUSTER's changes).
+fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, cluster_mode: bool, out: &mut ReplyBuf) -> bool {
     match cmd {
         ServerCmd::Ping => match args.len() {
             1 => out.simple("PONG"),
@@ -244,14 +255,33 @@ fn server_command(cmd: ServerCmd, args: &ferrokv_resp::Args, now_ms: u64, out: &
         ServerCmd::Time => {
             let us =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
-            let _ = now_ms;
             out.array(2);
             out.bulk_integer((us / 1_000_000) as i64);
             out.bulk_integer((us % 1_000_000) as i64);
         }
-        _ => return false,
+        // The script's own client is flagged; it lives as long as the script.
+        ServerCmd::Asking | ServerCmd::Readonly | ServerCmd::Readwrite if !cluster_mode => {
+            out.error("ERR This instance has cluster support disabled")
+        }
+        ServerCmd::Asking | ServerCmd::Readonly | ServerCmd::Readwrite => out.ok(),
+        _ => return (super::hooks().server_command)(cmd, args, out),
     }
     true
+}
+
+/// PUBLISH / SPUBLISH from a script: the reply counts this node's receivers now; the
+/// message leaves with the script's keyspace events once it ended (see
+/// [`crate::notify::KeyEvent::message`]), in the order the script ran them.
+fn publish(ctx: &mut Ctx, shard: bool, args: &ferrokv_resp::Args, out: &mut ReplyBuf) {
+    let n = (super::hooks().receivers)(shard, args.get(1));
+    ctx.events.push(crate::notify::KeyEvent {
+        class: 0,
+        event: if shard { "spublish" } else { "publish" },
+        key: args.get(1).to_vec(),
+        db: None,
+        message: Some(args.get(2).to_vec()),
+    });
+    out.integer(n as i64);
 }
 
 /// SELECT inside a script: the script's own database changes (the caller's does not,

@@ -44,11 +44,24 @@ pub struct Hooks {
     /// The node is over `maxmemory` (Redis's `pre_command_oom_state`; false where the
     /// node may not evict, e.g. a replica ignoring maxmemory).
     pub over_maxmemory: fn() -> bool,
+    /// A server command a script runs (one Redis 7.0 does not flag `noscript`: INFO,
+    /// COMMAND, MEMORY, PUBSUB, CLUSTER, LASTSAVE, the HELP subcommands...): its reply
+    /// to `out`. False when ferrokv does not run it from a script.
+    pub server_command: fn(ServerCmd, &ferrokv_resp::Args, &mut ferrokv_resp::ReplyBuf) -> bool,
+    /// How many of this node's clients a PUBLISH (`shard` false) or SPUBLISH (true) to
+    /// `channel` reaches now.
+    pub receivers: fn(bool, &[u8]) -> usize,
 }
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
-static DEFAULT_HOOKS: Hooks =
-    Hooks { read_only_replica: || false, slot_is_local: |_| true, log: |_, _| {}, over_maxmemory: || false };
+static DEFAULT_HOOKS: Hooks = Hooks {
+    read_only_replica: || false,
+    slot_is_local: |_| true,
+    log: |_, _| {},
+    over_maxmemory: || false,
+    server_command: |_, _, _| false,
+    receivers: |_, _| 0,
+};
 
 pub fn set_hooks(h: Hooks) {
     let _ = HOOKS.set(h);

@@ -4,7 +4,7 @@
 use crate::config;
 use crate::conn::{Conn, Multi, Watch};
 use crate::dispatch::{printable, run_data, Flow, Held, MultiDb, ShardCore};
-use crate::node::{unix_ms, unix_us};
+use crate::node::{unix_ms, unix_us, Node};
 use crate::pubsub::{self, Space};
 use ferrokv_commands::table::ServerCmd;
 use ferrokv_commands::table::{all as all_commands, lookup_sub};
@@ -72,9 +72,9 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut 
         ServerCmd::Replconf => crate::repl::master::replconf(core, c, args),
         ServerCmd::Wait => crate::repl::master::wait(core, c, args, matches!(held, Held::Exec(_))),
         ServerCmd::Migrate => return crate::migrate::migrate(core, c, args, &held),
-        ServerCmd::Memory => crate::memory_cmds::memory(core.node, c, args),
+        ServerCmd::Memory => c.reply(|r| crate::memory_cmds::memory(core.node, r, args)),
         ServerCmd::Config => config_cmd(core, c, args),
-        ServerCmd::Command => command(c, args),
+        ServerCmd::Command => c.reply(|r| command(r, args)),
         ServerCmd::Shutdown => shutdown(core, c, args),
         ServerCmd::ScriptKill | ServerCmd::FunctionKill => {
             match ferrokv_commands::scripting::running::kill(cmd == ServerCmd::ScriptKill) {
@@ -134,7 +134,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut 
         ServerCmd::Punsubscribe => pubsub::punsubscribe(core, c, args),
         ServerCmd::Publish => pubsub::publish_cmd(core, c, args, Space::Global),
         ServerCmd::Spublish => pubsub::publish_cmd(core, c, args, Space::Shard),
-        ServerCmd::Pubsub => pubsub::pubsub_cmd(core, c, args),
+        ServerCmd::Pubsub => c.reply(|r| pubsub::pubsub_cmd(core.node, r, args)),
     }
     Flow::Done
 }
@@ -300,6 +300,72 @@ fn set_name(c: &mut Conn, name: Option<Vec<u8>>) {
     }
 }
 
+/// CLIENT HELP's lines.
+const CLIENT_HELP: &[&str] = &[
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "KILL <ip:port>",
+        "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, USER <username>, SKIPME (YES|NO).",
+        "LIST [options ...]",
+        "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> ...",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+        "HELP",
+        "    Print this help.",
+];
+
+/// CONFIG HELP's lines.
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// A server command a script runs (`redis.call`), one Redis 7.0 does not flag
+/// `noscript` (the table's flags refused the others before): those that need only the
+/// node, written to the script's reply buffer. The script holds keyspace locks, so
+/// nothing here takes one (INFO and MEMORY read published counters). False for what
+/// ferrokv does not run from a script: MIGRATE, and the CLUSTER subcommands that
+/// change the cluster or read a slot's keys.
+pub fn from_script(node: &Node, cmd: ServerCmd, args: &Args, r: &mut ReplyBuf) -> bool {
+    match cmd {
+        ServerCmd::Info => r.verbatim(crate::info::render(node, args).as_bytes()),
+        ServerCmd::Command => command(r, args),
+        ServerCmd::Memory => crate::memory_cmds::memory(node, r, args),
+        ServerCmd::Pubsub => pubsub::pubsub_cmd(node, r, args),
+        ServerCmd::Lastsave => r.integer(node.persist.lastsave.load(Ordering::Relaxed) as i64),
+        // Only their HELP is not `noscript`.
+        ServerCmd::Client => help_reply(r, CLIENT_HELP),
+        ServerCmd::Config => help_reply(r, CONFIG_HELP),
+        ServerCmd::Cluster => return crate::cluster::from_script(node, args, r),
+        _ => return false,
+    }
+    true
+}
+
+/// A HELP subcommand's reply: its lines as status replies.
+fn help_reply(r: &mut ReplyBuf, lines: &[&str]) {
+    r.array(lines.len());
+    for l in lines {
+        r.simple(l);
+    }
+}
+
 fn client(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut Held) {
     let sub = args.get(1);
     if eq_ic(sub, "tracking") {
@@ -343,31 +409,7 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut Held) {
             c.error(ERR_SYNTAX);
         }
     } else if eq_ic(sub, "help") {
-        let lines = [
-            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME",
-            "    Return the name of the current connection.",
-            "ID",
-            "    Return the ID of the current connection.",
-            "INFO",
-            "    Return information about the current client connection.",
-            "KILL <ip:port>",
-            "    Kill connection made from <ip:port>.",
-            "KILL <option> <value> [<option> <value> [...]]",
-            "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, USER <username>, SKIPME (YES|NO).",
-            "LIST [options ...]",
-            "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> ...",
-            "SETNAME <name>",
-            "    Assign the name <name> to the current connection.",
-            "HELP",
-            "    Print this help.",
-        ];
-        c.reply(|r| {
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
-        });
+        c.reply(|r| help_reply(r, CLIENT_HELP));
     } else {
         c.error(&format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", printable(sub, 128)));
     }
@@ -701,25 +743,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             Err(e) => c.error(&e),
         }
     } else if eq_ic(sub, "help") {
-        c.reply(|r| {
-            let lines = [
-                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GET <pattern>",
-                "    Return parameters matching the glob-like <pattern> and their values.",
-                "SET <directive> <value>",
-                "    Set the configuration <directive> to <value>.",
-                "RESETSTAT",
-                "    Reset statistics reported by the INFO command.",
-                "REWRITE",
-                "    Rewrite the configuration file.",
-                "HELP",
-                "    Prints this help.",
-            ];
-            r.array(lines.len());
-            for l in lines {
-                r.simple(l);
-            }
-        });
+        c.reply(|r| help_reply(r, CONFIG_HELP));
     } else {
         c.error(&format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", printable(sub, 128)));
     }
@@ -830,20 +854,19 @@ fn key_spec(r: &mut ReplyBuf, k: &ferrokv_commands::table::KeySpec) {
 }
 
 /// COMMAND [COUNT | INFO name... | DOCS name... | GETKEYS cmd args... | LIST]
-fn command(c: &mut Conn, args: &Args) {
+pub fn command(r: &mut ReplyBuf, args: &Args) {
     if args.len() == 1 {
         let all: Vec<_> = all_commands().collect();
-        return c.reply(|r| {
-            r.array(all.len());
-            for s in all {
-                command_info(r, s);
-            }
-        });
+        r.array(all.len());
+        for s in all {
+            command_info(r, s);
+        }
+        return;
     }
     let sub = args.get(1);
     if eq_ic(sub, "count") {
         let n = all_commands().count() as i64;
-        c.reply(|r| r.integer(n));
+        r.integer(n);
     } else if eq_ic(sub, "info") {
         let names: Vec<&[u8]> = args.iter().skip(2).collect();
         let specs: Vec<_> = if names.is_empty() {
@@ -851,15 +874,13 @@ fn command(c: &mut Conn, args: &Args) {
         } else {
             names.iter().map(|n| lookup_fullname(n)).collect()
         };
-        c.reply(|r| {
-            r.array(specs.len());
-            for s in specs {
-                match s {
-                    Some(s) => command_info(r, s),
-                    None => r.null(),
-                }
+        r.array(specs.len());
+        for s in specs {
+            match s {
+                Some(s) => command_info(r, s),
+                None => r.null(),
             }
-        });
+        }
     } else if eq_ic(sub, "docs") {
         let names: Vec<&[u8]> = args.iter().skip(2).collect();
         let specs: Vec<&CommandSpec> = if names.is_empty() {
@@ -867,13 +888,11 @@ fn command(c: &mut Conn, args: &Args) {
         } else {
             names.iter().filter_map(|n| lookup_fullname(n)).collect()
         };
-        c.reply(|r| {
-            r.map(specs.len());
-            for s in specs {
-                r.bulk(s.name.as_bytes());
-                command_docs(r, s);
-            }
-        });
+        r.map(specs.len());
+        for s in specs {
+            r.bulk(s.name.as_bytes());
+            command_docs(r, s);
+        }
     } else if eq_ic(sub, "list") {
         // COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]
         let filter = match args.len() {
@@ -883,10 +902,10 @@ fn command(c: &mut Conn, args: &Args) {
                 if eq_ic(kind, "module") || eq_ic(kind, "aclcat") || eq_ic(kind, "pattern") {
                     Some((kind.to_ascii_lowercase(), arg))
                 } else {
-                    return c.error(ERR_SYNTAX);
+                    return r.error(ERR_SYNTAX);
                 }
             }
-            _ => return c.error(ERR_SYNTAX),
+            _ => return r.error(ERR_SYNTAX),
         };
         let keep = |spec: &CommandSpec| match &filter {
             None => true,
@@ -909,22 +928,18 @@ fn command(c: &mut Conn, args: &Args) {
             }
             names.extend(spec.subcommands.iter().filter(|s| keep(s)).map(|s| s.name));
         }
-        c.reply(|r| {
-            r.array(names.len());
-            for n in names {
-                r.bulk(n.as_bytes());
-            }
-        });
+        r.array(names.len());
+        for n in names {
+            r.bulk(n.as_bytes());
+        }
     } else if eq_ic(sub, "getkeys") || eq_ic(sub, "getkeysandflags") {
-        getkeys(c, args, eq_ic(sub, "getkeysandflags"));
+        getkeys(r, args, eq_ic(sub, "getkeysandflags"));
     } else if eq_ic(sub, "help") {
-        c.reply(|r| {
-            r.array(2);
-            r.simple("COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are: (no subcommand), COUNT, INFO, DOCS, GETKEYS, LIST");
-            r.simple("HELP");
-        });
+        r.array(2);
+        r.simple("COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are: (no subcommand), COUNT, INFO, DOCS, GETKEYS, LIST");
+        r.simple("HELP");
     } else {
-        c.error(&format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", printable(sub, 128)));
+        r.error(&format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", printable(sub, 128)));
     }
 }
 
@@ -941,24 +956,24 @@ fn lookup_fullname(name: &[u8]) -> Option<&'static CommandSpec> {
 }
 
 /// COMMAND GETKEYS / GETKEYSANDFLAGS command [arg ...] (Redis's `getKeysSubcommandImpl`).
-fn getkeys(c: &mut Conn, args: &Args, with_flags: bool) {
+fn getkeys(r: &mut ReplyBuf, args: &Args, with_flags: bool) {
     let rest = ferrokv_resp::OwnedArgs::from_slices(args.iter().skip(2));
     let a = rest.args();
-    let Some(mut spec) = lookup(a.get(0)) else { return c.error("ERR Invalid command specified") };
+    let Some(mut spec) = lookup(a.get(0)) else { return r.error("ERR Invalid command specified") };
     if !spec.subcommands.is_empty() {
         match (a.len() >= 2).then(|| lookup_sub(spec, a.get(1))).flatten() {
             Some(s) => spec = s,
-            None => return c.error("ERR Invalid command specified"),
+            None => return r.error("ERR Invalid command specified"),
         }
     }
     if !spec.has_keys() {
-        return c.error("ERR The command has no key arguments");
+        return r.error("ERR The command has no key arguments");
     }
     if !spec.arity_ok(a.len()) {
-        return c.error("ERR Invalid number of arguments specified for command");
+        return r.error("ERR Invalid number of arguments specified for command");
     }
     match spec.keys_and_flags(&a) {
-        Ok(keys) if !keys.is_empty() => c.reply(|r| {
+        Ok(keys) if !keys.is_empty() => {
             r.array(keys.len());
             for (i, flags) in keys {
                 if with_flags {
@@ -972,9 +987,9 @@ fn getkeys(c: &mut Conn, args: &Args, with_flags: bool) {
                     r.bulk(a.get(i));
                 }
             }
-        }),
-        _ if spec.has(ferrokv_commands::table::Flags::NO_MANDATORY_KEYS) => c.reply(|r| r.array(0)),
-        _ => c.error("ERR Invalid arguments specified for command"),
+        }
+        _ if spec.has(ferrokv_commands::table::Flags::NO_MANDATORY_KEYS) => r.array(0),
+        _ => r.error("ERR Invalid arguments specified for command"),
     }
 }
 

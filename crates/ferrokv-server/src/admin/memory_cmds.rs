@@ -1,10 +1,9 @@
 //! MEMORY STATS, DOCTOR, MALLOC-STATS, PURGE and HELP (MEMORY USAGE is a data command:
 //! `ferrokv_commands::families::keys::memory_usage`), and the figures INFO memory prints.
 
-use crate::conn::Conn;
 use crate::memory as m;
 use crate::node::Node;
-use ferrokv_resp::Args;
+use ferrokv_resp::{Args, ReplyBuf};
 use std::sync::atomic::Ordering;
 
 /// The node's memory figures, as Redis's `getMemoryOverheadData` gathers them.
@@ -100,78 +99,76 @@ const HELP: &[&str] = &[
 
 /// MEMORY <DOCTOR | MALLOC-STATS | PURGE | STATS | HELP> (the dispatcher resolved the
 /// subcommand and checked its arity).
-pub fn memory(node: &Node, c: &mut Conn, args: &Args) {
+pub fn memory(node: &Node, r: &mut ReplyBuf, args: &Args) {
     let sub = args.get(1).to_ascii_lowercase();
     match sub.as_slice() {
-        b"stats" => stats(node, c),
+        b"stats" => stats(node, r),
         b"doctor" => {
             let text = doctor(&Figures::gather(node));
-            c.reply(|r| r.verbatim(text.as_bytes()));
+            r.verbatim(text.as_bytes());
         }
         b"malloc-stats" => {
             let text = m::malloc_stats();
-            c.reply(|r| r.verbatim(text.as_bytes()));
+            r.verbatim(text.as_bytes());
         }
         b"purge" => {
             m::purge();
-            c.reply(|r| r.ok());
+            r.ok();
         }
-        _ => c.reply(|r| {
+        _ => {
             r.array(HELP.len());
             for line in HELP {
                 r.simple(line);
             }
-        }),
+        }
     }
 }
 
 /// MEMORY STATS: Redis 7.0's fields in its order; `db.0`'s hash-table overheads are the
 /// slot tables' (ferrokv keeps no separate table of keys with a TTL).
-fn stats(node: &Node, c: &mut Conn) {
+fn stats(node: &Node, r: &mut ReplyBuf) {
     let f = Figures::gather(node);
     let keys_bytes = if f.keys == 0 { 0 } else { f.dataset / f.keys };
     let frag = f.frag();
-    c.reply(|r| {
-        r.map(28);
-        let int = |r: &mut ferrokv_resp::ReplyBuf, k: &str, v: i64| {
-            r.bulk(k.as_bytes());
-            r.integer(v);
-        };
-        int(r, "peak.allocated", f.peak as i64);
-        int(r, "total.allocated", f.used as i64);
-        int(r, "startup.allocated", f.startup as i64);
-        int(r, "replication.backlog", f.backlog as i64);
-        int(r, "clients.slaves", f.clients_replicas as i64);
-        int(r, "clients.normal", f.clients_normal as i64);
-        int(r, "cluster.links", 0);
-        int(r, "aof.buffer", 0);
-        int(r, "lua.caches", 0);
-        int(r, "functions.caches", 0);
-        r.bulk(b"db.0");
-        r.map(3);
-        int(r, "overhead.hashtable.main", (f.keys * 4) as i64);
-        int(r, "overhead.hashtable.expires", 0);
-        int(r, "overhead.hashtable.slot-to-keys", 0);
-        int(r, "overhead.total", f.overhead as i64);
-        int(r, "keys.count", f.keys as i64);
-        int(r, "keys.bytes-per-key", keys_bytes as i64);
-        int(r, "dataset.bytes", f.dataset as i64);
-        r.bulk(b"dataset.percentage");
-        r.double(f.dataset_perc());
-        r.bulk(b"peak.percentage");
-        r.double(f.peak_perc());
-        int(r, "allocator.allocated", f.alloc.allocated as i64);
-        int(r, "allocator.active", f.alloc.active as i64);
-        int(r, "allocator.resident", f.alloc.resident as i64);
-        for (name, (ratio, bytes)) in
-            ["allocator-fragmentation", "allocator-rss", "rss-overhead", "fragmentation"].iter().zip(frag)
-        {
-            let ratio_name = if *name == "fragmentation" { name.to_string() } else { format!("{name}.ratio") };
-            r.bulk(ratio_name.as_bytes());
-            r.double(ratio);
-            int(r, &format!("{name}.bytes"), bytes);
-        }
-    });
+    r.map(28);
+    let int = |r: &mut ferrokv_resp::ReplyBuf, k: &str, v: i64| {
+        r.bulk(k.as_bytes());
+        r.integer(v);
+    };
+    int(r, "peak.allocated", f.peak as i64);
+    int(r, "total.allocated", f.used as i64);
+    int(r, "startup.allocated", f.startup as i64);
+    int(r, "replication.backlog", f.backlog as i64);
+    int(r, "clients.slaves", f.clients_replicas as i64);
+    int(r, "clients.normal", f.clients_normal as i64);
+    int(r, "cluster.links", 0);
+    int(r, "aof.buffer", 0);
+    int(r, "lua.caches", 0);
+    int(r, "functions.caches", 0);
+    r.bulk(b"db.0");
+    r.map(3);
+    int(r, "overhead.hashtable.main", (f.keys * 4) as i64);
+    int(r, "overhead.hashtable.expires", 0);
+    int(r, "overhead.hashtable.slot-to-keys", 0);
+    int(r, "overhead.total", f.overhead as i64);
+    int(r, "keys.count", f.keys as i64);
+    int(r, "keys.bytes-per-key", keys_bytes as i64);
+    int(r, "dataset.bytes", f.dataset as i64);
+    r.bulk(b"dataset.percentage");
+    r.double(f.dataset_perc());
+    r.bulk(b"peak.percentage");
+    r.double(f.peak_perc());
+    int(r, "allocator.allocated", f.alloc.allocated as i64);
+    int(r, "allocator.active", f.alloc.active as i64);
+    int(r, "allocator.resident", f.alloc.resident as i64);
+    for (name, (ratio, bytes)) in
+        ["allocator-fragmentation", "allocator-rss", "rss-overhead", "fragmentation"].iter().zip(frag)
+    {
+        let ratio_name = if *name == "fragmentation" { name.to_string() } else { format!("{name}.ratio") };
+        r.bulk(ratio_name.as_bytes());
+        r.double(ratio);
+        int(r, &format!("{name}.bytes"), bytes);
+    }
 }
 
 /// Redis's answer for an instance too small to judge.

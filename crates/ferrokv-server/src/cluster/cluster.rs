@@ -207,6 +207,32 @@ fn reply_info(r: &mut ReplyBuf, view: &ClusterView, i: usize, port: u16) {
     }
 }
 
+/// CLUSTER from a script (`redis.call`): the subcommands that read the cluster view;
+/// false for the others (ferrokv does not change the cluster or read a slot's keys
+/// from a script, whose keyspace locks the latter would need).
+pub fn from_script(node: &crate::node::Node, args: &Args, r: &mut ferrokv_resp::ReplyBuf) -> bool {
+    let Some(shared) = node.cluster.as_ref() else {
+        r.error("ERR This instance has cluster support disabled");
+        return true;
+    };
+    let (sub, argc) = (args.get(1), args.len());
+    let view = shared.view();
+    if argc == 3 && eq_ic(sub, "keyslot") {
+        r.integer(key_slot(args.get(2)) as i64);
+    } else if argc == 2 && eq_ic(sub, "myid") {
+        r.bulk(view.me().id.as_str().as_bytes());
+    } else if argc == 2 && eq_ic(sub, "nodes") {
+        r.verbatim(ferrokv_cluster::cluster_nodes_text(&view).as_bytes());
+    } else if argc == 2 && eq_ic(sub, "info") {
+        let mut text = ferrokv_cluster::cluster_info_text(&view);
+        super::slot_migration::info_fields(node, &mut text);
+        r.verbatim(text.as_bytes());
+    } else {
+        return false;
+    }
+    true
+}
+
 /// CLUSTER <subcommand> [args]
 pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> crate::dispatch::Flow {
     use crate::dispatch::Flow;

@@ -1189,6 +1189,12 @@ impl ShardCore {
     pub fn publish_events(&mut self, events: Vec<ferrokv_commands::notify::KeyEvent>, db: usize) {
         use ferrokv_commands::notify::class;
         for e in events {
+            if let Some(message) = &e.message {
+                let space =
+                    if e.event == "spublish" { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
+                crate::pubsub::publish_from_script(self, space, &e.key, message);
+                continue;
+            }
             let n = e.db.unwrap_or(db);
             if self.notify & class::KEYSPACE != 0 {
                 let mut ch = format!("__keyspace@{n}__:").into_bytes();
@@ -1233,7 +1239,7 @@ impl ShardCore {
                 use ferrokv_commands::notify::{class, KeyEvent};
                 let ev = expired
                     .into_iter()
-                    .map(|key| KeyEvent { class: class::EXPIRED, event: "expired", key, db: None })
+                    .map(|key| KeyEvent { class: class::EXPIRED, event: "expired", key, db: None, message: None })
                     .collect();
                 self.publish_events(ev, dbi);
             }

@@ -26,6 +26,7 @@
 use crate::conn::Conn;
 use crate::dispatch::{printable, ShardCore};
 use crate::msg::Msg;
+use crate::node::Node;
 use ferrokv_resp::Args;
 use ferrokv_store::glob::glob_match;
 use std::collections::{HashMap, HashSet};
@@ -216,6 +217,26 @@ pub fn publish(core: &mut ShardCore, space: Space, channel: &[u8], message: &[u8
         }
     }
     n
+}
+
+/// How many of the node's clients a message to `channel` would reach now (a script's
+/// PUBLISH replies this; its delivery follows when the script ended).
+pub fn receivers(node: &Node, space: Space, channel: &[u8]) -> usize {
+    let p = Publication { space, channel: channel.to_vec(), message: Vec::new() };
+    (0..node.shard_count())
+        .filter(|&s| node.shards[s].pubsub.entries.load(Ordering::Acquire) != 0)
+        .map(|s| node.shards[s].pubsub.lock().count(&p))
+        .sum()
+}
+
+/// PUBLISH / SPUBLISH of a message a script published: to this node's subscribers
+/// and, in cluster mode, through the bus, as the command itself does.
+pub fn publish_from_script(core: &mut ShardCore, space: Space, channel: &[u8], message: &[u8]) {
+    publish(core, space, channel, message);
+    if core.node.cluster.is_some() {
+        let p = Publication { space, channel: channel.to_vec(), message: message.to_vec() };
+        core.send(0, Msg::ClusterPublish(Arc::new(p)));
+    }
 }
 
 /// The deliveries for this shard's connections of a message another shard published.
@@ -504,14 +525,13 @@ pub fn deliver_own(core: &mut ShardCore, c: &mut Conn, from: usize) {
 }
 
 /// PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP
-pub fn pubsub_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
-    let node = core.node;
+pub fn pubsub_cmd(node: &Node, r: &mut ferrokv_resp::ReplyBuf, args: &Args) {
     let sub = args.get(1).to_ascii_lowercase();
     let tables = || (0..node.shard_count()).map(move |s| node.shards[s].pubsub.lock());
     match sub.as_slice() {
         b"channels" | b"shardchannels" => {
             if args.len() > 3 {
-                return c.error(&format!("ERR wrong number of arguments for 'pubsub|{}' command", printable(&sub, 32)));
+                return r.error(&format!("ERR wrong number of arguments for 'pubsub|{}' command", printable(&sub, 32)));
             }
             let space = if sub == b"channels" { Space::Global } else { Space::Shard };
             let pat = (args.len() == 3).then(|| args.get(2));
@@ -523,12 +543,10 @@ pub fn pubsub_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                     }
                 }
             }
-            c.reply(|r| {
-                r.array(names.len());
-                for n in &names {
-                    r.bulk(n);
-                }
-            });
+            r.array(names.len());
+            for n in &names {
+                r.bulk(n);
+            }
         }
         b"numsub" | b"shardnumsub" => {
             let space = if sub == b"numsub" { Space::Global } else { Space::Shard };
@@ -540,24 +558,22 @@ pub fn pubsub_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                     counts[i] += m.get(*n).map_or(0, |v| v.len());
                 }
             }
-            c.reply(|r| {
-                // An array in RESP3 too, as Redis 7.0 replies.
-                r.array(names.len() * 2);
-                for (n, k) in names.iter().zip(&counts) {
-                    r.bulk(n);
-                    r.integer(*k as i64);
-                }
-            });
+            // An array in RESP3 too, as Redis 7.0 replies.
+            r.array(names.len() * 2);
+            for (n, k) in names.iter().zip(&counts) {
+                r.bulk(n);
+                r.integer(*k as i64);
+            }
         }
         b"numpat" => {
             if args.len() != 2 {
-                return c.error("ERR wrong number of arguments for 'pubsub|numpat' command");
+                return r.error("ERR wrong number of arguments for 'pubsub|numpat' command");
             }
             let mut pats: HashSet<Arc<[u8]>> = HashSet::new();
             for t in tables() {
                 pats.extend(t.patterns.keys().cloned());
             }
-            c.reply(|r| r.integer(pats.len() as i64));
+            r.integer(pats.len() as i64);
         }
         b"help" => {
             let lines = [
@@ -576,14 +592,12 @@ pub fn pubsub_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
                 "HELP",
                 "    Prints this help.",
             ];
-            c.reply(|r| {
-                r.array(lines.len());
-                for l in lines {
-                    r.simple(l);
-                }
-            });
+            r.array(lines.len());
+            for l in lines {
+                r.simple(l);
+            }
         }
-        _ => c.error(&format!("ERR unknown subcommand '{}'. Try PUBSUB HELP.", printable(args.get(1), 128))),
+        _ => r.error(&format!("ERR unknown subcommand '{}'. Try PUBSUB HELP.", printable(args.get(1), 128))),
     }
 }
 

@@ -10,6 +10,7 @@
 //! like are nil. Reading: bin and ext types are a bad format; every number is a Lua
 //! number (a double).
 
+use super::string_arg;
 use mlua::{Lua, MultiValue, Table, Value};
 
 const MAX_NESTING: usize = 16;
@@ -65,16 +66,6 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set("_COPYRIGHT", "Copyright (C) 2012, Salvatore Sanfilippo")?;
     t.raw_set("_DESCRIPTION", "MessagePack C implementation for Lua")?;
     Ok(t)
-}
-
-/// `luaL_checklstring`: a string, or a number as Lua writes it.
-fn string_arg(args: &MultiValue, n: usize, fname: &str) -> mlua::Result<Vec<u8>> {
-    match args.get(n - 1) {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Number(x)) => Ok(ferrokv_resp::reply::format_g(*x, 14).into_bytes()),
-        Some(Value::Integer(x)) => Ok(x.to_string().into_bytes()),
-        other => Err(super::bad_arg(n, fname, "string", other.unwrap_or(&Value::Nil))),
-    }
 }
 
 /// `luaL_optinteger`: absent or nil is 0.

@@ -5,6 +5,7 @@
 pub mod bit;
 pub mod cjson;
 pub mod cmsgpack;
+pub mod structlib;
 
 use mlua::{Lua, Table};
 
@@ -12,6 +13,7 @@ pub fn register(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     globals.raw_set("bit", bit::table(lua)?)?;
     globals.raw_set("cjson", cjson::table(lua)?)?;
     globals.raw_set("cmsgpack", cmsgpack::table(lua)?)?;
+    globals.raw_set("struct", structlib::table(lua)?)?;
     Ok(())
 }
 
@@ -47,4 +49,14 @@ pub(crate) fn bad_arg(n: usize, fname: &str, expected: &str, got: &mlua::Value) 
         other => other.type_name(),
     };
     mlua::Error::RuntimeError(format!("bad argument #{n} to '{fname}' ({expected} expected, got {got})"))
+}
+
+/// `luaL_checklstring`: a string, or a number as Lua writes it (`%.14g`).
+pub(crate) fn string_arg(args: &mlua::MultiValue, n: usize, fname: &str) -> mlua::Result<Vec<u8>> {
+    match args.get(n - 1) {
+        Some(mlua::Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(mlua::Value::Number(x)) => Ok(ferrokv_resp::reply::format_g(*x, 14).into_bytes()),
+        Some(mlua::Value::Integer(x)) => Ok(ferrokv_resp::reply::format_g(*x as f64, 14).into_bytes()),
+        other => Err(bad_arg(n, fname, "string", other.unwrap_or(&mlua::Value::Nil))),
+    }
 }
