@@ -410,6 +410,18 @@ impl ClusterState {
                 if let Some(s) = slots.iter().find(|&&s| !self.importing_from.contains_key(&s)) {
                     return Err(format!("ERR Slot {s} is not being imported by this node"));
                 }
+                // The snapshot came from the node the slots are imported from: if another
+                // node serves one of them by now (its replica took over), its writes are
+                // not in what was copied.
+                if let Some(s) = slots.iter().find(|&&s| self.slots[s as usize] != self.importing_from.get(&s).copied())
+                {
+                    return Err(format!("ERR Slot {s} is no longer served by the node it is imported from"));
+                }
+                // A manual failover in progress here (as either side) would take an epoch
+                // of its own; a claim now could collide with it.
+                if self.mf.end != 0 {
+                    return Err("ERR A manual failover is in progress".into());
+                }
                 for &s in slots {
                     self.del_slot(s);
                     self.add_slot(me, s);

@@ -446,6 +446,9 @@ pub struct ClusterState {
     pub(crate) stats_sent: [u64; MSG_TYPE_COUNT],
     pub(crate) stats_received: [u64; MSG_TYPE_COUNT],
     pub(crate) my_repl_offset: u64,
+    /// A whole-slot migration holds this master's writes to the slots it exports (the
+    /// server says so before every input): a manual failover is refused meanwhile.
+    pub(crate) migration_holds_writes: bool,
     /// Since when (local ms) the replication link to our master is down; `None` while it is
     /// up. Starts as "down since ever" (0), as Redis's `repl_down_since`.
     pub(crate) master_link_down_since: Option<u64>,
@@ -522,6 +525,7 @@ impl ClusterState {
             stats_sent: [0; MSG_TYPE_COUNT],
             stats_received: [0; MSG_TYPE_COUNT],
             my_repl_offset: 0,
+            migration_holds_writes: false,
             master_link_down_since: Some(0),
             election: Election::default(),
             mf: ManualFailover::default(),
@@ -600,6 +604,15 @@ impl ClusterState {
     /// replicas by it and a manual failover waits for it to reach the paused master's.
     pub fn set_repl_offset(&mut self, offset: u64) {
         self.my_repl_offset = offset;
+    }
+
+    /// Whether a whole-slot migration holds this master's writes to the slots it exports
+    /// now (between the target's PAUSE and the end of the export). A replica's request
+    /// for a manual failover is refused meanwhile: the target has this master's last
+    /// writes and is about to claim the slots, so a replica taking them over now would
+    /// take writes the claim then discards.
+    pub fn set_migration_holds_writes(&mut self, held: bool) {
+        self.migration_holds_writes = held;
     }
 
     /// The state of this replica's link to its master: `None` while connected, `Some(t)`

@@ -105,6 +105,16 @@ impl ClusterState {
         if self.node(sender).master != Some(self.myself) || !self.me().is_master() {
             return;
         }
+        if self.migration_holds_writes {
+            let id = self.node(sender).id;
+            self.log(
+                LogLevel::Warning,
+                format!(
+                    "Manual failover requested by replica {id} refused: a slot migration holds this master's writes."
+                ),
+            );
+            return;
+        }
         self.reset_manual_failover();
         let now = self.now;
         self.mf.end = now + MF_TIMEOUT_MS;

@@ -86,6 +86,8 @@ pub struct SimNode {
     pub paused_until: u64,
     /// A test knob: this replica stops applying its master's writes.
     pub repl_frozen: bool,
+    /// A whole-slot migration holds this master's writes (`set_migration_holds_writes`).
+    pub migration_holds_writes: bool,
     pub promotions: Vec<Promotion>,
     /// The offset writes were paused at, by the last `PauseWrites`.
     pub paused_offset: Option<u64>,
@@ -215,6 +217,7 @@ impl Sim {
                 deleted_slots: Vec::new(),
                 restarts: 0,
                 repl_offset: 0,
+                migration_holds_writes: false,
                 master_link_down_since: Some(0),
                 paused_until: 0,
                 repl_frozen: false,
@@ -277,8 +280,10 @@ impl Sim {
     pub fn step(&mut self, i: usize, input: Input) {
         let local = self.local_now(i);
         let (offset, link_down) = (self.nodes[i].repl_offset, self.nodes[i].master_link_down_since);
+        let held = self.nodes[i].migration_holds_writes;
         let Some(st) = self.nodes[i].state.as_mut() else { return };
         st.set_repl_offset(offset);
+        st.set_migration_holds_writes(held);
         st.set_master_link_down_since(link_down);
         let outs = st.handle(local, input);
         self.events += 1;

@@ -284,7 +284,11 @@ impl Bus {
 
     /// Feeds one input to the state machine and carries out what it asks.
     fn feed(self: &Rc<Self>, input: Input) -> Option<Result<Reply, String>> {
-        let outputs = self.state.borrow_mut().handle(unix_ms(), input);
+        let outputs = {
+            let mut st = self.state.borrow_mut();
+            st.set_migration_holds_writes(self.node.slot_migration.pausing());
+            st.handle(unix_ms(), input)
+        };
         let mut reply = None;
         let mut lost = Vec::new();
         for o in outputs {

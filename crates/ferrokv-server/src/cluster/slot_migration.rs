@@ -48,6 +48,18 @@
 //! it, O's pause runs out and O acknowledges writes to S, and T later restarts with its
 //! claim, which wins by its higher epoch. Redis 8.4 has the same window.
 //!
+//! Failovers: a replica of O that takes the slots over before the claim (O died, or a
+//! manual failover) makes the claim fail — the bus refuses to claim a slot whose owner
+//! is no longer the node it is imported from — and the task undoes. A manual failover of
+//! O is refused while the pause holds (the bus reads `pausing()` before every input), and
+//! PAUSE is refused while one runs, so O cannot both hand its last writes to T and its
+//! slots to a replica; a claim is refused while a manual failover runs on T (its epoch
+//! could collide). The seeded simulator (`ferrokv-cluster`'s
+//! `tests/slot_migration_sim.rs`) runs the task's steps against the real bus state
+//! machine with crashes and restarts of either side, a source killed for good, and manual
+//! failovers of either side, and checks one owner per slot and every acknowledged write
+//! on it; it found the manual-failover and refused-claim cases above.
+//!
 //! Big keys (over 4096 elements, or strings over 1 MiB) are not in BEGIN's or DELTA's
 //! payloads: T pulls each in pieces (`MIGRATION-SYNC <id> CHUNK <key> <cursor>`, 1024
 //! elements or 256 KiB a piece, read with a scan cursor) and rebuilds it with DEL, then
@@ -611,6 +623,12 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
             }
         });
     } else if eq_ic(op, "pause") {
+        // A manual failover in progress would hand the slots to a replica while the
+        // target claims them (the bus refuses a failover while the pause holds).
+        if node.repl.writes_paused(now) {
+            c.error("ERR A manual failover is in progress");
+            return Flow::Done;
+        }
         if let Some(e) = lock(&sm.export).as_mut() {
             for &s in &e.slots {
                 e.paused[s as usize / 64] |= 1 << (s % 64);
@@ -815,10 +833,14 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         if t0.elapsed().as_millis() as u64 >= window / 2 {
             return Err(format!("the final delta took longer than half of the {window} ms write pause"));
         }
-        // The point of no return: the claim (a config epoch bump) moves the slots.
-        claimed = true;
+        // The point of no return: the claim (a config epoch bump) moves the slots. An
+        // error reply means nothing was claimed (the bus refused: the source's replica
+        // took the slots over meanwhile, or a manual failover runs here), and the task
+        // undoes; a lost connection leaves it unknown, so nothing is undone.
         set_state(&t, "switching");
-        let Value::Int(epoch) = me.call(&local(b"CLAIM", false))? else {
+        let claim = me.call(&local(b"CLAIM", false));
+        claimed = !matches!(&claim, Err(e) if e.starts_with("ERR"));
+        let Value::Int(epoch) = claim? else {
             return Err("bad CLAIM reply".into());
         };
         // Tell the source at once rather than wait for the bus to carry the claim.
