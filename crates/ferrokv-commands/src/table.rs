@@ -305,6 +305,7 @@ pub enum ServerCmd {
     ScriptKill,
     FunctionKill,
     Memory,
+    Debug,
 }
 
 #[derive(Clone, Copy)]

@@ -39,6 +39,8 @@ pub mod slot_stats;
 pub mod cmds;
 #[path = "admin/config.rs"]
 pub mod config;
+#[path = "admin/debug.rs"]
+pub mod debug;
 #[path = "admin/info.rs"]
 pub mod info;
 #[path = "admin/memory_cmds.rs"]

@@ -225,6 +225,8 @@ pub struct Node {
     pub repl: crate::repl::Repl,
     /// A shutdown under way (SHUTDOWN waiting for replicas, a signal not acted on).
     pub shutdown_state: crate::shutdown::State,
+    /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE).
+    pub active_expire: AtomicBool,
     /// MIGRATE's thread and its cached connections to targets.
     pub migrate: crate::migrate::Migrator,
     /// Whole-slot migration: this node's export as a source, import tasks as a target.
@@ -380,6 +382,7 @@ impl Node {
             aof: crate::aof::Aof::default(),
             repl: crate::repl::Repl::new(threads),
             shutdown_state: Default::default(),
+            active_expire: AtomicBool::new(true),
             migrate: Default::default(),
             slot_migration: Default::default(),
             tracking: Default::default(),

@@ -199,6 +199,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
         &["@admin", "@slow", "@dangerous"],
     ),
+    srv(ServerCmd::Debug, "debug", -2, &["admin", "noscript", "loading", "stale"], &["@admin", "@slow", "@dangerous"]),
     srv(
         ServerCmd::Save,
         "save",

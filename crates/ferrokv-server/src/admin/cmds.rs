@@ -76,6 +76,7 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut 
         ServerCmd::Config => config_cmd(core, c, args),
         ServerCmd::Command => c.reply(|r| command(r, args)),
         ServerCmd::Shutdown => shutdown(core, c, args),
+        ServerCmd::Debug => crate::debug::debug(core, c, args),
         ServerCmd::ScriptKill | ServerCmd::FunctionKill => {
             match ferrokv_commands::scripting::running::kill(cmd == ServerCmd::ScriptKill) {
                 Ok(()) => c.reply(|r| r.ok()),

@@ -143,6 +143,8 @@ pub struct Config {
     pub syslog_enabled: bool,
     pub syslog_ident: String,
     pub syslog_facility: String,
+    /// `enable-debug-command`: no, yes or local (DEBUG from loopback and Unix sockets).
+    pub enable_debug_command: String,
     /// Seconds SHUTDOWN (without NOW) and SIGTERM wait for lagging replicas.
     pub shutdown_timeout: u64,
     /// SHUTDOWN's flags for SIGINT and SIGTERM, as CONFIG GET shows them ("default",
@@ -289,6 +291,7 @@ impl Default for Config {
             syslog_enabled: false,
             syslog_ident: "redis".into(),
             syslog_facility: "local0".into(),
+            enable_debug_command: "no".into(),
             shutdown_timeout: 10,
             shutdown_on_sigint: "default".into(),
             shutdown_on_sigterm: "default".into(),
@@ -563,6 +566,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("syslog-enabled", Kind::Bool, false, syslog_enabled, bool),
     opt!("syslog-ident", Kind::Str, false, syslog_ident, str),
     opt!("syslog-facility", Kind::Enum(crate::logging::FACILITIES), false, syslog_facility, str),
+    opt!("enable-debug-command", Kind::Enum(&["no", "yes", "local"]), false, enable_debug_command, str),
     opt!("shutdown-timeout", Kind::Int { min: 0, max: i32::MAX as i64 }, true, shutdown_timeout, int),
     opt!("shutdown-on-sigint", Kind::Words, true, shutdown_on_sigint, str),
     opt!("shutdown-on-sigterm", Kind::Words, true, shutdown_on_sigterm, str),

@@ -99,7 +99,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("acl-pubsub-default", Kind::Enum(&["allchannels", "resetchannels"]), "resetchannels"),
     no_effect!("crash-log-enabled", Kind::Bool, "yes"),
     no_effect!("crash-memcheck-enabled", Kind::Bool, "yes"),
-    no_effect!("enable-debug-command", YES_NO_LOCAL, "no", immutable),
     no_effect!("enable-module-command", YES_NO_LOCAL, "no", immutable),
     no_effect!("enable-protected-configs", YES_NO_LOCAL, "no", immutable),
     no_effect!("ignore-warnings", Kind::Str, ""),

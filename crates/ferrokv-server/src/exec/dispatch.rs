@@ -375,6 +375,11 @@ impl ShardCore {
             let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
             return self.reject_spec(c, spec, id, msg.into());
         }
+        // DEBUG is protected (`enable-debug-command`), checked before authentication as
+        // in Redis's processCommand.
+        if matches!(spec.handler, Handler::Server(ServerCmd::Debug)) && !crate::debug::allowed(self.node, c) {
+            return self.reject_spec(c, spec, id, crate::debug::NOT_ALLOWED.into());
+        }
         if !c.authed && !spec.has(Flags::NO_AUTH) {
             return self.reject_spec(c, spec, id, "NOAUTH Authentication required.".into());
         }
@@ -1220,7 +1225,8 @@ impl ShardCore {
         self.node.lock_waiters(self.id).sweep(&mut db);
         // While writes are held (a failover's or a shutdown's pause) the dataset stays
         // still, expiry included, as Redis's activeExpireCycle under a client pause.
-        if self.node.repl.writes_paused(now) {
+        // DEBUG SET-ACTIVE-EXPIRE 0 turns the cycle off.
+        if self.node.repl.writes_paused(now) || !self.node.active_expire.load(Ordering::Relaxed) {
             return;
         }
         let dbs: Vec<usize> = if db.multi_database() {
