@@ -10,18 +10,25 @@
 #   zsets       10,000 ZADD zset:NNNNN with 100 members         (1M members)
 #   strN     1,000,000 SET key:NNNNNNNNNN (14 bytes) with an N-byte value, N = 15, 16,
 #                      32, 64; str16ttl: 16-byte values, every key with a TTL
+#   hash100    100,000 HSET hash:NNNNNN with 100 fields of ~8 bytes  (10M fields; the
+#                      hash-bucketing trick: small keys folded into hashes)
+# With --cluster both servers run cluster-enabled, owning all 16384 slots (redis then
+# keeps its per-slot key lists: 16 bytes more per key).
 # Prints a markdown table with ratios (ferrokv / redis; below 1 means ferrokv uses less).
 #
-# Usage: benches/memory.sh [--no-build] [--only strings|hashes|sets|zsets|str15|str16|str32|str64|str16ttl]
+# Usage: benches/memory.sh [--no-build] [--cluster] [--only DATASET[,DATASET...]]
+#   DATASET: strings hashes sets zsets str15 str16 str32 str64 str16ttl hash100
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
 only=""
+cluster=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --only) only="$2"; shift ;;
+        --cluster) cluster=1 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,6 +73,12 @@ elif kind == "hashes":
         for f in range(10):
             args += ["field%d" % f, "v%06d" % (i + f)]
         cmd(*args)
+elif kind == "hash100":
+    for i in range(100_000):
+        args = ["HSET", "hash:%06d" % i]
+        for f in range(100):
+            args += ["field%d" % f, "v%06d" % (i + f)]
+        cmd(*args)
 elif kind == "sets":
     for i in range(10_000):
         cmd("SADD", "set:%05d" % i, *[i * 100 + m for m in range(100)])
@@ -87,14 +100,23 @@ measure() {
     port=$(free_port)
     dir="$work/$kind-$dataset"
     mkdir -p "$dir"
+    local copts=()
+    [ "$cluster" = 1 ] && copts=(--cluster-enabled yes --cluster-config-file "$dir/nodes.conf")
     if [ "$kind" = ferrokv ]; then
-        taskset -c 0 "$FERROKV" --port "$port" --server-threads 1 --dir "$dir" --loglevel warning >"$dir/log" 2>&1 &
+        taskset -c 0 "$FERROKV" --port "$port" --server-threads 1 --dir "$dir" --loglevel warning "${copts[@]}" >"$dir/log" 2>&1 &
     else
-        taskset -c 0 "$REDIS" --port "$port" --save "" --appendonly no --dir "$dir" --loglevel warning >"$dir/log" 2>&1 &
+        taskset -c 0 "$REDIS" --port "$port" --save "" --appendonly no --dir "$dir" --loglevel warning "${copts[@]}" >"$dir/log" 2>&1 &
     fi
     pid=$!
     pids+=("$pid")
-    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 600); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    if [ "$cluster" = 1 ]; then
+        redis-cli -p "$port" cluster addslotsrange 0 16383 >/dev/null
+        for _ in $(seq 100); do
+            redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' && break
+            sleep 0.1
+        done
+    fi
     local rss0 used0 rss1 used1
     rss0=$(rss_kb "$pid"); used0=$(used_memory "$port")
     generate "$dataset" | redis-cli -p "$port" --pipe >"$dir/pipe.log" 2>&1
@@ -106,9 +128,10 @@ measure() {
 echo "| dataset | ferrokv RSS B/elem | redis RSS B/elem | RSS ratio | ferrokv used_memory B/elem | redis used_memory B/elem | used_memory ratio |"
 echo "|---|---|---|---|---|---|---|"
 for spec in "strings 1000000" "hashes 1000000" "sets 1000000" "zsets 1000000" \
-    "str15 1000000" "str16 1000000" "str32 1000000" "str64 1000000" "str16ttl 1000000"; do
+    "str15 1000000" "str16 1000000" "str32 1000000" "str64 1000000" "str16ttl 1000000" \
+    "hash100 10000000"; do
     set -- $spec
-    [ -n "$only" ] && [ "$only" != "$1" ] && continue
+    [ -n "$only" ] && [[ ",$only," != *",$1,"* ]] && continue
     read -r f_rss f_used < <(measure ferrokv "$1" "$2")
     read -r r_rss r_used < <(measure redis "$1" "$2")
     python3 -c "print('| $1 | $f_rss | $r_rss | %.2fx | $f_used | $r_used | %.2fx |' % ($f_rss/$r_rss, $f_used/$r_used))"

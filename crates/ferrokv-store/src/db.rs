@@ -25,6 +25,7 @@
 //! bumps the key's watch version, as Redis calls `signalModifiedKey` there. Changes
 //! that commands make are signalled by the command through [`Db::touch`].
 
+mod arena;
 pub mod capture;
 mod evict;
 mod snapshot;
@@ -36,7 +37,9 @@ use crate::slot::{key_slot, SLOTS};
 use crate::value::Value;
 // The fast variant probes long chains on keys like `key:000000012345` (measured:
 // 28% of CPU in lookups); the quality variant adds the final mixing step that fixes it.
-use crate::keytable::{prefetch, KeyTable};
+use crate::keybytes::KeyBytes;
+use crate::keytable::{prefetch, prefetch_line, KeyTable};
+use arena::{Arena, KeySrc, Rec};
 use foldhash::quality::FixedState;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
@@ -64,8 +67,8 @@ pub struct Access {
     bits: u32,
     /// A COPY of a small integer: Redis duplicates the shared object, refcount 1.
     private_int: bool,
-    /// The snapshot epoch this entry was last saved for (see `db/snapshot.rs`): it
-    /// fits the struct's padding, so an entry stays 72 bytes.
+    /// The snapshot epoch this entry was last saved for (see `db/snapshot.rs`); with
+    /// the bits, the 6 bytes of a record's header past its flags and key length.
     snap: u16,
 }
 
@@ -124,76 +127,6 @@ impl Access {
     }
 }
 
-/// A stored key. 72 bytes: key 24 (inline up to 22 bytes), entry 40, access 8.
-struct Node {
-    key: crate::keybytes::KeyBytes,
-    entry: Entry,
-    access: Access,
-}
-
-/// Nodes live in a dense arena; the per-slot tables hold 4-byte arena indexes. An empty
-/// bucket then costs 5 bytes instead of a whole node: per-slot tables are small and
-/// power-of-two sized, so often half empty (measured: 172 bytes per small string key
-/// with nodes in the tables, against redis-server's 113).
-struct Arena {
-    chunks: Vec<Vec<Option<Node>>>,
-    free: Vec<u32>,
-}
-
-const CHUNK_BITS: u32 = 12;
-const CHUNK: usize = 1 << CHUNK_BITS;
-
-impl Arena {
-    fn new() -> Self {
-        Arena { chunks: Vec::new(), free: Vec::new() }
-    }
-
-    fn insert(&mut self, n: Node) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)] = Some(n);
-            return i;
-        }
-        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-            // Chunks never move, so growing never copies the nodes already stored.
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        let ci = self.chunks.len() - 1;
-        let c = &mut self.chunks[ci];
-        c.push(Some(n));
-        ((ci << CHUNK_BITS) | (c.len() - 1)) as u32
-    }
-
-    #[inline]
-    fn get(&self, i: u32) -> &Node {
-        self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].as_ref().expect("live arena index")
-    }
-
-    #[inline]
-    fn get_mut(&mut self, i: u32) -> &mut Node {
-        self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].as_mut().expect("live arena index")
-    }
-
-    /// Where node `i` is or would be, for a prefetch (no bounds promise: a hint only).
-    #[inline]
-    fn address(&self, i: u32) -> *const Option<Node> {
-        match self.chunks.get((i >> CHUNK_BITS) as usize) {
-            Some(c) => c.as_ptr().wrapping_add(i as usize & (CHUNK - 1)),
-            None => std::ptr::null(),
-        }
-    }
-
-    fn remove(&mut self, i: u32) -> Node {
-        let n = self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].take().expect("live arena index");
-        self.free.push(i);
-        n
-    }
-
-    fn clear(&mut self) {
-        self.chunks.clear();
-        self.free.clear();
-    }
-}
-
 #[derive(Default)]
 struct Slot {
     table: KeyTable,
@@ -245,6 +178,20 @@ impl Space {
             snapshot: None,
         }
     }
+
+    /// Frees every record and chunk of the arena.
+    fn free_records(&mut self) {
+        let Space { slots, arena, .. } = self;
+        arena.clear(slots.iter().flat_map(|s| s.table.iter()));
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        // The arena's records own their values and long keys; the tables know which
+        // records are live.
+        self.free_records();
+    }
 }
 
 /// What clients wait for in one database: it stays with the database's number when
@@ -295,6 +242,9 @@ pub struct Db {
     seed: u64,
     /// The entry [`Db::get`] last lent out, with its expiry time then.
     lent: Option<Lent>,
+    /// A small record decoded for a lookup ([`Db::read`], [`Db::peek`]) or lent out
+    /// by [`Db::get`] (then written back by [`Db::settle`]); see `db/arena.rs`.
+    scratch: Entry,
     /// Keys deleted because they expired (INFO's `expired_keys`).
     expired_keys: u64,
     /// Those keys, kept for keyspace notifications (`expired` events) while on.
@@ -355,6 +305,8 @@ struct Lent {
     /// The integer when the entry was a private copy of one: a new value is a new
     /// object, shared again.
     private_int: Option<i64>,
+    /// The entry lent is the scratch copy of a small record, to be written back.
+    small: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -391,6 +343,7 @@ impl Db {
             rng: seed | 1,
             seed,
             lent: None,
+            scratch: Entry { value: Value::Int(0), expire_at: 0 },
             expired_keys: 0,
             expired_notes: None,
             lfu_log_factor: 10,
@@ -415,6 +368,7 @@ impl Db {
     /// database 0).
     pub fn set_databases(&mut self, n: usize) {
         let n = n.max(1);
+        self.settle();
         self.select(0);
         self.parked.truncate(n);
         self.parked_w.truncate(n);
@@ -506,6 +460,8 @@ impl Db {
         if a == b {
             return;
         }
+        // A lent entry goes back to its own database's record before the keys move.
+        self.settle();
         let was = self.cur;
         // A running snapshot moves with the keys it is saving and still writes them
         // under the database they were in at its instant.
@@ -619,28 +575,52 @@ impl Db {
     /// expiry time since, and its slot.
     fn lent_change(&self) -> Option<(usize, bool)> {
         let l = self.lent?;
-        let n = self.sp.arena.get(self.sp.slots[l.slot].table.get(l.idx)?);
-        match (l.expire_at != 0, n.entry.expire_at != 0) {
+        let now = if l.small {
+            self.scratch.expire_at
+        } else {
+            self.sp.arena.get(self.sp.slots[l.slot].table.get(l.idx)?).expire_at()
+        };
+        match (l.expire_at != 0, now != 0) {
             (false, true) => Some((l.slot, true)),
             (true, false) => Some((l.slot, false)),
             _ => None,
         }
     }
 
-    /// Brings the expiry counts up to date with the entry [`Db::get`] lent out.
+    /// Brings the record lent by [`Db::get`] up to date: a small record's scratch copy
+    /// is written back (a full one that now holds a small value becomes small), and
+    /// the expiry counts follow its expiry time.
     #[inline]
     fn settle(&mut self) {
         let Some(l) = self.lent else {
             return;
         };
+        self.settle_lent(l);
+    }
+
+    #[inline(never)]
+    fn settle_lent(&mut self, l: Lent) {
+        let change = self.lent_change();
+        self.lent = None;
+        let Some(h) = self.sp.slots[l.slot].table.get(l.idx) else { return };
+        let mut access = self.sp.arena.get(h).access();
         if let Some(n) = l.private_int {
-            if let Some(node) = self.sp.slots[l.slot].table.get(l.idx).map(|i| self.sp.arena.get_mut(i)) {
-                if node.entry.value != Value::Int(n) {
-                    node.access.private_int = false;
-                }
+            let now =
+                if l.small { &self.scratch.value } else { &self.sp.arena.get(h).full().expect("full record").value };
+            if *now != Value::Int(n) {
+                access.private_int = false;
             }
         }
-        match self.lent_change() {
+        let moved = if l.small {
+            self.sp.arena.rewrite(h, &mut self.scratch, access)
+        } else {
+            self.sp.arena.set_access(h, access);
+            self.sp.arena.shrink_if_small(h)
+        };
+        if moved != h {
+            self.sp.slots[l.slot].table.set(l.idx, moved);
+        }
+        match change {
             Some((slot, true)) => {
                 self.sp.slots[slot].expiring += 1;
                 self.sp.expiring += 1;
@@ -651,7 +631,6 @@ impl Db {
             }
             None => {}
         }
-        self.lent = None;
     }
 
     /// Keys deleted so far because they expired, lazily or actively (INFO's
@@ -677,7 +656,7 @@ impl Db {
     }
 
     /// Asks the CPU to fetch what looking up each of `keys` will read: the slot's
-    /// header, the key table's block, and the nodes whose tags match. Each round over
+    /// header, the key table's block, and the records whose tags match. Each round over
     /// the keys needs the previous round's lines, so the misses of all keys overlap
     /// instead of three dependent misses per command in turn (the server calls this
     /// with the keys of the next pipelined commands; figures in docs/benchmarks.md).
@@ -695,9 +674,15 @@ impl Db {
             }
             for &(slot, hash) in at {
                 for i in self.sp.slots[slot].table.candidates(hash) {
-                    // A 72-byte node spans two cache lines more often than not, and
-                    // the key's inline length sits past the first 32 bytes: both.
-                    prefetch(self.sp.arena.address(i));
+                    // A record's address is arithmetic on its handle; fetch its first
+                    // line, and the next when it spans two (the value follows the key).
+                    if let Some((p, size)) = self.sp.arena.address(i) {
+                        prefetch_line(p);
+                        let last = (p as usize % 64) + size.min(128) - 1;
+                        if last >= 64 {
+                            prefetch_line(p.wrapping_add(size.min(128) - 1));
+                        }
+                    }
                 }
             }
         }
@@ -716,7 +701,7 @@ impl Db {
         let slot = key_slot(key) as usize;
         let hash = self.hash(key);
         let arena = &self.sp.arena;
-        match self.sp.slots[slot].table.find(hash, |i| &*arena.get(i).key == key) {
+        match self.sp.slots[slot].table.find(hash, |i| arena.get(i).key() == key) {
             Some(idx) => Ok((slot, idx)),
             None => Err((slot, hash)),
         }
@@ -746,7 +731,7 @@ impl Db {
         if write {
             self.cow(slot, idx);
         }
-        if self.node(slot, idx).entry.is_expired(now_ms) {
+        if self.rec(slot, idx).is_expired(now_ms) {
             match (self.expiry, write) {
                 (Expiry::Never, _) => return Ok((slot, idx)),
                 (Expiry::HideOnRead, false) => return Err((slot, self.hash(key))),
@@ -761,38 +746,59 @@ impl Db {
         Ok((slot, idx))
     }
 
+    /// The record handle in a bucket found by `find`, with no change to the table since.
     #[inline]
-    fn node(&self, slot: usize, idx: usize) -> &Node {
-        // Indexes come from `find`, with no change to the table since.
-        self.sp.arena.get(self.sp.slots[slot].table.get(idx).expect("bucket index from find"))
+    fn handle(&self, slot: usize, idx: usize) -> u32 {
+        self.sp.slots[slot].table.get(idx).expect("bucket index from find")
     }
 
     #[inline]
-    fn node_mut(&mut self, slot: usize, idx: usize) -> &mut Node {
-        let i = self.sp.slots[slot].table.get(idx).expect("bucket index from find");
-        self.sp.arena.get_mut(i)
+    fn rec(&self, slot: usize, idx: usize) -> Rec<'_> {
+        self.sp.arena.get(self.handle(slot, idx))
     }
 
-    /// Removes the node at a known bucket and updates the counts.
-    fn remove_at(&mut self, slot: usize, idx: usize) -> Node {
+    /// Takes the record at a known bucket out of its table and updates the counts;
+    /// the record itself is still allocated (the caller frees it).
+    fn unlink_at(&mut self, slot: usize, idx: usize) -> u32 {
         self.cow(slot, idx);
-        let i = self.sp.slots[slot].table.get(idx).expect("bucket index from find");
-        let hash = self.hash(&self.sp.arena.get(i).key);
+        let i = self.handle(slot, idx);
+        let r = self.sp.arena.get(i);
+        let hash = self.hash(r.key());
+        let expiring = r.expire_at() != 0;
         self.sp.slots[slot].table.remove(idx, hash);
-        let node = self.sp.arena.remove(i);
         self.sp.len -= 1;
         self.sp.groups[slot / GROUP] -= 1;
-        if node.entry.expire_at != 0 {
+        if expiring {
             self.sp.slots[slot].expiring -= 1;
             self.sp.expiring -= 1;
         }
+        i
+    }
+
+    /// Once the last key is gone (DEL of everything, an eviction or expiry that
+    /// emptied the shard), the arena's chunks go back to the allocator: it keeps freed
+    /// records for reuse and never shrinks otherwise.
+    fn release_if_empty(&mut self) {
         if self.sp.len == 0 {
-            // The arena keeps freed nodes for reuse and never shrinks; once the last
-            // key is gone (DEL of everything, an eviction or expiry that emptied the
-            // shard) its chunks go back to the allocator.
-            self.sp.arena.clear();
+            self.sp.arena.clear(std::iter::empty());
         }
-        node
+    }
+
+    /// Removes the key at a known bucket, dropping its value; returns the key.
+    fn remove_at(&mut self, slot: usize, idx: usize) -> KeyBytes {
+        let i = self.unlink_at(slot, idx);
+        let key = KeyBytes::from(self.sp.arena.get(i).key());
+        self.sp.arena.remove(i);
+        self.release_if_empty();
+        key
+    }
+
+    /// Removes the key at a known bucket, handing back its entry and access history.
+    fn take_at(&mut self, slot: usize, idx: usize) -> (KeyBytes, Entry, Access) {
+        let i = self.unlink_at(slot, idx);
+        let taken = self.sp.arena.take(i);
+        self.release_if_empty();
+        taken
     }
 
     /// Gives memory back when a slot's table became mostly empty (hash tables never
@@ -801,26 +807,26 @@ impl Db {
         let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
         let t = &mut slots[slot].table;
         if t.buckets() > 64 && t.len() * 8 < t.buckets() {
-            t.shrink_to(t.len() * 2, |i| hasher.hash_one(&*arena.get(i).key));
+            t.shrink_to(t.len() * 2, |i| hasher.hash_one(arena.get(i).key()));
         }
     }
 
-    /// Inserts a key known to be absent.
-    fn insert_new(&mut self, slot: usize, hash: u64, mut node: Node) {
+    /// Inserts a key known to be absent (a full record takes `entry`'s value).
+    fn insert_new(&mut self, slot: usize, hash: u64, key: &[u8], entry: &mut Entry, mut access: Access) {
         // A key that did not exist at a running snapshot's instant is not in it.
-        self.mark_saved(&mut node);
+        self.mark_saved(&mut access);
         if self.capture.is_some() {
-            self.capture_key(slot, &node.key);
+            self.capture_key(slot, key);
         }
-        if node.entry.expire_at != 0 {
+        if entry.expire_at != 0 {
             self.sp.slots[slot].expiring += 1;
             self.sp.expiring += 1;
         }
         self.sp.len += 1;
         self.sp.groups[slot / GROUP] += 1;
         let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
-        let i = arena.insert(node);
-        slots[slot].table.insert_unique(hash, i, |j| hasher.hash_one(&*arena.get(j).key));
+        let i = arena.insert(KeySrc::Bytes(key), entry, access);
+        slots[slot].table.insert_unique(hash, i, |j| hasher.hash_one(arena.get(j).key()));
     }
 
     /// Records an access for LRU and LFU (Redis's `updateLFU` and the LRU stamp of
@@ -848,22 +854,53 @@ impl Db {
         }
     }
 
+    /// Records an access to the record in (`slot`, `idx`); returns its handle.
+    #[inline]
+    fn access_at(&mut self, slot: usize, idx: usize) -> u32 {
+        let h = self.handle(slot, idx);
+        let a = self.accessed(self.sp.arena.get(h).access());
+        self.sp.arena.set_access(h, a);
+        h
+    }
+
+    /// The entry of record `h`: a full record's own, or a small one decoded into the
+    /// scratch entry.
+    #[inline]
+    fn entry_of(&mut self, h: u32) -> &mut Entry {
+        let r = self.sp.arena.get(h);
+        if r.is_small() {
+            r.decode_into(&mut self.scratch);
+            &mut self.scratch
+        } else {
+            self.sp.arena.full_mut(h).expect("full record")
+        }
+    }
+
     /// The live entry at `key` for a command that may change it, recording the access
     /// (Redis's `lookupKeyWrite`); an expired one is deleted on the way (lazy expiry).
     /// A read-only lookup is [`Db::read`].
     pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
         let (slot, idx) = self.find_live(key, now_ms)?;
-        let a = self.node(slot, idx).access;
-        let a = self.accessed(a);
-        let node = self.node_mut(slot, idx);
-        node.access = a;
-        let expire_at = node.entry.expire_at;
-        let private_int = match node.entry.value {
-            Value::Int(n) if node.access.private_int => Some(n),
+        let h = self.access_at(slot, idx);
+        let r = self.sp.arena.get(h);
+        let (small, private) = (r.is_small(), r.access().private_int);
+        let e = self.entry_of(h);
+        let expire_at = e.expire_at;
+        let private_int = match e.value {
+            Value::Int(n) if private => Some(n),
             _ => None,
         };
-        self.lent = Some(Lent { slot, idx, expire_at, private_int });
-        Some(&mut self.node_mut(slot, idx).entry)
+        self.lent = Some(Lent { slot, idx, expire_at, private_int, small });
+        Some(self.entry_of_lent(h, small))
+    }
+
+    #[inline]
+    fn entry_of_lent(&mut self, h: u32, small: bool) -> &mut Entry {
+        if small {
+            &mut self.scratch
+        } else {
+            self.sp.arena.full_mut(h).expect("full record")
+        }
     }
 
     /// The live entry at `key` for a command that only reads it, recording the access
@@ -871,24 +908,35 @@ impl Db {
     /// ([`Expiry::HideOnRead`]) an expired key reads as missing and stays.
     pub fn read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         let (slot, idx) = self.find_readable(key, now_ms)?;
-        let a = self.node(slot, idx).access;
-        let a = self.accessed(a);
-        self.node_mut(slot, idx).access = a;
-        Some(&self.node(slot, idx).entry)
+        let h = self.access_at(slot, idx);
+        Some(self.entry_of(h))
     }
 
     /// The live entry at `key` without recording an access (Redis's
     /// `LOOKUP_NOTOUCH`); a read, as [`Db::read`].
     pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         let (slot, idx) = self.find_readable(key, now_ms)?;
-        Some(&self.node(slot, idx).entry)
+        let h = self.handle(slot, idx);
+        Some(self.entry_of(h))
     }
 
     /// [`Db::peek`] with the value's access history.
     pub fn peek_with_access(&mut self, key: &[u8], now_ms: u64) -> Option<(&Entry, Access)> {
         let (slot, idx) = self.find_readable(key, now_ms)?;
-        let n = self.node(slot, idx);
-        Some((&n.entry, n.access))
+        let h = self.handle(slot, idx);
+        let a = self.sp.arena.get(h).access();
+        Some((self.entry_of(h), a))
+    }
+
+    /// What a live `key` takes in the keyspace (MEMORY USAGE): its record's bytes, the
+    /// table's 4-byte index, a key kept on the heap; and whether the value is inside
+    /// the record (else the caller measures the value's own heap).
+    pub fn footprint(&mut self, key: &[u8], now_ms: u64) -> Option<(usize, bool)> {
+        let (slot, idx) = self.find_readable(key, now_ms)?;
+        let h = self.handle(slot, idx);
+        let r = self.sp.arena.get(h);
+        let long_key = if key.len() > 255 { key.len() } else { 0 };
+        Some((self.sp.arena.size(h) + 4 + long_key, r.is_small()))
     }
 
     /// Whether `key` is live, without recording an access.
@@ -899,7 +947,7 @@ impl Db {
     /// The access history of a live `key`, without recording an access.
     pub fn access(&mut self, key: &[u8], now_ms: u64) -> Option<Access> {
         let (slot, idx) = self.find_readable(key, now_ms)?;
-        Some(self.node(slot, idx).access)
+        Some(self.rec(slot, idx).access())
     }
 
     /// OBJECT IDLETIME: seconds since the last access to a live `key`.
@@ -914,23 +962,33 @@ impl Db {
         Some(a.decayed_counter(self.lru_clock, self.lfu_decay_time))
     }
 
+    /// Replaces the entry in (`slot`, `idx`) (its key stays), with `access`.
+    fn replace_at(&mut self, slot: usize, idx: usize, entry: &mut Entry, access: Access) {
+        let h = self.handle(slot, idx);
+        let old = self.sp.arena.get(h).expire_at();
+        let moved = self.sp.arena.rewrite(h, entry, access);
+        if moved != h {
+            self.sp.slots[slot].table.set(idx, moved);
+        }
+        self.expiry_changed(slot, old, entry.expire_at);
+    }
+
     /// Stores `value` at `key` with `expire_at` (0 = none), replacing any entry. A
     /// replaced key keeps its LFU counter, as Redis's `dbSetValue` does.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64) {
         self.settle();
         let clock = self.lru_clock;
+        let mut entry = Entry { value, expire_at };
         match self.locate(key) {
             Ok((slot, idx)) => {
                 self.cow(slot, idx);
-                let node = self.node_mut(slot, idx);
-                let old = node.entry.expire_at;
-                node.entry = Entry { value, expire_at };
-                node.access = Access { snap: node.access.snap, ..Access::new(clock, node.access.counter()) };
-                self.expiry_changed(slot, old, expire_at);
+                let a = self.rec(slot, idx).access();
+                let access = Access { snap: a.snap, ..Access::new(clock, a.counter()) };
+                self.replace_at(slot, idx, &mut entry, access);
             }
             Err((slot, hash)) => {
                 let access = Access::new(clock, LFU_INIT_VAL);
-                self.insert_new(slot, hash, Node { key: key.into(), entry: Entry { value, expire_at }, access });
+                self.insert_new(slot, hash, key, &mut entry, access);
             }
         }
     }
@@ -966,23 +1024,18 @@ impl Db {
     ) -> bool {
         match self.locate_live(key, now_ms, true) {
             Ok((slot, idx)) => {
-                let a = self.node(slot, idx).access;
-                let a = self.accessed(a);
-                let clock = self.lru_clock;
-                let node = self.node_mut(slot, idx);
-                node.access = a;
-                let old = node.entry.expire_at;
+                let h = self.access_at(slot, idx);
+                let a = self.sp.arena.get(h).access();
+                let old = self.sp.arena.get(h).expire_at();
                 let Some(expire_at) = decide(Some(old)) else { return false };
-                node.entry = Entry { value: value(), expire_at };
-                node.access = Access { snap: a.snap, ..Access::new(clock, a.counter()) };
-                self.expiry_changed(slot, old, expire_at);
+                let access = Access { snap: a.snap, ..Access::new(self.lru_clock, a.counter()) };
+                self.replace_at(slot, idx, &mut Entry { value: value(), expire_at }, access);
                 true
             }
             Err((slot, hash)) => {
                 let Some(expire_at) = decide(None) else { return false };
                 let access = Access::new(self.lru_clock, LFU_INIT_VAL);
-                let node = Node { key: key.into(), entry: Entry { value: value(), expire_at }, access };
-                self.insert_new(slot, hash, node);
+                self.insert_new(slot, hash, key, &mut Entry { value: value(), expire_at }, access);
                 true
             }
         }
@@ -991,10 +1044,12 @@ impl Db {
     /// [`Db::set`] for COPY: an integer value becomes a private copy, which Redis
     /// does not share between keys.
     pub fn set_copy(&mut self, key: &[u8], value: Value, expire_at: u64) {
+        let int = matches!(value, Value::Int(_));
         self.set(key, value, expire_at);
         if let Some((slot, idx)) = self.find(key) {
-            let node = self.node_mut(slot, idx);
-            node.access.private_int = matches!(node.entry.value, Value::Int(_));
+            let h = self.handle(slot, idx);
+            let a = self.sp.arena.get(h).access();
+            self.sp.arena.set_access(h, Access { private_int: int, ..a });
         }
     }
 
@@ -1004,17 +1059,25 @@ impl Db {
         self.take(key, now_ms).map(|(e, _)| e)
     }
 
+    /// [`Db::remove`] that drops the value: returns whether `key` was live.
+    pub fn delete(&mut self, key: &[u8], now_ms: u64) -> bool {
+        let Some((slot, idx)) = self.find_live(key, now_ms) else { return false };
+        self.remove_at(slot, idx);
+        self.shrink_if_sparse(slot);
+        true
+    }
+
     /// Removes a live `key` with its access history, to [`Db::put`] it elsewhere
     /// (RENAME, MOVE: the value moves, its LRU/LFU history with it).
     pub fn take(&mut self, key: &[u8], now_ms: u64) -> Option<(Entry, Access)> {
         let (slot, idx) = self.find_live(key, now_ms)?;
-        let node = self.remove_at(slot, idx);
+        let (_, entry, access) = self.take_at(slot, idx);
         self.shrink_if_sparse(slot);
-        Some((node.entry, node.access))
+        Some((entry, access))
     }
 
     /// Stores an entry taken with [`Db::take`], replacing any entry at `key`.
-    pub fn put(&mut self, key: &[u8], entry: Entry, access: Access) {
+    pub fn put(&mut self, key: &[u8], mut entry: Entry, access: Access) {
         self.settle();
         let (slot, hash) = match self.locate(key) {
             Ok((slot, idx)) => {
@@ -1023,7 +1086,7 @@ impl Db {
             }
             Err(place) => place,
         };
-        self.insert_new(slot, hash, Node { key: key.into(), entry, access });
+        self.insert_new(slot, hash, key, &mut entry, access);
     }
 
     /// Sets the access history of `key` as RESTORE's IDLETIME / FREQ (and a loaded
@@ -1031,20 +1094,23 @@ impl Db {
     /// `freq` becomes the counter; otherwise `idle_secs` backdates the last access.
     /// Returns whether it changed anything.
     pub fn set_access_history(&mut self, key: &[u8], idle_secs: Option<u64>, freq: Option<u8>) -> bool {
+        self.settle();
         let (clock, lfu) = (self.lru_clock, self.lfu_policy);
         let Some((slot, idx)) = self.find(key) else {
             return false;
         };
-        let node = self.node_mut(slot, idx);
-        match (lfu, idle_secs, freq) {
-            (true, _, Some(f)) => node.access = node.access.stamped(clock, f),
+        let h = self.handle(slot, idx);
+        let a = self.sp.arena.get(h).access();
+        let a = match (lfu, idle_secs, freq) {
+            (true, _, Some(f)) => a.stamped(clock, f),
             (false, Some(idle), _) => {
                 let back = (idle % LRU_CLOCK_MAX as u64) as u32;
                 let at = if back <= clock { clock - back } else { clock + LRU_CLOCK_MAX - back };
-                node.access = node.access.stamped(at, node.access.counter());
+                a.stamped(at, a.counter())
             }
             _ => return false,
-        }
+        };
+        self.sp.arena.set_access(h, a);
         true
     }
 
@@ -1056,8 +1122,18 @@ impl Db {
             return false;
         };
         self.cow(slot, idx);
-        let node = self.node_mut(slot, idx);
-        let old = std::mem::replace(&mut node.entry.expire_at, at);
+        let h = self.handle(slot, idx);
+        let old = self.sp.arena.get(h).expire_at();
+        if !self.sp.arena.set_expire_in_place(h, at) {
+            // A small record gains or loses its expiry's 8 bytes: written again.
+            let access = self.sp.arena.get(h).access();
+            self.sp.arena.get(h).decode_into(&mut self.scratch);
+            self.scratch.expire_at = at;
+            let moved = self.sp.arena.rewrite(h, &mut self.scratch, access);
+            if moved != h {
+                self.sp.slots[slot].table.set(idx, moved);
+            }
+        }
         self.expiry_changed(slot, old, at);
         true
     }
@@ -1066,7 +1142,7 @@ impl Db {
     pub fn persist(&mut self, key: &[u8]) -> bool {
         self.settle();
         match self.find(key) {
-            Some((slot, idx)) if self.node(slot, idx).entry.expire_at != 0 => self.set_expire(key, 0),
+            Some((slot, idx)) if self.rec(slot, idx).expire_at() != 0 => self.set_expire(key, 0),
             _ => false,
         }
     }
@@ -1084,10 +1160,10 @@ impl Db {
                 self.touch(&k);
             }
         }
+        self.sp.free_records();
         for s in self.sp.slots.iter_mut() {
             *s = Slot::default();
         }
-        self.sp.arena.clear();
         self.sp.groups.fill(0);
         self.sp.len = 0;
         self.sp.expiring = 0;
@@ -1110,56 +1186,54 @@ impl Db {
         let taken = std::mem::take(&mut self.sp.slots[slot]);
         let n = taken.table.len();
         for i in taken.table.iter() {
-            let node = self.sp.arena.remove(i);
-            self.touch_removed(&node.key);
+            let key = KeyBytes::from(self.sp.arena.get(i).key());
+            self.sp.arena.remove(i);
+            self.touch_removed(&key);
         }
         self.sp.len -= n;
         self.sp.groups[slot / GROUP] -= n;
         self.sp.expiring -= taken.expiring as usize;
+        self.release_if_empty();
         n
     }
 
     /// Up to `limit` keys of one slot, expired ones included (trimming a lost slot).
     pub fn slot_keys_any(&self, slot: u16, limit: usize) -> Vec<Vec<u8>> {
         let arena = &self.sp.arena;
-        self.sp.slots[slot as usize].table.iter().take(limit).map(|i| arena.get(i).key.to_vec()).collect()
+        self.sp.slots[slot as usize].table.iter().take(limit).map(|i| arena.get(i).key().to_vec()).collect()
     }
 
     /// The live keys of one slot, in table order.
-    pub fn slot_keys(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
-        let arena = &self.sp.arena;
-        let never = self.expiry == Expiry::Never;
-        self.sp.slots[slot as usize]
-            .table
-            .iter()
-            .map(|i| arena.get(i))
-            .filter(move |n| never || !n.entry.is_expired(now_ms))
-            .map(|n| &*n.key)
+    pub fn slot_keys(&mut self, slot: u16, now_ms: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        self.slot_records(slot, now_ms).map(|r| r.key())
     }
 
-    /// The live entries of one slot with their keys (SCAN's TYPE filter).
-    pub fn slot_entries(&self, slot: u16, now_ms: u64) -> impl Iterator<Item = (&[u8], &Entry)> + '_ {
+    /// The live keys of one slot with their values' type names (SCAN's TYPE filter).
+    pub fn slot_types(&mut self, slot: u16, now_ms: u64) -> impl Iterator<Item = (&[u8], &'static str)> + '_ {
+        self.slot_records(slot, now_ms).map(|r| (r.key(), r.type_name()))
+    }
+
+    /// The live records of one slot, in table order (after settling a lent entry, so
+    /// every record is current).
+    fn slot_records(&mut self, slot: u16, now_ms: u64) -> impl Iterator<Item = Rec<'_>> + '_ {
+        self.settle();
         let arena = &self.sp.arena;
         let never = self.expiry == Expiry::Never;
-        self.sp.slots[slot as usize]
-            .table
-            .iter()
-            .map(|i| arena.get(i))
-            .filter(move |n| never || !n.entry.is_expired(now_ms))
-            .map(|n| (&*n.key, &n.entry))
+        self.sp.slots[slot as usize].table.iter().map(|i| arena.get(i)).filter(move |r| never || !r.is_expired(now_ms))
     }
 
     /// Appends to `out` every live key matching the glob `pattern` (KEYS). Expired
     /// keys are skipped, not deleted, as Redis does. A pattern that pins a hash slot
     /// (`user:{42}:*`) visits that slot alone.
     pub fn keys_matching(&mut self, pattern: &[u8], now_ms: u64, out: &mut Vec<Vec<u8>>) {
+        self.settle();
         let all = pattern == b"*";
         let arena = &self.sp.arena;
         let never = self.expiry == Expiry::Never;
         let visit = |s: &Slot, out: &mut Vec<Vec<u8>>| {
-            for n in s.table.iter().map(|i| arena.get(i)) {
-                if (all || glob_match(pattern, &n.key, false)) && (never || !n.entry.is_expired(now_ms)) {
-                    out.push(n.key.to_vec());
+            for r in s.table.iter().map(|i| arena.get(i)) {
+                if (all || glob_match(pattern, r.key(), false)) && (never || !r.is_expired(now_ms)) {
+                    out.push(r.key().to_vec());
                 }
             }
         };
@@ -1190,7 +1264,7 @@ impl Db {
             let nth = self.random_u64() % self.sp.len as u64;
             let slot = self.slot_of_nth(nth);
             let idx = self.random_bucket(slot);
-            if self.node(slot, idx).entry.is_expired(now_ms) {
+            if self.rec(slot, idx).is_expired(now_ms) {
                 match self.expiry {
                     Expiry::Never => {}
                     // A replica keeps expired keys for the master's DEL: after some
@@ -1203,15 +1277,15 @@ impl Db {
                         }
                     }
                     Expiry::Delete => {
-                        let node = self.remove_at(slot, idx);
-                        self.touch_removed(&node.key);
-                        self.expired(&node.key);
+                        let key = self.remove_at(slot, idx);
+                        self.touch_removed(&key);
+                        self.expired(&key);
                         self.shrink_if_sparse(slot);
                         continue;
                     }
                 }
             }
-            return Some(self.node(slot, idx).key.to_vec());
+            return Some(self.rec(slot, idx).key().to_vec());
         }
     }
 
@@ -1321,16 +1395,16 @@ impl Db {
                 continue;
             }
             buckets += 1;
-            if let Some(n) = s.table.get(bucket).map(|i| self.sp.arena.get(i)) {
-                if n.entry.expire_at != 0 {
+            if let Some(at) = s.table.get(bucket).map(|i| self.sp.arena.get(i).expire_at()) {
+                if at != 0 {
                     sampled += 1;
-                    if n.entry.expire_at <= now_ms {
-                        let node = self.remove_at(slot, bucket);
-                        self.touch_removed(&node.key);
-                        self.expired(&node.key);
+                    if at <= now_ms {
+                        let key = self.remove_at(slot, bucket);
+                        self.touch_removed(&key);
+                        self.expired(&key);
                         expired += 1;
                     } else {
-                        ttl_sum += n.entry.expire_at - now_ms;
+                        ttl_sum += at - now_ms;
                         ttl_samples += 1;
                     }
                 }
@@ -1445,9 +1519,9 @@ impl Db {
         let (mut len, mut expiring) = (0, 0);
         for (i, s) in self.sp.slots.iter().enumerate() {
             let mut e = 0;
-            for n in s.table.iter().map(|j| self.sp.arena.get(j)) {
-                assert_eq!(key_slot(&n.key) as usize, i, "key in the wrong slot");
-                if n.entry.expire_at != 0 {
+            for r in s.table.iter().map(|j| self.sp.arena.get(j)) {
+                assert_eq!(key_slot(r.key()) as usize, i, "key in the wrong slot");
+                if r.expire_at() != 0 {
                     e += 1;
                 }
             }
@@ -1460,6 +1534,8 @@ impl Db {
             assert_eq!(count, real, "key count of group {g}");
         }
         assert_eq!(self.sp.len, len, "len");
+        let live: usize = self.sp.slots.iter().flat_map(|s| s.table.iter()).map(|h| self.sp.arena.size(h)).sum();
+        assert_eq!(self.sp.arena.live_bytes(), live, "arena bytes");
         assert_eq!(self.sp.expiring, expiring, "expiring");
     }
 }
@@ -1477,7 +1553,28 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(std::mem::size_of::<Entry>(), 40);
-        assert_eq!(std::mem::size_of::<Node>(), 72);
+    }
+
+    /// A change made through the entry `get` lends reaches the record before anything
+    /// else looks at it: a database switch, a SWAPDB, a walk of the slot.
+    #[test]
+    fn lent_small_entries_are_written_back() {
+        let mut db = Db::with_seed(2);
+        db.set_databases(2);
+        db.set(b"a", s("0123456789abcdefXYZ"), 0);
+        db.get(b"a", 0).unwrap().value = s("changed in place, 31 bytes long");
+        db.swap_databases(0, 1);
+        db.select(1);
+        assert_eq!(db.peek(b"a", 0).unwrap().value, s("changed in place, 31 bytes long"));
+        db.get(b"a", 0).unwrap().expire_at = 500;
+        let slot = key_slot(b"a");
+        assert_eq!(db.slot_keys(slot, 1000).count(), 0, "expired through the lent entry");
+        db.get(b"a", 0).unwrap().value = Value::Int(12);
+        assert_eq!(db.slot_types(slot, 0).collect::<Vec<_>>(), vec![(&b"a"[..], "string")]);
+        assert_eq!(db.slot_dump(slot, 0)[0].1, 500);
+        db.check_invariants();
+        db.select(0);
+        assert!(db.is_empty());
     }
 
     #[test]
@@ -1854,6 +1951,7 @@ mod tests {
         Active,
         Tick(u64),
         Random,
+        Peek(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1866,19 +1964,42 @@ mod tests {
             (key.clone(), 1u64..200).prop_map(|(k, e)| Op::Expire(k, e)),
             key.clone().prop_map(Op::Persist),
             (key.clone(), exp.clone()).prop_map(|(k, e)| Op::Poke(k, e)),
-            (key.clone(), key).prop_map(|(a, b)| Op::Take(a, b)),
+            (key.clone(), key.clone()).prop_map(|(a, b)| Op::Take(a, b)),
             Just(Op::Active),
             (0u64..20).prop_map(Op::Tick),
             Just(Op::Random),
+            key.clone().prop_map(Op::Peek),
         ]
     }
 
-    /// Keys spread over a few slots, some sharing one (hash tags).
+    /// Keys spread over a few slots, some sharing one (hash tags), a few longer than a
+    /// record keeps inline.
     fn key(k: u8) -> Vec<u8> {
         if k.is_multiple_of(3) {
             format!("{{same}}{k}").into_bytes()
+        } else if k.is_multiple_of(7) {
+            format!("long{k}:{}", "x".repeat(300)).into_bytes()
         } else {
             format!("key{k}").into_bytes()
+        }
+    }
+
+    /// The value numbered `i`, in every form a record can take: integers, small
+    /// strings around the 15-byte and 255-byte edges, long strings, a collection.
+    fn val(i: u64) -> Value {
+        let text = format!("{i}:");
+        match i % 7 {
+            0 => Value::Int(i as i64),
+            1 => Value::string(text.as_bytes()),
+            2 => Value::string(format!("{text:<16}").as_bytes()),
+            3 => Value::string(format!("{text:<255}").as_bytes()),
+            4 => Value::string(format!("{text:<256}").as_bytes()),
+            5 => Value::Str { bytes: format!("{text:<40}").as_bytes().into(), raw: true },
+            _ => {
+                let mut h = crate::hash::HashValue::default();
+                h.set(text.as_bytes(), b"v", &Default::default());
+                Value::Hash(h)
+            }
         }
     }
 
@@ -1895,12 +2016,12 @@ mod tests {
                 match o {
                     Op::Set(k, e) => {
                         let at = if e == 0 { 0 } else { now + e };
-                        db.set(&key(k), Value::Int(i as i64), at);
+                        db.set(&key(k), val(i as u64), at);
                         model.insert(key(k), (i as u64, at));
                     }
                     Op::Get(k) => {
                         let got = db.get(&key(k), now).map(|e| (e.value.clone(), e.expire_at));
-                        let want = live(&model, &key(k), now).map(|(v, e)| (Value::Int(v as i64), e));
+                        let want = live(&model, &key(k), now).map(|(v, e)| (val(v), e));
                         prop_assert_eq!(got, want);
                     }
                     Op::Remove(k) => {
@@ -1928,7 +2049,13 @@ mod tests {
                         let at = if e == 0 { 0 } else { now + e };
                         if let Some(entry) = db.get(&key(k), now) {
                             entry.expire_at = at;
-                            model.get_mut(&key(k)).unwrap().1 = at;
+                            let m = model.get_mut(&key(k)).unwrap();
+                            m.1 = at;
+                            if e % 3 == 0 {
+                                // A new value in place, of another form.
+                                entry.value = val(i as u64);
+                                m.0 = i as u64;
+                            }
                         }
                     }
                     Op::Take(a, b) => {
@@ -1946,6 +2073,11 @@ mod tests {
                         db.active_expire(now, Duration::from_secs(1));
                     }
                     Op::Tick(d) => now += d,
+                    Op::Peek(k) => {
+                        let got = db.peek(&key(k), now).map(|e| (e.value.clone(), e.expire_at));
+                        let want = live(&model, &key(k), now).map(|(v, e)| (val(v), e));
+                        prop_assert_eq!(got, want);
+                    }
                     Op::Random => {
                         let got = db.random_key(now);
                         match got {

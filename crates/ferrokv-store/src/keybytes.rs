@@ -1,9 +1,6 @@
-//! Key bytes stored in the table node itself when short.
-//!
-//! A lookup that must follow a pointer to compare the key pays one more cache miss;
-//! profiles at pipeline 16 showed the key comparison as one of the three dependent
-//! misses per lookup. Keys up to [`INLINE`] bytes (most real keys: `user:1000`,
-//! `key:000000012345`) live inline and also save an allocation.
+//! An owned key that keeps short keys without an allocation: what a keyspace hands
+//! back when a key leaves it (a deletion's key for WATCH and notifications, a taken
+//! entry's). Stored keys live in the records of `db/arena.rs`, inline up to 255 bytes.
 
 use std::ops::Deref;
 

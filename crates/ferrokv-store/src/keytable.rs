@@ -158,6 +158,14 @@ impl KeyTable {
         }
     }
 
+    /// Replaces the index stored in an occupied `bucket` (its entry moved).
+    #[inline]
+    pub fn set(&mut self, bucket: usize, value: u32) {
+        let b = &mut self.blocks[bucket / WIDTH];
+        debug_assert!(b.tags[bucket % WIDTH] != 0, "setting an empty bucket");
+        b.idx[bucket % WIDTH] = value;
+    }
+
     /// Removes the entry in `bucket`, whose key has `hash`; returns its index.
     pub fn remove(&mut self, bucket: usize, hash: u64) -> u32 {
         let (at, i) = (bucket / WIDTH, bucket % WIDTH);
@@ -233,7 +241,7 @@ pub(crate) fn prefetch<T>(p: *const T) {
 }
 
 #[inline(always)]
-fn prefetch_line(p: *const u8) {
+pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it reads no memory architecturally and cannot fault.
     unsafe {

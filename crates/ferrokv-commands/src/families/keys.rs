@@ -102,7 +102,7 @@ pub fn del(ctx: &mut Ctx, args: &Args) {
     let now = ctx.now_ms;
     let mut n = 0;
     for k in args.iter().skip(1) {
-        if ctx.db(k).remove(k, now).is_some() {
+        if ctx.db(k).delete(k, now) {
             ctx.touch(k);
             n += 1;
         }

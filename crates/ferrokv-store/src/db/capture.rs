@@ -151,8 +151,8 @@ impl Db {
     /// Every live key of `slot` with its absolute expiry and DUMP payload. Payloads are
     /// not compressed: they cross to another node of the cluster, where bandwidth is
     /// plenty and the shard's lock, held while they are made, is what counts.
-    pub fn slot_dump(&self, slot: u16, now_ms: u64) -> Vec<DumpedKey> {
-        self.slot_entries(slot, now_ms).map(|(k, e)| (k.to_vec(), e.expire_at, payload(&e.value))).collect()
+    pub fn slot_dump(&mut self, slot: u16, now_ms: u64) -> Vec<DumpedKey> {
+        self.slot_records(slot, now_ms).map(|r| (r.key().to_vec(), r.expire_at(), payload(&r.entry().value))).collect()
     }
 
     /// One key as [`Db::slot_dump`] gives it, None when it is not live.
@@ -210,9 +210,9 @@ impl Db {
             return;
         }
         if let Some(i) = slots[slot].table.get(idx) {
-            let key = &arena.get(i).key;
-            if !c.keys.contains(&**key) {
-                c.keys.insert((**key).into());
+            let key = arena.get(i).key();
+            if !c.keys.contains(key) {
+                c.keys.insert(key.into());
             }
         }
     }

@@ -55,16 +55,16 @@ impl Db {
                         break;
                     }
                     let Some(i) = s.table.get(b) else { continue };
-                    let node = self.sp.arena.get(i);
-                    if volatile && node.entry.expire_at == 0 {
+                    let r = self.sp.arena.get(i);
+                    if volatile && r.expire_at() == 0 {
                         continue;
                     }
                     let score = match by {
-                        EvictBy::Lru => node.access.idle_seconds(clock),
-                        EvictBy::Lfu => 255 - node.access.decayed_counter(clock, decay) as u64,
-                        EvictBy::Ttl => u64::MAX - node.entry.expire_at,
+                        EvictBy::Lru => r.access().idle_seconds(clock),
+                        EvictBy::Lfu => 255 - r.access().decayed_counter(clock, decay) as u64,
+                        EvictBy::Ttl => u64::MAX - r.expire_at(),
                     };
-                    f(&node.key, score);
+                    f(r.key(), score);
                     found += 1;
                 }
             }
@@ -84,7 +84,7 @@ impl Db {
             let nth = self.random_u64() % self.sp.len as u64;
             let slot = self.slot_of_nth(nth);
             let idx = self.random_bucket(slot);
-            return Some(self.node(slot, idx).key.to_vec());
+            return Some(self.rec(slot, idx).key().to_vec());
         }
         self.eviction_sample(true, EvictBy::Ttl, 1, |k, _| out = Some(k.to_vec()));
         out
@@ -99,7 +99,7 @@ impl Db {
         let Some((slot, idx)) = self.find(key) else {
             return false;
         };
-        let node = self.remove_at(slot, idx);
+        self.remove_at(slot, idx);
         self.touch_removed(key);
         self.shrink_if_sparse(slot);
         let cur = self.cur;
@@ -107,7 +107,6 @@ impl Db {
             let name: &[u8] = if unlink { b"UNLINK" } else { b"DEL" };
             log.push_single(cur, [name, key].into_iter());
         }
-        drop(node);
         true
     }
 }

@@ -87,9 +87,10 @@ impl Db {
         if self.snap_epoch == 0 {
             // After 65535 snapshots: no entry may still carry the epoch reused now.
             self.each_database(|db| {
-                for slot in db.sp.slots.iter() {
+                let super::Space { slots, arena, .. } = &mut db.sp;
+                for slot in slots.iter() {
                     for i in slot.table.iter() {
-                        db.sp.arena.get_mut(i).access.snap = 0;
+                        arena.set_snap(i, 0);
                     }
                 }
             });
@@ -271,9 +272,9 @@ impl Db {
 
     /// A new entry is not part of a running snapshot: stamp it as handled.
     #[inline]
-    pub(super) fn mark_saved(&self, node: &mut super::Node) {
+    pub(super) fn mark_saved(&self, access: &mut super::Access) {
         if let Some(s) = self.sp.snapshot.as_deref() {
-            node.access.snap = s.epoch;
+            access.snap = s.epoch;
         }
     }
 
@@ -281,12 +282,11 @@ impl Db {
         let Db { sp: super::Space { snapshot, slots, arena, .. }, lru_clock, lfu_decay_time, .. } = self;
         let Some(s) = snapshot.as_deref_mut() else { return };
         let Some(i) = slots[slot].table.get(idx) else { return };
-        let n = arena.get_mut(i);
-        if n.access.snap == s.epoch {
+        if arena.get(i).snap() == s.epoch {
             return;
         }
-        n.access.snap = s.epoch;
-        write_record(s, n, *lru_clock, *lfu_decay_time);
+        arena.set_snap(i, s.epoch);
+        write_record(s, arena.get(i), *lru_clock, *lfu_decay_time);
     }
 
     /// Copy-on-write before a change to every slot (FLUSHALL, FLUSHDB).
@@ -304,28 +304,28 @@ impl Db {
         let Some(s) = snapshot.as_deref_mut() else { return };
         s.clear(slot);
         for i in slots[slot].table.iter() {
-            let n = arena.get_mut(i);
-            if n.access.snap == s.epoch {
+            if arena.get(i).snap() == s.epoch {
                 continue;
             }
-            n.access.snap = s.epoch;
-            write_record(s, n, *lru_clock, *lfu_decay_time);
+            arena.set_snap(i, s.epoch);
+            write_record(s, arena.get(i), *lru_clock, *lfu_decay_time);
         }
     }
 }
 
 /// Appends `n`'s record unless it had expired at the snapshot's instant.
-fn write_record(s: &mut Snapshot, n: &super::Node, lru_clock: u32, lfu_decay_time: u32) {
-    if n.entry.is_expired(s.at_ms) {
+fn write_record(s: &mut Snapshot, r: super::Rec<'_>, lru_clock: u32, lfu_decay_time: u32) {
+    if r.is_expired(s.at_ms) {
         return;
     }
+    let expire_at = r.expire_at();
     let meta = KeyMeta {
-        expire_ms: (n.entry.expire_at != 0).then_some(n.entry.expire_at as i64),
+        expire_ms: (expire_at != 0).then_some(expire_at as i64),
         idle_secs: None,
-        freq: s.with_freq.then(|| n.access.decayed_counter(lru_clock, lfu_decay_time)),
+        freq: s.with_freq.then(|| r.access().decayed_counter(lru_clock, lfu_decay_time)),
     };
     write_key_meta(&mut s.out, meta);
-    crate::rdb::write_value(&mut s.out, Some(&n.key), &n.entry.value, s.compress);
+    crate::rdb::write_value(&mut s.out, Some(r.key()), &r.entry().value, s.compress);
     s.keys_saved += 1;
 }
 

@@ -70,12 +70,12 @@ pub fn scan(ctx: &mut Ctx, args: &Args) {
     let mut slot = cursor.min(SLOTS as u64) as usize;
     while slot < SLOTS && visited < count {
         let db = ctx.keys.db_for_slot(slot as u16);
-        for (key, entry) in db.slot_entries(slot as u16, now) {
+        for (key, type_of) in db.slot_types(slot as u16, now) {
             visited += 1;
             if pattern.is_some_and(|p| !glob_match(p, key, false)) {
                 continue;
             }
-            if type_name.is_some_and(|t| !t.eq_ignore_ascii_case(entry.value.type_name().as_bytes())) {
+            if type_name.is_some_and(|t| !t.eq_ignore_ascii_case(type_of.as_bytes())) {
                 continue;
             }
             found.push(key.to_vec());

@@ -1,11 +1,12 @@
 //! MEMORY USAGE (Redis's object.c `memoryCommand`): the bytes a key and its value hold.
 //!
-//! ferrokv's layout is its own, so the figure is ferrokv's, not Redis's: the key's node
-//! (72 bytes in the slot's arena, plus a 4-byte table index), the key's bytes when they
-//! do not fit inline (over 22), and the value's heap bytes, measured rather than
-//! estimated: the value is copied and the allocator counters (see [`set_heap_meter`])
-//! say what the copy took. A copy is O(n) in the value's size, so `SAMPLES` is checked
-//! as Redis checks it but does not bound the work.
+//! ferrokv's layout is its own, so the figure is ferrokv's, not Redis's: the key's
+//! record in the shard's arena (its size class: key, small value, expiry and access
+//! bits; see ferrokv-store's `db/arena.rs`) plus a 4-byte table index, the key's bytes
+//! when they are kept on the heap (over 255), and the heap bytes of a value not kept in
+//! the record, measured rather than estimated: the value is copied and the allocator
+//! counters (see [`set_heap_meter`]) say what the copy took. A copy is O(n) in the
+//! value's size, so `SAMPLES` is checked as Redis checks it but does not bound the work.
 
 use crate::util::*;
 use crate::Ctx;
@@ -20,11 +21,6 @@ static METER: OnceLock<fn() -> i64> = OnceLock::new();
 pub fn set_heap_meter(f: fn() -> i64) {
     let _ = METER.set(f);
 }
-
-/// A key's node in the arena and its table index.
-const NODE_BYTES: usize = 72 + 4;
-/// Keys up to this length live inside the node.
-const INLINE_KEY: usize = 22;
 
 /// MEMORY USAGE key [SAMPLES count]
 pub fn memory_usage(ctx: &mut Ctx, args: &Args) {
@@ -42,15 +38,19 @@ pub fn memory_usage(ctx: &mut Ctx, args: &Args) {
         }
     }
     let (key, now) = (args.get(2), ctx.now_ms);
-    let Some(e) = ctx.keys.db(key).peek(key, now) else {
+    let db = ctx.keys.db(key);
+    let Some((record, small)) = db.footprint(key, now) else {
         return ctx.out.null();
     };
-    let key_heap = if key.len() > INLINE_KEY { key.len() } else { 0 };
-    let bytes = NODE_BYTES + key_heap + value_heap(&e.value);
+    let heap = match db.peek(key, now) {
+        Some(e) if !small => value_heap(&e.value),
+        _ => 0,
+    };
+    let bytes = record + heap;
     ctx.out.integer(bytes as i64);
 }
 
-/// Heap bytes a value owns beyond the 32 bytes inside its node.
+/// Heap bytes a value owns beyond the 32 bytes inside its record.
 fn value_heap(v: &Value) -> usize {
     match v {
         Value::Int(_) => 0,
