@@ -432,7 +432,9 @@ impl ClusterState {
                     self.log(LogLevel::Warning, format!("configEpoch updated after importing {} slots", slots.len()));
                 }
                 self.broadcast_pong();
-                self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE | todo::FSYNC_CONFIG;
+                // Saved before the reply but not fsynced, as Redis 7.0's `SETSLOT <slot>
+                // NODE <myself>`: the fsync was most of the write pause on this machine.
+                self.todo |= todo::SAVE_CONFIG | todo::UPDATE_STATE;
                 return Ok(Reply::Integer(self.me().config_epoch as i64));
             }
         }

@@ -470,25 +470,25 @@ fn a_migration_without_faults_moves_every_acknowledged_write() {
 
 #[test]
 fn a_target_crash_midway_loses_no_acknowledged_write() {
-    sweep(Fault::CrashTarget, 100, 16);
+    sweep(Fault::CrashTarget, 100, 12);
 }
 
 #[test]
 fn a_source_crash_midway_loses_no_acknowledged_write() {
-    sweep(Fault::CrashSource, 200, 16);
+    sweep(Fault::CrashSource, 200, 12);
 }
 
 #[test]
 fn a_source_killed_for_good_midway_leaves_one_owner_with_every_write() {
-    sweep(Fault::KillSource, 300, 16);
+    sweep(Fault::KillSource, 300, 12);
 }
 
 #[test]
 fn a_manual_failover_of_the_source_midway_loses_no_acknowledged_write() {
-    sweep(Fault::FailoverSource, 400, 16);
+    sweep(Fault::FailoverSource, 400, 12);
 }
 
 #[test]
 fn a_manual_failover_of_the_target_midway_loses_no_acknowledged_write() {
-    sweep(Fault::FailoverTarget, 500, 16);
+    sweep(Fault::FailoverTarget, 500, 12);
 }

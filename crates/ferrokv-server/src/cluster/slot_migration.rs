@@ -826,6 +826,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         let t0 = Instant::now();
         src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"])?;
         delta(node, &mut src, id, &t)?;
+        let t_delta = t0.elapsed();
         // The source lifts its pause after the write-pause timeout, counted from
         // before the PAUSE reply reached here: claim only well inside it, so the claim
         // has the rest of the window to reach the source.
@@ -839,6 +840,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         // undoes; a lost connection leaves it unknown, so nothing is undone.
         set_state(&t, "switching");
         let claim = me.call(&local(b"CLAIM", false));
+        let t_claim = t0.elapsed();
         claimed = !matches!(&claim, Err(e) if e.starts_with("ERR"));
         let Value::Int(epoch) = claim? else {
             return Err("bad CLAIM reply".into());
@@ -851,6 +853,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         if let Err(e) = src.call(&handoff) {
             tracing::warn!("slot migration {}: handoff to the source failed ({e}); the bus will carry the claim", t.id);
         }
+        let t_handoff = t0.elapsed();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"]) {
@@ -861,7 +864,18 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
                 Err(e) => return Err(e),
             }
         }
-        lock(&t.progress).write_pause_ms = t0.elapsed().as_millis() as u64;
+        let pause = t0.elapsed();
+        lock(&t.progress).write_pause_ms = pause.as_millis() as u64;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            "slot migration {}: write pause {:.1} ms (last delta {:.1}, claim {:.1}, handoff {:.1}, end {:.1})",
+            t.id,
+            ms(pause),
+            ms(t_delta),
+            ms(t_claim - t_delta),
+            ms(t_handoff - t_claim),
+            ms(pause - t_handoff)
+        );
         Ok(())
     })();
     let mut p = lock(&t.progress);
