@@ -40,7 +40,7 @@ NOTES = {
     "memory|stats": "Redis's fields; client, AOF, Lua and function figures are 0, `db.0`'s overheads are the slot tables'",
     "memory|doctor": "Redis's texts for an empty instance (5 MB above start-up) and for no findings; findings (peak, fragmentation) in ferrokv's words",
     "client": "ID, SETNAME, GETNAME, LIST, INFO, KILL, NO-EVICT, HELP; other subcommands answer `unknown subcommand`",
-    "client|list": "fields qbuf-free, argv-mem, multi-mem, tot-mem report 0",
+    "client|list": "qbuf, argv-mem, multi-mem as Redis computes them; qbuf-free, obl, oll, omem, tot-mem from ferrokv's own buffers (docs/architecture.md, Client memory); rbs/rbp the reply buffer's size and 5-second peak (it grows to hold a big reply, then shrinks when idle, as Redis 7.0 resizes its buffer); no `b`/`r` flags",
     "config": "GET, SET, RESETSTAT, REWRITE, HELP; REWRITE writes no `user` line (no ACL users)",
     "command": "INFO, DOCS, LIST, COUNT, GETKEYS, GETKEYSANDFLAGS as Redis for the commands ferrokv has (diffed in tests/command_table.rs)",
     "info": "sections server, clients, memory, persistence, stats, replication, cpu, cluster, keyspace; only the fields ferrokv tracks; ferrokv's own `INFO shards` (per-shard routing counters) only when asked by name",

@@ -283,3 +283,82 @@ fn maxmemory_clients_evicts_the_biggest_client() {
     }
     assert_eq!(seen[0], seen[1]);
 }
+
+/// INFO clients has Redis 7.0's fields in Redis's order; `clients_in_timeout_table`
+/// counts clients blocked with a timeout (not those blocked forever), and
+/// `cluster_connections` is 0 standalone.
+#[test]
+fn info_clients_fields_as_redis() {
+    let mut seen = Vec::new();
+    for server in both() {
+        let mut admin = server.conn();
+        let names = |c: &mut Conn| -> Vec<String> {
+            text(c.call(&["INFO", "clients"]))
+                .lines()
+                .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+                .collect()
+        };
+        let mut got = vec![names(&mut admin).join(",")];
+        let mut forever = server.conn();
+        forever.write_raw(b"*3\r\n$5\r\nBLPOP\r\n$2\r\nl1\r\n$1\r\n0\r\n").unwrap();
+        let mut timed = server.conn();
+        timed.write_raw(b"*3\r\n$5\r\nBLPOP\r\n$2\r\nl2\r\n$3\r\n100\r\n").unwrap();
+        wait_until("both block", || info_field(&mut admin, "clients", "blocked_clients") == 2);
+        got.push(format!("in timeout table: {}", info_field(&mut admin, "clients", "clients_in_timeout_table")));
+        admin.send(&["RPUSH", "l2", "x"]);
+        assert_eq!(timed.read_reply().unwrap(), b"*2\r\n$2\r\nl2\r\n$1\r\nx\r\n");
+        wait_until("one blocked", || info_field(&mut admin, "clients", "blocked_clients") == 1);
+        got.push(format!("after serving it: {}", info_field(&mut admin, "clients", "clients_in_timeout_table")));
+        got.push(format!("cluster_connections: {}", info_field(&mut admin, "clients", "cluster_connections")));
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+/// `cluster_connections` of a three-node cluster: two links to each other node.
+#[test]
+fn cluster_connections_count_the_bus_links() {
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        let nodes: Vec<Server> = (0..3).map(|_| Server::cluster_node(kind, &[])).collect();
+        let mut c = nodes[0].conn();
+        for n in &nodes[1..] {
+            assert_eq!(c.send(&["CLUSTER", "MEET", "127.0.0.1", &n.port().to_string()]), b"+OK\r\n");
+        }
+        wait_until("the nodes know each other", || {
+            nodes.iter().all(|n| text(n.conn().call(&["CLUSTER", "NODES"])).lines().count() == 3)
+        });
+        assert_eq!(info_field(&mut c, "clients", "cluster_connections"), 4, "{kind:?}");
+    }
+}
+
+/// `rbs`/`rbp` are the reply buffer's size and recent peak, as Redis 7.0's: after a
+/// 1 MB reply ferrokv's buffer (which grows to hold a reply whole) is that big, and once
+/// the client is idle it shrinks back (Redis keeps replies past 16 KB in a list, so its
+/// buffer stays at most 16 KB); both end at most 16 KB with a small peak.
+#[test]
+fn reply_buffer_size_and_peak_follow_use() {
+    for server in both() {
+        let kind = server.kind();
+        let mut admin = server.conn();
+        let mut c = server.conn();
+        c.send(&["CLIENT", "SETNAME", "big"]);
+        c.send(&["SET", "small", "0123456789"]);
+        assert_eq!(c.send(&["GET", "small"]), b"$10\r\n0123456789\r\n");
+        let rbp: u64 = client_field(&mut admin, "big", "rbp").unwrap().parse().unwrap();
+        assert!(rbp >= 16, "{kind:?}: rbp={rbp} after a 16-byte reply");
+        c.send(&["SET", "huge", &"x".repeat(1 << 20)]);
+        assert_eq!(c.send(&["STRLEN", "huge"]), b":1048576\r\n");
+        assert_eq!(c.send(&["GET", "huge"]).len(), (1 << 20) + 12);
+        let rbs: u64 = client_field(&mut admin, "big", "rbs").unwrap().parse().unwrap();
+        if kind == Kind::Ferrokv {
+            assert!(rbs >= 1 << 20, "ferrokv: rbs={rbs} after a 1 MB reply");
+        } else {
+            assert!(rbs <= 16384, "redis: rbs={rbs}");
+        }
+        wait_until("the idle client's buffer shrinks", || {
+            let rbs: u64 = client_field(&mut admin, "big", "rbs").unwrap().parse().unwrap();
+            let rbp: u64 = client_field(&mut admin, "big", "rbp").unwrap().parse().unwrap();
+            rbs <= 16384 && rbp < 1024
+        });
+    }
+}

@@ -54,6 +54,8 @@ pub struct ShardShared {
     pub waiters: Mutex<crate::blocking::Waiters>,
     /// Connections of this shard blocked in a command.
     pub blocked_clients: AtomicU64,
+    /// Connections of this shard blocked with a timeout.
+    pub timeout_clients: AtomicU64,
     /// Changes made by commands run on this shard (Redis's `server.dirty`; only this
     /// shard's thread adds to it).
     pub dirty: AtomicU64,
@@ -344,6 +346,7 @@ impl Node {
                 expires: AtomicU64::new(0),
                 waiters: Mutex::new(Default::default()),
                 blocked_clients: AtomicU64::new(0),
+                timeout_clients: AtomicU64::new(0),
                 dirty: AtomicU64::new(0),
                 cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
                 errorstats: Mutex::new(BTreeMap::new()),

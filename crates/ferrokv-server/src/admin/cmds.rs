@@ -460,7 +460,7 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
     let cmd = m.last_cmd_name();
     let subscribed = m.pubsub.iter().any(|n| n.load(Ordering::Relaxed) > 0);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs=16384 rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}\n",
         m.id,
         m.addr,
         m.laddr,
@@ -485,6 +485,8 @@ pub fn client_line(m: &crate::node::ClientMeta) -> String {
         m.mem.qbuf_free.load(Ordering::Relaxed),
         m.mem.argv.load(Ordering::Relaxed),
         m.mem.multi.load(Ordering::Relaxed),
+        m.mem.rbs.load(Ordering::Relaxed),
+        m.mem.rbp.load(Ordering::Relaxed),
         m.mem.obl.load(Ordering::Relaxed),
         m.mem.oll.load(Ordering::Relaxed),
         m.omem.load(Ordering::Relaxed),

@@ -99,12 +99,19 @@ fn clients(node: &Node, o: &mut String) {
     let [_, _, max_input, max_output, _] = crate::client_mem::node_figures(node);
     let _ = write!(
         o,
-        "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{max_input}\r\nclient_recent_max_output_buffer:{max_output}\r\nblocked_clients:{}\r\n",
+        "# Clients\r\nconnected_clients:{}\r\ncluster_connections:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{max_input}\r\nclient_recent_max_output_buffer:{max_output}\r\nblocked_clients:{}\r\n",
         node.connected_clients(),
+        // As Redis's getClusterConnectionsCount: a link each way to every other node.
+        node.cluster.as_ref().map_or(0, |c| c.view().nodes.len().saturating_sub(1) * 2),
         node.config().maxclients,
         node.shards.iter().map(|s| s.blocked_clients.load(Ordering::Relaxed)).sum::<u64>(),
     );
-    let _ = write!(o, "tracking_clients:{}\r\n", node.tracking.clients.load(Ordering::Relaxed));
+    let _ = write!(
+        o,
+        "tracking_clients:{}\r\nclients_in_timeout_table:{}\r\n",
+        node.tracking.clients.load(Ordering::Relaxed),
+        node.shards.iter().map(|s| s.timeout_clients.load(Ordering::Relaxed)).sum::<u64>()
+    );
 }
 
 fn human(bytes: u64) -> String {

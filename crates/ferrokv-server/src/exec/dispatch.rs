@@ -758,7 +758,12 @@ impl ShardCore {
                     Handler::Blocking(..) => {
                         let w = self.new_waiter(c, spec, args, seq, false);
                         // Counted when the key's shard reports it registered (Msg::Blocked).
-                        c.mode = crate::conn::Mode::Blocked(BlockState { seq, waiter: w.clone(), counted: false });
+                        c.mode = crate::conn::Mode::Blocked(BlockState {
+                            seq,
+                            waiter: w.clone(),
+                            counted: false,
+                            timed: false,
+                        });
                         Some(w)
                     }
                     _ => None,
@@ -911,8 +916,12 @@ impl ShardCore {
     ) -> Arc<Waiter> {
         let seq = c.push_pending();
         let w = self.new_waiter(c, spec, args, seq, multi);
-        c.mode = crate::conn::Mode::Blocked(BlockState { seq, waiter: w.clone(), counted: true });
+        c.mode =
+            crate::conn::Mode::Blocked(BlockState { seq, waiter: w.clone(), counted: true, timed: timeout_ms > 0 });
         self.count_blocked(1);
+        if timeout_ms > 0 {
+            self.count_timed(1);
+        }
         self.start_timeout(c.token, seq, timeout_ms);
         w
     }
@@ -926,6 +935,22 @@ impl ShardCore {
     pub fn count_blocked(&self, delta: i64) {
         let c = &self.node.shards[self.id].blocked_clients;
         c.store((c.load(Ordering::Relaxed) as i64 + delta).max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Clients blocked with a timeout (INFO's `clients_in_timeout_table`).
+    pub fn count_timed(&self, delta: i64) {
+        let c = &self.node.shards[self.id].timeout_clients;
+        c.store((c.load(Ordering::Relaxed) as i64 + delta).max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// A blocked client leaves its state: out of the counts it was in.
+    pub fn uncount_blocked(&self, b: &BlockState) {
+        if b.counted {
+            self.count_blocked(-1);
+        }
+        if b.timed {
+            self.count_timed(-1);
+        }
     }
 
     /// After a command ran on `shard`'s Db: publish its counts and serve clients

@@ -43,8 +43,8 @@ impl ShardCore {
     /// go on parsing once nothing holds the connection back.
     pub fn unblock_and_resume(&mut self, c: &mut Conn, seq: u64) {
         if c.blocked().is_some_and(|b| b.seq == seq) {
-            if c.take_blocked().is_some_and(|b| b.counted) {
-                self.count_blocked(-1);
+            if let Some(b) = c.take_blocked() {
+                self.uncount_blocked(&b);
             }
         }
         if c.barrier == Some(seq) {
@@ -190,7 +190,11 @@ impl ShardCore {
                 let (_, c) = conns.by_token(token)?;
                 if let Some(b) = c.blocked_mut().filter(|b| b.seq == seq) {
                     b.counted = true;
+                    b.timed = timeout_ms > 0;
                     self.count_blocked(1);
+                    if timeout_ms > 0 {
+                        self.count_timed(1);
+                    }
                     self.start_timeout(token, seq, timeout_ms);
                 }
             }

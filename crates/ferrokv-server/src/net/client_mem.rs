@@ -43,6 +43,10 @@ pub struct ClientMemStats {
     pub oll: AtomicU64,
     /// `tot-mem`.
     pub total: AtomicU64,
+    /// `rbs`, `rbp`: the reply buffer's size, and the most it held since the last
+    /// reset (every 5 s), as Redis 7.0's `buf_usable_size` and `buf_peak`.
+    pub rbs: AtomicU64,
+    pub rbp: AtomicU64,
     /// CLIENT NO-EVICT on.
     pub no_evict: AtomicBool,
 }
@@ -196,12 +200,40 @@ pub fn publish(c: &Conn) -> u64 {
     m.mem.qbuf_free.store((c.inbuf.capacity() - c.inbuf.len()) as u64, Ordering::Relaxed);
     m.mem.multi.store(c.multi().map_or(0, |t| t.argv_mem), Ordering::Relaxed);
     m.mem.total.store(total, Ordering::Relaxed);
+    // Replies are built in `out` and sent from `sending`, the two swapping places: the
+    // reply buffer is the larger of them.
+    m.mem.rbs.store(c.out.capacity().max(c.sending.capacity()) as u64, Ordering::Relaxed);
+    m.mem.rbp.store(c.out_peak.max(c.out.len()).max(c.sending.len()) as u64, Ordering::Relaxed);
     total
+}
+
+/// Redis's `PROTO_REPLY_MIN_BYTES` and `reply-buffer-peak-reset-time` default.
+const REPLY_MIN_BYTES: usize = 1024;
+const PEAK_RESET_MS: u64 = 5000;
+
+/// Once a second per connection (Redis's clientsCronResizeOutputBuffer): a reply
+/// buffer less than half used at its peak shrinks to the peak (at least 1 KiB), so a
+/// client that once got a big reply does not keep its buffer; the peak restarts
+/// every 5 s. The buffer of the send, when none is in flight, shrinks the same way.
+pub fn resize_output(c: &mut Conn, now_ms: u64) {
+    let peak = c.out_peak.max(c.out.len());
+    let cap = c.out.capacity();
+    if cap / 2 >= REPLY_MIN_BYTES && peak < cap / 2 {
+        c.out.shrink_to(REPLY_MIN_BYTES.max(peak + 1));
+    }
+    if !c.send_inflight && c.sending.is_empty() && c.sending.capacity() / 2 >= REPLY_MIN_BYTES.max(peak + 1) {
+        c.sending.shrink_to(REPLY_MIN_BYTES.max(peak + 1));
+    }
+    if now_ms.saturating_sub(c.out_peak_reset_ms) >= PEAK_RESET_MS {
+        c.out_peak = c.out.len();
+        c.out_peak_reset_ms = now_ms;
+    }
 }
 
 /// Takes the connection's figures after it read, got replies or sent: its CLIENT LIST
 /// fields, its share of its shard's totals, the recent peaks.
 pub fn account(node: &Node, shard: usize, c: &mut Conn, now_ms: u64) {
+    c.out_peak = c.out_peak.max(c.out.len()).max(c.sending.len());
     let total = if c.dead { 0 } else { publish(c) };
     let clients = &node.shards[shard].clients;
     let counter = if matches!(c.mode, Mode::Replica(_)) { &clients.replicas } else { &clients.normal };

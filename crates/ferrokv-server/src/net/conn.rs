@@ -64,6 +64,8 @@ pub struct BlockState {
     pub waiter: std::sync::Arc<crate::blocking::Waiter>,
     /// Counted in INFO's blocked_clients: once it is registered where its keys live.
     pub counted: bool,
+    /// Counted in INFO's clients_in_timeout_table: blocked with a timeout.
+    pub timed: bool,
 }
 
 pub struct Conn {
@@ -118,6 +120,9 @@ pub struct Conn {
     /// Bytes of the replies held in `pending` (forwarded replies and what waits
     /// behind them), kept as they change so the output's size costs no walk.
     held_bytes: usize,
+    /// The most `out` held since the last reset (CLIENT LIST `rbp`, see client_mem).
+    pub out_peak: usize,
+    pub out_peak_reset_ms: u64,
     /// The memory this connection last counted in its shard's client totals (see
     /// `Conn::memory` and `crate::client_mem`).
     pub mem_counted: u64,
@@ -168,6 +173,8 @@ impl Conn {
             obuf_soft_since: None,
             held_bytes: 0,
             mem_counted: 0,
+            out_peak: 0,
+            out_peak_reset_ms: 0,
             tracking: None,
             subs_mem: 0,
             db: 0,

@@ -406,6 +406,7 @@ impl Shard {
         if every_conn {
             for idx in self.conns.indexes() {
                 if let Some(c) = self.conns.get(idx) {
+                    crate::client_mem::resize_output(c, now);
                     crate::client_mem::account(node, shard, c, now);
                 }
             }
@@ -559,9 +560,7 @@ impl Shard {
         if let Some(b) = c.take_blocked() {
             // Nobody may serve a client that is gone.
             b.waiter.claim();
-            if b.counted {
-                self.core.count_blocked(-1);
-            }
+            self.core.uncount_blocked(&b);
         }
         // SAFETY: our own socket; shutdown makes in-flight receives complete.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
