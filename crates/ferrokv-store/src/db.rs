@@ -132,6 +132,83 @@ struct Slot {
     table: KeyTable,
     /// Keys in this slot with an expiry time.
     expiring: u32,
+    /// The slot's number (where [`SlotTables`] points at it).
+    slot: u16,
+}
+
+/// The per-slot headers of one database, made when a slot first gets a key: a node
+/// that owns a few slots (or a shard holding a few of its node's) pays a 2-byte
+/// index per slot and a 32-byte header per slot with keys, not 16384 headers. Reading
+/// a slot never makes one ([`Index`] answers an empty header for a slot never used);
+/// writing ([`IndexMut`]) does. A slot emptied whole (lost to another node) gives its
+/// header back ([`SlotTables::take`]).
+struct SlotTables {
+    /// Slot -> its header's place in `tables`; 0 = the shared empty header.
+    at: Box<[u16]>,
+    /// `tables[0]` is the empty header of every slot never used: never written.
+    tables: Vec<Slot>,
+}
+
+impl SlotTables {
+    fn new() -> Self {
+        SlotTables { at: vec![0; SLOTS].into_boxed_slice(), tables: vec![Slot::default()] }
+    }
+
+    #[cold]
+    fn make(&mut self, slot: usize) -> &mut Slot {
+        self.at[slot] = self.tables.len() as u16;
+        if self.tables.len() == self.tables.capacity() {
+            // Doubling, but never past every slot and the empty header: 16385 headers
+            // must not hold room for 32768.
+            let room = self.tables.capacity().max(4).min(SLOTS + 1 - self.tables.len());
+            self.tables.reserve_exact(room);
+        }
+        self.tables.push(Slot { slot: slot as u16, ..Slot::default() });
+        self.tables.last_mut().expect("just pushed")
+    }
+
+    /// Takes a slot's header whole (its keys go), giving its place back.
+    fn take(&mut self, slot: usize) -> Slot {
+        let i = self.at[slot] as usize;
+        if i == 0 {
+            return Slot::default();
+        }
+        self.at[slot] = 0;
+        let taken = self.tables.swap_remove(i);
+        if let Some(moved) = self.tables.get(i) {
+            self.at[moved.slot as usize] = i as u16;
+        }
+        taken
+    }
+
+    /// The headers of the slots ever used (and the empty one).
+    fn used(&self) -> &[Slot] {
+        &self.tables
+    }
+
+    /// Every slot's header, in slot order.
+    fn iter(&self) -> impl Iterator<Item = &Slot> + '_ {
+        (0..SLOTS).map(|s| &self[s])
+    }
+}
+
+impl std::ops::Index<usize> for SlotTables {
+    type Output = Slot;
+    #[inline(always)]
+    fn index(&self, slot: usize) -> &Slot {
+        &self.tables[self.at[slot] as usize]
+    }
+}
+
+impl std::ops::IndexMut<usize> for SlotTables {
+    #[inline(always)]
+    fn index_mut(&mut self, slot: usize) -> &mut Slot {
+        let i = self.at[slot] as usize;
+        if i == 0 {
+            return self.make(slot);
+        }
+        &mut self.tables[i]
+    }
 }
 
 /// Slots per group in the per-group key counts that pick random keys.
@@ -148,7 +225,7 @@ const EXPIRE_ACCEPTABLE_STALE: usize = 10;
 
 /// One database's keys (Redis's `redisDb` dictionaries): what SWAPDB exchanges.
 struct Space {
-    slots: Box<[Slot]>,
+    slots: SlotTables,
     arena: Arena,
     /// Keys per group of [`GROUP`] consecutive slots.
     groups: Box<[usize]>,
@@ -168,7 +245,7 @@ struct Space {
 impl Space {
     fn new() -> Self {
         Space {
-            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+            slots: SlotTables::new(),
             arena: Arena::new(),
             groups: vec![0; GROUPS].into_boxed_slice(),
             len: 0,
@@ -182,7 +259,7 @@ impl Space {
     /// Frees every record and chunk of the arena.
     fn free_records(&mut self) {
         let Space { slots, arena, .. } = self;
-        arena.clear(slots.iter().flat_map(|s| s.table.iter()));
+        arena.clear(slots.used().iter().flat_map(|s| s.table.iter()));
     }
 }
 
@@ -804,11 +881,13 @@ impl Db {
     /// Gives memory back when a slot's table became mostly empty (hash tables never
     /// shrink by themselves; Redis resizes its dicts below 10% fill).
     fn shrink_if_sparse(&mut self, slot: usize) {
+        let t = &self.sp.slots[slot].table;
+        if t.buckets() <= 64 || t.len() * 8 >= t.buckets() {
+            return;
+        }
         let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
         let t = &mut slots[slot].table;
-        if t.buckets() > 64 && t.len() * 8 < t.buckets() {
-            t.shrink_to(t.len() * 2, |i| hasher.hash_one(arena.get(i).key()));
-        }
+        t.shrink_to(t.len() * 2, |i| hasher.hash_one(arena.get(i).key()));
     }
 
     /// Inserts a key known to be absent (a full record takes `entry`'s value).
@@ -1161,9 +1240,7 @@ impl Db {
             }
         }
         self.sp.free_records();
-        for s in self.sp.slots.iter_mut() {
-            *s = Slot::default();
-        }
+        self.sp.slots = SlotTables::new();
         self.sp.groups.fill(0);
         self.sp.len = 0;
         self.sp.expiring = 0;
@@ -1183,7 +1260,7 @@ impl Db {
         self.settle();
         let slot = slot as usize;
         self.cow_slot(slot);
-        let taken = std::mem::take(&mut self.sp.slots[slot]);
+        let taken = self.sp.slots.take(slot);
         let n = taken.table.len();
         for i in taken.table.iter() {
             let key = KeyBytes::from(self.sp.arena.get(i).key());
@@ -1242,8 +1319,8 @@ impl Db {
             None => {
                 for (i, g) in self.sp.groups.iter().enumerate() {
                     if *g != 0 {
-                        for s in &self.sp.slots[i * GROUP..(i + 1) * GROUP] {
-                            visit(s, out);
+                        for s in i * GROUP..(i + 1) * GROUP {
+                            visit(&self.sp.slots[s], out);
                         }
                     }
                 }
@@ -1530,11 +1607,15 @@ impl Db {
             expiring += e;
         }
         for (g, &count) in self.sp.groups.iter().enumerate() {
-            let real: usize = self.sp.slots[g * GROUP..(g + 1) * GROUP].iter().map(|s| s.table.len()).sum();
+            let real: usize = (g * GROUP..(g + 1) * GROUP).map(|s| self.sp.slots[s].table.len()).sum();
             assert_eq!(count, real, "key count of group {g}");
         }
         assert_eq!(self.sp.len, len, "len");
-        let live: usize = self.sp.slots.iter().flat_map(|s| s.table.iter()).map(|h| self.sp.arena.size(h)).sum();
+        let live: usize = self.sp.slots.used().iter().flat_map(|s| s.table.iter()).map(|h| self.sp.arena.size(h)).sum();
+        for (i, s) in self.sp.slots.used().iter().enumerate().skip(1) {
+            assert_eq!(self.sp.slots.at[s.slot as usize] as usize, i, "slot header index");
+        }
+        assert_eq!(self.sp.slots.used()[0].table.buckets(), 0, "the shared empty header");
         assert_eq!(self.sp.arena.live_bytes(), live, "arena bytes");
         assert_eq!(self.sp.expiring, expiring, "expiring");
     }
@@ -1553,6 +1634,37 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    /// Slot headers exist only for slots that got keys: lookups, walks and samples of
+    /// empty slots make none, and a slot emptied whole gives its header back.
+    #[test]
+    fn slot_headers_are_made_on_first_key() {
+        let mut db = Db::with_seed(4);
+        for k in 0..50 {
+            assert!(db.get(format!("nothing{k}").as_bytes(), 0).is_none());
+        }
+        db.prefetch(&[b"a", b"b"]);
+        assert_eq!(db.slot_keys(key_slot(b"a"), 0).count(), 0);
+        assert_eq!(db.sp.slots.used().len(), 1, "only the shared empty header");
+        let keys = [&b"a"[..], b"b", b"c", b"{a}x", b"{b}y"];
+        for k in keys {
+            db.set(k, s("v"), 10);
+        }
+        assert_eq!(db.sp.slots.used().len(), 4);
+        db.active_expire(5, Duration::from_secs(1));
+        db.eviction_sample(true, EvictBy::Ttl, 10, |_, _| {});
+        assert_eq!(db.clear_slot(key_slot(b"a")), 2);
+        assert_eq!(db.clear_slot(key_slot(b"zz")), 0);
+        assert_eq!(db.sp.slots.used().len(), 3);
+        db.check_invariants();
+        for k in [&b"b"[..], b"c", b"{b}y"] {
+            assert!(db.contains(k, 0));
+        }
+        db.set(b"a", s("again"), 0);
+        db.check_invariants();
+        db.clear();
+        assert_eq!(db.sp.slots.used().len(), 1);
     }
 
     /// A change made through the entry `get` lends reaches the record before anything

@@ -88,7 +88,7 @@ impl Db {
             // After 65535 snapshots: no entry may still carry the epoch reused now.
             self.each_database(|db| {
                 let super::Space { slots, arena, .. } = &mut db.sp;
-                for slot in slots.iter() {
+                for slot in slots.used() {
                     for i in slot.table.iter() {
                         arena.set_snap(i, 0);
                     }
