@@ -91,6 +91,13 @@ fn import_moves_slots_of_every_type_under_writes() {
     }
     assert!(st.contains("0-499 500-999"), "{st}");
     assert!(st.contains("1000/1000 slots"), "{st}");
+    // "<done>/<total> slots, <keys> keys, <bytes> bytes": 600 keys and their payloads.
+    let bytes: u64 = st
+        .split_once(" bytes")
+        .and_then(|(before, _)| before.rsplit(", ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bytes in {st}"));
+    assert!(bytes > 600 * 10, "{bytes} bytes in {st}");
     stop.store(true, Ordering::Relaxed);
     let (counters, expect) = writer.join().expect("writer");
     reader.join().expect("reader");

@@ -67,6 +67,7 @@ struct Status {
     last_error: String,
     slots_done: usize,
     keys: u64,
+    bytes: u64,
     write_pause_ms: u64,
 }
 
@@ -92,16 +93,20 @@ fn parse_status(reply: Value) -> Option<Status> {
         _ => return None,
     };
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
-    // ferrokv's `progress`: "<done>/<total> slots, <keys> keys".
+    // ferrokv's `progress`: "<done>/<total> slots, <keys> keys, <bytes> bytes".
     let progress = get("progress");
     let mut words = progress.split([' ', '/', ',']).filter(|w| !w.is_empty());
     let slots_done = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-    let keys = progress.split(", ").nth(1).and_then(|w| w.split(' ').next()).and_then(|w| w.parse().ok()).unwrap_or(0);
+    let part = |i: usize| -> u64 {
+        progress.split(", ").nth(i).and_then(|w| w.split(' ').next()).and_then(|w| w.parse().ok()).unwrap_or(0)
+    };
+    let (keys, bytes) = (part(1), part(2));
     Some(Status {
         state: get("state"),
         last_error: get("last_error"),
         slots_done,
         keys,
+        bytes,
         write_pause_ms: get("write_pause_ms").parse().unwrap_or(0),
     })
 }
@@ -158,7 +163,7 @@ impl Cluster {
                         return Err(e);
                     }
                 };
-                running.push((t.to, id, t.from, t.slots.len(), 0usize, 0u64));
+                running.push((t.to, id, t.from, t.slots.len(), 0usize, 0u64, 0u64));
             }
             // Poll them until each has ended.
             let mut canceled = false;
@@ -180,6 +185,10 @@ impl Cluster {
                     if st.keys > r.5 {
                         progress.keys(st.keys - r.5);
                         r.5 = st.keys;
+                    }
+                    if st.bytes > r.6 {
+                        progress.bytes(st.bytes - r.6);
+                        r.6 = st.bytes;
                     }
                     if finished(&st.state) {
                         let (from_ep, to_ep) = (self.members[r.2].endpoint.clone(), self.members[to].endpoint.clone());
@@ -231,7 +240,7 @@ impl Cluster {
         Ok(done)
     }
 
-    fn cancel_all(&mut self, running: &[(usize, String, usize, usize, usize, u64)]) {
+    fn cancel_all(&mut self, running: &[(usize, String, usize, usize, usize, u64, u64)]) {
         for (to, id, ..) in running {
             let _ = self.members[*to].call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", id]);
         }

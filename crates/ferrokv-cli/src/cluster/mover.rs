@@ -78,6 +78,7 @@ impl Interrupt {
 pub struct Progress {
     bar: ProgressBar,
     keys: u64,
+    bytes: u64,
 }
 
 impl Progress {
@@ -88,20 +89,35 @@ impl Progress {
             ProgressBar::hidden()
         };
         let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} slots, {msg} keys, {per_sec}, ETA {eta} ({elapsed})",
+            "{prefix} [{bar:30}] {pos}/{len} slots, {msg}, {per_sec}, ETA {eta} ({elapsed})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(label.to_string());
-        bar.set_message("0");
+        bar.set_message("0 keys");
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar, keys: 0 }
+        Progress { bar, keys: 0, bytes: 0 }
     }
 
     pub fn keys(&mut self, n: u64) {
         self.keys += n;
-        self.bar.set_message(self.keys.to_string());
+        self.show();
+    }
+
+    /// Bytes moved (known for whole-slot migration, whose tasks count them).
+    pub fn bytes(&mut self, n: u64) {
+        self.bytes += n;
+        self.show();
+    }
+
+    fn show(&self) {
+        let msg = if self.bytes == 0 {
+            format!("{} keys", self.keys)
+        } else {
+            format!("{} keys, {}", self.keys, indicatif::HumanBytes(self.bytes))
+        };
+        self.bar.set_message(msg);
     }
 
     pub fn slot_done(&self) {

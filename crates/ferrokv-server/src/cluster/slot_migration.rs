@@ -153,6 +153,8 @@ struct Progress {
     write_pause_ms: u64,
     slots_done: usize,
     keys: u64,
+    /// Key names, payloads and big keys' elements received.
+    bytes: u64,
 }
 
 pub struct Task {
@@ -450,7 +452,7 @@ fn status_reply(r: &mut ReplyBuf, t: &Task) {
         ("start_time", p.start_ms.to_string()),
         ("end_time", p.end_ms.to_string()),
         ("write_pause_ms", p.write_pause_ms.to_string()),
-        ("progress", format!("{}/{} slots, {} keys", p.slots_done, total, p.keys)),
+        ("progress", format!("{}/{} slots, {} keys, {} bytes", p.slots_done, total, p.keys, p.bytes)),
     ];
     r.map(fields.len());
     for (k, v) in fields {
@@ -805,10 +807,11 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
             let Value::Array(items) = src.call(&begin)? else {
                 return Err("bad BEGIN reply".into());
             };
-            let n = apply_keys(node, &mut src, id, &items)?;
+            let (n, bytes) = apply_keys(node, &mut src, id, &items)?;
             let mut p = lock(&t.progress);
             p.slots_done += group.len();
             p.keys += n;
+            p.bytes += bytes;
         }
         set_state(&t, "streaming");
         for _ in 0..8 {
@@ -901,20 +904,24 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
 /// Applies `items` (key, abs ms or -1 = absent or -2 = big, payload) to this node's
 /// keyspace, each as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL, or the
 /// pieces of a big key pulled from the source) through the execution function, so this
-/// node's AOF and replicas get them; returns how many.
-fn apply_keys(node: &Node, src: &mut Client, id: &[u8], items: &[Value]) -> Result<u64, String> {
+/// node's AOF and replicas get them; returns how many keys and how many bytes (names,
+/// payloads, elements).
+fn apply_keys(node: &Node, src: &mut Client, id: &[u8], items: &[Value]) -> Result<(u64, u64), String> {
+    let mut bytes = 0;
     for c in items.chunks(3) {
         let [Value::Bulk(k), Value::Int(at), p] = c else { return Err("bad key record".into()) };
         let at_ms = at.to_string();
+        bytes += k.len() as u64;
         match p {
             Value::Bulk(p) if *at >= 0 => {
+                bytes += p.len() as u64;
                 run_on_key(node, &[b"RESTORE", k, at_ms.as_bytes(), p, b"REPLACE", b"ABSTTL"])?
             }
-            _ if *at == BIG => pull_big(node, src, id, k)?,
+            _ if *at == BIG => bytes += pull_big(node, src, id, k)?,
             _ => run_on_key(node, &[b"DEL", k])?,
         }
     }
-    Ok(items.len() as u64 / 3)
+    Ok((items.len() as u64 / 3, bytes))
 }
 
 /// Runs `words` (a command whose key is `words[1]`) through the execution function under
@@ -935,15 +942,15 @@ fn run_on_key(node: &Node, words: &[&[u8]]) -> Result<(), String> {
 /// elements. The pieces need not agree with each other (the key may change between
 /// them): a change after the capture began is sent again whole (module docs of
 /// `ferrokv_store`'s `db/capture.rs`). A piece of another type than the first means the
-/// key was replaced meanwhile; the pull then starts over.
-fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<(), String> {
+/// key was replaced meanwhile; the pull then starts over. Returns the bytes pulled.
+fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<u64, String> {
     use ferrokv_store::ChunkKind;
-    let (mut cursor, mut kind, mut restarts) = (0u64, None, 0);
+    let (mut cursor, mut kind, mut restarts, mut bytes) = (0u64, None, 0, 0u64);
     loop {
         let at = cursor.to_string();
         let piece = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"CHUNK", key, at.as_bytes()])?;
         let parts = match piece {
-            Value::Nil | Value::NilArray | Value::Null => return run_on_key(node, &[b"DEL", key]),
+            Value::Nil | Value::NilArray | Value::Null => return run_on_key(node, &[b"DEL", key]).map(|()| bytes),
             Value::Array(parts) => parts,
             _ => return Err("bad CHUNK reply".into()),
         };
@@ -977,6 +984,7 @@ fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<(), 
             .iter()
             .map(|e| if let Value::Bulk(b) = e { Ok(b.as_slice()) } else { Err("bad CHUNK reply") })
             .collect::<Result<_, _>>()?;
+        bytes += elems.iter().map(|e| e.len() as u64).sum::<u64>();
         if this == ChunkKind::ZSet {
             // Pieces carry member, score; ZADD takes score, member.
             for pair in elems.chunks(2) {
@@ -992,7 +1000,7 @@ fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<(), 
             if *expire_at > 0 {
                 run_on_key(node, &[b"PEXPIREAT", key, expire_at.to_string().as_bytes()])?;
             }
-            return Ok(());
+            return Ok(bytes);
         }
         cursor = next;
     }
@@ -1009,8 +1017,10 @@ fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<usize, St
             clear_slot(node, *s as u16);
         }
     }
-    apply_keys(node, src, id, items)?;
-    lock(&t.progress).keys += items.len() as u64 / 3;
+    let (keys, bytes) = apply_keys(node, src, id, items)?;
+    let mut p = lock(&t.progress);
+    p.keys += keys;
+    p.bytes += bytes;
     Ok(items.len() / 3)
 }
 
