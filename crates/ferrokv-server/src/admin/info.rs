@@ -293,17 +293,22 @@ fn keyspace(node: &Node, o: &mut String) {
     let databases = node.shards.first().map_or(1, |s| s.db_counts.len());
     for n in 0..databases {
         // Each shard estimates its keys' mean TTL as Redis does for a database; the
-        // node's is their mean weighted by keys with a TTL.
-        let (mut keys, mut expires, mut ttl_weighted) = (0, 0, 0u128);
+        // node's is their mean weighted by keys with a TTL, over the shards that have an
+        // estimate (a shard whose expiry cycle has not sampled yet says 0, which is no
+        // estimate, not a TTL of 0).
+        let (mut keys, mut expires, mut estimated, mut ttl_weighted) = (0, 0, 0u128, 0u128);
         for s in node.shards.iter() {
             let (k, e) = s.counts_of(n);
             keys += k;
             expires += e;
             let avg = s.avg_ttl.get(n).map_or(0, |a| a.load(Ordering::Relaxed));
-            ttl_weighted += avg as u128 * e as u128;
+            if avg > 0 {
+                ttl_weighted += avg as u128 * e as u128;
+                estimated += e as u128;
+            }
         }
         if keys > 0 {
-            let avg_ttl = if expires == 0 { 0 } else { ttl_weighted / expires as u128 };
+            let avg_ttl = if estimated == 0 { 0 } else { ttl_weighted / estimated };
             let _ = write!(o, "db{n}:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n");
         }
     }
