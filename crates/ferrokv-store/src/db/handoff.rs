@@ -4,10 +4,10 @@
 //! [`Db::take_slot`] empties a slot and returns what belonged to it; [`Db::put_slot`]
 //! installs that in another keyspace whose slot is empty. The caller holds both
 //! keyspaces' locks, so no command sees the slot half moved. What moves, per database:
-//! the slot's nodes (72 bytes each: the key inline or its pointer, the entry, the
-//! LRU/LFU history; values are moved, never copied — a big list or a long string is one
-//! pointer), the WATCH versions and blocked-client counts of its keys, and its keys'
-//! pending ready marks; once, the client-tracking entries of its keys. The nodes are
+//! the slot's records (key, entry, LRU/LFU history; a collection is moved, never
+//! copied — one pointer — while a small string or integer stored in the record itself
+//! is re-encoded into the receiving arena), the WATCH versions and blocked-client counts of its keys, and its keys'
+//! pending ready marks; once, the client-tracking entries of its keys. The records are
 //! re-inserted in the receiving keyspace's own arena and table (each keyspace hashes
 //! with its own seed), so the cost is O(keys in the slot) small moves, not O(bytes).
 //!
@@ -15,14 +15,15 @@
 //! ([`Db::handoff_blocker`]): both walk this keyspace's own slots and would lose or
 //! double the slot.
 
-use super::{Db, Node, Watched, GROUP};
+use super::{Access, Db, Entry, Watched, GROUP};
+use crate::keybytes::KeyBytes;
 use crate::slot::key_slot;
 use crate::tracking::Reader;
 
 /// One database's share of a moved slot.
 struct DbPart {
     db: usize,
-    nodes: Vec<Node>,
+    nodes: Vec<(KeyBytes, Entry, Access)>,
     watched: Vec<(Box<[u8]>, Watched)>,
     blocked: Vec<(Box<[u8]>, u32)>,
 }
@@ -75,14 +76,12 @@ impl Db {
             let count = taken.table.len();
             let mut nodes = Vec::with_capacity(count);
             for i in taken.table.iter() {
-                nodes.push(self.sp.arena.remove(i));
+                nodes.push(self.sp.arena.take(i));
             }
             self.sp.len -= count;
             self.sp.groups[s / GROUP] -= count;
             self.sp.expiring -= taken.expiring as usize;
-            if self.sp.len == 0 {
-                self.sp.arena.clear();
-            }
+            self.release_if_empty();
             let watched: Vec<_> = self.w.watched.extract_if(|k, _| key_slot(k) == slot).collect();
             let blocked: Vec<_> = self.w.blocked.extract_if(|k, _| key_slot(k) == slot).collect();
             if !nodes.is_empty() || !watched.is_empty() || !blocked.is_empty() {
@@ -112,9 +111,9 @@ impl Db {
             self.select(part.db);
             self.settle();
             debug_assert_eq!(self.sp.slots[s].table.len(), 0);
-            for node in part.nodes {
-                let hash = self.hash(&node.key);
-                self.insert_new(s, hash, node);
+            for (key, mut entry, access) in part.nodes {
+                let hash = self.hash(&key);
+                self.insert_new(s, hash, &key, &mut entry, access);
             }
             for (k, w) in part.watched {
                 let e = self.w.watched.entry(k).or_default();
