@@ -72,7 +72,7 @@ impl Db {
             self.select(n);
             self.settle();
             let s = slot as usize;
-            let taken = std::mem::take(&mut self.sp.slots[s]);
+            let taken = self.sp.slots.take(s);
             let count = taken.table.len();
             let mut nodes = Vec::with_capacity(count);
             for i in taken.table.iter() {
