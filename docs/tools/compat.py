@@ -202,7 +202,21 @@ with 16 databases (`./runtest --host 127.0.0.1 --port P --single unit/... --tags
 | unit | result |
 |---|---|
 | unit/keyspace | 49 of 50 run pass; skipped: `DEL against expired key` (needs DEBUG set-active-expire), `COPY basic usage for stream`/`stream-cgroups` (no streams). The one failure, `MOVE basic usage` (`0 10 foobar 1`), comes from skipping the stream test that ends with FLUSHDB: redis-server 7.0.15 fails it the same way with the same skips |
-| unit/multi | the 28 tests before `MULTI and script timeout` pass (WATCH with SWAPDB, FLUSHDB, FLUSHALL, SELECT inside MULTI among them); that test's busy script (scripting) stopped the run; `needs:debug` and `needs:repl` tests are not run |
+| unit/multi | the 28 tests before `MULTI and script timeout` pass (WATCH with SWAPDB, FLUSHDB, FLUSHALL, SELECT inside MULTI among them); that test's busy script (scripting) stopped the run; `needs:debug` and `needs:repl` tests are not run. With the script-timeout tests skipped (`tests/tcl/run-units.sh`): 23 pass, 0 fail, then a stream test stops it |
+
+The scripting and pub/sub units, by `tests/tcl/run-units.sh` (a fresh two-shard node per
+unit, `--singledb`, tags `-needs:repl -needs:debug -needs:config-maxmemory`; the tests it
+skips are listed in it with the reason: streams, and the busy-script tests, whose
+harness connection may live on the thread running the script and would wait forever —
+see "BUSY and SCRIPT KILL" in docs/architecture.md):
+
+| unit | result |
+|---|---|
+| unit/pubsub (keyspace notifications included) | 28 pass, 0 fail, the whole unit. Timing-dependent: `PUBLISH/SUBSCRIBE after UNSUBSCRIBE without arguments` and its PUNSUBSCRIBE twin publish right after sending the UNSUBSCRIBE without reading a reply, so on two shards the PUBLISH may count the subscriber before its UNSUBSCRIBE ran (failed in one run of three) |
+| unit/pubsubshard | its tests are marked "not supported on external server" in 7.0.15: none run |
+| unit/tracking | 51 pass, 0 fail, the whole unit |
+| unit/functions | 77 pass, 3 fail, then stopped by `FUNCTION - function test name with quotes`. Fixed since that run (not re-run): the quoted shebang name and the two argument errors of FUNCTION RESTORE/FLUSH (tests/scripting.rs diffs them); still failing: `LIBRARIES - math.random from function load` (FUNCTION LOAD's environment has the math library, Redis's not); the tests after the stop have not run |
+| unit/scripting | 35 pass, 0 fail, then stopped by `EVAL - cmsgpack pack/unpack smoke test` (packing a 100,000-entry map runs out of Lua stack in the Rust cmsgpack) |
 """
 
 

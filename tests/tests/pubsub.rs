@@ -323,3 +323,66 @@ fn cluster_publish_and_shard_channels() {
         });
     }
 }
+
+/// CLIENT REPLY OFF/SKIP/ON silence a connection's replies but not its pub/sub
+/// confirmations and messages (Redis's `CLIENT_PUSHING`), in RESP2 and RESP3; RESET
+/// ends OFF. Keys on both shards, so some commands run under the other shard's lock.
+#[test]
+fn client_reply_silences_replies_not_messages() {
+    let redis = Server::redis(&[]);
+    let ferrokv = Server::ferrokv(&["--server-threads", "2"]);
+    for resp3 in [false, true] {
+        let mut got = Vec::new();
+        for server in [&redis, &ferrokv] {
+            let (mut c, mut p) = (server.conn(), server.conn());
+            let mut frames = Vec::new();
+            if resp3 {
+                c.send(&["HELLO", "3"]);
+            }
+            let mut batch = Vec::new();
+            for line in [
+                "SET a 1",
+                "SET b 1",
+                "CLIENT REPLY OFF",
+                "SET a 2",
+                "GET a",
+                "NOSUCH",
+                "CLIENT REPLY SKIP",
+                "CLIENT REPLY ON",
+                "CLIENT REPLY SKIP",
+                "GET a",
+                "GET b",
+                "CLIENT REPLY SKIP",
+                "CLIENT REPLY SKIP",
+                "GET a",
+                "CLIENT REPLY FOO",
+                "CLIENT REPLY",
+                "CLIENT REPLY OFF",
+                "SUBSCRIBE ch",
+            ] {
+                batch.extend(encode_command(&split(line)));
+            }
+            c.write_raw(&batch).expect("write");
+            loop {
+                let f = c.read_reply().expect("a reply");
+                let done = f.windows(9).any(|w| w == b"subscribe");
+                frames.push(f);
+                if done {
+                    break;
+                }
+            }
+            frames.push(p.send(&["PUBLISH", "ch", "hello"]));
+            frames.push(c.read_reply().expect("the message"));
+            let tail: &[&str] = if resp3 { &["CLIENT REPLY ON", "GET a", "RESET"] } else { &["RESET"] };
+            let mut batch = Vec::new();
+            for line in tail.iter().chain(&["GET b"]) {
+                batch.extend(encode_command(&split(line)));
+            }
+            batch.extend(encode_command(&["PING"]));
+            c.write_raw(&batch).expect("write");
+            frames.extend(c.until_pong());
+            got.push(frames.iter().map(|f| show(f)).collect::<Vec<_>>());
+        }
+        assert_eq!(got[1], got[0], "RESP{}", if resp3 { 3 } else { 2 });
+    }
+}

@@ -63,6 +63,7 @@ pub const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Client, "client|caching", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Client, "client|getredir", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Client, "client|trackinginfo", 2, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
+    srv(ServerCmd::Client, "client|reply", 3, &["noscript", "loading", "stale"], &["@slow", "@connection"]),
     srv(ServerCmd::Client, "client|help", 2, &["loading", "stale"], &["@slow", "@connection"]),
 ];
 

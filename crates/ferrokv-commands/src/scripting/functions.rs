@@ -37,7 +37,7 @@ pub struct Library {
 #[derive(Default)]
 struct Registry {
     libs: BTreeMap<String, Arc<Library>>,
-    /// Function name → library name.
+    /// Function name in lower case (Redis compares them ignoring case) → library name.
     functions: BTreeMap<String, String>,
 }
 
@@ -55,8 +55,8 @@ static VERSION: AtomicU64 = AtomicU64::new(1);
 /// The library and flags of function `name`.
 pub fn find(name: &str) -> Option<(Arc<Library>, FunctionInfo)> {
     let g = lock();
-    let lib = g.libs.get(g.functions.get(name)?)?.clone();
-    let f = lib.functions.iter().find(|f| f.name == name)?.clone();
+    let lib = g.libs.get(g.functions.get(&name.to_ascii_lowercase())?)?.clone();
+    let f = lib.functions.iter().find(|f| f.name.eq_ignore_ascii_case(name))?.clone();
     Some((lib, f))
 }
 
@@ -83,11 +83,12 @@ fn metadata(code: &[u8]) -> Result<(String, String), String> {
     let Some(end) = code.iter().position(|&b| b == b'\n') else {
         return Err("Invalid library metadata".into());
     };
-    let line = String::from_utf8_lossy(&code[..end]).into_owned();
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    if parts.is_empty() {
-        return Err("Invalid library metadata".into());
-    }
+    // Split as Redis's sdssplitargs does (`name="foo"` is `name=foo`).
+    let parts = match ferrokv_resp::inline::split_args(&code[..end]) {
+        Ok(p) if !p.is_empty() => p,
+        _ => return Err("Invalid library metadata".into()),
+    };
+    let parts: Vec<String> = parts.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
     let engine = parts[0][2..].to_string();
     let mut name = None;
     for p in &parts[1..] {
@@ -130,7 +131,7 @@ pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
     }
     let mut g = lock();
     for f in &functions {
-        if let Some(owner) = g.functions.get(&f.name) {
+        if let Some(owner) = g.functions.get(&f.name.to_ascii_lowercase()) {
             if *owner != name {
                 return Err(format!("Function {} already exists", f.name));
             }
@@ -138,11 +139,11 @@ pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
     }
     if let Some(old) = g.libs.remove(&name) {
         for f in &old.functions {
-            g.functions.remove(&f.name);
+            g.functions.remove(&f.name.to_ascii_lowercase());
         }
     }
     for f in &functions {
-        g.functions.insert(f.name.clone(), name.clone());
+        g.functions.insert(f.name.to_ascii_lowercase(), name.clone());
     }
     let lib = Library {
         name: name.clone(),
@@ -191,7 +192,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
     let caller_db = ctx.keys.selected();
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
-        match e.library_function(&lib, &name) {
+        match e.library_function(&lib, &info.name) {
             Ok(f) => e.run_function(ctx, &mut run, &f),
             Err(err) => ctx.out.error(&format!("ERR {err}")),
         }
@@ -239,7 +240,7 @@ pub fn function_delete(ctx: &mut Ctx, args: &Args) {
         return ctx.out.error("ERR Library not found");
     };
     for f in &lib.functions {
-        g.functions.remove(&f.name);
+        g.functions.remove(&f.name.to_ascii_lowercase());
     }
     drop(g);
     ctx.dirty += 1;
@@ -247,7 +248,20 @@ pub fn function_delete(ctx: &mut Ctx, args: &Args) {
 }
 
 /// FUNCTION FLUSH [ASYNC|SYNC]
+/// Redis's `addReplySubcommandSyntaxError`: the subcommand as typed, the command upper case.
+fn subcommand_syntax_error(ctx: &mut Ctx, args: &Args) {
+    let msg = format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&args.get(1)[..args.get(1).len().min(128)]),
+        String::from_utf8_lossy(args.get(0)).to_uppercase()
+    );
+    ctx.out.error(&msg)
+}
+
 pub fn function_flush(ctx: &mut Ctx, args: &Args) {
+    if args.len() > 3 {
+        return subcommand_syntax_error(ctx, args);
+    }
     let ok = args.len() == 2
         || (args.len() == 3
             && (args.get(2).eq_ignore_ascii_case(b"sync") || args.get(2).eq_ignore_ascii_case(b"async")));
@@ -387,7 +401,7 @@ pub fn function_restore(ctx: &mut Ctx, args: &Args) {
                     .error("ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.")
             }
         },
-        _ => return ctx.out.error("ERR syntax error"),
+        _ => return subcommand_syntax_error(ctx, args),
     };
     let Ok(body) = ferrokv_rdb::dump::verify(args.get(2)) else {
         return ctx.out.error("ERR DUMP payload version or checksum are wrong");

@@ -27,6 +27,9 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut 
         ServerCmd::Quit => {
             c.reply(|r| r.ok());
             c.closing = true;
+            // Gone for other clients at once, as Redis frees it right after the reply
+            // (a client redirecting its invalidations here hears tracking-redir-broken).
+            core.node.unregister_client(c.meta.id);
         }
         ServerCmd::Reset => reset(core, c, &mut held),
         ServerCmd::Select => select(core, c, args),
@@ -272,6 +275,7 @@ fn reset(core: &mut ShardCore, c: &mut Conn, held: &mut Held) {
     set_name(c, None);
     c.authed = core.requirepass.is_empty();
     c.select(0);
+    c.reply_mode = Default::default();
     c.reply(|r| r.simple("RESET"));
 }
 
@@ -316,7 +320,9 @@ const CLIENT_HELP: &[&str] = &[
         "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, USER <username>, SKIPME (YES|NO).",
         "LIST [options ...]",
         "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID <client-id> ...",
-        "SETNAME <name>",
+        "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
         "    Assign the name <name> to the current connection.",
         "HELP",
         "    Print this help.",
@@ -406,6 +412,21 @@ fn client(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut Held) {
         if eq_ic(v, "on") || eq_ic(v, "off") {
             c.meta.mem.no_evict.store(eq_ic(v, "on"), Ordering::Relaxed);
             c.reply(|r| r.ok());
+        } else {
+            c.error(ERR_SYNTAX);
+        }
+    } else if eq_ic(sub, "reply") {
+        // CLIENT REPLY ON|OFF|SKIP: only ON answers (OFF and SKIP are silenced already).
+        let v = args.get(2);
+        let m = &mut c.reply_mode;
+        if eq_ic(v, "on") {
+            *m = Default::default();
+            c.reply(|r| r.ok());
+        } else if eq_ic(v, "off") {
+            m.off = true;
+            m.silent = true;
+        } else if eq_ic(v, "skip") {
+            m.skip_next = !m.off;
         } else {
             c.error(ERR_SYNTAX);
         }

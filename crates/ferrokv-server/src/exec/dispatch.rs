@@ -349,10 +349,18 @@ impl ShardCore {
         if self.node.tracking.on() {
             self.limit_tracking(Some(c));
         }
+        let m = &mut c.reply_mode;
+        m.silent = m.off || m.skip;
         let flow = self.run_command_checked(c, args);
-        if c.tracking.is_some() && !matches!(flow, Flow::Stall) {
-            crate::tracking::after_command(c, args);
+        if !matches!(flow, Flow::Stall) {
+            if c.tracking.is_some() {
+                crate::tracking::after_command(c, args);
+            }
+            // Redis's resetClient: SKIP silences the command after CLIENT REPLY SKIP.
+            let m = &mut c.reply_mode;
+            m.skip = std::mem::take(&mut m.skip_next);
         }
+        c.reply_mode.silent = c.reply_mode.off;
         flow
     }
 

@@ -12,6 +12,22 @@ use std::sync::Arc;
 pub struct Pending {
     pub reply: Option<Vec<u8>>,
     pub after: Vec<u8>,
+    /// Sent while replies were silenced (CLIENT REPLY OFF/SKIP): its reply is dropped.
+    pub silent: bool,
+}
+
+/// CLIENT REPLY: whether the connection's replies are sent (pub/sub and tracking
+/// pushes always are, as Redis's `CLIENT_PUSHING` lets them through).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyMode {
+    /// CLIENT REPLY OFF until ON.
+    pub off: bool,
+    /// This command's reply is skipped (the one after CLIENT REPLY SKIP).
+    pub skip: bool,
+    /// CLIENT REPLY SKIP ran: the next command's reply is skipped.
+    pub skip_next: bool,
+    /// Replies written now are dropped (set for each command from the above).
+    pub silent: bool,
 }
 
 pub struct QueuedCommand {
@@ -135,6 +151,7 @@ pub struct Conn {
     pub subs_mem: usize,
     /// The selected database (SELECT): every command's keys are there.
     pub db: usize,
+    pub reply_mode: ReplyMode,
 }
 
 impl Conn {
@@ -182,6 +199,7 @@ impl Conn {
             tracking: None,
             subs_mem: 0,
             db: 0,
+            reply_mode: ReplyMode::default(),
         }
     }
 
@@ -256,6 +274,15 @@ impl Conn {
     /// nothing is pending, else behind the last pending reply.
     #[inline]
     pub fn reply<R>(&mut self, f: impl FnOnce(&mut ReplyBuf) -> R) -> R {
+        if self.reply_mode.silent {
+            return f(&mut ReplyBuf::new(self.proto));
+        }
+        self.push(f)
+    }
+
+    /// Writes a pub/sub or tracking message: sent even while CLIENT REPLY silences the
+    /// connection's replies.
+    pub fn push<R>(&mut self, f: impl FnOnce(&mut ReplyBuf) -> R) -> R {
         let (target, held) = match self.pending.back_mut() {
             Some(p) => (&mut p.after, true),
             None => (&mut self.out, false),
@@ -298,7 +325,7 @@ impl Conn {
 
     /// Reserves the reply slot of a forwarded command; returns its sequence number.
     pub fn push_pending(&mut self) -> u64 {
-        self.pending.push_back(Pending { reply: None, after: Vec::new() });
+        self.pending.push_back(Pending { reply: None, after: Vec::new(), silent: self.reply_mode.silent });
         self.front_seq + self.pending.len() as u64 - 1
     }
 
@@ -308,6 +335,7 @@ impl Conn {
         let Some(idx) = seq.checked_sub(self.front_seq) else { return };
         if let Some(p) = self.pending.get_mut(idx as usize) {
             if p.reply.is_none() {
+                let bytes = if p.silent { Vec::new() } else { bytes };
                 self.held_bytes += bytes.len();
                 p.reply = Some(bytes);
             }

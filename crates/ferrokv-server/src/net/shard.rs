@@ -557,6 +557,7 @@ impl Shard {
             return;
         }
         c.dead = true;
+        self.core.node.unregister_client(c.meta.id);
         if let Some(b) = c.take_blocked() {
             // Nobody may serve a client that is gone.
             b.waiter.claim();

@@ -272,7 +272,7 @@ pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched
 /// its output limit and must be closed.
 pub fn write_delivery(core: &mut ShardCore, c: &mut Conn, d: &Delivery) -> bool {
     let p = &d.publication;
-    c.reply(|r| {
+    c.push(|r| {
         match (&d.pattern, p.space) {
             (Some(pat), _) => {
                 r.push(4);
@@ -311,7 +311,7 @@ pub fn restricted_error(fullname: &str) -> String {
 }
 
 fn confirm(c: &mut Conn, kind: &[u8], channel: Option<&[u8]>, count: usize) {
-    c.reply(|r| {
+    c.push(|r| {
         r.push(3);
         r.bulk(kind);
         match channel {

@@ -334,7 +334,7 @@ impl ShardCore {
                     c.meta.tracking.fetch_or(META_BROKEN, Ordering::Relaxed);
                     if resp3 {
                         let id = t.redirect as i64;
-                        c.reply(|r| {
+                        c.push(|r| {
                             r.push(2);
                             r.bulk(b"tracking-redir-broken");
                             r.integer(id);
@@ -353,7 +353,7 @@ impl ShardCore {
             return;
         }
         if resp3 {
-            c.reply(|r| {
+            c.push(|r| {
                 r.push(2);
                 r.bulk(b"invalidate");
                 write_keys(r, keys.as_deref());
@@ -483,13 +483,13 @@ fn write_keys(r: &mut ferrokv_resp::ReplyBuf, keys: Option<&Vec<Vec<u8>>>) {
 /// `__redis__:invalidate` in RESP2 if it is subscribed to anything, else nothing.
 fn write_redirected(c: &mut Conn, keys: Option<&Vec<Vec<u8>>>, null_resp3: bool) {
     if c.proto == Proto::Resp3 {
-        c.reply(|r| {
+        c.push(|r| {
             r.push(2);
             r.bulk(b"invalidate");
             write_keys(r, keys);
         });
     } else if c.subs.is_some() {
-        c.reply(|r| {
+        c.push(|r| {
             r.push(3);
             r.bulk(b"message");
             r.bulk(b"__redis__:invalidate");
