@@ -112,16 +112,13 @@ impl Shard {
                 for r in b.take_released() {
                     self.core.send(r.from, Msg::Reply { token: r.token, seq: r.seq, bytes: r.bytes });
                 }
-                let delivered = b.take_delivered();
-                for (shard, channel, message) in &delivered {
+                for (shard, channel, message) in &b.take_delivered() {
                     let space = if *shard { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
                     crate::pubsub::publish(&mut self.core, space, channel, message);
                 }
-                if !delivered.is_empty() {
-                    self.deliver_pubsub();
-                }
             }
-            // BCAST invalidations of this iteration's changes, one message per prefix.
+            // BCAST invalidations of this iteration's changes, one message per prefix;
+            // then what was published here, by the bus's messages too, goes out.
             self.core.flush_bcast();
             self.deliver_pubsub();
             // Keys of slots this node lost: a batch per iteration.
