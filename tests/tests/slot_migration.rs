@@ -513,3 +513,71 @@ fn a_source_killed_midway_leaves_the_target_without_the_slots() {
         std::panic::catch_unwind(|| check_clean(&nodes[0])).is_ok()
     });
 }
+
+/// While a task imports slots, the target's KEYS, SCAN, RANDOMKEY, DBSIZE,
+/// COUNTKEYSINSLOT and GETKEYSINSLOT leave their keys out, as Redis 8.4 does (INFO
+/// keyspace counts them); once the slots are claimed, every key shows. The task is
+/// held before its write pause (DEBUG SLOT-MIGRATION-HOLD), keys copied.
+#[test]
+fn keys_being_imported_are_hidden_until_the_claim() {
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| {
+            let args = ["--cluster-node-timeout", "2000", "--save", "", "--enable-debug-command", "yes"];
+            Server::cluster_node(Kind::Ferrokv, &args)
+        })
+        .collect();
+    create_masters(&nodes);
+    let (src, dst) = (&nodes[0], &nodes[1]);
+    let moving = low_keys(200);
+    let mut s = src.conn();
+    for k in &moving {
+        assert_eq!(s.call(&["SET", k, k]), Reply::Simple(b"OK".to_vec()));
+    }
+    // The target's own keys: in its slots (5461..10922).
+    let own: Vec<String> = (0..)
+        .map(|i| format!("own:{i}"))
+        .filter(|k| (5461..=10922).contains(&key_slot(k.as_bytes())))
+        .take(30)
+        .collect();
+    let mut d = dst.conn();
+    for k in &own {
+        assert_eq!(d.call(&["SET", k, "x"]), Reply::Simple(b"OK".to_vec()));
+    }
+    assert_eq!(d.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "1"]), Reply::Simple(b"OK".to_vec()));
+    let id = match d.call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    wait_until("the snapshot is copied", Duration::from_secs(30), || status(dst, &id).contains("streaming"));
+    let info = text(dst, &["INFO", "keyspace"]);
+    assert!(info.contains(&format!("db0:keys={},", own.len() + moving.len())), "{info}");
+    assert_eq!(d.call(&["DBSIZE"]), Reply::Int(own.len() as i64));
+    let listed = show(&d.send(&["KEYS", "*"]));
+    assert!(moving.iter().all(|k| !listed.contains(&format!("\"{k}\""))), "{listed}");
+    assert_eq!(d.call(&["KEYS", "k:*"]), Reply::Array(Some(vec![])));
+    let mut cursor = "0".to_string();
+    loop {
+        let Reply::Array(Some(parts)) = d.call(&["SCAN", &cursor, "COUNT", "1000", "MATCH", "k:*"]) else { panic!() };
+        assert_eq!(parts[1], Reply::Array(Some(vec![])), "SCAN shows an importing key");
+        let Reply::Bulk(Some(next)) = &parts[0] else { panic!() };
+        cursor = String::from_utf8_lossy(next).into_owned();
+        if cursor == "0" {
+            break;
+        }
+    }
+    for _ in 0..20 {
+        let r = show(&d.send(&["RANDOMKEY"]));
+        assert!(r.contains("own:"), "{r}");
+    }
+    let slot = key_slot(moving[0].as_bytes()).to_string();
+    assert_eq!(d.call(&["CLUSTER", "COUNTKEYSINSLOT", &slot]), Reply::Int(0));
+    assert_eq!(d.call(&["CLUSTER", "GETKEYSINSLOT", &slot, "10"]), Reply::Array(Some(vec![])));
+    assert_eq!(d.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "0"]), Reply::Simple(b"OK".to_vec()));
+    wait_until("the task completes", Duration::from_secs(30), || status(dst, &id).contains("completed"));
+    assert_eq!(d.call(&["DBSIZE"]), Reply::Int((own.len() + moving.len()) as i64));
+    assert!(matches!(d.call(&["CLUSTER", "COUNTKEYSINSLOT", &slot]), Reply::Int(n) if n > 0));
+    // The source's copies are gone or hidden at once, whatever its trim has done.
+    wait_until("the source shows none of them", Duration::from_secs(20), || {
+        src.conn().call(&["DBSIZE"]) == Reply::Int(0)
+    });
+}

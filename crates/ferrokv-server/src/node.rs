@@ -391,6 +391,11 @@ impl Node {
             tracking: Default::default(),
         }));
         install_script_hooks(node);
+        if node.cluster.is_some() {
+            for s in 0..threads {
+                node.lock_db(s).set_hidden_slots(node.slot_migration.hidden.clone());
+            }
+        }
         node
     }
 

@@ -353,6 +353,8 @@ pub struct Db {
     /// Which tracking clients read which keys here, and what changes owe them (see
     /// [`crate::tracking`]).
     pub tracking: crate::tracking::Tracking,
+    /// Slots whose keys the keyspace-wide commands leave out (see [`Db::slot_hidden`]).
+    hidden: Option<std::sync::Arc<crate::slot::SlotSet>>,
 }
 
 /// How a keyspace treats keys whose expiry time is past, as Redis's `expireIfNeeded`
@@ -433,6 +435,7 @@ impl Db {
             snap_epoch: 0,
             capture: None,
             tracking: Default::default(),
+            hidden: None,
         }
     }
 
@@ -718,6 +721,35 @@ impl Db {
 
     pub fn slot_len(&self, slot: u16) -> usize {
         self.sp.slots[slot as usize].table.len()
+    }
+
+    /// Shares the set of slots whose keys are hidden from the commands that visit the
+    /// keyspace as a whole (KEYS, SCAN, RANDOMKEY, DBSIZE, CLUSTER COUNTKEYSINSLOT and
+    /// GETKEYSINSLOT): in cluster mode, slots a whole-slot migration is importing here
+    /// and slots this node lost whose keys are still being deleted, as Redis 8.4 hides
+    /// them. Lookups by key are routed by the cluster and never reach such keys.
+    pub fn set_hidden_slots(&mut self, set: std::sync::Arc<crate::slot::SlotSet>) {
+        self.hidden = Some(set);
+    }
+
+    /// Whether `slot`'s keys are hidden (see [`Db::set_hidden_slots`]).
+    #[inline]
+    pub fn slot_hidden(&self, slot: u16) -> bool {
+        self.hidden.as_ref().is_some_and(|h| h.contains(slot))
+    }
+
+    /// Whether some slot's keys are hidden.
+    #[inline]
+    pub fn any_hidden(&self) -> bool {
+        self.hidden.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    /// [`Db::len`] without the keys of hidden slots (DBSIZE).
+    pub fn visible_len(&self) -> usize {
+        match &self.hidden {
+            Some(h) if !h.is_empty() => self.sp.len - h.iter().map(|s| self.slot_len(s)).sum::<usize>(),
+            _ => self.sp.len,
+        }
     }
 
     /// Advances the LRU clock to `now_ms`. Lookups given a time do this themselves;

@@ -17,5 +17,5 @@ pub mod zset;
 
 pub use db::capture::{Captured, ChunkKind, DumpedKey, KeyChunk};
 pub use db::{Db, Entry, Expiry};
-pub use slot::{key_slot, SLOTS};
+pub use slot::{key_slot, SlotSet, SLOTS};
 pub use value::{StrBytes, Value};

@@ -6,6 +6,8 @@
 //! loop of the `crc16` crate, one dependent table load per byte, was 4-7% of the
 //! server's CPU at pipeline 16. The crate stays as the reference in the tests.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 pub const SLOTS: usize = 16384;
 
 /// XMODEM: polynomial 0x1021, initial value 0, no reflection.
@@ -68,6 +70,62 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hashed) & (SLOTS as u16 - 1)
 }
 
+/// A set of hash slots that one thread changes and every shard reads, lock-free: 256
+/// atomic words and a flag that says whether any bit is set, so the common empty case
+/// costs one load.
+pub struct SlotSet {
+    bits: Box<[AtomicU64]>,
+    any: AtomicBool,
+}
+
+impl Default for SlotSet {
+    fn default() -> Self {
+        SlotSet { bits: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(), any: AtomicBool::new(false) }
+    }
+}
+
+impl SlotSet {
+    /// Adds `slot` (the flag is raised before the bit, so a reader that sees the
+    /// bit also sees the flag).
+    pub fn insert(&self, slot: u16) {
+        self.any.store(true, Ordering::Release);
+        self.bits[slot as usize / 64].fetch_or(1 << (slot % 64), Ordering::AcqRel);
+    }
+
+    /// Removes `slot`; the flag drops once no bit is left.
+    pub fn remove(&self, slot: u16) {
+        self.bits[slot as usize / 64].fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
+        if self.bits.iter().all(|w| w.load(Ordering::Acquire) == 0) {
+            self.any.store(false, Ordering::Release);
+        }
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn contains(&self, slot: u16) -> bool {
+        !self.is_empty() && self.bits[slot as usize / 64].load(Ordering::Acquire) & (1 << (slot % 64)) != 0
+    }
+
+    /// The slots in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        let words = if self.is_empty() { &self.bits[..0] } else { &self.bits[..] };
+        words.iter().enumerate().flat_map(|(i, w)| {
+            let mut w = w.load(Ordering::Acquire);
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    (i * 64) as u16 + b as u16
+                })
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +141,23 @@ mod tests {
         assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+    }
+
+    #[test]
+    fn slot_set() {
+        let s = SlotSet::default();
+        assert!(s.is_empty() && !s.contains(5) && s.iter().next().is_none());
+        for slot in [16383, 5, 64, 63] {
+            s.insert(slot);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), [5, 63, 64, 16383]);
+        assert!(s.contains(64) && !s.contains(65));
+        for slot in [5, 63, 64] {
+            s.remove(slot);
+        }
+        assert!(!s.is_empty() && s.contains(16383));
+        s.remove(16383);
+        assert!(s.is_empty() && !s.contains(16383));
     }
 
     proptest! {

@@ -2,7 +2,8 @@
 //! behind `enable-debug-command` (no by default: refused with Redis's words; local:
 //! from loopback and Unix socket clients only).
 //!
-//! Implemented: HELP, SLEEP, SET-ACTIVE-EXPIRE, LOG, ERROR, CHANGE-REPL-ID. Redis's
+//! Implemented: HELP, SLEEP, SET-ACTIVE-EXPIRE, LOG, ERROR, CHANGE-REPL-ID, and
+//! ferrokv's SLOT-MIGRATION-HOLD (tests catch a whole-slot import midway). Redis's
 //! other subcommands (OBJECT, RELOAD, DIGEST, POPULATE, JMAP-like crash helpers...)
 //! answer that ferrokv does not support them; a name Redis does not know gets Redis's
 //! unknown-subcommand error.
@@ -86,6 +87,9 @@ const HELP: &[&str] = &[
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
     "    default.",
+    "SLOT-MIGRATION-HOLD <0|1>",
+    "    (ferrokv) 1 holds this node's whole-slot imports before their write pause,",
+    "    keys copied and slots not yet claimed; 0 lets them go on.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed. (ferrokv: stops the shard",
     "    thread that runs the command.)",
@@ -131,6 +135,10 @@ pub fn debug(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         }
         ("set-active-expire", 3) => {
             core.node.active_expire.store(atoi(args.get(2)) != 0, Ordering::Relaxed);
+            c.reply(|r| r.ok());
+        }
+        ("slot-migration-hold", 3) => {
+            core.node.slot_migration.hold.store(atoi(args.get(2)) != 0, Ordering::Relaxed);
             c.reply(|r| r.ok());
         }
         ("log", 3) => {

@@ -266,7 +266,10 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
             return Flow::Done;
         };
         let node = core.node;
-        let n = held.with_db(node, node.shard_of_slot(slot), |db| db.slot_len(slot)) as i64;
+        // Keys of a slot being imported or trimmed are not counted (Redis 8.4).
+        let n =
+            held.with_db(node, node.shard_of_slot(slot), |db| if db.slot_hidden(slot) { 0 } else { db.slot_len(slot) })
+                as i64;
         c.reply(|r| r.integer(n));
     } else if eq_ic(sub, "getkeysinslot") {
         arity!(argc == 4);
@@ -284,6 +287,7 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         let now = crate::node::unix_ms();
         let node = core.node;
         let keys: Vec<Vec<u8>> = held.with_db(node, node.shard_of_slot(slot), |db| {
+            let count = if db.slot_hidden(slot) { 0 } else { count };
             db.slot_keys(slot, now).take(count).map(|k| k.to_vec()).collect()
         });
         c.reply(|r| {

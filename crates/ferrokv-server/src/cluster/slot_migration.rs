@@ -99,6 +99,13 @@ pub struct SlotMigration {
     lost: Box<[AtomicU64]>,
     any_lost: AtomicBool,
     trim: TrimStats,
+    /// Slots whose keys KEYS, SCAN, RANDOMKEY, DBSIZE, COUNTKEYSINSLOT and
+    /// GETKEYSINSLOT leave out, as Redis 8.4 does: those a task here is importing (until
+    /// its claim, or its undo), and lost slots until their trim ends. Every shard's
+    /// keyspace shares it (`Db::set_hidden_slots`).
+    pub hidden: Arc<ferrokv_store::SlotSet>,
+    /// DEBUG SLOT-MIGRATION-HOLD: tasks wait before their write pause, streaming.
+    pub hold: AtomicBool,
 }
 
 /// Redis 8.4's trim counters (CLUSTER INFO `cluster_slot_migration_*trim*`): a trim
@@ -124,6 +131,8 @@ impl Default for SlotMigration {
             lost: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
             any_lost: AtomicBool::new(false),
             trim: TrimStats::default(),
+            hidden: Default::default(),
+            hold: AtomicBool::new(false),
         }
     }
 }
@@ -795,6 +804,9 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
             v
         };
         me.call(&local(b"IMPORTING", true))?;
+        for &s in &slots {
+            node.slot_migration.hidden.insert(s);
+        }
         set_state(&t, "snapshot");
         // Slots in groups: a round trip per group, not per slot.
         for group in slots.chunks(SLOTS_PER_BEGIN) {
@@ -822,6 +834,10 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
                 break;
             }
         }
+        while node.slot_migration.hold.load(Ordering::Relaxed) && !t.cancel.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+            delta(node, &mut src, id, &t)?;
+        }
         if t.cancel.load(Ordering::Acquire) {
             return Err("canceled".into());
         }
@@ -845,6 +861,11 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         let claim = me.call(&local(b"CLAIM", false));
         let t_claim = t0.elapsed();
         claimed = !matches!(&claim, Err(e) if e.starts_with("ERR"));
+        if claimed {
+            for &s in &slots {
+                node.slot_migration.hidden.remove(s);
+            }
+        }
         let Value::Int(epoch) = claim? else {
             return Err("bad CLAIM reply".into());
         };
@@ -1037,6 +1058,9 @@ fn undo(node: &Node, t: &Task, src_addr: &str, self_addr: &str, slots: &[u16]) {
     }
     for &s in slots {
         clear_slot(node, s);
+        if !node.slot_migration.slot_lost(s) {
+            node.slot_migration.hidden.remove(s);
+        }
     }
     let Ok(mut me) = Client::open(node, self_addr, true) else { return };
     let mut args: Vec<Vec<u8>> = vec![b"CLUSTER".to_vec(), b"MIGRATION-SYNC".to_vec(), t.id.clone().into_bytes()];
@@ -1076,6 +1100,7 @@ pub fn schedule_trim(node: &Node, slots: &[u16]) {
         let mut list = lock(&shard.trim);
         if !list.contains(&s) {
             list.push(s);
+            sm.hidden.insert(s);
             let keys = node.lock_db(node.shard_of_slot(s)).slot_len(s);
             sm.trim.started.fetch_add(1, Ordering::Relaxed);
             sm.trim.job_keys.fetch_add(keys as u64, Ordering::Relaxed);
@@ -1109,6 +1134,7 @@ pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
             break;
         }
         list.pop();
+        node.slot_migration.hidden.remove(slot);
         sh.trimming.store(!list.is_empty(), Ordering::Release);
         trim_job_done(node);
         budget = budget.saturating_sub(before.max(1));
@@ -1141,6 +1167,7 @@ pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
         if let Some(i) = list.iter().position(|&x| x == s) {
             while delete_batch(node, shard, s) != 0 {}
             list.swap_remove(i);
+            sm.hidden.remove(s);
             sh.trimming.store(!list.is_empty(), Ordering::Release);
             trim_job_done(node);
         }

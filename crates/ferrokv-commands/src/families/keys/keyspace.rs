@@ -18,7 +18,7 @@ use crate::util::*;
 use crate::Ctx;
 use ferrokv_resp::Args;
 use ferrokv_store::glob::glob_match;
-use ferrokv_store::SLOTS;
+use ferrokv_store::{key_slot, SLOTS};
 
 /// KEYS pattern
 ///
@@ -26,7 +26,20 @@ use ferrokv_store::SLOTS;
 pub fn keys(ctx: &mut Ctx, args: &Args) {
     let (pattern, now) = (args.get(1), ctx.now_ms);
     let mut found = Vec::new();
-    ctx.keys.each_db(&mut |db| db.keys_matching(pattern, now, &mut found));
+    ctx.keys.each_db(&mut |db| {
+        let from = found.len();
+        db.keys_matching(pattern, now, &mut found);
+        if db.any_hidden() {
+            let mut i = from;
+            while i < found.len() {
+                if db.slot_hidden(key_slot(&found[i])) {
+                    found.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    });
     ctx.out.array(found.len());
     for k in &found {
         ctx.out.bulk(k);
@@ -70,6 +83,10 @@ pub fn scan(ctx: &mut Ctx, args: &Args) {
     let mut slot = cursor.min(SLOTS as u64) as usize;
     while slot < SLOTS && visited < count {
         let db = ctx.keys.db_for_slot(slot as u16);
+        if db.slot_hidden(slot as u16) {
+            slot += 1;
+            continue;
+        }
         for (key, type_of) in db.slot_types(slot as u16, now) {
             visited += 1;
             if pattern.is_some_and(|p| !glob_match(p, key, false)) {
@@ -96,14 +113,17 @@ use crate::util::parse_scan_cursor as parse_cursor;
 /// RANDOMKEY
 ///
 /// A random live key, or null when there is none. Each key is about equally likely,
-/// whichever shard holds it.
+/// whichever shard holds it. Keys of hidden slots (see `Db::set_hidden_slots`) are
+/// drawn again; after many such draws in a row the first visible slot's first key is
+/// taken instead, so a keyspace that is mostly hidden does not make it loop long.
 pub fn randomkey(ctx: &mut Ctx, _args: &Args) {
     let now = ctx.now_ms;
+    let mut hidden_draws = 0;
     loop {
         let mut sizes = Vec::new();
         let mut roll = None;
         ctx.keys.each_db(&mut |db| {
-            sizes.push(db.len() as u64);
+            sizes.push(db.visible_len() as u64);
             roll.get_or_insert_with(|| db.random_u64());
         });
         let total: u64 = sizes.iter().sum();
@@ -124,18 +144,41 @@ pub fn randomkey(ctx: &mut Ctx, _args: &Args) {
             i += 1;
         });
         // `Some(None)`: that database held only expired keys, now deleted. Try again.
-        if let Some(Some(key)) = picked {
+        let Some(Some(key)) = picked else { continue };
+        let mut hidden = false;
+        ctx.keys.each_db(&mut |db| hidden |= db.slot_hidden(key_slot(&key)));
+        if !hidden {
             return ctx.out.bulk(&key);
+        }
+        hidden_draws += 1;
+        if hidden_draws == 64 {
+            return match first_visible_key(ctx) {
+                Some(key) => ctx.out.bulk(&key),
+                None => ctx.out.null(),
+            };
         }
     }
 }
 
+/// The first live key of the first slot that is not hidden, if any.
+fn first_visible_key(ctx: &mut Ctx) -> Option<Vec<u8>> {
+    let now = ctx.now_ms;
+    (0..SLOTS as u16).find_map(|slot| {
+        let db = ctx.keys.db_for_slot(slot);
+        if db.slot_hidden(slot) || db.slot_len(slot) == 0 {
+            return None;
+        }
+        db.slot_types(slot, now).next().map(|(k, _)| k.to_vec())
+    })
+}
+
 /// DBSIZE
 ///
-/// The number of keys, counting expired ones not yet deleted, as Redis does.
+/// The number of keys, counting expired ones not yet deleted, as Redis does (and, as
+/// Redis 8.4, not the keys of slots being imported or trimmed).
 pub fn dbsize(ctx: &mut Ctx, _args: &Args) {
     let mut n = 0;
-    ctx.keys.each_db(&mut |db| n += db.len());
+    ctx.keys.each_db(&mut |db| n += db.visible_len());
     ctx.out.integer(n as i64);
 }
 
@@ -351,6 +394,51 @@ mod tests {
         // Every key of the first non-empty slot, all of it: either "other" alone
         // (filtered out to nothing) or the 30 tagged keys.
         assert!(keys.is_empty() || keys.len() == 30, "{keys:?}");
+    }
+
+    /// Keys of hidden slots (being imported or trimmed) are left out by KEYS, SCAN,
+    /// RANDOMKEY and DBSIZE, on every shard, and come back when the slot is shown.
+    #[test]
+    fn hidden_slots_are_left_out() {
+        let mut t = TwoDbs::new();
+        let hidden = std::sync::Arc::new(ferrokv_store::SlotSet::default());
+        t.dbs.iter_mut().for_each(|d| d.set_hidden_slots(hidden.clone()));
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            assert_eq!(t.run(&["SET", k, "v"]), "+OK\r\n");
+        }
+        // Hide the slots of a quarter of the keys, on both halves of the keyspace.
+        let hide: BTreeSet<u16> = keys.iter().step_by(4).map(|k| key_slot(k.as_bytes())).collect();
+        assert!(hide.iter().any(|&s| s < 8192) && hide.iter().any(|&s| s >= 8192));
+        hide.iter().for_each(|&s| hidden.insert(s));
+        let visible: BTreeSet<String> =
+            keys.iter().filter(|k| !hide.contains(&key_slot(k.as_bytes()))).cloned().collect();
+        assert_eq!(t.run(&["DBSIZE"]), format!(":{}\r\n", visible.len()));
+        let listed: BTreeSet<String> = sorted_keys(&t.run(&["KEYS", "*"])).into_iter().collect();
+        assert_eq!(listed, visible);
+        let (mut cursor, mut scanned) = (0, BTreeSet::new());
+        loop {
+            let (next, keys) = parse_scan(&t.run(&["SCAN", &cursor.to_string(), "COUNT", "50"]));
+            scanned.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(scanned, visible);
+        for _ in 0..50 {
+            let r = t.run(&["RANDOMKEY"]);
+            let key = r.split("\r\n").nth(1).unwrap().to_string();
+            assert!(visible.contains(&key), "{key} is hidden");
+        }
+        // Only hidden keys left: RANDOMKEY answers null rather than loop.
+        for k in &visible {
+            t.run(&["DEL", k]);
+        }
+        assert_eq!(t.run(&["RANDOMKEY"]), "$-1\r\n");
+        assert_eq!(t.run(&["DBSIZE"]), ":0\r\n");
+        hide.iter().for_each(|&s| hidden.remove(s));
+        assert_eq!(t.run(&["DBSIZE"]), format!(":{}\r\n", keys.len() - visible.len()));
     }
 
     #[test]
