@@ -17,14 +17,17 @@
 #             vs redis.
 #   zipf      the same node with 1M keys filled: uniform vs zipf (s = 1.1), and
 #             100,000 keys under one hash tag, at P1 and P16 on redis-server and on two
-#             shards (core-ports when available), with each shard thread's share of the
-#             CPU (/proc/PID/task) and the expected share of each half of the slots.
+#             shards (core-ports when available) with the hot-slot balancer off and on
+#             (`shard-balance`, when available), with each shard thread's share of the
+#             CPU (/proc/PID/task), the slots each shard ends with and the expected
+#             share of each half of the slots. Each point runs --warm-up seconds
+#             unmeasured first (the balancer needs a second of load to act).
 #
 # Each figure lists the 1-minute load average before its runs: the machine is shared.
 #
 # Usage: benches/cluster-load.sh [--scenario cluster3|shards|zipf]... [--rounds N]
 #          [--seconds S] [--clients C] [--keys K] [--zipf-keys K] [--zipf-s S]
-#          [--paced-rate R] [--value-size B] [--node-threads T] [--no-build]
+#          [--paced-rate R] [--value-size B] [--node-threads T] [--warm-up S] [--no-build]
 #   --paced-rate R  requests/s of the skew scenario's open-loop rows (default 10000; 0: none)
 # Environment: FERROKV_SERVER, REDIS_SERVER, FERROKV_LOAD override the binaries.
 set -euo pipefail

@@ -63,6 +63,14 @@ class Servers:
         finally:
             self.stop()
 
+    def balance_supported(self):
+        """Whether this ferrokv-server has the hot-slot balancer (`shard-balance`)."""
+        pid, port = self.start("ferrokv", threads=1, cluster=False)
+        try:
+            return Conn(port).call("CONFIG", "GET", "shard-balance") not in ([], None)
+        finally:
+            self.stop()
+
     def free_run(self, n):
         """The first of n consecutive free ports."""
         while True:
@@ -81,7 +89,7 @@ class Servers:
                 self.taken |= extra
                 return base
 
-    def start(self, kind, threads=None, cores=None, cluster=True, core_ports=False):
+    def start(self, kind, threads=None, cores=None, cluster=True, core_ports=False, extra=()):
         port = free_port(self.taken)
         d = os.path.join(self.work, "%s-%d" % (kind, port))
         os.makedirs(d)
@@ -94,6 +102,7 @@ class Servers:
             args += ["--server-threads", str(threads)]
         if core_ports:
             args += ["--core-ports", str(self.free_run(threads))]
+        args += list(extra)
         if cores is not None:
             args = ["taskset", "-c", cores] + args
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -314,29 +323,41 @@ def skew_points(a):
 def scenario_zipf(a, servers, load):
     """Two shards, cluster client, 1M keys: uniform against zipf(s), and one hot hash
     tag; redis alongside."""
-    configs = [("redis-server", "redis", None, "0"), ("ferrokv 2 shards", "ferrokv", 2, "0,1")]
+    # ferrokv with and without the hot-slot balancer (`shard-balance`, when the build has
+    # it). Every point is run twice: first unmeasured for --warm-up seconds (the balancer
+    # measures a second, then moves slots; the servers' caches warm alike), then measured.
+    configs = [("redis-server", "redis", None, "0", ()), ("ferrokv 2 shards", "ferrokv", 2, "0,1", ())]
+    if servers.balance_supported():
+        configs[1] = ("ferrokv 2 shards, balancer off", "ferrokv", 2, "0,1", ("--shard-balance", "no"))
+        configs.append(("ferrokv 2 shards, balancer on", "ferrokv", 2, "0,1", ("--shard-balance", "yes")))
     res = {}
     core_ports = servers.core_ports_supported()
     for rnd in range(a.rounds):
-        for label, kind, threads, cores in (configs if rnd % 2 == 0 else configs[::-1]):
-            pid, port = servers.start(kind, threads=threads, cores=cores, core_ports=core_ports and threads == 2)
+        for label, kind, threads, cores, extra in (configs if rnd % 2 == 0 else configs[::-1]):
+            pid, port = servers.start(kind, threads=threads, cores=cores, core_ports=core_ports and threads == 2,
+                                      extra=extra)
             one_node_cluster(port)
             load.fill(port, a.zipf_keys, a.value_size)
             load.fill(port, HOT_TAG[-1], a.value_size, *HOT_TAG[:-2])
             for pl, point_args in skew_points(a):
                 for dist, dist_args in skew_dists(a):
-                    r = load.measure([pid], port, "--duration", a.seconds, "-c", a.clients, *point_args,
-                                     "-d", a.value_size, "--ratio", "1:1", "--cluster", *dist_args)
+                    run = ["-c", a.clients, *point_args, "-d", a.value_size, "--ratio", "1:1", "--cluster", *dist_args]
+                    if a.warm_up > 0:
+                        load.measure([pid], port, "--duration", a.warm_up, *run)
+                    r = load.measure([pid], port, "--duration", a.seconds, *run)
+                    if kind == "ferrokv":
+                        r["slots"] = shard_slots(port)
                     res.setdefault((label, dist, pl), []).append(r)
-                    print("zipf round %d %s %s %s: %.0f rps, %.2f CPU s/1M, shards %s, load %s" %
+                    print("zipf round %d %s %s %s: %.0f rps, %.2f CPU s/1M, shards %s, slots %s, load %s" %
                           (rnd + 1, label, dist, pl, r["rps"], cpu_per_m(r),
-                           {k: round(v, 2) for k, v in r["shard_cpu"].items()}, r["load"]), file=sys.stderr)
+                           {k: round(v, 2) for k, v in r["shard_cpu"].items()}, r.get("slots"), r["load"]),
+                          file=sys.stderr)
             servers.stop()
     lo, hi = zipf_shard_shares(a.zipf_keys, a.zipf_s)
     rows = []
     for pl, _ in skew_points(a):
         redis_u = med(res[("redis-server", "uniform", pl)], lambda r: r["rps"])
-        for label, _, _, _ in configs:
+        for label, _, _, _, _ in configs:
             for dist, _ in skew_dists(a):
                 rs = res[(label, dist, pl)]
                 rps = med(rs, lambda r: r["rps"])
@@ -345,8 +366,10 @@ def scenario_zipf(a, servers, load):
                     shares = [statistics.median(r["shard_cpu"][n] / max(sum(r["shard_cpu"].values()), 1e-9) for r in rs)
                               for n in sorted(rs[0]["shard_cpu"])]
                     shards = " / ".join("%.0f%%" % (100 * x) for x in shares)
+                slots = " / ".join(str(x) for x in rs[-1]["slots"]) if rs[-1].get("slots") else ""
                 rows.append([pl, label, dist, "%.0f" % rps, "%.2fx" % (rps / redis_u),
                              "%.3f" % med(rs, lambda r: r["latency_ms"]["p99"]), "%.2f" % med(rs, cpu_per_m), shards,
+                             slots,
                              "%.2f" % med(rs, gen_cpu_per_m),
                              ", ".join(r["load"].split()[0] for r in rs)])
     print_rows("One node, all slots, %d keys filled (%d B values); server on core 0 (two shards: 0-1%s), ferrokv-load on "
@@ -357,7 +380,20 @@ def scenario_zipf(a, servers, load):
                (a.zipf_keys, a.value_size, ", with core-ports" if core_ports else ", no core-ports", a.clients, a.zipf_s,
                 a.seconds, a.rounds, 100 * lo, 100 * hi),
                ["pipeline", "server", "keys", "rps", "vs redis uniform", "p99 ms", "server CPU s/1M",
-                "shard CPU split", "ferrokv-load CPU s/1M", "load avg (1 min) per run"], rows)
+                "shard CPU split", "slots per shard (last round)", "ferrokv-load CPU s/1M",
+                "load avg (1 min) per run"], rows)
+
+
+def shard_slots(port):
+    """Slots each shard owns (INFO shards' `slots`, when the build reports it)."""
+    info = Conn(port).call("INFO", "shards")
+    if isinstance(info, bytes):
+        info = info.decode()
+    out = []
+    for line in info.splitlines():
+        if line.startswith("shard") and "slots=" in line:
+            out.append(int(line.split("slots=")[1].split(",")[0]))
+    return out
 
 
 def main():
@@ -373,6 +409,7 @@ def main():
     ap.add_argument("--zipf-keys", type=int, default=1_000_000)
     ap.add_argument("--zipf-s", type=float, default=1.1)
     ap.add_argument("--paced-rate", type=int, default=10000)
+    ap.add_argument("--warm-up", type=float, default=3)
     ap.add_argument("--value-size", type=int, default=3)
     ap.add_argument("--node-threads", type=int, default=1)
     a = ap.parse_args()

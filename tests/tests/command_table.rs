@@ -17,7 +17,7 @@ use ferrokv_tests::Server;
 /// migration surface, the source-side command its task sends (ferrokv only), and Redis
 /// 8.2's CLUSTER SLOT-STATS.
 
-const NEWER: &[&str] = &["cluster|migration", "cluster|migration-sync", "cluster|slot-stats"];
+const NEWER: &[&str] = &["cluster|migration", "cluster|migration-sync", "cluster|slot-stats", "cluster|slot-core"];
 
 /// `COMMAND LIST` (or a filtered one) of ferrokv without the [`NEWER`] commands.
 fn ours_listed(c: &mut Conn, args: &[&str]) -> BTreeSet<Vec<u8>> {

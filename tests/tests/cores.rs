@@ -347,3 +347,171 @@ fn bad_core_ports_stop_start_up() {
         assert!(out.contains(words), "{args:?}: {out}");
     }
 }
+
+/// A key of tag `{tag}` for slot checks: the tag's slot.
+fn tag_slot(tag: &str) -> u16 {
+    key_slot(format!("{{{tag}}}").as_bytes())
+}
+
+/// Hands `slot` to `core` with CLUSTER SLOT-CORE.
+fn hand(c: &mut ferrokv_tests::Conn, slot: u16, core: usize) {
+    let (s, k) = (slot.to_string(), core.to_string());
+    assert_eq!(c.send(&["CLUSTER", "SLOT-CORE", &s, &k]), b"+OK\r\n");
+    assert_eq!(c.call(&["CLUSTER", "SLOT-CORE", &s]), Reply::Int(core as i64));
+}
+
+/// Hot slots between cores, by hand: a slot handed back and forth between the two
+/// shards of a standalone node while clients pipeline writes to it (through either
+/// shard, hop by lock and by forwarding), hold a WATCH on one of its keys, and block
+/// in BLPOP on another. Nothing is lost or reordered, the watch still sees (only) real
+/// changes, the blocked client is served from the slot's new shard, and the AOF,
+/// written across the handoffs, loads back to the same keyspace.
+#[test]
+fn a_slot_handed_between_cores_keeps_writes_watches_and_blocked_clients() {
+    let mut node = ferrokv_tests::Server::ferrokv(&["--server-threads", "2", "--appendonly", "yes", "--save", ""]);
+    let slot = tag_slot("hot");
+    let mut admin = node.conn();
+    let first = int(&admin.call(&["CLUSTER", "SLOT-CORE", &slot.to_string()])) as usize;
+    // Bad input: an honest error each.
+    assert!(admin.send(&["CLUSTER", "SLOT-CORE", "16384", "0"]).starts_with(b"-ERR Invalid"));
+    assert!(admin.send(&["CLUSTER", "SLOT-CORE", &slot.to_string(), "2"]).starts_with(b"-ERR Invalid core"));
+    assert!(admin.send(&["CLUSTER", "SLOT-CORE", &slot.to_string(), "x"]).starts_with(b"-ERR Invalid core"));
+    assert_eq!(admin.send(&["MULTI"]), b"+OK\r\n");
+    assert!(admin.send(&["CLUSTER", "SLOT-CORE", &slot.to_string(), "0"]).starts_with(b"-ERR Command not allowed"));
+    assert_eq!(admin.send(&["DISCARD"]), b"+OK\r\n");
+
+    for c in 0..4 {
+        assert_eq!(admin.send(&["SET", &format!("{{hot}}k{c}"), "v"]), b"+OK\r\n");
+        assert_eq!(admin.send(&["RPUSH", &format!("{{hot}}big{c}"), "a", "b", "c"]), b":3\r\n");
+    }
+    let mut watcher = node.conn();
+    assert_eq!(watcher.send(&["WATCH", "{hot}w"]), b"+OK\r\n");
+    let mut blocked = node.conn();
+    blocked.write_raw(b"*3\r\n$5\r\nBLPOP\r\n$9\r\n{hot}list\r\n$1\r\n0\r\n").expect("BLPOP");
+    // Until the node has registered the blocked client.
+    wait_until("the client blocks", Duration::from_secs(10), || {
+        text(&node, &["INFO", "clients"]).contains("blocked_clients:1")
+    });
+
+    const WRITERS: usize = 4;
+    const ROUNDS: usize = 40;
+    const PIPE: usize = 20;
+    for (round, mode) in ["lock", "forward"].into_iter().enumerate() {
+        let start = (round * ROUNDS * PIPE / 2) as i64;
+        assert_eq!(admin.send(&["CONFIG", "SET", "shard-hop", mode]), b"+OK\r\n");
+        let port = node.port();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let mut c = ferrokv_tests::Conn::connect(port).expect("connect");
+                    let key = format!("{{hot}}n{w}");
+                    let mut last = start;
+                    for _ in 0..ROUNDS {
+                        let cmds: Vec<Vec<&str>> = (0..PIPE)
+                            .map(|i| if i % 2 == 0 { vec!["INCR", &key] } else { vec!["GET", &key] })
+                            .collect();
+                        for (i, r) in c.pipeline(&cmds).iter().enumerate() {
+                            let r = String::from_utf8_lossy(r);
+                            // INCR answers one more than before, GET what INCR answered:
+                            // the connection's own order holds through every handoff.
+                            let n: i64 = if i % 2 == 0 {
+                                r.trim_start_matches(':').trim().parse().expect("INCR's integer")
+                            } else {
+                                r.lines().nth(1).expect("GET's bulk").parse().expect("a number")
+                            };
+                            if i % 2 == 0 {
+                                assert_eq!(n, last + 1, "INCR out of order ({mode})");
+                                last = n;
+                            } else {
+                                assert_eq!(n, last, "GET out of order ({mode})");
+                            }
+                        }
+                    }
+                    last
+                })
+            })
+            .collect();
+        let mut core = first;
+        let mut moves = 0;
+        while writers.iter().any(|w| !w.is_finished()) || moves < 2 {
+            core = 1 - core;
+            hand(&mut admin, slot, core);
+            moves += 1;
+        }
+        for w in writers {
+            assert_eq!(w.join().expect("writer"), start + (ROUNDS * PIPE / 2) as i64);
+        }
+    }
+    let total = (2 * ROUNDS * PIPE / 2).to_string();
+    for w in 0..WRITERS {
+        assert_eq!(admin.call(&["GET", &format!("{{hot}}n{w}")]), Reply::Bulk(Some(total.clone().into_bytes())));
+    }
+    for c in 0..4 {
+        assert_eq!(admin.call(&["LLEN", &format!("{{hot}}big{c}")]), Reply::Int(3));
+    }
+    // The watch moved with its key: nothing changed it, so EXEC runs...
+    assert_eq!(watcher.send(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(watcher.send(&["SET", "{hot}w", "mine"]), b"+QUEUED\r\n");
+    assert_eq!(watcher.send(&["EXEC"]), b"*1\r\n+OK\r\n");
+    // ...and a change on the slot's new shard aborts the next transaction.
+    assert_eq!(watcher.send(&["WATCH", "{hot}w"]), b"+OK\r\n");
+    let now = int(&admin.call(&["CLUSTER", "SLOT-CORE", &slot.to_string()])) as usize;
+    hand(&mut admin, slot, 1 - now);
+    assert_eq!(admin.send(&["SET", "{hot}w", "theirs"]), b"+OK\r\n");
+    assert_eq!(watcher.send(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(watcher.send(&["SET", "{hot}w", "mine"]), b"+QUEUED\r\n");
+    assert_eq!(watcher.send(&["EXEC"]), b"*-1\r\n");
+    // The blocked client waits on the slot's new shard and is served from there.
+    assert_eq!(admin.send(&["RPUSH", "{hot}list", "x"]), b":1\r\n");
+    assert_eq!(blocked.read_reply().expect("BLPOP's reply"), b"*2\r\n$9\r\n{hot}list\r\n$1\r\nx\r\n");
+    let stats = shard_stats(&node);
+    let moved: u64 = stats.iter().map(|s| s["handoffs_in"]).sum();
+    assert!(moved >= 5, "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s["slots"]).sum::<u64>(), 16384);
+    let dbsize = admin.call(&["DBSIZE"]);
+    // The AOF has every write in order across the handoffs: it loads back the same.
+    let before: Vec<Reply> = (0..WRITERS).map(|w| admin.call(&["GET", &format!("{{hot}}n{w}")])).collect();
+    drop((admin, watcher, blocked));
+    // A clean shutdown (the AOF is written through), then the same command again.
+    node.stop();
+    node.restart();
+    let mut c = node.conn();
+    assert_eq!(c.call(&["DBSIZE"]), dbsize);
+    let after: Vec<Reply> = (0..WRITERS).map(|w| c.call(&["GET", &format!("{{hot}}n{w}")])).collect();
+    assert_eq!(after, before);
+    assert_eq!(c.call(&["GET", "{hot}w"]), Reply::Bulk(Some(b"theirs".to_vec())));
+}
+
+/// In cluster mode a handed slot is advertised at its new core: the old core's port
+/// answers MOVED to the new one at once (from the node's own table), CLUSTER SLOTS and
+/// SHARDS follow, and a cluster client that follows the MOVED keeps working.
+#[test]
+fn a_cluster_client_follows_a_slot_to_its_new_core() {
+    let (node, ports) = two_core_node();
+    let mut admin = node.conn();
+    assert_eq!(admin.send(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), b"+OK\r\n");
+    wait_until("cluster_state:ok", Duration::from_secs(10), || ferrokv_tests::cluster::state_ok(&node));
+    let key = key_where("m:", |s| core_of(s) == 0);
+    let slot = key_slot(key.as_bytes());
+    let mut client = ferrokv_tests::cluster::ClusterClient::new(node.port());
+    assert_eq!(client.call(&[b"SET", key.as_bytes(), b"v1"]), Reply::Simple(b"OK".to_vec()));
+    assert_eq!(client.moved, 0);
+    hand(&mut admin, slot, 1);
+    let mut old = ferrokv_tests::Conn::connect(ports[0]).expect("core 0");
+    // (A node alone has not learnt its address from a peer: Redis then names none.)
+    let moved = String::from_utf8_lossy(&old.send(&["GET", &key])).into_owned();
+    assert!(moved.starts_with(&format!("-MOVED {slot} ")) && moved.ends_with(&format!(":{}\r\n", ports[1])), "{moved}");
+    assert_eq!(client.call(&[b"GET", key.as_bytes()]), Reply::Bulk(Some(b"v1".to_vec())));
+    assert_eq!(client.moved, 1);
+    // CLUSTER SLOTS and SHARDS follow with the bus's next tick.
+    wait_until("CLUSTER SLOTS names the new core", Duration::from_secs(10), || {
+        slots(node.port()).iter().any(|(a, b, p)| *a <= slot && slot <= *b && p[0] == ports[1])
+    });
+    assert_eq!(shards_ports(node.port())[&slot], ports[1]);
+    let mut fresh = ferrokv_tests::cluster::ClusterClient::new(node.port());
+    assert_eq!(fresh.call(&[b"SET", key.as_bytes(), b"v2"]), Reply::Simple(b"OK".to_vec()));
+    assert_eq!(fresh.moved, 0);
+    // The main port still serves it.
+    assert_eq!(admin.call(&["GET", &key]), Reply::Bulk(Some(b"v2".to_vec())));
+    check_clean(&node);
+}

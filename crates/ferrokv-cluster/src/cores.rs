@@ -29,6 +29,11 @@ impl CoreEndpoints {
         if ports.is_empty() {
             return CoreEndpoints::default();
         }
+        CoreEndpoints { ports, runs: Self::runs_of(core_of) }
+    }
+
+    /// A slot → core function as runs (see [`CoreEndpoints::runs`]).
+    pub fn runs_of(core_of: impl Fn(u16) -> usize) -> Vec<(u16, u8)> {
         let mut runs: Vec<(u16, u8)> = Vec::new();
         for slot in 0..SLOTS as u16 {
             let core = core_of(slot).min(u8::MAX as usize) as u8;
@@ -37,7 +42,7 @@ impl CoreEndpoints {
                 _ => runs.push((slot, core)),
             }
         }
-        CoreEndpoints { ports, runs }
+        runs
     }
 
     pub fn is_empty(&self) -> bool {

@@ -7,6 +7,12 @@
 //! `atoi`/`strtoull` do, an address without `@cport` means `port + 10000`, unknown `vars`
 //! skipped) and its refusals (fewer than 8 fields, bad IDs, slots out of range, unknown
 //! flags, no `myself`).
+//!
+//! ferrokv's own per-node data, the direct-to-core endpoints ([`crate::cores`]), rides
+//! in the `vars` line as `cores:<node id> <ports>/<runs>` pairs (ports `p0,p1,...`, runs
+//! `last:core,...`): redis-server skips unknown vars ("Skipping unknown cluster config
+//! variable"), and the node lines — what CLUSTER NODES shows and redis-cli parses — stay
+//! exactly Redis's.
 
 use crate::flags::NodeFlags;
 use crate::id::NodeId;
@@ -32,12 +38,17 @@ pub struct ConfNode {
     pub slots: Vec<(u16, u16)>,
     pub migrating: Vec<(u16, NodeId)>,
     pub importing: Vec<(u16, NodeId)>,
+    /// The node's core endpoints, from the `vars` line (empty: none kept).
+    pub cores: crate::cores::CoreEndpoints,
 }
 
 /// The parsed contents of nodes.conf.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NodesConf {
     pub nodes: Vec<ConfNode>,
+    /// Core endpoints kept for nodes (the `vars` line's `cores:<id>`), applied to the
+    /// node lines after parsing.
+    cores: Vec<(NodeId, crate::cores::CoreEndpoints)>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
 }
@@ -68,8 +79,35 @@ pub fn render(view: &ClusterView, current_epoch: u64, last_vote_epoch: u64) -> S
         out.push_str(&view.node_line(i));
         out.push('\n');
     }
-    out.push_str(&format!("vars currentEpoch {current_epoch} lastVoteEpoch {last_vote_epoch}\n"));
+    out.push_str(&format!("vars currentEpoch {current_epoch} lastVoteEpoch {last_vote_epoch}"));
+    for n in view.nodes.iter().filter(|n| !n.flags.intersects(NodeFlags::HANDSHAKE) && !n.cores.is_empty()) {
+        out.push_str(&format!(" cores:{} {}", n.id, encode_cores(&n.cores)));
+    }
+    out.push('\n');
     out
+}
+
+/// `p0,p1,.../last:core,last:core,...`
+fn encode_cores(c: &crate::cores::CoreEndpoints) -> String {
+    let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+    let runs: Vec<String> = c.runs.iter().map(|(last, core)| format!("{last}:{core}")).collect();
+    format!("{}/{}", ports.join(","), runs.join(","))
+}
+
+/// The inverse of [`encode_cores`]; None for anything malformed (then nothing is kept,
+/// as for a node that never sent its endpoints).
+fn decode_cores(s: &str) -> Option<crate::cores::CoreEndpoints> {
+    let (ports, runs) = s.split_once('/')?;
+    let ports = ports.split(',').map(|p| p.parse::<u16>().ok()).collect::<Option<Vec<_>>>()?;
+    let runs = runs
+        .split(',')
+        .map(|r| {
+            let (last, core) = r.split_once(':')?;
+            Some((last.parse::<u16>().ok()?, core.parse::<u8>().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let c = crate::cores::CoreEndpoints { ports, runs };
+    c.is_valid().then_some(c)
 }
 
 /// C's `atoi`: leading blanks, an optional sign, digits; anything else ends the number.
@@ -129,6 +167,10 @@ pub fn parse(text: &str) -> Result<NodesConf, NodesConfError> {
                     conf.current_epoch = strtoull(kv[1]);
                 } else if kv[0].eq_ignore_ascii_case("lastVoteEpoch") {
                     conf.last_vote_epoch = strtoull(kv[1]);
+                } else if let Some(id) = kv[0].strip_prefix("cores:") {
+                    if let (Some(id), Some(c)) = (NodeId::parse(id.as_bytes()), decode_cores(kv[1])) {
+                        conf.cores.push((id, c));
+                    }
                 }
             }
             continue;
@@ -176,6 +218,7 @@ pub fn parse(text: &str) -> Result<NodesConf, NodesConfError> {
             slots: Vec::new(),
             migrating: Vec::new(),
             importing: Vec::new(),
+            cores: Default::default(),
         };
         for arg in &argv[8..] {
             if let Some(inner) = arg.strip_prefix('[') {
@@ -212,6 +255,11 @@ pub fn parse(text: &str) -> Result<NodesConf, NodesConfError> {
     if !myself_seen {
         return Err(NodesConfError { line: 0, reason: "no node flagged myself".into() });
     }
+    for (id, c) in std::mem::take(&mut conf.cores) {
+        if let Some(n) = conf.nodes.iter_mut().find(|n| n.id == id) {
+            n.cores = c;
+        }
+    }
     Ok(conf)
 }
 
@@ -237,6 +285,9 @@ impl ClusterState {
                 n.port = c.port;
                 n.cport = c.cport;
                 n.hostname = c.hostname.clone();
+                // Until its first header says otherwise (this node's own come from its
+                // configuration, below).
+                n.cores = c.cores.clone();
                 n.flags.insert(c.flags);
                 if c.flags.intersects(NodeFlags::FAIL) {
                     n.fail_time = now_ms;
@@ -377,6 +428,32 @@ mod tests {
         );
         assert_eq!(lines[3], "vars currentEpoch 6 lastVoteEpoch 3");
         assert_eq!(parse(&text).unwrap().nodes.len(), 3);
+    }
+
+    #[test]
+    fn core_endpoints_round_trip_in_the_vars_line() {
+        // B advertises two cores; C (myself) takes its own from its configuration.
+        let text = format!(
+            "{B} 127.0.0.1:30002@31002 master - 0 0 2 connected 8192-16383\n\
+             {C} 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-8191\n\
+             vars currentEpoch 2 lastVoteEpoch 0 cores:{B} 40002,40003/9000:0,16383:1 cores:{A} 1/bad\n"
+        );
+        let mut cfg = ClusterConfig::new(30001, 1);
+        cfg.cores = crate::cores::CoreEndpoints::new(vec![40000, 40001], |s| (s >= 4096) as usize);
+        let st = ClusterState::load(cfg, &text, 0).unwrap();
+        let view = st.view();
+        let b = view.nodes.iter().find(|n| n.id.as_str() == B).unwrap();
+        assert_eq!(b.port_for(100), 40002);
+        assert_eq!(b.port_for(9001), 40003);
+        assert_eq!(view.me().port_for(100), 40000);
+        let again = st.nodes_conf();
+        // The node lines are Redis's; the vars line carries both nodes' endpoints.
+        assert!(again.lines().all(|l| !l.contains("cores:") || l.starts_with("vars ")));
+        let vars = again.lines().last().unwrap();
+        assert!(vars.starts_with("vars currentEpoch 2 lastVoteEpoch 0 "), "{vars}");
+        assert!(vars.contains(&format!("cores:{B} 40002,40003/9000:0,16383:1")), "{vars}");
+        assert!(vars.contains(&format!("cores:{C} 40000,40001/4095:0,16383:1")), "{vars}");
+        assert_eq!(parse(&again).unwrap().nodes.iter().find(|n| n.id.as_str() == B).unwrap().cores, b.cores);
     }
 
     #[test]

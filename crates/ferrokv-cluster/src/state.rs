@@ -209,6 +209,9 @@ pub enum Input {
     /// A client published here: PUBLISH goes to every node, SPUBLISH (`shard`) to the
     /// nodes of this node's shard (Redis's PUBLISH and PUBLISHSHARD messages).
     Publish { shard: bool, channel: Vec<u8>, message: Vec<u8> },
+    /// This node's slot → core table changed (a slot handed between its cores): the
+    /// runs of [`crate::cores::CoreEndpoints`]. Ignored when it advertises no cores.
+    SetCoreRuns(Vec<(u16, u8)>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -563,6 +566,13 @@ impl ClusterState {
             Input::Closed(link) => self.on_closed(link),
             Input::Message { link, msg } => self.process_packet(link, msg),
             Input::Publish { shard, channel, message } => self.send_publish(shard, channel, message),
+            Input::SetCoreRuns(runs) => {
+                if !self.cfg.cores.is_empty() {
+                    self.cfg.cores.runs = runs;
+                    let me = self.myself;
+                    self.node_mut(me).cores = self.cfg.cores.clone();
+                }
+            }
             Input::Command(cmd) => {
                 let reply = self.command(cmd);
                 self.before_sleep();

@@ -13,6 +13,8 @@ pub mod net;
 #[path = "net/shard.rs"]
 pub mod shard;
 // Execution and routing: the sans-IO shard core, cross-shard messages, blocked clients.
+#[path = "exec/balance.rs"]
+pub mod balance;
 #[path = "exec/blocking.rs"]
 pub mod blocking;
 #[path = "exec/dispatch.rs"]

@@ -15,7 +15,7 @@ use ferrokv_commands::{CommandSpec, ExecConfig};
 use ferrokv_runtime::Mailbox;
 use ferrokv_store::{Db, SLOTS};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -76,6 +76,11 @@ pub struct ShardShared {
     pub clients: crate::client_mem::ShardClients,
     /// Where this shard's traffic went (INFO shards): see [`Routing`].
     pub routing: Routing,
+    /// The load this shard's keyspace carries (the hot-slot balancer, INFO shards).
+    pub load: crate::balance::Load,
+    /// Slots handed to this shard and away from it (INFO shards).
+    pub handoffs_in: AtomicU64,
+    pub handoffs_out: AtomicU64,
     /// Keys and (key, client) entries in this keyspace's tracking table, published by
     /// whoever last changed it (INFO's tracking_total_keys/items).
     pub tracking_keys: AtomicU64,
@@ -198,7 +203,18 @@ impl ShardShared {
 
 pub struct Node {
     pub shards: Box<[ShardShared]>,
-    slot_shard: Box<[u16]>,
+    /// Slot → shard. Changed only by a slot handoff (`crate::balance`), which holds both
+    /// shards' keyspace locks while it stores: whoever locks a shard's keyspace and then
+    /// finds the slot still mapped to it knows the slot's keys are there (see
+    /// [`Node::lock_db_of_slot`]). A relaxed load elsewhere is a routing hint only.
+    slot_shard: Box<[AtomicU16]>,
+    /// Bumped by every slot handoff: a connection whose forwarded commands were routed
+    /// before a handoff waits for them before routing more (see `dispatch::route`).
+    pub route_epoch: AtomicU64,
+    /// A handoff changed the slot → shard table since the bus last advertised it.
+    pub cores_changed: AtomicBool,
+    /// Held by a slot handoff throughout (one at a time, see `set_shard_of_slot`).
+    pub handoff_lock: Mutex<()>,
     pub config: RwLock<Config>,
     /// Bumped on every CONFIG SET so shards refresh their copies.
     pub config_version: AtomicU64,
@@ -355,17 +371,23 @@ impl Node {
                 trimming: Default::default(),
                 slot_stats: Default::default(),
                 routing: Default::default(),
+                load: Default::default(),
+                handoffs_in: AtomicU64::new(0),
+                handoffs_out: AtomicU64::new(0),
                 clients: Default::default(),
                 tracking_keys: AtomicU64::new(0),
                 tracking_items: AtomicU64::new(0),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.
-        let slot_shard = (0..SLOTS).map(|s| initial_shard_of_slot(s as u16, threads) as u16).collect();
+        let slot_shard = (0..SLOTS).map(|s| AtomicU16::new(initial_shard_of_slot(s as u16, threads) as u16)).collect();
         let exec = cfg.exec_config();
         let node: &'static Node = Box::leak(Box::new(Node {
             shards,
             slot_shard,
+            route_epoch: AtomicU64::new(0),
+            cores_changed: AtomicBool::new(false),
+            handoff_lock: Mutex::new(()),
             config: RwLock::new(cfg),
             config_version: AtomicU64::new(0),
             exec_cfg: RwLock::new(exec),
@@ -401,7 +423,59 @@ impl Node {
 
     #[inline]
     pub fn shard_of_slot(&self, slot: u16) -> ShardId {
-        self.slot_shard[slot as usize] as ShardId
+        self.slot_shard[slot as usize].load(Ordering::Relaxed) as ShardId
+    }
+
+    /// Moves `slot` to `shard` in the table; only the handoff calls it, holding both
+    /// shards' keyspace locks.
+    ///
+    /// `route_epoch` is a sequence lock around the store (odd while it happens; the
+    /// handoffs are serialised by `handoff_lock`): [`Node::routed`] reads the table
+    /// and the epoch it belongs to consistently.
+    pub(crate) fn set_shard_of_slot(&self, slot: u16, shard: ShardId) {
+        self.route_epoch.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        self.slot_shard[slot as usize].store(shard as u16, Ordering::Relaxed);
+        self.route_epoch.fetch_add(1, Ordering::Release);
+        self.cores_changed.store(true, Ordering::Release);
+    }
+
+    /// Runs `route` (which reads the slot → shard table) and returns its result with
+    /// the handoff epoch the table was at: no handoff changed the table while `route`
+    /// read it. A connection compares it with the epoch of its forwarded commands.
+    #[inline]
+    pub fn routed<R>(&self, mut route: impl FnMut() -> R) -> (u64, R) {
+        loop {
+            let e1 = self.route_epoch.load(Ordering::Acquire);
+            if e1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let r = route();
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.route_epoch.load(Ordering::Relaxed) == e1 {
+                return (e1, r);
+            }
+        }
+    }
+
+    /// Locks the keyspace that owns `slot`: looked up, locked, and looked up again
+    /// under the lock (a handoff may have moved the slot in between; it cannot while
+    /// the lock is held).
+    pub fn lock_db_of_slot(&self, slot: u16) -> (ShardId, DbGuard<'_>) {
+        loop {
+            let s = self.shard_of_slot(slot);
+            let g = self.lock_db(s);
+            if self.shard_of_slot(slot) == s {
+                return (s, g);
+            }
+        }
+    }
+
+    /// Whether every key at `idx` of `args` still lives on a shard of `shards` (checked
+    /// under those shards' locks after routing by a table read before them).
+    pub fn keys_still_on(&self, args: &ferrokv_resp::Args, idx: &[usize], shards: &[ShardId]) -> bool {
+        self.shard_count() == 1 || idx.iter().all(|&i| shards.contains(&self.shard_of_key(args.get(i))))
     }
 
     #[inline]

@@ -28,8 +28,10 @@
 mod arena;
 pub mod capture;
 mod evict;
+mod handoff;
 mod snapshot;
 pub use evict::EvictBy;
+pub use handoff::SlotHandoff;
 pub use snapshot::SnapshotStart;
 
 use crate::glob::{glob_match, pattern_slot};

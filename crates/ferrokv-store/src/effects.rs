@@ -383,6 +383,10 @@ pub fn merge_ready(logs: &mut [VecDeque<Part>], out: &mut Vec<Unit>) -> Result<(
 /// `SELECT`, as Redis's `feedAppendOnlyFile`/`replicationFeedSlaves` write it.
 pub fn write_units(units: &[Unit], out: &mut Vec<u8>, db: &mut usize) {
     for u in units {
+        // An empty unit only orders shards' logs (a slot handed between shards).
+        if u.count == 0 {
+            continue;
+        }
         if u.db != *db {
             write_select(out, u.db);
             *db = u.db;
@@ -408,7 +412,7 @@ pub fn write_select(out: &mut Vec<u8>, db: usize) {
 pub fn to_commands(units: &[Unit]) -> Vec<Argv> {
     let mut out = Vec::new();
     let mut db = 0;
-    for u in units {
+    for u in units.iter().filter(|u| u.count > 0) {
         if u.db != db {
             out.push(vec![b"SELECT".to_vec(), u.db.to_string().into_bytes()]);
             db = u.db;

@@ -134,6 +134,26 @@ impl Tracking {
         self.prefixes = prefixes;
     }
 
+    /// Removes and returns the entries of the keys of `slot` (the slot moves to another
+    /// shard's keyspace, see `Db::take_slot`).
+    pub fn take_slot(&mut self, slot: u16) -> Vec<(Box<[u8]>, Vec<Reader>)> {
+        if self.table.is_empty() {
+            return Vec::new();
+        }
+        let out: Vec<_> = self.table.extract_if(|k, _| crate::slot::key_slot(k) == slot).collect();
+        self.items -= out.iter().map(|(_, r)| r.len()).sum::<usize>();
+        out
+    }
+
+    /// Adds entries taken from another keyspace with [`Tracking::take_slot`].
+    pub fn put_slot(&mut self, entries: Vec<(Box<[u8]>, Vec<Reader>)>) {
+        for (k, readers) in entries {
+            for r in readers {
+                self.remember(&k, r);
+            }
+        }
+    }
+
     /// Keys in the table (INFO's `tracking_total_keys`).
     pub fn keys(&self) -> usize {
         self.table.len()

@@ -136,6 +136,9 @@ pub const CLUSTER_SUBCOMMANDS: &[CommandSpec] = &[
     srv(ServerCmd::Cluster, "cluster|migration-sync", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     // Redis 8.2 / Valkey 8 (not in 7.0.15's table).
     srv(ServerCmd::Cluster, "cluster|slot-stats", -4, CLUSTER_FLAGS, CLUSTER_ACL),
+    // ferrokv's own: which core of this node serves a slot, or hand it to another
+    // core (the hot-slot balancer's handoff, by hand); standalone mode too.
+    srv(ServerCmd::Cluster, "cluster|slot-core", -3, &["admin", "stale", "noscript", "no_multi"], CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|meet", -4, CLUSTER_ADMIN_FLAGS, CLUSTER_ADMIN_ACL),
     srv(ServerCmd::Cluster, "cluster|myid", 2, CLUSTER_FLAGS, CLUSTER_ACL),
     srv(ServerCmd::Cluster, "cluster|nodes", 2, CLUSTER_FLAGS, CLUSTER_ACL),

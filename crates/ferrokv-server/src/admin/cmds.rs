@@ -1187,9 +1187,8 @@ fn watch(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> Flo
         if c.watched.iter().any(|w| w.key == k) {
             continue;
         }
-        let shard = core.node.shard_of_key(k);
         let dbi = c.db;
-        let (version, existed) = held.with_db(core.node, shard, |db| {
+        let (shard, (version, existed)) = held.with_db_of_key(core.node, k, |db| {
             let was = db.selected();
             db.select(dbi);
             let r = (db.watch(k), db.get(k, now).is_some());
@@ -1219,19 +1218,26 @@ fn exec(core: &mut ShardCore, c: &mut Conn) -> Flow {
     if c.inflight() > 0 {
         return Flow::Stall;
     }
-    let shards = core.shards_of_transaction(c);
     let node = core.node;
-    // A server command inside the transaction may read any shard's keyspace
-    // (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT...): lock them all, so it reads
-    // through the held locks and never locks one again (see `Held`).
-    let shards = if c.multi().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server(_)))) {
-        (0..node.shard_count()).collect()
-    } else {
-        shards
+    let mut ks = loop {
+        let shards = core.shards_of_transaction(c);
+        // A server command inside the transaction may read any shard's keyspace
+        // (CLUSTER COUNTKEYSINSLOT, GETKEYSINSLOT, SETSLOT...): lock them all, so it reads
+        // through the held locks and never locks one again (see `Held`).
+        let shards = if c.multi().is_some_and(|m| m.queued.iter().any(|q| matches!(q.spec.handler, Handler::Server(_))))
+        {
+            (0..node.shard_count()).collect()
+        } else {
+            shards
+        };
+        let ks = MultiDb::lock(node, &shards);
+        // A slot handoff between routing and locking: route again.
+        if core.shards_of_transaction(c).iter().all(|s| shards.contains(s)) {
+            break ks;
+        }
     };
-    let mut ks = MultiDb::lock(node, &shards);
     let now = core.now_ms;
-    let intact = c.watched.iter().all(|w| match ks.db_of_shard(w.shard) {
+    let intact = c.watched.iter().all(|w| match ks.db_of_shard(node.shard_of_key(&w.key)) {
         Some(db) => {
             db.select(w.db);
             db.watch_version(&w.key) == w.version && !(w.existed && db.get(&w.key, now).is_none())

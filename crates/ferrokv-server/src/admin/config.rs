@@ -85,6 +85,12 @@ pub struct Config {
     /// `shard-hop`: `forward` a command whose keys live on another shard to it, or run
     /// it here under that shard's `lock`.
     pub shard_hop: String,
+    /// `shard-balance`: hand hot slots from a busier shard to a less busy one
+    /// (`crate::balance`).
+    pub shard_balance: bool,
+    /// `shard-balance-threshold`: the load gap, in percent of the busier shard's, at
+    /// which the balancer moves slots.
+    pub shard_balance_threshold: u64,
     pub cluster_announce_bus_port: u64,
     pub cluster_require_full_coverage: bool,
     pub cluster_allow_reads_when_down: bool,
@@ -236,6 +242,8 @@ impl Default for Config {
             core_ports: String::new(),
             cluster_announce_core_ports: String::new(),
             shard_hop: "lock".into(),
+            shard_balance: false,
+            shard_balance_threshold: 20,
             cluster_announce_bus_port: 0,
             cluster_require_full_coverage: true,
             cluster_allow_reads_when_down: false,
@@ -381,6 +389,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt!("pidfile", Kind::Str, false, pidfile, str),
     opt!("server-threads", Kind::Int { min: 0, max: 1024 }, false, server_threads, int),
     opt!("shard-hop", Kind::Enum(&["forward", "lock"]), true, shard_hop, str),
+    opt!("shard-balance", Kind::Bool, true, shard_balance, bool),
+    opt!("shard-balance-threshold", Kind::Int { min: 1, max: 100 }, true, shard_balance_threshold, int),
     opt!("maxclients", Kind::Int { min: 1, max: i64::MAX }, true, maxclients, int),
     opt!("timeout", Kind::Int { min: 0, max: i64::MAX }, true, timeout, int),
     opt!("tcp-keepalive", Kind::Int { min: 0, max: i64::MAX }, true, tcp_keepalive, int),

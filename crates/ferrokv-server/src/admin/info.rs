@@ -323,13 +323,17 @@ fn keyspace(node: &Node, o: &mut String) {
 /// `forwarded=0` everywhere.
 fn shards(node: &Node, o: &mut String) {
     let ports = crate::config::core_port_list(&node.config().core_ports, node.shard_count()).unwrap_or_default();
+    let mut slots = vec![0u32; node.shard_count()];
+    for slot in 0..ferrokv_store::SLOTS as u16 {
+        slots[node.shard_of_slot(slot)] += 1;
+    }
     o.push_str("# Shards\r\n");
     for (i, s) in node.shards.iter().enumerate() {
         let r = &s.routing;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let _ = write!(
             o,
-            "shard{i}:core_port={},connected_clients={},core_port_clients={},commands={},core_port_commands={},local={},forwarded={},locked={},received={},multi={}\r\n",
+            "shard{i}:core_port={},connected_clients={},core_port_clients={},commands={},core_port_commands={},local={},forwarded={},locked={},received={},multi={},slots={},load_usec={},handoffs_in={},handoffs_out={}\r\n",
             ports.get(i).copied().unwrap_or(0),
             get(&s.connected_clients),
             get(&r.core_port_clients),
@@ -340,6 +344,10 @@ fn shards(node: &Node, o: &mut String) {
             get(&r.locked),
             get(&r.received),
             get(&r.multi),
+            slots[i],
+            (get(&s.load.cycles) as f64 / crate::node::cycles_per_us()) as u64,
+            get(&s.handoffs_in),
+            get(&s.handoffs_out),
         );
     }
 }

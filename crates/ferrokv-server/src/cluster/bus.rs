@@ -282,6 +282,13 @@ impl Bus {
         }
     }
 
+    /// Advertises this node's slot → core table anew (after a slot handoff between
+    /// its cores): CLUSTER SLOTS/SHARDS here and, through the next headers, elsewhere.
+    pub fn set_core_table(self: &Rc<Self>, core_of: impl Fn(u16) -> usize) {
+        let runs = ferrokv_cluster::CoreEndpoints::runs_of(core_of);
+        self.feed(Input::SetCoreRuns(runs));
+    }
+
     /// Feeds one input to the state machine and carries out what it asks.
     fn feed(self: &Rc<Self>, input: Input) -> Option<Result<Reply, String>> {
         let outputs = {

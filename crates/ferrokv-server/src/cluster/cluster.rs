@@ -106,8 +106,14 @@ impl ShardCore {
             // core), so it gets MOVED there and updates it, as for a slot moved to
             // another node. The endpoint differs from this core's, so it cannot loop.
             // The main port serves every slot of the node (forwarding).
-            if c.core_port && self.node.shard_of_slot(slot) != self.id && n.cores.port_of(slot).is_some() {
-                return Err(format!("MOVED {slot} {}", view.endpoint(n, slot)));
+            // The core is this node's own table's (not the published view's, which
+            // follows a slot handoff a moment later): the MOVED names the core that
+            // serves the slot now, never this one.
+            let core = self.node.shard_of_slot(slot);
+            if c.core_port && core != self.id {
+                if let Some(port) = n.cores.ports.get(core) {
+                    return Err(format!("MOVED {slot} {}:{port}", n.ip));
+                }
             }
             return Ok(());
         }
@@ -184,7 +190,7 @@ impl ShardCore {
         let mut present = 0;
         for &i in &idx {
             let k = args.get(i);
-            if self.node.lock_db(self.node.shard_of_key(k)).contains(k, now) {
+            if self.node.lock_db_of_slot(key_slot(k)).1.contains(k, now) {
                 present += 1;
             }
         }
@@ -236,6 +242,10 @@ pub fn from_script(node: &crate::node::Node, args: &Args, r: &mut ferrokv_resp::
 /// CLUSTER <subcommand> [args]
 pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held: Held) -> crate::dispatch::Flow {
     use crate::dispatch::Flow;
+    if eq_ic(args.get(1), "slot-core") {
+        slot_core(core, c, args, &held);
+        return Flow::Done;
+    }
     if core.node.cluster.is_none() {
         c.error("ERR This instance has cluster support disabled");
         return Flow::Done;
@@ -268,8 +278,7 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         let node = core.node;
         // Keys of a slot being imported or trimmed are not counted (Redis 8.4).
         let n =
-            held.with_db(node, node.shard_of_slot(slot), |db| if db.slot_hidden(slot) { 0 } else { db.slot_len(slot) })
-                as i64;
+            held.with_db_of_slot(node, slot, |db| if db.slot_hidden(slot) { 0 } else { db.slot_len(slot) }).1 as i64;
         c.reply(|r| r.integer(n));
     } else if eq_ic(sub, "getkeysinslot") {
         arity!(argc == 4);
@@ -286,7 +295,7 @@ pub fn cluster_command(core: &mut ShardCore, c: &mut Conn, args: &Args, mut held
         };
         let now = crate::node::unix_ms();
         let node = core.node;
-        let keys: Vec<Vec<u8>> = held.with_db(node, node.shard_of_slot(slot), |db| {
+        let (_, keys): (_, Vec<Vec<u8>>) = held.with_db_of_slot(node, slot, |db| {
             let count = if db.slot_hidden(slot) { 0 } else { count };
             db.slot_keys(slot, now).take(count).map(|k| k.to_vec()).collect()
         });
@@ -465,7 +474,7 @@ fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Op
         }
         let node = core.node;
         let keys_in_slot = ferrokv_cluster::parse_slot(&rest[0])
-            .map_or(0, |s| held.with_db(node, node.shard_of_slot(s), |db| db.slot_len(s)) as u64);
+            .map_or(0, |s| held.with_db_of_slot(node, s, |db| db.slot_len(s)).1 as u64);
         Command::SetSlot { args: rest, keys_in_slot }
     } else if eq_ic(sub, "replicate") {
         if n != 1 {
@@ -511,4 +520,36 @@ fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Op
         return None;
     };
     Some(Ok(cmd))
+}
+
+/// `CLUSTER SLOT-CORE <slot> [<core>]` (ferrokv's own, in standalone mode too): the
+/// core (shard) of this node that serves `slot`, or hand the slot to `core` (the
+/// balancer's handoff, see `crate::balance`); replies OK once it is there.
+fn slot_core(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) {
+    if args.len() > 4 {
+        c.error("ERR wrong number of arguments for 'cluster|slot-core' command");
+        return;
+    }
+    let Some(slot) = ferrokv_cluster::parse_slot(args.get(2)) else {
+        c.error("ERR Invalid or out of range slot");
+        return;
+    };
+    if args.len() == 3 {
+        let s = core.node.shard_of_slot(slot) as i64;
+        c.reply(|r| r.integer(s));
+        return;
+    }
+    let Some(to) = std::str::from_utf8(args.get(3)).ok().and_then(|s| s.parse::<usize>().ok()) else {
+        c.error("ERR Invalid core");
+        return;
+    };
+    if !matches!(held, Held::Nothing) {
+        // Inside EXEC every lock is held already.
+        c.error("ERR CLUSTER SLOT-CORE is not allowed inside a transaction");
+        return;
+    }
+    match crate::balance::move_slot(core.node, slot, to, None) {
+        Ok(_) => c.reply(|r| r.ok()),
+        Err(e) => c.error(&e),
+    }
 }

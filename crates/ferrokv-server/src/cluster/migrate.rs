@@ -163,7 +163,7 @@ pub fn migrate(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) -> 
     let node = core.node;
     let (now, compress) = (core.now_ms, core.exec_cfg.rdb_compression);
     let items = {
-        let mut ks = MultiDb::lock(node, &shards_of(node, keys.iter()));
+        let mut ks = lock_keys(node, &keys.iter().collect::<Vec<_>>());
         ks.select(c.db);
         keys.iter()
             .filter_map(|k| {
@@ -222,6 +222,18 @@ fn shards_of<'k>(node: &Node, keys: impl Iterator<Item = &'k Vec<u8>>) -> Vec<Sh
     s
 }
 
+/// The keyspaces of `keys`, locked, looked up again under the locks (a slot handoff
+/// between the lookup and the locks routes again).
+fn lock_keys<'k>(node: &'static Node, keys: &[&'k Vec<u8>]) -> MultiDb<'static> {
+    loop {
+        let shards = shards_of(node, keys.iter().copied());
+        let ks = MultiDb::lock(node, &shards);
+        if keys.iter().all(|k| shards.contains(&node.shard_of_key(k))) {
+            return ks;
+        }
+    }
+}
+
 /// On the home shard, when a round came back: delete what moved, re-send what changed,
 /// or answer the client (see the module docs).
 pub fn finish(core: &mut ShardCore, done: Done, conns: &mut ConnTable, touched: &mut Vec<usize>) {
@@ -229,7 +241,7 @@ pub fn finish(core: &mut ShardCore, done: Done, conns: &mut ConnTable, touched: 
     let node = core.node;
     let now = core.now_ms;
     let compress = core.exec_cfg.rdb_compression;
-    let mut ks = MultiDb::lock(node, &shards_of(node, job.items.iter().map(|i| &i.key)));
+    let mut ks = lock_keys(node, &job.items.iter().map(|i| &i.key).collect::<Vec<_>>());
     ks.select(job.source_db);
     let (mut moved, mut changed) = (Vec::new(), Vec::new());
     for (item, ok) in job.items.iter().zip(&acked) {

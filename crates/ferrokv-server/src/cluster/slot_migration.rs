@@ -190,6 +190,15 @@ impl SlotMigration {
         lock(&self.export).as_ref().is_some_and(|e| e.paused[slot as usize / 64] & (1 << (slot % 64)) != 0)
     }
 
+    /// Whether a whole-slot migration (an export or an import) is running, or `slot`
+    /// is one this node lost and still trims: a slot handoff between this node's cores
+    /// then waits (both walk slots of one shard's keyspace).
+    pub fn blocks_handoff(&self, slot: u16) -> bool {
+        self.exporting.load(Ordering::Acquire)
+            || lock(&self.tasks).iter().any(|t| lock(&t.progress).end_ms == 0)
+            || self.slot_lost(slot)
+    }
+
     /// Whether some slot is marked lost (then [`slot_lost`](Self::slot_lost) is worth asking).
     #[inline]
     pub fn has_lost(&self) -> bool {

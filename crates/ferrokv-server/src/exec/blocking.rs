@@ -174,6 +174,22 @@ impl Waiters {
         }
     }
 
+    /// Removes and returns the registrations on keys of `slot` (a slot handoff; the
+    /// keyspace's blocked counts move with its keys, see `Db::take_slot`).
+    pub fn take_slot(&mut self, slot: u16) -> Vec<((usize, Vec<u8>), VecDeque<Arc<Waiter>>)> {
+        if self.by_key.is_empty() {
+            return Vec::new();
+        }
+        self.by_key.extract_if(|(_, k), _| ferrokv_store::key_slot(k) == slot).collect()
+    }
+
+    /// Adds registrations taken from another shard with [`Waiters::take_slot`].
+    pub fn put_slot(&mut self, regs: Vec<((usize, Vec<u8>), VecDeque<Arc<Waiter>>)>) {
+        for (id, q) in regs {
+            self.by_key.entry(id).or_default().extend(q);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.values().map(|q| q.len()).sum()
     }

@@ -54,6 +54,10 @@ pub struct ShardCore {
     /// `shard-hop lock`: a single-shard command whose keys live on another shard runs
     /// on this thread under that shard's lock instead of being forwarded.
     hop_lock: bool,
+    /// `shard-balance`: the keyspace load is counted per slot for the balancer.
+    balance: bool,
+    /// The balancer's state (shard 0 runs it).
+    pub balancer: crate::balance::Balancer,
     /// Shards (a bit each, below 64) whose keyspace this thread ran a command in under
     /// `shard-hop lock` since the last loop step: their effects logs are drained by this
     /// thread's step too (`aof::shard_step`).
@@ -140,6 +144,8 @@ impl ShardCore {
             replica_serve_stale_data: true,
             slot_stats: false,
             hop_lock: false,
+            balance: false,
+            balancer: Default::default(),
             wrote_elsewhere: 0,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
@@ -181,6 +187,7 @@ impl ShardCore {
         self.output_limits = crate::client_mem::ClassLimits::from_config(&cfg);
         self.client_evict_limit = crate::client_mem::eviction_limit(&cfg);
         self.hop_lock = cfg.shard_hop == "lock";
+        self.balance = cfg.shard_balance && self.node.shard_count() > 1;
         ferrokv_commands::scripting::running::set_busy_threshold_ms(cfg.busy_reply_threshold);
         let m = &mut self.mem;
         m.maxmemory = cfg.maxmemory;
@@ -608,6 +615,14 @@ impl ShardCore {
         }
     }
 
+    /// The load of `shard`'s keyspace (INFO shards; per slot for the balancer). Called
+    /// under that keyspace's lock.
+    #[inline]
+    fn record_load(&self, shard: ShardId, spec: &CommandSpec, args: &Args, cycles: u64) {
+        let slot = if self.balance { crate::slot_migration::write_slot(spec, args) } else { None };
+        self.node.shards[shard].load.add(cycles, slot);
+    }
+
     /// Counts a command a script ran (`redis.call`), as Redis's `call()` counts it.
     #[cold]
     fn record_nested(&self, n: &ferrokv_commands::scripting::call::NestedCall) {
@@ -662,6 +677,7 @@ impl ShardCore {
     /// `self.shard_set`. Commands over the whole keyspace get every shard.
     fn shards_of(&mut self, spec: &CommandSpec, args: &Args) {
         self.shard_set.clear();
+        self.key_idx.clear();
         if self.node.shard_count() == 1 {
             // One shard owns every slot: no need to hash the keys to route them.
             self.shard_set.push(0);
@@ -692,8 +708,19 @@ impl ShardCore {
         if spec.has(Flags::NO_MANDATORY_KEYS) && c.inflight() > 0 {
             return Flow::Stall;
         }
-        self.shards_of(spec, args);
         let node = self.node;
+        let epoch = if node.shard_count() == 1 {
+            self.shards_of(spec, args);
+            0
+        } else {
+            node.routed(|| self.shards_of(spec, args)).0
+        };
+        // A slot handoff since this connection's forwarded commands were routed: they
+        // may be on their way to the slot's new shard; wait for them, or this one could
+        // overtake them there.
+        if c.inflight() > 0 && c.route_epoch != epoch {
+            return Flow::Stall;
+        }
         if self.shard_set.len() == 1 {
             let target = self.shard_set[0];
             if target == self.id && spec.has(Flags::NO_MANDATORY_KEYS) {
@@ -716,6 +743,11 @@ impl ShardCore {
                 }
                 let now = self.now_ms;
                 let mut db = node.lock_db(target);
+                if !node.keys_still_on(args, &self.key_idx, &[target]) {
+                    // A slot handoff moved them meanwhile: route again.
+                    drop(db);
+                    return self.route(c, spec, id, args);
+                }
                 db.select(c.db);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
                     drop(db);
@@ -736,8 +768,10 @@ impl ShardCore {
                     let start = out.buf.len();
                     let t0 = cycles();
                     let r = run_unit(&mut SingleDb(&mut db), spec, args, env, out);
-                    self.record_data(id, cycles().wrapping_sub(t0), &r, out);
-                    self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len() - start);
+                    let dt = cycles().wrapping_sub(t0);
+                    self.record_data(id, dt, &r, out);
+                    self.record_slot(spec, args, dt, out.buf.len() - start);
+                    self.record_load(target, spec, args, dt);
                     self.traced(client, args, &out.buf[start..], r.blocked != Blocked::Served, false, false);
                     r
                 });
@@ -777,6 +811,7 @@ impl ShardCore {
                     _ => None,
                 };
                 crate::node::bump(&node.shards[self.id].routing.forwarded);
+                c.route_epoch = epoch;
                 let m = Msg::Exec {
                     from: self.id,
                     token: c.token,
@@ -800,6 +835,10 @@ impl ShardCore {
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
+        if !node.keys_still_on(args, &self.key_idx, &self.shard_set) {
+            drop(ks);
+            return self.route(c, spec, id, args);
+        }
         ks.select(c.db);
         let caller = crate::tracking::caller(c, self.id);
         let env = Env {
@@ -846,6 +885,10 @@ impl ShardCore {
     fn run_script_here(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
         let node = self.node;
         let mut ks = MultiDb::lock(node, &[self.id]);
+        if !node.keys_still_on(args, &self.key_idx, &[self.id]) {
+            drop(ks);
+            return self.route(c, spec, id, args);
+        }
         ks.select(c.db);
         if let Some(db) = ks.db_of_shard(self.id) {
             if let Some(e) = self.migrating_refusal(spec, args, db) {
@@ -1044,9 +1087,14 @@ impl ShardCore {
     pub fn retry_blocked(&mut self, c: &mut Conn) -> Option<Vec<u8>> {
         let w = c.blocked()?.waiter.clone();
         let args = w.args.args();
-        self.shards_of(w.spec, &args);
         let node = self.node;
-        let mut ks = MultiDb::lock(node, &self.shard_set);
+        let mut ks = loop {
+            self.shards_of(w.spec, &args);
+            let ks = MultiDb::lock(node, &self.shard_set);
+            if node.keys_still_on(&args, &self.key_idx, &self.shard_set) {
+                break ks;
+            }
+        };
         ks.select(w.db);
         if !w.claim() {
             return None;
@@ -1104,6 +1152,14 @@ impl ShardCore {
         crate::node::bump(&node.shards[self.id].routing.received);
         let mut out = ReplyBuf::new(proto);
         let mut db = node.lock_db(self.id);
+        if node.shard_count() > 1 {
+            spec.key_indexes(args, &mut self.key_idx);
+            if !node.keys_still_on(args, &self.key_idx, &[self.id]) {
+                // A slot handoff moved its keys since the home shard routed it.
+                drop(db);
+                return self.rerouted_forward(spec, id, args, proto, from, token, seq, dbi, waiter, caller);
+            }
+        }
         db.select(dbi);
         if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
             // A key moved away since the home shard routed the command (see there).
@@ -1138,8 +1194,10 @@ impl ShardCore {
             self.settle_tracking_to(self.id, &mut db, &mut own);
             r
         };
-        self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
-        self.record_slot(spec, args, cycles().wrapping_sub(t0), out.buf.len());
+        let dt = cycles().wrapping_sub(t0);
+        self.record_data(id, dt, &r, &out);
+        self.record_slot(spec, args, dt, out.buf.len());
+        self.record_load(self.id, spec, args, dt);
         self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
         if !r.events.is_empty() {
             self.publish_events(std::mem::take(&mut r.events), dbi);
@@ -1160,6 +1218,77 @@ impl ShardCore {
         reply
     }
 
+    /// A forwarded command whose keys a slot handoff moved away after its home shard
+    /// routed it: on to their new shard when they are all on one (the lane from here
+    /// is FIFO, so what the connection forwarded after it follows it there), or run
+    /// here under the locks of the shards they now span (only standalone multi-key
+    /// commands can be split so). Returns the reply when it ran here.
+    #[allow(clippy::too_many_arguments)] // the fields of Msg::Exec
+    #[cold]
+    fn rerouted_forward(
+        &mut self,
+        spec: &'static CommandSpec,
+        id: CommandId,
+        args: &Args,
+        proto: Proto,
+        from: ShardId,
+        token: u64,
+        seq: u64,
+        dbi: usize,
+        waiter: Option<Arc<Waiter>>,
+        caller: ferrokv_commands::exec::Caller,
+    ) -> Option<Vec<u8>> {
+        let node = self.node;
+        loop {
+            self.shards_of(spec, args);
+            if self.shard_set.len() == 1 && self.shard_set[0] != self.id {
+                let to = self.shard_set[0];
+                let args = args.to_owned_args();
+                self.send(to, Msg::Exec { from, token, seq, db: dbi, proto, spec, id, args, waiter, caller });
+                return None;
+            }
+            let shards = self.shard_set.clone();
+            let mut ks = MultiDb::lock(node, &shards);
+            if !node.keys_still_on(args, &self.key_idx, &shards) {
+                continue;
+            }
+            ks.select(dbi);
+            let env = Env {
+                cfg: &self.exec_cfg,
+                now_ms: self.now_ms,
+                may_block: waiter.is_some(),
+                track_keys: false,
+                notify: self.notify,
+                caller,
+            };
+            let mut out = ReplyBuf::new(proto);
+            let t0 = cycles();
+            let mut r = run_unit(&mut ks, spec, args, env, &mut out);
+            self.record_data(id, cycles().wrapping_sub(t0), &r, &out);
+            self.traced((from, token), args, &out.buf, r.blocked != Blocked::Served, false, false);
+            if !r.events.is_empty() {
+                self.publish_events(std::mem::take(&mut r.events), dbi);
+            }
+            let mut own = crate::tracking::Own::Forwarded { home: from, token, caller, out: &mut out };
+            self.settle_tracking_all_to(&mut ks, &mut own);
+            let reply = match (r.blocked, waiter) {
+                (Blocked::Wait { timeout_ms }, Some(w)) => {
+                    for k in &w.keys {
+                        let s = node.shard_of_key(k);
+                        if let Some(db) = ks.db_of_shard(s) {
+                            node.lock_waiters(s).register(db, k, &w);
+                        }
+                    }
+                    self.send(from, Msg::Blocked { token, seq, timeout_ms });
+                    None
+                }
+                _ => Some(out.buf),
+            };
+            self.after_multi(&mut ks);
+            return reply;
+        }
+    }
+
     /// The shards a set of queued commands and watched keys touch (for EXEC).
     pub fn shards_of_transaction(&mut self, c: &Conn) -> Vec<ShardId> {
         let mut all = Vec::new();
@@ -1171,7 +1300,8 @@ impl ShardCore {
                 }
             }
         }
-        all.extend(c.watched.iter().map(|w| w.shard));
+        // A watched key's shard is where it is now (a slot handoff moves its version).
+        all.extend(c.watched.iter().map(|w| self.node.shard_of_key(&w.key)));
         all.sort_unstable();
         all.dedup();
         all
@@ -1180,7 +1310,7 @@ impl ShardCore {
     /// Forgets this connection's WATCHes.
     pub fn release_watches(&mut self, c: &mut Conn) {
         for w in c.watched.drain(..) {
-            let mut db = self.node.lock_db(w.shard);
+            let (_, mut db) = self.node.lock_db_of_slot(ferrokv_store::key_slot(&w.key));
             db.select(w.db);
             db.unwatch(&w.key);
         }
@@ -1426,6 +1556,27 @@ impl Held<'_, '_> {
             },
             Held::Nothing => f(&mut node.lock_db(shard)),
         }
+    }
+
+    /// [`Held::with_db`] on the keyspace owning `slot` (looked up again under the lock
+    /// a slot handoff would need); returns that shard too.
+    pub fn with_db_of_slot<R>(&mut self, node: &Node, slot: u16, f: impl FnOnce(&mut Db) -> R) -> (ShardId, R) {
+        match self {
+            Held::Exec(_) => {
+                // EXEC holds every lock: no handoff can run.
+                let s = node.shard_of_slot(slot);
+                (s, self.with_db(node, s, f))
+            }
+            Held::Nothing => {
+                let (s, mut db) = node.lock_db_of_slot(slot);
+                (s, f(&mut db))
+            }
+        }
+    }
+
+    /// [`Held::with_db_of_slot`] for `key`'s slot.
+    pub fn with_db_of_key<R>(&mut self, node: &Node, key: &[u8], f: impl FnOnce(&mut Db) -> R) -> (ShardId, R) {
+        self.with_db_of_slot(node, ferrokv_store::key_slot(key), f)
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Conn {
     pub mode: Mode,
     /// Parsing stops until the reply of this command arrives (CLUSTER changes).
     pub barrier: Option<u64>,
+    /// `Node::route_epoch` when this connection last forwarded a command (see
+    /// `dispatch::route`: after a slot handoff it waits for those first).
+    pub route_epoch: u64,
     /// ASKING was sent: the next command may run on an importing slot.
     pub asking: bool,
     /// READONLY: reads of slots served by this replica's master are allowed.
@@ -179,6 +182,7 @@ impl Conn {
             dead: false,
             mode: Mode::Normal,
             barrier: None,
+            route_epoch: 0,
             asking: false,
             core_port: false,
             readonly: false,

@@ -707,6 +707,19 @@ impl Shard {
         // time proc), so the node gets under the limit even when no command comes.
         self.core.evict_in_background();
         if self.core.id == 0 {
+            let node = self.core.node;
+            let (on, threshold) = {
+                let cfg = node.config();
+                (cfg.shard_balance, cfg.shard_balance_threshold)
+            };
+            if on && node.shard_count() > 1 {
+                self.core.balancer.round(node, 1000, threshold);
+            }
+            if node.cores_changed.swap(false, Ordering::AcqRel) {
+                if let Some(b) = &self.bus {
+                    b.set_core_table(|s| node.shard_of_slot(s));
+                }
+            }
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);
             crate::repl::cron(&mut self.core);

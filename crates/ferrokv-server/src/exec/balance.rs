@@ -1,0 +1,250 @@
+//! Hot slots between cores: the load each shard's keyspace carries, the handoff of a
+//! slot from one shard to another of the same node, and the balancer that decides
+//! which slots to hand over (`shard-balance`). Design and the rules that keep a
+//! connection's order, transactions, blocked clients and the effects stream intact:
+//! docs/architecture.md, "Hot slots between cores".
+//!
+//! # The handoff
+//! [`move_slot`] locks both shards' keyspaces (ascending order, as every multi-shard
+//! path), checks that nothing walks the slot (a snapshot, a whole-slot migration, a
+//! legacy MIGRATING/IMPORTING state), moves the slot's keys, WATCH versions, blocked
+//! clients' registrations and tracking entries (`Db::take_slot`/`put_slot`), logs an
+//! empty two-shard unit in both effects logs (so the AOF/replication merge orders
+//! every earlier record of the slot before every later one), stores the new owner in
+//! the node's slot → shard table and bumps `Node::route_epoch`, then unlocks.
+//!
+//! Everyone who routes by the table re-reads it under the lock they took
+//! (`Node::lock_db_of_slot`, `Node::keys_still_on`), so a command never runs against a
+//! keyspace that no longer owns its keys; a forwarded command that arrives at the old
+//! owner goes on to the new one; a connection with forwarded commands in flight routed
+//! before a handoff waits for their replies before routing the next, so its commands
+//! still execute in order.
+
+use crate::node::{Node, ShardId};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The load carried by one shard's keyspace: time spent running single-shard commands
+/// on its keys, by whichever thread ran them (the owning shard, a thread under
+/// `shard-hop lock`, a forwarded command's receiver). Written under that keyspace's lock.
+#[derive(Default)]
+pub struct Load {
+    /// Cycles ([`crate::node::cycles`]) since start (INFO shards' `load_usec`).
+    pub cycles: AtomicU64,
+    /// Per slot, commands since the balancer last looked (only while `shard-balance` is
+    /// on). Commands, not their execution time: with direct-to-core routing a request
+    /// costs its core the read, parse and reply around the command, several times the
+    /// command itself for small keys (docs/benchmarks.md), and that follows the slot.
+    slots: OnceLock<Box<[AtomicU64]>>,
+}
+
+impl Load {
+    /// Adds one command's time; `slot` when the balancer wants it per slot.
+    #[inline]
+    pub fn add(&self, cycles: u64, slot: Option<u16>) {
+        crate::node::add(&self.cycles, cycles);
+        if let Some(s) = slot {
+            let t = self.slots.get_or_init(|| (0..ferrokv_store::SLOTS).map(|_| AtomicU64::new(0)).collect());
+            crate::node::bump(&t[s as usize]);
+        }
+    }
+
+    /// Takes the per-slot counts since the last call into `into` (added).
+    fn take_slots(&self, into: &mut [u64]) {
+        if let Some(t) = self.slots.get() {
+            for (i, c) in t.iter().enumerate() {
+                let v = c.swap(0, Ordering::Relaxed);
+                into[i] += v;
+            }
+        }
+    }
+}
+
+/// Slots with more keys than this stay where they are when the balancer decides (a
+/// handoff stops both shards for ~1.5 µs a key here).
+pub const BALANCE_MAX_KEYS: usize = 10_000;
+
+/// Hands `slot` to shard `to`. Returns how many keys moved, or why it could not
+/// (`max_keys`: refuse a slot holding more keys in database 0).
+pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -> Result<usize, String> {
+    if to >= node.shard_count() {
+        return Err(format!("ERR Invalid core {to}: the node has {} cores", node.shard_count()));
+    }
+    if node.slot_migration.blocks_handoff(slot) {
+        return Err("ERR a slot migration is in progress".into());
+    }
+    if let Some(c) = node.cluster.as_ref() {
+        let view = c.view();
+        if view.migrating_to(slot).is_some() || view.importing_from(slot).is_some() {
+            return Err("ERR the slot is migrating or importing".into());
+        }
+    }
+    let _one_at_a_time = node.handoff_lock.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let from = node.shard_of_slot(slot);
+        if from == to {
+            return Ok(0);
+        }
+        let mut pair = [from, to];
+        pair.sort_unstable();
+        let mut guards = node.lock_dbs(&pair);
+        if node.shard_of_slot(slot) != from {
+            continue; // moved meanwhile: decide again
+        }
+        let (lo, hi) = guards.split_at_mut(1);
+        let (src, dst) = if from < to { (&mut lo[0].1, &mut hi[0].1) } else { (&mut hi[0].1, &mut lo[0].1) };
+        if let Some(why) = src.handoff_blocker().or(dst.handoff_blocker()) {
+            return Err(format!("ERR {why}"));
+        }
+        if max_keys.is_some_and(|m| src.slot_len(slot) > m) {
+            return Err("ERR the slot holds too many keys".into());
+        }
+        let h = src.take_slot(slot);
+        let keys = h.keys();
+        dst.put_slot(h);
+        // Blocked clients' registrations follow their keys (waiters after keyspaces,
+        // in ascending order, as everywhere).
+        {
+            let mut w0 = node.lock_waiters(pair[0]);
+            let mut w1 = node.lock_waiters(pair[1]);
+            let (wsrc, wdst) = if from < to { (&mut *w0, &mut *w1) } else { (&mut *w1, &mut *w0) };
+            wdst.put_slot(wsrc.take_slot(slot));
+        }
+        order_effects(node, &mut guards);
+        node.set_shard_of_slot(slot, to);
+        for (s, db) in guards.iter() {
+            node.shards[*s].publish(db);
+        }
+        crate::node::bump(&node.shards[to].handoffs_in);
+        crate::node::bump(&node.shards[from].handoffs_out);
+        return Ok(keys);
+    }
+}
+
+/// An empty unit holding both shards (see the module docs): the merge of the shards'
+/// effects logs puts what each logged before it ahead of what either logs after.
+fn order_effects(node: &Node, guards: &mut [(ShardId, crate::node::DbGuard<'_>)]) {
+    use ferrokv_store::effects::{MultiTag, Part, Unit};
+    if !guards.iter().all(|g| g.1.effects_on()) {
+        return;
+    }
+    let id = node.next_unit_id.fetch_add(1, Ordering::Relaxed);
+    let shards: Box<[u16]> = guards.iter().map(|g| g.0 as u16).collect();
+    let mut first = true;
+    for (_, db) in guards.iter_mut() {
+        let Some(log) = db.effects() else { continue };
+        if std::mem::take(&mut first) {
+            let mut u = Unit::new(&[], Some(MultiTag { id, shards: shards.clone() }));
+            u.atomic = true;
+            log.push(Part::Unit(u));
+        } else {
+            log.push(Part::Joined { id });
+        }
+    }
+}
+
+/// The balancer's memory between rounds (kept by shard 0).
+#[derive(Default)]
+pub struct Balancer {
+    last: Option<std::time::Instant>,
+    window: Vec<u64>,
+    /// Slots moved since start.
+    pub moved: u64,
+}
+
+/// How many slots one round may move at most (each holds two keyspace locks).
+const MOVES_PER_ROUND: usize = 64;
+
+impl Balancer {
+    /// One round, every `interval_ms`: measures each shard's keyspace load (commands)
+    /// over the window and hands slots from the most to the least loaded shard when the gap
+    /// exceeds `threshold_pct` of the most loaded one's. Returns the slots moved.
+    pub fn round(&mut self, node: &Node, interval_ms: u64, threshold_pct: u64) -> usize {
+        let now = std::time::Instant::now();
+        let Some(last) = self.last else {
+            self.last = Some(now);
+            self.collect(node);
+            return 0;
+        };
+        let elapsed = now.duration_since(last);
+        if elapsed.as_millis() < interval_ms as u128 {
+            return 0;
+        }
+        self.last = Some(now);
+        self.collect(node);
+        let n = node.shard_count();
+        let mut per_shard = vec![0u64; n];
+        for (slot, &l) in self.window.iter().enumerate() {
+            per_shard[node.shard_of_slot(slot as u16)] += l;
+        }
+        let Some((hot, &hot_load)) = per_shard.iter().enumerate().max_by_key(|(_, l)| **l) else { return 0 };
+        let Some((cold, &cold_load)) = per_shard.iter().enumerate().min_by_key(|(_, l)| **l) else { return 0 };
+        // Below 1,000 commands a second there is nothing worth moving.
+        let busy_floor = elapsed.as_millis() as u64;
+        if hot == cold || hot_load < busy_floor {
+            return 0;
+        }
+        let gap = hot_load - cold_load;
+        if gap * 100 <= hot_load * threshold_pct {
+            return 0;
+        }
+        let plan = plan_moves(&self.window, |s| node.shard_of_slot(s) == hot, gap, MOVES_PER_ROUND);
+        let mut moved = 0;
+        for slot in plan {
+            if move_slot(node, slot, cold, Some(BALANCE_MAX_KEYS)).is_ok() {
+                moved += 1;
+            }
+        }
+        self.moved += moved as u64;
+        moved
+    }
+
+    fn collect(&mut self, node: &Node) {
+        self.window.clear();
+        self.window.resize(ferrokv_store::SLOTS, 0);
+        for s in node.shards.iter() {
+            s.load.take_slots(&mut self.window);
+        }
+    }
+}
+
+/// Which slots of the hot shard (`owned`) to hand over so that its load and the cold
+/// one's, `gap` apart, come closest: the hottest first, each only if it is at most half
+/// of what is left of the gap (moving a slot of load L narrows the gap by 2L; a slot
+/// hotter than half the gap would only turn the imbalance around — one hot key stays
+/// on one core, whichever it is).
+pub fn plan_moves(load: &[u64], owned: impl Fn(u16) -> bool, gap: u64, max: usize) -> Vec<u16> {
+    let mut cands: Vec<(u64, u16)> =
+        (0..load.len() as u16).filter(|&s| load[s as usize] > 0 && owned(s)).map(|s| (load[s as usize], s)).collect();
+    cands.sort_unstable_by(|a, b| b.cmp(a));
+    let mut left = gap;
+    let mut out = Vec::new();
+    for (l, s) in cands {
+        if out.len() == max {
+            break;
+        }
+        if 2 * l <= left {
+            out.push(s);
+            left -= 2 * l;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_moves;
+
+    #[test]
+    fn the_plan_narrows_the_gap_and_never_turns_it_around() {
+        // Shard A owns slots 0..4 with loads 50, 30, 10, 10; B owns 4 with 0. A carries
+        // 100, B 0: moving the 50 evens them out exactly.
+        assert_eq!(plan_moves(&[50, 30, 10, 10, 0], |s| s < 4, 100, 64), vec![0]);
+        // 60, 30, 10 against 0: the 60 would leave 40 / 60; 30 and 10 leave 60 / 40.
+        assert_eq!(plan_moves(&[60, 30, 10, 0], |s| s < 3, 100, 64), vec![1, 2]);
+        // One slot hotter than half the gap is never moved.
+        assert!(plan_moves(&[90, 0], |s| s == 0, 90, 64).is_empty());
+        // The per-round limit holds.
+        assert_eq!(plan_moves(&[1; 100], |_| true, 1000, 8).len(), 8);
+    }
+}
