@@ -207,6 +207,45 @@ fn partial_resync_after_a_link_drop_ferrokv_replica() {
     partial_resync(Kind::Redis, Kind::Ferrokv);
 }
 
+/// A link thread retrying an unreachable master sleeps a second between attempts; a
+/// promotion and a new REPLICAOF within that second must not wake it onto the new link
+/// (it ran a second session there, with nothing to offer, so a full sync followed the
+/// first: a replica LOADING right after a manual failover in tests/failover.rs).
+fn one_sync_after_replicaof_changes_quickly(kind: Kind) {
+    let master = start(kind, &["--repl-diskless-sync-delay", "0"]);
+    let mut m = master.conn();
+    call(&mut m, &["SET", "k", "v"]);
+    let replica = start(kind, &[]);
+    let mut r = replica.conn();
+    let dead = ferrokv_tests::server::free_port().to_string();
+    assert_eq!(call(&mut r, &["REPLICAOF", "127.0.0.1", &dead]), Reply::Simple(b"OK".to_vec()));
+    // Its first attempt is refused at once; the link thread then sleeps.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(call(&mut r, &["REPLICAOF", "NO", "ONE"]), Reply::Simple(b"OK".to_vec()));
+    let port = master.port().to_string();
+    assert_eq!(call(&mut r, &["REPLICAOF", "127.0.0.1", &port]), Reply::Simple(b"OK".to_vec()));
+    eventually("the replica's link is up", Duration::from_secs(20), || {
+        field(&mut r, "replication", "master_link_status").as_deref() == Some("up")
+    });
+    // Past the old thread's second: nothing else reached the master.
+    std::thread::sleep(Duration::from_millis(1500));
+    let full = field(&mut m, "stats", "sync_full").unwrap_or_default();
+    let partial = field(&mut m, "stats", "sync_partial_ok").unwrap_or_default();
+    assert_eq!((full.as_str(), partial.as_str()), ("1", "0"), "one sync, on {kind:?}");
+    assert_eq!(field(&mut m, "replication", "connected_slaves").as_deref(), Some("1"));
+    assert_eq!(call(&mut r, &["GET", "k"]), Reply::Bulk(Some(b"v".to_vec())));
+}
+
+#[test]
+fn one_sync_after_replicaof_changes_quickly_redis() {
+    one_sync_after_replicaof_changes_quickly(Kind::Redis);
+}
+
+#[test]
+fn one_sync_after_replicaof_changes_quickly_ferrokv() {
+    one_sync_after_replicaof_changes_quickly(Kind::Ferrokv);
+}
+
 #[test]
 fn replica_refuses_writes_and_promotion_keeps_the_data() {
     let master = start(Kind::Ferrokv, &["--repl-diskless-sync-delay", "0"]);

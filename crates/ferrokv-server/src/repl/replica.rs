@@ -12,7 +12,7 @@ use ferrokv_store::Expiry;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,12 +26,20 @@ pub enum LinkState {
     Connected,
 }
 
+/// Where link generations come from. Never reused: a link thread of an earlier
+/// REPLICAOF may still sleep between two connection attempts when a later one starts,
+/// and it must not take the later link for its own. (A counter kept in the link itself
+/// restarted at 1 after a promotion cleared the link; the old thread, waking within
+/// its second, then ran a second session beside the new one, and that session, with
+/// nothing cached, forced a full sync — a replica LOADING right after a failover.)
+static LINK_GEN: AtomicU64 = AtomicU64::new(1);
+
 /// The master this node follows and how the link is.
 pub struct LinkInfo {
     pub host: String,
     pub port: u16,
     pub state: LinkState,
-    /// Bumped when REPLICAOF changes: an older link thread stops.
+    /// Unique per REPLICAOF (from [`LINK_GEN`]): an older link thread stops.
     pub gen: u64,
     pub last_io_ms: u64,
     pub down_since_ms: u64,
@@ -141,7 +149,7 @@ pub fn follow(
             Some(l) => l.cached.clone().or_else(|| l.state_is_streaming().then(|| (st.replid.clone(), st.offset))),
             None => offer_own.then(|| (st.replid.clone(), st.offset)),
         };
-        let gen = st.link.as_ref().map_or(0, |l| l.gen) + 1;
+        let gen = LINK_GEN.fetch_add(1, Ordering::Relaxed);
         if let Some(fd) = st.link.as_ref().and_then(|l| l.fd) {
             // SAFETY: the link thread owns `fd` and clears it under this lock first.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
