@@ -27,9 +27,11 @@
 
 mod arena;
 pub mod capture;
+mod compact;
 mod evict;
 mod handoff;
 mod snapshot;
+pub use compact::{Compacted, RecordMemory};
 pub use evict::EvictBy;
 pub use handoff::SlotHandoff;
 pub use snapshot::SnapshotStart;
@@ -1651,6 +1653,7 @@ impl Db {
         }
         assert_eq!(self.sp.slots.used()[0].table.buckets(), 0, "the shared empty header");
         assert_eq!(self.sp.arena.live_bytes(), live, "arena bytes");
+        self.sp.arena.check(self.sp.slots.used().iter().flat_map(|s| s.table.iter()));
         assert_eq!(self.sp.expiring, expiring, "expiring");
     }
 }

@@ -29,9 +29,21 @@
 //! arithmetic on the handle and one load from the (small, hot) chunk table — what
 //! `Db::prefetch` needs to fetch it ahead. Freed records go on their class's free list
 //! and are reused by the next record of that size; chunks go back to the allocator
-//! when the keyspace empties (as the fixed-node arena did). There is no compaction
-//! yet: a keyspace whose sizes churn keeps the chunks of the sizes it had (see
-//! docs/architecture.md, "Compact keyspace").
+//! when the keyspace empties (as the fixed-node arena did).
+//!
+//! # Compaction
+//! A keyspace whose sizes churn (values that grow or shrink move to another class,
+//! keys deleted at random) leaves free records spread over many chunks, none of which
+//! can go back. [`Arena::plan`] picks, in a class with many free records, the chunks
+//! with the fewest live ones, as many as the class's other free records can take in,
+//! and takes them off the free list (nothing new lands there); the keyspace then moves
+//! their live records one at a time ([`Arena::next_to_move`], [`Arena::relocate`]:
+//! a copy of the record's bytes into a free record of the same class, and the slot
+//! table's bucket gets the new handle), and a chunk whose last record left goes back
+//! to the allocator at once. Its number is reused by the next chunk made, so handles
+//! stay arithmetic. Moving a record is a byte copy: a full record's `Entry` and a long
+//! key's allocation are owned by value, nothing points into a record but its bucket
+//! (and a lent entry, settled before a compaction step).
 
 use super::{Access, Entry};
 use crate::keybytes::KeyBytes;
@@ -52,6 +64,9 @@ const F_EXPIRE: u8 = 1 << 2;
 const F_RAW: u8 = 1 << 3;
 const F_PRIVATE_INT: u8 = 1 << 4;
 const F_LONG_KEY: u8 = 1 << 5;
+/// The flags byte of a freed record (no live record has every bit set: kind 3 is
+/// unused), so a chunk being emptied can be walked for its live records.
+const FREE: u8 = 0xFF;
 
 const HEADER: usize = 8;
 const ENTRY: usize = std::mem::size_of::<Entry>();
@@ -74,6 +89,10 @@ struct Chunk {
     size: u32,
     /// Records handed out from this chunk so far (bump allocation).
     used: u32,
+    /// Records of this chunk live now.
+    live: u32,
+    /// Being emptied by compaction: its free records are not on the free list.
+    evacuating: bool,
 }
 
 #[derive(Default)]
@@ -81,6 +100,8 @@ struct Class {
     free: Vec<u32>,
     /// The chunk being filled.
     open: Option<u32>,
+    /// Chunks of this class holding memory.
+    chunks: u32,
 }
 
 pub(super) struct Arena {
@@ -88,6 +109,21 @@ pub(super) struct Arena {
     classes: Vec<Class>,
     /// Bytes of the records live now (MEMORY USAGE, tests).
     live_bytes: usize,
+    /// Numbers of chunks whose memory went back (compaction), for the next new chunk.
+    spare: Vec<u32>,
+    /// Chunks being emptied, the last one first; `evac_at` is the next record of it
+    /// to look at.
+    evac: Vec<u32>,
+    evac_at: u32,
+}
+
+/// What a compaction plan found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactPlan {
+    /// Chunks chosen to be emptied.
+    pub chunks: usize,
+    /// Live records in them, to be moved.
+    pub records: usize,
 }
 
 /// Where a key being written comes from.
@@ -311,7 +347,19 @@ impl<'a> Rec<'a> {
 
 impl Arena {
     pub fn new() -> Self {
-        Arena { chunks: Vec::new(), classes: (0..CLASSES).map(|_| Class::default()).collect(), live_bytes: 0 }
+        Arena {
+            chunks: Vec::new(),
+            classes: (0..CLASSES).map(|_| Class::default()).collect(),
+            live_bytes: 0,
+            spare: Vec::new(),
+            evac: Vec::new(),
+            evac_at: 0,
+        }
+    }
+
+    /// Bytes of chunk memory held (records live and free).
+    pub fn chunk_bytes(&self) -> usize {
+        self.classes.iter().map(|c| c.chunks as usize).sum::<usize>() * CHUNK_BYTES
     }
 
     #[inline(always)]
@@ -390,26 +438,173 @@ impl Arena {
         self.live_bytes += cs;
         let cl = &mut self.classes[class];
         if let Some(h) = cl.free.pop() {
+            self.chunks[(h >> SLOT_BITS) as usize].live += 1;
             return h;
         }
         if let Some(ci) = cl.open {
             let c = &mut self.chunks[ci as usize];
             if (c.used as usize + 1) * cs <= CHUNK_BYTES {
                 c.used += 1;
+                c.live += 1;
                 return (ci << SLOT_BITS) | (c.used - 1);
             }
         }
-        let ci = self.chunks.len() as u32;
-        assert!(ci < 1 << (32 - SLOT_BITS), "keyspace arena full (2M chunks of 32 KiB)");
-        self.chunks.push(Chunk { mem: Vec::with_capacity(CHUNK_WORDS), size: cs as u32, used: 1 });
-        self.classes[class].open = Some(ci);
+        let chunk =
+            Chunk { mem: Vec::with_capacity(CHUNK_WORDS), size: cs as u32, used: 1, live: 1, evacuating: false };
+        let ci = match self.spare.pop() {
+            Some(ci) => {
+                self.chunks[ci as usize] = chunk;
+                ci
+            }
+            None => {
+                let ci = self.chunks.len() as u32;
+                assert!(ci < 1 << (32 - SLOT_BITS), "keyspace arena full (2M chunks of 32 KiB)");
+                self.chunks.push(chunk);
+                ci
+            }
+        };
+        let cl = &mut self.classes[class];
+        cl.open = Some(ci);
+        cl.chunks += 1;
         ci << SLOT_BITS
     }
 
     fn release(&mut self, h: u32) {
         let cs = self.size(h);
         self.live_bytes -= cs;
-        self.classes[class_of(cs)].free.push(h);
+        // SAFETY: the first byte of a record being freed.
+        unsafe { *self.ptr(h) = FREE };
+        let ci = h >> SLOT_BITS;
+        let c = &mut self.chunks[ci as usize];
+        c.live -= 1;
+        if !c.evacuating {
+            self.classes[class_of(cs)].free.push(h);
+        } else if c.live == 0 {
+            self.drop_chunk(ci);
+        }
+    }
+
+    /// Gives an empty chunk's memory back; its number waits in `spare`.
+    fn drop_chunk(&mut self, ci: u32) {
+        let c = &mut self.chunks[ci as usize];
+        debug_assert_eq!(c.live, 0);
+        let class = class_of(c.size as usize);
+        *c = Chunk { mem: Vec::new(), size: c.size, used: 0, live: 0, evacuating: false };
+        let cl = &mut self.classes[class];
+        cl.chunks -= 1;
+        if cl.open == Some(ci) {
+            cl.open = None;
+        }
+        self.spare.push(ci);
+    }
+
+    /// Bytes of free records on the free lists (what compaction could give back).
+    pub fn free_bytes(&self) -> usize {
+        self.classes.iter().enumerate().map(|(i, c)| c.free.len() * class_size(i)).sum()
+    }
+
+    /// Live records of the classes a plan would look at now (for the misses count).
+    pub fn live_records_planned(&self) -> usize {
+        self.chunks.iter().map(|c| c.live as usize).sum()
+    }
+
+    /// Whether chunks are being emptied.
+    pub fn compacting(&self) -> bool {
+        !self.evac.is_empty()
+    }
+
+    /// Chooses chunks to empty in every class whose free records are at least
+    /// `min_free_pct`% of its records and two chunks' worth: the chunks with the fewest
+    /// live records, as many as the class's other free records can take. Does nothing
+    /// while a plan is being carried out.
+    pub fn plan(&mut self, min_free_pct: usize) -> CompactPlan {
+        let mut plan = CompactPlan::default();
+        if self.compacting() {
+            return plan;
+        }
+        for class in 0..CLASSES {
+            let cs = class_size(class);
+            let per = CHUNK_BYTES / cs;
+            let cl = &self.classes[class];
+            let capacity = cl.chunks as usize * per;
+            let free = cl.free.len();
+            if free < 2 * per || free * 100 < capacity * min_free_pct {
+                continue;
+            }
+            let open = cl.open;
+            let mut cands: Vec<(u32, u32)> = Vec::new();
+            for (ci, c) in self.chunks.iter().enumerate() {
+                if c.size as usize == cs && c.used > 0 && Some(ci as u32) != open {
+                    cands.push((c.live, ci as u32));
+                }
+            }
+            cands.sort_unstable();
+            let (mut room, mut moving, mut chosen) = (free, 0usize, Vec::new());
+            for (live, ci) in cands {
+                let c = &self.chunks[ci as usize];
+                let own_free = (c.used - c.live) as usize;
+                if moving + live as usize > room - own_free {
+                    break;
+                }
+                moving += live as usize;
+                room -= own_free;
+                chosen.push(ci);
+            }
+            if chosen.is_empty() {
+                continue;
+            }
+            for &ci in &chosen {
+                self.chunks[ci as usize].evacuating = true;
+            }
+            let chunks = &self.chunks;
+            self.classes[class].free.retain(|&h| !chunks[(h >> SLOT_BITS) as usize].evacuating);
+            plan.chunks += chosen.len();
+            plan.records += moving;
+            for ci in chosen {
+                if self.chunks[ci as usize].live == 0 {
+                    self.drop_chunk(ci);
+                } else {
+                    self.evac.push(ci);
+                }
+            }
+        }
+        self.evac_at = 0;
+        plan
+    }
+
+    /// The next live record of a chunk being emptied, if any is left.
+    pub fn next_to_move(&mut self) -> Option<u32> {
+        while let Some(&ci) = self.evac.last() {
+            let c = &self.chunks[ci as usize];
+            if c.evacuating {
+                while self.evac_at < c.used {
+                    let h = (ci << SLOT_BITS) | self.evac_at;
+                    if self.get(h).flags() != FREE {
+                        return Some(h);
+                    }
+                    self.evac_at += 1;
+                }
+            }
+            // Emptied (and dropped by its last release) or walked whole.
+            debug_assert!(!c.evacuating || c.live == 0, "a chunk being emptied got a record");
+            self.evac.pop();
+            self.evac_at = 0;
+        }
+        None
+    }
+
+    /// Moves record `h` to a free record of its class outside the chunks being
+    /// emptied; returns its new handle (the caller puts it in the record's bucket).
+    pub fn relocate(&mut self, h: u32) -> u32 {
+        let cs = self.size(h);
+        let n = self.alloc(cs);
+        debug_assert!(!self.chunks[(n >> SLOT_BITS) as usize].evacuating);
+        // SAFETY: two distinct records of `cs` bytes (`n` came from the free list or a
+        // fresh place, never a chunk being emptied, which `h` is in); the bytes move as
+        // a whole and `h` is released without dropping what it owned.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr(h), self.ptr(n), cs) };
+        self.release(h);
+        n
     }
 
     /// Writes a new record for `key` holding `e` (a full record moves `e`'s value out,
@@ -632,6 +827,36 @@ impl Arena {
             *c = Class::default();
         }
         self.live_bytes = 0;
+        self.spare.clear();
+        self.evac.clear();
+        self.evac_at = 0;
+    }
+
+    /// Panics unless the chunks' live counts match the live handles given (each once),
+    /// no handle points into a chunk given back, and no free record is listed twice
+    /// or lies in a chunk being emptied.
+    pub fn check(&self, live: impl Iterator<Item = u32>) {
+        let mut counts = vec![0u32; self.chunks.len()];
+        for h in live {
+            let c = &self.chunks[(h >> SLOT_BITS) as usize];
+            assert!(c.used > (h & SLOT_MASK), "live handle {h:#x} past its chunk's records");
+            assert_ne!(self.get(h).flags(), FREE, "live handle {h:#x} to a freed record");
+            counts[(h >> SLOT_BITS) as usize] += 1;
+        }
+        for (ci, c) in self.chunks.iter().enumerate() {
+            assert_eq!(c.live, counts[ci], "live records of chunk {ci}");
+        }
+        let mut listed = std::collections::HashSet::new();
+        for (class, cl) in self.classes.iter().enumerate() {
+            for &h in &cl.free {
+                let c = &self.chunks[(h >> SLOT_BITS) as usize];
+                assert!(!c.evacuating && c.size as usize == class_size(class), "free record {h:#x} misplaced");
+                assert_eq!(self.get(h).flags(), FREE);
+                assert!(listed.insert(h), "free record {h:#x} listed twice");
+            }
+            let held = self.chunks.iter().filter(|c| c.used > 0 && c.size as usize == class_size(class)).count();
+            assert_eq!(cl.chunks as usize, held, "chunks of class {class}");
+        }
     }
 
     /// Whether no chunk is held.
