@@ -88,6 +88,13 @@ NOTES = {
 }
 
 OPTION_NOTES = {
+    "activedefrag": "compaction of the keyspace's records under Redis's thresholds, measured on free record bytes over live ones (architecture.md, Compaction); compaction runs at fixed thresholds when no",
+    "active-defrag-cycle-max": "applies with activedefrag yes, to the keyspace's record fragmentation (architecture.md, Compaction)",
+    "active-defrag-cycle-min": "applies with activedefrag yes, to the keyspace's record fragmentation (architecture.md, Compaction)",
+    "active-defrag-ignore-bytes": "applies with activedefrag yes, to the keyspace's record fragmentation (architecture.md, Compaction)",
+    "active-defrag-threshold-lower": "applies with activedefrag yes, to the keyspace's record fragmentation (architecture.md, Compaction)",
+    "active-defrag-threshold-upper": "applies with activedefrag yes, to the keyspace's record fragmentation (architecture.md, Compaction)",
+    "active-defrag-max-scan-fields": "accepted, no effect: collections' internals are not moved (architecture.md, Compaction)",
     "cluster-slot-stats-enabled": "Redis 8.2's option (not in 7.0): CLUSTER SLOT-STATS's CPU and network counters",
     "cluster-slot-migration-write-pause-timeout": "Redis 8.4's option (not in 7.0): how long a whole-slot migration's source holds writes",
     "busy-reply-threshold": "clients of other shard threads get BUSY past it; clients of the thread running the script wait",

@@ -17,6 +17,8 @@ pub mod shard;
 pub mod balance;
 #[path = "exec/blocking.rs"]
 pub mod blocking;
+#[path = "exec/defrag.rs"]
+pub mod defrag;
 #[path = "exec/dispatch.rs"]
 pub mod dispatch;
 #[path = "exec/inbound.rs"]

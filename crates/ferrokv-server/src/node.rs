@@ -85,6 +85,8 @@ pub struct ShardShared {
     /// whoever last changed it (INFO's tracking_total_keys/items).
     pub tracking_keys: AtomicU64,
     pub tracking_items: AtomicU64,
+    /// Compaction of this shard's records (INFO's `active_defrag_*`).
+    pub defrag: crate::defrag::DefragStats,
 }
 
 /// Routing counters of one shard (INFO shards), written by its own thread only: they
@@ -377,6 +379,7 @@ impl Node {
                 clients: Default::default(),
                 tracking_keys: AtomicU64::new(0),
                 tracking_items: AtomicU64::new(0),
+                defrag: Default::default(),
             })
             .collect();
         // Contiguous ranges of slots per shard; a table so slots can move later.

@@ -753,6 +753,7 @@ fn config_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             s.cmdstats.iter().for_each(|c| c.reset());
             s.errorstats.lock().unwrap_or_else(|p| p.into_inner()).clear();
             s.slot_stats.reset();
+            s.defrag.reset();
         }
         core.node.total_connections.store(0, Ordering::Relaxed);
         core.node.rejected_connections.store(0, Ordering::Relaxed);

@@ -185,7 +185,7 @@ allocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.
 rss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
 mem_not_counted_for_evict:{}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{backlog}\r\n\
 mem_clients_slaves:{clients_replicas}\r\nmem_clients_normal:{clients_normal}\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\n\
-mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+mem_allocator:{}\r\nactive_defrag_running:{}\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
         human(maxmemory),
         af.0,
         af.1,
@@ -197,6 +197,7 @@ mem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlaz
         fr.1,
         crate::repl::not_counted_bytes(node),
         crate::memory::ALLOCATOR,
+        node.shards.iter().map(|s| s.defrag.running.load(Ordering::Relaxed)).max().unwrap_or(0),
     );
 }
 
@@ -220,6 +221,22 @@ fn stats(node: &Node, o: &mut String) {
         r.sync_full.load(Ordering::Relaxed),
         r.sync_partial_ok.load(Ordering::Relaxed),
         r.sync_partial_err.load(Ordering::Relaxed),
+    );
+    // Compaction of the keyspace's records (exec/defrag.rs): every record is a key.
+    let (hits, misses) =
+        (sum(|s| s.defrag.hits.load(Ordering::Relaxed)), sum(|s| s.defrag.misses.load(Ordering::Relaxed)));
+    let now = crate::node::unix_ms();
+    let current = node
+        .shards
+        .iter()
+        .map(|s| s.defrag.started_ms.load(Ordering::Relaxed))
+        .filter(|&t| t != 0)
+        .min()
+        .map_or(0, |t| now.saturating_sub(t));
+    let _ = write!(
+        o,
+        "active_defrag_hits:{hits}\r\nactive_defrag_misses:{misses}\r\nactive_defrag_key_hits:{hits}\r\nactive_defrag_key_misses:{misses}\r\ntotal_active_defrag_time:{}\r\ncurrent_active_defrag_time:{current}\r\n",
+        sum(|s| s.defrag.total_us.load(Ordering::Relaxed)) / 1000,
     );
     let (keys, items, prefixes) = crate::tracking::totals(node);
     let _ = write!(

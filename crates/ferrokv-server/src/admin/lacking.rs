@@ -104,13 +104,6 @@ pub static LACKING: &[Lacking] = &[
     no_effect!("ignore-warnings", Kind::Str, ""),
     // Tuning of work ferrokv does its own way (or synchronously, which is what `no` means).
     no_effect!("activerehashing", Kind::Bool, "yes"),
-    no_effect!("activedefrag", Kind::Bool, "no"),
-    no_effect!("active-defrag-ignore-bytes", Kind::Memory, "104857600"),
-    no_effect!("active-defrag-threshold-lower", Kind::Int { min: 0, max: 1000 }, "10"),
-    no_effect!("active-defrag-threshold-upper", Kind::Int { min: 0, max: 1000 }, "100"),
-    no_effect!("active-defrag-cycle-min", Kind::Int { min: 1, max: 99 }, "1"),
-    no_effect!("active-defrag-cycle-max", Kind::Int { min: 1, max: 99 }, "25"),
-    no_effect!("active-defrag-max-scan-fields", INT, "1000"),
     no_effect!("active-expire-effort", Kind::Int { min: 1, max: 10 }, "1"),
     no_effect!("lazyfree-lazy-expire", Kind::Bool, "no"),
     no_effect!("lazyfree-lazy-server-del", Kind::Bool, "no"),

@@ -696,6 +696,7 @@ impl Shard {
         self.core.node.slot_migration.lift_if_lost(self.core.node);
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
+        self.core.compact_keyspace(period);
         self.core.limit_tracking(None);
         if self.core.node.cluster.is_some() {
             let mut touched = std::mem::take(&mut self.touched);
