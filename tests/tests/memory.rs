@@ -482,3 +482,47 @@ fn churn_does_not_grow_memory_without_bound() {
     );
     assert!(last * 10 <= per_round[1] * 11, "memory kept growing: {per_round:?}");
 }
+
+/// `activedefrag yes` puts compaction under Redis's thresholds: nothing moves while the
+/// free records are under `active-defrag-ignore-bytes`, and lowering it starts it.
+#[test]
+fn activedefrag_thresholds_start_compaction() {
+    let server = Server::ferrokv(&[
+        "--server-threads",
+        "1",
+        "--activedefrag",
+        "yes",
+        "--active-defrag-ignore-bytes",
+        "1gb",
+        "--active-defrag-threshold-lower",
+        "5",
+    ]);
+    let mut c = server.conn();
+    let hits = |c: &mut Conn| -> u64 { info_field(c, "stats", "active_defrag_hits").parse().unwrap() };
+    let n = 60_000;
+    let batches = |f: &dyn Fn(usize) -> Option<Vec<String>>| -> Vec<Vec<String>> { (0..n).filter_map(f).collect() };
+    for b in batches(&|i| Some(vec!["SET".into(), format!("k:{i:08}"), "v".repeat(16)])).chunks(500) {
+        c.pipeline(b);
+    }
+    // Every other key grows out of its record: half of the small class is free,
+    // spread over all its chunks.
+    for b in batches(&|i| (i % 2 == 0).then(|| vec!["SET".into(), format!("k:{i:08}"), "w".repeat(100)])).chunks(500) {
+        c.pipeline(b);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hits(&mut c), 0, "under ignore-bytes nothing moves");
+    let before = used_memory(&mut c);
+    config_set(&mut c, "active-defrag-ignore-bytes", "0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hits(&mut c) < (n / 8) as u64 || info_field(&mut c, "memory", "active_defrag_running") != "0" {
+        assert!(Instant::now() < deadline, "compaction did not run: {} hits", hits(&mut c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = used_memory(&mut c);
+    assert!(after + (n as u64 / 2) * 16 < before, "records given back: {before} -> {after}");
+    for i in (0..n).step_by(101) {
+        let want = if i % 2 == 0 { 100 } else { 16 };
+        assert_eq!(int(c.call(&["STRLEN", &format!("k:{i:08}")])), want);
+    }
+    assert_eq!(int(c.call(&["DBSIZE"])), n as i64);
+}
