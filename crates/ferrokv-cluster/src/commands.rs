@@ -66,6 +66,16 @@ pub enum SlotMigrationOp {
     Handoff { node: Vec<u8>, config_epoch: u64 },
 }
 
+impl Command {
+    /// Whether the answer waits for nodes.conf to be saved, as Redis answers a CLUSTER
+    /// change after saving it. Not a migration's handoff: it stands for the claim the
+    /// bus would carry anyway (a source that crashes before saving it learns it again
+    /// from the target), and the write pause waits for its answer.
+    pub fn reply_waits_for_save(&self) -> bool {
+        !matches!(self, Command::SlotMigration { op: SlotMigrationOp::Handoff { .. }, .. })
+    }
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {

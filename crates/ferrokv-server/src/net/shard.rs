@@ -603,21 +603,10 @@ impl Shard {
             let Some(m) = self.core.handle_message(m, &mut self.conns, &mut touched) else { continue };
             match m {
                 Msg::Cluster { from, token, seq, proto, cmd } => {
-                    // A migration's handoff stands for the claim the bus would carry
-                    // anyway (a source that crashes before saving it learns it again from
-                    // the target): its answer, which the write pause waits for, need not
-                    // wait for nodes.conf's fsync.
-                    let handoff = matches!(
-                        &cmd,
-                        ferrokv_cluster::Command::SlotMigration {
-                            op: ferrokv_cluster::SlotMigrationOp::Handoff { .. },
-                            ..
-                        }
-                    );
+                    let waits = cmd.reply_waits_for_save();
                     let bytes = crate::bus::apply_command(&self.bus, cmd, proto);
-                    // Redis answers a CLUSTER change after saving nodes.conf.
                     match &self.bus {
-                        Some(b) if b.save_pending() && !handoff => {
+                        Some(b) if b.save_pending() && waits => {
                             b.hold_reply(crate::bus::HeldReply { from, token, seq, bytes })
                         }
                         _ => self.core.send(from, Msg::Reply { token, seq, bytes }),
