@@ -33,6 +33,15 @@ pub struct Env<'a> {
     pub caller: Caller,
 }
 
+impl<'a> Env<'a> {
+    /// For a command the server runs for no client (loading the AOF, a replica applying
+    /// its master's stream, a migration's RESTORE or DEL): it never blocks, derives no
+    /// events, and reports no keys.
+    pub fn internal(cfg: &'a ExecConfig, now_ms: u64) -> Env<'a> {
+        Env { cfg, now_ms, may_block: false, track_keys: false, notify: 0, caller: Caller::NONE }
+    }
+}
+
 /// The client a command runs for, as client tracking needs it: its id (a NOLOOP client
 /// does not hear of its own changes) and, when it is tracking in default mode and this
 /// command's reads count (OPTIN/OPTOUT and CLIENT CACHING decide), itself as the reader

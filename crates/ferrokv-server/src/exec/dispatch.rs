@@ -16,6 +16,7 @@ use crate::blocking::Waiter;
 use crate::conn::{BlockState, Conn, QueuedCommand};
 use crate::msg::Msg;
 use crate::node::{cycles, unix_ms, Node, ShardId};
+use ferrokv_commands::exec::Caller;
 use ferrokv_commands::table::{lookup_id, lookup_sub, sub_id, Blocked, CommandId, Flags, ServerCmd, Wakes};
 use ferrokv_commands::{execute, CommandError, CommandSpec, Env, ExecConfig, Handler, Keyspace, Outcome, SingleDb};
 use ferrokv_resp::{Args, Limits, Proto, ReplyBuf};
@@ -126,6 +127,11 @@ pub enum TraceEvent {
 }
 
 impl ShardCore {
+    /// The environment of a command this shard runs for a client.
+    fn env(&self, now_ms: u64, may_block: bool, caller: Caller) -> Env<'_> {
+        Env { cfg: &self.exec_cfg, now_ms, may_block, track_keys: false, notify: self.notify, caller }
+    }
+
     pub fn new(node: &'static Node, id: ShardId) -> Self {
         let n = node.shard_count();
         let mut core = ShardCore {
@@ -755,14 +761,7 @@ impl ShardCore {
                 }
                 db.keep_expired_notes(self.expired_events());
                 let caller = crate::tracking::caller(c, self.id);
-                let env = Env {
-                    cfg: &self.exec_cfg,
-                    now_ms: now,
-                    may_block: true,
-                    track_keys: false,
-                    notify: self.notify,
-                    caller,
-                };
+                let env = self.env(now, true, caller);
                 let client = (self.id, c.token);
                 let mut r = c.reply(|out| {
                     let start = out.buf.len();
@@ -841,14 +840,7 @@ impl ShardCore {
         }
         ks.select(c.db);
         let caller = crate::tracking::caller(c, self.id);
-        let env = Env {
-            cfg: &self.exec_cfg,
-            now_ms: self.now_ms,
-            may_block: true,
-            track_keys: false,
-            notify: self.notify,
-            caller,
-        };
+        let env = self.env(self.now_ms, true, caller);
         let client = (self.id, c.token);
         let me = &*self;
         let mut r = c.reply(|out| {
@@ -897,14 +889,7 @@ impl ShardCore {
             }
         }
         let caller = crate::tracking::caller(c, self.id);
-        let env = Env {
-            cfg: &self.exec_cfg,
-            now_ms: self.now_ms,
-            may_block: false,
-            track_keys: false,
-            notify: self.notify,
-            caller,
-        };
+        let env = self.env(self.now_ms, false, caller);
         let client = (self.id, c.token);
         let me = &*self;
         let events = c.reply(|out| {
@@ -1053,14 +1038,7 @@ impl ShardCore {
                     let restricted = w.args_for(&key);
                     let args = restricted.args();
                     // Restricted to the ready key, the command touches only this shard.
-                    let env = Env {
-                        cfg: &self.exec_cfg,
-                        now_ms: now,
-                        may_block: true,
-                        track_keys: false,
-                        notify: self.notify,
-                        caller: ferrokv_commands::exec::Caller::NONE,
-                    };
+                    let env = self.env(now, true, Caller::NONE);
                     let mut r = run_unit(&mut SingleDb(db), w.spec, &args, env, &mut out);
                     self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
                     if !r.events.is_empty() {
@@ -1100,14 +1078,7 @@ impl ShardCore {
             return None;
         }
         let mut out = ReplyBuf::new(w.proto);
-        let env = Env {
-            cfg: &self.exec_cfg,
-            now_ms: self.now_ms,
-            may_block: true,
-            track_keys: false,
-            notify: self.notify,
-            caller: ferrokv_commands::exec::Caller::NONE,
-        };
+        let env = self.env(self.now_ms, true, Caller::NONE);
         let mut r = run_unit(&mut ks, w.spec, &args, env, &mut out);
         self.traced((w.home, w.token), &args, &out.buf, r.blocked != Blocked::Served, false, true);
         if !r.events.is_empty() {
@@ -1146,7 +1117,7 @@ impl ShardCore {
         seq: u64,
         dbi: usize,
         waiter: Option<Arc<Waiter>>,
-        caller: ferrokv_commands::exec::Caller,
+        caller: Caller,
     ) -> Option<Vec<u8>> {
         let node = self.node;
         crate::node::bump(&node.shards[self.id].routing.received);
@@ -1167,14 +1138,7 @@ impl ShardCore {
             out.error(&e);
             return Some(out.buf);
         }
-        let env = Env {
-            cfg: &self.exec_cfg,
-            now_ms: self.now_ms,
-            may_block: true,
-            track_keys: false,
-            notify: self.notify,
-            caller,
-        };
+        let env = self.env(self.now_ms, true, caller);
         let t0 = cycles();
         db.keep_expired_notes(self.expired_events());
         let mut r = if spec.has(Flags::NO_MANDATORY_KEYS) {
@@ -1497,14 +1461,7 @@ pub fn run_internal(ks: &mut MultiDb, words: &[&[u8]], cfg: &ExecConfig, now_ms:
         out.error("ERR internal command unknown or of wrong arity");
         return out;
     };
-    let env = Env {
-        cfg,
-        now_ms,
-        may_block: false,
-        track_keys: false,
-        notify: 0,
-        caller: ferrokv_commands::exec::Caller::NONE,
-    };
+    let env = Env::internal(cfg, now_ms);
     let r = run_unit(ks, spec, &args, env, &mut out);
     if r.dirty != 0 {
         if let Some(&(s, _)) = ks.guards.first() {

@@ -449,14 +449,7 @@ fn replay(node: &Node, data: &[u8], path: &Path, truncated_ok: bool, base_offset
             return Err(format!("Unknown command '{cmd}' reading the append only file {name}"));
         }
         out.clear();
-        let env = Env {
-            cfg: &cfg,
-            now_ms: unix_ms(),
-            may_block: false,
-            track_keys: false,
-            notify: 0,
-            caller: ferrokv_commands::exec::Caller::NONE,
-        };
+        let env = Env::internal(&cfg, unix_ms());
         crate::dispatch::run_data(&mut ks, spec, &argv, env, &mut out, &mut Default::default());
         n += 1;
     }

@@ -665,14 +665,7 @@ fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
     for (words, end) in &cmds {
         let argv = words.args();
         let name = argv.get(0);
-        let env = Env {
-            cfg: &cfg,
-            now_ms: unix_ms(),
-            may_block: false,
-            track_keys: false,
-            notify: 0,
-            caller: ferrokv_commands::exec::Caller::NONE,
-        };
+        let env = Env::internal(&cfg, unix_ms());
         if name.eq_ignore_ascii_case(b"multi") {
             tx = Some(Vec::new());
         } else if name.eq_ignore_ascii_case(b"exec") {
