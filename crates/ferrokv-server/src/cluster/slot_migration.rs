@@ -774,14 +774,35 @@ impl Client {
 
     /// Sends one command and reads its reply; an error reply is `Err`.
     fn call(&mut self, args: &[&[u8]]) -> Result<Value, String> {
+        self.send(&[args])?;
+        self.reply()
+    }
+
+    /// Sends two commands at once (one round trip, for the steps of the write pause)
+    /// and reads both replies; `Err` in the outer result means the connection failed.
+    fn call_two(&mut self, a: &[&[u8]], b: &[&[u8]]) -> Result<(Result<Value, String>, Result<Value, String>), String> {
+        self.send(&[a, b])?;
+        let first = match self.read()? {
+            Value::Error(e) => Err(e),
+            v => Ok(v),
+        };
+        Ok((first, self.reply()))
+    }
+
+    fn send(&mut self, cmds: &[&[&[u8]]]) -> Result<(), String> {
         let mut out = Vec::new();
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
+        for args in cmds {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in *args {
+                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                out.extend_from_slice(a);
+                out.extend_from_slice(b"\r\n");
+            }
         }
-        self.s.write_all(&out).map_err(|e| e.to_string())?;
+        self.s.write_all(&out).map_err(|e| e.to_string())
+    }
+
+    fn reply(&mut self) -> Result<Value, String> {
         match self.read()? {
             Value::Error(e) => Err(e),
             v => Ok(v),
@@ -852,8 +873,11 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         }
         set_state(&t, "paused");
         let t0 = Instant::now();
-        src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"])?;
-        delta(node, &mut src, id, &t)?;
+        // PAUSE and the last DELTA in one round trip (the source answers in order).
+        let (paused, last) = src
+            .call_two(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"], &[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])?;
+        paused?;
+        apply_delta(node, &mut src, id, &t, last?)?;
         let t_delta = t0.elapsed();
         // The source lifts its pause after the write-pause timeout, counted from
         // before the PAUSE reply reached here: claim only well inside it, so the claim
@@ -883,16 +907,21 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         let mut handoff: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"HANDOFF", t.dest.as_bytes()];
         handoff.push(epoch.as_bytes());
         handoff.extend(ranges.iter().map(|r| r.as_slice()));
-        if let Err(e) = src.call(&handoff) {
+        // HANDOFF and END in one round trip: the source answers END after HANDOFF's
+        // answer, so END finds the slots handed off unless HANDOFF failed.
+        let end: &[&[u8]] = &[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"];
+        let (handed, mut ended) = src.call_two(&handoff, end)?;
+        if let Err(e) = handed {
             tracing::warn!("slot migration {}: handoff to the source failed ({e}); the bus will carry the claim", t.id);
         }
         let t_handoff = t0.elapsed();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"]) {
+            match ended {
                 Ok(_) => break,
                 Err(e) if e.starts_with("TRYAGAIN") && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
+                    std::thread::sleep(Duration::from_millis(2));
+                    ended = src.call(end);
                 }
                 Err(e) => return Err(e),
             }
@@ -901,7 +930,7 @@ fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: Stri
         lock(&t.progress).write_pause_ms = pause.as_millis() as u64;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::info!(
-            "slot migration {}: write pause {:.1} ms (last delta {:.1}, claim {:.1}, handoff {:.1}, end {:.1})",
+            "slot migration {}: write pause {:.1} ms (pause and last delta {:.1}, claim {:.1}, handoff and end {:.1}, end again {:.1})",
             t.id,
             ms(pause),
             ms(t_delta),
@@ -1038,7 +1067,13 @@ fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<u64,
 
 /// One DELTA from the source applied here; returns how many keys it carried.
 fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<usize, String> {
-    let Value::Array(parts) = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])? else {
+    let reply = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])?;
+    apply_delta(node, src, id, t, reply)
+}
+
+/// Applies a DELTA reply here; returns how many keys it carried.
+fn apply_delta(node: &Node, src: &mut Client, id: &[u8], t: &Task, reply: Value) -> Result<usize, String> {
+    let Value::Array(parts) = reply else {
         return Err("bad DELTA reply".into());
     };
     let [Value::Array(flushed), Value::Array(items)] = &parts[..] else { return Err("bad DELTA reply".into()) };
