@@ -1,5 +1,5 @@
 //! Whole-slot migration (`ferrokv-server`'s `cluster/slot_migration.rs`) in the seeded
-//! simulator, interleaved with crashes, restarts, delays and failovers.
+//! simulator, interleaved with crashes, restarts, delays, partitions and failovers.
 //!
 //! Every node runs the real bus state machine (`ClusterState`: the IMPORTING marks, the
 //! claim with its epoch bump, the handoff, gossip, failure detection, elections). The
@@ -13,7 +13,8 @@
 //!   client following MOVED) and is acknowledged when that node is a master owning the
 //!   slot in its own view and writes are not held there (the migration's pause, a manual
 //!   failover's pause); it reaches the node's live replicas at once (acknowledged
-//!   writes are taken as acknowledged with WAIT), and a replica's data is its master's;
+//!   writes are taken as acknowledged with WAIT: a master cut off from a live replica
+//!   of its own gets none), and a replica's data is its master's;
 //! - the target's task: IMPORTING, the snapshot and deltas (copies of the source's data:
 //!   a delta sends keys' current values), PAUSE, the last delta, the claim only within
 //!   half the write-pause window, HANDOFF, END; a failure before the claim undoes (the
@@ -136,6 +137,20 @@ impl Model {
                 self.stale_writes.insert(w);
             }
             self.data[o].entry(s).or_default().insert(w);
+            // Acknowledged as WAIT acknowledges: once every live replica of the master
+            // has it. A master cut off from a live replica of its own gets no
+            // acknowledgement (Redis Cluster loses those writes when that replica is
+            // promoted: asynchronous replication's window, not the migration's).
+            let me = sim.id(o);
+            let cut_off = sim.alive().into_iter().any(|r| {
+                r != o && !sim.reachable(o, r) && {
+                    let v = sim.fresh_view(r);
+                    v.me().is_replica() && v.me().master == Some(me)
+                }
+            });
+            if cut_off {
+                continue;
+            }
             self.acked.entry(s).or_default().push((w, o));
             if o == self.src && self.window {
                 self.window_writes.insert(w);
@@ -337,6 +352,14 @@ enum Fault {
     FailoverSource,
     /// A manual failover of the target's replica.
     FailoverTarget,
+    /// Cut the source off from every other node, heal later (its replica may be
+    /// promoted meanwhile, and the source keeps taking writes until it learns so).
+    IsolateSource,
+    /// Cut the target off from every other node, heal later.
+    IsolateTarget,
+    /// Split the cluster in two, the source with its replica and the third master, the
+    /// target with its replica and the third master's replica; heal later.
+    SplitSourceTarget,
 }
 
 fn run(seed: u64, fault: Fault) -> (bool, String) {
@@ -365,6 +388,8 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
     m.next_at = start;
     let mut crashed: Vec<(usize, Option<u64>)> = Vec::new();
     let mut fired = false;
+    let mut heal_at = None;
+    let n = 6;
     let (src_replica, dst_replica) = (3, 4);
     while sim.now < start + 30_000 {
         sim.run_for(TICK);
@@ -379,11 +404,25 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
                     let r = if matches!(fault, Fault::FailoverSource) { src_replica } else { dst_replica };
                     let _ = sim.command(r, Command::Failover { option: None });
                 }
+                Fault::IsolateSource | Fault::IsolateTarget | Fault::SplitSourceTarget => {
+                    let mut groups = vec![0; n];
+                    match fault {
+                        Fault::IsolateSource => groups[m.src] = 1,
+                        Fault::IsolateTarget => groups[m.dst] = 1,
+                        _ => [m.dst, dst_replica, 5].iter().for_each(|&i| groups[i] = 1),
+                    }
+                    sim.partition(groups);
+                    heal_at = Some(sim.now + 500 + sim.rng.below(8000));
+                }
             }
             for &(i, _) in &crashed {
                 sim.crash(i);
                 m.crashed(i);
             }
+        }
+        if heal_at.is_some_and(|at| sim.now >= at) {
+            sim.heal();
+            heal_at = None;
         }
         for k in 0..crashed.len() {
             if let (i, Some(at)) = crashed[k] {
@@ -400,7 +439,7 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
         m.client_writes(&mut sim);
     }
     // Settle: every node back (but one killed for good), views agree.
-    let n = 6;
+    sim.heal();
     let ok = sim.run_until_cond(60_000, 250, |s| converged(s, n).is_ok() && s.fresh_view(s.alive()[0]).state_ok);
     let mut report = format!(
         "seed {seed} {fault:?}: step {:?}, claimed {}, failed {:?}, window {}, stale writes {}",
@@ -491,4 +530,19 @@ fn a_manual_failover_of_the_source_midway_loses_no_acknowledged_write() {
 #[test]
 fn a_manual_failover_of_the_target_midway_loses_no_acknowledged_write() {
     sweep(Fault::FailoverTarget, 500, 12);
+}
+
+#[test]
+fn a_source_cut_off_midway_loses_no_acknowledged_write() {
+    sweep(Fault::IsolateSource, 600, 10);
+}
+
+#[test]
+fn a_target_cut_off_midway_loses_no_acknowledged_write() {
+    sweep(Fault::IsolateTarget, 700, 10);
+}
+
+#[test]
+fn a_split_between_source_and_target_midway_loses_no_acknowledged_write() {
+    sweep(Fault::SplitSourceTarget, 800, 10);
 }
