@@ -469,10 +469,11 @@ fn chained_replicas_get_the_top_masters_stream() {
 #[test]
 fn a_replica_without_stale_data_answers_masterdown_while_its_link_is_down() {
     for kind in [Kind::Ferrokv, Kind::Redis] {
-        // A master that is not there (a closed port).
+        // A master that never answers: a port held open but never accepted from (a
+        // closed port could be taken by a server another test starts meanwhile, and
+        // the replica would sync from it).
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = dead.local_addr().unwrap().port().to_string();
-        drop(dead);
         let joined = format!("127.0.0.1 {port}");
         let args: Vec<&str> = match kind {
             Kind::Redis => vec!["--replicaof", &joined],
@@ -492,6 +493,7 @@ fn a_replica_without_stale_data_answers_masterdown_while_its_link_is_down() {
         assert_eq!(field(&mut c, "replication", "master_link_status").as_deref(), Some("down"), "{kind:?}");
         assert_eq!(call(&mut c, &["REPLICAOF", "NO", "ONE"]), Reply::Simple(b"OK".to_vec()), "{kind:?}");
         assert_eq!(call(&mut c, &["GET", "k"]), Reply::Bulk(None), "{kind:?}");
+        drop(dead);
     }
 }
 
