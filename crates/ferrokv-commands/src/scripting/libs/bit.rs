@@ -31,13 +31,13 @@ fn arg(args: &MultiValue, i: usize) -> &Value {
 
 pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("tobit", lua.create_function(|_, a: MultiValue| Ok(ret(bits(arg(&a, 0), 1, "tobit")?)))?)?;
-    t.raw_set("bnot", lua.create_function(|_, a: MultiValue| Ok(ret(!bits(arg(&a, 0), 1, "bnot")?)))?)?;
-    t.raw_set("bswap", lua.create_function(|_, a: MultiValue| Ok(ret(bits(arg(&a, 0), 1, "bswap")?.swap_bytes())))?)?;
+    t.raw_set("tobit", super::function(lua, |_, a: MultiValue| Ok(ret(bits(arg(&a, 0), 1, "tobit")?)))?)?;
+    t.raw_set("bnot", super::function(lua, |_, a: MultiValue| Ok(ret(!bits(arg(&a, 0), 1, "bnot")?)))?)?;
+    t.raw_set("bswap", super::function(lua, |_, a: MultiValue| Ok(ret(bits(arg(&a, 0), 1, "bswap")?.swap_bytes())))?)?;
     for (name, op) in [("band", 0u8), ("bor", 1), ("bxor", 2)] {
         t.raw_set(
             name,
-            lua.create_function(move |_, a: MultiValue| {
+            super::function(lua, move |_, a: MultiValue| {
                 let mut acc = bits(arg(&a, 0), 1, name)?;
                 for i in 1..a.len() {
                     let b = bits(&a[i], i + 1, name)?;
@@ -54,7 +54,7 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     for (name, op) in [("lshift", 0u8), ("rshift", 1), ("arshift", 2), ("rol", 3), ("ror", 4)] {
         t.raw_set(
             name,
-            lua.create_function(move |_, a: MultiValue| {
+            super::function(lua, move |_, a: MultiValue| {
                 let b = bits(arg(&a, 0), 1, name)?;
                 let n = bits(arg(&a, 1), 2, name)? & 31;
                 Ok(ret(match op {
@@ -69,7 +69,7 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     }
     t.raw_set(
         "tohex",
-        lua.create_function(|lua, a: MultiValue| {
+        super::function(lua, |lua, a: MultiValue| {
             let b = bits(arg(&a, 0), 1, "tohex")?;
             let n = match a.get(1) {
                 None | Some(Value::Nil) => 8i32,

@@ -5,7 +5,7 @@
 //! lua-cjson's error texts and nesting limits. The configuration functions keep their
 //! settings for the life of the Lua state, as in Redis.
 
-use super::number_arg;
+use super::{number_arg, Nest};
 use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -48,19 +48,19 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let c = cfg.clone();
     t.raw_set(
         "encode",
-        lua.create_function(move |lua, args: MultiValue| {
+        super::function(lua, move |lua, args: MultiValue| {
             if args.len() != 1 {
                 return Err(err("bad argument #1 to 'encode' (expected 1 argument)"));
             }
             let mut out = Vec::new();
-            encode(&c, &args[0], 0, &mut out)?;
+            encode(&c, &args[0], 0, 1, &mut out)?;
             lua.create_string(out)
         })?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "decode",
-        lua.create_function(move |lua, args: MultiValue| {
+        super::function(lua, move |lua, args: MultiValue| {
             if args.len() != 1 {
                 return Err(err("bad argument #1 to 'decode' (expected 1 argument)"));
             }
@@ -73,7 +73,7 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
             if bytes.len() >= 2 && (bytes[0] == 0 || bytes[1] == 0) {
                 return Err(err("JSON parser does not support UTF-16 or UTF-32"));
             }
-            let mut p = Parser { lua, data: &bytes, pos: 0, depth: 0, cfg: &c };
+            let mut p = Parser { lua, data: &bytes, pos: 0, depth: 0, slots: 1, cfg: &c };
             let tok = p.next_token();
             let v = p.value(tok)?;
             let tok = p.next_token();
@@ -86,36 +86,36 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let c = cfg.clone();
     t.raw_set(
         "encode_max_depth",
-        lua.create_function(move |_, a: MultiValue| {
+        super::function(lua, move |_, a: MultiValue| {
             int_option(&a, &c.encode_max_depth, 1, i32::MAX as i64, "encode_max_depth")
         })?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "decode_max_depth",
-        lua.create_function(move |_, a: MultiValue| {
+        super::function(lua, move |_, a: MultiValue| {
             int_option(&a, &c.decode_max_depth, 1, i32::MAX as i64, "decode_max_depth")
         })?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "encode_number_precision",
-        lua.create_function(move |_, a: MultiValue| int_option(&a, &c.precision, 1, 14, "encode_number_precision"))?,
+        super::function(lua, move |_, a: MultiValue| int_option(&a, &c.precision, 1, 14, "encode_number_precision"))?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "encode_keep_buffer",
-        lua.create_function(move |_, a: MultiValue| bool_option(&a, &c.keep_buffer, "encode_keep_buffer"))?,
+        super::function(lua, move |_, a: MultiValue| bool_option(&a, &c.keep_buffer, "encode_keep_buffer"))?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "decode_invalid_numbers",
-        lua.create_function(move |_, a: MultiValue| bool_option(&a, &c.decode_invalid, "decode_invalid_numbers"))?,
+        super::function(lua, move |_, a: MultiValue| bool_option(&a, &c.decode_invalid, "decode_invalid_numbers"))?,
     )?;
     let c = cfg.clone();
     t.raw_set(
         "encode_invalid_numbers",
-        lua.create_function(move |lua, a: MultiValue| {
+        super::function(lua, move |lua, a: MultiValue| {
             if a.len() > 1 {
                 return Err(err("bad argument #2 to 'encode_invalid_numbers' (found too many arguments)"));
             }
@@ -137,7 +137,7 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let c = cfg.clone();
     t.raw_set(
         "encode_sparse_array",
-        lua.create_function(move |_, a: MultiValue| {
+        super::function(lua, move |_, a: MultiValue| {
             if a.len() > 3 {
                 return Err(err("bad argument #4 to 'encode_sparse_array' (found too many arguments)"));
             }
@@ -161,7 +161,7 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
             Ok((c.sparse_convert.get(), c.sparse_ratio.get() as f64, c.sparse_safe.get() as f64))
         })?,
     )?;
-    t.raw_set("new", lua.create_function(|lua, ()| table(lua))?)?;
+    t.raw_set("new", super::function(lua, |lua, ()| table(lua))?)?;
     t.raw_set("_NAME", "cjson")?;
     t.raw_set("_VERSION", "2.1.0")?;
     t.raw_set("null", Value::LightUserData(LightUserData(std::ptr::null_mut())))?;
@@ -235,7 +235,18 @@ fn encode_number(cfg: &Config, v: &Value, n: f64, out: &mut Vec<u8>) -> mlua::Re
     Ok(())
 }
 
-fn encode(cfg: &Config, v: &Value, depth: i64, out: &mut Vec<u8>) -> mlua::Result<()> {
+/// The deepest table `encode` recurses into (the default `encode_max_depth`): its
+/// frames take 500-700 bytes of a shard thread's 2 MiB stack. A script that raises
+/// `encode_max_depth` gets the nesting error at this depth; Redis's comes at 7998 (the
+/// Lua stack's room).
+const ENCODE_RECURSION: i64 = 1000;
+
+/// `slots` counts the Lua stack slots lua-cjson would use with `v` on top: an array
+/// level adds one (the element), an object level two (key and value), and a table
+/// needs three free (json_check_encode_depth), so nesting ends where Redis's does.
+/// Tables are walked without keeping their entries: each value mlua holds takes a slot
+/// of its reference stack, which has room for about 8000.
+fn encode(cfg: &Config, v: &Value, depth: i64, slots: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
     match v {
         Value::String(s) => encode_string(&s.as_bytes(), out),
         Value::Number(n) => encode_number(cfg, v, *n, out)?,
@@ -245,17 +256,16 @@ fn encode(cfg: &Config, v: &Value, depth: i64, out: &mut Vec<u8>) -> mlua::Resul
         Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
         Value::Table(t) => {
             let depth = depth + 1;
-            if depth > cfg.encode_max_depth.get() {
+            if depth > cfg.encode_max_depth.get().min(ENCODE_RECURSION) || slots + 3 > LUAI_MAXCSTACK {
                 return Err(err(format!("Cannot serialise, excessive nesting ({depth})")));
             }
-            let pairs: Vec<(Value, Value)> = t.pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
             let mut max = 0f64;
             let mut items = 0i64;
             let mut array = true;
-            for (k, _) in &pairs {
-                let k = match k {
-                    Value::Number(n) => *n,
-                    Value::Integer(n) => *n as f64,
+            for kv in t.pairs::<Value, Value>() {
+                let k = match kv?.0 {
+                    Value::Number(n) => n,
+                    Value::Integer(n) => n as f64,
                     _ => {
                         array = false;
                         break;
@@ -286,12 +296,14 @@ fn encode(cfg: &Config, v: &Value, depth: i64, out: &mut Vec<u8>) -> mlua::Resul
                         out.push(b',');
                     }
                     let x: Value = t.raw_get(i)?;
-                    encode(cfg, &x, depth, out)?;
+                    encode(cfg, &x, depth, slots + 1, out)?;
                 }
                 out.push(b']');
             } else {
                 out.push(b'{');
-                for (i, (k, x)) in pairs.iter().enumerate() {
+                for (i, kv) in t.pairs::<Value, Value>().enumerate() {
+                    let (k, x) = kv?;
+                    let (k, x) = (&k, &x);
                     if i > 0 {
                         out.push(b',');
                     }
@@ -317,7 +329,7 @@ fn encode(cfg: &Config, v: &Value, depth: i64, out: &mut Vec<u8>) -> mlua::Resul
                             )))
                         }
                     }
-                    encode(cfg, x, depth, out)?;
+                    encode(cfg, x, depth, slots + 2, out)?;
                 }
                 out.push(b'}');
             }
@@ -371,11 +383,18 @@ struct Token {
     error: &'static str,
 }
 
+/// Lua 5.1's cap on a C function's stack slots: lua-cjson checks for room as it nests
+/// and fails with its nesting errors where there is none, so a deep document or table
+/// is an error there (and here, counted the same way), not a deep recursion.
+const LUAI_MAXCSTACK: usize = 8000;
+
 struct Parser<'a> {
     lua: &'a Lua,
     data: &'a [u8],
     pos: usize,
     depth: i64,
+    /// The C library's Lua stack slots in use (see `LUAI_MAXCSTACK`).
+    slots: usize,
     cfg: &'a Config,
 }
 
@@ -577,78 +596,95 @@ impl Parser<'_> {
         err(format!("Expected {what} but found {found} at character {}", tok.index + 1))
     }
 
-    fn descend(&mut self) -> mlua::Result<()> {
+    /// json_decode_descend: a level needs `need` free slots and keeps `keep` of them.
+    fn descend(&mut self, need: usize, keep: usize) -> mlua::Result<()> {
         self.depth += 1;
-        if self.depth > self.cfg.decode_max_depth.get() {
+        if self.depth > self.cfg.decode_max_depth.get() || self.slots + need > LUAI_MAXCSTACK {
             return Err(err(format!(
                 "Found too many nested data structures ({}) at character {}",
                 self.depth, self.pos
             )));
         }
+        self.slots += keep;
         Ok(())
     }
 
-    fn value(&mut self, tok: Token) -> mlua::Result<Value> {
-        Ok(match tok.kind {
-            Kind::Str => Value::String(self.lua.create_string(&tok.string)?),
-            Kind::Number => Value::Number(tok.number),
-            Kind::Boolean => Value::Boolean(tok.boolean),
-            Kind::Null => Value::LightUserData(LightUserData(std::ptr::null_mut())),
-            Kind::ObjBegin => {
-                self.descend()?;
-                let t = self.lua.create_table()?;
-                let mut tok = self.next_token();
-                if tok.kind != Kind::ObjEnd {
-                    loop {
-                        if tok.kind != Kind::Str {
-                            return Err(self.expected("object key string", &tok));
-                        }
-                        let key = self.lua.create_string(&tok.string)?;
-                        let colon = self.next_token();
-                        if colon.kind != Kind::Colon {
-                            return Err(self.expected("colon", &colon));
-                        }
-                        let vt = self.next_token();
-                        let v = self.value(vt)?;
-                        t.raw_set(key, v)?;
-                        let sep = self.next_token();
-                        if sep.kind == Kind::ObjEnd {
-                            break;
-                        }
-                        if sep.kind != Kind::Comma {
-                            return Err(self.expected("comma or object end", &sep));
-                        }
-                        tok = self.next_token();
+    /// A JSON value starting at `tok`, read in a loop over the open tables (see `Nest`)
+    /// where lua-cjson recurses.
+    fn value(&mut self, mut tok: Token) -> mlua::Result<Value> {
+        let mut nest = Nest::default();
+        loop {
+            let mut value = match tok.kind {
+                Kind::Str => Some(Value::String(self.lua.create_string(&tok.string)?)),
+                Kind::Number => Some(Value::Number(tok.number)),
+                Kind::Boolean => Some(Value::Boolean(tok.boolean)),
+                Kind::Null => Some(Value::LightUserData(LightUserData(std::ptr::null_mut()))),
+                Kind::ObjBegin | Kind::ArrBegin => {
+                    let array = tok.kind == Kind::ArrBegin;
+                    if array {
+                        self.descend(2, 1)?;
+                    } else {
+                        self.descend(3, 2)?;
+                    }
+                    nest.push(self.lua, array)?;
+                    tok = self.next_token();
+                    if tok.kind == (if array { Kind::ArrEnd } else { Kind::ObjEnd }) {
+                        self.ascend(array);
+                        nest.pop()?.map(Value::Table)
+                    } else if array {
+                        continue;
+                    } else {
+                        tok = self.key(&mut nest, tok)?;
+                        continue;
                     }
                 }
-                self.depth -= 1;
-                Value::Table(t)
-            }
-            Kind::ArrBegin => {
-                self.descend()?;
-                let t = self.lua.create_table()?;
-                let mut tok = self.next_token();
-                if tok.kind != Kind::ArrEnd {
-                    let mut i = 1;
-                    loop {
-                        let v = self.value(tok)?;
-                        t.raw_seti(i, v)?;
-                        i += 1;
-                        let sep = self.next_token();
-                        if sep.kind == Kind::ArrEnd {
-                            break;
-                        }
-                        if sep.kind != Kind::Comma {
-                            return Err(self.expected("comma or array end", &sep));
-                        }
-                        tok = self.next_token();
-                    }
+                _ => return Err(self.expected("value", &tok)),
+            };
+            // Store the value read, closing every table whose end follows, until a comma
+            // asks for the next value or the outermost one is done.
+            loop {
+                let Some(array) = nest.in_array() else {
+                    return Ok(value.unwrap_or(Value::Nil));
+                };
+                if let Some(v) = value.take() {
+                    nest.put(v)?;
                 }
-                self.depth -= 1;
-                Value::Table(t)
+                let sep = self.next_token();
+                let end = if array { Kind::ArrEnd } else { Kind::ObjEnd };
+                if sep.kind == end {
+                    self.ascend(array);
+                    value = nest.pop()?.map(Value::Table);
+                    continue;
+                }
+                if sep.kind != Kind::Comma {
+                    let what = if array { "comma or array end" } else { "comma or object end" };
+                    return Err(self.expected(what, &sep));
+                }
+                tok = self.next_token();
+                if !array {
+                    tok = self.key(&mut nest, tok)?;
+                }
+                break;
             }
-            _ => return Err(self.expected("value", &tok)),
-        })
+        }
+    }
+
+    /// An object's `"key":` starting at `tok`; returns the token after the colon.
+    fn key(&mut self, nest: &mut Nest, tok: Token) -> mlua::Result<Token> {
+        if tok.kind != Kind::Str {
+            return Err(self.expected("object key string", &tok));
+        }
+        nest.put(Value::String(self.lua.create_string(&tok.string)?))?;
+        let colon = self.next_token();
+        if colon.kind != Kind::Colon {
+            return Err(self.expected("colon", &colon));
+        }
+        Ok(self.next_token())
+    }
+
+    fn ascend(&mut self, array: bool) {
+        self.depth -= 1;
+        self.slots -= if array { 1 } else { 2 };
     }
 }
 
@@ -719,4 +755,52 @@ pub fn strtod(s: &[u8]) -> (f64, usize) {
     let text = std::str::from_utf8(&rest[..j]).unwrap_or("0");
     let text = text.strip_suffix('.').unwrap_or(text);
     (sign * text.parse::<f64>().unwrap_or(0.0), i + j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `code` in a fresh state with cjson, on a thread with the 2 MiB stack a shard
+    /// thread has, and returns its error text ("" when it ran).
+    fn run(code: &'static str) -> String {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let lua = Lua::new();
+                lua.globals().raw_set("cjson", table(&lua).unwrap()).unwrap();
+                lua.load(code).exec().err().map(|e| e.to_string()).unwrap_or_default()
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn big_tables_encode() {
+        let code = r#"
+            local m, a = {}, {}
+            for i = 1, 100000 do m[tostring(i)] = i; a[i] = i end
+            local d = cjson.decode(cjson.encode({m = m, a = a}))
+            for i = 1, 100000 do assert(d.m[tostring(i)] == i and d.a[i] == i) end
+        "#;
+        assert_eq!(run(code), "");
+    }
+
+    #[test]
+    fn nesting_past_the_lua_stack_is_redis_error() {
+        // redis-server 7.0.15 with the limits raised: the same depths and texts.
+        let e = run(r#"cjson.decode_max_depth(1000000)
+            cjson.decode(string.rep("[", 100000) .. string.rep("]", 100000))"#);
+        assert!(e.contains("Found too many nested data structures (7999) at character 7999"), "{e}");
+        let e = run(r#"cjson.encode_max_depth(1000000)
+            local t = {} local c = t
+            for i = 1, 100000 do c[1] = {} c = c[1] end
+            cjson.encode(t)"#);
+        // Redis: 7998, its Lua stack's room; here the recursion's limit.
+        assert!(e.contains("Cannot serialise, excessive nesting (1001)"), "{e}");
+        let e = run(r#"cjson.decode_max_depth(1000000)
+            cjson.decode(string.rep('{"a":', 100000))"#);
+        assert!(e.contains("Found too many nested data structures"), "{e}");
+    }
 }

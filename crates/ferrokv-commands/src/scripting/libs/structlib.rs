@@ -29,9 +29,9 @@ fn arg_err(n: usize, fname: &str, msg: &str) -> mlua::Error {
 
 pub fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("pack", lua.create_function(|lua, args: MultiValue| lua.create_string(pack(&args)?))?)?;
-    t.raw_set("unpack", lua.create_function(|lua, args: MultiValue| unpack(lua, &args))?)?;
-    t.raw_set("size", lua.create_function(|_, args: MultiValue| size(&args))?)?;
+    t.raw_set("pack", super::function(lua, |lua, args: MultiValue| lua.create_string(pack(&args)?))?)?;
+    t.raw_set("unpack", super::function(lua, |lua, args: MultiValue| unpack(lua, &args))?)?;
+    t.raw_set("size", super::function(lua, |_, args: MultiValue| size(&args))?)?;
     Ok(t)
 }
 
