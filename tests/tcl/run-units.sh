@@ -24,6 +24,14 @@ SKIP=(
   # streams are not implemented
   "Keyspace notifications: stream events test"
   "EVAL - Scripts can't run XREAD and XREADGROUP with BLOCK option"
+  # SORT's GET patterns may name keys of other shards only from a connection's own
+  # commands: a script holds its shards, and a pattern key elsewhere is refused
+  "SORT BY <constant> with GET gets ordered for scripting"
+  # ACL is not implemented
+  "Script ACL check"
+  # redis.call with 7999 arguments: mlua keeps a Rust function's arguments on its C
+  # frame's Lua stack (8000 slots in Lua 5.1), leaving no room to call back into Lua
+  "Script check unpack with massive arguments"
   # a client whose connection lives on the thread running a busy script waits for it
   # instead of getting BUSY (docs/architecture.md, "BUSY and SCRIPT KILL"): the
   # harness's connection may be one, and then the test never ends

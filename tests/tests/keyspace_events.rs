@@ -249,3 +249,55 @@ fn config_values_match_redis() {
     }
     let _ = Conn::connect(ferrokv.port());
 }
+
+/// `evicted` events (class `e`): one per key maxmemory evicted, on both channels, for
+/// keys that are gone, as many as INFO's evicted_keys, both servers.
+#[test]
+fn evicted_events() {
+    for server in [Server::redis(&[]), Server::ferrokv(&["--server-threads", "2"])] {
+        let mut admin = server.conn();
+        assert_eq!(admin.send(&["CONFIG", "SET", "notify-keyspace-events", "KEe"]), b"+OK\r\n");
+        assert_eq!(admin.send(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]), b"+OK\r\n");
+        let value = "x".repeat(10_000);
+        for i in 0..200 {
+            assert_eq!(admin.send(&["SET", &format!("k{i}"), &value]), b"+OK\r\n");
+        }
+        let mut sub = server.conn();
+        sub.send(&["PSUBSCRIBE", "__key*__:*"]);
+        let info = |c: &mut Conn, field: &str| -> u64 {
+            let text = String::from_utf8_lossy(&c.send(&["INFO", "all"])).to_string();
+            let line = text.lines().find(|l| l.starts_with(&format!("{field}:"))).expect(field).to_string();
+            line[field.len() + 1..].trim().parse().expect("number")
+        };
+        let used = info(&mut admin, "used_memory");
+        // Half the values must go; the write after the limit evicts them.
+        let limit = (used - 1_000_000).to_string();
+        assert_eq!(admin.send(&["CONFIG", "SET", "maxmemory", &limit]), b"+OK\r\n");
+        admin.send(&["SET", "trigger", "v"]);
+        assert_eq!(admin.send(&["CONFIG", "SET", "maxmemory", "0"]), b"+OK\r\n");
+        // Read after the limit is gone: a shard's tick may evict once more before.
+        let evicted = info(&mut admin, "evicted_keys");
+        sub.write_raw(&ferrokv_tests::resp::encode_command(&["PING"])).expect("write");
+        let (mut keyevents, mut keyspace) = (Vec::new(), Vec::new());
+        loop {
+            let f = sub.read_reply().expect("event or pong");
+            if f == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" {
+                break;
+            }
+            let e = event_of(&f);
+            if let Some(k) = e.strip_prefix("__keyevent@0__:evicted=") {
+                keyevents.push(k.to_string());
+            } else if let Some(k) = e.strip_prefix("__keyspace@0__:").and_then(|s| s.strip_suffix("=evicted")) {
+                keyspace.push(k.to_string());
+            } else if !e.ends_with("=set") && !e.ends_with(":set=trigger") {
+                panic!("{:?}: unexpected {e}", server.kind());
+            }
+        }
+        assert!(evicted >= 50, "{:?}: {evicted} evicted", server.kind());
+        assert_eq!(keyevents.len() as u64, evicted, "{:?}", server.kind());
+        assert_eq!(keyspace, keyevents, "{:?}", server.kind());
+        for k in &keyevents {
+            assert_eq!(admin.send(&["EXISTS", k]), b":0\r\n", "{:?}: {k}", server.kind());
+        }
+    }
+}

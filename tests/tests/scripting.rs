@@ -6,7 +6,7 @@
 //! whose keys live on different shards run under several locks.
 
 use ferrokv_tests::resp::show;
-use ferrokv_tests::Server;
+use ferrokv_tests::{Conn, Server};
 
 /// Runs every command on a fresh redis-server and a fresh ferrokv (two shards) and
 /// compares each reply.
@@ -130,6 +130,12 @@ fn libraries_bit_and_cjson() {
         "return {bit.tohex(255), bit.tohex(-1), bit.tohex(255, 2), bit.tohex(255, -4), bit.bswap(0x12345678)}",
         "return bit.tobit()",
         "return bit.band('x')",
+        // A library's error under pcall carries the calling line, as luaL_error's.
+        "return {pcall(function() local x = bit.tohex() return x end)}",
+        "return {pcall(function() local x = cjson.decode('{') return x end)}",
+        "return {pcall(cjson.decode, '{')}",
+        "local m = {} for i = 1, 100000 do m[tostring(i)] = i end return #cjson.encode(m)",
+        "cjson.decode_max_depth(1000000) local ok, e = pcall(cjson.decode, string.rep('[', 100000)) cjson.decode_max_depth(1000) return e",
         "return cjson.encode({1, 2, 3})",
         "return cjson.encode({a = 1})",
         "return cjson.encode({})",
@@ -204,6 +210,13 @@ fn library_cmsgpack() {
         "return cmsgpack.unpack(123)",
         "return {cmsgpack._NAME, cmsgpack._VERSION, cmsgpack._DESCRIPTION}",
         "return {pcall(cmsgpack.unpack, '\\218')}",
+        // Big and deep inputs: no crash, Redis's answers and errors.
+        "local m = {} for i = 1, 100000 do m[tostring(i)] = i end return {#cmsgpack.pack({m = m}), cmsgpack.unpack(cmsgpack.pack({m = m})).m['77777']}",
+        "return #cmsgpack.unpack(string.rep('\\145', 200000))",
+        "return cmsgpack.unpack(string.rep('\\129', 200000))",
+        "return #{cmsgpack.unpack(string.rep('\\1', 8000))}",
+        "return #{cmsgpack.unpack(string.rep('\\1', 5000))}",
+        "return {pcall(function() local x = cmsgpack.unpack('\\193') return x end)}",
     ];
     let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
     same_replies(&cmds);
@@ -277,6 +290,12 @@ fn library_struct() {
         "return struct.size('')",
         "struct.pack = nil",
         "return {pcall(struct.size, '!3')}",
+        // The sandbox's metatables (Redis: read-only tables).
+        "setmetatable(_G, {})",
+        "local g = getmetatable(_G) g.__index = {}",
+        "setmetatable(cjson, {})",
+        "return tostring(getmetatable(cjson))",
+        "local t = setmetatable({}, {__index = function() return 5 end}) return t.x",
     ];
     let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
     same_replies(&cmds);
@@ -609,6 +628,11 @@ fn function_lifecycle_as_in_redis() {
         cmd(&["FUNCTION", "LOAD", "REPLACE", LIB]),
         cmd(&["FUNCTION", "LOAD", lib2]),
         cmd(&["FUNCTION", "LOAD", "#!lua name=third\nredis.register_function('ECHO', function() return 1 end)"]),
+        // Loading sees only `redis` (register_function, log, versions): no math, string...
+        cmd(&["FUNCTION", "LOAD", "#!lua name=m1\nlocal x = math.floor(1)"]),
+        cmd(&["FUNCTION", "LOAD", "#!lua name=m2\nlocal x = tostring(1)"]),
+        cmd(&["FUNCTION", "LOAD", "#!lua name=m3\nlocal x = redis.REPL_ALL"]),
+        cmd(&["FUNCTION", "LOAD", "#!lua name=m4\nlocal x = redis.LOG_WARNING .. redis.REDIS_VERSION_NUM"]),
         cmd(&["FUNCTION", "LOAD", "#!lua name=\"quoted\"\nredis.register_function('q', function() return 1 end)"]),
         cmd(&["FUNCTION", "LOAD", "#!lua name=\"open\nredis.register_function('q2', function() return 1 end)"]),
         cmd(&["FCALL", "myfunc", "1", "fk", "v"]),
@@ -699,32 +723,31 @@ fn function_dump_restores_across_servers() {
 
 /// A script that spins: past busy-reply-threshold other clients get BUSY, SCRIPT KILL
 /// ends it, and the node answers again. The spinning script runs on one shard thread
-/// (its key's); the other thread keeps answering: a client there gets BUSY.
+/// (a keyless script runs on its connection's shard); the other thread keeps answering:
+/// a client there gets BUSY. Each shard's own port (`core-ports`) puts the spinner on
+/// shard 0 and the other client on shard 1 (connections to the main port land on
+/// either thread, and all of them landing on the spinner's made this test fail 1 run
+/// in 256).
 #[test]
 fn a_spinning_script_gets_busy_replies_and_script_kill() {
-    let server = Server::ferrokv(&["--server-threads", "2", "--busy-reply-threshold", "100"]);
-    // Connections land on either thread; a PING answered while the script spins comes
-    // from a connection on the other thread, whichever that is.
-    let mut spinner = server.conn();
-    let mut others: Vec<_> = (0..8).map(|_| server.conn()).collect();
+    let ports = [ferrokv_tests::server::free_port(), ferrokv_tests::server::free_port()];
+    let list = format!("{} {}", ports[0], ports[1]);
+    let _server = Server::ferrokv(&["--server-threads", "2", "--busy-reply-threshold", "100", "--core-ports", &list]);
+    let mut spinner = Conn::connect(ports[0]).expect("shard 0's port");
+    let mut c = Conn::connect(ports[1]).expect("shard 1's port");
     let spin = "while true do end";
     spinner.write_raw(format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{spin}\r\n$1\r\n0\r\n", spin.len()).as_bytes()).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut busy_conn = None;
-    'outer: while std::time::Instant::now() < deadline {
-        for (i, c) in others.iter_mut().enumerate() {
-            c.set_timeout(std::time::Duration::from_millis(300));
-            if let Ok(reply) = c.try_send(&cmd(&["GET", "x"])) {
-                if reply.starts_with(b"-BUSY") {
-                    busy_conn = Some(i);
-                    break 'outer;
-                }
-            }
-        }
-    }
-    let Some(i) = busy_conn else { panic!("no client got BUSY while the script spun") };
-    let c = &mut others[i];
     c.set_timeout(std::time::Duration::from_secs(10));
+    // Until the script has run past the threshold, the other shard answers normally.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let reply = c.send(&cmd(&["GET", "x"]));
+        if reply.starts_with(b"-BUSY") {
+            break;
+        }
+        assert_eq!(reply, b"$-1\r\n");
+        assert!(std::time::Instant::now() < deadline, "no BUSY while the script spun");
+    }
     assert_eq!(c.send(&cmd(&["SCRIPT", "KILL"])), b"+OK\r\n");
     spinner.set_timeout(std::time::Duration::from_secs(10));
     let reply = spinner.read_reply().expect("the killed script's reply");

@@ -56,11 +56,13 @@ pub struct Caller {
     pub push: bool,
     /// It tracks with NOLOOP.
     pub noloop: bool,
+    /// The command comes from a script's `redis.call` (Redis's `CLIENT_SCRIPT`).
+    pub script: bool,
 }
 
 impl Caller {
     /// No client (a replica's stream, the server itself).
-    pub const NONE: Caller = Caller { id: 0, reader: None, push: false, noloop: false };
+    pub const NONE: Caller = Caller { id: 0, reader: None, push: false, noloop: false, script: false };
 }
 
 /// What a command did besides writing its reply.

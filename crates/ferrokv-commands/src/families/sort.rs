@@ -193,9 +193,10 @@ fn sort_generic(ctx: &mut Ctx, args: &Args, readonly: bool) {
     let Some(mut o) = parse(ctx, args, readonly) else { return };
     let key = args.get(1);
     let now = ctx.now_ms;
+    let script = ctx.caller.script;
     let loaded = match ctx.keys.db(key).get(key, now) {
         None => Some((Vec::new(), window(o.limit, 0))),
-        Some(e) => load(&mut e.value, &mut o),
+        Some(e) => load(&mut e.value, &mut o, script),
     };
     let Some((mut items, (start, end))) = loaded else {
         return ctx.out.error(ERR_WRONGTYPE);
@@ -687,7 +688,7 @@ fn window(limit: (i64, i64), len: i64) -> (i64, i64) {
 /// left unsorted yields just its window (reversed by DESC). None for other types.
 ///
 /// Like Redis, this turns a `listpack` sorted set into a `skiplist` one for good.
-fn load(v: &mut Value, o: &mut Options) -> Option<(Vec<Item>, (i64, i64))> {
+fn load(v: &mut Value, o: &mut Options, script: bool) -> Option<(Vec<Item>, (i64, i64))> {
     let (kind, len) = match v {
         Value::List(l) => (Kind::List, l.len()),
         Value::Set(s) => (Kind::Set, s.len()),
@@ -700,8 +701,9 @@ fn load(v: &mut Value, o: &mut Options) -> Option<(Vec<Item>, (i64, i64))> {
         }
         _ => return None,
     };
-    // An unsorted set has no stable order to store: Redis sorts it by its members.
-    if o.dontsort && kind == Kind::Set && o.store.is_some() {
+    // An unsorted set has no stable order to store or to give a script: Redis sorts it
+    // by its members.
+    if o.dontsort && kind == Kind::Set && (o.store.is_some() || script) {
         o.dontsort = false;
         o.alpha = true;
         o.by = None;

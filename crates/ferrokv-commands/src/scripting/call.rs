@@ -59,17 +59,36 @@ pub fn api_function(lua: &Lua, hidden: &mlua::Table, raise: bool) -> mlua::Resul
                 return Err(mlua::Error::external(Raised(line)));
             }
         };
-        let (v, failed): (Value, bool) = cmd.call(args)?;
+        // The arguments reach the dispatcher beside the call, not as its arguments:
+        // pushed again, thousands of them (`redis.call('lpush', k, unpack(t))`) would not
+        // fit in the C frame's Lua stack.
+        lua.set_app_data(Argv(argv_of(&args)));
+        drop(args);
+        let (v, failed): (Value, bool) = cmd.call(())?;
         if failed && raise {
             let line = match &v {
                 Value::Table(t) => t.raw_get::<String>("err").unwrap_or_default(),
                 _ => String::new(),
             };
-            let _ = lua;
             return Err(mlua::Error::external(Raised(line)));
         }
         Ok(v)
     })
+}
+
+/// The arguments of the `redis.call` being dispatched (None: one was neither a string
+/// nor a number).
+pub struct Argv(pub Option<Vec<Vec<u8>>>);
+
+fn argv_of(args: &MultiValue) -> Option<Vec<Vec<u8>>> {
+    args.iter()
+        .map(|a| match a {
+            Value::String(s) => Some(s.as_bytes().to_vec()),
+            Value::Integer(i) => Some(i.to_string().into_bytes()),
+            Value::Number(n) => Some(ferrokv_resp::reply::format_g(*n, 17).into_bytes()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A command a script ran, for the statistics of the node (INFO commandstats).
@@ -89,19 +108,13 @@ pub fn dispatch(
     ctx: &mut Ctx,
     run: &mut Run,
     state: &RunState,
-    args: MultiValue,
+    argv: Option<Vec<Vec<u8>>>,
 ) -> mlua::Result<(Value, bool)> {
-    if args.is_empty() {
+    let Some(argv) = argv else {
+        return Ok((error_table(lua, "Lua redis lib command arguments must be strings or integers")?, true));
+    };
+    if argv.is_empty() {
         return Ok((error_table(lua, "Please specify at least one argument for this redis lib call")?, true));
-    }
-    let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len());
-    for a in args.iter() {
-        match a {
-            Value::String(s) => argv.push(s.as_bytes().to_vec()),
-            Value::Integer(i) => argv.push(i.to_string().into_bytes()),
-            Value::Number(n) => argv.push(ferrokv_resp::reply::format_g(*n, 17).into_bytes()),
-            _ => return Ok((error_table(lua, "Lua redis lib command arguments must be strings or integers")?, true)),
-        }
     }
     let owned = OwnedArgs::from_slices(argv.iter().map(|a| a.as_slice()));
     let args = owned.args();
@@ -200,7 +213,7 @@ pub fn dispatch(
                 track_keys: ctx.modified.is_some(),
                 notify: ctx.notify,
                 // The script's caller remembers the script's keys, not these.
-                caller: crate::exec::Caller { reader: None, ..ctx.caller },
+                caller: crate::exec::Caller { reader: None, script: true, ..ctx.caller },
             };
             let mut records = Records::with_buffer(Vec::new());
             let o = execute(&mut *ctx.keys, spec, &args, env, &mut out, &mut records);

@@ -154,6 +154,19 @@ G.rawset = function(t, k, v)
   if targets[t] then error('Attempt to modify a readonly table', 0) end
   return rawset_(t, k, v)
 end
+-- The sandbox's tables are read-only in Redis (its patched Lua): changing their
+-- metatable is the same error as changing them; the globals' metatable reads as a
+-- read-only table, the libraries have none.
+local getmetatable_ = getmetatable
+local metas = {}
+G.setmetatable = function(t, m)
+  if targets[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(t, m)
+end
+G.getmetatable = function(t)
+  if targets[t] then return metas[t] end
+  return getmetatable_(t)
+end
 local loadstring_ = hidden.loadstring
 G.loadstring = loadstring_
 G.load = function(f, name)
@@ -176,24 +189,28 @@ for k, v in rawnext, G do
 end
 local env = setmetatable({}, {__index = view, __newindex = readonly, __metatable = false})
 targets[env] = view
+metas[env] = protect({})
 view._G = env
 hidden.env = env
 setmetatable(view, {__index = function(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
 end})
--- Library code and its functions run in fenv: during FUNCTION LOAD its globals are
--- the view plus a `redis` that only registers functions and logs; when called, the view.
+-- Library code and its functions run in fenv: during FUNCTION LOAD its only global is
+-- a `redis` that registers functions, logs and tells the version (Redis 7.0's library
+-- API: no math, string, tostring, _G...); when called, the view.
 local fmt = {__index = view, __newindex = readonly, __metatable = false}
 local fenv = setmetatable({}, fmt)
 targets[fenv] = view
+metas[fenv] = metas[env]
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
 local load_redis = {register_function = hidden.register_function, log = redis_log}
 for k, v in rawnext, redis do
-  if type(v) ~= 'function' then load_redis[k] = v end
+  if k:sub(1, 4) == 'LOG_' or k:sub(1, 13) == 'REDIS_VERSION' then load_redis[k] = v end
 end
-setmetatable(load_redis, {__index = function(_, k)
-  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-end})
-local load_view = setmetatable({redis = protect(load_redis), _G = fenv}, {__index = view})
+setmetatable(load_redis, {__index = missing})
+local load_view = setmetatable({redis = protect(load_redis)}, {__index = missing})
 hidden.loading = function(on) if on then fmt.__index = load_view else fmt.__index = view end end
 hidden.fenv = fenv
 local function run(f, h) return xpcall(f, h) end
@@ -352,10 +369,11 @@ impl Engine {
         let cell = RefCell::new((ctx, run));
         let state = self.state.clone();
         let r = self.lua.scope(|scope| {
-            let cmd = scope.create_function(|lua, args: MultiValue| {
+            let cmd = scope.create_function(|lua, ()| {
+                let argv = lua.remove_app_data::<super::call::Argv>().and_then(|a| a.0);
                 let mut g = cell.borrow_mut();
                 let (ctx, run) = &mut *g;
-                super::call::dispatch(lua, ctx, run, &state, args)
+                super::call::dispatch(lua, ctx, run, &state, argv)
             })?;
             self.hidden.raw_set("cmd", cmd)?;
             let r = body(self);
@@ -474,6 +492,7 @@ fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
                 let msg: String = match &other {
                     // luaL_error names the calling Lua function's line, as
                     // `user_script:1: bad argument ...`.
+                    Value::Error(e) if positioned(e).is_some() => error_text(e),
                     Value::Error(e) => match user_frame(lua) {
                         Some((_, short, line)) => format!("{short}:{line}: {}", error_text(e)),
                         None => error_text(e),
@@ -528,9 +547,20 @@ fn raised_line(e: &mlua::Error) -> Option<String> {
     }
 }
 
+/// The message of an error a library function raised with its position (see
+/// [`super::libs::Positioned`]).
+fn positioned(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::ExternalError(x) => x.downcast_ref::<super::libs::Positioned>().map(|r| r.0.clone()),
+        mlua::Error::CallbackError { cause, .. } => positioned(cause),
+        mlua::Error::WithContext { cause, .. } => positioned(cause),
+        _ => None,
+    }
+}
+
 /// An error raised by Rust code inside a script, as its message.
 fn error_text(e: &mlua::Error) -> String {
-    if let Some(line) = raised_line(e) {
+    if let Some(line) = raised_line(e).or_else(|| positioned(e)) {
         return line;
     }
     match e {

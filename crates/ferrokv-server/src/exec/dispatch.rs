@@ -234,7 +234,7 @@ impl ShardCore {
         let node = self.node;
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
-        let state = self.mem.perform(node, exempt);
+        let state = self.evict(exempt);
         // Readers of evicted keys hear of it before this command's reply, as in Redis.
         self.settle_evictions(Some(c));
         if state == crate::maxmemory::State::Ok {
@@ -1289,8 +1289,22 @@ impl ShardCore {
         self.mem.resync(node);
         let exempt = (self.mem.replica_ignore && node.repl.is_replica.load(Ordering::Relaxed))
             || node.repl.writes_paused(self.now_ms);
-        self.mem.perform(node, exempt);
+        self.evict(exempt);
         self.settle_evictions(None);
+    }
+
+    /// Evicts while the node is over `maxmemory` and publishes an `evicted` event per
+    /// key when class `e` is on, as Redis's `performEvictions` does at each deletion.
+    fn evict(&mut self, exempt: bool) -> crate::maxmemory::State {
+        use ferrokv_commands::notify::{class, KeyEvent};
+        let wanted = self.notify & class::EVICTED != 0 && self.notify & (class::KEYSPACE | class::KEYEVENT) != 0;
+        let mut notes = Vec::new();
+        let state = self.mem.perform(self.node, exempt, wanted.then_some(&mut notes));
+        for (dbi, key) in notes {
+            let e = KeyEvent { class: class::EVICTED, event: "evicted", key, db: Some(dbi), message: None };
+            self.publish_events(vec![e], dbi);
+        }
+        state
     }
 
     /// After eviction (which locks one shard at a time, any of them): what the evicted

@@ -204,7 +204,8 @@ impl Limit {
     /// Redis's `performEvictions`: frees keys while the node is over the limit.
     /// `exempt`: this node does not evict now (a replica with `replica-ignore-maxmemory`,
     /// writes paused), which counts as success, as Redis's `isSafeToPerformEvictions`.
-    pub fn perform(&mut self, node: &Node, exempt: bool) -> State {
+    /// `notes` receives each evicted key with its database, for `evicted` events.
+    pub fn perform(&mut self, node: &Node, exempt: bool, mut notes: Option<&mut Vec<(usize, Vec<u8>)>>) -> State {
         if !self.maybe_over() || exempt {
             return State::Ok;
         }
@@ -235,6 +236,9 @@ impl Limit {
             }
             node.shards[shard].publish(&db);
             drop(db);
+            if let Some(n) = notes.as_deref_mut() {
+                n.push((dbi, key));
+            }
             freed += before - memory::thread_delta();
             keys += 1;
             if keys % 16 == 0 && start.elapsed() > limit {

@@ -138,6 +138,7 @@ pub fn caller(c: &Conn, home: usize) -> Caller {
         reader: counts.then_some(Reader { id: c.meta.id, home: home as u32, token: c.token }),
         push: !t.bcast && t.redirect == 0 && c.proto == Proto::Resp3,
         noloop: t.noloop,
+        script: false,
     }
 }
 
