@@ -31,9 +31,46 @@ fn two_core_node() -> (Server, [u16; 2]) {
     (node, ports)
 }
 
-/// The core that owns `slot` on a two-shard node (contiguous halves).
+/// The core that owns `slot` on a two-shard node serving every slot (contiguous
+/// halves); also where a node's slots it does not serve start.
 fn core_of(slot: u16) -> usize {
     slot as usize * 2 / 16384
+}
+
+/// The core of a two-shard node that serves `slot`, the node serving the slots `owner`
+/// gives it: its slots in ascending order, cut in two runs of near-equal length
+/// (docs/architecture.md, "Spreading a node's slots over its cores").
+fn spread_core(owner: &[usize], slot: u16) -> usize {
+    let me = owner[slot as usize];
+    let n = owner.iter().filter(|&&o| o == me).count();
+    let i = owner[..slot as usize].iter().filter(|&&o| o == me).count();
+    i * 2 / n
+}
+
+/// Slot owners (indexes into `nodes`) from CLUSTER NODES asked of `via`.
+fn owners(via: &Server, nodes: &[Server]) -> Vec<usize> {
+    let lines = text(via, &["CLUSTER", "NODES"]);
+    let mut owner = vec![usize::MAX; 16384];
+    for (i, n) in nodes.iter().enumerate() {
+        let id = myid(n);
+        let line = lines.lines().find(|l| l.starts_with(&id)).expect("a line per node");
+        for range in line.split_whitespace().skip(8).filter(|r| !r.starts_with('[')) {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            owner[a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()].fill(i);
+        }
+    }
+    owner
+}
+
+/// CLUSTER SLOT-CORE of every slot of `node` (one pipeline).
+fn slot_cores(node: &Server) -> Vec<usize> {
+    let s: Vec<String> = (0..16384).map(|s| s.to_string()).collect();
+    let cmds: Vec<Vec<&str>> = s.iter().map(|s| vec!["CLUSTER", "SLOT-CORE", s.as_str()]).collect();
+    node.conn()
+        .pipeline(&cmds)
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).trim_start_matches(':').trim_end().parse().expect("a core"))
+        .collect()
 }
 
 /// A key whose slot satisfies `f`.
@@ -123,17 +160,14 @@ fn cluster_clients_reach_the_owning_core() {
     // Who owns each slot, from CLUSTER NODES (one line per node, main ports).
     let lines = text(&nodes[0], &["CLUSTER", "NODES"]);
     assert_eq!(lines.lines().filter(|l| l.contains(":")).count(), 3, "{lines}");
-    let mut owner = vec![usize::MAX; 16384];
-    for (i, n) in nodes.iter().enumerate() {
+    for n in &nodes {
         let id = myid(n);
         let line = lines.lines().find(|l| l.contains(&id)).expect("a line per node");
         assert!(line.contains(&format!(" 127.0.0.1:{}@", n.port())), "main port in CLUSTER NODES: {line}");
-        for range in line.split_whitespace().skip(8) {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            owner[a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()].fill(i);
-        }
     }
-    let expected = |slot: u16| cores[owner[slot as usize]][core_of(slot)];
+    let owner = owners(&nodes[0], &nodes);
+    // Each node serves its slots from both cores (spread), advertised as such.
+    let expected = |slot: u16| cores[owner[slot as usize]][spread_core(&owner, slot)];
     // Every node advertises every slot at its owning core, in CLUSTER SLOTS and SHARDS.
     wait_until("every node advertises the core endpoints", Duration::from_secs(10), || {
         nodes.iter().all(|n| {
@@ -142,12 +176,12 @@ fn cluster_clients_reach_the_owning_core() {
         })
     });
     let ranges = slots(nodes[1].port());
-    assert_eq!(ranges.len(), 4, "the middle node's slots split by core: {ranges:?}");
+    assert_eq!(ranges.len(), 6, "every node's slots split by core: {ranges:?}");
     assert_eq!(shards_ports(nodes[2].port()).len(), 16384);
 
     // Redirects between the cores of one node; the main port serves every slot.
     let (n1, n1c) = (&nodes[owner[9000]], cores[owner[9000]]);
-    let key = key_where("m:", |s| owner[s as usize] == owner[9000] && core_of(s) == 1);
+    let key = key_where("m:", |s| owner[s as usize] == owner[9000] && spread_core(&owner, s) == 1);
     let slot = key_slot(key.as_bytes());
     let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", n1c[1]);
     let mut c0 = ferrokv_tests::Conn::connect(n1c[0]).expect("core 0's port");
@@ -204,8 +238,7 @@ print("ok")
     // Each core that owns slots got its share.
     for (i, per_shard) in local.iter().enumerate() {
         for (core, &n) in per_shard.iter().enumerate() {
-            let owns = (0..16384u16).any(|s| owner[s as usize] == i && core_of(s) == core);
-            assert_eq!(n > 0, owns, "node {i} core {core}: {local:?}");
+            assert!(n > 0, "node {i} core {core} serves slots: {local:?}");
         }
     }
 
@@ -246,7 +279,11 @@ print("ok")
     for n in [&nodes[target], &nodes[source]] {
         assert_eq!(n.conn().send(&["CLUSTER", "SETSLOT", &s, "NODE", &tid]), b"+OK\r\n");
     }
-    let moved = format!("-MOVED {slot} 127.0.0.1:{}\r\n", cores[target][core_of(slot)]);
+    // The target serves one more slot: its slots are spread again, the new one included.
+    let mut owner = owner;
+    owner[slot as usize] = target;
+    let tcore = cores[target][spread_core(&owner, slot)];
+    let moved = format!("-MOVED {slot} 127.0.0.1:{tcore}\r\n");
     wait_until("every node redirects the moved slot to the target's core", Duration::from_secs(10), || {
         nodes
             .iter()
@@ -254,11 +291,10 @@ print("ok")
             .all(|n| n.conn().send(&["GET", &key]) == moved.as_bytes())
     });
     assert_eq!(String::from_utf8_lossy(&c1.send(&["GET", &key])), moved);
+    let mut at = ferrokv_tests::Conn::connect(tcore).expect("target core");
     assert_eq!(at.send(&["GET", &key]), b"$1\r\nv\r\n");
     wait_until("every node advertises the moved slot at the target's core", Duration::from_secs(10), || {
-        nodes.iter().all(|n| {
-            slots(n.port()).iter().any(|(a, b, p)| (*a..=*b).contains(&slot) && p[0] == cores[target][core_of(slot)])
-        })
+        nodes.iter().all(|n| slots(n.port()).iter().any(|(a, b, p)| (*a..=*b).contains(&slot) && p[0] == tcore))
     });
     check_clean(&nodes[1]);
 }
@@ -514,4 +550,92 @@ fn a_cluster_client_follows_a_slot_to_its_new_core() {
     // The main port still serves it.
     assert_eq!(admin.call(&["GET", &key]), Reply::Bulk(Some(b"v2".to_vec())));
     check_clean(&node);
+}
+
+/// A node spreads the slots it serves over its cores, as they change: after `redis-cli
+/// --cluster create` each of three two-core masters serves its third of the slots from
+/// both cores (INFO shards, CLUSTER SLOT-CORE, as the model says); a reshard moves slots
+/// with keys, and the nodes that gained or lost slots spread again without losing a key;
+/// a replica spreads its master's slots. redis-cli sees a clean cluster throughout.
+#[test]
+fn each_node_spreads_its_slots_over_its_cores() {
+    let (mut nodes, cores): (Vec<Server>, Vec<[u16; 2]>) = (0..3).map(|_| two_core_node()).unzip();
+    create_masters(&nodes);
+    let spread_as_modelled = |nodes: &[Server], owner: &[usize], first: usize| {
+        nodes.iter().enumerate().skip(first).all(|(i, n)| {
+            let stats = shard_stats(n);
+            let served: Vec<u64> = stats.iter().map(|s| s["slots"]).collect();
+            let mine = owner.iter().filter(|&&o| o == i).count() as u64;
+            let table = slot_cores(n);
+            served.iter().all(|&s| s > 0)
+                && served.iter().sum::<u64>() == mine
+                && served[0].abs_diff(served[1]) <= 1
+                && (0..16384u16).filter(|&s| owner[s as usize] == i).all(|s| table[s as usize] == spread_core(owner, s))
+        })
+    };
+    let owner = owners(&nodes[0], &nodes);
+    wait_until("every node serves its slots from both cores", Duration::from_secs(20), || {
+        spread_as_modelled(&nodes, &owner, 0)
+    });
+    // Keys everywhere, through a cluster client (it follows the core endpoints).
+    let mut client = ferrokv_tests::cluster::ClusterClient::new(nodes[0].port());
+    for i in 0..3000 {
+        let k = format!("spread:{i}");
+        assert_eq!(client.call(&[b"SET", k.as_bytes(), b"v"]), Reply::Simple(b"OK".to_vec()));
+    }
+    check_clean(&nodes[0]);
+
+    // A reshard with keys: 2000 slots from the first node to the third.
+    let (from, to) = (myid(&nodes[0]), myid(&nodes[2]));
+    let addr = nodes[1].addr();
+    let args = [
+        "--cluster",
+        "reshard",
+        addr.as_str(),
+        "--cluster-from",
+        from.as_str(),
+        "--cluster-to",
+        to.as_str(),
+        "--cluster-slots",
+        "2000",
+        "--cluster-yes",
+    ];
+    let (ok, out) = ferrokv_tests::cluster::redis_cli(&args);
+    assert!(ok, "redis-cli --cluster reshard failed:\n{out}");
+    let owner = owners(&nodes[1], &nodes);
+    assert_eq!(owner.iter().filter(|&&o| o == 2).count(), 5461 + 2000, "the reshard moved 2000 slots");
+    wait_until("the nodes spread their new slots", Duration::from_secs(20), || spread_as_modelled(&nodes, &owner, 0));
+    let moved_in: u64 = shard_stats(&nodes[2]).iter().map(|s| s["handoffs_in"]).sum();
+    assert!(moved_in > 0, "the third node handed slots between its cores");
+    let mut client = ferrokv_tests::cluster::ClusterClient::new(nodes[1].port());
+    for i in 0..3000 {
+        let k = format!("spread:{i}");
+        assert_eq!(client.call(&[b"GET", k.as_bytes()]), Reply::Bulk(Some(b"v".to_vec())), "{k}");
+    }
+    check_clean(&nodes[1]);
+
+    // A replica of the third node spreads its master's slots the same way.
+    let (replica, rc) = two_core_node();
+    let tp = nodes[2].port().to_string();
+    assert_eq!(replica.conn().send(&["CLUSTER", "MEET", "127.0.0.1", &tp]), b"+OK\r\n");
+    wait_until("the replica knows the cluster", Duration::from_secs(10), || {
+        text(&replica, &["CLUSTER", "NODES"]).contains(&to)
+    });
+    assert_eq!(replica.conn().send(&["CLUSTER", "REPLICATE", &to]), b"+OK\r\n");
+    let mut all = std::mem::take(&mut nodes);
+    all.push(replica);
+    let mut owner_r = owner.clone();
+    for o in owner_r.iter_mut().filter(|o| **o == 2) {
+        *o = 3;
+    }
+    wait_until("the replica serves its master's slots from both cores", Duration::from_secs(20), || {
+        spread_as_modelled(&all, &owner_r, 3)
+    });
+    // Its CLUSTER SLOTS lists, for each of the master's ranges, the replica's core too.
+    let want = cores[2][spread_core(&owner, 16383)];
+    let want_r = rc[spread_core(&owner, 16383)];
+    wait_until("CLUSTER SLOTS names the replica's cores", Duration::from_secs(20), || {
+        slots(all[0].port()).iter().any(|(a, b, p)| (*a..=*b).contains(&16383) && p[..] == [want, want_r])
+    });
+    check_clean(&all[0]);
 }

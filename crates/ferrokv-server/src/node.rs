@@ -382,14 +382,21 @@ impl Node {
                 defrag: Default::default(),
             })
             .collect();
-        // Contiguous ranges of slots per shard; a table so slots can move later.
-        let slot_shard = (0..SLOTS).map(|s| AtomicU16::new(initial_shard_of_slot(s as u16, threads) as u16)).collect();
+        // A table so slots can move later: in cluster mode the slots the node serves
+        // (from nodes.conf) spread over its cores, the rest in contiguous ranges.
+        let table: Vec<ShardId> = match &cluster {
+            Some(st) => crate::balance::initial_table(&crate::balance::served_slots(&st.view()), threads),
+            None => (0..SLOTS).map(|s| initial_shard_of_slot(s as u16, threads)).collect(),
+        };
+        let spread = table.iter().enumerate().any(|(s, &c)| c != initial_shard_of_slot(s as u16, threads));
+        let slot_shard = table.iter().map(|&c| AtomicU16::new(c as u16)).collect();
         let exec = cfg.exec_config();
         let node: &'static Node = Box::leak(Box::new(Node {
             shards,
             slot_shard,
             route_epoch: AtomicU64::new(0),
-            cores_changed: AtomicBool::new(false),
+            // The bus was configured with contiguous ranges (it is built first).
+            cores_changed: AtomicBool::new(spread),
             handoff_lock: Mutex::new(()),
             config: RwLock::new(cfg),
             config_version: AtomicU64::new(0),

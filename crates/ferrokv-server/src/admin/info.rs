@@ -340,9 +340,13 @@ fn keyspace(node: &Node, o: &mut String) {
 /// `forwarded=0` everywhere.
 fn shards(node: &Node, o: &mut String) {
     let ports = crate::config::core_port_list(&node.config().core_ports, node.shard_count()).unwrap_or_default();
+    // Slots served: in cluster mode the node's own (a replica's master's), else all.
+    let served = node.cluster.as_ref().map(|c| crate::balance::served_slots(&c.view()));
     let mut slots = vec![0u32; node.shard_count()];
     for slot in 0..ferrokv_store::SLOTS as u16 {
-        slots[node.shard_of_slot(slot)] += 1;
+        if served.as_ref().is_none_or(|s| s[slot as usize]) {
+            slots[node.shard_of_slot(slot)] += 1;
+        }
     }
     o.push_str("# Shards\r\n");
     for (i, s) in node.shards.iter().enumerate() {

@@ -64,6 +64,96 @@ impl Load {
 /// handoff stops both shards for ~1.5 µs a key here).
 pub const BALANCE_MAX_KEYS: usize = 10_000;
 
+/// The slots this node serves, one flag per slot: its own as a master, its master's as
+/// a replica (its cores serve READONLY reads of them, and a promotion keeps them).
+pub fn served_slots(view: &ferrokv_cluster::ClusterView) -> Vec<bool> {
+    let me = view.me();
+    let Some(master) = (if me.is_master() { Some(view.myself) } else { me.master_index }) else {
+        return vec![false; ferrokv_store::SLOTS];
+    };
+    (0..ferrokv_store::SLOTS as u16).map(|s| view.slot_owner_index(s) == Some(master)).collect()
+}
+
+/// The core each served slot belongs on: the served slots in ascending order, cut into
+/// `cores` runs of near-equal length (the i-th of n on core `i * cores / n`); None for
+/// a slot not served. Runs keep CLUSTER SLOTS to one range per core for a node with
+/// one range of slots, and a slot gained or lost moves a run's edge by a slot or so.
+pub fn spread_targets(served: &[bool], cores: usize) -> Vec<Option<ShardId>> {
+    let n = served.iter().filter(|&&s| s).count();
+    let mut i = 0;
+    served
+        .iter()
+        .map(|&s| {
+            s.then(|| {
+                let core = i * cores / n;
+                i += 1;
+                core
+            })
+        })
+        .collect()
+}
+
+/// The slot → shard table a node starts with: its served slots spread over its cores
+/// ([`spread_targets`]), the rest in contiguous ranges.
+pub fn initial_table(served: &[bool], cores: usize) -> Vec<ShardId> {
+    spread_targets(served, cores)
+        .into_iter()
+        .enumerate()
+        .map(|(s, t)| t.unwrap_or_else(|| crate::node::initial_shard_of_slot(s as u16, cores)))
+        .collect()
+}
+
+/// Keeps a node's served slots spread over its cores (shard 0, every tick, cluster
+/// mode): when the set of served slots changes (ADDSLOTS, a migration, a failover, a
+/// replica following another master), every served slot not on its
+/// [`spread_targets`] core is handed there with [`move_slot`]. Only a change of the set
+/// acts, so the balancer's moves stand until the next one.
+#[derive(Default)]
+pub struct Spreader {
+    view_version: u64,
+    served: Vec<bool>,
+    /// Handoffs still owed: the tick's time ran out, or a handoff was refused (a
+    /// migration, a snapshot or a full sync in the way); tried again next tick.
+    pending: bool,
+}
+
+impl Spreader {
+    pub fn tick(&mut self, node: &Node, budget: std::time::Duration) {
+        let Some(c) = node.cluster.as_ref() else { return };
+        if node.shard_count() < 2 {
+            return;
+        }
+        let v = c.version();
+        if v != self.view_version {
+            self.view_version = v;
+            let served = served_slots(&c.view());
+            if served != self.served {
+                self.served = served;
+                self.pending = true;
+            }
+        }
+        if !self.pending {
+            return;
+        }
+        let start = std::time::Instant::now();
+        let mut done = true;
+        for (slot, to) in spread_targets(&self.served, node.shard_count()).into_iter().enumerate() {
+            let (Some(to), slot) = (to, slot as u16) else { continue };
+            if node.shard_of_slot(slot) == to {
+                continue;
+            }
+            if start.elapsed() >= budget {
+                done = false;
+                break;
+            }
+            if move_slot(node, slot, to, None).is_err() {
+                done = false;
+            }
+        }
+        self.pending = !done;
+    }
+}
+
 /// Hands `slot` to shard `to`. Returns how many keys moved, or why it could not
 /// (`max_keys`: refuse a slot holding more keys in database 0).
 pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -> Result<usize, String> {
@@ -79,7 +169,16 @@ pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -
             return Err("ERR the slot is migrating or importing".into());
         }
     }
-    let _one_at_a_time = node.handoff_lock.lock().unwrap_or_else(|p| p.into_inner());
+    // One at a time; a replica's full sync holds it while it loads (its loader routes
+    // records by the table without the keyspace locks). Never waited for: the balancer
+    // and the spreader run on shard 0, which serves clients and the bus.
+    let _one_at_a_time = match node.handoff_lock.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            return Err("ERR another slot handoff or a full sync is in progress, try again".into())
+        }
+    };
     loop {
         let from = node.shard_of_slot(slot);
         if from == to {
@@ -146,6 +245,8 @@ fn order_effects(node: &Node, guards: &mut [(ShardId, crate::node::DbGuard<'_>)]
 /// The balancer's memory between rounds (kept by shard 0).
 #[derive(Default)]
 pub struct Balancer {
+    /// Keeps the served slots spread over the cores (cluster mode, always on).
+    pub spread: Spreader,
     last: Option<std::time::Instant>,
     window: Vec<u64>,
     /// Slots moved since start.
@@ -233,7 +334,28 @@ pub fn plan_moves(load: &[u64], owned: impl Fn(u16) -> bool, gap: u64, max: usiz
 
 #[cfg(test)]
 mod tests {
-    use super::plan_moves;
+    use super::{plan_moves, spread_targets};
+
+    #[test]
+    fn served_slots_are_cut_into_even_runs_per_core() {
+        // A node serving 0..=5460 of 16384 (what redis-cli gives the first of three).
+        let mut served = vec![false; 16384];
+        served[..5461].fill(true);
+        let t = spread_targets(&served, 2);
+        assert!(t[5461..].iter().all(|c| c.is_none()));
+        assert_eq!(t[..5461].iter().filter(|c| **c == Some(0)).count(), 2731);
+        assert_eq!(t[..5461].iter().filter(|c| **c == Some(1)).count(), 2730);
+        // One run per core, in slot order.
+        assert!(t[..2731].iter().all(|c| *c == Some(0)) && t[2731..5461].iter().all(|c| *c == Some(1)));
+        // Scattered slots, three cores: counts differ by at most one.
+        let served: Vec<bool> = (0..16384).map(|s| s % 7 == 3 || s % 11 == 0).collect();
+        let t = spread_targets(&served, 3);
+        let counts: Vec<usize> = (0..3).map(|c| t.iter().filter(|x| **x == Some(c)).count()).collect();
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+        assert_eq!(counts.iter().sum::<usize>(), served.iter().filter(|s| **s).count());
+        // Nothing served: nothing to place.
+        assert!(spread_targets(&[false; 16384], 2).iter().all(|c| c.is_none()));
+    }
 
     #[test]
     fn the_plan_narrows_the_gap_and_never_turns_it_around() {

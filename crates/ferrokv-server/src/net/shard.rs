@@ -705,6 +705,7 @@ impl Shard {
             if on && node.shard_count() > 1 {
                 self.core.balancer.round(node, 1000, threshold);
             }
+            self.core.balancer.spread.tick(node, Duration::from_millis(20));
             if node.cores_changed.swap(false, Ordering::AcqRel) {
                 if let Some(b) = &self.bus {
                     b.set_core_table(|s| node.shard_of_slot(s));

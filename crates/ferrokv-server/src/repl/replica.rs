@@ -462,6 +462,10 @@ fn full_sync(node: &'static Node, gen: u64, r: &mut BufReader<TcpStream>, replid
     // The image is loaded as it arrives, never held whole: the old data goes first
     // (Redis's default `repl-diskless-load disabled` holds it on disk instead).
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
+    // No slot handoff between the cores while the image loads: the loader routes
+    // records by the slot → shard table without the keyspace locks (a handoff gives up
+    // rather than wait, see `balance::move_slot`). Taken before the keyspaces, as there.
+    let _no_handoff = node.handoff_lock.lock().unwrap_or_else(|p| p.into_inner());
     let all: Vec<ShardId> = (0..node.shard_count()).collect();
     for (s, mut db) in node.lock_dbs(&all) {
         db.clear_all();
