@@ -639,3 +639,40 @@ fn each_node_spreads_its_slots_over_its_cores() {
     });
     check_clean(&all[0]);
 }
+
+/// nodes.conf keeps every node's core endpoints, its peers' included: a node restarted
+/// while its peers are down advertises their spread cores (and its own) in CLUSTER
+/// SLOTS before any of them has sent a header.
+#[test]
+fn a_restarted_node_advertises_its_peers_cores_from_nodes_conf() {
+    let (mut nodes, cores): (Vec<Server>, Vec<[u16; 2]>) = (0..3).map(|_| two_core_node()).unzip();
+    create_masters(&nodes);
+    let owner = owners(&nodes[0], &nodes);
+    let expected = |slot: u16| cores[owner[slot as usize]][spread_core(&owner, slot)];
+    let advertised = |n: &Server| slots(n.port()).iter().all(|(a, b, p)| (*a..=*b).all(|s| p[0] == expected(s)));
+    wait_until("the first node advertises every core", Duration::from_secs(20), || advertised(&nodes[0]));
+    // What the third node advertises, as nodes.conf writes it (`last slot:core` runs of
+    // its whole table: the slots it serves split in two, the others in halves).
+    let mut runs: Vec<(u16, usize)> = Vec::new();
+    for slot in 0..16384u16 {
+        let core = if owner[slot as usize] == 2 { spread_core(&owner, slot) } else { core_of(slot) };
+        match runs.last_mut() {
+            Some((last, c)) if *c == core => *last = slot,
+            _ => runs.push((slot, core)),
+        }
+    }
+    let runs: Vec<String> = runs.iter().map(|(last, c)| format!("{last}:{c}")).collect();
+    let third = format!("cores:{} {},{}/{}", myid(&nodes[2]), cores[2][0], cores[2][1], runs.join(","));
+    let conf = nodes[0].dir().join("nodes.conf");
+    wait_until("nodes.conf keeps the third node's cores", Duration::from_secs(20), || {
+        std::fs::read_to_string(&conf).is_ok_and(|t| t.contains(&third))
+    });
+    nodes[1].kill();
+    nodes[2].kill();
+    nodes[0].restart();
+    // No peer is up to send a header: what CLUSTER SLOTS says comes from nodes.conf.
+    assert!(advertised(&nodes[0]), "after a restart: {:?}", slots(nodes[0].port()));
+    let mine = owner.iter().filter(|&&o| o == 0).count() as u64;
+    let served: Vec<u64> = shard_stats(&nodes[0]).iter().map(|s| s["slots"]).collect();
+    assert_eq!(served, vec![mine - mine / 2, mine / 2]);
+}

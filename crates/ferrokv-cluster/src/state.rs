@@ -567,10 +567,12 @@ impl ClusterState {
             Input::Message { link, msg } => self.process_packet(link, msg),
             Input::Publish { shard, channel, message } => self.send_publish(shard, channel, message),
             Input::SetCoreRuns(runs) => {
-                if !self.cfg.cores.is_empty() {
+                if !self.cfg.cores.is_empty() && self.cfg.cores.runs != runs {
                     self.cfg.cores.runs = runs;
                     let me = self.myself;
                     self.node_mut(me).cores = self.cfg.cores.clone();
+                    // nodes.conf keeps every node's endpoints (`nodes_conf`).
+                    self.todo |= todo::SAVE_CONFIG;
                 }
             }
             Input::Command(cmd) => {

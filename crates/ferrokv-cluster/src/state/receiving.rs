@@ -344,6 +344,8 @@ impl ClusterState {
         // So are the per-core endpoints (ferrokv's own; see `crate::cores`).
         if self.nodes[s].is_some() && self.node(s).cores != *hdr.cores {
             self.node_mut(s).cores = (*hdr.cores).clone();
+            // Kept in nodes.conf, so a restart advertises them before the next header.
+            self.todo |= todo::SAVE_CONFIG;
         }
     }
 
