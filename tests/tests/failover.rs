@@ -192,7 +192,22 @@ fn replicas_replicate_and_take_over_a_killed_master() {
     wait_until("cluster_state:ok everywhere", Duration::from_secs(30), || nodes.iter().all(state_ok));
     check_with_redis_cli(&nodes[via]);
 
-    // A manual failover swaps the roles back without losing a write.
+    // A manual failover swaps the roles back without losing a write. Its replica asks
+    // the masters for votes, and a master refuses one to a node it still takes for a
+    // master (as Redis's clusterSendFailoverAuthIfNeeded): wait until every node has
+    // heard from the restarted node that it is a replica (its own view says so as soon
+    // as it switches; the others learn it from its next ping or pong).
+    let victim_id = text(&mut nodes[victim].conn(), &["CLUSTER", "MYID"]);
+    wait_until("every node sees the restarted node as a replica", Duration::from_secs(30), || {
+        nodes.iter().all(|n| {
+            n.try_conn().is_some_and(|mut c| {
+                text(&mut c, &["CLUSTER", "NODES"]).lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&victim_id.as_str()) && f.get(2).is_some_and(|flags| flags.contains("slave"))
+                })
+            })
+        })
+    });
     let more: Vec<String> = (0..100).map(|i| format!("more:{i}")).collect();
     write_acked(&nodes, via, &more, "v2");
     let mut c = nodes[victim].conn();
