@@ -32,26 +32,11 @@
 # Environment: FERROKV_SERVER, REDIS_SERVER, FERROKV_LOAD override the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=yes
-args=()
-for a in "$@"; do
-    case "$a" in
-        --no-build) build=no ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) args+=("$a") ;;
-    esac
-done
-for tool in "${REDIS_SERVER:-redis-server}" redis-cli python3 taskset; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-server redis-tools python3 util-linux)" >&2; exit 1; }
-done
-if [ "$build" = yes ]; then
-    cargo build --release -q -p ferrokv-server -p ferrokv-load
-fi
-target=${CARGO_TARGET_DIR:-target}/release
-ferrokv=${FERROKV_SERVER:-$target/ferrokv-server}
-load=${FERROKV_LOAD:-$target/ferrokv-load}
-[ -x "$ferrokv" ] || { echo "no ferrokv-server at $ferrokv" >&2; exit 1; }
+. benches/lib/preamble.sh
+bench_args "$0" "$@"
+bench_need "apt-get install redis-server redis-tools python3 util-linux" "$redis" redis-cli python3 taskset
+bench_build ferrokv-server ferrokv-load
 [ -x "$load" ] || { echo "no ferrokv-load at $load" >&2; exit 1; }
-echo "ferrokv $(git rev-parse --short HEAD), $(${REDIS_SERVER:-redis-server} --version | awk '{print $3}'), $(nproc) CPUs" >&2
+bench_banner
 PYTHONPATH=benches/lib exec python3 benches/lib/cluster_load.py --ferrokv "$ferrokv" \
-    --redis "${REDIS_SERVER:-redis-server}" --load "$load" ${args[@]+"${args[@]}"}
+    --redis "$redis" --load "$load" ${args[@]+"${args[@]}"}

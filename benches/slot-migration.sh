@@ -22,22 +22,9 @@
 # Environment: FERROKV_SERVER, REDIS_SERVER override the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=yes
-args=()
-for a in "$@"; do
-    case "$a" in
-        --no-build) build=no ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) args+=("$a") ;;
-    esac
-done
-for tool in "${REDIS_SERVER:-redis-server}" redis-cli python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install redis-server redis-tools python3)" >&2; exit 1; }
-done
-if [ "$build" = yes ] && [ -z "${FERROKV_SERVER:-}" ]; then
-    cargo build --release -q -p ferrokv-server
-fi
-ferrokv=${FERROKV_SERVER:-${CARGO_TARGET_DIR:-target}/release/ferrokv-server}
-[ -x "$ferrokv" ] || { echo "no ferrokv-server at $ferrokv" >&2; exit 1; }
+. benches/lib/preamble.sh
+bench_args "$0" "$@"
+bench_need "apt-get install redis-server redis-tools python3" "$redis" redis-cli python3
+bench_build ferrokv-server
 PYTHONPATH=benches/lib exec python3 benches/lib/slot_migration.py --ferrokv "$ferrokv" \
-    --redis "${REDIS_SERVER:-redis-server}" ${args[@]+"${args[@]}"}
+    --redis "$redis" ${args[@]+"${args[@]}"}
