@@ -203,7 +203,10 @@ def scenario_cluster3(a, servers, load):
     res = {}
     for rnd in range(a.rounds):
         for kind in (["ferrokv", "redis"] if rnd % 2 == 0 else ["redis", "ferrokv"]):
-            nodes = [servers.start(kind, threads=a.node_threads) for _ in range(3)]
+            # Several shards per ferrokv node: each gets a port (core-ports), so the
+            # generator, routing by CLUSTER SLOTS, reaches the owning core of each slot.
+            per_core = kind == "ferrokv" and (a.node_threads or 1) > 1 and servers.core_ports_supported()
+            nodes = [servers.start(kind, threads=a.node_threads, core_ports=per_core) for _ in range(3)]
             ports = [p for _, p in nodes]
             cli("--cluster", "create", *("127.0.0.1:%d" % p for p in ports), "--cluster-yes")
             wait("the 3 masters to agree", lambda: agreed(ports))
