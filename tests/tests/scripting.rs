@@ -755,3 +755,22 @@ fn a_spinning_script_gets_busy_replies_and_script_kill() {
     assert_eq!(c.send(&cmd(&["SCRIPT", "KILL"])), b"-NOTBUSY No scripts in execution right now.\r\n");
     assert_eq!(spinner.send(&cmd(&["PING"])), b"+PONG\r\n");
 }
+
+/// `min-replicas-to-write` short of replicas: a script with a shebang that may write is
+/// refused before it runs, one without a shebang when it writes (Redis's
+/// scriptPrepareForRun and scriptVerifyWriteCommandAllow).
+#[test]
+fn too_few_replicas_refuse_writing_scripts() {
+    let cmds = vec![
+        cmd(&["SET", "x", "some value"]),
+        cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]),
+        eval("#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", &["x"], &[]),
+        eval("return redis.call('get', KEYS[1])", &["x"], &[]),
+        eval("#!lua\nreturn redis.call('get', KEYS[1])", &["x"], &[]),
+        eval("return redis.call('set', KEYS[1], 1)", &["x"], &[]),
+        eval("return redis.pcall('set', KEYS[1], 1)", &["x"], &[]),
+        cmd(&["CONFIG", "SET", "min-replicas-to-write", "0"]),
+        cmd(&["GET", "x"]),
+    ];
+    same_replies(&cmds);
+}

@@ -702,6 +702,7 @@ fn install_script_hooks(node: &'static Node) {
         read_only_replica: || {
             SCRIPT_NODE.get().is_some_and(|n| n.repl.is_replica.load(Ordering::Relaxed) && n.config().replica_read_only)
         },
+        too_few_replicas: || SCRIPT_NODE.get().is_some_and(|n| !crate::repl::master::enough_replicas(n)),
         slot_is_local: |slot| {
             let Some(cluster) = SCRIPT_NODE.get().and_then(|n| n.cluster.as_ref()) else { return true };
             let view = cluster.view();

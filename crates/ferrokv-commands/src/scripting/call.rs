@@ -150,6 +150,11 @@ pub fn dispatch(
         if (super::hooks().read_only_replica)() {
             return refuse(ctx, "-READONLY You can't write against a read only replica.");
         }
+        // Reached by scripts without a shebang only: the others were checked before
+        // running (Redis's scriptVerifyWriteCommandAllow).
+        if (super::hooks().too_few_replicas)() {
+            return refuse(ctx, "-NOREPLICAS Not enough good replicas to write.");
+        }
     }
     // Redis's `scriptVerifyOOM`: once a script has written it may not stop halfway.
     let allow_oom = !run.flags.has(ScriptFlags::EVAL_COMPAT) && run.flags.has(ScriptFlags::ALLOW_OOM);

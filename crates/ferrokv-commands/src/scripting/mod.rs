@@ -37,6 +37,8 @@ use std::sync::{Arc, OnceLock};
 pub struct Hooks {
     /// This node is a replica with `replica-read-only yes` (writes refused).
     pub read_only_replica: fn() -> bool,
+    /// A master short of `min-replicas-to-write` good replicas (writes get NOREPLICAS).
+    pub too_few_replicas: fn() -> bool,
     /// Cluster mode: this node serves `slot`.
     pub slot_is_local: fn(u16) -> bool,
     /// `redis.log(level, msg)`, level 0 (debug) to 3 (warning).
@@ -56,6 +58,7 @@ pub struct Hooks {
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
 static DEFAULT_HOOKS: Hooks = Hooks {
     read_only_replica: || false,
+    too_few_replicas: || false,
     slot_is_local: |_| true,
     log: |_, _| {},
     over_maxmemory: || false,
@@ -254,6 +257,9 @@ pub(crate) fn prepare_refusal(ctx: &Ctx, flags: ScriptFlags, ro: bool) -> Option
         }
         if ro {
             return Some("ERR Can not execute a script with write flag using *_ro command.");
+        }
+        if (hooks().too_few_replicas)() {
+            return Some("NOREPLICAS Not enough good replicas to write.");
         }
     }
     // `no-writes` implies `allow-oom`. (The command's own OOM check refuses such a
