@@ -159,3 +159,43 @@ impl Conn {
         }
     }
 }
+
+/// What one step of a multi-connection session wrote (see [`Conn::send_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The command and a PING: the command's frames end at the PING's reply.
+    Pinged,
+    /// Queued inside MULTI (a PING would be queued too): one reply to read.
+    Queued,
+    /// QUIT: its reply, then the connection closes.
+    Quit,
+}
+
+impl Conn {
+    /// Writes one step of a session where several connections subscribe, track or
+    /// publish: `args`, followed by a PING whose reply marks the end of the frames the
+    /// command caused on this connection, except inside MULTI (tracked in `in_multi`)
+    /// and for QUIT.
+    pub fn send_step(&mut self, args: &[&str], in_multi: &mut bool) -> Step {
+        let first = args[0].to_ascii_lowercase();
+        if first == "multi" {
+            *in_multi = true;
+        }
+        let step = if first == "quit" {
+            Step::Quit
+        } else if *in_multi {
+            Step::Queued
+        } else {
+            Step::Pinged
+        };
+        if first == "exec" {
+            *in_multi = false;
+        }
+        let mut bytes = crate::resp::encode_command(args);
+        if step == Step::Pinged {
+            bytes.extend_from_slice(&crate::resp::encode_command(&["PING"]));
+        }
+        self.write_raw(&bytes).expect("write");
+        step
+    }
+}

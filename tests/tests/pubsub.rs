@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use ferrokv_tests::resp::{encode_command, show};
+use ferrokv_tests::conn::Step;
 use ferrokv_tests::{Conn, Server};
 
 fn split(line: &str) -> Vec<&str> {
@@ -33,20 +34,9 @@ fn session(server: &Server, conns: usize, resp3: bool, steps: &[(usize, &str)]) 
     }
     for &(i, line) in steps {
         let args = split(line);
-        let quit = args[0].eq_ignore_ascii_case("quit");
-        if args[0].eq_ignore_ascii_case("multi") {
-            in_multi[i] = true;
-        }
-        let queued = in_multi[i];
-        if args[0].eq_ignore_ascii_case("exec") {
-            in_multi[i] = false;
-        }
         let c = cs[i].as_mut().expect("connection still open");
-        let mut bytes = encode_command(&args);
-        if !quit && !queued {
-            bytes.extend_from_slice(&encode_command(&["PING"]));
-        }
-        c.write_raw(&bytes).expect("write");
+        let step = c.send_step(&args, &mut in_multi[i]);
+        let (queued, quit) = (step == Step::Queued, step == Step::Quit);
         let mut out = format!("[{i}] {line}:");
         if queued {
             let reply = c.read_reply().expect("reply");

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use ferrokv_tests::resp::{encode_command, show};
+use ferrokv_tests::conn::Step;
 use ferrokv_tests::{Conn, Server};
 
 /// In the replies that carry a client id (GETREDIR, TRACKINGINFO, the
@@ -80,21 +81,10 @@ fn session(server: &Server, protos: &[u8], steps: &[(usize, &str)], expect: Opti
         let want = |j: usize| expect.map(|e| e[step][j]);
         let mut count = vec![0; cs.len()];
         let args = words(line, &ids);
-        let first = args[0].to_ascii_lowercase();
-        let quit = first == "quit";
-        if first == "multi" {
-            in_multi[i] = true;
-        }
-        let queued = in_multi[i];
-        if first == "exec" {
-            in_multi[i] = false;
-        }
         let c = cs[i].as_mut().expect("connection still open");
-        let mut bytes = encode_command(&args);
-        if !quit && !queued {
-            bytes.extend_from_slice(&encode_command(&["PING"]));
-        }
-        c.write_raw(&bytes).expect("write");
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let step = c.send_step(&words, &mut in_multi[i]);
+        let (queued, quit) = (step == Step::Queued, step == Step::Quit);
         let mut out = format!("[{i}] {line}:");
         // The connection's own frames end at its pipelined PING on both servers (Redis
         // sends BCAST messages before sleeping, after that PING's reply).
