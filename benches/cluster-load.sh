@@ -6,7 +6,8 @@
 #             redis's one thread), created with redis-cli --cluster create, KEYS keys
 #             filled, then 1:1 SET:GET uniform at pipeline 1 and 16: throughput, p50,
 #             p99, CPU of the three nodes per request. Nothing is pinned (3 nodes and
-#             the generator share the 2 cores).
+#             the generator share the 2 cores). --node-threads T above 1: T shards per
+#             ferrokv node, each with its own port (core-ports).
 #   shards    one node owning all 16384 slots (cluster-enabled, CLUSTER ADDSLOTSRANGE):
 #             redis-server and ferrokv with one shard on core 0, ferrokv with two shards
 #             on cores 0-1 (with a port per shard, `core-ports`, when the build has
