@@ -640,22 +640,38 @@ fn each_node_spreads_its_slots_over_its_cores() {
     check_clean(&all[0]);
 }
 
-/// nodes.conf keeps every node's core endpoints, its peers' included: a node restarted
-/// while its peers are down advertises their spread cores (and its own) in CLUSTER
-/// SLOTS before any of them has sent a header.
+/// nodes.conf keeps every node's core endpoints, its peers' included, and is saved when
+/// they change: a node restarted while its peers are down advertises their cores (a
+/// slot handed between cores after the cluster settled included) and its own in
+/// CLUSTER SLOTS before any of them has sent a header.
 #[test]
 fn a_restarted_node_advertises_its_peers_cores_from_nodes_conf() {
     let (mut nodes, cores): (Vec<Server>, Vec<[u16; 2]>) = (0..3).map(|_| two_core_node()).unzip();
     create_masters(&nodes);
     let owner = owners(&nodes[0], &nodes);
-    let expected = |slot: u16| cores[owner[slot as usize]][spread_core(&owner, slot)];
-    let advertised = |n: &Server| slots(n.port()).iter().all(|(a, b, p)| (*a..=*b).all(|s| p[0] == expected(s)));
-    wait_until("the first node advertises every core", Duration::from_secs(20), || advertised(&nodes[0]));
+    // The cluster settles first; then the third node hands its first slot to its other
+    // core, which only its headers tell the others (nothing else changes to save).
+    let spread = |slot: u16| cores[owner[slot as usize]][spread_core(&owner, slot)];
+    let advertised_as =
+        |n: &Server, f: &dyn Fn(u16) -> u16| slots(n.port()).iter().all(|(a, b, p)| (*a..=*b).all(|s| p[0] == f(s)));
+    wait_until("the first node advertises every core", Duration::from_secs(20), || advertised_as(&nodes[0], &spread));
+    let handed = (0..16384u16).find(|&s| owner[s as usize] == 2).expect("the third node serves slots");
+    let mut admin = nodes[2].conn();
+    assert_eq!(admin.send(&["CLUSTER", "SLOT-CORE", &handed.to_string(), "1"]), b"+OK\r\n");
+    let expected = |slot: u16| if slot == handed { cores[2][1] } else { spread(slot) };
+    let advertised = |n: &Server| advertised_as(n, &expected);
+    wait_until("the first node advertises the handed slot", Duration::from_secs(20), || advertised(&nodes[0]));
     // What the third node advertises, as nodes.conf writes it (`last slot:core` runs of
     // its whole table: the slots it serves split in two, the others in halves).
     let mut runs: Vec<(u16, usize)> = Vec::new();
     for slot in 0..16384u16 {
-        let core = if owner[slot as usize] == 2 { spread_core(&owner, slot) } else { core_of(slot) };
+        let core = if slot == handed {
+            1
+        } else if owner[slot as usize] == 2 {
+            spread_core(&owner, slot)
+        } else {
+            core_of(slot)
+        };
         match runs.last_mut() {
             Some((last, c)) if *c == core => *last = slot,
             _ => runs.push((slot, core)),
