@@ -373,7 +373,7 @@ impl StreamReader {
     }
 
     /// The next complete record; `Ok(None)` until enough bytes were fed.
-    pub fn next(&mut self) -> Result<Option<OwnedRecord>, FileError> {
+    pub fn next_record(&mut self) -> Result<Option<OwnedRecord>, FileError> {
         if self.ended {
             return Err(FileError {
                 offset: self.offset(),
@@ -468,7 +468,7 @@ mod tests {
         let mut out = Vec::new();
         for piece in data.chunks(step) {
             r.feed(piece);
-            while let Some(rec) = r.next()? {
+            while let Some(rec) = r.next_record()? {
                 out.push(match rec {
                     OwnedRecord::Other(o) => o,
                     OwnedRecord::Entry { key, t, value, meta, offset } => {

@@ -662,7 +662,7 @@ pub fn load_stream(
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     load_records(node, name, limits, &|_| true, || loop {
-        match reader.next() {
+        match reader.next_record() {
             Ok(Some(rdbfile::OwnedRecord::Other(o))) => return Ok(Some(Loaded::Other(o))),
             Ok(Some(rdbfile::OwnedRecord::Entry { key, t, value, meta, offset })) => {
                 return Ok(Some(Loaded::Entry(Entry { db: 0, key, t, value, meta, offset })))
