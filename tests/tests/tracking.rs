@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use ferrokv_tests::resp::{encode_command, show};
 use ferrokv_tests::conn::Step;
+use ferrokv_tests::resp::{encode_command, show};
 use ferrokv_tests::{Conn, Server};
 
 /// In the replies that carry a client id (GETREDIR, TRACKINGINFO, the
