@@ -40,22 +40,7 @@ pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() {
-    python3 - <<'PY'
-import random, socket
-while True:
-    p = random.randint(20000, 50000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket()
-            s.bind(("127.0.0.1", q))
-            s.close()
-        print(p)
-        break
-    except OSError:
-        pass
-PY
-}
+. benches/lib/free-port.sh
 
 # The phases' command streams: load.resp, r1.resp ... and final.resp (a fresh load of
 # the last state).

@@ -41,24 +41,7 @@ pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-# A free port whose cluster bus port (+10000) is free too (an ephemeral port's bus port
-# can be past 65535).
-free_port() {
-    python3 - <<'PY'
-import random, socket
-while True:
-    p = random.randint(20000, 50000)
-    try:
-        for q in (p, p + 10000):
-            s = socket.socket()
-            s.bind(("127.0.0.1", q))
-            s.close()
-        print(p)
-        break
-    except OSError:
-        pass
-PY
-}
+. benches/lib/free-port.sh
 
 # Writes the RESP protocol for a dataset to stdout.
 generate() {
