@@ -96,8 +96,7 @@ pub struct SlotMigration {
     /// again: a command that reaches their keys late (routed by an older view, or
     /// forwarded from another shard) is redirected, never answered from a keyspace
     /// that is being trimmed. Bits are set and cleared on the bus's thread.
-    lost: Box<[AtomicU64]>,
-    any_lost: AtomicBool,
+    lost: ferrokv_store::SlotSet,
     trim: TrimStats,
     /// Slots whose keys KEYS, SCAN, RANDOMKEY, DBSIZE, COUNTKEYSINSLOT and
     /// GETKEYSINSLOT leave out, as Redis 8.4 does: those a task here is importing (until
@@ -128,8 +127,7 @@ impl Default for SlotMigration {
             export: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
-            lost: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
-            any_lost: AtomicBool::new(false),
+            lost: Default::default(),
             trim: TrimStats::default(),
             hidden: Default::default(),
             hold: AtomicBool::new(false),
@@ -202,14 +200,13 @@ impl SlotMigration {
     /// Whether some slot is marked lost (then [`slot_lost`](Self::slot_lost) is worth asking).
     #[inline]
     pub fn has_lost(&self) -> bool {
-        self.any_lost.load(Ordering::Acquire)
+        !self.lost.is_empty()
     }
 
     /// Whether `slot` is one this node lost and has not regained (see `lost`).
     #[inline]
     pub fn slot_lost(&self, slot: u16) -> bool {
-        self.any_lost.load(Ordering::Acquire)
-            && self.lost[slot as usize / 64].load(Ordering::Acquire) & (1 << (slot % 64)) != 0
+        self.lost.contains(slot)
     }
 
     fn stop_export(&self, node: &Node) {
@@ -1134,10 +1131,7 @@ const TRIM_BATCH: usize = 512;
 pub fn schedule_trim(node: &Node, slots: &[u16]) {
     let sm = &node.slot_migration;
     for &s in slots {
-        sm.lost[s as usize / 64].fetch_or(1 << (s % 64), Ordering::AcqRel);
-    }
-    if !slots.is_empty() {
-        sm.any_lost.store(true, Ordering::Release);
+        sm.lost.insert(s);
     }
     for &s in slots {
         let shard = &node.shards[node.shard_of_slot(s)];
@@ -1194,14 +1188,14 @@ pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
 /// (the bus gives them back, before the view saying so is published).
 pub fn trim_now(node: &Node, slots: impl Iterator<Item = u16>) {
     let sm = &node.slot_migration;
-    if !sm.any_lost.load(Ordering::Acquire) {
+    if !sm.has_lost() {
         return;
     }
     for s in slots {
         if !sm.slot_lost(s) {
             continue;
         }
-        sm.lost[s as usize / 64].fetch_and(!(1 << (s % 64)), Ordering::AcqRel);
+        sm.lost.remove(s);
         let shard = node.shard_of_slot(s);
         let sh = &node.shards[shard];
         if !sh.trimming.load(Ordering::Acquire) {
