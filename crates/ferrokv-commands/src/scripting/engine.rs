@@ -539,21 +539,21 @@ fn user_frame(lua: &Lua) -> Option<(String, String, i64)> {
 
 /// The error line of an error `redis.call` raised (see [`super::call::Raised`]).
 fn raised_line(e: &mlua::Error) -> Option<String> {
-    match e {
-        mlua::Error::ExternalError(x) => x.downcast_ref::<super::call::Raised>().map(|r| r.0.clone()),
-        mlua::Error::CallbackError { cause, .. } => raised_line(cause),
-        mlua::Error::WithContext { cause, .. } => raised_line(cause),
-        _ => None,
-    }
+    external::<super::call::Raised>(e).map(|r| r.0.clone())
 }
 
 /// The message of an error a library function raised with its position (see
 /// [`super::libs::Positioned`]).
 fn positioned(e: &mlua::Error) -> Option<String> {
+    external::<super::libs::Positioned>(e).map(|r| r.0.clone())
+}
+
+/// The Rust error of type `T` inside `e`, through the callback and context layers
+/// mlua wraps it in.
+fn external<T: std::error::Error + 'static>(e: &mlua::Error) -> Option<&T> {
     match e {
-        mlua::Error::ExternalError(x) => x.downcast_ref::<super::libs::Positioned>().map(|r| r.0.clone()),
-        mlua::Error::CallbackError { cause, .. } => positioned(cause),
-        mlua::Error::WithContext { cause, .. } => positioned(cause),
+        mlua::Error::ExternalError(x) => x.downcast_ref::<T>(),
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => external(cause),
         _ => None,
     }
 }
