@@ -439,16 +439,7 @@ fn churn_does_not_grow_memory_without_bound() {
     // that what is left after each round does not depend on where the default floor
     // (25% of the live records) happened to fall: with it, the fourth round ended at
     // 1.48x a fresh load once in CI (just under the floor, no run started).
-    let server = Server::ferrokv(&[
-        "--server-threads",
-        "1",
-        "--activedefrag",
-        "yes",
-        "--active-defrag-ignore-bytes",
-        "0",
-        "--active-defrag-threshold-lower",
-        "2",
-    ]);
+    let server = defragging_server("0", "2");
     let mut c = server.conn();
     let base = used_memory(&mut c);
     let mut live: std::collections::BTreeMap<usize, usize> = (0..N).map(|i| (i, 16)).collect();
@@ -496,20 +487,18 @@ fn churn_does_not_grow_memory_without_bound() {
     assert!(last * 10 <= per_round[1] * 11, "memory kept growing: {per_round:?}");
 }
 
+/// A one-shard ferrokv with `activedefrag yes` and these `active-defrag-ignore-bytes`
+/// and `active-defrag-threshold-lower`.
+fn defragging_server(ignore_bytes: &str, threshold_lower: &str) -> Server {
+    let args = ["--server-threads", "1", "--activedefrag", "yes", "--active-defrag-ignore-bytes", ignore_bytes];
+    Server::ferrokv(&[&args[..], &["--active-defrag-threshold-lower", threshold_lower]].concat())
+}
+
 /// `activedefrag yes` puts compaction under Redis's thresholds: nothing moves while the
 /// free records are under `active-defrag-ignore-bytes`, and lowering it starts it.
 #[test]
 fn activedefrag_thresholds_start_compaction() {
-    let server = Server::ferrokv(&[
-        "--server-threads",
-        "1",
-        "--activedefrag",
-        "yes",
-        "--active-defrag-ignore-bytes",
-        "1gb",
-        "--active-defrag-threshold-lower",
-        "5",
-    ]);
+    let server = defragging_server("1gb", "5");
     let mut c = server.conn();
     let hits = |c: &mut Conn| -> u64 { info_field(c, "stats", "active_defrag_hits").parse().unwrap() };
     let n = 60_000;
