@@ -40,7 +40,7 @@ pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
-. benches/lib/free-port.sh
+. benches/lib/memory-server.sh
 
 # The phases' command streams: load.resp, r1.resp ... and final.resp (a fresh load of
 # the last state).
@@ -85,31 +85,10 @@ for i, v in live.items():
 open(f"{work}/final.resp", "wb").write(b"".join(out))
 PY
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-used_memory() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
-
 start() { # KIND -> "pid port"
-    local kind=$1 port pid dir
-    port=$(free_port)
-    dir="$work/$kind-$port"
-    mkdir -p "$dir"
-    local copts=()
-    [ "$cluster" = 1 ] && copts=(--cluster-enabled yes --cluster-config-file "$dir/nodes.conf")
-    if [ "$kind" = ferrokv ]; then
-        taskset -c 0 "$FERROKV" --port "$port" --server-threads 1 --dir "$dir" --loglevel warning "${copts[@]}" ${FERROKV_ARGS:-} >"$dir/log" 2>&1 &
-    else
-        taskset -c 0 "$REDIS" --port "$port" --save "" --appendonly no --dir "$dir" --loglevel warning "${copts[@]}" >"$dir/log" 2>&1 &
-    fi
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 600); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    if [ "$cluster" = 1 ]; then
-        redis-cli -p "$port" cluster addslotsrange 0 16383 >/dev/null
-        for _ in $(seq 100); do
-            redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' && break
-            sleep 0.1
-        done
-    fi
+    local pid port
+    # shellcheck disable=SC2086 # FERROKV_ARGS: extra options, split on spaces
+    start_server "$1" "$(mktemp -d "$work/$1-XXXX")" ${FERROKV_ARGS:-}
     echo "$pid $port"
 }
 

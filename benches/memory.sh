@@ -41,7 +41,7 @@ pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-. benches/lib/free-port.sh
+. benches/lib/memory-server.sh
 
 # Writes the RESP protocol for a dataset to stdout.
 generate() {
@@ -91,32 +91,11 @@ elif kind == "zsets":
 PY
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-used_memory() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
-
 # measure KIND DATASET ELEMENTS -> "rss_bytes_per_element used_bytes_per_element"
 measure() {
     local kind=$1 dataset=$2 elements=$3 port pid dir
-    port=$(free_port)
     dir="$work/$kind-$dataset"
-    mkdir -p "$dir"
-    local copts=()
-    [ "$cluster" = 1 ] && copts=(--cluster-enabled yes --cluster-config-file "$dir/nodes.conf")
-    if [ "$kind" = ferrokv ]; then
-        taskset -c 0 "$FERROKV" --port "$port" --server-threads 1 --dir "$dir" --loglevel warning "${copts[@]}" >"$dir/log" 2>&1 &
-    else
-        taskset -c 0 "$REDIS" --port "$port" --save "" --appendonly no --dir "$dir" --loglevel warning "${copts[@]}" >"$dir/log" 2>&1 &
-    fi
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 600); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    if [ "$cluster" = 1 ]; then
-        redis-cli -p "$port" cluster addslotsrange 0 16383 >/dev/null
-        for _ in $(seq 100); do
-            redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' && break
-            sleep 0.1
-        done
-    fi
+    start_server "$kind" "$dir"
     local rss0 used0 rss1 used1
     rss0=$(rss_kb "$pid"); used0=$(used_memory "$port")
     generate "$dataset" | redis-cli -p "$port" --pipe >"$dir/pipe.log" 2>&1
