@@ -141,6 +141,14 @@ case "${1:-}" in
         done
         if [ "$CLUSTER" = yes ]; then
             if already_joined; then
+                # The nodes need a few gossip rounds to agree again: answer once every
+                # one of them serves, as a fresh create does.
+                for port in $(ports); do
+                    for _ in $(seq 300); do
+                        target/release/ferrokv-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+                        sleep 0.1
+                    done
+                done
                 echo "nodes restarted from their nodes.conf"
             else
                 create_cluster
