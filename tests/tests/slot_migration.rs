@@ -20,6 +20,18 @@ fn status(node: &Server, id: &str) -> String {
     text(node, &["CLUSTER", "MIGRATION", "STATUS", "ID", id])
 }
 
+/// One field of a task's STATUS (empty when the task or field is not there).
+fn status_field(c: &mut ferrokv_tests::conn::Conn, id: &str, name: &str) -> String {
+    let Reply::Array(Some(tasks)) = c.call(&["CLUSTER", "MIGRATION", "STATUS", "ID", id]) else { return String::new() };
+    let Some(Reply::Array(Some(kv))) = tasks.first() else { return String::new() };
+    kv.chunks(2)
+        .find(|f| f[0] == Reply::Bulk(Some(name.as_bytes().to_vec())))
+        .and_then(
+            |f| if let Reply::Bulk(Some(v)) = &f[1] { Some(String::from_utf8_lossy(v).into_owned()) } else { None },
+        )
+        .unwrap_or_default()
+}
+
 /// Keys `k:<i>` whose slot is below 1000 (owned by the first master).
 fn low_keys(n: usize) -> Vec<String> {
     (0..).map(|i| format!("k:{i}")).filter(|k| key_slot(k.as_bytes()) < 1000).take(n).collect()
@@ -89,7 +101,11 @@ fn import_moves_slots_of_every_type_under_writes() {
     for field in ["id", "slots", "source", "dest", "state", "write_pause_ms", "progress", "end_time"] {
         assert!(st.contains(field), "{field} in {st}");
     }
-    assert!(st.contains("0-499 500-999"), "{st}");
+    // Adjacent ranges merge, as Redis 8.4 shows them.
+    assert!(st.contains("0-999") && !st.contains("0-499"), "{st}");
+    // The source keeps a record of its side, same id (operation `migrate`).
+    let theirs = status(src, &id);
+    assert!(theirs.contains("migrate") && theirs.contains("completed"), "{theirs}");
     assert!(st.contains("1000/1000 slots"), "{st}");
     // "<done>/<total> slots, <keys> keys, <bytes> bytes": 600 keys and their payloads.
     let bytes: u64 = st
@@ -290,6 +306,9 @@ fn a_silent_target_does_not_hold_the_sources_writes_forever() {
     );
     assert_eq!(admin.call(&["SET", &key, "before"]), Reply::Simple(b"OK".to_vec()));
     let id = "0123456789abcdef0123456789abcdef01234567";
+    let dest = myid(&nodes[1]);
+    let start = ["CLUSTER", "MIGRATION-SYNC", id, "START", &dest, &slot, &slot];
+    assert_eq!(admin.call(&start), Reply::Simple(b"OK".to_vec()));
     match admin.call(&["CLUSTER", "MIGRATION-SYNC", id, "BEGIN", &slot]) {
         Reply::Array(Some(items)) => assert_eq!(items.len(), 3, "one key: {items:?}"),
         other => panic!("BEGIN: {other:?}"),
@@ -310,6 +329,9 @@ fn a_silent_target_does_not_hold_the_sources_writes_forever() {
     // The export is over: its commands are refused.
     let r = show(&admin.send(&["CLUSTER", "MIGRATION-SYNC", id, "DELTA"]));
     assert!(r.contains("No such slot migration"), "{r}");
+    // Its record says why, as Redis 8.4's source does.
+    let st = status(src, id);
+    assert!(st.contains("migrate") && st.contains("failed") && st.contains("Server paused timeout"), "{st}");
     check_clean(src);
 }
 
@@ -418,14 +440,25 @@ fn a_task_authenticates_to_the_source_with_masterauth() {
         String::from_utf8_lossy(&c.send(&["CLUSTER", "MIGRATION", "STATUS", "ID", id])).into_owned()
     };
     // Node 1 has no masterauth: its task is refused by node 0 and rolls back.
+    // Node 1 has no masterauth: each attempt of its task is refused by node 0 and
+    // rolls back, and the task tries again every second until it is canceled.
     let id = import(&mut b, "0", "99");
-    wait_until("the task fails", Duration::from_secs(30), || status_of(&mut b, &id).contains("failed"));
+    wait_until("the task fails twice", Duration::from_secs(30), || {
+        status_field(&mut b, &id, "retries").parse::<u64>().is_ok_and(|n| n >= 1)
+    });
     let st = status_of(&mut b, &id);
     assert!(st.contains("unauthenticated") || st.contains("NOAUTH"), "{st}");
     for k in &low {
         assert_eq!(a.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} stays on node 0");
     }
-    // Node 0 has masterauth: it takes node 1's slots.
+    // Given masterauth, the next attempt of the same task succeeds.
+    assert_eq!(b.call(&["CONFIG", "SET", "masterauth", "pw"]), Reply::Simple("OK".into()));
+    wait_until("the retried task completes", Duration::from_secs(30), || status_of(&mut b, &id).contains("completed"));
+    b.send(&["READWRITE"]);
+    for k in &low {
+        assert_eq!(b.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} moved to node 1");
+    }
+    // Node 0 has masterauth: it takes node 1's other slots.
     let id = import(&mut a, "8192", "8291");
     wait_until("the task completes", Duration::from_secs(30), || status_of(&mut a, &id).contains("completed"));
     a.send(&["READWRITE"]);
@@ -491,7 +524,8 @@ fn a_target_killed_midway_leaves_the_source_owning_everything() {
 }
 
 /// The source crashes midway: the target's task fails, keeps no key of the slots
-/// and closes them; the restarted source still owns them.
+/// and closes them, and tries again every second; canceled, it ends, and the
+/// restarted source still owns the slots.
 #[test]
 fn a_source_killed_midway_leaves_the_target_without_the_slots() {
     let mut nodes = cluster_nodes(3);
@@ -505,6 +539,11 @@ fn a_source_killed_midway_leaves_the_target_without_the_slots() {
     for slot in [0, 500, 999] {
         assert_eq!(dst.conn().call(&["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]), Reply::Int(0));
     }
+    wait_until("the task tries again", Duration::from_secs(20), || {
+        status_field(&mut dst.conn(), &id, "retries").parse::<u64>().is_ok_and(|n| n >= 1)
+    });
+    assert_eq!(dst.conn().call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", &id]), Reply::Int(1));
+    wait_until("the task is canceled", Duration::from_secs(10), || status(dst, &id).contains("canceled"));
     nodes[0].restart();
     wait_until("cluster_state:ok", Duration::from_secs(20), || nodes.iter().all(ferrokv_tests::cluster::state_ok));
     let moved = show(&nodes[1].conn().send(&["GET", &low_keys(1)[0]]));
@@ -580,4 +619,136 @@ fn keys_being_imported_are_hidden_until_the_claim() {
     wait_until("the source shows none of them", Duration::from_secs(20), || {
         src.conn().call(&["DBSIZE"]) == Reply::Int(0)
     });
+}
+
+/// CLUSTER MIGRATION's input checks, with Redis 8.4's error words (the cases of its
+/// own test unit), and STATUS ALL listing the tasks on both sides, the newest first.
+#[test]
+fn migration_commands_check_their_input_as_redis_does() {
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| {
+            let args = ["--cluster-node-timeout", "2000", "--save", "", "--enable-debug-command", "yes"];
+            Server::cluster_node(Kind::Ferrokv, &args)
+        })
+        .collect();
+    create_masters(&nodes);
+    let mut c = nodes[0].conn();
+    let err = |c: &mut ferrokv_tests::conn::Conn, args: &[&str], want: &str| {
+        let got = String::from_utf8_lossy(&c.send(args)).into_owned();
+        assert!(got.starts_with('-'), "{args:?}: {got}");
+        assert!(got.contains(want), "{args:?}: {got}, want {want}");
+    };
+    let arity = "wrong number of arguments";
+    for args in [
+        &["CLUSTER", "MIGRATION"][..],
+        &["CLUSTER", "MIGRATION", "IMPORT"],
+        &["CLUSTER", "MIGRATION", "IMPORT", "100"],
+        &["CLUSTER", "MIGRATION", "IMPORT", "100", "200", "300"],
+        &["CLUSTER", "MIGRATION", "STATUS"],
+        &["CLUSTER", "MIGRATION", "STATUS", "ID"],
+        &["CLUSTER", "MIGRATION", "STATUS", "ID", "id", "EXTRAARG"],
+        &["CLUSTER", "MIGRATION", "STATUS", "ALL", "EXTRAARG"],
+        &["CLUSTER", "MIGRATION", "CANCEL"],
+        &["CLUSTER", "MIGRATION", "CANCEL", "ID"],
+        &["CLUSTER", "MIGRATION", "CANCEL", "ID", "12345", "EXTRAARG"],
+        &["CLUSTER", "MIGRATION", "CANCEL", "ALL", "EXTRAARG"],
+    ] {
+        err(&mut c, args, arity);
+    }
+    for args in [
+        &["CLUSTER", "MIGRATION", "UNKNOWN", "1", "2"][..],
+        &["CLUSTER", "MIGRATION", "STATUS", "ABC", "DEF"],
+        &["CLUSTER", "MIGRATION", "STATUS", "UNKNOWNARG"],
+        &["CLUSTER", "MIGRATION", "CANCEL", "UNKNOWNARG"],
+        &["CLUSTER", "MIGRATION", "CANCEL", "abc", "def"],
+    ] {
+        err(&mut c, args, "unknown argument");
+    }
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "200", "100"], "greater than end slot number");
+    for (a, b) in [("17000", "18000"), ("14000", "18000"), ("0", "16384"), ("0", "-1"), ("10", "a"), ("sd", "sd")] {
+        err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", a, b], "out of range slot");
+    }
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "100", "200"], "already the owner of the slot");
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "7000", "15000"], "slots belong to different source nodes");
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000", "14000", "15000"], "different source nodes");
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000", "8000", "9000"], "specified multiple times");
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000", "7900", "9000"], "specified multiple times");
+    assert_eq!(c.call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", ""]), Reply::Int(0));
+    assert_eq!(c.call(&["CLUSTER", "MIGRATION", "STATUS", "ID", ""]), Reply::Array(Some(vec![])));
+    // A slot without an owner; a slot opened by hand.
+    let mut b = nodes[1].conn();
+    assert_eq!(c.call(&["CLUSTER", "DELSLOTS", "5000"]), Reply::Simple(b"OK".to_vec()));
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "5000", "5000"], "slot has no owner: 5000");
+    assert_eq!(c.call(&["CLUSTER", "ADDSLOTS", "5000"]), Reply::Simple(b"OK".to_vec()));
+    let other = myid(&nodes[2]);
+    assert_eq!(c.call(&["CLUSTER", "SETSLOT", "15000", "IMPORTING", &other]), Reply::Simple(b"OK".to_vec()));
+    err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", "6000", "6001"], "must be STABLE to start");
+    assert_eq!(c.call(&["CLUSTER", "SETSLOT", "15000", "STABLE"]), Reply::Simple(b"OK".to_vec()));
+    // An import held before its pause: another one overlapping it is refused.
+    assert_eq!(c.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "1"]), Reply::Simple(b"OK".to_vec()));
+    let held = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    for (a, b) in [("8000", "9000"), ("7500", "8500"), ("6000", "7000"), ("6500", "7500")] {
+        err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", a, b], "overlapping import exists");
+    }
+    assert_eq!(c.call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", &held]), Reply::Int(1));
+    wait_until("the held task is canceled", Duration::from_secs(10), || {
+        status_field(&mut c, &held, "state") == "canceled"
+    });
+    assert!(status_field(&mut c, &held, "last_error").contains("user request"));
+    // A FLUSHDB on the target cancels its imports, as in Redis 8.4.
+    let held = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    wait_until("the task holds", Duration::from_secs(10), || status_field(&mut c, &held, "state") == "streaming");
+    assert_eq!(c.call(&["FLUSHDB"]), Reply::Simple(b"OK".to_vec()));
+    wait_until("the flush cancels the task", Duration::from_secs(10), || {
+        status_field(&mut c, &held, "state") == "canceled"
+    });
+    assert!(status_field(&mut c, &held, "last_error").contains("flush"));
+    assert_eq!(c.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "0"]), Reply::Simple(b"OK".to_vec()));
+    // Three small tasks: STATUS ALL lists them newest first on the target and the
+    // source, with Redis 8.4's fields in its order.
+    let mut ids = Vec::new();
+    for (a, b) in [("7000", "7001"), ("7002", "7003"), ("7004", "7005")] {
+        let id = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", a, b]) {
+            Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+            other => panic!("IMPORT: {other:?}"),
+        };
+        wait_until("the task completes", Duration::from_secs(20), || status_field(&mut c, &id, "state") == "completed");
+        ids.push(id);
+    }
+    let fields = ["id", "slots", "source", "dest", "operation", "state", "last_error", "retries"];
+    for (conn, op) in [(&mut c, "import"), (&mut b, "migrate")] {
+        let Reply::Array(Some(tasks)) = conn.call(&["CLUSTER", "MIGRATION", "STATUS", "ALL"]) else { panic!() };
+        let mine: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                let Reply::Array(Some(kv)) = t else { panic!("{t:?}") };
+                kv.iter()
+                    .map(|v| {
+                        if let Reply::Bulk(Some(b)) = v {
+                            String::from_utf8_lossy(b).into_owned()
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .collect::<Vec<String>>()
+            })
+            .filter(|kv| ids.contains(&kv[1]))
+            .collect();
+        assert_eq!(mine.len(), 3, "{op}: {mine:?}");
+        for (i, kv) in mine.iter().enumerate() {
+            let names: Vec<&str> = kv.iter().step_by(2).map(|s| s.as_str()).take(fields.len()).collect();
+            assert_eq!(names, fields, "{op}");
+            assert_eq!(kv[1], ids[2 - i], "{op}: newest first");
+            assert_eq!(kv[3], ["7004-7005", "7002-7003", "7000-7001"][i], "{op}");
+            assert_eq!(kv[9], op);
+            assert_eq!(kv[11], "completed", "{op}: {kv:?}");
+            assert_eq!(kv[15], "0", "{op}: retries");
+        }
+    }
 }

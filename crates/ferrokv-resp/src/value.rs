@@ -305,6 +305,17 @@ impl ValueReader {
         }
     }
 
+    /// Where the reply at the start of `buf` ends, once it is complete (`None`: call
+    /// again with the same bytes and more), without building a value: for callers that
+    /// read the reply in place.
+    pub fn complete(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let r = self.scan(buf);
+        if !matches!(r, Ok(None)) {
+            self.reset();
+        }
+        r
+    }
+
     /// Checks the frame up to its end, resuming where the last call stopped.
     fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
         if self.open.is_empty() {

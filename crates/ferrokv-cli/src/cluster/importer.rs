@@ -9,6 +9,10 @@
 //! (`CLUSTER MIGRATION CANCEL ID`): a task that had not claimed its slots rolls back
 //! (the source keeps them, the target drops what it had copied), one that had claimed
 //! completes. Either way no slot is left open.
+//!
+//! A task whose attempt fails tries again by itself a second later (STATUS `failed`,
+//! then `retries` counting up, as in Redis 8.4); after [`RETRIES`] failed attempts
+//! the tool cancels it and reports the last error.
 
 use std::time::{Duration, Instant};
 
@@ -61,11 +65,14 @@ pub fn waves(transfers: Vec<Transfer>) -> Vec<Vec<Transfer>> {
     waves
 }
 
+/// Failed attempts of one task the tool waits through before it cancels the task.
+const RETRIES: u64 = 3;
+
 /// A task's STATUS fields.
 struct Status {
     state: String,
     last_error: String,
-    slots_done: usize,
+    retries: u64,
     keys: u64,
     bytes: u64,
     write_pause_ms: u64,
@@ -95,8 +102,6 @@ fn parse_status(reply: Value) -> Option<Status> {
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     // ferrokv's `progress`: "<done>/<total> slots, <keys> keys, <bytes> bytes".
     let progress = get("progress");
-    let mut words = progress.split([' ', '/', ',']).filter(|w| !w.is_empty());
-    let slots_done = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
     let part = |i: usize| -> u64 {
         progress.split(", ").nth(i).and_then(|w| w.split(' ').next()).and_then(|w| w.parse().ok()).unwrap_or(0)
     };
@@ -104,15 +109,24 @@ fn parse_status(reply: Value) -> Option<Status> {
     Some(Status {
         state: get("state"),
         last_error: get("last_error"),
-        slots_done,
+        retries: get("retries").parse().unwrap_or(0),
         keys,
         bytes,
         write_pause_ms: get("write_pause_ms").parse().unwrap_or(0),
     })
 }
 
-fn finished(state: &str) -> bool {
-    matches!(state, "completed" | "failed" | "canceled")
+/// A task started by the tool, as it polls it.
+struct Running {
+    to: usize,
+    id: String,
+    from: usize,
+    slots: usize,
+    ended: bool,
+    keys: u64,
+    bytes: u64,
+    /// The error of the attempts that made the tool cancel the task.
+    gave_up: Option<String>,
 }
 
 impl Cluster {
@@ -127,7 +141,7 @@ impl Cluster {
                 }
                 _ => false,
             };
-            ferrokv && matches!(self.members[i].call(&["CLUSTER", "MIGRATION", "STATUS"]), Ok(Value::Array(_)))
+            ferrokv && matches!(self.members[i].call(&["CLUSTER", "MIGRATION", "STATUS", "ALL"]), Ok(Value::Array(_)))
         })
     }
 
@@ -163,66 +177,79 @@ impl Cluster {
                         return Err(e);
                     }
                 };
-                running.push((t.to, id, t.from, t.slots.len(), 0usize, 0u64, 0u64));
+                running.push(Running {
+                    to: t.to,
+                    id,
+                    from: t.from,
+                    slots: t.slots.len(),
+                    ended: false,
+                    keys: 0,
+                    bytes: 0,
+                    gave_up: None,
+                });
             }
             // Poll them until each has ended.
             let mut canceled = false;
             let mut failure = None;
-            while running.iter().any(|r| r.4 != usize::MAX) {
+            while running.iter().any(|r| !r.ended) {
                 if interrupt.raised() && !canceled {
                     canceled = true;
                     done.interrupted = true;
                     progress.say("Interrupted: canceling the running migrations (claimed slots complete)");
                     self.cancel_all(&running);
                 }
-                for r in running.iter_mut().filter(|r| r.4 != usize::MAX) {
-                    let (to, id) = (r.0, r.1.clone());
+                for r in running.iter_mut().filter(|r| !r.ended) {
+                    let (to, id) = (r.to, r.id.clone());
                     let st = self.members[to]
                         .ok(&["CLUSTER", "MIGRATION", "STATUS", "ID", &id])
                         .ok()
                         .and_then(parse_status)
                         .ok_or_else(|| format!("[ERR] Node {}: no status for task {id}", self.members[to].endpoint))?;
-                    if st.keys > r.5 {
-                        progress.keys(st.keys - r.5);
-                        r.5 = st.keys;
+                    if st.keys > r.keys {
+                        progress.keys(st.keys - r.keys);
+                        r.keys = st.keys;
                     }
-                    if st.bytes > r.6 {
-                        progress.bytes(st.bytes - r.6);
-                        r.6 = st.bytes;
+                    if st.bytes > r.bytes {
+                        progress.bytes(st.bytes - r.bytes);
+                        r.bytes = st.bytes;
                     }
-                    if finished(&st.state) {
-                        let (from_ep, to_ep) = (self.members[r.2].endpoint.clone(), self.members[to].endpoint.clone());
-                        if st.state == "completed" {
-                            for _ in 0..r.3 {
-                                progress.slot_done();
-                            }
-                            progress.say(&format!(
-                                "Moved {} slots from {from_ep} to {to_ep}: {} keys, writes paused {} ms",
-                                r.3, st.keys, st.write_pause_ms
-                            ));
-                            done.slots += r.3;
-                            done.keys += st.keys;
-                            done.tasks.push((r.2, to, r.3, st.keys, st.write_pause_ms));
-                            let slots = wave.iter().find(|t| t.from == r.2 && t.to == to).map(|t| t.slots.clone());
-                            for s in slots.unwrap_or_default() {
-                                self.members[r.2].me_mut().slots.remove(s);
-                                self.members[to].me_mut().slots.insert(s);
-                            }
-                        } else {
-                            progress.say(&format!(
-                                "Slots from {from_ep} to {to_ep} not moved ({}{}{})",
-                                st.state,
-                                if st.last_error.is_empty() { "" } else { ": " },
-                                st.last_error
-                            ));
-                            if st.state == "failed" && failure.is_none() {
-                                failure =
-                                    Some(format!("[ERR] Migrating slots from {from_ep} to {to_ep}: {}", st.last_error));
-                            }
+                    let (from_ep, to_ep) = (self.members[r.from].endpoint.clone(), self.members[to].endpoint.clone());
+                    if st.state == "failed" && st.retries >= RETRIES && r.gave_up.is_none() {
+                        // It keeps trying by itself: stop it, and wait for the cancel.
+                        progress.say(&format!(
+                            "Slots from {from_ep} to {to_ep}: {} failed attempts, canceling ({})",
+                            st.retries + 1,
+                            st.last_error
+                        ));
+                        let _ = self.members[to].call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", &id]);
+                        r.gave_up = Some(st.last_error.clone());
+                    }
+                    if !matches!(st.state.as_str(), "completed" | "canceled") {
+                        continue;
+                    }
+                    r.ended = true;
+                    if st.state == "completed" {
+                        for _ in 0..r.slots {
+                            progress.slot_done();
                         }
-                        r.4 = usize::MAX;
+                        progress.say(&format!(
+                            "Moved {} slots from {from_ep} to {to_ep}: {} keys, writes paused {} ms",
+                            r.slots, st.keys, st.write_pause_ms
+                        ));
+                        done.slots += r.slots;
+                        done.keys += st.keys;
+                        done.tasks.push((r.from, to, r.slots, st.keys, st.write_pause_ms));
+                        let slots = wave.iter().find(|t| t.from == r.from && t.to == to).map(|t| t.slots.clone());
+                        for s in slots.unwrap_or_default() {
+                            self.members[r.from].me_mut().slots.remove(s);
+                            self.members[to].me_mut().slots.insert(s);
+                        }
                     } else {
-                        r.4 = st.slots_done;
+                        let why = r.gave_up.clone().unwrap_or(st.last_error);
+                        progress.say(&format!("Slots from {from_ep} to {to_ep} not moved (canceled: {why})"));
+                        if r.gave_up.is_some() && failure.is_none() {
+                            failure = Some(format!("[ERR] Migrating slots from {from_ep} to {to_ep}: {why}"));
+                        }
                     }
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -240,9 +267,9 @@ impl Cluster {
         Ok(done)
     }
 
-    fn cancel_all(&mut self, running: &[(usize, String, usize, usize, usize, u64, u64)]) {
-        for (to, id, ..) in running {
-            let _ = self.members[*to].call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", id]);
+    fn cancel_all(&mut self, running: &[Running]) {
+        for r in running {
+            let _ = self.members[r.to].call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", &r.id]);
         }
     }
 
@@ -303,12 +330,13 @@ mod tests {
             ("id", "x"),
             ("state", "completed"),
             ("last_error", ""),
+            ("retries", "2"),
             ("write_pause_ms", "7"),
             ("progress", "12/40 slots, 3456 keys"),
         ] {
             items.extend(pair(k, v));
         }
         let st = parse_status(Value::Array(vec![Value::Array(items)])).expect("status");
-        assert_eq!((st.state.as_str(), st.slots_done, st.keys, st.write_pause_ms), ("completed", 12, 3456, 7));
+        assert_eq!((st.state.as_str(), st.keys, st.write_pause_ms, st.retries), ("completed", 3456, 7, 2));
     }
 }

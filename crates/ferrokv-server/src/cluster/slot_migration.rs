@@ -9,7 +9,10 @@
 //!    task id. The thread opens two client connections: one to O, one to T itself (for
 //!    the steps that go through T's bus).
 //! 2. On T: `CLUSTER SETSLOT s IMPORTING O` for every slot (so T accepts the restores
-//!    with ASKING; clients are still sent to O).
+//!    with ASKING; clients are still sent to O). Then `MIGRATION-SYNC <id> START <T>
+//!    <ranges>` on O: O checks it owns S and starts its export, with a task record of
+//!    its own (operation `migrate` in STATUS; a new START of the same task, a retry,
+//!    reuses it).
 //! 3. Per group of slots: `MIGRATION-SYNC <id> BEGIN s...` on O serialises every key of a slot
 //!    under its shard's keyspace lock (a consistent snapshot of that slot) and starts
 //!    capturing the slot's changes at that same instant (`Db::capture_start`). T's task
@@ -37,9 +40,13 @@
 //! one owner whatever crashes. Until step 6 the source owns S and every write it
 //! acknowledged is in its own keyspace; from step 5 on it acknowledges no write to S
 //! (they are held) and everything it acknowledged before is on T before T claims. A
-//! failure before step 6 (O or T gone, an error, CANCEL) ends the task on T: it sends
+//! failure before step 6 (O or T gone, an error) ends the attempt on T: it sends
 //! `ABORT` to O when it can (capture stopped, pause lifted), deletes what it restored
-//! and marks the slots stable. The pause on O is lifted by END, ABORT, a CANCEL on O,
+//! and marks the slots stable; then, as Redis 8.4 does, the task shows `failed` with
+//! the error and tries again a second later (STATUS `retries` counts the attempts),
+//! from whichever node then serves the slots, until it completes or is canceled
+//! (CANCEL, a FLUSHALL or FLUSHDB on T, or the slots' owners changing so that the
+//! import no longer makes sense: "slots configuration updated"). The pause on O is lifted by END, ABORT, a CANCEL on O,
 //! O's view showing S owned elsewhere (checked every tick), or — as Redis 8.4 does —
 //! `cluster-slot-migration-write-pause-timeout` (10 s) running out, the target being
 //! taken for dead. T claims only if it got the final delta within half of that window,
@@ -68,14 +75,15 @@
 //!
 //! Limits of this slice: one running task per source, one source per task, with passwords the task authenticates
 //! to the source as a replica would (`masteruser`, `masterauth`) and to T itself with
-//! `requirepass`, and a task is not resumed after a restart of T.
+//! `requirepass`, and a task is not resumed after a restart of T (as in Redis 8.4,
+//! whose tasks live in memory only).
 
 use crate::conn::Conn;
-use crate::dispatch::{run_internal, Flow, Held, MultiDb, ShardCore};
+use crate::dispatch::{run_internal, run_internal_args, Flow, Held, MultiDb, ShardCore};
 use crate::node::lock;
 use crate::node::Node;
 use ferrokv_commands::util::eq_ic;
-use ferrokv_resp::{Args, ReplyBuf, Value, ValueReader};
+use ferrokv_resp::{Args, ReplyBuf, Span, Value, ValueReader};
 use ferrokv_store::SLOTS;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -144,16 +152,31 @@ struct Export {
     /// The target's last MIGRATION-SYNC call (unix ms): an export it stopped calling
     /// for [`EXPORT_IDLE_PAUSES`] write-pause timeouts ends (the target is gone).
     last_seen: u64,
+    /// This export's task record (operation `migrate` in CLUSTER MIGRATION STATUS).
+    record: Arc<Task>,
 }
 
 /// How many `cluster-slot-migration-write-pause-timeout`s an export waits for its
 /// target's next call before it ends (capture stopped), the target taken for gone.
 const EXPORT_IDLE_PAUSES: u64 = 3;
 
+/// Ended tasks kept for CLUSTER MIGRATION STATUS, newest first.
+const ENDED_TASKS_KEPT: usize = 128;
+
+/// A failed import is tried again after this long, until it completes or is canceled
+/// (as Redis 8.4 retries it every second).
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Progress {
     state: &'static str,
     last_error: String,
+    /// The source node: an import's may change between attempts (a failover of the
+    /// source hands the slots to its replica, and the next attempt pulls from it).
+    source: String,
+    retries: u64,
+    /// Why a cancel was asked for (set with the task's `cancel` flag).
+    cancel_reason: String,
     create_ms: u64,
     start_ms: u64,
     end_ms: u64,
@@ -164,13 +187,88 @@ struct Progress {
     bytes: u64,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// This node is the target: its task thread pulls the slots.
+    Import,
+    /// This node is the source: the record of an export (see [`Export`]).
+    Migrate,
+}
+
+/// One slot migration task as CLUSTER MIGRATION STATUS shows it, on either side.
 pub struct Task {
     id: String,
-    source: String,
+    op: Operation,
     dest: String,
     ranges: Vec<(u16, u16)>,
     cancel: AtomicBool,
     progress: Mutex<Progress>,
+}
+
+impl Task {
+    fn new(
+        id: String,
+        op: Operation,
+        source: String,
+        dest: String,
+        ranges: Vec<(u16, u16)>,
+        state: &'static str,
+    ) -> Task {
+        let now = crate::node::unix_ms();
+        Task {
+            id,
+            op,
+            dest,
+            ranges,
+            cancel: AtomicBool::new(false),
+            progress: Mutex::new(Progress { state, source, create_ms: now, start_ms: now, ..Default::default() }),
+        }
+    }
+
+    /// Not yet ended (a failed import waiting for its next attempt has not ended).
+    fn live(&self) -> bool {
+        lock(&self.progress).end_ms == 0
+    }
+
+    /// Running now: live, and not a failed import between two attempts.
+    fn running(&self) -> bool {
+        let p = lock(&self.progress);
+        p.end_ms == 0 && p.state != "failed"
+    }
+
+    /// Asks a live task to end as canceled, `reason` as Redis words it ("user
+    /// request", "flush", ...); false if it had ended or was being canceled already.
+    fn request_cancel(&self, reason: &str) -> bool {
+        let mut p = lock(&self.progress);
+        if p.end_ms != 0 || self.cancel.load(Ordering::Acquire) {
+            return false;
+        }
+        p.cancel_reason = format!("Cancelled due to {reason}");
+        self.cancel.store(true, Ordering::Release);
+        true
+    }
+
+    fn slots(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ranges.iter().flat_map(|&(a, b)| a..=b)
+    }
+
+    fn overlaps(&self, ranges: &[(u16, u16)]) -> bool {
+        self.ranges.iter().any(|&(a, b)| ranges.iter().any(|&(c, d)| a <= d && c <= b))
+    }
+
+    /// Ends the task: `state` is completed, failed or canceled; `error` (if any) is
+    /// shown as Redis shows it, with the state the task was in.
+    fn end(&self, state: &'static str, error: Option<&str>) {
+        let mut p = lock(&self.progress);
+        if p.end_ms != 0 {
+            return;
+        }
+        if let Some(e) = error {
+            p.last_error = format!("{e} (state: {})", p.state);
+        }
+        p.state = state;
+        p.end_ms = crate::node::unix_ms().max(1);
+    }
 }
 
 impl SlotMigration {
@@ -193,7 +291,7 @@ impl SlotMigration {
     /// then waits (both walk slots of one shard's keyspace).
     pub fn blocks_handoff(&self, slot: u16) -> bool {
         self.exporting.load(Ordering::Acquire)
-            || lock(&self.tasks).iter().any(|t| lock(&t.progress).end_ms == 0)
+            || lock(&self.tasks).iter().any(|t| t.op == Operation::Import && t.running())
             || self.slot_lost(slot)
     }
 
@@ -209,14 +307,20 @@ impl SlotMigration {
         self.lost.contains(slot)
     }
 
-    fn stop_export(&self, node: &Node) {
+    /// Ends the export (capture stopped, pause lifted) and its record: `state` is
+    /// completed, failed or canceled.
+    fn stop_export(&self, node: &Node, state: &'static str, error: Option<&str>) {
         let e = lock(&self.export).take();
         self.pausing.store(false, Ordering::Release);
         self.exporting.store(false, Ordering::Release);
-        if e.is_some() {
+        if let Some(e) = e {
             for s in 0..node.shard_count() {
                 node.lock_db(s).capture_stop();
             }
+            if state == "completed" && e.paused_at != 0 {
+                lock(&e.record.progress).write_pause_ms = crate::node::unix_ms().saturating_sub(e.paused_at);
+            }
+            e.record.end(state, error);
         }
     }
 
@@ -233,20 +337,48 @@ impl SlotMigration {
         let timeout = node.config().cluster_slot_migration_write_pause_timeout;
         let view = c.view();
         let now = crate::node::unix_ms();
-        let (lift, idle) = match lock(&self.export).as_ref() {
-            None => (false, false),
+        let (gone, timed_out, idle) = match lock(&self.export).as_ref() {
+            None => return,
             Some(e) => (
-                e.paused_at != 0
-                    && (e.slots.iter().all(|&s| view.slot_owner_index(s) != Some(view.myself))
-                        || now.saturating_sub(e.paused_at) >= timeout),
+                e.paused_at != 0 && e.slots.iter().all(|&s| view.slot_owner_index(s) != Some(view.myself)),
+                e.paused_at != 0 && now.saturating_sub(e.paused_at) >= timeout,
                 now.saturating_sub(e.last_seen) >= timeout.saturating_mul(EXPORT_IDLE_PAUSES),
             ),
         };
-        if idle {
+        if gone {
+            self.stop_export(node, "completed", None);
+        } else if timed_out {
+            self.stop_export(node, "failed", Some("Server paused timeout"));
+        } else if idle {
             tracing::warn!("slot migration: the export's target has not called for a while; ending the export");
+            self.stop_export(node, "failed", Some("the target stopped calling"));
         }
-        if lift || idle {
-            self.stop_export(node);
+    }
+
+    /// Records `t` (newest last) and forgets the oldest ended tasks beyond
+    /// [`ENDED_TASKS_KEPT`].
+    fn record(&self, t: Arc<Task>) {
+        let mut tasks = lock(&self.tasks);
+        tasks.push(t);
+        let ended = tasks.iter().filter(|t| !t.live()).count();
+        if ended > ENDED_TASKS_KEPT {
+            let mut drop_n = ended - ENDED_TASKS_KEPT;
+            tasks.retain(|t| {
+                let keep = drop_n == 0 || t.live();
+                if !keep {
+                    drop_n -= 1;
+                }
+                keep
+            });
+        }
+    }
+
+    /// FLUSHALL or FLUSHDB ran here: the imports running here are canceled, as Redis
+    /// 8.4 cancels them (what they restored so far is gone, and a claim would hand out
+    /// slots missing keys the source had).
+    pub fn flushed(&self) {
+        for t in lock(&self.tasks).iter().filter(|t| t.op == Operation::Import && t.live()) {
+            t.request_cancel("flush");
         }
     }
 }
@@ -257,16 +389,15 @@ pub fn info_fields(node: &Node, out: &mut String) {
     use std::fmt::Write as _;
     let sm = &node.slot_migration;
     let (mut active, mut done, mut total, mut keys) = (0, 0, 0, 0);
-    for t in lock(&sm.tasks).iter() {
-        let p = lock(&t.progress);
-        if p.end_ms == 0 {
-            active += 1;
+    for t in lock(&sm.tasks).iter().filter(|t| t.live()) {
+        active += 1;
+        if t.op == Operation::Import {
+            let p = lock(&t.progress);
             done += p.slots_done;
-            total += t.ranges.iter().map(|(a, b)| (b - a + 1) as usize).sum::<usize>();
+            total += t.slots().count();
             keys += p.keys;
         }
     }
-    active += lock(&sm.export).is_some() as usize;
     let running: usize = node.shards.iter().map(|s| lock(&s.trim).len()).sum();
     let tr = &sm.trim;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -318,15 +449,77 @@ fn parse_ranges(args: &Args, from: usize) -> Result<Vec<(u16, u16)>, String> {
     Ok(out)
 }
 
+/// Sorts `ranges` and merges adjacent ones, as Redis 8.4 shows a task's slots
+/// ("7000-7005 7010-7051"); a slot given twice is an error.
+fn merge_ranges(mut ranges: Vec<(u16, u16)>) -> Result<Vec<(u16, u16)>, String> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => return Err(format!("ERR Slot {a} specified multiple times")),
+            Some(last) if a == last.1 + 1 => last.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that this node may import `ranges` now and returns the index (in `view`)
+/// of the one node that serves them all, with Redis 8.4's error texts. `current` is
+/// the task asking again before an attempt (its own slots do not count as an
+/// overlapping import or a manual migration).
+fn import_source(
+    sm: &SlotMigration,
+    view: &ferrokv_cluster::ClusterView,
+    ranges: &[(u16, u16)],
+    current: Option<&Task>,
+) -> Result<usize, String> {
+    if !view.me().is_master() {
+        return Err("ERR slot migration not allowed on replica.".into());
+    }
+    let tasks = lock(&sm.tasks);
+    let ours = |slot: u16| tasks.iter().any(|t| t.op == Operation::Import && t.live() && t.overlaps(&[(slot, slot)]));
+    // Slots opened by hand (SETSLOT IMPORTING/MIGRATING), not by a task here.
+    if !view.migrating.is_empty() || view.importing.iter().any(|&(s, _)| !ours(s)) {
+        return Err("ERR all slot states must be STABLE to start a slot migration task.".into());
+    }
+    let mut source = None;
+    for &(a, b) in ranges {
+        let other = tasks.iter().find(|t| {
+            t.op == Operation::Import && t.live() && t.overlaps(&[(a, b)]) && current.is_none_or(|c| c.id != t.id)
+        });
+        if other.is_some() {
+            return Err(format!("ERR overlapping import exists for slot range: {a}-{b}"));
+        }
+        for s in a..=b {
+            match view.slot_owner_index(s) {
+                None => return Err(format!("ERR slot has no owner: {s}")),
+                Some(o) if source.is_some_and(|x| x != o) => {
+                    return Err("ERR slots belong to different source nodes".into());
+                }
+                Some(o) => source = Some(o),
+            }
+        }
+    }
+    match source {
+        Some(o) if o == view.myself => Err("ERR this node is already the owner of the slot range".into()),
+        Some(o) => Ok(o),
+        None => Err("ERR wrong number of arguments for 'cluster|migration' command".into()),
+    }
+}
+
 /// `CLUSTER MIGRATION IMPORT|STATUS|CANCEL ...` (Redis 8.4's surface).
 pub fn migration_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flow {
+    const ARITY: &str = "ERR wrong number of arguments for 'cluster|migration' command";
     let node = core.node;
     let sm = &node.slot_migration;
+    if args.len() < 4 {
+        c.error(ARITY);
+        return Flow::Done;
+    }
     let op = args.get(2);
-    if args.len() < 3 {
-        c.error("ERR wrong number of arguments for 'cluster|migration' command");
-    } else if eq_ic(op, "import") {
-        let ranges = match parse_ranges(args, 3) {
+    if eq_ic(op, "import") {
+        let ranges = match parse_ranges(args, 3).and_then(merge_ranges) {
             Ok(r) => r,
             Err(e) => {
                 c.error(&e);
@@ -334,102 +527,87 @@ pub fn migration_command(core: &mut ShardCore, c: &mut Conn, args: &Args) -> Flo
             }
         };
         let view = core.cluster_view();
-        if !view.me().is_master() {
-            c.error("ERR Only a master can import slots");
-            return Flow::Done;
-        }
-        let mut source = None;
-        for &(a, b) in &ranges {
-            for s in a..=b {
-                match view.slot_owner_index(s) {
-                    None => {
-                        c.error(&format!("ERR Slot {s} is not served by any node"));
-                        return Flow::Done;
-                    }
-                    Some(o) if o == view.myself => {
-                        c.error(&format!("ERR Slot {s} is already served by this node"));
-                        return Flow::Done;
-                    }
-                    Some(o) if source.is_some_and(|x| x != o) => {
-                        c.error("ERR Slots belong to more than one node (ferrokv: one source node per task)");
-                        return Flow::Done;
-                    }
-                    Some(o) => source = Some(o),
-                }
+        let src = match import_source(sm, &view, &ranges, None) {
+            Ok(s) => s,
+            Err(e) => {
+                c.error(&e);
+                return Flow::Done;
             }
-        }
-        let Some(src) = source else { return Flow::Done };
+        };
         let n = &view.nodes[src];
-        let mut tasks = lock(&sm.tasks);
         // Tasks run at once when their sources differ (a source serves one export).
-        if tasks.iter().any(|t| lock(&t.progress).end_ms == 0 && t.source == n.id.as_str()) {
-            c.error("ERR A slot migration task from this source is already running (ferrokv: one per source)");
+        if lock(&sm.tasks)
+            .iter()
+            .any(|t| t.op == Operation::Import && t.live() && lock(&t.progress).source == n.id.as_str())
+        {
+            c.error(
+                "ERR another slot migration task from this source is already in progress (ferrokv: one per source)",
+            );
             return Flow::Done;
         }
-        let id = task_id(view.me().id.as_str(), sm.next_id.fetch_add(1, Ordering::Relaxed));
-        let task = Arc::new(Task {
-            id: id.clone(),
-            source: n.id.as_str().to_string(),
-            dest: view.me().id.as_str().to_string(),
-            ranges,
-            cancel: AtomicBool::new(false),
-            progress: Mutex::new(Progress {
-                state: "connecting",
-                create_ms: crate::node::unix_ms(),
-                ..Default::default()
-            }),
-        });
-        tasks.push(task.clone());
-        drop(tasks);
-        let src_addr = format!("{}:{}", n.ip, n.port);
-        let me = view.me();
-        let self_addr = format!("127.0.0.1:{}", me.port);
-        let spawned = std::thread::Builder::new()
-            .name("slot-import".into())
-            .spawn(move || run_task(node, task, src_addr, self_addr));
+        let me = view.me().id.as_str().to_string();
+        let id = task_id(&me, sm.next_id.fetch_add(1, Ordering::Relaxed));
+        let task =
+            Arc::new(Task::new(id.clone(), Operation::Import, n.id.as_str().to_string(), me, ranges, "connecting"));
+        sm.record(task.clone());
+        let spawned = std::thread::Builder::new().name("slot-import".into()).spawn(move || run_task(node, task));
         if spawned.is_err() {
             c.error("ERR can't start the migration thread");
             return Flow::Done;
         }
         c.reply(|r| r.bulk(id.as_bytes()));
-    } else if eq_ic(op, "status") || eq_ic(op, "cancel") {
-        let filter: Option<Vec<u8>> = match args.len() {
-            3 if eq_ic(op, "status") => None,
-            4 if eq_ic(args.get(3), "all") => None,
-            5 if eq_ic(args.get(3), "id") => Some(args.get(4).to_vec()),
-            _ => {
-                c.error("ERR syntax error");
-                return Flow::Done;
-            }
-        };
-        let tasks: Vec<Arc<Task>> =
-            lock(&sm.tasks).iter().filter(|t| filter.as_ref().is_none_or(|f| f == t.id.as_bytes())).cloned().collect();
-        if eq_ic(op, "cancel") {
-            let mut n = 0;
-            for t in &tasks {
-                if lock(&t.progress).end_ms == 0 && !t.cancel.swap(true, Ordering::AcqRel) {
-                    n += 1;
-                }
-            }
-            // On a source: CANCEL ALL also ends the export (lifts the pause).
-            if filter.is_none() && lock(&sm.export).is_some() {
-                sm.stop_export(node);
-                n += 1;
-            }
-            c.reply(|r| r.integer(n as i64));
-        } else {
-            c.reply(|r| {
-                r.array(tasks.len());
-                for t in &tasks {
-                    status_reply(r, t);
-                }
-            });
+        return Flow::Done;
+    }
+    if !eq_ic(op, "status") && !eq_ic(op, "cancel") {
+        c.error("ERR unknown argument");
+        return Flow::Done;
+    }
+    let filter: Option<Vec<u8>> = if eq_ic(args.get(3), "id") {
+        if args.len() != 5 {
+            c.error(ARITY);
+            return Flow::Done;
         }
+        Some(args.get(4).to_vec())
+    } else if eq_ic(args.get(3), "all") {
+        if args.len() != 4 {
+            c.error(ARITY);
+            return Flow::Done;
+        }
+        None
     } else {
-        c.error(&format!(
-            "ERR unknown subcommand 'migration|{}'. Try CLUSTER HELP.",
-            crate::dispatch::printable(op, 64)
-        ));
+        c.error("ERR unknown argument");
+        return Flow::Done;
+    };
+    let tasks: Vec<Arc<Task>> =
+        lock(&sm.tasks).iter().filter(|t| filter.as_ref().is_none_or(|f| f == t.id.as_bytes())).cloned().collect();
+    if eq_ic(op, "cancel") {
+        let mut n = 0;
+        for t in &tasks {
+            match t.op {
+                Operation::Import => n += t.request_cancel("user request") as usize,
+                Operation::Migrate if t.live() => {
+                    let current = lock(&sm.export).as_ref().is_some_and(|e| Arc::ptr_eq(&e.record, t));
+                    if current {
+                        sm.stop_export(node, "canceled", Some("Cancelled due to user request"));
+                        n += 1;
+                    }
+                }
+                Operation::Migrate => {}
+            }
+        }
+        c.reply(|r| r.integer(n as i64));
+    } else {
+        // As Redis lists them: the live tasks in the order they began, then the ended
+        // ones, the last to end first.
+        let (mut live, mut ended): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|t| t.live());
+        ended.sort_by_key(|t| std::cmp::Reverse(lock(&t.progress).end_ms));
+        live.extend(ended);
+        c.reply(|r| {
+            r.array(live.len());
+            for t in &live {
+                status_reply(r, t);
+            }
+        });
     }
     Flow::Done
 }
@@ -453,16 +631,18 @@ fn task_id(node_id: &str, seq: u64) -> String {
 fn status_reply(r: &mut ReplyBuf, t: &Task) {
     let p = lock(&t.progress);
     let ranges: Vec<String> = t.ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-    let total: usize = t.ranges.iter().map(|(a, b)| (b - a + 1) as usize).sum();
+    let total = t.slots().count();
+    let (source, dest) = (p.source.clone(), t.dest.clone());
+    let op = if t.op == Operation::Import { "import" } else { "migrate" };
     let fields: [(&str, String); 13] = [
         ("id", t.id.clone()),
         ("slots", ranges.join(" ")),
-        ("source", t.source.clone()),
-        ("dest", t.dest.clone()),
-        ("operation", "import".into()),
+        ("source", source),
+        ("dest", dest),
+        ("operation", op.into()),
         ("state", p.state.into()),
         ("last_error", p.last_error.clone()),
-        ("retries", "0".into()),
+        ("retries", p.retries.to_string()),
         ("create_time", p.create_ms.to_string()),
         ("start_time", p.start_ms.to_string()),
         ("end_time", p.end_ms.to_string()),
@@ -489,7 +669,54 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
     let op = args.get(3);
     let now = crate::node::unix_ms();
     let view = core.cluster_view();
-    let mine = |e: &Option<Export>| e.as_ref().is_some_and(|e| e.id == id);
+    if eq_ic(op, "start") && args.len() >= 7 {
+        // START <dest-id> <ranges>: an attempt of the target's task begins; the
+        // export it asks for replaces any other (that one's target is gone, or this
+        // is the same task trying again).
+        let ranges = match parse_ranges(args, 5) {
+            Ok(r) => r,
+            Err(e) => {
+                c.error(&e);
+                return Flow::Done;
+            }
+        };
+        let slots: Vec<u16> = ranges.iter().flat_map(|&(a, b)| a..=b).collect();
+        if slots.iter().any(|&s| view.slot_owner_index(s) != Some(view.myself)) {
+            c.error("ERR This node is not the owner of the slots");
+            return Flow::Done;
+        }
+        if lock(&sm.export).is_some() {
+            sm.stop_export(node, "failed", Some("another attempt or task took over"));
+        }
+        let id_text = String::from_utf8_lossy(&id).into_owned();
+        let dest = String::from_utf8_lossy(args.get(4)).into_owned();
+        let old = lock(&sm.tasks).iter().find(|t| t.op == Operation::Migrate && t.id == id_text).cloned();
+        let record = match old {
+            Some(t) => {
+                let mut p = lock(&t.progress);
+                if p.end_ms != 0 {
+                    p.retries += 1;
+                }
+                p.state = "send-bulk-and-stream";
+                p.end_ms = 0;
+                p.start_ms = now;
+                drop(p);
+                t.cancel.store(false, Ordering::Release);
+                t
+            }
+            None => {
+                let me = view.me().id.as_str().to_string();
+                let t = Arc::new(Task::new(id_text, Operation::Migrate, me, dest, ranges, "send-bulk-and-stream"));
+                sm.record(t.clone());
+                t
+            }
+        };
+        *lock(&sm.export) =
+            Some(Export { id: id.clone(), slots, paused: vec![0; SLOTS / 64], paused_at: 0, last_seen: now, record });
+        sm.exporting.store(true, Ordering::Release);
+        c.reply(|r| r.ok());
+        return Flow::Done;
+    }
     if eq_ic(op, "begin") && args.len() >= 5 {
         // BEGIN <slot> [<slot> ...]: each slot cut under its own shard's lock.
         let mut slots = Vec::with_capacity(args.len() - 4);
@@ -504,35 +731,28 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
             }
             slots.push(slot);
         }
-        {
-            let mut e = lock(&sm.export);
-            if !mine(&e) {
-                if e.is_some() {
-                    // A newer task takes over: the older one's target is gone.
-                    drop(e);
-                    sm.stop_export(node);
-                    e = lock(&sm.export);
-                }
-                *e = Some(Export {
-                    id: id.clone(),
-                    slots: Vec::new(),
-                    paused: vec![0; SLOTS / 64],
-                    paused_at: 0,
-                    last_seen: now,
-                });
-                sm.exporting.store(true, Ordering::Release);
+        let record = match lock(&sm.export).as_mut() {
+            Some(e) if e.id == id && slots.iter().all(|s| e.slots.contains(s)) => {
+                e.last_seen = now;
+                e.record.clone()
             }
-            if let Some(x) = e.as_mut() {
-                x.slots.extend(&slots);
-                x.last_seen = now;
+            _ => {
+                c.error("ERR No such slot migration export on this node");
+                return Flow::Done;
             }
-        }
+        };
         let mut keys = Vec::new();
         for &slot in &slots {
             keys.extend(held.with_db(node, node.shard_of_slot(slot), |db| {
                 db.capture_start(slot);
                 db.slot_dump(slot, now)
             }));
+        }
+        {
+            let mut p = lock(&record.progress);
+            p.slots_done += slots.len();
+            p.keys += keys.len() as u64;
+            p.bytes += keys.iter().map(|(k, _, v)| (k.len() + v.as_ref().map_or(0, |v| v.len())) as u64).sum::<u64>();
         }
         c.reply(|r| {
             r.array(keys.len() * 3);
@@ -651,6 +871,7 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
                 e.paused[s as usize / 64] |= 1 << (s % 64);
             }
             e.paused_at = now;
+            lock(&e.record.progress).state = "handoff";
         }
         sm.pausing.store(true, Ordering::Release);
         c.reply(|r| r.ok());
@@ -661,11 +882,11 @@ pub fn sync_command(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &mut 
         if still_mine {
             c.error("TRYAGAIN the new owner's claim has not reached this node yet");
         } else {
-            sm.stop_export(node);
+            sm.stop_export(node, "completed", None);
             c.reply(|r| r.ok());
         }
     } else if eq_ic(op, "abort") {
-        sm.stop_export(node);
+        sm.stop_export(node, "failed", Some("the target ended the task"));
         c.reply(|r| r.ok());
     } else {
         c.error("ERR syntax error");
@@ -701,11 +922,18 @@ const BIG: i64 = -2;
 /// Slots per BEGIN: one round trip carries this many slots' snapshots.
 const SLOTS_PER_BEGIN: usize = 32;
 
+/// Bytes a read asks the socket for at least.
+const READ_CHUNK: usize = 256 << 10;
+
 /// A blocking RESP client of the task thread (to the source, and to this node for the
 /// steps that go through its bus).
 struct Client {
     s: TcpStream,
+    /// Read bytes: `buf[head..filled]` are not consumed yet. The buffer is zeroed
+    /// once as it grows and reused, so a read copies each byte once.
     buf: Vec<u8>,
+    head: usize,
+    filled: usize,
     reader: ValueReader,
 }
 
@@ -714,7 +942,7 @@ impl Client {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Client { s, buf: Vec::new(), reader: ValueReader::new() })
+        Ok(Client { s, buf: Vec::new(), head: 0, filled: 0, reader: ValueReader::new() })
     }
 
     /// Connects and authenticates: to the source with `masteruser`/`masterauth` (as a
@@ -742,31 +970,55 @@ impl Client {
         Ok(c)
     }
 
-    fn read(&mut self) -> Result<Value, String> {
+    /// Reads until a whole reply is in the buffer and returns where it is, without
+    /// consuming it ([`consume`](Self::consume) does, once the caller is done with it).
+    fn raw(&mut self) -> Result<std::ops::Range<usize>, String> {
+        if self.head == self.filled {
+            (self.head, self.filled) = (0, 0);
+        } else if self.head > 0 {
+            self.buf.copy_within(self.head..self.filled, 0);
+            self.filled -= self.head;
+            self.head = 0;
+        }
         loop {
-            match self.reader.parse(&self.buf) {
-                Ok(Some((v, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(v);
-                }
+            match self.reader.complete(&self.buf[..self.filled]) {
+                Ok(Some(end)) => return Ok(0..end),
                 Ok(None) => {}
                 Err(e) => return Err(format!("bad reply: {}", e.0)),
             }
-            let len = self.buf.len();
-            self.buf.resize(len + (256 << 10), 0);
-            let n = match self.s.read(&mut self.buf[len..]) {
+            if self.buf.len() - self.filled < READ_CHUNK {
+                let grown = (self.buf.len() * 2).max(self.filled + READ_CHUNK);
+                self.buf.resize(grown, 0);
+            }
+            let n = match self.s.read(&mut self.buf[self.filled..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.buf.truncate(len);
+                    self.reader.reset();
                     return Err(e.to_string());
                 }
             };
-            self.buf.truncate(len + n);
             if n == 0 {
+                self.reader.reset();
                 return Err("connection closed".into());
             }
+            self.filled += n;
         }
+    }
+
+    fn consume(&mut self, reply: std::ops::Range<usize>) {
+        self.head = reply.end;
+    }
+
+    fn read(&mut self) -> Result<Value, String> {
+        let r = self.raw()?;
+        let v = match ferrokv_resp::parse_value(&self.buf[r.clone()]) {
+            Ok(Some((v, _))) => v,
+            Ok(None) => return Err("bad reply: it ended early".into()),
+            Err(e) => return Err(format!("bad reply: {}", e.0)),
+        };
+        self.consume(r);
+        Ok(v)
     }
 
     /// Sends one command and reads its reply; an error reply is `Err`.
@@ -811,173 +1063,322 @@ fn set_state(t: &Task, s: &'static str) {
     lock(&t.progress).state = s;
 }
 
-fn run_task(node: &'static Node, t: Arc<Task>, src_addr: String, self_addr: String) {
-    lock(&t.progress).start_ms = crate::node::unix_ms();
-    let slots: Vec<u16> = t.ranges.iter().flat_map(|&(a, b)| a..=b).collect();
-    let mut claimed = false;
-    let res = (|| -> Result<(), String> {
-        let mut src = Client::open(node, &src_addr, false)?;
-        let mut me = Client::open(node, &self_addr, true)?;
-        let id = t.id.as_bytes();
-        let ranges: Vec<Vec<u8>> =
-            t.ranges.iter().flat_map(|&(a, b)| [a.to_string().into_bytes(), b.to_string().into_bytes()]).collect();
-        let source = t.source.as_bytes();
-        let local = |verb: &'static [u8], with_source: bool| {
-            let mut v: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, verb];
-            if with_source {
-                v.push(source);
+/// The task's thread: attempts until one completes, or the task is canceled, or the
+/// slots' owners change so that the task cannot go on; a failed attempt is undone and
+/// tried again after [`RETRY_DELAY`] (Redis 8.4's retries), from the slots' owner at
+/// that time (a failover of the source hands them to its replica).
+fn run_task(node: &'static Node, t: Arc<Task>) {
+    loop {
+        let Some(view) = node.cluster.as_ref().map(|c| c.view()) else { return };
+        let src = match import_source(&node.slot_migration, &view, &t.ranges, Some(&t)) {
+            Ok(src) => src,
+            Err(e) => {
+                let e = e.strip_prefix("ERR ").unwrap_or(&e);
+                tracing::warn!("slot migration {}: canceled before an attempt: {e}", t.id);
+                t.end("canceled", Some(&format!("Cancelled due to slots configuration updated: {e}")));
+                return;
             }
-            v.extend(ranges.iter().map(|r| r.as_slice()));
-            v
         };
-        me.call(&local(b"IMPORTING", true))?;
-        for &s in &slots {
-            node.slot_migration.hidden.insert(s);
-        }
-        set_state(&t, "snapshot");
-        // Slots in groups: a round trip per group, not per slot.
-        for group in slots.chunks(SLOTS_PER_BEGIN) {
-            if t.cancel.load(Ordering::Acquire) {
-                return Err("canceled".into());
-            }
-            let names: Vec<String> = group.iter().map(|s| s.to_string()).collect();
-            let mut begin: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN"];
-            begin.extend(names.iter().map(|s| s.as_bytes()));
-            let Value::Array(items) = src.call(&begin)? else {
-                return Err("bad BEGIN reply".into());
-            };
-            let (n, bytes) = apply_keys(node, &mut src, id, &items)?;
+        let n = &view.nodes[src];
+        let src_addr = format!("{}:{}", n.ip, n.port);
+        let self_addr = format!("127.0.0.1:{}", view.me().port);
+        {
             let mut p = lock(&t.progress);
-            p.slots_done += group.len();
-            p.keys += n;
-            p.bytes += bytes;
+            p.source = n.id.as_str().to_string();
+            p.start_ms = crate::node::unix_ms();
+            p.state = "connecting";
+            (p.slots_done, p.keys, p.bytes) = (0, 0, 0);
         }
-        set_state(&t, "streaming");
-        for _ in 0..8 {
+        let mut claimed = false;
+        let res = attempt(node, &t, &src_addr, &self_addr, &mut claimed);
+        match res {
+            Ok(()) => return t.end("completed", None),
+            Err(e) if claimed => {
+                // The slots are ours: the source lifts its pause when it sees the claim.
+                lock(&t.progress).last_error = e;
+                return t.end("completed", None);
+            }
+            Err(e) => {
+                // The state says the attempt ended only once the undo is done.
+                let slots: Vec<u16> = t.slots().collect();
+                undo(node, &t, &src_addr, &self_addr, &slots);
+                if t.cancel.load(Ordering::Acquire) {
+                    let why = lock(&t.progress).cancel_reason.clone();
+                    return t.end("canceled", Some(&why));
+                }
+                tracing::warn!("slot migration {}: attempt failed ({e}); trying again", t.id);
+                let mut p = lock(&t.progress);
+                p.last_error = format!("{e} (state: {})", p.state);
+                p.state = "failed";
+            }
+        }
+        let wake = Instant::now() + RETRY_DELAY;
+        while Instant::now() < wake {
             if t.cancel.load(Ordering::Acquire) {
-                return Err("canceled".into());
+                let why = lock(&t.progress).cancel_reason.clone();
+                let mut p = lock(&t.progress);
+                p.last_error = format!("{why} (state: failed)");
+                p.end_ms = crate::node::unix_ms().max(1);
+                p.state = "canceled";
+                return;
             }
-            if delta(node, &mut src, id, &t)? < 1000 {
-                break;
-            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        while node.slot_migration.hold.load(Ordering::Relaxed) && !t.cancel.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
-            delta(node, &mut src, id, &t)?;
+        lock(&t.progress).retries += 1;
+    }
+}
+
+/// One attempt of an import task (see the module docs' steps); `claimed` is set once
+/// the claim may have moved the slots (then nothing is undone).
+fn attempt(node: &Node, t: &Task, src_addr: &str, self_addr: &str, claimed: &mut bool) -> Result<(), String> {
+    let slots: Vec<u16> = t.slots().collect();
+    let mut src = Client::open(node, src_addr, false)?;
+    let mut me = Client::open(node, self_addr, true)?;
+    let id = t.id.as_bytes();
+    let ranges: Vec<Vec<u8>> =
+        t.ranges.iter().flat_map(|&(a, b)| [a.to_string().into_bytes(), b.to_string().into_bytes()]).collect();
+    let source = lock(&t.progress).source.clone().into_bytes();
+    let source = source.as_slice();
+    let local = |verb: &'static [u8], with_source: bool| {
+        let mut v: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, verb];
+        if with_source {
+            v.push(source);
         }
+        v.extend(ranges.iter().map(|r| r.as_slice()));
+        v
+    };
+    me.call(&local(b"IMPORTING", true))?;
+    for &s in &slots {
+        node.slot_migration.hidden.insert(s);
+    }
+    set_state(t, "snapshot");
+    let mut start: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"START", t.dest.as_bytes()];
+    start.extend(ranges.iter().map(|r| r.as_slice()));
+    src.call(&start)?;
+    // Slots in groups: a round trip per group, not per slot.
+    for group in slots.chunks(SLOTS_PER_BEGIN) {
         if t.cancel.load(Ordering::Acquire) {
             return Err("canceled".into());
         }
-        set_state(&t, "paused");
-        let t0 = Instant::now();
-        // PAUSE and the last DELTA in one round trip (the source answers in order).
-        let (paused, last) = src
-            .call_two(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"], &[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])?;
-        paused?;
-        apply_delta(node, &mut src, id, &t, last?)?;
-        let t_delta = t0.elapsed();
-        // The source lifts its pause after the write-pause timeout, counted from
-        // before the PAUSE reply reached here: claim only well inside it, so the claim
-        // has the rest of the window to reach the source.
-        let window = node.config().cluster_slot_migration_write_pause_timeout;
-        if t0.elapsed().as_millis() as u64 >= window / 2 {
-            return Err(format!("the final delta took longer than half of the {window} ms write pause"));
+        let names: Vec<String> = group.iter().map(|s| s.to_string()).collect();
+        let mut begin: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"BEGIN"];
+        begin.extend(names.iter().map(|s| s.as_bytes()));
+        src.send(&[&begin])?;
+        let (n, bytes) = apply_reply(node, &mut src, id, false)?;
+        let mut p = lock(&t.progress);
+        p.slots_done += group.len();
+        p.keys += n;
+        p.bytes += bytes;
+    }
+    set_state(t, "streaming");
+    for _ in 0..8 {
+        if t.cancel.load(Ordering::Acquire) {
+            return Err("canceled".into());
         }
-        // The point of no return: the claim (a config epoch bump) moves the slots. An
-        // error reply means nothing was claimed (the bus refused: the source's replica
-        // took the slots over meanwhile, or a manual failover runs here), and the task
-        // undoes; a lost connection leaves it unknown, so nothing is undone.
-        set_state(&t, "switching");
-        let claim = me.call(&local(b"CLAIM", false));
-        let t_claim = t0.elapsed();
-        claimed = !matches!(&claim, Err(e) if e.starts_with("ERR"));
-        if claimed {
-            for &s in &slots {
-                node.slot_migration.hidden.remove(s);
-            }
-        }
-        let Value::Int(epoch) = claim? else {
-            return Err("bad CLAIM reply".into());
-        };
-        // Tell the source at once rather than wait for the bus to carry the claim.
-        let epoch = epoch.to_string();
-        let mut handoff: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"HANDOFF", t.dest.as_bytes()];
-        handoff.push(epoch.as_bytes());
-        handoff.extend(ranges.iter().map(|r| r.as_slice()));
-        // HANDOFF and END in one round trip: the source answers END after HANDOFF's
-        // answer, so END finds the slots handed off unless HANDOFF failed.
-        let end: &[&[u8]] = &[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"];
-        let (handed, mut ended) = src.call_two(&handoff, end)?;
-        if let Err(e) = handed {
-            tracing::warn!("slot migration {}: handoff to the source failed ({e}); the bus will carry the claim", t.id);
-        }
-        let t_handoff = t0.elapsed();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match ended {
-                Ok(_) => break,
-                Err(e) if e.starts_with("TRYAGAIN") && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                    ended = src.call(end);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let pause = t0.elapsed();
-        lock(&t.progress).write_pause_ms = pause.as_millis() as u64;
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::info!(
-            "slot migration {}: write pause {:.1} ms (pause and last delta {:.1}, claim {:.1}, handoff and end {:.1}, end again {:.1})",
-            t.id,
-            ms(pause),
-            ms(t_delta),
-            ms(t_claim - t_delta),
-            ms(t_handoff - t_claim),
-            ms(pause - t_handoff)
-        );
-        Ok(())
-    })();
-    let mut p = lock(&t.progress);
-    match res {
-        Ok(()) => p.state = "completed",
-        Err(e) if claimed => {
-            // The slots are ours: the source lifts its pause when it sees the claim.
-            p.state = "completed";
-            p.last_error = e;
-        }
-        Err(e) => {
-            // The state says the task ended only once the undo is done.
-            drop(p);
-            undo(node, &t, &src_addr, &self_addr, &slots);
-            p = lock(&t.progress);
-            p.state = if e == "canceled" { "canceled" } else { "failed" };
-            p.last_error = e;
+        if delta(node, &mut src, id, t)? < 1000 {
+            break;
         }
     }
-    p.end_ms = crate::node::unix_ms().max(1);
+    while node.slot_migration.hold.load(Ordering::Relaxed) && !t.cancel.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        delta(node, &mut src, id, t)?;
+    }
+    if t.cancel.load(Ordering::Acquire) {
+        return Err("canceled".into());
+    }
+    set_state(t, "paused");
+    let t0 = Instant::now();
+    // PAUSE and the last DELTA in one round trip (the source answers in order).
+    src.send(&[&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"], &[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"]])?;
+    let paused = src.reply();
+    let last = apply_reply(node, &mut src, id, true);
+    paused?;
+    add_progress(t, last?);
+    let t_delta = t0.elapsed();
+    // The source lifts its pause after the write-pause timeout, counted from
+    // before the PAUSE reply reached here: claim only well inside it, so the claim
+    // has the rest of the window to reach the source.
+    let window = node.config().cluster_slot_migration_write_pause_timeout;
+    if t0.elapsed().as_millis() as u64 >= window / 2 {
+        return Err(format!("the final delta took longer than half of the {window} ms write pause"));
+    }
+    // The point of no return: the claim (a config epoch bump) moves the slots. An
+    // error reply means nothing was claimed (the bus refused: the source's replica
+    // took the slots over meanwhile, or a manual failover runs here), and the task
+    // undoes; a lost connection leaves it unknown, so nothing is undone.
+    if t.cancel.load(Ordering::Acquire) {
+        return Err("canceled".into());
+    }
+    set_state(t, "switching");
+    let claim = me.call(&local(b"CLAIM", false));
+    let t_claim = t0.elapsed();
+    *claimed = !matches!(&claim, Err(e) if e.starts_with("ERR"));
+    if *claimed {
+        for &s in &slots {
+            node.slot_migration.hidden.remove(s);
+        }
+    }
+    let Value::Int(epoch) = claim? else {
+        return Err("bad CLAIM reply".into());
+    };
+    // Tell the source at once rather than wait for the bus to carry the claim.
+    let epoch = epoch.to_string();
+    let mut handoff: Vec<&[u8]> = vec![b"CLUSTER", b"MIGRATION-SYNC", id, b"HANDOFF", t.dest.as_bytes()];
+    handoff.push(epoch.as_bytes());
+    handoff.extend(ranges.iter().map(|r| r.as_slice()));
+    // HANDOFF and END in one round trip: the source answers END after HANDOFF's
+    // answer, so END finds the slots handed off unless HANDOFF failed.
+    let end: &[&[u8]] = &[b"CLUSTER", b"MIGRATION-SYNC", id, b"END"];
+    let (handed, mut ended) = src.call_two(&handoff, end)?;
+    if let Err(e) = handed {
+        tracing::warn!("slot migration {}: handoff to the source failed ({e}); the bus will carry the claim", t.id);
+    }
+    let t_handoff = t0.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ended {
+            Ok(_) => break,
+            Err(e) if e.starts_with("TRYAGAIN") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+                ended = src.call(end);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let pause = t0.elapsed();
+    lock(&t.progress).write_pause_ms = pause.as_millis() as u64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        "slot migration {}: write pause {:.1} ms (pause and last delta {:.1}, claim {:.1}, handoff and end {:.1}, end again {:.1})",
+        t.id,
+        ms(pause),
+        ms(t_delta),
+        ms(t_claim - t_delta),
+        ms(t_handoff - t_claim),
+        ms(pause - t_handoff)
+    );
+    Ok(())
 }
 
-/// Applies `items` (key, abs ms or -1 = absent or -2 = big, payload) to this node's
-/// keyspace, each as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL, or the
-/// pieces of a big key pulled from the source) through the execution function, so this
-/// node's AOF and replicas get them; returns how many keys and how many bytes (names,
-/// payloads, elements).
-fn apply_keys(node: &Node, src: &mut Client, id: &[u8], items: &[Value]) -> Result<(u64, u64), String> {
-    let mut bytes = 0;
-    for c in items.chunks(3) {
-        let [Value::Bulk(k), Value::Int(at), p] = c else { return Err("bad key record".into()) };
-        let at_ms = at.to_string();
-        bytes += k.len() as u64;
-        match p {
-            Value::Bulk(p) if *at >= 0 => {
-                bytes += p.len() as u64;
-                run_on_key(node, &[b"RESTORE", k, at_ms.as_bytes(), p, b"REPLACE", b"ABSTTL"])?
-            }
-            _ if *at == BIG => bytes += pull_big(node, src, id, k)?,
-            _ => run_on_key(node, &[b"DEL", k])?,
+/// A reader over a reply in the read buffer: headers parsed, bodies borrowed where
+/// they lie.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A header line: its type byte and number.
+    fn header(&mut self) -> Result<(u8, i64), String> {
+        let rest = &self.buf[self.pos..];
+        let end = rest.windows(2).position(|w| w == b"\r\n").ok_or("bad reply: no line end")?;
+        let kind = *rest.first().ok_or("bad reply: empty")?;
+        let n = std::str::from_utf8(&rest[1..end]).ok().and_then(|t| t.parse().ok());
+        self.pos += end + 2;
+        match (kind, n) {
+            (b'-', _) => Err(String::from_utf8_lossy(&rest[1..end]).into_owned()),
+            (b'_', _) => Ok((b'_', -1)),
+            (k, Some(n)) => Ok((k, n)),
+            _ => Err("bad reply: not a number".into()),
         }
     }
-    Ok((items.len() as u64 / 3, bytes))
+
+    fn array(&mut self) -> Result<usize, String> {
+        match self.header()? {
+            (b'*', n) if n >= 0 => Ok(n as usize),
+            _ => Err("bad reply: not an array".into()),
+        }
+    }
+
+    fn int(&mut self) -> Result<i64, String> {
+        match self.header()? {
+            (b':', n) => Ok(n),
+            _ => Err("bad reply: not an integer".into()),
+        }
+    }
+
+    /// A bulk string's place in the buffer, or `None` for a null.
+    fn bulk(&mut self) -> Result<Option<Span>, String> {
+        match self.header()? {
+            (b'$', n) if n >= 0 => {
+                let span = Span { start: self.pos as u32, len: n as u32, in_scratch: false };
+                self.pos += n as usize + 2;
+                if self.pos > self.buf.len() {
+                    return Err("bad reply: short bulk".into());
+                }
+                Ok(Some(span))
+            }
+            (b'$' | b'_', _) => Ok(None),
+            _ => Err("bad reply: not a bulk string".into()),
+        }
+    }
+
+    fn get(&self, s: Span) -> &'a [u8] {
+        &self.buf[s.start as usize..(s.start + s.len) as usize]
+    }
+}
+
+/// Reads the reply to a BEGIN (`delta` false) or DELTA sent before, in place, and
+/// applies its keys (key, abs ms or -1 = absent or -2 = big, payload) to this node's
+/// keyspace, each as a `RESTORE key <abs-ms> payload REPLACE ABSTTL` (or a DEL, or
+/// the pieces of a big key pulled from the source) through the execution function, so
+/// this node's AOF and replicas get them. A DELTA also carries slots emptied whole,
+/// which are emptied here first. Returns how many keys and how many bytes (names,
+/// payloads, elements).
+fn apply_reply(node: &Node, src: &mut Client, id: &[u8], delta: bool) -> Result<(u64, u64), String> {
+    let reply = src.raw()?;
+    let cfg = node.exec_config();
+    let now = crate::node::unix_ms();
+    let mut big = Vec::new();
+    let applied = (|| {
+        let mut c = Cursor { buf: &src.buf[reply.clone()], pos: 0 };
+        if delta {
+            if c.array()? != 2 {
+                return Err("bad DELTA reply".to_string());
+            }
+            for _ in 0..c.array()? {
+                clear_slot(node, c.int()? as u16);
+            }
+        }
+        let n = c.array()?;
+        if n % 3 != 0 {
+            return Err("bad key records".into());
+        }
+        let (mut scratch, mut bytes) = (Vec::with_capacity(64), 0u64);
+        for _ in 0..n / 3 {
+            let key = c.bulk()?.ok_or("bad key record")?;
+            let at = c.int()?;
+            let payload = c.bulk()?;
+            bytes += key.len as u64;
+            match payload {
+                Some(p) if at >= 0 => {
+                    bytes += p.len as u64;
+                    // RESTORE <key> <at> <payload> REPLACE ABSTTL: the key and the
+                    // payload where they were read, the rest in `scratch`.
+                    scratch.clear();
+                    scratch.extend_from_slice(b"RESTOREREPLACEABSTTL");
+                    scratch.extend_from_slice(at.to_string().as_bytes());
+                    let word = |start: u32, len: u32| Span { start, len, in_scratch: true };
+                    let spans = [word(0, 7), key, word(20, scratch.len() as u32 - 20), p, word(7, 7), word(14, 6)];
+                    let k = c.get(key);
+                    let mut ks = MultiDb::lock(node, &[node.shard_of_slot(ferrokv_store::key_slot(k))]);
+                    let out = run_internal_args(&mut ks, &Args::new(c.buf, &scratch, &spans), &cfg, now);
+                    if let Some(e) = out.buf.strip_prefix(b"-") {
+                        return Err(String::from_utf8_lossy(e.trim_ascii_end()).into_owned());
+                    }
+                }
+                _ if at == BIG => big.push(c.get(key).to_vec()),
+                _ => run_on_key(node, &[b"DEL", c.get(key)])?,
+            }
+        }
+        Ok((n as u64 / 3, bytes))
+    })();
+    src.consume(reply);
+    let (n, mut bytes) = applied?;
+    for k in &big {
+        bytes += pull_big(node, src, id, k)?;
+    }
+    Ok((n, bytes))
 }
 
 /// Runs `words` (a command whose key is `words[1]`) through the execution function under
@@ -1063,27 +1464,17 @@ fn pull_big(node: &Node, src: &mut Client, id: &[u8], key: &[u8]) -> Result<u64,
 }
 
 /// One DELTA from the source applied here; returns how many keys it carried.
-fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<usize, String> {
-    let reply = src.call(&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"])?;
-    apply_delta(node, src, id, t, reply)
+fn delta(node: &Node, src: &mut Client, id: &[u8], t: &Task) -> Result<u64, String> {
+    src.send(&[&[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"]])?;
+    let (keys, bytes) = apply_reply(node, src, id, true)?;
+    add_progress(t, (keys, bytes));
+    Ok(keys)
 }
 
-/// Applies a DELTA reply here; returns how many keys it carried.
-fn apply_delta(node: &Node, src: &mut Client, id: &[u8], t: &Task, reply: Value) -> Result<usize, String> {
-    let Value::Array(parts) = reply else {
-        return Err("bad DELTA reply".into());
-    };
-    let [Value::Array(flushed), Value::Array(items)] = &parts[..] else { return Err("bad DELTA reply".into()) };
-    for f in flushed {
-        if let Value::Int(s) = f {
-            clear_slot(node, *s as u16);
-        }
-    }
-    let (keys, bytes) = apply_keys(node, src, id, items)?;
+fn add_progress(t: &Task, (keys, bytes): (u64, u64)) {
     let mut p = lock(&t.progress);
     p.keys += keys;
     p.bytes += bytes;
-    Ok(items.len() / 3)
 }
 
 /// Deletes every key of `slot` on this node.

@@ -909,9 +909,14 @@ impl ShardCore {
     }
 
     /// FLUSHALL then saves dump.rdb when save points are set (a running BGSAVE is
-    /// abandoned), as Redis's `flushAllDataAndResetRDB` does. No keyspace lock is held.
+    /// abandoned), as Redis's `flushAllDataAndResetRDB` does; FLUSHALL and FLUSHDB
+    /// cancel the slot imports running here. No keyspace lock is held.
     fn after_flushall(&self, spec: &CommandSpec, r: &Outcome) {
-        if spec.name == "flushall" && r.error.is_none() {
+        if r.error.is_some() || !matches!(spec.name, "flushall" | "flushdb") {
+            return;
+        }
+        self.node.slot_migration.flushed();
+        if spec.name == "flushall" {
             crate::persist::after_flushall(self.node);
         }
     }
@@ -1469,14 +1474,19 @@ pub fn run_unit(ks: &mut dyn Keyspace, spec: &CommandSpec, args: &Args, env: Env
 /// their shard's next command. Returns the reply (RESP2).
 pub fn run_internal(ks: &mut MultiDb, words: &[&[u8]], cfg: &ExecConfig, now_ms: u64) -> ReplyBuf {
     let owned = ferrokv_resp::OwnedArgs::from_slices(words);
-    let args = owned.args();
+    run_internal_args(ks, &owned.args(), cfg, now_ms)
+}
+
+/// [`run_internal`] for arguments already in an [`Args`] (borrowed where they were
+/// read, not copied).
+pub fn run_internal_args(ks: &mut MultiDb, args: &Args, cfg: &ExecConfig, now_ms: u64) -> ReplyBuf {
     let mut out = ReplyBuf::new(Proto::Resp2);
     let Some(spec) = ferrokv_commands::lookup(args.get(0)).filter(|s| s.arity_ok(args.len())) else {
         out.error("ERR internal command unknown or of wrong arity");
         return out;
     };
     let env = Env::internal(cfg, now_ms);
-    let r = run_unit(ks, spec, &args, env, &mut out);
+    let r = run_unit(ks, spec, args, env, &mut out);
     if r.dirty != 0 {
         if let Some(&(s, _)) = ks.guards.first() {
             crate::node::add(&ks.node.shards[s].dirty, r.dirty);
