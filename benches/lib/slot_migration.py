@@ -3,6 +3,7 @@ whole-slot migration (CLUSTER MIGRATION IMPORT) against `redis-cli --cluster res
 on redis-server. Run by benches/slot-migration.sh, which documents the method."""
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -254,6 +255,22 @@ class Load:
         self.expect = expect
 
 
+def cpu_secs(procs):
+    """User + system CPU seconds the processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in procs:
+        with open("/proc/%d/stat" % p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def move_redis(ports, new_id, slots):
     t = time.monotonic()
     cli("--cluster", "reshard", "127.0.0.1:%d" % ports[0], "--cluster-from", "all", "--cluster-to", new_id,
@@ -314,10 +331,24 @@ def one(kind, binary, args, work):
         if lo:
             lo.thread.start()
             time.sleep(0.5)
+        # PERF_MOVE=<file>: a perf profile of the servers during the move only.
+        perf = None
+        if os.environ.get("PERF_MOVE"):
+            pids = ",".join(str(p.pid) for p in cl.procs)
+            perf = subprocess.Popen(["perf", "record", "-q", "-F", "2999", "-g", "-o", os.environ["PERF_MOVE"], "-p", pids],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        cpu0, tool0 = cpu_secs(cl.procs), children_cpu()
         if kind == "redis":
             secs, pauses = move_redis(ports, new_id, 8192)
         else:
             secs, pauses = move_ferrokv(ports, ports[3], 8192)
+        # CPU the servers (and redis-cli, a child that has exited) used for the move:
+        # a figure the other work on a shared machine changes less than the time.
+        cpu = cpu_secs(cl.procs) - cpu0 + children_cpu() - tool0
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         if lo:
             lo.done.set()
             lo.thread.join()
@@ -327,7 +358,8 @@ def one(kind, binary, args, work):
         mine = [n for n in nodes(ports[3]).values() if "myself" in n[1]][0]
         owned = sum(b - a + 1 for a, b in mine[2])
         moved_keys = Conn(ports[3]).call("DBSIZE")
-        res = {"secs": secs, "load_secs": loaded, "slots": owned, "keys": moved_keys, "pauses": pauses}
+        res = {"secs": secs, "cpu_secs": cpu, "load_secs": loaded, "slots": owned, "keys": moved_keys,
+               "pauses": pauses}
         if lo:
             lat = sorted(lo.lat)
             res.update(ops=lo.ops, errors=lo.errors, redirects=lo.redirects,
@@ -362,20 +394,24 @@ def main():
                 print("%s run %d: %s" % (kind, run + 1, r), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("| server | keys moved | slots moved | move time (median) | keys/s | write pause ms (tasks) |")
-    print("|---|---|---|---|---|---|")
-    med = {}
+    print("| server | keys moved | slots moved | move time (median) | CPU s (median) | keys/s | write pause ms (tasks) |")
+    print("|---|---|---|---|---|---|---|")
+    med, cpu = {}, {}
     for kind in ("redis", "ferrokv"):
         rs = results[kind]
         if not rs:
             continue
         secs = statistics.median(r["secs"] for r in rs)
         med[kind] = secs
-        pauses = [p for r in rs for p in r["pauses"]]
-        ptxt = "p50 %d, max %d" % (statistics.median(pauses), max(pauses)) if pauses else "n/a (no pause)"
-        print("| %s | %d | %d | %.2f s | %.0f | %s |" % (kind, rs[0]["keys"], rs[0]["slots"], secs, rs[0]["keys"] / secs, ptxt))
+        cpu[kind] = statistics.median(r["cpu_secs"] for r in rs)
+        pauses = sorted(p for r in rs for p in r["pauses"])
+        ptxt = "p50 %d, p99 %d, max %d (%d)" % (statistics.median(pauses), pauses[int(len(pauses) * 0.99)], max(pauses),
+                                               len(pauses)) if pauses else "n/a (no pause)"
+        print("| %s | %d | %d | %.2f s | %.2f | %.0f | %s |" % (kind, rs[0]["keys"], rs[0]["slots"], secs, cpu[kind],
+                                                            rs[0]["keys"] / secs, ptxt))
     if len(med) == 2:
-        print("\nferrokv is %.1fx faster" % (med["redis"] / med["ferrokv"]))
+        print("\nferrokv is %.1fx faster, and uses %.1fx less CPU" % (med["redis"] / med["ferrokv"],
+                                                                     cpu["redis"] / cpu["ferrokv"]))
     if args.under_load:
         print("\n| server | load ops | errors | redirects | p50 ms | p99 ms | max ms |")
         print("|---|---|---|---|---|---|---|")

@@ -9,7 +9,13 @@ use crate::{DecodeError, RDB_VERSION};
 
 /// A payload around a value written by one of [`crate::value`]'s writers.
 pub fn payload(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = Vec::new();
+    payload_sized(0, write)
+}
+
+/// [`payload`] into a buffer of `size` bytes to begin with: a size known beforehand
+/// (a string's) spares the copies of growing it, the footer's included.
+pub fn payload_sized(size: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
     write(&mut out);
     finish(out)
 }

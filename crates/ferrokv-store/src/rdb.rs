@@ -76,7 +76,9 @@ pub fn write_value(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value, compress: b
 
 /// The DUMP payload of `v`.
 pub fn dump(v: &Value, compress: bool) -> Vec<u8> {
-    ferrokv_rdb::dump::payload(|out| write_value(out, None, v, compress))
+    // A string's payload: type, length (at most 9 bytes), the bytes, the 10-byte footer.
+    let size = if let Value::Str { bytes, .. } = v { bytes.len() + 20 } else { 0 };
+    ferrokv_rdb::dump::payload_sized(size, |out| write_value(out, None, v, compress))
 }
 
 /// Why a decoded value cannot become a key's value (Redis's loader refuses the same).
@@ -95,7 +97,7 @@ pub fn build_value(v: RdbValue, limits: &Limits) -> Result<Value, BuildError> {
         return Err(BuildError::Empty);
     }
     Ok(match v {
-        RdbValue::String(s) => Value::string(&s),
+        RdbValue::String(s) => Value::string_owned(s),
         RdbValue::List(elements) => {
             let mut l = ListValue::new(limits.list_fill);
             l.extend(elements.iter().map(|e| &e[..]));

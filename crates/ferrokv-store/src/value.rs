@@ -31,6 +31,15 @@ impl Value {
         }
     }
 
+    /// [`Value::string`] of bytes already owned: a long string keeps its buffer (no
+    /// copy), as RESTORE and loads build them.
+    pub fn string_owned(b: Vec<u8>) -> Value {
+        match parse_canonical_i64(&b) {
+            Some(n) => Value::Int(n),
+            None => Value::Str { bytes: b.into(), raw: false },
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) | Value::Str { .. } => "string",
