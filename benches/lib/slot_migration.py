@@ -364,6 +364,14 @@ def one(kind, binary, args, work):
             lat = sorted(lo.lat)
             res.update(ops=lo.ops, errors=lo.errors, redirects=lo.redirects,
                        p50=lat[len(lat) // 2] * 1000, p99=lat[int(len(lat) * 0.99)] * 1000, max=lat[-1] * 1000)
+        if os.environ.get("SHOW_PAUSES"):
+            # The target's log of each task's write pause, by part.
+            for root, _, files in os.walk(work):
+                for f in files:
+                    if f == "log":
+                        for line in open(os.path.join(root, f), errors="replace"):
+                            if "write pause" in line:
+                                print(line.rstrip()[-160:], file=sys.stderr)
         return res
     finally:
         cl.stop()

@@ -6,7 +6,9 @@
 //! 2. `CLUSTER GETKEYSINSLOT s P` on the source and one `MIGRATE host port "" 0 T KEYS
 //!    ...` per batch of P keys until the slot is empty. A BUSYKEY answer (the target
 //!    already has a key) is retried with REPLACE when `--replace` is given or when the
-//!    values are equal on both sides (DUMP), as redis-cli does; otherwise it stops;
+//!    values are equal on both sides (DUMP), as redis-cli does; otherwise it stops.
+//!    MIGRATE answers no byte count: the bytes of the progress bar are what the source
+//!    reports for the batch's keys (`MEMORY USAGE`, pipelined before the MIGRATE);
 //! 3. `CLUSTER SETSLOT s NODE dst` on the target first (it spreads the news by gossip
 //!    and must not be left without the slot if it is the only one told), then on the
 //!    source (which may have become a replica on losing its last slot: that error is
@@ -201,6 +203,26 @@ impl Cluster {
         }
     }
 
+    /// The memory member `at` reports for `keys` (`MEMORY USAGE`, one round trip for
+    /// all): the bytes the progress bar shows on the MIGRATE path. 0 for keys it does
+    /// not know or a node without the command.
+    fn usage(&mut self, at: usize, keys: &[Vec<u8>]) -> Result<u64, String> {
+        let m = &mut self.members[at];
+        let failed = |e: std::io::Error| {
+            format!("[ERR] Node {}: {} (sending MEMORY USAGE)", m.endpoint, crate::conn::describe(&e))
+        };
+        for k in keys {
+            m.conn.send(&[b"MEMORY".as_slice(), b"USAGE", k]).map_err(failed)?;
+        }
+        let mut total = 0;
+        for _ in keys {
+            if let Value::Int(n) = m.conn.read().map_err(failed)? {
+                total += n.max(0) as u64;
+            }
+        }
+        Ok(total)
+    }
+
     /// The keys among `keys` whose DUMP differs between `src` and `dst` (keys gone from
     /// `src` already moved and are not compared).
     fn differing(&mut self, src: usize, dst: usize, keys: &[Vec<u8>]) -> Result<Vec<String>, String> {
@@ -243,6 +265,7 @@ impl Cluster {
             if keys.is_empty() {
                 return Ok(Some((keys_moved, batches)));
             }
+            let bytes = self.usage(src, &keys)?;
             if let Some(e) = self.migrate(src, dst, &keys, opts.replace, opts)? {
                 if !e.contains("BUSYKEY") {
                     return Err(format!("[ERR] Calling MIGRATE: {e}"));
@@ -273,6 +296,7 @@ impl Cluster {
             keys_moved += keys.len() as u64;
             batches += 1;
             progress.keys(keys.len() as u64);
+            progress.bytes(bytes);
         }
     }
 
