@@ -18,11 +18,16 @@
 //! - the target's task: IMPORTING, the snapshot and deltas (copies of the source's data:
 //!   a delta sends keys' current values), PAUSE, the last delta, the claim only within
 //!   half the write-pause window, HANDOFF, END; a failure before the claim undoes (the
-//!   target deletes what it restored, marks the slots stable, tells the source ABORT);
-//!   every call to the source needs the source alive and reachable, and the source
-//!   refuses a step for slots it no longer owns;
-//! - the source lifts its pause on END, ABORT, once its view shows the slots owned
-//!   elsewhere, or after the write-pause timeout; a restart forgets it.
+//!   target deletes what it restored, marks the slots stable, tells the source ABORT)
+//!   and the task tries again a second later, from the node that then serves the slots
+//!   in the target's view (Redis 8.4's retries; a failover of the source makes its
+//!   replica the next attempt's source), unless the target is no longer a master or the
+//!   slots no longer have one other owner; every call to the source needs the source
+//!   alive and reachable, and the source refuses a step for slots it no longer owns;
+//! - a source lifts its pause on END, ABORT, once its view shows the slots owned
+//!   elsewhere, or after the write-pause timeout; a restart forgets it. An export an
+//!   earlier attempt left on another source (its ABORT did not reach it) lives on there
+//!   until one of those.
 //!
 //! The checks, after the faults heal and the cluster settles: every node agrees on one
 //! owner per slot (and, at every step, no two nodes claim a slot with one config epoch);
@@ -69,7 +74,8 @@ struct Model {
     /// Write ids acknowledged to clients, per slot, and who acknowledged them.
     acked: BTreeMap<u16, Vec<(u64, usize)>>,
     next_write: u64,
-    export: Option<Export>,
+    /// The exports the task's attempts opened, by source node.
+    exports: BTreeMap<usize, Export>,
     src: usize,
     dst: usize,
     step: Step,
@@ -88,6 +94,9 @@ struct Model {
     /// corrects it): Redis Cluster loses those whatever migrations do.
     stale_writes: BTreeSet<u64>,
     task_alive: bool,
+    /// When a failed attempt is tried again.
+    retry_at: Option<u64>,
+    retries: u32,
 }
 
 fn node_data(sim: &Sim) -> Vec<Data> {
@@ -126,7 +135,7 @@ impl Model {
             if !Self::owns(sim, o, s) || sim.nodes[o].paused_until > sim.local_now(o) {
                 continue;
             }
-            if o == self.src && self.export.as_ref().is_some_and(|e| e.paused_at.is_some()) {
+            if self.exports.get(&o).is_some_and(|e| e.paused_at.is_some()) {
                 continue; // held by the migration's pause
             }
             let w = self.next_write;
@@ -159,18 +168,42 @@ impl Model {
         self.replicate(sim);
     }
 
-    /// The source's tick (`lift_if_lost`).
+    /// The sources' tick (`lift_if_lost`).
     fn source_tick(&mut self, sim: &Sim) {
-        let Some(e) = &self.export else { return };
-        let Some(at) = e.paused_at else { return };
-        let lost = MOVING.iter().all(|&s| !Self::owns(sim, self.src, s));
-        let expired = sim.now.saturating_sub(at) >= PAUSE_TIMEOUT;
-        if lost || expired {
-            if expired && !lost && self.claimed {
-                self.window = true;
+        let mut ended = Vec::new();
+        for (&i, e) in &self.exports {
+            let Some(at) = e.paused_at else { continue };
+            let lost = MOVING.iter().all(|&s| !Self::owns(sim, i, s));
+            let expired = sim.now.saturating_sub(at) >= PAUSE_TIMEOUT;
+            if lost || expired {
+                if expired && !lost && self.claimed && i == self.src {
+                    self.window = true;
+                }
+                ended.push(i);
             }
-            self.export = None;
         }
+        for i in ended {
+            self.exports.remove(&i);
+        }
+    }
+
+    /// A failed attempt's retry: the slots' owner in the target's view is the next
+    /// source (`import_source` in the server); false when the task cannot go on.
+    fn retry(&mut self, sim: &Sim) -> bool {
+        if !sim.nodes[self.dst].alive {
+            return false;
+        }
+        let v = sim.fresh_view(self.dst);
+        let owners: BTreeSet<Option<usize>> = MOVING.iter().map(|&s| v.slot_owner_index(s)).collect();
+        let [Some(o)] = owners.into_iter().collect::<Vec<_>>()[..] else { return false };
+        if !v.me().is_master() || o == v.myself {
+            return false;
+        }
+        let Some(src) = sim.index_of(&v.nodes[o].id) else { return false };
+        self.src = src;
+        self.step = Step::Importing;
+        self.retries += 1;
+        true
     }
 
     /// A call from the task to the source: it must be alive and reachable.
@@ -191,6 +224,12 @@ impl Model {
 
     /// One step of the target's task, if it is due.
     fn task_step(&mut self, sim: &mut Sim) {
+        if self.task_alive && self.step == Step::Done && self.retry_at.is_some_and(|at| sim.now >= at) {
+            self.retry_at = None;
+            if !self.retry(sim) {
+                return; // canceled: "slots configuration updated"
+            }
+        }
         if !self.task_alive || self.step == Step::Done || sim.now < self.next_at {
             return;
         }
@@ -211,9 +250,9 @@ impl Model {
                     Err("I'm not the owner".into())
                 } else {
                     if self.step == Step::Snapshot {
-                        self.export = Some(Export { paused_at: None });
+                        self.exports.insert(src, Export { paused_at: None });
                     }
-                    if self.export.is_none() {
+                    if !self.exports.contains_key(&src) {
                         Err("No such slot migration export on this node".into())
                     } else {
                         self.copy_from_source();
@@ -226,7 +265,7 @@ impl Model {
                     Err("source unreachable".into())
                 } else if sim.nodes[src].paused_until > sim.local_now(src) {
                     Err("A manual failover is in progress".into())
-                } else if let Some(e) = self.export.as_mut() {
+                } else if let Some(e) = self.exports.get_mut(&src) {
                     e.paused_at = Some(sim.now);
                     self.pause_sent = sim.now;
                     Ok(())
@@ -261,7 +300,7 @@ impl Model {
                 } else if MOVING.iter().any(|&s| Self::owns(sim, src, s)) {
                     Ok(()) // TRYAGAIN: the claim has not reached the source yet
                 } else {
-                    self.export = None;
+                    self.exports.remove(&src);
                     self.step = Step::Done;
                     return;
                 }
@@ -294,6 +333,7 @@ impl Model {
                 self.undo(sim);
                 self.failed = Some(e);
                 self.step = Step::Done;
+                self.retry_at = Some(sim.now + 1000);
             }
         }
         self.replicate(sim);
@@ -309,16 +349,14 @@ impl Model {
             let _ = sim.command(self.dst, Self::slots_cmd(SlotMigrationOp::Stable));
         }
         if self.reach_source(sim) {
-            self.export = None;
+            self.exports.remove(&self.src);
         }
     }
 
     /// A node restarted: it forgets the export (if the source) or the task (the target),
     /// and drops data of slots it does not own (cluster-mode loading).
     fn restarted(&mut self, sim: &Sim, i: usize) {
-        if i == self.src {
-            self.export = None;
-        }
+        self.exports.remove(&i);
         for &s in &MOVING {
             if !Self::owns(sim, i, s) {
                 self.data[i].remove(&s);
@@ -333,9 +371,7 @@ impl Model {
             self.step = Step::Done;
             self.failed = Some("target crashed".into());
         }
-        if i == self.src {
-            self.export = None;
-        }
+        self.exports.remove(&i);
     }
 }
 
@@ -370,7 +406,7 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
         data: node_data(&sim),
         acked: BTreeMap::new(),
         next_write: 0,
-        export: None,
+        exports: BTreeMap::new(),
         src: 0,
         dst: 1,
         step: Step::Importing,
@@ -382,6 +418,8 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
         window_writes: BTreeSet::new(),
         stale_writes: BTreeSet::new(),
         task_alive: true,
+        retry_at: None,
+        retries: 0,
     };
     let fault_at = sim.now + sim.rng.below(200);
     let start = sim.now;
@@ -435,16 +473,19 @@ fn run(seed: u64, fault: Fault) -> (bool, String) {
         }
         m.source_tick(&sim);
         m.task_step(&mut sim);
-        sim.nodes[m.src].migration_holds_writes = m.export.as_ref().is_some_and(|e| e.paused_at.is_some());
+        for i in 0..n {
+            sim.nodes[i].migration_holds_writes = m.exports.get(&i).is_some_and(|e| e.paused_at.is_some());
+        }
         m.client_writes(&mut sim);
     }
     // Settle: every node back (but one killed for good), views agree.
     sim.heal();
     let ok = sim.run_until_cond(60_000, 250, |s| converged(s, n).is_ok() && s.fresh_view(s.alive()[0]).state_ok);
     let mut report = format!(
-        "seed {seed} {fault:?}: step {:?}, claimed {}, failed {:?}, window {}, stale writes {}",
+        "seed {seed} {fault:?}: step {:?}, claimed {}, retries {}, failed {:?}, window {}, stale writes {}",
         m.step,
         m.claimed,
+        m.retries,
         m.failed,
         m.window,
         m.stale_writes.len()
@@ -488,18 +529,21 @@ fn sweep(fault: Fault, first: u64, runs: u64) {
     let runs = runs * scale.max(1);
     let seeds = first..first + runs;
     let mut failures = Vec::new();
-    let mut claimed = 0;
+    let (mut claimed, mut retried) = (0, 0);
     for seed in seeds.clone() {
         let (ok, report) = run(seed, fault);
         if report.contains("claimed true") {
             claimed += 1;
+        }
+        if !report.contains("retries 0,") {
+            retried += 1;
         }
         if !ok {
             failures.push(report);
         }
     }
     assert!(failures.is_empty(), "{} of {} runs failed:\n{}", failures.len(), runs, failures.join("\n"));
-    eprintln!("{fault:?}: {claimed} of {runs} runs claimed");
+    eprintln!("{fault:?}: {claimed} of {runs} runs claimed, {retried} tried again after a failed attempt");
 }
 
 #[test]
