@@ -752,3 +752,66 @@ fn migration_commands_check_their_input_as_redis_does() {
         }
     }
 }
+
+/// The source fails over midway (its replica takes its slots while it is stopped):
+/// the import's attempt from the old source fails, and the task tries again from the
+/// new owner and completes with every key, as Redis 8.4's import does.
+#[test]
+fn an_import_tries_again_from_the_new_owner_after_a_failover_of_its_source() {
+    let nodes = cluster_nodes(6);
+    let mut args = vec!["--cluster".to_string(), "create".to_string()];
+    args.extend(nodes.iter().map(|n| n.addr()));
+    args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+    let (ok, out) = ferrokv_tests::cluster::redis_cli(&args);
+    assert!(ok, "redis-cli --cluster create failed:\n{out}");
+    wait_until("cluster_state:ok", Duration::from_secs(30), || nodes.iter().all(ferrokv_tests::cluster::state_ok));
+    let info = |n: &Server, name: &str| -> String {
+        let t = text(n, &["INFO", "replication"]);
+        t.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or("").trim().to_string()
+    };
+    // The owner of slot 0, its replica (link up), and another master.
+    let owner_port = {
+        let t = text(&nodes[0], &["CLUSTER", "NODES"]);
+        let line =
+            t.lines().find(|l| l.contains("master") && l.split(' ').skip(8).any(|r| r.starts_with("0-"))).unwrap();
+        line.split(' ').nth(1).unwrap().split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap()
+    };
+    let src = nodes.iter().position(|n| n.port() == owner_port).expect("the owner");
+    wait_until("the source's replica is linked", Duration::from_secs(30), || {
+        nodes.iter().any(|n| info(n, "master_port") == owner_port.to_string() && info(n, "master_link_status") == "up")
+    });
+    let rep = nodes.iter().position(|n| info(n, "master_port") == owner_port.to_string()).expect("a replica");
+    let dst = nodes.iter().position(|n| n.port() != owner_port && info(n, "role") == "master").expect("a master");
+    let keys = low_keys(300);
+    let mut s = nodes[src].conn();
+    for k in &keys {
+        assert_eq!(s.call(&["SET", k, k]), Reply::Simple(b"OK".to_vec()));
+    }
+    assert_eq!(s.call(&["WAIT", "1", "5000"]), Reply::Int(1));
+    // The task's first attempt waits on the stopped source; its replica takes over.
+    nodes[src].signal(libc::SIGSTOP);
+    let id = match nodes[dst].conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT: {other:?}"),
+    };
+    wait_until("the task asks the source", Duration::from_secs(20), || status(&nodes[dst], &id).contains("snapshot"));
+    assert_eq!(nodes[rep].conn().call(&["CLUSTER", "FAILOVER", "TAKEOVER"]), Reply::Simple(b"OK".to_vec()));
+    wait_until("the replica is a master", Duration::from_secs(20), || info(&nodes[rep], "role") == "master");
+    let rep_id = myid(&nodes[rep]);
+    // (The target keeps the old source as the slots' owner while it imports them, as
+    // Redis does: its first attempt fails on the source, and undoing it lets the new
+    // owner's claim in.)
+    nodes[src].signal(libc::SIGCONT);
+    let mut d = nodes[dst].conn();
+    wait_until("the task completes", Duration::from_secs(60), || status_field(&mut d, &id, "state") == "completed");
+    assert_eq!(status_field(&mut d, &id, "source"), rep_id, "the last attempt's source");
+    let retries: u64 = status_field(&mut d, &id, "retries").parse().unwrap();
+    assert!(retries >= 1, "the first attempt, from the old source, cannot have completed");
+    d.send(&["READWRITE"]);
+    for k in &keys {
+        assert_eq!(d.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} on the target");
+    }
+    wait_until("check is clean", Duration::from_secs(30), || {
+        std::panic::catch_unwind(|| check_clean(&nodes[dst])).is_ok()
+    });
+}
