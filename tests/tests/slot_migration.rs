@@ -15,6 +15,22 @@ fn cluster_nodes(n: usize) -> Vec<Server> {
     (0..n).map(|_| Server::cluster_node(Kind::Ferrokv, &["--cluster-node-timeout", "2000", "--save", ""])).collect()
 }
 
+/// Nodes as [`cluster_nodes`], with DEBUG enabled (for SLOT-MIGRATION-HOLD).
+fn debug_cluster_nodes(n: usize) -> Vec<Server> {
+    let args = ["--cluster-node-timeout", "2000", "--save", "", "--enable-debug-command", "yes"];
+    (0..n).map(|_| Server::cluster_node(Kind::Ferrokv, &args)).collect()
+}
+
+/// `CLUSTER MIGRATION IMPORT <ranges>` on `c`: the task id.
+fn import(c: &mut ferrokv_tests::conn::Conn, ranges: &[&str]) -> String {
+    let mut args = vec!["CLUSTER", "MIGRATION", "IMPORT"];
+    args.extend(ranges);
+    match c.call(&args) {
+        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+        other => panic!("IMPORT {ranges:?}: {other:?}"),
+    }
+}
+
 /// `CLUSTER MIGRATION STATUS ID id` as text, whole.
 fn status(node: &Server, id: &str) -> String {
     text(node, &["CLUSTER", "MIGRATION", "STATUS", "ID", id])
@@ -92,10 +108,7 @@ fn import_moves_slots_of_every_type_under_writes() {
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "499", "500", "999"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut dst.conn(), &["0", "499", "500", "999"]);
     wait_until("the task completes", Duration::from_secs(60), || status(dst, &id).contains("completed"));
     let st = status(dst, &id);
     for field in ["id", "slots", "source", "dest", "state", "write_pause_ms", "progress", "end_time"] {
@@ -170,10 +183,7 @@ fn cancel_leaves_the_source_owning_everything() {
         s.pipeline(&cmds);
     }
     let tag_slot = key_slot(b"b");
-    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "5460"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut dst.conn(), &["0", "5460"]);
     assert_eq!(dst.conn().call(&["CLUSTER", "MIGRATION", "CANCEL", "ID", &id]), Reply::Int(1));
     wait_until("the task ends", Duration::from_secs(30), || status(dst, &id).contains("canceled"));
     // The source still owns and serves everything; the target holds nothing.
@@ -239,10 +249,7 @@ fn big_keys_travel_in_pieces_under_writes() {
         })
     };
     std::thread::sleep(Duration::from_millis(100));
-    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut dst.conn(), &["0", "999"]);
     wait_until("the task completes", Duration::from_secs(60), || status(dst, &id).contains("completed"));
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().expect("writer");
@@ -426,23 +433,13 @@ fn a_task_authenticates_to_the_source_with_masterauth() {
     for k in &high {
         assert_eq!(b.call(&["SET", k, k]), Reply::Simple("OK".into()));
     }
-    let import = |c: &mut ferrokv_tests::conn::Conn, lo: &str, hi: &str| match c.call(&[
-        "CLUSTER",
-        "MIGRATION",
-        "IMPORT",
-        lo,
-        hi,
-    ]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
     let status_of = |c: &mut ferrokv_tests::conn::Conn, id: &str| {
         String::from_utf8_lossy(&c.send(&["CLUSTER", "MIGRATION", "STATUS", "ID", id])).into_owned()
     };
     // Node 1 has no masterauth: its task is refused by node 0 and rolls back.
     // Node 1 has no masterauth: each attempt of its task is refused by node 0 and
     // rolls back, and the task tries again every second until it is canceled.
-    let id = import(&mut b, "0", "99");
+    let id = import(&mut b, &["0", "99"]);
     wait_until("the task fails twice", Duration::from_secs(30), || {
         status_field(&mut b, &id, "retries").parse::<u64>().is_ok_and(|n| n >= 1)
     });
@@ -459,7 +456,7 @@ fn a_task_authenticates_to_the_source_with_masterauth() {
         assert_eq!(b.call(&["GET", k]), Reply::Bulk(Some(k.clone().into_bytes())), "{k} moved to node 1");
     }
     // Node 0 has masterauth: it takes node 1's other slots.
-    let id = import(&mut a, "8192", "8291");
+    let id = import(&mut a, &["8192", "8291"]);
     wait_until("the task completes", Duration::from_secs(30), || status_of(&mut a, &id).contains("completed"));
     a.send(&["READWRITE"]);
     for k in &high {
@@ -475,10 +472,7 @@ fn a_task_authenticates_to_the_source_with_masterauth() {
 fn import_stuck_on_a_stopped_source(nodes: &[Server]) -> String {
     let (src, dst) = (&nodes[0], &nodes[1]);
     src.signal(libc::SIGSTOP);
-    let id = match dst.conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut dst.conn(), &["0", "999"]);
     wait_until("the task asks the source for its snapshot", Duration::from_secs(20), || {
         status(dst, &id).contains("snapshot")
     });
@@ -559,12 +553,7 @@ fn a_source_killed_midway_leaves_the_target_without_the_slots() {
 /// held before its write pause (DEBUG SLOT-MIGRATION-HOLD), keys copied.
 #[test]
 fn keys_being_imported_are_hidden_until_the_claim() {
-    let nodes: Vec<Server> = (0..3)
-        .map(|_| {
-            let args = ["--cluster-node-timeout", "2000", "--save", "", "--enable-debug-command", "yes"];
-            Server::cluster_node(Kind::Ferrokv, &args)
-        })
-        .collect();
+    let nodes = debug_cluster_nodes(3);
     create_masters(&nodes);
     let (src, dst) = (&nodes[0], &nodes[1]);
     let moving = low_keys(200);
@@ -583,10 +572,7 @@ fn keys_being_imported_are_hidden_until_the_claim() {
         assert_eq!(d.call(&["SET", k, "x"]), Reply::Simple(b"OK".to_vec()));
     }
     assert_eq!(d.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "1"]), Reply::Simple(b"OK".to_vec()));
-    let id = match d.call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut d, &["0", "999"]);
     wait_until("the snapshot is copied", Duration::from_secs(30), || status(dst, &id).contains("streaming"));
     let info = text(dst, &["INFO", "keyspace"]);
     assert!(info.contains(&format!("db0:keys={},", own.len() + moving.len())), "{info}");
@@ -625,12 +611,7 @@ fn keys_being_imported_are_hidden_until_the_claim() {
 /// own test unit), and STATUS ALL listing the tasks on both sides, the newest first.
 #[test]
 fn migration_commands_check_their_input_as_redis_does() {
-    let nodes: Vec<Server> = (0..3)
-        .map(|_| {
-            let args = ["--cluster-node-timeout", "2000", "--save", "", "--enable-debug-command", "yes"];
-            Server::cluster_node(Kind::Ferrokv, &args)
-        })
-        .collect();
+    let nodes = debug_cluster_nodes(3);
     create_masters(&nodes);
     let mut c = nodes[0].conn();
     let err = |c: &mut ferrokv_tests::conn::Conn, args: &[&str], want: &str| {
@@ -686,10 +667,7 @@ fn migration_commands_check_their_input_as_redis_does() {
     assert_eq!(c.call(&["CLUSTER", "SETSLOT", "15000", "STABLE"]), Reply::Simple(b"OK".to_vec()));
     // An import held before its pause: another one overlapping it is refused.
     assert_eq!(c.call(&["DEBUG", "SLOT-MIGRATION-HOLD", "1"]), Reply::Simple(b"OK".to_vec()));
-    let held = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let held = import(&mut c, &["7000", "8000"]);
     for (a, b) in [("8000", "9000"), ("7500", "8500"), ("6000", "7000"), ("6500", "7500")] {
         err(&mut c, &["CLUSTER", "MIGRATION", "IMPORT", a, b], "overlapping import exists");
     }
@@ -699,10 +677,7 @@ fn migration_commands_check_their_input_as_redis_does() {
     });
     assert!(status_field(&mut c, &held, "last_error").contains("user request"));
     // A FLUSHDB on the target cancels its imports, as in Redis 8.4.
-    let held = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", "7000", "8000"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let held = import(&mut c, &["7000", "8000"]);
     wait_until("the task holds", Duration::from_secs(10), || status_field(&mut c, &held, "state") == "streaming");
     assert_eq!(c.call(&["FLUSHDB"]), Reply::Simple(b"OK".to_vec()));
     wait_until("the flush cancels the task", Duration::from_secs(10), || {
@@ -714,10 +689,7 @@ fn migration_commands_check_their_input_as_redis_does() {
     // source, with Redis 8.4's fields in its order.
     let mut ids = Vec::new();
     for (a, b) in [("7000", "7001"), ("7002", "7003"), ("7004", "7005")] {
-        let id = match c.call(&["CLUSTER", "MIGRATION", "IMPORT", a, b]) {
-            Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-            other => panic!("IMPORT: {other:?}"),
-        };
+        let id = import(&mut c, &[a, b]);
         wait_until("the task completes", Duration::from_secs(20), || status_field(&mut c, &id, "state") == "completed");
         ids.push(id);
     }
@@ -790,10 +762,7 @@ fn an_import_tries_again_from_the_new_owner_after_a_failover_of_its_source() {
     assert_eq!(s.call(&["WAIT", "1", "5000"]), Reply::Int(1));
     // The task's first attempt waits on the stopped source; its replica takes over.
     nodes[src].signal(libc::SIGSTOP);
-    let id = match nodes[dst].conn().call(&["CLUSTER", "MIGRATION", "IMPORT", "0", "999"]) {
-        Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
-        other => panic!("IMPORT: {other:?}"),
-    };
+    let id = import(&mut nodes[dst].conn(), &["0", "999"]);
     wait_until("the task asks the source", Duration::from_secs(20), || status(&nodes[dst], &id).contains("snapshot"));
     assert_eq!(nodes[rep].conn().call(&["CLUSTER", "FAILOVER", "TAKEOVER"]), Reply::Simple(b"OK".to_vec()));
     wait_until("the replica is a master", Duration::from_secs(20), || info(&nodes[rep], "role") == "master");
