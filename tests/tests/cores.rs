@@ -692,3 +692,73 @@ fn a_restarted_node_advertises_its_peers_cores_from_nodes_conf() {
     let served: Vec<u64> = shard_stats(&nodes[0]).iter().map(|s| s["slots"]).collect();
     assert_eq!(served, vec![mine - mine / 2, mine / 2]);
 }
+
+/// A manual `CLUSTER SLOT-CORE` held off by something that ends by itself (here a
+/// BGSAVE: a snapshot walks each shard's slots, so no slot may move while it runs)
+/// waits for it instead of answering an error: pipelined right behind BGSAVE, in the
+/// same read (the snapshot of the connection's shard cannot have progressed), it
+/// answers OK once the save is done and the slot is on its new core; the connection's
+/// later commands wait for it, and other clients are served meanwhile.
+#[test]
+fn a_manual_handoff_waits_for_a_running_snapshot() {
+    let node = ferrokv_tests::Server::ferrokv(&["--server-threads", "2", "--save", ""]);
+    let mut admin = node.conn();
+    for batch in 0..20 {
+        let mut mset = vec!["MSET".to_string()];
+        for i in 0..1000 {
+            mset.push(format!("fill:{batch}:{i}"));
+            mset.push("v".into());
+        }
+        assert_eq!(admin.send(&mset), b"+OK\r\n");
+    }
+    let slot = tag_slot("wait");
+    let s = slot.to_string();
+    assert_eq!(admin.send(&["SET", "{wait}k", "v"]), b"+OK\r\n");
+    let to = 1 - int(&admin.call(&["CLUSTER", "SLOT-CORE", &s])) as usize;
+    let t = to.to_string();
+    let replies = admin.pipeline(&[
+        vec!["BGSAVE"],
+        vec!["CLUSTER", "SLOT-CORE", &s, &t],
+        vec!["CLUSTER", "SLOT-CORE", &s],
+        vec!["GET", "{wait}k"],
+    ]);
+    assert_eq!(replies[0], b"+Background saving started\r\n");
+    assert_eq!(replies[1], b"+OK\r\n", "{}", String::from_utf8_lossy(&replies[1]));
+    assert_eq!(replies[2], format!(":{to}\r\n").into_bytes(), "the next command saw the slot moved");
+    assert_eq!(replies[3], b"$1\r\nv\r\n");
+    assert!(text(&node, &["INFO", "persistence"]).contains("rdb_last_bgsave_status:ok"));
+    assert_eq!(int(&node.conn().call(&["DBSIZE"])), 20001);
+}
+
+/// Spreading keeps the balancer's placement: with `shard-balance yes`, a slot handed
+/// to the other core stays there when the node's served slots change (ADDSLOTS of
+/// more slots), and only the new slots are placed, on their run's core. (Before,
+/// every change of the served set put every slot back on its run.)
+#[test]
+fn spreading_leaves_slots_that_stay_served_where_they_are() {
+    let (node, _) = two_core_node();
+    let mut admin = node.conn();
+    assert_eq!(admin.send(&["CONFIG", "SET", "shard-balance", "yes"]), b"+OK\r\n");
+    // Half the slots (the cluster is down: the other half is served by no one).
+    assert_eq!(admin.send(&["CLUSTER", "ADDSLOTSRANGE", "0", "8191"]), b"+OK\r\n");
+    // Spread: 0..=4095 on core 0, 4096..=8191 on core 1.
+    wait_until("the slots are spread", Duration::from_secs(10), || {
+        let t = slot_cores(&node);
+        (0..4096).all(|s| t[s] == 0) && (4096..8192).all(|s| t[s] == 1)
+    });
+    hand(&mut admin, 100, 1);
+    hand(&mut admin, 7000, 0);
+    // More slots: the served set changes. 0..=12287 spread anew would put 100 on
+    // core 0 and 7000 on core 1 again (and 4096..=6143 on core 0).
+    assert_eq!(admin.send(&["CLUSTER", "ADDSLOTSRANGE", "8192", "12287"]), b"+OK\r\n");
+    wait_until("the new slots are placed", Duration::from_secs(10), || {
+        let t = slot_cores(&node);
+        (8192..12288).all(|s| t[s] == 1)
+    });
+    // Give the spreader a few more ticks to do anything else it would.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = slot_cores(&node);
+    assert_eq!((t[100], t[7000]), (1, 0), "the slots moved by hand stayed");
+    assert!((0..4096).filter(|&s| s != 100).all(|s| t[s] == 0));
+    assert!((4096..8192).filter(|&s| s != 7000).all(|s| t[s] == 1));
+}

@@ -488,6 +488,21 @@ impl Node {
         self.shard_count() == 1 || idx.iter().all(|&i| shards.contains(&self.shard_of_key(args.get(i))))
     }
 
+    /// Whether every key of the blocked command `w` (a move's destination included)
+    /// lives on `shard`.
+    pub fn waiter_keys_on(&self, w: &crate::blocking::Waiter, shard: ShardId) -> bool {
+        let args = w.args.args();
+        let mut idx = Vec::new();
+        w.spec.key_indexes(&args, &mut idx);
+        idx.iter().all(|&i| self.shard_of_key(args.get(i)) == shard)
+    }
+
+    /// [`keys_still_on`](Self::keys_still_on) for keys whose slots are known.
+    #[inline]
+    pub fn slots_still_on(&self, slots: &[u16], shards: &[ShardId]) -> bool {
+        self.shard_count() == 1 || slots.iter().all(|&s| shards.contains(&self.shard_of_slot(s)))
+    }
+
     #[inline]
     pub fn shard_of_key(&self, key: &[u8]) -> ShardId {
         self.shard_of_slot(ferrokv_store::key_slot(key))

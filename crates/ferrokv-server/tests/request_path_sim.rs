@@ -4,8 +4,11 @@
 //! ([`ShardCore`]) on this one thread, with the IO replaced by a seeded schedule:
 //! clients send their pipelines in random pieces (split anywhere, even inside a
 //! command), cross-shard messages are delivered in random interleavings (FIFO per
-//! lane, as the mailboxes are), and the clock moves in random steps (blocking timeouts,
-//! lazy and active expiry). The workload mixes single-key and multi-key commands over a
+//! lane, as the mailboxes are), the clock moves in random steps (blocking timeouts,
+//! lazy and active expiry), and the keys' slots are handed between shards at random
+//! moments (`balance::move_slot`, what the balancer and `CLUSTER SLOT-CORE` do: between
+//! a command's routing and its execution, under forwarded commands in flight, blocked
+//! clients and WATCHes). The workload mixes single-key and multi-key commands over a
 //! few shared keys of every type (so WRONGTYPE happens), MULTI/EXEC with WATCH,
 //! blocking pops with timeouts, and expiry.
 //!
@@ -405,6 +408,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
         *node.lock_db(s) = db;
         *node.lock_waiters(s) = Default::default();
     }
+    // Every seed starts from the node's initial slot → shard table (the node outlives
+    // the seeds, and an earlier seed's handoffs moved slots).
+    for k in KEYS {
+        let slot = ferrokv_store::key_slot(k.as_bytes());
+        let home = ferrokv_server::node::initial_shard_of_slot(slot, shards);
+        ferrokv_server::balance::move_slot(node, slot, home, None).map_err(|e| format!("reset: {e:?}"))?;
+    }
+    let mut handoffs = 0;
     let trace: Rc<RefCell<Vec<TraceEvent>>> = Rc::default();
     let mut cores: Vec<ShardCore> = (0..shards)
         .map(|i| {
@@ -452,7 +463,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
         if done {
             break;
         }
-        match r.below(10) {
+        match r.below(11) {
+            10 if shards > 1 => {
+                // A slot of the shared keys handed to another shard.
+                let slot = ferrokv_store::key_slot(key(&mut r).as_bytes());
+                let to = r.below(shards as u64) as usize;
+                ferrokv_server::balance::move_slot(node, slot, to, None).map_err(|e| format!("handoff: {e:?}"))?;
+                handoffs += 1;
+            }
             0..=3 if !sending.is_empty() => {
                 let c = &mut clients[*r.pick(&sending)];
                 let rest = c.bytes.len() - c.sent;
@@ -495,6 +513,7 @@ fn run_seed(seed: u64) -> Result<(), String> {
         }
     }
     let _ = clients.iter().map(|c| c.token).count();
+    HANDOFFS.fetch_add(handoffs, std::sync::atomic::Ordering::Relaxed);
 
     // 1. The trace, replayed serially on one keyspace, gives the same replies.
     let events = trace.borrow().clone();
@@ -589,6 +608,9 @@ fn run_seed(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Slot handoffs the seeds made (so a run shows it exercised them).
+static HANDOFFS: AtomicU64 = AtomicU64::new(0);
+
 #[test]
 fn request_path_matches_a_serial_server_and_its_effects_replay() {
     if let Ok(s) = std::env::var("FERROKV_SIM_SEED") {
@@ -604,4 +626,7 @@ fn request_path_matches_a_serial_server_and_its_effects_replay() {
             panic!("seed {seed} failed (replay with FERROKV_SIM_SEED={seed}): {e}");
         }
     }
+    let handoffs = HANDOFFS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{seeds} seeds, {handoffs} slot handoffs");
+    assert!(seeds < 100 || handoffs > seeds, "the seeds handed slots between shards");
 }

@@ -524,7 +524,11 @@ fn parse_state_command(core: &mut ShardCore, args: &Args, held: &mut Held) -> Op
 
 /// `CLUSTER SLOT-CORE <slot> [<core>]` (ferrokv's own, in standalone mode too): the
 /// core (shard) of this node that serves `slot`, or hand the slot to `core` (the
-/// balancer's handoff, see `crate::balance`); replies OK once it is there.
+/// balancer's handoff, see `crate::balance`); replies OK once it is there. Held off by
+/// something that ends by itself (another handoff, a replica loading a full sync, a
+/// snapshot being written), it waits for it without holding the shard: the connection
+/// reads nothing more until the reply, and the shard's tick retries the handoff
+/// ([`retry_slot_core`]).
 fn slot_core(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) {
     if args.len() > 4 {
         c.error("ERR wrong number of arguments for 'cluster|slot-core' command");
@@ -550,6 +554,45 @@ fn slot_core(core: &mut ShardCore, c: &mut Conn, args: &Args, held: &Held) {
     }
     match crate::balance::move_slot(core.node, slot, to, None) {
         Ok(_) => c.reply(|r| r.ok()),
-        Err(e) => c.error(&e),
+        Err(crate::balance::Refused::Busy(_)) => {
+            let seq = c.push_pending();
+            c.barrier = Some(seq);
+            core.slot_core_waits.push(SlotCoreWait { token: c.token, seq, proto: c.proto, slot, to });
+        }
+        Err(e) => c.error(&e.message()),
+    }
+}
+
+/// A `CLUSTER SLOT-CORE <slot> <core>` waiting for its handoff (see [`slot_core`]).
+pub struct SlotCoreWait {
+    token: u64,
+    seq: u64,
+    proto: ferrokv_resp::Proto,
+    slot: u16,
+    to: usize,
+}
+
+/// Tries the waiting `CLUSTER SLOT-CORE` handoffs of this shard's connections again
+/// (every tick); those done, or refused for good, get their reply. A closed
+/// connection's handoff is dropped.
+pub fn retry_slot_core(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched: &mut Vec<usize>) {
+    if core.slot_core_waits.is_empty() {
+        return;
+    }
+    for w in std::mem::take(&mut core.slot_core_waits) {
+        let Some((idx, c)) = conns.by_token(w.token) else { continue };
+        let mut out = ReplyBuf::new(w.proto);
+        match crate::balance::move_slot(core.node, w.slot, w.to, None) {
+            Err(crate::balance::Refused::Busy(_)) => {
+                core.slot_core_waits.push(w);
+                continue;
+            }
+            Ok(_) => out.ok(),
+            Err(e) => out.error(&e.message()),
+        }
+        c.complete(w.seq, out.buf);
+        core.check_output(c);
+        core.unblock_and_resume(c, w.seq);
+        touched.push(idx);
     }
 }

@@ -103,18 +103,71 @@ pub fn initial_table(served: &[bool], cores: usize) -> Vec<ShardId> {
         .collect()
 }
 
+/// Where a change of the served set puts slots: the handoffs (slot, core) that place
+/// the slots served `now` but not `before` (and those still `owed` a place from an
+/// earlier change) on their [`spread_targets`] core, and leave every slot that stays
+/// served where `owner` says it is — the balancer's moves and a manual `CLUSTER
+/// SLOT-CORE` stand. When `even` (the balancer is off, so nothing else evens the cores
+/// out), a core that would then serve more than its share of the spread gives the
+/// surplus away — slots the last spread placed before those moved by hand or by the
+/// balancer, each to its run's core if that one is short, else to the shortest: a node that lost slots off one core's run (a
+/// reshard) is even again after the fewest moves, and a node whose slots came as one
+/// change (ADDSLOTS at create, a replica following a master) ends in runs, one range
+/// per core.
+pub fn placement(
+    before: &[bool],
+    now: &[bool],
+    owed: &[bool],
+    owner: impl Fn(u16) -> ShardId,
+    cores: usize,
+    even: bool,
+) -> Vec<(u16, ShardId)> {
+    let ideal = spread_targets(now, cores);
+    let mut at: Vec<Option<ShardId>> = (0..now.len())
+        .map(|s| {
+            let t = ideal[s]?;
+            Some(if before[s] && !owed[s] { owner(s as u16) } else { t })
+        })
+        .collect();
+    if even {
+        let mut surplus = vec![0i64; cores];
+        for s in 0..now.len() {
+            if let (Some(a), Some(t)) = (at[s], ideal[s]) {
+                surplus[a] += 1;
+                surplus[t] -= 1;
+            }
+        }
+        // Slots where the last spread put them go first; those placed by hand or by the
+        // balancer only if that is not enough.
+        let was = spread_targets(before, cores);
+        for placed_by_spread in [true, false] {
+            for s in 0..now.len() {
+                let (Some(a), Some(t)) = (at[s], ideal[s]) else { continue };
+                if a == t || surplus[a] <= 0 || (was[s] == Some(a)) != placed_by_spread {
+                    continue;
+                }
+                let to = if surplus[t] < 0 { t } else { (0..cores).min_by_key(|&c| surplus[c]).unwrap_or(t) };
+                surplus[a] -= 1;
+                surplus[to] += 1;
+                at[s] = Some(to);
+            }
+        }
+    }
+    at.iter().enumerate().filter_map(|(s, a)| a.filter(|&a| a != owner(s as u16)).map(|a| (s as u16, a))).collect()
+}
+
 /// Keeps a node's served slots spread over its cores (shard 0, every tick, cluster
 /// mode): when the set of served slots changes (ADDSLOTS, a migration, a failover, a
-/// replica following another master), every served slot not on its
-/// [`spread_targets`] core is handed there with [`move_slot`]. Only a change of the set
-/// acts, so the balancer's moves stand until the next one.
+/// replica following another master), it places the slots that changed hands with
+/// [`placement`] and [`move_slot`]; slots that stay served stay where they are (moved
+/// only to even the cores out while the balancer is off).
 #[derive(Default)]
 pub struct Spreader {
     view_version: u64,
     served: Vec<bool>,
     /// Handoffs still owed: the tick's time ran out, or a handoff was refused (a
     /// migration, a snapshot or a full sync in the way); tried again next tick.
-    pending: bool,
+    plan: Vec<(u16, ShardId)>,
 }
 
 impl Spreader {
@@ -128,55 +181,79 @@ impl Spreader {
             self.view_version = v;
             let served = served_slots(&c.view());
             if served != self.served {
+                let before =
+                    if self.served.is_empty() { vec![false; served.len()] } else { std::mem::take(&mut self.served) };
+                let mut owed = vec![false; served.len()];
+                for &(s, _) in &self.plan {
+                    owed[s as usize] = true;
+                }
+                let even = !node.config().shard_balance;
+                self.plan = placement(&before, &served, &owed, |s| node.shard_of_slot(s), node.shard_count(), even);
                 self.served = served;
-                self.pending = true;
             }
         }
-        if !self.pending {
+        if self.plan.is_empty() {
             return;
         }
         let start = std::time::Instant::now();
-        let mut done = true;
-        for (slot, to) in spread_targets(&self.served, node.shard_count()).into_iter().enumerate() {
-            let (Some(to), slot) = (to, slot as u16) else { continue };
-            if node.shard_of_slot(slot) == to {
-                continue;
-            }
+        let mut left = Vec::new();
+        for (i, &(slot, to)) in self.plan.iter().enumerate() {
             if start.elapsed() >= budget {
-                done = false;
+                left.extend_from_slice(&self.plan[i..]);
                 break;
             }
             if move_slot(node, slot, to, None).is_err() {
-                done = false;
+                left.push((slot, to));
             }
         }
-        self.pending = !done;
+        self.plan = left;
+    }
+}
+
+/// Why [`move_slot`] did not move a slot.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// Held off by something that ends by itself: another handoff, a replica loading a
+    /// full sync, a snapshot being written. A manual `CLUSTER SLOT-CORE` waits it out.
+    Busy(&'static str),
+    /// Not now or not with these arguments: the client's error, as Redis words it.
+    Error(String),
+}
+
+impl Refused {
+    /// The error reply.
+    pub fn message(&self) -> String {
+        match self {
+            Refused::Busy(why) => format!("ERR {why}"),
+            Refused::Error(e) => e.clone(),
+        }
     }
 }
 
 /// Hands `slot` to shard `to`. Returns how many keys moved, or why it could not
 /// (`max_keys`: refuse a slot holding more keys in database 0).
-pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -> Result<usize, String> {
+pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -> Result<usize, Refused> {
     if to >= node.shard_count() {
-        return Err(format!("ERR Invalid core {to}: the node has {} cores", node.shard_count()));
+        return Err(Refused::Error(format!("ERR Invalid core {to}: the node has {} cores", node.shard_count())));
     }
     if node.slot_migration.blocks_handoff(slot) {
-        return Err("ERR a slot migration is in progress".into());
+        return Err(Refused::Error("ERR a slot migration is in progress".into()));
     }
     if let Some(c) = node.cluster.as_ref() {
         let view = c.view();
         if view.migrating_to(slot).is_some() || view.importing_from(slot).is_some() {
-            return Err("ERR the slot is migrating or importing".into());
+            return Err(Refused::Error("ERR the slot is migrating or importing".into()));
         }
     }
     // One at a time; a replica's full sync holds it while it loads (its loader routes
     // records by the table without the keyspace locks). Never waited for: the balancer
-    // and the spreader run on shard 0, which serves clients and the bus.
+    // and the spreader run on shard 0, which serves clients and the bus; a manual
+    // CLUSTER SLOT-CORE retries from its shard's tick (`cluster::retry_slot_core`).
     let _one_at_a_time = match node.handoff_lock.try_lock() {
         Ok(g) => g,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => {
-            return Err("ERR another slot handoff or a full sync is in progress, try again".into())
+            return Err(Refused::Busy("another slot handoff or a full sync is in progress"))
         }
     };
     loop {
@@ -192,11 +269,14 @@ pub fn move_slot(node: &Node, slot: u16, to: ShardId, max_keys: Option<usize>) -
         }
         let (lo, hi) = guards.split_at_mut(1);
         let (src, dst) = if from < to { (&mut lo[0].1, &mut hi[0].1) } else { (&mut hi[0].1, &mut lo[0].1) };
+        if src.snapshot_active() || dst.snapshot_active() {
+            return Err(Refused::Busy("a snapshot is being written"));
+        }
         if let Some(why) = src.handoff_blocker().or(dst.handoff_blocker()) {
-            return Err(format!("ERR {why}"));
+            return Err(Refused::Error(format!("ERR {why}")));
         }
         if max_keys.is_some_and(|m| src.slot_len(slot) > m) {
-            return Err("ERR the slot holds too many keys".into());
+            return Err(Refused::Error("ERR the slot holds too many keys".into()));
         }
         let h = src.take_slot(slot);
         let keys = h.keys();
@@ -334,7 +414,95 @@ pub fn plan_moves(load: &[u64], owned: impl Fn(u16) -> bool, gap: u64, max: usiz
 
 #[cfg(test)]
 mod tests {
-    use super::{plan_moves, spread_targets};
+    use super::{placement, plan_moves, spread_targets};
+
+    /// The table after applying `moves` to `table`.
+    fn apply(table: &[usize], moves: &[(u16, usize)]) -> Vec<usize> {
+        let mut t = table.to_vec();
+        for &(s, c) in moves {
+            t[s as usize] = c;
+        }
+        t
+    }
+
+    fn served(range: std::ops::Range<usize>) -> Vec<bool> {
+        (0..16384).map(|s| range.contains(&s)).collect()
+    }
+
+    #[test]
+    fn placement_places_new_slots_and_keeps_the_rest() {
+        let none = vec![false; 16384];
+        let halves: Vec<usize> = (0..16384).map(|s| s * 2 / 16384).collect();
+        // A node given 0..=5460 at once (ADDSLOTS at create): every slot on its run.
+        let now = served(0..5461);
+        for even in [false, true] {
+            let moves = placement(&none, &now, &none, |s| halves[s as usize], 2, even);
+            let t = apply(&halves, &moves);
+            let ideal = spread_targets(&now, 2);
+            assert!((0..5461).all(|s| Some(t[s]) == ideal[s]), "even {even}");
+            assert_eq!(moves.len(), 2730, "only the slots off their run move (2731..=5460)");
+        }
+        // Spread; the slots it does not serve where they start (halves).
+        let table: Vec<usize> = (0..16384)
+            .map(|s| {
+                if s < 2731 {
+                    0
+                } else if s < 5461 {
+                    1
+                } else {
+                    halves[s]
+                }
+            })
+            .collect();
+
+        // The balancer moved 100 and 200 to core 1. With the balancer on (no evening), a
+        // slot gained is placed on its run and nothing else moves, and slots lost move
+        // nothing.
+        let balanced = apply(&table, &[(100, 1), (200, 1)]);
+        let mut gained = now.clone();
+        gained[6000] = true;
+        assert_eq!(placement(&now, &gained, &none, |s| balanced[s as usize], 2, false), vec![(6000, 1)]);
+        let lost = served(1000..5461);
+        assert!(placement(&now, &lost, &none, |s| balanced[s as usize], 2, false).is_empty());
+
+        // With the balancer off, a node that lost the start of its range (a reshard)
+        // evens out with the fewest moves: the 500 slots core 1 has over its share, and
+        // the result is the runs of the slots it still serves.
+        let moves = placement(&now, &lost, &none, |s| table[s as usize], 2, true);
+        assert_eq!(moves.len(), 500);
+        assert!(moves.iter().all(|&(s, c)| c == 0 && (2731..3231).contains(&s)), "{moves:?}");
+        let t = apply(&table, &moves);
+        let ideal = spread_targets(&lost, 2);
+        assert!((1000..5461).all(|s| Some(t[s]) == ideal[s]));
+        // A node that gained a range (the other side of that reshard) too.
+        let big = served(10923..16384);
+        let t0: Vec<usize> = apply(&halves, &placement(&none, &big, &none, |s| halves[s as usize], 2, true));
+        let mut grown = big.clone();
+        grown[..2000].fill(true);
+        let moves = placement(&big, &grown, &none, |s| t0[s as usize], 2, true);
+        let t = apply(&t0, &moves);
+        let ideal = spread_targets(&grown, 2);
+        assert!((0..16384).filter(|&s| grown[s]).all(|s| Some(t[s]) == ideal[s]));
+        // The 2000 new slots start on core 0 (halves), their run's core: only the 1000
+        // slots that make room for them move.
+        assert_eq!(moves.len(), 1000);
+        assert!(moves.iter().all(|&(s, c)| c == 1 && (12654..13654).contains(&s)), "{moves:?}");
+
+        // Even with the balancer off, slots moved by hand stay while slots the spread
+        // placed can even the cores out: 100 on core 1 and 3000 on core 0 stay...
+        let one_off = apply(&table, &[(100, 1), (3000, 0)]);
+        let mut two = now.clone();
+        two[6000] = true;
+        two[6001] = true;
+        let moves = placement(&now, &two, &none, |s| one_off[s as usize], 2, true);
+        assert!(!moves.iter().any(|&(s, _)| s == 100 || s == 3000), "{moves:?}");
+        assert_eq!(moves.len(), 3, "the two new slots and one at the runs' edge: {moves:?}");
+        // ...and a slot still owed a place from an earlier change is placed.
+        let mut owed = none.clone();
+        owed[100] = true;
+        let moves = placement(&now, &two, &owed, |s| one_off[s as usize], 2, true);
+        assert!(moves.contains(&(100, 0)), "{moves:?}");
+    }
 
     #[test]
     fn served_slots_are_cut_into_even_runs_per_core() {

@@ -30,6 +30,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The registrations on one slot's keys, (database, key) → waiters in arrival order, as
+/// a slot handoff carries them between shards.
+pub type SlotWaiters = Vec<((usize, Vec<u8>), VecDeque<Arc<Waiter>>)>;
+
 pub struct Waiter {
     pub home: ShardId,
     pub token: u64,
@@ -176,7 +180,7 @@ impl Waiters {
 
     /// Removes and returns the registrations on keys of `slot` (a slot handoff; the
     /// keyspace's blocked counts move with its keys, see `Db::take_slot`).
-    pub fn take_slot(&mut self, slot: u16) -> Vec<((usize, Vec<u8>), VecDeque<Arc<Waiter>>)> {
+    pub fn take_slot(&mut self, slot: u16) -> SlotWaiters {
         if self.by_key.is_empty() {
             return Vec::new();
         }
@@ -184,7 +188,7 @@ impl Waiters {
     }
 
     /// Adds registrations taken from another shard with [`Waiters::take_slot`].
-    pub fn put_slot(&mut self, regs: Vec<((usize, Vec<u8>), VecDeque<Arc<Waiter>>)>) {
+    pub fn put_slot(&mut self, regs: SlotWaiters) {
         for (id, q) in regs {
             self.by_key.entry(id).or_default().extend(q);
         }

@@ -14,7 +14,7 @@
 
 use crate::blocking::Waiter;
 use crate::conn::{BlockState, Conn, QueuedCommand};
-use crate::msg::Msg;
+use crate::msg::{Forward, Msg};
 use crate::node::{cycles, unix_ms, Node, ShardId};
 use ferrokv_commands::exec::Caller;
 use ferrokv_commands::table::{lookup_id, lookup_sub, sub_id, Blocked, CommandId, Flags, ServerCmd, Wakes};
@@ -59,6 +59,9 @@ pub struct ShardCore {
     balance: bool,
     /// The balancer's state (shard 0 runs it).
     pub balancer: crate::balance::Balancer,
+    /// `CLUSTER SLOT-CORE` handoffs this shard's connections wait for (another handoff,
+    /// a full sync or a snapshot held them off); retried every tick.
+    pub slot_core_waits: Vec<crate::cluster::SlotCoreWait>,
     /// Shards (a bit each, below 64) whose keyspace this thread ran a command in under
     /// `shard-hop lock` since the last loop step: their effects logs are drained by this
     /// thread's step too (`aof::shard_step`).
@@ -67,6 +70,10 @@ pub struct ShardCore {
     /// as Redis caches its clock per command.
     pub now_ms: u64,
     key_idx: Vec<usize>,
+    /// The slots of the keys at `key_idx`, when [`ShardCore::shards_of`] hashed them
+    /// (a handoff moves slots, never keys between slots: re-checking where they live
+    /// under the lock needs no second hash).
+    key_slots: Vec<u16>,
     shard_set: Vec<ShardId>,
     /// This shard's copy of the cluster view and its version.
     view: Option<(u64, Arc<ferrokv_cluster::ClusterView>)>,
@@ -152,9 +159,11 @@ impl ShardCore {
             hop_lock: false,
             balance: false,
             balancer: Default::default(),
+            slot_core_waits: Vec::new(),
             wrote_elsewhere: 0,
             now_ms: unix_ms(),
             key_idx: Vec::new(),
+            key_slots: Vec::new(),
             shard_set: Vec::new(),
             view: None,
             deadlines: Default::default(),
@@ -280,22 +289,23 @@ impl ShardCore {
         }
     }
 
-    /// In cluster mode: the error or redirect a data command gets instead of running.
-    fn cluster_refusal(&mut self, c: &mut Conn, spec: &CommandSpec, args: &Args) -> Option<String> {
-        self.node.cluster.as_ref()?;
-        let slot = match crate::cluster::slot_of(spec, args, &mut self.key_idx) {
-            Err(e) => return Some(e),
-            Ok(None) => return None,
-            Ok(Some(s)) => s,
+    /// In cluster mode: the error or redirect a data command gets instead of running
+    /// (Err), or the one slot of its keys (routing then needs no second hash; None: no
+    /// keys).
+    fn cluster_refusal(&mut self, c: &mut Conn, spec: &CommandSpec, args: &Args) -> Result<Option<u16>, String> {
+        let slot = match crate::cluster::slot_of(spec, args, &mut self.key_idx)? {
+            None => return Ok(None),
+            Some(s) => s,
         };
         if let Some(m) = c.multi_mut() {
             // A transaction's keys must all be in one slot.
             match m.slot {
-                Some(prev) if prev != slot => return Some(crate::cluster::CROSSSLOT.into()),
+                Some(prev) if prev != slot => return Err(crate::cluster::CROSSSLOT.into()),
                 _ => m.slot = Some(slot),
             }
         }
-        self.cluster_route(c, spec, args, slot).err()
+        self.cluster_route(c, spec, args, slot)?;
+        Ok(Some(slot))
     }
 
     /// Records an execution for the simulator (no-op in the server).
@@ -434,12 +444,14 @@ impl ShardCore {
         let routed = !matches!(spec.handler, Handler::Server(_))
             || matches!(spec.handler, Handler::Server(ServerCmd::Migrate))
             || (spec.has(Flags::PUBSUB) && spec.keys.first > 0);
+        let mut slot = None;
         if routed && self.node.cluster.is_some() {
             c.asking = asking;
             let refused = self.cluster_refusal(c, spec, args);
             c.asking = false;
-            if let Some(e) = refused {
-                return self.reject(c, Some(id), e);
+            match refused {
+                Err(e) => return self.reject(c, Some(id), e),
+                Ok(s) => slot = s,
             }
         }
         if self.mem.maybe_over() {
@@ -507,7 +519,7 @@ impl ShardCore {
                 }
                 flow
             }
-            Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, id, args),
+            Handler::Data(_) | Handler::Blocking(..) => self.route(c, spec, id, args, slot),
         }
     }
 
@@ -694,8 +706,11 @@ impl ShardCore {
             return;
         }
         spec.key_indexes(args, &mut self.key_idx);
+        self.key_slots.clear();
         for &i in &self.key_idx {
-            let s = self.node.shard_of_key(args.get(i));
+            let slot = ferrokv_store::key_slot(args.get(i));
+            self.key_slots.push(slot);
+            let s = self.node.shard_of_slot(slot);
             if !self.shard_set.contains(&s) {
                 self.shard_set.push(s);
             }
@@ -706,7 +721,26 @@ impl ShardCore {
         self.shard_set.sort_unstable();
     }
 
-    fn route(&mut self, c: &mut Conn, spec: &'static CommandSpec, id: CommandId, args: &Args) -> Flow {
+    /// [`shards_of`](Self::shards_of) for a command whose keys (at `key_idx`) the
+    /// cluster check found all in `slot`.
+    fn shard_of_known_slot(&mut self, slot: u16) {
+        self.shard_set.clear();
+        self.shard_set.push(self.node.shard_of_slot(slot));
+        self.key_slots.clear();
+        self.key_slots.push(slot);
+    }
+
+    /// Runs a data command here, under another shard's lock, or forwards it (see
+    /// docs/architecture.md, "Request path"). `slot`: the one slot of its keys, when the
+    /// cluster check hashed them already (`key_idx` then holds their positions).
+    fn route(
+        &mut self,
+        c: &mut Conn,
+        spec: &'static CommandSpec,
+        id: CommandId,
+        args: &Args,
+        slot: Option<u16>,
+    ) -> Flow {
         let h = spec.handler;
         // A script may reach any shard (it takes an undeclared key's shard as it goes):
         // it waits, as a multi-shard command does, until this connection's forwarded
@@ -718,6 +752,8 @@ impl ShardCore {
         let epoch = if node.shard_count() == 1 {
             self.shards_of(spec, args);
             0
+        } else if let Some(slot) = slot.filter(|_| !spec.all_shards) {
+            node.routed(|| self.shard_of_known_slot(slot)).0
         } else {
             node.routed(|| self.shards_of(spec, args)).0
         };
@@ -749,10 +785,10 @@ impl ShardCore {
                 }
                 let now = self.now_ms;
                 let mut db = node.lock_db(target);
-                if !node.keys_still_on(args, &self.key_idx, &[target]) {
+                if !node.slots_still_on(&self.key_slots, &[target]) {
                     // A slot handoff moved them meanwhile: route again.
                     drop(db);
-                    return self.route(c, spec, id, args);
+                    return self.route(c, spec, id, args, slot);
                 }
                 db.select(c.db);
                 if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
@@ -811,7 +847,7 @@ impl ShardCore {
                 };
                 crate::node::bump(&node.shards[self.id].routing.forwarded);
                 c.route_epoch = epoch;
-                let m = Msg::Exec {
+                let m = Msg::Exec(Forward {
                     from: self.id,
                     token: c.token,
                     seq,
@@ -822,7 +858,7 @@ impl ShardCore {
                     args: args.to_owned_args(),
                     waiter,
                     caller: crate::tracking::caller(c, self.id),
-                };
+                });
                 self.send(target, m);
             }
             return Flow::Done;
@@ -834,9 +870,9 @@ impl ShardCore {
         let Some(mut ks) = MultiDb::lock_unless_busy(node, &self.shard_set) else {
             return self.reject(c, Some(id), ferrokv_commands::scripting::running::busy_error());
         };
-        if !node.keys_still_on(args, &self.key_idx, &self.shard_set) {
+        if !node.slots_still_on(&self.key_slots, &self.shard_set) {
             drop(ks);
-            return self.route(c, spec, id, args);
+            return self.route(c, spec, id, args, slot);
         }
         ks.select(c.db);
         let caller = crate::tracking::caller(c, self.id);
@@ -879,7 +915,7 @@ impl ShardCore {
         let mut ks = MultiDb::lock(node, &[self.id]);
         if !node.keys_still_on(args, &self.key_idx, &[self.id]) {
             drop(ks);
-            return self.route(c, spec, id, args);
+            return self.route(c, spec, id, args, None);
         }
         ks.select(c.db);
         if let Some(db) = ks.db_of_shard(self.id) {
@@ -1032,7 +1068,10 @@ impl ShardCore {
                     if !w.serves_from(db.peek(&key, now).map(|e| &e.value)) {
                         continue;
                     }
-                    if w.retried_at_home() {
+                    // A move (BLMOVE, BRPOPLPUSH) whose destination a slot handoff
+                    // put on another shard since it blocked writes there too: it runs
+                    // from home under both locks, as one that blocked so.
+                    if w.retried_at_home() || (w.wakes() == Some(Wakes::ListMove) && !node.waiter_keys_on(&w, shard)) {
                         self.send(w.home, Msg::Retry { token: w.token, seq: w.seq });
                         continue;
                     }
@@ -1110,32 +1149,21 @@ impl ShardCore {
 
     /// Runs a command forwarded by another shard; returns its encoded reply, or None
     /// when a blocking command now waits here (its reply comes when it is served).
-    #[allow(clippy::too_many_arguments)] // the fields of Msg::Exec, taken apart
-    pub fn exec_forwarded(
-        &mut self,
-        spec: &'static CommandSpec,
-        id: CommandId,
-        args: &Args,
-        proto: Proto,
-        from: ShardId,
-        token: u64,
-        seq: u64,
-        dbi: usize,
-        waiter: Option<Arc<Waiter>>,
-        caller: Caller,
-    ) -> Option<Vec<u8>> {
+    pub fn exec_forwarded(&mut self, f: Forward) -> Option<Vec<u8>> {
         let node = self.node;
         crate::node::bump(&node.shards[self.id].routing.received);
-        let mut out = ReplyBuf::new(proto);
+        let args = &f.args.args();
         let mut db = node.lock_db(self.id);
         if node.shard_count() > 1 {
-            spec.key_indexes(args, &mut self.key_idx);
+            f.spec.key_indexes(args, &mut self.key_idx);
             if !node.keys_still_on(args, &self.key_idx, &[self.id]) {
                 // A slot handoff moved its keys since the home shard routed it.
                 drop(db);
-                return self.rerouted_forward(spec, id, args, proto, from, token, seq, dbi, waiter, caller);
+                return self.rerouted_forward(f);
             }
         }
+        let Forward { from, token, seq, db: dbi, proto, spec, id, waiter, caller, .. } = f;
+        let mut out = ReplyBuf::new(proto);
         db.select(dbi);
         if let Some(e) = self.migrating_refusal(spec, args, &mut db) {
             // A key moved away since the home shard routed the command (see there).
@@ -1192,30 +1220,18 @@ impl ShardCore {
     /// is FIFO, so what the connection forwarded after it follows it there), or run
     /// here under the locks of the shards they now span (only standalone multi-key
     /// commands can be split so). Returns the reply when it ran here.
-    #[allow(clippy::too_many_arguments)] // the fields of Msg::Exec
     #[cold]
-    fn rerouted_forward(
-        &mut self,
-        spec: &'static CommandSpec,
-        id: CommandId,
-        args: &Args,
-        proto: Proto,
-        from: ShardId,
-        token: u64,
-        seq: u64,
-        dbi: usize,
-        waiter: Option<Arc<Waiter>>,
-        caller: ferrokv_commands::exec::Caller,
-    ) -> Option<Vec<u8>> {
+    fn rerouted_forward(&mut self, f: Forward) -> Option<Vec<u8>> {
         let node = self.node;
         loop {
-            self.shards_of(spec, args);
+            let args = &f.args.args();
+            self.shards_of(f.spec, args);
             if self.shard_set.len() == 1 && self.shard_set[0] != self.id {
                 let to = self.shard_set[0];
-                let args = args.to_owned_args();
-                self.send(to, Msg::Exec { from, token, seq, db: dbi, proto, spec, id, args, waiter, caller });
+                self.send(to, Msg::Exec(f));
                 return None;
             }
+            let Forward { from, token, seq, db: dbi, proto, spec, id, ref waiter, caller, .. } = f;
             let shards = self.shard_set.clone();
             let mut ks = MultiDb::lock(node, &shards);
             if !node.keys_still_on(args, &self.key_idx, &shards) {
@@ -1245,7 +1261,7 @@ impl ShardCore {
                     for k in &w.keys {
                         let s = node.shard_of_key(k);
                         if let Some(db) = ks.db_of_shard(s) {
-                            node.lock_waiters(s).register(db, k, &w);
+                            node.lock_waiters(s).register(db, k, w);
                         }
                     }
                     self.send(from, Msg::Blocked { token, seq, timeout_ms });

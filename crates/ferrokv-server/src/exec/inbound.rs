@@ -154,8 +154,8 @@ impl ShardCore {
         let keys: Vec<&[u8]> = inbox
             .iter()
             .filter_map(|m| match m {
-                Msg::Exec { args, .. } => {
-                    let args = args.args();
+                Msg::Exec(f) => {
+                    let args = f.args.args();
                     (args.len() >= 2).then(|| args.get(1))
                 }
                 _ => None,
@@ -172,10 +172,9 @@ impl ShardCore {
     /// (the cluster bus, closing a socket) come back for the event loop.
     pub fn handle_message(&mut self, m: Msg, conns: &mut ConnTable, touched: &mut Vec<usize>) -> Option<Msg> {
         match m {
-            Msg::Exec { from, token, seq, db, proto, spec, id, args, waiter, caller } => {
-                if let Some(bytes) =
-                    self.exec_forwarded(spec, id, &args.args(), proto, from, token, seq, db, waiter, caller)
-                {
+            Msg::Exec(f) => {
+                let (from, token, seq) = (f.from, f.token, f.seq);
+                if let Some(bytes) = self.exec_forwarded(f) {
                     self.send(from, Msg::Reply { token, seq, bytes });
                 }
             }

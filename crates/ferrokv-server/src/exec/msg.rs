@@ -5,23 +5,27 @@ use ferrokv_commands::CommandSpec;
 use ferrokv_resp::{OwnedArgs, Proto};
 use std::sync::Arc;
 
+/// A single-shard data command forwarded to the shard that owns its keys, with what the
+/// reply needs to find its way back. A blocking command carries the waiter to register
+/// if it has to wait.
+pub struct Forward {
+    pub from: usize,
+    pub token: u64,
+    pub seq: u64,
+    /// The client's selected database.
+    pub db: usize,
+    pub proto: Proto,
+    pub spec: &'static CommandSpec,
+    pub id: ferrokv_commands::table::CommandId,
+    pub args: OwnedArgs,
+    pub waiter: Option<Arc<Waiter>>,
+    /// Who runs it, for client tracking.
+    pub caller: ferrokv_commands::exec::Caller,
+}
+
 pub enum Msg {
-    /// Run a single-shard data command here and send the reply back to `from`. A
-    /// blocking command carries the waiter to register if it has to wait.
-    Exec {
-        from: usize,
-        token: u64,
-        seq: u64,
-        /// The client's selected database.
-        db: usize,
-        proto: Proto,
-        spec: &'static CommandSpec,
-        id: ferrokv_commands::table::CommandId,
-        args: OwnedArgs,
-        waiter: Option<Arc<Waiter>>,
-        /// Who runs it, for client tracking.
-        caller: ferrokv_commands::exec::Caller,
-    },
+    /// Run a single-shard data command here and send the reply back to `from`.
+    Exec(Forward),
     /// The forwarded blocking command `seq` is waiting; its timeout starts now.
     Blocked { token: u64, seq: u64, timeout_ms: u64 },
     /// A key of the multi-shard waiter `seq` changed: retry it from its home shard.
@@ -56,7 +60,7 @@ impl Msg {
     /// The message's kind, for log lines.
     pub fn kind(&self) -> &'static str {
         match self {
-            Msg::Exec { .. } => "exec",
+            Msg::Exec(_) => "exec",
             Msg::Blocked { .. } => "blocked",
             Msg::Retry { .. } => "retry",
             Msg::Cluster { .. } => "cluster",

@@ -683,6 +683,11 @@ impl Shard {
         self.last_cron_second = second;
         self.clients_cron(new_second);
         self.core.node.slot_migration.lift_if_lost(self.core.node);
+        if !self.core.slot_core_waits.is_empty() {
+            let mut touched = std::mem::take(&mut self.touched);
+            crate::cluster::retry_slot_core(&mut self.core, &mut self.conns, &mut touched);
+            self.flush_touched(touched);
+        }
         // Redis spends at most 25% of a tick period on active expiry.
         self.core.active_expire(period / 4);
         self.core.compact_keyspace(period);
