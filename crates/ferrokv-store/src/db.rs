@@ -46,6 +46,8 @@ use crate::keytable::{prefetch, prefetch_line, KeyTable};
 use arena::{Arena, KeySrc, Rec};
 use foldhash::quality::FixedState;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -247,10 +249,10 @@ struct Space {
 }
 
 impl Space {
-    fn new() -> Self {
+    fn new(slack: &Arc<AtomicU64>) -> Self {
         Space {
             slots: SlotTables::new(),
-            arena: Arena::new(),
+            arena: Arena::with_slack(slack.clone()),
             groups: vec![0; GROUPS].into_boxed_slice(),
             len: 0,
             expiring: 0,
@@ -306,6 +308,8 @@ impl Waits {
 /// when it unlocks, so code that knows of no database sees database 0.
 pub struct Db {
     sp: Space,
+    /// Bytes of record chunks no key uses, over all databases (see `db/arena.rs`).
+    slack: Arc<AtomicU64>,
     w: Waits,
     /// The index of the selected database.
     cur: usize,
@@ -405,6 +409,19 @@ impl Default for Db {
 }
 
 impl Db {
+    /// Bytes of record chunks no key uses (free records, the unused ends of chunks
+    /// being filled), over all databases, readable from any thread: memory the
+    /// keyspace reuses for its next records, which `maxmemory` leaves out as Redis's
+    /// limit leaves out what its allocator holds free.
+    pub fn record_slack(&self) -> Arc<AtomicU64> {
+        self.slack.clone()
+    }
+
+    /// The same, now.
+    pub fn record_slack_bytes(&self) -> u64 {
+        self.slack.load(Ordering::Relaxed)
+    }
+
     /// An empty Db with a random hash seed.
     pub fn new() -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
@@ -414,8 +431,10 @@ impl Db {
     /// An empty Db whose hashing and random choices follow `seed` (for tests and
     /// simulations).
     pub fn with_seed(seed: u64) -> Self {
+        let slack = Arc::default();
         Db {
-            sp: Space::new(),
+            sp: Space::new(&slack),
+            slack,
             w: Waits::new(seed),
             cur: 0,
             parked: vec![None],
@@ -480,7 +499,7 @@ impl Db {
     fn switch(&mut self, n: usize) {
         assert!(n < self.parked.len(), "database {n} out of range");
         self.settle();
-        let mut sp = self.parked[n].take().unwrap_or_else(Space::new);
+        let mut sp = self.parked[n].take().unwrap_or_else(|| Space::new(&self.slack));
         std::mem::swap(&mut self.sp, &mut sp);
         self.parked[self.cur] = Some(sp);
         // parked_w[cur] holds an empty placeholder while `cur` is selected.
@@ -550,7 +569,7 @@ impl Db {
         // A running snapshot moves with the keys it is saving and still writes them
         // under the database they were in at its instant.
         self.select(b);
-        let mut keys = self.parked[a].take().unwrap_or_else(Space::new);
+        let mut keys = self.parked[a].take().unwrap_or_else(|| Space::new(&self.slack));
         std::mem::swap(&mut self.sp, &mut keys);
         // b now holds a's keys; a gets b's.
         self.parked[a] = Some(keys);
@@ -915,10 +934,14 @@ impl Db {
     }
 
     /// Gives memory back when a slot's table became mostly empty (hash tables never
-    /// shrink by themselves; Redis resizes its dicts below 10% fill).
+    /// shrink by themselves; Redis resizes its dicts below 10% fill). Per-slot tables
+    /// shrink below 20%, down to one block: each slot's count wanders under churn, and
+    /// a table kept at every slot's peak held a third more blocks than a fresh load's
+    /// after four rounds (benches/memory-churn.sh). A slot's table is small (a rebuild
+    /// moves at most a fifth of its buckets' worth of handles), so it shrinks at once.
     fn shrink_if_sparse(&mut self, slot: usize) {
         let t = &self.sp.slots[slot].table;
-        if t.buckets() <= 64 || t.len() * 8 >= t.buckets() {
+        if t.buckets() <= 12 || t.len() * 5 >= t.buckets() {
             return;
         }
         let Db { sp: Space { slots, arena, .. }, hasher, .. } = self;
@@ -1476,8 +1499,7 @@ impl Db {
             deleted += expired;
             // Redis's activeExpireCycle: the mean TTL of the sampled keys not yet
             // expired, folded into the estimate with a weight of 2%.
-            if ttl_samples > 0 {
-                let avg = ttl_sum / ttl_samples;
+            if let Some(avg) = ttl_sum.checked_div(ttl_samples) {
                 if self.sp.avg_ttl == 0 {
                     self.sp.avg_ttl = avg;
                 }
@@ -1655,6 +1677,9 @@ impl Db {
         assert_eq!(self.sp.arena.live_bytes(), live, "arena bytes");
         self.sp.arena.check(self.sp.slots.used().iter().flat_map(|s| s.table.iter()));
         assert_eq!(self.sp.expiring, expiring, "expiring");
+        let unused = self.sp.arena.unused_bytes()
+            + self.parked.iter().flatten().map(|sp| sp.arena.unused_bytes()).sum::<usize>();
+        assert_eq!(self.record_slack_bytes(), unused as u64, "record slack");
     }
 }
 

@@ -50,6 +50,8 @@ use crate::keybytes::KeyBytes;
 use crate::value::{StrBytes, Value};
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Longest string value kept in the record itself (its length is one byte).
 pub const SMALL_STR: usize = 255;
@@ -109,6 +111,16 @@ pub(super) struct Arena {
     classes: Vec<Class>,
     /// Bytes of the records live now (MEMORY USAGE, tests).
     live_bytes: usize,
+    /// Bytes of the chunks held.
+    held: usize,
+    /// The chunks' bytes no live record takes (free records, the open chunks' unused
+    /// ends), as last added to `slack`: memory the keyspace holds but no key uses,
+    /// reused by the next records as freed memory is by the allocator, so `maxmemory`
+    /// leaves it out (it is the allocator's free memory in Redis, not `used_memory`).
+    reported: usize,
+    /// The sum of `held - live_bytes` over every arena of one `Db` (all of them are
+    /// changed under that Db's lock), readable from any thread.
+    slack: Arc<AtomicU64>,
     /// Numbers of chunks whose memory went back (compaction), for the next new chunk.
     spare: Vec<u32>,
     /// Chunks being emptied, the last one first; `evac_at` is the next record of it
@@ -345,15 +357,47 @@ impl<'a> Rec<'a> {
     }
 }
 
+impl Drop for Arena {
+    fn drop(&mut self) {
+        let g = self.slack.load(Ordering::Relaxed);
+        self.slack.store(g.wrapping_sub(self.reported as u64), Ordering::Relaxed);
+    }
+}
+
 impl Arena {
+    #[cfg(test)]
     pub fn new() -> Self {
+        Self::with_slack(Arc::default())
+    }
+
+    /// An empty arena whose unused chunk bytes add to `slack`.
+    pub fn with_slack(slack: Arc<AtomicU64>) -> Self {
         Arena {
             chunks: Vec::new(),
             classes: (0..CLASSES).map(|_| Class::default()).collect(),
             live_bytes: 0,
+            held: 0,
+            reported: 0,
+            slack,
             spare: Vec::new(),
             evac: Vec::new(),
             evac_at: 0,
+        }
+    }
+
+    /// Chunk bytes no live record takes (what this arena added to `slack`).
+    pub fn unused_bytes(&self) -> usize {
+        self.reported
+    }
+
+    /// Brings `slack` up to date (the Db's lock is held: a load and a store).
+    #[inline]
+    fn report(&mut self) {
+        let now = self.held - self.live_bytes;
+        if now != self.reported {
+            let g = self.slack.load(Ordering::Relaxed);
+            self.slack.store(g.wrapping_add(now as u64).wrapping_sub(self.reported as u64), Ordering::Relaxed);
+            self.reported = now;
         }
     }
 
@@ -433,6 +477,12 @@ impl Arena {
     }
 
     fn alloc(&mut self, size: usize) -> u32 {
+        let h = self.alloc_record(size);
+        self.report();
+        h
+    }
+
+    fn alloc_record(&mut self, size: usize) -> u32 {
         let class = class_of(size);
         let cs = class_size(class);
         self.live_bytes += cs;
@@ -451,6 +501,7 @@ impl Arena {
         }
         let chunk =
             Chunk { mem: Vec::with_capacity(CHUNK_WORDS), size: cs as u32, used: 1, live: 1, evacuating: false };
+        self.held += CHUNK_BYTES;
         let ci = match self.spare.pop() {
             Some(ci) => {
                 self.chunks[ci as usize] = chunk;
@@ -482,6 +533,7 @@ impl Arena {
         } else if c.live == 0 {
             self.drop_chunk(ci);
         }
+        self.report();
     }
 
     /// Gives an empty chunk's memory back; its number waits in `spare`.
@@ -496,6 +548,8 @@ impl Arena {
             cl.open = None;
         }
         self.spare.push(ci);
+        self.held -= CHUNK_BYTES;
+        self.report();
     }
 
     /// Bytes of free records on the free lists (what compaction could give back).
@@ -704,7 +758,12 @@ impl Arena {
             }
             (KIND_STR, Form::Str(b, raw)) if same_expiry => {
                 let (at, kl) = (r.key_offset(), r.key_stored_len());
-                if at + kl + b.len() <= size {
+                let need = at + kl + b.len();
+                // In place while it fits and the record is at most one class too big: a
+                // value that shrank further moves to its own class, or churn leaves
+                // every key in the largest record its value ever needed (measured: 17%
+                // more record bytes than a fresh load after four rounds of random sizes).
+                if need <= size && size <= class_size(class_of(need)) + 8 {
                     // SAFETY: within the record's `size` bytes; the key stays where it is.
                     unsafe {
                         if e.expire_at != 0 {
@@ -827,6 +886,8 @@ impl Arena {
             *c = Class::default();
         }
         self.live_bytes = 0;
+        self.held = 0;
+        self.report();
         self.spare.clear();
         self.evac.clear();
         self.evac_at = 0;
@@ -857,6 +918,8 @@ impl Arena {
             let held = self.chunks.iter().filter(|c| c.used > 0 && c.size as usize == class_size(class)).count();
             assert_eq!(cl.chunks as usize, held, "chunks of class {class}");
         }
+        assert_eq!(self.held, self.chunk_bytes(), "chunk bytes held");
+        assert_eq!(self.reported, self.held - self.live_bytes, "unused chunk bytes reported");
     }
 
     /// Whether no chunk is held.
