@@ -528,3 +528,55 @@ fn activedefrag_thresholds_start_compaction() {
     }
     assert_eq!(int(c.call(&["DBSIZE"])), n as i64);
 }
+
+/// With `evicted` events on and a subscriber reading them, eviction keeps as many keys
+/// in the same headroom as without one, on both servers: the events' bytes on their way
+/// to the subscriber are not memory a key must be evicted for (Redis counts only what
+/// `dbDelete` freed toward what an eviction call must free, and a subscriber's messages
+/// sit in its preallocated reply buffer). ferrokv once evicted almost everything here.
+#[test]
+fn evicted_events_do_not_feed_eviction() {
+    let kept = |kind: Kind, subscriber: bool| -> i64 {
+        let s = Server::start(kind, &["--maxmemory-policy", "allkeys-lru"]).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = s.conn();
+        config_set(&mut c, "notify-keyspace-events", "Ee");
+        let events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut reader = None;
+        if subscriber {
+            let mut sub = s.conn();
+            assert!(sub.send(&["SUBSCRIBE", "__keyevent@0__:evicted"]).starts_with(b"*3\r\n"));
+            let events = events.clone();
+            reader = Some(std::thread::spawn(move || {
+                sub.set_timeout(Duration::from_secs(2));
+                while sub.read_reply().is_ok() {
+                    events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        let used = used_memory(&mut c);
+        // (8 MB: with keys in every slot, ferrokv's per-slot tables take ~1.6 MB.)
+        config_set(&mut c, "maxmemory", &(used + 8_000_000).to_string());
+        assert!(load(&mut c, "key", 150_000, 100, None).is_empty());
+        let gone = evicted(&mut c);
+        assert!(gone > 50_000, "{kind:?}: only {gone} evicted");
+        let keys = int(c.call(&["DBSIZE"]));
+        config_set(&mut c, "maxmemory", "0");
+        if let Some(r) = reader {
+            r.join().unwrap();
+            // Every eviction was announced.
+            let seen = events.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(seen >= gone, "{kind:?}: {seen} events for {gone} evictions");
+        }
+        keys
+    };
+    let redis = kept(Kind::Redis, true);
+    let alone = kept(Kind::Ferrokv, false);
+    let watched = kept(Kind::Ferrokv, true);
+    eprintln!("keys kept: redis {redis}, ferrokv {alone} without a subscriber, {watched} with one");
+    // ferrokv's keys are smaller than redis's, so it keeps at least as many.
+    assert!(alone >= redis * 9 / 10, "without a subscriber ferrokv kept {alone} keys, redis {redis}");
+    assert!(
+        watched >= alone * 8 / 10 && watched >= redis * 9 / 10,
+        "with a subscriber to evicted events ferrokv kept {watched} keys, {alone} without one, redis {redis}"
+    );
+}

@@ -16,6 +16,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
+/// Messages a lane keeps room for once drained.
+const KEEP: usize = 1024;
+
 pub struct Mailbox<T> {
     lanes: Box<[Mutex<Vec<T>>]>,
     pending: AtomicBool,
@@ -66,6 +69,10 @@ impl<T> Mailbox<T> {
         for lane in self.lanes.iter() {
             let mut lane = lane.lock().unwrap_or_else(|p| p.into_inner());
             into.append(&mut lane);
+            // A burst's room is not kept (memory counts toward maxmemory).
+            if lane.capacity() > KEEP {
+                *lane = Vec::new();
+            }
         }
     }
 

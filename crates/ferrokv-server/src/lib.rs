@@ -10,6 +10,8 @@ pub mod client_mem;
 pub mod conn;
 #[path = "net/net.rs"]
 pub mod net;
+#[path = "net/reply_layout.rs"]
+pub mod reply_layout;
 #[path = "net/shard.rs"]
 pub mod shard;
 // Execution and routing: the sans-IO shard core, cross-shard messages, blocked clients.

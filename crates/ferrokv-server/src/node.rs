@@ -32,6 +32,9 @@ pub const MAX_DATABASES: u64 = 1 << 16;
 
 pub struct ShardShared {
     pub db: Mutex<Db>,
+    /// Bytes of the keyspace's record chunks no key uses (`Db::record_slack`): left out
+    /// of `maxmemory` (see `crate::maxmemory`).
+    pub record_slack: std::sync::Arc<AtomicU64>,
     pub mailbox: Mailbox<Msg>,
     pub connected_clients: AtomicU64,
     pub commands_processed: AtomicU64,
@@ -344,42 +347,43 @@ impl Node {
         // Cluster mode serves database 0 only, as Redis.
         let databases = if cluster.is_some() { 1 } else { cfg.databases.clamp(1, MAX_DATABASES) as usize };
         let shards: Box<[ShardShared]> = (0..threads)
-            .map(|_| ShardShared {
-                db: Mutex::new({
-                    let mut db = Db::new();
-                    db.set_databases(databases);
-                    db
-                }),
-                db_counts: (0..databases).map(|_| Default::default()).collect(),
-                avg_ttl: (0..databases).map(|_| Default::default()).collect(),
-                multi_db: AtomicBool::new(false),
-                // A lane per shard, and one for threads that are not shards.
-                mailbox: Mailbox::new(threads + 1),
-                connected_clients: AtomicU64::new(0),
-                commands_processed: AtomicU64::new(0),
-                expired_keys: AtomicU64::new(0),
-                keyspace_hits: AtomicU64::new(0),
-                keyspace_misses: AtomicU64::new(0),
-                keys: AtomicU64::new(0),
-                expires: AtomicU64::new(0),
-                waiters: Mutex::new(Default::default()),
-                blocked_clients: AtomicU64::new(0),
-                timeout_clients: AtomicU64::new(0),
-                dirty: AtomicU64::new(0),
-                cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
-                errorstats: Mutex::new(BTreeMap::new()),
-                pubsub: Default::default(),
-                trim: Mutex::new(Vec::new()),
-                trimming: Default::default(),
-                slot_stats: Default::default(),
-                routing: Default::default(),
-                load: Default::default(),
-                handoffs_in: AtomicU64::new(0),
-                handoffs_out: AtomicU64::new(0),
-                clients: Default::default(),
-                tracking_keys: AtomicU64::new(0),
-                tracking_items: AtomicU64::new(0),
-                defrag: Default::default(),
+            .map(|_| {
+                let mut db = Db::new();
+                db.set_databases(databases);
+                ShardShared {
+                    record_slack: db.record_slack(),
+                    db: Mutex::new(db),
+                    db_counts: (0..databases).map(|_| Default::default()).collect(),
+                    avg_ttl: (0..databases).map(|_| Default::default()).collect(),
+                    multi_db: AtomicBool::new(false),
+                    // A lane per shard, and one for threads that are not shards.
+                    mailbox: Mailbox::new(threads + 1),
+                    connected_clients: AtomicU64::new(0),
+                    commands_processed: AtomicU64::new(0),
+                    expired_keys: AtomicU64::new(0),
+                    keyspace_hits: AtomicU64::new(0),
+                    keyspace_misses: AtomicU64::new(0),
+                    keys: AtomicU64::new(0),
+                    expires: AtomicU64::new(0),
+                    waiters: Mutex::new(Default::default()),
+                    blocked_clients: AtomicU64::new(0),
+                    timeout_clients: AtomicU64::new(0),
+                    dirty: AtomicU64::new(0),
+                    cmdstats: (0..ferrokv_commands::table::id_count()).map(|_| CmdStat::default()).collect(),
+                    errorstats: Mutex::new(BTreeMap::new()),
+                    pubsub: Default::default(),
+                    trim: Mutex::new(Vec::new()),
+                    trimming: Default::default(),
+                    slot_stats: Default::default(),
+                    routing: Default::default(),
+                    load: Default::default(),
+                    handoffs_in: AtomicU64::new(0),
+                    handoffs_out: AtomicU64::new(0),
+                    clients: Default::default(),
+                    tracking_keys: AtomicU64::new(0),
+                    tracking_items: AtomicU64::new(0),
+                    defrag: Default::default(),
+                }
             })
             .collect();
         // A table so slots can move later: in cluster mode the slots the node serves

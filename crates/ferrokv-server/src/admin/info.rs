@@ -195,7 +195,7 @@ mem_allocator:{}\r\nactive_defrag_running:{}\r\nlazyfree_pending_objects:0\r\nla
         ro.1,
         fr.0,
         fr.1,
-        crate::repl::not_counted_bytes(node),
+        crate::maxmemory::not_counted(node),
         crate::memory::ALLOCATOR,
         node.shards.iter().map(|s| s.defrag.running.load(Ordering::Relaxed)).max().unwrap_or(0),
     );

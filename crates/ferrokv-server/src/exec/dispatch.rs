@@ -173,7 +173,7 @@ impl ShardCore {
             output_limits: Default::default(),
             client_evict_limit: 0,
             shard_channels_view: 0,
-            mem: Default::default(),
+            mem: crate::maxmemory::Limit::of_shard(id),
             db_settings: None,
             notify: 0,
             tracking: Default::default(),
@@ -1321,10 +1321,15 @@ impl ShardCore {
         let wanted = self.notify & class::EVICTED != 0 && self.notify & (class::KEYSPACE | class::KEYEVENT) != 0;
         let mut notes = Vec::new();
         let state = self.mem.perform(self.node, exempt, wanted.then_some(&mut notes));
+        if notes.is_empty() {
+            return state;
+        }
+        let before = crate::memory::thread_delta();
         for (dbi, key) in notes {
             let e = KeyEvent { class: class::EVICTED, event: "evicted", key, db: Some(dbi), message: None };
             self.publish_events(vec![e], dbi);
         }
+        self.mem.events_in_flight(self.node, crate::memory::thread_delta() - before);
         state
     }
 

@@ -3,8 +3,8 @@
 //! # One limit for the node
 //! The limit is on the process's live heap bytes ([`crate::memory::allocated`], the sum
 //! of the per-thread counters) less the replication buffer beyond the backlog (what
-//! replicas have yet to read, which Redis does not count either), never on a shard's
-//! share: a node whose keys all live on
+//! replicas have yet to read, which Redis does not count either) and the keyspaces'
+//! record bytes no key uses ([`not_counted`]), never on a shard's share: a node whose keys all live on
 //! one shard starts evicting at `maxmemory`, not at `maxmemory / shards`. Summing the
 //! counters is a few dozen loads, so a shard does it once per event-loop iteration
 //! ([`Limit::resync`]) and, per command, adds what its own thread allocated or freed
@@ -138,6 +138,11 @@ pub struct Limit {
     base: u64,
     /// ...and this thread's counter then.
     mark: i64,
+    /// The shard this is the view of.
+    pub shard: ShardId,
+    /// What [`Limit::events_in_flight`] added since the last sum (the sum took out
+    /// what every shard had published before).
+    in_flight: i64,
     /// Candidates sorted by ascending score: the best victim is last.
     pool: Vec<Candidate>,
     /// The next shard a `*-random` policy takes a key from (Redis's `next_db`).
@@ -155,9 +160,18 @@ impl Default for Limit {
             replica_ignore: true,
             base: 0,
             mark: 0,
+            shard: 0,
+            in_flight: 0,
             pool: Vec::new(),
             next_shard: 0,
         }
+    }
+}
+
+impl Limit {
+    /// Shard `shard`'s view.
+    pub fn of_shard(shard: ShardId) -> Limit {
+        Limit { shard, ..Default::default() }
     }
 }
 
@@ -185,14 +199,43 @@ impl Limit {
     /// since. A thread-local load, nothing shared.
     #[inline]
     pub fn used(&self) -> u64 {
-        (self.base as i64 + (memory::thread_delta() - self.mark)).max(0) as u64
+        (self.base as i64 + (memory::thread_delta() - self.mark) - self.in_flight).max(0) as u64
     }
 
     /// Sums every thread's counter again (once per event-loop iteration), less what
-    /// the limit does not count: the replication buffer beyond the backlog.
+    /// the limit does not count: the replication buffer beyond the backlog. What this
+    /// thread's `evicted` events took in the last iteration counts again from here.
     pub fn resync(&mut self, node: &Node) {
-        self.base = memory::allocated().saturating_sub(crate::repl::not_counted_bytes(node));
+        node.shards[self.shard].clients.messages_in_flight.store(0, Ordering::Relaxed);
+        self.sum(node);
+    }
+
+    fn sum(&mut self, node: &Node) {
+        let in_flight: u64 = node.shards.iter().map(|s| s.clients.messages_in_flight.load(Ordering::Relaxed)).sum();
+        let not_counted = not_counted(node) + in_flight;
+        self.base = memory::allocated().saturating_sub(not_counted);
         self.mark = memory::thread_delta();
+        self.in_flight = 0;
+    }
+
+    /// `bytes` were allocated this iteration for pub/sub messages on their way to
+    /// subscribers (`evicted` events as eviction publishes them, any message as it is
+    /// written to a subscriber's output): not counted for the rest of the iteration.
+    /// Redis writes a message into the subscriber's reply buffer, allocated with the
+    /// client, so it costs no memory until that buffer is full; counted at once here,
+    /// each key evicted would make its event's bytes to evict again (an event takes
+    /// more than a small key), and a pipeline of writes evicted the whole keyspace.
+    /// From the next iteration's sum on, what the subscribers have not been sent yet
+    /// counts, as Redis counts the reply blocks past that buffer.
+    ///
+    /// Node-wide: each shard publishes what it has in flight, and every shard's sum
+    /// leaves out all of it (a subscriber's messages are written by its own shard,
+    /// whoever published them).
+    pub fn events_in_flight(&mut self, node: &Node, bytes: i64) {
+        if bytes > 0 {
+            self.in_flight += bytes;
+            node.shards[self.shard].clients.messages_in_flight.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
 
     /// Whether the estimate is over the limit (a branch and a load per command).
@@ -210,7 +253,7 @@ impl Limit {
             return State::Ok;
         }
         // Over by the estimate: sum every thread again before acting on it.
-        self.resync(node);
+        self.sum(node);
         let used = self.used();
         if used <= self.maxmemory {
             return State::Ok;
@@ -230,16 +273,21 @@ impl Limit {
             };
             let before = memory::thread_delta();
             let mut db = node.lock_db(shard);
+            let slack = db.record_slack_bytes() as i64;
             db.select(dbi);
             if !db.evict(&key, self.lazy) {
                 continue;
             }
+            // Its record went back to the arena (see `not_counted`).
+            freed += db.record_slack_bytes() as i64 - slack;
             node.shards[shard].publish(&db);
             drop(db);
+            // What the deletion freed, and nothing else (Redis's `delta` around
+            // `dbSyncDelete`): not what noting the key for its event takes.
+            freed += before - memory::thread_delta();
             if let Some(n) = notes.as_deref_mut() {
                 n.push((dbi, key));
             }
-            freed += before - memory::thread_delta();
             keys += 1;
             if keys % 16 == 0 && start.elapsed() > limit {
                 break;
@@ -370,5 +418,17 @@ pub fn node_over(node: &Node) -> bool {
     {
         return false;
     }
-    memory::allocated().saturating_sub(crate::repl::not_counted_bytes(node)) > max
+    memory::allocated().saturating_sub(not_counted(node)) > max
+}
+
+/// What `maxmemory` leaves out of the allocated bytes (INFO's
+/// `mem_not_counted_for_evict`): the replication buffer beyond the backlog, as Redis,
+/// and the keyspaces' record chunk bytes no key uses. A deleted key's record goes back
+/// to its arena, not to the allocator, and the next records reuse it; Redis's keys go
+/// back to jemalloc, whose free memory is not in `used_memory` either. Counted, an
+/// eviction would free nothing the limit sees, and each call went on evicting until its
+/// time ran out (thousands of keys in one pipeline).
+pub fn not_counted(node: &Node) -> u64 {
+    let slack: u64 = node.shards.iter().map(|s| s.record_slack.load(Ordering::Relaxed)).sum();
+    crate::repl::not_counted_bytes(node) + slack
 }

@@ -5,10 +5,11 @@
 //! flushed (every loop iteration in which it read, got a reply, or sent) — see
 //! [`account`] — and published in its [`ClientMeta`] for CLIENT LIST and in its
 //! shard's [`ShardClients`] for INFO and eviction. Nothing is walked per command: the
-//! output's size is kept up to date as replies are added (`Conn::pending_output`).
+//! output's figures are kept up to date as replies are added and sent (`Conn::layout`,
+//! Redis's layout of the same output, see `crate::reply_layout`).
 //!
 //! **Output limits.** After every command, forwarded reply and pub/sub message, the
-//! connection's unsent output is checked against `client-output-buffer-limit` of its
+//! connection's unsent output (Redis's `omem` of it) is checked against `client-output-buffer-limit` of its
 //! class (`pubsub` while it has subscriptions, else `normal`; replicas are written by
 //! their own thread, which applies the `replica` class, see `crate::repl`). Over the
 //! hard limit, or over the soft one for longer than its seconds, it is closed at once
@@ -66,6 +67,10 @@ pub struct ShardClients {
     pub largest: AtomicU64,
     /// Clients evicted by `maxmemory-clients` (INFO `evicted_clients`).
     pub evicted: AtomicU64,
+    /// Bytes of pub/sub messages this shard made in its current event-loop iteration,
+    /// on their way to subscribers: left out of `maxmemory` until its next iteration
+    /// (see `maxmemory::Limit::events_in_flight`).
+    pub messages_in_flight: AtomicU64,
     /// Largest input and output buffer seen per second, by unix second modulo 8,
     /// and the second each slot holds.
     peak_in: [AtomicU64; PEAK_SLOTS],
@@ -168,7 +173,9 @@ impl ShardCore {
         if limits.hard == 0 && limits.soft == 0 {
             return true;
         }
-        let used = c.pending_output() as u64;
+        // Redis's figure (`getClientOutputBufferMemoryUsage`), so a limit trips where
+        // it trips in Redis.
+        let used = c.layout.omem() as u64;
         if limits.within(used, &mut c.obuf_soft_since, self.now_ms) {
             return true;
         }
@@ -194,18 +201,20 @@ pub fn client_info(c: &Conn) -> String {
 pub fn publish(c: &Conn) -> u64 {
     let m = &c.meta;
     let total = c.memory();
-    m.omem.store(c.pending_output() as u64, Ordering::Relaxed);
-    m.mem.obl.store(c.out.len() as u64, Ordering::Relaxed);
-    m.mem.oll.store(c.output_buffers() as u64, Ordering::Relaxed);
+    m.omem.store(c.layout.omem() as u64, Ordering::Relaxed);
+    m.mem.obl.store(c.layout.obl() as u64, Ordering::Relaxed);
+    m.mem.oll.store(c.layout.oll() as u64, Ordering::Relaxed);
     m.mem.qbuf_free.store((c.inbuf.capacity() - c.inbuf.len()) as u64, Ordering::Relaxed);
     m.mem.multi.store(c.multi().map_or(0, |t| t.argv_mem), Ordering::Relaxed);
     m.mem.total.store(total, Ordering::Relaxed);
-    // Replies are built in `out` and sent from `sending`, the two swapping places: the
-    // reply buffer is the larger of them.
-    m.mem.rbs.store(c.out.capacity().max(c.sending.capacity()) as u64, Ordering::Relaxed);
-    m.mem.rbp.store(c.out_peak.max(c.out.len()).max(c.sending.len()) as u64, Ordering::Relaxed);
+    m.mem.rbs.store(c.layout.rbs() as u64, Ordering::Relaxed);
+    m.mem.rbp.store(c.layout.rbp() as u64, Ordering::Relaxed);
     total
 }
+
+/// The most room a connection's send buffer keeps once its send completed: a bigger
+/// one (a burst of output) is freed at once, as Redis frees its reply blocks once sent.
+pub const KEEP_SEND_BUFFER: usize = 64 * 1024;
 
 /// Redis's `PROTO_REPLY_MIN_BYTES` and `reply-buffer-peak-reset-time` default.
 const REPLY_MIN_BYTES: usize = 1024;
@@ -216,6 +225,7 @@ const PEAK_RESET_MS: u64 = 5000;
 /// client that once got a big reply does not keep its buffer; the peak restarts
 /// every 5 s. The buffer of the send, when none is in flight, shrinks the same way.
 pub fn resize_output(c: &mut Conn, now_ms: u64) {
+    c.layout.resize(now_ms);
     let peak = c.out_peak.max(c.out.len());
     let cap = c.out.capacity();
     if cap / 2 >= REPLY_MIN_BYTES && peak < cap / 2 {
@@ -245,7 +255,7 @@ pub fn account(node: &Node, shard: usize, c: &mut Conn, now_ms: u64) {
     }
     if total != 0 {
         let input = c.inbuf.capacity() as u64 + c.meta.mem.argv.load(Ordering::Relaxed);
-        clients.peak(now_ms / 1000, input, c.pending_output() as u64);
+        clients.peak(now_ms / 1000, input, c.layout.omem() as u64);
     }
 }
 

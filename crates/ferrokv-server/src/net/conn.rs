@@ -136,15 +136,15 @@ pub struct Conn {
     pub subs: Option<crate::pubsub::Subscriptions>,
     /// Since when its output has been over the soft `client-output-buffer-limit`.
     pub obuf_soft_since: Option<u64>,
-    /// Bytes of the replies held in `pending` (forwarded replies and what waits
-    /// behind them), kept as they change so the output's size costs no walk.
-    held_bytes: usize,
-    /// The most `out` held since the last reset (CLIENT LIST `rbp`, see client_mem).
+    /// The most `out` held since the last reset (see `client_mem::resize_output`).
     pub out_peak: usize,
     pub out_peak_reset_ms: u64,
     /// The memory this connection last counted in its shard's client totals (see
     /// `Conn::memory` and `crate::client_mem`).
     pub mem_counted: u64,
+    /// Where Redis would hold the unsent output (CLIENT LIST `obl`, `oll`, `omem`,
+    /// `rbs`, `rbp`; what the output limits compare): fed as replies are added and sent.
+    pub layout: crate::reply_layout::ReplyLayout,
     /// CLIENT TRACKING state (`None`: off).
     pub tracking: Option<Box<crate::tracking::ClientTracking>>,
     /// What its subscriptions take, taken when they change (not walked per flush).
@@ -192,10 +192,10 @@ impl Conn {
             last_ms: now_ms,
             subs: None,
             obuf_soft_since: None,
-            held_bytes: 0,
             mem_counted: 0,
             out_peak: 0,
             out_peak_reset_ms: 0,
+            layout: Default::default(),
             tracking: None,
             subs_mem: 0,
             db: 0,
@@ -283,16 +283,17 @@ impl Conn {
     /// Writes a pub/sub or tracking message: sent even while CLIENT REPLY silences the
     /// connection's replies.
     pub fn push<R>(&mut self, f: impl FnOnce(&mut ReplyBuf) -> R) -> R {
-        let (target, held) = match self.pending.back_mut() {
-            Some(p) => (&mut p.after, true),
-            None => (&mut self.out, false),
+        let target = match self.pending.back_mut() {
+            Some(p) => &mut p.after,
+            None => &mut self.out,
         };
         let before = target.len();
         let mut rb = ReplyBuf::with_buf(std::mem::take(target), self.proto);
         let r = f(&mut rb);
         *target = rb.buf;
-        if held {
-            self.held_bytes += target.len().saturating_sub(before);
+        let added = target.len().saturating_sub(before);
+        if added > 0 {
+            self.layout.add(added);
         }
         r
     }
@@ -336,14 +337,15 @@ impl Conn {
         if let Some(p) = self.pending.get_mut(idx as usize) {
             if p.reply.is_none() {
                 let bytes = if p.silent { Vec::new() } else { bytes };
-                self.held_bytes += bytes.len();
+                if !bytes.is_empty() {
+                    self.layout.add(bytes.len());
+                }
                 p.reply = Some(bytes);
             }
         }
         while self.pending.front().is_some_and(|p| p.reply.is_some()) {
             if let Some(p) = self.pending.pop_front() {
                 let reply = p.reply.as_deref().unwrap_or_default();
-                self.held_bytes = self.held_bytes.saturating_sub(reply.len() + p.after.len());
                 self.out.extend_from_slice(reply);
                 self.out.extend_from_slice(&p.after);
                 self.front_seq += 1;
@@ -356,33 +358,16 @@ impl Conn {
     pub fn drop_output(&mut self) {
         self.out = Vec::new();
         self.pending.clear();
-        self.held_bytes = 0;
-    }
-
-    /// Bytes of output not yet sent: queued, in the send in flight, and behind
-    /// pending replies. This is what `client-output-buffer-limit` limits and CLIENT
-    /// LIST's `omem` shows.
-    #[inline]
-    pub fn pending_output(&self) -> usize {
-        self.out.len() + self.sending.len().saturating_sub(self.sent) + self.held_bytes
-    }
-
-    /// Buffers holding unsent output besides `out` (the send in flight, each pending
-    /// reply): CLIENT LIST's `oll`, as Redis counts its reply list's blocks.
-    pub fn output_buffers(&self) -> usize {
-        let held = self.pending.iter().filter(|p| p.reply.is_some() || !p.after.is_empty()).count();
-        usize::from(self.sent < self.sending.len()) + held
+        self.layout.clear();
     }
 
     /// What this connection holds in memory, as Redis's `getClientMemoryUsage` sums
-    /// it: output, the query buffer, the connection itself, the arguments of a command
-    /// it keeps (a blocked one) and of a queued transaction, its subscriptions.
+    /// it: output (Redis's figures for it: its reply buffer and `omem`, see
+    /// [`Conn::layout`]), the query buffer, the connection itself, the arguments of a
+    /// command it keeps (a blocked one) and of a queued transaction, its subscriptions.
     pub fn memory(&self) -> u64 {
         let conn = std::mem::size_of::<Conn>() + std::mem::size_of::<ClientMeta>();
-        let out = self.out.capacity()
-            + self.sending.capacity()
-            + self.held_bytes
-            + self.pending.capacity() * std::mem::size_of::<Pending>();
+        let out = self.layout.rbs() + self.layout.omem() + self.pending.capacity() * std::mem::size_of::<Pending>();
         let multi = self
             .multi()
             .map_or(0, |m| m.argv_mem as usize + m.queued.capacity() * std::mem::size_of::<QueuedCommand>());

@@ -29,6 +29,9 @@ const RECV_GROUP: u16 = 0;
 // 16 KiB buffers cost 8 MiB of RSS per shard once a large pipeline had touched them all.
 const RECV_BUFFERS: u16 = 512;
 const RECV_BUF_SIZE: u32 = 4 * 1024;
+/// Messages a shard's inbox and outboxes keep room for once drained: a burst's room goes
+/// back to the allocator (it counts toward maxmemory).
+const KEEP_MESSAGES: usize = 1024;
 
 pub struct Shard {
     core: ShardCore,
@@ -377,7 +380,12 @@ impl Shard {
     fn deliver_pubsub(&mut self) {
         if !self.core.deliveries.is_empty() || self.core.tracking.has_out() {
             let mut touched = std::mem::take(&mut self.touched);
+            let before = crate::memory::thread_delta();
             crate::pubsub::deliver(&mut self.core, &mut self.conns, &mut touched);
+            // Messages written to subscribers wait for this iteration's sends: not
+            // counted toward maxmemory until the next iteration's sum, as Redis's land
+            // in each subscriber's reply buffer (see `maxmemory::Limit::events_in_flight`).
+            self.core.mem.events_in_flight(self.core.node, crate::memory::thread_delta() - before);
             self.flush_touched(touched);
         }
         self.close_overflowed();
@@ -427,14 +435,22 @@ impl Shard {
             }
             c.sending.clear();
             c.out.clear();
+            c.layout.clear();
             self.kill(idx);
             self.maybe_free(idx);
             return;
         }
         c.sent += res as usize;
+        c.layout.sent(res as usize);
         if c.sent >= c.sending.len() {
             c.sending.clear();
             c.sent = 0;
+            // A buffer that grew for a burst goes back now, as Redis frees each reply
+            // block once sent: kept, it would count toward maxmemory (and evict keys)
+            // until the once-a-second resize.
+            if c.sending.capacity() > crate::client_mem::KEEP_SEND_BUFFER {
+                c.sending = Vec::new();
+            }
         }
         self.schedule_flush(idx);
     }
@@ -503,6 +519,7 @@ impl Shard {
             if matches!(c.mode, crate::conn::Mode::Replica(_)) {
                 // Its thread owns the socket's output (see `crate::repl`).
                 c.out.clear();
+                c.layout.clear();
                 if c.closing {
                     self.kill(idx);
                     self.maybe_free(idx);
@@ -633,6 +650,10 @@ impl Shard {
                 }
             }
         }
+        // After a burst of messages, the vector's room for it is not kept.
+        if inbox.capacity() > KEEP_MESSAGES {
+            inbox = Vec::new();
+        }
         self.inbox = inbox;
         self.flush_touched(touched);
         self.deliver_pubsub();
@@ -655,6 +676,9 @@ impl Shard {
             if let Some(fd) = node.shards[dest].mailbox.send(self.core.id, &mut self.core.outbox[dest]) {
                 let sqe = MailWaker::entry(fd, token::encode(K_WAKE, 0));
                 self.push_sqe(&sqe);
+            }
+            if self.core.outbox[dest].capacity() > KEEP_MESSAGES {
+                self.core.outbox[dest] = Vec::new();
             }
         }
         // Kills of this shard's own connections (CLIENT KILL from here).

@@ -261,9 +261,12 @@ pub fn deliver(core: &mut ShardCore, conns: &mut crate::conn::ConnTable, touched
             continue;
         }
         write_delivery(core, c, &d);
-        touched.push(idx);
+        if touched.last() != Some(&idx) {
+            touched.push(idx);
+        }
     }
-    if core.deliveries.is_empty() {
+    // The room of a burst of messages goes back to the allocator.
+    if core.deliveries.is_empty() && ds.capacity() <= 1024 {
         core.deliveries = ds;
     }
 }

@@ -76,14 +76,15 @@ pub struct OutputLimits {
 }
 
 impl OutputLimits {
-    /// Whether a client holding `used` bytes of output may keep going: not over the
-    /// hard limit, and not over the soft one for longer than its seconds (`soft_since`
-    /// keeps when it went over). A zero limit is no limit.
+    /// Whether a client holding `used` bytes of output may keep going, as Redis's
+    /// `checkClientOutputBufferLimits`: not at or over the hard limit, and not at or over
+    /// the soft one for longer than its seconds (`soft_since` keeps when it got there;
+    /// the first time is never a close, even with 0 seconds). A zero limit is no limit.
     pub fn within(&self, used: u64, soft_since: &mut Option<u64>, now_ms: u64) -> bool {
-        if self.hard > 0 && used > self.hard {
+        if self.hard > 0 && used >= self.hard {
             return false;
         }
-        if self.soft == 0 || used <= self.soft {
+        if self.soft == 0 || used < self.soft {
             *soft_since = None;
             return true;
         }
@@ -91,7 +92,7 @@ impl OutputLimits {
             Some(t) => now_ms.saturating_sub(t) <= self.soft_secs * 1000,
             None => {
                 *soft_since = Some(now_ms);
-                self.soft_secs != 0
+                true
             }
         }
     }
