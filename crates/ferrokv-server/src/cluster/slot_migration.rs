@@ -113,6 +113,9 @@ pub struct SlotMigration {
     pub hidden: Arc<ferrokv_store::SlotSet>,
     /// DEBUG SLOT-MIGRATION-HOLD: tasks wait before their write pause, streaming.
     pub hold: AtomicBool,
+    /// Import tasks here inside their write pause (PAUSE sent, END not yet answered):
+    /// the other tasks' snapshot and delta steps wait meanwhile (see `yield_to_pauses`).
+    switching: std::sync::atomic::AtomicUsize,
 }
 
 /// Redis 8.4's trim counters (CLUSTER INFO `cluster_slot_migration_*trim*`): a trim
@@ -139,6 +142,7 @@ impl Default for SlotMigration {
             trim: TrimStats::default(),
             hidden: Default::default(),
             hold: AtomicBool::new(false),
+            switching: Default::default(),
         }
     }
 }
@@ -1157,6 +1161,7 @@ fn attempt(node: &Node, t: &Task, src_addr: &str, self_addr: &str, claimed: &mut
     src.call(&start)?;
     // Slots in groups: a round trip per group, not per slot.
     for group in slots.chunks(SLOTS_PER_BEGIN) {
+        yield_to_pauses(&node.slot_migration);
         if t.cancel.load(Ordering::Acquire) {
             return Err("canceled".into());
         }
@@ -1172,6 +1177,7 @@ fn attempt(node: &Node, t: &Task, src_addr: &str, self_addr: &str, claimed: &mut
     }
     set_state(t, "streaming");
     for _ in 0..8 {
+        yield_to_pauses(&node.slot_migration);
         if t.cancel.load(Ordering::Acquire) {
             return Err("canceled".into());
         }
@@ -1186,7 +1192,9 @@ fn attempt(node: &Node, t: &Task, src_addr: &str, self_addr: &str, claimed: &mut
     if t.cancel.load(Ordering::Acquire) {
         return Err("canceled".into());
     }
+    yield_to_pauses(&node.slot_migration);
     set_state(t, "paused");
+    let _switching = Switching::enter(&node.slot_migration);
     let t0 = Instant::now();
     // PAUSE and the last DELTA in one round trip (the source answers in order).
     src.send(&[&[b"CLUSTER", b"MIGRATION-SYNC", id, b"PAUSE"], &[b"CLUSTER", b"MIGRATION-SYNC", id, b"DELTA"]])?;
@@ -1258,6 +1266,33 @@ fn attempt(node: &Node, t: &Task, src_addr: &str, self_addr: &str, claimed: &mut
         ms(pause - t_handoff)
     );
     Ok(())
+}
+
+/// While another import task here is inside its write pause, a task's snapshot and
+/// delta steps wait (up to 200 ms at a time, so a pause stuck on a dead source only
+/// slows them): the pause is the latency clients see, and with several tasks running
+/// into one node on few cores, their copying would otherwise stretch it.
+fn yield_to_pauses(sm: &SlotMigration) {
+    let until = Instant::now() + Duration::from_millis(200);
+    while sm.switching.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A task inside its write pause, counted in `SlotMigration::switching` while alive.
+struct Switching<'a>(&'a SlotMigration);
+
+impl<'a> Switching<'a> {
+    fn enter(sm: &'a SlotMigration) -> Self {
+        sm.switching.fetch_add(1, Ordering::AcqRel);
+        Switching(sm)
+    }
+}
+
+impl Drop for Switching<'_> {
+    fn drop(&mut self) {
+        self.0.switching.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A reader over a reply in the read buffer: headers parsed, bodies borrowed where
