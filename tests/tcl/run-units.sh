@@ -29,9 +29,6 @@ SKIP=(
   "SORT BY <constant> with GET gets ordered for scripting"
   # ACL is not implemented
   "Script ACL check"
-  # redis.call with 7999 arguments: mlua keeps a Rust function's arguments on its C
-  # frame's Lua stack (8000 slots in Lua 5.1), leaving no room to call back into Lua
-  "Script check unpack with massive arguments"
   # a client whose connection lives on the thread running a busy script waits for it
   # instead of getting BUSY (docs/architecture.md, "BUSY and SCRIPT KILL"): the
   # harness's connection may be one, and then the test never ends

@@ -376,3 +376,149 @@ fn client_reply_silences_replies_not_messages() {
         assert_eq!(got[1], got[0], "RESP{}", if resp3 { 3 } else { 2 });
     }
 }
+
+/// Reads `n` frames from `c` (each must come).
+fn frames(c: &mut Conn, n: usize, what: &str) -> Vec<String> {
+    (0..n).map(|_| show(&c.read_reply().unwrap_or_else(|e| panic!("{what}: {e}")))).collect()
+}
+
+/// The text of every file in `dir`'s appendonlydir.
+fn aof_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for e in std::fs::read_dir(dir.join("appendonlydir")).expect("an appendonlydir") {
+        text += &String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap());
+    }
+    text
+}
+
+/// Outside cluster mode a master's PUBLISH and SPUBLISH, also a script's, reach its
+/// replica's subscribers through the replication stream (Redis 7.0 forces them into
+/// it), in order and behind the writes before them; the master's AOF does not get
+/// them. Every pairing of redis-server and ferrokv as master and replica, ferrokv with
+/// two shards; the frames the replica's subscribers get are compared across pairings.
+#[test]
+fn publish_reaches_a_replicas_subscribers() {
+    use ferrokv_tests::Kind;
+    let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+    for (mk, rk) in [
+        (Kind::Redis, Kind::Redis),
+        (Kind::Ferrokv, Kind::Ferrokv),
+        (Kind::Redis, Kind::Ferrokv),
+        (Kind::Ferrokv, Kind::Redis),
+    ] {
+        let threads = |k| if k == Kind::Ferrokv { vec!["--server-threads", "2"] } else { vec![] };
+        let mut margs = threads(mk);
+        margs.extend(["--appendonly", "yes"]);
+        let master = Server::start(mk, &margs).unwrap_or_else(|e| panic!("{e}"));
+        let mut rargs = threads(rk);
+        let link = format!("127.0.0.1 {}", master.port());
+        let port = master.port().to_string();
+        if rk == Kind::Redis {
+            rargs.extend(["--replicaof", &link]);
+        } else {
+            rargs.extend(["--replicaof", "127.0.0.1", &port]);
+        }
+        let replica = Server::start(rk, &rargs).unwrap_or_else(|e| panic!("{e}"));
+        let mut probe = replica.conn();
+        ferrokv_tests::cluster::wait_until("the replica's link is up", Duration::from_secs(20), || {
+            String::from_utf8_lossy(&probe.send(&["INFO", "replication"])).contains("master_link_status:up")
+        });
+        // Subscribers on every shard of the replica (several connections land on both).
+        let mut subs: Vec<Conn> = (0..4).map(|_| replica.conn()).collect();
+        for s in &mut subs {
+            s.send(&["SUBSCRIBE", "news"]);
+            s.send(&["PSUBSCRIBE", "n*"]);
+            s.send(&["SSUBSCRIBE", "{sc}x"]);
+        }
+        let mut m = master.conn();
+        // Frames each subscriber is due: a message and a pmessage per PUBLISH, an
+        // smessage per SPUBLISH.
+        let mut due = 0;
+        for i in 0..50 {
+            m.send(&["SET", &format!("k{i}"), &i.to_string()]);
+            assert_eq!(m.send(&["PUBLISH", "news", &i.to_string()]), b":0\r\n", "{mk:?}");
+            due += 2;
+        }
+        assert_eq!(m.send(&["SPUBLISH", "{sc}x", "sharded"]), b":0\r\n");
+        due += 1;
+        let script = "redis.call('set', KEYS[1], 'v') redis.call('publish', 'news', 'from a script') return 1";
+        assert_eq!(m.send(&["EVAL", script, "1", "sk"]), b":1\r\n");
+        due += 2;
+        let label = format!("{mk:?} master, {rk:?} replica");
+        let mut got = Vec::new();
+        for (n, s) in subs.iter_mut().enumerate() {
+            let f = frames(s, due, &label);
+            // Each message came after the write before it: the key is on the replica.
+            if n == 0 {
+                assert_eq!(probe.send(&["GET", "k49"]), b"$2\r\n49\r\n", "{label}");
+            }
+            got.push(f);
+        }
+        assert!(got.iter().all(|f| f == &got[0]), "{label}: the subscribers disagree: {got:?}");
+        // The script's key is the master's last write: once it is in the AOF, so
+        // would be any PUBLISH before it.
+        ferrokv_tests::cluster::wait_until("the AOF has the last write", Duration::from_secs(10), || {
+            aof_text(master.dir()).contains("$2\r\nsk\r\n")
+        });
+        assert!(!aof_text(master.dir()).to_ascii_uppercase().contains("PUBLISH"), "{label}: the AOF has PUBLISH");
+        seen.push((label, got.swap_remove(0)));
+    }
+    for (label, f) in &seen[1..] {
+        assert_eq!(f, &seen[0].1, "{label} against {}", seen[0].0);
+    }
+}
+
+/// In cluster mode PUBLISH reaches a replica's subscribers over the bus from any node,
+/// and SPUBLISH reaches the replicas of the channel's shard, as Redis 7.0's
+/// `clusterPropagatePublish(Shard)` send them; both servers, the same frames.
+#[test]
+fn cluster_publish_reaches_replicas() {
+    use ferrokv_tests::cluster::{create_masters, myid, redis_cli, wait_until};
+    use ferrokv_tests::Kind;
+    let mut seen = Vec::new();
+    for kind in [Kind::Redis, Kind::Ferrokv] {
+        let nodes: Vec<Server> = (0..4).map(|_| Server::cluster_node(kind, &[])).collect();
+        create_masters(&nodes[..3]);
+        let owner = (0..3)
+            .find(|&i| !nodes[i].conn().send(&["SPUBLISH", "{sc}x", "probe"]).starts_with(b"-MOVED"))
+            .expect("some node serves the slot");
+        let master_id = myid(&nodes[owner]);
+        let (ok, out) = redis_cli(&[
+            "--cluster",
+            "add-node",
+            &nodes[3].addr(),
+            &nodes[0].addr(),
+            "--cluster-slave",
+            "--cluster-master-id",
+            &master_id,
+        ]);
+        assert!(ok, "add-node: {out}");
+        let replica_id = myid(&nodes[3]);
+        wait_until("the replica is linked and known everywhere", Duration::from_secs(30), || {
+            let info = String::from_utf8_lossy(&nodes[3].conn().send(&["INFO", "replication"])).into_owned();
+            info.contains("master_link_status:up")
+                && nodes[..3].iter().all(|n| {
+                    let text = String::from_utf8_lossy(&n.conn().send(&["CLUSTER", "NODES"])).into_owned();
+                    text.lines().any(|l| l.starts_with(&replica_id) && l.contains("slave") && l.ends_with("connected"))
+                })
+        });
+        let mut sub = nodes[3].conn();
+        sub.send(&["SUBSCRIBE", "news"]);
+        assert_eq!(
+            show(&sub.send(&["SSUBSCRIBE", "{sc}x"])),
+            show(b"*3\r\n$10\r\nssubscribe\r\n$5\r\n{sc}x\r\n:1\r\n")
+        );
+        let other = (owner + 1) % 3;
+        let mut p = nodes[other].conn();
+        for i in 0..20 {
+            assert_eq!(p.send(&["PUBLISH", "news", &i.to_string()]), b":0\r\n");
+        }
+        // Another node's link: read PUBLISH's messages before SPUBLISH's comes.
+        let mut f = frames(&mut sub, 20, &format!("{kind:?}"));
+        assert_eq!(nodes[owner].conn().send(&["SPUBLISH", "{sc}x", "hi"]), b":0\r\n");
+        f.extend(frames(&mut sub, 1, &format!("{kind:?}")));
+        assert_eq!(f[20], show(b"*3\r\n$8\r\nsmessage\r\n$5\r\n{sc}x\r\n$2\r\nhi\r\n"));
+        seen.push(f);
+    }
+    assert_eq!(seen[0], seen[1], "redis-server's frames, then ferrokv's");
+}

@@ -774,3 +774,46 @@ fn too_few_replicas_refuse_writing_scripts() {
     ];
     same_replies(&cmds);
 }
+
+/// An error a script's `redis.call`/`redis.pcall` got is counted once in INFO
+/// errorstats, when the command replied it, not again when the script replies it
+/// (Redis's `ignore_error_stats_update`); `redis.call` takes 7999 arguments (Lua 5.1's
+/// stack, as Redis) and passes numbers as `%.17g`. Replies and statistics diffed.
+#[test]
+fn script_errors_count_once_and_calls_take_thousands_of_arguments() {
+    let redis = Server::redis(&[]);
+    let ferrokv = Server::ferrokv(&["--server-threads", "2"]);
+    let massive = "local a = {} for i = 1, 7999 do a[i] = i end return redis.call('lpush', KEYS[1], unpack(a))";
+    let steps: Vec<Vec<Vec<u8>>> = vec![
+        cmd(&["CONFIG", "SET", "maxmemory", "1"]),
+        eval("return redis.call('set', 'x', 'y')", &["x"], &[]),
+        eval("return redis.pcall('set', 'x', 'y')", &["x"], &[]),
+        eval("local t = redis.pcall('set', 'x', 'y') return t['err']", &["x"], &[]),
+        cmd(&["CONFIG", "SET", "maxmemory", "0"]),
+        eval("return redis.call('select', 99)", &[], &[]),
+        eval("return redis.pcall('select', 99)", &[], &[]),
+        cmd(&["SET", "s", "1"]),
+        eval("return redis.call('lpush', KEYS[1], 'a')", &["s"], &[]),
+        eval("return redis.call('nosuchcommand')", &[], &[]),
+        cmd(&["EVAL_RO", "return redis.call('set', 'x', 'y')", "1", "x"]),
+        eval("return {err = 'MY_CODE raised by the script'}", &[], &[]),
+        eval(massive, &["l"], &[]),
+        eval("redis.call('set', KEYS[1], 1e17) return redis.call('get', KEYS[1])", &["n"], &[]),
+        eval("return redis.call('set', KEYS[1], 0.1)", &["n"], &[]),
+        cmd(&["GET", "n"]),
+    ];
+    let mut seen = Vec::new();
+    for server in [&redis, &ferrokv] {
+        let mut c = server.conn();
+        c.send(&["CONFIG", "RESETSTAT"]);
+        let mut got: Vec<String> = steps.iter().map(|s| show(&c.send(s))).collect();
+        let info = String::from_utf8_lossy(&c.send(&["INFO", "ALL"])).into_owned();
+        got.extend(
+            info.lines()
+                .filter(|l| l.starts_with("errorstat_") || l.starts_with("total_error_replies"))
+                .map(String::from),
+        );
+        seen.push(got);
+    }
+    assert_eq!(seen[1], seen[0], "ferrokv (left) against redis-server");
+}

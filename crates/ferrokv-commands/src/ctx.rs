@@ -162,6 +162,9 @@ pub struct Ctx<'a> {
     pub modified: Option<Vec<Vec<u8>>>,
     /// Commands a script ran through `redis.call`, for the node's statistics.
     pub nested: Vec<crate::scripting::call::NestedCall>,
+    /// The script's error reply is the error of a command it ran, counted in the
+    /// error statistics already (Redis's `ignore_error_stats_update`).
+    pub error_counted: bool,
     /// `notify-keyspace-events` classes in force, and the events of the commands a
     /// script ran (published with the script's own, see `crate::notify`).
     pub notify: u16,
@@ -188,6 +191,7 @@ impl<'a> Ctx<'a> {
             propagation: Propagation::default(),
             modified: None,
             nested: Vec::new(),
+            error_counted: false,
             notify: 0,
             events: Vec::new(),
             caller: crate::exec::Caller::NONE,

@@ -77,6 +77,9 @@ pub struct Outcome {
     pub error: Option<ErrorCode>,
     /// The commands a script ran (EVAL, FCALL), counted in the statistics too.
     pub nested: Vec<crate::scripting::call::NestedCall>,
+    /// Its error reply was counted in the error statistics already (a script's error
+    /// that a command it ran replied).
+    pub error_counted: bool,
     /// Its keyspace notifications, in order, when `Env::notify` asked.
     pub events: Vec<crate::notify::KeyEvent>,
 }
@@ -140,6 +143,7 @@ pub fn execute(
     let modified = ctx.modified.take().unwrap_or_default();
     let propagation = std::mem::take(&mut ctx.propagation);
     let nested = std::mem::take(&mut ctx.nested);
+    let error_counted = ctx.error_counted;
     let mut events = std::mem::take(&mut ctx.events);
     let script_read = ctx.script_read;
     let other_db = ctx.moved_to.take();
@@ -181,7 +185,7 @@ pub fn execute(
         events.extend(crate::notify::events(spec.name, args, &seen, notify));
     }
     let modified = if env.track_keys { modified } else { Vec::new() };
-    Outcome { blocked, dirty, modified, error, nested, events }
+    Outcome { blocked, dirty, modified, error, error_counted, nested, events }
 }
 
 /// Client tracking: after a read-only command, its keys are remembered for the client

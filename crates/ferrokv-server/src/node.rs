@@ -516,9 +516,37 @@ impl Node {
         self.shards.len()
     }
 
-    /// The mailbox lane of senders that are not shards (the migration thread).
+    /// The mailbox lane of senders that are not shards (the migration thread, a
+    /// replica's link).
     pub fn outside_lane(&self) -> usize {
         self.shards.len()
+    }
+
+    /// A ring for a thread that is no shard, only to wake sleeping shards (MSG_RING);
+    /// None (logged) when the kernel gives none: the messages then wait for the
+    /// shard's next tick.
+    pub fn waker_ring(who: &str) -> Option<ferrokv_runtime::Ring> {
+        ferrokv_runtime::Ring::new(ferrokv_runtime::RingConfig {
+            entries: 16,
+            cq_entries: 64,
+            batch: 1,
+            min_wait: std::time::Duration::ZERO,
+        })
+        .map_err(|e| tracing::warn!("{who}: no ring to wake the shards ({e}); messages wait for their tick"))
+        .ok()
+    }
+
+    /// Hands `batch` to shard `dest` on the outside lane, from a thread that is no
+    /// shard; wakes the shard through `waker` when it sleeps.
+    pub fn send_from_outside(&self, dest: ShardId, mut batch: Vec<Msg>, waker: &mut Option<ferrokv_runtime::Ring>) {
+        let Some(fd) = self.shards[dest].mailbox.send(self.outside_lane(), &mut batch) else { return };
+        let Some(ring) = waker.as_mut() else { return };
+        let sqe = ferrokv_runtime::MailWaker::entry(fd, ferrokv_runtime::token::encode(crate::shard::K_WAKE, 0));
+        // SAFETY: a MSG_RING entry points to no memory; the fd is a live shard ring.
+        if unsafe { ring.push(&sqe) }.is_ok() {
+            let _ = ring.enter(false, std::time::Duration::ZERO);
+            for _ in ring.completions() {}
+        }
     }
 
     pub fn lock_waiters(&self, shard: ShardId) -> MutexGuard<'_, crate::blocking::Waiters> {

@@ -54,6 +54,10 @@ pub struct Unit {
     pub atomic: bool,
     /// The database the unit ran in (a consumer writes `SELECT` when it changes).
     pub db: usize,
+    /// For replicas only, not the AOF: a PUBLISH outside cluster mode, which Redis
+    /// forces into the replication stream (`PROPAGATE_REPL`) so that a replica's
+    /// subscribers get it. Never coalesced with other units.
+    pub repl_only: bool,
 }
 
 impl Unit {
@@ -125,7 +129,13 @@ impl Unit {
 
     /// A unit of gathered records (their buffer becomes the unit's).
     pub fn of(records: Records, multi: Option<MultiTag>) -> Unit {
-        Unit { resp: records.resp, count: records.count, multi, atomic: true, db: 0 }
+        Unit { resp: records.resp, count: records.count, multi, atomic: true, db: 0, repl_only: false }
+    }
+
+    /// The unit, for replicas only (see [`Unit::repl_only`]).
+    pub fn for_replicas_only(mut self) -> Unit {
+        self.repl_only = true;
+        self
     }
 
     /// The unit, as run in database `db`.
@@ -180,9 +190,10 @@ impl EffectLog {
     /// units at the end of the log: its bytes are copied and its buffer is handed back
     /// (emptied) for the caller to reuse.
     pub fn push_unit(&mut self, u: Unit) -> Option<Vec<u8>> {
-        if u.count == 1 && u.multi.is_none() {
+        if u.count == 1 && u.multi.is_none() && !u.repl_only {
             if let Some(Part::Unit(last)) = self.parts.back_mut() {
                 if last.multi.is_none()
+                    && !last.repl_only
                     && last.db == u.db
                     && (!last.atomic || last.count == 1)
                     && last.resp.len() < 1 << 20
@@ -204,7 +215,12 @@ impl EffectLog {
     /// at the end of the log when there is one (no allocation for the common write).
     pub fn push_single<'a>(&mut self, db: usize, args: impl ExactSizeIterator<Item = &'a [u8]>) {
         if let Some(Part::Unit(last)) = self.parts.back_mut() {
-            if last.multi.is_none() && last.db == db && (!last.atomic || last.count == 1) && last.resp.len() < 1 << 20 {
+            if last.multi.is_none()
+                && !last.repl_only
+                && last.db == db
+                && (!last.atomic || last.count == 1)
+                && last.resp.len() < 1 << 20
+            {
                 ferrokv_rdb::aof::write_command_args(&mut last.resp, args);
                 last.count += 1;
                 last.atomic = false;

@@ -12,7 +12,7 @@ pub const REDIS_VERSION_NUM: i64 = 0x0007_000f;
 
 /// The error a `redis` API function raises: Redis's `luaPushError` + `luaError`.
 fn raise(msg: &str) -> mlua::Error {
-    mlua::Error::external(super::call::Raised(super::call::error_line(msg)))
+    mlua::Error::external(super::call::Raised::new(super::call::error_line(msg)))
 }
 
 pub fn register(lua: &Lua, globals: &Table, hidden: &Table, state: &Rc<RunState>) -> mlua::Result<()> {

@@ -11,7 +11,7 @@ use crate::exec::{execute, Env};
 use crate::table::{lookup_id, lookup_sub, sub_id, CommandId, Flags, Handler, ServerCmd};
 use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
 use ferrokv_store::effects::Records;
-use mlua::{Lua, MultiValue, Value};
+use mlua::{Lua, Value};
 use std::sync::Arc;
 
 /// One script run: what the checks of its commands depend on.
@@ -36,11 +36,22 @@ pub struct Run {
 /// function can only raise an error value, so the error handler and `pcall` turn this
 /// one back into the table / its line.
 #[derive(Debug)]
-pub struct Raised(pub String);
+pub struct Raised {
+    pub line: String,
+    /// A command's error, counted in the error statistics when it was replied
+    /// (the table's `ignore_error_stats_update`).
+    pub counted: bool,
+}
+
+impl Raised {
+    pub fn new(line: String) -> Raised {
+        Raised { line, counted: false }
+    }
+}
 
 impl std::fmt::Display for Raised {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.line)
     }
 }
 
@@ -49,46 +60,84 @@ impl std::error::Error for Raised {}
 /// `redis.call` (`raise`) and `redis.pcall`: C functions in Redis, Rust functions here
 /// (a Lua wrapper would be a Lua frame, and a tail call through it would hide the
 /// script's line from error reports). They run the dispatcher the current run bound.
+///
+/// Each is a C closure ([`take_arguments`]) in front of the Rust function: it copies the
+/// arguments off the Lua stack and clears them before calling the Rust side, which
+/// finds them beside the call. mlua would hold every argument of a Rust function as a
+/// value of its own, and with thousands of them (`redis.call('lpush', k, unpack(t))`,
+/// up to Lua 5.1's 8000 stack slots) there would be no room left to call back into Lua.
 pub fn api_function(lua: &Lua, hidden: &mlua::Table, raise: bool) -> mlua::Result<mlua::Function> {
     let hidden = hidden.clone();
-    lua.create_function(move |lua, args: MultiValue| {
+    let inner = lua.create_function(move |lua, ()| {
+        let argv = PENDING.with(|p| p.borrow_mut().take()).unwrap_or(Argv(None));
         let cmd = match hidden.raw_get::<Value>("cmd")? {
             Value::Function(f) => f,
             _ => {
                 let line = "ERR redis.call/pcall can only be called inside a script invocation".to_string();
-                return Err(mlua::Error::external(Raised(line)));
+                return Err(mlua::Error::external(Raised::new(line)));
             }
         };
-        // The arguments reach the dispatcher beside the call, not as its arguments:
-        // pushed again, thousands of them (`redis.call('lpush', k, unpack(t))`) would not
-        // fit in the C frame's Lua stack.
-        lua.set_app_data(Argv(argv_of(&args)));
-        drop(args);
+        lua.set_app_data(argv);
         let (v, failed): (Value, bool) = cmd.call(())?;
         if failed && raise {
-            let line = match &v {
-                Value::Table(t) => t.raw_get::<String>("err").unwrap_or_default(),
-                _ => String::new(),
+            let (line, counted) = match &v {
+                Value::Table(t) => (t.raw_get::<String>("err").unwrap_or_default(), counted_error(t)),
+                _ => (String::new(), false),
             };
-            return Err(mlua::Error::external(Raised(line)));
+            return Err(mlua::Error::external(Raised { line, counted }));
         }
         Ok(v)
-    })
+    })?;
+    // SAFETY: `exec_raw` runs the closure with `inner` alone on a protected stack; it
+    // becomes the C closure's only upvalue (lua_pushcclosure pops it, pushes the
+    // closure, which is the one result).
+    unsafe { lua.exec_raw(inner, |state| mlua::ffi::lua_pushcclosure(state, take_arguments, 1)) }
 }
 
 /// The arguments of the `redis.call` being dispatched (None: one was neither a string
 /// nor a number).
 pub struct Argv(pub Option<Vec<Vec<u8>>>);
 
-fn argv_of(args: &MultiValue) -> Option<Vec<Vec<u8>>> {
-    args.iter()
-        .map(|a| match a {
-            Value::String(s) => Some(s.as_bytes().to_vec()),
-            Value::Integer(i) => Some(i.to_string().into_bytes()),
-            Value::Number(n) => Some(ferrokv_resp::reply::format_g(*n, 17).into_bytes()),
+thread_local! {
+    /// The arguments [`take_arguments`] copied, for the Rust function it calls next.
+    static PENDING: std::cell::RefCell<Option<Argv>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The C side of `redis.call`/`redis.pcall`: copies the arguments (strings as they are,
+/// numbers as Redis's `%.17g`), empties the stack, calls upvalue 1 (the Rust function)
+/// and returns what it returned.
+///
+/// SAFETY (for Lua calling it): it reads only the stack slots 1..=top it was given,
+/// with their types checked before `lua_tolstring` (which would convert a number in
+/// place); nothing with a destructor is alive across `lua_call`, which may unwind (a
+/// Lua error longjmps through this frame to the script's pcall).
+unsafe extern "C-unwind" fn take_arguments(state: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    let n = ffi::lua_gettop(state);
+    let mut argv = Some(Vec::with_capacity(n.max(0) as usize));
+    for i in 1..=n {
+        let arg = match ffi::lua_type(state, i) {
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(state, i, &mut len);
+                Some(std::slice::from_raw_parts(p as *const u8, len).to_vec())
+            }
+            ffi::LUA_TNUMBER => Some(ferrokv_resp::reply::format_g(ffi::lua_tonumber(state, i), 17).into_bytes()),
             _ => None,
-        })
-        .collect()
+        };
+        match (arg, argv.as_mut()) {
+            (Some(a), Some(v)) => v.push(a),
+            _ => {
+                argv = None;
+                break;
+            }
+        }
+    }
+    PENDING.with(|p| *p.borrow_mut() = Some(Argv(argv)));
+    ffi::lua_settop(state, 0);
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
+    ffi::lua_call(state, 0, ffi::LUA_MULTRET);
+    ffi::lua_gettop(state)
 }
 
 /// A command a script ran, for the statistics of the node (INFO commandstats).
@@ -130,7 +179,7 @@ pub fn dispatch(
     };
     let refuse = |ctx: &mut Ctx, msg: &str| -> mlua::Result<(Value, bool)> {
         ctx.nested.push(NestedCall { id, micros: 0, error: Some(error_line(msg)), rejected: true });
-        Ok((error_table(lua, msg)?, true))
+        Ok((counted_error_table(lua, msg)?, true))
     };
     if !spec.arity_ok(args.len()) {
         return refuse(ctx, "Wrong number of args calling Redis command from script");
@@ -340,6 +389,22 @@ pub fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
     let t = lua.create_table()?;
     t.raw_set("err", error_line(msg))?;
     Ok(Value::Table(t))
+}
+
+/// The error table of a command's error, which the statistics counted already: it
+/// carries `ignore_error_stats_update = true`, as Redis's, so that a script replying
+/// it is not counted again.
+pub fn counted_error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let t = error_table(lua, msg)?;
+    if let Value::Table(t) = &t {
+        t.raw_set("ignore_error_stats_update", true)?;
+    }
+    Ok(t)
+}
+
+/// Whether an error table is a counted command error (see [`counted_error_table`]).
+pub fn counted_error(t: &mlua::Table) -> bool {
+    matches!(t.raw_get::<Value>("ignore_error_stats_update"), Ok(Value::Boolean(true)))
 }
 
 /// The `err` field Redis builds from an error text (see [`error_table`]).

@@ -29,7 +29,7 @@ fn to_lua(lua: &Lua, v: &Reply) -> mlua::Result<Value> {
         Reply::Bulk(b) => Value::String(lua.create_string(b)?),
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
         Reply::Simple(s) => single(lua, "ok", Value::String(lua.create_string(s)?))?,
-        Reply::Error(e) => super::call::error_table(lua, &format!("-{e}"))?,
+        Reply::Error(e) => super::call::counted_error_table(lua, &format!("-{e}"))?,
         Reply::Array(items) | Reply::Push(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, x) in items.iter().enumerate() {

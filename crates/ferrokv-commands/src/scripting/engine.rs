@@ -67,21 +67,32 @@ pub struct Engine {
     runs: u32,
     /// Libraries loaded into this state: version and functions by name.
     libraries: HashMap<String, (u64, HashMap<String, Function>)>,
-    /// This state's bytes as last added to [`LUA_MEMORY`].
-    reported: usize,
+    /// This state's bytes as last reported (see [`lua_memory`]).
+    reported: Arc<Reported>,
 }
 
-/// The bytes of every thread's Lua state (each adds its change now and then).
-static LUA_MEMORY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// A Lua state's size, as its thread last reported it.
+struct Reported {
+    generation: u64,
+    bytes: std::sync::atomic::AtomicUsize,
+}
 
+/// Every thread's Lua state (an entry dies with its state).
+static STATES: std::sync::Mutex<Vec<std::sync::Weak<Reported>>> = std::sync::Mutex::new(Vec::new());
+
+/// INFO's `used_memory_lua`: the bytes of the threads' Lua states of the current
+/// script generation. A state SCRIPT FLUSH made stale waits for its thread's next
+/// script to be dropped; it no longer counts (Redis frees its one state at once).
 pub fn lua_memory() -> usize {
-    LUA_MEMORY.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        LUA_MEMORY.fetch_sub(self.reported, std::sync::atomic::Ordering::Relaxed);
-    }
+    let generation = cache().generation();
+    let mut states = STATES.lock().unwrap_or_else(|p| p.into_inner());
+    states.retain(|w| w.strong_count() > 0);
+    states
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .filter(|r| r.generation == generation)
+        .map(|r| r.bytes.load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
 }
 
 thread_local! {
@@ -265,7 +276,7 @@ impl Engine {
         let st = state.clone();
         lua.set_hook(HookTriggers::new().every_nth_instruction(100_000), move |_, _| {
             if st.loading_since.get().is_some_and(|t| t.elapsed().as_millis() > 500) {
-                return Err(mlua::Error::external(super::call::Raised("ERR FUNCTION LOAD timeout".into())));
+                return Err(mlua::Error::external(super::call::Raised::new("ERR FUNCTION LOAD timeout".into())));
             }
             match st.slot.borrow().as_ref() {
                 Some(s) => {
@@ -291,12 +302,16 @@ impl Engine {
             state,
             runs: 0,
             libraries: HashMap::new(),
-            reported: 0,
+            reported: Arc::new(Reported { generation, bytes: Default::default() }),
         }
         .with_memory_reported())
     }
 
+    /// Collects the garbage of setting up (a third of the fresh state) and starts
+    /// reporting the state's size.
     fn with_memory_reported(mut self) -> Self {
+        let _ = self.lua.gc_collect();
+        STATES.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&self.reported));
         self.report_memory();
         self
     }
@@ -387,6 +402,10 @@ impl Engine {
     fn finish(&mut self, ctx: &mut Ctx, run: &super::call::Run, result: mlua::Result<(bool, Value)>) {
         let _ = self.view.raw_set("KEYS", Value::Nil);
         let _ = self.view.raw_set("ARGV", Value::Nil);
+        // An error a command replied was counted then: the script's reply of it is not.
+        if let Ok((_, Value::Table(t))) = &result {
+            ctx.error_counted = super::call::counted_error(t);
+        }
         match result {
             Ok((true, v)) => convert::lua_to_reply(&v, self.state.resp.get(), ctx.out),
             Ok((false, v)) => ctx.out.error(&convert::error_reply_text(&v, &run.name)),
@@ -394,7 +413,14 @@ impl Engine {
         }
         self.runs += 1;
         if self.runs % 50 == 0 {
-            let _ = self.lua.gc_step();
+            // Redis's LUA_GC_CYCLE_PERIOD: a step of size 50 every 50 runs (mlua's
+            // gc_step is a step of size 0, which let garbage pile up between cycles).
+            // SAFETY: lua_gc needs no stack slot and raises no error in Lua 5.1.
+            let _ = unsafe {
+                self.lua.exec_raw::<()>((), |state| {
+                    mlua::ffi::lua_gc(state, mlua::ffi::LUA_GCSTEP, 50);
+                })
+            };
             self.report_memory();
         }
     }
@@ -453,8 +479,7 @@ impl Engine {
     /// Publishes this state's size to the node-wide sum (INFO's `used_memory_lua`).
     fn report_memory(&mut self) {
         let now = self.lua.used_memory();
-        LUA_MEMORY.fetch_add(now.wrapping_sub(self.reported), std::sync::atomic::Ordering::Relaxed);
-        self.reported = now;
+        self.reported.bytes.store(now, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -483,9 +508,12 @@ fn error_handler(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
             Value::Table(t) => t,
             other => {
                 if let Value::Error(e) = &other {
-                    if let Some(line) = raised_line(e) {
+                    if let Some(r) = external::<super::call::Raised>(e) {
                         let t = lua.create_table()?;
-                        t.raw_set("err", line)?;
+                        t.raw_set("err", r.line.as_str())?;
+                        if r.counted {
+                            t.raw_set("ignore_error_stats_update", true)?;
+                        }
                         return finish_error_table(lua, t);
                     }
                 }
@@ -539,7 +567,7 @@ fn user_frame(lua: &Lua) -> Option<(String, String, i64)> {
 
 /// The error line of an error `redis.call` raised (see [`super::call::Raised`]).
 fn raised_line(e: &mlua::Error) -> Option<String> {
-    external::<super::call::Raised>(e).map(|r| r.0.clone())
+    external::<super::call::Raised>(e).map(|r| r.line.clone())
 }
 
 /// The message of an error a library function raised with its position (see
@@ -609,7 +637,7 @@ mod tests {
 fn register_function(lua: &Lua, state: &Rc<RunState>) -> mlua::Result<Function> {
     use super::functions::FunctionInfo;
     let state = state.clone();
-    let raise = |msg: &str| mlua::Error::external(super::call::Raised(super::call::error_line(msg)));
+    let raise = |msg: &str| mlua::Error::external(super::call::Raised::new(super::call::error_line(msg)));
     lua.create_function(move |_, args: MultiValue| {
         if state.registering.borrow().is_none() {
             return Err(raise("redis.register_function can only be called on FUNCTION LOAD command"));

@@ -348,14 +348,7 @@ enum SocketError {
 
 impl Worker {
     fn new(node: &'static Node) -> Self {
-        let waker = ferrokv_runtime::Ring::new(ferrokv_runtime::RingConfig {
-            entries: 16,
-            cq_entries: 64,
-            batch: 1,
-            min_wait: Duration::ZERO,
-        })
-        .map_err(|e| tracing::warn!("migration thread: no ring to wake the shards ({e}); replies wait for their tick"))
-        .ok();
+        let waker = Node::waker_ring("migration thread");
         Worker { node, sockets: HashMap::new(), waker }
     }
 
@@ -378,15 +371,7 @@ impl Worker {
     fn deliver(&mut self, done: Done) {
         let node = self.node;
         let home = done.job.home;
-        let mut batch = vec![Msg::MigrateDone(Box::new(done))];
-        let Some(fd) = node.shards[home].mailbox.send(node.outside_lane(), &mut batch) else { return };
-        let Some(ring) = self.waker.as_mut() else { return };
-        let sqe = ferrokv_runtime::MailWaker::entry(fd, ferrokv_runtime::token::encode(crate::shard::K_WAKE, 0));
-        // SAFETY: a MSG_RING entry points to no memory; the fd is a live shard ring.
-        if unsafe { ring.push(&sqe) }.is_ok() {
-            let _ = ring.enter(false, Duration::ZERO);
-            for _ in ring.completions() {}
-        }
+        node.send_from_outside(home, vec![Msg::MigrateDone(Box::new(done))], &mut self.waker);
     }
 
     /// A round of a job, with Redis's one retry on a fresh socket.

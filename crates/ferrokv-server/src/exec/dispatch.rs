@@ -85,6 +85,9 @@ pub struct ShardCore {
     /// Pub/sub messages for this shard's connections, in publication order; the event
     /// loop writes them once the read or message batch that published them is done.
     pub deliveries: Vec<crate::pubsub::Delivery>,
+    /// PUBLISH / SPUBLISH records for this node's replicas (outside cluster mode),
+    /// logged at the end of the loop iteration (`pubsub::log_for_replicas`).
+    pub repl_publishes: Vec<ferrokv_store::effects::Unit>,
     /// Connections over their output limit: closed by the event loop, output dropped.
     pub overflowed: Vec<u64>,
     /// `client-output-buffer-limit normal` and `pubsub` (see `crate::client_mem`).
@@ -169,6 +172,7 @@ impl ShardCore {
             deadlines: Default::default(),
             trace: None,
             deliveries: Vec::new(),
+            repl_publishes: Vec::new(),
             overflowed: Vec::new(),
             output_limits: Default::default(),
             client_evict_limit: 0,
@@ -616,7 +620,7 @@ impl ShardCore {
         if o.dirty != 0 {
             crate::node::add(&self.node.shards[self.id].dirty, o.dirty);
         }
-        if o.error.is_some() {
+        if o.error.is_some() && !o.error_counted {
             self.node.shards[self.id].count_error(&out.buf[out.last_error_at..]);
         }
         self.record(id, cycles, o.error.is_some());
@@ -1364,7 +1368,7 @@ impl ShardCore {
             if let Some(message) = &e.message {
                 let space =
                     if e.event == "spublish" { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
-                crate::pubsub::publish_from_script(self, space, &e.key, message);
+                crate::pubsub::publish_from_script(self, space, &e.key, message, db);
                 continue;
             }
             let n = e.db.unwrap_or(db);

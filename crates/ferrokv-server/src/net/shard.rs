@@ -128,6 +128,7 @@ impl Shard {
             let trim_left = crate::slot_migration::trim_step(node, id);
             // The AOF gets this iteration's effects before any reply leaves, to a
             // client or to another shard (which may answer its client at once).
+            crate::pubsub::log_for_replicas(&mut self.core);
             let also = std::mem::take(&mut self.core.wrote_elsewhere);
             let durable = crate::aof::shard_step(node, id, also);
             self.flush_outboxes();

@@ -120,7 +120,9 @@ impl Aof {
     /// Hands `parts` of `shard`'s log to the writer. Called under that shard's
     /// keyspace lock, so one shard's parts reach the writer in log order whichever
     /// thread drained them.
-    fn hand_over(&self, shard: ShardId, parts: VecDeque<Part>) {
+    fn hand_over(&self, shard: ShardId, mut parts: VecDeque<Part>) {
+        // A PUBLISH's unit is for replicas only (Redis's PROPAGATE_REPL).
+        parts.retain(|p| !matches!(p, Part::Unit(u) if u.repl_only));
         let gen = self.generation.load(Ordering::Acquire);
         let seq = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
         self.inbox.send(Msg::Parts { shard, gen, parts, seq }, self.always.load(Ordering::Relaxed));

@@ -230,12 +230,61 @@ pub fn receivers(node: &Node, space: Space, channel: &[u8]) -> usize {
 }
 
 /// PUBLISH / SPUBLISH of a message a script published: to this node's subscribers
-/// and, in cluster mode, through the bus, as the command itself does.
-pub fn publish_from_script(core: &mut ShardCore, space: Space, channel: &[u8], message: &[u8]) {
+/// and beyond, as the command itself does.
+pub fn publish_from_script(core: &mut ShardCore, space: Space, channel: &[u8], message: &[u8], db: usize) {
     publish(core, space, channel, message);
-    if core.node.cluster.is_some() {
+    propagate(core, space, channel, message, db);
+}
+
+/// Sends a message published here on to the nodes that must see it too, as Redis 7.0's
+/// PUBLISH does: in cluster mode through the bus (shard 0) to every node, SPUBLISH to
+/// the nodes of this node's shard; otherwise to this node's replicas, in its
+/// replication stream only, not the AOF (`forceCommandPropagation(PROPAGATE_REPL)`).
+fn propagate(core: &mut ShardCore, space: Space, channel: &[u8], message: &[u8], db: usize) {
+    let node = core.node;
+    if node.cluster.is_some() {
         let p = Publication { space, channel: channel.to_vec(), message: message.to_vec() };
         core.send(0, Msg::ClusterPublish(Arc::new(p)));
+    } else if node.repl.on.load(Ordering::Acquire) {
+        let name: &[u8] = if space == Space::Shard { b"SPUBLISH" } else { b"PUBLISH" };
+        let mut r = ferrokv_store::effects::Records::default();
+        r.push_args([name, channel, message].into_iter());
+        core.repl_publishes.push(ferrokv_store::effects::Unit::of(r, None).in_db(db).for_replicas_only());
+    }
+}
+
+/// Appends the PUBLISH records of this loop iteration to this shard's effects log,
+/// before the log goes to the consumers. They come after the iteration's other writes
+/// of this shard (a script's messages are delivered once it ended anyway), never
+/// before a write that preceded them.
+pub fn log_for_replicas(core: &mut ShardCore) {
+    if core.repl_publishes.is_empty() {
+        return;
+    }
+    let mut db = core.node.lock_db(core.id);
+    let units = std::mem::take(&mut core.repl_publishes);
+    if let Some(log) = db.effects() {
+        for u in units {
+            log.push_unit(u);
+        }
+    }
+}
+
+/// Delivers a message to this node's subscribers from a thread that is no shard (a
+/// replica's link applying its master's PUBLISH): one [`Msg::Publish`] on the outside
+/// lane of each shard with subscriptions; `waker` wakes those that sleep.
+pub fn publish_from_outside(
+    node: &Node,
+    waker: &mut Option<ferrokv_runtime::Ring>,
+    space: Space,
+    channel: &[u8],
+    message: &[u8],
+) {
+    let p = Arc::new(Publication { space, channel: channel.to_vec(), message: message.to_vec() });
+    for s in 0..node.shard_count() {
+        if node.shards[s].pubsub.entries.load(Ordering::Acquire) != 0 {
+            node.send_from_outside(s, vec![Msg::Publish(p.clone())], waker);
+        }
     }
 }
 
@@ -502,11 +551,7 @@ pub fn forget(core: &ShardCore, c: &mut Conn) {
 pub fn publish_cmd(core: &mut ShardCore, c: &mut Conn, args: &Args, space: Space) {
     let before = core.deliveries.len();
     let n = publish(core, space, args.get(1), args.get(2));
-    if core.node.cluster.is_some() {
-        // The bus (shard 0) sends it to the other nodes (SPUBLISH: to this shard's).
-        let p = Publication { space, channel: args.get(1).to_vec(), message: args.get(2).to_vec() };
-        core.send(0, Msg::ClusterPublish(Arc::new(p)));
-    }
+    propagate(core, space, args.get(1), args.get(2), c.db);
     deliver_own(core, c, before);
     c.reply(|r| r.integer(n as i64));
 }

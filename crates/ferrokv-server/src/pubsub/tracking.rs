@@ -725,16 +725,12 @@ pub fn trackinginfo_cmd(c: &mut Conn) {
         if t.bcast {
             flags.push("bcast");
         }
-        if t.optin {
-            flags.push("optin");
-            if t.caching {
-                flags.push("caching-yes");
-            }
-        }
-        if t.optout {
-            flags.push("optout");
-            if t.caching {
-                flags.push("caching-no");
+        for (on, mode, caching) in [(t.optin, "optin", "caching-yes"), (t.optout, "optout", "caching-no")] {
+            if on {
+                flags.push(mode);
+                if t.caching {
+                    flags.push(caching);
+                }
             }
         }
         if t.noloop {

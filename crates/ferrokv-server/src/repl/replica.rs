@@ -583,12 +583,14 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
     // The database the master's stream selected: kept across a +CONTINUE, as Redis's
     // cached master client keeps its database.
     let mut db = node.repl.link_db.load(Ordering::Relaxed);
+    // Wakes the shards that get the master's PUBLISH messages.
+    let mut waker = Node::waker_ring("replication link");
     loop {
         if !current(node, gen) {
             return Ok(());
         }
         if !pending.is_empty() {
-            let (used, getack) = apply(node, &pending, &mut db)?;
+            let (used, getack) = apply(node, &pending, &mut db, &mut waker)?;
             node.repl.link_db.store(db, Ordering::Relaxed);
             pending.drain(..used);
             if getack {
@@ -628,7 +630,15 @@ fn stream(node: &'static Node, gen: u64, mut r: BufReader<TcpStream>, mut w: Tcp
 /// covers half a transaction and a resync after a drop resends it whole (Redis does not
 /// advance a master client's offset inside MULTI either). What was applied goes to our
 /// own backlog, so our offsets are the master's.
-fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
+///
+/// The master's PUBLISH / SPUBLISH (Redis propagates them outside cluster mode) go to
+/// this node's subscribers, through `waker`'s shards' mailboxes.
+fn apply(
+    node: &Node,
+    data: &[u8],
+    db: &mut usize,
+    waker: &mut Option<ferrokv_runtime::Ring>,
+) -> IoResult<(usize, bool)> {
     let mut reader = CommandReader::new(data);
     let mut cmds: Vec<(OwnedArgs, usize)> = Vec::new();
     loop {
@@ -684,6 +694,8 @@ fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
                             ks.select(n);
                             records.push_args(a.iter());
                         }
+                    } else if let Some(space) = published(&a) {
+                        crate::pubsub::publish_from_outside(node, waker, space, a.get(1), a.get(2));
                     } else if let Some(spec) = data_spec(a.get(0), a.len()) {
                         out.clear();
                         run_data(&mut ks, spec, &a, env, &mut out, &mut records);
@@ -709,6 +721,8 @@ fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
                 ks.select(n);
             }
         } else if name.eq_ignore_ascii_case(b"ping") {
+        } else if let Some(space) = published(&argv) {
+            crate::pubsub::publish_from_outside(node, waker, space, argv.get(1), argv.get(2));
         } else if let Some(spec) = data_spec(name, argv.len()) {
             out.clear();
             run_unit(&mut ks, spec, &argv, env, &mut out);
@@ -733,6 +747,21 @@ fn apply(node: &Node, data: &[u8], db: &mut usize) -> IoResult<(usize, bool)> {
     drop(ks);
     node.repl.wake_idle();
     Ok((used, getack))
+}
+
+/// A PUBLISH / SPUBLISH from the master: its channel space.
+fn published(argv: &ferrokv_resp::Args) -> Option<crate::pubsub::Space> {
+    if argv.len() != 3 {
+        return None;
+    }
+    let name = argv.get(0);
+    if name.eq_ignore_ascii_case(b"publish") {
+        Some(crate::pubsub::Space::Global)
+    } else if name.eq_ignore_ascii_case(b"spublish") {
+        Some(crate::pubsub::Space::Shard)
+    } else {
+        None
+    }
 }
 
 fn data_spec(name: &[u8], argc: usize) -> Option<&'static ferrokv_commands::CommandSpec> {
