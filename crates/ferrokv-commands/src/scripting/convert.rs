@@ -108,7 +108,7 @@ fn write(v: &Value, resp: u8, out: &mut ReplyBuf, depth: usize) {
 /// C's `(long long)` cast of a Lua number (saturating where C's is undefined).
 pub fn number_to_i64(n: f64) -> i64 {
     // x86's conversion answers i64::MIN for NaN and out-of-range values.
-    if n.is_nan() || n >= 9.223_372_036_854_776e18 || n < -9.223_372_036_854_776e18 {
+    if n.is_nan() || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) {
         i64::MIN
     } else {
         n as i64

@@ -278,14 +278,11 @@ impl Engine {
             if st.loading_since.get().is_some_and(|t| t.elapsed().as_millis() > 500) {
                 return Err(mlua::Error::external(super::call::Raised::new("ERR FUNCTION LOAD timeout".into())));
             }
-            match st.slot.borrow().as_ref() {
-                Some(s) => {
-                    if s.killed() {
-                        return Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into()));
-                    }
-                    s.tick();
+            if let Some(s) = st.slot.borrow().as_ref() {
+                if s.killed() {
+                    return Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into()));
                 }
-                None => {}
+                s.tick();
             }
             Ok(VmState::Continue)
         })?;
@@ -412,7 +409,7 @@ impl Engine {
             Err(e) => ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name, e.to_string())),
         }
         self.runs += 1;
-        if self.runs % 50 == 0 {
+        if self.runs.is_multiple_of(50) {
             // Redis's LUA_GC_CYCLE_PERIOD: a step of size 50 every 50 runs (mlua's
             // gc_step is a step of size 0, which let garbage pile up between cycles).
             // SAFETY: lua_gc needs no stack slot and raises no error in Lua 5.1.

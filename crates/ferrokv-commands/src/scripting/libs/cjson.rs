@@ -226,10 +226,11 @@ fn encode_number(cfg: &Config, v: &Value, n: f64, out: &mut Vec<u8>) -> mlua::Re
     if !n.is_finite() {
         match cfg.encode_invalid.get() {
             0 => return Err(err(format!("Cannot serialise {}: must not be NaN or Inf", type_name(v)))),
-            1 if n.is_nan() => return Ok(out.extend_from_slice(b"nan")),
-            1 => return Ok(out.extend_from_slice(if n > 0.0 { b"inf" } else { b"-inf" })),
-            _ => return Ok(out.extend_from_slice(b"null")),
+            1 if n.is_nan() => out.extend_from_slice(b"nan"),
+            1 => out.extend_from_slice(if n > 0.0 { b"inf" } else { b"-inf" }),
+            _ => out.extend_from_slice(b"null"),
         }
+        return Ok(());
     }
     out.extend_from_slice(ferrokv_resp::reply::format_g(n, cfg.precision.get() as usize).as_bytes());
     Ok(())
