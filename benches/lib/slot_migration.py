@@ -278,8 +278,19 @@ def move_redis(ports, new_id, slots):
     return time.monotonic() - t, []
 
 
-def move_ferrokv(ports, new_port, slots):
-    """One IMPORT per source, for the first slots/3 slots of each master, run at once."""
+def trims_running(ports):
+    total = 0
+    for p in ports:
+        info = Conn(p).call("CLUSTER", "INFO")
+        for line in info.splitlines():
+            if line.startswith("cluster_slot_migration_active_trim_running:"):
+                total += int(line.split(":")[1])
+    return total
+
+
+def move_ferrokv(ports, new_port, slots, one_at_a_time=False):
+    """One IMPORT per source, for the first slots/3 slots of each master, run at once
+    (or one after the other, each once the sources have deleted what moved before)."""
     view = nodes(new_port)
     masters = [n for i, n in view.items() if "master" in n[1] and n[0] != new_port and n[2]]
     per = slots // len(masters)
@@ -294,10 +305,15 @@ def move_ferrokv(ports, new_port, slots):
             if take > 0:
                 ranges += [a, a + take - 1]
                 want -= take
+        if one_at_a_time:
+            wait("the sources to finish deleting", lambda: trims_running(ports) == 0, 60)
         r = c.call("CLUSTER", "MIGRATION", "IMPORT", *ranges)
         if isinstance(r, RespError):
             raise SystemExit("IMPORT: %s" % r)
         tasks.append(r)
+        if one_at_a_time:
+            while c.call("CLUSTER", "MIGRATION", "STATUS", "ID", r)[0][11] not in ("completed", "failed", "canceled"):
+                time.sleep(0.005)
     pauses = []
     for tid in tasks:
         while True:
@@ -342,7 +358,7 @@ def one(kind, binary, args, work):
         if kind == "redis":
             secs, pauses = move_redis(ports, new_id, 8192)
         else:
-            secs, pauses = move_ferrokv(ports, ports[3], 8192)
+            secs, pauses = move_ferrokv(ports, ports[3], 8192, args.one_at_a_time)
         # CPU the servers (and redis-cli, a child that has exited) used for the move:
         # a figure the other work on a shared machine changes less than the time.
         cpu = cpu_secs(cl.procs) - cpu0 + children_cpu() - tool0
@@ -387,6 +403,8 @@ def main():
     ap.add_argument("--ferrokv", required=True)
     ap.add_argument("--redis", default="redis-server")
     ap.add_argument("--only", choices=["ferrokv", "redis"])
+    ap.add_argument("--one-at-a-time", action="store_true",
+                    help="ferrokv's tasks one after the other, each once the sources' deletions ended")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ferrokv-slotmig.")
     results = {"ferrokv": [], "redis": []}
