@@ -218,6 +218,9 @@ fn abort_while_waiting(kind: Kind) -> String {
     let (mut a, mut b, mut c) = (master.conn(), master.conn(), master.conn());
     assert_eq!(a.send(&["SET", "before", "1"]), b"+OK\r\n");
     replica.signal(libc::SIGSTOP);
+    // A write the stopped replica cannot acknowledge: an acknowledgement it sent just
+    // before the stop, arriving late, must not let the shutdown end its wait.
+    assert_eq!(a.send(&["SET", "unacked", "1"]), b"+OK\r\n");
     a.write_raw(&ferrokv_tests::resp::encode_command(&["SHUTDOWN"])).unwrap();
     eventually("INFO shows the shutdown countdown", || {
         info_field(&mut c, "server", "shutdown_in_milliseconds").is_some()
