@@ -692,12 +692,15 @@ fn rebalance_by_load_moves_the_hot_slots() {
         let cold = format!("cold:{round}");
         c.call(&[b"SET", cold.as_bytes(), b"v"]);
     }
-    let before = slots_of(&nodes[0]);
     let out = cli_ok(&["cluster", "rebalance", &nodes[0].addr(), "--by", "load", "--threshold", "10"]);
     assert!(out.contains("Rebalancing across 3 nodes"), "{out}");
     clean(&nodes[0]);
-    let moved = before - slots_of(&nodes[0]);
-    assert!((1..=200).contains(&moved), "{moved} slots left the hot master:\n{out}");
+    // A few slots move (not thousands by count). The hot master may also get some
+    // back: with the hot slots gone it can be the least loaded, and the cold slots'
+    // CPU time is noisy on a busy machine.
+    let moved: usize =
+        out.lines().filter_map(|l| l.strip_prefix("Moved ")?.split(' ').next()?.parse::<usize>().ok()).sum();
+    assert!((1..=200).contains(&moved), "{moved} slots moved:\n{out}");
     let moved_away = hot.iter().filter(|k| nodes[0].conn().send(&["GET", k.as_str()]).starts_with(b"-MOVED")).count();
     assert!(moved_away >= 1, "no hot slot moved:\n{out}");
     for k in &hot {

@@ -347,7 +347,8 @@ pub fn rebalance_by_load(
         let (slot, l) = held[d].remove(k);
         have[d] -= l as f64;
         have[r] += l as f64;
-        held[r].push((slot, l));
+        // Its load counts for `r` now, but it is not offered again: a slot moves at
+        // most once in a plan (it could otherwise go back where it came from).
         moves.push((d, r, slot));
     }
     if moves.is_empty() {
