@@ -273,6 +273,12 @@ impl Task {
         p.state = state;
         p.end_ms = crate::node::unix_ms().max(1);
     }
+
+    /// Ends a task whose cancel was asked for, with the reason given then.
+    fn end_canceled(&self) {
+        let why = lock(&self.progress).cancel_reason.clone();
+        self.end("canceled", Some(&why));
+    }
 }
 
 impl SlotMigration {
@@ -1107,8 +1113,7 @@ fn run_task(node: &'static Node, t: Arc<Task>) {
                 let slots: Vec<u16> = t.slots().collect();
                 undo(node, &t, &src_addr, &self_addr, &slots);
                 if t.cancel.load(Ordering::Acquire) {
-                    let why = lock(&t.progress).cancel_reason.clone();
-                    return t.end("canceled", Some(&why));
+                    return t.end_canceled();
                 }
                 tracing::warn!("slot migration {}: attempt failed ({e}); trying again", t.id);
                 let mut p = lock(&t.progress);
@@ -1119,12 +1124,7 @@ fn run_task(node: &'static Node, t: Arc<Task>) {
         let wake = Instant::now() + RETRY_DELAY;
         while Instant::now() < wake {
             if t.cancel.load(Ordering::Acquire) {
-                let why = lock(&t.progress).cancel_reason.clone();
-                let mut p = lock(&t.progress);
-                p.last_error = format!("{why} (state: failed)");
-                p.end_ms = crate::node::unix_ms().max(1);
-                p.state = "canceled";
-                return;
+                return t.end_canceled();
             }
             std::thread::sleep(Duration::from_millis(20));
         }
