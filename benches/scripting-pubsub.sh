@@ -13,17 +13,24 @@
 #     per second and messages delivered per second (counted by the subscribers).
 #
 # Each round runs both servers (the order alternates); the table shows medians.
+# --only eval runs part 1 alone; --baseline BIN adds a third server, another
+# ferrokv-server binary (e.g. one built before a change), measured in the same rounds.
 # Usage: benches/scripting-pubsub.sh [--rounds N] [--requests N] [--no-build]
+#        [--only eval|publish] [--baseline BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3
 requests=200000
 build=yes
+only=
+baseline=
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --requests) requests=$2; shift 2 ;;
         --no-build) build=no; shift ;;
+        --only) only=$2; shift 2 ;;
+        --baseline) baseline=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -53,7 +60,9 @@ start() {
     if [ "$1" = redis ]; then
         taskset -c "$3" redis-server --port "$port" --save '' --appendonly no --dir "$work" >/dev/null 2>&1 &
     else
-        taskset -c "$3" "$ferrokv" --port "$port" --server-threads "$2" --save '' --dir "$work" >/dev/null 2>&1 &
+        local bin=$ferrokv
+        [ "$1" = baseline ] && bin=$baseline
+        taskset -c "$3" "$bin" --port "$port" --server-threads "$2" --save '' --dir "$work" >/dev/null 2>&1 &
     fi
     pid=$!
     for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return 0; sleep 0.05; done
@@ -123,13 +132,18 @@ publish() { # SUBSCRIBERS -> "publish_rps delivered_per_s"
 }
 
 declare -A res
+kinds="redis ferrokv"
+[ -n "$baseline" ] && kinds="redis baseline ferrokv"
 for r in $(seq "$rounds"); do
-    order="redis ferrokv"; [ $((r % 2)) -eq 0 ] && order="ferrokv redis"
+    order=$kinds; [ $((r % 2)) -eq 0 ] && order=$(echo "$kinds" | tr ' ' '\n' | tac | tr '\n' ' ')
     for kind in $order; do
-        start "$kind" 1 0
-        for p in 1 16; do res[$kind,eval$p]+="$(evalsha "$p") "; done
-        stop
-        if [ "$kind" = redis ]; then start redis 1 0; else start ferrokv 2 0-1; fi
+        if [ "$only" != publish ]; then
+            start "$kind" 1 0
+            for p in 1 16; do res[$kind,eval$p]+="$(evalsha "$p") "; done
+            stop
+        fi
+        [ "$only" = eval ] && continue
+        if [ "$kind" = redis ]; then start redis 1 0; else start "$kind" 2 0-1; fi
         for s in 1 100; do
             read -r pr dl < <(publish "$s")
             res[$kind,pub$s]+="$pr "
@@ -139,12 +153,25 @@ for r in $(seq "$rounds"); do
     done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "| figure | redis-server | ferrokv | ratio |"
-echo "|---|---|---|---|"
-for row in "eval1:EVALSHA unlock P1 (req/s)" "eval16:EVALSHA unlock P16 (req/s)" \
-           "pub1:PUBLISH, 1 subscriber (calls/s)" "del1:messages delivered/s, 1 subscriber" \
-           "pub100:PUBLISH, 100 subscribers (calls/s)" "del100:messages delivered/s, 100 subscribers"; do
+if [ -n "$baseline" ]; then
+    echo "| figure | redis-server | ferrokv baseline | ferrokv | baseline ratio | ratio |"
+    echo "|---|---|---|---|---|---|"
+else
+    echo "| figure | redis-server | ferrokv | ratio |"
+    echo "|---|---|---|---|"
+fi
+rows=("eval1:EVALSHA unlock P1 (req/s)" "eval16:EVALSHA unlock P16 (req/s)"
+      "pub1:PUBLISH, 1 subscriber (calls/s)" "del1:messages delivered/s, 1 subscriber"
+      "pub100:PUBLISH, 100 subscribers (calls/s)" "del100:messages delivered/s, 100 subscribers")
+for row in "${rows[@]}"; do
     k=${row%%:*}; name=${row#*:}
+    [ -n "${res[redis,$k]:-}" ] || continue
     a=$(echo "${res[redis,$k]}" | median); b=$(echo "${res[ferrokv,$k]}" | median)
-    python3 -c "print(f'| $name | {float($a):.0f} | {float($b):.0f} | {float($b)/max(float($a),1):.2f}x |')"
+    if [ -n "$baseline" ]; then
+        c=$(echo "${res[baseline,$k]}" | median)
+        python3 -c "print(f'| $name | {float($a):.0f} | {float($c):.0f} | {float($b):.0f} | {float($c)/max(float($a),1):.2f}x | {float($b)/max(float($a),1):.2f}x |')"
+    else
+        python3 -c "print(f'| $name | {float($a):.0f} | {float($b):.0f} | {float($b)/max(float($a),1):.2f}x |')"
+    fi
 done
+echo "(every run per figure, in round order: $(for k in $kinds; do printf '%s: ' "$k"; for f in eval1 eval16; do printf '%s[%s] ' "$f" "${res[$k,$f]:-}"; done; done))"

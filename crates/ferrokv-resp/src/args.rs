@@ -92,6 +92,12 @@ impl OwnedArgs {
         self.buf.extend_from_slice(a);
     }
 
+    /// Empties it, keeping its buffers (a caller that reuses one per command).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+    }
+
     #[inline]
     pub fn args(&self) -> Args<'_> {
         Args::new(&self.buf, &[], &self.spans)

@@ -15,7 +15,7 @@ fn raise(msg: &str) -> mlua::Error {
     mlua::Error::external(super::call::Raised::new(super::call::error_line(msg)))
 }
 
-pub fn register(lua: &Lua, globals: &Table, hidden: &Table, state: &Rc<RunState>) -> mlua::Result<()> {
+pub fn register(lua: &Lua, globals: &Table, state: &Rc<RunState>) -> mlua::Result<()> {
     let redis = lua.create_table()?;
     redis.raw_set(
         "sha1hex",
@@ -142,8 +142,9 @@ pub fn register(lua: &Lua, globals: &Table, hidden: &Table, state: &Rc<RunState>
             }
         })?,
     )?;
-    redis.raw_set("call", super::call::api_function(lua, hidden, true)?)?;
-    redis.raw_set("pcall", super::call::api_function(lua, hidden, false)?)?;
+    // SAFETY: both follow the C function protocol (see `call::serve`).
+    redis.raw_set("call", unsafe { lua.create_c_function(super::call::redis_call)? })?;
+    redis.raw_set("pcall", unsafe { lua.create_c_function(super::call::redis_pcall)? })?;
     redis.raw_set("replicate_commands", lua.create_function(|_, _: MultiValue| Ok(true))?)?;
     redis.raw_set("breakpoint", lua.create_function(|_, _: MultiValue| Ok(false))?)?;
     redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;

@@ -9,9 +9,11 @@ use super::running::RunSlot;
 use crate::ctx::Ctx;
 use crate::exec::{execute, Env};
 use crate::table::{lookup_id, lookup_sub, sub_id, CommandId, Flags, Handler, ServerCmd};
-use ferrokv_resp::{OwnedArgs, Proto, ReplyBuf};
+use ferrokv_resp::{Args, OwnedArgs, Proto, ReplyBuf};
 use ferrokv_store::effects::Records;
-use mlua::{Lua, Value};
+use mlua::{ffi, Lua, Value};
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::sync::Arc;
 
 /// One script run: what the checks of its commands depend on.
@@ -22,8 +24,6 @@ pub struct Run {
     /// EVAL_RO/FCALL_RO, or a script declared `no-writes`: write commands refused.
     pub read_only: bool,
     pub flags: ScriptFlags,
-    pub keys: Vec<Vec<u8>>,
-    pub argv: Vec<Vec<u8>>,
     /// Cluster mode: the slot of the keys accessed so far (declared keys count first).
     pub slot: Option<u16>,
     pub slot_data: Arc<RunSlot>,
@@ -57,87 +57,153 @@ impl std::fmt::Display for Raised {
 
 impl std::error::Error for Raised {}
 
-/// `redis.call` (`raise`) and `redis.pcall`: C functions in Redis, Rust functions here
-/// (a Lua wrapper would be a Lua frame, and a tail call through it would hide the
-/// script's line from error reports). They run the dispatcher the current run bound.
-///
-/// Each is a C closure ([`take_arguments`]) in front of the Rust function: it copies the
-/// arguments off the Lua stack and clears them before calling the Rust side, which
-/// finds them beside the call. mlua would hold every argument of a Rust function as a
-/// value of its own, and with thousands of them (`redis.call('lpush', k, unpack(t))`,
-/// up to Lua 5.1's 8000 stack slots) there would be no room left to call back into Lua.
-pub fn api_function(lua: &Lua, hidden: &mlua::Table, raise: bool) -> mlua::Result<mlua::Function> {
-    let hidden = hidden.clone();
-    let inner = lua.create_function(move |lua, ()| {
-        let argv = PENDING.with(|p| p.borrow_mut().take()).unwrap_or(Argv(None));
-        let cmd = match hidden.raw_get::<Value>("cmd")? {
-            Value::Function(f) => f,
-            _ => {
-                let line = "ERR redis.call/pcall can only be called inside a script invocation".to_string();
-                return Err(mlua::Error::external(Raised::new(line)));
-            }
-        };
-        lua.set_app_data(argv);
-        let (v, failed): (Value, bool) = cmd.call(())?;
-        if failed && raise {
-            let (line, counted) = match &v {
-                Value::Table(t) => (t.raw_get::<String>("err").unwrap_or_default(), counted_error(t)),
-                _ => (String::new(), false),
-            };
-            return Err(mlua::Error::external(Raised { line, counted }));
-        }
-        Ok(v)
-    })?;
-    // SAFETY: `exec_raw` runs the closure with `inner` alone on a protected stack; it
-    // becomes the C closure's only upvalue (lua_pushcclosure pops it, pushes the
-    // closure, which is the one result).
-    unsafe { lua.exec_raw(inner, |state| mlua::ffi::lua_pushcclosure(state, take_arguments, 1)) }
+/// The run `redis.call` serves on this thread: what [`bind`] lent it for the length of
+/// one script or function run.
+struct Bound<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    run: &'c mut Run,
+    state: &'c RunState,
 }
-
-/// The arguments of the `redis.call` being dispatched (None: one was neither a string
-/// nor a number).
-pub struct Argv(pub Option<Vec<Vec<u8>>>);
 
 thread_local! {
-    /// The arguments [`take_arguments`] copied, for the Rust function it calls next.
-    static PENDING: std::cell::RefCell<Option<Argv>> = const { std::cell::RefCell::new(None) };
+    /// The [`Bound`] of the run in progress on this thread (null between runs).
+    static BOUND: Cell<*mut ()> = const { Cell::new(std::ptr::null_mut()) };
+    /// `redis.call`'s argument and reply buffers, reused from call to call (taken out
+    /// while a call runs).
+    static BUFFERS: Cell<Option<(OwnedArgs, ReplyBuf)>> = const { Cell::new(None) };
 }
 
-/// The C side of `redis.call`/`redis.pcall`: copies the arguments (strings as they are,
-/// numbers as Redis's `%.17g`), empties the stack, calls upvalue 1 (the Rust function)
-/// and returns what it returned.
+/// Runs `body` (the script) with `redis.call`/`redis.pcall` serving `ctx` and `run`.
+/// Redis reaches its running script through globals (`curr_run_ctx`); this is the same
+/// for the thread the script runs on, so no closure is built per run.
+pub fn bind<R>(ctx: &mut Ctx, run: &mut Run, state: &RunState, body: impl FnOnce() -> R) -> R {
+    struct Restore(*mut ());
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BOUND.with(|b| b.set(self.0));
+        }
+    }
+    let mut bound = Bound { ctx, run, state };
+    let prev = BOUND.with(|b| b.replace(&mut bound as *mut Bound<'_, '_> as *mut ()));
+    let _restore = Restore(prev);
+    body()
+}
+
+/// `redis.call`: a C function as in Redis (a Lua wrapper would be a Lua frame, and a
+/// tail call through it would hide the script's line from error reports).
 ///
-/// SAFETY (for Lua calling it): it reads only the stack slots 1..=top it was given,
-/// with their types checked before `lua_tolstring` (which would convert a number in
-/// place); nothing with a destructor is alive across `lua_call`, which may unwind (a
-/// Lua error longjmps through this frame to the script's pcall).
-unsafe extern "C-unwind" fn take_arguments(state: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
-    use mlua::ffi;
+/// SAFETY (for Lua calling it): see [`serve`]; the only frame `lua_error` unwinds
+/// through is this one, which holds nothing with a destructor.
+pub(crate) unsafe extern "C-unwind" fn redis_call(state: *mut ffi::lua_State) -> c_int {
+    if serve(state, true) {
+        ffi::lua_error(state);
+    }
+    1
+}
+
+/// `redis.pcall`: as [`redis_call`], but an error is returned, not raised.
+pub(crate) unsafe extern "C-unwind" fn redis_pcall(state: *mut ffi::lua_State) -> c_int {
+    serve(state, false);
+    1
+}
+
+/// One `redis.call`/`redis.pcall`: copies the arguments off the Lua stack (strings as
+/// they are, numbers as Redis's `%.17g`), empties the stack (a call with ~8000
+/// arguments, `unpack` of a table, leaves no room otherwise), runs the command on the
+/// bound run and pushes its reply as a Lua value. Returns whether that value is an
+/// error table the caller must raise (`redis.call`).
+///
+/// SAFETY: reads only the stack slots 1..=top it was given, with their types checked
+/// before `lua_tolstring` (which would convert a number in place). No Lua error is
+/// raised while Rust values live here (the Lua API calls below fail only when Lua's
+/// allocator does, i.e. when the process is out of memory). The bound run is used only
+/// while [`bind`]'s frame, which owns it, is on the stack below the script.
+unsafe fn serve(state: *mut ffi::lua_State, raise: bool) -> bool {
+    let bound = BOUND.with(|b| b.get()) as *mut Bound<'static, 'static>;
+    if bound.is_null() {
+        ffi::lua_settop(state, 0);
+        push_error(state, "ERR redis.call/pcall can only be called inside a script invocation", false);
+        return raise;
+    }
+    // SAFETY: set by `bind`, whose frame outlives the script's run; nothing else on
+    // this thread uses the run while a script's `redis.call` runs.
+    let bound = &mut *bound;
+    let (mut args, mut out) =
+        BUFFERS.with(|b| b.take()).unwrap_or_else(|| (OwnedArgs::new(), ReplyBuf::new(Proto::Resp2)));
+    args.clear();
     let n = ffi::lua_gettop(state);
-    let mut argv = Some(Vec::with_capacity(n.max(0) as usize));
+    let mut typed = true;
     for i in 1..=n {
-        let arg = match ffi::lua_type(state, i) {
+        match ffi::lua_type(state, i) {
             ffi::LUA_TSTRING => {
                 let mut len = 0usize;
                 let p = ffi::lua_tolstring(state, i, &mut len);
-                Some(std::slice::from_raw_parts(p as *const u8, len).to_vec())
+                args.push(std::slice::from_raw_parts(p as *const u8, len));
             }
-            ffi::LUA_TNUMBER => Some(ferrokv_resp::reply::format_g(ffi::lua_tonumber(state, i), 17).into_bytes()),
-            _ => None,
-        };
-        match (arg, argv.as_mut()) {
-            (Some(a), Some(v)) => v.push(a),
+            ffi::LUA_TNUMBER => args.push(ferrokv_resp::reply::format_g(ffi::lua_tonumber(state, i), 17).as_bytes()),
             _ => {
-                argv = None;
+                typed = false;
                 break;
             }
         }
     }
-    PENDING.with(|p| *p.borrow_mut() = Some(Argv(argv)));
     ffi::lua_settop(state, 0);
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
-    ffi::lua_call(state, 0, ffi::LUA_MULTRET);
-    ffi::lua_gettop(state)
+    let failed = if !typed {
+        push_error(state, "Lua redis lib command arguments must be strings or integers", false);
+        true
+    } else if args.is_empty() {
+        push_error(state, "Please specify at least one argument for this redis lib call", false);
+        true
+    } else {
+        out.clear();
+        out.errors = 0;
+        out.last_error_at = 0;
+        out.proto = if bound.state.resp.get() == 3 { Proto::Resp3 } else { Proto::Resp2 };
+        match dispatch(bound.ctx, bound.run, bound.state, &args.args(), &mut out) {
+            Answer::Replied => {
+                super::convert::push_reply(state, &out.buf);
+                out.errors > 0
+            }
+            Answer::Unknown => {
+                push_error(state, "Unknown Redis command called from script", false);
+                true
+            }
+            Answer::Refused(msg) => {
+                push_error(state, &msg, true);
+                true
+            }
+        }
+    };
+    BUFFERS.with(|b| b.set(Some((args, out))));
+    failed && raise
+}
+
+/// Pushes Redis's error table for `msg` (see [`error_table`]); `counted`: a command's
+/// error the statistics counted already (see [`counted_error_table`]).
+///
+/// SAFETY: needs 3 free stack slots.
+pub(crate) unsafe fn push_error(state: *mut ffi::lua_State, msg: &str, counted: bool) {
+    let line = error_line(msg);
+    ffi::lua_createtable(state, 0, 2);
+    ffi::lua_pushlstring(state, c"err".as_ptr(), 3);
+    ffi::lua_pushlstring(state, line.as_ptr() as *const _, line.len());
+    ffi::lua_rawset(state, -3);
+    if counted {
+        ffi::lua_pushlstring(state, c"ignore_error_stats_update".as_ptr(), 25);
+        ffi::lua_pushboolean(state, 1);
+        ffi::lua_rawset(state, -3);
+    }
+}
+
+/// What a `redis.call` came to besides its reply.
+pub enum Answer {
+    /// The command ran (or was refused by its own checks): the reply is in `out`.
+    Replied,
+    /// No such command.
+    Unknown,
+    /// Refused before running (scripting's checks), with this error text; counted in
+    /// the error statistics.
+    Refused(String),
 }
 
 /// A command a script ran, for the statistics of the node (INFO commandstats).
@@ -150,23 +216,9 @@ pub struct NestedCall {
     pub rejected: bool,
 }
 
-/// Runs one `redis.call`/`redis.pcall`. Returns the reply as a Lua value and whether
-/// it is an error (then a table `{err = "CODE message"}`, which `redis.call` raises).
-pub fn dispatch(
-    lua: &Lua,
-    ctx: &mut Ctx,
-    run: &mut Run,
-    state: &RunState,
-    argv: Option<Vec<Vec<u8>>>,
-) -> mlua::Result<(Value, bool)> {
-    let Some(argv) = argv else {
-        return Ok((error_table(lua, "Lua redis lib command arguments must be strings or integers")?, true));
-    };
-    if argv.is_empty() {
-        return Ok((error_table(lua, "Please specify at least one argument for this redis lib call")?, true));
-    }
-    let owned = OwnedArgs::from_slices(argv.iter().map(|a| a.as_slice()));
-    let args = owned.args();
+/// Runs one `redis.call`/`redis.pcall` of `args` (at least one), its reply written to
+/// `out` (empty, in the script's protocol).
+pub fn dispatch(ctx: &mut Ctx, run: &mut Run, state: &RunState, args: &Args, out: &mut ReplyBuf) -> Answer {
     let resolved = lookup_id(args.get(0)).and_then(|(spec, id)| {
         if !spec.subcommands.is_empty() && args.len() >= 2 {
             lookup_sub(spec, args.get(1)).map(|sub| (sub, sub_id(spec, id, sub)))
@@ -175,11 +227,11 @@ pub fn dispatch(
         }
     });
     let Some((spec, id)) = resolved else {
-        return Ok((error_table(lua, "Unknown Redis command called from script")?, true));
+        return Answer::Unknown;
     };
-    let refuse = |ctx: &mut Ctx, msg: &str| -> mlua::Result<(Value, bool)> {
+    let refuse = |ctx: &mut Ctx, msg: &str| -> Answer {
         ctx.nested.push(NestedCall { id, micros: 0, error: Some(error_line(msg)), rejected: true });
-        Ok((counted_error_table(lua, msg)?, true))
+        Answer::Refused(msg.to_string())
     };
     if !spec.arity_ok(args.len()) {
         return refuse(ctx, "Wrong number of args calling Redis command from script");
@@ -220,7 +272,7 @@ pub fn dispatch(
     // Where the command's keys live: the script holds only its declared keys' shards
     // (all of them when it declared none), and in cluster mode one slot of this node.
     let mut idx = Vec::new();
-    spec.key_indexes(&args, &mut idx);
+    spec.key_indexes(args, &mut idx);
     for &i in &idx {
         let key = args.get(i);
         if ctx.cfg.cluster_mode {
@@ -245,16 +297,14 @@ pub fn dispatch(
     if spec.all_shards && !ctx.keys.holds_all() {
         return refuse(ctx, UNDECLARED_ALL);
     }
-    let proto = if state.resp.get() == 3 { Proto::Resp3 } else { Proto::Resp2 };
-    let mut out = ReplyBuf::new(proto);
     let t0 = std::time::Instant::now();
     match spec.handler {
-        Handler::Server(ServerCmd::Select) => select(ctx, &args, &mut out),
+        Handler::Server(ServerCmd::Select) => select(ctx, args, out),
         Handler::Server(cmd @ (ServerCmd::Publish | ServerCmd::Spublish)) => {
-            publish(ctx, cmd == ServerCmd::Spublish, &args, &mut out)
+            publish(ctx, cmd == ServerCmd::Spublish, args, out)
         }
         Handler::Server(cmd) => {
-            if !server_command(cmd, &args, ctx.cfg.cluster_mode, &mut out) {
+            if !server_command(cmd, args, ctx.cfg.cluster_mode, out) {
                 let msg = format!("ERR {} from a script is not supported by ferrokv", spec.name.to_uppercase());
                 return refuse(ctx, &msg);
             }
@@ -270,7 +320,7 @@ pub fn dispatch(
                 caller: crate::exec::Caller { reader: None, script: true, ..ctx.caller },
             };
             let mut records = Records::with_buffer(Vec::new());
-            let o = execute(&mut *ctx.keys, spec, &args, env, &mut out, &mut records);
+            let o = execute(&mut *ctx.keys, spec, args, env, out, &mut records);
             ctx.dirty += o.dirty;
             if let Some(m) = ctx.modified.as_mut() {
                 for k in o.modified {
@@ -295,8 +345,7 @@ pub fn dispatch(
         error: failed.then(|| String::from_utf8_lossy(&out.buf[out.last_error_at + 1..]).trim_end().to_string()),
         rejected: false,
     });
-    let v = super::convert::reply_to_lua(lua, &out.buf)?;
-    Ok((v, failed))
+    Answer::Replied
 }
 
 /// A script holds the locks of its declared keys' shards and takes another shard's when

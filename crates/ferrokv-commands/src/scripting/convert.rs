@@ -13,13 +13,149 @@
 
 use ferrokv_resp::value::{parse_value, Value as Reply};
 use ferrokv_resp::ReplyBuf;
-use mlua::{Lua, Table, Value};
+use mlua::{ffi, Lua, Table, Value};
 
 /// The Lua value of an encoded reply.
 pub fn reply_to_lua(lua: &Lua, buf: &[u8]) -> mlua::Result<Value> {
     match parse_value(buf) {
         Ok(Some((v, _))) => to_lua(lua, &v),
         _ => Ok(Value::Nil),
+    }
+}
+
+/// Pushes the Lua value of an encoded reply (one the server wrote) onto `state`'s
+/// stack, as [`reply_to_lua`] builds it: `redis.call`'s fast path. Integers and bulk
+/// strings, most replies, are read in place; the rest goes through the parsed value.
+///
+/// SAFETY: needs 3 free stack slots (nested values check for more).
+pub(crate) unsafe fn push_reply(state: *mut ffi::lua_State, buf: &[u8]) {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n");
+    let (kind, line) = match (buf.first(), line_end) {
+        (Some(&k), Some(e)) => (k, &buf[1..e]),
+        _ => return ffi::lua_pushnil(state),
+    };
+    let number = || std::str::from_utf8(line).ok().and_then(|s| s.parse::<i64>().ok());
+    match kind {
+        b':' => {
+            if let Some(n) = number() {
+                return ffi::lua_pushnumber(state, n as f64);
+            }
+        }
+        b'$' => match number() {
+            Some(-1) => return ffi::lua_pushboolean(state, 0),
+            Some(n) if n >= 0 => {
+                let start = line.len() + 3;
+                if let Some(body) = buf.get(start..start + n as usize) {
+                    ffi::lua_pushlstring(state, body.as_ptr() as *const _, body.len());
+                    return;
+                }
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    match parse_value(buf) {
+        Ok(Some((v, _))) => push_value(state, &v),
+        _ => ffi::lua_pushnil(state),
+    }
+}
+
+/// Pushes [`to_lua`]'s value of `v`.
+///
+/// SAFETY: as [`push_reply`].
+unsafe fn push_value(state: *mut ffi::lua_State, v: &Reply) {
+    let push_str = |s: &[u8]| {
+        ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
+    };
+    // `{field = <value on top>}`
+    let wrap = |field: &str| {
+        ffi::lua_createtable(state, 0, 1);
+        ffi::lua_insert(state, -2);
+        push_str(field.as_bytes());
+        ffi::lua_insert(state, -2);
+        ffi::lua_rawset(state, -3);
+    };
+    match v {
+        Reply::Int(n) => ffi::lua_pushnumber(state, *n as f64),
+        Reply::Bulk(b) => push_str(b),
+        Reply::Nil | Reply::NilArray => ffi::lua_pushboolean(state, 0),
+        Reply::Simple(s) => {
+            push_str(s.as_bytes());
+            wrap("ok");
+        }
+        Reply::Error(e) => super::call::push_error(state, &format!("-{e}"), true),
+        Reply::Array(items) | Reply::Push(items) => {
+            ffi::lua_createtable(state, items.len().min(1 << 20) as i32, 0);
+            if ffi::lua_checkstack(state, 4) == 0 {
+                return;
+            }
+            for (i, x) in items.iter().enumerate() {
+                push_value(state, x);
+                ffi::lua_rawseti(state, -2, (i + 1) as _);
+            }
+        }
+        Reply::Map(pairs) => {
+            ffi::lua_createtable(state, 0, 0);
+            if ffi::lua_checkstack(state, 6) == 0 {
+                return wrap("map");
+            }
+            for (k, x) in pairs {
+                push_value(state, k);
+                if settable_key(state) {
+                    push_value(state, x);
+                    ffi::lua_rawset(state, -3);
+                } else {
+                    ffi::lua_pop(state, 1);
+                }
+            }
+            wrap("map");
+        }
+        Reply::Set(items) => {
+            ffi::lua_createtable(state, 0, 0);
+            if ffi::lua_checkstack(state, 6) == 0 {
+                return wrap("set");
+            }
+            for x in items {
+                push_value(state, x);
+                if settable_key(state) {
+                    ffi::lua_pushboolean(state, 1);
+                    ffi::lua_rawset(state, -3);
+                } else {
+                    ffi::lua_pop(state, 1);
+                }
+            }
+            wrap("set");
+        }
+        Reply::Null => ffi::lua_pushnil(state),
+        Reply::Bool(b) => ffi::lua_pushboolean(state, *b as i32),
+        Reply::Double(d) => {
+            ffi::lua_pushnumber(state, *d);
+            wrap("double");
+        }
+        Reply::BigNumber(s) => {
+            push_str(s.as_bytes());
+            wrap("big_number");
+        }
+        Reply::Verbatim { format, text } => {
+            ffi::lua_createtable(state, 0, 2);
+            push_str(b"string");
+            push_str(text);
+            ffi::lua_rawset(state, -3);
+            push_str(b"format");
+            push_str(format.as_bytes());
+            ffi::lua_rawset(state, -3);
+            wrap("verbatim_string");
+        }
+    }
+}
+
+/// Whether the value on top of the stack can be a table key (not nil, not NaN), which
+/// `lua_rawset` would otherwise raise an error for.
+unsafe fn settable_key(state: *mut ffi::lua_State) -> bool {
+    match ffi::lua_type(state, -1) {
+        ffi::LUA_TNIL => false,
+        ffi::LUA_TNUMBER => !ffi::lua_tonumber(state, -1).is_nan(),
+        _ => true,
     }
 }
 

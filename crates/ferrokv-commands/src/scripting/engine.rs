@@ -21,9 +21,11 @@ use super::cache::{cache, Script};
 use super::convert;
 use super::running::RunSlot;
 use crate::ctx::Ctx;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use ferrokv_resp::Args;
+use mlua::{ffi, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::os::raw::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -53,12 +55,21 @@ pub const REPL_ALL: u8 = 3;
 pub struct Engine {
     pub lua: Lua,
     generation: u64,
-    compiled: HashMap<String, Function>,
+    /// Scripts compiled into this state, by SHA-1: EVALSHA finds a script here without
+    /// asking the node's cache (see [`Engine::cached`]).
+    compiled: HashMap<String, Compiled>,
+    /// The node cache's eviction count when `compiled` was last checked against it.
+    evictions_seen: u64,
+    /// The main Lua state and registry references of what a run pushes (see
+    /// [`Engine::run_eval`]).
+    main: *mut ffi::lua_State,
+    view_ref: c_int,
+    handler_ref: c_int,
     /// The environment scripts run in (see the module docs).
     pub env: Table,
     /// The table behind `env` (KEYS and ARGV are set here).
     pub view: Table,
-    /// Per-run hooks the Lua side of the API calls (`cmd`: the command dispatcher).
+    /// What the prelude shares with the engine (the sandbox environments, its helpers).
     pub hidden: Table,
     runner: Function,
     fn_runner: Function,
@@ -69,6 +80,14 @@ pub struct Engine {
     libraries: HashMap<String, (u64, HashMap<String, Function>)>,
     /// This state's bytes as last reported (see [`lua_memory`]).
     reported: Arc<Reported>,
+}
+
+/// A compiled script.
+struct Compiled {
+    script: Arc<Script>,
+    f: Function,
+    /// `f` in the registry, for pushing it without mlua.
+    f_ref: c_int,
 }
 
 /// A Lua state's size, as its thread last reported it.
@@ -246,7 +265,7 @@ impl Engine {
                 _ => tostring.call::<mlua::LuaString>(e),
             })?,
         )?;
-        super::api::register(&lua, &globals, &hidden, &state)?;
+        super::api::register(&lua, &globals, &state)?;
         hidden.raw_set("register_function", register_function(&lua, &state)?)?;
         super::libs::register(&lua, &globals)?;
         // loadstring compiles into the sandbox (the prelude stores it as hidden.env).
@@ -273,6 +292,15 @@ impl Engine {
             })?,
         )?;
         let handler = error_handler(&lua, &state)?;
+        let (mut main, mut view_ref, mut handler_ref) = (std::ptr::null_mut(), 0, 0);
+        // SAFETY: the closure pops the two values exec_raw pushed, into the registry.
+        unsafe {
+            lua.exec_raw::<()>((view.clone(), handler.clone()), |l| {
+                main = l;
+                handler_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                view_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+            })?;
+        }
         let st = state.clone();
         lua.set_hook(HookTriggers::new().every_nth_instruction(100_000), move |_, _| {
             if st.loading_since.get().is_some_and(|t| t.elapsed().as_millis() > 500) {
@@ -290,6 +318,10 @@ impl Engine {
             lua,
             generation,
             compiled: HashMap::new(),
+            evictions_seen: cache().evicted(),
+            main,
+            view_ref,
+            handler_ref,
             env,
             view,
             hidden,
@@ -314,18 +346,55 @@ impl Engine {
     }
 
     /// The compiled function of `script`, compiling it on first use on this thread.
-    pub fn function_of(&mut self, script: &Script) -> Result<Function, String> {
-        if let Some(f) = self.compiled.get(&script.sha) {
-            return Ok(f.clone());
+    pub fn function_of(&mut self, script: &Arc<Script>) -> Result<Function, String> {
+        Ok(self.compiled_of(script)?.f.clone())
+    }
+
+    fn compiled_of(&mut self, script: &Arc<Script>) -> Result<&Compiled, String> {
+        if !self.compiled.contains_key(&script.sha) {
+            let f = self.compile(&script.body[script.shebang_len..], "@user_script")?;
+            // Scripts evicted from the cache leave their functions here: start over when
+            // this thread has compiled more than the cache can hold.
+            if self.compiled.len() >= 2 * super::cache::EVAL_SCRIPTS_MAX {
+                self.forget_compiled();
+            }
+            let mut f_ref = 0;
+            // SAFETY: the closure pops the value exec_raw pushed, into the registry.
+            unsafe {
+                self.lua
+                    .exec_raw::<()>(f.clone(), |l| f_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX))
+                    .map_err(|e| e.to_string())?;
+            }
+            self.compiled.insert(script.sha.clone(), Compiled { script: script.clone(), f, f_ref });
         }
-        let f = self.compile(&script.body[script.shebang_len..], "@user_script")?;
-        // Scripts evicted from the cache leave their functions here: start over when
-        // this thread has compiled more than the cache can hold.
-        if self.compiled.len() >= 2 * super::cache::EVAL_SCRIPTS_MAX {
-            self.compiled.clear();
+        self.compiled.get(&script.sha).ok_or_else(|| "script missing".to_string())
+    }
+
+    fn forget_compiled(&mut self) {
+        let refs: Vec<c_int> = self.compiled.drain().map(|(_, c)| c.f_ref).collect();
+        // SAFETY: luaL_unref of references this state handed out.
+        let _ = unsafe {
+            self.lua.exec_raw::<()>((), |l| {
+                for r in refs {
+                    ffi::luaL_unref(l, ffi::LUA_REGISTRYINDEX, r);
+                }
+            })
+        };
+    }
+
+    /// The script named `sha` (lower-case hex), if this thread compiled it and the
+    /// node's cache still has it: EVALSHA's lookup, without the cache's lock. SCRIPT
+    /// FLUSH rebuilds the state; an eviction from the cache (scripts EVAL added, past
+    /// 500) makes every thread forget what it compiled.
+    pub fn cached(&mut self, sha: &[u8]) -> Option<Arc<Script>> {
+        let evictions = cache().evicted();
+        if evictions != self.evictions_seen {
+            self.evictions_seen = evictions;
+            self.forget_compiled();
+            return None;
         }
-        self.compiled.insert(script.sha.clone(), f.clone());
-        Ok(f)
+        let sha = std::str::from_utf8(sha).ok()?;
+        self.compiled.get(sha).map(|c| c.script.clone())
     }
 
     /// Compiles `code` into the sandbox; the error is Lua's message.
@@ -338,33 +407,92 @@ impl Engine {
             .map_err(|e| syntax_message(&e))
     }
 
-    /// Runs an EVAL script: KEYS and ARGV set as globals, `redis.call` bound to `ctx`,
-    /// the reply (or Redis's error for a failed run) written to `ctx.out`.
-    pub fn run_eval(&mut self, ctx: &mut Ctx, run: &mut super::call::Run, f: &Function) {
-        let result = (|| -> mlua::Result<(bool, Value)> {
-            self.view.raw_set("KEYS", self.string_array(&run.keys)?)?;
-            self.view.raw_set("ARGV", self.string_array(&run.argv)?)?;
-            self.call_scoped(ctx, run, |e| e.runner.call::<(bool, Value)>((f.clone(), e.handler.clone())))
-        })();
-        self.finish(ctx, run, result);
+    /// Runs an EVAL script: KEYS and ARGV (`args[3..]`, `numkeys` keys, as EVAL's
+    /// arguments are laid out) set as globals, `redis.call` bound to `ctx`, the reply
+    /// (or Redis's error for a failed run) written to `ctx.out`.
+    ///
+    /// Redis's `luaCallFunction`, on the Lua stack directly: the error handler, KEYS and
+    /// ARGV, the function, `lua_pcall`.
+    pub fn run_eval(
+        &mut self,
+        ctx: &mut Ctx,
+        run: &mut super::call::Run,
+        script: &Arc<Script>,
+        args: &Args,
+        numkeys: usize,
+    ) {
+        let f_ref = match self.compiled_of(script) {
+            Ok(c) => c.f_ref,
+            Err(err) => return ctx.out.error(&format!("ERR Error compiling script (new function): {err}")),
+        };
+        let l = self.main;
+        self.state.resp.set(2);
+        self.state.repl.set(REPL_ALL);
+        // SAFETY: `l` is this engine's main state, whose stack nothing else uses between
+        // mlua's calls; what is pushed here is popped before returning (`base`). The
+        // pushes fail only when Lua's allocator does (out of memory).
+        let ok = unsafe {
+            let base = ffi::lua_gettop(l);
+            if ffi::lua_checkstack(l, 8) == 0 {
+                return ctx.out.error("ERR Lua stack exhausted");
+            }
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.handler_ref as _);
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.view_ref as _);
+            set_strings(l, c"KEYS", args, 3, 3 + numkeys);
+            set_strings(l, c"ARGV", args, 3 + numkeys, args.len());
+            ffi::lua_settop(l, base + 1);
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, f_ref as _);
+            let status = super::call::bind(ctx, run, &self.state, || ffi::lua_pcall(l, 0, 1, base + 1));
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.view_ref as _);
+            for name in [c"KEYS", c"ARGV"] {
+                ffi::lua_pushstring(l, name.as_ptr());
+                ffi::lua_pushnil(l);
+                ffi::lua_rawset(l, -3);
+            }
+            ffi::lua_pop(l, 1);
+            // The result (or error) is on top: scalars are written here, the rest
+            // (tables) through mlua's value.
+            let done = status == 0 && write_scalar(l, self.state.resp.get(), ctx.out);
+            let result = if done {
+                None
+            } else {
+                let r = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                let v = self.lua.exec_raw::<Value>((), |s| {
+                    ffi::lua_rawgeti(s, ffi::LUA_REGISTRYINDEX, r as _);
+                    ffi::luaL_unref(s, ffi::LUA_REGISTRYINDEX, r);
+                });
+                Some(v.map(|v| (status == 0, v)))
+            };
+            ffi::lua_settop(l, base);
+            result
+        };
+        self.finish(ctx, run, ok);
     }
 
-    /// Runs a library function (FCALL): called with the keys and arguments tables.
-    pub fn run_function(&mut self, ctx: &mut Ctx, run: &mut super::call::Run, f: &Function) {
+    /// Runs a library function (FCALL): called with the keys and arguments tables
+    /// (`args[3..]`, `numkeys` keys).
+    pub fn run_function(
+        &mut self,
+        ctx: &mut Ctx,
+        run: &mut super::call::Run,
+        f: &Function,
+        args: &Args,
+        numkeys: usize,
+    ) {
         let result = (|| -> mlua::Result<(bool, Value)> {
-            let keys = self.string_array(&run.keys)?;
-            let argv = self.string_array(&run.argv)?;
+            let keys = self.string_array(args, 3, 3 + numkeys)?;
+            let argv = self.string_array(args, 3 + numkeys, args.len())?;
             self.call_scoped(ctx, run, |e| {
                 e.fn_runner.call::<(bool, Value)>((f.clone(), e.handler.clone(), keys.clone(), argv.clone()))
             })
         })();
-        self.finish(ctx, run, result);
+        self.finish(ctx, run, Some(result));
     }
 
-    fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
-        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
-        for (i, a) in items.iter().enumerate() {
-            t.raw_seti(i + 1, self.lua.create_string(a)?)?;
+    fn string_array(&self, args: &Args, from: usize, to: usize) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(to - from, 0)?;
+        for i in from..to {
+            t.raw_seti(i - from + 1, self.lua.create_string(args.get(i))?)?;
         }
         Ok(t)
     }
@@ -378,46 +506,29 @@ impl Engine {
     ) -> mlua::Result<(bool, Value)> {
         self.state.resp.set(2);
         self.state.repl.set(REPL_ALL);
-        let cell = RefCell::new((ctx, run));
-        let state = self.state.clone();
-        let r = self.lua.scope(|scope| {
-            let cmd = scope.create_function(|lua, ()| {
-                let argv = lua.remove_app_data::<super::call::Argv>().and_then(|a| a.0);
-                let mut g = cell.borrow_mut();
-                let (ctx, run) = &mut *g;
-                super::call::dispatch(lua, ctx, run, &state, argv)
-            })?;
-            self.hidden.raw_set("cmd", cmd)?;
-            let r = body(self);
-            self.hidden.raw_set("cmd", Value::Nil)?;
-            r
-        });
-        r
+        super::call::bind(ctx, run, &self.state, || body(self))
     }
 
     /// Writes the run's reply or error, and does Redis's periodic GC step.
-    fn finish(&mut self, ctx: &mut Ctx, run: &super::call::Run, result: mlua::Result<(bool, Value)>) {
-        let _ = self.view.raw_set("KEYS", Value::Nil);
-        let _ = self.view.raw_set("ARGV", Value::Nil);
+    /// (None: the reply is written already.)
+    fn finish(&mut self, ctx: &mut Ctx, run: &super::call::Run, result: Option<mlua::Result<(bool, Value)>>) {
         // An error a command replied was counted then: the script's reply of it is not.
-        if let Ok((_, Value::Table(t))) = &result {
+        if let Some(Ok((_, Value::Table(t)))) = &result {
             ctx.error_counted = super::call::counted_error(t);
         }
         match result {
-            Ok((true, v)) => convert::lua_to_reply(&v, self.state.resp.get(), ctx.out),
-            Ok((false, v)) => ctx.out.error(&convert::error_reply_text(&v, &run.name)),
-            Err(e) => ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name, e.to_string())),
+            None => {}
+            Some(Ok((true, v))) => convert::lua_to_reply(&v, self.state.resp.get(), ctx.out),
+            Some(Ok((false, v))) => ctx.out.error(&convert::error_reply_text(&v, &run.name)),
+            Some(Err(e)) => ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name, e.to_string())),
         }
         self.runs += 1;
         if self.runs.is_multiple_of(50) {
             // Redis's LUA_GC_CYCLE_PERIOD: a step of size 50 every 50 runs (mlua's
             // gc_step is a step of size 0, which let garbage pile up between cycles).
-            // SAFETY: lua_gc needs no stack slot and raises no error in Lua 5.1.
-            let _ = unsafe {
-                self.lua.exec_raw::<()>((), |state| {
-                    mlua::ffi::lua_gc(state, mlua::ffi::LUA_GCSTEP, 50);
-                })
-            };
+            // SAFETY: lua_gc needs no stack slot and raises no error in Lua 5.1 (the
+            // only finalizers are mlua's, which raise none).
+            unsafe { ffi::lua_gc(self.main, ffi::LUA_GCSTEP, 50) };
             self.report_memory();
         }
     }
@@ -478,6 +589,46 @@ impl Engine {
         let now = self.lua.used_memory();
         self.reported.bytes.store(now, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Sets `view[name]` (the view is at the stack's top) to a table of `args[from..to]`.
+///
+/// SAFETY: needs 3 free stack slots; fails only when Lua's allocator does.
+unsafe fn set_strings(l: *mut ffi::lua_State, name: &std::ffi::CStr, args: &Args, from: usize, to: usize) {
+    ffi::lua_pushstring(l, name.as_ptr());
+    ffi::lua_createtable(l, (to - from) as c_int, 0);
+    for i in from..to {
+        let a = args.get(i);
+        ffi::lua_pushlstring(l, a.as_ptr() as *const _, a.len());
+        ffi::lua_rawseti(l, -2, (i - from + 1) as _);
+    }
+    ffi::lua_rawset(l, -3);
+}
+
+/// Writes the value at the top of the stack as [`convert::lua_to_reply`] would, if it
+/// is not a table (false: a table, left to that function).
+///
+/// SAFETY: reads the top slot only.
+unsafe fn write_scalar(l: *mut ffi::lua_State, resp: u8, out: &mut ferrokv_resp::ReplyBuf) -> bool {
+    match ffi::lua_type(l, -1) {
+        ffi::LUA_TSTRING => {
+            let mut len = 0usize;
+            let p = ffi::lua_tolstring(l, -1, &mut len);
+            out.bulk(std::slice::from_raw_parts(p as *const u8, len));
+        }
+        ffi::LUA_TNUMBER => out.integer(convert::number_to_i64(ffi::lua_tonumber(l, -1))),
+        ffi::LUA_TBOOLEAN => {
+            let b = ffi::lua_toboolean(l, -1) != 0;
+            match (resp, b) {
+                (2, true) => out.integer(1),
+                (2, false) => out.null(),
+                _ => out.boolean(b),
+            }
+        }
+        ffi::LUA_TTABLE => return false,
+        _ => out.null(),
+    }
+    true
 }
 
 /// The message of a compile error, as Lua prints it (`user_script:1: ... near ...`).

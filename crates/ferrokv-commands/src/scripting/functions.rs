@@ -171,20 +171,18 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
     if crate::util::parse_i64(args.get(2)).is_none() {
         return ctx.out.error("ERR Bad number of keys provided");
     }
-    let Some((keys, argv)) = split_keys(ctx, args) else { return };
+    let Some(numkeys) = split_keys(ctx, args) else { return };
     if let Some(e) = super::prepare_refusal(ctx, info.flags, ro) {
         return ctx.out.error(e);
     }
     let read_only = ro || info.flags.has(ScriptFlags::NO_WRITES);
     let slot_data = running::RunSlot::start(false, name.clone(), args.iter().map(|a| a.to_vec()).collect());
-    let first_slot = keys.first().filter(|_| ctx.cfg.cluster_mode).map(|k| ferrokv_store::slot::key_slot(k));
+    let first_slot = (numkeys > 0 && ctx.cfg.cluster_mode).then(|| ferrokv_store::slot::key_slot(args.get(3)));
     let mut run = call::Run {
         name: name.clone(),
         eval: false,
         read_only,
         flags: info.flags,
-        keys,
-        argv,
         slot: first_slot,
         slot_data: slot_data.clone(),
         oom: (super::hooks().over_maxmemory)(),
@@ -193,7 +191,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
         match e.library_function(&lib, &info.name) {
-            Ok(f) => e.run_function(ctx, &mut run, &f),
+            Ok(f) => e.run_function(ctx, &mut run, &f, args, numkeys),
             Err(err) => ctx.out.error(&format!("ERR {err}")),
         }
         *e.state.slot.borrow_mut() = None;

@@ -170,8 +170,9 @@ fn evalsha_ro(ctx: &mut Ctx, args: &Args) {
 
 const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 
-/// The numkeys checks of EVAL and FCALL: the keys and the other arguments.
-pub(crate) fn split_keys(ctx: &mut Ctx, args: &Args) -> Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+/// The numkeys checks of EVAL and FCALL: the number of keys (`args[3..3 + n]`; the
+/// script's other arguments follow them).
+pub(crate) fn split_keys(ctx: &mut Ctx, args: &Args) -> Option<usize> {
     let Some(n) = parse_i64(args.get(2)) else {
         ctx.out.error("ERR value is not an integer or out of range");
         return None;
@@ -184,20 +185,20 @@ pub(crate) fn split_keys(ctx: &mut Ctx, args: &Args) -> Option<(Vec<Vec<u8>>, Ve
         ctx.out.error("ERR Number of keys can't be negative");
         return None;
     }
-    let n = n as usize;
-    let keys = (3..3 + n).map(|i| args.get(i).to_vec()).collect();
-    let argv = (3 + n..args.len()).map(|i| args.get(i).to_vec()).collect();
-    Some((keys, argv))
+    Some(n as usize)
 }
 
 fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
-    let Some((keys, argv)) = split_keys(ctx, args) else { return };
+    let Some(numkeys) = split_keys(ctx, args) else { return };
     let script = if by_sha {
         let sha = args.get(1);
-        let found = (sha.len() == 40)
-            .then(|| std::str::from_utf8(sha).ok())
-            .flatten()
-            .and_then(|s| cache().get(&s.to_ascii_lowercase()));
+        // This thread's compiled scripts first (no lock), then the node's cache.
+        let found = engine::with_engine(|e| e.cached(sha)).ok().flatten().or_else(|| {
+            (sha.len() == 40)
+                .then(|| std::str::from_utf8(sha).ok())
+                .flatten()
+                .and_then(|s| cache().get(&s.to_ascii_lowercase()))
+        });
         match found {
             Some(s) => s,
             None => return ctx.out.error(NOSCRIPT),
@@ -215,15 +216,13 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
         }
     }
     let read_only = ro || (!flags.has(ScriptFlags::EVAL_COMPAT) && flags.has(ScriptFlags::NO_WRITES));
-    let slot_data = running::RunSlot::start(true, script.sha.clone(), args.iter().map(|a| a.to_vec()).collect());
-    let first_slot = keys.first().filter(|_| ctx.cfg.cluster_mode).map(|k| ferrokv_store::slot::key_slot(k));
+    let slot_data = running::RunSlot::start(true, script.sha.clone(), Vec::new());
+    let first_slot = (numkeys > 0 && ctx.cfg.cluster_mode).then(|| ferrokv_store::slot::key_slot(args.get(3)));
     let mut run = call::Run {
         name: script.sha.clone(),
         eval: true,
         read_only,
         flags,
-        keys,
-        argv,
         slot: first_slot,
         slot_data: slot_data.clone(),
         oom: (hooks().over_maxmemory)(),
@@ -231,10 +230,7 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
     let caller_db = ctx.keys.selected();
     let r = engine::with_engine(|e| {
         *e.state.slot.borrow_mut() = Some(slot_data.clone());
-        match e.function_of(&script) {
-            Ok(f) => e.run_eval(ctx, &mut run, &f),
-            Err(err) => ctx.out.error(&format!("ERR Error compiling script (new function): {err}")),
-        }
+        e.run_eval(ctx, &mut run, &script, args, numkeys);
         *e.state.slot.borrow_mut() = None;
     });
     slot_data.finish();
@@ -422,6 +418,22 @@ mod tests {
         assert_eq!(eval(&mut h, "return redis.error_reply('FOO bar')", &[], &[]), "-FOO bar\r\n");
         assert_eq!(eval(&mut h, "return {double=1.5}", &[], &[]), "$3\r\n1.5\r\n");
         assert_eq!(eval(&mut h, "return {KEYS[1], ARGV[1]}", &["k"], &["a"]), "*2\r\n$1\r\nk\r\n$1\r\na\r\n");
+    }
+
+    #[test]
+    fn evalsha_finds_no_script_the_cache_evicted() {
+        // EVALSHA looks in this thread's compiled scripts first: an eviction from the
+        // node's cache must reach them.
+        let mut h = Harness::new();
+        let body = "return 'evicted-test'";
+        let sha = super::sha1::sha1_hex(body.as_bytes());
+        assert_eq!(eval(&mut h, body, &[], &[]), "$12\r\nevicted-test\r\n");
+        let by_sha = |h: &mut Harness| h.cmd_args(&[b"EVALSHA", sha.as_bytes(), b"0"]);
+        assert_eq!(by_sha(&mut h), "$12\r\nevicted-test\r\n");
+        for i in 0..super::cache::EVAL_SCRIPTS_MAX {
+            eval(&mut h, &format!("return {i} -- evicts"), &[], &[]);
+        }
+        assert_eq!(by_sha(&mut h), format!("-{}\r\n", super::NOSCRIPT));
     }
 
     #[test]
