@@ -171,6 +171,25 @@ fn libraries_bit_and_cjson() {
         "return {pcall(cjson.decode, '{')}",
         "return cjson.encode_max_depth()",
         "return {cjson.encode_sparse_array()}",
+        // Nesting: 1000 levels by default; raised, as deep as the Lua stack has room
+        // for (7997 arrays, 3999 objects), then lua-cjson's error. The settings last for
+        // the Lua state, so each script puts the default back.
+        "local t = {} local c = t for i = 1, 999 do c[1] = {} c = c[1] end local s = cjson.encode(t) \
+         c[1] = {} local ok, e = pcall(cjson.encode, t) return {#s, e}",
+        "cjson.encode_max_depth(1000000) local t = {} local c = t for i = 1, 7996 do c[1] = {} c = c[1] end \
+         local ok, s = pcall(cjson.encode, t) c[1] = {} local ok2, e = pcall(cjson.encode, t) \
+         cjson.encode_max_depth(1000) return {#s, e}",
+        "cjson.encode_max_depth(1000000) local t = {} local c = t for i = 1, 3998 do c.a = {} c = c.a end \
+         local ok, s = pcall(cjson.encode, t) c.a = {} local ok2, e = pcall(cjson.encode, t) \
+         cjson.encode_max_depth(1000) return {#s, e}",
+        "cjson.encode_max_depth(1000000) cjson.decode_max_depth(1000000) \
+         local ok, v = pcall(cjson.decode, string.rep('[', 7990) .. '{\"k\":[1,2]}' .. string.rep(']', 7990)) \
+         local ok2, s = pcall(cjson.encode, v) cjson.encode_max_depth(1000) cjson.decode_max_depth(1000) \
+         return {tostring(ok), tostring(ok2), #s, s:sub(7985)}",
+        "cjson.encode_max_depth(2000) local t = {} local c = t for i = 1, 2000 do c[1] = {} c = c[1] end \
+         local ok, e = pcall(cjson.encode, t) cjson.encode_max_depth(1000) return e",
+        "local t = {} t.a = t local ok, e = pcall(cjson.encode, t) return e",
+        "return cjson.encode({1, {2, {3, {a = {4, 5}, b = 'x'}}}, 6})",
     ];
     let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
     same_replies(&cmds);

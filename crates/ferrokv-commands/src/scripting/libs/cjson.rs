@@ -6,7 +6,7 @@
 //! settings for the life of the Lua state, as in Redis.
 
 use super::{number_arg, Nest};
-use mlua::{LightUserData, Lua, MultiValue, Table, Value};
+use mlua::{ffi, LightUserData, Lua, MultiValue, Table, Value};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -53,7 +53,11 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
                 return Err(err("bad argument #1 to 'encode' (expected 1 argument)"));
             }
             let mut out = Vec::new();
-            encode(&c, &args[0], 0, 1, &mut out)?;
+            let mut result = Ok(());
+            // SAFETY: exec_raw calls the closure in a C frame holding just the value
+            // (`encode`'s precondition) and pops what it leaves.
+            unsafe { lua.exec_raw::<()>(&args[0], |l| result = encode(l, &c, &mut out))? };
+            result.map_err(err)?;
             lua.create_string(out)
         })?,
     )?;
@@ -196,13 +200,6 @@ fn bool_option(a: &MultiValue, cell: &Cell<bool>, name: &str) -> mlua::Result<bo
     Ok(cell.get())
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::LightUserData(_) => "userdata",
-        other => other.type_name(),
-    }
-}
-
 fn encode_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     for &c in s {
@@ -222,10 +219,10 @@ fn encode_string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn encode_number(cfg: &Config, v: &Value, n: f64, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn encode_number(cfg: &Config, type_name: &str, n: f64, out: &mut Vec<u8>) -> Result<(), String> {
     if !n.is_finite() {
         match cfg.encode_invalid.get() {
-            0 => return Err(err(format!("Cannot serialise {}: must not be NaN or Inf", type_name(v)))),
+            0 => return Err(format!("Cannot serialise {type_name}: must not be NaN or Inf")),
             1 if n.is_nan() => out.extend_from_slice(b"nan"),
             1 => out.extend_from_slice(if n > 0.0 { b"inf" } else { b"-inf" }),
             _ => out.extend_from_slice(b"null"),
@@ -236,108 +233,146 @@ fn encode_number(cfg: &Config, v: &Value, n: f64, out: &mut Vec<u8>) -> mlua::Re
     Ok(())
 }
 
-/// The deepest table `encode` recurses into (the default `encode_max_depth`): its
-/// frames take 500-700 bytes of a shard thread's 2 MiB stack. A script that raises
-/// `encode_max_depth` gets the nesting error at this depth; Redis's comes at 7998 (the
-/// Lua stack's room).
-const ENCODE_RECURSION: i64 = 1000;
-
-/// `slots` counts the Lua stack slots lua-cjson would use with `v` on top: an array
-/// level adds one (the element), an object level two (key and value), and a table
-/// needs three free (json_check_encode_depth), so nesting ends where Redis's does.
-/// Tables are walked without keeping their entries: each value mlua holds takes a slot
-/// of its reference stack, which has room for about 8000.
-fn encode(cfg: &Config, v: &Value, depth: i64, slots: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
-    match v {
-        Value::String(s) => encode_string(&s.as_bytes(), out),
-        Value::Number(n) => encode_number(cfg, v, *n, out)?,
-        Value::Integer(n) => encode_number(cfg, v, *n as f64, out)?,
-        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Nil => out.extend_from_slice(b"null"),
-        Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
-        Value::Table(t) => {
-            let depth = depth + 1;
-            if depth > cfg.encode_max_depth.get().min(ENCODE_RECURSION) || slots + 3 > LUAI_MAXCSTACK {
-                return Err(err(format!("Cannot serialise, excessive nesting ({depth})")));
+/// `encode` as lua-cjson's `json_append_data` does it, on the Lua stack (the value to
+/// encode at index 1 of a C frame, as in lua-cjson's `json_encode`): an array level
+/// holds its table and the element being written, an object level its table, key and
+/// value, and a table is entered only while `encode_max_depth` allows it and three
+/// stack slots are free (`json_check_encode_depth`) — so nesting ends where Redis's
+/// does (arrays at 7998 levels, objects at 4000 with the limit raised). The walk is a
+/// loop with its own stack of levels, not a recursion: no depth reaches the thread's
+/// stack. The error is lua-cjson's text.
+///
+/// SAFETY: `l` is a C frame whose top is the value; every call below either cannot
+/// raise a Lua error or raises one only when Lua's allocator fails (out of memory).
+/// Number keys are read with `lua_tonumber`, never converted in place (which would
+/// break `lua_next`).
+unsafe fn encode(l: *mut ffi::lua_State, cfg: &Config, out: &mut Vec<u8>) -> Result<(), String> {
+    enum Level {
+        /// The array's table on top; the next index to write, and its length.
+        Array { next: i64, len: i64 },
+        /// The object's table, then the key of the entry written last (nil first).
+        Object { first: bool },
+    }
+    let mut levels: Vec<Level> = Vec::new();
+    // The value on top: written, or entered (its level pushed; a table stays on the
+    // stack until its level is done).
+    let enter = |l: *mut ffi::lua_State, levels: &mut Vec<Level>, out: &mut Vec<u8>| -> Result<bool, String> {
+        match ffi::lua_type(l, -1) {
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let p = ffi::lua_tolstring(l, -1, &mut len);
+                encode_string(std::slice::from_raw_parts(p as *const u8, len), out);
             }
-            let mut max = 0f64;
-            let mut items = 0i64;
-            let mut array = true;
-            for kv in t.pairs::<Value, Value>() {
-                let k = match kv?.0 {
-                    Value::Number(n) => n,
-                    Value::Integer(n) => n as f64,
+            ffi::LUA_TNUMBER => encode_number(cfg, "number", ffi::lua_tonumber(l, -1), out)?,
+            ffi::LUA_TBOOLEAN => out.extend_from_slice(if ffi::lua_toboolean(l, -1) != 0 { b"true" } else { b"false" }),
+            ffi::LUA_TNIL => out.extend_from_slice(b"null"),
+            ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(l, -1).is_null() => out.extend_from_slice(b"null"),
+            ffi::LUA_TTABLE => {
+                let depth = levels.len() as i64 + 1;
+                if depth > cfg.encode_max_depth.get() || ffi::lua_checkstack(l, 3) == 0 {
+                    return Err(format!("Cannot serialise, excessive nesting ({depth})"));
+                }
+                match array_length(l, cfg)? {
+                    Some(len) if len > 0 => {
+                        out.push(b'[');
+                        levels.push(Level::Array { next: 1, len });
+                    }
                     _ => {
-                        array = false;
-                        break;
+                        out.push(b'{');
+                        ffi::lua_pushnil(l);
+                        levels.push(Level::Object { first: true });
                     }
-                };
-                if k != 0.0 && k.floor() == k && k >= 1.0 {
-                    max = max.max(k);
-                    items += 1;
-                } else {
-                    array = false;
-                    break;
                 }
+                return Ok(true);
             }
-            if array
-                && cfg.sparse_ratio.get() > 0
-                && max > (items * cfg.sparse_ratio.get()) as f64
-                && max > cfg.sparse_safe.get() as f64
-            {
-                if !cfg.sparse_convert.get() {
-                    return Err(err("Cannot serialise table: excessively sparse array"));
-                }
-                array = false;
-            }
-            if array && max > 0.0 {
-                out.push(b'[');
-                for i in 1..=(max as i64) {
-                    if i > 1 {
-                        out.push(b',');
-                    }
-                    let x: Value = t.raw_get(i)?;
-                    encode(cfg, &x, depth, slots + 1, out)?;
-                }
-                out.push(b']');
-            } else {
-                out.push(b'{');
-                for (i, kv) in t.pairs::<Value, Value>().enumerate() {
-                    let (k, x) = kv?;
-                    let (k, x) = (&k, &x);
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    match k {
-                        Value::Number(_) | Value::Integer(_) => {
-                            out.push(b'"');
-                            let n = match k {
-                                Value::Number(n) => *n,
-                                Value::Integer(n) => *n as f64,
-                                _ => 0.0,
-                            };
-                            encode_number(cfg, k, n, out)?;
-                            out.extend_from_slice(b"\":");
-                        }
-                        Value::String(s) => {
-                            encode_string(&s.as_bytes(), out);
-                            out.push(b':');
-                        }
-                        other => {
-                            return Err(err(format!(
-                                "Cannot serialise {}: table key must be a number or string",
-                                type_name(other)
-                            )))
-                        }
-                    }
-                    encode(cfg, x, depth, slots + 2, out)?;
-                }
-                out.push(b'}');
+            t => {
+                let name = std::ffi::CStr::from_ptr(ffi::lua_typename(l, t)).to_string_lossy();
+                return Err(format!("Cannot serialise {name}: type not supported"));
             }
         }
-        other => return Err(err(format!("Cannot serialise {}: type not supported", type_name(other)))),
+        Ok(false)
+    };
+    if !enter(l, &mut levels, out)? {
+        return Ok(());
+    }
+    while let Some(level) = levels.last_mut() {
+        match level {
+            Level::Array { next, len } => {
+                if *next > *len {
+                    out.push(b']');
+                    levels.pop();
+                    ffi::lua_pop(l, 1);
+                    continue;
+                }
+                if *next > 1 {
+                    out.push(b',');
+                }
+                ffi::lua_rawgeti(l, -1, *next as _);
+                *next += 1;
+            }
+            Level::Object { first } => {
+                if ffi::lua_next(l, -2) == 0 {
+                    out.push(b'}');
+                    levels.pop();
+                    ffi::lua_pop(l, 1);
+                    continue;
+                }
+                if !std::mem::replace(first, false) {
+                    out.push(b',');
+                }
+                match ffi::lua_type(l, -2) {
+                    ffi::LUA_TNUMBER => {
+                        out.push(b'"');
+                        encode_number(cfg, "number", ffi::lua_tonumber(l, -2), out)?;
+                        out.extend_from_slice(b"\":");
+                    }
+                    ffi::LUA_TSTRING => {
+                        let mut len = 0usize;
+                        let p = ffi::lua_tolstring(l, -2, &mut len);
+                        encode_string(std::slice::from_raw_parts(p as *const u8, len), out);
+                        out.push(b':');
+                    }
+                    t => {
+                        let name = std::ffi::CStr::from_ptr(ffi::lua_typename(l, t)).to_string_lossy();
+                        return Err(format!("Cannot serialise {name}: table key must be a number or string"));
+                    }
+                }
+            }
+        }
+        // The element or entry value is on top.
+        if !enter(l, &mut levels, out)? {
+            ffi::lua_pop(l, 1);
+        }
     }
     Ok(())
+}
+
+/// lua-cjson's `lua_array_length` for the table on top: its length when its keys are
+/// the integers 1..n (None: an object), with the sparse-array rule.
+///
+/// SAFETY: needs 2 free stack slots; leaves the stack as it found it.
+unsafe fn array_length(l: *mut ffi::lua_State, cfg: &Config) -> Result<Option<i64>, String> {
+    let (mut max, mut items) = (0f64, 0i64);
+    ffi::lua_pushnil(l);
+    while ffi::lua_next(l, -2) != 0 {
+        let k = if ffi::lua_type(l, -2) == ffi::LUA_TNUMBER { ffi::lua_tonumber(l, -2) } else { 0.0 };
+        if k != 0.0 && k.floor() == k && k >= 1.0 {
+            max = max.max(k);
+            items += 1;
+            ffi::lua_pop(l, 1);
+            continue;
+        }
+        ffi::lua_pop(l, 2);
+        return Ok(None);
+    }
+    if cfg.sparse_ratio.get() > 0 && max > (items * cfg.sparse_ratio.get()) as f64 && max > cfg.sparse_safe.get() as f64
+    {
+        if !cfg.sparse_convert.get() {
+            return Err("Cannot serialise table: excessively sparse array".into());
+        }
+        return Ok(None);
+    }
+    Ok(Some(max as i64))
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -798,8 +833,26 @@ mod tests {
             local t = {} local c = t
             for i = 1, 100000 do c[1] = {} c = c[1] end
             cjson.encode(t)"#);
-        // Redis: 7998, its Lua stack's room; here the recursion's limit.
-        assert!(e.contains("Cannot serialise, excessive nesting (1001)"), "{e}");
+        assert!(e.contains("Cannot serialise, excessive nesting (7998)"), "{e}");
+        let e = run(r#"cjson.encode_max_depth(1000000)
+            local t = {} local c = t
+            for i = 1, 100000 do c.a = {} c = c.a end
+            cjson.encode(t)"#);
+        assert!(e.contains("Cannot serialise, excessive nesting (4000)"), "{e}");
+        // Below those, deep nesting encodes (and decodes back).
+        let e = run(r#"cjson.encode_max_depth(1000000) cjson.decode_max_depth(1000000)
+            local t = {} local c = t
+            for i = 1, 7996 do c[1] = {} c = c[1] end
+            local s = cjson.encode(t)
+            assert(#s == 2 * 7997, #s)
+            local d = cjson.decode(s)
+            local o = {} c = o
+            for i = 1, 3998 do c.a = {} c = c.a end
+            assert(#cjson.encode(o) == 3998 * 6 + 2)
+            local e = {} c = e
+            for i = 1, 1000 do c[1] = {} c = c[1] end
+            assert(not pcall(cjson.new().encode, e))"#);
+        assert_eq!(e, "");
         let e = run(r#"cjson.decode_max_depth(1000000)
             cjson.decode(string.rep('{"a":', 100000))"#);
         assert!(e.contains("Found too many nested data structures"), "{e}");
