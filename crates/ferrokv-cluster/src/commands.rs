@@ -408,6 +408,14 @@ impl ClusterState {
                     self.importing_from.insert(s, n);
                     self.task_importing.insert(s);
                 }
+                // The claim needs this node's config epoch to be the greatest. Taken now
+                // (with its nodes.conf fsync) rather than in the claim, which runs inside
+                // the source's write pause; the claim bumps again only if another node
+                // took a greater one meanwhile.
+                if self.bump_config_epoch_without_consensus() {
+                    self.log(LogLevel::Warning, format!("configEpoch updated before importing {} slots", slots.len()));
+                    self.broadcast_pong();
+                }
             }
             SlotMigrationOp::Stable => {
                 for &s in slots {

@@ -29,6 +29,8 @@ pub mod inbound;
 pub mod maxmemory;
 #[path = "exec/msg.rs"]
 pub mod msg;
+#[path = "exec/pace.rs"]
+pub mod pace;
 // Cluster: redirects and CLUSTER commands on the request path, the bus's IO, MIGRATE.
 #[path = "cluster/bus.rs"]
 pub mod bus;

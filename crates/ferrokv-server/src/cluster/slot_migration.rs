@@ -26,8 +26,9 @@
 //!    again under the executing shard's lock and gets TRYAGAIN), then a last DELTA under
 //!    the pause: T now holds every write O acknowledged.
 //! 6. T claims the slots (`MIGRATION-SYNC <id> CLAIM <ranges>` on itself: as `SETSLOT s
-//!    NODE T` for each, with one config epoch bump without consensus, one nodes.conf
-//!    save and one PONG broadcast), then tells O directly (`HANDOFF <T> <epoch>
+//!    NODE T` for each, with one nodes.conf save and one PONG broadcast; the config
+//!    epoch bump without consensus the claim needs was taken at step 2, with its fsync,
+//!    outside the pause — the claim bumps again only if a node took a greater one since), then tells O directly (`HANDOFF <T> <epoch>
 //!    <ranges>`, applied as T's UPDATE message would be) instead of waiting for the
 //!    bus. O's keys of S are deleted in the background (the dirty-slot rule; see
 //!    "deleting the keys of slots this node lost" below).
@@ -82,6 +83,7 @@ use crate::conn::Conn;
 use crate::dispatch::{run_internal, run_internal_args, Flow, Held, MultiDb, ShardCore};
 use crate::node::lock;
 use crate::node::Node;
+use crate::pace::{Pace, Step};
 use ferrokv_commands::util::eq_ic;
 use ferrokv_resp::{Args, ReplyBuf, Span, Value, ValueReader};
 use ferrokv_store::SLOTS;
@@ -286,6 +288,12 @@ impl SlotMigration {
     #[inline]
     pub fn pausing(&self) -> bool {
         self.pausing.load(Ordering::Acquire)
+    }
+
+    /// An import task of this node is inside its write pause, or an export of it has
+    /// its writes held: work that can wait (spreading slots over the cores) waits.
+    pub fn in_pause(&self) -> bool {
+        self.pausing() || self.switching.load(Ordering::Acquire) > 0
     }
 
     /// Writes to `slot` are held now.
@@ -1583,31 +1591,40 @@ fn trim_job_done(node: &Node) {
     }
 }
 
-/// One batch of `shard`'s trim; true while some is left (the loop does not sleep).
-pub fn trim_step(node: &Node, shard: crate::node::ShardId) -> bool {
+/// Batches of `shard`'s trim, within its share of the time (see `crate::pace`).
+pub fn trim_step(node: &Node, shard: crate::node::ShardId, pace: &mut Pace) -> Step {
     let sh = &node.shards[shard];
     if !sh.trimming.load(Ordering::Acquire) {
-        return false;
+        return Step::Idle;
     }
+    let until = match pace.slice() {
+        Ok(until) => until,
+        Err(next) => return Step::At(next),
+    };
+    let start = Instant::now();
     let mut list = lock(&sh.trim);
-    // Small slots are finished several to a step, up to about a batch of keys.
+    // Small slots are finished several to a batch, up to about a batch of keys.
     let mut budget = TRIM_BATCH;
     while let Some(&slot) = list.last() {
         let before = node.lock_db(shard).slot_len(slot);
-        if delete_batch(node, shard, slot) != 0 {
-            break;
+        if delete_batch(node, shard, slot) == 0 {
+            list.pop();
+            node.slot_migration.hidden.remove(slot);
+            sh.trimming.store(!list.is_empty(), Ordering::Release);
+            trim_job_done(node);
+            budget = budget.saturating_sub(before.max(1));
+        } else {
+            budget = 0;
         }
-        list.pop();
-        node.slot_migration.hidden.remove(slot);
-        sh.trimming.store(!list.is_empty(), Ordering::Release);
-        trim_job_done(node);
-        budget = budget.saturating_sub(before.max(1));
         if budget == 0 {
-            break;
+            if Instant::now() >= until {
+                break;
+            }
+            budget = TRIM_BATCH;
         }
     }
     sh.trimming.store(!list.is_empty(), Ordering::Release);
-    !list.is_empty()
+    pace.done(start, !list.is_empty())
 }
 
 /// Trims now, whole, each of `slots` still queued, and forgets that they were lost

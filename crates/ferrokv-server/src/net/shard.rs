@@ -10,6 +10,7 @@ use crate::dispatch::ShardCore;
 use crate::msg::Msg;
 use crate::net;
 use crate::node::{unix_ms, ClientMeta, Node};
+use crate::pace::{Pace, Step};
 use ferrokv_runtime::executor::Executor;
 use ferrokv_runtime::ops::Ops;
 use ferrokv_runtime::{token, BufRing, MailWaker, Ring, RingConfig};
@@ -57,6 +58,10 @@ pub struct Shard {
     bus: Option<std::rc::Rc<crate::bus::Bus>>,
     /// The unix second of the last walk over every connection's memory.
     last_cron_second: u64,
+    /// This shard's share of the time for deleting the keys of slots the node lost,
+    /// and (shard 0) for spreading the served slots over the cores.
+    trim_pace: Pace,
+    spread_pace: Pace,
 }
 
 impl Shard {
@@ -89,6 +94,8 @@ impl Shard {
             ops: Ops::new(),
             bus: None,
             last_cron_second: 0,
+            trim_pace: Pace::default(),
+            spread_pace: Pace::default(),
         })
     }
 
@@ -124,8 +131,13 @@ impl Shard {
             // then what was published here, by the bus's messages too, goes out.
             self.core.flush_bcast();
             self.deliver_pubsub();
-            // Keys of slots this node lost: a batch per iteration.
-            let trim_left = crate::slot_migration::trim_step(node, id);
+            // Keys of slots this node lost, within a share of the time (`crate::pace`).
+            let trim = crate::slot_migration::trim_step(node, id, &mut self.trim_pace);
+            // Shard 0: slots moved between the cores after the served slots changed.
+            let spread = match id {
+                0 => self.core.balancer.spread.step(node, &mut self.spread_pace),
+                _ => Step::Idle,
+            };
             // The AOF gets this iteration's effects before any reply leaves, to a
             // client or to another shard (which may answer its client at once).
             crate::pubsub::log_for_replicas(&mut self.core);
@@ -165,6 +177,9 @@ impl Shard {
                 let until = node.repl.paused_until.load(Ordering::Relaxed);
                 timeout = timeout.min(Duration::from_millis(until.saturating_sub(unix_ms()).max(1)));
             }
+            for at in [trim.wake_at(), spread.wake_at()].into_iter().flatten() {
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
             if !self.held.is_empty() {
                 // The AOF writer wakes us when it has synced (MSG_RING); in case the
                 // wake-up crossed our going to sleep, look again soon anyway.
@@ -175,7 +190,8 @@ impl Shard {
             }
             let mailbox = &node.shards[id].mailbox;
             let wait = !snapshot_left
-                && !trim_left
+                && trim.lets_sleep()
+                && spread.lets_sleep()
                 && self.core.outbox_empty()
                 && !self.executor.has_ready()
                 && mailbox.prepare_sleep();
@@ -735,7 +751,6 @@ impl Shard {
             if on && node.shard_count() > 1 {
                 self.core.balancer.round(node, 1000, threshold);
             }
-            self.core.balancer.spread.tick(node, Duration::from_millis(20));
             if node.cores_changed.swap(false, Ordering::AcqRel) {
                 if let Some(b) = &self.bus {
                     b.set_core_table(|s| node.shard_of_slot(s));
