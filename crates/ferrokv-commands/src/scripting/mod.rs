@@ -216,7 +216,8 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
         }
     }
     let read_only = ro || (!flags.has(ScriptFlags::EVAL_COMPAT) && flags.has(ScriptFlags::NO_WRITES));
-    let slot_data = running::RunSlot::start(true, script.sha.clone(), Vec::new());
+    // (FUNCTION STATS alone reads a run's name and command: not an EVAL's.)
+    let slot_data = running::RunSlot::start(true, String::new(), Vec::new());
     let first_slot = (numkeys > 0 && ctx.cfg.cluster_mode).then(|| ferrokv_store::slot::key_slot(args.get(3)));
     let mut run = call::Run {
         name: script.sha.clone(),

@@ -27,6 +27,10 @@ pub struct RunSlot {
     killed: AtomicBool,
     /// It has run past the threshold (counted in [`BUSY`]).
     busy: AtomicBool,
+    /// It is in [`SLOTS`]: a run joins the list at its hook's first tick (100,000 Lua
+    /// instructions), so a short script takes no lock. SCRIPT KILL finds a script that
+    /// has run that long; Redis answers it only once a script is busy.
+    listed: AtomicBool,
 }
 
 static SLOTS: Mutex<Vec<Arc<RunSlot>>> = Mutex::new(Vec::new());
@@ -75,14 +79,16 @@ impl RunSlot {
             wrote: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
         });
-        SLOTS.lock().unwrap_or_else(|p| p.into_inner()).push(s.clone());
         RUNNING.fetch_add(1, Ordering::Relaxed);
         s
     }
 
     pub fn finish(self: &Arc<Self>) {
-        SLOTS.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, self));
+        if self.listed.load(Ordering::Relaxed) {
+            SLOTS.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, self));
+        }
         RUNNING.fetch_sub(1, Ordering::Relaxed);
         if self.busy.swap(false, Ordering::Relaxed) {
             BUSY.fetch_sub(1, Ordering::Relaxed);
@@ -93,8 +99,11 @@ impl RunSlot {
         self.killed.load(Ordering::Relaxed)
     }
 
-    /// Called by the Lua hook: marks the run busy once past the threshold.
-    pub fn tick(&self) {
+    /// Called by the Lua hook: lists the run, and marks it busy once past the threshold.
+    pub fn tick(self: &Arc<Self>) {
+        if !self.listed.swap(true, Ordering::Relaxed) {
+            SLOTS.lock().unwrap_or_else(|p| p.into_inner()).push(self.clone());
+        }
         let t = THRESHOLD_MS.load(Ordering::Relaxed);
         if t > 0 && !self.busy.load(Ordering::Relaxed) && self.started.elapsed().as_millis() as u64 >= t {
             self.busy.store(true, Ordering::Relaxed);
