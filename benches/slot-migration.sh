@@ -14,7 +14,8 @@
 #                  until every task is completed.
 # With --under-load a client INCRs 2000 counters spread over all slots throughout,
 # follows MOVED/ASK/TRYAGAIN as a cluster client does, checks every reply, and reports
-# its errors, redirects and latency percentiles. Each run checks that all keys are
+# its errors, redirects, latency percentiles and its rate (ops/s) in the second
+# before the move and during it. Each run checks that all keys are
 # still there and that the new master owns 8192 slots.
 #
 # Usage: benches/slot-migration.sh [--keys N] [--value-size B] [--runs R] [--under-load]

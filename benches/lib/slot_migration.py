@@ -347,6 +347,11 @@ def one(kind, binary, args, work):
         if lo:
             lo.thread.start()
             time.sleep(0.5)
+            # The load's rate before the move, to compare with its rate during it.
+            ops0, t0 = lo.ops, time.monotonic()
+            time.sleep(1.0)
+            rate_before = (lo.ops - ops0) / (time.monotonic() - t0)
+            ops_move, t_move = lo.ops, time.monotonic()
         # PERF_MOVE=<file>: a perf profile of the servers during the move only.
         perf = None
         if os.environ.get("PERF_MOVE"):
@@ -366,6 +371,7 @@ def one(kind, binary, args, work):
             perf.send_signal(signal.SIGINT)
             perf.wait()
         if lo:
+            rate_during = (lo.ops - ops_move) / (time.monotonic() - t_move)
             lo.done.set()
             lo.thread.join()
         wait("the 4 nodes to agree after the move", lambda: agreed(ports), 120)
@@ -378,7 +384,8 @@ def one(kind, binary, args, work):
                "pauses": pauses}
         if lo:
             lat = sorted(lo.lat)
-            res.update(ops=lo.ops, errors=lo.errors, redirects=lo.redirects,
+            res.update(ops=lo.ops, errors=lo.errors, redirects=lo.redirects, rate_before=rate_before,
+                       rate_during=rate_during,
                        p50=lat[len(lat) // 2] * 1000, p99=lat[int(len(lat) * 0.99)] * 1000, max=lat[-1] * 1000)
         if os.environ.get("SHOW_PAUSES"):
             # The target's log of each task's write pause, by part.
@@ -439,11 +446,13 @@ def main():
         print("\nferrokv is %.1fx faster, and uses %.1fx less CPU" % (med["redis"] / med["ferrokv"],
                                                                      cpu["redis"] / cpu["ferrokv"]))
     if args.under_load:
-        print("\n| server | load ops | errors | redirects | p50 ms | p99 ms | max ms |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| server | load ops | ops/s before / during the move | errors | redirects | p50 ms | p99 ms | max ms |")
+        print("|---|---|---|---|---|---|---|---|")
         for kind in ("redis", "ferrokv"):
             for r in results[kind]:
-                print("| %s | %d | %d | %d | %.2f | %.2f | %.1f |" % (kind, r["ops"], r["errors"], r["redirects"], r["p50"], r["p99"], r["max"]))
+                print("| %s | %d | %.0f / %.0f | %d | %d | %.2f | %.2f | %.1f |" % (
+                    kind, r["ops"], r["rate_before"], r["rate_during"], r["errors"], r["redirects"], r["p50"], r["p99"],
+                    r["max"]))
 
 
 if __name__ == "__main__":
