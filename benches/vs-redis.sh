@@ -15,6 +15,9 @@
 #   --threads T   ferrokv shard threads: 1 (default) or 2 (shows the cross-core cost:
 #                 keys spread over both shards, benchmark shares core 1)
 #   --no-build    use target/release/ferrokv-server as it is
+#   --baseline B  also run ferrokv-server binary B (e.g. a build of the commit before a
+#                 change) in every round, in turn with the others: the table gains its
+#                 figures and the ratio of ferrokv to it (before/after in one run)
 # Environment: FERROKV_SERVER, REDIS_SERVER, REDIS_BENCHMARK override the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +26,14 @@ rounds=3
 seconds=6
 threads=1
 build=yes
+baseline=
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --no-build) build=no; shift ;;
+        --baseline) baseline=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -49,6 +54,7 @@ if [ "$build" = yes ] && [ -z "${FERROKV_SERVER:-}" ]; then
     cargo build --release -q -p ferrokv-server
 fi
 [ -x "$ferrokv" ] || { echo "no ferrokv-server at $ferrokv" >&2; exit 1; }
+[ -z "$baseline" ] || [ -x "$baseline" ] || { echo "no baseline ferrokv-server at $baseline" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ferrokv-bench.XXXXXX")
 server_pid=
@@ -86,15 +92,16 @@ free_port() {
     return 1
 }
 
-# start_server ferrokv|redis: sets server_pid and port.
+# start_server ferrokv|base|redis: sets server_pid and port.
 start_server() {
     local name=$1 dir="$work/$1"
     rm -rf "$dir" && mkdir -p "$dir"
     port=$(free_port)
-    if [ "$name" = ferrokv ]; then
-        local cores=0
+    if [ "$name" = ferrokv ] || [ "$name" = base ]; then
+        local cores=0 binary=$ferrokv
         [ "$threads" = 2 ] && cores=0,1
-        taskset -c "$cores" "$ferrokv" --port "$port" --bind 127.0.0.1 --dir "$dir" \
+        [ "$name" = base ] && binary=$baseline
+        taskset -c "$cores" "$binary" --port "$port" --bind 127.0.0.1 --dir "$dir" \
             --server-threads "$threads" --loglevel warning >"$dir/log" 2>&1 &
     else
         taskset -c 0 "$redis" --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" \
@@ -156,6 +163,13 @@ declare -A results
 for round in $(seq "$rounds"); do
     order="ferrokv redis"
     [ $((round % 2)) = 0 ] && order="redis ferrokv"
+    if [ -n "$baseline" ]; then
+        case $((round % 3)) in
+            1) order="ferrokv base redis" ;;
+            2) order="base redis ferrokv" ;;
+            0) order="redis ferrokv base" ;;
+        esac
+    fi
     for name in $order; do
         start_server "$name"
         for row in "${rows[@]}"; do
@@ -179,18 +193,30 @@ echo
 echo "ferrokv-server --server-threads $threads (cores $([ "$threads" = 2 ] && echo 0-1 || echo 0)) vs redis-server $("$redis" --version | awk '{print $3}' | tr -d 'v=') (core 0);" \
     "redis-benchmark on core 1, 50 clients, 100000 keys; medians of $rounds rounds"
 echo
-echo "| test | ferrokv rps | redis rps | rps ratio | ferrokv CPU s/1M req | redis CPU s/1M req | CPU ratio |"
-echo "|---|---|---|---|---|---|---|"
-for row in "${rows[@]}"; do
-    set -- $row
-    n=${requests[$row]}
-    f_rps=$(median 1 "${results[ferrokv,$row]}")
-    r_rps=$(median 1 "${results[redis,$row]}")
-    f_cpu=$(median 2 "${results[ferrokv,$row]}")
-    r_cpu=$(median 2 "${results[redis,$row]}")
-    awk -v name="${1^^} P$2" -v fr="$f_rps" -v rr="$r_rps" -v fc="$f_cpu" -v rc="$r_cpu" -v n="$n" 'BEGIN {
-        fcm = fc / n * 1e6; rcm = rc / n * 1e6
-        printf "| %s | %.0f | %.0f | %.2fx | %.2f | %.2f | %s |\n", name, fr, rr, (rr > 0 ? fr / rr : 0), fcm, rcm,
-            (rcm > 0 ? sprintf("%.2fx", fcm / rcm) : "-")
-    }'
-done
+# table OTHER DIGITS: ferrokv against server OTHER (redis or base), ratios to DIGITS places.
+table() {
+    local other=$1 digits=$2 label=$1
+    [ "$other" = base ] && label=baseline
+    echo "| test | ferrokv rps | $label rps | rps ratio | ferrokv CPU s/1M req | $label CPU s/1M req | CPU ratio |"
+    echo "|---|---|---|---|---|---|---|"
+    for row in "${rows[@]}"; do
+        set -- $row
+        n=${requests[$row]}
+        f_rps=$(median 1 "${results[ferrokv,$row]}")
+        o_rps=$(median 1 "${results[$other,$row]}")
+        f_cpu=$(median 2 "${results[ferrokv,$row]}")
+        o_cpu=$(median 2 "${results[$other,$row]}")
+        awk -v name="${1^^} P$2" -v fr="$f_rps" -v orps="$o_rps" -v fc="$f_cpu" -v oc="$o_cpu" -v n="$n" -v d="$digits" 'BEGIN {
+            fcm = fc / n * 1e6; ocm = oc / n * 1e6; ratio = "%." d "fx"
+            printf "| %s | %.0f | %.0f | " ratio " | %.2f | %.2f | %s |\n", name, fr, orps, (orps > 0 ? fr / orps : 0), fcm, ocm,
+                (ocm > 0 ? sprintf(ratio, fcm / ocm) : "-")
+        }'
+    done
+}
+table redis 2
+if [ -n "$baseline" ]; then
+    echo
+    echo "ferrokv-server ($ferrokv) against the baseline ($baseline), same rounds:"
+    echo
+    table base 3
+fi

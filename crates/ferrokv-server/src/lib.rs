@@ -4,6 +4,8 @@
 // The crate is grouped by subsystem; module paths stay flat (`crate::dispatch`, ...).
 //
 // Network and connections: sockets, the shard's event loop, a connection's state.
+#[path = "net/busy.rs"]
+pub mod busy;
 #[path = "net/client_mem.rs"]
 pub mod client_mem;
 #[path = "net/conn.rs"]
@@ -306,7 +308,7 @@ pub fn run(args: Vec<String>) -> i32 {
                 eprintln!("{e}");
                 tracing::error!("{e}");
                 node.request_shutdown();
-                join(handles);
+                join(node, handles);
                 return 1;
             }
             Err(_) => break,
@@ -341,7 +343,7 @@ pub fn run(args: Vec<String>) -> i32 {
     if supervisor == process::Supervisor::Systemd {
         process::systemd_notify("STOPPING=1\n");
     }
-    join(handles);
+    join(node, handles);
     aof::stop(node);
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(&pidfile);
@@ -423,9 +425,22 @@ fn cluster_state(
     }
 }
 
-fn join(handles: Vec<std::thread::JoinHandle<()>>) {
+/// Waits for the shard threads; a SHUTDOWN NOSAVE does not wait for one whose script
+/// is busy (it may spin forever): the process exits under it, as redis-server exits
+/// from its script hook.
+fn join(node: &Node, handles: Vec<std::thread::JoinHandle<()>>) {
     for h in handles {
-        let _ = h.join();
+        while !h.is_finished() {
+            if shutdown::nosave(node) && ferrokv_commands::scripting::running::busy_threads().contains(&h.thread().id())
+            {
+                tracing::warn!("A busy script is still running: exiting under it (SHUTDOWN NOSAVE).");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        }
     }
 }
 

@@ -292,6 +292,32 @@ pub struct ClientMeta {
 }
 
 impl ClientMeta {
+    /// A new client's figures: nothing run, subscribed or tracked yet, RESP2, db 0.
+    pub fn new(id: u64, shard: ShardId, token: u64, fd: i32, addr: String, laddr: String, now_ms: u64) -> ClientMeta {
+        ClientMeta {
+            id,
+            shard,
+            token,
+            fd,
+            addr,
+            laddr,
+            created: Instant::now(),
+            last_ms: AtomicU64::new(now_ms),
+            name: Mutex::new(None),
+            last_cmd: AtomicPtr::new(std::ptr::null_mut()),
+            resp: AtomicU32::new(2),
+            multi: AtomicI64::new(-1),
+            qbuf: AtomicU64::new(0),
+            omem: AtomicU64::new(0),
+            replica: AtomicBool::new(false),
+            pubsub: Default::default(),
+            mem: Default::default(),
+            tracking: AtomicU32::new(0),
+            tracking_redir: AtomicU64::new(0),
+            db: AtomicU32::new(0),
+        }
+    }
+
     pub fn set_last_cmd(&self, spec: &'static CommandSpec) {
         self.last_cmd.store(spec as *const CommandSpec as *mut CommandSpec, Ordering::Relaxed);
     }
@@ -769,5 +795,6 @@ fn install_script_hooks(node: &'static Node) {
             let space = if shard { crate::pubsub::Space::Shard } else { crate::pubsub::Space::Global };
             SCRIPT_NODE.get().map_or(0, |n| crate::pubsub::receivers(n, space, channel))
         },
+        while_busy: crate::busy::serve,
     });
 }

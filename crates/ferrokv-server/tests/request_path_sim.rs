@@ -36,9 +36,8 @@ use ferrokv_store::{Db, Expiry};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// The clock at the start of every run (Unix milliseconds).
 const T0: u64 = 1_800_000_000_000;
@@ -208,28 +207,7 @@ fn node(shards: usize, hop_lock: bool) -> &'static Node {
 }
 
 fn meta(id: u64, shard: usize, token: u64) -> Arc<ClientMeta> {
-    Arc::new(ClientMeta {
-        id,
-        shard,
-        token,
-        fd: -1,
-        addr: format!("sim:{id}"),
-        laddr: "sim:0".into(),
-        created: Instant::now(),
-        last_ms: AtomicU64::new(T0),
-        name: Mutex::new(None),
-        last_cmd: AtomicPtr::new(std::ptr::null_mut()),
-        resp: AtomicU32::new(2),
-        multi: AtomicI64::new(-1),
-        qbuf: AtomicU64::new(0),
-        omem: AtomicU64::new(0),
-        replica: std::sync::atomic::AtomicBool::new(false),
-        pubsub: Default::default(),
-        mem: Default::default(),
-        tracking: Default::default(),
-        tracking_redir: Default::default(),
-        db: AtomicU32::new(0),
-    })
+    Arc::new(ClientMeta::new(id, shard, token, -1, format!("sim:{id}"), "sim:0".into(), T0))
 }
 
 /// Complete RESP frames in `buf`.

@@ -339,7 +339,13 @@ impl Engine {
                 if s.killed() {
                     return Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into()));
                 }
-                s.tick();
+                if s.tick() {
+                    (super::hooks().while_busy)();
+                    // A SCRIPT KILL served just now ends the script at once.
+                    if s.killed() {
+                        return Err(mlua::Error::RuntimeError(super::running::KILLED_TEXT.into()));
+                    }
+                }
             }
             Ok(VmState::Continue)
         })?;

@@ -337,8 +337,13 @@ pub fn function_list(ctx: &mut Ctx, args: &Args) {
 
 /// FUNCTION STATS
 pub fn function_stats(ctx: &mut Ctx, _args: &Args) {
+    stats(ctx.out);
+}
+
+/// FUNCTION STATS' reply; it needs no keyspace, so a busy script's thread answers it
+/// from its Lua hook too.
+pub fn stats(out: &mut ferrokv_resp::ReplyBuf) {
     let (libs, fns) = counts();
-    let out = &mut *ctx.out;
     out.map(2);
     out.bulk(b"running_script");
     match running::running_function() {

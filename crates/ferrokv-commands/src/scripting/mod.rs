@@ -53,6 +53,10 @@ pub struct Hooks {
     /// How many of this node's clients a PUBLISH (`shard` false) or SPUBLISH (true) to
     /// `channel` reaches now.
     pub receivers: fn(bool, &[u8]) -> usize,
+    /// Called by the Lua hook while the running script is past `busy-reply-threshold`:
+    /// the server serves its thread's other clients here (BUSY, SCRIPT KILL...), as
+    /// Redis's `processEventsWhileBlocked`.
+    pub while_busy: fn(),
 }
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
@@ -64,6 +68,7 @@ static DEFAULT_HOOKS: Hooks = Hooks {
     over_maxmemory: || false,
     server_command: |_, _, _| false,
     receivers: |_, _| 0,
+    while_busy: || {},
 };
 
 pub fn set_hooks(h: Hooks) {

@@ -22,6 +22,9 @@ pub struct RunSlot {
     /// The command line that started it (FUNCTION STATS shows it).
     pub command: Vec<Vec<u8>>,
     pub started: Instant,
+    /// The thread running it (a SHUTDOWN NOSAVE does not wait for it, see
+    /// [`busy_threads`]).
+    pub thread: std::thread::ThreadId,
     /// It ran a write command: killing it would leave half its changes (UNKILLABLE).
     pub wrote: AtomicBool,
     killed: AtomicBool,
@@ -76,6 +79,7 @@ impl RunSlot {
             name,
             command,
             started: Instant::now(),
+            thread: std::thread::current().id(),
             wrote: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             busy: AtomicBool::new(false),
@@ -99,16 +103,22 @@ impl RunSlot {
         self.killed.load(Ordering::Relaxed)
     }
 
-    /// Called by the Lua hook: lists the run, and marks it busy once past the threshold.
-    pub fn tick(self: &Arc<Self>) {
+    /// Called by the Lua hook: lists the run, and marks it busy once past the
+    /// threshold. Returns whether it is busy.
+    pub fn tick(self: &Arc<Self>) -> bool {
         if !self.listed.swap(true, Ordering::Relaxed) {
             SLOTS.lock().unwrap_or_else(|p| p.into_inner()).push(self.clone());
         }
+        if self.busy.load(Ordering::Relaxed) {
+            return true;
+        }
         let t = THRESHOLD_MS.load(Ordering::Relaxed);
-        if t > 0 && !self.busy.load(Ordering::Relaxed) && self.started.elapsed().as_millis() as u64 >= t {
+        if t > 0 && self.started.elapsed().as_millis() as u64 >= t {
             self.busy.store(true, Ordering::Relaxed);
             BUSY.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
+        false
     }
 }
 
@@ -144,6 +154,12 @@ pub fn kill(eval: bool) -> Result<(), &'static str> {
         (false, Some(e)) => Err(e),
         (false, None) => Err("NOTBUSY No scripts in execution right now."),
     }
+}
+
+/// The threads running a script that is past `busy-reply-threshold`.
+pub fn busy_threads() -> Vec<std::thread::ThreadId> {
+    let slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+    slots.iter().filter(|s| s.busy.load(Ordering::Relaxed)).map(|s| s.thread).collect()
 }
 
 /// FUNCTION STATS' `running_script`: name, command and milliseconds, of a running

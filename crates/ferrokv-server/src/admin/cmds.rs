@@ -22,8 +22,8 @@ pub fn run(core: &mut ShardCore, c: &mut Conn, cmd: ServerCmd, args: &Args, mut 
     match cmd {
         ServerCmd::Ping => ping(c, args),
         ServerCmd::Echo => c.reply(|r| r.bulk(args.get(1))),
-        ServerCmd::Hello => hello(core, c, args),
-        ServerCmd::Auth => auth(core, c, args),
+        ServerCmd::Hello => hello(core.node, &core.requirepass, c, args),
+        ServerCmd::Auth => auth(&core.requirepass, c, args),
         ServerCmd::Quit => {
             c.reply(|r| r.ok());
             c.closing = true;
@@ -163,25 +163,27 @@ fn ping(c: &mut Conn, args: &Args) {
     }
 }
 
-fn password_ok(core: &ShardCore, user: Option<&[u8]>, pass: &[u8]) -> bool {
+fn password_ok(requirepass: &str, user: Option<&[u8]>, pass: &[u8]) -> bool {
     if let Some(u) = user {
         if u != b"default" {
             return false;
         }
     }
     // The default user has no password when requirepass is empty: anything goes.
-    core.requirepass.is_empty() || core.requirepass.as_bytes() == pass
+    requirepass.is_empty() || requirepass.as_bytes() == pass
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-fn auth(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+/// AUTH [username] password (`requirepass`: the default user's password). Needs
+/// nothing of the shard: a busy script's thread runs it from its Lua hook too.
+pub(crate) fn auth(requirepass: &str, c: &mut Conn, args: &Args) {
     match args.len() {
         2 => {
-            if core.requirepass.is_empty() {
+            if requirepass.is_empty() {
                 return c.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
             }
-            if password_ok(core, None, args.get(1)) {
+            if password_ok(requirepass, None, args.get(1)) {
                 c.authed = true;
                 c.reply(|r| r.ok());
             } else {
@@ -189,7 +191,7 @@ fn auth(core: &mut ShardCore, c: &mut Conn, args: &Args) {
             }
         }
         3 => {
-            if password_ok(core, Some(args.get(1)), args.get(2)) {
+            if password_ok(requirepass, Some(args.get(1)), args.get(2)) {
                 c.authed = true;
                 c.reply(|r| r.ok());
             } else {
@@ -200,8 +202,9 @@ fn auth(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     }
 }
 
-/// HELLO [protover [AUTH username password] [SETNAME clientname]]
-fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+/// HELLO [protover [AUTH username password] [SETNAME clientname]] (as AUTH, runs from
+/// a busy script's hook too).
+pub(crate) fn hello(node: &Node, requirepass: &str, c: &mut Conn, args: &Args) {
     let mut proto = c.proto;
     if args.len() >= 2 {
         match ferrokv_commands::util::parse_i64(args.get(1)) {
@@ -218,7 +221,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         let opt = args.get(i);
         let more = args.len() - i - 1;
         if eq_ic(opt, "auth") && more >= 2 {
-            if !password_ok(core, Some(args.get(i + 1)), args.get(i + 2)) {
+            if !password_ok(requirepass, Some(args.get(i + 1)), args.get(i + 2)) {
                 return c.error(WRONGPASS);
             }
             authed = true;
@@ -244,7 +247,7 @@ fn hello(core: &mut ShardCore, c: &mut Conn, args: &Args) {
     c.proto = proto;
     c.meta.resp.store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
     let id = c.meta.id as i64;
-    let cluster = core.node.cluster.is_some();
+    let cluster = node.cluster.is_some();
     c.reply(|r| {
         r.map(7);
         r.bulk(b"server");
@@ -1083,7 +1086,9 @@ fn write_value(r: &mut ReplyBuf, v: &ferrokv_resp::Value) {
 /// then saves when save points are set or SAVE is given (never with NOSAVE); a failed
 /// save keeps the server up unless FORCE. ABORT cancels a shutdown that waits. The
 /// sequence is `crate::shutdown`'s.
-fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+/// SHUTDOWN's arguments: its flags and whether it is SHUTDOWN ABORT; None for a
+/// syntax error (Redis's illegal combinations too).
+pub(crate) fn shutdown_args(args: &Args) -> Option<(crate::shutdown::Flags, bool)> {
     let mut flags = crate::shutdown::Flags::default();
     let mut abort = false;
     for a in args.iter().skip(1) {
@@ -1098,13 +1103,22 @@ fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
         } else if eq_ic(a, "abort") {
             &mut abort
         } else {
-            return c.error(ERR_SYNTAX);
+            return None;
         };
         *flag = true;
     }
-    // Redis's illegal combinations.
     if (abort && flags != crate::shutdown::Flags::default()) || (flags.nosave && flags.save) {
-        return c.error(ERR_SYNTAX);
+        return None;
+    }
+    Some((flags, abort))
+}
+
+fn shutdown(core: &mut ShardCore, c: &mut Conn, args: &Args) {
+    let Some((flags, abort)) = shutdown_args(args) else { return c.error(ERR_SYNTAX) };
+    // Only NOSAVE may stop a node while a script is busy (Redis's shutdownCommand): a
+    // save would wait for the keyspace the script holds.
+    if !abort && !flags.nosave && ferrokv_commands::scripting::running::busy() {
+        return c.error(ferrokv_commands::scripting::running::busy_error());
     }
     if abort {
         return if crate::shutdown::abort(core) {

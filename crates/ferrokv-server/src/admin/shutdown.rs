@@ -165,6 +165,35 @@ pub fn prepare(core: &mut ShardCore, mut flags: Flags) -> Prepared {
     finish_or_cancel(core, flags)
 }
 
+/// SHUTDOWN NOSAVE from a client of the thread whose script is busy (served from the
+/// Lua hook, see `crate::busy`): the node exits now, without the script's unfinished
+/// effects and without waiting for replicas (the cron that would wait may be on this
+/// very thread), as Redis exits from `processEventsWhileBlocked`. The process does not
+/// wait for the script's thread (`crate::run`). False when a shutdown is already
+/// under way (the client waits for it).
+pub fn while_busy(node: &Node, flags: Flags) -> bool {
+    {
+        let mut st = lock(&node.shutdown_state.st);
+        if st.is_some() {
+            return false;
+        }
+        *st = Some(InProgress { flags, deadline: None, blocked: Vec::new() });
+    }
+    tracing::warn!("User requested shutdown...");
+    if !finish(node, flags) {
+        // NOSAVE saves nothing; should the finish fail anyway, do not stay half down.
+        tracing::warn!("Errors trying to shut down the server. Exiting anyway.");
+    }
+    node.request_shutdown();
+    true
+}
+
+/// Whether the shutdown under way is a SHUTDOWN NOSAVE (the process then exits
+/// without waiting for a thread whose script is busy).
+pub fn nosave(node: &Node) -> bool {
+    lock(&node.shutdown_state.st).as_ref().is_some_and(|p| p.flags.nosave)
+}
+
 /// Blocks a SHUTDOWN client until the shutdown ends (the process exits) or is
 /// cancelled (it gets an error). False when no shutdown is under way any more.
 pub fn block(node: &Node, shard: ShardId, token: u64, seq: u64) -> bool {

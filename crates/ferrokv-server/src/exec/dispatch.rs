@@ -385,39 +385,11 @@ impl ShardCore {
     }
 
     fn run_command_checked(&mut self, c: &mut Conn, args: &Args) -> Flow {
-        let name = args.get(0);
-        let Some((mut spec, mut id)) = lookup_id(name) else {
-            let msg = unknown_command(args);
-            return self.reject(c, None, msg);
+        let (spec, id) = match admit(self.node, c, args) {
+            Ok(found) => found,
+            Err(Refusal { spec: Some((spec, id)), error }) => return self.reject_spec(c, spec, id, error),
+            Err(Refusal { spec: None, error }) => return self.reject(c, None, error),
         };
-        if !spec.subcommands.is_empty() && args.len() >= 2 {
-            match lookup_sub(spec, args.get(1)) {
-                Some(sub) => {
-                    id = sub_id(spec, id, sub);
-                    spec = sub;
-                }
-                None => {
-                    let msg = format!(
-                        "ERR unknown subcommand '{}'. Try {} HELP.",
-                        printable(args.get(1), 128),
-                        spec.name.to_ascii_uppercase()
-                    );
-                    return self.reject(c, None, msg);
-                }
-            }
-        }
-        if !spec.arity_ok(args.len()) {
-            let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
-            return self.reject_spec(c, spec, id, msg.into());
-        }
-        // DEBUG is protected (`enable-debug-command`), checked before authentication as
-        // in Redis's processCommand.
-        if matches!(spec.handler, Handler::Server(ServerCmd::Debug)) && !crate::debug::allowed(self.node, c) {
-            return self.reject_spec(c, spec, id, crate::debug::NOT_ALLOWED.into());
-        }
-        if !c.authed && !spec.has(Flags::NO_AUTH) {
-            return self.reject_spec(c, spec, id, "NOAUTH Authentication required.".into());
-        }
         // A manual failover holds client writes (queueing inside MULTI is not one); they
         // run when the pause ends, and then meet the new cluster view (a MOVED).
         if self.node.repl.writes_paused(self.now_ms)
@@ -682,16 +654,7 @@ impl ShardCore {
     /// rejected call of `id`, when the command is known); inside MULTI that also dooms
     /// the transaction (EXECABORT), as in Redis.
     fn reject(&mut self, c: &mut Conn, id: Option<CommandId>, e: impl Into<CommandError>) -> Flow {
-        let e = e.into();
-        if let Some(m) = c.multi_mut() {
-            m.dirty = true;
-        }
-        c.reply(|r| e.write(r));
-        let shard = &self.node.shards[self.id];
-        shard.count_error(e.text().as_bytes());
-        if let Some(st) = id.and_then(|id| shard.cmdstats.get(id.0 as usize)) {
-            crate::node::bump(&st.rejected);
-        }
+        reject_on(self.node, self.id, c, id, e.into());
         Flow::Done
     }
 
@@ -1763,4 +1726,182 @@ fn unknown_command(args: &Args) -> String {
 pub fn printable(b: &[u8], max: usize) -> String {
     let b = &b[..b.len().min(max)];
     String::from_utf8_lossy(b).replace(['\r', '\n'], " ")
+}
+
+/// Why [`admit`] refused a command: the error, and the command when it is known
+/// (counted as its rejected call; a refused EXEC discards the transaction).
+pub(crate) struct Refusal {
+    pub spec: Option<(&'static CommandSpec, CommandId)>,
+    pub error: CommandError,
+}
+
+/// The checks every command meets first, in Redis's `processCommand` order: a known
+/// command and subcommand, its arity, DEBUG's protection, authentication.
+pub(crate) fn admit(node: &Node, c: &Conn, args: &Args) -> Result<(&'static CommandSpec, CommandId), Refusal> {
+    let name = args.get(0);
+    let Some((mut spec, mut id)) = lookup_id(name) else {
+        return Err(Refusal { spec: None, error: unknown_command(args).into() });
+    };
+    if !spec.subcommands.is_empty() && args.len() >= 2 {
+        match lookup_sub(spec, args.get(1)) {
+            Some(sub) => {
+                id = sub_id(spec, id, sub);
+                spec = sub;
+            }
+            None => {
+                let msg = format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    printable(args.get(1), 128),
+                    spec.name.to_ascii_uppercase()
+                );
+                return Err(Refusal { spec: None, error: msg.into() });
+            }
+        }
+    }
+    let refuse = |error: CommandError| Err(Refusal { spec: Some((spec, id)), error });
+    if !spec.arity_ok(args.len()) {
+        return refuse(format!("ERR wrong number of arguments for '{}' command", spec.name).into());
+    }
+    // DEBUG is protected (`enable-debug-command`), checked before authentication as
+    // in Redis's processCommand.
+    if matches!(spec.handler, Handler::Server(ServerCmd::Debug)) && !crate::debug::allowed(node, c) {
+        return refuse(crate::debug::NOT_ALLOWED.into());
+    }
+    if !c.authed && !spec.has(Flags::NO_AUTH) {
+        return refuse("NOAUTH Authentication required.".into());
+    }
+    Ok((spec, id))
+}
+
+/// Replies `e` for a command refused before running (counted as a rejected call of
+/// `id`, when the command is known); inside MULTI that also dooms the transaction
+/// (EXECABORT), as in Redis.
+pub(crate) fn reject_on(node: &Node, shard: ShardId, c: &mut Conn, id: Option<CommandId>, e: CommandError) {
+    if let Some(m) = c.multi_mut() {
+        m.dirty = true;
+    }
+    c.reply(|r| e.write(r));
+    let shard = &node.shards[shard];
+    shard.count_error(e.text().as_bytes());
+    if let Some(st) = id.and_then(|id| shard.cmdstats.get(id.0 as usize)) {
+        crate::node::bump(&st.rejected);
+    }
+}
+
+/// What became of a command that arrived while a script on this thread is busy.
+pub(crate) enum WhileBusy {
+    /// Answered (BUSY, or run: SCRIPT KILL, FUNCTION KILL, SHUTDOWN NOSAVE...).
+    Done,
+    /// It needs the shard (the keyspace the script holds, the loop): it and what
+    /// follows it wait for the script to end.
+    Wait,
+}
+
+/// A command of another client of this thread while the script running here is busy
+/// (called from the Lua hook, see `crate::busy`): what Redis's `processCommand` does
+/// with it then. Commands Redis lets through (`allow_busy`) that need more than the
+/// connection — RESET, WATCH, UNWATCH, REPLCONF, a DISCARD or a refused EXEC that must
+/// release watched keys — wait.
+pub(crate) fn run_while_busy(node: &'static Node, shard: ShardId, c: &mut Conn, args: &Args) -> WhileBusy {
+    use ferrokv_commands::scripting::running;
+    let (spec, id) = match admit(node, c, args) {
+        Ok(found) => found,
+        Err(Refusal { spec: Some((spec, id)), error }) => return refuse_while_busy(node, shard, c, spec, id, error),
+        Err(Refusal { spec: None, error }) => {
+            reject_on(node, shard, c, None, error);
+            return WhileBusy::Done;
+        }
+    };
+    if node.repl.writes_paused(unix_ms()) || node.slot_migration.pausing() {
+        return WhileBusy::Wait;
+    }
+    let start = cycles();
+    let cmd = match spec.handler {
+        _ if !spec.has(Flags::ALLOW_BUSY) => {
+            return refuse_while_busy(node, shard, c, spec, id, running::busy_error().into())
+        }
+        Handler::Server(cmd) => cmd,
+        // The one data command Redis lets through: it reads no key.
+        Handler::Data(_) if spec.name == "function|stats" => {
+            c.reply(ferrokv_commands::scripting::functions::stats);
+            return busy_ran(node, shard, c, spec, id, start);
+        }
+        _ => return WhileBusy::Wait,
+    };
+    match cmd {
+        ServerCmd::ScriptKill | ServerCmd::FunctionKill => match running::kill(cmd == ServerCmd::ScriptKill) {
+            Ok(()) => c.reply(|r| r.ok()),
+            Err(e) => c.error(e),
+        },
+        ServerCmd::Shutdown => match crate::cmds::shutdown_args(args) {
+            None => c.error("ERR syntax error"),
+            // Only NOSAVE may stop a node whose script is busy (Redis's shutdownCommand).
+            Some((flags, false)) if flags.nosave => {
+                if !crate::shutdown::while_busy(node, flags) {
+                    return WhileBusy::Wait;
+                }
+                c.closing = true;
+            }
+            Some((_, false)) => return refuse_while_busy(node, shard, c, spec, id, running::busy_error().into()),
+            Some((_, true)) => return WhileBusy::Wait,
+        },
+        ServerCmd::Multi if c.multi().is_some() => c.error("ERR MULTI calls can not be nested"),
+        ServerCmd::Multi => {
+            c.mode = crate::conn::Mode::Multi(Default::default());
+            c.meta.multi.store(0, Ordering::Relaxed);
+            c.reply(|r| r.ok());
+        }
+        ServerCmd::Discard if c.multi().is_none() => c.error("ERR DISCARD without MULTI"),
+        ServerCmd::Discard if c.watched.is_empty() => {
+            c.take_multi();
+            c.meta.multi.store(-1, Ordering::Relaxed);
+            c.reply(|r| r.ok());
+        }
+        ServerCmd::Quit => {
+            c.reply(|r| r.ok());
+            c.closing = true;
+            node.unregister_client(c.meta.id);
+        }
+        ServerCmd::Auth => crate::cmds::auth(&node.config().requirepass, c, args),
+        ServerCmd::Hello => crate::cmds::hello(node, &node.config().requirepass, c, args),
+        _ => return WhileBusy::Wait,
+    }
+    busy_ran(node, shard, c, spec, id, start)
+}
+
+/// Counts a command [`run_while_busy`] ran.
+fn busy_ran(node: &Node, shard: ShardId, c: &Conn, spec: &'static CommandSpec, id: CommandId, start: u64) -> WhileBusy {
+    c.meta.set_last_cmd(spec);
+    crate::node::bump(&node.shards[shard].commands_processed);
+    if let Some(st) = node.shards[shard].cmdstats.get(id.0 as usize) {
+        crate::node::bump(&st.calls);
+        crate::node::add(&st.cycles, cycles().wrapping_sub(start));
+    }
+    WhileBusy::Done
+}
+
+/// [`reject_on`] while a script is busy; a refused EXEC discards its transaction
+/// (EXECABORT), which waits when watched keys must be released (the script holds
+/// their keyspace).
+fn refuse_while_busy(
+    node: &Node,
+    shard: ShardId,
+    c: &mut Conn,
+    spec: &CommandSpec,
+    id: CommandId,
+    e: CommandError,
+) -> WhileBusy {
+    if !matches!(spec.handler, Handler::Server(ServerCmd::Exec)) {
+        reject_on(node, shard, c, Some(id), e);
+        return WhileBusy::Done;
+    }
+    if !c.watched.is_empty() {
+        return WhileBusy::Wait;
+    }
+    c.take_multi();
+    c.meta.multi.store(-1, Ordering::Relaxed);
+    let msg = e.text();
+    let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+    reject_on(node, shard, c, Some(id), format!("EXECABORT Transaction discarded because of: {why}").into());
+    WhileBusy::Done
 }

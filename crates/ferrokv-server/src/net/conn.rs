@@ -453,6 +453,18 @@ impl ConnTable {
         slot.conn.as_mut().map(|c| (idx, c))
     }
 
+    /// Takes the connection at `idx` out while commands run for it, its slot kept
+    /// (see `crate::busy`); [`ConnTable::give_back`] puts it back.
+    #[inline]
+    pub fn lend(&mut self, idx: usize) -> Option<Conn> {
+        self.slots.get_mut(idx)?.conn.take()
+    }
+
+    #[inline]
+    pub fn give_back(&mut self, idx: usize, c: Conn) {
+        self.slots[idx].conn = Some(c);
+    }
+
     /// Removes the connection at `idx` and frees its slot.
     pub fn take(&mut self, idx: usize) -> Option<Conn> {
         let c = self.slots.get_mut(idx)?.conn.take()?;

@@ -5,27 +5,29 @@
 //! queued for each other shard to their mailboxes, start sends, run the periodic tick,
 //! then one `io_uring_enter` that submits everything and waits for the next batch.
 
-use crate::conn::{Conn, ConnTable};
+use crate::busy::{Cqe, LoopIo, K_ACCEPT, K_RECV, K_SEND};
+use crate::conn::ConnTable;
 use crate::dispatch::ShardCore;
 use crate::msg::Msg;
 use crate::net;
-use crate::node::{unix_ms, ClientMeta, Node};
+use crate::node::{unix_ms, Node};
 use crate::pace::{Pace, Step};
 use ferrokv_runtime::executor::Executor;
 use ferrokv_runtime::ops::Ops;
 use ferrokv_runtime::{token, BufRing, MailWaker, Ring, RingConfig};
-use io_uring::{cqueue, opcode, types};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use io_uring::cqueue;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-const K_ACCEPT: u8 = 1;
-const K_RECV: u8 = 2;
-const K_SEND: u8 = 3;
-pub(crate) const K_WAKE: u8 = 4;
+pub(crate) use crate::busy::K_WAKE;
+use crate::busy::RECV_GROUP;
 
-const RECV_GROUP: u16 = 0;
+/// Completions handled per batch (the mailbox is looked at between batches).
+const BATCH: usize = 1024;
 // 512 × 4 KiB: the notes measured 256 × 4 KiB never running out under redis-benchmark;
 // 16 KiB buffers cost 8 MiB of RSS per shard once a large pipeline had touched them all.
 const RECV_BUFFERS: u16 = 512;
@@ -36,11 +38,12 @@ const KEEP_MESSAGES: usize = 1024;
 
 pub struct Shard {
     core: ShardCore,
-    ring: Ring,
-    bufs: BufRing,
+    /// The ring, the buffer ring and the listeners' descriptors, shared with the Lua
+    /// hook that serves clients while a script is busy (`crate::busy`).
+    io: Rc<LoopIo>,
+    /// Kept open for the shard's lifetime (`io` has their descriptors).
+    #[allow(dead_code)]
     listeners: Vec<OwnedFd>,
-    /// Listeners from this index on are this shard's own (`core-ports`).
-    core_from: usize,
     conns: ConnTable,
     /// Connections with new output, gathered by the core's handlers.
     touched: Vec<usize>,
@@ -48,7 +51,8 @@ pub struct Shard {
     /// Connections whose replies wait for the AOF (`appendfsync always`).
     held: Vec<usize>,
     inbox: Vec<Msg>,
-    cqes: Vec<(u64, i32, u32)>,
+    /// Completions taken from the ring and not handled yet, in order.
+    pending: VecDeque<Cqe>,
     next_tick: Instant,
     /// Async work on this shard (background tasks such as the cluster bus) and the IO
     /// operations it has in this ring.
@@ -77,18 +81,24 @@ impl Shard {
         let bufs =
             BufRing::new(&ring, RECV_GROUP, RECV_BUFFERS, RECV_BUF_SIZE).map_err(|e| format!("shard {id}: {e}"))?;
         node.shards[id].mailbox.set_ring_fd(ring.fd());
+        let io = LoopIo {
+            node,
+            id,
+            ring: RefCell::new(ring),
+            bufs: RefCell::new(bufs),
+            listeners: listeners.iter().map(|l| l.as_raw_fd()).collect(),
+            core_from,
+        };
         Ok(Shard {
             core: ShardCore::new(node, id),
-            ring,
-            bufs,
+            io: Rc::new(io),
             listeners,
-            core_from,
             conns: ConnTable::default(),
             touched: Vec::new(),
             flush: Vec::new(),
             held: Vec::new(),
             inbox: Vec::new(),
-            cqes: Vec::with_capacity(1024),
+            pending: VecDeque::with_capacity(BATCH),
             next_tick: Instant::now(),
             executor: Executor::new(),
             ops: Ops::new(),
@@ -100,9 +110,10 @@ impl Shard {
     }
 
     pub fn run(mut self) {
-        for i in 0..self.listeners.len() {
-            self.arm_accept(i);
+        for i in 0..self.io.listeners.len() {
+            self.io.arm_accept(i);
         }
+        crate::busy::install(Some(self.io.clone()));
         let node = self.core.node;
         let id = self.core.id;
         if id == 0 && node.cluster.is_some() {
@@ -185,7 +196,7 @@ impl Shard {
                 // wake-up crossed our going to sleep, look again soon anyway.
                 timeout = timeout.min(Duration::from_millis(1));
             }
-            if let Err(e) = self.ops.submit_into(&mut self.ring) {
+            if let Err(e) = self.ops.submit_into(&mut self.io.ring.borrow_mut()) {
                 tracing::error!("shard {id}: cannot submit async operations: {e}");
             }
             let mailbox = &node.shards[id].mailbox;
@@ -195,7 +206,8 @@ impl Shard {
                 && self.core.outbox_empty()
                 && !self.executor.has_ready()
                 && mailbox.prepare_sleep();
-            if let Err(e) = self.ring.enter(wait, timeout) {
+            let entered = self.io.ring.borrow_mut().enter(wait, timeout);
+            if let Err(e) = entered {
                 tracing::error!("shard {id}: io_uring_enter failed: {e}");
                 node.request_shutdown();
             }
@@ -207,58 +219,38 @@ impl Shard {
             b.flush_on_exit();
         }
         self.shutdown_conns();
-    }
-
-    fn push_sqe(&mut self, sqe: &io_uring::squeue::Entry) {
-        // SAFETY: every entry points at memory owned by a live connection slot or the
-        // listener, which are kept until their completions arrive.
-        if let Err(e) = unsafe { self.ring.push(sqe) } {
-            tracing::error!("shard {}: cannot queue io_uring entry: {e}", self.core.id);
-        }
-    }
-
-    fn arm_accept(&mut self, li: usize) {
-        let fd = self.listeners[li].as_raw_fd();
-        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(token::encode(K_ACCEPT, li as u64));
-        self.push_sqe(&sqe);
+        crate::busy::install(None);
     }
 
     fn arm_recv(&mut self, idx: usize) {
-        let Some(c) = self.conns.get(idx) else { return };
-        if c.recv_armed || c.dead {
-            return;
+        if let Some(c) = self.conns.get(idx) {
+            self.io.arm_recv(c);
         }
-        c.recv_armed = true;
-        let sqe = opcode::RecvMulti::new(types::Fd(c.fd), RECV_GROUP).build().user_data(token::encode(K_RECV, c.token));
-        self.push_sqe(&sqe);
     }
 
     fn handle_completions(&mut self) {
         loop {
-            self.cqes.clear();
-            for cqe in self.ring.completions() {
-                self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
-                if self.cqes.len() == self.cqes.capacity() {
-                    break;
+            if self.pending.is_empty() {
+                {
+                    let mut ring = self.io.ring.borrow_mut();
+                    self.pending.extend(ring.completions().take(BATCH).map(|c| (c.user_data(), c.result(), c.flags())));
+                }
+                if self.pending.is_empty() {
+                    return;
+                }
+                // Messages that arrived before these completions are handled first: a
+                // client that saw another's PUBLISH answered and then sent a command
+                // here must find the message delivered before that command's reply, as
+                // it would from one serial server.
+                if self.core.node.shards[self.core.id].mailbox.has_pending() {
+                    self.handle_messages();
                 }
             }
-            if self.cqes.is_empty() {
-                return;
-            }
-            // Messages that arrived before these completions are handled first: a
-            // client that saw another's PUBLISH answered and then sent a command here
-            // must find the message delivered before that command's reply, as it would
-            // from one serial server.
-            if self.core.node.shards[self.core.id].mailbox.has_pending() {
-                self.handle_messages();
-            }
-            let batch = std::mem::take(&mut self.cqes);
-            for &(ud, res, flags) in &batch {
+            // One at a time from the front: a busy script's hook may take the rest
+            // (see `crate::busy`), and gives back what it did not handle.
+            while let Some((ud, res, flags)) = self.pending.pop_front() {
                 match token::kind(ud) {
-                    K_ACCEPT => self.on_accept(token::payload(ud) as usize, res, flags),
+                    K_ACCEPT => self.io.accept(&mut self.conns, token::payload(ud) as usize, res, flags),
                     K_RECV => self.on_recv(token::payload(ud), res, flags),
                     K_SEND => self.on_send(token::payload(ud), res),
                     K_WAKE => {}
@@ -266,66 +258,8 @@ impl Shard {
                     k => tracing::warn!("shard {}: completion of unknown kind {k}", self.core.id),
                 }
             }
-            self.cqes = batch;
-            self.bufs.commit();
+            self.io.bufs.borrow_mut().commit();
         }
-    }
-
-    fn on_accept(&mut self, li: usize, res: i32, flags: u32) {
-        if !cqueue::more(flags) && !self.core.node.shutdown.load(Ordering::Relaxed) {
-            self.arm_accept(li);
-        }
-        if res < 0 {
-            if res != -libc::ECANCELED {
-                tracing::warn!("shard {}: accept failed: {}", self.core.id, std::io::Error::from_raw_os_error(-res));
-            }
-            return;
-        }
-        let fd = res as RawFd;
-        let node = self.core.node;
-        node.total_connections.fetch_add(1, Ordering::Relaxed);
-        let cfg = node.config();
-        let (maxclients, keepalive, authed) = (cfg.maxclients, cfg.tcp_keepalive, cfg.requirepass.is_empty());
-        drop(cfg);
-        if node.connected_clients() >= maxclients {
-            node.rejected_connections.fetch_add(1, Ordering::Relaxed);
-            net::refuse(fd, b"-ERR max number of clients reached\r\n");
-            return;
-        }
-        net::tune_client_socket(fd, keepalive);
-        let (idx, tok) = self.conns.reserve();
-        let now = unix_ms();
-        let meta = Arc::new(ClientMeta {
-            id: node.next_client_id.fetch_add(1, Ordering::Relaxed),
-            shard: self.core.id,
-            token: tok,
-            fd,
-            addr: net::peer_addr(fd),
-            laddr: net::local_addr(fd),
-            created: Instant::now(),
-            last_ms: AtomicU64::new(now),
-            name: Mutex::new(None),
-            last_cmd: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
-            resp: AtomicU32::new(2),
-            multi: AtomicI64::new(-1),
-            qbuf: AtomicU64::new(0),
-            omem: AtomicU64::new(0),
-            replica: std::sync::atomic::AtomicBool::new(false),
-            pubsub: Default::default(),
-            mem: Default::default(),
-            tracking: AtomicU32::new(0),
-            tracking_redir: AtomicU64::new(0),
-            db: AtomicU32::new(0),
-        });
-        node.register_client(meta.clone());
-        node.shards[self.core.id].connected_clients.fetch_add(1, Ordering::Relaxed);
-        let mut conn = Conn::new(fd, tok, meta, authed, now);
-        conn.core_port = li >= self.core_from;
-        if conn.core_port {
-            crate::node::bump(&node.shards[self.core.id].routing.core_port_clients);
-        }
-        self.conns.put(idx, conn);
-        self.arm_recv(idx);
     }
 
     fn on_recv(&mut self, tok: u64, res: i32, flags: u32) {
@@ -333,7 +267,7 @@ impl Shard {
         let more = cqueue::more(flags);
         let Some((idx, _)) = self.conns.by_token(tok) else {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.io.bufs.borrow_mut().push(b);
             }
             return;
         };
@@ -344,7 +278,7 @@ impl Shard {
         }
         if res <= 0 {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.io.bufs.borrow_mut().push(b);
             }
             let half_closed = res == 0
                 && self.conns.get_ref(idx).is_some_and(|c| {
@@ -368,10 +302,13 @@ impl Shard {
             return;
         }
         let Some(b) = bid else { return };
-        // SAFETY: the buffer was just filled by this completion and is recycled below.
-        let data: &[u8] = unsafe { std::slice::from_raw_parts(self.bufs.buf(b, res as usize).as_ptr(), res as usize) };
+        // SAFETY: the buffer was just filled by this completion and is recycled below;
+        // the slice points into the buffer ring's memory, not into `BufRing` (which
+        // the busy hook may borrow meanwhile: it hands back only its own buffers).
+        let data: &[u8] =
+            unsafe { std::slice::from_raw_parts(self.io.bufs.borrow().buf(b, res as usize).as_ptr(), res as usize) };
         self.on_data(idx, data);
-        self.bufs.push(b);
+        self.io.bufs.borrow_mut().push(b);
         if !more {
             self.arm_recv(idx);
         }
@@ -380,16 +317,89 @@ impl Shard {
 
     /// Parses and runs what arrived; keeps an incomplete tail for the next read.
     fn on_data(&mut self, idx: usize, data: &[u8]) {
-        let Some(c) = self.conns.get(idx) else { return };
-        if c.dead {
-            return;
-        }
-        if !self.core.on_data(c, data) {
-            self.kill(idx);
-            return;
+        match self.run_lent(idx, |core, c| core.on_data(c, data)) {
+            None => return,
+            Some(false) => {
+                self.kill(idx);
+                return;
+            }
+            Some(true) => {}
         }
         self.schedule_flush(idx);
         self.deliver_pubsub();
+    }
+
+    /// Runs `f` on connection `idx` (not dead) with the connection taken out of the
+    /// table and the table and the unhandled completions lent to the busy hook (see
+    /// `crate::busy`: a script `f` runs may serve the shard's other clients from its
+    /// hook); then takes them back, flushes what the hook answered and runs the input
+    /// it left.
+    fn run_lent<R>(&mut self, idx: usize, f: impl FnOnce(&mut ShardCore, &mut crate::conn::Conn) -> R) -> Option<R> {
+        let mut c = self.conns.lend(idx)?;
+        if c.dead {
+            self.conns.give_back(idx, c);
+            return None;
+        }
+        let (r, back) = self.lent_run(|core| f(core, &mut c));
+        self.conns.give_back(idx, c);
+        self.after_busy(back);
+        Some(r)
+    }
+
+    /// Runs `f` with the connection table and the unhandled completions lent to the
+    /// busy hook (see [`Shard::run_lent`]).
+    fn lending<R>(&mut self, f: impl FnOnce(&mut ShardCore) -> R) -> R {
+        let (r, back) = self.lent_run(f);
+        self.after_busy(back);
+        r
+    }
+
+    #[inline]
+    fn lent_run<R>(&mut self, f: impl FnOnce(&mut ShardCore) -> R) -> (R, (Vec<u64>, Vec<u64>)) {
+        crate::busy::lend(crate::busy::Lent {
+            conns: std::mem::take(&mut self.conns),
+            pending: std::mem::take(&mut self.pending),
+            resume: Vec::new(),
+            touched: Vec::new(),
+        });
+        let r = f(&mut self.core);
+        let back = crate::busy::take_back();
+        self.conns = back.conns;
+        self.pending = back.pending;
+        (r, (back.touched, back.resume))
+    }
+
+    /// After a script whose hook served clients: their sends, and the input it left
+    /// for the loop, in order (see `crate::busy`).
+    #[inline]
+    fn after_busy(&mut self, (touched, resume): (Vec<u64>, Vec<u64>)) {
+        if !touched.is_empty() || !resume.is_empty() {
+            self.after_busy_served(touched, resume);
+        }
+    }
+
+    #[cold]
+    fn after_busy_served(&mut self, touched: Vec<u64>, resume: Vec<u64>) {
+        for tok in touched {
+            if let Some((idx, _)) = self.conns.by_token(tok) {
+                self.schedule_flush(idx);
+            }
+        }
+        for tok in resume {
+            let Some((idx, _)) = self.conns.by_token(tok) else { continue };
+            let ok = self.run_lent(idx, |core, c| {
+                if !c.stalled && !c.waiting() && !c.inbuf.is_empty() {
+                    core.process_inbuf(c);
+                }
+                c.inbuf.len() as u64 <= core.query_buffer_limit
+            });
+            if ok == Some(false) {
+                self.kill(idx);
+                self.maybe_free(idx);
+                continue;
+            }
+            self.schedule_flush(idx);
+        }
     }
 
     /// Writes the pub/sub messages published by what just ran (see `crate::pubsub`)
@@ -445,8 +455,8 @@ impl Shard {
 
     fn on_send(&mut self, tok: u64, res: i32) {
         let Some((idx, c)) = self.conns.by_token(tok) else { return };
-        c.send_inflight = false;
         if res < 0 {
+            c.send_inflight = false;
             if res != -libc::EPIPE && res != -libc::ECONNRESET {
                 tracing::debug!("send to client id={} failed: {}", c.meta.id, std::io::Error::from_raw_os_error(-res));
             }
@@ -457,18 +467,7 @@ impl Shard {
             self.maybe_free(idx);
             return;
         }
-        c.sent += res as usize;
-        c.layout.sent(res as usize);
-        if c.sent >= c.sending.len() {
-            c.sending.clear();
-            c.sent = 0;
-            // A buffer that grew for a burst goes back now, as Redis frees each reply
-            // block once sent: kept, it would count toward maxmemory (and evict keys)
-            // until the once-a-second resize.
-            if c.sending.capacity() > crate::client_mem::KEEP_SEND_BUFFER {
-                c.sending = Vec::new();
-            }
-        }
+        LoopIo::sent(c, res as usize);
         self.schedule_flush(idx);
     }
 
@@ -508,15 +507,16 @@ impl Shard {
     fn resume_paused(&mut self) {
         self.core.now_ms = unix_ms();
         for tok in std::mem::take(&mut self.core.paused) {
-            let Some((idx, c)) = self.conns.by_token(tok) else { continue };
-            if c.dead {
-                continue;
+            let Some((idx, _)) = self.conns.by_token(tok) else { continue };
+            let ran = self.run_lent(idx, |core, c| {
+                if c.pending.is_empty() {
+                    c.stalled = false;
+                    core.process_inbuf(c);
+                }
+            });
+            if ran.is_some() {
+                self.schedule_flush(idx);
             }
-            if c.pending.is_empty() {
-                c.stalled = false;
-                self.core.process_inbuf(c);
-            }
-            self.schedule_flush(idx);
         }
     }
 
@@ -544,26 +544,13 @@ impl Shard {
                 continue;
             }
             if !c.send_inflight {
-                if c.sending.is_empty() && !c.out.is_empty() {
-                    if c.held_until > durable {
-                        if !self.held.contains(&idx) {
-                            self.held.push(idx);
-                        }
-                        continue;
+                if !self.io.start_send(c, durable) {
+                    if !self.held.contains(&idx) {
+                        self.held.push(idx);
                     }
-                    c.held_until = 0;
-                    std::mem::swap(&mut c.sending, &mut c.out);
-                    c.sent = 0;
+                    continue;
                 }
-                if c.sent < c.sending.len() {
-                    let rest = &c.sending[c.sent..];
-                    let sqe =
-                        opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
-                            .flags(libc::MSG_NOSIGNAL)
-                            .build()
-                            .user_data(token::encode(K_SEND, c.token));
-                    c.send_inflight = true;
-                    self.push_sqe(&sqe);
+                if c.send_inflight {
                     continue;
                 }
             }
@@ -634,7 +621,13 @@ impl Shard {
         self.core.prefetch_forwarded(&inbox);
         let mut touched = std::mem::take(&mut self.touched);
         for m in inbox.drain(..) {
-            let Some(m) = self.core.handle_message(m, &mut self.conns, &mut touched) else { continue };
+            let m = match m {
+                // A forwarded command (a script among them) needs no connection of
+                // this shard: the table is lent to the busy hook meanwhile.
+                Msg::Exec(_) => self.lending(|core| core.handle_message(m, &mut ConnTable::default(), &mut Vec::new())),
+                m => self.core.handle_message(m, &mut self.conns, &mut touched),
+            };
+            let Some(m) = m else { continue };
             match m {
                 Msg::Cluster { from, token, seq, proto, cmd } => {
                     let waits = cmd.reply_waits_for_save();
@@ -692,7 +685,7 @@ impl Shard {
             }
             if let Some(fd) = node.shards[dest].mailbox.send(self.core.id, &mut self.core.outbox[dest]) {
                 let sqe = MailWaker::entry(fd, token::encode(K_WAKE, 0));
-                self.push_sqe(&sqe);
+                self.io.push_sqe(&sqe);
             }
             if self.core.outbox[dest].capacity() > KEEP_MESSAGES {
                 self.core.outbox[dest] = Vec::new();
