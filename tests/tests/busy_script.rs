@@ -4,7 +4,9 @@
 //! runs the spinning script: they are served from the script's Lua hook (BUSY, SCRIPT
 //! KILL, FUNCTION KILL, SHUTDOWN NOSAVE, MULTI/EXEC refusals, new connections), as
 //! redis-server serves them from `processEventsWhileBlocked`. Each scenario runs on
-//! both servers and the transcripts (every reply, byte for byte) must be equal.
+//! both servers and the transcripts (every reply, byte for byte) must be equal. Two
+//! tests are ferrokv's alone: the input that waits for the script (not like Redis), and
+//! SHUTDOWN NOSAVE from another shard thread (`core-ports`).
 //! Waiting for the script to pass `busy-reply-threshold` polls with PING until BUSY;
 //! no assertion depends on time.
 
@@ -210,4 +212,24 @@ fn input_behind_a_command_that_waits_runs_in_order_after_the_script() {
     for expected in [&b"+OK\r\n"[..], b"+OK\r\n", b"$4\r\nlast\r\n", b"$1\r\nv\r\n"] {
         assert_eq!(show(&piped.read_reply().unwrap()), show(expected));
     }
+}
+
+/// SHUTDOWN NOSAVE from a client of another shard thread while a script spins: the
+/// node exits without waiting for the script's thread (it used to wait for the script
+/// to end). Each shard's own port (`core-ports`) puts the spinner on shard 0 and the
+/// other client on shard 1.
+#[test]
+fn shutdown_nosave_from_another_thread_does_not_wait_for_the_script() {
+    let ports = [ferrokv_tests::server::free_port(), ferrokv_tests::server::free_port()];
+    let list = format!("{} {}", ports[0], ports[1]);
+    let mut server = Server::ferrokv(&["--server-threads", "2", "--busy-reply-threshold", "50", "--core-ports", &list]);
+    let mut spinner = Conn::connect(ports[0]).expect("shard 0's port");
+    let mut c = Conn::connect(ports[1]).expect("shard 1's port");
+    c.set_timeout(Duration::from_secs(10));
+    spinner.write_raw(&encode(&["EVAL", "while true do end", "0"])).unwrap();
+    until_busy(&mut c);
+    c.write_raw(&encode(&["SHUTDOWN", "NOSAVE"])).unwrap();
+    let (rest, closed) = c.read_until_closed(Duration::from_secs(10));
+    assert!(closed && rest.is_empty(), "{}", show(&rest));
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some(), "the node kept running under its busy script");
 }
