@@ -8,7 +8,7 @@ use super::flags::ScriptFlags;
 use super::running::RunSlot;
 use crate::ctx::Ctx;
 use crate::exec::{execute, Env};
-use crate::table::{lookup_id, lookup_sub, sub_id, CommandId, Flags, Handler, ServerCmd};
+use crate::table::{lookup_id, lookup_sub, sub_id, CommandId, CommandSpec, Flags, Handler, ServerCmd};
 use ferrokv_resp::{Args, OwnedArgs, Proto, ReplyBuf};
 use ferrokv_store::effects::Records;
 use mlua::{ffi, Lua, Value};
@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 /// One script run: what the checks of its commands depend on.
 pub struct Run {
-    /// The script's SHA-1 (EVAL) or the function's name (FCALL), for error texts.
-    pub name: String,
+    /// The script (EVAL: its SHA-1) or the function's name (FCALL), for error texts.
+    pub name: RunName,
     pub eval: bool,
     /// EVAL_RO/FCALL_RO, or a script declared `no-writes`: write commands refused.
     pub read_only: bool,
@@ -30,6 +30,23 @@ pub struct Run {
     /// The node was over `maxmemory` when the script started (Redis's
     /// `pre_command_oom_state`): until it has written, denyoom commands are refused.
     pub oom: bool,
+}
+
+/// What a run is called in its error texts.
+pub enum RunName {
+    /// An EVAL's script: its SHA-1.
+    Script(Arc<super::cache::Script>),
+    /// An FCALL's function.
+    Function(String),
+}
+
+impl RunName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunName::Script(s) => &s.sha,
+            RunName::Function(f) => f,
+        }
+    }
 }
 
 /// The error `redis.call` raises: Redis raises the table `{err = line}`; a Rust
@@ -68,9 +85,43 @@ struct Bound<'c, 'a> {
 thread_local! {
     /// The [`Bound`] of the run in progress on this thread (null between runs).
     static BOUND: Cell<*mut ()> = const { Cell::new(std::ptr::null_mut()) };
-    /// `redis.call`'s argument and reply buffers, reused from call to call (taken out
-    /// while a call runs).
-    static BUFFERS: Cell<Option<(OwnedArgs, ReplyBuf)>> = const { Cell::new(None) };
+    /// `redis.call`'s buffers, reused from call to call (taken out while a call runs).
+    static BUFFERS: Cell<Option<Buffers>> = const { Cell::new(None) };
+    /// The commands scripts on this thread called last, by name as written: most
+    /// scripts call the same few.
+    static RECENT: std::cell::RefCell<Recent> = const { std::cell::RefCell::new(Recent { names: Vec::new(), next: 0 }) };
+}
+
+/// `redis.call`'s arguments, reply and key positions.
+struct Buffers {
+    args: OwnedArgs,
+    out: ReplyBuf,
+    keys: Vec<usize>,
+}
+
+/// A few command names with what the table's lookup found for them.
+struct Recent {
+    names: Vec<(Vec<u8>, &'static CommandSpec, CommandId)>,
+    next: usize,
+}
+
+/// [`lookup_id`], through the thread's [`Recent`] names.
+fn lookup_recent(name: &[u8]) -> Option<(&'static CommandSpec, CommandId)> {
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some((_, spec, id)) = r.names.iter().find(|(n, _, _)| n == name) {
+            return Some((*spec, *id));
+        }
+        let (spec, id) = lookup_id(name)?;
+        if r.names.len() < 8 {
+            r.names.push((name.to_vec(), spec, id));
+        } else {
+            let at = r.next;
+            r.names[at] = (name.to_vec(), spec, id);
+            r.next = (at + 1) % 8;
+        }
+        Some((spec, id))
+    })
 }
 
 /// Runs `body` (the script) with `redis.call`/`redis.pcall` serving `ctx` and `run`.
@@ -128,8 +179,11 @@ unsafe fn serve(state: *mut ffi::lua_State, raise: bool) -> bool {
     // SAFETY: set by `bind`, whose frame outlives the script's run; nothing else on
     // this thread uses the run while a script's `redis.call` runs.
     let bound = &mut *bound;
-    let (mut args, mut out) =
-        BUFFERS.with(|b| b.take()).unwrap_or_else(|| (OwnedArgs::new(), ReplyBuf::new(Proto::Resp2)));
+    let Buffers { mut args, mut out, mut keys } = BUFFERS.with(|b| b.take()).unwrap_or_else(|| Buffers {
+        args: OwnedArgs::new(),
+        out: ReplyBuf::new(Proto::Resp2),
+        keys: Vec::new(),
+    });
     args.clear();
     let n = ffi::lua_gettop(state);
     let mut typed = true;
@@ -159,7 +213,7 @@ unsafe fn serve(state: *mut ffi::lua_State, raise: bool) -> bool {
         out.errors = 0;
         out.last_error_at = 0;
         out.proto = if bound.state.resp.get() == 3 { Proto::Resp3 } else { Proto::Resp2 };
-        match dispatch(bound.ctx, bound.run, bound.state, &args.args(), &mut out) {
+        match dispatch(bound.ctx, bound.run, bound.state, &args.args(), &mut out, &mut keys) {
             Answer::Replied => {
                 super::convert::push_reply(state, &out.buf);
                 out.errors > 0
@@ -174,7 +228,7 @@ unsafe fn serve(state: *mut ffi::lua_State, raise: bool) -> bool {
             }
         }
     };
-    BUFFERS.with(|b| b.set(Some((args, out))));
+    BUFFERS.with(|b| b.set(Some(Buffers { args, out, keys })));
     failed && raise
 }
 
@@ -217,9 +271,16 @@ pub struct NestedCall {
 }
 
 /// Runs one `redis.call`/`redis.pcall` of `args` (at least one), its reply written to
-/// `out` (empty, in the script's protocol).
-pub fn dispatch(ctx: &mut Ctx, run: &mut Run, state: &RunState, args: &Args, out: &mut ReplyBuf) -> Answer {
-    let resolved = lookup_id(args.get(0)).and_then(|(spec, id)| {
+/// `out` (empty, in the script's protocol); `idx` is room for its key positions.
+pub fn dispatch(
+    ctx: &mut Ctx,
+    run: &mut Run,
+    state: &RunState,
+    args: &Args,
+    out: &mut ReplyBuf,
+    idx: &mut Vec<usize>,
+) -> Answer {
+    let resolved = lookup_recent(args.get(0)).and_then(|(spec, id)| {
         if !spec.subcommands.is_empty() && args.len() >= 2 {
             lookup_sub(spec, args.get(1)).map(|sub| (sub, sub_id(spec, id, sub)))
         } else {
@@ -271,9 +332,9 @@ pub fn dispatch(ctx: &mut Ctx, run: &mut Run, state: &RunState, args: &Args, out
     }
     // Where the command's keys live: the script holds only its declared keys' shards
     // (all of them when it declared none), and in cluster mode one slot of this node.
-    let mut idx = Vec::new();
-    spec.key_indexes(args, &mut idx);
-    for &i in &idx {
+    idx.clear();
+    spec.key_indexes(args, idx);
+    for &i in idx.iter() {
         let key = args.get(i);
         if ctx.cfg.cluster_mode {
             let slot = ferrokv_store::slot::key_slot(key);

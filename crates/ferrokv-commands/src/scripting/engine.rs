@@ -65,6 +65,8 @@ pub struct Engine {
     main: *mut ffi::lua_State,
     view_ref: c_int,
     handler_ref: c_int,
+    /// The strings "KEYS" and "ARGV", kept in the registry (not interned again per run).
+    names_ref: [c_int; 2],
     /// The environment scripts run in (see the module docs).
     pub env: Table,
     /// The table behind `env` (KEYS and ARGV are set here).
@@ -321,11 +323,13 @@ impl Engine {
             })?,
         )?;
         let handler = error_handler(&lua, &state)?;
-        let (mut main, mut view_ref, mut handler_ref) = (std::ptr::null_mut(), 0, 0);
-        // SAFETY: the closure pops the two values exec_raw pushed, into the registry.
+        let (mut main, mut view_ref, mut handler_ref, mut names_ref) = (std::ptr::null_mut(), 0, 0, [0; 2]);
+        // SAFETY: the closure pops the four values exec_raw pushed, into the registry.
         unsafe {
-            lua.exec_raw::<()>((view.clone(), handler.clone()), |l| {
+            lua.exec_raw::<()>((view.clone(), handler.clone(), "KEYS", "ARGV"), |l| {
                 main = l;
+                names_ref[1] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                names_ref[0] = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
                 handler_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
                 view_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
             })?;
@@ -357,6 +361,7 @@ impl Engine {
             main,
             view_ref,
             handler_ref,
+            names_ref,
             env,
             view,
             hidden,
@@ -473,14 +478,14 @@ impl Engine {
             }
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.handler_ref as _);
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.view_ref as _);
-            set_strings(l, c"KEYS", args, 3, 3 + numkeys);
-            set_strings(l, c"ARGV", args, 3 + numkeys, args.len());
+            set_strings(l, self.names_ref[0], args, 3, 3 + numkeys);
+            set_strings(l, self.names_ref[1], args, 3 + numkeys, args.len());
             ffi::lua_settop(l, base + 1);
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, f_ref as _);
             let status = super::call::bind(ctx, run, &self.state, || ffi::lua_pcall(l, 0, 1, base + 1));
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, self.view_ref as _);
-            for name in [c"KEYS", c"ARGV"] {
-                ffi::lua_pushstring(l, name.as_ptr());
+            for name in self.names_ref {
+                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, name as _);
                 ffi::lua_pushnil(l);
                 ffi::lua_rawset(l, -3);
             }
@@ -554,8 +559,10 @@ impl Engine {
         match result {
             None => {}
             Some(Ok((true, v))) => convert::lua_to_reply(&v, self.state.resp.get(), ctx.out),
-            Some(Ok((false, v))) => ctx.out.error(&convert::error_reply_text(&v, &run.name)),
-            Some(Err(e)) => ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name, e.to_string())),
+            Some(Ok((false, v))) => ctx.out.error(&convert::error_reply_text(&v, run.name.as_str())),
+            Some(Err(e)) => {
+                ctx.out.error(&format!("ERR Error running script {}, {:.100}", run.name.as_str(), e.to_string()))
+            }
         }
         self.runs += 1;
         if self.runs.is_multiple_of(50) {
@@ -626,12 +633,13 @@ impl Engine {
     }
 }
 
-/// Sets `view[name]` (the view is at the stack's top) to a new table of
+/// Sets `view[name]` (the view is at the stack's top; the name in the registry at
+/// `name_ref`) to a new table of
 /// `args[from..to]`. (Reusing the last run's tables, emptied, measured no better.)
 ///
 /// SAFETY: needs 3 free stack slots; fails only when Lua's allocator does.
-unsafe fn set_strings(l: *mut ffi::lua_State, name: &std::ffi::CStr, args: &Args, from: usize, to: usize) {
-    ffi::lua_pushstring(l, name.as_ptr());
+unsafe fn set_strings(l: *mut ffi::lua_State, name_ref: c_int, args: &Args, from: usize, to: usize) {
+    ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, name_ref as _);
     ffi::lua_createtable(l, (to - from) as c_int, 0);
     for i in from..to {
         let a = args.get(i);

@@ -179,7 +179,7 @@ fn fcall_generic(ctx: &mut Ctx, args: &Args, ro: bool) {
     let slot_data = running::RunSlot::start(false, name.clone(), args.iter().map(|a| a.to_vec()).collect());
     let first_slot = (numkeys > 0 && ctx.cfg.cluster_mode).then(|| ferrokv_store::slot::key_slot(args.get(3)));
     let mut run = call::Run {
-        name: name.clone(),
+        name: call::RunName::Function(name.clone()),
         eval: false,
         read_only,
         flags: info.flags,

@@ -225,7 +225,7 @@ fn eval_generic(ctx: &mut Ctx, args: &Args, by_sha: bool, ro: bool) {
     let slot_data = running::RunSlot::start(true, String::new(), Vec::new());
     let first_slot = (numkeys > 0 && ctx.cfg.cluster_mode).then(|| ferrokv_store::slot::key_slot(args.get(3)));
     let mut run = call::Run {
-        name: script.sha.clone(),
+        name: call::RunName::Script(script.clone()),
         eval: true,
         read_only,
         flags,

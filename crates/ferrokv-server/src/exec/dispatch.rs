@@ -1637,6 +1637,9 @@ impl Drop for MultiDb<'_> {
 
 impl Keyspace for MultiDb<'_> {
     fn db(&mut self, key: &[u8]) -> &mut Db {
+        if self.guards.len() == 1 && self.node.shard_count() == 1 {
+            return &mut self.guards[0].1;
+        }
         let i = self.index_of(self.node.shard_of_key(key));
         &mut self.guards[i].1
     }
