@@ -21,7 +21,6 @@
 //! still execute in order.
 
 use crate::node::{Node, ShardId};
-use crate::pace::{Pace, Step};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -158,7 +157,8 @@ pub fn placement(
     at.iter().enumerate().filter_map(|(s, a)| a.filter(|&a| a != owner(s as u16)).map(|a| (s as u16, a))).collect()
 }
 
-/// Keeps a node's served slots spread over its cores (shard 0's loop, cluster mode): when the set of served slots changes (ADDSLOTS, a migration, a failover, a
+/// Keeps a node's served slots spread over its cores (shard 0, every tick, cluster
+/// mode): when the set of served slots changes (ADDSLOTS, a migration, a failover, a
 /// replica following another master), it places the slots that changed hands with
 /// [`placement`] and [`move_slot`]; slots that stay served stay where they are (moved
 /// only to even the cores out while the balancer is off).
@@ -166,29 +166,23 @@ pub fn placement(
 pub struct Spreader {
     view_version: u64,
     served: Vec<bool>,
-    /// Handoffs still owed, in order.
+    /// Handoffs still owed: the tick's time ran out, or a handoff was refused (a
+    /// migration, a snapshot or a full sync in the way); tried again next tick.
     plan: Vec<(u16, ShardId)>,
-    /// Handoffs refused (a migration, a snapshot or a full sync in the way), tried
-    /// again from `retry_at` once the plan is done.
-    refused: Vec<(u16, ShardId)>,
-    retry_at: Option<Instant>,
 }
 
 impl Spreader {
-    /// Moves slots of the plan (shard 0's loop, every iteration, within `pace`'s share
-    /// of its time); a slot whose move is refused is tried again 100 ms later.
-    pub fn step(&mut self, node: &Node, pace: &mut Pace) -> Step {
-        let Some(c) = node.cluster.as_ref() else { return Step::Idle };
+    /// Moves slots of the plan for up to `budget` (shard 0's tick); a move refused now is
+    /// tried again next tick.
+    pub fn tick(&mut self, node: &Node, budget: Duration) {
+        let Some(c) = node.cluster.as_ref() else { return };
         if node.shard_count() < 2 {
-            return Step::Idle;
+            return;
         }
         // Handoffs take shard 0's time (and both shards' locks), and so does planning
         // them; during a migration's write pause that time is the pause's.
         if node.slot_migration.in_pause() {
-            return match self.view_version == c.version() && self.plan.is_empty() && self.retry_at.is_none() {
-                true => Step::Idle,
-                false => Step::At(Instant::now() + Duration::from_millis(1)),
-            };
+            return;
         }
         let v = c.version();
         if v != self.view_version {
@@ -198,49 +192,29 @@ impl Spreader {
                 let before =
                     if self.served.is_empty() { vec![false; served.len()] } else { std::mem::take(&mut self.served) };
                 let mut owed = vec![false; served.len()];
-                for &(s, _) in self.plan.iter().chain(&self.refused) {
+                for &(s, _) in &self.plan {
                     owed[s as usize] = true;
                 }
                 let even = !node.config().shard_balance;
                 self.plan = placement(&before, &served, &owed, |s| node.shard_of_slot(s), node.shard_count(), even);
-                self.refused.clear();
-                self.retry_at = None;
                 self.served = served;
             }
         }
         if self.plan.is_empty() {
-            match self.retry_at {
-                None => return Step::Idle,
-                Some(at) if Instant::now() < at => return Step::At(at),
-                Some(_) => {
-                    self.plan = std::mem::take(&mut self.refused);
-                    self.retry_at = None;
-                }
-            }
+            return;
         }
-        let until = match pace.slice() {
-            Ok(until) => until,
-            Err(next) => return Step::At(next),
-        };
         let start = Instant::now();
-        let mut done = 0;
-        for &(slot, to) in &self.plan {
-            if done > 0 && Instant::now() >= until {
+        let mut left = Vec::new();
+        for (i, &(slot, to)) in self.plan.iter().enumerate() {
+            if start.elapsed() >= budget {
+                left.extend_from_slice(&self.plan[i..]);
                 break;
             }
-            done += 1;
             if move_slot(node, slot, to, None).is_err() {
-                self.refused.push((slot, to));
+                left.push((slot, to));
             }
         }
-        self.plan.drain(..done);
-        if self.plan.is_empty() && !self.refused.is_empty() {
-            self.retry_at = Some(Instant::now() + Duration::from_millis(100));
-        }
-        match pace.done(start, !self.plan.is_empty()) {
-            Step::Idle => self.retry_at.map_or(Step::Idle, Step::At),
-            step => step,
-        }
+        self.plan = left;
     }
 }
 

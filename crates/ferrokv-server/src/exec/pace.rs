@@ -1,11 +1,9 @@
 //! Background work a shard does from its loop in slices, within a share of its time:
-//! deleting the keys of slots the node lost (`slot_migration::trim_step`) and moving
-//! slots between its cores after the served slots changed (`balance::Spreader`).
+//! deleting the keys of slots the node lost (`slot_migration::trim_step`).
 //!
-//! Done flat out, such work took a small machine's CPUs from everything else for tens
-//! of milliseconds at a time: the requests of the shard's own clients, and the other
-//! processes of a migration (its next write pause waited behind a source's 20 ms of
-//! slot moves). Redis runs its own background cycles (active expiry, the active trim of
+//! Done flat out, such work took a small machine's CPUs from everything else: the
+//! requests of the shard's own clients, and the other processes of a migration (the
+//! next task's write pause). Redis runs its own background cycles (active expiry, the active trim of
 //! 8.4) within 25% of the CPU; a [`Pace`] gives a quarter of each 10 ms, in slices of
 //! at most half a millisecond, so the loop serves its connections in between.
 

@@ -11,7 +11,7 @@ use crate::dispatch::ShardCore;
 use crate::msg::Msg;
 use crate::net;
 use crate::node::{unix_ms, Node};
-use crate::pace::{Pace, Step};
+use crate::pace::Pace;
 use ferrokv_runtime::executor::Executor;
 use ferrokv_runtime::ops::Ops;
 use ferrokv_runtime::{token, BufRing, MailWaker, Ring, RingConfig};
@@ -62,10 +62,8 @@ pub struct Shard {
     bus: Option<std::rc::Rc<crate::bus::Bus>>,
     /// The unix second of the last walk over every connection's memory.
     last_cron_second: u64,
-    /// This shard's share of the time for deleting the keys of slots the node lost,
-    /// and (shard 0) for spreading the served slots over the cores.
+    /// This shard's share of the time for deleting the keys of slots the node lost.
     trim_pace: Pace,
-    spread_pace: Pace,
 }
 
 impl Shard {
@@ -105,7 +103,6 @@ impl Shard {
             bus: None,
             last_cron_second: 0,
             trim_pace: Pace::default(),
-            spread_pace: Pace::default(),
         })
     }
 
@@ -118,6 +115,8 @@ impl Shard {
         let id = self.core.id;
         if id == 0 && node.cluster.is_some() {
             self.bus = crate::bus::Bus::start(node, self.ops.clone(), self.executor.clone());
+            // The table start-up built, before the first client can ask for it.
+            self.advertise_cores();
         }
         loop {
             self.core.now_ms = unix_ms();
@@ -144,11 +143,6 @@ impl Shard {
             self.deliver_pubsub();
             // Keys of slots this node lost, within a share of the time (`crate::pace`).
             let trim = crate::slot_migration::trim_step(node, id, &mut self.trim_pace);
-            // Shard 0: slots moved between the cores after the served slots changed.
-            let spread = match id {
-                0 => self.core.balancer.spread.step(node, &mut self.spread_pace),
-                _ => Step::Idle,
-            };
             // The AOF gets this iteration's effects before any reply leaves, to a
             // client or to another shard (which may answer its client at once).
             crate::pubsub::log_for_replicas(&mut self.core);
@@ -188,7 +182,7 @@ impl Shard {
                 let until = node.repl.paused_until.load(Ordering::Relaxed);
                 timeout = timeout.min(Duration::from_millis(until.saturating_sub(unix_ms()).max(1)));
             }
-            for at in [trim.wake_at(), spread.wake_at()].into_iter().flatten() {
+            if let Some(at) = trim.wake_at() {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             if !self.held.is_empty() {
@@ -202,7 +196,6 @@ impl Shard {
             let mailbox = &node.shards[id].mailbox;
             let wait = !snapshot_left
                 && trim.lets_sleep()
-                && spread.lets_sleep()
                 && self.core.outbox_empty()
                 && !self.executor.has_ready()
                 && mailbox.prepare_sleep();
@@ -702,6 +695,16 @@ impl Shard {
         }
     }
 
+    /// Shard 0: tells the bus the node's slot → core table if a handoff changed it.
+    fn advertise_cores(&self) {
+        let node = self.core.node;
+        if node.cores_changed.swap(false, Ordering::AcqRel) {
+            if let Some(b) = &self.bus {
+                b.set_core_table(|s| node.shard_of_slot(s));
+            }
+        }
+    }
+
     /// The periodic work (`hz` times a second): active expiry and idle timeouts.
     fn tick(&mut self) {
         self.core.now_ms = unix_ms();
@@ -744,11 +747,11 @@ impl Shard {
             if on && node.shard_count() > 1 {
                 self.core.balancer.round(node, 1000, threshold);
             }
-            if node.cores_changed.swap(false, Ordering::AcqRel) {
-                if let Some(b) = &self.bus {
-                    b.set_core_table(|s| node.shard_of_slot(s));
-                }
-            }
+            // At most 5 ms of slot moves a tick: a source that had just lost a
+            // migration's slots stalled its bus (and the next task's handoff) for the
+            // 20 ms this was.
+            self.core.balancer.spread.tick(node, Duration::from_millis(5));
+            self.advertise_cores();
             crate::persist::cron(self.core.node);
             crate::aof::cron(self.core.node);
             crate::repl::cron(&mut self.core);
