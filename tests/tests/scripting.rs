@@ -315,6 +315,13 @@ fn library_struct() {
         "setmetatable(cjson, {})",
         "return tostring(getmetatable(cjson))",
         "local t = setmetatable({}, {__index = function() return 5 end}) return t.x",
+        // Strings' metatable and its `string` are read-only too, and are the `string` a
+        // script sees.
+        "getmetatable('').__index.leak = 'x' return 1",
+        "return tostring(string.leak)",
+        "getmetatable('').__index = {} return 1",
+        "local m = getmetatable('') m.x = 1 return 1",
+        "return {('abc'):upper(), ('%d'):format(7), type(getmetatable('')), getmetatable('').__index == string}",
     ];
     let cmds: Vec<Vec<Vec<u8>>> = scripts.iter().map(|s| eval(s, &[], &[])).collect();
     same_replies(&cmds);

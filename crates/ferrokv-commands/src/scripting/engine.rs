@@ -220,12 +220,14 @@ end
 -- read-only table, the libraries have none.
 local getmetatable_ = getmetatable
 local metas = {}
+local string_meta -- the strings' metatable as scripts see it: read-only (set below)
 G.setmetatable = function(t, m)
   if targets[t] then error('Attempt to modify a readonly table', 0) end
   return setmetatable(t, m)
 end
 G.getmetatable = function(t)
   if targets[t] then return metas[t] end
+  if type(t) == 'string' then return string_meta end
   return getmetatable_(t)
 end
 local loadstring_ = hidden.loadstring
@@ -248,6 +250,12 @@ local view = {}
 for k, v in rawnext, G do
   if type(v) == 'table' and k ~= '_G' then view[k] = protect(v) else view[k] = v end
 end
+-- Strings' methods come from the read-only `string` scripts see (as in Redis, where
+-- `getmetatable('').__index == string`), and their metatable reads as read-only: the
+-- real ones would let a script change `string` for every later script.
+local smt = getmetatable_('')
+smt.__index = view.string
+string_meta = protect(smt)
 local env = setmetatable({}, {__index = view, __newindex = readonly, __metatable = false})
 targets[env] = view
 metas[env] = protect({})
