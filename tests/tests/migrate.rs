@@ -357,14 +357,11 @@ fn add_node_rebalance_del_node() {
     // A new empty master, and a replica of the first master.
     cli_ok(&["--cluster", "add-node", &new_master.addr(), &nodes[0].addr()].map(String::from));
     // add-node returns once it sent the MEET; the next add-node checks the cluster first
-    // and refuses while a node still knows the new one by its handshake name (as it
-    // would with Redis): wait until the handshake is over everywhere.
-    let four: Vec<&Server> = nodes.iter().chain([&new_master]).collect();
-    wait_until("every node knows the new master", Duration::from_secs(30), || {
-        four.iter().all(|n| {
-            let t = text(n, &["CLUSTER", "NODES"]);
-            t.lines().filter(|l| l.contains("127.0.0.1:")).count() == 4 && !t.contains("handshake")
-        })
+    // and refuses until every node, the new one included, has the same slots
+    // configuration (the new master learns the others' slots from their pings): wait for
+    // what its check waits for, as with Redis.
+    wait_until("the nodes agree about the slots configuration", Duration::from_secs(30), || {
+        redis_cli(&["--cluster", "check", &nodes[0].addr()]).1.contains("[OK] All nodes agree")
     });
     let id0 = myid(&nodes[0]);
     let args = [
