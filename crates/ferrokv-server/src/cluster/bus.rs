@@ -211,9 +211,7 @@ impl Bus {
             if let Err(e) = save_atomically(&self.conf_path, &text, false) {
                 tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
             }
-            self.save_done.set(self.save_asked.get());
-            let mut held = self.held_replies.borrow_mut();
-            self.released.borrow_mut().extend(held.drain(..).map(|(_, r)| r));
+            self.saved(self.save_asked.get());
             return;
         }
         {
@@ -235,13 +233,18 @@ impl Bus {
             if let Err(e) = self.write_conf(text, fsync).await {
                 tracing::error!("cluster: cannot save {}: {e}", self.conf_path);
             }
-            self.save_done.set(asked);
-            let mut held = self.held_replies.borrow_mut();
-            let (ready, wait): (Vec<_>, Vec<_>) = held.drain(..).partition(|(g, _)| *g <= asked);
-            *held = wait;
-            self.released.borrow_mut().extend(ready.into_iter().map(|(_, r)| r));
+            self.saved(asked);
         }
         self.saving.set(false);
+    }
+
+    /// The saves asked for up to `asked` are written: the replies held for them go.
+    fn saved(&self, asked: u64) {
+        self.save_done.set(asked);
+        let mut held = self.held_replies.borrow_mut();
+        let (ready, wait): (Vec<_>, Vec<_>) = held.drain(..).partition(|(g, _)| *g <= asked);
+        *held = wait;
+        self.released.borrow_mut().extend(ready.into_iter().map(|(_, r)| r));
     }
 
     async fn write_conf(&self, text: String, fsync: bool) -> std::io::Result<()> {

@@ -28,7 +28,8 @@
 //! 6. T claims the slots (`MIGRATION-SYNC <id> CLAIM <ranges>` on itself: as `SETSLOT s
 //!    NODE T` for each, with one nodes.conf save and one PONG broadcast; the config
 //!    epoch bump without consensus the claim needs was taken at step 2, with its fsync,
-//!    outside the pause — the claim bumps again only if a node took a greater one since), then tells O directly (`HANDOFF <T> <epoch>
+//!    outside the pause — the claim bumps again only if a node took a greater one
+//!    since), then tells O directly (`HANDOFF <T> <epoch>
 //!    <ranges>`, applied as T's UPDATE message would be) instead of waiting for the
 //!    bus. O's keys of S are deleted in the background (the dirty-slot rule; see
 //!    "deleting the keys of slots this node lost" below).
@@ -1603,24 +1604,16 @@ pub fn trim_step(node: &Node, shard: crate::node::ShardId, pace: &mut Pace) -> S
     };
     let start = Instant::now();
     let mut list = lock(&sh.trim);
-    // Small slots are finished several to a batch, up to about a batch of keys.
-    let mut budget = TRIM_BATCH;
+    // Batches (a small slot is one) until the slice is over.
     while let Some(&slot) = list.last() {
-        let before = node.lock_db(shard).slot_len(slot);
         if delete_batch(node, shard, slot) == 0 {
             list.pop();
             node.slot_migration.hidden.remove(slot);
             sh.trimming.store(!list.is_empty(), Ordering::Release);
             trim_job_done(node);
-            budget = budget.saturating_sub(before.max(1));
-        } else {
-            budget = 0;
         }
-        if budget == 0 {
-            if Instant::now() >= until {
-                break;
-            }
-            budget = TRIM_BATCH;
+        if Instant::now() >= until {
+            break;
         }
     }
     sh.trimming.store(!list.is_empty(), Ordering::Release);

@@ -3,9 +3,10 @@
 //!
 //! Done flat out, such work took a small machine's CPUs from everything else: the
 //! requests of the shard's own clients, and the other processes of a migration (the
-//! next task's write pause). Redis runs its own background cycles (active expiry, the active trim of
-//! 8.4) within 25% of the CPU; a [`Pace`] gives a quarter of each 10 ms, in slices of
-//! at most half a millisecond, so the loop serves its connections in between.
+//! next task's write pause). Redis runs its own background cycles (active expiry, the
+//! active trim of 8.4) within 25% of the CPU; a [`Pace`] gives a quarter of each 10 ms,
+//! in slices of at most half a millisecond, so the loop serves its connections in
+//! between.
 
 use std::time::{Duration, Instant};
 
